@@ -1,0 +1,64 @@
+// Package emulator holds what every emulated transport shares: the card
+// application interface that the reference device satisfies, and the
+// Answers To Reset of the SIM and eSIM form factors (ISO/IEC 7816-3).
+//
+// An emulator makes a device application look like hardware on a real OS
+// interface (pcscd through vpcd, a pseudo-terminal, USB CCID bulk messages,
+// an SD file channel). It never imports a rig: rigs reach the emulator
+// through the OS interface alone.
+package emulator
+
+// Card is a device application as an emulator drives it.
+//
+// Process answers one command APDU; it returns nil when power was cut while
+// the command ran (a tear), in which case the emulator reports the card as
+// unresponsive until the next PowerOn. PowerOn runs the application's
+// power-up (store recovery); PowerOff removes power; Reset is a warm reset.
+type Card interface {
+	Process(command []byte) []byte
+	PowerOn()
+	PowerOff()
+	Reset()
+}
+
+// Form is the form factor an emulator presents.
+type Form string
+
+const (
+	FormSIM  Form = "sim"
+	FormESIM Form = "esim"
+	FormSD   Form = "sd"
+	FormUSB  Form = "usb"
+	FormUART Form = "serial"
+)
+
+// ATR returns the Answer To Reset of a form factor. All forms speak T=1
+// with IFSC 254; the historical bytes name the form ("SPDLAB SIM",
+// "SPDLAB eSIM", ...).
+//
+//	TS  T0  TD1 TD2 TA3 TB3 historical bytes      TCK
+//	3B  8K  81  31  FE  45  'S' 'P' 'D' 'L' ...   XOR of T0..last
+//
+// T0 = 0x80 | K (TD1 present, K historical bytes); TD1 = 0x81 (TD2 present,
+// T=1); TD2 = 0x31 (TA3 and TB3 present, T=1); TA3 = IFSC 254; TB3 = BWI 4,
+// CWI 5. TCK is present because T=1 is indicated.
+func ATR(f Form) []byte {
+	hist := "SPDLAB SIM"
+	switch f {
+	case FormESIM:
+		hist = "SPDLAB eSIM"
+	case FormSD:
+		hist = "SPDLAB SD"
+	case FormUSB:
+		hist = "SPDLAB USB"
+	case FormUART:
+		hist = "SPDLAB UART"
+	}
+	atr := []byte{0x3B, 0x80 | byte(len(hist)), 0x81, 0x31, 0xFE, 0x45}
+	atr = append(atr, hist...)
+	var tck byte
+	for _, b := range atr[1:] {
+		tck ^= b
+	}
+	return append(atr, tck)
+}
