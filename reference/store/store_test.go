@@ -192,7 +192,7 @@ func TestTearEveryWrite(t *testing.T) {
 					txChanges(tx)
 					err := tx.Commit()
 					want := final
-					if n <= txWrites/2+1 {
+					if n <= txWrites/2 { // the commit mark is write k+1
 						want = initial
 					}
 					if n > txWrites {
