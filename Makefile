@@ -1,0 +1,54 @@
+# spdlab build. `make run` and `make test` install what they need first.
+GO        ?= go
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1s
+DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu
+OUT       ?= out
+
+APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools
+
+.PHONY: all deps services build run test test-unit test-scenarios bench fuzz vet clean
+
+all: build
+
+## deps: Debian packages (as root) and Go modules through the proxy
+deps:
+	@bash scripts/deps.sh $(APT_PACKAGES)
+	@$(GO) mod download
+
+## services: pcscd with the vsmartcard-vpcd reader driver (needs root)
+services: deps
+	@bash .ci/pcscd
+
+build: deps
+	$(GO) build -o bin/spdlab ./cmd/spdlab
+
+## run: the main job on the embedded default (the reference device, in process)
+run: build
+	./bin/spdlab demo --out $(OUT)/demo
+
+## test: every unit test, then the conformance suite on every emulated transport
+test: services
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory test-scenarios
+
+test-scenarios: build
+	@set -e; for dut in $(DUTS); do \
+	  echo "== conformance suite on --dut $$dut"; \
+	  $(GO) test -count=1 -timeout 15m ./scenarios/ -args --dut=$$dut --report-dir=$(OUT)/reports/$$dut; \
+	done
+
+## bench: transport round trips, payment and medium figures, each as a ratio to its floor
+bench: services
+	@bash scripts/bench.sh $(BENCHTIME)
+
+## fuzz: every fuzz target for FUZZTIME each
+fuzz: deps
+	@bash scripts/fuzz.sh $(FUZZTIME)
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin $(OUT)

@@ -1,0 +1,75 @@
+package reports
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+var certTemplate = template.Must(template.New("cert").Funcs(template.FuncMap{
+	"join":  func(s []string) string { return strings.Join(s, ", ") },
+	"class": func(v Verdict) string { return strings.ReplaceAll(string(v), " ", "-") },
+}).Parse(`<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>spdlab certification: {{.DUT}}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;width:100%;margin-bottom:2em}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;font-size:14px}
+th{background:#f0f0f0}
+.passed{background:#e3f6e3}.failed{background:#fbe0e0}.not-applicable{background:#f3f3f3;color:#666}.not-run{background:#fff6d5}
+.verdict{font-size:1.4em;font-weight:bold}
+pre{white-space:pre-wrap;margin:0;font-size:12px}
+</style></head><body>
+<h1>spdlab certification report</h1>
+<p>Device under test: <b>{{.DUT}}</b><br>Suite: {{.Suite}}<br>Run: {{.Started.UTC.Format "2006-01-02 15:04:05"}} to {{.Finished.UTC.Format "15:04:05"}} UTC</p>
+<p class="verdict {{if .Certified}}passed{{else}}failed{{end}}">{{if .Certified}}CERTIFIED{{else}}NOT CERTIFIED{{end}}:
+{{.Passed}} passed, {{.Failed}} failed, {{.NotApplic}} not applicable</p>
+<h2>Claims</h2>
+<table><tr><th>Claim</th><th>Verdict</th></tr>
+{{range .ClaimRows}}<tr class="{{class .Verdict}}"><td>{{.Claim}}</td><td>{{.Verdict}}</td></tr>
+{{end}}</table>
+<h2>Cases</h2>
+<table><tr><th>Case</th><th>Description</th><th>Requirements</th><th>Claims</th><th>Verdict</th><th>Detail</th></tr>
+{{range .Cases}}<tr class="{{class .Verdict}}"><td>{{.ID}}</td><td>{{.Description}}</td><td>{{join .Requirements}}</td><td>{{join .Claims}}</td><td>{{.Verdict}}</td>
+<td>{{if .Reason}}<pre>{{.Reason}}</pre>{{end}}{{if eq .Verdict "failed"}}<pre>{{.Location}}</pre>{{range .Transcript}}<pre>{{.}}</pre>{{end}}{{end}}</td></tr>
+{{end}}</table>
+</body></html>
+`))
+
+// ClaimRow is one row of the claims table.
+type ClaimRow struct {
+	Claim   string
+	Verdict Verdict
+}
+
+// ClaimRows lists the claims in numeric order.
+func (c Certificate) ClaimRows() []ClaimRow {
+	rows := make([]ClaimRow, 0, len(c.Claims))
+	for cl, v := range c.Claims {
+		rows = append(rows, ClaimRow{cl, v})
+	}
+	sort.Slice(rows, func(i, j int) bool { return claimNumber(rows[i].Claim) < claimNumber(rows[j].Claim) })
+	return rows
+}
+
+// WriteHTML writes the certificate as a standalone HTML page.
+func (c Certificate) WriteHTML(w io.Writer) error {
+	if err := certTemplate.Execute(w, c); err != nil {
+		return fmt.Errorf("reports: html: %w", err)
+	}
+	return nil
+}
+
+// Summary is a one-line verdict for terminals and logs.
+func (c Certificate) Summary() string {
+	v := "NOT CERTIFIED"
+	if c.Certified {
+		v = "CERTIFIED"
+	}
+	return v + ": " + strconv.Itoa(c.Passed) + " passed, " + strconv.Itoa(c.Failed) + " failed, " +
+		strconv.Itoa(c.NotApplic) + " not applicable"
+}
