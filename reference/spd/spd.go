@@ -99,12 +99,12 @@ func (i INS) String() string {
 
 // P1/P2 values.
 const (
-	P1SelectByAID byte = 0x04
-	P2PIN         byte = 0x80 // VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER: the PIN
-	P2Biometric   byte = 0x81 // VERIFY: the biometric feature vector
-	P1UnblockPUK  byte = 0x00 // RESET RETRY COUNTER with the PUK
-	P1UnblockHost byte = 0x01 // RESET RETRY COUNTER with a host-signed order
-	P1TransferOut byte = 0x00 // TRANSFER: debit and show a new transfer medium
+	P1SelectByAID  byte = 0x04
+	P2PIN          byte = 0x80 // VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER: the PIN
+	P2Biometric    byte = 0x81 // VERIFY: the biometric feature vector
+	P1UnblockPUK   byte = 0x00 // RESET RETRY COUNTER with the PUK
+	P1UnblockHost  byte = 0x01 // RESET RETRY COUNTER with a host-signed order
+	P1TransferOut  byte = 0x00 // TRANSFER: debit and show a new transfer medium
 	P1TransferShow byte = 0x01 // TRANSFER: show an outstanding transfer again
 )
 
