@@ -51,32 +51,32 @@ const PayloadFormat = "SVL01"
 // BER-TLV tags of a medium. Tags 85, 61, 4F, 5A, 5F2D, 9F02, 9F36, 5F24,
 // 9F1A and 5F2A follow EMV usage; DF-prefixed tags are spdlab's own.
 const (
-	TagPayloadFormat  = 0x85   // "SVL01"
-	TagAppTemplate    = 0x61   // constructed: the service information
-	TagAID            = 0x4F   // application identifier of the issuing app
-	TagKind           = 0xDF01 // 1 byte: Kind
-	TagDeviceID       = 0xDF02 // 8 bytes: the SPD's identity (first identity, C19)
-	TagToken          = 0xDF03 // payment token standing in for the account (C20, C24)
-	TagBalance        = 0xDF04 // 8 bytes big-endian: stored value in minor units
-	TagPending        = 0xDF05 // 8 bytes: total pending offline
-	TagUses           = 0xDF06 // 4 bytes: remaining consumption count
-	TagATC            = 0x9F36 // 4 bytes here (EMV uses 2): transaction counter
-	TagExpiry         = 0x5F24 // 4 bytes: Unix seconds, validity end
-	TagCurrency       = 0x5F2A // 2 bytes: ISO 4217 numeric
-	TagAmount         = 0x9F02 // 8 bytes: transfer or payment amount
-	TagPayeeNonce     = 0xDF07 // merchant's nonce, echoed to bind the medium
-	TagPayerID        = 0xDF08 // payer identity (C17, C19)
-	TagPayeeID        = 0xDF09 // payee identity: device, user or server (C17, C19)
-	TagSerial         = 0xDF0A // 8 bytes: transfer serial, unique per payer
-	TagTokenControls  = 0xDF0B // constructed: domain controls (C22)
-	TagMaxTxns        = 0xDF0C // 4 bytes, inside TagTokenControls
-	TagMaxAmount      = 0xDF0D // 8 bytes, inside TagTokenControls
-	TagChannel        = 0xDF0E // 1 byte bit set, inside TagTokenControls
-	TagResult         = 0xDF0F // 1 byte: 0 success, 1 failure (C31)
-	TagReason         = 0xDF10 // UTF-8: failure reason
-	TagCertificate    = 0xDF11 // the device certificate (see DeviceCertificate)
-	TagIssued         = 0x9A   // 4 bytes: Unix seconds the medium was made
-	TagSignature      = 0x9F45 // ECDSA P-256, ASN.1 DER, over every preceding byte
+	TagPayloadFormat = 0x85   // "SVL01"
+	TagAppTemplate   = 0x61   // constructed: the service information
+	TagAID           = 0x4F   // application identifier of the issuing app
+	TagKind          = 0xDF01 // 1 byte: Kind
+	TagDeviceID      = 0xDF02 // 8 bytes: the SPD's identity (first identity, C19)
+	TagToken         = 0xDF03 // payment token standing in for the account (C20, C24)
+	TagBalance       = 0xDF04 // 8 bytes big-endian: stored value in minor units
+	TagPending       = 0xDF05 // 8 bytes: total pending offline
+	TagUses          = 0xDF06 // 4 bytes: remaining consumption count
+	TagATC           = 0x9F36 // 4 bytes here (EMV uses 2): transaction counter
+	TagExpiry        = 0x5F24 // 4 bytes: Unix seconds, validity end
+	TagCurrency      = 0x5F2A // 2 bytes: ISO 4217 numeric
+	TagAmount        = 0x9F02 // 8 bytes: transfer or payment amount
+	TagPayeeNonce    = 0xDF07 // merchant's nonce, echoed to bind the medium
+	TagPayerID       = 0xDF08 // payer identity (C17, C19)
+	TagPayeeID       = 0xDF09 // payee identity: device, user or server (C17, C19)
+	TagSerial        = 0xDF0A // 8 bytes: transfer serial, unique per payer
+	TagTokenControls = 0xDF0B // constructed: domain controls (C22)
+	TagMaxTxns       = 0xDF0C // 4 bytes, inside TagTokenControls
+	TagMaxAmount     = 0xDF0D // 8 bytes, inside TagTokenControls
+	TagChannel       = 0xDF0E // 1 byte bit set, inside TagTokenControls
+	TagResult        = 0xDF0F // 1 byte: 0 success, 1 failure (C31)
+	TagReason        = 0xDF10 // UTF-8: failure reason
+	TagCertificate   = 0xDF11 // the device certificate (see DeviceCertificate)
+	TagIssued        = 0x9A   // 4 bytes: Unix seconds the medium was made
+	TagSignature     = 0x9F45 // ECDSA P-256, ASN.1 DER, over every preceding byte
 )
 
 // Channel is a bit set of payment channels a token may be used on (C22).
