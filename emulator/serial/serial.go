@@ -1,0 +1,416 @@
+// Package serial makes a card application look like a UART-attached SPD:
+// it opens a pseudo-terminal, puts it in raw mode and serves the card on
+// the master side, so that any program opens the slave side exactly as it
+// would open /dev/ttyUSB0 (rigs/serial does so with go.bug.st/serial).
+//
+// The wire format is the frame of rigs/serial (the one definition, imported
+// from there): HDLC-like byte-stuffed frames (RFC 1662) carrying ISO/IEC
+// 7816-4 APDUs, each with a sequence number and a CRC-16/CCITT-FALSE. The
+// device executes each request once: it keeps the last SEQ it executed
+// and its reply, and answers a repeated SEQ with the cached reply. Damaged
+// frames get a NAK naming the reason, and the device keeps serving. While a
+// command runs longer than Config.WaitInterval it sends WAIT frames, the
+// time extension that keeps the host from declaring it silent.
+package serial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spdlab/spdlab/emulator"
+	frame "github.com/spdlab/spdlab/rigs/serial"
+)
+
+// Config tunes a Device. The zero value gives the defaults noted per field.
+type Config struct {
+	// ATR the device reports; emulator.ATR(emulator.FormUART) when nil.
+	ATR []byte
+	// WaitInterval: while a command runs longer than this, a WAIT frame
+	// is sent every WaitInterval (10 ms).
+	WaitInterval time.Duration
+	// MaxPayload is the largest request payload accepted (frame.MaxPayload).
+	MaxPayload int
+	// WriteTimeout bounds a write to the pty when nobody reads the slave
+	// side; on expiry the unread output is flushed (1 s).
+	WriteTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.ATR == nil {
+		c.ATR = emulator.ATR(emulator.FormUART)
+	}
+	if c.WaitInterval <= 0 {
+		c.WaitInterval = 10 * time.Millisecond
+	}
+	if c.MaxPayload <= 0 || c.MaxPayload > frame.MaxPayload {
+		c.MaxPayload = frame.MaxPayload
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = time.Second
+	}
+	return c
+}
+
+// Stats counts what a Device saw. Commands counts card.Process calls.
+type Stats struct {
+	Frames     uint64 // valid frames received
+	Commands   uint64 // commands executed by the card
+	Duplicates uint64 // repeated requests answered from the cache
+	Dropped    uint64 // damaged frames answered with a NAK
+}
+
+// Device serves one card on a pseudo-terminal.
+type Device struct {
+	card emulator.Card
+	cfg  Config
+
+	mu      sync.Mutex
+	master  *os.File
+	slave   int // held open so the master never sees a hang-up
+	path    string
+	links   []string
+	started bool
+	closed  bool
+	done    chan struct{}
+	err     error // why serving stopped, when not by Close
+
+	frames, commands, duplicates, dropped atomic.Uint64
+
+	// Serving state, owned by the serve goroutine.
+	powered   bool
+	haveLast  bool
+	lastSeq   byte
+	lastType  frame.Type
+	lastReply []byte
+	out       []byte
+}
+
+// New returns a Device serving card. Nothing is opened until Start or Run.
+func New(card emulator.Card, cfg Config) *Device {
+	return &Device{card: card, cfg: cfg.withDefaults(), slave: -1, done: make(chan struct{})}
+}
+
+// Start opens a pseudo-terminal in raw mode, powers the card on and serves
+// it in the background until Close. It returns the path of the slave side
+// (for example /dev/pts/3), which hosts open as a serial port.
+func (d *Device) Start() (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return "", errors.New("serial: device closed")
+	}
+	if d.started {
+		return d.path, nil
+	}
+	master, slave, path, err := openPTY()
+	if err != nil {
+		return "", err
+	}
+	d.master, d.slave, d.path = master, slave, path
+	d.started = true
+	d.card.PowerOn()
+	d.powered = true
+	go d.serve()
+	return path, nil
+}
+
+// Path returns the slave path, empty before Start.
+func (d *Device) Path() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.path
+}
+
+// Link makes path a symbolic link to the slave pty (replacing an existing
+// symbolic link there, never a regular file); Close removes it.
+func (d *Device) Link(path string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started || d.closed {
+		return errors.New("serial: Link before Start or after Close")
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return fmt.Errorf("serial: %s exists and is not a symbolic link", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("serial: replace link: %w", err)
+		}
+	}
+	if err := os.Symlink(d.path, path); err != nil {
+		return fmt.Errorf("serial: link: %w", err)
+	}
+	d.links = append(d.links, path)
+	return nil
+}
+
+// Run starts the device if needed and serves until ctx is done, then
+// closes it. It returns nil after ctx ends, or the error that stopped
+// serving.
+func (d *Device) Run(ctx context.Context) error {
+	if _, err := d.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-d.done:
+	}
+	d.Close()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// Stats returns the counters so far.
+func (d *Device) Stats() Stats {
+	return Stats{Frames: d.frames.Load(), Commands: d.commands.Load(), Duplicates: d.duplicates.Load(), Dropped: d.dropped.Load()}
+}
+
+// Close stops serving, removes the links, closes the pty and powers the
+// card off.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	started := d.started
+	d.mu.Unlock()
+	if !started {
+		return nil
+	}
+	err := d.master.Close()
+	<-d.done
+	unix.Close(d.slave)
+	d.mu.Lock()
+	for _, l := range d.links {
+		os.Remove(l)
+	}
+	d.links = nil
+	d.mu.Unlock()
+	if d.powered {
+		d.card.PowerOff()
+		d.powered = false
+	}
+	return err
+}
+
+type event struct {
+	f   frame.Frame
+	err error
+}
+
+func (d *Device) serve() {
+	defer close(d.done)
+	events := make(chan event, 64)
+	readDone := make(chan error, 1)
+	go func() {
+		dec := frame.NewDecoder(d.cfg.MaxPayload)
+		buf := make([]byte, 4096)
+		emit := func(f frame.Frame, err error) { events <- event{f, err} }
+		for {
+			n, err := d.master.Read(buf)
+			if n > 0 {
+				dec.Feed(buf[:n], emit)
+			}
+			if err != nil {
+				readDone <- err
+				close(events)
+				return
+			}
+		}
+	}()
+	for ev := range events {
+		if ev.err != nil {
+			d.dropped.Add(1)
+			var fe *frame.FrameError
+			if errors.As(ev.err, &fe) {
+				d.send(frame.TypeNak, fe.Seq, []byte{byte(fe.Reason)})
+			}
+			continue
+		}
+		d.frames.Add(1)
+		d.handle(ev.f)
+	}
+	err := <-readDone
+	d.mu.Lock()
+	if !d.closed {
+		d.err = fmt.Errorf("serial: reading %s: %w", d.path, err)
+	}
+	d.mu.Unlock()
+}
+
+func (d *Device) handle(f frame.Frame) {
+	if !f.Type.Request() {
+		if f.Type != frame.TypeNak { // never answer a NAK with a NAK
+			d.send(frame.TypeNak, f.Seq, []byte{byte(frame.ReasonUnexpected)})
+		}
+		return
+	}
+	open := f.Type == frame.TypeReset && len(f.Payload) == 1 && f.Payload[0] == frame.ResetOpen
+	if !open && d.haveLast && f.Seq == d.lastSeq && f.Type == d.lastType {
+		d.duplicates.Add(1)
+		d.write(d.lastReply)
+		return
+	}
+	typ, payload := d.execute(f)
+	reply, err := frame.AppendFrame(nil, frame.Frame{Type: typ, Seq: f.Seq, Payload: payload})
+	if err != nil {
+		reply, _ = frame.AppendFrame(nil, frame.Frame{Type: frame.TypeNak, Seq: f.Seq, Payload: []byte{byte(frame.ReasonResponseSize)}})
+	}
+	d.haveLast, d.lastSeq, d.lastType, d.lastReply = true, f.Seq, f.Type, reply
+	d.write(reply)
+}
+
+// execute runs one request on the card and returns the reply.
+func (d *Device) execute(f frame.Frame) (frame.Type, []byte) {
+	nak := func(r frame.Reason) (frame.Type, []byte) { return frame.TypeNak, []byte{byte(r)} }
+	switch f.Type {
+	case frame.TypeCommand:
+		if !d.powered {
+			return nak(frame.ReasonUnpowered)
+		}
+		resp := d.process(f)
+		if resp == nil { // torn: the card stays mute until powered on
+			d.powered = false
+			return nak(frame.ReasonUnpowered)
+		}
+		return frame.TypeResponse, resp
+	case frame.TypeReset:
+		if len(f.Payload) != 1 {
+			return nak(frame.ReasonBadPayload)
+		}
+		switch f.Payload[0] {
+		case frame.ResetOpen:
+			if !d.powered {
+				return frame.TypeATR, nil
+			}
+		case frame.ResetWarm:
+			if !d.powered {
+				return nak(frame.ReasonUnpowered)
+			}
+			d.card.Reset()
+		case frame.ResetCold:
+			if d.powered {
+				d.card.PowerOff()
+			}
+			d.card.PowerOn()
+			d.powered = true
+		default:
+			return nak(frame.ReasonBadPayload)
+		}
+		return frame.TypeATR, d.cfg.ATR
+	case frame.TypePower:
+		if len(f.Payload) != 1 {
+			return nak(frame.ReasonBadPayload)
+		}
+		switch f.Payload[0] {
+		case frame.PowerOff:
+			if d.powered {
+				d.card.PowerOff()
+				d.powered = false
+			}
+			return frame.TypeAck, nil
+		case frame.PowerOn:
+			if !d.powered {
+				d.card.PowerOn()
+				d.powered = true
+			}
+			return frame.TypeATR, d.cfg.ATR
+		}
+		return nak(frame.ReasonBadPayload)
+	}
+	return nak(frame.ReasonUnexpected)
+}
+
+// process runs the command, sending WAIT frames while it takes long.
+func (d *Device) process(f frame.Frame) []byte {
+	d.commands.Add(1)
+	done := make(chan []byte, 1)
+	go func() { done <- d.card.Process(f.Payload) }()
+	timer := time.NewTimer(d.cfg.WaitInterval)
+	defer timer.Stop()
+	for {
+		select {
+		case resp := <-done:
+			return resp
+		case <-timer.C:
+			d.send(frame.TypeWait, f.Seq, nil)
+			timer.Reset(d.cfg.WaitInterval)
+		}
+	}
+}
+
+func (d *Device) send(t frame.Type, seq byte, payload []byte) {
+	out, err := frame.AppendFrame(d.out[:0], frame.Frame{Type: t, Seq: seq, Payload: payload})
+	if err != nil {
+		return
+	}
+	d.out = out
+	d.write(out)
+}
+
+// write sends b to the host. When nobody reads the slave side for
+// WriteTimeout, the unread output is discarded so serving goes on.
+func (d *Device) write(b []byte) {
+	d.master.SetWriteDeadline(time.Now().Add(d.cfg.WriteTimeout))
+	if _, err := d.master.Write(b); errors.Is(err, os.ErrDeadlineExceeded) {
+		unix.IoctlSetInt(d.slave, unix.TCFLSH, unix.TCIFLUSH)
+	}
+}
+
+// openPTY opens a pseudo-terminal pair the way posix_openpt, grantpt and
+// unlockpt do, with the master non-blocking so that reads go through the
+// runtime poller and Close interrupts them, and sets the slave to raw mode.
+func openPTY() (master *os.File, slave int, path string, err error) {
+	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, -1, "", fmt.Errorf("serial: open /dev/ptmx: %w", err)
+	}
+	fail := func(step string, err error) (*os.File, int, string, error) {
+		unix.Close(mfd)
+		return nil, -1, "", fmt.Errorf("serial: %s: %w", step, err)
+	}
+	n, err := unix.IoctlGetUint32(mfd, unix.TIOCGPTN)
+	if err != nil {
+		return fail("ptsname", err)
+	}
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		return fail("unlockpt", err)
+	}
+	path = "/dev/pts/" + strconv.FormatUint(uint64(n), 10)
+	sfd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fail("open "+path, err)
+	}
+	if err := makeRaw(sfd); err != nil {
+		unix.Close(sfd)
+		return fail("raw mode", err)
+	}
+	return os.NewFile(uintptr(mfd), "/dev/ptmx"), sfd, path, nil
+}
+
+// makeRaw does what cfmakeraw(3) does.
+func makeRaw(fd int) error {
+	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return err
+	}
+	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON | unix.IXOFF
+	t.Oflag &^= unix.OPOST
+	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	t.Cflag &^= unix.CSIZE | unix.PARENB
+	t.Cflag |= unix.CS8
+	t.Cc[unix.VMIN] = 1
+	t.Cc[unix.VTIME] = 0
+	return unix.IoctlSetTermios(fd, unix.TCSETS, t)
+}

@@ -1,0 +1,394 @@
+package serial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spdlab/spdlab/rigs/link"
+	bugst "go.bug.st/serial"
+)
+
+// Config tunes a Port. The zero value gives the defaults noted per field.
+type Config struct {
+	// BaudRate of the line (115200). Over a pseudo-terminal any rate works;
+	// the rate also sets how long a frame takes on the line, which is
+	// added to the retransmission timeout.
+	BaudRate int
+	// RetransmitTimeout is how long the host waits for a reply before it
+	// sends a request again (50 ms, plus the frame's time on the line). It
+	// doubles on each retry, up to MaxRetransmitTimeout (400 ms).
+	RetransmitTimeout    time.Duration
+	MaxRetransmitTimeout time.Duration
+	// SilenceTimeout: when no valid frame at all came from the device for
+	// this long within one request, the device is declared absent and the
+	// request fails with link.ErrNoCard (1 s). A device that sends WAIT
+	// frames is not silent.
+	SilenceTimeout time.Duration
+	// MaxAttempts bounds how often one request is sent (32).
+	MaxAttempts int
+	// OpenTimeout bounds the session-opening RESET 00 of Open when the
+	// caller's context has no deadline (2 s).
+	OpenTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.BaudRate <= 0 {
+		c.BaudRate = 115200
+	}
+	if c.RetransmitTimeout <= 0 {
+		c.RetransmitTimeout = 50 * time.Millisecond
+	}
+	if c.MaxRetransmitTimeout < c.RetransmitTimeout {
+		c.MaxRetransmitTimeout = max(400*time.Millisecond, c.RetransmitTimeout)
+	}
+	if c.SilenceTimeout <= 0 {
+		c.SilenceTimeout = time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 32
+	}
+	if c.OpenTimeout <= 0 {
+		c.OpenTimeout = 2 * time.Second
+	}
+	return c
+}
+
+// Port is a link.Link to a device on a serial line.
+type Port struct {
+	name string
+	path string
+	cfg  Config
+	line io.ReadWriteCloser
+
+	mu  sync.Mutex // one request at a time
+	seq byte
+	atr []byte
+	buf []byte
+
+	inbound    chan inbound
+	readerDone chan struct{}
+	stop       chan struct{} // closed by Close
+	readErr    error // set before readerDone closes
+	closed     atomic.Bool
+	closeOnce  sync.Once
+}
+
+type inbound struct {
+	frame Frame
+	err   error // a *FrameError: something arrived damaged
+}
+
+var (
+	_ link.Link     = (*Port)(nil)
+	_ link.Resetter = (*Port)(nil)
+	_ link.ATRer    = (*Port)(nil)
+	_ link.Limits   = (*Port)(nil)
+
+	_ link.PowerCycler = (*Port)(nil)
+)
+
+// Open opens the serial port at path (for example /dev/ttyUSB0 or the
+// emulator's pty) at 115200 baud with the default Config, opens a session
+// with the device and returns the link.
+func Open(path string) (link.Link, error) {
+	return OpenConfig(context.Background(), path, Config{})
+}
+
+// OpenConfig opens the serial port at path with cfg and opens a session
+// with the device (RESET 00), which also fetches its ATR. It fails with an
+// error wrapping link.ErrNoCard when the port does not exist or no device
+// answers on it.
+func OpenConfig(ctx context.Context, path string, cfg Config) (*Port, error) {
+	cfg = cfg.withDefaults()
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("serial: no port %s: %w", path, link.ErrNoCard)
+		}
+		return nil, fmt.Errorf("serial: port %s: %w", path, err)
+	}
+	sp, err := bugst.Open(path, &bugst.Mode{BaudRate: cfg.BaudRate})
+	if err != nil {
+		return nil, fmt.Errorf("serial: open %s: %w", path, err)
+	}
+	// Bytes left in the driver from an earlier session are stale.
+	_ = sp.ResetInputBuffer()
+	p := newPort(sp, "serial:"+path, path, cfg)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.OpenTimeout)
+		defer cancel()
+	}
+	atr, err := p.request(ctx, TypeReset, []byte{ResetOpen}, TypeATR)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("serial: opening a session on %s: %w", path, err)
+	}
+	p.atr = atr
+	return p, nil
+}
+
+// newPort starts the reader of line. The first SEQ is random so that a
+// new session is unlikely to repeat the last SEQ of an old one even before
+// RESET 00 clears the device's cache.
+func newPort(line io.ReadWriteCloser, name, path string, cfg Config) *Port {
+	p := &Port{
+		name:       name,
+		path:       path,
+		cfg:        cfg,
+		line:       line,
+		seq:        byte(rand.UintN(256)),
+		inbound:    make(chan inbound, 64),
+		readerDone: make(chan struct{}),
+		stop:       make(chan struct{}),
+	}
+	go p.read()
+	return p
+}
+
+func (p *Port) read() {
+	defer close(p.readerDone)
+	dec := NewDecoder(MaxPayload)
+	buf := make([]byte, 4096)
+	emit := func(f Frame, err error) {
+		select {
+		case p.inbound <- inbound{frame: f, err: err}:
+		case <-p.stop:
+		}
+	}
+	for {
+		n, err := p.line.Read(buf)
+		if n > 0 {
+			dec.Feed(buf[:n], emit)
+		}
+		if err != nil {
+			p.readErr = err
+			return
+		}
+		if n == 0 && p.closed.Load() {
+			p.readErr = link.ErrClosed
+			return
+		}
+	}
+}
+
+// Exchange implements link.Link.
+func (p *Port) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	if len(command) > MaxPayload {
+		return nil, fmt.Errorf("serial: command of %d bytes exceeds the frame limit of %d", len(command), MaxPayload)
+	}
+	resp, err := p.request(ctx, TypeCommand, command, TypeResponse)
+	if err != nil {
+		return nil, err
+	}
+	if len(resp) < 2 {
+		return nil, fmt.Errorf("serial: %s answered %d bytes, shorter than a status word", p.name, len(resp))
+	}
+	return resp, nil
+}
+
+// Reset implements link.Resetter.
+func (p *Port) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	mode := ResetWarm
+	if cold {
+		mode = ResetCold
+	}
+	atr, err := p.request(ctx, TypeReset, []byte{mode}, TypeATR)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.atr = atr
+	p.mu.Unlock()
+	return append([]byte(nil), atr...), nil
+}
+
+// PowerOff implements link.PowerCycler.
+func (p *Port) PowerOff(ctx context.Context) error {
+	_, err := p.request(ctx, TypePower, []byte{PowerOff}, TypeAck)
+	return err
+}
+
+// PowerOn implements link.PowerCycler.
+func (p *Port) PowerOn(ctx context.Context) ([]byte, error) {
+	atr, err := p.request(ctx, TypePower, []byte{PowerOn}, TypeATR)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.atr = atr
+	p.mu.Unlock()
+	return append([]byte(nil), atr...), nil
+}
+
+// ATR implements link.ATRer: the ATR of the last session open, reset or
+// power-on.
+func (p *Port) ATR() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]byte(nil), p.atr...)
+}
+
+// MaxCommand implements link.Limits.
+func (p *Port) MaxCommand() int { return MaxPayload }
+
+// MaxResponse implements link.Limits.
+func (p *Port) MaxResponse() int { return MaxPayload }
+
+// String implements link.Link.
+func (p *Port) String() string { return p.name }
+
+// Close implements link.Link. It closes the port; the device keeps power.
+func (p *Port) Close() error {
+	var err error
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		close(p.stop)
+		err = p.line.Close()
+		<-p.readerDone
+	})
+	return err
+}
+
+// lineTime is how long n bytes take on the line at the configured rate
+// (10 bit times per byte: start, 8 data, stop).
+func (p *Port) lineTime(n int) time.Duration {
+	return time.Duration(n) * 10 * time.Second / time.Duration(p.cfg.BaudRate)
+}
+
+// request sends one request frame and returns the payload of the reply of
+// type want with the same SEQ, retransmitting as the frame doc says.
+func (p *Port) request(ctx context.Context, typ Type, payload []byte, want Type) ([]byte, error) {
+	if p.closed.Load() {
+		return nil, link.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("serial: %s: %w", p.name, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	p.seq++
+	seq := p.seq
+	enc, err := AppendFrame(p.buf[:0], Frame{Type: typ, Seq: seq, Payload: payload})
+	if err != nil {
+		return nil, err
+	}
+	p.buf = enc[:0]
+	// Drop whatever is queued from earlier requests.
+	for drained := false; !drained; {
+		select {
+		case <-p.inbound:
+		default:
+			drained = true
+		}
+	}
+
+	// A reply is at most a short response plus framing unless the
+	// command asks for more; budget for its time on the line.
+	expect := 256 + 2
+	if typ == TypeCommand && len(payload) > 5 && payload[4] == 0 {
+		expect = MaxPayload
+	}
+	timeout := p.cfg.RetransmitTimeout + p.lineTime(len(enc)+2*expect+16)
+	maxTimeout := max(p.cfg.MaxRetransmitTimeout, timeout)
+
+	attempts := 0
+	lastHeard := time.Now()
+	send := func() error {
+		if attempts >= p.cfg.MaxAttempts {
+			return fmt.Errorf("serial: %s: %s seq %d unanswered after %d attempts on a noisy line", p.name, typ, seq, attempts)
+		}
+		attempts++
+		for b := enc; len(b) > 0; {
+			n, err := p.line.Write(b)
+			if err != nil {
+				if p.closed.Load() {
+					return link.ErrClosed
+				}
+				return fmt.Errorf("serial: write to %s: %w: %w", p.path, err, link.ErrRemoved)
+			}
+			b = b[n:]
+		}
+		return nil
+	}
+	if err := send(); err != nil {
+		return nil, err
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	rearm := func(d time.Duration) {
+		timer.Stop()
+		select {
+		case <-timer.C:
+		default:
+		}
+		timer.Reset(d)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("serial: %s: %s seq %d: %w", p.name, typ, seq, ctx.Err())
+
+		case <-p.readerDone:
+			if p.closed.Load() {
+				return nil, link.ErrClosed
+			}
+			return nil, fmt.Errorf("serial: %s went away: %v: %w", p.path, p.readErr, link.ErrRemoved)
+
+		case in := <-p.inbound:
+			if in.err != nil {
+				// Damaged bytes from the device: ask again now.
+				if err := send(); err != nil {
+					return nil, err
+				}
+				rearm(timeout)
+				continue
+			}
+			f := in.frame
+			lastHeard = time.Now()
+			if f.Type == TypeNak && len(f.Payload) == 1 && Reason(f.Payload[0]).LineFault() {
+				// The device got a damaged frame; it may have been ours.
+				if err := send(); err != nil {
+					return nil, err
+				}
+				rearm(timeout)
+				continue
+			}
+			if f.Seq != seq {
+				continue // a late reply to an earlier request or retransmission
+			}
+			switch f.Type {
+			case want:
+				return f.Payload, nil
+			case TypeWait:
+				rearm(timeout)
+			case TypeNak:
+				r := ReasonBadPayload
+				if len(f.Payload) == 1 {
+					r = Reason(f.Payload[0])
+				}
+				if r == ReasonUnpowered {
+					return nil, fmt.Errorf("serial: %s: %s: %w", p.name, r, link.ErrRemoved)
+				}
+				return nil, fmt.Errorf("serial: %s refused %s seq %d: %s", p.name, typ, seq, r)
+			}
+
+		case <-timer.C:
+			if time.Since(lastHeard) >= p.cfg.SilenceTimeout {
+				return nil, fmt.Errorf("serial: no answer from a device on %s for %v: %w", p.path, time.Since(lastHeard).Round(time.Millisecond), link.ErrNoCard)
+			}
+			timeout = min(2*timeout, maxTimeout)
+			if err := send(); err != nil {
+				return nil, err
+			}
+			timer.Reset(timeout)
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package serial
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// testPTY opens a pseudo-terminal and returns its master, non-blocking,
+// and the slave path. The slave stays open (raw) for the test's duration
+// so the master never sees a hang-up between host sessions.
+func testPTY(t *testing.T) (*os.File, string) {
+	t.Helper()
+	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	n, err := unix.IoctlGetUint32(mfd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	path := "/dev/pts/" + strconv.FormatUint(uint64(n), 10)
+	sfd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tio, err := unix.IoctlGetTermios(sfd, unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	tio.Oflag &^= unix.OPOST
+	tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	tio.Cflag = tio.Cflag&^(unix.CSIZE|unix.PARENB) | unix.CS8
+	if err := unix.IoctlSetTermios(sfd, unix.TCSETS, tio); err != nil {
+		t.Fatal(err)
+	}
+	master := os.NewFile(uintptr(mfd), "/dev/ptmx")
+	t.Cleanup(func() { master.Close(); unix.Close(sfd) })
+	return master, path
+}
+
+// scriptedDevice answers each request frame with whatever answer returns
+// for it; attempt counts how often a frame with that type and SEQ came.
+type scriptedDevice struct {
+	mu       sync.Mutex
+	attempts map[[2]byte]int
+	answer   func(f Frame, attempt int) []byte
+}
+
+func serveScript(t *testing.T, master *os.File, answer func(f Frame, attempt int) []byte) *scriptedDevice {
+	d := &scriptedDevice{attempts: map[[2]byte]int{}, answer: answer}
+	go func() {
+		dec := NewDecoder(0)
+		buf := make([]byte, 1024)
+		for {
+			n, err := master.Read(buf)
+			if err != nil {
+				return
+			}
+			dec.Feed(buf[:n], func(f Frame, err error) {
+				if err != nil {
+					return
+				}
+				d.mu.Lock()
+				k := [2]byte{byte(f.Type), f.Seq}
+				d.attempts[k]++
+				a := d.attempts[k]
+				d.mu.Unlock()
+				if out := d.answer(f, a); out != nil {
+					master.Write(out)
+				}
+			})
+		}
+	}()
+	return d
+}
+
+func reply(t Type, seq byte, payload ...byte) []byte {
+	b, _ := AppendFrame(nil, Frame{Type: t, Seq: seq, Payload: payload})
+	return b
+}
+
+var testATR = []byte{0x3B, 0x00}
+
+// openScript answers RESET 00 with testATR and hands everything else to next.
+func openScript(next func(f Frame, attempt int) []byte) func(f Frame, attempt int) []byte {
+	return func(f Frame, attempt int) []byte {
+		if f.Type == TypeReset && len(f.Payload) == 1 && f.Payload[0] == ResetOpen {
+			return reply(TypeATR, f.Seq, testATR...)
+		}
+		return next(f, attempt)
+	}
+}
+
+func quickConfig() Config {
+	return Config{BaudRate: 4000000, RetransmitTimeout: 5 * time.Millisecond, SilenceTimeout: 300 * time.Millisecond}
+}
+
+func TestOpenMissingPort(t *testing.T) {
+	_, err := Open(filepath.Join(t.TempDir(), "ttyUSB9"))
+	if !errors.Is(err, link.ErrNoCard) {
+		t.Fatalf("got %v, want link.ErrNoCard", err)
+	}
+}
+
+func TestOpenNotATTY(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "plain")
+	os.WriteFile(p, nil, 0o600)
+	if _, err := Open(p); err == nil {
+		t.Fatal("opened a regular file as a serial port")
+	}
+}
+
+func TestOpenSilentPort(t *testing.T) {
+	_, path := testPTY(t)
+	cfg := quickConfig()
+	cfg.SilenceTimeout = 50 * time.Millisecond
+	_, err := OpenConfig(context.Background(), path, cfg)
+	if !errors.Is(err, link.ErrNoCard) {
+		t.Fatalf("got %v, want link.ErrNoCard", err)
+	}
+}
+
+func TestRetransmission(t *testing.T) {
+	master, path := testPTY(t)
+	resp := []byte{0x01, 0x02, 0x90, 0x00}
+	dev := serveScript(t, master, openScript(func(f Frame, attempt int) []byte {
+		switch attempt {
+		case 1:
+			return nil // lost
+		case 2:
+			return reply(TypeNak, 0, byte(ReasonCRC)) // arrived damaged
+		case 3:
+			bad := reply(TypeResponse, f.Seq, resp...)
+			bad[5] ^= 0xFF // damaged on the way back
+			return bad
+		case 4:
+			// a stale reply to another SEQ, a WAIT, then the answer
+			return append(append(reply(TypeResponse, f.Seq-1, 0x6F, 0x00), reply(TypeWait, f.Seq)...), reply(TypeResponse, f.Seq, resp...)...)
+		}
+		return reply(TypeResponse, f.Seq, resp...)
+	}))
+	p, err := OpenConfig(context.Background(), path, quickConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if !bytes.Equal(p.ATR(), testATR) {
+		t.Fatalf("ATR % X", p.ATR())
+	}
+	got, err := p.Exchange(context.Background(), []byte{0x00, 0xB0, 0x00, 0x00, 0x02})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, resp) {
+		t.Fatalf("response % X, want % X", got, resp)
+	}
+	dev.mu.Lock()
+	defer dev.mu.Unlock()
+	for k, n := range dev.attempts {
+		if Type(k[0]) == TypeCommand && n != 4 {
+			t.Fatalf("command sent %d times, want 4", n)
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	master, path := testPTY(t)
+	serveScript(t, master, openScript(func(f Frame, attempt int) []byte {
+		switch f.Type {
+		case TypeCommand:
+			if f.Payload[1] == 0x01 {
+				return reply(TypeNak, f.Seq, byte(ReasonUnpowered))
+			}
+			if f.Payload[1] == 0x02 {
+				return reply(TypeResponse, f.Seq, 0x90) // shorter than a status word
+			}
+			return reply(TypeNak, f.Seq, byte(ReasonResponseSize))
+		case TypePower:
+			if f.Payload[0] == PowerOff {
+				return reply(TypeAck, f.Seq)
+			}
+			return reply(TypeATR, f.Seq, 0x3B, 0x01)
+		case TypeReset:
+			return reply(TypeATR, f.Seq, 0x3B, f.Payload[0])
+		}
+		return nil
+	}))
+	p, err := OpenConfig(context.Background(), path, quickConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	if _, err := p.Exchange(ctx, []byte{0x00, 0x01, 0x00, 0x00}); !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("unpowered: %v", err)
+	}
+	if _, err := p.Exchange(ctx, []byte{0x00, 0x02, 0x00, 0x00}); err == nil {
+		t.Fatal("accepted a 1-byte response")
+	}
+	if _, err := p.Exchange(ctx, []byte{0x00, 0x03, 0x00, 0x00}); err == nil {
+		t.Fatal("accepted a refusal")
+	}
+	if _, err := p.Exchange(ctx, make([]byte, MaxPayload+1)); err == nil {
+		t.Fatal("sent an oversized command")
+	}
+	if err := p.PowerOff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if atr, err := p.PowerOn(ctx); err != nil || !bytes.Equal(atr, []byte{0x3B, 0x01}) {
+		t.Fatalf("power on: % X %v", atr, err)
+	}
+	if atr, err := p.Reset(ctx, true); err != nil || !bytes.Equal(atr, []byte{0x3B, ResetCold}) || !bytes.Equal(p.ATR(), atr) {
+		t.Fatalf("cold reset: % X %v", atr, err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Exchange(cancelled, []byte{0, 0, 0, 0}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v", err)
+	}
+	p.Close()
+	if _, err := p.Exchange(ctx, []byte{0, 0, 0, 0}); !errors.Is(err, link.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+	if p.String() != "serial:"+path || p.MaxCommand() != MaxPayload {
+		t.Fatal(p.String())
+	}
+}
