@@ -118,8 +118,9 @@ type backing interface {
 	rollback(mark int64) error
 	// reload reads persistent memory back as a power-on would.
 	reload() (*image, error)
-	// idle is called when the journal is empty, for housekeeping.
-	idle(img *image)
+	// idle is called when the journal is empty, for housekeeping. An
+	// error means the store must reload before it is used again.
+	idle(img *image) error
 	close() error
 }
 
@@ -276,7 +277,9 @@ func (e *engine) mark() int64 {
 
 func (e *engine) idle() {
 	if e.back != nil && e.fault == nil && len(e.img.journal) == 0 && !e.img.committed {
-		e.back.idle(e.img)
+		if err := e.back.idle(e.img); err != nil {
+			e.fault = fmt.Errorf("%w; Recover reopens the files", err)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"testing"
 )
 
@@ -16,6 +17,14 @@ type form struct {
 func forms() []form {
 	return []form{
 		{"memory", func(t testing.TB) Store { return NewMemory() }},
+		{"file", func(t testing.TB) Store {
+			s, err := OpenFile(filepath.Join(t.TempDir(), "card.state"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		}},
 	}
 }
 
