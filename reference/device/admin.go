@@ -1,0 +1,341 @@
+package device
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/tlv"
+)
+
+// parseErr maps a request parser's error to its status word.
+func parseErr(err error) apdu.SW {
+	switch {
+	case errors.Is(err, spd.ErrBadP1P2):
+		return apdu.SWIncorrectP1P2
+	case errors.Is(err, spd.ErrBadSignature):
+		return apdu.SWSecurityNotSatisfied
+	}
+	return apdu.SWWrongData
+}
+
+func u32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+func (d *Device) doSelect(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != spd.P1SelectByAID || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	d.clearSession()
+	if !bytes.Equal(cmd.Data, spd.AID) {
+		return nil, apdu.SWFileNotFound
+	}
+	d.selected = true
+	return spd.SelectResponse(spd.SelectResult{AID: spd.AID, State: d.c.State, DeviceID: d.id}), apdu.SWOK
+}
+
+// pendingTotals returns the pending total (payment records, any mode) and
+// the amount and number of offline payment records.
+func (d *Device) pendingTotals() (total, offAmount int64, offCount int) {
+	for _, r := range d.pend {
+		if !r.Kind.IsPayment() {
+			continue
+		}
+		total += r.Amount
+		if r.Mode == spd.ModeOffline {
+			offAmount += r.Amount
+			offCount++
+		}
+	}
+	return total, offAmount, offCount
+}
+
+func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
+	if len(cmd.Data) != 0 {
+		return nil, apdu.SWWrongLength
+	}
+	tag := tlv.Tag(cmd.P1)<<8 | tlv.Tag(cmd.P2)
+	if cmd.P1 == 0 {
+		tag = tlv.Tag(cmd.P2)
+	}
+	var v []byte
+	switch tag {
+	case spd.TagState:
+		v = []byte{byte(d.c.State)}
+	case spd.TagDeviceID, spd.TagDevicePublicKey:
+		if d.id == nil {
+			return nil, apdu.SWConditionsNotSat
+		}
+		v = d.id
+		if tag == spd.TagDevicePublicKey {
+			v = d.pubBytes
+		}
+	case spd.TagCertificate, spd.TagBalance, spd.TagUses, spd.TagATC, spd.TagPending, spd.TagPendingCount,
+		spd.TagLimits, spd.TagCurrency, spd.TagToken, spd.TagTier, spd.TagPINTries, spd.TagUpdateCounter, spd.TagLastSync:
+		if d.prof == nil {
+			return nil, apdu.SWConditionsNotSat
+		}
+		switch tag {
+		case spd.TagCertificate:
+			v = d.prof.Certificate
+		case spd.TagBalance:
+			v = u64(uint64(d.c.Balance))
+		case spd.TagUses:
+			v = u32(d.c.Uses)
+		case spd.TagATC:
+			v = u32(d.c.ATC)
+		case spd.TagPending:
+			total, _, _ := d.pendingTotals()
+			v = u64(uint64(total))
+		case spd.TagPendingCount:
+			v = []byte{byte(len(d.pend) >> 8), byte(len(d.pend))}
+		case spd.TagLimits:
+			v = d.c.Limits.Marshal()
+		case spd.TagCurrency:
+			v = []byte{byte(d.prof.Currency >> 8), byte(d.prof.Currency)}
+		case spd.TagToken:
+			v = d.prof.AccountToken
+		case spd.TagTier:
+			v = []byte{d.c.Tier}
+		case spd.TagPINTries:
+			v = []byte{byte(d.tries(keyPINTries))}
+		case spd.TagUpdateCounter:
+			v = u32(d.c.UpdateCounter)
+		case spd.TagLastSync:
+			v = u32(d.c.LastSync)
+		}
+	default:
+		return nil, apdu.SWRefDataNotFound
+	}
+	return spd.DataObject(tag, v), apdu.SWOK
+}
+
+func (d *Device) doInitialise(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	ca, id, err := spd.ParseInitialise(cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	key, err := d.generateKey(id)
+	if err != nil {
+		return nil, apdu.SWUnknown
+	}
+	caBytes := spd.PublicKeyBytes(ca)
+	raw := make([]byte, 0, 8+65+32)
+	raw = append(raw, id...)
+	raw = append(raw, caBytes...)
+	scalar, err := key.Bytes()
+	if err != nil {
+		return nil, apdu.SWUnknown
+	}
+	raw = append(raw, scalar...)
+	nc := d.c
+	nc.State = spd.StateInitialised
+	tx := d.st.Begin()
+	tx.Put(keyInit, raw)
+	tx.Put(keyCounters, nc.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	d.id, d.caPub, d.key = id, ca, key
+	d.pubBytes = spd.PublicKeyBytes(&key.PublicKey)
+	return spd.DataObject(spd.TagDevicePublicKey, d.pubBytes), apdu.SWOK
+}
+
+func (d *Device) doPersonalise(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	body, err := spd.OpenIssuerData(d.caPub, spd.INSPersonalise, d.id, cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	p, err := spd.ParseProfile(body)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	pub, id, err := spd.VerifyDeviceCertificate(p.Certificate, d.caPub)
+	if err != nil || !bytes.Equal(id, d.id) || !bytes.Equal(spd.PublicKeyBytes(pub), d.pubBytes) {
+		return nil, apdu.SWWrongData
+	}
+	nc := counters{
+		State:    spd.StatePersonalised,
+		Balance:  p.Balance,
+		Uses:     p.Uses,
+		LastSync: spd.Unix(p.Time),
+		Tier:     p.Tier,
+		Limits:   p.Limits,
+	}
+	tx := d.st.Begin()
+	tx.Put(keyProfile, bytes.Clone(body))
+	tx.Put(keyPIN, []byte(p.PIN))
+	tx.Put(keyPINTries, []byte{byte(p.PINTryLimit)})
+	tx.Put(keyPUKTries, []byte{byte(d.cfg.PUKTryLimit)})
+	tx.Put(keyBioTries, []byte{byte(d.cfg.BioTryLimit)})
+	tx.Put(keyCounters, nc.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	d.prof = &p
+	d.pin = p.PIN
+	d.hostPub = p.HostPublicKey
+	if d.hostPub == nil {
+		d.hostPub = d.caPub
+	}
+	return nil, apdu.SWOK
+}
+
+func (d *Device) doActivate(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	if len(cmd.Data) != 0 {
+		return nil, apdu.SWWrongLength
+	}
+	if !d.verified {
+		return nil, apdu.SWSecurityNotSatisfied
+	}
+	nc := d.c
+	nc.State = spd.StateActive
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	return nil, apdu.SWOK
+}
+
+func (d *Device) doReadPending(cmd apdu.Command) ([]byte, apdu.SW) {
+	if len(cmd.Data) != 0 {
+		return nil, apdu.SWWrongLength
+	}
+	i := int(cmd.P1)<<8 | int(cmd.P2)
+	if i >= len(d.pend) {
+		return nil, apdu.SWRecordNotFound
+	}
+	r := d.pend[i]
+	pr := spd.PendingRecord{
+		DeviceID: d.id, ATC: r.ATC, Kind: r.Kind, Mode: r.Mode, Amount: r.Amount,
+		Currency: d.prof.Currency, Token: r.Token, Time: unixTime(r.Time), Payee: r.Payee,
+		Serial: r.Serial, Counterpart: r.Counterpart,
+	}
+	if err := pr.Sign(d.key); err != nil {
+		return nil, apdu.SWUnknown
+	}
+	return pr.Marshal(), apdu.SWOK
+}
+
+func (d *Device) doAcknowledge(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	body, err := spd.OpenIssuerData(d.hostPub, spd.INSAcknowledge, d.id, cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	a, err := spd.ParseAcknowledgement(body)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	drop := map[uint32]bool{}
+	for _, atc := range a.ATCs {
+		drop[atc] = true
+	}
+	closed := map[uint64]bool{}
+	nc := d.c
+	if s := spd.Unix(a.SyncTime); s > nc.LastSync {
+		nc.LastSync = s
+	}
+	tx := d.st.Begin()
+	var keep []record
+	for _, r := range d.pend {
+		if drop[r.ATC] {
+			tx.Delete(pendKey(r.ATC))
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	for _, s := range a.Serials {
+		if _, ok := d.xfers[s]; ok {
+			tx.Delete(xferKey(s))
+			closed[s] = true
+		}
+	}
+	tx.Put(keyCounters, nc.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	d.pend = keep
+	for s := range closed {
+		delete(d.xfers, s)
+	}
+	return nil, apdu.SWOK
+}
+
+func (d *Device) doUpdate(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	body, err := spd.OpenIssuerData(d.hostPub, spd.INSUpdateParameters, d.id, cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	u, err := spd.ParseParameterUpdate(body)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	if u.Counter <= d.c.UpdateCounter {
+		return nil, apdu.SWRefDataNotUsable
+	}
+	nc := d.c
+	nc.UpdateCounter = u.Counter
+	if u.TopUp > 0 {
+		if nc.Balance > maxAmount-u.TopUp {
+			return nil, apdu.SWWrongData
+		}
+		nc.Balance += u.TopUp
+	}
+	if u.AddUses > 0 {
+		if uint64(nc.Uses)+uint64(u.AddUses) > 0xFFFFFFFF {
+			return nil, apdu.SWWrongData
+		}
+		nc.Uses += u.AddUses
+	}
+	if u.Limits != nil {
+		nc.Limits = *u.Limits
+	}
+	if u.Tier != nil {
+		nc.Tier = *u.Tier
+	}
+	if u.State != nil {
+		switch {
+		case *u.State == spd.StateTerminated:
+		case *u.State == spd.StateBlocked && (d.c.State == spd.StateActive || d.c.State == spd.StateBlocked):
+		case *u.State == spd.StateActive && (d.c.State == spd.StateBlocked || d.c.State == spd.StateActive):
+		default:
+			return nil, apdu.SWConditionsNotSat
+		}
+		nc.State = *u.State
+	}
+	if s := spd.Unix(u.Time); s > nc.LastSync {
+		nc.LastSync = s
+	}
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	return nil, apdu.SWOK
+}
+
+// maxAmount is the largest balance or amount the device holds (2^62).
+const maxAmount = int64(1) << 62

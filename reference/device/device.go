@@ -1,0 +1,506 @@
+// Package device is the reference SPD application: the SPD profile of
+// reference/SPEC.md made executable.
+//
+// A Device answers one command APDU at a time (Process) and takes the
+// power events of a card (PowerOn, PowerOff, Reset). Everything it must
+// remember lives in a store.Store; every state-changing command makes its
+// changes in one store transaction, so a power cut at any persistent write
+// leaves the old state or the new one (SPD-TEAR-1). The PIN and biometric
+// try counters are written on their own, before the comparison (SPD-PIN-2).
+//
+// It follows ISO/IEC 7816-4 for command structure and status words, BER-TLV
+// for data fields (reference/tlv), the signed coded media of
+// reference/medium, and the wire formats of reference/spd.
+package device
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/store"
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// Config sets the device's capacities and, for tests, its randomness.
+// Zero values take the defaults named on each field.
+type Config struct {
+	// Seed, when set, makes the device key and every random value
+	// (challenges, tokens) a deterministic function of it. Tests only: a
+	// real device draws from crypto/rand.
+	Seed []byte
+	// MaxLedger bounds the pending ledger (default 64 records).
+	MaxLedger int
+	// MaxTokens bounds the live tokens (default 8).
+	MaxTokens int
+	// MaxTransfers bounds the outgoing transfers kept (default 16).
+	MaxTransfers int
+	// MaxImports bounds the imported-transfer replay list (default 256).
+	MaxImports int
+	// BioTryLimit is the biometric try limit (default 5).
+	BioTryLimit int
+	// PUKTryLimit is the PUK try limit (default 10).
+	PUKTryLimit int
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxLedger, 64)
+	def(&c.MaxTokens, 8)
+	def(&c.MaxTransfers, 16)
+	def(&c.MaxImports, 256)
+	def(&c.BioTryLimit, 5)
+	def(&c.PUKTryLimit, 10)
+	if c.BioTryLimit > 15 {
+		c.BioTryLimit = 15
+	}
+	if c.PUKTryLimit > 15 {
+		c.PUKTryLimit = 15
+	}
+	return c
+}
+
+// Device is the reference SPD application.
+type Device struct {
+	mu  sync.Mutex
+	st  store.Store
+	cfg Config
+	rng io.Reader
+
+	// Mirror of persistent memory, loaded at power-on and updated only
+	// after a transaction commits.
+	id       []byte
+	caPub    *ecdsa.PublicKey
+	key      *ecdsa.PrivateKey
+	pubBytes []byte
+	prof     *spd.Profile
+	hostPub  *ecdsa.PublicKey
+	pin      string
+	c        counters
+	pend     []record // by ATC
+	tokens   map[string]token
+	xfers    map[uint64]transfer
+	imports  int
+
+	// Volatile (RAM) state.
+	powered  bool
+	dead     bool // torn: silent until PowerOn
+	broken   bool // persistent memory unreadable: 6581 to everything
+	selected bool
+	verified bool
+	rest     []byte // the part of the last response not yet fetched
+}
+
+var (
+	_ emulator.Card        = (*Device)(nil)
+	_ link.Processor       = (*Device)(nil)
+	_ link.PowerController = (*Device)(nil)
+)
+
+// New returns a powered device on st. A new store holds a blank device.
+func New(st store.Store, cfg Config) *Device {
+	d := &Device{st: st, cfg: cfg.withDefaults()}
+	if len(cfg.Seed) > 0 {
+		d.rng = newDRBG(cfg.Seed)
+	} else {
+		d.rng = rand.Reader
+	}
+	d.powerOn()
+	return d
+}
+
+// Store returns the device's persistent memory.
+func (d *Device) Store() store.Store { return d.st }
+
+// TearAt arms a power cut at the nth persistent write from now (see
+// store.Store.TearAt). The command that reaches it gets no answer, and
+// the device stays silent until PowerOn.
+func (d *Device) TearAt(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.st.TearAt(n)
+}
+
+// PowerOn applies power: the store recovers (rolling a committed journal
+// forward or dropping an uncommitted one) and the device reloads its state.
+func (d *Device) PowerOn() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.powerOn()
+}
+
+func (d *Device) powerOn() {
+	d.clearSession()
+	d.powered, d.dead, d.broken = true, false, false
+	if err := d.st.Recover(); err != nil {
+		d.broken = true
+		return
+	}
+	if err := d.load(); err != nil {
+		d.broken = true
+	}
+}
+
+// PowerOff removes power: the session ends and Process answers nothing.
+func (d *Device) PowerOff() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.clearSession()
+	d.powered = false
+}
+
+// Reset is a warm reset: the session ends (selection, verification).
+func (d *Device) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.clearSession()
+	if d.dead {
+		d.powerOn()
+	}
+}
+
+func (d *Device) clearSession() {
+	d.selected, d.verified, d.rest = false, false, nil
+}
+
+// load reads persistent memory into the mirror.
+func (d *Device) load() error {
+	d.id, d.caPub, d.key, d.pubBytes, d.prof, d.hostPub, d.pin = nil, nil, nil, nil, nil, nil, ""
+	d.c = counters{}
+	d.pend, d.tokens, d.xfers, d.imports = nil, map[string]token{}, map[uint64]transfer{}, 0
+	if b, ok := d.st.Get(keyCounters); ok {
+		c, err := parseCounters(b)
+		if err != nil {
+			return err
+		}
+		d.c = c
+	}
+	if b, ok := d.st.Get(keyInit); ok {
+		if len(b) != spd.DeviceIDLen+65+32 {
+			return errCorrupt
+		}
+		pub, err := spd.ParsePublicKey(b[8:73])
+		if err != nil {
+			return errCorrupt
+		}
+		key, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), b[73:])
+		if err != nil {
+			return errCorrupt
+		}
+		d.id, d.caPub, d.key = append([]byte(nil), b[:8]...), pub, key
+		d.pubBytes = spd.PublicKeyBytes(&key.PublicKey)
+	}
+	if b, ok := d.st.Get(keyProfile); ok {
+		p, err := spd.ParseProfile(b)
+		if err != nil {
+			return errCorrupt
+		}
+		d.prof = &p
+		d.hostPub = p.HostPublicKey
+		if d.hostPub == nil {
+			d.hostPub = d.caPub
+		}
+	}
+	if b, ok := d.st.Get(keyPIN); ok {
+		d.pin = string(b)
+	}
+	for _, k := range d.st.Keys(prefixPend) {
+		b, _ := d.st.Get(k)
+		r, err := parseRecord(b)
+		if err != nil {
+			return err
+		}
+		d.pend = append(d.pend, r)
+	}
+	sort.Slice(d.pend, func(i, j int) bool { return d.pend[i].ATC < d.pend[j].ATC })
+	for _, k := range d.st.Keys(prefixTok) {
+		b, _ := d.st.Get(k)
+		t, err := parseToken(b)
+		if err != nil {
+			return err
+		}
+		d.tokens[strings.TrimPrefix(k, prefixTok)] = t
+	}
+	for _, k := range d.st.Keys(prefixXfer) {
+		b, _ := d.st.Get(k)
+		t, err := parseTransfer(b)
+		if err != nil {
+			return err
+		}
+		var serial uint64
+		for _, ch := range strings.TrimPrefix(k, prefixXfer) {
+			serial = serial<<4 | uint64(hexVal(ch))
+		}
+		d.xfers[serial] = t
+	}
+	d.imports = len(d.st.Keys(prefixImp))
+	return nil
+}
+
+func hexVal(c rune) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return byte(c - '0')
+	case c >= 'a' && c <= 'f':
+		return byte(c - 'a' + 10)
+	}
+	return 0
+}
+
+// Process answers one command APDU. It returns nil when power was cut
+// during the command (a tear) and until the next PowerOn.
+func (d *Device) Process(command []byte) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.powered || d.dead {
+		return nil
+	}
+	resp := d.process(command)
+	if d.dead {
+		d.clearSession()
+		return nil
+	}
+	return resp
+}
+
+func swOnly(sw apdu.SW) []byte { return []byte{sw.SW1(), sw.SW2()} }
+
+func (d *Device) process(raw []byte) []byte {
+	cmd, err := apdu.ParseCommand(raw)
+	if err != nil {
+		var pe *apdu.ParseError
+		if errors.As(err, &pe) {
+			return swOnly(pe.SW)
+		}
+		return swOnly(apdu.SWWrongLength)
+	}
+	if d.broken {
+		return swOnly(apdu.SWMemoryFailure)
+	}
+	if cmd.CLA == spd.CLAISO && spd.INS(cmd.INS) == spd.INSGetResponse {
+		return d.getResponse(cmd)
+	}
+	d.rest = nil
+	data, sw := d.dispatch(cmd)
+	if sw != apdu.SWOK {
+		return swOnly(sw)
+	}
+	return d.chain(data, cmd.Ne)
+}
+
+// chain answers data, splitting it at Ne (256 when absent) with 61xx
+// (SPD-APP-5).
+func (d *Device) chain(data []byte, ne int) []byte {
+	if ne == 0 {
+		ne = apdu.MaxShortLe
+	}
+	if len(data) <= ne {
+		return apdu.Response{Data: data, SW: apdu.SWOK}.Bytes()
+	}
+	d.rest = data[ne:]
+	return apdu.Response{Data: data[:ne], SW: moreSW(len(d.rest))}.Bytes()
+}
+
+func moreSW(n int) apdu.SW {
+	if n > 255 {
+		n = 0
+	}
+	return apdu.SWBytesAvailable | apdu.SW(n)
+}
+
+func (d *Device) getResponse(cmd apdu.Command) []byte {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		d.rest = nil
+		return swOnly(apdu.SWIncorrectP1P2)
+	}
+	if len(d.rest) == 0 || len(cmd.Data) != 0 {
+		d.rest = nil
+		return swOnly(apdu.SWConditionsNotSat)
+	}
+	rest := d.rest
+	d.rest = nil
+	return d.chain(rest, cmd.Ne)
+}
+
+type handler func(d *Device, cmd apdu.Command) ([]byte, apdu.SW)
+
+var isoHandlers = map[spd.INS]handler{
+	spd.INSSelect:               (*Device).doSelect,
+	spd.INSGetData:              (*Device).doGetData,
+	spd.INSGetChallenge:         (*Device).doGetChallenge,
+	spd.INSInternalAuthenticate: (*Device).doInternalAuthenticate,
+	spd.INSVerify:               (*Device).doVerify,
+	spd.INSChangeReferenceData:  (*Device).doChangePIN,
+	spd.INSResetRetryCounter:    (*Device).doResetRetryCounter,
+}
+
+var proprietaryHandlers = map[spd.INS]handler{
+	spd.INSInitialise:       (*Device).doInitialise,
+	spd.INSPersonalise:      (*Device).doPersonalise,
+	spd.INSActivate:         (*Device).doActivate,
+	spd.INSPay:              (*Device).doPay,
+	spd.INSReadPending:      (*Device).doReadPending,
+	spd.INSAcknowledge:      (*Device).doAcknowledge,
+	spd.INSUpdateParameters: (*Device).doUpdate,
+	spd.INSGenerateMedium:   (*Device).doGenerateMedium,
+	spd.INSGenerateToken:    (*Device).doGenerateToken,
+	spd.INSTransfer:         (*Device).doTransfer,
+	spd.INSTransferIn:       (*Device).doTransferIn,
+	spd.INSReclaim:          (*Device).doReclaim,
+}
+
+// allowed lists the states each command runs in (SPEC.md section 2).
+var allowed = map[spd.INS][]spd.State{
+	spd.INSGetChallenge:         {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSInternalAuthenticate: {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSVerify:               {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSChangeReferenceData:  {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSResetRetryCounter:    {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSInitialise:           {spd.StateBlank, spd.StateInitialised},
+	spd.INSPersonalise:          {spd.StateInitialised},
+	spd.INSActivate:             {spd.StatePersonalised},
+	spd.INSPay:                  {spd.StateActive},
+	spd.INSReadPending:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked, spd.StateTerminated},
+	spd.INSAcknowledge:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked, spd.StateTerminated},
+	spd.INSUpdateParameters:     {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSGenerateMedium:       {spd.StateActive},
+	spd.INSGenerateToken:        {spd.StateActive},
+	spd.INSTransfer:             {spd.StateActive, spd.StateBlocked},
+	spd.INSTransferIn:           {spd.StateActive},
+	spd.INSReclaim:              {spd.StateActive, spd.StateBlocked},
+}
+
+func (d *Device) dispatch(cmd apdu.Command) ([]byte, apdu.SW) {
+	var table map[spd.INS]handler
+	switch cmd.CLA {
+	case spd.CLAISO:
+		table = isoHandlers
+	case spd.CLAProprietary:
+		table = proprietaryHandlers
+	default:
+		return nil, apdu.SWClaNotSupported
+	}
+	ins := spd.INS(cmd.INS)
+	h, ok := table[ins]
+	if !ok {
+		return nil, apdu.SWInsNotSupported
+	}
+	if ins != spd.INSSelect {
+		if !d.selected {
+			return nil, apdu.SWConditionsNotSat
+		}
+		if states, ok := allowed[ins]; ok {
+			in := false
+			for _, s := range states {
+				if s == d.c.State {
+					in = true
+					break
+				}
+			}
+			if !in {
+				return nil, apdu.SWConditionsNotSat
+			}
+		}
+	}
+	return h(d, cmd)
+}
+
+// fail turns a store error into the answer: a tear silences the device;
+// any other failure reloads the mirror and answers 6581.
+func (d *Device) fail(err error) apdu.SW {
+	if errors.Is(err, store.ErrTorn) {
+		d.dead = true
+		return apdu.SWMemoryFailure
+	}
+	if lerr := d.load(); lerr != nil {
+		d.broken = true
+	}
+	return apdu.SWMemoryFailure
+}
+
+// put writes one key outside a transaction (the try counters).
+func (d *Device) put(key string, value []byte) apdu.SW {
+	if err := d.st.Put(key, value); err != nil {
+		return d.fail(err)
+	}
+	return apdu.SWOK
+}
+
+func (d *Device) commit(tx store.Tx) apdu.SW {
+	if err := tx.Commit(); err != nil {
+		return d.fail(err)
+	}
+	return apdu.SWOK
+}
+
+func (d *Device) tries(key string) int {
+	b, ok := d.st.Get(key)
+	if !ok || len(b) != 1 {
+		return 0
+	}
+	return int(b[0])
+}
+
+func (d *Device) randBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(d.rng, b); err != nil {
+		panic("device: random source failed: " + err.Error())
+	}
+	return b
+}
+
+// drbg is a deterministic byte stream, SHA-256 in counter mode over a seed,
+// for reproducible tests (Config.Seed).
+type drbg struct {
+	seed []byte
+	ctr  uint64
+	buf  []byte
+}
+
+func newDRBG(seed []byte) *drbg { return &drbg{seed: bytes.Clone(seed)} }
+
+func (g *drbg) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if len(g.buf) == 0 {
+			var c [8]byte
+			binary.BigEndian.PutUint64(c[:], g.ctr)
+			g.ctr++
+			h := sha256.Sum256(append(append([]byte("SPDLAB-DRBG"), g.seed...), c[:]...))
+			g.buf = h[:]
+		}
+		k := copy(p[n:], g.buf)
+		g.buf = g.buf[k:]
+		n += k
+	}
+	return n, nil
+}
+
+// generateKey makes the device key pair: from crypto/rand, or derived from
+// Config.Seed and the device ID for tests.
+func (d *Device) generateKey(id []byte) (*ecdsa.PrivateKey, error) {
+	if len(d.cfg.Seed) == 0 {
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
+	for i := 0; ; i++ {
+		h := sha256.Sum256(append(append(append([]byte("SPDLAB-KEY"), d.cfg.Seed...), id...), byte(i)))
+		if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), h[:]); err == nil {
+			return k, nil
+		}
+	}
+}

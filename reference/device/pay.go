@@ -1,0 +1,307 @@
+package device
+
+import (
+	"bytes"
+	"encoding/hex"
+	"time"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// Decline reasons a payment result carries (SPEC.md SPD-PAY-6).
+const (
+	ReasonInsufficientBalance = "insufficient balance"
+	ReasonNoUses              = "no uses left"
+	ReasonOverPaymentLimit    = "over the per-payment limit"
+	ReasonOverPendingLimit    = "over the offline pending limit"
+	ReasonOverCountLimit      = "over the offline count limit"
+	ReasonSyncTooOld          = "too long offline since the last sync"
+	ReasonLocation            = "location not allowed"
+	ReasonAttribute           = "attribute: tier too low"
+	ReasonUnknownToken        = "unknown token"
+	ReasonTokenExpired        = "token expired"
+	ReasonTokenUsedUp         = "token transactions used up"
+	ReasonTokenAmount         = "over the token amount"
+	ReasonTokenChannel        = "channel not allowed for the token"
+)
+
+func unixTime(s uint32) time.Time { return time.Unix(int64(s), 0).UTC() }
+
+// baseInfo fills the service information every medium of this device
+// carries, from the counters nc.
+func (d *Device) baseInfo(kind medium.Kind, nc counters, pending int64, at uint32) medium.ServiceInfo {
+	t := unixTime(at)
+	return medium.ServiceInfo{
+		Kind:     kind,
+		AID:      spd.AID,
+		DeviceID: d.id,
+		Balance:  nc.Balance,
+		Pending:  pending,
+		Uses:     int(nc.Uses),
+		ATC:      nc.ATC,
+		Currency: d.prof.Currency,
+		Issued:   t,
+		Expiry:   t,
+	}
+}
+
+func (d *Device) sign(info medium.ServiceInfo) ([]byte, apdu.SW) {
+	env, err := medium.Sign(info, d.key)
+	if err != nil {
+		return nil, apdu.SWUnknown
+	}
+	return env, apdu.SWOK
+}
+
+// basisPoints returns amount*bp/10000 truncated toward zero, without
+// overflow for amounts up to 2^62.
+func basisPoints(amount, bp int64) int64 {
+	q, r := amount/10000, amount%10000
+	return q*bp + r*bp/10000
+}
+
+// Adjust applies the amount rules of C18 (SPD-ADJ-1): the tier discount,
+// then the region adjustment, each truncated toward zero, clamped to
+// 0..2^62.
+func Adjust(p *spd.Profile, tier uint8, region uint16, amount int64) int64 {
+	if tier < 4 {
+		amount -= basisPoints(amount, int64(p.TierDiscounts[tier]))
+	}
+	if region != 0 {
+		for _, a := range p.Adjustments {
+			if a.Region == region {
+				amount += basisPoints(amount, int64(a.BasisPoints))
+				break
+			}
+		}
+	}
+	if amount < 0 {
+		return 0
+	}
+	if amount > maxAmount {
+		return maxAmount
+	}
+	return amount
+}
+
+func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
+	req, err := spd.ParsePayRequest(cmd.P1, cmd.P2, cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	if req.Currency != d.prof.Currency {
+		return nil, apdu.SWWrongData
+	}
+	if !d.verified {
+		return nil, apdu.SWSecurityNotSatisfied
+	}
+	if len(d.pend) >= d.cfg.MaxLedger {
+		return nil, apdu.SWNotEnoughMemory
+	}
+	total, offAmount, offCount := d.pendingTotals()
+	now := spd.Unix(req.Time)
+	decline := func(reason string) ([]byte, apdu.SW) {
+		info := d.baseInfo(medium.KindPaymentResult, d.c, total, now)
+		failure := 1
+		info.Result, info.Reason = &failure, reason
+		info.Amount, info.PayeeNonce, info.PayeeID, info.Token = req.Amount, req.PayeeNonce, req.Payee, req.Token
+		return d.sign(info)
+	}
+
+	// Token domain controls (C20-C24).
+	tokenUsed := d.prof.AccountToken
+	var tok token
+	var tokName string
+	if len(req.Token) > 0 && !bytes.Equal(req.Token, d.prof.AccountToken) {
+		tokName = hex.EncodeToString(req.Token)
+		t, ok := d.tokens[tokName]
+		if !ok {
+			return decline(ReasonUnknownToken)
+		}
+		tok, tokenUsed = t, req.Token
+	}
+	// Location and attribute checks (C33).
+	if len(d.prof.Regions) > 0 {
+		ok := false
+		for _, r := range d.prof.Regions {
+			if r == req.Region {
+				ok = true
+			}
+		}
+		if !ok || req.Region == 0 {
+			return decline(ReasonLocation)
+		}
+	}
+	if d.c.Tier < req.RequiredTier {
+		return decline(ReasonAttribute)
+	}
+	amount := int64(0)
+	if req.Kind != spd.KindUse {
+		amount = Adjust(d.prof, d.c.Tier, req.Region, req.Amount)
+	}
+	if tokName != "" {
+		switch {
+		case now > tok.Expiry:
+			return decline(ReasonTokenExpired)
+		case tok.Used >= tok.MaxTxns:
+			return decline(ReasonTokenUsedUp)
+		case amount > tok.MaxAmount:
+			return decline(ReasonTokenAmount)
+		case tok.Channels&uint8(req.Channel) == 0:
+			return decline(ReasonTokenChannel)
+		}
+	}
+	lim := d.c.Limits
+	if lim.MaxPayment > 0 && amount > lim.MaxPayment {
+		return decline(ReasonOverPaymentLimit)
+	}
+	switch req.Kind {
+	case spd.KindBalance:
+		if amount > d.c.Balance {
+			return decline(ReasonInsufficientBalance)
+		}
+	case spd.KindUse:
+		if d.c.Uses == 0 {
+			return decline(ReasonNoUses)
+		}
+	}
+	if req.Mode == spd.ModeOffline {
+		switch {
+		case offAmount+amount > lim.MaxPending:
+			return decline(ReasonOverPendingLimit)
+		case offCount+1 > lim.MaxOfflineCount:
+			return decline(ReasonOverCountLimit)
+		case lim.MaxOfflineAge > 0 && int64(now)-int64(d.c.LastSync) > int64(lim.MaxOfflineAge/time.Second):
+			return decline(ReasonSyncTooOld)
+		}
+	}
+
+	nc := d.c
+	nc.ATC++
+	switch req.Kind {
+	case spd.KindBalance:
+		nc.Balance -= amount
+	case spd.KindUse:
+		nc.Uses--
+	}
+	rec := record{Kind: req.Kind, Mode: req.Mode, ATC: nc.ATC, Amount: amount, Time: now,
+		Token: tokenUsed, Payee: req.Payee}
+	info := d.baseInfo(medium.KindPaymentResult, nc, total+amount, now)
+	success := 0
+	info.Result = &success
+	info.Amount, info.PayeeNonce, info.PayeeID, info.Token = amount, req.PayeeNonce, req.Payee, tokenUsed
+	env, sw := d.sign(info)
+	if sw != apdu.SWOK {
+		return nil, sw
+	}
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	tx.Put(pendKey(nc.ATC), rec.marshal())
+	if tokName != "" {
+		tok.Used++
+		tx.Put(tokKey(req.Token), tok.marshal())
+	}
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	d.pend = append(d.pend, rec)
+	if tokName != "" {
+		d.tokens[tokName] = tok
+	}
+	return env, apdu.SWOK
+}
+
+func (d *Device) doGenerateMedium(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	req, err := spd.ParseMediumRequest(cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	if !d.verified {
+		return nil, apdu.SWSecurityNotSatisfied
+	}
+	total, _, _ := d.pendingTotals()
+	nc := d.c
+	nc.ATC++
+	info := d.baseInfo(medium.KindStoredValue, nc, total, spd.Unix(req.Time))
+	info.Expiry = unixTime(spd.Unix(req.Expiry))
+	info.Token = d.prof.AccountToken
+	info.PayeeNonce = req.PayeeNonce
+	info.Certificate = d.prof.Certificate
+	env, sw := d.sign(info)
+	if sw != apdu.SWOK {
+		return nil, sw
+	}
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	return env, apdu.SWOK
+}
+
+func (d *Device) doGenerateToken(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	req, err := spd.ParseTokenRequest(cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	if !d.verified {
+		return nil, apdu.SWSecurityNotSatisfied
+	}
+	now := spd.Unix(req.Time)
+	var expired []string
+	for name, t := range d.tokens {
+		if t.Expiry < now || t.Used >= t.MaxTxns {
+			expired = append(expired, name)
+		}
+	}
+	if len(d.tokens)-len(expired) >= d.cfg.MaxTokens {
+		return nil, apdu.SWNotEnoughMemory
+	}
+	nc := d.c
+	nc.ATC++
+	// A token is 12 random bytes and the ATC that made it: unguessable
+	// and unique on this device (C20).
+	value := append(d.randBytes(spd.TokenLen-4), u32(nc.ATC)...)
+	t := token{
+		MaxTxns:   uint32(req.Controls.MaxTransactions),
+		MaxAmount: req.Controls.MaxAmount,
+		Channels:  uint8(req.Controls.Channels),
+		Expiry:    spd.Unix(req.Expiry),
+	}
+	total, _, _ := d.pendingTotals()
+	info := d.baseInfo(medium.KindToken, nc, total, now)
+	info.Expiry = unixTime(t.Expiry)
+	info.Token = value
+	controls := req.Controls
+	info.Controls = &controls
+	info.Certificate = d.prof.Certificate
+	env, sw := d.sign(info)
+	if sw != apdu.SWOK {
+		return nil, sw
+	}
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	for _, name := range expired {
+		tx.Delete(prefixTok + name)
+	}
+	tx.Put(tokKey(value), t.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	for _, name := range expired {
+		delete(d.tokens, name)
+	}
+	d.tokens[hex.EncodeToString(value)] = t
+	return env, apdu.SWOK
+}

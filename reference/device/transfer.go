@@ -1,0 +1,234 @@
+package device
+
+import (
+	"bytes"
+	"errors"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+func (d *Device) outstanding() int {
+	n := 0
+	for _, t := range d.xfers {
+		if t.Status == transferOutstanding {
+			n++
+		}
+	}
+	return n
+}
+
+// transferInfo is the transfer medium of an outgoing transfer.
+func (d *Device) transferInfo(serial uint64, t transfer, nc counters) medium.ServiceInfo {
+	total, _, _ := d.pendingTotals()
+	info := d.baseInfo(medium.KindTransfer, nc, total, t.Time)
+	info.ATC = t.ATC
+	info.Amount = t.Amount
+	info.PayerID = d.id
+	info.PayeeID = t.Payee
+	info.Serial = serial
+	info.Expiry = unixTime(t.Expiry)
+	info.Certificate = d.prof.Certificate
+	return info
+}
+
+func (d *Device) doTransfer(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	switch cmd.P1 {
+	case spd.P1TransferOut:
+		return d.transferOut(cmd)
+	case spd.P1TransferShow:
+		s, err := spd.ParseSerialAt(cmd.Data)
+		if err != nil {
+			return nil, parseErr(err)
+		}
+		if !d.verified {
+			return nil, apdu.SWSecurityNotSatisfied
+		}
+		t, ok := d.xfers[s.Serial]
+		if !ok || t.Status != transferOutstanding {
+			return nil, apdu.SWRecordNotFound
+		}
+		return d.sign(d.transferInfo(s.Serial, t, d.c))
+	}
+	return nil, apdu.SWIncorrectP1P2
+}
+
+// transferOut debits the balance and answers the transfer medium in one
+// step (SPD-XFER-1): the medium exists only once the debit is committed.
+func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
+	if d.c.State != spd.StateActive {
+		return nil, apdu.SWConditionsNotSat
+	}
+	req, err := spd.ParseTransferRequest(cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	if req.Currency != d.prof.Currency || bytes.Equal(req.Payee, d.id) {
+		return nil, apdu.SWWrongData
+	}
+	if !d.verified {
+		return nil, apdu.SWSecurityNotSatisfied
+	}
+	if req.Amount > d.c.Balance {
+		return nil, apdu.SWConditionsNotSat
+	}
+	if len(d.pend) >= d.cfg.MaxLedger || len(d.xfers) >= d.cfg.MaxTransfers {
+		return nil, apdu.SWNotEnoughMemory
+	}
+	nc := d.c
+	nc.ATC++
+	nc.TransferSerial++
+	nc.Balance -= req.Amount
+	serial := nc.TransferSerial
+	t := transfer{Amount: req.Amount, Payee: req.Payee, Expiry: spd.Unix(req.Expiry), ATC: nc.ATC, Time: spd.Unix(req.Time)}
+	rec := record{Kind: spd.KindTransferOut, Mode: spd.ModeOffline, ATC: nc.ATC, Amount: req.Amount, Time: t.Time,
+		Serial: serial, Token: d.prof.AccountToken, Counterpart: req.Payee}
+	env, sw := d.sign(d.transferInfo(serial, t, nc))
+	if sw != apdu.SWOK {
+		return nil, sw
+	}
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	tx.Put(xferKey(serial), t.marshal())
+	tx.Put(pendKey(nc.ATC), rec.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	d.xfers[serial] = t
+	d.pend = append(d.pend, rec)
+	return env, apdu.SWOK
+}
+
+// doTransferIn imports a transfer medium bound to this device, once
+// (SPD-XFER-3, SPD-XFER-4).
+func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	req, err := spd.ParseTransferImport(cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	m, err := medium.Parse(req.Medium)
+	if err != nil {
+		return nil, apdu.SWWrongData
+	}
+	in := m.Info
+	if in.Kind != medium.KindTransfer || in.Currency != d.prof.Currency || !bytes.Equal(in.PayeeID, d.id) ||
+		!bytes.Equal(in.PayerID, in.DeviceID) || bytes.Equal(in.PayerID, d.id) || in.Amount <= 0 || in.Serial == 0 {
+		return nil, apdu.SWWrongData
+	}
+	if _, err := medium.VerifyCertificate(m, d.caPub); err != nil {
+		if errors.Is(err, medium.ErrBadSignature) {
+			return nil, apdu.SWSecurityNotSatisfied
+		}
+		return nil, apdu.SWWrongData
+	}
+	if _, certID, err := spd.VerifyDeviceCertificate(in.Certificate, d.caPub); err != nil || !bytes.Equal(certID, in.PayerID) {
+		return nil, apdu.SWSecurityNotSatisfied
+	}
+	if !d.verified {
+		return nil, apdu.SWSecurityNotSatisfied
+	}
+	now := spd.Unix(req.Time)
+	exp := spd.Unix(in.Expiry)
+	if now > exp || d.c.LastSync > exp {
+		return nil, apdu.SWConditionsNotSat
+	}
+	key := impKey(in.PayerID, in.Serial)
+	if _, seen := d.st.Get(key); seen {
+		return nil, apdu.SWRefDataNotUsable
+	}
+	if d.imports >= d.cfg.MaxImports || len(d.pend) >= d.cfg.MaxLedger {
+		return nil, apdu.SWNotEnoughMemory
+	}
+	if d.c.Balance > maxAmount-in.Amount {
+		return nil, apdu.SWWrongData
+	}
+	nc := d.c
+	nc.ATC++
+	nc.Balance += in.Amount
+	rec := record{Kind: spd.KindTransferIn, Mode: spd.ModeOffline, ATC: nc.ATC, Amount: in.Amount, Time: now,
+		Serial: in.Serial, Token: d.prof.AccountToken, Counterpart: bytes.Clone(in.PayerID)}
+	total, _, _ := d.pendingTotals()
+	info := d.baseInfo(medium.KindPaymentResult, nc, total, now)
+	success := 0
+	info.Result = &success
+	info.Amount, info.PayerID, info.PayeeID, info.Serial = in.Amount, in.PayerID, d.id, in.Serial
+	env, sw := d.sign(info)
+	if sw != apdu.SWOK {
+		return nil, sw
+	}
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	tx.Put(key, []byte{1})
+	tx.Put(pendKey(nc.ATC), rec.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	d.imports++
+	d.pend = append(d.pend, rec)
+	return env, apdu.SWOK
+}
+
+// doReclaim credits an expired outgoing transfer back, once, on a
+// host-signed order (SPD-XFER-5).
+func (d *Device) doReclaim(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	body, err := spd.OpenIssuerData(d.hostPub, spd.INSReclaim, d.id, cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	s, err := spd.ParseSerialAt(body)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	t, ok := d.xfers[s.Serial]
+	if !ok {
+		return nil, apdu.SWRecordNotFound
+	}
+	if t.Status != transferOutstanding {
+		return nil, apdu.SWRefDataNotUsable
+	}
+	now := spd.Unix(s.Time)
+	if now <= t.Expiry {
+		return nil, apdu.SWConditionsNotSat
+	}
+	if len(d.pend) >= d.cfg.MaxLedger {
+		return nil, apdu.SWNotEnoughMemory
+	}
+	nc := d.c
+	nc.ATC++
+	nc.Balance += t.Amount
+	t.Status = transferReclaimed
+	rec := record{Kind: spd.KindReclaim, Mode: spd.ModeOnline, ATC: nc.ATC, Amount: t.Amount, Time: now,
+		Serial: s.Serial, Token: d.prof.AccountToken, Counterpart: t.Payee}
+	total, _, _ := d.pendingTotals()
+	info := d.baseInfo(medium.KindPaymentResult, nc, total, now)
+	success := 0
+	info.Result = &success
+	info.Amount, info.PayerID, info.PayeeID, info.Serial = t.Amount, d.id, t.Payee, s.Serial
+	env, sw := d.sign(info)
+	if sw != apdu.SWOK {
+		return nil, sw
+	}
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	tx.Put(xferKey(s.Serial), t.marshal())
+	tx.Put(pendKey(nc.ATC), rec.marshal())
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.c = nc
+	d.xfers[s.Serial] = t
+	d.pend = append(d.pend, rec)
+	return env, apdu.SWOK
+}

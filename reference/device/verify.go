@@ -1,0 +1,212 @@
+package device
+
+import (
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/subtle"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+func (d *Device) doGetChallenge(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	if len(cmd.Data) != 0 || (cmd.Ne != spd.ChallengeLen && cmd.Ne != apdu.MaxShortLe) {
+		return nil, apdu.SWWrongLength
+	}
+	return d.randBytes(spd.ChallengeLen), apdu.SWOK
+}
+
+func (d *Device) doInternalAuthenticate(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	if len(cmd.Data) < 1 || len(cmd.Data) > 64 {
+		return nil, apdu.SWWrongLength
+	}
+	sig, err := ecdsa.SignASN1(rand.Reader, d.key, spd.AuthenticationDigest(d.id, cmd.Data))
+	if err != nil {
+		return nil, apdu.SWUnknown
+	}
+	return sig, apdu.SWOK
+}
+
+// checkSecret runs the try-counter protocol (SPD-PIN-2): the counter is
+// decremented and written before the comparison, and restored after a
+// match. match is only called once the decrement is persistent.
+func (d *Device) checkSecret(triesKey string, limit int, match func() bool) apdu.SW {
+	left := d.tries(triesKey)
+	if left <= 0 {
+		return apdu.SWAuthBlocked
+	}
+	if sw := d.put(triesKey, []byte{byte(left - 1)}); sw != apdu.SWOK {
+		return sw
+	}
+	if !match() {
+		return apdu.VerifyFailed(left - 1)
+	}
+	return d.put(triesKey, []byte{byte(limit)})
+}
+
+func pinDigits(b []byte, min, max int) bool {
+	if len(b) < min || len(b) > max {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func equalSecret(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	switch cmd.P2 {
+	case spd.P2PIN:
+		if len(cmd.Data) == 0 {
+			left := d.tries(keyPINTries)
+			switch {
+			case left == 0:
+				return nil, apdu.SWAuthBlocked
+			case d.verified:
+				return nil, apdu.SWOK
+			}
+			return nil, apdu.VerifyFailed(left)
+		}
+		if !pinDigits(cmd.Data, 4, 12) {
+			return nil, apdu.SWWrongData
+		}
+		d.verified = false
+		pin := string(cmd.Data)
+		sw := d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(pin, d.pin) })
+		d.verified = sw == apdu.SWOK
+		return nil, sw
+	case spd.P2Biometric:
+		if len(d.prof.BioTemplate) == 0 {
+			return nil, apdu.SWRefDataNotFound
+		}
+		if len(cmd.Data) == 0 {
+			left := d.tries(keyBioTries)
+			if left == 0 {
+				return nil, apdu.SWAuthBlocked
+			}
+			return nil, apdu.VerifyFailed(left)
+		}
+		if len(cmd.Data) != spd.BioTemplateLen {
+			return nil, apdu.SWWrongLength
+		}
+		d.verified = false
+		sample := cmd.Data
+		sw := d.checkSecret(keyBioTries, d.cfg.BioTryLimit, func() bool {
+			return BioDistance(sample, d.prof.BioTemplate) <= uint64(d.prof.BioThreshold)
+		})
+		d.verified = sw == apdu.SWOK
+		return nil, sw
+	}
+	return nil, apdu.SWIncorrectP1P2
+}
+
+// BioDistance is the match score of SPEC.md SPD-BIO-1: the squared
+// Euclidean distance between two feature vectors of 16 unsigned bytes.
+func BioDistance(a, b []byte) uint64 {
+	var sum uint64
+	for i := range a {
+		if i >= len(b) {
+			break
+		}
+		diff := int64(a[i]) - int64(b[i])
+		sum += uint64(diff * diff)
+	}
+	return sum
+}
+
+func (d *Device) doChangePIN(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != spd.P2PIN {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	c, err := spd.ParseChangePIN(cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	d.verified = false
+	sw := d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(c.Old, d.pin) })
+	if sw != apdu.SWOK {
+		return nil, sw
+	}
+	tx := d.st.Begin()
+	tx.Put(keyPIN, []byte(c.NewPIN))
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	d.pin = c.NewPIN
+	d.verified = true
+	return nil, apdu.SWOK
+}
+
+func (d *Device) doResetRetryCounter(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P2 != spd.P2PIN {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	switch cmd.P1 {
+	case spd.P1UnblockPUK:
+		c, err := spd.ParseUnblockPUK(cmd.Data)
+		if err != nil {
+			return nil, parseErr(err)
+		}
+		sw := d.checkSecret(keyPUKTries, d.cfg.PUKTryLimit, func() bool { return equalSecret(c.PUK, d.prof.PUK) })
+		if sw != apdu.SWOK {
+			return nil, sw
+		}
+		tx := d.st.Begin()
+		tx.Put(keyPINTries, []byte{byte(d.prof.PINTryLimit)})
+		if c.NewPIN != "" {
+			tx.Put(keyPIN, []byte(c.NewPIN))
+		}
+		if sw := d.commit(tx); sw != apdu.SWOK {
+			return nil, sw
+		}
+		if c.NewPIN != "" {
+			d.pin = c.NewPIN
+		}
+		return nil, apdu.SWOK
+	case spd.P1UnblockHost:
+		body, err := spd.OpenIssuerData(d.hostPub, spd.INSResetRetryCounter, d.id, cmd.Data)
+		if err != nil {
+			return nil, parseErr(err)
+		}
+		u, err := spd.ParseUnblock(body)
+		if err != nil {
+			return nil, parseErr(err)
+		}
+		if u.Counter <= d.c.UpdateCounter {
+			return nil, apdu.SWRefDataNotUsable
+		}
+		nc := d.c
+		nc.UpdateCounter = u.Counter
+		tx := d.st.Begin()
+		tx.Put(keyCounters, nc.marshal())
+		tx.Put(keyPINTries, []byte{byte(d.prof.PINTryLimit)})
+		tx.Put(keyPUKTries, []byte{byte(d.cfg.PUKTryLimit)})
+		if u.NewPIN != "" {
+			tx.Put(keyPIN, []byte(u.NewPIN))
+		}
+		if sw := d.commit(tx); sw != apdu.SWOK {
+			return nil, sw
+		}
+		d.c = nc
+		if u.NewPIN != "" {
+			d.pin = u.NewPIN
+		}
+		return nil, apdu.SWOK
+	}
+	return nil, apdu.SWIncorrectP1P2
+}
