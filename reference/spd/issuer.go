@@ -513,7 +513,9 @@ func (is *Issuer) Initialise(deviceID []byte) apdu.Command {
 
 // PersonalisationScript certifies p.DevicePublicKey and returns the
 // commands that personalise and activate the device: PERSONALISE with the
-// CA-signed profile, VERIFY of the profile's PIN, ACTIVATE. The device
+// CA-signed profile, VERIFY of the profile's PIN, ACTIVATE. When the
+// profile names no host key and the issuer has one, the issuer's host key
+// is loaded. The device
 // must already be initialised with p.DeviceID (see Initialise).
 func (is *Issuer) PersonalisationScript(p Profile) ([]apdu.Command, error) {
 	cert, err := is.Certify(p.DeviceID, p.DevicePublicKey)
@@ -521,6 +523,9 @@ func (is *Issuer) PersonalisationScript(p Profile) ([]apdu.Command, error) {
 		return nil, err
 	}
 	p.Certificate = cert
+	if p.HostPublicKey == nil && is.Host != nil {
+		p.HostPublicKey = &is.Host.PublicKey
+	}
 	body, err := p.Marshal()
 	if err != nil {
 		return nil, err

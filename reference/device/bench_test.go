@@ -1,0 +1,57 @@
+package device
+
+import (
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"testing"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// BenchmarkPayment measures one PAY through Process: parse, checks, one
+// signature, one store transaction. Compare with BenchmarkECDSASignFloor
+// in the same run: the aim is at most 1.5x.
+func BenchmarkPayment(b *testing.B) {
+	r := newRig(b, "BENCH001")
+	r.login(b)
+	pay := spd.Pay(spd.PayRequest{Kind: spd.KindAccount, Mode: spd.ModeOnline, Amount: 100, Currency: 978, Time: t0, Region: 276}).MustBytes()
+	ack := func() {
+		cmd := r.hostOrder(b, func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+			atcs := make([]uint32, 0, len(r.dev.pend))
+			for _, p := range r.dev.pend {
+				atcs = append(atcs, p.ATC)
+			}
+			return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: t0, ATCs: atcs})
+		})
+		r.expect(b, cmd, apdu.SWOK)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if len(r.dev.pend) == r.dev.cfg.MaxLedger {
+			b.StopTimer()
+			ack()
+			b.StartTimer()
+		}
+		resp := r.dev.Process(pay)
+		if len(resp) < 2 || resp[len(resp)-2] != 0x90 {
+			b.Fatalf("PAY answered %X", resp)
+		}
+	}
+}
+
+// BenchmarkECDSASignFloor is the floor for BenchmarkPayment: one bare
+// ECDSA P-256 signature over a SHA-256 digest.
+func BenchmarkECDSASignFloor(b *testing.B) {
+	key := keyFromSeed("floor")
+	digest := sha256.Sum256([]byte("payment"))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := ecdsa.SignASN1(rand.Reader, key, digest[:]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
