@@ -76,3 +76,9 @@ func (c *counterCard) executions(id uint32) int {
 func countCommand(id uint32) []byte {
 	return binary.BigEndian.AppendUint32([]byte{0x80, 0x10, 0x00, 0x00, 0x04}, id)
 }
+
+func (c *counterCard) resetCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.resets
+}

@@ -76,8 +76,8 @@ func TestExchangeResetPower(t *testing.T) {
 	if err != nil || !bytes.Equal(atr, emulator.ATR(emulator.FormUART)) {
 		t.Fatalf("warm reset: % X, %v", atr, err)
 	}
-	if card.resets != 1 {
-		t.Fatalf("card saw %d warm resets, want 1", card.resets)
+	if card.resetCount() != 1 {
+		t.Fatalf("card saw %d warm resets, want 1", card.resetCount())
 	}
 	if err := p.PowerOff(ctx); err != nil {
 		t.Fatal(err)

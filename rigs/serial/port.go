@@ -75,7 +75,7 @@ type Port struct {
 	inbound    chan inbound
 	readerDone chan struct{}
 	stop       chan struct{} // closed by Close
-	readErr    error // set before readerDone closes
+	readErr    error         // set before readerDone closes
 	closed     atomic.Bool
 	closeOnce  sync.Once
 }
@@ -128,7 +128,7 @@ func OpenConfig(ctx context.Context, path string, cfg Config) (*Port, error) {
 	atr, err := p.request(ctx, TypeReset, []byte{ResetOpen}, TypeATR)
 	if err != nil {
 		p.Close()
-		return nil, fmt.Errorf("serial: opening a session on %s: %w", path, err)
+		return nil, err
 	}
 	p.atr = atr
 	return p, nil

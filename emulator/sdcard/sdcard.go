@@ -1,0 +1,468 @@
+// Package sdcard makes a card application look like a secure microSD SPD:
+// it serves the card through a file channel in a directory that stands for
+// the card's mount point, the way ASSD-style secure microSD cards carry
+// ISO/IEC 7816-4 APDUs in 512-byte secure-token blocks.
+//
+// The block format, file names and rules (sequence numbers, chaining of
+// extended APDUs, errors) are those of rigs/sdcard, imported from there:
+// DIR/SPDLAB/CMD.BIN holds the host's command block, DIR/SPDLAB/RSP.BIN the
+// card's response block. The card watches CMD.BIN with inotify and, as a
+// fallback for file systems that report nothing, reads it every
+// Config.PollInterval. It executes each block once: a block whose SEQ it
+// has already acted on gets the cached reply rewritten, never a second run.
+package sdcard
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spdlab/spdlab/emulator"
+	channel "github.com/spdlab/spdlab/rigs/sdcard"
+)
+
+// Config tunes a Device. The zero value gives the defaults noted per field.
+type Config struct {
+	// ATR the card reports; emulator.ATR(emulator.FormSD) when nil.
+	ATR []byte
+	// PollInterval: CMD.BIN is read at least this often even when inotify
+	// reports nothing (50 ms).
+	PollInterval time.Duration
+	// BusyInterval: while a command runs longer than this, a BUSY block is
+	// written every BusyInterval (20 ms).
+	BusyInterval time.Duration
+	// SettleTime: a damaged block is refused with an ERROR block only when
+	// it stays the same this long, since it may be a write in progress
+	// (2 ms).
+	SettleTime time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.ATR == nil {
+		c.ATR = emulator.ATR(emulator.FormSD)
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 50 * time.Millisecond
+	}
+	if c.BusyInterval <= 0 {
+		c.BusyInterval = 20 * time.Millisecond
+	}
+	if c.SettleTime <= 0 {
+		c.SettleTime = 2 * time.Millisecond
+	}
+	return c
+}
+
+// Stats counts what a Device saw. Commands counts card.Process calls.
+type Stats struct {
+	Blocks     uint64 // valid command blocks acted on
+	Commands   uint64 // APDUs executed by the card
+	Duplicates uint64 // blocks seen again and answered from the cache
+	Refused    uint64 // blocks answered with an ERROR block
+}
+
+// Device serves one card through the file channel in a directory.
+type Device struct {
+	card emulator.Card
+	dir  string
+	cfg  Config
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	done    chan struct{}
+	stopR   int
+	stopW   int
+	notify  int
+	cmdFD   int
+	rspFD   int
+	err     error
+
+	blocks, commands, duplicates, refused atomic.Uint64
+
+	// Serving state, owned by the serve goroutine.
+	powered   bool
+	haveLast  bool
+	lastSeq   uint32
+	lastReply []byte
+	chain     []byte // command segments so far; nil when no chain is open
+	pending   []byte // response bytes not yet fetched with NEXT
+	bad       []byte // the last damaged block seen
+	badSince  time.Time
+	badDone   bool
+	raw       []byte
+	out       []byte
+	events    []byte
+}
+
+// New returns a Device serving card in dir. Nothing is touched until Start
+// or Run.
+func New(card emulator.Card, dir string, cfg Config) *Device {
+	return &Device{card: card, dir: dir, cfg: cfg.withDefaults(), done: make(chan struct{}),
+		stopR: -1, stopW: -1, notify: -1, cmdFD: -1, rspFD: -1,
+		raw: make([]byte, channel.BlockSize), out: make([]byte, channel.BlockSize), events: make([]byte, 4096)}
+}
+
+// Dir returns the directory served.
+func (d *Device) Dir() string { return d.dir }
+
+// Start creates DIR/SPDLAB with empty CMD.BIN and RSP.BIN blocks, powers
+// the card on and serves in the background until Close.
+func (d *Device) Start() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("sdcard: device closed")
+	}
+	if d.started {
+		return nil
+	}
+	chDir := filepath.Join(d.dir, channel.ChannelDir)
+	if err := os.MkdirAll(chDir, 0o755); err != nil {
+		return fmt.Errorf("sdcard: %w", err)
+	}
+	empty := make([]byte, channel.BlockSize)
+	cmdPath, rspPath := filepath.Join(chDir, channel.CommandFile), filepath.Join(chDir, channel.ResponseFile)
+	for _, p := range []string{rspPath, cmdPath} {
+		if err := os.WriteFile(p, empty, 0o644); err != nil {
+			return fmt.Errorf("sdcard: %w", err)
+		}
+	}
+	var err error
+	if d.cmdFD, err = unix.Open(cmdPath, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		return d.abort(fmt.Errorf("sdcard: open %s: %w", cmdPath, err))
+	}
+	if d.rspFD, err = unix.Open(rspPath, unix.O_WRONLY|unix.O_CLOEXEC, 0); err != nil {
+		return d.abort(fmt.Errorf("sdcard: open %s: %w", rspPath, err))
+	}
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return d.abort(fmt.Errorf("sdcard: pipe: %w", err))
+	}
+	d.stopR, d.stopW = p[0], p[1]
+	// Without inotify the card still works by polling.
+	if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
+		if _, err := unix.InotifyAddWatch(fd, cmdPath, unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err == nil {
+			d.notify = fd
+		} else {
+			unix.Close(fd)
+		}
+	}
+	d.started = true
+	d.card.PowerOn()
+	d.powered = true
+	go d.serve()
+	return nil
+}
+
+func (d *Device) abort(err error) error {
+	for _, fd := range []*int{&d.cmdFD, &d.rspFD, &d.stopR, &d.stopW} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	return err
+}
+
+// Run starts the device if needed and serves until ctx is done, then
+// closes it. It returns nil after ctx ends, or the error that stopped
+// serving.
+func (d *Device) Run(ctx context.Context) error {
+	if err := d.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-d.done:
+	}
+	d.Close()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
+// Stats returns the counters so far.
+func (d *Device) Stats() Stats {
+	return Stats{Blocks: d.blocks.Load(), Commands: d.commands.Load(), Duplicates: d.duplicates.Load(), Refused: d.refused.Load()}
+}
+
+// Close stops serving, removes the channel files (the card is gone from
+// the mount point) and powers the card off.
+func (d *Device) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	started := d.started
+	d.mu.Unlock()
+	if !started {
+		return nil
+	}
+	unix.Write(d.stopW, []byte{1})
+	<-d.done
+	for _, fd := range []int{d.cmdFD, d.rspFD, d.stopR, d.stopW, d.notify} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	chDir := filepath.Join(d.dir, channel.ChannelDir)
+	os.Remove(filepath.Join(chDir, channel.CommandFile))
+	os.Remove(filepath.Join(chDir, channel.ResponseFile))
+	os.Remove(chDir) // only when empty
+	if d.powered {
+		d.card.PowerOff()
+		d.powered = false
+	}
+	return nil
+}
+
+func (d *Device) serve() {
+	defer close(d.done)
+	fds := []unix.PollFd{{Fd: int32(d.stopR), Events: unix.POLLIN}}
+	if d.notify >= 0 {
+		fds = append(fds, unix.PollFd{Fd: int32(d.notify), Events: unix.POLLIN})
+	}
+	d.check(true)
+	for {
+		wait := d.cfg.PollInterval
+		if d.bad != nil && !d.badDone {
+			wait = min(wait, max(time.Until(d.badSince.Add(d.cfg.SettleTime)), 0))
+		}
+		ts := unix.NsecToTimespec(wait.Nanoseconds())
+		for i := range fds {
+			fds[i].Revents = 0
+		}
+		n, err := unix.Ppoll(fds, &ts, nil)
+		if err != nil && err != unix.EINTR {
+			d.mu.Lock()
+			d.err = fmt.Errorf("sdcard: waiting for %s: %w", d.dir, err)
+			d.mu.Unlock()
+			return
+		}
+		if fds[0].Revents != 0 {
+			return
+		}
+		event := false
+		if n > 0 && len(fds) > 1 && fds[1].Revents != 0 {
+			for {
+				if k, err := unix.Read(d.notify, d.events); k <= 0 || err != nil {
+					break
+				}
+			}
+			event = true
+		}
+		d.check(event)
+	}
+}
+
+// check reads CMD.BIN and acts on it. event says a write to the file was
+// reported; a block seen again after such a write is a host's rewrite and
+// gets the cached reply again.
+func (d *Device) check(event bool) {
+	n, err := unix.Pread(d.cmdFD, d.raw, 0)
+	if err != nil {
+		return
+	}
+	raw := d.raw[:n]
+	blk, err := channel.ParseBlock(raw)
+	if errors.Is(err, channel.ErrEmpty) {
+		return
+	}
+	var be *channel.BlockError
+	if errors.As(err, &be) {
+		// Perhaps a write in progress: refuse it only once it has settled.
+		if !bytes.Equal(raw, d.bad) {
+			d.bad = append(d.bad[:0], raw...)
+			d.badSince, d.badDone = time.Now(), false
+			return
+		}
+		if d.badDone || time.Since(d.badSince) < d.cfg.SettleTime {
+			return
+		}
+		d.badDone = true
+		d.refused.Add(1)
+		d.reply(channel.Block{Kind: channel.KindError, Seq: max(be.Seq, 1), APDU: []byte{byte(be.Reason)}}, false)
+		return
+	}
+	d.bad = nil
+	if d.haveLast && blk.Seq == d.lastSeq {
+		if event {
+			d.duplicates.Add(1)
+			d.writeRaw(d.lastReply)
+		}
+		return
+	}
+	d.blocks.Add(1)
+	d.reply(d.execute(blk), true)
+}
+
+func (d *Device) reply(b channel.Block, cache bool) {
+	if err := b.Marshal(d.out); err != nil {
+		return
+	}
+	if b.Kind == channel.KindError {
+		if cache {
+			d.refused.Add(1)
+		}
+	}
+	if cache {
+		d.haveLast, d.lastSeq = true, b.Seq
+		d.lastReply = append(d.lastReply[:0], d.out...)
+	}
+	d.writeRaw(d.out)
+}
+
+func (d *Device) writeRaw(b []byte) {
+	unix.Pwrite(d.rspFD, b, 0)
+}
+
+// execute acts on one new block and returns the reply.
+func (d *Device) execute(b channel.Block) channel.Block {
+	reply := channel.Block{Seq: b.Seq}
+	fail := func(r channel.Reason) channel.Block {
+		reply.Kind, reply.APDU = channel.KindError, []byte{byte(r)}
+		return reply
+	}
+	ack := func() channel.Block { reply.Kind = channel.KindAck; return reply }
+	atr := func() channel.Block {
+		reply.Kind = channel.KindATR
+		if d.powered {
+			reply.APDU = d.cfg.ATR
+		}
+		return reply
+	}
+	if b.Kind != channel.KindNext {
+		d.pending = nil
+	}
+	if b.Kind != channel.KindContinue {
+		if b.Kind != channel.KindCommand {
+			d.chain = nil
+		}
+	}
+	switch b.Kind {
+	case channel.KindCommand, channel.KindContinue:
+		if b.Kind == channel.KindCommand {
+			d.chain = append(make([]byte, 0, len(b.APDU)), b.APDU...)
+		} else {
+			if d.chain == nil {
+				return fail(channel.ReasonUnexpected)
+			}
+			d.chain = append(d.chain, b.APDU...)
+		}
+		if len(d.chain) > channel.MaxAPDU {
+			d.chain = nil
+			return fail(channel.ReasonTooLong)
+		}
+		if b.More {
+			return ack()
+		}
+		cmd := d.chain
+		d.chain = nil
+		if !d.powered {
+			return fail(channel.ReasonUnpowered)
+		}
+		resp := d.process(cmd, b.Seq)
+		if resp == nil { // torn: mute until powered on
+			d.powered = false
+			return fail(channel.ReasonUnpowered)
+		}
+		d.pending = resp
+		return d.nextSegment(reply)
+	case channel.KindNext:
+		if d.pending == nil {
+			return fail(channel.ReasonUnexpected)
+		}
+		return d.nextSegment(reply)
+	case channel.KindReset:
+		if len(b.APDU) != 1 {
+			return fail(channel.ReasonBadMode)
+		}
+		switch b.APDU[0] {
+		case channel.ResetOpen:
+		case channel.ResetWarm:
+			if !d.powered {
+				return fail(channel.ReasonUnpowered)
+			}
+			d.card.Reset()
+		case channel.ResetCold:
+			if d.powered {
+				d.card.PowerOff()
+			}
+			d.card.PowerOn()
+			d.powered = true
+		default:
+			return fail(channel.ReasonBadMode)
+		}
+		return atr()
+	case channel.KindPower:
+		if len(b.APDU) != 1 {
+			return fail(channel.ReasonBadMode)
+		}
+		switch b.APDU[0] {
+		case channel.PowerOff:
+			if d.powered {
+				d.card.PowerOff()
+				d.powered = false
+			}
+			return ack()
+		case channel.PowerOn:
+			if !d.powered {
+				d.card.PowerOn()
+				d.powered = true
+			}
+			return atr()
+		}
+		return fail(channel.ReasonBadMode)
+	}
+	return fail(channel.ReasonUnexpected) // a card-to-host kind
+}
+
+// nextSegment moves up to MaxSegment pending response bytes into reply.
+func (d *Device) nextSegment(reply channel.Block) channel.Block {
+	n := min(len(d.pending), channel.MaxSegment)
+	reply.Kind = channel.KindResponse
+	reply.APDU = d.pending[:n]
+	d.pending = d.pending[n:]
+	reply.More = len(d.pending) > 0
+	if !reply.More {
+		d.pending = nil
+	}
+	return reply
+}
+
+// process runs a command, writing BUSY blocks while it takes long.
+func (d *Device) process(cmd []byte, seq uint32) []byte {
+	d.commands.Add(1)
+	done := make(chan []byte, 1)
+	go func() { done <- d.card.Process(cmd) }()
+	select {
+	case resp := <-done:
+		return resp
+	default:
+	}
+	timer := time.NewTimer(d.cfg.BusyInterval)
+	defer timer.Stop()
+	busy := make([]byte, channel.BlockSize)
+	for {
+		select {
+		case resp := <-done:
+			return resp
+		case <-timer.C:
+			if (channel.Block{Kind: channel.KindBusy, Seq: seq}).Marshal(busy) == nil {
+				d.writeRaw(busy)
+			}
+			timer.Reset(d.cfg.BusyInterval)
+		}
+	}
+}

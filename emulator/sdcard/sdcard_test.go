@@ -1,0 +1,321 @@
+package sdcard
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/rigs/link"
+	channel "github.com/spdlab/spdlab/rigs/sdcard"
+)
+
+func startDevice(t testing.TB, card emulator.Card, cfg Config) (*Device, string) {
+	t.Helper()
+	dir := t.TempDir()
+	d := New(card, dir, cfg)
+	if err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d, dir
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func openChannel(t testing.TB, dir string, cfg channel.Config) *channel.Channel {
+	t.Helper()
+	c, err := channel.OpenConfig(ctxT(t), dir, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestExchangeResetPower(t *testing.T) {
+	card := newCounterCard()
+	dev, dir := startDevice(t, card, Config{})
+	c := openChannel(t, dir, channel.Config{})
+	ctx := ctxT(t)
+
+	if got, want := c.ATR(), emulator.ATR(emulator.FormSD); !bytes.Equal(got, want) {
+		t.Fatalf("ATR % X, want % X", got, want)
+	}
+	resp, err := c.Exchange(ctx, countCommand(7))
+	if err != nil || binary.BigEndian.Uint32(resp[4:8]) != 1 {
+		t.Fatalf("% X %v", resp, err)
+	}
+	if resp, _ := c.Exchange(ctx, []byte{0x00}); !bytes.Equal(resp, []byte{0x67, 0x00}) {
+		t.Fatalf("1-byte command answered % X, want 6700", resp)
+	}
+	if _, err := c.Reset(ctx, false); err != nil || card.resetCount() != 1 {
+		t.Fatalf("warm reset: %v, %d resets", err, card.resetCount())
+	}
+	if err := c.PowerOff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exchange(ctx, countCommand(8)); !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("unpowered: %v, want link.ErrRemoved", err)
+	}
+	if atr, err := c.PowerOn(ctx); err != nil || !bytes.Equal(atr, emulator.ATR(emulator.FormSD)) {
+		t.Fatalf("power on: % X %v", atr, err)
+	}
+	if _, err := c.Exchange(ctx, []byte{0x80, 0x30, 0x00, 0x00}); !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("torn command: %v, want link.ErrRemoved", err)
+	}
+	if _, err := c.Exchange(ctx, countCommand(8)); !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("after tear: %v, want link.ErrRemoved", err)
+	}
+	if _, err := c.Reset(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exchange(ctx, countCommand(8)); err != nil || card.executions(8) != 1 {
+		t.Fatalf("after cold reset: %v, ran %d times", err, card.executions(8))
+	}
+	if s := dev.Stats(); s.Commands != 4 {
+		t.Fatalf("stats %+v, want 4 commands: none while unpowered", s)
+	}
+}
+
+func TestChainedExtendedAPDU(t *testing.T) {
+	card := newCounterCard()
+	dev, dir := startDevice(t, card, Config{})
+	c := openChannel(t, dir, channel.Config{})
+	ctx := ctxT(t)
+	for _, sizes := range [][2]int{{1500, 3000}, {498, 496}, {499, 497}, {4, 10000}, {channel.MaxAPDU, 60000}} {
+		cmdLen, respLen := sizes[0], sizes[1]
+		cmd := make([]byte, cmdLen)
+		copy(cmd, []byte{0x80, 0x50, byte(respLen >> 8), byte(respLen)})
+		resp, err := c.Exchange(ctx, cmd)
+		if err != nil {
+			t.Fatalf("command %d bytes, response %d: %v", cmdLen, respLen, err)
+		}
+		if want := bigResponse(respLen, cmdLen); !bytes.Equal(resp, want) {
+			t.Fatalf("command %d bytes: response of %d bytes differs from the %d expected", cmdLen, len(resp), len(want))
+		}
+	}
+	if s := dev.Stats(); s.Commands != 5 {
+		t.Fatalf("stats %+v, want 5 commands", s)
+	}
+	if _, err := c.Exchange(ctx, make([]byte, channel.MaxAPDU+1)); err == nil {
+		t.Fatal("sent a command over MaxAPDU")
+	}
+}
+
+func TestReopenSessions(t *testing.T) {
+	card := newCounterCard()
+	_, dir := startDevice(t, card, Config{})
+	ctx := ctxT(t)
+	for i := range 4 {
+		c, err := channel.OpenConfig(ctx, dir, channel.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			id := uint32(i*10 + j)
+			if _, err := c.Exchange(ctx, countCommand(id)); err != nil {
+				t.Fatal(err)
+			}
+			if n := card.executions(id); n != 1 {
+				t.Fatalf("session %d command %d ran %d times", i, j, n)
+			}
+		}
+		c.Close()
+	}
+}
+
+func TestBusyKeepsHostWaiting(t *testing.T) {
+	card := newCounterCard()
+	dev, dir := startDevice(t, card, Config{BusyInterval: 5 * time.Millisecond})
+	c := openChannel(t, dir, channel.Config{RetransmitTimeout: 20 * time.Millisecond, SilenceTimeout: 60 * time.Millisecond})
+	if _, err := c.Exchange(ctxT(t), []byte{0x80, 0x20, 0x00, 0x00, 0x02, 0x00, 200}); err != nil {
+		t.Fatal(err)
+	}
+	if s := dev.Stats(); s.Commands != 1 {
+		t.Fatalf("stats %+v: the slow command must run once", s)
+	}
+}
+
+func TestDirectIO(t *testing.T) {
+	card := newCounterCard()
+	_, dir := startDevice(t, card, Config{})
+	c, err := channel.OpenConfig(ctxT(t), dir, channel.Config{IO: channel.IODirect})
+	if errors.Is(err, os.ErrInvalid) || (err != nil && bytes.Contains([]byte(err.Error()), []byte("invalid argument"))) {
+		t.Skipf("this file system refuses O_DIRECT: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.Direct() {
+		t.Fatal("IODirect channel reports buffered I/O")
+	}
+	for id := uint32(1); id <= 5; id++ {
+		if _, err := c.Exchange(ctxT(t), countCommand(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// writeBlock puts raw bytes in CMD.BIN the way a host does, in place.
+func writeBlock(t *testing.T, dir string, raw []byte) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, channel.ChannelDir, channel.CommandFile), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(raw, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitReply reads RSP.BIN until it holds a block with seq.
+func awaitReply(t *testing.T, dir string, seq uint32) channel.Block {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		raw, err := os.ReadFile(filepath.Join(dir, channel.ChannelDir, channel.ResponseFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := channel.ParseBlock(raw); err == nil && b.Seq == seq && b.Kind != channel.KindBusy {
+			return b
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	t.Fatalf("no reply with seq %d", seq)
+	return channel.Block{}
+}
+
+func marshal(t *testing.T, b channel.Block) []byte {
+	t.Helper()
+	raw := make([]byte, channel.BlockSize)
+	if err := b.Marshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
+	card := newCounterCard()
+	dev, dir := startDevice(t, card, Config{})
+
+	reseal := func(raw []byte) []byte { // fix the CRC after editing fields
+		crc := crcOf(raw[:510])
+		raw[510], raw[511] = byte(crc>>8), byte(crc)
+		return raw
+	}
+	damaged := marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 100, APDU: countCommand(1)})
+	damaged[20] ^= 0xFF
+	longLen := marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 101})
+	longLen[0], longLen[1] = 0x01, 0xF3 // 499
+	longLen = reseal(longLen)
+	unknown := marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 102})
+	unknown[502] = 0x44
+	unknown = reseal(unknown)
+
+	cases := []struct {
+		name string
+		raw  []byte
+		seq  uint32
+		want channel.Reason
+	}{
+		{"damaged", damaged, 100, channel.ReasonDamaged},
+		{"LEN over 498", longLen, 101, channel.ReasonLength},
+		{"unknown kind", unknown, 102, channel.ReasonUnknown},
+		{"card kind from host", marshal(t, channel.Block{Kind: channel.KindResponse, Seq: 103, APDU: []byte{0x90, 0}}), 103, channel.ReasonUnexpected},
+		{"CONTINUE with no chain", marshal(t, channel.Block{Kind: channel.KindContinue, Seq: 104, APDU: []byte{1}}), 104, channel.ReasonUnexpected},
+		{"NEXT with nothing pending", marshal(t, channel.Block{Kind: channel.KindNext, Seq: 105}), 105, channel.ReasonUnexpected},
+		{"bad reset mode", marshal(t, channel.Block{Kind: channel.KindReset, Seq: 106, APDU: []byte{7}}), 106, channel.ReasonBadMode},
+		{"bad power mode", marshal(t, channel.Block{Kind: channel.KindPower, Seq: 107}), 107, channel.ReasonBadMode},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			writeBlock(t, dir, c.raw)
+			b := awaitReply(t, dir, c.seq)
+			if b.Kind != channel.KindError || len(b.APDU) != 1 || channel.Reason(b.APDU[0]) != c.want {
+				t.Fatalf("reply %v % X, want ERROR %s", b, b.APDU, c.want)
+			}
+		})
+	}
+
+	// Serving goes on, and the same block written three times runs once.
+	good := marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 200, APDU: countCommand(9)})
+	for range 3 {
+		writeBlock(t, dir, good)
+		b := awaitReply(t, dir, 200)
+		if b.Kind != channel.KindResponse || binary.BigEndian.Uint32(b.APDU[4:8]) != 1 {
+			t.Fatalf("reply %v % X", b, b.APDU)
+		}
+	}
+	if n := card.executions(9); n != 1 {
+		t.Fatalf("command ran %d times, want 1", n)
+	}
+	if s := dev.Stats(); s.Commands != 1 {
+		t.Fatalf("stats %+v, want 1 command", s)
+	}
+}
+
+func crcOf(p []byte) uint16 {
+	crc := uint16(0xFFFF)
+	for _, b := range p {
+		crc ^= uint16(b) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+func TestCloseRemovesChannel(t *testing.T) {
+	dev, dir := startDevice(t, newCounterCard(), Config{})
+	dev.Close()
+	if _, err := channel.Open(dir); !errors.Is(err, link.ErrNoCard) {
+		t.Fatalf("open after the card left: %v, want link.ErrNoCard", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, channel.ChannelDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("channel directory left behind: %v", err)
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	dir := t.TempDir()
+	d := New(newCounterCard(), dir, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx) }()
+	var c link.Link
+	var err error
+	for range 200 {
+		if c, err = channel.Open(dir); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Exchange(ctxT(t), countCommand(1)); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,446 @@
+package sdcard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// IOMode says how the host reaches the channel files.
+type IOMode int
+
+const (
+	// IOAuto uses IODirect when the directory is on a FAT or exFAT file
+	// system (how SDHC and SDXC cards are formatted, so a real card) and
+	// IOBuffered elsewhere (tmpfs, ext4: the emulator's directory).
+	IOAuto IOMode = iota
+	// IOBuffered uses ordinary reads and writes through the page cache.
+	IOBuffered
+	// IODirect opens the files with O_DIRECT (and the command file with
+	// O_DSYNC), so every write reaches the card at once and every read
+	// comes from the card, not from a cached copy. A real card needs
+	// this: it answers by changing the sectors of RSP.BIN itself, which
+	// the kernel would otherwise never re-read.
+	IODirect
+)
+
+func (m IOMode) String() string {
+	switch m {
+	case IOBuffered:
+		return "buffered"
+	case IODirect:
+		return "direct"
+	}
+	return "auto"
+}
+
+// Config tunes a Channel. The zero value gives the defaults noted per field.
+type Config struct {
+	IO IOMode
+	// RetransmitTimeout: when no reply came for this long, the host writes
+	// the same block again (500 ms), doubling up to 4 s. The card answers a
+	// rewritten block from its cache.
+	RetransmitTimeout time.Duration
+	// SilenceTimeout: when no reply and no BUSY came for this long, the card
+	// is declared absent: link.ErrNoCard (2 s).
+	SilenceTimeout time.Duration
+	// PollMin and PollMax bound the wait between reads of RSP.BIN (10 µs
+	// doubling to 2 ms). Where the file system reports changes (inotify,
+	// as with the emulator) a reply also ends the wait at once.
+	PollMin, PollMax time.Duration
+	// OpenTimeout bounds the session-opening RESET 00 of Open when the
+	// caller's context has no deadline (2 s).
+	OpenTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.RetransmitTimeout <= 0 {
+		c.RetransmitTimeout = 500 * time.Millisecond
+	}
+	if c.SilenceTimeout <= 0 {
+		c.SilenceTimeout = 2 * time.Second
+	}
+	if c.PollMin <= 0 {
+		c.PollMin = 10 * time.Microsecond
+	}
+	if c.PollMax < c.PollMin {
+		c.PollMax = max(2*time.Millisecond, c.PollMin)
+	}
+	if c.OpenTimeout <= 0 {
+		c.OpenTimeout = 2 * time.Second
+	}
+	return c
+}
+
+// Channel is a link.Link to a secure microSD card through its file channel.
+// One Channel at a time may use a directory.
+type Channel struct {
+	dir    string
+	cfg    Config
+	direct bool
+	cmdFD  int
+	rspFD  int
+	notify int // inotify descriptor watching RSP.BIN, or -1
+
+	mu     sync.Mutex
+	seq    uint32
+	atr    []byte
+	wbuf   []byte // BlockSize bytes, aligned for O_DIRECT
+	rbuf   []byte
+	events []byte
+	closed atomic.Bool
+}
+
+var (
+	_ link.Link        = (*Channel)(nil)
+	_ link.Resetter    = (*Channel)(nil)
+	_ link.PowerCycler = (*Channel)(nil)
+	_ link.ATRer       = (*Channel)(nil)
+	_ link.Limits      = (*Channel)(nil)
+)
+
+// File system magic numbers of statfs(2).
+const (
+	msdosSuperMagic = 0x4d44
+	exfatSuperMagic = 0x2011BAB0
+)
+
+// Open opens the channel in dir (a card's mount point) with the default
+// Config, opens a session with the card and returns the link.
+func Open(dir string) (link.Link, error) {
+	return OpenConfig(context.Background(), dir, Config{})
+}
+
+// OpenConfig opens the channel in dir with cfg and opens a session with
+// the card (RESET 00), which fetches its ATR. It fails with an error
+// wrapping link.ErrNoCard when dir has no channel files or no card answers.
+func OpenConfig(ctx context.Context, dir string, cfg Config) (*Channel, error) {
+	cfg = cfg.withDefaults()
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("sdcard: %s is not a directory: %w", dir, link.ErrNoCard)
+	}
+	cmdPath := filepath.Join(dir, ChannelDir, CommandFile)
+	rspPath := filepath.Join(dir, ChannelDir, ResponseFile)
+	for _, p := range []string{cmdPath, rspPath} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("sdcard: %s has no SPD channel (%s/%s missing): %w", dir, ChannelDir, filepath.Base(p), link.ErrNoCard)
+		}
+		if fi.Size() < BlockSize {
+			return nil, fmt.Errorf("sdcard: %s is %d bytes, shorter than a block: %w", p, fi.Size(), link.ErrNoCard)
+		}
+	}
+	direct := cfg.IO == IODirect
+	if cfg.IO == IOAuto {
+		var st unix.Statfs_t
+		if unix.Statfs(dir, &st) == nil && (st.Type == msdosSuperMagic || st.Type == exfatSuperMagic) {
+			direct = true
+		}
+	}
+	c := &Channel{dir: dir, cfg: cfg, cmdFD: -1, rspFD: -1, notify: -1,
+		wbuf: alignedBlock(), rbuf: alignedBlock(), events: make([]byte, 4096)}
+	if err := c.openFiles(cmdPath, rspPath, direct); err != nil {
+		if cfg.IO == IOAuto && errors.Is(err, unix.EINVAL) {
+			err = c.openFiles(cmdPath, rspPath, false) // no O_DIRECT here
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
+		if _, err := unix.InotifyAddWatch(fd, rspPath, unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err == nil {
+			c.notify = fd
+		} else {
+			unix.Close(fd)
+		}
+	}
+	// Continue after the highest SEQ either file holds, so the first
+	// block of this session differs from the card's last one.
+	for _, fd := range []int{c.cmdFD, c.rspFD} {
+		if b, err := c.readBlock(fd); err == nil && b.Seq > c.seq {
+			c.seq = b.Seq
+		}
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.OpenTimeout)
+		defer cancel()
+	}
+	atr, err := c.request(ctx, KindReset, []byte{ResetOpen}, false, KindATR)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.atr = atr.APDU
+	return c, nil
+}
+
+func (c *Channel) openFiles(cmdPath, rspPath string, direct bool) error {
+	wflags, rflags := unix.O_RDWR|unix.O_CLOEXEC, unix.O_RDONLY|unix.O_CLOEXEC
+	if direct {
+		wflags |= unix.O_DIRECT | unix.O_DSYNC
+		rflags |= unix.O_DIRECT
+	}
+	cmd, err := unix.Open(cmdPath, wflags, 0)
+	if err != nil {
+		return fmt.Errorf("sdcard: open %s (%s I/O): %w", cmdPath, map[bool]string{true: "direct", false: "buffered"}[direct], err)
+	}
+	rsp, err := unix.Open(rspPath, rflags, 0)
+	if err != nil {
+		unix.Close(cmd)
+		return fmt.Errorf("sdcard: open %s: %w", rspPath, err)
+	}
+	c.cmdFD, c.rspFD, c.direct = cmd, rsp, direct
+	return nil
+}
+
+// alignedBlock returns BlockSize bytes at a 4096-byte boundary, as
+// O_DIRECT requires on any logical block size up to a page.
+func alignedBlock() []byte {
+	const align = 4096
+	buf := make([]byte, BlockSize+align)
+	off := int(uintptr(unsafe.Pointer(&buf[0])) & (align - 1))
+	if off != 0 {
+		off = align - off
+	}
+	return buf[off : off+BlockSize : off+BlockSize]
+}
+
+func (c *Channel) readBlock(fd int) (Block, error) {
+	n, err := unix.Pread(fd, c.rbuf, 0)
+	if err != nil {
+		return Block{}, fmt.Errorf("sdcard: read: %w", err)
+	}
+	return ParseBlock(c.rbuf[:n])
+}
+
+// Exchange implements link.Link. Commands and responses longer than a
+// block travel in chained segments.
+func (c *Channel) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	if len(command) > MaxAPDU {
+		return nil, fmt.Errorf("sdcard: command of %d bytes exceeds %d", len(command), MaxAPDU)
+	}
+	kind := KindCommand
+	var reply Block
+	for off := 0; ; {
+		end := min(off+MaxSegment, len(command))
+		more := end < len(command)
+		want := KindResponse
+		if more {
+			want = KindAck
+		}
+		var err error
+		reply, err = c.request(ctx, kind, command[off:end], more, want)
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			break
+		}
+		kind, off = KindContinue, end
+	}
+	resp := reply.APDU
+	for reply.More {
+		var err error
+		if reply, err = c.request(ctx, KindNext, nil, false, KindResponse); err != nil {
+			return nil, err
+		}
+		resp = append(resp, reply.APDU...)
+		if len(resp) > MaxAPDU {
+			return nil, fmt.Errorf("sdcard: chained response exceeds %d bytes", MaxAPDU)
+		}
+	}
+	if len(resp) < 2 {
+		return nil, fmt.Errorf("sdcard: card in %s answered %d bytes, shorter than a status word", c.dir, len(resp))
+	}
+	return resp, nil
+}
+
+// Reset implements link.Resetter.
+func (c *Channel) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	mode := ResetWarm
+	if cold {
+		mode = ResetCold
+	}
+	return c.setATR(c.request(ctx, KindReset, []byte{mode}, false, KindATR))
+}
+
+// PowerOff implements link.PowerCycler.
+func (c *Channel) PowerOff(ctx context.Context) error {
+	_, err := c.request(ctx, KindPower, []byte{PowerOff}, false, KindAck)
+	return err
+}
+
+// PowerOn implements link.PowerCycler.
+func (c *Channel) PowerOn(ctx context.Context) ([]byte, error) {
+	return c.setATR(c.request(ctx, KindPower, []byte{PowerOn}, false, KindATR))
+}
+
+func (c *Channel) setATR(b Block, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.atr = b.APDU
+	c.mu.Unlock()
+	return append([]byte(nil), b.APDU...), nil
+}
+
+// ATR implements link.ATRer.
+func (c *Channel) ATR() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]byte(nil), c.atr...)
+}
+
+// MaxCommand implements link.Limits.
+func (c *Channel) MaxCommand() int { return MaxAPDU }
+
+// MaxResponse implements link.Limits.
+func (c *Channel) MaxResponse() int { return MaxAPDU }
+
+// Direct reports whether the channel uses O_DIRECT I/O.
+func (c *Channel) Direct() bool { return c.direct }
+
+// String implements link.Link.
+func (c *Channel) String() string { return "sd:" + c.dir }
+
+// Close implements link.Link. The card keeps power.
+func (c *Channel) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, fd := range []int{c.cmdFD, c.rspFD, c.notify} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+	return nil
+}
+
+// request writes one block with the next SEQ and waits for the card's
+// reply of kind want with the same SEQ, rewriting the block when the card
+// stays quiet.
+func (c *Channel) request(ctx context.Context, kind Kind, apdu []byte, more bool, want Kind) (Block, error) {
+	if err := ctx.Err(); err != nil {
+		return Block{}, fmt.Errorf("sdcard: %s: %w", c.dir, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return Block{}, link.ErrClosed
+	}
+	c.seq++
+	if c.seq == 0 {
+		c.seq = 1
+	}
+	seq := c.seq
+	if err := (Block{Kind: kind, More: more, Seq: seq, APDU: apdu}).Marshal(c.wbuf); err != nil {
+		return Block{}, err
+	}
+	c.drainEvents()
+	if err := c.writeCommand(); err != nil {
+		return Block{}, err
+	}
+	start := time.Now()
+	lastHeard := start
+	retransmit := c.cfg.RetransmitTimeout
+	rewriteAt := start.Add(retransmit)
+	wait := c.cfg.PollMin
+	rewrites := 0
+	for {
+		b, err := c.readBlock(c.rspFD)
+		if err == nil && b.Seq == seq {
+			switch b.Kind {
+			case want:
+				return b, nil
+			case KindBusy:
+				lastHeard = time.Now()
+				rewriteAt = lastHeard.Add(retransmit)
+			case KindError:
+				r := Reason(0)
+				if len(b.APDU) == 1 {
+					r = Reason(b.APDU[0])
+				}
+				if r == ReasonUnpowered {
+					return Block{}, fmt.Errorf("sdcard: card in %s: %s: %w", c.dir, r, link.ErrRemoved)
+				}
+				if r == ReasonDamaged && rewrites < 3 {
+					// The card read our block damaged: the rewrite
+					// timer sends it again.
+					lastHeard = time.Now()
+					break
+				}
+				return Block{}, fmt.Errorf("sdcard: card in %s refused %s seq %d: %s", c.dir, kind, seq, r)
+			default:
+				return Block{}, fmt.Errorf("sdcard: card in %s answered %s to %s seq %d", c.dir, b.Kind, kind, seq)
+			}
+		} else if err != nil && !errors.As(err, new(*BlockError)) && !errors.Is(err, ErrEmpty) {
+			return Block{}, err // the file itself failed
+		}
+		if err := ctx.Err(); err != nil {
+			return Block{}, fmt.Errorf("sdcard: %s: %s seq %d: %w", c.dir, kind, seq, err)
+		}
+		now := time.Now()
+		if now.Sub(lastHeard) >= c.cfg.SilenceTimeout {
+			return Block{}, fmt.Errorf("sdcard: no answer from a card in %s for %v: %w", c.dir, now.Sub(lastHeard).Round(time.Millisecond), link.ErrNoCard)
+		}
+		if now.After(rewriteAt) {
+			if err := c.writeCommand(); err != nil {
+				return Block{}, err
+			}
+			rewrites++
+			retransmit = min(2*retransmit, 8*c.cfg.RetransmitTimeout)
+			rewriteAt = now.Add(retransmit)
+		}
+		c.sleep(wait)
+		wait = min(2*wait, c.cfg.PollMax)
+	}
+}
+
+func (c *Channel) writeCommand() error {
+	n, err := unix.Pwrite(c.cmdFD, c.wbuf, 0)
+	if err != nil {
+		return fmt.Errorf("sdcard: write %s: %w: %w", filepath.Join(c.dir, ChannelDir, CommandFile), err, link.ErrRemoved)
+	}
+	if n != BlockSize {
+		return fmt.Errorf("sdcard: short write of %d bytes to the command block: %w", n, link.ErrRemoved)
+	}
+	return nil
+}
+
+// sleep waits up to d, or less when inotify reports a change to RSP.BIN.
+func (c *Channel) sleep(d time.Duration) {
+	if c.notify < 0 {
+		time.Sleep(d)
+		return
+	}
+	ts := unix.NsecToTimespec(d.Nanoseconds())
+	fds := []unix.PollFd{{Fd: int32(c.notify), Events: unix.POLLIN}}
+	if n, _ := unix.Ppoll(fds, &ts, nil); n > 0 {
+		c.drainEvents()
+	}
+}
+
+func (c *Channel) drainEvents() {
+	if c.notify < 0 {
+		return
+	}
+	for {
+		if n, err := unix.Read(c.notify, c.events); n <= 0 || err != nil {
+			return
+		}
+	}
+}
