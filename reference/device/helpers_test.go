@@ -11,6 +11,7 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/rigs/link"
@@ -84,17 +85,48 @@ type rig struct {
 	counter uint32
 }
 
-func newRig(t testing.TB, id string) *rig {
+// newBlankRig returns a blank device with a client on a direct link.
+func newBlankRig(t testing.TB, id string) *rig {
 	t.Helper()
 	st := store.NewMemory()
 	d := New(st, Config{Seed: []byte("seed-" + id)})
 	l := link.NewDirect(d, "ref", emulator.ATR(emulator.FormSIM))
-	r := &rig{dev: d, st: st, link: l, c: spd.NewClient(l), is: issuer(t)}
-	p, err := r.is.Personalise(context.Background(), r.c, testProfile(id))
+	return &rig{dev: d, st: st, link: l, c: spd.NewClient(l), is: issuer(t)}
+}
+
+// scripts caches each test device's personalisation script: certificates
+// carry randomised signatures, and tests that compare memory images need
+// the same bytes every time a device is personalised.
+var scripts = map[string][]apdu.Command{}
+
+func newRig(t testing.TB, id string) *rig {
+	t.Helper()
+	r := newBlankRig(t, id)
+	ctx := context.Background()
+	if _, err := r.c.Select(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := r.c.Initialise(ctx, &r.is.CA.PublicKey, []byte(id))
 	if err != nil {
+		t.Fatalf("initialise: %v", err)
+	}
+	p := testProfile(id)
+	p.DevicePublicKey = pub
+	p.HostPublicKey = &r.is.HostKey().PublicKey
+	script, ok := scripts[id]
+	if !ok {
+		if script, err = r.is.PersonalisationScript(p); err != nil {
+			t.Fatal(err)
+		}
+		scripts[id] = script
+	}
+	if err := r.c.Run(ctx, script); err != nil {
 		t.Fatalf("personalise: %v", err)
 	}
-	r.profile, r.pub = p, p.DevicePublicKey
+	if p.Certificate, err = r.c.Certificate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.profile, r.pub = p, pub
 	return r
 }
 
@@ -163,4 +195,8 @@ func (r *rig) snap(t testing.TB) snapshot {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func mediumControls(txns int, max int64) medium.TokenControls {
+	return medium.TokenControls{MaxTransactions: txns, MaxAmount: max, Channels: medium.ChannelInStore | medium.ChannelOnline}
 }
