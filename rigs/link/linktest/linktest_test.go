@@ -1,0 +1,334 @@
+package linktest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// counterCard answers SELECT with 9000, 80 10 with a counter that grows
+// with every call, and 80 30 with a tear (nil).
+type counterCard struct {
+	n  byte
+	on int
+}
+
+func (c *counterCard) Process(cmd []byte) []byte {
+	switch {
+	case len(cmd) >= 2 && cmd[1] == 0xA4:
+		return []byte{0x90, 0x00}
+	case len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == 0x10:
+		c.n++
+		return []byte{c.n, 0x90, 0x00}
+	case len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == 0x30:
+		return nil
+	}
+	return []byte{0x6D, 0x00}
+}
+
+func (c *counterCard) PowerOn()  { c.on++ }
+func (c *counterCard) PowerOff() {}
+func (c *counterCard) Reset()    {}
+
+var testATR = []byte{0x3B, 0x80, 0x80, 0x01, 0x01}
+
+var (
+	selectCmd  = []byte{0x00, 0xA4, 0x04, 0x00, 0x02, 0xF0, 0x53}
+	counterCmd = []byte{0x80, 0x10, 0x00, 0x00}
+	tearCmd    = []byte{0x80, 0x30, 0x00, 0x00}
+)
+
+// script runs the same operations on any link and returns what it saw.
+func script(t *testing.T, l link.Link) []string {
+	t.Helper()
+	ctx := context.Background()
+	var out []string
+	note := func(b []byte, err error) {
+		if err != nil {
+			out = append(out, "error: "+err.Error())
+			return
+		}
+		out = append(out, strings.ToUpper(string(bytesHex(b))))
+	}
+	note(l.Exchange(ctx, selectCmd))
+	note(l.Exchange(ctx, counterCmd))
+	note(l.Exchange(ctx, tearCmd))
+	note(l.(link.Resetter).Reset(ctx, true))
+	if err := l.(link.PowerCycler).PowerOff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	note(l.(link.PowerCycler).PowerOn(ctx))
+	note(l.Exchange(ctx, counterCmd))
+	return out
+}
+
+func bytesHex(b []byte) string {
+	const digits = "0123456789ABCDEF"
+	var s strings.Builder
+	for _, c := range b {
+		s.WriteByte(digits[c>>4])
+		s.WriteByte(digits[c&15])
+	}
+	return s.String()
+}
+
+func TestRecordWriteReadPlayback(t *testing.T) {
+	direct := link.NewDirect(&counterCard{}, "ref", testATR)
+	rec := Record(direct)
+	live := script(t, rec)
+	want := []string{"9000", "019000", "error: " + link.ErrRemoved.Error(), bytesHex(testATR), bytesHex(testATR), "029000"}
+	if strings.Join(live, "|") != strings.Join(want, "|") {
+		t.Fatalf("live script = %q, want %q", live, want)
+	}
+	if n := len(rec.Exchanges()); n != 7 {
+		t.Fatalf("recorded %d operations, want 7", n)
+	}
+
+	path := filepath.Join(t.TempDir(), "ref.jsonl")
+	if err := rec.Transcript().WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	pb, err := LoadPlayback(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pb.ATR(), testATR) || pb.String() != "playback:ref" {
+		t.Fatalf("playback ATR %X name %q", pb.ATR(), pb.String())
+	}
+	played := script(t, pb)
+	if strings.Join(played, "|") != strings.Join(live, "|") {
+		t.Fatalf("playback = %q, live = %q", played, live)
+	}
+	if pb.Remaining() != 0 {
+		t.Fatalf("Remaining() = %d", pb.Remaining())
+	}
+	if err := pb.Close(); err != nil {
+		t.Fatalf("Close after a complete playback: %v", err)
+	}
+	// The recorded error still is link.ErrRemoved.
+	tr, err := LoadTranscript(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := tr.Exchanges[2]; !errors.Is(e.Err, link.ErrRemoved) || e.Err.Error() != link.ErrRemoved.Error() {
+		t.Fatalf("recorded tear reads back as %v", e.Err)
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Exchange(context.Background(), selectCmd); !errors.Is(err, link.ErrClosed) {
+		t.Fatal("closing the Recorder left the live link open")
+	}
+}
+
+func TestPlaybackMismatch(t *testing.T) {
+	tr := &Transcript{Link: "x", Exchanges: []Exchange{
+		{Op: OpExchange, Command: selectCmd, Response: []byte{0x90, 0x00}},
+		{Op: OpExchange, Command: counterCmd, Response: []byte{0x01, 0x90, 0x00}},
+	}}
+	ctx := context.Background()
+
+	pb := NewPlayback(tr)
+	if _, err := pb.Exchange(ctx, counterCmd); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("wrong first command: %v", err)
+	}
+	// The failure sticks, also for the command that would have matched.
+	if _, err := pb.Exchange(ctx, selectCmd); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("command after a mismatch: %v", err)
+	}
+	if err := pb.Close(); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("Close after a mismatch: %v", err)
+	}
+
+	pb = NewPlayback(tr)
+	if _, err := pb.Exchange(ctx, selectCmd); err != nil {
+		t.Fatal(err)
+	}
+	err := pb.Close()
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 recorded operations unused") {
+		t.Fatalf("Close with one unused exchange: %v", err)
+	}
+	if _, err := pb.Exchange(ctx, counterCmd); !errors.Is(err, link.ErrClosed) {
+		t.Fatalf("Exchange after Close: %v", err)
+	}
+
+	pb = NewPlayback(tr)
+	if _, err := pb.Reset(ctx, true); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("reset where an exchange was recorded: %v", err)
+	}
+
+	pb = NewPlayback(&Transcript{})
+	if _, err := pb.Exchange(ctx, selectCmd); !errors.Is(err, ErrMismatch) {
+		t.Fatalf("exchange beyond the recording: %v", err)
+	}
+
+	pb = NewPlayback(tr)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := pb.Exchange(cctx, selectCmd); !errors.Is(err, context.Canceled) {
+		t.Fatalf("exchange with a cancelled context: %v", err)
+	}
+	if pb.Remaining() != 2 {
+		t.Fatal("a cancelled exchange consumed a recorded one")
+	}
+}
+
+// bareLink has no optional abilities.
+type bareLink struct{}
+
+func (bareLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	return nil, context.DeadlineExceeded
+}
+func (bareLink) String() string { return "bare" }
+func (bareLink) Close() error   { return nil }
+
+func TestRecorderWithoutAbilities(t *testing.T) {
+	rec := Record(bareLink{})
+	ctx := context.Background()
+	if _, err := rec.Reset(ctx, false); err == nil {
+		t.Fatal("Reset on a link without Resetter succeeded")
+	}
+	if err := rec.PowerOff(ctx); err == nil {
+		t.Fatal("PowerOff on a link without PowerCycler succeeded")
+	}
+	if _, err := rec.PowerOn(ctx); err == nil {
+		t.Fatal("PowerOn on a link without PowerCycler succeeded")
+	}
+	if rec.ATR() != nil {
+		t.Fatal("ATR of a link without ATRer")
+	}
+	if _, err := rec.Exchange(ctx, selectCmd); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := rec.Transcript().WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"is":"deadline"`) {
+		t.Fatalf("transcript does not classify the deadline error:\n%s", buf.String())
+	}
+	tr, err := ReadTranscript(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(tr.Exchanges[0].Err, context.DeadlineExceeded) {
+		t.Fatalf("read back %v", tr.Exchanges[0].Err)
+	}
+}
+
+func TestTranscriptFormat(t *testing.T) {
+	at := time.Date(2026, 11, 26, 1, 2, 3, 4000, time.UTC)
+	tr := &Transcript{Link: "usb-emu", ATR: testATR, Exchanges: []Exchange{
+		{Op: OpExchange, At: at, Duration: 112 * time.Microsecond, Command: selectCmd, Response: []byte{0x90, 0x00}},
+		{Op: OpResetCold, At: at, Duration: time.Millisecond, ATR: testATR},
+	}}
+	var buf bytes.Buffer
+	if _, err := tr.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"transcript":"spdlab-link/1","link":"usb-emu","atr":"3B80800101"}
+{"at":"2026-11-26T01:02:03.000004Z","us":112,"command":"00A4040002F053","response":"9000"}
+{"op":"reset-cold","at":"2026-11-26T01:02:03.000004Z","us":1000,"atr":"3B80800101"}
+`
+	if buf.String() != want {
+		t.Fatalf("transcript:\n%s\nwant:\n%s", buf.String(), want)
+	}
+}
+
+func TestReadTranscriptErrors(t *testing.T) {
+	header := `{"transcript":"spdlab-link/1","link":"x"}` + "\n"
+	tests := []struct {
+		name, in, want string
+	}{
+		{"empty", "", "no header"},
+		{"no header", `{"command":"00","response":"9000"}`, "header names format"},
+		{"other format", `{"transcript":"pcap"}`, "header names format"},
+		{"not JSON", header + "hello", "line 2"},
+		{"two values", header + `{"command":"00A4","response":"9000"} {}`, "more than one"},
+		{"unknown field", header + `{"cmd":"00"}`, "unknown field"},
+		{"bad hex", header + `{"command":"0G","response":"9000"}`, "command"},
+		{"odd hex", header + `{"command":"00A","response":"9000"}`, "command"},
+		{"unknown op", header + `{"op":"dance"}`, "unknown op"},
+		{"no command", header + `{"response":"9000"}`, "without a command"},
+		{"short response", header + `{"command":"00","response":"90"}`, "at least 2 bytes"},
+		{"reset with command", header + `{"op":"reset-warm","command":"00"}`, "with a command"},
+		{"bad time", header + `{"at":"yesterday","command":"00","response":"9000"}`, "at:"},
+		{"negative duration", header + `{"us":-1,"command":"00","response":"9000"}`, "negative"},
+		{"unknown kind", header + `{"command":"00","error":"x","is":"gone"}`, "unknown error kind"},
+		{"kind without error", header + `{"command":"00","response":"9000","is":"removed"}`, `"is" without`},
+		{"second header", header + header, "second header"},
+		{"bad header atr", `{"transcript":"spdlab-link/1","atr":"Z"}`, "atr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadTranscript(strings.NewReader(tt.in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ReadTranscript error = %v, want one containing %q", err, tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), "linktest: ") {
+				t.Fatalf("error %q lacks the package prefix", err)
+			}
+		})
+	}
+	// Blank lines are allowed.
+	tr, err := ReadTranscript(strings.NewReader("\n" + header + "\n\n" + `{"command":"00","error":"boom"}` + "\n"))
+	if err != nil || len(tr.Exchanges) != 1 || tr.Exchanges[0].Err.Error() != "boom" {
+		t.Fatalf("ReadTranscript with blank lines = %+v, %v", tr, err)
+	}
+}
+
+func FuzzReadTranscript(f *testing.F) {
+	f.Add([]byte(`{"transcript":"spdlab-link/1","link":"ref","atr":"3B80800101"}
+{"at":"2026-11-26T01:02:03.000004Z","us":112,"command":"00A4040002F053","response":"9000"}
+{"command":"80300000","error":"link: card removed or unpowered during exchange","is":"removed"}
+{"op":"reset-cold","atr":"3B80800101"}
+`))
+	f.Add([]byte(`{"transcript":"spdlab-link/1"}` + "\n" + `{"op":"power-off"}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		tr, err := ReadTranscript(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		// What parses writes back and parses to the same operations.
+		var buf bytes.Buffer
+		if _, err := tr.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		back, err := ReadTranscript(&buf)
+		if err != nil {
+			t.Fatalf("rewritten transcript does not parse: %v\n%s", err, buf.String())
+		}
+		if len(back.Exchanges) != len(tr.Exchanges) || back.Link != tr.Link || !bytes.Equal(back.ATR, tr.ATR) {
+			t.Fatalf("round trip changed the transcript")
+		}
+		for i := range tr.Exchanges {
+			if back.Exchanges[i].String() != tr.Exchanges[i].String() {
+				t.Fatalf("operation %d: %s became %s", i, tr.Exchanges[i], back.Exchanges[i])
+			}
+		}
+		// Playing it back in order consumes it.
+		pb := NewPlayback(tr)
+		ctx := context.Background()
+		for _, e := range tr.Exchanges {
+			switch e.Op {
+			case OpExchange:
+				pb.Exchange(ctx, e.Command)
+			case OpResetWarm, OpResetCold:
+				pb.Reset(ctx, e.Op == OpResetCold)
+			case OpPowerOff:
+				pb.PowerOff(ctx)
+			case OpPowerOn:
+				pb.PowerOn(ctx)
+			}
+		}
+		if err := pb.Close(); err != nil {
+			t.Fatalf("playing the transcript back in order: %v", err)
+		}
+	})
+}
