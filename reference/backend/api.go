@@ -1,0 +1,346 @@
+package backend
+
+import (
+	"fmt"
+	"time"
+)
+
+// The JSON bodies of the HTTP API (API.md describes each endpoint). Byte
+// strings ([]byte) travel as standard Base64; times as RFC 3339; amounts as
+// integers in minor units of the device's currency.
+
+// Registration personalises a device at the issuer: POST /v1/devices.
+type Registration struct {
+	DeviceID string `json:"device_id"`
+	// PublicKey is the device's ECDSA P-256 key, PKIX DER. Used when the
+	// backend has no issuer CA; otherwise Certificate is required.
+	PublicKey []byte `json:"public_key,omitempty"`
+	// Certificate is the device certificate (X.509 DER) signed by the issuer CA.
+	Certificate []byte `json:"certificate,omitempty"`
+	// Account is the designated account (C21) that holds the device's value.
+	Account string `json:"account"`
+	// AccountToken, if set, is registered in the vault as the device's
+	// embedded payment token (C25, C26) with no domain controls.
+	AccountToken string `json:"account_token,omitempty"`
+	Currency     string `json:"currency"`
+	// InitialBalance is the value issued onto the device.
+	InitialBalance int64 `json:"initial_balance"`
+	// Phone receives SMS one-time codes (C33).
+	Phone string `json:"phone,omitempty"`
+}
+
+// Device is the issuer's view of one device: GET /v1/devices/{id}.
+type Device struct {
+	DeviceID   string `json:"device_id"`
+	Account    string `json:"account"`
+	Currency   string `json:"currency"`
+	CertSerial string `json:"cert_serial,omitempty"`
+	// Issued is all value ever issued onto the device.
+	Issued int64 `json:"issued"`
+	// Balance is the issuer's view of the device's stored value: issued,
+	// less settled and held payments and transfers out, plus transfers in.
+	Balance int64 `json:"balance"`
+	// ReportedBalance and ReportedATC are what the device last said on contact.
+	ReportedBalance *int64 `json:"reported_balance,omitempty"`
+	ReportedATC     *int64 `json:"reported_atc,omitempty"`
+	// ParameterCounter is the counter of the last parameter update queued;
+	// ParameterApplied the last one the device said it applied.
+	ParameterCounter int64 `json:"parameter_counter"`
+	ParameterApplied int64 `json:"parameter_applied"`
+	Revoked          bool  `json:"revoked"`
+}
+
+// AuthorisationRequest asks for an online payment authorisation: POST
+// /v1/authorisations. Record is the device's signed record of the payment.
+type AuthorisationRequest struct {
+	Record []byte `json:"record"`
+	// Channel is how the payment is made ("qr", "nfc", "online", ...); a
+	// token's domain controls may restrict it (C22).
+	Channel  string `json:"channel"`
+	Merchant string `json:"merchant,omitempty"`
+	// Hold reserves the amount (pending) until the record is settled in a
+	// batch; otherwise the payment is settled at once.
+	Hold bool `json:"hold,omitempty"`
+}
+
+// AuthorisationStatus is the outcome of an authorisation (C31).
+type AuthorisationStatus string
+
+// Authorisation outcomes.
+const (
+	Approved AuthorisationStatus = "approved"
+	Declined AuthorisationStatus = "declined"
+)
+
+// AuthorisationResult is the backend's real-time answer (C30), signed with
+// the backend key (see AuthorisationResult.SignedBytes).
+type AuthorisationResult struct {
+	DeviceID string              `json:"device_id"`
+	ATC      uint32              `json:"atc"`
+	Amount   int64               `json:"amount"`
+	Currency string              `json:"currency"`
+	Status   AuthorisationStatus `json:"status"`
+	Reason   string              `json:"reason,omitempty"`
+	// Account is the detokenised designated account (C24).
+	Account string `json:"account,omitempty"`
+	// Settled is true when the payment was settled at once (not held).
+	Settled bool `json:"settled"`
+	// Balance is the issuer's view of the device balance after the payment.
+	Balance int64     `json:"balance"`
+	Time    time.Time `json:"time"`
+	// Repeated is true when this answers a record already authorised: the
+	// stored result is returned and nothing changes.
+	Repeated  bool   `json:"repeated,omitempty"`
+	Signature []byte `json:"signature"`
+}
+
+// SettlementBatch hands over pending offline records (C4): POST
+// /v1/settlements. Records are the devices' signed record bytes.
+type SettlementBatch struct {
+	// BatchID names the batch in the acknowledgement (optional, <= 64 bytes).
+	BatchID string   `json:"batch_id,omitempty"`
+	Records [][]byte `json:"records"`
+}
+
+// SettlementStatus is the fate of one record in a batch.
+type SettlementStatus string
+
+// Settlement outcomes. Both tell the device it may clear the record.
+const (
+	// Settled: the record was settled by this batch.
+	Settled SettlementStatus = "settled"
+	// AlreadySettled: an earlier batch settled it; nothing changed now.
+	AlreadySettled SettlementStatus = "already_settled"
+)
+
+// SettlementEntry is one record's outcome.
+type SettlementEntry struct {
+	DeviceID string           `json:"device_id"`
+	ATC      uint32           `json:"atc"`
+	Amount   int64            `json:"amount"`
+	Status   SettlementStatus `json:"status"`
+	// Account is the detokenised designated account the amount was taken
+	// from (C24).
+	Account string `json:"account"`
+}
+
+// SettlementAck is the backend-signed acknowledgement, sent only after the
+// batch is committed. A device clears each listed record from its ledger.
+type SettlementAck struct {
+	BatchID   string            `json:"batch_id,omitempty"`
+	Entries   []SettlementEntry `json:"entries"`
+	Time      time.Time         `json:"time"`
+	Signature []byte            `json:"signature"`
+}
+
+// Contact is what a device (through its terminal) says when it reaches the
+// backend: POST /v1/devices/{id}/contact.
+type Contact struct {
+	// Applied is the counter of the last parameter update the device applied.
+	Applied int64 `json:"applied"`
+	// Balance and ATC, if set, are the device's own figures, kept as reported.
+	Balance *int64  `json:"balance,omitempty"`
+	ATC     *uint32 `json:"atc,omitempty"`
+}
+
+// ContactReply delivers the parameter updates queued since Applied (C14, C15).
+type ContactReply struct {
+	DeviceID string            `json:"device_id"`
+	Updates  []ParameterUpdate `json:"updates"`
+	Revoked  bool              `json:"revoked"`
+}
+
+// ParameterUpdate is one change of a device parameter, queued by the issuer
+// (POST /v1/devices/{id}/parameters) and delivered on the next contact. The
+// counter rises by one per device; a device applies each counter once.
+type ParameterUpdate struct {
+	Counter int64  `json:"counter,omitempty"`
+	Name    string `json:"name"`
+	Value   string `json:"value"`
+}
+
+// TokenRequest mints or registers a payment token with domain controls
+// (C20, C22): POST /v1/tokens.
+type TokenRequest struct {
+	DeviceID string `json:"device_id"`
+	// Token is the value to register; empty mints a new random one.
+	Token string `json:"token,omitempty"`
+	// MaxUses limits the number of transactions (0: no limit).
+	MaxUses int64 `json:"max_uses,omitempty"`
+	// MaxAmount limits each transaction's amount (0: no limit).
+	MaxAmount int64 `json:"max_amount,omitempty"`
+	// NotBefore and NotAfter bound the validity period (zero: open).
+	NotBefore time.Time `json:"not_before,omitempty"`
+	NotAfter  time.Time `json:"not_after,omitempty"`
+	// Channels lists the payment channels allowed (empty: any). Offline
+	// settlement is the channel "offline".
+	Channels []string `json:"channels,omitempty"`
+}
+
+// Token is a vault entry: GET /v1/tokens/{token}.
+type Token struct {
+	Token     string    `json:"token"`
+	DeviceID  string    `json:"device_id"`
+	MaxUses   int64     `json:"max_uses,omitempty"`
+	Uses      int64     `json:"uses"`
+	MaxAmount int64     `json:"max_amount,omitempty"`
+	NotBefore time.Time `json:"not_before,omitempty"`
+	NotAfter  time.Time `json:"not_after,omitempty"`
+	Channels  []string  `json:"channels,omitempty"`
+}
+
+// OTPRequest asks for an SMS one-time code to the device's phone: POST /v1/otp.
+type OTPRequest struct {
+	DeviceID string `json:"device_id"`
+	Purpose  string `json:"purpose,omitempty"`
+}
+
+// OTPChallenge names a code that was sent.
+type OTPChallenge struct {
+	ID        string    `json:"otp_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Tries     int       `json:"tries"`
+}
+
+// OTPAnswer checks a code: POST /v1/otp/verify.
+type OTPAnswer struct {
+	ID   string `json:"otp_id"`
+	Code string `json:"code"`
+}
+
+// OTPVerdict is the answer to a right code.
+type OTPVerdict struct {
+	ID       string `json:"otp_id"`
+	DeviceID string `json:"device_id"`
+	Purpose  string `json:"purpose,omitempty"`
+	Verified bool   `json:"verified"`
+}
+
+// Revocation puts a device or a certificate on the revocation list: POST
+// /v1/revocations. Exactly one of DeviceID and CertSerial is set.
+type Revocation struct {
+	DeviceID   string    `json:"device_id,omitempty"`
+	CertSerial string    `json:"cert_serial,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Time       time.Time `json:"time,omitempty"`
+}
+
+// TransferRequest moves value between two devices through the backend:
+// POST /v1/transfers. TransferID is chosen by the payer side and makes the
+// request idempotent.
+type TransferRequest struct {
+	TransferID string `json:"transfer_id"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Amount     int64  `json:"amount"`
+	// Hold keeps the value in flight until the payee claims it or, after
+	// Expires, the payer reclaims it. Without Hold the transfer completes
+	// at once.
+	Hold    bool      `json:"hold,omitempty"`
+	Expires time.Time `json:"expires,omitempty"`
+}
+
+// TransferState is where a transfer stands.
+type TransferState string
+
+// Transfer states.
+const (
+	TransferInFlight  TransferState = "in_flight"
+	TransferClaimed   TransferState = "claimed"
+	TransferReclaimed TransferState = "reclaimed"
+)
+
+// Transfer is a transfer's record: GET /v1/transfers/{id}.
+type Transfer struct {
+	TransferID string        `json:"transfer_id"`
+	From       string        `json:"from"`
+	To         string        `json:"to"`
+	Amount     int64         `json:"amount"`
+	State      TransferState `json:"state"`
+	Expires    time.Time     `json:"expires,omitempty"`
+	Repeated   bool          `json:"repeated,omitempty"`
+}
+
+// TransferAction claims or reclaims a held transfer: POST
+// /v1/transfers/{id}/claim (DeviceID is the payee) or .../reclaim (the payer).
+type TransferAction struct {
+	DeviceID string `json:"device_id"`
+}
+
+// Audit proves value is conserved: GET /v1/audit.
+//
+//	Issued == Balances + Pending + Settled + InFlight
+type Audit struct {
+	Conserved bool  `json:"conserved"`
+	Issued    int64 `json:"issued"`
+	// Balances is the sum of the issuer's view of every device balance.
+	Balances int64 `json:"balances"`
+	// Pending is the value of authorisations held and not yet settled.
+	Pending int64 `json:"pending"`
+	Settled int64 `json:"settled"`
+	// InFlight is the value of held transfers not yet claimed or reclaimed.
+	InFlight int64 `json:"in_flight"`
+	// ReportedBalances sums what devices last reported on contact (devices
+	// that never reported count their issuer view), for comparison.
+	ReportedBalances int64 `json:"reported_balances"`
+	Devices          int64 `json:"devices"`
+	RecordsSettled   int64 `json:"records_settled"`
+	RecordsPending   int64 `json:"records_pending"`
+	TransfersHeld    int64 `json:"transfers_in_flight"`
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// PublicKey is the backend's signing key: GET /v1/keys.
+type PublicKey struct {
+	// PKIX is the ECDSA P-256 public key, PKIX DER.
+	PKIX []byte `json:"pkix"`
+}
+
+// ErrorBody is every 4xx and 5xx answer.
+type ErrorBody struct {
+	// Code is a stable machine-readable reason (see the Code constants).
+	Code   string `json:"code"`
+	Reason string `json:"error"`
+	// Index is the record index in a settlement batch, when one is at fault.
+	Index *int `json:"index,omitempty"`
+	// TriesLeft is set on a wrong one-time code.
+	TriesLeft *int `json:"tries_left,omitempty"`
+}
+
+// Stable error codes of ErrorBody.Code.
+const (
+	CodeMalformed      = "malformed"
+	CodeTooLarge       = "too_large"
+	CodeUnknownDevice  = "unknown_device"
+	CodeDeviceExists   = "device_exists"
+	CodeRevoked        = "revoked"
+	CodeBadSignature   = "bad_signature"
+	CodeBadCertificate = "bad_certificate"
+	CodeConflict       = "conflict"
+	CodeUnknownToken   = "unknown_token"
+	CodeTokenRefused   = "token_refused"
+	CodeInsufficient   = "insufficient_balance"
+	CodeOTPExpired     = "otp_expired"
+	CodeOTPWrong       = "otp_wrong"
+	CodeOTPLocked      = "otp_locked"
+	CodeUnknownOTP     = "unknown_otp"
+	CodeUnknownTransfer = "unknown_transfer"
+	CodeTransferState  = "transfer_state"
+	CodeNotFound       = "not_found"
+	CodeMethod         = "method_not_allowed"
+	CodeInternal       = "internal"
+)
+
+// APIError is a non-2xx answer, as the Client returns it.
+type APIError struct {
+	Status int
+	ErrorBody
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("backend: %d %s: %s", e.Status, e.Code, e.Reason)
+}

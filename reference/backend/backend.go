@@ -1,0 +1,339 @@
+// Package backend is the reference issuer and settlement host of spdlab: the
+// backend server of the claims, reached by the terminal and the SPD over an
+// HTTP JSON API (API.md beside this file documents every endpoint).
+//
+// It personalises and registers devices, answers online payment
+// authorisations in real time with a signed result (C30, C31), settles the
+// devices' pending offline records in batches keyed by (device, ATC) so that
+// a record settles exactly once (C4, C7), queues parameter updates for a
+// device's next contact (C3, C14, C15), keeps the token vault with domain
+// controls enforced on use and detokenises at settlement (C20, C22, C24),
+// sends SMS one-time codes through a Gateway (C32, C33), keeps a revocation
+// list of devices and certificates, moves value between devices (C13, C16,
+// C17), and audits that value is conserved:
+//
+//	issued = sum of device balances + pending + settled + transfers in flight
+//
+// # Storage
+//
+// One SQLite file through modernc.org/sqlite, in WAL mode. Every request
+// that changes state runs in one transaction (a settlement batch is one
+// transaction), writers are serialised in the process, and an answer (an
+// authorisation result, a settlement acknowledgement) is sent only after its
+// transaction committed. By default synchronous=NORMAL: in WAL mode a commit
+// is then durable against a crash of the backend process (SIGKILL included,
+// which the crash test exercises), because the WAL frames are in the
+// operating system's cache when COMMIT returns; a power loss or kernel crash
+// may roll back the last commits since the latest WAL sync, so a host that
+// must survive power loss sets Config.SyncFull (synchronous=FULL, one fsync
+// per commit, a few milliseconds on common disks).
+package backend
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+)
+
+// Keys are the backend's keys.
+type Keys struct {
+	// Signer signs authorisation results and settlement acknowledgements.
+	// Nil: the key kept in the database, made on the first Open.
+	Signer *ecdsa.PrivateKey
+	// IssuerCA, if set, must have signed every device certificate; devices
+	// then register with a certificate, not a bare public key.
+	IssuerCA *x509.Certificate
+}
+
+// Config configures a Server.
+type Config struct {
+	// DBPath is the SQLite file (created if absent).
+	DBPath string
+	// Listen is the address ListenAndServe uses when given none.
+	Listen string
+	Keys   Keys
+	// Gateway sends SMS one-time codes. Nil: an in-memory Outbox (see
+	// Server.Outbox).
+	Gateway Gateway
+	// MaxBodyBytes limits a request body (default 1 MiB).
+	MaxBodyBytes int64
+	// MaxBatchRecords limits the records of one settlement batch (default
+	// 1000, at most 65535).
+	MaxBatchRecords int
+	// SyncFull selects synchronous=FULL (durable against power loss)
+	// instead of NORMAL (durable against a process crash).
+	SyncFull bool
+	// OTPLifetime is how long a one-time code is valid (default 5 minutes);
+	// OTPTries how many wrong answers it takes (default 3).
+	OTPLifetime time.Duration
+	OTPTries    int
+	// TransferLifetime is how long a held transfer waits for its payee
+	// when the request names no expiry (default 24 hours).
+	TransferLifetime time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Server is the backend: storage, keys and the HTTP handlers.
+type Server struct {
+	cfg    Config
+	wdb    *sql.DB // the one writing connection
+	rdb    *sql.DB // readers
+	wmu    sync.Mutex
+	stmts  writeStmts
+	signer *ecdsa.PrivateKey
+	outbox *Outbox
+	keys   keyCache
+	mux    *http.ServeMux
+
+	srvMu sync.Mutex
+	srv   *http.Server
+}
+
+// Open opens (or creates) the database and returns a Server ready to serve.
+func Open(cfg Config) (*Server, error) {
+	if cfg.DBPath == "" {
+		return nil, errors.New("backend: no database path")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxBatchRecords <= 0 {
+		cfg.MaxBatchRecords = 1000
+	}
+	if cfg.MaxBatchRecords > 65535 {
+		cfg.MaxBatchRecords = 65535
+	}
+	if cfg.OTPLifetime <= 0 {
+		cfg.OTPLifetime = 5 * time.Minute
+	}
+	if cfg.OTPTries <= 0 {
+		cfg.OTPTries = 3
+	}
+	if cfg.TransferLifetime <= 0 {
+		cfg.TransferLifetime = 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg}
+	if cfg.Gateway == nil {
+		s.outbox = &Outbox{}
+		s.cfg.Gateway = s.outbox
+	}
+	sync := "NORMAL"
+	if cfg.SyncFull {
+		sync = "FULL"
+	}
+	dsn := func(extra string) string {
+		q := url.Values{}
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous("+sync+")")
+		q.Add("_pragma", "busy_timeout(10000)")
+		if extra != "" {
+			q.Add("_pragma", extra)
+		}
+		return "file:" + cfg.DBPath + "?" + q.Encode()
+	}
+	var err error
+	if s.wdb, err = sql.Open("sqlite", dsn("")); err != nil {
+		return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
+	}
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	s.wdb.SetConnMaxIdleTime(0)
+	if err := migrate(s.wdb); err != nil {
+		s.wdb.Close()
+		return nil, err
+	}
+	if s.rdb, err = sql.Open("sqlite", dsn("query_only(1)")); err != nil {
+		s.wdb.Close()
+		return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
+	}
+	s.rdb.SetMaxOpenConns(4)
+	s.rdb.SetMaxIdleConns(4)
+	if err := s.stmts.prepare(s.wdb); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.signer = cfg.Keys.Signer; s.signer == nil {
+		if s.signer, err = s.storedSigner(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	s.routes()
+	return s, nil
+}
+
+// storedSigner loads the signing key kept in the database, making and
+// storing one the first time.
+func (s *Server) storedSigner() (*ecdsa.PrivateKey, error) {
+	var der []byte
+	err := s.wdb.QueryRow(`SELECT v FROM meta WHERE k='signing_key'`).Scan(&der)
+	if err == nil {
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		if err != nil {
+			return nil, fmt.Errorf("backend: stored signing key: %w", err)
+		}
+		ek, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, errors.New("backend: stored signing key is not ECDSA")
+		}
+		return ek, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("backend: read signing key: %w", err)
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("backend: make signing key: %w", err)
+	}
+	if der, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
+		return nil, fmt.Errorf("backend: encode signing key: %w", err)
+	}
+	if _, err := s.wdb.Exec(`INSERT INTO meta(k, v) VALUES('signing_key', ?)`, der); err != nil {
+		return nil, fmt.Errorf("backend: store signing key: %w", err)
+	}
+	return k, nil
+}
+
+// PublicKey is the key that checks the backend's signed answers.
+func (s *Server) PublicKey() *ecdsa.PublicKey { return &s.signer.PublicKey }
+
+// Outbox is the in-memory SMS gateway, or nil when Config.Gateway was set.
+func (s *Server) Outbox() *Outbox { return s.outbox }
+
+// Handler returns the HTTP handler of the API.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// ListenAndServe serves the API on addr (Config.Listen when addr is empty)
+// until ctx is done, then shuts down gracefully.
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	if addr == "" {
+		addr = s.cfg.Listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("backend: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves the API on ln until ctx is done.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	s.srvMu.Lock()
+	s.srv = srv
+	s.srvMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			srv.Shutdown(sctx)
+			cancel()
+		case <-done:
+		}
+	}()
+	err := srv.Serve(ln)
+	close(done)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("backend: serve: %w", err)
+}
+
+// Close stops a running ListenAndServe and closes the database.
+func (s *Server) Close() error {
+	s.srvMu.Lock()
+	if s.srv != nil {
+		s.srv.Close()
+	}
+	s.srvMu.Unlock()
+	s.stmts.close()
+	var errs []error
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// keyCache keeps registered device keys; a key never changes once
+// registered, so entries never go stale.
+type keyCache struct {
+	mu sync.RWMutex
+	m  map[string]*ecdsa.PublicKey
+}
+
+func (c *keyCache) get(id string) (*ecdsa.PublicKey, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	k, ok := c.m[id]
+	return k, ok
+}
+
+func (c *keyCache) put(id string, k *ecdsa.PublicKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]*ecdsa.PublicKey)
+	}
+	c.m[id] = k
+}
+
+// deviceKey returns a registered device's public key.
+func (s *Server) deviceKey(ctx context.Context, id string) (*ecdsa.PublicKey, error) {
+	if k, ok := s.keys.get(id); ok {
+		return k, nil
+	}
+	var der []byte
+	err := s.rdb.QueryRowContext(ctx, `SELECT pubkey FROM devices WHERE id=?`, id).Scan(&der)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errUnknownDevice(id)
+	}
+	if err != nil {
+		return nil, internal(err)
+	}
+	k, err := parseECPublicKey(der)
+	if err != nil {
+		return nil, internal(err)
+	}
+	s.keys.put(id, k)
+	return k, nil
+}
+
+func parseECPublicKey(der []byte) (*ecdsa.PublicKey, error) {
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("backend: public key: %w", err)
+	}
+	ek, ok := k.(*ecdsa.PublicKey)
+	if !ok || ek.Curve != elliptic.P256() {
+		return nil, errors.New("backend: public key is not ECDSA P-256")
+	}
+	return ek, nil
+}

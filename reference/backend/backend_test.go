@@ -1,0 +1,783 @@
+package backend
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+var bg = context.Background()
+
+func TestHealthAndKeys(t *testing.T) {
+	l := newLab(t, nil)
+	if err := l.c.Health(bg); err != nil {
+		t.Fatal(err)
+	}
+	pub, err := l.c.PublicKey(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pub.Equal(l.srv.PublicKey()) {
+		t.Fatal("GET /v1/keys differs from the server's signing key")
+	}
+	resp, err := http.Get(l.http.URL + "/v1/nothing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb ErrorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || eb.Code != CodeNotFound {
+		t.Fatalf("unknown endpoint: %d %+v", resp.StatusCode, eb)
+	}
+}
+
+func TestSigningKeyPersists(t *testing.T) {
+	l := newLab(t, nil)
+	pub := l.srv.PublicKey()
+	s2, err := Open(Config{DBPath: l.dbPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if !s2.PublicKey().Equal(pub) {
+		t.Fatal("signing key changed across Open")
+	}
+}
+
+func TestRegister(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "dev-1")
+	dev := l.register(d, 10000, "+8613800000001")
+	if dev.Balance != 10000 || dev.Issued != 10000 || dev.Account != "ACC-dev-1" || dev.Revoked {
+		t.Fatalf("registered: %+v", dev)
+	}
+	got, err := l.c.Device(bg, "dev-1")
+	if err != nil || got.Balance != 10000 {
+		t.Fatalf("Device: %+v %v", got, err)
+	}
+	before := l.snapshot()
+	other := newSimDevice(t, "dev-2")
+	for _, tc := range []struct {
+		name   string
+		reg    Registration
+		status int
+		code   string
+	}{
+		{"duplicate", Registration{DeviceID: "dev-1", PublicKey: d.pkix(), Account: "A", Currency: "CNY"}, 409, CodeDeviceExists},
+		{"no key", Registration{DeviceID: "dev-2", Account: "A", Currency: "CNY"}, 400, CodeMalformed},
+		{"bad key", Registration{DeviceID: "dev-2", PublicKey: []byte{1, 2, 3}, Account: "A", Currency: "CNY"}, 400, CodeMalformed},
+		{"bad currency", Registration{DeviceID: "dev-2", PublicKey: other.pkix(), Account: "A", Currency: "yuan"}, 400, CodeMalformed},
+		{"negative balance", Registration{DeviceID: "dev-2", PublicKey: other.pkix(), Account: "A", Currency: "CNY", InitialBalance: -1}, 400, CodeMalformed},
+		{"no account", Registration{DeviceID: "dev-2", PublicKey: other.pkix(), Currency: "CNY"}, 400, CodeMalformed},
+		{"empty id", Registration{PublicKey: other.pkix(), Account: "A", Currency: "CNY"}, 400, CodeMalformed},
+		{"bad certificate", Registration{DeviceID: "dev-2", Certificate: []byte("junk"), Account: "A", Currency: "CNY"}, 400, CodeBadCertificate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := l.c.Register(bg, tc.reg)
+			wantCode(t, err, tc.status, tc.code)
+		})
+	}
+	_, err = l.c.Device(bg, "nobody")
+	wantCode(t, err, 404, CodeUnknownDevice)
+	if l.snapshot() != before {
+		t.Fatal("refused registrations changed the stored state")
+	}
+	if a := l.audit(); a.Issued != 10000 || a.Devices != 1 {
+		t.Fatalf("audit: %+v", a)
+	}
+}
+
+// issuerCA makes a CA and a device certificate signed by it.
+func issuerCA(t *testing.T, devKey *ecdsa.PublicKey, serial int64) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "spdlab issuer CA"},
+		NotBefore: now, NotAfter: now.AddDate(5, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	return ca, caKey, deviceCert(t, ca, caKey, devKey, serial)
+}
+
+func deviceCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, devKey *ecdsa.PublicKey, serial int64) []byte {
+	t.Helper()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "spd"},
+		NotBefore: now, NotAfter: now.AddDate(2, 0, 0), KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, devKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func TestRegisterWithIssuerCA(t *testing.T) {
+	d := newSimDevice(t, "dev-ca")
+	ca, caKey, cert := issuerCA(t, &d.key.PublicKey, 0x1234)
+	l := newLab(t, func(c *Config) { c.Keys.IssuerCA = ca })
+	reg := Registration{DeviceID: d.id, Account: "ACC", Currency: "CNY", InitialBalance: 500}
+
+	_, err := l.c.Register(bg, Registration{DeviceID: d.id, PublicKey: d.pkix(), Account: "ACC", Currency: "CNY"})
+	wantCode(t, err, 400, CodeBadCertificate)
+
+	// A certificate from another CA is refused.
+	_, _, foreign := issuerCA(t, &d.key.PublicKey, 0x1234)
+	reg.Certificate = foreign
+	_, err = l.c.Register(bg, reg)
+	wantCode(t, err, 400, CodeBadCertificate)
+
+	// A revoked certificate serial cannot register.
+	if _, err := l.c.Revoke(bg, Revocation{CertSerial: "99", Reason: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+	d2 := newSimDevice(t, "dev-ca-2")
+	_, err = l.c.Register(bg, Registration{DeviceID: d2.id, Certificate: deviceCert(t, ca, caKey, &d2.key.PublicKey, 0x99), Account: "A", Currency: "CNY"})
+	wantCode(t, err, 403, CodeRevoked)
+
+	reg.Certificate = cert
+	dev, err := l.c.Register(bg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.CertSerial != "1234" {
+		t.Fatalf("cert serial %q", dev.CertSerial)
+	}
+	res, err := l.c.Authorise(bg, AuthorisationRequest{Record: d.record(100, "", l.clock.Now()), Channel: "qr"})
+	if err != nil || res.Status != Approved {
+		t.Fatalf("authorise: %+v %v", res, err)
+	}
+	// Revoking the certificate refuses the device.
+	if _, err := l.c.Revoke(bg, Revocation{CertSerial: "1234"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: d.record(100, "", l.clock.Now()), Channel: "qr"})
+	wantCode(t, err, 403, CodeRevoked)
+	if got, _ := l.c.Device(bg, d.id); !got.Revoked {
+		t.Fatal("device not shown revoked")
+	}
+	l.audit()
+}
+
+func TestAuthorise(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "payer")
+	l.register(d, 1000, "")
+	pub, _ := l.c.PublicKey(bg)
+	now := l.clock.Now()
+
+	rec := d.record(300, "", now)
+	res, err := l.c.Authorise(bg, AuthorisationRequest{Record: rec, Channel: "qr", Merchant: "M1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != Approved || !res.Settled || res.Balance != 700 || res.Account != "ACC-payer" || res.ATC != 1 {
+		t.Fatalf("result: %+v", res)
+	}
+	if err := res.Verify(pub); err != nil {
+		t.Fatal(err)
+	}
+	tampered := res
+	tampered.Amount = 1
+	if tampered.Verify(pub) == nil {
+		t.Fatal("a tampered result verifies")
+	}
+
+	// The same record again: the stored answer, nothing changes.
+	before := l.snapshot()
+	again, err := l.c.Authorise(bg, AuthorisationRequest{Record: rec, Channel: "qr"})
+	if err != nil || !again.Repeated || again.Balance != 700 || again.Verify(pub) != nil {
+		t.Fatalf("repeat: %+v %v", again, err)
+	}
+	// Another record with the same ATC is a replay.
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: d.recordATC(1, 50, "", now), Channel: "qr"})
+	wantCode(t, err, 409, CodeConflict)
+	// Forged: signed by another key.
+	forger := newSimDevice(t, "payer")
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: forger.recordATC(9, 10, "", now), Channel: "qr"})
+	wantCode(t, err, 403, CodeBadSignature)
+	// Unknown device, malformed record, missing channel, the offline channel.
+	stranger := newSimDevice(t, "stranger")
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: stranger.record(10, "", now), Channel: "qr"})
+	wantCode(t, err, 404, CodeUnknownDevice)
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: []byte("SPR1junk"), Channel: "qr"})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: d.record(10, "", now)})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: d.record(10, "", now), Channel: ChannelOffline})
+	wantCode(t, err, 400, CodeMalformed)
+	if l.snapshot() != before {
+		t.Fatal("refused authorisations changed the stored state")
+	}
+
+	// Over the balance: a signed decline, no value moves.
+	dec, err := l.c.Authorise(bg, AuthorisationRequest{Record: d.record(5000, "", now), Channel: "qr"})
+	if err != nil || dec.Status != Declined || dec.Balance != 700 || dec.Verify(pub) != nil {
+		t.Fatalf("decline: %+v %v", dec, err)
+	}
+	a := l.audit()
+	if a.Settled != 300 || a.Balances != 700 {
+		t.Fatalf("audit: %+v", a)
+	}
+}
+
+func TestAuthoriseHoldThenSettle(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "holder")
+	l.register(d, 1000, "")
+	rec := d.record(400, "", l.clock.Now())
+	res, err := l.c.Authorise(bg, AuthorisationRequest{Record: rec, Channel: "nfc", Hold: true})
+	if err != nil || res.Status != Approved || res.Settled {
+		t.Fatalf("hold: %+v %v", res, err)
+	}
+	if a := l.audit(); a.Pending != 400 || a.Balances != 600 || a.Settled != 0 {
+		t.Fatalf("audit after hold: %+v", a)
+	}
+	ack, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{rec}})
+	if err != nil || ack.Entries[0].Status != Settled {
+		t.Fatalf("capture: %+v %v", ack, err)
+	}
+	if a := l.audit(); a.Pending != 0 || a.Balances != 600 || a.Settled != 400 {
+		t.Fatalf("audit after capture: %+v", a)
+	}
+	ack, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{rec}})
+	if err != nil || ack.Entries[0].Status != AlreadySettled {
+		t.Fatalf("resend: %+v %v", ack, err)
+	}
+}
+
+func TestSettle(t *testing.T) {
+	l := newLab(t, nil)
+	a, b := newSimDevice(t, "dev-a"), newSimDevice(t, "dev-b")
+	l.register(a, 1000, "")
+	l.register(b, 1000, "")
+	pub, _ := l.c.PublicKey(bg)
+	now := l.clock.Now()
+	recs := [][]byte{a.record(100, "", now), a.record(200, "", now), b.record(50, "", now)}
+
+	ack, err := l.c.Settle(bg, SettlementBatch{BatchID: "b1", Records: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ack.Verify(pub); err != nil {
+		t.Fatal(err)
+	}
+	if len(ack.Entries) != 3 || ack.BatchID != "b1" {
+		t.Fatalf("ack: %+v", ack)
+	}
+	for i, e := range ack.Entries {
+		if e.Status != Settled {
+			t.Fatalf("entry %d: %+v", i, e)
+		}
+	}
+	if ack.Entries[1].ATC != 2 || ack.Entries[1].Amount != 200 || ack.Entries[2].Account != "ACC-dev-b" {
+		t.Fatalf("entries: %+v", ack.Entries)
+	}
+	// Sent again, with one new record: the old ones are already settled.
+	recs = append(recs, b.record(25, "", now))
+	ack, err = l.c.Settle(bg, SettlementBatch{BatchID: "b2", Records: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []SettlementStatus{AlreadySettled, AlreadySettled, AlreadySettled, Settled} {
+		if ack.Entries[i].Status != want {
+			t.Fatalf("entry %d: %s, want %s", i, ack.Entries[i].Status, want)
+		}
+	}
+	// The same record twice in one batch settles once.
+	dup := a.record(10, "", now)
+	ack, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{dup, dup}})
+	if err != nil || ack.Entries[0].Status != Settled || ack.Entries[1].Status != AlreadySettled {
+		t.Fatalf("duplicate in batch: %+v %v", ack, err)
+	}
+	au := l.audit()
+	if au.Settled != 385 || au.RecordsSettled != 5 || au.Balances != 2000-385 {
+		t.Fatalf("audit: %+v", au)
+	}
+	da, _ := l.c.Device(bg, "dev-a")
+	if da.Balance != 690 {
+		t.Fatalf("dev-a balance %d", da.Balance)
+	}
+
+	// Every bad batch is refused whole, with the record at fault named.
+	before := l.snapshot()
+	good := a.record(1, "", now)
+	forger := newSimDevice(t, "dev-a")
+	stranger := newSimDevice(t, "nobody")
+	for _, tc := range []struct {
+		name   string
+		recs   [][]byte
+		status int
+		code   string
+		index  int
+	}{
+		{"forged", [][]byte{good, forger.recordATC(77, 5, "", now)}, 403, CodeBadSignature, 1},
+		{"unknown device", [][]byte{good, stranger.record(5, "", now)}, 404, CodeUnknownDevice, 1},
+		{"replay other content", [][]byte{good, a.recordATC(1, 999, "", now)}, 409, CodeConflict, 1},
+		{"over balance", [][]byte{a.record(100000, "", now), good}, 422, CodeInsufficient, 0},
+		{"malformed record", [][]byte{good, []byte("garbage")}, 400, CodeMalformed, 1},
+		{"conflict within batch", [][]byte{a.recordATC(500, 5, "", now), a.recordATC(500, 6, "", now)}, 409, CodeConflict, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := l.c.Settle(bg, SettlementBatch{Records: tc.recs})
+			ae := wantCode(t, err, tc.status, tc.code)
+			if ae.Index == nil || *ae.Index != tc.index {
+				t.Fatalf("index %v, want %d", ae.Index, tc.index)
+			}
+		})
+	}
+	_, err = l.c.Settle(bg, SettlementBatch{})
+	wantCode(t, err, 400, CodeMalformed)
+	if l.snapshot() != before {
+		t.Fatal("refused batches changed the stored state")
+	}
+	l.audit()
+}
+
+func TestSettleRevokedDevice(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "lost")
+	l.register(d, 1000, "")
+	rec := d.record(100, "", l.clock.Now())
+	if _, err := l.c.Revoke(bg, Revocation{DeviceID: "lost", Reason: "reported stolen"}); err != nil {
+		t.Fatal(err)
+	}
+	before := l.snapshot()
+	_, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{rec}})
+	wantCode(t, err, 403, CodeRevoked)
+	_, err = l.c.Contact(bg, "lost", Contact{})
+	wantCode(t, err, 403, CodeRevoked)
+	if l.snapshot() != before {
+		t.Fatal("refused requests changed the stored state")
+	}
+	list, err := l.c.Revocations(bg)
+	if err != nil || len(list) != 1 || list[0].DeviceID != "lost" || list[0].Reason != "reported stolen" {
+		t.Fatalf("revocations: %+v %v", list, err)
+	}
+	// Revoking twice is harmless; revoking nothing or both is refused.
+	if _, err := l.c.Revoke(bg, Revocation{DeviceID: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.c.Revoke(bg, Revocation{})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Revoke(bg, Revocation{DeviceID: "a", CertSerial: "1"})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Revoke(bg, Revocation{DeviceID: "nobody"})
+	wantCode(t, err, 404, CodeUnknownDevice)
+}
+
+// post sends raw bytes to an endpoint and decodes the error body.
+func post(t *testing.T, l *lab, path string, body io.Reader) (int, ErrorBody) {
+	t.Helper()
+	resp, err := http.Post(l.http.URL+path, "application/json", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb ErrorBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	return resp.StatusCode, eb
+}
+
+func TestBadRequestBodies(t *testing.T) {
+	l := newLab(t, func(c *Config) { c.MaxBodyBytes = 4096; c.MaxBatchRecords = 3 })
+	d := newSimDevice(t, "dev")
+	l.register(d, 1000, "")
+	before := l.snapshot()
+	rec := d.record(1, "", l.clock.Now())
+	recJSON, _ := json.Marshal(rec)
+	paths := []string{"/v1/devices", "/v1/authorisations", "/v1/settlements", "/v1/tokens", "/v1/otp", "/v1/otp/verify",
+		"/v1/revocations", "/v1/transfers", "/v1/devices/dev/contact", "/v1/devices/dev/parameters", "/v1/transfers/x/claim"}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int
+		code   string
+	}{
+		{"empty", "", 400, CodeMalformed},
+		{"not JSON", "{nope", 400, CodeMalformed},
+		{"array", "[]", 400, CodeMalformed},
+		{"trailing", `{} {}`, 400, CodeMalformed},
+		{"unknown field", `{"surprise": 1}`, 400, CodeMalformed},
+		{"oversized", `{"records": ["` + strings.Repeat("A", 5000) + `"]}`, 413, CodeTooLarge},
+	} {
+		for _, p := range paths {
+			status, eb := post(t, l, p, strings.NewReader(tc.body))
+			if status != tc.status || eb.Code != tc.code || eb.Reason == "" {
+				t.Errorf("%s %s: %d %+v, want %d %s", tc.name, p, status, eb, tc.status, tc.code)
+			}
+		}
+	}
+	// Settlement specifics: too many records, bad Base64, bad batch ID.
+	for _, tc := range []struct {
+		body   string
+		status int
+		code   string
+	}{
+		{`{"records": [` + strings.Repeat(string(recJSON)+",", 3) + string(recJSON) + `]}`, 413, CodeTooLarge},
+		{`{"records": ["!!!"]}`, 400, CodeMalformed},
+		{`{"records": null}`, 400, CodeMalformed},
+		{`{"batch_id": "` + strings.Repeat("b", 65) + `", "records": [` + string(recJSON) + `]}`, 400, CodeMalformed},
+	} {
+		status, eb := post(t, l, "/v1/settlements", strings.NewReader(tc.body))
+		if status != tc.status || eb.Code != tc.code {
+			t.Errorf("%s: %d %+v, want %d %s", tc.body[:20], status, eb, tc.status, tc.code)
+		}
+	}
+	if l.snapshot() != before {
+		t.Fatal("bad bodies changed the stored state")
+	}
+	// The body limit holds for a body that never ends, too.
+	status, _ := post(t, l, "/v1/settlements", io.LimitReader(zeroReader{}, 1<<20))
+	if status != 413 {
+		t.Fatalf("endless body: %d", status)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = ' '
+	}
+	return len(p), nil
+}
+
+func TestTokenVault(t *testing.T) {
+	l := newLab(t, nil)
+	d, e := newSimDevice(t, "tok-dev"), newSimDevice(t, "other")
+	l.register(d, 10000, "")
+	l.register(e, 10000, "")
+	now := l.clock.Now()
+	tok, err := l.c.MintToken(bg, TokenRequest{DeviceID: d.id, MaxUses: 2, MaxAmount: 500,
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), Channels: []string{"qr", ChannelOffline}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Token == "" || tok.Uses != 0 || tok.MaxUses != 2 || len(tok.Channels) != 2 {
+		t.Fatalf("minted: %+v", tok)
+	}
+	// Registering a chosen token value, twice.
+	if _, err := l.c.MintToken(bg, TokenRequest{DeviceID: d.id, Token: "MYTOKEN"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.c.MintToken(bg, TokenRequest{DeviceID: d.id, Token: "MYTOKEN"})
+	wantCode(t, err, 409, CodeConflict)
+	_, err = l.c.MintToken(bg, TokenRequest{DeviceID: "nobody"})
+	wantCode(t, err, 404, CodeUnknownDevice)
+	_, err = l.c.MintToken(bg, TokenRequest{DeviceID: d.id, NotBefore: now, NotAfter: now.Add(-time.Second)})
+	wantCode(t, err, 400, CodeMalformed)
+
+	before := l.snapshot()
+	for _, tc := range []struct {
+		name    string
+		dev     *simDevice
+		token   string
+		amount  int64
+		channel string
+		status  int
+		code    string
+	}{
+		{"over amount", d, tok.Token, 501, "qr", 422, CodeTokenRefused},
+		{"wrong channel", d, tok.Token, 100, "nfc", 422, CodeTokenRefused},
+		{"another device's token", e, tok.Token, 100, "qr", 422, CodeTokenRefused},
+		{"unknown token", d, "NOSUCH", 100, "qr", 404, CodeUnknownToken},
+	} {
+		_, err := l.c.Authorise(bg, AuthorisationRequest{Record: tc.dev.record(tc.amount, tc.token, now), Channel: tc.channel})
+		wantCode(t, err, tc.status, tc.code)
+	}
+	if l.snapshot() != before {
+		t.Fatal("refused token uses changed the stored state")
+	}
+	// Use 1 online, use 2 offline (settlement detokenises), use 3 refused.
+	res, err := l.c.Authorise(bg, AuthorisationRequest{Record: d.record(500, tok.Token, now), Channel: "qr"})
+	if err != nil || res.Account != "ACC-tok-dev" {
+		t.Fatalf("use 1: %+v %v", res, err)
+	}
+	ack, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{d.record(200, tok.Token, now)}})
+	if err != nil || ack.Entries[0].Account != "ACC-tok-dev" {
+		t.Fatalf("use 2: %+v %v", ack, err)
+	}
+	_, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{d.record(100, tok.Token, now)}})
+	wantCode(t, err, 422, CodeTokenRefused)
+	got, err := l.c.Token(bg, tok.Token)
+	if err != nil || got.Uses != 2 {
+		t.Fatalf("token after use: %+v %v", got, err)
+	}
+	// Validity: an offline record made after expiry, and an online use after it.
+	tok2, _ := l.c.MintToken(bg, TokenRequest{DeviceID: d.id, NotAfter: now.Add(time.Minute)})
+	_, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{d.record(100, tok2.Token, now.Add(2*time.Minute))}})
+	wantCode(t, err, 422, CodeTokenRefused)
+	l.clock.Advance(2 * time.Minute)
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: d.record(100, tok2.Token, now), Channel: "qr"})
+	wantCode(t, err, 422, CodeTokenRefused)
+	tok3, _ := l.c.MintToken(bg, TokenRequest{DeviceID: d.id, NotBefore: l.clock.Now().Add(time.Hour)})
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: d.record(100, tok3.Token, now), Channel: "qr"})
+	wantCode(t, err, 422, CodeTokenRefused)
+	_, err = l.c.Token(bg, "NOSUCH")
+	wantCode(t, err, 404, CodeUnknownToken)
+
+	// An account token given at registration has no controls.
+	f := newSimDevice(t, "embedded")
+	if _, err := l.c.Register(bg, Registration{DeviceID: f.id, PublicKey: f.pkix(), Account: "ACC-F", AccountToken: "EMB-F", Currency: "CNY", InitialBalance: 100}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{f.record(60, "EMB-F", now)}})
+	if err != nil || ack.Entries[0].Account != "ACC-F" {
+		t.Fatalf("embedded token: %+v %v", ack, err)
+	}
+	l.audit()
+}
+
+func TestParameterUpdates(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "param-dev")
+	l.register(d, 100, "")
+	for i, u := range []ParameterUpdate{{Name: "offline_limit", Value: "5000"}, {Name: "max_pending", Value: "20"}} {
+		got, err := l.c.QueueParameter(bg, d.id, u)
+		if err != nil || got.Counter != int64(i+1) {
+			t.Fatalf("queue %d: %+v %v", i, got, err)
+		}
+	}
+	reply, err := l.c.Contact(bg, d.id, Contact{})
+	if err != nil || len(reply.Updates) != 2 || reply.Updates[0].Name != "offline_limit" || reply.Updates[1].Counter != 2 {
+		t.Fatalf("first contact: %+v %v", reply, err)
+	}
+	// The device applied counter 1 only: counter 2 comes again, once.
+	bal, atc := int64(90), uint32(3)
+	reply, err = l.c.Contact(bg, d.id, Contact{Applied: 1, Balance: &bal, ATC: &atc})
+	if err != nil || len(reply.Updates) != 1 || reply.Updates[0].Counter != 2 {
+		t.Fatalf("second contact: %+v %v", reply, err)
+	}
+	reply, err = l.c.Contact(bg, d.id, Contact{Applied: 2})
+	if err != nil || len(reply.Updates) != 0 {
+		t.Fatalf("third contact: %+v %v", reply, err)
+	}
+	dev, _ := l.c.Device(bg, d.id)
+	if dev.ParameterApplied != 2 || dev.ParameterCounter != 2 || dev.ReportedBalance == nil || *dev.ReportedBalance != 90 || *dev.ReportedATC != 3 {
+		t.Fatalf("device: %+v", dev)
+	}
+	before := l.snapshot()
+	_, err = l.c.Contact(bg, d.id, Contact{Applied: 3})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Contact(bg, "nobody", Contact{})
+	wantCode(t, err, 404, CodeUnknownDevice)
+	_, err = l.c.QueueParameter(bg, "nobody", ParameterUpdate{Name: "x", Value: "y"})
+	wantCode(t, err, 404, CodeUnknownDevice)
+	_, err = l.c.QueueParameter(bg, d.id, ParameterUpdate{Value: "y"})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.QueueParameter(bg, d.id, ParameterUpdate{Counter: 7, Name: "x"})
+	wantCode(t, err, 400, CodeMalformed)
+	if l.snapshot() != before {
+		t.Fatal("refused requests changed the stored state")
+	}
+	if a := l.audit(); a.ReportedBalances != 90 {
+		t.Fatalf("audit: %+v", a)
+	}
+}
+
+func TestOTP(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "otp-dev")
+	l.register(d, 100, "+8613800000002")
+	quiet := newSimDevice(t, "no-phone")
+	l.register(quiet, 100, "")
+	code := func() string {
+		sms, ok := l.srv.Outbox().Last("+8613800000002")
+		if !ok {
+			t.Fatal("no SMS sent")
+		}
+		c, ok := OTPCode(sms.Text)
+		if !ok {
+			t.Fatalf("no code in %q", sms.Text)
+		}
+		return c
+	}
+	wrong := func(c string) string {
+		if c == "000000" {
+			return "000001"
+		}
+		return "000000"
+	}
+
+	ch, err := l.c.RequestOTP(bg, OTPRequest{DeviceID: d.id, Purpose: "transfer"})
+	if err != nil || ch.Tries != 3 || !ch.ExpiresAt.After(l.clock.Now()) {
+		t.Fatalf("request: %+v %v", ch, err)
+	}
+	c := code()
+	_, err = l.c.VerifyOTP(bg, OTPAnswer{ID: ch.ID, Code: wrong(c)})
+	ae := wantCode(t, err, 401, CodeOTPWrong)
+	if ae.TriesLeft == nil || *ae.TriesLeft != 2 {
+		t.Fatalf("tries left %v", ae.TriesLeft)
+	}
+	v, err := l.c.VerifyOTP(bg, OTPAnswer{ID: ch.ID, Code: c})
+	if err != nil || !v.Verified || v.DeviceID != d.id || v.Purpose != "transfer" {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+	_, err = l.c.VerifyOTP(bg, OTPAnswer{ID: ch.ID, Code: c})
+	wantCode(t, err, 409, CodeConflict)
+
+	// Three wrong answers lock the code, even against the right one.
+	ch, _ = l.c.RequestOTP(bg, OTPRequest{DeviceID: d.id})
+	c = code()
+	for i := 0; i < 3; i++ {
+		_, err = l.c.VerifyOTP(bg, OTPAnswer{ID: ch.ID, Code: wrong(c)})
+		wantCode(t, err, 401, CodeOTPWrong)
+	}
+	_, err = l.c.VerifyOTP(bg, OTPAnswer{ID: ch.ID, Code: c})
+	wantCode(t, err, 403, CodeOTPLocked)
+
+	// Expired.
+	ch, _ = l.c.RequestOTP(bg, OTPRequest{DeviceID: d.id})
+	c = code()
+	l.clock.Advance(6 * time.Minute)
+	_, err = l.c.VerifyOTP(bg, OTPAnswer{ID: ch.ID, Code: c})
+	wantCode(t, err, 410, CodeOTPExpired)
+
+	_, err = l.c.VerifyOTP(bg, OTPAnswer{ID: "nosuch", Code: "123456"})
+	wantCode(t, err, 404, CodeUnknownOTP)
+	_, err = l.c.RequestOTP(bg, OTPRequest{DeviceID: "nobody"})
+	wantCode(t, err, 404, CodeUnknownDevice)
+	_, err = l.c.RequestOTP(bg, OTPRequest{DeviceID: quiet.id})
+	wantCode(t, err, 422, CodeMalformed)
+	if n := len(l.srv.Outbox().Messages()); n != 3 {
+		t.Fatalf("%d messages sent, want 3", n)
+	}
+}
+
+func TestTransfers(t *testing.T) {
+	l := newLab(t, nil)
+	p, q := newSimDevice(t, "payer"), newSimDevice(t, "payee")
+	l.register(p, 1000, "")
+	l.register(q, 0, "")
+	balance := func(id string) int64 {
+		d, err := l.c.Device(bg, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Balance
+	}
+
+	tr, err := l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: "payer", To: "payee", Amount: 100})
+	if err != nil || tr.State != TransferClaimed || balance("payer") != 900 || balance("payee") != 100 {
+		t.Fatalf("immediate: %+v %v", tr, err)
+	}
+	again, err := l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: "payer", To: "payee", Amount: 100})
+	if err != nil || !again.Repeated || balance("payer") != 900 {
+		t.Fatalf("repeat: %+v %v", again, err)
+	}
+	before := l.snapshot()
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: "payer", To: "payee", Amount: 101})
+	wantCode(t, err, 409, CodeConflict)
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: "payer", To: "payee", Amount: 5000})
+	wantCode(t, err, 422, CodeInsufficient)
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: "payer", To: "nobody", Amount: 1})
+	wantCode(t, err, 404, CodeUnknownDevice)
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: "payer", To: "payer", Amount: 1})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: "payer", To: "payee", Amount: 0})
+	wantCode(t, err, 400, CodeMalformed)
+	if l.snapshot() != before {
+		t.Fatal("refused transfers changed the stored state")
+	}
+
+	// Held: in flight until claimed.
+	tr, err = l.c.Transfer(bg, TransferRequest{TransferID: "h1", From: "payer", To: "payee", Amount: 200, Hold: true, Expires: l.clock.Now().Add(time.Hour)})
+	if err != nil || tr.State != TransferInFlight || balance("payer") != 700 {
+		t.Fatalf("held: %+v %v", tr, err)
+	}
+	if a := l.audit(); a.InFlight != 200 || a.TransfersHeld != 1 {
+		t.Fatalf("audit: %+v", a)
+	}
+	_, err = l.c.ClaimTransfer(bg, "h1", "payer")
+	wantCode(t, err, 403, CodeTransferState)
+	_, err = l.c.ReclaimTransfer(bg, "h1", "payer")
+	wantCode(t, err, 409, CodeTransferState)
+	tr, err = l.c.ClaimTransfer(bg, "h1", "payee")
+	if err != nil || tr.State != TransferClaimed || balance("payee") != 300 {
+		t.Fatalf("claim: %+v %v", tr, err)
+	}
+	tr, err = l.c.ClaimTransfer(bg, "h1", "payee")
+	if err != nil || !tr.Repeated || balance("payee") != 300 {
+		t.Fatalf("claim again: %+v %v", tr, err)
+	}
+
+	// Held, unclaimed, expired: the payer reclaims; the payee is too late.
+	if _, err := l.c.Transfer(bg, TransferRequest{TransferID: "h2", From: "payer", To: "payee", Amount: 50, Hold: true}); err != nil {
+		t.Fatal(err)
+	}
+	l.clock.Advance(25 * time.Hour)
+	_, err = l.c.ClaimTransfer(bg, "h2", "payee")
+	wantCode(t, err, 409, CodeTransferState)
+	tr, err = l.c.ReclaimTransfer(bg, "h2", "payer")
+	if err != nil || tr.State != TransferReclaimed || balance("payer") != 700 {
+		t.Fatalf("reclaim: %+v %v", tr, err)
+	}
+	_, err = l.c.ClaimTransfer(bg, "h2", "payee")
+	wantCode(t, err, 409, CodeTransferState)
+	_, err = l.c.ClaimTransfer(bg, "nosuch", "payee")
+	wantCode(t, err, 404, CodeUnknownTransfer)
+	got, err := l.c.TransferState(bg, "h2")
+	if err != nil || got.State != TransferReclaimed || got.Amount != 50 {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	if a := l.audit(); a.InFlight != 0 || a.Balances != 1000 {
+		t.Fatalf("audit: %+v", a)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	if _, err := NewClient("ftp://x", nil); err == nil {
+		t.Fatal("ftp base URL accepted")
+	}
+	c, err := NewClient("http://127.0.0.1:1", &http.Client{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(bg); err == nil || !strings.HasPrefix(err.Error(), "backend: ") {
+		t.Fatalf("health of nothing: %v", err)
+	}
+}
+
+func TestListenAndServe(t *testing.T) {
+	l := newLab(t, nil)
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	lnr, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- l.srv.Serve(ctx, lnr) }()
+	c, _ := NewClient("http://"+lnr.Addr().String(), nil)
+	var herr error
+	for i := 0; i < 50; i++ {
+		if herr = c.Health(bg); herr == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if herr != nil {
+		t.Fatal(herr)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

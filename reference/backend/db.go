@@ -1,0 +1,236 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// schema is the backend's SQLite schema. Amounts are integers in minor
+// units; times are Unix seconds.
+const schema = `
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB);
+CREATE TABLE IF NOT EXISTS devices(
+	id TEXT PRIMARY KEY,
+	pubkey BLOB NOT NULL,
+	cert_serial TEXT NOT NULL DEFAULT '',
+	account TEXT NOT NULL,
+	currency TEXT NOT NULL,
+	phone TEXT NOT NULL DEFAULT '',
+	issued INTEGER NOT NULL,
+	balance INTEGER NOT NULL,
+	reported_balance INTEGER,
+	reported_atc INTEGER,
+	param_counter INTEGER NOT NULL DEFAULT 0,
+	param_applied INTEGER NOT NULL DEFAULT 0,
+	created_at INTEGER NOT NULL
+);
+-- One row per (device, ATC): state 1 settled, 2 held (authorised, pending),
+-- 3 declined online.
+CREATE TABLE IF NOT EXISTS records(
+	device_id TEXT NOT NULL,
+	atc INTEGER NOT NULL,
+	amount INTEGER NOT NULL,
+	currency TEXT NOT NULL,
+	token TEXT NOT NULL,
+	kind INTEGER NOT NULL,
+	time INTEGER NOT NULL,
+	state INTEGER NOT NULL,
+	account TEXT NOT NULL,
+	channel TEXT NOT NULL,
+	batch TEXT NOT NULL DEFAULT '',
+	at INTEGER NOT NULL,
+	result BLOB,
+	raw BLOB NOT NULL,
+	PRIMARY KEY(device_id, atc)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_state ON records(state);
+CREATE TABLE IF NOT EXISTS tokens(
+	token TEXT PRIMARY KEY,
+	device_id TEXT NOT NULL,
+	max_uses INTEGER NOT NULL,
+	uses INTEGER NOT NULL,
+	max_amount INTEGER NOT NULL,
+	not_before INTEGER NOT NULL,
+	not_after INTEGER NOT NULL,
+	channels TEXT NOT NULL,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS params(
+	device_id TEXT NOT NULL,
+	counter INTEGER NOT NULL,
+	name TEXT NOT NULL,
+	value TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY(device_id, counter)
+);
+CREATE TABLE IF NOT EXISTS otps(
+	id TEXT PRIMARY KEY,
+	device_id TEXT NOT NULL,
+	purpose TEXT NOT NULL,
+	code_hash BLOB NOT NULL,
+	expires_at INTEGER NOT NULL,
+	tries_left INTEGER NOT NULL,
+	used INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revocations(
+	kind TEXT NOT NULL,
+	subject TEXT NOT NULL,
+	reason TEXT NOT NULL,
+	at INTEGER NOT NULL,
+	PRIMARY KEY(kind, subject)
+);
+CREATE TABLE IF NOT EXISTS transfers(
+	id TEXT PRIMARY KEY,
+	from_device TEXT NOT NULL,
+	to_device TEXT NOT NULL,
+	amount INTEGER NOT NULL,
+	state TEXT NOT NULL,
+	expires_at INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	done_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS transfers_state ON transfers(state);
+`
+
+// Record states.
+const (
+	stateSettled  = 1
+	stateHeld     = 2
+	stateDeclined = 3
+)
+
+func migrate(db *sql.DB) error {
+	if _, err := db.Exec(schema); err != nil {
+		return fmt.Errorf("backend: create schema: %w", err)
+	}
+	return nil
+}
+
+// writeStmts are the hot statements, prepared once on the writing connection.
+type writeStmts struct {
+	selRecord, insRecord, updRecord  *sql.Stmt
+	selDevice, addBalance            *sql.Stmt
+	selToken, useToken               *sql.Stmt
+}
+
+const selDeviceSQL = `SELECT d.balance, d.currency, d.account,
+	EXISTS(SELECT 1 FROM revocations r WHERE (r.kind='device' AND r.subject=d.id)
+		OR (r.kind='cert' AND d.cert_serial<>'' AND r.subject=d.cert_serial))
+	FROM devices d WHERE d.id=?`
+
+func (w *writeStmts) prepare(db *sql.DB) error {
+	var err error
+	p := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = db.Prepare(q)
+		return st
+	}
+	w.selRecord = p(`SELECT amount, currency, token, kind, time, state, account, result FROM records WHERE device_id=? AND atc=?`)
+	w.insRecord = p(`INSERT INTO records(device_id, atc, amount, currency, token, kind, time, state, account, channel, batch, at, result, raw)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	w.updRecord = p(`UPDATE records SET state=?, batch=?, at=? WHERE device_id=? AND atc=?`)
+	w.selDevice = p(selDeviceSQL)
+	w.addBalance = p(`UPDATE devices SET balance=balance+? WHERE id=?`)
+	w.selToken = p(`SELECT device_id, max_uses, uses, max_amount, not_before, not_after, channels FROM tokens WHERE token=?`)
+	w.useToken = p(`UPDATE tokens SET uses=uses+1 WHERE token=?`)
+	if err != nil {
+		return fmt.Errorf("backend: prepare: %w", err)
+	}
+	return nil
+}
+
+func (w *writeStmts) close() {
+	for _, st := range []*sql.Stmt{w.selRecord, w.insRecord, w.updRecord, w.selDevice, w.addBalance, w.selToken, w.useToken} {
+		if st != nil {
+			st.Close()
+		}
+	}
+}
+
+// write runs fn in one write transaction. Writers are serialised here, so
+// SQLite never sees two at once. fn's error rolls everything back.
+func (s *Server) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return internal(err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return internal(err)
+	}
+	return nil
+}
+
+// apiErr is an answer other than 2xx.
+type apiErr struct {
+	status int
+	body   ErrorBody
+}
+
+func (e *apiErr) Error() string {
+	return fmt.Sprintf("backend: %d %s: %s", e.status, e.body.Code, e.body.Reason)
+}
+
+func newErr(status int, code, format string, args ...any) *apiErr {
+	return &apiErr{status: status, body: ErrorBody{Code: code, Reason: fmt.Sprintf(format, args...)}}
+}
+
+func (e *apiErr) at(i int) *apiErr {
+	e.body.Index = &i
+	return e
+}
+
+func internal(err error) *apiErr {
+	return newErr(http.StatusInternalServerError, CodeInternal, "%v", err)
+}
+
+func errUnknownDevice(id string) *apiErr {
+	return newErr(http.StatusNotFound, CodeUnknownDevice, "unknown device %q", id)
+}
+
+func errRevoked(id string) *apiErr {
+	return newErr(http.StatusForbidden, CodeRevoked, "device %q is revoked", id)
+}
+
+// asAPIErr turns any error into an answer.
+func asAPIErr(err error) *apiErr {
+	var ae *apiErr
+	if errors.As(err, &ae) {
+		return ae
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return newErr(http.StatusServiceUnavailable, CodeInternal, "%v", err)
+	}
+	return internal(err)
+}
+
+// deviceRow is a device as a write transaction sees it.
+type deviceRow struct {
+	balance  int64
+	currency string
+	account  string
+	revoked  bool
+}
+
+func (s *Server) loadDevice(ctx context.Context, tx *sql.Tx, id string) (deviceRow, error) {
+	var d deviceRow
+	err := tx.StmtContext(ctx, s.stmts.selDevice).QueryRowContext(ctx, id).Scan(&d.balance, &d.currency, &d.account, &d.revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, errUnknownDevice(id)
+	}
+	if err != nil {
+		return d, internal(err)
+	}
+	return d, nil
+}

@@ -1,0 +1,179 @@
+package backend
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testClock is a settable clock.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// lab is a backend under test with its HTTP server and a client.
+type lab struct {
+	t      testing.TB
+	srv    *Server
+	http   *httptest.Server
+	c      *Client
+	clock  *testClock
+	dbPath string
+}
+
+func newLab(t testing.TB, mod func(*Config)) *lab {
+	t.Helper()
+	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	cfg := Config{DBPath: filepath.Join(t.TempDir(), "backend.db"), Now: clock.Now}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	c, err := NewClient(hs.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close()
+	})
+	return &lab{t: t, srv: srv, http: hs, c: c, clock: clock, dbPath: cfg.DBPath}
+}
+
+// simDevice is a simulated device: its key and transaction counter.
+type simDevice struct {
+	id  string
+	key *ecdsa.PrivateKey
+	atc uint32
+}
+
+func newSimDevice(t testing.TB, id string) *simDevice {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &simDevice{id: id, key: k}
+}
+
+func (d *simDevice) pkix() []byte {
+	der, err := x509.MarshalPKIXPublicKey(&d.key.PublicKey)
+	if err != nil {
+		panic(err)
+	}
+	return der
+}
+
+// record makes the next signed record of the device.
+func (d *simDevice) record(amount int64, token string, at time.Time) []byte {
+	d.atc++
+	return d.recordATC(d.atc, amount, token, at)
+}
+
+func (d *simDevice) recordATC(atc uint32, amount int64, token string, at time.Time) []byte {
+	r := DeviceRecord{DeviceID: d.id, ATC: atc, Amount: amount, Currency: "CNY", Token: token, Kind: KindStoredValue, Time: at}
+	return signRecord(d.key, r)
+}
+
+func signRecord(k *ecdsa.PrivateKey, r DeviceRecord) []byte {
+	sum := sha256.Sum256(r.MarshalUnsigned())
+	sig, err := ecdsa.SignASN1(rand.Reader, k, sum[:])
+	if err != nil {
+		panic(err)
+	}
+	r.Signature = sig
+	return r.Marshal()
+}
+
+func (l *lab) register(d *simDevice, balance int64, phone string) Device {
+	l.t.Helper()
+	dev, err := l.c.Register(context.Background(), Registration{
+		DeviceID: d.id, PublicKey: d.pkix(), Account: "ACC-" + d.id, Currency: "CNY", InitialBalance: balance, Phone: phone,
+	})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return dev
+}
+
+// wantCode fails unless err is an *APIError with the status and code.
+func wantCode(t testing.TB, err error, status int, code string) *APIError {
+	t.Helper()
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		t.Fatalf("got %v, want HTTP %d %s", err, status, code)
+	}
+	if ae.Status != status || ae.Code != code {
+		t.Fatalf("got %d %s (%s), want %d %s", ae.Status, ae.Code, ae.Reason, status, code)
+	}
+	if ae.Reason == "" {
+		t.Fatalf("%d %s carries no reason", ae.Status, ae.Code)
+	}
+	return ae
+}
+
+// snapshot dumps every table, for checking that bad input changed nothing.
+func (l *lab) snapshot() string {
+	l.t.Helper()
+	var b strings.Builder
+	for _, table := range []string{"devices", "records", "tokens", "params", "otps", "revocations", "transfers"} {
+		rows, err := l.srv.rdb.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				l.t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "%s %v\n", table, vals)
+		}
+		rows.Close()
+	}
+	return b.String()
+}
+
+func (l *lab) audit() Audit {
+	l.t.Helper()
+	a, err := l.c.Audit(context.Background())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if !a.Conserved {
+		l.t.Fatalf("audit not conserved: %+v", a)
+	}
+	return a
+}

@@ -1,0 +1,175 @@
+package backend
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+)
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /healthz", s.handleHealth)
+	m.HandleFunc("GET /v1/keys", s.handleKeys)
+	m.HandleFunc("POST /v1/devices", s.handleRegister)
+	m.HandleFunc("GET /v1/devices/{id}", s.handleDevice)
+	m.HandleFunc("POST /v1/devices/{id}/contact", s.handleContact)
+	m.HandleFunc("POST /v1/devices/{id}/parameters", s.handleQueueParameter)
+	m.HandleFunc("POST /v1/authorisations", s.handleAuthorise)
+	m.HandleFunc("POST /v1/settlements", s.handleSettle)
+	m.HandleFunc("POST /v1/tokens", s.handleMintToken)
+	m.HandleFunc("GET /v1/tokens/{token}", s.handleToken)
+	m.HandleFunc("POST /v1/otp", s.handleRequestOTP)
+	m.HandleFunc("POST /v1/otp/verify", s.handleVerifyOTP)
+	m.HandleFunc("POST /v1/revocations", s.handleRevoke)
+	m.HandleFunc("GET /v1/revocations", s.handleRevocations)
+	m.HandleFunc("POST /v1/transfers", s.handleTransfer)
+	m.HandleFunc("GET /v1/transfers/{id}", s.handleGetTransfer)
+	m.HandleFunc("POST /v1/transfers/{id}/claim", s.handleClaim)
+	m.HandleFunc("POST /v1/transfers/{id}/reclaim", s.handleReclaim)
+	m.HandleFunc("GET /v1/audit", s.handleAudit)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, newErr(http.StatusNotFound, CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
+	})
+	s.mux = m
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(ErrorBody{Code: CodeInternal, Reason: err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	ae := asAPIErr(err)
+	writeJSON(w, ae.status, ae.body)
+}
+
+// decodeBody reads one JSON value of a bounded size into v: unknown fields,
+// trailing data and oversized bodies are refused.
+func decodeBody(r io.Reader, limit int64, v any) error {
+	b, err := readBody(r, limit)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(b, v)
+}
+
+// readBody reads at most limit bytes.
+func readBody(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, newErr(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", limit)
+		}
+		return nil, newErr(http.StatusBadRequest, CodeMalformed, "read body: %v", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, newErr(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body over %d bytes", limit)
+	}
+	return b, nil
+}
+
+// decodeJSON decodes exactly one JSON value with no unknown fields.
+func decodeJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return newErr(http.StatusBadRequest, CodeMalformed, "malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return newErr(http.StatusBadRequest, CodeMalformed, "malformed JSON: data after the value")
+	}
+	return nil
+}
+
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if err := decodeBody(r.Body, s.cfg.MaxBodyBytes, v); err != nil {
+		writeErr(w, err)
+		return false
+	}
+	return true
+}
+
+// DecodeSettlementBatch parses a settlement request body and every device
+// record in it: the outside bytes the settlement endpoint takes. It checks
+// form only (sizes, JSON, record encoding), not signatures or state.
+func DecodeSettlementBatch(body []byte, maxRecords int) (SettlementBatch, []DeviceRecord, error) {
+	var batch SettlementBatch
+	if err := decodeJSON(body, &batch); err != nil {
+		return batch, nil, err
+	}
+	if len(batch.BatchID) > 64 || !printable(batch.BatchID) {
+		return batch, nil, newErr(http.StatusBadRequest, CodeMalformed, "batch_id: at most 64 printable characters")
+	}
+	if len(batch.Records) == 0 {
+		return batch, nil, newErr(http.StatusBadRequest, CodeMalformed, "no records")
+	}
+	if len(batch.Records) > maxRecords {
+		return batch, nil, newErr(http.StatusRequestEntityTooLarge, CodeTooLarge, "%d records, at most %d in a batch", len(batch.Records), maxRecords)
+	}
+	recs := make([]DeviceRecord, len(batch.Records))
+	for i, raw := range batch.Records {
+		rec, err := ParseDeviceRecord(raw)
+		if err != nil {
+			return batch, nil, newErr(http.StatusBadRequest, CodeMalformed, "record %d: %v", i, err).at(i)
+		}
+		recs[i] = rec
+	}
+	return batch, recs, nil
+}
+
+func pathID(r *http.Request, name string) (string, error) {
+	v := r.PathValue(name)
+	if v == "" || len(v) > 64 || !printable(v) {
+		return "", newErr(http.StatusBadRequest, CodeMalformed, "%s: 1 to 64 printable characters", name)
+	}
+	return v, nil
+}
+
+func checkText(field, v string, min, max int) error {
+	if len(v) < min || len(v) > max || !printable(v) {
+		return newErr(http.StatusBadRequest, CodeMalformed, "%s: %d to %d printable characters", field, min, max)
+	}
+	return nil
+}
+
+func checkAmount(field string, v int64, allowZero bool) error {
+	if v < 0 || v > maxRecordAmount || (v == 0 && !allowZero) {
+		return newErr(http.StatusBadRequest, CodeMalformed, "%s: %d out of range", field, v)
+	}
+	return nil
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if err := s.rdb.PingContext(r.Context()); err != nil {
+		writeErr(w, newErr(http.StatusServiceUnavailable, CodeInternal, "database: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, Health{Status: "serving"})
+}
+
+func (s *Server) handleKeys(w http.ResponseWriter, r *http.Request) {
+	der, err := marshalPublicKey(&s.signer.PublicKey)
+	if err != nil {
+		writeErr(w, internal(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, PublicKey{PKIX: der})
+}
+
+func statusOr(created bool) int {
+	if created {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}

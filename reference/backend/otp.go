@@ -1,0 +1,207 @@
+package backend
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Gateway sends SMS messages (the one-time codes of C33).
+type Gateway interface {
+	Send(ctx context.Context, phone, text string) error
+}
+
+// SMS is one message a Gateway was asked to send.
+type SMS struct {
+	Phone string
+	Text  string
+	Time  time.Time
+}
+
+// Outbox is an in-memory Gateway: it keeps every message, for tests and for
+// a lab with no SMS provider.
+type Outbox struct {
+	mu   sync.Mutex
+	sent []SMS
+}
+
+var _ Gateway = (*Outbox)(nil)
+
+// Send keeps the message.
+func (o *Outbox) Send(ctx context.Context, phone, text string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.sent = append(o.sent, SMS{Phone: phone, Text: text, Time: time.Now()})
+	return nil
+}
+
+// Messages returns every message sent so far, oldest first.
+func (o *Outbox) Messages() []SMS {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]SMS(nil), o.sent...)
+}
+
+// Last returns the latest message sent to phone.
+func (o *Outbox) Last(phone string) (SMS, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i := len(o.sent) - 1; i >= 0; i-- {
+		if o.sent[i].Phone == phone {
+			return o.sent[i], true
+		}
+	}
+	return SMS{}, false
+}
+
+// OTPText is the text of a one-time code message; OTPCode reads the code
+// back out of it.
+func OTPText(code, purpose string) string {
+	return fmt.Sprintf("spdlab code %s for %s", code, purpose)
+}
+
+// OTPCode returns the code in a message made by OTPText.
+func OTPCode(text string) (string, bool) {
+	var code string
+	if _, err := fmt.Sscanf(text, "spdlab code %6s", &code); err != nil || len(code) != 6 {
+		return "", false
+	}
+	return code, true
+}
+
+func otpHash(id, code string) []byte {
+	h := sha256.Sum256([]byte(id + "\x00" + code))
+	return h[:]
+}
+
+func (s *Server) handleRequestOTP(w http.ResponseWriter, r *http.Request) {
+	var req OTPRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if err := checkText("device_id", req.DeviceID, 1, maxDeviceIDLen); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err := checkText("purpose", req.Purpose, 0, 64); err != nil {
+		writeErr(w, err)
+		return
+	}
+	idb := make([]byte, 12)
+	if _, err := rand.Read(idb); err != nil {
+		writeErr(w, internal(err))
+		return
+	}
+	n, err := rand.Int(rand.Reader, big.NewInt(1000000))
+	if err != nil {
+		writeErr(w, internal(err))
+		return
+	}
+	code := fmt.Sprintf("%06d", n.Int64())
+	ch := OTPChallenge{ID: hex.EncodeToString(idb), ExpiresAt: s.cfg.Now().Add(s.cfg.OTPLifetime).UTC().Truncate(time.Second), Tries: s.cfg.OTPTries}
+	ctx := r.Context()
+	var phone string
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		d, err := s.loadDevice(ctx, tx, req.DeviceID)
+		if err != nil {
+			return err
+		}
+		if d.revoked {
+			return errRevoked(req.DeviceID)
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT phone FROM devices WHERE id=?`, req.DeviceID).Scan(&phone); err != nil {
+			return internal(err)
+		}
+		if phone == "" {
+			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %q has no phone for SMS codes", req.DeviceID)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO otps(id, device_id, purpose, code_hash, expires_at, tries_left, used) VALUES(?, ?, ?, ?, ?, ?, 0)`,
+			ch.ID, req.DeviceID, req.Purpose, otpHash(ch.ID, code), ch.ExpiresAt.Unix(), s.cfg.OTPTries)
+		if err != nil {
+			return internal(err)
+		}
+		return nil
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err := s.cfg.Gateway.Send(ctx, phone, OTPText(code, req.Purpose)); err != nil {
+		writeErr(w, newErr(http.StatusBadGateway, CodeInternal, "SMS gateway: %v", err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, ch)
+}
+
+func (s *Server) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
+	var a OTPAnswer
+	if !s.decode(w, r, &a) {
+		return
+	}
+	if err := checkText("otp_id", a.ID, 1, 64); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err := checkText("code", a.Code, 1, 16); err != nil {
+		writeErr(w, err)
+		return
+	}
+	ctx := r.Context()
+	v := OTPVerdict{ID: a.ID}
+	// A wrong code must cost a try even though the answer is an error, so
+	// the transaction commits and the error is returned afterwards.
+	var verdictErr error
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var hash []byte
+		var expires int64
+		var tries, used int
+		err := tx.QueryRowContext(ctx, `SELECT device_id, purpose, code_hash, expires_at, tries_left, used FROM otps WHERE id=?`, a.ID).
+			Scan(&v.DeviceID, &v.Purpose, &hash, &expires, &tries, &used)
+		if errors.Is(err, sql.ErrNoRows) {
+			return newErr(http.StatusNotFound, CodeUnknownOTP, "no one-time code %q", a.ID)
+		}
+		if err != nil {
+			return internal(err)
+		}
+		switch {
+		case used != 0:
+			return newErr(http.StatusConflict, CodeConflict, "one-time code already used")
+		case s.cfg.Now().Unix() > expires:
+			return newErr(http.StatusGone, CodeOTPExpired, "one-time code expired")
+		case tries <= 0:
+			return newErr(http.StatusForbidden, CodeOTPLocked, "one-time code locked after too many wrong answers")
+		}
+		if subtle.ConstantTimeCompare(hash, otpHash(a.ID, a.Code)) != 1 {
+			tries--
+			if _, err := tx.ExecContext(ctx, `UPDATE otps SET tries_left=? WHERE id=?`, tries, a.ID); err != nil {
+				return internal(err)
+			}
+			e := newErr(http.StatusUnauthorized, CodeOTPWrong, "wrong one-time code")
+			e.body.TriesLeft = &tries
+			verdictErr = e
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE otps SET used=1 WHERE id=?`, a.ID); err != nil {
+			return internal(err)
+		}
+		v.Verified = true
+		return nil
+	})
+	if err == nil {
+		err = verdictErr
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}

@@ -1,0 +1,259 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Transfers move value between devices through the backend (C13, C16, C17).
+// An immediate transfer moves the value in one transaction; a held one
+// takes it from the payer into flight, where it waits for the payee to
+// claim it or, once expired, for the payer to reclaim it. Every step is
+// idempotent: a step repeated answers the same with Repeated set.
+
+func (s *Server) loadTransfer(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) (Transfer, bool, error) {
+	t := Transfer{TransferID: id}
+	var exp int64
+	err := q.QueryRowContext(ctx, `SELECT from_device, to_device, amount, state, expires_at FROM transfers WHERE id=?`, id).
+		Scan(&t.From, &t.To, &t.Amount, &t.State, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, false, nil
+	}
+	if err != nil {
+		return t, false, internal(err)
+	}
+	t.Expires = unixTime(exp)
+	return t, true, nil
+}
+
+func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
+	var req TransferRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	for _, err := range []error{
+		checkText("transfer_id", req.TransferID, 1, 64),
+		checkText("from", req.From, 1, maxDeviceIDLen),
+		checkText("to", req.To, 1, maxDeviceIDLen),
+		checkAmount("amount", req.Amount, false),
+	} {
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+	}
+	if req.From == req.To {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "payer and payee are the same device"))
+		return
+	}
+	if !req.Hold && !req.Expires.IsZero() {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "expires applies to held transfers only"))
+		return
+	}
+	ctx := r.Context()
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	expires := req.Expires.UTC().Truncate(time.Second)
+	if req.Hold && expires.IsZero() {
+		expires = now.Add(s.cfg.TransferLifetime)
+	}
+	if req.Hold && !expires.After(now) {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "expires is not in the future"))
+		return
+	}
+	t := Transfer{TransferID: req.TransferID, From: req.From, To: req.To, Amount: req.Amount, State: TransferClaimed}
+	if req.Hold {
+		t.State, t.Expires = TransferInFlight, expires
+	}
+	created := false
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		old, found, err := s.loadTransfer(ctx, tx, req.TransferID)
+		if err != nil {
+			return err
+		}
+		if found {
+			heldNow := !old.Expires.IsZero()
+			if old.From != req.From || old.To != req.To || old.Amount != req.Amount || heldNow != req.Hold {
+				return newErr(http.StatusConflict, CodeConflict, "transfer %q exists with other terms", req.TransferID)
+			}
+			t, t.Repeated = old, true
+			return nil
+		}
+		from, err := s.loadDevice(ctx, tx, req.From)
+		if err != nil {
+			return err
+		}
+		to, err := s.loadDevice(ctx, tx, req.To)
+		if err != nil {
+			return err
+		}
+		if from.revoked {
+			return errRevoked(req.From)
+		}
+		if to.revoked {
+			return errRevoked(req.To)
+		}
+		if from.currency != to.currency {
+			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "devices hold different currencies (%s, %s)", from.currency, to.currency)
+		}
+		if req.Amount > from.balance {
+			return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "amount %d over the payer's balance %d", req.Amount, from.balance)
+		}
+		if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, -req.Amount, req.From); err != nil {
+			return internal(err)
+		}
+		done := int64(0)
+		if !req.Hold {
+			if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, req.Amount, req.To); err != nil {
+				return internal(err)
+			}
+			done = now.Unix()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, from_device, to_device, amount, state, expires_at, created_at, done_at)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?)`, req.TransferID, req.From, req.To, req.Amount, string(t.State), timeUnix(t.Expires), now.Unix(), done); err != nil {
+			return internal(err)
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, statusOr(created), t)
+}
+
+func (s *Server) handleGetTransfer(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	t, found, err := s.loadTransfer(r.Context(), s.rdb, id)
+	if err == nil && !found {
+		err = newErr(http.StatusNotFound, CodeUnknownTransfer, "no transfer %q", id)
+	}
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) handleClaim(w http.ResponseWriter, r *http.Request)   { s.finishTransfer(w, r, TransferClaimed) }
+func (s *Server) handleReclaim(w http.ResponseWriter, r *http.Request) { s.finishTransfer(w, r, TransferReclaimed) }
+
+// finishTransfer moves a held transfer's value to the payee (claim) or back
+// to the payer (reclaim, only after expiry).
+func (s *Server) finishTransfer(w http.ResponseWriter, r *http.Request, to TransferState) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var a TransferAction
+	if !s.decode(w, r, &a) {
+		return
+	}
+	ctx := r.Context()
+	now := s.cfg.Now()
+	var t Transfer
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		var found bool
+		var err error
+		t, found, err = s.loadTransfer(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return newErr(http.StatusNotFound, CodeUnknownTransfer, "no transfer %q", id)
+		}
+		party := t.To
+		if to == TransferReclaimed {
+			party = t.From
+		}
+		if a.DeviceID != party {
+			return newErr(http.StatusForbidden, CodeTransferState, "device %q may not %s transfer %q", a.DeviceID, verb(to), id)
+		}
+		if t.State == to {
+			t.Repeated = true
+			return nil
+		}
+		if t.State != TransferInFlight {
+			return newErr(http.StatusConflict, CodeTransferState, "transfer %q is %s", id, t.State)
+		}
+		expired := !now.Before(t.Expires)
+		if to == TransferClaimed && expired {
+			return newErr(http.StatusConflict, CodeTransferState, "transfer %q expired at %s", id, t.Expires.Format(time.RFC3339))
+		}
+		if to == TransferReclaimed && !expired {
+			return newErr(http.StatusConflict, CodeTransferState, "transfer %q can be reclaimed from %s", id, t.Expires.Format(time.RFC3339))
+		}
+		dev, err := s.loadDevice(ctx, tx, party)
+		if err != nil {
+			return err
+		}
+		if dev.revoked {
+			return errRevoked(party)
+		}
+		if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, t.Amount, party); err != nil {
+			return internal(err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET state=?, done_at=? WHERE id=?`, string(to), now.Unix(), id); err != nil {
+			return internal(err)
+		}
+		t.State = to
+		return nil
+	})
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func verb(s TransferState) string {
+	if s == TransferReclaimed {
+		return "reclaim"
+	}
+	return "claim"
+}
+
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	a, err := s.Audit(r.Context())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+// Audit sums the books from one consistent snapshot of the database.
+func (s *Server) Audit(ctx context.Context) (Audit, error) {
+	var a Audit
+	tx, err := s.rdb.BeginTx(ctx, nil)
+	if err != nil {
+		return a, internal(err)
+	}
+	defer tx.Rollback()
+	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(issued), 0), coalesce(sum(balance), 0),
+		coalesce(sum(coalesce(reported_balance, balance)), 0) FROM devices`).Scan(&a.Devices, &a.Issued, &a.Balances, &a.ReportedBalances)
+	if err == nil {
+		err = tx.QueryRowContext(ctx, `SELECT
+			coalesce(sum(CASE WHEN state=1 THEN amount END), 0), count(CASE WHEN state=1 THEN 1 END),
+			coalesce(sum(CASE WHEN state=2 THEN amount END), 0), count(CASE WHEN state=2 THEN 1 END)
+			FROM records`).Scan(&a.Settled, &a.RecordsSettled, &a.Pending, &a.RecordsPending)
+	}
+	if err == nil {
+		err = tx.QueryRowContext(ctx, `SELECT coalesce(sum(amount), 0), count(*) FROM transfers WHERE state='in_flight'`).Scan(&a.InFlight, &a.TransfersHeld)
+	}
+	if err != nil {
+		return a, internal(err)
+	}
+	a.Conserved = a.Issued == a.Balances+a.Pending+a.Settled+a.InFlight
+	return a, nil
+}
