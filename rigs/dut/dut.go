@@ -1,0 +1,142 @@
+// Package dut turns a DUT string into an open link.Link: the one place that
+// composes rigs and emulators (DESIGN.md, "Layout").
+//
+//	ref            the reference device in process (link.Direct)
+//	pcsc           the first PC/SC reader with a card
+//	pcsc:READER    a named PC/SC reader
+//	serial:PATH    a UART device (or `spdlab emulate serial`) at PATH
+//	usb:VID:PID    a USB CCID device, hex IDs
+//	usb-emu        the reference device behind the in-process USB CCID emulator
+//	sd:DIR         a secure microSD channel at a card's mount point DIR
+//	replay:FILE    answers from a recorded pcapng trace
+//	pcsc-emu, serial-emu, sd-emu
+//	               the reference device behind an in-process emulator,
+//	               reached through the real OS interface (pcscd+vpcd, a pty,
+//	               a file channel), so CI needs no hardware
+//
+// Strings naming an emulated device (ref and *-emu) make a new blank
+// reference device on every Open; the others reach whatever device is there.
+package dut
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/reference/device"
+	"github.com/spdlab/spdlab/reference/store"
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// Options configure Open.
+type Options struct {
+	// StatePath keeps an emulated device's store in this file across
+	// runs; empty keeps it in memory.
+	StatePath string
+	// Device configures an emulated reference device.
+	Device device.Config
+}
+
+// DUT is an opened device under test.
+type DUT struct {
+	// Link reaches the device.
+	Link link.Link
+	// Device is the emulated reference device, nil for real hardware.
+	Device *device.Device
+	// Spec is the DUT string it was opened from.
+	Spec    string
+	closers []func() error
+}
+
+// Emulated reports whether spec names a device this process emulates (a
+// new blank device on every Open).
+func Emulated(spec string) bool {
+	return spec == "ref" || strings.HasSuffix(spec, "-emu")
+}
+
+// TearAt arms a power cut at the nth persistent write of an emulated
+// device. It reports false for real hardware.
+func (d *DUT) TearAt(n int) bool {
+	if d.Device == nil {
+		return false
+	}
+	d.Device.TearAt(n)
+	return true
+}
+
+// Close closes the link and stops whatever serves the device, in reverse
+// order of opening.
+func (d *DUT) Close() error {
+	var errs []error
+	if d.Link != nil {
+		errs = append(errs, d.Link.Close())
+	}
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		errs = append(errs, d.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+func (d *DUT) onClose(f func() error) { d.closers = append(d.closers, f) }
+
+// opener opens one kind of DUT; arg is what follows the first colon.
+type opener func(ctx context.Context, d *DUT, arg string, opt Options) error
+
+var openers = map[string]opener{
+	"ref": openRef,
+}
+
+// Kinds lists the DUT kinds this build knows.
+func Kinds() []string {
+	out := make([]string, 0, len(openers))
+	for k := range openers {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Open opens the DUT named by spec.
+func Open(ctx context.Context, spec string, opt Options) (*DUT, error) {
+	kind, arg, _ := strings.Cut(spec, ":")
+	open, ok := openers[kind]
+	if !ok {
+		return nil, fmt.Errorf("dut: unknown DUT %q (want ref, pcsc[:READER], serial:PATH, usb:VID:PID, usb-emu, sd:DIR, replay:FILE, pcsc-emu, serial-emu, sd-emu)", spec)
+	}
+	d := &DUT{Spec: spec}
+	if err := open(ctx, d, arg, opt); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// newDevice makes the reference device an emulated DUT serves.
+func newDevice(d *DUT, opt Options) (*device.Device, error) {
+	var st store.Store
+	if opt.StatePath != "" {
+		f, err := store.OpenFile(opt.StatePath)
+		if err != nil {
+			return nil, fmt.Errorf("dut: %w", err)
+		}
+		st = f
+	} else {
+		st = store.NewMemory()
+	}
+	d.onClose(st.Close)
+	d.Device = device.New(st, opt.Device)
+	return d.Device, nil
+}
+
+func openRef(ctx context.Context, d *DUT, arg string, opt Options) error {
+	if arg != "" {
+		return fmt.Errorf("dut: ref takes no argument, got %q", arg)
+	}
+	dev, err := newDevice(d, opt)
+	if err != nil {
+		return err
+	}
+	d.Link = link.NewDirect(dev, "ref", emulator.ATR(emulator.FormSIM))
+	return nil
+}

@@ -1,0 +1,15 @@
+package scenarios
+
+// Define registers every conformance case against d. Call it once, from
+// the suite's test main (or `spdlab certify`), before RunSpecs.
+func Define(d Driver) {
+	defineApplication(d)
+	defineLifeCycle(d)
+	defineVerification(d)
+	definePayments(d)
+	defineLedger(d)
+	defineTokens(d)
+	defineTransfers(d)
+	defineMedia(d)
+	defineInvariants(d)
+}

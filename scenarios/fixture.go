@@ -1,0 +1,237 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// Clock is the terminal time the suite presents; a fixed start keeps
+// transcripts comparable across runs and transports.
+var Clock = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+
+// Test credentials the suite personalises fresh devices with.
+const (
+	TestPIN = "2580"
+	TestPUK = "13572468"
+)
+
+// TestBioTemplate is the enrolled biometric feature vector of fresh devices.
+var TestBioTemplate = []byte{12, 40, 33, 90, 120, 7, 66, 201, 150, 31, 88, 19, 240, 5, 77, 133}
+
+var deviceSerial atomic.Uint32
+
+// TestProfile is the profile the suite personalises a fresh device with.
+// Each call gives a new device ID.
+func TestProfile() spd.Profile {
+	n := deviceSerial.Add(1)
+	id := []byte{0x5D, 0x1A, 0xB0, 0x00, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	token := bytes.Repeat([]byte{0xA0}, spd.TokenLen)
+	copy(token[spd.TokenLen-8:], id)
+	return spd.Profile{
+		DeviceID:      id,
+		Currency:      978,
+		Balance:       100_00,
+		Uses:          10,
+		Account:       []byte("DE89370400440532013000"),
+		AccountToken:  token,
+		PIN:           TestPIN,
+		PUK:           TestPUK,
+		PINTryLimit:   3,
+		BioTemplate:   TestBioTemplate,
+		BioThreshold:  400,
+		Limits:        spd.Limits{MaxPayment: 50_00, MaxPending: 30_00, MaxOfflineCount: 5, MaxOfflineAge: 72 * time.Hour},
+		Tier:          0,
+		TierDiscounts: [4]uint16{0, 1000, 2000, 3000},
+		Regions:       []uint16{276, 250},
+		Adjustments:   []spd.RegionAdjustment{{Region: 250, BasisPoints: 500}},
+		Time:          Clock,
+	}
+}
+
+// recorder keeps the exchanges of a case for its report entry.
+type recorder struct {
+	link.Link
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *recorder) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	resp, err := r.Link.Exchange(ctx, cmd)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.lines = append(r.lines, fmt.Sprintf("> %s\n< error: %v", hex.EncodeToString(cmd), err))
+	} else {
+		r.lines = append(r.lines, fmt.Sprintf("> %s\n< %s", hex.EncodeToString(cmd), hex.EncodeToString(resp)))
+	}
+	return resp, err
+}
+
+func (r *recorder) transcript() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.lines, "\n")
+}
+
+// Fixture is one device under test as a case sees it.
+type Fixture struct {
+	Driver  Driver
+	Device  *Device
+	Client  *spd.Client
+	Issuer  *spd.Issuer
+	Profile spd.Profile
+	// Pub is the device public key from its certificate.
+	Pub *ecdsa.PublicKey
+	rec *recorder
+}
+
+// open opens a device, records its exchanges (attached to the report on
+// failure) and closes it when the case ends.
+func open(ctx context.Context, d Driver) *Fixture {
+	GinkgoHelper()
+	dev, err := d.Open(ctx)
+	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
+	rec := &recorder{Link: dev.Link}
+	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec), Issuer: d.Issuer(), rec: rec}
+	DeferCleanup(func() {
+		if CurrentSpecReport().Failed() {
+			AddReportEntry("transcript", f.rec.transcript())
+		}
+		Expect(dev.Close()).To(Succeed())
+	})
+	return f
+}
+
+// needFresh skips a case that needs a new blank device when the driver
+// cannot give one.
+func needFresh(d Driver) {
+	GinkgoHelper()
+	if !d.Profile().Has(Fresh) {
+		Skip("needs a fresh blank device; " + d.Profile().Name + " is one physical device")
+	}
+}
+
+func need(d Driver, c Capability) {
+	GinkgoHelper()
+	if !d.Profile().Has(c) {
+		Skip(fmt.Sprintf("needs capability %q, which %s does not declare", c, d.Profile().Name))
+	}
+}
+
+// personalised opens a fresh device and personalises it with p (or
+// TestProfile when p is nil). It leaves the application selected and the
+// PIN verified.
+func personalised(ctx context.Context, d Driver, p *spd.Profile) *Fixture {
+	GinkgoHelper()
+	needFresh(d)
+	f := open(ctx, d)
+	prof := TestProfile()
+	if p != nil {
+		prof = *p
+	}
+	got, err := f.Issuer.Personalise(ctx, f.Client, prof)
+	Expect(err).NotTo(HaveOccurred(), "personalising")
+	f.Profile, f.Pub = got, got.DevicePublicKey
+	return f
+}
+
+// login selects the application and verifies the PIN.
+func (f *Fixture) login(ctx context.Context) {
+	GinkgoHelper()
+	_, err := f.Client.Select(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(f.Client.VerifyPIN(ctx, f.Profile.PIN)).To(Succeed())
+}
+
+// sw sends cmd and returns the status word.
+func (f *Fixture) sw(ctx context.Context, cmd apdu.Command) apdu.SW {
+	GinkgoHelper()
+	resp, err := f.Client.Transmit(ctx, cmd)
+	Expect(err).NotTo(HaveOccurred())
+	return resp.SW
+}
+
+// Snapshot is a device's value state as GET DATA shows it.
+type Snapshot struct {
+	Balance, Pending int64
+	Uses, ATC        uint32
+	Ledger           int
+	State            spd.State
+}
+
+func (f *Fixture) snapshot(ctx context.Context) Snapshot {
+	GinkgoHelper()
+	var s Snapshot
+	var err error
+	s.Balance, err = f.Client.Balance(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	s.Pending, err = f.Client.Pending(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	s.Uses, err = f.Client.Uses(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	s.ATC, err = f.Client.ATC(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	s.Ledger, err = f.Client.PendingCount(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	s.State, err = f.Client.State(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	return s
+}
+
+// hostOrder signs a host command for the fixture's device.
+func (f *Fixture) hostOrder(build func(key *ecdsa.PrivateKey, id []byte) (apdu.Command, error)) apdu.Command {
+	GinkgoHelper()
+	cmd, err := build(f.Issuer.HostKey(), f.Profile.DeviceID)
+	Expect(err).NotTo(HaveOccurred())
+	return cmd
+}
+
+// Case labels a spec with its case ID, the requirements it checks and the
+// claims behind them.
+func Case(id string, reqsAndClaims ...string) Labels {
+	return Label(append([]string{id}, reqsAndClaims...)...)
+}
+
+// ecdsaKey shortens host-order builders in cases.
+type ecdsaKey = ecdsa.PrivateKey
+
+// Home is the region the suite's terminal reports by default (Germany, no
+// adjustment in TestProfile); Abroad has a +5% adjustment; Barred is not
+// an allowed region.
+const (
+	Home   uint16 = 276
+	Abroad uint16 = 250
+	Barred uint16 = 840
+)
+
+// payment is a payment request at the suite's clock in the home region.
+func payment(kind spd.PaymentKind, mode spd.Mode, amount int64) spd.PayRequest {
+	return spd.PayRequest{Kind: kind, Mode: mode, Amount: amount, Currency: 978, Time: Clock, Region: Home}
+}
+
+// pay pays r and expects a signed result, success or decline, that
+// verifies under the device key.
+func (f *Fixture) pay(ctx context.Context, r spd.PayRequest) spd.Result {
+	GinkgoHelper()
+	res, err := f.Client.Pay(ctx, r)
+	if err != nil {
+		Expect(err).To(MatchError(spd.ErrDeclined))
+		Expect(res.Medium).NotTo(BeNil())
+	}
+	Expect(res.Verify(f.Pub)).To(Succeed(), "payment result signature")
+	return res
+}

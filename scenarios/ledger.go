@@ -1,0 +1,109 @@
+package scenarios
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+func defineLedger(d Driver) {
+	Describe("Offline payments and the pending ledger", func() {
+		It("MUST pay offline within the risk limits and record each payment as a signed pending record",
+			Case("TC-OFF-001", "SPD-LED-1", "SPD-LED-2", "C4", "C7"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				for _, amt := range []int64{5_00, 7_50, 2_25} {
+					res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, amt))
+					Expect(res.Success()).To(BeTrue(), "reason: %s", res.Info().Reason)
+				}
+				recs, err := f.Client.PendingRecords(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(recs).To(HaveLen(3))
+				var sum int64
+				for i, r := range recs {
+					Expect(r.Verify(f.Pub)).To(Succeed())
+					Expect(r.DeviceID).To(Equal(f.Profile.DeviceID))
+					Expect(r.Mode).To(Equal(spd.ModeOffline))
+					if i > 0 {
+						Expect(r.ATC).To(BeNumerically(">", recs[i-1].ATC))
+					}
+					sum += r.Amount
+				}
+				Expect(f.Client.Pending(ctx)).To(Equal(sum))
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST decline offline payments beyond the cumulative pending limit and the count limit",
+			Case("TC-OFF-002", "SPD-LED-3", "C4", "C7"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				lim := f.Profile.Limits
+				res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, lim.MaxPending))
+				Expect(res.Success()).To(BeTrue(), "reason: %s", res.Info().Reason)
+				before := f.snapshot(ctx)
+				res = f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, 1))
+				Expect(res.Success()).To(BeFalse())
+				Expect(res.Info().Reason).To(ContainSubstring("pending"))
+				Expect(f.snapshot(ctx)).To(Equal(before))
+
+				g := personalised(ctx, d, nil)
+				g.login(ctx)
+				for i := 0; i < lim.MaxOfflineCount; i++ {
+					Expect(g.pay(ctx, payment(spd.KindUse, spd.ModeOffline, 0)).Success()).To(BeTrue())
+				}
+				res = g.pay(ctx, payment(spd.KindUse, spd.ModeOffline, 0))
+				Expect(res.Success()).To(BeFalse())
+				Expect(res.Info().Reason).To(ContainSubstring("count"))
+			}, SpecTimeout(60*time.Second))
+
+		It("MUST decline offline payments when too long has passed since the last sync",
+			Case("TC-OFF-003", "SPD-LED-3", "C7"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				r := payment(spd.KindBalance, spd.ModeOffline, 1_00)
+				r.Time = Clock.Add(f.Profile.Limits.MaxOfflineAge + time.Hour)
+				res := f.pay(ctx, r)
+				Expect(res.Success()).To(BeFalse())
+				r.Mode = spd.ModeOnline
+				Expect(f.pay(ctx, r).Success()).To(BeTrue(), "online is not bound by the offline age")
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST clear exactly the acknowledged records, once, and refuse a forged acknowledgement",
+			Case("TC-OFF-004", "SPD-LED-4", "SPD-KEY-3", "C4"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				for _, amt := range []int64{1_00, 2_00, 3_00} {
+					Expect(f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, amt)).Success()).To(BeTrue())
+				}
+				recs, err := f.Client.PendingRecords(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(recs).To(HaveLen(3))
+
+				forged := f.hostOrder(func(_ *ecdsaKey, id []byte) (apdu.Command, error) {
+					rogue, err := spd.GenerateIssuer("rogue")
+					if err != nil {
+						return apdu.Command{}, err
+					}
+					return spd.Acknowledge(rogue.HostKey(), id, spd.Acknowledgement{SyncTime: Clock, ATCs: []uint32{recs[0].ATC}})
+				})
+				Expect(f.sw(ctx, forged)).To(Equal(apdu.SWSecurityNotSatisfied))
+				Expect(f.Client.PendingCount(ctx)).To(Equal(3))
+
+				ack := f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
+					return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute), ATCs: []uint32{recs[0].ATC, recs[2].ATC}})
+				})
+				Expect(f.sw(ctx, ack)).To(Equal(apdu.SWOK))
+				left, err := f.Client.PendingRecords(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(left).To(HaveLen(1))
+				Expect(left[0].ATC).To(Equal(recs[1].ATC))
+				Expect(f.Client.Pending(ctx)).To(Equal(int64(2_00)))
+				// The same acknowledgement again clears nothing more.
+				f.sw(ctx, ack)
+				Expect(f.Client.PendingCount(ctx)).To(Equal(1))
+			}, SpecTimeout(30*time.Second))
+	})
+}

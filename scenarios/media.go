@@ -1,0 +1,67 @@
+package scenarios
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+func defineMedia(d Driver) {
+	Describe("Coded media", func() {
+		It("MUST show a stored-value medium signed by a certified device key, with the token and never the account",
+			Case("TC-MED-001", "SPD-MED-1", "SPD-KEY-2", "C1", "C8", "C9", "C12", "C24", "C50"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				nonce := []byte("MERCHANT-NONCE-42")
+				res, err := f.Client.GenerateMedium(ctx, spd.MediumRequest{Time: Clock, PayeeNonce: nonce})
+				Expect(err).NotTo(HaveOccurred())
+				m := res.Medium
+				cert, err := medium.VerifyCertificate(m, &f.Issuer.CA.PublicKey)
+				Expect(err).NotTo(HaveOccurred(), "medium verifies through the device certificate to the issuer CA")
+				Expect(cert.Subject.SerialNumber).To(Equal(spd.DeviceIDString(f.Profile.DeviceID)))
+				s := f.snapshot(ctx)
+				info := m.Info
+				Expect(info.Kind).To(Equal(medium.KindStoredValue))
+				Expect(info.Balance).To(Equal(s.Balance))
+				Expect(uint32(info.Uses)).To(Equal(s.Uses))
+				Expect(info.Token).To(Equal(f.Profile.AccountToken))
+				Expect(info.PayeeNonce).To(Equal(nonce))
+				Expect(info.Expiry.After(info.Issued)).To(BeTrue())
+				Expect(string(res.Envelope)).NotTo(ContainSubstring(string(f.Profile.Account)))
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST decode back to the same bytes from every image format, and refuse a tampered text",
+			Case("TC-MED-002", "SPD-MED-2", "C12", "C34"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				res, err := f.Client.GenerateMedium(ctx, spd.MediumRequest{Time: Clock})
+				Expect(err).NotTo(HaveOccurred())
+				text := medium.Text(res.Envelope)
+				for _, format := range []medium.Format{medium.QR, medium.DataMatrix} {
+					img, err := medium.Render(text, format, 4)
+					Expect(err).NotTo(HaveOccurred(), format.String())
+					got, gotFormat, err := medium.DecodeImage(img)
+					Expect(err).NotTo(HaveOccurred(), format.String())
+					Expect(gotFormat).To(Equal(format))
+					Expect(got).To(Equal(text), format.String())
+					m, err := medium.ParseText(got)
+					Expect(err).NotTo(HaveOccurred())
+					Expect(m.Verify(f.Pub)).To(Succeed())
+				}
+				tampered := []byte(text)
+				if tampered[40] == 'A' {
+					tampered[40] = 'B'
+				} else {
+					tampered[40] = 'A'
+				}
+				m, err := medium.ParseText(string(tampered))
+				if err == nil {
+					Expect(m.Verify(f.Pub)).NotTo(Succeed(), "a changed medium must not verify")
+				}
+			}, SpecTimeout(60*time.Second))
+	})
+}

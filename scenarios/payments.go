@@ -1,0 +1,117 @@
+package scenarios
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+func definePayments(d Driver) {
+	Describe("Payments", func() {
+		It("MUST deduct the stored balance and return a signed success result",
+			Case("TC-PAY-001", "SPD-PAY-1", "SPD-PAY-5", "C2", "C3", "C7", "C11", "C29", "C31"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				before := f.snapshot(ctx)
+				r := payment(spd.KindBalance, spd.ModeOnline, 12_34)
+				r.PayeeNonce = []byte("ORDER-0001")
+				res := f.pay(ctx, r)
+				Expect(res.Success()).To(BeTrue(), "reason: %s", res.Info().Reason)
+				info := res.Info()
+				Expect(info.Kind).To(Equal(medium.KindPaymentResult))
+				Expect(info.Amount).To(Equal(int64(12_34)))
+				Expect(info.PayeeNonce).To(Equal([]byte("ORDER-0001")))
+				Expect(info.DeviceID).To(Equal(f.Profile.DeviceID))
+				after := f.snapshot(ctx)
+				Expect(after.Balance).To(Equal(before.Balance - 12_34))
+				Expect(after.ATC).To(Equal(before.ATC + 1))
+				Expect(info.Balance).To(Equal(after.Balance), "result shows the new balance")
+				Expect(info.ATC).To(Equal(after.ATC))
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST record a designated-account payment as pending under the account token, balance untouched",
+			Case("TC-PAY-002", "SPD-PAY-2", "SPD-LED-1", "C2", "C4", "C21", "C24"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				before := f.snapshot(ctx)
+				res := f.pay(ctx, payment(spd.KindAccount, spd.ModeOnline, 40_00))
+				Expect(res.Success()).To(BeTrue(), "reason: %s", res.Info().Reason)
+				Expect(res.Info().Token).To(Equal(f.Profile.AccountToken), "the token, never the account")
+				after := f.snapshot(ctx)
+				Expect(after.Balance).To(Equal(before.Balance))
+				Expect(after.Pending).To(Equal(before.Pending + 40_00))
+				Expect(after.Ledger).To(Equal(before.Ledger + 1))
+				recs, err := f.Client.PendingRecords(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				last := recs[len(recs)-1]
+				Expect(last.Verify(f.Pub)).To(Succeed())
+				Expect(last.Kind).To(Equal(spd.KindAccount))
+				Expect(last.Amount).To(Equal(int64(40_00)))
+				Expect(last.Token).To(Equal(f.Profile.AccountToken))
+				Expect(string(last.Token)).NotTo(ContainSubstring(string(f.Profile.Account)))
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST write off exactly one use per use payment and decline when none is left",
+			Case("TC-PAY-003", "SPD-PAY-3", "C2", "C3", "C31"), func(ctx SpecContext) {
+				p := TestProfile()
+				p.Uses = 2
+				f := personalised(ctx, d, &p)
+				f.login(ctx)
+				for want := uint32(1); ; want-- {
+					res := f.pay(ctx, payment(spd.KindUse, spd.ModeOnline, 0))
+					Expect(res.Success()).To(BeTrue())
+					Expect(f.Client.Uses(ctx)).To(Equal(want))
+					if want == 0 {
+						break
+					}
+				}
+				before := f.snapshot(ctx)
+				res := f.pay(ctx, payment(spd.KindUse, spd.ModeOnline, 0))
+				Expect(res.Success()).To(BeFalse())
+				Expect(res.Info().Reason).NotTo(BeEmpty())
+				Expect(f.snapshot(ctx)).To(Equal(before), "a declined payment changes nothing")
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST decline a payment above the balance with a signed failure and change nothing",
+			Case("TC-PAY-004", "SPD-PAY-6", "C29", "C31"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				before := f.snapshot(ctx)
+				res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOnline, f.Profile.Balance+1))
+				Expect(res.Success()).To(BeFalse())
+				Expect(f.snapshot(ctx)).To(Equal(before))
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST refuse a payment in another currency with 6A80",
+			Case("TC-PAY-005", "SPD-PAY-1", "SPD-APP-4", "C2"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				before := f.snapshot(ctx)
+				r := payment(spd.KindBalance, spd.ModeOnline, 100)
+				r.Currency = 840
+				Expect(f.sw(ctx, spd.Pay(r))).To(BeElementOf(apdu.SWWrongData, apdu.SWConditionsNotSat))
+				Expect(f.snapshot(ctx)).To(Equal(before))
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST adjust the amount by membership tier and by location",
+			Case("TC-ADJ-001", "SPD-ADJ-1", "C18"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				tier := uint8(2)
+				Expect(f.sw(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
+					return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 1, Tier: &tier, Time: Clock})
+				}))).To(Equal(apdu.SWOK))
+				f.login(ctx)
+				res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOnline, 10_00))
+				Expect(res.Info().Amount).To(Equal(int64(8_00)), "tier 2: 20% off")
+				r := payment(spd.KindBalance, spd.ModeOnline, 10_00)
+				r.Region = Abroad
+				res = f.pay(ctx, r)
+				Expect(res.Info().Amount).To(Equal(int64(8_40)), "tier 2 then +5% abroad")
+			}, SpecTimeout(30*time.Second))
+	})
+}

@@ -1,0 +1,87 @@
+package scenarios
+
+import (
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+func defineTokens(d Driver) {
+	Describe("Payment tokens", func() {
+		It("MUST generate a signed token medium in the device that stands for the account and carries its domain controls",
+			Case("TC-TOK-001", "SPD-TOK-1", "C20", "C22", "C25", "C26", "C27"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				controls := medium.TokenControls{MaxTransactions: 2, MaxAmount: 20_00, Channels: medium.ChannelInStore}
+				res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: controls})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(res.Verify(f.Pub)).To(Succeed())
+				info := res.Info()
+				Expect(info.Kind).To(Equal(medium.KindToken))
+				Expect(info.Token).To(HaveLen(spd.TokenLen))
+				Expect(info.Token).NotTo(Equal(f.Profile.AccountToken), "a dynamic token, not the static account token")
+				Expect(info.Controls).NotTo(BeNil())
+				Expect(*info.Controls).To(Equal(controls))
+				Expect(string(res.Envelope)).NotTo(ContainSubstring(string(f.Profile.Account)), "the account never leaves the device")
+
+				again, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: controls})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(again.Info().Token).NotTo(Equal(info.Token), "tokens are unique")
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST enforce a token's transaction count, amount, validity and channel",
+			Case("TC-TOK-002", "SPD-TOK-2", "C22", "C23", "C24"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				controls := medium.TokenControls{MaxTransactions: 2, MaxAmount: 20_00, Channels: medium.ChannelInStore}
+				res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: controls})
+				Expect(err).NotTo(HaveOccurred())
+				tok := res.Info().Token
+				withToken := func(amount int64, at time.Time, ch medium.Channel) spd.Result {
+					r := payment(spd.KindBalance, spd.ModeOnline, amount)
+					r.Token, r.Time, r.Channel = tok, at, ch
+					return f.pay(ctx, r)
+				}
+				over := withToken(20_01, Clock, medium.ChannelInStore)
+				Expect(over.Success()).To(BeFalse())
+				Expect(over.Info().Reason).To(ContainSubstring("amount"))
+				online := withToken(1_00, Clock, medium.ChannelOnline)
+				Expect(online.Success()).To(BeFalse())
+				Expect(online.Info().Reason).To(ContainSubstring("channel"))
+				late := withToken(1_00, Clock.Add(2*time.Hour), medium.ChannelInStore)
+				Expect(late.Success()).To(BeFalse())
+				Expect(late.Info().Reason).To(ContainSubstring("expired"))
+
+				ok := withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore)
+				Expect(ok.Success()).To(BeTrue(), "reason: %s", ok.Info().Reason)
+				Expect(ok.Info().Token).To(Equal(tok), "the token replaces the account in the result")
+				Expect(withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore).Success()).To(BeTrue())
+				third := withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore)
+				Expect(third.Success()).To(BeFalse())
+				Expect(third.Info().Reason).To(ContainSubstring("used up"))
+
+				recs, err := f.Client.PendingRecords(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(recs).To(HaveLen(2))
+				for _, r := range recs {
+					Expect(r.Token).To(Equal(tok), "settlement sees the token, the backend detokenises")
+				}
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST decline an unknown token",
+			Case("TC-TOK-003", "SPD-TOK-2", "C24"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				before := f.snapshot(ctx)
+				r := payment(spd.KindBalance, spd.ModeOnline, 1_00)
+				r.Token = make([]byte, spd.TokenLen)
+				res := f.pay(ctx, r)
+				Expect(res.Success()).To(BeFalse())
+				Expect(f.snapshot(ctx)).To(Equal(before))
+			}, SpecTimeout(30*time.Second))
+	})
+}

@@ -1,0 +1,144 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+func defineVerification(d Driver) {
+	Describe("Cardholder verification", func() {
+		Describe("PIN try counter", Ordered, func() {
+			var f *Fixture
+			BeforeAll(func(ctx SpecContext) {
+				f = personalised(ctx, d, nil)
+				_, err := f.Client.Select(ctx)
+				Expect(err).NotTo(HaveOccurred())
+			})
+
+			It("MUST refuse PAY before VERIFY with 6982",
+				Case("TC-PIN-001", "SPD-PIN-1", "C32", "C33"), func(ctx SpecContext) {
+					Expect(f.sw(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 100)))).To(Equal(apdu.SWSecurityNotSatisfied))
+				}, SpecTimeout(30*time.Second))
+
+			It("MUST answer a wrong PIN with 63Cx counting down",
+				Case("TC-PIN-002", "SPD-PIN-2", "C32", "C33"), func(ctx SpecContext) {
+					Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(apdu.VerifyFailed(2)))
+					Expect(f.sw(ctx, spd.VerifyPIN("1111"))).To(Equal(apdu.VerifyFailed(1)))
+					Expect(f.Client.PINTries(ctx)).To(Equal(1))
+				}, SpecTimeout(30*time.Second))
+
+			It("MUST reset the counter on the right PIN",
+				Case("TC-PIN-003", "SPD-PIN-2", "C32"), func(ctx SpecContext) {
+					Expect(f.Client.VerifyPIN(ctx, TestPIN)).To(Succeed())
+					Expect(f.Client.PINTries(ctx)).To(Equal(3))
+				}, SpecTimeout(30*time.Second))
+
+			It("MUST block after the try limit and refuse even the right PIN with 6983",
+				Case("TC-PIN-004", "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+					for i := 0; i < 3; i++ {
+						f.sw(ctx, spd.VerifyPIN("9999"))
+					}
+					err := f.Client.VerifyPIN(ctx, TestPIN)
+					Expect(errors.Is(err, apdu.ErrPINBlocked)).To(BeTrue(), "got %v", err)
+					Expect(f.sw(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 100)))).To(Equal(apdu.SWSecurityNotSatisfied))
+				}, SpecTimeout(30*time.Second))
+
+			It("MUST unblock with the PUK and take the new PIN",
+				Case("TC-PIN-005", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+					Expect(f.sw(ctx, spd.UnblockPIN("00000000", "4321"))).To(Equal(apdu.VerifyFailed(9)))
+					Expect(f.Client.UnblockPIN(ctx, TestPUK, "4321")).To(Succeed())
+					Expect(f.Client.VerifyPIN(ctx, "4321")).To(Succeed())
+					Expect(f.Client.ChangePIN(ctx, "4321", TestPIN)).To(Succeed())
+					Expect(f.Client.VerifyPIN(ctx, TestPIN)).To(Succeed())
+				}, SpecTimeout(30*time.Second))
+		})
+
+		It("MUST decrement the PIN try counter before comparing, so a power cut cannot save a try",
+			Serial, Case("TC-PIN-006", "SPD-PIN-2", "C32"), func(ctx SpecContext) {
+				need(d, Tearing)
+				f := personalised(ctx, d, nil)
+				_, err := f.Client.Select(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				// Cut power at the second persistent write of a VERIFY with a
+				// wrong PIN: the decrement (first write) must have happened.
+				f.Device.TearAt(2)
+				_, _ = f.Client.Transmit(ctx, spd.VerifyPIN("0000"))
+				f.Device.TearAt(0)
+				reconnect(ctx, f)
+				tries, err := f.Client.PINTries(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(tries).To(Equal(2), "the torn VERIFY must have cost a try")
+			}, SpecTimeout(60*time.Second))
+
+		It("MUST accept a biometric sample within the threshold and refuse a far one",
+			Case("TC-BIO-001", "SPD-BIO-1", "SPD-BIO-2", "C32", "C33"), func(ctx SpecContext) {
+				need(d, Biometric)
+				f := personalised(ctx, d, nil)
+				_, err := f.Client.Select(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				near := append([]byte(nil), TestBioTemplate...)
+				near[0] += 10
+				near[5] += 5
+				far := make([]byte, len(TestBioTemplate))
+				for i := range far {
+					far[i] = TestBioTemplate[i] ^ 0x80
+				}
+				sw := f.sw(ctx, spd.VerifyBiometric(far))
+				_, isFail := sw.TriesLeft()
+				Expect(isFail).To(BeTrue(), "far sample answered %s", sw)
+				Expect(f.Client.VerifyBiometric(ctx, near)).To(Succeed())
+				res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOnline, 100))
+				Expect(res.Success()).To(BeTrue())
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST decline a payment from a location outside the allowed regions",
+			Case("TC-LOC-001", "SPD-VER-1", "C18", "C33"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				before := f.snapshot(ctx)
+				r := payment(spd.KindBalance, spd.ModeOnline, 100)
+				r.Region = Barred
+				res := f.pay(ctx, r)
+				Expect(res.Success()).To(BeFalse())
+				Expect(res.Info().Reason).To(ContainSubstring("location"))
+				Expect(f.snapshot(ctx)).To(Equal(before))
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST decline a service that requires a higher membership tier",
+			Case("TC-ATT-001", "SPD-VER-2", "C33"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				r := payment(spd.KindUse, spd.ModeOnline, 0)
+				r.RequiredTier = 2
+				res := f.pay(ctx, r)
+				Expect(res.Success()).To(BeFalse())
+				Expect(res.Info().Reason).To(ContainSubstring("tier"))
+			}, SpecTimeout(30*time.Second))
+	})
+}
+
+// reconnect power-cycles the device after a tear and selects it again.
+func reconnect(ctx context.Context, f *Fixture) {
+	GinkgoHelper()
+	switch l := f.Device.Link.(type) {
+	case link.PowerCycler:
+		Expect(l.PowerOff(ctx)).To(Succeed())
+		_, err := l.PowerOn(ctx)
+		Expect(err).NotTo(HaveOccurred())
+	case link.Resetter:
+		_, err := l.Reset(ctx, true)
+		Expect(err).NotTo(HaveOccurred())
+	default:
+		Fail(f.Device.Link.String() + " can neither power-cycle nor reset the device")
+	}
+	_, err := f.Client.Select(ctx)
+	Expect(err).NotTo(HaveOccurred())
+}
