@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"io"
 	"math/bits"
+	"net"
 	"testing"
+	"time"
 )
 
 func TestLineClean(t *testing.T) {
@@ -119,5 +121,37 @@ func TestLineSmallReads(t *testing.T) {
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLineFullDuplex reads and writes a Line from two goroutines at once,
+// as a serial transport does: a Read waiting for bytes must not hold up a
+// Write.
+func TestLineFullDuplex(t *testing.T) {
+	near, far := net.Pipe()
+	defer near.Close()
+	defer far.Close()
+	l := NewLine(near, LineNoise{Seed: 9})
+	got := make(chan []byte, 1)
+	go func() { // the local receiver, blocked until the far end answers
+		p := make([]byte, 16)
+		n, _ := l.Read(p)
+		got <- p[:n]
+	}()
+	go func() { // the far end: reads the request, then answers
+		p := make([]byte, 16)
+		n, _ := far.Read(p)
+		far.Write(append([]byte("re:"), p[:n]...))
+	}()
+	if _, err := l.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if string(b) != "re:ping" {
+			t.Fatalf("read %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a Read blocked the Write: the line is not full duplex")
 	}
 }

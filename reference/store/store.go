@@ -12,6 +12,28 @@
 // emulator/fault and the tearing tests simulate a card pulled mid-write:
 // the Nth write does not happen, the call returns ErrTorn, and every later
 // call returns ErrTorn until Recover runs at the next power-on.
+//
+// Two implementations share one engine, so a tearing test on one shows
+// what the other does:
+//
+//   - NewMemory: persistent memory held in the process (tests, the
+//     in-process reference device, emulators without --state).
+//   - OpenFile: a snapshot and a CRC-framed log on disk (the emulator's
+//     --state FILE); a crash of the process is recovered like a tear, and a
+//     full disk fails the call without losing anything. The on-disk format
+//     is documented in format.go.
+//
+// The persistent writes, each one cut by the tear point when it is the
+// armed one: Put outside a transaction is one write. Commit of k changed
+// keys is 2k+2 writes: k journal entries (in key order), the commit mark,
+// k applies, the clear of the journal; a cut at or before the commit mark
+// leaves the old state, a cut after it the new one once Recover rolls the
+// journal forward. Recover's own writes (k applies and a clear for a
+// committed journal, one clear for an uncommitted one) count too and can be
+// cut again; Recover is then simply run again.
+//
+// While torn, memory cannot be read: Get reports no value and Keys none,
+// because the committed area may be half-applied until Recover.
 package store
 
 import "errors"
