@@ -441,28 +441,33 @@ func (d *Device) nextSegment(reply channel.Block) channel.Block {
 	return reply
 }
 
-// process runs a command, writing BUSY blocks while it takes long.
+// process runs a command here, while a timer writes BUSY blocks if it
+// takes longer than BusyInterval.
 func (d *Device) process(cmd []byte, seq uint32) []byte {
 	d.commands.Add(1)
-	done := make(chan []byte, 1)
-	go func() { done <- d.card.Process(cmd) }()
-	select {
-	case resp := <-done:
-		return resp
-	default:
-	}
-	timer := time.NewTimer(d.cfg.BusyInterval)
-	defer timer.Stop()
+	var (
+		mu      sync.Mutex
+		stopped bool
+		timer   *time.Timer
+	)
 	busy := make([]byte, channel.BlockSize)
-	for {
-		select {
-		case resp := <-done:
-			return resp
-		case <-timer.C:
-			if (channel.Block{Kind: channel.KindBusy, Seq: seq}).Marshal(busy) == nil {
-				d.writeRaw(busy)
-			}
-			timer.Reset(d.cfg.BusyInterval)
+	mu.Lock() // the callback may run before timer is assigned
+	timer = time.AfterFunc(d.cfg.BusyInterval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}
+		if (channel.Block{Kind: channel.KindBusy, Seq: seq}).Marshal(busy) == nil {
+			d.writeRaw(busy)
+		}
+		timer.Reset(d.cfg.BusyInterval)
+	})
+	mu.Unlock()
+	resp := d.card.Process(cmd)
+	mu.Lock()
+	stopped = true
+	timer.Stop()
+	mu.Unlock()
+	return resp
 }

@@ -204,49 +204,39 @@ func (d *Device) Close() error {
 	return err
 }
 
-type event struct {
-	f   frame.Frame
-	err error
-}
-
+// serve reads the master and handles each frame as it completes, in this
+// goroutine: the line is half-duplex at the frame level, so reading waits
+// while the card works (the kernel buffers what arrives meanwhile).
 func (d *Device) serve() {
 	defer close(d.done)
-	events := make(chan event, 64)
-	readDone := make(chan error, 1)
-	go func() {
-		dec := frame.NewDecoder(d.cfg.MaxPayload)
-		buf := make([]byte, 4096)
-		emit := func(f frame.Frame, err error) { events <- event{f, err} }
-		for {
-			n, err := d.master.Read(buf)
-			if n > 0 {
-				dec.Feed(buf[:n], emit)
-			}
-			if err != nil {
-				readDone <- err
-				close(events)
-				return
-			}
-		}
-	}()
-	for ev := range events {
-		if ev.err != nil {
+	dec := frame.NewDecoder(d.cfg.MaxPayload)
+	buf := make([]byte, 4096)
+	emit := func(f frame.Frame, err error) {
+		if err != nil {
 			d.dropped.Add(1)
 			var fe *frame.FrameError
-			if errors.As(ev.err, &fe) {
+			if errors.As(err, &fe) {
 				d.send(frame.TypeNak, fe.Seq, []byte{byte(fe.Reason)})
 			}
-			continue
+			return
 		}
 		d.frames.Add(1)
-		d.handle(ev.f)
+		d.handle(f)
 	}
-	err := <-readDone
-	d.mu.Lock()
-	if !d.closed {
-		d.err = fmt.Errorf("serial: reading %s: %w", d.path, err)
+	for {
+		n, err := d.master.Read(buf)
+		if n > 0 {
+			dec.Feed(buf[:n], emit)
+		}
+		if err != nil {
+			d.mu.Lock()
+			if !d.closed {
+				d.err = fmt.Errorf("serial: reading %s: %w", d.path, err)
+			}
+			d.mu.Unlock()
+			return
+		}
 	}
-	d.mu.Unlock()
 }
 
 func (d *Device) handle(f frame.Frame) {
@@ -332,22 +322,34 @@ func (d *Device) execute(f frame.Frame) (frame.Type, []byte) {
 	return nak(frame.ReasonUnexpected)
 }
 
-// process runs the command, sending WAIT frames while it takes long.
+// process runs the command here, while a timer sends WAIT frames if it
+// takes longer than WaitInterval.
 func (d *Device) process(f frame.Frame) []byte {
 	d.commands.Add(1)
-	done := make(chan []byte, 1)
-	go func() { done <- d.card.Process(f.Payload) }()
-	timer := time.NewTimer(d.cfg.WaitInterval)
-	defer timer.Stop()
-	for {
-		select {
-		case resp := <-done:
-			return resp
-		case <-timer.C:
-			d.send(frame.TypeWait, f.Seq, nil)
-			timer.Reset(d.cfg.WaitInterval)
+	var (
+		mu      sync.Mutex
+		stopped bool
+		timer   *time.Timer
+	)
+	mu.Lock() // the callback may run before timer is assigned
+	timer = time.AfterFunc(d.cfg.WaitInterval, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}
+		if wait, err := frame.AppendFrame(nil, frame.Frame{Type: frame.TypeWait, Seq: f.Seq}); err == nil {
+			d.write(wait)
+		}
+		timer.Reset(d.cfg.WaitInterval)
+	})
+	mu.Unlock()
+	resp := d.card.Process(f.Payload)
+	mu.Lock()
+	stopped = true
+	timer.Stop()
+	mu.Unlock()
+	return resp
 }
 
 func (d *Device) send(t frame.Type, seq byte, payload []byte) {
