@@ -112,22 +112,22 @@ type Language struct {
 // Order is a decoded merchant order code. Empty strings are absent
 // objects.
 type Order struct {
-	PayloadFormat  string            `json:"payload_format"`
-	Initiation     string            `json:"initiation,omitempty"`
-	Accounts       []AccountTemplate `json:"accounts,omitempty"`
-	Category       string            `json:"category,omitempty"`
-	Currency       string            `json:"currency,omitempty"`
-	Amount         string            `json:"amount,omitempty"`
-	Tip            string            `json:"tip,omitempty"`
-	FeeFixed       string            `json:"fee_fixed,omitempty"`
-	FeePercentage  string            `json:"fee_percentage,omitempty"`
-	Country        string            `json:"country,omitempty"`
-	Name           string            `json:"name,omitempty"`
-	City           string            `json:"city,omitempty"`
-	PostalCode     string            `json:"postal_code,omitempty"`
-	Additional     *AdditionalData   `json:"additional,omitempty"`
-	Language       *Language         `json:"language,omitempty"`
-	Other          []Object          `json:"other,omitempty"`
+	PayloadFormat string            `json:"payload_format"`
+	Initiation    string            `json:"initiation,omitempty"`
+	Accounts      []AccountTemplate `json:"accounts,omitempty"`
+	Category      string            `json:"category,omitempty"`
+	Currency      string            `json:"currency,omitempty"`
+	Amount        string            `json:"amount,omitempty"`
+	Tip           string            `json:"tip,omitempty"`
+	FeeFixed      string            `json:"fee_fixed,omitempty"`
+	FeePercentage string            `json:"fee_percentage,omitempty"`
+	Country       string            `json:"country,omitempty"`
+	Name          string            `json:"name,omitempty"`
+	City          string            `json:"city,omitempty"`
+	PostalCode    string            `json:"postal_code,omitempty"`
+	Additional    *AdditionalData   `json:"additional,omitempty"`
+	Language      *Language         `json:"language,omitempty"`
+	Other         []Object          `json:"other,omitempty"`
 	// Sequence is the order objects were read in, when it was not the
 	// canonical one (00 first, ascending, 63 last); Encode follows it.
 	Sequence []string `json:"sequence,omitempty"`
