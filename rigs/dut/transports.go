@@ -1,0 +1,114 @@
+package dut
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spdlab/spdlab/emulator/sdcard"
+	emuserial "github.com/spdlab/spdlab/emulator/serial"
+	"github.com/spdlab/spdlab/emulator/usbccid"
+	sdrig "github.com/spdlab/spdlab/rigs/sdcard"
+	serialrig "github.com/spdlab/spdlab/rigs/serial"
+	"github.com/spdlab/spdlab/rigs/usb"
+)
+
+func init() {
+	openers["serial"] = openSerial
+	openers["serial-emu"] = openSerialEmu
+	openers["sd"] = openSD
+	openers["sd-emu"] = openSDEmu
+	openers["usb"] = openUSB
+	openers["usb-emu"] = openUSBEmu
+}
+
+func openSerial(ctx context.Context, d *DUT, path string, opt Options) error {
+	if path == "" {
+		return fmt.Errorf("dut: serial needs a port path, as in serial:/dev/ttyUSB0")
+	}
+	p, err := serialrig.OpenConfig(ctx, path, serialrig.Config{})
+	if err != nil {
+		return err
+	}
+	d.Link = p
+	return nil
+}
+
+// openSerialEmu serves a new reference device on a pseudo-terminal and
+// opens that pty with the serial rig, exactly as a USB-serial adapter.
+func openSerialEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
+	dev, err := newDevice(d, opt)
+	if err != nil {
+		return err
+	}
+	em := emuserial.New(dev, emuserial.Config{})
+	d.onClose(em.Close)
+	path, err := em.Start()
+	if err != nil {
+		return err
+	}
+	return openSerial(ctx, d, path, opt)
+}
+
+func openSD(ctx context.Context, d *DUT, dir string, opt Options) error {
+	if dir == "" {
+		return fmt.Errorf("dut: sd needs the card's mount point, as in sd:/media/sdcard")
+	}
+	c, err := sdrig.OpenConfig(ctx, dir, sdrig.Config{})
+	if err != nil {
+		return err
+	}
+	d.Link = c
+	return nil
+}
+
+// openSDEmu serves a new reference device through a file channel in a
+// fresh directory standing for the card's mount point.
+func openSDEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
+	dev, err := newDevice(d, opt)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "spdlab-sd-")
+	if err != nil {
+		return fmt.Errorf("dut: %w", err)
+	}
+	d.onClose(func() error { return os.RemoveAll(dir) })
+	em := sdcard.New(dev, dir, sdcard.Config{})
+	d.onClose(em.Close)
+	if err := em.Start(); err != nil {
+		return err
+	}
+	return openSD(ctx, d, dir, opt)
+}
+
+func openUSB(ctx context.Context, d *DUT, arg string, opt Options) error {
+	vid, pid, err := usb.ParseID(arg)
+	if err != nil {
+		return fmt.Errorf("dut: usb wants VID:PID in hex, as in usb:072f:90cc: %w", err)
+	}
+	l, err := usb.OpenDeviceConfig(ctx, vid, pid, usb.Config{Name: "usb:" + strings.ToLower(arg)})
+	if err != nil {
+		return err
+	}
+	d.Link = l
+	return nil
+}
+
+// openUSBEmu puts a new reference device in the slot of the in-process CCID
+// reader and speaks CCID to its bulk endpoints with the USB rig.
+func openUSBEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
+	dev, err := newDevice(d, opt)
+	if err != nil {
+		return err
+	}
+	r := usbccid.New(dev, usbccid.Config{})
+	d.onClose(r.Close)
+	l, err := usb.New(ctx, r, usb.Config{Name: "usb-emu"})
+	if err != nil {
+		return err
+	}
+	d.Link = l
+	return nil
+}
