@@ -262,7 +262,48 @@ func (d *Device) serve() {
 			}
 			event = true
 		}
+		if !event {
+			d.refresh()
+		}
 		d.check(event)
+	}
+}
+
+// refresh reopens a channel file that was replaced or removed under the
+// card (a host that wrote CMD.BIN by renaming a new file over it, say), so
+// that the card keeps reading and writing the files the host sees.
+func (d *Device) refresh() {
+	chDir := filepath.Join(d.dir, channel.ChannelDir)
+	for _, f := range []struct {
+		fd    *int
+		name  string
+		flags int
+		watch bool
+	}{
+		{&d.cmdFD, channel.CommandFile, unix.O_RDONLY, true},
+		{&d.rspFD, channel.ResponseFile, unix.O_WRONLY, false},
+	} {
+		path := filepath.Join(chDir, f.name)
+		var onDisk, open unix.Stat_t
+		if unix.Stat(path, &onDisk) == nil && unix.Fstat(*f.fd, &open) == nil && onDisk.Ino == open.Ino && onDisk.Dev == open.Dev {
+			continue
+		}
+		if os.MkdirAll(chDir, 0o755) != nil {
+			continue
+		}
+		fd, err := unix.Open(path, f.flags|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			continue
+		}
+		if err := unix.Ftruncate(fd, channel.BlockSize); err != nil && f.flags != unix.O_RDONLY {
+			unix.Close(fd)
+			continue
+		}
+		unix.Close(*f.fd)
+		*f.fd = fd
+		if f.watch && d.notify >= 0 {
+			unix.InotifyAddWatch(d.notify, path, unix.IN_MODIFY|unix.IN_CLOSE_WRITE)
+		}
 	}
 }
 
@@ -273,6 +314,9 @@ func (d *Device) check(event bool) {
 	n, err := unix.Pread(d.cmdFD, d.raw, 0)
 	if err != nil {
 		return
+	}
+	if n == 0 {
+		return // a file just created, not written yet
 	}
 	raw := d.raw[:n]
 	blk, err := channel.ParseBlock(raw)

@@ -137,8 +137,10 @@ func TestReopenSessions(t *testing.T) {
 func TestBusyKeepsHostWaiting(t *testing.T) {
 	card := newCounterCard()
 	dev, dir := startDevice(t, card, Config{BusyInterval: 5 * time.Millisecond})
-	c := openChannel(t, dir, channel.Config{RetransmitTimeout: 20 * time.Millisecond, SilenceTimeout: 60 * time.Millisecond})
-	if _, err := c.Exchange(ctxT(t), []byte{0x80, 0x20, 0x00, 0x00, 0x02, 0x00, 200}); err != nil {
+	c := openChannel(t, dir, channel.Config{RetransmitTimeout: 20 * time.Millisecond, SilenceTimeout: 200 * time.Millisecond})
+	// 600 ms of work is three times the silence timeout: only BUSY blocks
+	// keep the host from giving up.
+	if _, err := c.Exchange(ctxT(t), []byte{0x80, 0x20, 0x00, 0x00, 0x02, 0x02, 0x58}); err != nil {
 		t.Fatal(err)
 	}
 	if s := dev.Stats(); s.Commands != 1 {
@@ -264,6 +266,43 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 	}
 	if s := dev.Stats(); s.Commands != 1 {
 		t.Fatalf("stats %+v, want 1 command", s)
+	}
+}
+
+func TestCommandFileReplacedByRename(t *testing.T) {
+	card := newCounterCard()
+	_, dir := startDevice(t, card, Config{PollInterval: 5 * time.Millisecond})
+	ch := filepath.Join(dir, channel.ChannelDir)
+	for i, seq := range []uint32{1, 2} {
+		tmp := filepath.Join(ch, "CMD.NEW")
+		if err := os.WriteFile(tmp, marshal(t, channel.Block{Kind: channel.KindCommand, Seq: seq, APDU: countCommand(uint32(50 + i))}), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(ch, channel.CommandFile)); err != nil {
+			t.Fatal(err)
+		}
+		if b := awaitReply(t, dir, seq); b.Kind != channel.KindResponse {
+			t.Fatalf("reply %v", b)
+		}
+	}
+	// RSP.BIN removed: the card recreates it for its next answer.
+	os.Remove(filepath.Join(ch, channel.ResponseFile))
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(ch, channel.ResponseFile)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the card did not recreate RSP.BIN")
+		}
+	}
+	writeBlock(t, dir, marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 3, APDU: countCommand(60)}))
+	if b := awaitReply(t, dir, 3); b.Kind != channel.KindResponse {
+		t.Fatalf("reply %v", b)
+	}
+	for _, id := range []uint32{50, 51, 60} {
+		if n := card.executions(id); n != 1 {
+			t.Fatalf("command %d ran %d times", id, n)
+		}
 	}
 }
 

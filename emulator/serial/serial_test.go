@@ -148,12 +148,12 @@ func TestReopenAndLink(t *testing.T) {
 
 func TestWaitKeepsHostFromRetransmitting(t *testing.T) {
 	card := newCounterCard()
-	dev, path := startDevice(t, card, Config{WaitInterval: 2 * time.Millisecond})
-	p := openPort(t, path, rig.Config{BaudRate: 4000000, RetransmitTimeout: 20 * time.Millisecond, SilenceTimeout: 50 * time.Millisecond})
+	dev, path := startDevice(t, card, Config{WaitInterval: 5 * time.Millisecond})
+	p := openPort(t, path, rig.Config{BaudRate: 4000000, RetransmitTimeout: 20 * time.Millisecond, SilenceTimeout: 200 * time.Millisecond})
 	ctx := ctxT(t)
-	// 150 ms of work is three times the silence timeout: only WAIT frames
+	// 600 ms of work is three times the silence timeout: only WAIT frames
 	// keep the host from giving up.
-	if _, err := p.Exchange(ctx, []byte{0x80, 0x20, 0x00, 0x00, 0x02, 0x00, 150}); err != nil {
+	if _, err := p.Exchange(ctx, []byte{0x80, 0x20, 0x00, 0x00, 0x02, 0x02, 0x58}); err != nil {
 		t.Fatal(err)
 	}
 	if s := dev.Stats(); s.Commands != 1 {
