@@ -3,6 +3,8 @@ package backend
 import (
 	"fmt"
 	"time"
+
+	"github.com/spdlab/spdlab/reference/spd"
 )
 
 // The JSON bodies of the HTTP API (API.md describes each endpoint). Byte
@@ -11,6 +13,7 @@ import (
 
 // Registration personalises a device at the issuer: POST /v1/devices.
 type Registration struct {
+	// DeviceID is the device's 8-byte ID in upper-case hex (spd.DeviceIDString).
 	DeviceID string `json:"device_id"`
 	// PublicKey is the device's ECDSA P-256 key, PKIX DER. Used when the
 	// backend has no issuer CA; otherwise Certificate is required.
@@ -20,9 +23,11 @@ type Registration struct {
 	// Account is the designated account (C21) that holds the device's value.
 	Account string `json:"account"`
 	// AccountToken, if set, is registered in the vault as the device's
-	// embedded payment token (C25, C26) with no domain controls.
+	// embedded payment token (C25, C26) with no domain controls: upper-case
+	// hex of the token bytes the device writes into its records.
 	AccountToken string `json:"account_token,omitempty"`
-	Currency     string `json:"currency"`
+	// Currency is the ISO 4217 numeric code (156 for CNY).
+	Currency uint16 `json:"currency"`
 	// InitialBalance is the value issued onto the device.
 	InitialBalance int64 `json:"initial_balance"`
 	// Phone receives SMS one-time codes (C33).
@@ -33,7 +38,7 @@ type Registration struct {
 type Device struct {
 	DeviceID   string `json:"device_id"`
 	Account    string `json:"account"`
-	Currency   string `json:"currency"`
+	Currency   uint16 `json:"currency"`
 	CertSerial string `json:"cert_serial,omitempty"`
 	// Issued is all value ever issued onto the device.
 	Issued int64 `json:"issued"`
@@ -78,7 +83,7 @@ type AuthorisationResult struct {
 	DeviceID string              `json:"device_id"`
 	ATC      uint32              `json:"atc"`
 	Amount   int64               `json:"amount"`
-	Currency string              `json:"currency"`
+	Currency uint16              `json:"currency"`
 	Status   AuthorisationStatus `json:"status"`
 	Reason   string              `json:"reason,omitempty"`
 	// Account is the detokenised designated account (C24).
@@ -117,6 +122,7 @@ const (
 type SettlementEntry struct {
 	DeviceID string           `json:"device_id"`
 	ATC      uint32           `json:"atc"`
+	Kind     string           `json:"kind"`
 	Amount   int64            `json:"amount"`
 	Status   SettlementStatus `json:"status"`
 	// Account is the detokenised designated account the amount was taken
@@ -131,6 +137,20 @@ type SettlementAck struct {
 	Entries   []SettlementEntry `json:"entries"`
 	Time      time.Time         `json:"time"`
 	Signature []byte            `json:"signature"`
+	// Acknowledgements holds, for each device of the batch, the
+	// host-signed ACKNOWLEDGE commands (spd.Acknowledge, APDU bytes) that
+	// clear its ledger of the records settled and the transfers closed.
+	Acknowledgements []DeviceAcknowledgement `json:"acknowledgements"`
+}
+
+// DeviceAcknowledgement is what one device is sent after a settlement.
+type DeviceAcknowledgement struct {
+	DeviceID string   `json:"device_id"`
+	ATCs     []uint32 `json:"atcs"`
+	Serials  []uint64 `json:"serials,omitempty"`
+	// Commands are ACKNOWLEDGE command APDUs (at most spd.MaxAckEntries
+	// entries each), signed with the backend's host key.
+	Commands [][]byte `json:"commands"`
 }
 
 // Contact is what a device (through its terminal) says when it reaches the
@@ -150,20 +170,29 @@ type ContactReply struct {
 	Revoked  bool              `json:"revoked"`
 }
 
-// ParameterUpdate is one change of a device parameter, queued by the issuer
-// (POST /v1/devices/{id}/parameters) and delivered on the next contact. The
+// ParameterUpdate is a change of a device's parameters (spd.ParameterUpdate),
+// queued by the issuer (POST /v1/devices/{id}/parameters) and delivered on
+// the device's next contact as a host-signed UPDATE PARAMETERS command. The
 // counter rises by one per device; a device applies each counter once.
+// A top-up is value issued: it counts in the audit from the moment it is queued.
 type ParameterUpdate struct {
-	Counter int64  `json:"counter,omitempty"`
-	Name    string `json:"name"`
-	Value   string `json:"value"`
+	Counter int64       `json:"counter,omitempty"`
+	TopUp   int64       `json:"top_up,omitempty"`
+	AddUses uint32      `json:"add_uses,omitempty"`
+	Limits  *spd.Limits `json:"limits,omitempty"`
+	Tier    *uint8      `json:"tier,omitempty"`
+	State   *uint8      `json:"state,omitempty"`
+	// Command is the UPDATE PARAMETERS command APDU to send to the device
+	// (in answers only).
+	Command []byte `json:"command,omitempty"`
 }
 
 // TokenRequest mints or registers a payment token with domain controls
 // (C20, C22): POST /v1/tokens.
 type TokenRequest struct {
 	DeviceID string `json:"device_id"`
-	// Token is the value to register; empty mints a new random one.
+	// Token is the value to register, upper-case hex of 1 to 64 bytes;
+	// empty mints a new random 16-byte one.
 	Token string `json:"token,omitempty"`
 	// MaxUses limits the number of transactions (0: no limit).
 	MaxUses int64 `json:"max_uses,omitempty"`
@@ -278,7 +307,9 @@ type Audit struct {
 	// Pending is the value of authorisations held and not yet settled.
 	Pending int64 `json:"pending"`
 	Settled int64 `json:"settled"`
-	// InFlight is the value of held transfers not yet claimed or reclaimed.
+	// InFlight is the value of held transfers not yet claimed or reclaimed,
+	// and of offline transfers settled for the payer but not yet for the
+	// payee (negative while a payee settled first).
 	InFlight int64 `json:"in_flight"`
 	// ReportedBalances sums what devices last reported on contact (devices
 	// that never reported count their issuer view), for comparison.
@@ -313,26 +344,26 @@ type ErrorBody struct {
 
 // Stable error codes of ErrorBody.Code.
 const (
-	CodeMalformed      = "malformed"
-	CodeTooLarge       = "too_large"
-	CodeUnknownDevice  = "unknown_device"
-	CodeDeviceExists   = "device_exists"
-	CodeRevoked        = "revoked"
-	CodeBadSignature   = "bad_signature"
-	CodeBadCertificate = "bad_certificate"
-	CodeConflict       = "conflict"
-	CodeUnknownToken   = "unknown_token"
-	CodeTokenRefused   = "token_refused"
-	CodeInsufficient   = "insufficient_balance"
-	CodeOTPExpired     = "otp_expired"
-	CodeOTPWrong       = "otp_wrong"
-	CodeOTPLocked      = "otp_locked"
-	CodeUnknownOTP     = "unknown_otp"
+	CodeMalformed       = "malformed"
+	CodeTooLarge        = "too_large"
+	CodeUnknownDevice   = "unknown_device"
+	CodeDeviceExists    = "device_exists"
+	CodeRevoked         = "revoked"
+	CodeBadSignature    = "bad_signature"
+	CodeBadCertificate  = "bad_certificate"
+	CodeConflict        = "conflict"
+	CodeUnknownToken    = "unknown_token"
+	CodeTokenRefused    = "token_refused"
+	CodeInsufficient    = "insufficient_balance"
+	CodeOTPExpired      = "otp_expired"
+	CodeOTPWrong        = "otp_wrong"
+	CodeOTPLocked       = "otp_locked"
+	CodeUnknownOTP      = "unknown_otp"
 	CodeUnknownTransfer = "unknown_transfer"
-	CodeTransferState  = "transfer_state"
-	CodeNotFound       = "not_found"
-	CodeMethod         = "method_not_allowed"
-	CodeInternal       = "internal"
+	CodeTransferState   = "transfer_state"
+	CodeNotFound        = "not_found"
+	CodeMethod          = "method_not_allowed"
+	CodeInternal        = "internal"
 )
 
 // APIError is a non-2xx answer, as the Client returns it.

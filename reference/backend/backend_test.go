@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
 )
 
 var bg = context.Background()
@@ -63,7 +66,7 @@ func TestRegister(t *testing.T) {
 	if dev.Balance != 10000 || dev.Issued != 10000 || dev.Account != "ACC-dev-1" || dev.Revoked {
 		t.Fatalf("registered: %+v", dev)
 	}
-	got, err := l.c.Device(bg, "dev-1")
+	got, err := l.c.Device(bg, devID("dev-1"))
 	if err != nil || got.Balance != 10000 {
 		t.Fatalf("Device: %+v %v", got, err)
 	}
@@ -75,21 +78,21 @@ func TestRegister(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"duplicate", Registration{DeviceID: "dev-1", PublicKey: d.pkix(), Account: "A", Currency: "CNY"}, 409, CodeDeviceExists},
-		{"no key", Registration{DeviceID: "dev-2", Account: "A", Currency: "CNY"}, 400, CodeMalformed},
-		{"bad key", Registration{DeviceID: "dev-2", PublicKey: []byte{1, 2, 3}, Account: "A", Currency: "CNY"}, 400, CodeMalformed},
-		{"bad currency", Registration{DeviceID: "dev-2", PublicKey: other.pkix(), Account: "A", Currency: "yuan"}, 400, CodeMalformed},
-		{"negative balance", Registration{DeviceID: "dev-2", PublicKey: other.pkix(), Account: "A", Currency: "CNY", InitialBalance: -1}, 400, CodeMalformed},
-		{"no account", Registration{DeviceID: "dev-2", PublicKey: other.pkix(), Currency: "CNY"}, 400, CodeMalformed},
-		{"empty id", Registration{PublicKey: other.pkix(), Account: "A", Currency: "CNY"}, 400, CodeMalformed},
-		{"bad certificate", Registration{DeviceID: "dev-2", Certificate: []byte("junk"), Account: "A", Currency: "CNY"}, 400, CodeBadCertificate},
+		{"duplicate", Registration{DeviceID: devID("dev-1"), PublicKey: d.pkix(), Account: "A", Currency: 156}, 409, CodeDeviceExists},
+		{"no key", Registration{DeviceID: devID("dev-2"), Account: "A", Currency: 156}, 400, CodeMalformed},
+		{"bad key", Registration{DeviceID: devID("dev-2"), PublicKey: []byte{1, 2, 3}, Account: "A", Currency: 156}, 400, CodeMalformed},
+		{"bad currency", Registration{DeviceID: devID("dev-2"), PublicKey: other.pkix(), Account: "A", Currency: 1000}, 400, CodeMalformed},
+		{"negative balance", Registration{DeviceID: devID("dev-2"), PublicKey: other.pkix(), Account: "A", Currency: 156, InitialBalance: -1}, 400, CodeMalformed},
+		{"no account", Registration{DeviceID: devID("dev-2"), PublicKey: other.pkix(), Currency: 156}, 400, CodeMalformed},
+		{"empty id", Registration{PublicKey: other.pkix(), Account: "A", Currency: 156}, 400, CodeMalformed},
+		{"bad certificate", Registration{DeviceID: devID("dev-2"), Certificate: []byte("junk"), Account: "A", Currency: 156}, 400, CodeBadCertificate},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := l.c.Register(bg, tc.reg)
 			wantCode(t, err, tc.status, tc.code)
 		})
 	}
-	_, err = l.c.Device(bg, "nobody")
+	_, err = l.c.Device(bg, devID("nobody"))
 	wantCode(t, err, 404, CodeUnknownDevice)
 	if l.snapshot() != before {
 		t.Fatal("refused registrations changed the stored state")
@@ -133,9 +136,9 @@ func TestRegisterWithIssuerCA(t *testing.T) {
 	d := newSimDevice(t, "dev-ca")
 	ca, caKey, cert := issuerCA(t, &d.key.PublicKey, 0x1234)
 	l := newLab(t, func(c *Config) { c.Keys.IssuerCA = ca })
-	reg := Registration{DeviceID: d.id, Account: "ACC", Currency: "CNY", InitialBalance: 500}
+	reg := Registration{DeviceID: d.id, Account: "ACC", Currency: 156, InitialBalance: 500}
 
-	_, err := l.c.Register(bg, Registration{DeviceID: d.id, PublicKey: d.pkix(), Account: "ACC", Currency: "CNY"})
+	_, err := l.c.Register(bg, Registration{DeviceID: d.id, PublicKey: d.pkix(), Account: "ACC", Currency: 156})
 	wantCode(t, err, 400, CodeBadCertificate)
 
 	// A certificate from another CA is refused.
@@ -149,7 +152,7 @@ func TestRegisterWithIssuerCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	d2 := newSimDevice(t, "dev-ca-2")
-	_, err = l.c.Register(bg, Registration{DeviceID: d2.id, Certificate: deviceCert(t, ca, caKey, &d2.key.PublicKey, 0x99), Account: "A", Currency: "CNY"})
+	_, err = l.c.Register(bg, Registration{DeviceID: d2.id, Certificate: deviceCert(t, ca, caKey, &d2.key.PublicKey, 0x99), Account: "A", Currency: 156})
 	wantCode(t, err, 403, CodeRevoked)
 
 	reg.Certificate = cert
@@ -311,7 +314,7 @@ func TestSettle(t *testing.T) {
 	if au.Settled != 385 || au.RecordsSettled != 5 || au.Balances != 2000-385 {
 		t.Fatalf("audit: %+v", au)
 	}
-	da, _ := l.c.Device(bg, "dev-a")
+	da, _ := l.c.Device(bg, devID("dev-a"))
 	if da.Balance != 690 {
 		t.Fatalf("dev-a balance %d", da.Balance)
 	}
@@ -356,30 +359,30 @@ func TestSettleRevokedDevice(t *testing.T) {
 	d := newSimDevice(t, "lost")
 	l.register(d, 1000, "")
 	rec := d.record(100, "", l.clock.Now())
-	if _, err := l.c.Revoke(bg, Revocation{DeviceID: "lost", Reason: "reported stolen"}); err != nil {
+	if _, err := l.c.Revoke(bg, Revocation{DeviceID: devID("lost"), Reason: "reported stolen"}); err != nil {
 		t.Fatal(err)
 	}
 	before := l.snapshot()
 	_, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{rec}})
 	wantCode(t, err, 403, CodeRevoked)
-	_, err = l.c.Contact(bg, "lost", Contact{})
+	_, err = l.c.Contact(bg, devID("lost"), Contact{})
 	wantCode(t, err, 403, CodeRevoked)
 	if l.snapshot() != before {
 		t.Fatal("refused requests changed the stored state")
 	}
 	list, err := l.c.Revocations(bg)
-	if err != nil || len(list) != 1 || list[0].DeviceID != "lost" || list[0].Reason != "reported stolen" {
+	if err != nil || len(list) != 1 || list[0].DeviceID != devID("lost") || list[0].Reason != "reported stolen" {
 		t.Fatalf("revocations: %+v %v", list, err)
 	}
 	// Revoking twice is harmless; revoking nothing or both is refused.
-	if _, err := l.c.Revoke(bg, Revocation{DeviceID: "lost"}); err != nil {
+	if _, err := l.c.Revoke(bg, Revocation{DeviceID: devID("lost")}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = l.c.Revoke(bg, Revocation{})
 	wantCode(t, err, 400, CodeMalformed)
 	_, err = l.c.Revoke(bg, Revocation{DeviceID: "a", CertSerial: "1"})
 	wantCode(t, err, 400, CodeMalformed)
-	_, err = l.c.Revoke(bg, Revocation{DeviceID: "nobody"})
+	_, err = l.c.Revoke(bg, Revocation{DeviceID: devID("nobody")})
 	wantCode(t, err, 404, CodeUnknownDevice)
 }
 
@@ -404,7 +407,7 @@ func TestBadRequestBodies(t *testing.T) {
 	rec := d.record(1, "", l.clock.Now())
 	recJSON, _ := json.Marshal(rec)
 	paths := []string{"/v1/devices", "/v1/authorisations", "/v1/settlements", "/v1/tokens", "/v1/otp", "/v1/otp/verify",
-		"/v1/revocations", "/v1/transfers", "/v1/devices/dev/contact", "/v1/devices/dev/parameters", "/v1/transfers/x/claim"}
+		"/v1/revocations", "/v1/transfers", "/v1/devices/" + devID("dev") + "/contact", "/v1/devices/" + devID("dev") + "/parameters", "/v1/transfers/x/claim"}
 	for _, tc := range []struct {
 		name   string
 		body   string
@@ -475,12 +478,12 @@ func TestTokenVault(t *testing.T) {
 		t.Fatalf("minted: %+v", tok)
 	}
 	// Registering a chosen token value, twice.
-	if _, err := l.c.MintToken(bg, TokenRequest{DeviceID: d.id, Token: "MYTOKEN"}); err != nil {
+	if _, err := l.c.MintToken(bg, TokenRequest{DeviceID: d.id, Token: "A1B2C3"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = l.c.MintToken(bg, TokenRequest{DeviceID: d.id, Token: "MYTOKEN"})
+	_, err = l.c.MintToken(bg, TokenRequest{DeviceID: d.id, Token: "A1B2C3"})
 	wantCode(t, err, 409, CodeConflict)
-	_, err = l.c.MintToken(bg, TokenRequest{DeviceID: "nobody"})
+	_, err = l.c.MintToken(bg, TokenRequest{DeviceID: devID("nobody")})
 	wantCode(t, err, 404, CodeUnknownDevice)
 	_, err = l.c.MintToken(bg, TokenRequest{DeviceID: d.id, NotBefore: now, NotAfter: now.Add(-time.Second)})
 	wantCode(t, err, 400, CodeMalformed)
@@ -498,7 +501,7 @@ func TestTokenVault(t *testing.T) {
 		{"over amount", d, tok.Token, 501, "qr", 422, CodeTokenRefused},
 		{"wrong channel", d, tok.Token, 100, "nfc", 422, CodeTokenRefused},
 		{"another device's token", e, tok.Token, 100, "qr", 422, CodeTokenRefused},
-		{"unknown token", d, "NOSUCH", 100, "qr", 404, CodeUnknownToken},
+		{"unknown token", d, "DEADBEEF", 100, "qr", 404, CodeUnknownToken},
 	} {
 		_, err := l.c.Authorise(bg, AuthorisationRequest{Record: tc.dev.record(tc.amount, tc.token, now), Channel: tc.channel})
 		wantCode(t, err, tc.status, tc.code)
@@ -531,15 +534,15 @@ func TestTokenVault(t *testing.T) {
 	tok3, _ := l.c.MintToken(bg, TokenRequest{DeviceID: d.id, NotBefore: l.clock.Now().Add(time.Hour)})
 	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: d.record(100, tok3.Token, now), Channel: "qr"})
 	wantCode(t, err, 422, CodeTokenRefused)
-	_, err = l.c.Token(bg, "NOSUCH")
+	_, err = l.c.Token(bg, "DEADBEEF")
 	wantCode(t, err, 404, CodeUnknownToken)
 
 	// An account token given at registration has no controls.
 	f := newSimDevice(t, "embedded")
-	if _, err := l.c.Register(bg, Registration{DeviceID: f.id, PublicKey: f.pkix(), Account: "ACC-F", AccountToken: "EMB-F", Currency: "CNY", InitialBalance: 100}); err != nil {
+	if _, err := l.c.Register(bg, Registration{DeviceID: f.id, PublicKey: f.pkix(), Account: "ACC-F", AccountToken: "E3B0", Currency: 156, InitialBalance: 100}); err != nil {
 		t.Fatal(err)
 	}
-	ack, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{f.record(60, "EMB-F", now)}})
+	ack, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{f.record(60, "E3B0", now)}})
 	if err != nil || ack.Entries[0].Account != "ACC-F" {
 		t.Fatalf("embedded token: %+v %v", ack, err)
 	}
@@ -550,18 +553,36 @@ func TestParameterUpdates(t *testing.T) {
 	l := newLab(t, nil)
 	d := newSimDevice(t, "param-dev")
 	l.register(d, 100, "")
-	for i, u := range []ParameterUpdate{{Name: "offline_limit", Value: "5000"}, {Name: "max_pending", Value: "20"}} {
+	tier := uint8(2)
+	for i, u := range []ParameterUpdate{{TopUp: 500}, {Tier: &tier, Limits: &spd.Limits{MaxPayment: 1000, MaxPending: 3000, MaxOfflineCount: 5}}} {
 		got, err := l.c.QueueParameter(bg, d.id, u)
-		if err != nil || got.Counter != int64(i+1) {
+		if err != nil || got.Counter != int64(i+1) || len(got.Command) == 0 {
 			t.Fatalf("queue %d: %+v %v", i, got, err)
 		}
 	}
+	// The top-up is issued value from the moment it is queued.
+	if a := l.audit(); a.Issued != 600 || a.Balances != 600 {
+		t.Fatalf("audit after top-up: %+v", a)
+	}
 	reply, err := l.c.Contact(bg, d.id, Contact{})
-	if err != nil || len(reply.Updates) != 2 || reply.Updates[0].Name != "offline_limit" || reply.Updates[1].Counter != 2 {
+	if err != nil || len(reply.Updates) != 2 || reply.Updates[0].TopUp != 500 || reply.Updates[1].Counter != 2 {
 		t.Fatalf("first contact: %+v %v", reply, err)
 	}
+	// The command is the host-signed UPDATE PARAMETERS the device checks.
+	cmd, err := apdu.ParseCommand(reply.Updates[1].Command)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := spd.OpenIssuerData(l.srv.PublicKey(), spd.INSUpdateParameters, d.raw, cmd.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu, err := spd.ParseParameterUpdate(body)
+	if err != nil || pu.Counter != 2 || pu.Tier == nil || *pu.Tier != 2 || pu.Limits == nil || pu.Limits.MaxPayment != 1000 {
+		t.Fatalf("update command: %+v %v", pu, err)
+	}
 	// The device applied counter 1 only: counter 2 comes again, once.
-	bal, atc := int64(90), uint32(3)
+	bal, atc := int64(590), uint32(3)
 	reply, err = l.c.Contact(bg, d.id, Contact{Applied: 1, Balance: &bal, ATC: &atc})
 	if err != nil || len(reply.Updates) != 1 || reply.Updates[0].Counter != 2 {
 		t.Fatalf("second contact: %+v %v", reply, err)
@@ -571,24 +592,26 @@ func TestParameterUpdates(t *testing.T) {
 		t.Fatalf("third contact: %+v %v", reply, err)
 	}
 	dev, _ := l.c.Device(bg, d.id)
-	if dev.ParameterApplied != 2 || dev.ParameterCounter != 2 || dev.ReportedBalance == nil || *dev.ReportedBalance != 90 || *dev.ReportedATC != 3 {
+	if dev.ParameterApplied != 2 || dev.ParameterCounter != 2 || dev.ReportedBalance == nil || *dev.ReportedBalance != 590 || *dev.ReportedATC != 3 {
 		t.Fatalf("device: %+v", dev)
 	}
 	before := l.snapshot()
 	_, err = l.c.Contact(bg, d.id, Contact{Applied: 3})
 	wantCode(t, err, 400, CodeMalformed)
-	_, err = l.c.Contact(bg, "nobody", Contact{})
+	_, err = l.c.Contact(bg, devID("nobody"), Contact{})
 	wantCode(t, err, 404, CodeUnknownDevice)
-	_, err = l.c.QueueParameter(bg, "nobody", ParameterUpdate{Name: "x", Value: "y"})
+	_, err = l.c.QueueParameter(bg, devID("nobody"), ParameterUpdate{TopUp: 1})
 	wantCode(t, err, 404, CodeUnknownDevice)
-	_, err = l.c.QueueParameter(bg, d.id, ParameterUpdate{Value: "y"})
+	_, err = l.c.QueueParameter(bg, d.id, ParameterUpdate{})
 	wantCode(t, err, 400, CodeMalformed)
-	_, err = l.c.QueueParameter(bg, d.id, ParameterUpdate{Counter: 7, Name: "x"})
+	_, err = l.c.QueueParameter(bg, d.id, ParameterUpdate{TopUp: -5})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.QueueParameter(bg, d.id, ParameterUpdate{Counter: 7, TopUp: 1})
 	wantCode(t, err, 400, CodeMalformed)
 	if l.snapshot() != before {
 		t.Fatal("refused requests changed the stored state")
 	}
-	if a := l.audit(); a.ReportedBalances != 90 {
+	if a := l.audit(); a.ReportedBalances != 590 {
 		t.Fatalf("audit: %+v", a)
 	}
 }
@@ -653,7 +676,7 @@ func TestOTP(t *testing.T) {
 
 	_, err = l.c.VerifyOTP(bg, OTPAnswer{ID: "nosuch", Code: "123456"})
 	wantCode(t, err, 404, CodeUnknownOTP)
-	_, err = l.c.RequestOTP(bg, OTPRequest{DeviceID: "nobody"})
+	_, err = l.c.RequestOTP(bg, OTPRequest{DeviceID: devID("nobody")})
 	wantCode(t, err, 404, CodeUnknownDevice)
 	_, err = l.c.RequestOTP(bg, OTPRequest{DeviceID: quiet.id})
 	wantCode(t, err, 422, CodeMalformed)
@@ -675,64 +698,64 @@ func TestTransfers(t *testing.T) {
 		return d.Balance
 	}
 
-	tr, err := l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: "payer", To: "payee", Amount: 100})
-	if err != nil || tr.State != TransferClaimed || balance("payer") != 900 || balance("payee") != 100 {
+	tr, err := l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 100})
+	if err != nil || tr.State != TransferClaimed || balance(devID("payer")) != 900 || balance(devID("payee")) != 100 {
 		t.Fatalf("immediate: %+v %v", tr, err)
 	}
-	again, err := l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: "payer", To: "payee", Amount: 100})
-	if err != nil || !again.Repeated || balance("payer") != 900 {
+	again, err := l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 100})
+	if err != nil || !again.Repeated || balance(devID("payer")) != 900 {
 		t.Fatalf("repeat: %+v %v", again, err)
 	}
 	before := l.snapshot()
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: "payer", To: "payee", Amount: 101})
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 101})
 	wantCode(t, err, 409, CodeConflict)
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: "payer", To: "payee", Amount: 5000})
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payee"), Amount: 5000})
 	wantCode(t, err, 422, CodeInsufficient)
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: "payer", To: "nobody", Amount: 1})
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("nobody"), Amount: 1})
 	wantCode(t, err, 404, CodeUnknownDevice)
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: "payer", To: "payer", Amount: 1})
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payer"), Amount: 1})
 	wantCode(t, err, 400, CodeMalformed)
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: "payer", To: "payee", Amount: 0})
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payee"), Amount: 0})
 	wantCode(t, err, 400, CodeMalformed)
 	if l.snapshot() != before {
 		t.Fatal("refused transfers changed the stored state")
 	}
 
 	// Held: in flight until claimed.
-	tr, err = l.c.Transfer(bg, TransferRequest{TransferID: "h1", From: "payer", To: "payee", Amount: 200, Hold: true, Expires: l.clock.Now().Add(time.Hour)})
-	if err != nil || tr.State != TransferInFlight || balance("payer") != 700 {
+	tr, err = l.c.Transfer(bg, TransferRequest{TransferID: "h1", From: devID("payer"), To: devID("payee"), Amount: 200, Hold: true, Expires: l.clock.Now().Add(time.Hour)})
+	if err != nil || tr.State != TransferInFlight || balance(devID("payer")) != 700 {
 		t.Fatalf("held: %+v %v", tr, err)
 	}
 	if a := l.audit(); a.InFlight != 200 || a.TransfersHeld != 1 {
 		t.Fatalf("audit: %+v", a)
 	}
-	_, err = l.c.ClaimTransfer(bg, "h1", "payer")
+	_, err = l.c.ClaimTransfer(bg, "h1", devID("payer"))
 	wantCode(t, err, 403, CodeTransferState)
-	_, err = l.c.ReclaimTransfer(bg, "h1", "payer")
+	_, err = l.c.ReclaimTransfer(bg, "h1", devID("payer"))
 	wantCode(t, err, 409, CodeTransferState)
-	tr, err = l.c.ClaimTransfer(bg, "h1", "payee")
-	if err != nil || tr.State != TransferClaimed || balance("payee") != 300 {
+	tr, err = l.c.ClaimTransfer(bg, "h1", devID("payee"))
+	if err != nil || tr.State != TransferClaimed || balance(devID("payee")) != 300 {
 		t.Fatalf("claim: %+v %v", tr, err)
 	}
-	tr, err = l.c.ClaimTransfer(bg, "h1", "payee")
-	if err != nil || !tr.Repeated || balance("payee") != 300 {
+	tr, err = l.c.ClaimTransfer(bg, "h1", devID("payee"))
+	if err != nil || !tr.Repeated || balance(devID("payee")) != 300 {
 		t.Fatalf("claim again: %+v %v", tr, err)
 	}
 
 	// Held, unclaimed, expired: the payer reclaims; the payee is too late.
-	if _, err := l.c.Transfer(bg, TransferRequest{TransferID: "h2", From: "payer", To: "payee", Amount: 50, Hold: true}); err != nil {
+	if _, err := l.c.Transfer(bg, TransferRequest{TransferID: "h2", From: devID("payer"), To: devID("payee"), Amount: 50, Hold: true}); err != nil {
 		t.Fatal(err)
 	}
 	l.clock.Advance(25 * time.Hour)
-	_, err = l.c.ClaimTransfer(bg, "h2", "payee")
+	_, err = l.c.ClaimTransfer(bg, "h2", devID("payee"))
 	wantCode(t, err, 409, CodeTransferState)
-	tr, err = l.c.ReclaimTransfer(bg, "h2", "payer")
-	if err != nil || tr.State != TransferReclaimed || balance("payer") != 700 {
+	tr, err = l.c.ReclaimTransfer(bg, "h2", devID("payer"))
+	if err != nil || tr.State != TransferReclaimed || balance(devID("payer")) != 700 {
 		t.Fatalf("reclaim: %+v %v", tr, err)
 	}
-	_, err = l.c.ClaimTransfer(bg, "h2", "payee")
+	_, err = l.c.ClaimTransfer(bg, "h2", devID("payee"))
 	wantCode(t, err, 409, CodeTransferState)
-	_, err = l.c.ClaimTransfer(bg, "nosuch", "payee")
+	_, err = l.c.ClaimTransfer(bg, "nosuch", devID("payee"))
 	wantCode(t, err, 404, CodeUnknownTransfer)
 	got, err := l.c.TransferState(bg, "h2")
 	if err != nil || got.State != TransferReclaimed || got.Amount != 50 {
@@ -780,4 +803,71 @@ func TestListenAndServe(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestSettleAcknowledgementAndOfflineTransfers(t *testing.T) {
+	l := newLab(t, nil)
+	p, q := newSimDevice(t, "payer"), newSimDevice(t, "payee")
+	l.register(p, 1000, "")
+	l.register(q, 0, "")
+	now := l.clock.Now()
+	pay := p.record(100, "", now)
+	out := p.sign(spd.PendingRecord{ATC: 2, Kind: spd.KindTransferOut, Mode: spd.ModeOffline, Amount: 300, Time: now, Serial: 77, Counterpart: q.raw})
+	p.atc = 2
+	ack, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{pay, out}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := l.audit(); a.InFlight != 300 || a.Balances != 600 || a.Settled != 100 {
+		t.Fatalf("audit after transfer-out: %+v", a)
+	}
+	// The payer's ACKNOWLEDGE names both ATCs and is signed with the host key.
+	if len(ack.Acknowledgements) != 1 || ack.Acknowledgements[0].DeviceID != p.id || len(ack.Acknowledgements[0].Commands) != 1 {
+		t.Fatalf("acknowledgements: %+v", ack.Acknowledgements)
+	}
+	cmd, err := apdu.ParseCommand(ack.Acknowledgements[0].Commands[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := spd.OpenIssuerData(l.srv.PublicKey(), spd.INSAcknowledge, p.raw, cmd.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, err := spd.ParseAcknowledgement(body)
+	if err != nil || len(sa.ATCs) != 2 || sa.ATCs[0] != 1 || sa.ATCs[1] != 2 {
+		t.Fatalf("ACKNOWLEDGE: %+v %v", sa, err)
+	}
+	// The payee imports: value leaves flight; the payer's serial is closed.
+	in := q.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindTransferIn, Mode: spd.ModeOffline, Amount: 300, Time: now, Serial: 77, Counterpart: p.raw})
+	ack, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{in}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := l.audit(); a.InFlight != 0 || a.Balances != 900 {
+		t.Fatalf("audit after transfer-in: %+v", a)
+	}
+	var payerAck *DeviceAcknowledgement
+	for i := range ack.Acknowledgements {
+		if ack.Acknowledgements[i].DeviceID == p.id {
+			payerAck = &ack.Acknowledgements[i]
+		}
+	}
+	if payerAck == nil || len(payerAck.Serials) != 1 || payerAck.Serials[0] != 77 {
+		t.Fatalf("payer's acknowledgement: %+v", ack.Acknowledgements)
+	}
+	// Reclaiming an imported transfer is a double spend.
+	before := l.snapshot()
+	rc := p.sign(spd.PendingRecord{ATC: 3, Kind: spd.KindReclaim, Mode: spd.ModeOffline, Amount: 300, Time: now, Serial: 77})
+	_, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{rc}})
+	wantCode(t, err, 409, CodeConflict)
+	// A transfer-in for more than was sent is refused too.
+	in2 := q.sign(spd.PendingRecord{ATC: 2, Kind: spd.KindTransferIn, Mode: spd.ModeOffline, Amount: 999, Time: now, Serial: 77, Counterpart: p.raw})
+	_, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{in2}})
+	wantCode(t, err, 409, CodeConflict)
+	if l.snapshot() != before {
+		t.Fatal("refused transfer records changed the stored state")
+	}
+	// A transfer record cannot be authorised online.
+	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: rc, Channel: "qr"})
+	wantCode(t, err, 400, CodeMalformed)
 }

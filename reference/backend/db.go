@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS devices(
 	pubkey BLOB NOT NULL,
 	cert_serial TEXT NOT NULL DEFAULT '',
 	account TEXT NOT NULL,
-	currency TEXT NOT NULL,
+	currency INTEGER NOT NULL,
 	phone TEXT NOT NULL DEFAULT '',
 	issued INTEGER NOT NULL,
 	balance INTEGER NOT NULL,
@@ -33,10 +33,12 @@ CREATE TABLE IF NOT EXISTS records(
 	device_id TEXT NOT NULL,
 	atc INTEGER NOT NULL,
 	amount INTEGER NOT NULL,
-	currency TEXT NOT NULL,
+	currency INTEGER NOT NULL,
 	token TEXT NOT NULL,
 	kind INTEGER NOT NULL,
+	mode INTEGER NOT NULL,
 	time INTEGER NOT NULL,
+	body_hash BLOB NOT NULL,
 	state INTEGER NOT NULL,
 	account TEXT NOT NULL,
 	channel TEXT NOT NULL,
@@ -61,8 +63,7 @@ CREATE TABLE IF NOT EXISTS tokens(
 CREATE TABLE IF NOT EXISTS params(
 	device_id TEXT NOT NULL,
 	counter INTEGER NOT NULL,
-	name TEXT NOT NULL,
-	value TEXT NOT NULL,
+	body BLOB NOT NULL,
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY(device_id, counter)
 );
@@ -93,6 +94,18 @@ CREATE TABLE IF NOT EXISTS transfers(
 	done_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS transfers_state ON transfers(state);
+-- Offline transfers (transfer media), from the devices' records: the payer's
+-- transfer-out, then the payee's transfer-in or the payer's reclaim.
+CREATE TABLE IF NOT EXISTS offline_transfers(
+	payer TEXT NOT NULL,
+	serial INTEGER NOT NULL,
+	payee TEXT NOT NULL,
+	amount INTEGER NOT NULL,
+	out_settled INTEGER NOT NULL,
+	in_settled INTEGER NOT NULL,
+	reclaimed INTEGER NOT NULL,
+	PRIMARY KEY(payer, serial)
+);
 `
 
 // Record states.
@@ -111,9 +124,9 @@ func migrate(db *sql.DB) error {
 
 // writeStmts are the hot statements, prepared once on the writing connection.
 type writeStmts struct {
-	selRecord, insRecord, updRecord  *sql.Stmt
-	selDevice, addBalance            *sql.Stmt
-	selToken, useToken               *sql.Stmt
+	selRecord, insRecord, updRecord *sql.Stmt
+	selDevice, addBalance           *sql.Stmt
+	selToken, useToken              *sql.Stmt
 }
 
 const selDeviceSQL = `SELECT d.balance, d.currency, d.account,
@@ -131,9 +144,9 @@ func (w *writeStmts) prepare(db *sql.DB) error {
 		st, err = db.Prepare(q)
 		return st
 	}
-	w.selRecord = p(`SELECT amount, currency, token, kind, time, state, account, result FROM records WHERE device_id=? AND atc=?`)
-	w.insRecord = p(`INSERT INTO records(device_id, atc, amount, currency, token, kind, time, state, account, channel, batch, at, result, raw)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	w.selRecord = p(`SELECT state, account, result, body_hash FROM records WHERE device_id=? AND atc=?`)
+	w.insRecord = p(`INSERT INTO records(device_id, atc, amount, currency, token, kind, mode, time, body_hash, state, account, channel, batch, at, result, raw)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	w.updRecord = p(`UPDATE records SET state=?, batch=?, at=? WHERE device_id=? AND atc=?`)
 	w.selDevice = p(selDeviceSQL)
 	w.addBalance = p(`UPDATE devices SET balance=balance+? WHERE id=?`)
@@ -218,7 +231,7 @@ func asAPIErr(err error) *apiErr {
 // deviceRow is a device as a write transaction sees it.
 type deviceRow struct {
 	balance  int64
-	currency string
+	currency uint16
 	account  string
 	revoked  bool
 }

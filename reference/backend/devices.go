@@ -5,9 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/spdlab/spdlab/reference/spd"
 )
 
 func marshalPublicKey(k *ecdsa.PublicKey) ([]byte, error) {
@@ -48,6 +52,9 @@ func (s *Server) deviceKeyFromRegistration(reg Registration) ([]byte, string, er
 			return nil, "", newErr(http.StatusBadRequest, CodeBadCertificate, "certificate outside its validity period")
 		}
 	}
+	if sn := cert.Subject.SerialNumber; sn != "" && sn != reg.DeviceID {
+		return nil, "", newErr(http.StatusBadRequest, CodeBadCertificate, "certificate names device %q, not %q", sn, reg.DeviceID)
+	}
 	k, ok := cert.PublicKey.(*ecdsa.PublicKey)
 	if !ok {
 		return nil, "", newErr(http.StatusBadRequest, CodeBadCertificate, "certificate key is not ECDSA P-256")
@@ -87,9 +94,9 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) register(ctx context.Context, reg Registration) (Device, error) {
 	for _, c := range []error{
-		checkText("device_id", reg.DeviceID, 1, maxDeviceIDLen),
+		checkDeviceID("device_id", reg.DeviceID),
 		checkText("account", reg.Account, 1, 64),
-		checkText("account_token", reg.AccountToken, 0, maxTokenLen),
+		checkAccountToken(reg.AccountToken),
 		checkText("phone", reg.Phone, 0, 32),
 		checkAmount("initial_balance", reg.InitialBalance, true),
 	} {
@@ -97,8 +104,8 @@ func (s *Server) register(ctx context.Context, reg Registration) (Device, error)
 			return Device{}, c
 		}
 	}
-	if !isCurrency(reg.Currency) {
-		return Device{}, newErr(http.StatusBadRequest, CodeMalformed, "currency: three capital letters (ISO 4217), got %q", reg.Currency)
+	if reg.Currency == 0 || reg.Currency > 999 {
+		return Device{}, newErr(http.StatusBadRequest, CodeMalformed, "currency: ISO 4217 numeric code, got %d", reg.Currency)
 	}
 	der, serial, err := s.deviceKeyFromRegistration(reg)
 	if err != nil {
@@ -134,6 +141,16 @@ func (s *Server) register(ctx context.Context, reg Registration) (Device, error)
 		return Device{}, err
 	}
 	return s.device(ctx, reg.DeviceID)
+}
+
+func checkAccountToken(t string) error {
+	if t == "" {
+		return nil
+	}
+	if err := checkTokenString(t); err != nil {
+		return newErr(http.StatusBadRequest, CodeMalformed, "account_token: %v", err)
+	}
+	return nil
 }
 
 func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
@@ -208,14 +225,22 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request) {
 			c.Applied, nullInt(c.Balance), nullATC(c.ATC), id); err != nil {
 			return internal(err)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT counter, name, value FROM params WHERE device_id=? AND counter>? ORDER BY counter`, id, c.Applied)
+		rows, err := tx.QueryContext(ctx, `SELECT body, created_at FROM params WHERE device_id=? AND counter>? ORDER BY counter`, id, c.Applied)
 		if err != nil {
 			return internal(err)
 		}
 		defer rows.Close()
 		for rows.Next() {
+			var body []byte
+			var at int64
+			if err := rows.Scan(&body, &at); err != nil {
+				return internal(err)
+			}
 			var u ParameterUpdate
-			if err := rows.Scan(&u.Counter, &u.Name, &u.Value); err != nil {
+			if err := json.Unmarshal(body, &u); err != nil {
+				return internal(err)
+			}
+			if u.Command, err = s.updateCommand(id, u, unixTime(at)); err != nil {
 				return internal(err)
 			}
 			reply.Updates = append(reply.Updates, u)
@@ -230,6 +255,24 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, reply)
+}
+
+// updateCommand builds the host-signed UPDATE PARAMETERS command of u.
+func (s *Server) updateCommand(id string, u ParameterUpdate, at time.Time) ([]byte, error) {
+	devID, err := parseDeviceID(id)
+	if err != nil {
+		return nil, err
+	}
+	pu := spd.ParameterUpdate{Counter: uint32(u.Counter), TopUp: u.TopUp, AddUses: u.AddUses, Limits: u.Limits, Tier: u.Tier, Time: at}
+	if u.State != nil {
+		st := spd.State(*u.State)
+		pu.State = &st
+	}
+	cmd, err := spd.UpdateParameters(s.signer, devID, pu)
+	if err != nil {
+		return nil, err
+	}
+	return cmd.Bytes()
 }
 
 func nullInt(p *int64) any {
@@ -256,19 +299,28 @@ func (s *Server) handleQueueParameter(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &u) {
 		return
 	}
-	if err := checkText("name", u.Name, 1, 64); err != nil {
+	if u.Counter != 0 || u.Command != nil {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "counter and command are assigned by the backend"))
+		return
+	}
+	if err := checkAmount("top_up", u.TopUp, true); err != nil {
 		writeErr(w, err)
 		return
 	}
-	if len(u.Value) > 1024 || strings.ContainsRune(u.Value, 0) {
-		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "value: at most 1024 bytes, no NUL"))
+	if u.TopUp == 0 && u.AddUses == 0 && u.Limits == nil && u.Tier == nil && u.State == nil {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "an update changes at least one parameter"))
 		return
 	}
-	if u.Counter != 0 {
-		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "counter is assigned by the backend"))
+	if u.Limits != nil && (u.Limits.MaxPayment < 0 || u.Limits.MaxPending < 0 || u.Limits.MaxOfflineCount < 0 || u.Limits.MaxOfflineAge < 0) {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "limits must not be negative"))
+		return
+	}
+	if _, err := s.updateCommand(id, u, s.cfg.Now()); err != nil {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "%v", err))
 		return
 	}
 	ctx := r.Context()
+	now := s.cfg.Now().UTC().Truncate(time.Second)
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `UPDATE devices SET param_counter=param_counter+1 WHERE id=? RETURNING param_counter`, id).Scan(&u.Counter); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -276,14 +328,26 @@ func (s *Server) handleQueueParameter(w http.ResponseWriter, r *http.Request) {
 			}
 			return internal(err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO params(device_id, counter, name, value, created_at) VALUES(?, ?, ?, ?, ?)`,
-			id, u.Counter, u.Name, u.Value, s.cfg.Now().Unix()); err != nil {
+		body, err := json.Marshal(u)
+		if err != nil {
+			return internal(err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO params(device_id, counter, body, created_at) VALUES(?, ?, ?, ?)`,
+			id, u.Counter, body, now.Unix()); err != nil {
+			return internal(err)
+		}
+		// A top-up is value issued onto the device.
+		if _, err := tx.ExecContext(ctx, `UPDATE devices SET issued=issued+?, balance=balance+? WHERE id=?`, u.TopUp, u.TopUp, id); err != nil {
 			return internal(err)
 		}
 		return nil
 	})
 	if err != nil {
 		writeErr(w, err)
+		return
+	}
+	if u.Command, err = s.updateCommand(id, u, now); err != nil {
+		writeErr(w, internal(err))
 		return
 	}
 	writeJSON(w, http.StatusCreated, u)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spdlab/spdlab/reference/spd"
 )
 
 // testClock is a settable clock.
@@ -70,18 +73,27 @@ func newLab(t testing.TB, mod func(*Config)) *lab {
 
 // simDevice is a simulated device: its key and transaction counter.
 type simDevice struct {
-	id  string
-	key *ecdsa.PrivateKey
-	atc uint32
+	name string
+	id   string
+	raw  []byte
+	key  *ecdsa.PrivateKey
+	atc  uint32
 }
 
-func newSimDevice(t testing.TB, id string) *simDevice {
+// devID is the device ID a test device of that name gets.
+func devID(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return spd.DeviceIDString(sum[:spd.DeviceIDLen])
+}
+
+func newSimDevice(t testing.TB, name string) *simDevice {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &simDevice{id: id, key: k}
+	sum := sha256.Sum256([]byte(name))
+	return &simDevice{name: name, id: devID(name), raw: sum[:spd.DeviceIDLen], key: k}
 }
 
 func (d *simDevice) pkix() []byte {
@@ -99,24 +111,29 @@ func (d *simDevice) record(amount int64, token string, at time.Time) []byte {
 }
 
 func (d *simDevice) recordATC(atc uint32, amount int64, token string, at time.Time) []byte {
-	r := DeviceRecord{DeviceID: d.id, ATC: atc, Amount: amount, Currency: "CNY", Token: token, Kind: KindStoredValue, Time: at}
-	return signRecord(d.key, r)
-}
-
-func signRecord(k *ecdsa.PrivateKey, r DeviceRecord) []byte {
-	sum := sha256.Sum256(r.MarshalUnsigned())
-	sig, err := ecdsa.SignASN1(rand.Reader, k, sum[:])
+	tok, err := hex.DecodeString(token)
 	if err != nil {
 		panic(err)
 	}
-	r.Signature = sig
+	return d.sign(spd.PendingRecord{ATC: atc, Amount: amount, Token: tok, Kind: spd.KindBalance, Mode: spd.ModeOffline, Time: at})
+}
+
+// sign completes and signs a record of the device.
+func (d *simDevice) sign(r spd.PendingRecord) []byte {
+	r.DeviceID = d.raw
+	if r.Currency == 0 {
+		r.Currency = 156
+	}
+	if err := r.Sign(d.key); err != nil {
+		panic(err)
+	}
 	return r.Marshal()
 }
 
 func (l *lab) register(d *simDevice, balance int64, phone string) Device {
 	l.t.Helper()
 	dev, err := l.c.Register(context.Background(), Registration{
-		DeviceID: d.id, PublicKey: d.pkix(), Account: "ACC-" + d.id, Currency: "CNY", InitialBalance: balance, Phone: phone,
+		DeviceID: d.id, PublicKey: d.pkix(), Account: "ACC-" + d.name, Currency: 156, InitialBalance: balance, Phone: phone,
 	})
 	if err != nil {
 		l.t.Fatal(err)
@@ -144,7 +161,7 @@ func wantCode(t testing.TB, err error, status int, code string) *APIError {
 func (l *lab) snapshot() string {
 	l.t.Helper()
 	var b strings.Builder
-	for _, table := range []string{"devices", "records", "tokens", "params", "otps", "revocations", "transfers"} {
+	for _, table := range []string{"devices", "records", "tokens", "params", "otps", "revocations", "transfers", "offline_transfers"} {
 		rows, err := l.srv.rdb.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
 		if err != nil {
 			l.t.Fatal(err)

@@ -136,6 +136,13 @@ func pathID(r *http.Request, name string) (string, error) {
 	return v, nil
 }
 
+func checkDeviceID(field, v string) error {
+	if _, err := parseDeviceID(v); err != nil {
+		return newErr(http.StatusBadRequest, CodeMalformed, "%s: %v", field, err)
+	}
+	return nil
+}
+
 func checkText(field, v string, min, max int) error {
 	if len(v) < min || len(v) > max || !printable(v) {
 		return newErr(http.StatusBadRequest, CodeMalformed, "%s: %d to %d printable characters", field, min, max)
@@ -144,7 +151,7 @@ func checkText(field, v string, min, max int) error {
 }
 
 func checkAmount(field string, v int64, allowZero bool) error {
-	if v < 0 || v > maxRecordAmount || (v == 0 && !allowZero) {
+	if v < 0 || v > maxAmount || (v == 0 && !allowZero) {
 		return newErr(http.StatusBadRequest, CodeMalformed, "%s: %d out of range", field, v)
 	}
 	return nil

@@ -88,7 +88,7 @@ func (s *Server) handleRequestOTP(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	if err := checkText("device_id", req.DeviceID, 1, maxDeviceIDLen); err != nil {
+	if err := checkDeviceID("device_id", req.DeviceID); err != nil {
 		writeErr(w, err)
 		return
 	}

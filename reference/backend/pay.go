@@ -5,26 +5,26 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"time"
+
+	"github.com/spdlab/spdlab/reference/spd"
 )
 
 // existingRecord is a stored record of some (device, ATC).
 type existingRecord struct {
-	amount   int64
-	currency string
-	token    string
-	kind     RecordKind
-	time     int64
 	state    int
 	account  string
 	result   []byte
+	bodyHash []byte
 }
 
 func (s *Server) loadRecord(ctx context.Context, tx *sql.Tx, dev string, atc uint32) (existingRecord, bool, error) {
 	var e existingRecord
 	err := tx.StmtContext(ctx, s.stmts.selRecord).QueryRowContext(ctx, dev, int64(atc)).
-		Scan(&e.amount, &e.currency, &e.token, &e.kind, &e.time, &e.state, &e.account, &e.result)
+		Scan(&e.state, &e.account, &e.result, &e.bodyHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, false, nil
 	}
@@ -34,22 +34,27 @@ func (s *Server) loadRecord(ctx context.Context, tx *sql.Tx, dev string, atc uin
 	return e, true, nil
 }
 
-func (e existingRecord) same(r DeviceRecord) bool {
-	return r.sameContent(e.amount, e.currency, e.token, e.kind, e.time)
+func (s *Server) insertRecord(ctx context.Context, tx *sql.Tx, rec DeviceRecord, state int, account, channel, batch string, at int64, result, raw []byte) error {
+	_, err := tx.StmtContext(ctx, s.stmts.insRecord).ExecContext(ctx, rec.Device, int64(rec.ATC), rec.Amount, int(rec.Currency),
+		rec.Token, int(rec.Kind), int(rec.Mode), rec.Time.Unix(), rec.bodyHash, state, account, channel, batch, at, result, raw)
+	if err != nil {
+		return internal(err)
+	}
+	return nil
 }
 
 func errConflict(r DeviceRecord) *apiErr {
-	return newErr(http.StatusConflict, CodeConflict, "device %q ATC %d: a different record with this ATC is already known (replay refused)", r.DeviceID, r.ATC)
+	return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: a different record with this ATC is already known (replay refused)", r.Device, r.ATC)
 }
 
 // verifyRecord checks a record's signature against its device's registered key.
 func (s *Server) verifyRecord(ctx context.Context, rec DeviceRecord) error {
-	pub, err := s.deviceKey(ctx, rec.DeviceID)
+	pub, err := s.deviceKey(ctx, rec.Device)
 	if err != nil {
 		return err
 	}
 	if err := rec.Verify(pub); err != nil {
-		return newErr(http.StatusForbidden, CodeBadSignature, "device %q ATC %d: signature does not verify with the registered device key", rec.DeviceID, rec.ATC)
+		return newErr(http.StatusForbidden, CodeBadSignature, "device %q ATC %d: signature does not verify with the registered device key", rec.Device, rec.ATC)
 	}
 	return nil
 }
@@ -88,28 +93,31 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	var stored []byte
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		old, found, err := s.loadRecord(ctx, tx, rec.DeviceID, rec.ATC)
+		old, found, err := s.loadRecord(ctx, tx, rec.Device, rec.ATC)
 		if err != nil {
 			return err
 		}
 		if found {
-			if !old.same(rec) || old.result == nil {
+			if !rec.sameBody(old.bodyHash) || old.result == nil {
 				return errConflict(rec)
 			}
 			stored = old.result
 			return nil
 		}
-		dev, err := s.loadDevice(ctx, tx, rec.DeviceID)
+		dev, err := s.loadDevice(ctx, tx, rec.Device)
 		if err != nil {
 			return err
 		}
 		if dev.revoked {
-			return errRevoked(rec.DeviceID)
+			return errRevoked(rec.Device)
+		}
+		if !rec.Kind.IsPayment() {
+			return newErr(http.StatusBadRequest, CodeMalformed, "a %v record settles in a batch, not online", rec.Kind)
 		}
 		if rec.Currency != dev.currency {
-			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "currency %s, the device's is %s", rec.Currency, dev.currency)
+			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "currency %d, the device's is %d", rec.Currency, dev.currency)
 		}
-		res = AuthorisationResult{DeviceID: rec.DeviceID, ATC: rec.ATC, Amount: rec.Amount, Currency: rec.Currency, Time: now}
+		res = AuthorisationResult{DeviceID: rec.Device, ATC: rec.ATC, Amount: rec.Amount, Currency: rec.Currency, Time: now}
 		state := stateDeclined
 		if rec.Amount > dev.balance {
 			res.Status, res.Reason, res.Balance = Declined, "insufficient balance", dev.balance
@@ -118,7 +126,7 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 			if err != nil {
 				return err
 			}
-			if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, -rec.Amount, rec.DeviceID); err != nil {
+			if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, -rec.Amount, rec.Device); err != nil {
 				return internal(err)
 			}
 			res.Status, res.Account, res.Balance, res.Settled = Approved, account, dev.balance-rec.Amount, !req.Hold
@@ -134,11 +142,7 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 		if err != nil {
 			return internal(err)
 		}
-		if _, err := tx.StmtContext(ctx, s.stmts.insRecord).ExecContext(ctx, rec.DeviceID, int64(rec.ATC), rec.Amount, rec.Currency,
-			rec.Token, int(rec.Kind), rec.Time.Unix(), state, res.Account, req.Channel, "", now.Unix(), blob, req.Record); err != nil {
-			return internal(err)
-		}
-		return nil
+		return s.insertRecord(ctx, tx, rec, state, res.Account, req.Channel, "", now.Unix(), blob, req.Record)
 	})
 	if err != nil {
 		return res, err
@@ -175,6 +179,12 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
 // settle settles a batch in one transaction: either every record is settled
 // (or found settled already) and the signed acknowledgement lists them, or
 // nothing is stored and the error names the first record at fault.
+//
+// Payment records (balance, account, use) move their amount from the
+// device's balance to settled; a record authorised online and held is
+// captured. Transfer records move value through flight: the payer's
+// transfer-out into it, the payee's transfer-in or the payer's reclaim out
+// of it; a transfer imported and also reclaimed is refused as a double spend.
 func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []DeviceRecord) (SettlementAck, error) {
 	for i, rec := range recs {
 		if err := s.verifyRecord(ctx, rec); err != nil {
@@ -187,38 +197,39 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 		dev string
 		atc uint32
 	}
+	closed := make(map[string][]uint64) // payer -> serials closed by this batch
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		devs := make(map[string]*deviceRow)
 		seen := make(map[key]int, len(recs))
 		for i, rec := range recs {
 			e := &ack.Entries[i]
-			*e = SettlementEntry{DeviceID: rec.DeviceID, ATC: rec.ATC, Amount: rec.Amount}
-			if j, ok := seen[key{rec.DeviceID, rec.ATC}]; ok {
-				if !recs[j].sameContent(rec.Amount, rec.Currency, rec.Token, rec.Kind, rec.Time.Unix()) {
+			*e = SettlementEntry{DeviceID: rec.Device, ATC: rec.ATC, Kind: rec.Kind.String(), Amount: rec.Amount}
+			if j, ok := seen[key{rec.Device, rec.ATC}]; ok {
+				if !rec.sameBody(recs[j].bodyHash) {
 					return errConflict(rec).at(i)
 				}
 				e.Status, e.Account = AlreadySettled, ack.Entries[j].Account
 				continue
 			}
-			seen[key{rec.DeviceID, rec.ATC}] = i
-			dev := devs[rec.DeviceID]
+			seen[key{rec.Device, rec.ATC}] = i
+			dev := devs[rec.Device]
 			if dev == nil {
-				d, err := s.loadDevice(ctx, tx, rec.DeviceID)
+				d, err := s.loadDevice(ctx, tx, rec.Device)
 				if err != nil {
 					return asAPIErr(err).at(i)
 				}
 				dev = &d
-				devs[rec.DeviceID] = dev
+				devs[rec.Device] = dev
 			}
 			if dev.revoked {
-				return errRevoked(rec.DeviceID).at(i)
+				return errRevoked(rec.Device).at(i)
 			}
-			old, found, err := s.loadRecord(ctx, tx, rec.DeviceID, rec.ATC)
+			old, found, err := s.loadRecord(ctx, tx, rec.Device, rec.ATC)
 			if err != nil {
 				return err
 			}
 			if found {
-				if !old.same(rec) {
+				if !rec.sameBody(old.bodyHash) {
 					return errConflict(rec).at(i)
 				}
 				switch old.state {
@@ -226,30 +237,40 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 					e.Status, e.Account = AlreadySettled, old.account
 				case stateHeld:
 					// An authorisation held online: capture it.
-					if _, err := tx.StmtContext(ctx, s.stmts.updRecord).ExecContext(ctx, stateSettled, batch.BatchID, now.Unix(), rec.DeviceID, int64(rec.ATC)); err != nil {
+					if _, err := tx.StmtContext(ctx, s.stmts.updRecord).ExecContext(ctx, stateSettled, batch.BatchID, now.Unix(), rec.Device, int64(rec.ATC)); err != nil {
 						return internal(err)
 					}
 					e.Status, e.Account = Settled, old.account
 				default:
-					return newErr(http.StatusConflict, CodeConflict, "device %q ATC %d was declined online and cannot settle", rec.DeviceID, rec.ATC).at(i)
+					return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d was declined online and cannot settle", rec.Device, rec.ATC).at(i)
 				}
 				continue
 			}
 			if rec.Currency != dev.currency {
-				return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %q ATC %d: currency %s, the device's is %s", rec.DeviceID, rec.ATC, rec.Currency, dev.currency).at(i)
+				return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %s ATC %d: currency %d, the device's is %d", rec.Device, rec.ATC, rec.Currency, dev.currency).at(i)
 			}
-			if rec.Amount > dev.balance {
-				return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %q ATC %d: amount %d over the balance %d", rec.DeviceID, rec.ATC, rec.Amount, dev.balance).at(i)
+			account := dev.account
+			switch {
+			case rec.Kind.IsPayment():
+				if rec.Amount > dev.balance {
+					return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: amount %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance).at(i)
+				}
+				if account, err = s.useToken(ctx, tx, *dev, rec, ChannelOffline, rec.Time); err != nil {
+					return asAPIErr(err).at(i)
+				}
+				dev.balance -= rec.Amount
+			default:
+				payer, err := s.settleTransferRecord(ctx, tx, dev, rec)
+				if err != nil {
+					return asAPIErr(err).at(i)
+				}
+				if payer != "" {
+					closed[payer] = append(closed[payer], rec.Serial)
+				}
 			}
-			account, err := s.useToken(ctx, tx, *dev, rec, ChannelOffline, rec.Time)
-			if err != nil {
-				return asAPIErr(err).at(i)
+			if err := s.insertRecord(ctx, tx, rec, stateSettled, account, ChannelOffline, batch.BatchID, now.Unix(), nil, batch.Records[i]); err != nil {
+				return err
 			}
-			if _, err := tx.StmtContext(ctx, s.stmts.insRecord).ExecContext(ctx, rec.DeviceID, int64(rec.ATC), rec.Amount, rec.Currency,
-				rec.Token, int(rec.Kind), rec.Time.Unix(), stateSettled, account, ChannelOffline, batch.BatchID, now.Unix(), nil, batch.Records[i]); err != nil {
-				return internal(err)
-			}
-			dev.balance -= rec.Amount
 			e.Status, e.Account = Settled, account
 		}
 		for id, dev := range devs {
@@ -263,10 +284,141 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 		return SettlementAck{}, err
 	}
 	// Committed: only now is the acknowledgement made.
-	sig, err := sign(s.signer, ack.SignedBytes())
-	if err != nil {
+	if ack.Signature, err = sign(s.signer, ack.SignedBytes()); err != nil {
 		return SettlementAck{}, internal(err)
 	}
-	ack.Signature = sig
+	if ack.Acknowledgements, err = s.deviceAcknowledgements(ack.Entries, closed, now); err != nil {
+		return SettlementAck{}, internal(err)
+	}
 	return ack, nil
+}
+
+// settleTransferRecord books one transfer record against the offline
+// transfer it belongs to and returns the payer whose transfer it closes
+// (empty when it closes none).
+func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *deviceRow, rec DeviceRecord) (string, error) {
+	if rec.Serial == 0 {
+		return "", newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: %v record without a serial", rec.Device, rec.ATC, rec.Kind)
+	}
+	payer, payee := rec.Device, ""
+	if len(rec.Counterpart) > 0 {
+		payee = spd.DeviceIDString(rec.Counterpart)
+	}
+	if rec.Kind == spd.KindTransferIn {
+		if len(rec.Counterpart) == 0 {
+			return "", newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: transfer-in record names no payer", rec.Device, rec.ATC)
+		}
+		payer, payee = payee, rec.Device
+	}
+	var t struct {
+		payee              string
+		amount             int64
+		out, in, reclaimed bool
+	}
+	err := tx.QueryRowContext(ctx, `SELECT payee, amount, out_settled, in_settled, reclaimed FROM offline_transfers WHERE payer=? AND serial=?`,
+		payer, int64(rec.Serial)).Scan(&t.payee, &t.amount, &t.out, &t.in, &t.reclaimed)
+	found := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return "", internal(err)
+	}
+	refuse := func(why string) (string, error) {
+		return "", newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: transfer %d of %s: %s", rec.Device, rec.ATC, rec.Serial, payer, why)
+	}
+	if found {
+		if t.amount != rec.Amount {
+			return refuse(fmt.Sprintf("amount %d, the transfer's is %d", rec.Amount, t.amount))
+		}
+		if payee != "" && t.payee != "" && payee != t.payee {
+			return refuse("another payee")
+		}
+	}
+	if payee == "" {
+		payee = t.payee
+	}
+	switch rec.Kind {
+	case spd.KindTransferOut:
+		if t.out {
+			return refuse("transfer-out already settled under another ATC")
+		}
+		if rec.Amount > dev.balance {
+			return "", newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: amount %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance)
+		}
+		dev.balance -= rec.Amount
+		t.out = true
+	case spd.KindTransferIn:
+		if t.in || t.reclaimed {
+			return refuse("already imported or reclaimed (double spend)")
+		}
+		dev.balance += rec.Amount
+		t.in = true
+	case spd.KindReclaim:
+		if t.in || t.reclaimed {
+			return refuse("already imported or reclaimed (double spend)")
+		}
+		dev.balance += rec.Amount
+		t.reclaimed = true
+	default:
+		return "", newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: unknown kind %v", rec.Device, rec.ATC, rec.Kind)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO offline_transfers(payer, serial, payee, amount, out_settled, in_settled, reclaimed)
+		VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(payer, serial) DO UPDATE SET payee=excluded.payee,
+		out_settled=excluded.out_settled, in_settled=excluded.in_settled, reclaimed=excluded.reclaimed`,
+		payer, int64(rec.Serial), payee, rec.Amount, t.out, t.in, t.reclaimed); err != nil {
+		return "", internal(err)
+	}
+	if rec.Kind == spd.KindTransferOut {
+		return "", nil
+	}
+	return payer, nil
+}
+
+// deviceAcknowledgements builds, for each device of a settled batch, the
+// host-signed ACKNOWLEDGE commands naming its settled records and its
+// closed outgoing transfers.
+func (s *Server) deviceAcknowledgements(entries []SettlementEntry, closed map[string][]uint64, now time.Time) ([]DeviceAcknowledgement, error) {
+	var order []string
+	byDev := make(map[string]*DeviceAcknowledgement)
+	get := func(id string) *DeviceAcknowledgement {
+		a := byDev[id]
+		if a == nil {
+			a = &DeviceAcknowledgement{DeviceID: id, ATCs: []uint32{}, Commands: [][]byte{}}
+			byDev[id] = a
+			order = append(order, id)
+		}
+		return a
+	}
+	for _, e := range entries {
+		a := get(e.DeviceID)
+		if !slices.Contains(a.ATCs, e.ATC) {
+			a.ATCs = append(a.ATCs, e.ATC)
+		}
+	}
+	for payer, serials := range closed {
+		a := get(payer)
+		a.Serials = append(a.Serials, serials...)
+	}
+	out := make([]DeviceAcknowledgement, 0, len(order))
+	for _, id := range order {
+		a := byDev[id]
+		devID, err := parseDeviceID(id)
+		if err != nil {
+			return nil, err
+		}
+		atcs, serials := a.ATCs, a.Serials
+		for len(atcs) > 0 || len(serials) > 0 || len(a.Commands) == 0 {
+			na, ns := min(len(atcs), spd.MaxAckEntries), min(len(serials), spd.MaxAckEntries)
+			cmd, err := spd.Acknowledge(s.signer, devID, spd.Acknowledgement{SyncTime: now, ATCs: atcs[:na], Serials: serials[:ns]})
+			if err != nil {
+				return nil, err
+			}
+			b, err := cmd.Bytes()
+			if err != nil {
+				return nil, err
+			}
+			a.Commands = append(a.Commands, b)
+			atcs, serials = atcs[na:], serials[ns:]
+		}
+		out = append(out, *a)
+	}
+	return out, nil
 }

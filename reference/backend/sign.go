@@ -21,7 +21,7 @@ import (
 //	n     device ID
 //	4     ATC
 //	8     amount
-//	3     currency
+//	2     currency, ISO 4217 numeric
 //	1     status: 1 approved, 0 declined
 //	1     settled: 1 settled at once, 0 held
 //	8     balance after the payment (two's complement)
@@ -50,7 +50,7 @@ func (a AuthorisationResult) SignedBytes() []byte {
 	b = append(b, a.DeviceID...)
 	b = binary.BigEndian.AppendUint32(b, a.ATC)
 	b = binary.BigEndian.AppendUint64(b, uint64(a.Amount))
-	b = append(b, fixed3(a.Currency)...)
+	b = binary.BigEndian.AppendUint16(b, a.Currency)
 	b = append(b, boolByte(a.Status == Approved), boolByte(a.Settled))
 	b = binary.BigEndian.AppendUint64(b, uint64(a.Balance))
 	b = binary.BigEndian.AppendUint64(b, uint64(a.Time.Unix()))
@@ -106,12 +106,6 @@ func verifySigned(pub *ecdsa.PublicKey, msg, sig []byte, what string) error {
 		return errors.New("backend: " + what + ": signature does not verify")
 	}
 	return nil
-}
-
-func fixed3(s string) []byte {
-	b := []byte{' ', ' ', ' '}
-	copy(b, s)
-	return b
 }
 
 func boolByte(v bool) byte {

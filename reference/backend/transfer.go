@@ -38,8 +38,8 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, err := range []error{
 		checkText("transfer_id", req.TransferID, 1, 64),
-		checkText("from", req.From, 1, maxDeviceIDLen),
-		checkText("to", req.To, 1, maxDeviceIDLen),
+		checkDeviceID("from", req.From),
+		checkDeviceID("to", req.To),
 		checkAmount("amount", req.Amount, false),
 	} {
 		if err != nil {
@@ -98,7 +98,7 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 			return errRevoked(req.To)
 		}
 		if from.currency != to.currency {
-			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "devices hold different currencies (%s, %s)", from.currency, to.currency)
+			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "devices hold different currencies (%d, %d)", from.currency, to.currency)
 		}
 		if req.Amount > from.balance {
 			return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "amount %d over the payer's balance %d", req.Amount, from.balance)
@@ -144,8 +144,12 @@ func (s *Server) handleGetTransfer(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t)
 }
 
-func (s *Server) handleClaim(w http.ResponseWriter, r *http.Request)   { s.finishTransfer(w, r, TransferClaimed) }
-func (s *Server) handleReclaim(w http.ResponseWriter, r *http.Request) { s.finishTransfer(w, r, TransferReclaimed) }
+func (s *Server) handleClaim(w http.ResponseWriter, r *http.Request) {
+	s.finishTransfer(w, r, TransferClaimed)
+}
+func (s *Server) handleReclaim(w http.ResponseWriter, r *http.Request) {
+	s.finishTransfer(w, r, TransferReclaimed)
+}
 
 // finishTransfer moves a held transfer's value to the payee (claim) or back
 // to the payer (reclaim, only after expiry).
@@ -244,12 +248,19 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		coalesce(sum(coalesce(reported_balance, balance)), 0) FROM devices`).Scan(&a.Devices, &a.Issued, &a.Balances, &a.ReportedBalances)
 	if err == nil {
 		err = tx.QueryRowContext(ctx, `SELECT
-			coalesce(sum(CASE WHEN state=1 THEN amount END), 0), count(CASE WHEN state=1 THEN 1 END),
+			coalesce(sum(CASE WHEN state=1 AND kind<=3 THEN amount END), 0), count(CASE WHEN state=1 THEN 1 END),
 			coalesce(sum(CASE WHEN state=2 THEN amount END), 0), count(CASE WHEN state=2 THEN 1 END)
 			FROM records`).Scan(&a.Settled, &a.RecordsSettled, &a.Pending, &a.RecordsPending)
 	}
 	if err == nil {
 		err = tx.QueryRowContext(ctx, `SELECT coalesce(sum(amount), 0), count(*) FROM transfers WHERE state='in_flight'`).Scan(&a.InFlight, &a.TransfersHeld)
+	}
+	if err == nil {
+		var offline, n int64
+		err = tx.QueryRowContext(ctx, `SELECT coalesce(sum(amount*(out_settled-in_settled-reclaimed)), 0),
+			count(CASE WHEN out_settled+in_settled+reclaimed=1 THEN 1 END) FROM offline_transfers`).Scan(&offline, &n)
+		a.InFlight += offline
+		a.TransfersHeld += n
 	}
 	if err != nil {
 		return a, internal(err)

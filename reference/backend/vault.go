@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/base32"
 	"errors"
 	"net/http"
 	"slices"
@@ -36,11 +35,13 @@ func timeUnix(t time.Time) int64 {
 }
 
 func checkTokenRequest(req TokenRequest) error {
-	if err := checkText("device_id", req.DeviceID, 1, maxDeviceIDLen); err != nil {
+	if err := checkDeviceID("device_id", req.DeviceID); err != nil {
 		return err
 	}
-	if err := checkText("token", req.Token, 0, maxTokenLen); err != nil {
-		return err
+	if req.Token != "" {
+		if err := checkTokenString(req.Token); err != nil {
+			return newErr(http.StatusBadRequest, CodeMalformed, "%v", err)
+		}
 	}
 	if req.MaxUses < 0 {
 		return newErr(http.StatusBadRequest, CodeMalformed, "max_uses must not be negative")
@@ -79,11 +80,11 @@ func insertToken(ctx context.Context, tx *sql.Tx, req TokenRequest, now int64) e
 }
 
 func mintToken() (string, error) {
-	b := make([]byte, 15)
+	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return "T" + base32.StdEncoding.EncodeToString(b), nil
+	return tokenString(b), nil
 }
 
 func (s *Server) handleMintToken(w http.ResponseWriter, r *http.Request) {
@@ -177,7 +178,7 @@ func (s *Server) useToken(ctx context.Context, tx *sql.Tx, dev deviceRow, rec De
 		return "", newErr(http.StatusUnprocessableEntity, CodeTokenRefused, "token %q: "+format, append([]any{rec.Token}, args...)...)
 	}
 	switch {
-	case owner != rec.DeviceID:
+	case owner != rec.Device:
 		return refuse("issued to another device")
 	case maxUses > 0 && uses >= maxUses:
 		return refuse("used %d of %d transactions", uses, maxUses)
