@@ -1,0 +1,465 @@
+// Package trace records the APDUs crossing any link.Link as a pcapng file
+// of GSMTAP SIM records, which Wireshark and tshark decode as GSM SIM /
+// ISO 7816-4, and replays such a file as a link.Link (the DUT replay:FILE).
+//
+// Specifications followed: pcapng (draft-ietf-opsawg-pcapng), GSMTAP as
+// defined by libosmocore's gsmtap.h (version 2, type 4 GSMTAP_TYPE_SIM,
+// sub-types GSMTAP_SIM_APDU and GSMTAP_SIM_ATR) carried in UDP to port
+// 4729 over IPv4 (LINKTYPE_IPV4), and the record layout of osmocom's
+// SIMtrace: one APDU record holds the command APDU followed by the
+// response APDU. The framing of each layer is documented in pcapng.go and
+// gsmtap.go.
+//
+// A trace starts with an ATR record when the link knows its ATR. Each
+// exchange is one APDU record; resets and power-ons are ATR records.
+// spdlab adds packet comments (opt_comment) so that a replay is exact:
+//
+//	comment                          meaning
+//	spdlab command-length=N          the first N payload bytes are the command
+//	spdlab error=KIND: TEXT          the exchange failed (no response bytes);
+//	                                 KIND is no-card, removed, closed,
+//	                                 deadline, canceled or other
+//	spdlab op=OP                     ATR record of reset-warm, reset-cold or
+//	                                 power-on
+//
+// Traces without these comments (from SIMtrace, say) replay too: an APDU
+// record answers the command it starts with.
+package trace
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+const (
+	commentPrefix = "spdlab "
+	keyCmdLen     = "command-length="
+	keyError      = "error="
+	keyOp         = "op="
+)
+
+var errorKinds = []struct {
+	name string
+	err  error
+}{
+	{"no-card", link.ErrNoCard},
+	{"removed", link.ErrRemoved},
+	{"closed", link.ErrClosed},
+	{"deadline", context.DeadlineExceeded},
+	{"canceled", context.Canceled},
+}
+
+func kindName(err error) string {
+	for _, k := range errorKinds {
+		if errors.Is(err, k.err) {
+			return k.name
+		}
+	}
+	return "other"
+}
+
+// ReplayedError is an exchange error read back from a trace. It keeps the
+// recorded text and wraps the link error it wrapped when recorded.
+type ReplayedError struct {
+	Text string
+	Kind error // link.ErrRemoved, ..., or nil
+}
+
+func (e *ReplayedError) Error() string { return e.Text }
+func (e *ReplayedError) Unwrap() error { return e.Kind }
+
+// Tracer is a link.Link that passes everything to a live link and writes
+// each exchange to a pcapng trace as it goes. Its Reset, PowerOff and
+// PowerOn reach the live link's abilities and fail when it lacks them.
+type Tracer struct {
+	l   link.Link
+	now func() time.Time
+
+	mu  sync.Mutex
+	pw  *PcapngWriter
+	id  uint16
+	pkt []byte
+	err error
+}
+
+var (
+	_ link.Link        = (*Tracer)(nil)
+	_ link.Resetter    = (*Tracer)(nil)
+	_ link.PowerCycler = (*Tracer)(nil)
+	_ link.ATRer       = (*Tracer)(nil)
+)
+
+// Wrap returns a Tracer of l writing to w: the pcapng header at once, then
+// an ATR record if l knows its ATR, then a record per exchange. A failed
+// write does not disturb the link; Err and Close report it. Closing the
+// Tracer closes l but not w.
+func Wrap(l link.Link, w io.Writer) *Tracer {
+	t := &Tracer{l: l, now: time.Now}
+	t.pw, t.err = NewPcapngWriter(w, LinkTypeIPv4, "spdlab:"+l.String())
+	if a, ok := l.(link.ATRer); ok {
+		if atr := a.ATR(); len(atr) > 0 {
+			t.write(t.now(), SIMRecord{SubType: SIMATR, Payload: atr})
+		}
+	}
+	return t
+}
+
+func (t *Tracer) write(at time.Time, rec SIMRecord, comments ...string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err != nil {
+		return
+	}
+	t.id++
+	t.pkt = appendIPv4GSMTAP(t.pkt[:0], rec, t.id)
+	if err := t.pw.WritePacket(at, t.pkt, comments...); err != nil {
+		t.err = fmt.Errorf("trace: writing %s record: %w", rec.SubType, err)
+	}
+}
+
+// Exchange implements link.Link.
+func (t *Tracer) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	at := t.now()
+	resp, err := t.l.Exchange(ctx, command)
+	payload := make([]byte, 0, len(command)+len(resp))
+	payload = append(payload, command...)
+	comments := []string{commentPrefix + keyCmdLen + strconv.Itoa(len(command))}
+	if err != nil {
+		comments = append(comments, commentPrefix+keyError+kindName(err)+": "+strings.ToValidUTF8(err.Error(), "?"))
+	} else {
+		payload = append(payload, resp...)
+	}
+	t.write(at, SIMRecord{SubType: SIMAPDU, Payload: payload}, comments...)
+	return resp, err
+}
+
+func (t *Tracer) atrRecord(at time.Time, op string, atr []byte) {
+	t.write(at, SIMRecord{SubType: SIMATR, Payload: atr}, commentPrefix+keyOp+op)
+}
+
+// Reset implements link.Resetter.
+func (t *Tracer) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	rs, ok := t.l.(link.Resetter)
+	if !ok {
+		return nil, fmt.Errorf("trace: %s cannot reset", t.l)
+	}
+	at := t.now()
+	atr, err := rs.Reset(ctx, cold)
+	if err == nil {
+		op := "reset-warm"
+		if cold {
+			op = "reset-cold"
+		}
+		t.atrRecord(at, op, atr)
+	}
+	return atr, err
+}
+
+// PowerOff implements link.PowerCycler. GSMTAP has no record for it; the
+// next power-on writes an ATR record.
+func (t *Tracer) PowerOff(ctx context.Context) error {
+	pc, ok := t.l.(link.PowerCycler)
+	if !ok {
+		return fmt.Errorf("trace: %s cannot power off", t.l)
+	}
+	return pc.PowerOff(ctx)
+}
+
+// PowerOn implements link.PowerCycler.
+func (t *Tracer) PowerOn(ctx context.Context) ([]byte, error) {
+	pc, ok := t.l.(link.PowerCycler)
+	if !ok {
+		return nil, fmt.Errorf("trace: %s cannot power on", t.l)
+	}
+	at := t.now()
+	atr, err := pc.PowerOn(ctx)
+	if err == nil {
+		t.atrRecord(at, "power-on", atr)
+	}
+	return atr, err
+}
+
+// ATR implements link.ATRer: the live link's ATR, or nil.
+func (t *Tracer) ATR() []byte {
+	if a, ok := t.l.(link.ATRer); ok {
+		return a.ATR()
+	}
+	return nil
+}
+
+// String implements link.Link: the live link's name.
+func (t *Tracer) String() string { return t.l.String() }
+
+// Err returns the first error writing the trace.
+func (t *Tracer) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// Close implements link.Link: it closes the live link and reports any
+// error writing the trace.
+func (t *Tracer) Close() error {
+	return errors.Join(t.l.Close(), t.Err())
+}
+
+// replayRecord is one SIM record of a trace being replayed.
+type replayRecord struct {
+	rec    SIMRecord
+	cmdLen int // -1 when the trace does not say
+	err    error
+	op     string
+}
+
+func (r replayRecord) String() string {
+	if r.rec.SubType == SIMATR {
+		return fmt.Sprintf("ATR %X", r.rec.Payload)
+	}
+	if r.cmdLen >= 0 && r.cmdLen <= len(r.rec.Payload) {
+		return fmt.Sprintf("APDU %X -> %X", r.rec.Payload[:r.cmdLen], r.rec.Payload[r.cmdLen:])
+	}
+	return fmt.Sprintf("APDU %X", r.rec.Payload)
+}
+
+// Replayer is a link.Link that answers from a trace. Each operation must
+// match the next record; a mismatch fails that operation and every later
+// one, and Close reports it or any records left unused.
+type Replayer struct {
+	name string
+	atr  []byte
+
+	mu      sync.Mutex
+	records []replayRecord
+	next    int
+	failure error
+	closed  bool
+}
+
+var (
+	_ link.Link        = (*Replayer)(nil)
+	_ link.Resetter    = (*Replayer)(nil)
+	_ link.PowerCycler = (*Replayer)(nil)
+	_ link.ATRer       = (*Replayer)(nil)
+)
+
+// ErrMismatch: an operation differs from the next record of the trace, or
+// the trace has no record left.
+var ErrMismatch = errors.New("trace: replay mismatch")
+
+// Replay opens the trace file path as a link (the DUT replay:FILE).
+func Replay(path string) (link.Link, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %v", err)
+	}
+	defer f.Close()
+	r, err := NewReplayer(f, "replay:"+path)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// NewReplayer reads a whole pcapng trace from r. Packets that are not
+// GSMTAP SIM records, and SIM records other than APDU and ATR, are skipped.
+func NewReplayer(r io.Reader, name string) (*Replayer, error) {
+	rp := &Replayer{name: name}
+	pr := NewPcapngReader(r)
+	for n := 1; ; n++ {
+		pkt, err := pr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		rec, err := ParseSIMRecord(pkt.LinkType, pkt.Data)
+		if errors.Is(err, errNotSIM) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("packet %d: %w", n, err)
+		}
+		if rec.SubType != SIMAPDU && rec.SubType != SIMATR {
+			continue
+		}
+		rr, err := parseComments(rec, pkt.Comments)
+		if err != nil {
+			return nil, fmt.Errorf("packet %d: %w", n, err)
+		}
+		rp.records = append(rp.records, rr)
+	}
+	if len(rp.records) > 0 && rp.records[0].rec.SubType == SIMATR && rp.records[0].op == "" {
+		rp.atr = rp.records[0].rec.Payload
+		rp.records = rp.records[1:]
+	}
+	return rp, nil
+}
+
+func parseComments(rec SIMRecord, comments []string) (replayRecord, error) {
+	rr := replayRecord{rec: rec, cmdLen: -1}
+	for _, c := range comments {
+		c, ok := strings.CutPrefix(c, commentPrefix)
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(c, keyCmdLen):
+			n, err := strconv.Atoi(strings.TrimPrefix(c, keyCmdLen))
+			if err != nil || n < 1 || n > len(rec.Payload) {
+				return rr, fmt.Errorf("trace: bad command length %q for %d payload bytes", c, len(rec.Payload))
+			}
+			rr.cmdLen = n
+		case strings.HasPrefix(c, keyError):
+			kind, text, ok := strings.Cut(strings.TrimPrefix(c, keyError), ": ")
+			if !ok {
+				return rr, fmt.Errorf("trace: bad error comment %q", c)
+			}
+			e := &ReplayedError{Text: text}
+			for _, k := range errorKinds {
+				if k.name == kind {
+					e.Kind = k.err
+				}
+			}
+			rr.err = e
+		case strings.HasPrefix(c, keyOp):
+			rr.op = strings.TrimPrefix(c, keyOp)
+			switch rr.op {
+			case "reset-warm", "reset-cold", "power-on":
+			default:
+				return rr, fmt.Errorf("trace: unknown operation %q", rr.op)
+			}
+		}
+	}
+	if rr.rec.SubType == SIMAPDU && rr.err == nil && rr.cmdLen >= 0 && len(rec.Payload)-rr.cmdLen < 2 {
+		return rr, fmt.Errorf("trace: APDU record with a %d-byte response", len(rec.Payload)-rr.cmdLen)
+	}
+	return rr, nil
+}
+
+// take returns the next record if it has the sub-type wanted.
+func (r *Replayer) take(ctx context.Context, want SIMSubType, what string) (replayRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return replayRecord{}, err
+	}
+	if r.closed {
+		return replayRecord{}, link.ErrClosed
+	}
+	if r.failure != nil {
+		return replayRecord{}, r.failure
+	}
+	if r.next >= len(r.records) {
+		r.failure = fmt.Errorf("%w: %s after all %d records", ErrMismatch, what, len(r.records))
+		return replayRecord{}, r.failure
+	}
+	rec := r.records[r.next]
+	if rec.rec.SubType != want {
+		r.failure = fmt.Errorf("%w: operation %d is %s, the trace has %s", ErrMismatch, r.next+1, what, rec)
+		return replayRecord{}, r.failure
+	}
+	return rec, nil
+}
+
+// Exchange implements link.Link.
+func (r *Replayer) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	what := fmt.Sprintf("command %X", command)
+	rec, err := r.take(ctx, SIMAPDU, what)
+	if err != nil {
+		return nil, err
+	}
+	p := rec.rec.Payload
+	if (rec.cmdLen >= 0 && rec.cmdLen != len(command)) || !bytes.HasPrefix(p, command) {
+		r.failure = fmt.Errorf("%w: operation %d is %s, the trace has %s", ErrMismatch, r.next+1, what, rec)
+		return nil, r.failure
+	}
+	if rec.err == nil && len(p)-len(command) < 2 {
+		r.failure = fmt.Errorf("%w: operation %d: the trace has no response to %s", ErrMismatch, r.next+1, what)
+		return nil, r.failure
+	}
+	r.next++
+	if rec.err != nil {
+		return nil, rec.err
+	}
+	return append([]byte(nil), p[len(command):]...), nil
+}
+
+func (r *Replayer) atrOp(ctx context.Context, op string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, err := r.take(ctx, SIMATR, op)
+	if err != nil {
+		return nil, err
+	}
+	if rec.op != "" && rec.op != op && !(op == "power-on" && strings.HasPrefix(rec.op, "reset")) {
+		r.failure = fmt.Errorf("%w: operation %d is %s, the trace has %s", ErrMismatch, r.next+1, op, rec.op)
+		return nil, r.failure
+	}
+	r.next++
+	return append([]byte(nil), rec.rec.Payload...), nil
+}
+
+// Reset implements link.Resetter: the next record must be an ATR.
+func (r *Replayer) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	if cold {
+		return r.atrOp(ctx, "reset-cold")
+	}
+	return r.atrOp(ctx, "reset-warm")
+}
+
+// PowerOff implements link.PowerCycler. A trace has no record of it.
+func (r *Replayer) PowerOff(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return link.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// PowerOn implements link.PowerCycler: the next record must be an ATR.
+func (r *Replayer) PowerOn(ctx context.Context) ([]byte, error) {
+	return r.atrOp(ctx, "power-on")
+}
+
+// ATR implements link.ATRer: the ATR record at the start of the trace.
+func (r *Replayer) ATR() []byte { return append([]byte(nil), r.atr...) }
+
+// String implements link.Link.
+func (r *Replayer) String() string { return r.name }
+
+// Remaining returns how many records are still unused.
+func (r *Replayer) Remaining() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.records) - r.next
+}
+
+// Close implements link.Link. It fails when an operation did not match
+// the trace or when records were left unused.
+func (r *Replayer) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.failure != nil {
+		return r.failure
+	}
+	if left := len(r.records) - r.next; left > 0 {
+		return fmt.Errorf("trace: %s: %d of %d records unused, next: %s", r.name, left, len(r.records), r.records[r.next])
+	}
+	return nil
+}
