@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/emulator/fault"
 	"github.com/spdlab/spdlab/rigs/link"
 	rig "github.com/spdlab/spdlab/rigs/serial"
 )
@@ -397,5 +399,56 @@ func TestRunStopsOnCancel(t *testing.T) {
 		if _, err := rig.OpenConfig(ctxT(t), d.Path(), rig.Config{SilenceTimeout: 50 * time.Millisecond}); err == nil {
 			t.Fatal("opened a session on a closed device")
 		}
+	}
+}
+
+// The same, with the lab's own noisy line (emulator/fault) between the
+// ends, garbling both directions.
+func TestFaultLineExecutesEveryCommandOnce(t *testing.T) {
+	card := newCounterCard()
+	dev, devPath := startDevice(t, card, Config{})
+	master, slaveB, hostPath, err := openPTY()
+	if err != nil {
+		t.Fatal(err)
+	}
+	devSide := openRaw(t, devPath)
+	line := fault.NewLine(devSide, fault.LineNoise{FlipRate: 0.004, DropRate: 0.004, DupRate: 0.004, Seed: 7})
+	t.Cleanup(func() { master.Close(); unix.Close(slaveB); devSide.Close() })
+	copyTo := func(dst io.Writer, src io.Reader) {
+		buf := make([]byte, 4096)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+	go copyTo(line, master)
+	go copyTo(master, line)
+
+	p := openPort(t, hostPath, fastConfig)
+	ctx := ctxT(t)
+	const n = 200
+	for id := uint32(1000); id < 1000+n; id++ {
+		resp, err := p.Exchange(ctx, countCommand(id))
+		if err != nil {
+			t.Fatalf("command %d: %v", id, err)
+		}
+		if binary.BigEndian.Uint32(resp) != id || binary.BigEndian.Uint32(resp[4:]) != 1 {
+			t.Fatalf("command %d answered % X", id, resp)
+		}
+	}
+	for id := uint32(1000); id < 1000+n; id++ {
+		if got := card.executions(id); got != 1 {
+			t.Fatalf("command %d executed %d times", id, got)
+		}
+	}
+	c := line.Counts()
+	t.Logf("line %+v; device %+v", c, dev.Stats())
+	if c.Flipped+c.Dropped+c.Duplicated == 0 {
+		t.Fatal("the line damaged nothing")
 	}
 }
