@@ -25,14 +25,19 @@ type File struct {
 var _ Store = (*File)(nil)
 
 // OpenFile opens the store at path, creating it if absent, and runs the
-// power-on recovery. It uses path and path.log, and path.tmp and
-// path.log.tmp while compacting.
+// power-on recovery. It uses path and path.log, path.tmp and path.log.tmp
+// while compacting, and holds an exclusive lock on path.lock until Close,
+// so a second OpenFile of the same path (in any process) fails.
 func OpenFile(path string) (*File, error) {
 	return openFile(path, osDisk{})
 }
 
 func openFile(path string, d disk) (*File, error) {
-	fb := &fileBacking{path: path, d: d, compactMin: 64 << 10}
+	lk, err := d.Lock(path + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("store: locking %s: %w", path, err)
+	}
+	fb := &fileBacking{path: path, d: d, lock: lk, compactMin: 64 << 10}
 	f := &File{engine: engine{back: fb, img: newImage()}, disk: fb}
 	if err := f.Recover(); err != nil {
 		fb.close()
@@ -57,6 +62,8 @@ type disk interface {
 	Remove(name string) error
 	// SyncDir fsyncs the directory holding name, making renames durable.
 	SyncDir(name string) error
+	// Lock takes an exclusive lock on name until the Closer is closed.
+	Lock(name string) (io.Closer, error)
 }
 
 type appendFile interface {
@@ -87,6 +94,7 @@ func (osDisk) WriteFile(name string, data []byte) error {
 	}
 	return f.Close()
 }
+func (osDisk) Lock(name string) (io.Closer, error)    { return lock(name) }
 func (osDisk) Truncate(name string, size int64) error { return os.Truncate(name, size) }
 func (osDisk) Rename(from, to string) error           { return os.Rename(from, to) }
 func (osDisk) Remove(name string) error               { return os.Remove(name) }
@@ -106,6 +114,7 @@ func (osDisk) SyncDir(name string) error {
 type fileBacking struct {
 	path       string
 	d          disk
+	lock       io.Closer  // held from open to close
 	log        appendFile // nil when closed or after a failed reload
 	size       int64      // bytes in the log
 	gen        uint64     // snapshot generation
@@ -160,7 +169,7 @@ func (fb *fileBacking) rollback(mark int64) error {
 
 // reload reads the snapshot and replays the log, as a fresh process would.
 func (fb *fileBacking) reload() (*image, error) {
-	fb.close()
+	fb.closeLog()
 	for _, tmp := range []string{fb.path + ".tmp", fb.logPath() + ".tmp"} {
 		if err := fb.d.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("store: removing %s: %w", tmp, err)
@@ -276,7 +285,7 @@ func (fb *fileBacking) idle(img *image) error {
 	}
 	// From here the new snapshot is in place: appending to the old log
 	// would be lost, so any failure needs a reload.
-	fb.close()
+	fb.closeLog()
 	if err := fb.d.SyncDir(fb.path); err != nil {
 		return fmt.Errorf("store: compacting %s: %w", fb.path, err)
 	}
@@ -295,11 +304,23 @@ func (fb *fileBacking) idle(img *image) error {
 	return nil
 }
 
-func (fb *fileBacking) close() error {
+func (fb *fileBacking) closeLog() error {
 	if fb.log == nil {
 		return nil
 	}
 	err := fb.log.Close()
 	fb.log = nil
+	return err
+}
+
+// close closes the log and releases the lock.
+func (fb *fileBacking) close() error {
+	err := fb.closeLog()
+	if fb.lock != nil {
+		if lerr := fb.lock.Close(); err == nil {
+			err = lerr
+		}
+		fb.lock = nil
+	}
 	return err
 }

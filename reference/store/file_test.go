@@ -46,6 +46,15 @@ func TestFileReopen(t *testing.T) {
 	if s.Path() != path {
 		t.Fatalf("Path() = %q", s.Path())
 	}
+	// The store is locked while open, and free again after Close.
+	if s2, err := OpenFile(path); err == nil {
+		s2.Close()
+		t.Fatal("a second OpenFile of an open store succeeded")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second open: %v", err)
+	}
+	s.Close()
+	s = openT(t, path)
 }
 
 // copyState copies the store's files to a fresh directory, the log cut to

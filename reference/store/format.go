@@ -13,8 +13,9 @@ import (
 //
 // A File store at PATH is two files: the snapshot PATH, rewritten whole and
 // replaced by atomic rename, and the log PATH.log, to which every persistent
-// write appends one record. Both are a magic string followed by records,
-// each framed the same way:
+// write appends one record; PATH.lock, empty, carries the flock that keeps
+// a second process out. Snapshot and log are a magic string followed by
+// records, each framed the same way:
 //
 //	offset  size  field
 //	0       4     body length L, big-endian, 1 <= L <= 2^31

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"maps"
 	"slices"
@@ -67,6 +68,12 @@ func (d *memDisk) Remove(name string) error {
 }
 
 func (d *memDisk) SyncDir(string) error { return nil }
+
+type noLock struct{}
+
+func (noLock) Close() error { return nil }
+
+func (d *memDisk) Lock(string) (io.Closer, error) { return noLock{}, nil }
 
 func (f *memFile) Write(p []byte) (int, error) {
 	f.d.files[f.name] = append(f.d.files[f.name], p...)
