@@ -388,7 +388,10 @@ func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- d.Run(ctx) }()
-	for d.Path() == "" {
+	for i := 0; d.Path() == ""; i++ {
+		if i == 5000 {
+			t.Fatal("Run did not open a pty")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
