@@ -22,12 +22,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/trace"
 )
 
 // Options configure Open.
@@ -37,6 +39,9 @@ type Options struct {
 	StatePath string
 	// Device configures an emulated reference device.
 	Device device.Config
+	// Trace, when set, receives every exchange as a pcapng trace with
+	// GSMTAP SIM records (rigs/trace).
+	Trace io.Writer
 }
 
 // DUT is an opened device under test.
@@ -85,7 +90,8 @@ func (d *DUT) onClose(f func() error) { d.closers = append(d.closers, f) }
 type opener func(ctx context.Context, d *DUT, arg string, opt Options) error
 
 var openers = map[string]opener{
-	"ref": openRef,
+	"ref":    openRef,
+	"replay": openReplay,
 }
 
 // Kinds lists the DUT kinds this build knows.
@@ -108,6 +114,9 @@ func Open(ctx context.Context, spec string, opt Options) (*DUT, error) {
 	if err := open(ctx, d, arg, opt); err != nil {
 		d.Close()
 		return nil, err
+	}
+	if opt.Trace != nil {
+		d.Link = trace.Wrap(d.Link, opt.Trace)
 	}
 	return d, nil
 }
@@ -138,5 +147,19 @@ func openRef(ctx context.Context, d *DUT, arg string, opt Options) error {
 		return err
 	}
 	d.Link = link.NewDirect(dev, "ref", emulator.ATR(emulator.FormSIM))
+	return nil
+}
+
+// openReplay answers from a recorded trace: the commands must come in the
+// recorded order.
+func openReplay(ctx context.Context, d *DUT, path string, opt Options) error {
+	if path == "" {
+		return fmt.Errorf("dut: replay needs a trace file, as in replay:run.pcapng")
+	}
+	l, err := trace.Replay(path)
+	if err != nil {
+		return err
+	}
+	d.Link = l
 	return nil
 }
