@@ -156,8 +156,8 @@ func (d *demo) run(ctx context.Context, payer *dut.DUT) error {
 	// The merchant shows an order code; the terminal scans it (C5, C48).
 	order := merchant.Order{
 		PayloadFormat: "01", Initiation: merchant.Dynamic,
-		Accounts:   []merchant.AccountTemplate{{ID: "26", GUID: merchant.GUID, Account: "MERCHANT-0042"}},
-		Category:   "5812", Currency: "978", Amount: "12.50", Country: "DE", Name: "Cafe Lab", City: "Berlin",
+		Accounts: []merchant.AccountTemplate{{ID: "26", GUID: merchant.GUID, Account: "MERCHANT-0042"}},
+		Category: "5812", Currency: "978", Amount: "12.50", Country: "DE", Name: "Cafe Lab", City: "Berlin",
 		Additional: &merchant.AdditionalData{BillNumber: "ORDER-1001", TerminalLabel: "T1"},
 	}
 	code, err := merchant.Encode(order)

@@ -328,4 +328,3 @@ func readPrivateKey(path string) (*ecdsa.PrivateKey, error) {
 	}
 	return ek, nil
 }
-
