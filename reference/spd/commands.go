@@ -523,6 +523,9 @@ func ParseMediumRequest(data []byte) (MediumRequest, error) {
 	}
 	if r.Expiry.IsZero() {
 		r.Expiry = r.Time.Add(DefaultMediumValidity)
+		if r.Expiry.Unix() > 0xFFFFFFFF {
+			return MediumRequest{}, malformed("time too late for a default expiry")
+		}
 	}
 	if !r.Expiry.After(r.Time) {
 		return MediumRequest{}, malformed("expiry not after time")
