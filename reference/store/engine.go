@@ -163,6 +163,18 @@ func (e *engine) step(k writeKind, c change) error {
 	return nil
 }
 
+// unfinishedError is a failed disk write that left the store needing
+// Recover. It matches ErrTorn: to the device it is the same event, a write
+// that did not finish and is decided at the next power-on. It also
+// matches its cause (syscall.ENOSPC, say).
+type unfinishedError struct {
+	msg   string
+	cause error
+}
+
+func (e *unfinishedError) Error() string   { return e.msg + ": " + e.cause.Error() }
+func (e *unfinishedError) Unwrap() []error { return []error{ErrTorn, e.cause} }
+
 // ioFailed handles an I/O error at a write that the caller can undo: the
 // backing is rolled back to mark and the image keeps its old content. If
 // even that fails, the store needs Recover.
@@ -173,7 +185,7 @@ func (e *engine) ioFailed(err error, mark int64, undo func()) error {
 	werr := fmt.Errorf("store: persistent write failed, nothing changed: %w", err)
 	if e.back != nil {
 		if rerr := e.back.rollback(mark); rerr != nil {
-			e.fault = fmt.Errorf("store: persistent write failed and could not be undone (%v); Recover decides old or new: %w", rerr, err)
+			e.fault = &unfinishedError{fmt.Sprintf("store: persistent write failed and could not be undone (%v); Recover decides old or new", rerr), err}
 			return e.fault
 		}
 	}
@@ -190,7 +202,7 @@ func (e *engine) decided(err error) error {
 	if errors.Is(err, ErrTorn) || errors.Is(err, ErrClosed) || e.fault != nil {
 		return err
 	}
-	e.fault = fmt.Errorf("store: write after the commit mark failed; Recover rolls the transaction forward: %w", err)
+	e.fault = &unfinishedError{"store: write after the commit mark failed; Recover rolls the transaction forward", err}
 	return e.fault
 }
 
@@ -278,7 +290,7 @@ func (e *engine) mark() int64 {
 func (e *engine) idle() {
 	if e.back != nil && e.fault == nil && len(e.img.journal) == 0 && !e.img.committed {
 		if err := e.back.idle(e.img); err != nil {
-			e.fault = fmt.Errorf("%w; Recover reopens the files", err)
+			e.fault = &unfinishedError{"store: Recover must reopen the files", err}
 		}
 	}
 }

@@ -386,6 +386,9 @@ func TestFileFullDisk(t *testing.T) {
 		case !strings.HasPrefix(cerr.Error(), "store: "):
 			t.Fatalf("%s: error %q", name, cerr)
 		case s.Torn():
+			if !errors.Is(cerr, ErrTorn) {
+				t.Fatalf("%s: store needs Recover but %v does not match ErrTorn", name, cerr)
+			}
 			// The failed write could not be undone, or came after the
 			// commit mark: Recover, with the disk working again, reads
 			// back what is on disk and decides.
@@ -399,6 +402,9 @@ func TestFileFullDisk(t *testing.T) {
 			}
 			outcomes["decided by Recover"]++
 		default:
+			if errors.Is(cerr, ErrTorn) {
+				t.Fatalf("%s: an undone write reports %v, which matches ErrTorn", name, cerr)
+			}
 			want = initial
 			outcomes["failed, old state"]++
 		}

@@ -39,7 +39,12 @@ package store
 import "errors"
 
 // ErrTorn is returned by the write at the tear point and by every call after
-// it until Recover.
+// it until Recover. A disk write of a File that failed and left the store
+// needing Recover (after a commit mark, or when undoing a partial append
+// failed too) also matches ErrTorn under errors.Is, besides its cause: the
+// device treats both alike, as a write that did not finish and is decided
+// at the next power-on. A failed write that could be undone leaves the old
+// state readable and returns an error that does not match ErrTorn.
 var ErrTorn = errors.New("store: power cut at tear point")
 
 // Store is the device's persistent memory.
