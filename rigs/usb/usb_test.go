@@ -458,3 +458,30 @@ func TestParseID(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAnswer feeds arbitrary bulk-in transfers to the link as the answer
+// to an XfrBlock: it returns a response or an error, never panics.
+func FuzzAnswer(f *testing.F) {
+	f.Add(unhex(f, "80 02000000 00 00 00 00 00 9000"))
+	f.Add(unhex(f, "80 00000000 00 00 80 02 00"))
+	f.Add(unhex(f, "80 00000000 00 00 42 FE 00"))
+	f.Add(unhex(f, "81 00000000 00 00 40 00 00"))
+	f.Add([]byte{0x80})
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		p := &scriptedPipe{answers: func(c ccid.Message) [][]byte {
+			b := append([]byte(nil), answer...)
+			if len(b) >= ccid.HeaderSize {
+				b[6] = c.Seq // reach past the sequence check
+			}
+			return [][]byte{b}
+		}}
+		l, err := usb.New(context.Background(), p, usb.Config{Timeout: time.Millisecond, MaxTimeExtensions: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := l.Exchange(context.Background(), []byte{0x80, 0x10, 0, 0})
+		if err == nil && len(resp) < 2 {
+			t.Fatalf("response %X without an error", resp)
+		}
+	})
+}
