@@ -244,7 +244,14 @@ func DecodeImage(img image.Image) (string, Format, error) {
 
 // decodeAs decodes bmp as format f. A pure decode assumes a clean,
 // upright render with a quiet zone; otherwise the reader searches.
-func decodeAs(bmp *gozxing.BinaryBitmap, f Format, pure bool) (string, error) {
+func decodeAs(bmp *gozxing.BinaryBitmap, f Format, pure bool) (text string, err error) {
+	// Images come from cameras and files: a reader that trips over one
+	// must fail that decode, not take the process down.
+	defer func() {
+		if r := recover(); r != nil {
+			text, err = "", fmt.Errorf("%v reader failed on this image: %v", f, r)
+		}
+	}()
 	hints := map[gozxing.DecodeHintType]any{}
 	if pure {
 		hints[gozxing.DecodeHintType_PURE_BARCODE] = true
@@ -269,7 +276,7 @@ func decodeAs(bmp *gozxing.BinaryBitmap, f Format, pure bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	text := res.GetText()
+	text = res.GetText()
 	if f == DataMatrix {
 		text = fromLatin1(text)
 	}

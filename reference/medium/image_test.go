@@ -228,3 +228,36 @@ func BenchmarkGozxingFloor(b *testing.B) {
 		})
 	}
 }
+
+// FuzzDecodeImage feeds arbitrary grey images to the decoders: the first
+// byte sets the width, the rest are pixels. Whatever gozxing makes of them,
+// DecodeImage must return, not panic.
+func FuzzDecodeImage(f *testing.F) {
+	for _, fm := range Formats {
+		img, err := Render("SVL01", fm, 1)
+		if err != nil {
+			f.Fatal(err)
+		}
+		w := img.Bounds().Dx()
+		if w > 255 {
+			continue
+		}
+		f.Add(append([]byte{byte(w)}, Luminance(img)...))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) < 2 {
+			return
+		}
+		w := max(1, int(b[0]))
+		pix := b[1:]
+		h := len(pix) / w
+		if h == 0 || w*h > 1<<16 {
+			return
+		}
+		img := &image.Gray{Pix: pix[:w*h], Stride: w, Rect: image.Rect(0, 0, w, h)}
+		text, f, err := DecodeImage(img)
+		if err == nil && (text == "" || f == 0) {
+			t.Fatalf("decoded %v %q without error", f, text)
+		}
+	})
+}
