@@ -14,9 +14,11 @@ import (
 // writes are records appended to a log beside a snapshot; the format is
 // described above the codec in format.go. A crash of the process at any
 // point, like a tear, leaves the old state or the new after reopening. A
-// full disk or an I/O error fails the call with a clear error and changes
-// nothing; when even undoing the failed append fails, the store refuses
-// further calls until Recover reads the files back.
+// full disk or an I/O error fails the call with an error naming the cause.
+// Before the commit mark the failed append is cut off again and nothing
+// changes; after it, or when even that cut fails, the store refuses further
+// calls (the error matches ErrTorn) until Recover reads the files back and
+// finishes or drops the transaction. Either way nothing acknowledged is lost.
 type File struct {
 	engine
 	disk *fileBacking
