@@ -8,7 +8,9 @@
 // Every card wrapper is an emulator.Card wrapping an emulator.Card, so any
 // emulator can serve a faulty card and wrappers stack:
 //
-//	card := fault.NewTimed(fault.NewRemoval(fault.NewTear(dev, dev)), fault.TimedConfig{...})
+//	tear := fault.NewTear(dev, dev) // the reference device is card and tear point
+//	slot := fault.NewRemoval(tear)
+//	card, err := fault.NewTimed(slot, fault.TimedConfig{Timing: timing})
 //
 // The wrappers follow the emulator.Card contract: Process returns nil when
 // power was lost while the command ran, and the card then answers nothing
