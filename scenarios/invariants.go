@@ -66,6 +66,7 @@ func defineInvariants(d Driver) {
 				need(d, Tearing)
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
+				torn := 0
 				for n := 1; n < 64; n++ {
 					before := f.snapshot(ctx)
 					f.Device.TearAt(n)
@@ -75,9 +76,11 @@ func defineInvariants(d Driver) {
 						after := f.snapshot(ctx)
 						Expect(after.Balance).To(Equal(before.Balance - 1_00))
 						Expect(after.ATC).To(Equal(before.ATC + 1))
+						Expect(torn).To(BeNumerically(">", 0), "no persistent write of the payment was torn")
 						return // the payment completed before the tear point
 					}
 					Expect(errors.Is(err, spd.ErrDeclined)).To(BeFalse(), "declined instead of torn at write %d", n)
+					torn++
 					reconnect(ctx, f)
 					Expect(f.Client.VerifyPIN(ctx, f.Profile.PIN)).To(Succeed())
 					after := f.snapshot(ctx)
