@@ -13,8 +13,9 @@
 // IccPowerOff, GetSlotStatus, GetParameters and XfrBlock. When the card
 // takes longer than Config.TimeExtensionAfter to answer, the reader sends
 // time extension requests (bmCommandStatus 2, bError = the BWT multiplier)
-// until the answer is ready. Card removal and insertion change the slot
-// status. Every malformed message is answered with the error the
+// until the answer is ready. Card removal and insertion (Remove and Insert,
+// or a card that reports them itself, as emulator/fault's Removal does)
+// change the slot status. Every malformed message is answered with the error the
 // specification defines, never with a crash:
 //
 //	condition                               answer (bStatus, bError)
@@ -108,12 +109,31 @@ func New(card emulator.Card, cfg Config) *Reader {
 	if cfg.QueueLimit <= 0 {
 		cfg.QueueLimit = 64
 	}
-	return &Reader{
+	r := &Reader{
 		card:    card,
 		cfg:     cfg,
 		present: !cfg.Empty && card != nil,
 		notify:  make(chan struct{}, 1),
 	}
+	if n, ok := card.(presenceNotifier); ok {
+		n.Notify(r.cardMoved)
+	}
+	return r
+}
+
+// presenceNotifier is a card that can leave its slot by itself (the
+// removal fault of emulator/fault) and tells the reader when it does.
+type presenceNotifier interface {
+	Notify(func(present bool))
+}
+
+// cardMoved follows a card that was removed or inserted by itself. The
+// card has already lost power when it reports a removal.
+func (r *Reader) cardMoved(present bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.present = present
+	r.powered = false
 }
 
 // String names the reader.
