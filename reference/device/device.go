@@ -5,7 +5,7 @@
 // power events of a card (PowerOn, PowerOff, Reset). Everything it must
 // remember lives in a store.Store; every state-changing command makes its
 // changes in one store transaction, so a power cut at any persistent write
-// leaves the old state or the new one (SPD-TEAR-1). The PIN and biometric
+// leaves the old state or the new one (SPD-STO-1). The PIN and biometric
 // try counters are written on their own, before the comparison (SPD-PIN-2).
 //
 // It follows ISO/IEC 7816-4 for command structure and status words, BER-TLV

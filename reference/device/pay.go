@@ -107,6 +107,9 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 		failure := 1
 		info.Result, info.Reason = &failure, reason
 		info.Amount, info.PayeeNonce, info.PayeeID, info.Token = req.Amount, req.PayeeNonce, req.Payee, req.Token
+		if len(info.Token) == 0 {
+			info.Token = d.prof.AccountToken
+		}
 		return d.sign(info)
 	}
 

@@ -11,7 +11,7 @@ import (
 
 // Persistent memory layout. Every value is a fixed binary layout, all
 // integers big-endian. One command changes these keys in one store
-// transaction (SPD-TEAR-1); the try counters are single writes made before
+// transaction (SPD-STO-1); the try counters are single writes made before
 // a comparison (SPD-PIN-2).
 //
 //	key                 value

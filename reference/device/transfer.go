@@ -58,7 +58,7 @@ func (d *Device) doTransfer(cmd apdu.Command) ([]byte, apdu.SW) {
 }
 
 // transferOut debits the balance and answers the transfer medium in one
-// step (SPD-XFER-1): the medium exists only once the debit is committed.
+// step (SPD-XFR-1): the medium exists only once the debit is committed.
 func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
 	if d.c.State != spd.StateActive {
 		return nil, apdu.SWConditionsNotSat
@@ -105,7 +105,7 @@ func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
 }
 
 // doTransferIn imports a transfer medium bound to this device, once
-// (SPD-XFER-3, SPD-XFER-4).
+// (SPD-XFR-2, SPD-XFR-3).
 func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 != 0 || cmd.P2 != 0 {
 		return nil, apdu.SWIncorrectP1P2
@@ -178,7 +178,7 @@ func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 }
 
 // doReclaim credits an expired outgoing transfer back, once, on a
-// host-signed order (SPD-XFER-5).
+// host-signed order (SPD-XFR-4).
 func (d *Device) doReclaim(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 != 0 || cmd.P2 != 0 {
 		return nil, apdu.SWIncorrectP1P2

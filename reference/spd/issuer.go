@@ -80,9 +80,9 @@ func OpenIssuerData(pub *ecdsa.PublicKey, ins INS, deviceID, data []byte) ([]byt
 	return body, nil
 }
 
-// Limits are the offline risk limits (SPEC.md section 6, SPD-RISK-*).
-// Zero means "no offline payment allowed" for the amount limits and the
-// count, and "no limit" for MaxOfflineAge.
+// Limits are the offline risk limits (SPEC.md section 6, SPD-LED-3).
+// A zero MaxPayment or MaxOfflineAge means no such limit; a zero
+// MaxOfflineCount allows no offline payment at all.
 type Limits struct {
 	MaxPayment      int64         // largest single payment, any mode
 	MaxPending      int64         // largest sum of unacknowledged offline payment records
