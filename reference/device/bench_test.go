@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"testing"
+	"time"
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -54,4 +55,45 @@ func BenchmarkECDSASignFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkPaymentRatio interleaves one payment's Process and one bare
+// signature in every iteration, so that both see the same machine load,
+// and reports their ratio (aim: at most 1.5).
+func BenchmarkPaymentRatio(b *testing.B) {
+	r := newRig(b, "BENCH002")
+	r.login(b)
+	pay := spd.Pay(spd.PayRequest{Kind: spd.KindAccount, Mode: spd.ModeOnline, Amount: 100, Currency: 978, Time: t0, Region: 276}).MustBytes()
+	key := keyFromSeed("floor")
+	digest := sha256.Sum256([]byte("payment"))
+	var payT, signT time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if len(r.dev.pend) == r.dev.cfg.MaxLedger {
+			atcs := make([]uint32, 0, len(r.dev.pend))
+			for _, p := range r.dev.pend {
+				atcs = append(atcs, p.ATC)
+			}
+			cmd, err := spd.Acknowledge(r.is.HostKey(), r.profile.DeviceID, spd.Acknowledgement{SyncTime: t0, ATCs: atcs})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.expect(b, cmd, apdu.SWOK)
+		}
+		start := time.Now()
+		resp := r.dev.Process(pay)
+		mid := time.Now()
+		if _, err := ecdsa.SignASN1(rand.Reader, key, digest[:]); err != nil {
+			b.Fatal(err)
+		}
+		end := time.Now()
+		if len(resp) < 2 || resp[len(resp)-2] != 0x90 {
+			b.Fatalf("PAY answered %X", resp)
+		}
+		payT += mid.Sub(start)
+		signT += end.Sub(mid)
+	}
+	b.ReportMetric(float64(payT.Nanoseconds())/float64(b.N), "pay-ns/op")
+	b.ReportMetric(float64(signT.Nanoseconds())/float64(b.N), "sign-ns/op")
+	b.ReportMetric(float64(payT)/float64(signT), "pay/sign")
 }

@@ -112,7 +112,7 @@ func ParseUnblock(body []byte) (Unblock, error) {
 	}
 	u := Unblock{Counter: uint32(c)}
 	if f.has(TagPIN) {
-		u.NewPIN = string(f[TagPIN])
+		u.NewPIN = string(f.val(TagPIN))
 		if !digits(u.NewPIN, 4, 12) {
 			return Unblock{}, malformed("new PIN must be 4..12 digits")
 		}
@@ -137,7 +137,7 @@ func ParseChangePIN(data []byte) (PINChange, error) {
 	if err := f.require(TagOldPIN, TagPIN); err != nil {
 		return PINChange{}, err
 	}
-	c := PINChange{Old: string(f[TagOldPIN]), NewPIN: string(f[TagPIN])}
+	c := PINChange{Old: string(f.val(TagOldPIN)), NewPIN: string(f.val(TagPIN))}
 	if !digits(c.Old, 1, 12) || !digits(c.NewPIN, 4, 12) {
 		return PINChange{}, malformed("PINs must be digits, the new one 4..12")
 	}
@@ -153,7 +153,7 @@ func ParseUnblockPUK(data []byte) (PINChange, error) {
 	if err := f.require(TagPUK); err != nil {
 		return PINChange{}, err
 	}
-	c := PINChange{PUK: string(f[TagPUK]), NewPIN: string(f[TagPIN])}
+	c := PINChange{PUK: string(f.val(TagPUK)), NewPIN: string(f.val(TagPIN))}
 	if !digits(c.PUK, 1, 16) || (f.has(TagPIN) && !digits(c.NewPIN, 4, 12)) {
 		return PINChange{}, malformed("PUK must be digits, a new PIN 4..12 digits")
 	}
@@ -178,7 +178,7 @@ func ParseInitialise(data []byte) (*ecdsa.PublicKey, []byte, error) {
 	if err := f.require(TagCAPublicKey, TagDeviceID); err != nil {
 		return nil, nil, err
 	}
-	pub, err := ParsePublicKey(f[TagCAPublicKey])
+	pub, err := ParsePublicKey(f.val(TagCAPublicKey))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,7 +198,7 @@ func ParseInitialiseResponse(data []byte) (*ecdsa.PublicKey, error) {
 	if err := f.require(TagDevicePublicKey); err != nil {
 		return nil, err
 	}
-	return ParsePublicKey(f[TagDevicePublicKey])
+	return ParsePublicKey(f.val(TagDevicePublicKey))
 }
 
 // Activate moves a personalised device to active (needs a verified PIN).
@@ -363,14 +363,14 @@ func ParseAcknowledgement(body []byte) (Acknowledgement, error) {
 	if a.SyncTime, err = f.time(TagTime); err != nil {
 		return Acknowledgement{}, err
 	}
-	v := f[TagATCList]
+	v := f.val(TagATCList)
 	if len(v)%4 != 0 || len(v)/4 > MaxAckEntries {
 		return Acknowledgement{}, malformed("ATC list of %d bytes", len(v))
 	}
 	for i := 0; i < len(v); i += 4 {
 		a.ATCs = append(a.ATCs, binary.BigEndian.Uint32(v[i:]))
 	}
-	if s, ok := f[TagSerialList]; ok {
+	if s, ok := f.get(TagSerialList); ok {
 		if len(s)%8 != 0 || len(s)/8 > MaxAckEntries {
 			return Acknowledgement{}, malformed("serial list of %d bytes", len(s))
 		}
@@ -448,7 +448,7 @@ func ParseParameterUpdate(body []byte) (ParameterUpdate, error) {
 		return ParameterUpdate{}, err
 	}
 	u.AddUses = uint32(add)
-	if v, ok := f[TagLimits]; ok {
+	if v, ok := f.get(TagLimits); ok {
 		l, err := ParseLimits(v)
 		if err != nil {
 			return ParameterUpdate{}, err
@@ -579,7 +579,7 @@ func ParseTokenRequest(data []byte) (TokenRequest, error) {
 	if !r.Expiry.After(r.Time) {
 		return TokenRequest{}, malformed("token expiry not after time")
 	}
-	c, err := parseFields(f[TagTokenControls], TagMaxTxns, TagMaxAmount, TagChannel)
+	c, err := parseFields(f.val(TagTokenControls), TagMaxTxns, TagMaxAmount, TagChannel)
 	if err != nil {
 		return TokenRequest{}, err
 	}

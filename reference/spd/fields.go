@@ -17,14 +17,20 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
 }
 
-// fields is a flat list of primitive data objects keyed by tag, each tag at
-// most once. Values alias the parsed input.
-type fields map[tlv.Tag][]byte
+// fields is a flat list of primitive data objects, each tag at most once.
+// Values alias the parsed input. A short slice beats a map here: a data
+// field holds a handful of objects and is parsed once per command.
+type fields []field
+
+type field struct {
+	tag   tlv.Tag
+	value []byte
+}
 
 // parseFields parses b as a flat sequence of data objects, rejecting
 // duplicates and tags outside allowed.
 func parseFields(b []byte, allowed ...tlv.Tag) (fields, error) {
-	f := make(fields, len(allowed))
+	f := make(fields, 0, len(allowed))
 	for len(b) > 0 {
 		obj, rest, err := tlv.Next(b)
 		if err != nil {
@@ -41,15 +47,27 @@ func parseFields(b []byte, allowed ...tlv.Tag) (fields, error) {
 		if !ok {
 			return nil, malformed("unexpected tag %s", obj.Tag)
 		}
-		if _, dup := f[obj.Tag]; dup {
+		if f.has(obj.Tag) {
 			return nil, malformed("tag %s twice", obj.Tag)
 		}
-		f[obj.Tag] = obj.Value
+		f = append(f, field{obj.Tag, obj.Value})
 	}
 	return f, nil
 }
 
-func (f fields) has(t tlv.Tag) bool { _, ok := f[t]; return ok }
+func (f fields) get(t tlv.Tag) ([]byte, bool) {
+	for _, x := range f {
+		if x.tag == t {
+			return x.value, true
+		}
+	}
+	return nil, false
+}
+
+func (f fields) has(t tlv.Tag) bool { _, ok := f.get(t); return ok }
+
+// val returns the value of t, nil when absent.
+func (f fields) val(t tlv.Tag) []byte { v, _ := f.get(t); return v }
 
 func (f fields) require(tags ...tlv.Tag) error {
 	for _, t := range tags {
@@ -61,7 +79,7 @@ func (f fields) require(tags ...tlv.Tag) error {
 }
 
 func (f fields) uint(t tlv.Tag, size int) (uint64, error) {
-	v, ok := f[t]
+	v, ok := f.get(t)
 	if !ok {
 		return 0, nil
 	}
@@ -93,7 +111,7 @@ func (f fields) time(t tlv.Tag) (time.Time, error) {
 }
 
 func (f fields) bytes(t tlv.Tag, min, max int) ([]byte, error) {
-	v, ok := f[t]
+	v, ok := f.get(t)
 	if !ok {
 		return nil, nil
 	}

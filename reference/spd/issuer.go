@@ -299,7 +299,7 @@ func ParseProfile(body []byte) (Profile, error) {
 	if p.AccountToken, err = f.bytes(TagToken, TokenLen, TokenLen); err != nil {
 		return Profile{}, err
 	}
-	p.PIN, p.PUK = string(f[TagPIN]), string(f[TagPUK])
+	p.PIN, p.PUK = string(f.val(TagPIN)), string(f.val(TagPUK))
 	if !digits(p.PIN, 4, 12) || !digits(p.PUK, 8, 16) {
 		return Profile{}, malformed("profile PIN or PUK not digits of the allowed length")
 	}
@@ -322,7 +322,7 @@ func ParseProfile(body []byte) (Profile, error) {
 		return Profile{}, err
 	}
 	p.BioThreshold = uint32(th)
-	if p.Limits, err = ParseLimits(f[TagLimits]); err != nil {
+	if p.Limits, err = ParseLimits(f.val(TagLimits)); err != nil {
 		return Profile{}, err
 	}
 	tier, err := f.uint(TagTier, 1)
@@ -333,7 +333,7 @@ func ParseProfile(body []byte) (Profile, error) {
 		return Profile{}, malformed("tier %d out of 0..3", tier)
 	}
 	p.Tier = uint8(tier)
-	if v, ok := f[TagTierDiscounts]; ok {
+	if v, ok := f.get(TagTierDiscounts); ok {
 		if len(v) != 8 {
 			return Profile{}, malformed("tier discounts of %d bytes, want 8", len(v))
 		}
@@ -344,7 +344,7 @@ func ParseProfile(body []byte) (Profile, error) {
 			}
 		}
 	}
-	if v, ok := f[TagRegions]; ok {
+	if v, ok := f.get(TagRegions); ok {
 		if len(v) == 0 || len(v)%2 != 0 || len(v) > 64 {
 			return Profile{}, malformed("regions of %d bytes", len(v))
 		}
@@ -352,7 +352,7 @@ func ParseProfile(body []byte) (Profile, error) {
 			p.Regions = append(p.Regions, binary.BigEndian.Uint16(v[i:]))
 		}
 	}
-	if v, ok := f[TagRegionAdjust]; ok {
+	if v, ok := f.get(TagRegionAdjust); ok {
 		if len(v) == 0 || len(v)%4 != 0 || len(v) > 128 {
 			return Profile{}, malformed("region adjustments of %d bytes", len(v))
 		}
@@ -364,7 +364,7 @@ func ParseProfile(body []byte) (Profile, error) {
 			p.Adjustments = append(p.Adjustments, a)
 		}
 	}
-	if v, ok := f[TagHostPublicKey]; ok {
+	if v, ok := f.get(TagHostPublicKey); ok {
 		if p.HostPublicKey, err = ParsePublicKey(v); err != nil {
 			return Profile{}, err
 		}
