@@ -312,3 +312,27 @@ func TestZbarReadsOurQR(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeReader feeds arbitrary bytes as image files: a capture is
+// outside input, and the rig must fail on a bad one, never panic.
+func FuzzDecodeReader(f *testing.F) {
+	img, err := Render("SVL01", medium.QR, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := medium.WritePNG(&buf, img); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+		if err != nil || cfg.Width*cfg.Height > 1<<18 {
+			return // not an image, or too big to decode quickly
+		}
+		text, f, err := DecodeReader(bytes.NewReader(b))
+		if err == nil && (text == "" || f == 0) {
+			t.Fatalf("decoded %v %q without error", f, text)
+		}
+	})
+}
