@@ -38,6 +38,9 @@ func (c *testClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// fuzzTime is a fixed record time for seeds.
+var fuzzTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
 // lab is a backend under test with its HTTP server and a client.
 type lab struct {
 	t      testing.TB
