@@ -164,14 +164,12 @@ func (d *Device) PowerOff() {
 	d.powered = false
 }
 
-// Reset is a warm reset: the session ends (selection, verification).
+// Reset is a warm reset: the session ends (selection, verification). A
+// device silenced by a tear stays silent until PowerOn.
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.clearSession()
-	if d.dead {
-		d.powerOn()
-	}
 }
 
 func (d *Device) clearSession() {
@@ -362,6 +360,7 @@ var proprietaryHandlers = map[spd.INS]handler{
 	spd.INSTransfer:         (*Device).doTransfer,
 	spd.INSTransferIn:       (*Device).doTransferIn,
 	spd.INSReclaim:          (*Device).doReclaim,
+	spd.INSParseMedium:      (*Device).doParseMedium,
 }
 
 // allowed lists the states each command runs in (SPEC.md section 2).
@@ -383,6 +382,7 @@ var allowed = map[spd.INS][]spd.State{
 	spd.INSTransfer:             {spd.StateActive, spd.StateBlocked},
 	spd.INSTransferIn:           {spd.StateActive},
 	spd.INSReclaim:              {spd.StateActive, spd.StateBlocked},
+	spd.INSParseMedium:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
 }
 
 func (d *Device) dispatch(cmd apdu.Command) ([]byte, apdu.SW) {

@@ -620,3 +620,30 @@ func TestPowerEvents(t *testing.T) {
 	}
 	r.expect(t, spd.GetData(spd.TagBalance), apdu.SWConditionsNotSat)
 }
+
+func TestParseMedium(t *testing.T) {
+	shower := newRig(t, "SHOWER01")
+	reader := newRig(t, "READER01")
+	shower.login(t)
+	reader.expect(t, spd.Select(), apdu.SWOK)
+	res, err := shower.c.GenerateMedium(ctx, spd.MediumRequest{Time: t0, PayeeNonce: []byte("N")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := dump(reader.st)
+	info, err := reader.c.ParseMedium(ctx, res.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(info.DeviceID) != "SHOWER01" || info.Balance != 100000 || string(info.PayeeNonce) != "N" {
+		t.Fatalf("parsed %+v", info)
+	}
+	tampered := bytes.Clone(res.Envelope)
+	tampered[len(tampered)-1] ^= 1
+	reader.expect(t, spd.ParseMedium(tampered), apdu.SWSecurityNotSatisfied)
+	reader.expect(t, spd.ParseMedium(res.Envelope[:20]), apdu.SWWrongData)
+	reader.expect(t, apdu.Command{CLA: 0x80, INS: 0x72, P1: 1, Data: spd.ParseMedium(res.Envelope).Data}, apdu.SWIncorrectP1P2)
+	if !mapsEqual(before, dump(reader.st)) {
+		t.Fatalf("PARSE MEDIUM changed memory")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/tlv"
 )
 
 func (d *Device) outstanding() int {
@@ -231,4 +232,34 @@ func (d *Device) doReclaim(cmd apdu.Command) ([]byte, apdu.SW) {
 	d.xfers[s.Serial] = t
 	d.pend = append(d.pend, rec)
 	return env, apdu.SWOK
+}
+
+// doParseMedium parses and verifies a coded medium for the terminal (C1,
+// C6, C39): the medium's certificate must come from this device's issuer
+// CA and verify the medium. It answers the service information template
+// (tag 61) and changes nothing.
+func (d *Device) doParseMedium(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	env, err := spd.ParseMediumData(cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	m, err := medium.Parse(env)
+	if err != nil {
+		return nil, apdu.SWWrongData
+	}
+	if _, err := medium.VerifyCertificate(m, d.caPub); err != nil {
+		if errors.Is(err, medium.ErrBadSignature) {
+			return nil, apdu.SWSecurityNotSatisfied
+		}
+		return nil, apdu.SWWrongData
+	}
+	// m.Signed is 85 "SVL01" followed by the 61 template.
+	_, template, err := tlv.Next(m.Signed)
+	if err != nil {
+		return nil, apdu.SWWrongData
+	}
+	return bytes.Clone(template), apdu.SWOK
 }

@@ -426,3 +426,22 @@ func (is *Issuer) Personalise(ctx context.Context, c *Client, p Profile) (Profil
 	}
 	return p, nil
 }
+
+// ParseMedium has the device parse and verify a coded medium (C1, C6) and
+// returns its service information. The device's answer must be the
+// medium's own template, byte for byte.
+func (c *Client) ParseMedium(ctx context.Context, envelope []byte) (medium.ServiceInfo, error) {
+	data, err := c.Do(ctx, ParseMedium(envelope))
+	if err != nil {
+		return medium.ServiceInfo{}, err
+	}
+	m, err := medium.Parse(envelope)
+	if err != nil {
+		return medium.ServiceInfo{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	obj, rest, err := tlv.Next(m.Signed)
+	if err != nil || !bytes.Equal(data, rest) || obj.Tag != medium.TagPayloadFormat {
+		return medium.ServiceInfo{}, malformed("PARSE MEDIUM answered another template")
+	}
+	return m.Info, nil
+}

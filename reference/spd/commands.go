@@ -824,3 +824,24 @@ func Uint(v []byte) (uint64, error) {
 	copy(full[8-len(v):], v)
 	return binary.BigEndian.Uint64(full[:]), nil
 }
+
+// ParseMedium asks the device to parse and verify a coded medium (C1, C6):
+// the device answers the medium's service information template (61) when
+// the medium's certificate comes from its issuer CA and verifies it.
+func ParseMedium(envelope []byte) apdu.Command {
+	var b builder
+	b.Add(TagTransferMedium, envelope)
+	return proprietary(INSParseMedium, 0, 0, b.must(), apdu.MaxShortLe)
+}
+
+// ParseMediumData decodes PARSE MEDIUM's data field: the envelope.
+func ParseMediumData(data []byte) ([]byte, error) {
+	f, err := parseFields(data, TagTransferMedium)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.require(TagTransferMedium); err != nil {
+		return nil, err
+	}
+	return f.bytes(TagTransferMedium, 1, 4096)
+}

@@ -64,6 +64,7 @@ const (
 	INSTransfer             INS = 0x6C
 	INSTransferIn           INS = 0x6E
 	INSReclaim              INS = 0x70
+	INSParseMedium          INS = 0x72
 )
 
 var insNames = map[INS]string{
@@ -87,6 +88,7 @@ var insNames = map[INS]string{
 	INSTransfer:             "TRANSFER",
 	INSTransferIn:           "TRANSFER IN",
 	INSReclaim:              "RECLAIM",
+	INSParseMedium:          "PARSE MEDIUM",
 }
 
 // String names the instruction as SPEC.md does.
