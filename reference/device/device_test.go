@@ -8,9 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/store"
+	"github.com/spdlab/spdlab/rigs/link"
 )
 
 var ctx = context.Background()
@@ -645,5 +648,46 @@ func TestParseMedium(t *testing.T) {
 	reader.expect(t, apdu.Command{CLA: 0x80, INS: 0x72, P1: 1, Data: spd.ParseMedium(res.Envelope).Data}, apdu.SWIncorrectP1P2)
 	if !mapsEqual(before, dump(reader.st)) {
 		t.Fatalf("PARSE MEDIUM changed memory")
+	}
+}
+
+func TestFileStoreKeepsTheCard(t *testing.T) {
+	path := t.TempDir() + "/card.db"
+	st, err := store.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(st, Config{Seed: []byte("file")})
+	l := link.NewDirect(d, "ref", emulator.ATR(emulator.FormSIM))
+	c := spd.NewClient(l)
+	p := testProfile("FILE0001")
+	if _, err := issuer(t).Personalise(ctx, c, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Pay(ctx, payReq(spd.KindBalance, spd.ModeOffline, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = store.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c = spd.NewClient(link.NewDirect(New(st, Config{}), "ref", nil))
+	if _, err := c.Select(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.VerifyPIN(ctx, testPIN); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := c.Balance(ctx)
+	recs, err := c.PendingRecords(ctx)
+	if b != 100000-900 || err != nil || len(recs) != 1 {
+		t.Fatalf("after reopening: balance %d, %d records, %v", b, len(recs), err)
+	}
+	if _, err := c.Pay(ctx, payReq(spd.KindUse, spd.ModeOffline, 0)); err != nil {
+		t.Fatal(err)
 	}
 }
