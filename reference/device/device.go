@@ -23,6 +23,7 @@ import (
 	"errors"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -240,24 +241,14 @@ func (d *Device) load() error {
 		if err != nil {
 			return err
 		}
-		var serial uint64
-		for _, ch := range strings.TrimPrefix(k, prefixXfer) {
-			serial = serial<<4 | uint64(hexVal(ch))
+		serial, err := strconv.ParseUint(strings.TrimPrefix(k, prefixXfer), 16, 64)
+		if err != nil {
+			return errCorrupt
 		}
 		d.xfers[serial] = t
 	}
 	d.imports = len(d.st.Keys(prefixImp))
 	return nil
-}
-
-func hexVal(c rune) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return byte(c - '0')
-	case c >= 'a' && c <= 'f':
-		return byte(c - 'a' + 10)
-	}
-	return 0
 }
 
 // Process answers one command APDU. It returns nil when power was cut
