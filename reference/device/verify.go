@@ -96,8 +96,11 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 		}
 		if len(cmd.Data) == 0 {
 			left := d.tries(keyBioTries)
-			if left == 0 {
+			switch {
+			case left == 0:
 				return nil, apdu.SWAuthBlocked
+			case d.verified:
+				return nil, apdu.SWOK
 			}
 			return nil, apdu.VerifyFailed(left)
 		}
