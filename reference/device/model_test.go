@@ -28,6 +28,8 @@ type model struct {
 	verified bool
 	tier     uint8
 	limits   spd.Limits
+	xfers    []uint64 // outgoing transfers kept
+	serial   uint64
 }
 
 type modelRecord struct {
@@ -254,13 +256,22 @@ func TestModelRandomCommands(t *testing.T) {
 			if rng.IntN(5) == 0 {
 				atcs = append(atcs, m.atc+1000) // unknown ATCs are ignored
 			}
+			var serials []uint64
+			var openXfers []uint64
+			for _, sn := range m.xfers {
+				if rng.IntN(2) == 0 {
+					serials = append(serials, sn)
+				} else {
+					openXfers = append(openXfers, sn)
+				}
+			}
 			key := r.is.HostKey()
 			forged := rng.IntN(10) == 0
 			if forged {
 				key = keyFromSeed("forger")
 			}
 			sync := now.Add(-time.Duration(rng.IntN(600)) * time.Second)
-			cmd, err := spd.Acknowledge(key, p.DeviceID, spd.Acknowledgement{SyncTime: sync, ATCs: atcs})
+			cmd, err := spd.Acknowledge(key, p.DeviceID, spd.Acknowledgement{SyncTime: sync, ATCs: atcs, Serials: serials})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -273,6 +284,7 @@ func TestModelRandomCommands(t *testing.T) {
 			default:
 				want(step, "ACK", resp.SW, apdu.SWOK)
 				m.pending = keep
+				m.xfers = openXfers
 				if s := spd.Unix(sync); s > m.lastSync {
 					m.lastSync = s
 				}
@@ -302,6 +314,35 @@ func TestModelRandomCommands(t *testing.T) {
 				if s := spd.Unix(now); s > m.lastSync {
 					m.lastSync = s
 				}
+			}
+		case op < 83: // TRANSFER out, debited before the medium is answered
+			amount := int64(1 + rng.IntN(8000))
+			resp := send(spd.TransferOut(spd.TransferRequest{Amount: amount, Currency: 978, Payee: []byte("PAYEE001"),
+				Time: now, Expiry: now.Add(time.Hour)}))
+			switch {
+			case !m.selected:
+				want(step, "TRANSFER unselected", resp.SW, apdu.SWConditionsNotSat)
+			case !m.verified:
+				want(step, "TRANSFER unverified", resp.SW, apdu.SWSecurityNotSatisfied)
+			case amount > m.balance:
+				want(step, "TRANSFER over balance", resp.SW, apdu.SWConditionsNotSat)
+			case len(m.pending) >= r.dev.cfg.MaxLedger || len(m.xfers) >= r.dev.cfg.MaxTransfers:
+				want(step, "TRANSFER full", resp.SW, apdu.SWNotEnoughMemory)
+			default:
+				want(step, "TRANSFER", resp.SW, apdu.SWOK)
+				m.atc++
+				m.serial++
+				m.balance -= amount
+				m.xfers = append(m.xfers, m.serial)
+				m.pending = append(m.pending, modelRecord{atc: m.atc, kind: spd.KindTransferOut, mode: spd.ModeOffline, amount: amount})
+				res, err := spd.ParseResult(resp.Data, medium.KindTransfer)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Info().Serial != m.serial || res.Info().Amount != amount || res.Info().Balance != m.balance || res.Info().ATC != m.atc {
+					t.Fatalf("step %d: transfer medium %+v disagrees with the model", step, res.Info())
+				}
+				counts["transfer"]++
 			}
 		case op < 85: // READ PENDING
 			if len(m.pending) == 0 || !m.selected {
