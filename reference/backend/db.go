@@ -168,14 +168,20 @@ func (w *writeStmts) close() {
 
 // write runs fn in one write transaction. Writers are serialised here, so
 // SQLite never sees two at once. fn's error rolls everything back.
-func (s *Server) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+//
+// The transaction does not follow ctx's cancellation: a client that goes
+// away mid-transaction finds its request done or not done, as after a
+// crash, and a retry is answered idempotently. (It also spares the SQLite
+// driver a watcher goroutine per statement.)
+func (s *Server) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	ctx = context.WithoutCancel(ctx)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return internal(err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}

@@ -112,7 +112,7 @@ func (s *Server) register(ctx context.Context, reg Registration) (Device, error)
 		return Device{}, err
 	}
 	now := s.cfg.Now().Unix()
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM devices WHERE id=?`, reg.DeviceID).Scan(&n); err != nil {
 			return internal(err)
@@ -205,7 +205,7 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	reply := ContactReply{DeviceID: id, Updates: []ParameterUpdate{}}
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d, err := s.loadDevice(ctx, tx, id)
 		if err != nil {
 			return err
@@ -321,7 +321,7 @@ func (s *Server) handleQueueParameter(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	now := s.cfg.Now().UTC().Truncate(time.Second)
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `UPDATE devices SET param_counter=param_counter+1 WHERE id=? RETURNING param_counter`, id).Scan(&u.Counter); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return errUnknownDevice(id)
@@ -377,7 +377,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rv.Time = s.cfg.Now().UTC().Truncate(1e9)
 	created := false
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if kind == "device" {
 			if _, err := s.loadDevice(ctx, tx, subject); err != nil {
 				return err

@@ -110,7 +110,7 @@ func (s *Server) handleRequestOTP(w http.ResponseWriter, r *http.Request) {
 	ch := OTPChallenge{ID: hex.EncodeToString(idb), ExpiresAt: s.cfg.Now().Add(s.cfg.OTPLifetime).UTC().Truncate(time.Second), Tries: s.cfg.OTPTries}
 	ctx := r.Context()
 	var phone string
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d, err := s.loadDevice(ctx, tx, req.DeviceID)
 		if err != nil {
 			return err
@@ -160,7 +160,7 @@ func (s *Server) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
 	// A wrong code must cost a try even though the answer is an error, so
 	// the transaction commits and the error is returned afterwards.
 	var verdictErr error
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var hash []byte
 		var expires int64
 		var tries, used int

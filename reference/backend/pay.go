@@ -92,7 +92,7 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	var stored []byte
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		old, found, err := s.loadRecord(ctx, tx, rec.Device, rec.ATC)
 		if err != nil {
 			return err
@@ -135,9 +135,8 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 				state = stateSettled
 			}
 		}
-		if res.Signature, err = sign(s.signer, res.SignedBytes()); err != nil {
-			return internal(err)
-		}
+		// The result is stored unsigned and signed after the commit (and
+		// again for a repeat): the signature covers only stored fields.
 		blob, err := json.Marshal(res)
 		if err != nil {
 			return internal(err)
@@ -152,6 +151,9 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 			return res, internal(err)
 		}
 		res.Repeated = true
+	}
+	if res.Signature, err = sign(s.signer, res.SignedBytes()); err != nil {
+		return res, internal(err)
 	}
 	return res, nil
 }
@@ -198,7 +200,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 		atc uint32
 	}
 	closed := make(map[string][]uint64) // payer -> serials closed by this batch
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		devs := make(map[string]*deviceRow)
 		seen := make(map[key]int, len(recs))
 		for i, rec := range recs {

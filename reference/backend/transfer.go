@@ -70,7 +70,7 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 		t.State, t.Expires = TransferInFlight, expires
 	}
 	created := false
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		old, found, err := s.loadTransfer(ctx, tx, req.TransferID)
 		if err != nil {
 			return err
@@ -166,7 +166,7 @@ func (s *Server) finishTransfer(w http.ResponseWriter, r *http.Request, to Trans
 	ctx := r.Context()
 	now := s.cfg.Now()
 	var t Transfer
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var found bool
 		var err error
 		t, found, err = s.loadTransfer(ctx, tx, id)

@@ -105,7 +105,7 @@ func (s *Server) handleMintToken(w http.ResponseWriter, r *http.Request) {
 		req.Token = t
 	}
 	ctx := r.Context()
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d, err := s.loadDevice(ctx, tx, req.DeviceID)
 		if err != nil {
 			return err

@@ -1,0 +1,250 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Benchmarks over HTTP on 127.0.0.1 with many simulated devices.
+//
+//	go test -run='^$' -bench=. -benchtime=20000x ./reference/backend
+//
+// BenchmarkSettle reports records settled per second and, from the same
+// rows inserted into a bare SQLite table in transactions of the same size,
+// the floor the backend is compared against. BenchmarkAuthorise reports the
+// p99 latency of an online authorisation, alone and while devices settle.
+
+const (
+	benchDevices  = 64
+	benchBatch    = 100
+	benchSenders  = 8
+	benchBalance  = 1 << 50
+	benchAuthConc = 8
+)
+
+func benchClient(b *testing.B, l *lab) *Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}
+	b.Cleanup(tr.CloseIdleConnections)
+	c, err := NewClient(l.http.URL, &http.Client{Timeout: 30 * time.Second, Transport: tr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func benchDevicesFor(b *testing.B, l *lab, prefix string) []*simDevice {
+	devs := make([]*simDevice, benchDevices)
+	for i := range devs {
+		devs[i] = newSimDevice(b, fmt.Sprintf("%s-%d", prefix, i))
+		l.register(devs[i], benchBalance, "")
+	}
+	return devs
+}
+
+// settlementBatches makes n records spread over the devices, cut into
+// batches of one device's records each.
+func settlementBatches(devs []*simDevice, n int) [][][]byte {
+	per := make([][][]byte, len(devs))
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := 0; i < n; i++ {
+		d := i % len(devs)
+		per[d] = append(per[d], devs[d].record(int64(1+i%500), "", at))
+	}
+	var batches [][][]byte
+	for _, recs := range per {
+		for len(recs) > 0 {
+			k := min(benchBatch, len(recs))
+			batches = append(batches, recs[:k])
+			recs = recs[k:]
+		}
+	}
+	return batches
+}
+
+// settleAll sends the batches from benchSenders goroutines.
+func settleAll(b *testing.B, c *Client, batches [][][]byte) {
+	work := make(chan [][]byte)
+	var wg sync.WaitGroup
+	for range benchSenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for recs := range work {
+				if _, err := c.Settle(context.Background(), SettlementBatch{Records: recs}); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for _, recs := range batches {
+		work <- recs
+	}
+	close(work)
+	wg.Wait()
+}
+
+func BenchmarkSettle(b *testing.B) {
+	l := newLab(b, nil)
+	c := benchClient(b, l)
+	devs := benchDevicesFor(b, l, "settle")
+	batches := settlementBatches(devs, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	settleAll(b, c, batches)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	rate := float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(rate, "records/s")
+	a := l.audit()
+	if a.RecordsSettled != int64(b.N) {
+		b.Fatalf("%d records settled, want %d", a.RecordsSettled, b.N)
+	}
+	floor := bareInsertRate(b, batches)
+	b.ReportMetric(floor, "floor-records/s")
+	b.ReportMetric(rate/floor, "of-floor")
+}
+
+// bareInsertRate inserts the same rows into a bare SQLite table (same
+// journal and sync settings, one transaction per batch, a prepared
+// statement, no HTTP, no signatures) and returns rows per second.
+func bareInsertRate(b *testing.B, batches [][][]byte) float64 {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(b.TempDir(), "floor.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(`CREATE TABLE records(device_id TEXT NOT NULL, atc INTEGER NOT NULL, amount INTEGER NOT NULL, raw BLOB NOT NULL, PRIMARY KEY(device_id, atc)) WITHOUT ROWID`); err != nil {
+		b.Fatal(err)
+	}
+	ins, err := db.Prepare(`INSERT INTO records(device_id, atc, amount, raw) VALUES(?, ?, ?, ?)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ins.Close()
+	parsed := make([][]DeviceRecord, len(batches))
+	n := 0
+	for i, recs := range batches {
+		for _, raw := range recs {
+			r, err := ParseDeviceRecord(raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			parsed[i] = append(parsed[i], r)
+			n++
+		}
+	}
+	start := time.Now()
+	for i, recs := range parsed {
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		st := tx.Stmt(ins)
+		for k, r := range recs {
+			if _, err := st.Exec(r.Device, int64(r.ATC), r.Amount, batches[i][k]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+func BenchmarkAuthorise(b *testing.B) {
+	l := newLab(b, nil)
+	c := benchClient(b, l)
+	devs := benchDevicesFor(b, l, "auth")
+	reqs := authorisations(devs, b.N)
+	b.ResetTimer()
+	lat := authoriseAll(b, c, reqs)
+	b.StopTimer()
+	reportLatency(b, lat)
+}
+
+// BenchmarkAuthoriseDuringSettlement measures authorisations while other
+// devices settle batches at the same time.
+func BenchmarkAuthoriseDuringSettlement(b *testing.B) {
+	l := newLab(b, nil)
+	c := benchClient(b, l)
+	devs := benchDevicesFor(b, l, "auth")
+	settlers := benchDevicesFor(b, l, "bg")
+	reqs := authorisations(devs, b.N)
+	batches := settlementBatches(settlers, max(2000, 4*b.N))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for _, recs := range batches {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := c.Settle(context.Background(), SettlementBatch{Records: recs}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	b.ResetTimer()
+	lat := authoriseAll(b, c, reqs)
+	b.StopTimer()
+	close(stop)
+	wg.Wait()
+	reportLatency(b, lat)
+}
+
+func authorisations(devs []*simDevice, n int) []AuthorisationRequest {
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	reqs := make([]AuthorisationRequest, n)
+	for i := range reqs {
+		reqs[i] = AuthorisationRequest{Record: devs[i%len(devs)].record(int64(1+i%300), "", at), Channel: "qr"}
+	}
+	return reqs
+}
+
+func authoriseAll(b *testing.B, c *Client, reqs []AuthorisationRequest) []time.Duration {
+	lat := make([]time.Duration, len(reqs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range benchAuthConc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t0 := time.Now()
+				res, err := c.Authorise(context.Background(), reqs[i])
+				lat[i] = time.Since(t0)
+				if err != nil || res.Status != Approved {
+					b.Errorf("authorise: %+v %v", res, err)
+				}
+			}
+		}()
+	}
+	for i := range reqs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return lat
+}
+
+func reportLatency(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
