@@ -134,6 +134,7 @@ func FuzzParseRequests(f *testing.F) {
 		TransferOut(TransferRequest{Amount: 5, Currency: 978, Payee: []byte("PAYEE001"), Time: now, Expiry: now.Add(time.Hour)}).Data,
 		TransferIn([]byte{0x85, 0x05, 'S', 'V', 'L', '0', '1'}, now).Data,
 		TransferShow(3, now).Data,
+		ParseMedium([]byte{0x85, 0x05, 'S', 'V', 'L', '0', '1'}).Data,
 		ChangePIN("1234", "5678").Data,
 		UnblockPIN("12345678", "1111").Data,
 		Initialise(&k.PublicKey, []byte("DEVICE01")).Data,
@@ -160,6 +161,7 @@ func FuzzParseRequests(f *testing.F) {
 			}
 		}
 		_, _ = ParseTransferImport(data)
+		_, _ = ParseMediumData(data)
 		_, _ = ParseSerialAt(data)
 		_, _ = ParseChangePIN(data)
 		_, _ = ParseUnblockPUK(data)
