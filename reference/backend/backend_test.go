@@ -871,3 +871,47 @@ func TestSettleAcknowledgementAndOfflineTransfers(t *testing.T) {
 	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: rc, Channel: "qr"})
 	wantCode(t, err, 400, CodeMalformed)
 }
+
+// TestSPDIssuer registers a device the way spd personalises one: a
+// certificate from the issuer CA naming the device ID, and the issuer's host
+// key as the backend key, so the device accepts the backend's commands.
+func TestSPDIssuer(t *testing.T) {
+	is, err := spd.GenerateIssuer("Lab Bank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(is.CACertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(t, func(c *Config) { c.Keys = Keys{Signer: is.HostKey(), IssuerCA: ca} })
+	d := newSimDevice(t, "spd-dev")
+	cert, err := is.Certify(d.raw, &d.key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The certificate names the device: it cannot register another ID.
+	_, err = l.c.Register(bg, Registration{DeviceID: devID("someone-else"), Certificate: cert, Account: "A", Currency: 156})
+	wantCode(t, err, 400, CodeBadCertificate)
+	dev, err := l.c.Register(bg, Registration{DeviceID: d.id, Certificate: cert, Account: "ACC", Currency: 156, InitialBalance: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{d.record(10, "", l.clock.Now())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := apdu.ParseCommand(ack.Acknowledgements[0].Commands[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spd.OpenIssuerData(&is.HostKey().PublicKey, spd.INSAcknowledge, d.raw, cmd.Data); err != nil {
+		t.Fatalf("ACKNOWLEDGE not signed with the issuer's host key: %v", err)
+	}
+	// Certificate revocation by serial.
+	if _, err := l.c.Revoke(bg, Revocation{CertSerial: dev.CertSerial}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{d.record(10, "", l.clock.Now())}})
+	wantCode(t, err, 403, CodeRevoked)
+}
