@@ -2,7 +2,10 @@ package backend
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 )
 
@@ -35,6 +38,51 @@ func FuzzDecodeSettlementBatch(f *testing.F) {
 			if r.Device == "" || len(r.bodyHash) != 32 {
 				t.Fatalf("record %d: %+v", i, r)
 			}
+		}
+	})
+}
+
+// FuzzSettleRequest sends outside bytes to the settlement endpoint of a
+// live backend: every answer is 200 or a 4xx with a JSON reason, a refused
+// batch changes nothing, and value stays conserved.
+func FuzzSettleRequest(f *testing.F) {
+	l := newLab(f, nil)
+	d := newSimDevice(f, "fuzz")
+	l.register(d, 1_000_000, "")
+	f.Add([]byte(`{"records":["4QM="]}`))
+	f.Add([]byte(`{"batch_id":"x","records":[]}`))
+	for i := 0; i < 3; i++ {
+		good, _ := json.Marshal(SettlementBatch{Records: [][]byte{d.record(int64(10+i), "", fuzzTime)}})
+		f.Add(good)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		audit := func() Audit {
+			a, err := l.srv.Audit(context.Background())
+			if err != nil || !a.Conserved {
+				t.Fatalf("audit: %+v %v", a, err)
+			}
+			return a
+		}
+		before := audit()
+		rec := httptest.NewRecorder()
+		l.srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/settlements", bytes.NewReader(body)))
+		after := audit()
+		switch {
+		case rec.Code == http.StatusOK:
+			var ack SettlementAck
+			if err := json.Unmarshal(rec.Body.Bytes(), &ack); err != nil || len(ack.Entries) == 0 {
+				t.Fatalf("200 with %q", rec.Body.String())
+			}
+		case rec.Code/100 == 4:
+			var eb ErrorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Code == "" || eb.Reason == "" {
+				t.Fatalf("%d with %q", rec.Code, rec.Body.String())
+			}
+			if after != before {
+				t.Fatalf("refused batch changed the books: %+v -> %+v", before, after)
+			}
+		default:
+			t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
 		}
 	})
 }
