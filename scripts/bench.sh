@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs spdlab's benchmarks and prints each figure as a ratio to its floor
+# measured in the same run (DESIGN.md: timings are ratios, never absolute
+# targets, on these shared machines). BENCHTIME (default 1s) applies to the
+# codec benchmarks; transport and fleet benchmarks use fixed counts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bt=${1:-1s}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+run() {
+	echo "== go test -run='^\$' -bench='$1' -benchtime=$2 $3"
+	go test -run='^$' -bench="$1" -benchtime="$2" "$3" | tee -a "$out"
+}
+
+run 'BenchmarkPayment$|BenchmarkECDSASignFloor$|BenchmarkPaymentRatio$' "$bt" ./reference/device
+run 'BenchmarkRenderDecodePNG$|BenchmarkGozxingFloor$|BenchmarkRenderDecodeRatio$' "$bt" ./reference/medium
+run 'BenchmarkRoundTrip$' 2000x ./rigs/dut
+run 'BenchmarkManyDevices$' 10x ./rigs/dut
+run 'BenchmarkCommit$' "$bt" ./reference/store
+run '.' "$bt" ./reference/backend
+
+# metric NAME UNIT: the value of UNIT on the last result line of NAME.
+metric() {
+	awk -v name="$1" -v unit="$2" '
+		$1 ~ "^" name "(-[0-9]+)?$" { for (i = 5; i < NF; i += 2) if ($(i+1) == unit) v = $i }
+		END { if (v != "") print v }' "$out"
+}
+
+echo
+echo "== figures as ratios to floors measured in this run"
+printf 'payment Process() / one bare ECDSA P-256 signature (medians, interleaved): %.2fx (aim <= 1.5)\n' "$(metric BenchmarkPaymentRatio pay/sign)"
+printf 'medium render+PNG+decode / bare gozxing encode+decode (interleaved):      %.2fx (aim <= 1.3)\n' "$(metric BenchmarkRenderDecodeRatio x-floor)"
+ref=$(metric BenchmarkRoundTrip ref-median-us)
+printf 'short APDU round trip, in-process link (the floor): median %.2f us\n' "$ref"
+for d in usb-emu sd-emu serial-emu pcsc-emu; do
+	m=$(metric BenchmarkRoundTrip "$d-median-us")
+	[[ -z $m ]] && { echo "  $d: not measured (see the log above)"; continue; }
+	printf '  %-10s median %8.1f us  p99 %8.1f us  = %6.0fx the in-process link\n' "$d" "$m" \
+		"$(metric BenchmarkRoundTrip "$d-p99-us")" "$(metric BenchmarkRoundTrip "$d-x-ref")"
+done
+printf '1000 reference devices in one process: %.1f KiB of heap per device, %.0f payments/s\n' \
+	"$(metric BenchmarkManyDevices KiB/device)" "$(metric BenchmarkManyDevices payments/s)"
+grep -E '^Benchmark(Settle|Authorise)' "$out" | sed 's/^/backend: /' || true
