@@ -27,11 +27,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
-	"github.com/spdlab/spdlab/rigs/link"
 )
 
 // Config sets the device's capacities and, for tests, its randomness.
@@ -107,11 +105,6 @@ type Device struct {
 	rest     []byte // the part of the last response not yet fetched
 }
 
-var (
-	_ emulator.Card        = (*Device)(nil)
-	_ link.Processor       = (*Device)(nil)
-	_ link.PowerController = (*Device)(nil)
-)
 
 // New returns a powered device on st. A new store holds a blank device.
 func New(st store.Store, cfg Config) *Device {

@@ -11,18 +11,24 @@ import (
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/tlv"
-	"github.com/spdlab/spdlab/rigs/link"
 )
 
-// Client drives an SPD over a link.Link with the profile's typed commands.
+// Link is what a Client needs of a transport: rigs/link.Link satisfies it.
+// reference/ does not import rigs/, so the interface is restated here.
+type Link interface {
+	Exchange(ctx context.Context, command []byte) ([]byte, error)
+}
+
+// Client drives an SPD over a link (any rigs/link.Link) with the profile's
+// typed commands.
 // It never closes the link. A status word other than 9000 comes back as an
 // *apdu.SWError (errors.Is(err, apdu.ErrPINBlocked) and friends).
 type Client struct {
-	Link link.Link
+	Link Link
 }
 
 // NewClient returns a Client on l.
-func NewClient(l link.Link) *Client { return &Client{Link: l} }
+func NewClient(l Link) *Client { return &Client{Link: l} }
 
 // maxChain bounds GET RESPONSE rounds for one command.
 const maxChain = 64

@@ -163,3 +163,10 @@ func openReplay(ctx context.Context, d *DUT, path string, opt Options) error {
 	d.Link = l
 	return nil
 }
+
+// The reference device is what the emulators and the in-process link serve.
+var (
+	_ emulator.Card        = (*device.Device)(nil)
+	_ link.Processor       = (*device.Device)(nil)
+	_ link.PowerController = (*device.Device)(nil)
+)
