@@ -18,7 +18,8 @@
 //
 // One SQLite file through modernc.org/sqlite, in WAL mode. Every request
 // that changes state runs in one transaction (a settlement batch is one
-// transaction), writers are serialised in the process, and an answer (an
+// transaction), writers are serialised and group-committed in the process,
+// the WAL is checkpointed in the background (never inside a commit), and an answer (an
 // authorisation result, a settlement acknowledgement) is sent only after its
 // transaction committed. By default synchronous=NORMAL: in WAL mode a commit
 // is then durable against a crash of the backend process (SIGKILL included,
@@ -88,15 +89,20 @@ type Config struct {
 
 // Server is the backend: storage, keys and the HTTP handlers.
 type Server struct {
-	cfg    Config
-	wdb    *sql.DB // the one writing connection
-	rdb    *sql.DB // readers
-	wmu    sync.Mutex
-	stmts  writeStmts
-	signer *ecdsa.PrivateKey
-	outbox *Outbox
-	keys   keyCache
-	mux    *http.ServeMux
+	cfg        Config
+	wdb        *sql.DB // the one writing connection
+	rdb        *sql.DB // readers
+	cdb        *sql.DB // the checkpointer
+	jobs       chan *writeJob
+	closing    chan struct{}
+	closeOnce  sync.Once
+	writerDone chan struct{}
+	ckptDone   chan struct{}
+	stmts      writeStmts
+	signer     *ecdsa.PrivateKey
+	outbox     *Outbox
+	keys       keyCache
+	mux        *http.ServeMux
 
 	srvMu sync.Mutex
 	srv   *http.Server
@@ -148,7 +154,7 @@ func Open(cfg Config) (*Server, error) {
 		return "file:" + cfg.DBPath + "?" + q.Encode()
 	}
 	var err error
-	if s.wdb, err = sql.Open("sqlite", dsn("")); err != nil {
+	if s.wdb, err = sql.Open("sqlite", dsn("wal_autocheckpoint(0)")); err != nil {
 		return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
 	}
 	s.wdb.SetMaxOpenConns(1)
@@ -165,6 +171,17 @@ func Open(cfg Config) (*Server, error) {
 	}
 	s.rdb.SetMaxOpenConns(4)
 	s.rdb.SetMaxIdleConns(4)
+	if s.cdb, err = sql.Open("sqlite", dsn("")); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
+	}
+	s.cdb.SetMaxOpenConns(1)
+	s.jobs = make(chan *writeJob, 4*maxGroup)
+	s.closing = make(chan struct{})
+	s.writerDone = make(chan struct{})
+	s.ckptDone = make(chan struct{})
+	go s.writer()
+	go s.checkpointer()
 	if err := s.stmts.prepare(s.wdb); err != nil {
 		s.Close()
 		return nil, err
@@ -178,6 +195,27 @@ func Open(cfg Config) (*Server, error) {
 	s.routes()
 	return s, nil
 }
+
+// checkpointer copies the WAL back into the database file every
+// checkpointEvery, on its own connection. The writing connection never
+// checkpoints (wal_autocheckpoint=0): a checkpoint syncs the database file,
+// and doing it inside a commit would stall every write queued behind it.
+// PASSIVE never waits for readers or the writer.
+func (s *Server) checkpointer() {
+	defer close(s.ckptDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+			s.cdb.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
+}
+
+const checkpointEvery = time.Second
 
 // storedSigner loads the signing key kept in the database, making and
 // storing one the first time.
@@ -271,10 +309,18 @@ func (s *Server) Close() error {
 		s.srv.Close()
 	}
 	s.srvMu.Unlock()
+	if s.closing != nil {
+		s.closeOnce.Do(func() { close(s.closing) })
+		<-s.writerDone
+		<-s.ckptDone
+	}
 	s.stmts.close()
 	var errs []error
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
+	}
+	if s.cdb != nil {
+		errs = append(errs, s.cdb.Close())
 	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())

@@ -8,11 +8,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -914,4 +916,62 @@ func TestSPDIssuer(t *testing.T) {
 	}
 	_, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{d.record(10, "", l.clock.Now())}})
 	wantCode(t, err, 403, CodeRevoked)
+}
+
+// TestConcurrentWritesCommitTogether sends good and bad batches at once, so
+// that they share group commits: a bad batch's partial changes are rolled
+// back and nothing else is.
+func TestConcurrentWritesCommitTogether(t *testing.T) {
+	l := newLab(t, nil)
+	const n = 24
+	devs := make([]*simDevice, n)
+	for i := range devs {
+		devs[i] = newSimDevice(t, fmt.Sprintf("group-%d", i))
+		l.register(devs[i], 1000, "")
+	}
+	now := l.clock.Now()
+	type outcome struct {
+		i   int
+		err error
+	}
+	results := make(chan outcome, n)
+	var wg sync.WaitGroup
+	for i, d := range devs {
+		recs := [][]byte{d.record(100, "", now), d.record(200, "", now)}
+		if i%2 == 1 {
+			// The second record is over the balance: the first, already
+			// written inside the transaction, must be rolled back too.
+			recs[1] = d.recordATC(2, 5000, "", now)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := l.c.Settle(bg, SettlementBatch{Records: recs})
+			results <- outcome{i, err}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.i%2 == 0 && r.err != nil {
+			t.Errorf("good batch %d: %v", r.i, r.err)
+		}
+		if r.i%2 == 1 {
+			wantCode(t, r.err, 422, CodeInsufficient)
+		}
+	}
+	a := l.audit()
+	if a.RecordsSettled != n || a.Settled != n/2*300 {
+		t.Fatalf("audit: %+v", a)
+	}
+	for i, d := range devs {
+		got, _ := l.c.Device(bg, d.id)
+		want := int64(1000)
+		if i%2 == 0 {
+			want = 700
+		}
+		if got.Balance != want {
+			t.Errorf("device %d balance %d, want %d", i, got.Balance, want)
+		}
+	}
 }
