@@ -92,8 +92,18 @@ func settleAll(b *testing.B, c *Client, batches [][][]byte) {
 	wg.Wait()
 }
 
-func BenchmarkSettle(b *testing.B) {
-	l := newLab(b, nil)
+func BenchmarkSettle(b *testing.B) { benchSettle(b, false) }
+
+// BenchmarkSettleSyncFull is BenchmarkSettle with synchronous=FULL: one
+// fsync per group commit.
+func BenchmarkSettleSyncFull(b *testing.B) { benchSettle(b, true) }
+
+func syncFull(full bool) func(*Config) {
+	return func(c *Config) { c.SyncFull = full }
+}
+
+func benchSettle(b *testing.B, full bool) {
+	l := newLab(b, syncFull(full))
 	c := benchClient(b, l)
 	devs := benchDevicesFor(b, l, "settle")
 	batches := settlementBatches(devs, b.N)
@@ -188,8 +198,13 @@ func settleFloors(b *testing.B, devs []*simDevice, batches [][][]byte) (float64,
 	return float64(n) / insert.Seconds(), float64(n) / (insert + verify).Seconds()
 }
 
-func BenchmarkAuthorise(b *testing.B) {
-	l := newLab(b, nil)
+func BenchmarkAuthorise(b *testing.B) { benchAuthorise(b, false) }
+
+// BenchmarkAuthoriseSyncFull is BenchmarkAuthorise with synchronous=FULL.
+func BenchmarkAuthoriseSyncFull(b *testing.B) { benchAuthorise(b, true) }
+
+func benchAuthorise(b *testing.B, full bool) {
+	l := newLab(b, syncFull(full))
 	c := benchClient(b, l)
 	devs := benchDevicesFor(b, l, "auth")
 	reqs := authorisations(devs, b.N)
