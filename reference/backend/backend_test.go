@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -973,5 +974,37 @@ func TestConcurrentWritesCommitTogether(t *testing.T) {
 		if got.Balance != want {
 			t.Errorf("device %d balance %d, want %d", i, got.Balance, want)
 		}
+	}
+}
+
+func TestParseKeys(t *testing.T) {
+	is, err := spd.GenerateIssuer("Lab Bank")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p8, _ := x509.MarshalPKCS8PrivateKey(is.HostKey())
+	sec1, _ := x509.MarshalECPrivateKey(is.HostKey())
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.CACertificate})
+	for _, signer := range [][]byte{
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1}),
+		p8,
+	} {
+		k, err := ParseKeys(signer, caPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !k.Signer.Equal(is.HostKey()) || k.IssuerCA == nil {
+			t.Fatalf("keys: %+v", k)
+		}
+	}
+	if k, err := ParseKeys(nil, nil); err != nil || k.Signer != nil || k.IssuerCA != nil {
+		t.Fatalf("empty: %+v %v", k, err)
+	}
+	if _, err := ParseKeys([]byte("junk"), nil); err == nil {
+		t.Fatal("junk signer accepted")
+	}
+	if _, err := ParseKeys(nil, []byte("junk")); err == nil {
+		t.Fatal("junk CA accepted")
 	}
 }
