@@ -267,6 +267,9 @@ type TransferRequest struct {
 	// at once.
 	Hold    bool      `json:"hold,omitempty"`
 	Expires time.Time `json:"expires,omitempty"`
+	// Signature is the payer device's INTERNAL AUTHENTICATE answer to the
+	// challenge Challenge() (SPD-KEY-4): the device consents to the terms.
+	Signature []byte `json:"signature"`
 }
 
 // TransferState is where a transfer stands.
@@ -294,6 +297,9 @@ type Transfer struct {
 // /v1/transfers/{id}/claim (DeviceID is the payee) or .../reclaim (the payer).
 type TransferAction struct {
 	DeviceID string `json:"device_id"`
+	// Signature is that device's INTERNAL AUTHENTICATE answer to
+	// TransferActionChallenge.
+	Signature []byte `json:"signature"`
 }
 
 // Audit proves value is conserved: GET /v1/audit.

@@ -701,64 +701,77 @@ func TestTransfers(t *testing.T) {
 		return d.Balance
 	}
 
-	tr, err := l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 100})
+	tr, err := l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 100}))
 	if err != nil || tr.State != TransferClaimed || balance(devID("payer")) != 900 || balance(devID("payee")) != 100 {
 		t.Fatalf("immediate: %+v %v", tr, err)
 	}
-	again, err := l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 100})
+	again, err := l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 100}))
 	if err != nil || !again.Repeated || balance(devID("payer")) != 900 {
 		t.Fatalf("repeat: %+v %v", again, err)
 	}
 	before := l.snapshot()
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 101})
+	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 101}))
 	wantCode(t, err, 409, CodeConflict)
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payee"), Amount: 5000})
+	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payee"), Amount: 5000}))
 	wantCode(t, err, 422, CodeInsufficient)
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("nobody"), Amount: 1})
+	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("nobody"), Amount: 1}))
 	wantCode(t, err, 404, CodeUnknownDevice)
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payer"), Amount: 1})
+	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payer"), Amount: 1}))
 	wantCode(t, err, 400, CodeMalformed)
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payee"), Amount: 0})
+	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payee"), Amount: 0}))
 	wantCode(t, err, 400, CodeMalformed)
+	// The payer's consent is required and bound to the terms.
+	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t3", From: devID("payer"), To: devID("payee"), Amount: 10})
+	wantCode(t, err, 403, CodeBadSignature)
+	_, err = l.c.Transfer(bg, q.transfer(TransferRequest{TransferID: "t3", From: devID("payer"), To: devID("payee"), Amount: 10}))
+	wantCode(t, err, 403, CodeBadSignature)
+	signed := p.transfer(TransferRequest{TransferID: "t3", From: devID("payer"), To: devID("payee"), Amount: 10})
+	signed.Amount = 999
+	_, err = l.c.Transfer(bg, signed)
+	wantCode(t, err, 403, CodeBadSignature)
 	if l.snapshot() != before {
 		t.Fatal("refused transfers changed the stored state")
 	}
 
 	// Held: in flight until claimed.
-	tr, err = l.c.Transfer(bg, TransferRequest{TransferID: "h1", From: devID("payer"), To: devID("payee"), Amount: 200, Hold: true, Expires: l.clock.Now().Add(time.Hour)})
+	tr, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "h1", From: devID("payer"), To: devID("payee"), Amount: 200, Hold: true, Expires: l.clock.Now().Add(time.Hour)}))
 	if err != nil || tr.State != TransferInFlight || balance(devID("payer")) != 700 {
 		t.Fatalf("held: %+v %v", tr, err)
 	}
 	if a := l.audit(); a.InFlight != 200 || a.TransfersHeld != 1 {
 		t.Fatalf("audit: %+v", a)
 	}
-	_, err = l.c.ClaimTransfer(bg, "h1", devID("payer"))
+	_, err = l.c.ClaimTransfer(bg, "h1", p.action(TransferClaimed, "h1"))
 	wantCode(t, err, 403, CodeTransferState)
-	_, err = l.c.ReclaimTransfer(bg, "h1", devID("payer"))
+	forged := q.action(TransferClaimed, "h1")
+	forged.Signature = p.authenticate(TransferActionChallenge(TransferClaimed, "h1", q.id))
+	_, err = l.c.ClaimTransfer(bg, "h1", forged)
+	wantCode(t, err, 403, CodeBadSignature)
+	_, err = l.c.ReclaimTransfer(bg, "h1", p.action(TransferReclaimed, "h1"))
 	wantCode(t, err, 409, CodeTransferState)
-	tr, err = l.c.ClaimTransfer(bg, "h1", devID("payee"))
+	tr, err = l.c.ClaimTransfer(bg, "h1", q.action(TransferClaimed, "h1"))
 	if err != nil || tr.State != TransferClaimed || balance(devID("payee")) != 300 {
 		t.Fatalf("claim: %+v %v", tr, err)
 	}
-	tr, err = l.c.ClaimTransfer(bg, "h1", devID("payee"))
+	tr, err = l.c.ClaimTransfer(bg, "h1", q.action(TransferClaimed, "h1"))
 	if err != nil || !tr.Repeated || balance(devID("payee")) != 300 {
 		t.Fatalf("claim again: %+v %v", tr, err)
 	}
 
 	// Held, unclaimed, expired: the payer reclaims; the payee is too late.
-	if _, err := l.c.Transfer(bg, TransferRequest{TransferID: "h2", From: devID("payer"), To: devID("payee"), Amount: 50, Hold: true}); err != nil {
+	if _, err := l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "h2", From: devID("payer"), To: devID("payee"), Amount: 50, Hold: true})); err != nil {
 		t.Fatal(err)
 	}
 	l.clock.Advance(25 * time.Hour)
-	_, err = l.c.ClaimTransfer(bg, "h2", devID("payee"))
+	_, err = l.c.ClaimTransfer(bg, "h2", q.action(TransferClaimed, "h2"))
 	wantCode(t, err, 409, CodeTransferState)
-	tr, err = l.c.ReclaimTransfer(bg, "h2", devID("payer"))
+	tr, err = l.c.ReclaimTransfer(bg, "h2", p.action(TransferReclaimed, "h2"))
 	if err != nil || tr.State != TransferReclaimed || balance(devID("payer")) != 700 {
 		t.Fatalf("reclaim: %+v %v", tr, err)
 	}
-	_, err = l.c.ClaimTransfer(bg, "h2", devID("payee"))
+	_, err = l.c.ClaimTransfer(bg, "h2", q.action(TransferClaimed, "h2"))
 	wantCode(t, err, 409, CodeTransferState)
-	_, err = l.c.ClaimTransfer(bg, "nosuch", devID("payee"))
+	_, err = l.c.ClaimTransfer(bg, "nosuch", q.action(TransferClaimed, "nosuch"))
 	wantCode(t, err, 404, CodeUnknownTransfer)
 	got, err := l.c.TransferState(bg, "h2")
 	if err != nil || got.State != TransferReclaimed || got.Amount != 50 {

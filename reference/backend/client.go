@@ -197,17 +197,19 @@ func (c *Client) TransferState(ctx context.Context, id string) (Transfer, error)
 	return t, err
 }
 
-// ClaimTransfer moves a held transfer to its payee.
-func (c *Client) ClaimTransfer(ctx context.Context, id, payee string) (Transfer, error) {
+// ClaimTransfer moves a held transfer to its payee; a is signed by the
+// payee (TransferActionChallenge with TransferClaimed).
+func (c *Client) ClaimTransfer(ctx context.Context, id string, a TransferAction) (Transfer, error) {
 	var t Transfer
-	err := c.do(ctx, http.MethodPost, "/v1/transfers/"+esc(id)+"/claim", TransferAction{DeviceID: payee}, &t)
+	err := c.do(ctx, http.MethodPost, "/v1/transfers/"+esc(id)+"/claim", a, &t)
 	return t, err
 }
 
-// ReclaimTransfer returns an expired, unclaimed transfer to its payer.
-func (c *Client) ReclaimTransfer(ctx context.Context, id, payer string) (Transfer, error) {
+// ReclaimTransfer returns an expired, unclaimed transfer to its payer; a is
+// signed by the payer (TransferActionChallenge with TransferReclaimed).
+func (c *Client) ReclaimTransfer(ctx context.Context, id string, a TransferAction) (Transfer, error) {
 	var t Transfer
-	err := c.do(ctx, http.MethodPost, "/v1/transfers/"+esc(id)+"/reclaim", TransferAction{DeviceID: payer}, &t)
+	err := c.do(ctx, http.MethodPost, "/v1/transfers/"+esc(id)+"/reclaim", a, &t)
 	return t, err
 }
 

@@ -133,6 +133,26 @@ func (d *simDevice) sign(r spd.PendingRecord) []byte {
 	return r.Marshal()
 }
 
+// authenticate answers a challenge as INTERNAL AUTHENTICATE does.
+func (d *simDevice) authenticate(challenge []byte) []byte {
+	sig, err := ecdsa.SignASN1(rand.Reader, d.key, spd.AuthenticationDigest(d.raw, challenge))
+	if err != nil {
+		panic(err)
+	}
+	return sig
+}
+
+// transfer signs a transfer request as its payer.
+func (d *simDevice) transfer(r TransferRequest) TransferRequest {
+	r.Signature = d.authenticate(r.Challenge())
+	return r
+}
+
+// action signs a claim or reclaim as d.
+func (d *simDevice) action(to TransferState, id string) TransferAction {
+	return TransferAction{DeviceID: d.id, Signature: d.authenticate(TransferActionChallenge(to, id, d.id))}
+}
+
 func (l *lab) register(d *simDevice, balance int64, phone string) Device {
 	l.t.Helper()
 	dev, err := l.c.Register(context.Background(), Registration{

@@ -2,10 +2,15 @@ package backend
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/spdlab/spdlab/reference/spd"
 )
 
 // Transfers move value between devices through the backend (C13, C16, C17).
@@ -13,6 +18,56 @@ import (
 // takes it from the payer into flight, where it waits for the payee to
 // claim it or, once expired, for the payer to reclaim it. Every step is
 // idempotent: a step repeated answers the same with Repeated set.
+
+// Challenge is what the payer device signs with INTERNAL AUTHENTICATE to
+// authorise the transfer: SHA-256 over
+//
+//	"SPDXFER1" | len | transfer ID | from | to | amount (8) | hold (1) | expires, Unix seconds (8, 0 for none)
+//
+// with device IDs as their ASCII hex.
+func (r TransferRequest) Challenge() []byte {
+	b := []byte("SPDXFER1")
+	b = append(b, byte(len(r.TransferID)))
+	b = append(b, r.TransferID...)
+	b = append(b, r.From...)
+	b = append(b, r.To...)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Amount))
+	b = append(b, boolByte(r.Hold))
+	b = binary.BigEndian.AppendUint64(b, uint64(timeUnix(r.Expires)))
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// TransferActionChallenge is what the claiming payee or reclaiming payer
+// signs with INTERNAL AUTHENTICATE: SHA-256 over
+//
+//	"SPDXACT1" | "claim" or "reclaim" | len | transfer ID | device ID
+func TransferActionChallenge(action TransferState, transferID, deviceID string) []byte {
+	b := []byte("SPDXACT1")
+	b = append(b, verb(action)...)
+	b = append(b, byte(len(transferID)))
+	b = append(b, transferID...)
+	b = append(b, deviceID...)
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// checkDeviceConsent verifies a device's INTERNAL AUTHENTICATE answer to
+// challenge against its registered key.
+func (s *Server) checkDeviceConsent(ctx context.Context, id string, challenge, sig []byte) error {
+	pub, err := s.deviceKey(ctx, id)
+	if err != nil {
+		return err
+	}
+	raw, err := parseDeviceID(id)
+	if err != nil {
+		return newErr(http.StatusBadRequest, CodeMalformed, "%v", err)
+	}
+	if !ecdsa.VerifyASN1(pub, spd.AuthenticationDigest(raw, challenge), sig) {
+		return newErr(http.StatusForbidden, CodeBadSignature, "device %s did not sign this transfer step", id)
+	}
+	return nil
+}
 
 func (s *Server) loadTransfer(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
@@ -56,6 +111,10 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	if err := s.checkDeviceConsent(ctx, req.From, req.Challenge(), req.Signature); err != nil {
+		writeErr(w, err)
+		return
+	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	expires := req.Expires.UTC().Truncate(time.Second)
 	if req.Hold && expires.IsZero() {
@@ -164,6 +223,14 @@ func (s *Server) finishTransfer(w http.ResponseWriter, r *http.Request, to Trans
 		return
 	}
 	ctx := r.Context()
+	if err := checkDeviceID("device_id", a.DeviceID); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if err := s.checkDeviceConsent(ctx, a.DeviceID, TransferActionChallenge(to, id, a.DeviceID), a.Signature); err != nil {
+		writeErr(w, err)
+		return
+	}
 	now := s.cfg.Now()
 	var t Transfer
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
