@@ -167,7 +167,6 @@ type Contact struct {
 type ContactReply struct {
 	DeviceID string            `json:"device_id"`
 	Updates  []ParameterUpdate `json:"updates"`
-	Revoked  bool              `json:"revoked"`
 }
 
 // ParameterUpdate is a change of a device's parameters (spd.ParameterUpdate),
@@ -368,6 +367,7 @@ const (
 	CodeUnknownTransfer = "unknown_transfer"
 	CodeTransferState   = "transfer_state"
 	CodeNotFound        = "not_found"
+	CodeUnauthorised    = "unauthorised"
 	CodeMethod          = "method_not_allowed"
 	CodeInternal        = "internal"
 )

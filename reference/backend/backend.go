@@ -83,6 +83,11 @@ type Config struct {
 	// TransferLifetime is how long a held transfer waits for its payee
 	// when the request names no expiry (default 24 hours).
 	TransferLifetime time.Duration
+	// IssuerToken, if set, must be presented as "Authorization: Bearer
+	// TOKEN" on the issuer's own operations: registering devices, queueing
+	// parameter updates, minting tokens and revoking. Empty leaves them open
+	// (a lab on the loopback interface).
+	IssuerToken string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

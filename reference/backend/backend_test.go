@@ -1021,3 +1021,31 @@ func TestParseKeys(t *testing.T) {
 		t.Fatal("junk CA accepted")
 	}
 }
+
+func TestIssuerToken(t *testing.T) {
+	l := newLab(t, func(c *Config) { c.IssuerToken = "s3cret" })
+	d := newSimDevice(t, "guarded")
+	reg := Registration{DeviceID: d.id, PublicKey: d.pkix(), Account: "A", Currency: 156, InitialBalance: 10}
+	_, err := l.c.Register(bg, reg)
+	wantCode(t, err, 401, CodeUnauthorised)
+	l.c.IssuerToken = "wrong"
+	_, err = l.c.Register(bg, reg)
+	wantCode(t, err, 401, CodeUnauthorised)
+	l.c.IssuerToken = "s3cret"
+	if _, err := l.c.Register(bg, reg); err != nil {
+		t.Fatal(err)
+	}
+	// Device-side operations need no issuer token.
+	l.c.IssuerToken = ""
+	if _, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{d.record(5, "", l.clock.Now())}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		func() error { _, err := l.c.QueueParameter(bg, d.id, ParameterUpdate{TopUp: 1}); return err }(),
+		func() error { _, err := l.c.MintToken(bg, TokenRequest{DeviceID: d.id}); return err }(),
+		func() error { _, err := l.c.Revoke(bg, Revocation{DeviceID: d.id}); return err }(),
+	} {
+		wantCode(t, err, 401, CodeUnauthorised)
+	}
+	l.audit()
+}

@@ -18,6 +18,8 @@ import (
 type Client struct {
 	base string
 	hc   *http.Client
+	// IssuerToken is sent as a bearer token (Config.IssuerToken) when set.
+	IssuerToken string
 }
 
 // NewClient returns a client of the backend at baseURL (for example
@@ -53,6 +55,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.IssuerToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.IssuerToken)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("backend: %s %s: %w", method, path, err)
