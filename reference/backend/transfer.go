@@ -314,10 +314,12 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(issued), 0), coalesce(sum(balance), 0),
 		coalesce(sum(coalesce(reported_balance, balance)), 0) FROM devices`).Scan(&a.Devices, &a.Issued, &a.Balances, &a.ReportedBalances)
 	if err == nil {
+		// Settled value counts payment records only; transfer records
+		// move value through flight (offline_transfers).
 		err = tx.QueryRowContext(ctx, `SELECT
-			coalesce(sum(CASE WHEN state=1 AND kind<=3 THEN amount END), 0), count(CASE WHEN state=1 THEN 1 END),
+			coalesce(sum(CASE WHEN state=1 AND kind IN (?, ?, ?) THEN amount END), 0), count(CASE WHEN state=1 THEN 1 END),
 			coalesce(sum(CASE WHEN state=2 THEN amount END), 0), count(CASE WHEN state=2 THEN 1 END)
-			FROM records`).Scan(&a.Settled, &a.RecordsSettled, &a.Pending, &a.RecordsPending)
+			FROM records`, int(spd.KindBalance), int(spd.KindAccount), int(spd.KindUse)).Scan(&a.Settled, &a.RecordsSettled, &a.Pending, &a.RecordsPending)
 	}
 	if err == nil {
 		err = tx.QueryRowContext(ctx, `SELECT coalesce(sum(amount), 0), count(*) FROM transfers WHERE state='in_flight'`).Scan(&a.InFlight, &a.TransfersHeld)
