@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
@@ -395,9 +396,9 @@ func (s *Server) deviceAcknowledgements(entries []SettlementEntry, closed map[st
 			a.ATCs = append(a.ATCs, e.ATC)
 		}
 	}
-	for payer, serials := range closed {
+	for _, payer := range slices.Sorted(maps.Keys(closed)) {
 		a := get(payer)
-		a.Serials = append(a.Serials, serials...)
+		a.Serials = append(a.Serials, closed[payer]...)
 	}
 	out := make([]DeviceAcknowledgement, 0, len(order))
 	for _, id := range order {
