@@ -1,0 +1,329 @@
+package terminal_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/device"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/merchant"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/store"
+	"github.com/spdlab/spdlab/reference/terminal"
+)
+
+const (
+	testPIN = "2580"
+	home    = uint16(276)
+	abroad  = uint16(250)
+	barred  = uint16(840)
+)
+
+var bioTemplate = []byte{12, 40, 33, 90, 120, 7, 66, 201, 150, 31, 88, 19, 240, 5, 77, 133}
+
+// clock is the shared time of the terminal and the backend.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// procLink is the in-process link: the device's Process, nothing between.
+type procLink struct{ d *device.Device }
+
+func (l procLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r := l.d.Process(append([]byte(nil), cmd...))
+	if r == nil {
+		return nil, errors.New("test link: the device did not answer")
+	}
+	return r, nil
+}
+
+// fault is what the fault transport does to one request.
+type fault int
+
+const (
+	pass        fault = iota
+	unreachable       // the request never leaves
+	status503         // the backend answers 503 without acting
+	lostAnswer        // the backend acts, the answer is lost
+	slow              // the backend acts, the answer comes after the timeout
+)
+
+func (f fault) String() string {
+	return [...]string{"pass", "unreachable", "503", "lost answer", "slow"}[f]
+}
+
+// faults is an http.RoundTripper that injects faults per path.
+type faults struct {
+	base http.RoundTripper
+	mu   sync.Mutex
+	plan map[string][]fault // path prefix -> faults for the next requests
+	down atomic.Bool        // every request unreachable
+}
+
+func (f *faults) at(prefix string, fs ...fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.plan[prefix] = append(f.plan[prefix], fs...)
+}
+
+func (f *faults) next(path string) fault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p, fs := range f.plan {
+		if strings.HasPrefix(path, p) && len(fs) > 0 {
+			f.plan[p] = fs[1:]
+			return fs[0]
+		}
+	}
+	return pass
+}
+
+func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
+	if f.down.Load() {
+		return nil, errors.New("test network: unreachable")
+	}
+	switch f.next(req.URL.Path) {
+	case unreachable:
+		return nil, errors.New("test network: unreachable")
+	case status503:
+		return &http.Response{StatusCode: 503, Status: "503 Service Unavailable", Header: http.Header{},
+			Body: http.NoBody, Request: req}, nil
+	case lostAnswer:
+		resp, err := f.base.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return nil, errors.New("test network: connection reset after the request")
+	case slow:
+		resp, err := f.base.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		<-req.Context().Done()
+		return nil, req.Context().Err()
+	}
+	return f.base.RoundTrip(req)
+}
+
+// lab is a backend on httptest, the issuer, and a clock.
+type lab struct {
+	t      *testing.T
+	is     *spd.Issuer
+	srv    *backend.Server
+	url    string
+	admin  *backend.Client // reaches the backend without faults
+	faults *faults
+	clock  *clock
+	serial byte
+}
+
+var (
+	issuerOnce sync.Once
+	issuer     *spd.Issuer
+)
+
+func testIssuer(t *testing.T) *spd.Issuer {
+	issuerOnce.Do(func() {
+		is, err := spd.GenerateIssuer("terminal test issuer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		issuer = is
+	})
+	return issuer
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	is := testIssuer(t)
+	ca, err := x509.ParseCertificate(is.CACertificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)}
+	srv, err := backend.Open(backend.Config{DBPath: filepath.Join(t.TempDir(), "backend.db"), Now: clk.Now,
+		Keys: backend.Keys{Signer: is.HostKey(), IssuerCA: ca}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close()
+	})
+	admin, err := backend.NewClient(hs.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &lab{t: t, is: is, srv: srv, url: hs.URL, admin: admin, clock: clk,
+		faults: &faults{base: http.DefaultTransport, plan: map[string][]fault{}}}
+}
+
+// profile is a fresh device's profile.
+func (l *lab) profile() spd.Profile {
+	l.serial++
+	id := []byte{0x7E, 0x57, 0, 0, 0, 0, 0, l.serial}
+	tok := bytes.Repeat([]byte{0xA0}, spd.TokenLen)
+	copy(tok[8:], id)
+	return spd.Profile{
+		DeviceID: id, Currency: 978, Balance: 100_00, Uses: 10, Account: []byte("DE89370400440532013000"),
+		AccountToken: tok, PIN: testPIN, PUK: "13572468", PINTryLimit: 3,
+		BioTemplate: bioTemplate, BioThreshold: 400,
+		Limits:        spd.Limits{MaxPayment: 50_00, MaxPending: 30_00, MaxOfflineCount: 5, MaxOfflineAge: 72 * time.Hour},
+		TierDiscounts: [4]uint16{0, 1000, 2000, 3000},
+		Regions:       []uint16{home, abroad},
+		Adjustments:   []spd.RegionAdjustment{{Region: abroad, BasisPoints: 500}},
+		Time:          l.clock.Now(),
+	}
+}
+
+// device personalises a fresh device on st (memory when nil), registers
+// it with the backend, and returns it with its profile.
+func (l *lab) device(st store.Store) (*device.Device, spd.Profile) {
+	l.t.Helper()
+	if st == nil {
+		st = store.NewMemory()
+	}
+	d := device.New(st, device.Config{})
+	p, err := l.is.Personalise(context.Background(), spd.NewClient(procLink{d}), l.profile())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if _, err := l.admin.Register(context.Background(), terminal.Enrolment(p, phone(p))); err != nil {
+		l.t.Fatal(err)
+	}
+	return d, p
+}
+
+// user is a scripted user who knows the device's secrets.
+func (l *lab) user(p spd.Profile) *terminal.ScriptedUser {
+	return &terminal.ScriptedUser{PINs: []string{p.PIN}, Sample: bioTemplate, Region: home, Agree: true,
+		Answers: map[string]string{"First pet?": "Rex"},
+		SMS: func(ctx context.Context, sent backend.OTPChallenge) (string, error) {
+			m, ok := l.srv.Outbox().Last(phone(p))
+			if !ok {
+				return "", errors.New("no SMS to " + phone(p))
+			}
+			code, ok := backend.OTPCode(m.Text)
+			if !ok {
+				return "", errors.New("no code in " + m.Text)
+			}
+			return code, nil
+		}}
+}
+
+// phone is a test device's phone number.
+func phone(p spd.Profile) string { return "+49170000" + spd.DeviceIDString(p.DeviceID)[12:] }
+
+// terminal attaches a terminal to the device over link, reaching the
+// backend through the fault transport.
+func (l *lab) terminal(link spd.Link, u terminal.User) *terminal.Terminal {
+	l.t.Helper()
+	c, err := backend.NewClient(l.url, &http.Client{Transport: l.faults})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	tm, err := terminal.New(terminal.Config{SPD: link, Backend: c, IssuerCA: &l.is.CA.PublicKey, User: u,
+		Clock: l.clock.Now, Region: home, CallTimeout: 300 * time.Millisecond,
+		Identity:   &terminal.IdentityQuestion{Question: "First pet?", Digest: terminal.AnswerDigest("rex")},
+		HostOrders: terminal.IssuerHost{Key: l.is.HostKey()}})
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := tm.Attach(context.Background()); err != nil {
+		l.t.Fatal(err)
+	}
+	return tm
+}
+
+// audit checks that the backend's value is conserved and returns it.
+func (l *lab) audit() backend.Audit {
+	l.t.Helper()
+	a, err := l.admin.Audit(context.Background())
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if !a.Conserved {
+		l.t.Fatalf("value not conserved: %+v", a)
+	}
+	return a
+}
+
+// issuerBalance is the backend's view of a device's balance.
+func (l *lab) issuerBalance(p spd.Profile) int64 {
+	l.t.Helper()
+	d, err := l.admin.Device(context.Background(), spd.DeviceIDString(p.DeviceID))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return d.Balance
+}
+
+// order is a merchant order code of amount.
+func order(t *testing.T, amount string) terminal.Order {
+	t.Helper()
+	code, err := merchant.Encode(merchant.Order{PayloadFormat: "01", Initiation: merchant.Dynamic,
+		Accounts: []merchant.AccountTemplate{{ID: "26", GUID: merchant.GUID, Account: "MERCHANT-0042"}},
+		Category: "5812", Currency: "978", Amount: amount, Country: "DE", Name: "Cafe Lab", City: "Berlin",
+		Additional: &merchant.AdditionalData{BillNumber: "ORDER-1001"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := terminal.ScanOrder(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// codeText reads a shown code back from its PNG, as a scanner would.
+func codeText(t *testing.T, c terminal.Code) string {
+	t.Helper()
+	text, _, err := medium.DecodePNG(bytes.NewReader(c.PNG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
+// counters reads a device's ledger count and balance.
+func counters(t *testing.T, tm *terminal.Terminal) (ledger int, balance int64) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := tm.Card().PendingCount(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tm.Card().Balance(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, b
+}
