@@ -433,10 +433,10 @@ func TestVerificationMethods(t *testing.T) {
 	d, p := l.device(nil)
 	other, _ := l.device(nil)
 	cases := []struct {
-		name string
-		v    terminal.Verification
+		name  string
+		v     terminal.Verification
 		spoil func(u *terminal.ScriptedUser)
-		fail string
+		fail  string
 	}{
 		{"pin", terminal.Verification{PIN: true}, func(u *terminal.ScriptedUser) { u.PINs = []string{"0000"} }, "PIN not verified"},
 		{"biometric", terminal.Verification{Biometric: true}, func(u *terminal.ScriptedUser) { u.Sample = bytes.Repeat([]byte{200}, 16) }, "biometric not verified"},
@@ -484,7 +484,9 @@ func TestVerificationMethods(t *testing.T) {
 // swapLink is an SPD slot whose device can be swapped.
 type swapLink struct{ l spd.Link }
 
-func (s *swapLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) { return s.l.Exchange(ctx, cmd) }
+func (s *swapLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	return s.l.Exchange(ctx, cmd)
+}
 
 // deadLink is an empty slot.
 type deadLink struct{}
