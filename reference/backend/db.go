@@ -125,6 +125,7 @@ func migrate(db *sql.DB) error {
 // writeStmts are the hot statements, prepared once on the writing connection.
 type writeStmts struct {
 	selRecord, insRecord, updRecord *sql.Stmt
+	insNewRecord                    *sql.Stmt
 	selDevice, addBalance           *sql.Stmt
 	selToken, useToken              *sql.Stmt
 }
@@ -147,6 +148,8 @@ func (w *writeStmts) prepare(db *sql.DB) error {
 	w.selRecord = p(`SELECT state, account, result, body_hash FROM records WHERE device_id=? AND atc=?`)
 	w.insRecord = p(`INSERT INTO records(device_id, atc, amount, currency, token, kind, mode, time, body_hash, state, account, channel, batch, at, result, raw)
 		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	w.insNewRecord = p(`INSERT INTO records(device_id, atc, amount, currency, token, kind, mode, time, body_hash, state, account, channel, batch, at, result, raw)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id, atc) DO NOTHING`)
 	w.updRecord = p(`UPDATE records SET state=?, batch=?, at=? WHERE device_id=? AND atc=?`)
 	w.selDevice = p(selDeviceSQL)
 	w.addBalance = p(`UPDATE devices SET balance=balance+? WHERE id=?`)
@@ -159,7 +162,7 @@ func (w *writeStmts) prepare(db *sql.DB) error {
 }
 
 func (w *writeStmts) close() {
-	for _, st := range []*sql.Stmt{w.selRecord, w.insRecord, w.updRecord, w.selDevice, w.addBalance, w.selToken, w.useToken} {
+	for _, st := range []*sql.Stmt{w.selRecord, w.insRecord, w.insNewRecord, w.updRecord, w.selDevice, w.addBalance, w.selToken, w.useToken} {
 		if st != nil {
 			st.Close()
 		}

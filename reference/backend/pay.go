@@ -44,6 +44,21 @@ func (s *Server) insertRecord(ctx context.Context, tx *sql.Tx, rec DeviceRecord,
 	return nil
 }
 
+// insertNewRecord inserts a settled record unless its (device, ATC) is
+// known, and reports whether it did.
+func (s *Server) insertNewRecord(ctx context.Context, tx *sql.Tx, rec DeviceRecord, account, batch string, at int64, raw []byte) (bool, error) {
+	res, err := tx.StmtContext(ctx, s.stmts.insNewRecord).ExecContext(ctx, rec.Device, int64(rec.ATC), rec.Amount, int(rec.Currency),
+		rec.Token, int(rec.Kind), int(rec.Mode), rec.Time.Unix(), rec.bodyHash, stateSettled, account, ChannelOffline, batch, at, nil, raw)
+	if err != nil {
+		return false, internal(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, internal(err)
+	}
+	return n == 1, nil
+}
+
 func errConflict(r DeviceRecord) *apiErr {
 	return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: a different record with this ATC is already known (replay refused)", r.Device, r.ATC)
 }
@@ -226,6 +241,23 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 			}
 			if dev.revoked {
 				return errRevoked(rec.Device).at(i)
+			}
+			// The common case in one statement: a new payment record
+			// under the device's own account. Should a check fail after
+			// the insert, the whole batch rolls back with it.
+			if rec.Token == "" && rec.Kind.IsPayment() && rec.Currency == dev.currency {
+				inserted, err := s.insertNewRecord(ctx, tx, rec, dev.account, batch.BatchID, now.Unix(), batch.Records[i])
+				if err != nil {
+					return err
+				}
+				if inserted {
+					if rec.Amount > dev.balance {
+						return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: amount %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance).at(i)
+					}
+					dev.balance -= rec.Amount
+					e.Status, e.Account = Settled, dev.account
+					continue
+				}
 			}
 			old, found, err := s.loadRecord(ctx, tx, rec.Device, rec.ATC)
 			if err != nil {
