@@ -12,4 +12,5 @@ func Define(d Driver) {
 	defineTransfers(d)
 	defineMedia(d)
 	defineInvariants(d)
+	defineService(d)
 }

@@ -1,0 +1,105 @@
+package scenarios
+
+import (
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/terminal"
+)
+
+var netFaultKinds = []netFault{netUnreachable, net503, netLostAnswer, netSlow}
+
+func defineServiceFaults(d Driver) {
+	Describe("The network failing at each step: done once, or not done and said so", func() {
+		steps := []struct{ id, path, what string }{
+			{"TC-SVC-040", "/healthz", "the reachability check"},
+			{"TC-SVC-041", "/v1/authorisations", "the online authorisation"},
+			{"TC-SVC-042", "/v1/settlements", "the clearing of the online record"},
+			{"TC-SVC-043", "/v1/keys", "fetching the backend's key"},
+		}
+		for _, st := range steps {
+			It(fmt.Sprintf("MUST pay once when %s is unreachable, answers 503, loses its answer or is slow", st.what),
+				Case(st.id, "SPD-LED-5", "SPD-PAY-5", "C4", "C7", "C29", "C30", "C31"), func(ctx SpecContext) {
+					s := newServiceLab(d)
+					for _, f := range netFaultKinds {
+						for _, times := range []int{1, 5} {
+							By(fmt.Sprintf("%s, %d times", f, times))
+							c := s.customer(ctx, d, nil)
+							for range times {
+								s.net.at(st.path, f)
+							}
+							o := done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("4.00", "F-1")), Kind: spd.KindBalance}))
+							s.net.clear()
+							Expect(o.Online || o.Pending).To(BeTrue(), "confirmed or pending: %s", o)
+							Expect(c.f.snapshot(ctx).Balance).To(Equal(c.f.Profile.Balance-4_00), "the device paid once")
+							done(c.tm.Settle(ctx))
+							Expect(c.f.snapshot(ctx).Ledger).To(Equal(0))
+							Expect(s.issuerBalance(ctx, c)).To(Equal(c.f.Profile.Balance-4_00), "the backend took it once")
+							s.conserved(ctx)
+						}
+					}
+				}, SpecTimeout(120*time.Second))
+		}
+
+		It("MUST settle each record once when settlement is unreachable, answers 503, loses its answer or is slow",
+			Case("TC-SVC-044", "SPD-LED-4", "SPD-LED-5", "C4", "C7", "C47", "C49"), func(ctx SpecContext) {
+				s := newServiceLab(d)
+				for _, f := range netFaultKinds {
+					By(f.String())
+					c := s.customer(ctx, d, nil)
+					s.net.Down.Store(true)
+					done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("2.00", "S-1")), Kind: spd.KindBalance}))
+					done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("3.00", "S-2")), Kind: spd.KindAccount}))
+					s.net.Down.Store(false)
+					s.net.at("/v1/settlements", f, f, f)
+					notDone(c.tm.Settle(ctx), "stay on the device")
+					s.net.clear()
+					out := done(c.tm.Settle(ctx))
+					Expect(out.Settled + out.AlreadySettled).To(Equal(2))
+					Expect(out.Left).To(Equal(0))
+					Expect(s.issuerBalance(ctx, c)).To(Equal(c.f.Profile.Balance - 5_00))
+					Expect(s.conserved(ctx).RecordsPending).To(Equal(int64(0)))
+				}
+			}, SpecTimeout(120*time.Second))
+
+		It("MUST issue a token or transfer online once, or say it did not, whatever the network does",
+			Case("TC-SVC-045", "SPD-TOK-1", "C13", "C20", "C22", "C29", "C30"), func(ctx SpecContext) {
+				s := newServiceLab(d)
+				payee := s.customer(ctx, d, nil)
+				for i, f := range netFaultKinds {
+					By(f.String())
+					c := s.customer(ctx, d, nil)
+					s.net.at("/v1/tokens", f, f, f)
+					o := c.tm.IssueToken(ctx, terminal.TokenOrder{Expiry: s.clock.Now().Add(time.Hour),
+						Controls: medium.TokenControls{MaxTransactions: 2, MaxAmount: 10_00, Channels: medium.ChannelInStore}})
+					s.net.clear()
+					if o.Status == terminal.Done {
+						_, err := s.admin.Token(ctx, fmt.Sprintf("%X", o.Token))
+						Expect(err).NotTo(HaveOccurred(), "a token said done is in the vault")
+					} else {
+						notDone(o, "vault did not register it")
+					}
+
+					id := fmt.Sprintf("SUITE-F%d", i)
+					tr := terminal.OnlineTransfer{ID: id, Payee: payee.f.Profile.DeviceID, Amount: 1_00}
+					s.net.at("/v1/transfers", f, f, f)
+					o = c.tm.SendOnline(ctx, tr)
+					s.net.clear()
+					if o.Status == terminal.NotDone {
+						Expect(o.Retry).To(BeTrue(), "%s", o)
+						o = done(c.tm.SendOnline(ctx, tr))
+					}
+					Expect(o.Transfer.State).To(Equal(backend.TransferClaimed))
+					Expect(s.issuerBalance(ctx, c)).To(Equal(c.f.Profile.Balance-1_00), "moved once")
+				}
+				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + int64(len(netFaultKinds))*1_00))
+				s.conserved(ctx)
+			}, SpecTimeout(120*time.Second))
+	})
+}

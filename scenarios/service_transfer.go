@@ -1,0 +1,90 @@
+package scenarios
+
+import (
+	"bytes"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/terminal"
+)
+
+func defineServiceTransfers(d Driver) {
+	Describe("Transfers between users", func() {
+		It("MUST transfer offline to the payee's device only, once, and settle both sides",
+			Case("TC-SVC-020", "SPD-XFR-1", "SPD-XFR-2", "SPD-LED-5", "C13", "C16", "C17", "C19"), func(ctx SpecContext) {
+				s := newServiceLab(d)
+				payer := s.customer(ctx, d, nil)
+				payee := s.customer(ctx, d, nil)
+				other := s.customer(ctx, d, nil)
+				s.net.Down.Store(true)
+				out := done(payer.tm.SendTransfer(ctx, terminal.TransferOrder{Payee: payee.f.Profile.DeviceID, Amount: 15_00}))
+				Expect(payer.f.snapshot(ctx).Balance).To(Equal(payer.f.Profile.Balance-15_00), "debited before the medium is shown")
+				codes := payer.user.Codes()
+				text, _, err := medium.DecodePNG(bytes.NewReader(codes[len(codes)-1].PNG))
+				Expect(err).NotTo(HaveOccurred(), "the payee's terminal scans the payer's screen")
+				notDone(other.tm.ReceiveTransfer(ctx, text, terminal.Verification{}), "not this one")
+				in := done(payee.tm.ReceiveTransfer(ctx, text, terminal.Verification{}))
+				Expect(in.Amount).To(Equal(int64(15_00)))
+				Expect(in.Serial).To(Equal(out.Serial))
+				notDone(payee.tm.ReceiveTransfer(ctx, text, terminal.Verification{}), "")
+				Expect(payee.f.snapshot(ctx).Balance).To(Equal(payee.f.Profile.Balance + 15_00))
+				s.net.Down.Store(false)
+				done(payer.tm.Settle(ctx))
+				done(payee.tm.Settle(ctx))
+				Expect(s.issuerBalance(ctx, payer)).To(Equal(payer.f.Profile.Balance - 15_00))
+				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + 15_00))
+				a := s.conserved(ctx)
+				Expect(a.InFlight).To(Equal(int64(0)))
+				Expect(payer.f.snapshot(ctx).Ledger).To(Equal(0))
+			}, SpecTimeout(90*time.Second))
+
+		It("MUST reclaim an offline transfer nobody imported, only after it expired, once",
+			Case("TC-SVC-021", "SPD-XFR-3", "SPD-XFR-4", "SPD-LED-5", "C13", "C17"), func(ctx SpecContext) {
+				s := newServiceLab(d)
+				payer := s.customer(ctx, d, nil)
+				payee := s.customer(ctx, d, nil)
+				out := done(payer.tm.SendTransfer(ctx, terminal.TransferOrder{Payee: payee.f.Profile.DeviceID, Amount: 9_00,
+					Expiry: s.clock.Now().Add(time.Hour)}))
+				notDone(payer.tm.ReclaimTransfer(ctx, out.Serial), "RECLAIM")
+				s.clock.Advance(2 * time.Hour)
+				codes := payer.user.Codes()
+				text, _, err := medium.DecodePNG(bytes.NewReader(codes[len(codes)-1].PNG))
+				Expect(err).NotTo(HaveOccurred())
+				notDone(payee.tm.ReceiveTransfer(ctx, text, terminal.Verification{}), "expired")
+				done(payer.tm.ReclaimTransfer(ctx, out.Serial))
+				Expect(payer.f.snapshot(ctx).Balance).To(Equal(payer.f.Profile.Balance))
+				notDone(payer.tm.ReclaimTransfer(ctx, out.Serial), "")
+				st := done(payer.tm.Settle(ctx))
+				Expect(st.Left).To(Equal(0))
+				Expect(s.issuerBalance(ctx, payer)).To(Equal(payer.f.Profile.Balance))
+				s.conserved(ctx)
+			}, SpecTimeout(90*time.Second))
+
+		It("MUST transfer online through the backend: held and claimed, or expired and reclaimed, each once",
+			Case("TC-SVC-022", "SPD-KEY-4", "C13", "C16", "C17", "C30"), func(ctx SpecContext) {
+				s := newServiceLab(d)
+				payer := s.customer(ctx, d, nil)
+				payee := s.customer(ctx, d, nil)
+				tr := terminal.OnlineTransfer{ID: "SUITE-X1", Payee: payee.f.Profile.DeviceID, Amount: 8_00, Hold: true,
+					Expires: s.clock.Now().Add(time.Hour)}
+				o := done(payer.tm.SendOnline(ctx, tr))
+				Expect(o.Transfer.State).To(Equal(backend.TransferInFlight))
+				Expect(done(payer.tm.SendOnline(ctx, tr)).Transfer.Repeated).To(BeTrue(), "sent again, it takes effect once")
+				Expect(done(payee.tm.Claim(ctx, "SUITE-X1", terminal.Verification{})).Transfer.State).To(Equal(backend.TransferClaimed))
+				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + 8_00))
+
+				tr.ID = "SUITE-X2"
+				done(payer.tm.SendOnline(ctx, tr))
+				notDone(payer.tm.ReclaimOnline(ctx, "SUITE-X2", terminal.Verification{}), "refused")
+				s.clock.Advance(2 * time.Hour)
+				done(payer.tm.ReclaimOnline(ctx, "SUITE-X2", terminal.Verification{}))
+				notDone(payee.tm.Claim(ctx, "SUITE-X2", terminal.Verification{}), "refused")
+				Expect(s.issuerBalance(ctx, payer)).To(Equal(payer.f.Profile.Balance - 8_00))
+				Expect(s.conserved(ctx).InFlight).To(Equal(int64(0)))
+			}, SpecTimeout(90*time.Second))
+	})
+}
