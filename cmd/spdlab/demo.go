@@ -79,10 +79,11 @@ func (d *demo) show(name, text string, f medium.Format) (string, error) {
 func money(minor int64) string { return fmt.Sprintf("EUR %d.%02d", minor/100, minor%100) }
 
 func runDemo(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "demo", "[--dut DUT] [--out DIR] [--trace FILE]")
+	flags := newFlags(e, "demo", "[--dut DUT] [--out DIR] [--backend URL] [--trace FILE]")
 	dutSpec := flags.String("dut", "ref", "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
 	outDir := flags.String("out", "", "write every coded medium shown as a PNG in this directory")
 	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
+	backendURL := flags.String("backend", "", "run the online, offline and settlement flows through the terminal against this backend (spdlab backend)")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -110,6 +111,9 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer payer.Close()
+	if *backendURL != "" {
+		return demoWithBackend(ctx, e.stdout, *outDir, payer, *backendURL)
+	}
 	if err := d.run(ctx, payer); err != nil {
 		return err
 	}
