@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/backend"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -210,6 +211,9 @@ func (t *Terminal) receiveTransfer(ctx context.Context, text string, v Verificat
 						ATC: rec.ATC, Serial: rec.Serial, Reason: fmt.Sprintf("the device's answer was lost (%v); its ledger shows the import", err)}
 				}
 			}
+		}
+		if errors.Is(err, &apdu.SWError{SW: apdu.SWRefDataNotUsable}) {
+			return notDone(FlowTransferIn, "this transfer was imported before (TRANSFER IN: %v); nothing was credited again", err)
 		}
 		return notDone(FlowTransferIn, "TRANSFER IN: %v; nothing was credited", err)
 	}
