@@ -517,3 +517,61 @@ func TestShowMedium(t *testing.T) {
 		t.Fatal("an expired medium was read")
 	}
 }
+
+// Faults on the other online steps: the parameter sync, the SMS code and
+// the claim of an online transfer. Each ends done once, or not done and
+// said so; repeated, it completes once.
+func TestOtherOnlineStepsFaults(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	for _, f := range []fault{unreachable, status503, lostAnswer, slow} {
+		t.Run(f.String(), func(t *testing.T) {
+			d, p := l.device(nil)
+			d2, p2 := l.device(nil)
+			u := l.user(p)
+			tm := l.terminal(procLink{d}, u)
+			payee := l.terminal(procLink{d2}, l.user(p2))
+			id := spd.DeviceIDString(p.DeviceID)
+
+			// Sync: a top-up applies once whatever the network does.
+			if _, err := l.admin.QueueParameter(ctx, id, backend.ParameterUpdate{TopUp: 10_00}); err != nil {
+				t.Fatal(err)
+			}
+			l.faults.at("/v1/devices/", f, f, f)
+			first := tm.Sync(ctx)
+			l.faults.plan = map[string][]fault{}
+			if first.Status == terminal.NotDone && first.Reason == "" {
+				t.Fatalf("%s", first)
+			}
+			mustDone(t, tm.Sync(ctx))
+			if _, b := counters(t, tm); b != p.Balance+10_00 {
+				t.Fatalf("balance %d after the top-up", b)
+			}
+
+			// SMS code: never verified by a fault.
+			l.faults.at("/v1/otp", f, f, f)
+			o := tm.Verify(ctx, terminal.Verification{SMS: true})
+			l.faults.plan = map[string][]fault{}
+			if o.Status == terminal.NotDone && !strings.Contains(o.Reason, "SMS") {
+				t.Fatalf("%s", o)
+			}
+			mustDone(t, tm.Verify(ctx, terminal.Verification{SMS: true}))
+
+			// Claim: the value moves once.
+			tr := terminal.OnlineTransfer{ID: "C-" + f.String(), Payee: p2.DeviceID, Amount: 2_00, Hold: true, Expires: l.clock.Now().Add(time.Hour)}
+			mustDone(t, tm.SendOnline(ctx, tr))
+			before := l.issuerBalance(p2)
+			l.faults.at("/v1/transfers/", f, f, f)
+			c := payee.Claim(ctx, tr.ID, terminal.Verification{})
+			l.faults.plan = map[string][]fault{}
+			if c.Status == terminal.NotDone && !c.Retry {
+				t.Fatalf("%s", c)
+			}
+			mustDone(t, payee.Claim(ctx, tr.ID, terminal.Verification{}))
+			if got := l.issuerBalance(p2); got != before+2_00 {
+				t.Fatalf("payee issuer balance %d, want %d", got, before+2_00)
+			}
+			l.audit()
+		})
+	}
+}
