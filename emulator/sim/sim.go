@@ -1,0 +1,569 @@
+// Package sim attaches a device application to pcscd as an ISO/IEC 7816-3
+// smart card (a SIM or eSIM), through vsmartcard's vpcd reader driver.
+//
+// vpcd ("Virtual PCD", Debian package vsmartcard-vpcd) is a pcscd reader
+// driver that listens on TCP port 35963; the card side connects to it as a
+// client and answers power, reset and ATR controls and command APDUs (the
+// wire format is documented above ReadMessage). Once connected, every PC/SC
+// program on the machine (pcsc-tools, OpenSC, github.com/ebfe/scard, the
+// rigs/pcsc driver) sees a card in the reader "Virtual PCD 00 00" whose
+// Answer To Reset is emulator.ATR(Form): T=1, IFSC 254, historical bytes
+// naming the form. SIM and eSIM differ in their ATR only.
+//
+// Behaviour, following ISO/IEC 7816-3 as far as vpcd lets a card show it:
+//
+//   - Connecting is insertion, closing the connection is removal. A card
+//     removed or disconnected while powered loses power (Card.PowerOff).
+//   - vpcd's power on runs Card.PowerOn (a power-up on a powered card is a
+//     cold reset: PowerOff then PowerOn); power off runs Card.PowerOff; reset
+//     runs Card.Reset, or Card.PowerOn when the card was unpowered. pcscd
+//     makes a cold reset (SCARD_UNPOWER_CARD) from power off and power on.
+//   - A tear (Card.Process returning nil) leaves the card mute and unpowered.
+//     vpcd has no response timeout, so a card that merely stayed silent would
+//     hang pcscd; the emulator instead resets the TCP connection, which vpcd
+//     reports to pcscd as a communication error (the host sees
+//     SCARD_E_NOT_TRANSACTED or a removed card), then reconnects. The card
+//     stays mute (every command resets the connection again) until the next
+//     power on or reset, which runs Card.PowerOn and so its recovery.
+//   - Bad frames (zero length, longer than Config.MaxCommand, an unknown
+//     control byte, a 2- or 3-byte message that cannot be a command) are
+//     logged and counted; the emulator answers what a card would (6700 to a
+//     command that is no APDU or too long for it, nothing to a control) and
+//     keeps serving.
+//
+// One vpcd slot holds one card. Run takes an advisory lock per vpcd address
+// (a file in os.TempDir) so that two emulators, in one process or several,
+// never connect to the same slot at once; Config.SlotWait says how long to
+// wait for it.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/spdlab/spdlab/emulator"
+)
+
+// Defaults for Config.
+const (
+	// DefaultAddress is where Debian's /etc/reader.conf.d/vpcd makes vpcd
+	// listen for the card (CHANNELID 0x8C7B = 35963).
+	DefaultAddress = "127.0.0.1:35963"
+	// DefaultReaderName is the name pcscd gives that vpcd slot.
+	DefaultReaderName = "Virtual PCD 00 00"
+	// DefaultRedial is the pause between attempts to reach vpcd.
+	DefaultRedial = 250 * time.Millisecond
+	// DefaultRemovalGap is how long the card stays out of the reader
+	// after its connection ends before it connects again (or before Run
+	// lets another emulator have the slot). pcscd polls vpcd every 400 ms;
+	// a gap of two polls and more makes sure pcscd sees the card leave and
+	// come back, and so powers the new card up, even when vpcd noticed the
+	// lost connection during a command rather than during a poll.
+	DefaultRemovalGap = time.Second
+	// MaxATR is the longest Answer To Reset ISO/IEC 7816-3 allows.
+	MaxATR = 33
+)
+
+// swWrongLength is the ISO 7816-4 answer to a command that is no APDU or
+// that is too long for the card.
+var swWrongLength = []byte{0x67, 0x00}
+
+// swNoDiagnosis answers a command whose response cannot be framed.
+var swNoDiagnosis = []byte{0x6F, 0x00}
+
+// ErrSlotBusy is returned by Run when another emulator holds the vpcd slot
+// for longer than Config.SlotWait.
+var ErrSlotBusy = errors.New("sim: another emulator holds the vpcd slot")
+
+// Config says where and how the card attaches.
+type Config struct {
+	// Address is vpcd's card-side TCP address; "" means DefaultAddress.
+	Address string
+	// Form chooses the ATR (emulator.ATR): emulator.FormSIM (the default
+	// when empty) or emulator.FormESIM.
+	Form emulator.Form
+	// ATR, when set, replaces the form's ATR (at most MaxATR bytes).
+	ATR []byte
+	// Redial is the pause between attempts to reach vpcd. 0 means
+	// DefaultRedial. A negative value turns redialling off: Run returns
+	// the error when vpcd cannot be reached or drops the connection.
+	Redial time.Duration
+	// RemovalGap is the least time between the end of one connection and
+	// the next (see DefaultRemovalGap, the value 0 stands for).
+	RemovalGap time.Duration
+	// SlotWait is how long Run waits for another emulator to free the vpcd
+	// slot before failing with ErrSlotBusy; 0 fails at once.
+	SlotWait time.Duration
+	// MaxCommand is the longest command APDU the card accepts; longer ones
+	// are dropped and answered 6700. 0 means MaxMessage.
+	MaxCommand int
+	// NoQuickAck leaves the kernel's delayed ACK on (for measurements only:
+	// every command then stalls about 40 ms, see ReadMessage).
+	NoQuickAck bool
+	// Logger receives connection events and bad frames; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Status is a snapshot of the emulator's state and counters.
+type Status struct {
+	Inserted    bool   // the card is meant to be in the reader (Insert/Remove)
+	Connected   bool   // connected to vpcd now
+	Powered     bool   // the card is powered
+	Mute        bool   // torn: mute until the next power on or reset
+	Connections uint64 // connections made to vpcd
+	Commands    uint64 // command APDUs answered
+	Controls    uint64 // vpcd controls handled (ATR polls included)
+	PowerUps    uint64 // power-ons and resets handled
+	Tears       uint64 // commands the card tore (Process returned nil)
+	BadFrames   uint64 // frames dropped or answered 6700 as malformed
+}
+
+// Emulator is a card attached to vpcd. Create it with New and serve with
+// Run; Insert and Remove may be called from any goroutine.
+type Emulator struct {
+	card emulator.Card
+	cfg  Config
+	atr  []byte
+	log  *slog.Logger
+
+	insertCh chan struct{} // wakes Run after Insert
+
+	mu      sync.Mutex
+	running bool
+	torn    bool          // mute until the next power on or reset, across connections
+	conn    *net.TCPConn  // current connection to vpcd, nil when none
+	served  chan struct{} // closed when serving conn has ended
+	status  Status
+}
+
+// New returns an emulator presenting card. The card starts inserted and
+// unpowered; pcscd powers it when it sees it.
+func New(card emulator.Card, cfg Config) *Emulator {
+	if cfg.Address == "" {
+		cfg.Address = DefaultAddress
+	}
+	if cfg.Form == "" {
+		cfg.Form = emulator.FormSIM
+	}
+	if cfg.Redial == 0 {
+		cfg.Redial = DefaultRedial
+	}
+	if cfg.RemovalGap <= 0 {
+		cfg.RemovalGap = DefaultRemovalGap
+	}
+	if cfg.MaxCommand <= 0 || cfg.MaxCommand > MaxMessage {
+		cfg.MaxCommand = MaxMessage
+	}
+	atr := append([]byte(nil), cfg.ATR...)
+	if len(atr) == 0 {
+		atr = emulator.ATR(cfg.Form)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Emulator{
+		card:     card,
+		cfg:      cfg,
+		atr:      atr,
+		log:      log.With("emulator", "sim", "vpcd", cfg.Address),
+		insertCh: make(chan struct{}, 1),
+	}
+	e.status.Inserted = true
+	return e
+}
+
+// ATR returns the Answer To Reset the card presents.
+func (e *Emulator) ATR() []byte { return append([]byte(nil), e.atr...) }
+
+// Address returns the vpcd address the emulator connects to.
+func (e *Emulator) Address() string { return e.cfg.Address }
+
+// Status returns the current state and counters.
+func (e *Emulator) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.status
+}
+
+func (e *Emulator) check() error {
+	switch {
+	case len(e.atr) > MaxATR:
+		return fmt.Errorf("sim: ATR too long: %d bytes, ISO/IEC 7816-3 allows %d", len(e.atr), MaxATR)
+	case len(e.atr) < 2 || (e.atr[0] != 0x3B && e.atr[0] != 0x3F):
+		return fmt.Errorf("sim: ATR % X does not start with TS 3B or 3F", e.atr)
+	case e.card == nil:
+		return errors.New("sim: no card application")
+	}
+	return nil
+}
+
+// Run connects to vpcd and serves the card until ctx ends, redialling when
+// vpcd is unreachable or drops the connection (unless Config.Redial < 0).
+// It returns nil when ctx ends, and an error for a bad configuration, a busy
+// slot, or (without redialling) a lost connection.
+func (e *Emulator) Run(ctx context.Context) error {
+	if err := e.check(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	if e.running {
+		e.mu.Unlock()
+		return errors.New("sim: Run is already serving this emulator")
+	}
+	e.running = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.running = false
+		e.mu.Unlock()
+	}()
+
+	release, err := claimSlot(ctx, e.cfg.Address, e.cfg.SlotWait)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer release()
+
+	stop := context.AfterFunc(ctx, func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.conn != nil {
+			abort(e.conn)
+		}
+	})
+	defer stop()
+
+	var (
+		dialer  net.Dialer
+		warned  bool
+		lastEnd time.Time // when the last connection ended
+	)
+	// Leave the reader empty for the removal gap before another emulator
+	// may take the slot, so that pcscd sees this card go.
+	defer func() {
+		if !lastEnd.IsZero() {
+			time.Sleep(time.Until(lastEnd.Add(e.cfg.RemovalGap)))
+		}
+	}()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		e.mu.Lock()
+		inserted := e.status.Inserted
+		e.mu.Unlock()
+		if !inserted {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-e.insertCh:
+			}
+			continue
+		}
+		if !lastEnd.IsZero() && !sleep(ctx, time.Until(lastEnd.Add(e.cfg.RemovalGap))) {
+			return nil
+		}
+		c, err := dialer.DialContext(ctx, "tcp", e.cfg.Address)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			err = fmt.Errorf("sim: cannot reach vpcd at %s (is pcscd running with the vsmartcard-vpcd reader driver? .ci/pcscd starts it): %w", e.cfg.Address, err)
+			if e.cfg.Redial < 0 {
+				return err
+			}
+			if !warned {
+				e.log.Warn("waiting for vpcd", "err", err, "retry", e.cfg.Redial)
+				warned = true
+			}
+			if !sleep(ctx, e.cfg.Redial) {
+				return nil
+			}
+			continue
+		}
+		warned = false
+		end := e.serve(ctx, c.(*net.TCPConn))
+		lastEnd = time.Now()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case end.removed:
+			e.log.Info("card removed")
+		case end.mute:
+			e.log.Info("connection reset: card is mute", "why", end.err)
+		default:
+			err := fmt.Errorf("sim: vpcd at %s dropped the connection: %w", e.cfg.Address, end.err)
+			if e.cfg.Redial < 0 {
+				return err
+			}
+			e.log.Warn("reconnecting", "err", err)
+		}
+	}
+}
+
+// Insert puts the card (back) into the reader: Run connects to vpcd again.
+func (e *Emulator) Insert() {
+	e.mu.Lock()
+	e.status.Inserted = true
+	e.mu.Unlock()
+	select {
+	case e.insertCh <- struct{}{}:
+	default:
+	}
+}
+
+// Remove pulls the card out of the reader: the connection to vpcd is reset,
+// a command in progress gets no answer, and the card loses power. Remove
+// returns once the card is unpowered; Run stays idle until Insert.
+func (e *Emulator) Remove() {
+	e.mu.Lock()
+	e.status.Inserted = false
+	c, served := e.conn, e.served
+	if c != nil {
+		abort(c)
+	}
+	e.mu.Unlock()
+	if c != nil {
+		<-served
+	}
+}
+
+// abort closes c with a TCP reset, which vpcd sees as an error (recv fails)
+// rather than an orderly end of stream.
+func abort(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	_ = c.Close()
+}
+
+// serveEnd says why serving a connection ended.
+type serveEnd struct {
+	removed bool  // Remove was called
+	mute    bool  // the emulator reset the connection (tear, command while unpowered)
+	err     error // what ended it
+}
+
+// serve answers vpcd on c until the connection ends. It owns the card's
+// power state while it runs.
+func (e *Emulator) serve(ctx context.Context, c *net.TCPConn) serveEnd {
+	e.mu.Lock()
+	if !e.status.Inserted || ctx.Err() != nil {
+		e.mu.Unlock()
+		abort(c)
+		return serveEnd{removed: true, err: errors.New("removed before connecting")}
+	}
+	served := make(chan struct{})
+	e.conn, e.served = c, served
+	e.status.Connected = true
+	e.status.Connections++
+	e.mu.Unlock()
+	e.log.Info("connected to vpcd", "atr", fmt.Sprintf("% X", e.atr))
+
+	s := &session{e: e, w: c}
+	s.r = io.Reader(c)
+	if !e.cfg.NoQuickAck {
+		s.r = newAckingReader(c)
+	}
+	_ = c.SetNoDelay(true)
+
+	end := s.loop()
+
+	if s.powered {
+		e.card.PowerOff()
+	}
+	e.mu.Lock()
+	if !e.status.Inserted {
+		end.removed = true
+	}
+	e.conn, e.served = nil, nil
+	e.status.Connected = false
+	e.status.Powered = false
+	e.mu.Unlock()
+	abort(c)
+	close(served)
+	return end
+}
+
+// session is one connection's worth of card state.
+type session struct {
+	e         *Emulator
+	r         io.Reader
+	w         io.Writer
+	buf       []byte
+	powered   bool
+	powerSeen bool // vpcd sent a power control on this connection
+}
+
+// setPower records the card's power; powering it (or a reset) ends a tear.
+func (s *session) setPower(powered bool) {
+	s.powered = powered
+	s.e.mu.Lock()
+	s.e.status.Powered = powered
+	if powered {
+		s.e.status.PowerUps++
+		s.e.torn = false
+		s.e.status.Mute = false
+	}
+	s.e.mu.Unlock()
+}
+
+// tear records that the card lost power in a command: mute until powered.
+func (s *session) tear() {
+	s.powered = false
+	s.e.mu.Lock()
+	s.e.status.Powered = false
+	s.e.torn = true
+	s.e.status.Mute = true
+	s.e.status.Tears++
+	s.e.mu.Unlock()
+}
+
+func (s *session) torn() bool {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	return s.e.torn
+}
+
+func (s *session) count(field *uint64) {
+	s.e.mu.Lock()
+	*field++
+	s.e.mu.Unlock()
+}
+
+func (s *session) loop() serveEnd {
+	e := s.e
+	for {
+		msg, err := ReadMessage(s.r, s.buf, e.cfg.MaxCommand)
+		var fe *FrameError
+		switch {
+		case errors.As(err, &fe):
+			s.count(&e.status.BadFrames)
+			e.log.Warn("bad frame from vpcd", "err", fe)
+			if errors.Is(fe, ErrMessageTooLong) {
+				if err := WriteMessage(s.w, swWrongLength); err != nil {
+					return serveEnd{err: err}
+				}
+			}
+			continue
+		case err != nil:
+			return serveEnd{err: err}
+		}
+		s.buf = msg[:0]
+
+		if len(msg) == 1 {
+			e.log.Debug("control", "ctl", Control(msg[0]))
+			if err := s.control(Control(msg[0])); err != nil {
+				return serveEnd{err: err}
+			}
+			continue
+		}
+		switch {
+		case s.torn():
+			// A torn card does not answer: reset the connection so
+			// that pcscd reports an error instead of waiting forever.
+			return serveEnd{mute: true, err: fmt.Errorf("command % X to a torn card (mute until power on or reset)", head(msg))}
+		case !s.powered && !s.powerSeen:
+			// pcscd missed a removal and insertion that happened
+			// within one of its polls, so it never powered this card
+			// up. A reader always activates an inserted card: do so.
+			e.log.Info("command before any power control: powering up as on insertion")
+			e.card.PowerOn()
+			s.setPower(true)
+		case !s.powered:
+			return serveEnd{mute: true, err: fmt.Errorf("command % X to an unpowered card", head(msg))}
+		}
+		if len(msg) < 4 {
+			s.count(&e.status.BadFrames)
+			e.log.Warn("bad frame from vpcd", "err", fmt.Errorf("sim: %d-byte message is neither a control nor a command APDU", len(msg)))
+			if err := WriteMessage(s.w, swWrongLength); err != nil {
+				return serveEnd{err: err}
+			}
+			continue
+		}
+		e.log.Debug("command", "apdu", fmt.Sprintf("% X", msg))
+		resp := e.card.Process(append([]byte(nil), msg...))
+		if resp == nil {
+			s.tear()
+			return serveEnd{mute: true, err: fmt.Errorf("card tore during command % X", head(msg))}
+		}
+		switch {
+		case len(resp) > MaxMessage:
+			e.log.Error("response does not fit a vpcd frame; answering 6F00", "bytes", len(resp))
+			resp = swNoDiagnosis
+		case len(resp) == 0:
+			// vpcd waits for a message after an empty one, holding
+			// pcscd's reader lock: never send it.
+			e.log.Error("card answered an empty response; answering 6F00")
+			resp = swNoDiagnosis
+		}
+		if err := WriteMessage(s.w, resp); err != nil {
+			return serveEnd{err: err}
+		}
+		s.count(&e.status.Commands)
+	}
+}
+
+// head returns at most the 4-byte header of a command, for logs.
+func head(cmd []byte) []byte {
+	if len(cmd) > 4 {
+		return cmd[:4]
+	}
+	return cmd
+}
+
+func (s *session) control(ctl Control) error {
+	e := s.e
+	if !ctl.Known() {
+		s.count(&e.status.BadFrames)
+		e.log.Warn("bad frame from vpcd", "err", fmt.Errorf("sim: %v", ctl))
+		return nil
+	}
+	s.count(&e.status.Controls)
+	if ctl != CtrlATR {
+		s.powerSeen = true
+	}
+	switch ctl {
+	case CtrlPowerOff:
+		if s.powered {
+			e.card.PowerOff()
+		}
+		s.setPower(false)
+	case CtrlPowerOn:
+		if s.powered {
+			e.card.PowerOff()
+		}
+		e.card.PowerOn()
+		s.setPower(true)
+	case CtrlReset:
+		if s.powered {
+			e.card.Reset()
+		} else {
+			e.card.PowerOn()
+		}
+		s.setPower(true)
+	case CtrlATR:
+		return WriteMessage(s.w, e.atr)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,382 @@
+package pcsc_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/emulator/sim"
+	"github.com/spdlab/spdlab/emulator/sim/simtest"
+	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/pcsc"
+)
+
+// These tests attach the SIM emulator to pcscd's first vpcd slot and reach
+// it through PC/SC exactly as a real reader is reached.
+
+const reader = sim.DefaultReaderName
+
+func serve(t testing.TB, card emulator.Card, form emulator.Form) *sim.Emulator {
+	t.Helper()
+	return simtest.Serve(t, card, sim.Config{Address: sim.DefaultAddress, Form: form})
+}
+
+func open(t testing.TB) *pcsc.Reader {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pcsc.WaitForCard(ctx, reader); err != nil {
+		t.Fatalf("WaitForCard: %v", err)
+	}
+	r, err := pcsc.Open(ctx, reader)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return r
+}
+
+func exchange(t testing.TB, l link.Link, cmd []byte) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := l.Exchange(ctx, cmd)
+	if err != nil {
+		t.Fatalf("Exchange % X: %v", cmd, err)
+	}
+	return resp
+}
+
+func expect(t testing.TB, l link.Link, cmd, want []byte) {
+	t.Helper()
+	if got := exchange(t, l, cmd); !bytes.Equal(got, want) {
+		t.Fatalf("Exchange % X = % X, want % X", cmd, got, want)
+	}
+}
+
+var ok = []byte{0x90, 0x00}
+
+func TestListReadersShowsVPCD(t *testing.T) {
+	simtest.EnsurePCSCD(t)
+	readers, err := pcsc.ListReaders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(readers, reader) {
+		t.Fatalf("ListReaders = %q, want it to hold %q", readers, reader)
+	}
+}
+
+func TestExchangeSelectAndEcho(t *testing.T) {
+	card := simtest.NewCard()
+	serve(t, card, emulator.FormSIM)
+	r := open(t)
+	if r.String() != "pcsc:"+reader {
+		t.Errorf("String = %q", r.String())
+	}
+	if got, want := r.ATR(), emulator.ATR(emulator.FormSIM); !bytes.Equal(got, want) {
+		t.Errorf("ATR = % X, want % X", got, want)
+	}
+	expect(t, r, simtest.Echo([]byte{1}), []byte{0x69, 0x85}) // not selected yet
+	expect(t, r, simtest.Select(), ok)
+	payload := bytes.Repeat([]byte{0xA5}, 200)
+	expect(t, r, simtest.Echo(payload), append(payload, ok...))
+}
+
+func TestFirstReaderWithCard(t *testing.T) {
+	serve(t, simtest.NewCard(), emulator.FormSIM)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pcsc.WaitForCard(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcsc.Open(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	expect(t, r, simtest.Select(), ok)
+}
+
+func TestTransportStatusWordsResolved(t *testing.T) {
+	serve(t, simtest.NewCard(), emulator.FormSIM)
+	r := open(t)
+	expect(t, r, simtest.Select(), ok)
+
+	// 61xx: 20*16 = 320 bytes in chunks of 100, fetched by GET RESPONSE.
+	want := make([]byte, 320)
+	for i := range want {
+		want[i] = byte(i)
+	}
+	expect(t, r, []byte{0x80, simtest.InsChained, 20, 0, 0}, append(want, ok...))
+
+	// 6Cxx: the rig resends with Le = 08.
+	expect(t, r, []byte{0x80, simtest.InsExactLe, 0, 0, 0x20}, []byte{1, 2, 3, 4, 5, 6, 7, 8, 0x90, 0x00})
+}
+
+func TestESIMAnswerToReset(t *testing.T) {
+	serve(t, simtest.NewCard(), emulator.FormESIM)
+	r := open(t)
+	if got, want := r.ATR(), emulator.ATR(emulator.FormESIM); !bytes.Equal(got, want) {
+		t.Fatalf("ATR = % X, want % X", got, want)
+	}
+	if !bytes.Contains(r.ATR(), []byte("SPDLAB eSIM")) {
+		t.Fatalf("eSIM ATR % X lacks its historical bytes", r.ATR())
+	}
+	expect(t, r, simtest.Select(), ok)
+}
+
+func TestWarmAndColdReset(t *testing.T) {
+	card := simtest.NewCard()
+	serve(t, card, emulator.FormSIM)
+	r := open(t)
+	ctx := context.Background()
+
+	expect(t, r, simtest.Select(), ok)
+	on0, off0, resets0 := card.PowerEvents()
+	atr, err := r.Reset(ctx, false)
+	if err != nil {
+		t.Fatalf("warm Reset: %v", err)
+	}
+	if !bytes.Equal(atr, emulator.ATR(emulator.FormSIM)) {
+		t.Errorf("warm Reset ATR = % X", atr)
+	}
+	on1, off1, resets1 := card.PowerEvents()
+	if resets1 != resets0+1 || on1 != on0 || off1 != off0 {
+		t.Errorf("warm reset: power-ons %d->%d, power-offs %d->%d, resets %d->%d; want one reset only", on0, on1, off0, off1, resets0, resets1)
+	}
+	expect(t, r, simtest.Echo([]byte{1}), []byte{0x69, 0x85}) // reset deselected
+
+	expect(t, r, simtest.Select(), ok)
+	if _, err := r.Reset(ctx, true); err != nil {
+		t.Fatalf("cold Reset: %v", err)
+	}
+	on2, off2, resets2 := card.PowerEvents()
+	if on2 != on1+1 || off2 != off1+1 || resets2 != resets1 {
+		t.Errorf("cold reset: power-ons %d->%d, power-offs %d->%d, resets %d->%d; want one power-off and one power-on", on1, on2, off1, off2, resets1, resets2)
+	}
+	expect(t, r, simtest.Echo([]byte{1}), []byte{0x69, 0x85})
+}
+
+func TestPowerCycle(t *testing.T) {
+	card := simtest.NewCard()
+	serve(t, card, emulator.FormSIM)
+	r := open(t)
+	ctx := context.Background()
+	expect(t, r, simtest.Select(), ok)
+	on0, off0, _ := card.PowerEvents()
+	if err := r.PowerOff(ctx); err != nil {
+		t.Fatalf("PowerOff: %v", err)
+	}
+	if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, pcsc.ErrUnpowered) {
+		t.Fatalf("Exchange after PowerOff: %v, want ErrUnpowered", err)
+	}
+	_, off1, _ := card.PowerEvents()
+	if off1 != off0+1 {
+		t.Errorf("PowerOff: card saw %d power-offs, want %d", off1, off0+1)
+	}
+	atr, err := r.PowerOn(ctx)
+	if err != nil {
+		t.Fatalf("PowerOn: %v", err)
+	}
+	if !bytes.Equal(atr, emulator.ATR(emulator.FormSIM)) {
+		t.Errorf("PowerOn ATR = % X", atr)
+	}
+	if on1, _, _ := card.PowerEvents(); on1 != on0+1 {
+		t.Errorf("PowerOn: card saw %d power-ons, want %d", on1, on0+1)
+	}
+	expect(t, r, simtest.Echo([]byte{1}), []byte{0x69, 0x85})
+	expect(t, r, simtest.Select(), ok)
+}
+
+func TestRemovalMidCommand(t *testing.T) {
+	card := simtest.NewCard()
+	e := serve(t, card, emulator.FormSIM)
+	r := open(t)
+	expect(t, r, simtest.Select(), ok)
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Exchange(context.Background(), []byte{0x80, simtest.InsHold, 0, 0})
+		errc <- err
+	}()
+	select {
+	case <-card.Holding():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held command never reached the card")
+	}
+	removed := make(chan struct{})
+	go func() { e.Remove(); close(removed) }()
+	// Remove resets the connection at once, then waits for the card to
+	// finish the command, as a card losing power mid-command would.
+	for e.Status().Inserted {
+		time.Sleep(time.Millisecond)
+	}
+	card.Release()
+	<-removed
+	if err := <-errc; !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("Exchange during removal: %v, want link.ErrRemoved", err)
+	}
+	if st := e.Status(); st.Powered || st.Connected {
+		t.Fatalf("after Remove: %+v", st)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pcsc.WaitForRemoval(ctx, reader); err != nil {
+		t.Fatalf("WaitForRemoval: %v", err)
+	}
+	// The first exchange finds the handle dead and lets it go; then the
+	// reader is free and empty.
+	if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, link.ErrRemoved) && !errors.Is(err, link.ErrNoCard) {
+		t.Fatalf("Exchange with the card out: %v, want link.ErrRemoved or link.ErrNoCard", err)
+	}
+	if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, link.ErrNoCard) {
+		t.Fatalf("second Exchange with the card out: %v, want link.ErrNoCard", err)
+	}
+	if _, err := pcsc.Open(ctx, reader); !errors.Is(err, link.ErrNoCard) {
+		t.Fatalf("Open on an empty reader: %v, want link.ErrNoCard", err)
+	}
+
+	e.Insert()
+	if err := pcsc.WaitForCard(ctx, reader); err != nil {
+		t.Fatalf("WaitForCard after Insert: %v", err)
+	}
+	if _, err := r.Reset(ctx, true); err != nil {
+		t.Fatalf("Reset after reinsertion: %v", err)
+	}
+	expect(t, r, simtest.Select(), ok)
+}
+
+func TestTearThenRecoverOnPowerUp(t *testing.T) {
+	card := simtest.NewCard()
+	e := serve(t, card, emulator.FormSIM)
+	r := open(t)
+	ctx := context.Background()
+	expect(t, r, simtest.Select(), ok)
+	on0, _, _ := card.PowerEvents()
+
+	_, err := r.Exchange(ctx, []byte{0x80, simtest.InsTear, 0, 0})
+	if !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("torn command: %v, want link.ErrRemoved", err)
+	}
+	if st := e.Status(); st.Tears != 1 || !st.Mute {
+		t.Fatalf("after tear: %+v", st)
+	}
+	// The card stays mute until it is powered again.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pcsc.WaitForCard(wctx, reader); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reset(ctx, true); err != nil {
+		t.Fatalf("Reset after tear: %v", err)
+	}
+	if on1, _, _ := card.PowerEvents(); on1 <= on0 {
+		t.Fatalf("no power-up after the tear (power-ons %d -> %d)", on0, on1)
+	}
+	if e.Status().Mute {
+		t.Fatal("card still mute after power-up")
+	}
+	expect(t, r, simtest.Select(), ok)
+}
+
+func TestUnknownReader(t *testing.T) {
+	simtest.EnsurePCSCD(t)
+	ctx := context.Background()
+	_, err := pcsc.Open(ctx, "No Such Reader 00 00")
+	if !errors.Is(err, pcsc.ErrNoReader) {
+		t.Fatalf("Open: %v, want ErrNoReader", err)
+	}
+	if err := pcsc.WaitForCard(ctx, "No Such Reader 00 00"); !errors.Is(err, pcsc.ErrNoReader) {
+		t.Fatalf("WaitForCard: %v, want ErrNoReader", err)
+	}
+}
+
+func TestWaitForCardHonoursContext(t *testing.T) {
+	// Hold the slot with the card out, so that the reader stays empty.
+	e := serve(t, simtest.NewCard(), emulator.FormSIM)
+	e.Remove()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pcsc.WaitForRemoval(ctx, reader); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	err := pcsc.WaitForCard(short, reader)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitForCard on an empty reader: %v, want a deadline error", err)
+	}
+}
+
+func TestClosedReader(t *testing.T) {
+	serve(t, simtest.NewCard(), emulator.FormSIM)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := pcsc.WaitForCard(ctx, reader); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcsc.Open(ctx, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, link.ErrClosed) {
+		t.Fatalf("Exchange after Close: %v, want link.ErrClosed", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// BenchmarkSelect measures the round trip of a SELECT through pcscd and
+// vpcd to the emulator and back, and reports the median and p99.
+func BenchmarkSelect(b *testing.B) {
+	benchSelect(b, false)
+}
+
+// BenchmarkSelectDelayedACK is BenchmarkSelect with TCP_QUICKACK off on the
+// card side, to show what it saves.
+func BenchmarkSelectDelayedACK(b *testing.B) {
+	if os.Getenv("SPDLAB_BENCH_DELAYED_ACK") == "" {
+		b.Skip("about 40 ms per command; set SPDLAB_BENCH_DELAYED_ACK=1 to run")
+	}
+	benchSelect(b, true)
+}
+
+func benchSelect(b *testing.B, delayedACK bool) {
+	simtest.Serve(b, simtest.NewCard(), sim.Config{Address: sim.DefaultAddress, NoQuickAck: delayedACK})
+	r := open(b)
+	ctx := context.Background()
+	cmd := simtest.Select()
+	for range 20 { // warm up
+		expect(b, r, cmd, ok)
+	}
+	times := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for b.Loop() {
+		start := time.Now()
+		resp, err := r.Exchange(ctx, cmd)
+		times = append(times, time.Since(start))
+		if err != nil || !bytes.Equal(resp, ok) {
+			b.Fatalf("Exchange: % X, %v", resp, err)
+		}
+	}
+	b.StopTimer()
+	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+	b.ReportMetric(float64(times[len(times)/2])/1e3, "median-µs")
+	b.ReportMetric(float64(times[len(times)*99/100])/1e3, "p99-µs")
+}
