@@ -605,8 +605,10 @@ func demoWithBackend(ctx context.Context, out io.Writer, dir string, payer *dut.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, " 6. Device balance %s; the issuer's view %s; audit conserved=%v: issued %s = balances %s + pending %s + settled %s + in flight %s\n",
-		money(bal), money(dev.Balance), a.Conserved, money(a.Issued), money(a.Balances), money(a.Pending), money(a.Settled), money(a.InFlight))
+	fmt.Fprintf(out, " 6. Device balance %s; the issuer's view %s (an account payment is taken from the designated account, not the device)\n",
+		money(bal), money(dev.Balance))
+	fmt.Fprintf(out, "    audit conserved=%v: issued %s = balances %s + pending %s + settled %s + in flight %s\n",
+		a.Conserved, money(a.Issued), money(a.Balances), money(a.Pending), money(a.Settled), money(a.InFlight))
 	if !a.Conserved {
 		return errors.New("the backend's audit is not conserved")
 	}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the backend's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// The CLI as a user runs it: a backend, two devices kept in state files,
+// online and offline payments, settlement, an offline transfer and the
+// demo against the backend.
+func TestTerminalCommands(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var log syncBuffer
+	served := make(chan int, 1)
+	go func() {
+		served <- run(ctx, &env{stdout: &log, stderr: &log}, []string{"backend", "--db", filepath.Join(dir, "b.db"), "--listen", "127.0.0.1:0"})
+	}()
+	defer func() {
+		cancel()
+		if code := <-served; code != 0 {
+			t.Errorf("backend exited %d: %s", code, log.String())
+		}
+	}()
+	addr := regexp.MustCompile(`serving on (http://\S+)`)
+	var url string
+	for i := 0; i < 200 && url == ""; i++ {
+		if m := addr.FindStringSubmatch(log.String()); m != nil {
+			url = m[1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if url == "" {
+		t.Fatalf("the backend did not say where it serves: %s", log.String())
+	}
+	cli := func(want int, args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if code := run(context.Background(), &env{stdin: strings.NewReader(""), stdout: &out, stderr: &out}, args); code != want {
+			t.Fatalf("spdlab %s: exit %d, want %d\n%s", strings.Join(args, " "), code, want, out.String())
+		}
+		return out.String()
+	}
+	a := []string{"--state", filepath.Join(dir, "a.state"), "--backend", url, "--out", dir}
+	b := []string{"--state", filepath.Join(dir, "b.state"), "--backend", url, "--out", dir}
+	out := cli(0, append([]string{"terminal", "status"}, b...)...)
+	payee := regexp.MustCompile(`device\s+([0-9A-F]{16})`).FindStringSubmatch(out)
+	if payee == nil {
+		t.Fatalf("status names no device:\n%s", out)
+	}
+	cli(0, append([]string{"terminal", "pay", "--amount", "12.50"}, a...)...)
+	out = cli(0, append([]string{"terminal", "pay", "--amount", "5.00", "--kind", "account", "--offline"}, a...)...)
+	if !strings.Contains(out, "pending settlement") {
+		t.Fatalf("offline payment:\n%s", out)
+	}
+	cli(1, append([]string{"terminal", "pay", "--amount", "1.00", "--pin", "0000"}, a...)...)
+	out = cli(0, append([]string{"terminal", "settle"}, a...)...)
+	if !strings.Contains(out, "1 settled") {
+		t.Fatalf("settle:\n%s", out)
+	}
+	cli(0, append([]string{"terminal", "transfer", "--to", payee[1], "--amount", "3.00"}, a...)...)
+	cli(0, append([]string{"terminal", "receive", "--medium-png", filepath.Join(dir, "transfer.png")}, b...)...)
+	cli(1, append([]string{"terminal", "receive", "--medium-png", filepath.Join(dir, "transfer.png")}, b...)...)
+	cli(0, append([]string{"terminal", "settle"}, b...)...)
+	cli(0, append([]string{"terminal", "settle"}, a...)...)
+	out = cli(0, append([]string{"terminal", "status"}, a...)...)
+	if !strings.Contains(out, "balance EUR 84.50") || !strings.Contains(out, "conserved=true") {
+		t.Fatalf("status after the flows:\n%s", out)
+	}
+	out = cli(0, "demo", "--backend", url)
+	if !strings.Contains(out, "conserved=true") {
+		t.Fatalf("demo:\n%s", out)
+	}
+}
