@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"slices"
 	"strconv"
@@ -65,6 +66,15 @@ func ScanOrder(text string) (Order, error) {
 // ScanOrderPNG reads a merchant order code from a picture of it (C5).
 func ScanOrderPNG(r io.Reader) (Order, error) {
 	text, _, err := medium.DecodePNG(r)
+	if err != nil {
+		return Order{}, fmt.Errorf("terminal: %w", err)
+	}
+	return ScanOrder(text)
+}
+
+// ScanOrderImage reads a merchant order code from a camera image (C5).
+func ScanOrderImage(img image.Image) (Order, error) {
+	text, _, err := medium.DecodeImage(img)
 	if err != nil {
 		return Order{}, fmt.Errorf("terminal: %w", err)
 	}
