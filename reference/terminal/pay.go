@@ -305,7 +305,13 @@ func (t *Terminal) authorise(ctx context.Context, o Outcome, rec spd.PendingReco
 		o.Reason = fmt.Sprintf("paid on the device; the backend did not confirm (%v): the record settles on the next settlement, once", err)
 		return o
 	}
-	if key, err := t.backendKey(ctx); err != nil || res.Verify(key) != nil || res.DeviceID != spd.DeviceIDString(t.bound) || res.ATC != rec.ATC {
+	key, err := t.backendKey(ctx)
+	if err != nil {
+		o.Pending = true
+		o.Reason = fmt.Sprintf("paid on the device; the backend's key to check its answer could not be fetched (%v): the record settles on the next settlement, once", err)
+		return o
+	}
+	if res.Verify(key) != nil || res.DeviceID != spd.DeviceIDString(t.bound) || res.ATC != rec.ATC {
 		o.Pending = true
 		o.Reason = "paid on the device; the backend's answer does not verify: the record settles on the next settlement, once"
 		return o
