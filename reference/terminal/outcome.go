@@ -35,7 +35,6 @@ type Flow string
 
 // The terminal's flows.
 const (
-	FlowAttach         Flow = "attach"
 	FlowPay            Flow = "pay"
 	FlowSettle         Flow = "settle"
 	FlowSync           Flow = "sync"
