@@ -37,7 +37,10 @@ func resolve(transmit transmitFunc, command []byte) ([]byte, error) {
 	var data []byte
 	for round := 0; ; round++ {
 		sw1, sw2, ok := statusWord(resp)
-		if !ok || sw1 != 0x61 {
+		if !ok {
+			return nil, fmt.Errorf("pcsc: card answered %d bytes, shorter than a status word", len(resp))
+		}
+		if sw1 != 0x61 {
 			if data == nil {
 				return resp, nil
 			}
