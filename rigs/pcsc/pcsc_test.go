@@ -348,6 +348,15 @@ func BenchmarkSelect(b *testing.B) {
 	benchSelect(b, false)
 }
 
+// BenchmarkSelectInProcess is the same SELECT on link.Direct, the
+// in-process link, for the ratio: BenchmarkSelect / BenchmarkSelectInProcess.
+func BenchmarkSelectInProcess(b *testing.B) {
+	card := simtest.NewCard()
+	card.PowerOn()
+	l := link.NewDirect(card, "ref", emulator.ATR(emulator.FormSIM))
+	measure(b, l)
+}
+
 // BenchmarkSelectDelayedACK is BenchmarkSelect with TCP_QUICKACK off on the
 // card side, to show what it saves.
 func BenchmarkSelectDelayedACK(b *testing.B) {
@@ -359,7 +368,11 @@ func BenchmarkSelectDelayedACK(b *testing.B) {
 
 func benchSelect(b *testing.B, delayedACK bool) {
 	simtest.Serve(b, simtest.NewCard(), sim.Config{Address: sim.DefaultAddress, NoQuickAck: delayedACK})
-	r := open(b)
+	measure(b, open(b))
+}
+
+// measure times SELECT round trips on l and reports median and p99.
+func measure(b *testing.B, r link.Link) {
 	ctx := context.Background()
 	cmd := simtest.Select()
 	for range 20 { // warm up
