@@ -20,18 +20,27 @@
 //     makes a cold reset (SCARD_UNPOWER_CARD) from power off and power on.
 //   - A tear (Card.Process returning nil) leaves the card mute and unpowered.
 //     vpcd has no response timeout, so a card that merely stayed silent would
-//     hang pcscd; the emulator instead resets the TCP connection, which vpcd
-//     reports to pcscd as a communication error (the host sees
-//     SCARD_E_NOT_TRANSACTED or a removed card), then reconnects. The card
-//     stays mute (every command resets the connection again) until the next
-//     power on or reset, which runs Card.PowerOn and so its recovery.
+//     hang pcscd, and so would an empty answer (vpcd then waits for another
+//     message, holding pcscd's reader lock); the emulator instead resets the
+//     TCP connection, which vpcd passes to the host as an empty response (the
+//     rigs/pcsc driver reports link.ErrRemoved). After Config.RemovalGap it
+//     connects again: pcscd sees the card leave and come back and powers it
+//     up, which runs Card.PowerOn and so the card's recovery. Until a power
+//     on or reset the card stays mute: a command resets the connection again.
+//   - An empty response from the card application goes to vpcd as 6F00
+//     instead, for the same reason.
+//   - A command on a connection where vpcd sent no power control yet (pcscd
+//     missed a removal and insertion) powers the card up first, as a reader
+//     activates every card inserted.
 //   - Bad frames (zero length, longer than Config.MaxCommand, an unknown
 //     control byte, a 2- or 3-byte message that cannot be a command) are
 //     logged and counted; the emulator answers what a card would (6700 to a
 //     command that is no APDU or too long for it, nothing to a control) and
 //     keeps serving.
 //
-// One vpcd slot holds one card. Run takes an advisory lock per vpcd address
+// Debian's /etc/reader.conf.d/vpcd gives vpcd two slots: port 35963 is the
+// reader "Virtual PCD 00 00" (DefaultAddress), port 35964 "Virtual PCD 00 01".
+// One slot holds one card. Run takes an advisory lock per vpcd address
 // (a file in os.TempDir) so that two emulators, in one process or several,
 // never connect to the same slot at once; Config.SlotWait says how long to
 // wait for it.

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -392,4 +395,34 @@ func measure(b *testing.B, r link.Link) {
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	b.ReportMetric(float64(times[len(times)/2])/1e3, "median-µs")
 	b.ReportMetric(float64(times[len(times)*99/100])/1e3, "p99-µs")
+}
+
+// TestNoPCSCD points libpcsclite at a socket where no pcscd listens (its
+// PCSCLITE_CSOCK_NAME variable, read in a child process) and checks that
+// every entry point says pcscd cannot be reached, and how to start it.
+func TestNoPCSCD(t *testing.T) {
+	if os.Getenv("SPDLAB_PCSC_NO_SERVICE") == "1" {
+		ctx := context.Background()
+		_, err1 := pcsc.ListReaders()
+		err2 := pcsc.WaitForCard(ctx, "")
+		_, err3 := pcsc.Open(ctx, "")
+		for _, err := range []error{err1, err2, err3} {
+			if !errors.Is(err, pcsc.ErrNoService) {
+				t.Fatalf("without pcscd: %v, want ErrNoService", err)
+			}
+		}
+		os.Stdout.WriteString("\n" + err1.Error() + "\n")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestNoPCSCD$", "-test.v")
+	cmd.Env = append(os.Environ(), "SPDLAB_PCSC_NO_SERVICE=1", "PCSCLITE_CSOCK_NAME="+filepath.Join(t.TempDir(), "none.comm"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "pcsc: cannot reach pcscd (is the pcscd service running?") {
+		t.Fatalf("the error does not say what to do:\n%s", out)
+	}
 }
