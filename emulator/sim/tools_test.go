@@ -14,12 +14,11 @@ import (
 )
 
 // These tests attach the emulator to the real pcscd (through vpcd's second
-// slot, so that they do not wait for the rigs/pcsc tests on the first) and
-// talk to it with PC/SC programs written elsewhere: pcsc-tools and OpenSC.
+// slot, see simtest.Address) and talk to it with PC/SC programs written elsewhere: pcsc-tools and OpenSC.
 
 const (
-	slot1Address = "127.0.0.1:35964"
-	slot1Reader  = "Virtual PCD 00 01"
+	slot1Address = simtest.Address
+	slot1Reader  = simtest.Reader
 )
 
 func serveSlot1(t *testing.T, form emulator.Form) *sim.Emulator {

@@ -140,7 +140,11 @@ func waitFor(ctx context.Context, reader string, present bool) (string, error) {
 
 	for {
 		if err := ctx.Err(); err != nil {
-			return "", fmt.Errorf("pcsc: waiting for a card %s%s: %w", map[bool]string{true: "to arrive", false: "to leave"}[present], inReader(reader), err)
+			what := "to leave"
+			if present {
+				what = "to arrive"
+			}
+			return "", fmt.Errorf("pcsc: waiting for a card %s%s: %w", what, inReader(reader), err)
 		}
 		readers, err := listReaders(sc)
 		if err != nil {
@@ -180,8 +184,8 @@ func waitFor(ctx context.Context, reader string, present bool) (string, error) {
 				states[i].CurrentState = states[i].EventState &^ scard.StateChanged
 			}
 			err := waitChange(ctx, sc, states)
-			if errors.Is(err, errReadersChanged) {
-				break
+			if errors.Is(err, errReadersChanged) || ctx.Err() != nil {
+				break // list the readers again, or report the end of ctx
 			}
 			if err != nil {
 				return "", err
@@ -206,6 +210,13 @@ func waitChange(ctx context.Context, sc *scard.Context, states []scard.ReaderSta
 	if err := sc.GetStatusChange(pnp, 0); err == nil {
 		pnp[0].CurrentState = pnp[0].EventState &^ scard.StateChanged
 		watch = append(watch, pnp[0])
+	}
+	if len(watch) == 0 {
+		// No reader and no PnP notification: look again later.
+		if !sleep(ctx, pollInterval) {
+			return ctx.Err()
+		}
+		return errReadersChanged
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -242,4 +253,15 @@ func quoteAll(readers []string) string {
 		q[i] = fmt.Sprintf("%q", r)
 	}
 	return strings.Join(q, ", ")
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

@@ -20,14 +20,15 @@ import (
 	"github.com/spdlab/spdlab/rigs/pcsc"
 )
 
-// These tests attach the SIM emulator to pcscd's first vpcd slot and reach
-// it through PC/SC exactly as a real reader is reached.
+// These tests attach the SIM emulator to one of pcscd's vpcd slots
+// (simtest.Address) and reach it through PC/SC exactly as a real reader is
+// reached.
 
-const reader = sim.DefaultReaderName
+const reader = simtest.Reader
 
 func serve(t testing.TB, card emulator.Card, form emulator.Form) *sim.Emulator {
 	t.Helper()
-	return simtest.Serve(t, card, sim.Config{Address: sim.DefaultAddress, Form: form})
+	return simtest.Serve(t, card, sim.Config{Address: simtest.Address, Form: form})
 }
 
 func open(t testing.TB) *pcsc.Reader {
@@ -108,7 +109,13 @@ func TestFirstReaderWithCard(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	expect(t, r, simtest.Select(), ok)
+	if len(r.ATR()) == 0 {
+		t.Fatalf("%s: no ATR", r)
+	}
+	// Another reader may hold someone else's card and come first.
+	if r.Name() == reader {
+		expect(t, r, simtest.Select(), ok)
+	}
 }
 
 func TestTransportStatusWordsResolved(t *testing.T) {
@@ -370,7 +377,7 @@ func BenchmarkSelectDelayedACK(b *testing.B) {
 }
 
 func benchSelect(b *testing.B, delayedACK bool) {
-	simtest.Serve(b, simtest.NewCard(), sim.Config{Address: sim.DefaultAddress, NoQuickAck: delayedACK})
+	simtest.Serve(b, simtest.NewCard(), sim.Config{Address: simtest.Address, NoQuickAck: delayedACK})
 	measure(b, open(b))
 }
 

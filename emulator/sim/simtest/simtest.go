@@ -24,6 +24,14 @@ import (
 	"github.com/spdlab/spdlab/reference/apdu"
 )
 
+// The vpcd slot that tests use: the second one, so that tests leave the
+// first (sim.DefaultAddress, the one people and the CLI use) alone. Tests
+// of several packages share it in turn through the emulator's slot lock.
+const (
+	Address = "127.0.0.1:35964"
+	Reader  = "Virtual PCD 00 01"
+)
+
 // AID selects the Card's application.
 var AID = []byte{0xF0, 0x53, 0x50, 0x44, 0x4C, 0x41, 0x42, 0x54} // F0 "SPDLAB" 54
 
