@@ -217,7 +217,9 @@ func (e *Emulator) check() error {
 // Run connects to vpcd and serves the card until ctx ends, redialling when
 // vpcd is unreachable or drops the connection (unless Config.Redial < 0).
 // It returns nil when ctx ends, and an error for a bad configuration, a busy
-// slot, or (without redialling) a lost connection.
+// slot, or (without redialling) a lost connection. After ctx ends Run keeps
+// the slot for what is left of the removal gap (at most
+// Config.RemovalGap), so that the next card in the slot is seen as new.
 func (e *Emulator) Run(ctx context.Context) error {
 	if err := e.check(); err != nil {
 		return err
