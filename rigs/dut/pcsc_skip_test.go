@@ -1,0 +1,6 @@
+package dut
+
+import "testing"
+
+// skipWithoutPCSC is replaced once the pcsc-emu DUT exists.
+func skipWithoutPCSC(t *testing.T) { t.Helper() }
