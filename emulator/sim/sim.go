@@ -79,6 +79,10 @@ const (
 	MaxATR = 33
 )
 
+// unpolledWarning is how long a connection may hear nothing from vpcd
+// before the emulator warns that the slot seems taken.
+const unpolledWarning = 5 * time.Second
+
 // swWrongLength is the ISO 7816-4 answer to a command that is no APDU or
 // that is too long for the card.
 var swWrongLength = []byte{0x67, 0x00}
@@ -387,7 +391,17 @@ func (e *Emulator) serve(ctx context.Context, c *net.TCPConn) serveEnd {
 	}
 	_ = c.SetNoDelay(true)
 
+	// vpcd accepts a card only while its slot is free and polls it every
+	// 400 ms; a connection that hears nothing is waiting behind another
+	// card (a vicc, or an emulator that takes no slot lock).
+	controls := e.Status().Controls
+	silent := time.AfterFunc(unpolledWarning, func() {
+		if e.Status().Controls == controls {
+			e.log.Warn("connected, but vpcd has not polled this card: is another card program using the slot?", "after", unpolledWarning)
+		}
+	})
 	end := s.loop()
+	silent.Stop()
 
 	if s.powered {
 		e.card.PowerOff()
