@@ -2,7 +2,7 @@
 GO        ?= go
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
-DUTS      ?= ref usb-emu serial-emu sd-emu
+DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu
 OUT       ?= out
 
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools

@@ -39,6 +39,9 @@ type Profile struct {
 	Name string
 	// Capabilities the DUT has.
 	Capabilities map[Capability]bool
+	// MaxDevices is how many devices the driver can have open at once
+	// (0: no limit). A case that needs more is not applicable.
+	MaxDevices int
 }
 
 // Has reports whether the profile declares c.

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/spdlab/spdlab/reference/spd"
@@ -31,7 +32,14 @@ func (d *DUTDriver) Profile() Profile {
 		caps[Tearing] = true
 		caps[PowerCycle] = true
 	}
-	return Profile{Name: d.Spec, Capabilities: caps}
+	p := Profile{Name: d.Spec, Capabilities: caps}
+	switch {
+	case strings.HasPrefix(d.Spec, "pcsc-emu"):
+		p.MaxDevices = dut.PCSCEmuSlots
+	case !dut.Emulated(d.Spec):
+		p.MaxDevices = 1
+	}
+	return p
 }
 
 // Open implements Driver.

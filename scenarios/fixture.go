@@ -34,6 +34,9 @@ var TestBioTemplate = []byte{12, 40, 33, 90, 120, 7, 66, 201, 150, 31, 88, 19, 2
 
 var deviceSerial atomic.Uint32
 
+// openDevices counts the devices open now (cases run one at a time).
+var openDevices atomic.Int32
+
 // TestProfile is the profile the suite personalises a fresh device with.
 // Each call gives a new device ID.
 func TestProfile() spd.Profile {
@@ -95,23 +98,28 @@ type Fixture struct {
 	Issuer  *spd.Issuer
 	Profile spd.Profile
 	// Pub is the device public key from its certificate.
-	Pub *ecdsa.PublicKey
-	rec *recorder
+	Pub      *ecdsa.PublicKey
+	rec      *recorder
+	released bool
 }
 
 // open opens a device, records its exchanges (attached to the report on
 // failure) and closes it when the case ends.
 func open(ctx context.Context, d Driver) *Fixture {
 	GinkgoHelper()
+	if max := d.Profile().MaxDevices; max > 0 && int(openDevices.Load()) >= max {
+		Skip(fmt.Sprintf("needs more than %d devices at once; %s offers %d", max, d.Profile().Name, max))
+	}
 	dev, err := d.Open(ctx)
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
 	rec := &recorder{Link: dev.Link}
 	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec), Issuer: d.Issuer(), rec: rec}
+	openDevices.Add(1)
 	DeferCleanup(func() {
 		if CurrentSpecReport().Failed() {
 			AddReportEntry("transcript", f.rec.transcript())
 		}
-		Expect(dev.Close()).To(Succeed())
+		Expect(f.release()).To(Succeed())
 	})
 	return f
 }
@@ -130,6 +138,17 @@ func need(d Driver, c Capability) {
 	if !d.Profile().Has(c) {
 		Skip(fmt.Sprintf("needs capability %q, which %s does not declare", c, d.Profile().Name))
 	}
+}
+
+// release closes the device before the case ends, so that a case that
+// goes through many devices one after another holds one at a time.
+func (f *Fixture) release() error {
+	if f.released {
+		return nil
+	}
+	f.released = true
+	openDevices.Add(-1)
+	return f.Device.Close()
 }
 
 // personalised opens a fresh device and personalises it with p (or

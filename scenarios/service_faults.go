@@ -42,6 +42,7 @@ func defineServiceFaults(d Driver) {
 							Expect(c.f.snapshot(ctx).Ledger).To(Equal(0))
 							Expect(s.issuerBalance(ctx, c)).To(Equal(c.f.Profile.Balance-4_00), "the backend took it once")
 							s.conserved(ctx)
+							Expect(c.f.release()).To(Succeed())
 						}
 					}
 				}, SpecTimeout(120*time.Second))
@@ -65,6 +66,7 @@ func defineServiceFaults(d Driver) {
 					Expect(out.Left).To(Equal(0))
 					Expect(s.issuerBalance(ctx, c)).To(Equal(c.f.Profile.Balance - 5_00))
 					Expect(s.conserved(ctx).RecordsPending).To(Equal(int64(0)))
+					Expect(c.f.release()).To(Succeed())
 				}
 			}, SpecTimeout(120*time.Second))
 
@@ -97,6 +99,7 @@ func defineServiceFaults(d Driver) {
 					}
 					Expect(o.Transfer.State).To(Equal(backend.TransferClaimed))
 					Expect(s.issuerBalance(ctx, c)).To(Equal(c.f.Profile.Balance-1_00), "moved once")
+					Expect(c.f.release()).To(Succeed())
 				}
 				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + int64(len(netFaultKinds))*1_00))
 				s.conserved(ctx)

@@ -45,20 +45,26 @@ func defineTransfers(d Driver) {
 			Case("TC-XFR-002", "SPD-XFR-2", "SPD-XFR-3", "C17"), func(ctx SpecContext) {
 				payer := personalised(ctx, d, nil)
 				payee := personalised(ctx, d, nil)
-				thief := personalised(ctx, d, nil)
-				for _, f := range []*Fixture{payer, payee, thief} {
-					f.login(ctx)
-				}
+				payer.login(ctx)
+				payee.login(ctx)
+				// Bound to a third device that is not here: neither device
+				// present may import it.
+				elsewhere := []byte{0x5D, 0x1A, 0xFF, 0xFF, 0, 0, 0, 1}
 				res, err := payer.Client.TransferOut(ctx, spd.TransferRequest{Amount: 3_00, Currency: 978,
+					Payee: elsewhere, Time: Clock, Expiry: Clock.Add(time.Hour)})
+				Expect(err).NotTo(HaveOccurred())
+				qb := payee.snapshot(ctx)
+				Expect(payee.sw(ctx, spd.TransferIn(res.Envelope, Clock))).NotTo(Equal(apdu.SWOK), "imported by a device it is not bound to")
+				Expect(payee.snapshot(ctx)).To(Equal(qb))
+				pb := payer.snapshot(ctx)
+				Expect(payer.sw(ctx, spd.TransferIn(res.Envelope, Clock))).NotTo(Equal(apdu.SWOK), "imported back by the payer")
+				Expect(payer.snapshot(ctx)).To(Equal(pb))
+
+				bound, err := payer.Client.TransferOut(ctx, spd.TransferRequest{Amount: 3_00, Currency: 978,
 					Payee: payee.Profile.DeviceID, Time: Clock, Expiry: Clock.Add(time.Hour)})
 				Expect(err).NotTo(HaveOccurred())
-				tb := thief.snapshot(ctx)
-				Expect(thief.sw(ctx, spd.TransferIn(res.Envelope, Clock))).NotTo(Equal(apdu.SWOK))
-				Expect(thief.snapshot(ctx)).To(Equal(tb))
-
-				tampered := append([]byte(nil), res.Envelope...)
+				tampered := append([]byte(nil), bound.Envelope...)
 				tampered[len(tampered)/2] ^= 0x01
-				qb := payee.snapshot(ctx)
 				Expect(payee.sw(ctx, spd.TransferIn(tampered, Clock))).NotTo(Equal(apdu.SWOK))
 				Expect(payee.snapshot(ctx)).To(Equal(qb))
 			}, SpecTimeout(60*time.Second))
