@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -52,7 +53,11 @@ func runEmulate(ctx context.Context, e *env, args []string) error {
 		em := sim.New(dev, sim.Config{Address: *vpcdAddr, Form: f})
 		fmt.Fprintf(e.stdout, "spdlab: %s in PC/SC reader %q through vpcd at %s (ATR % X); Ctrl-C stops\n",
 			form, sim.DefaultReaderName, em.Address(), em.ATR())
-		return em.Run(ctx)
+		err := em.Run(ctx)
+		if errors.Is(err, sim.ErrSlotBusy) {
+			return fmt.Errorf("%w at %s; vpcd's second slot is --vpcd 127.0.0.1:35964 (reader \"Virtual PCD 00 01\")", err, em.Address())
+		}
+		return err
 	case "serial":
 		em := emuserial.New(dev, emuserial.Config{})
 		path, err := em.Start()

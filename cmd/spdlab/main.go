@@ -10,7 +10,7 @@
 //	spdlab backend   --db FILE --listen 127.0.0.1:PORT
 //	spdlab medium    decode FILE.png|TEXT | encode [--key FILE] [--png FILE]
 //	spdlab merchant  decode FILE.png|TEXT | encode [--png FILE]
-//	spdlab trace     show FILE
+//	spdlab terminal  status|pay|settle|sync|show|token|transfer|receive|reclaim|send|claim|verify ...
 //
 // A DUT string chooses how the device is reached: ref, pcsc[:READER],
 // serial:PATH, usb:VID:PID, usb-emu, sd:DIR, replay:FILE (rigs/dut).
@@ -87,7 +87,7 @@ func run(ctx context.Context, e *env, args []string) int {
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 			return 2
 		}
-		fmt.Fprintf(e.stderr, "spdlab %s: %v\n", args[0], err)
+		fmt.Fprintf(e.stderr, "spdlab: %v\n", err)
 		return 1
 	}
 	return 0
