@@ -105,7 +105,6 @@ type Device struct {
 	rest     []byte // the part of the last response not yet fetched
 }
 
-
 // New returns a powered device on st. A new store holds a blank device.
 func New(st store.Store, cfg Config) *Device {
 	d := &Device{st: st, cfg: cfg.withDefaults()}
