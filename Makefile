@@ -7,7 +7,9 @@ OUT       ?= out
 
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools
 
-.PHONY: all deps services build run test test-unit test-scenarios bench fuzz vet clean
+FAULTY    ?= status-9000 stale-result stale-balance
+
+.PHONY: all deps services build run test test-unit test-scenarios test-faulty bench fuzz vet clean
 
 all: build
 
@@ -31,12 +33,24 @@ run: build
 test: services
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory test-faulty
 	$(MAKE) --no-print-directory test-scenarios
 
 test-scenarios: build
 	@set -e; for dut in $(DUTS); do \
 	  echo "== conformance suite on --dut $$dut"; \
 	  $(GO) test -count=1 -timeout 15m ./scenarios/ -args --dut=$$dut --report-dir=$(OUT)/reports/$$dut; \
+	done
+
+## test-faulty: the suite must fail a reference device with a deliberate defect
+test-faulty:
+	@mkdir -p $(OUT)
+	@set -e; for m in $(FAULTY); do \
+	  if $(GO) test -count=1 -timeout 10m ./scenarios/ -args --dut=faulty:$$m > $(OUT)/faulty-$$m.log 2>&1; then \
+	    echo "the suite passed faulty:$$m, a device that $$m; see $(OUT)/faulty-$$m.log"; exit 1; \
+	  fi; \
+	  grep -q 'Failed' $(OUT)/faulty-$$m.log || { echo "faulty:$$m did not run the suite"; cat $(OUT)/faulty-$$m.log; exit 1; }; \
+	  echo "== faulty:$$m: $$(sed 's/\x1b\[[0-9;]*m//g' $(OUT)/faulty-$$m.log | grep -o '[0-9]* Failed' | head -1) : the suite fails the defective device, as it must"; \
 	done
 
 ## bench: transport round trips, payment and medium figures, each as a ratio to its floor

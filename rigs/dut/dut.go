@@ -9,6 +9,8 @@
 //	usb-emu        the reference device behind the in-process USB CCID emulator
 //	sd:DIR         a secure microSD channel at a card's mount point DIR
 //	replay:FILE    answers from a recorded pcapng trace
+//	faulty:MODE    a reference device with one deliberate defect (FaultyModes),
+//	               for checking that the suite fails such a device
 //	pcsc-emu, serial-emu, sd-emu
 //	               the reference device behind an in-process emulator,
 //	               reached through the real OS interface (pcscd+vpcd, a pty,
@@ -58,7 +60,8 @@ type DUT struct {
 // Emulated reports whether spec names a device this process emulates (a
 // new blank device on every Open).
 func Emulated(spec string) bool {
-	return spec == "ref" || strings.HasSuffix(spec, "-emu")
+	return spec == "ref" || strings.HasSuffix(spec, "-emu") || strings.HasPrefix(spec, "faulty:") ||
+		strings.HasPrefix(spec, "pcsc-emu:")
 }
 
 // TearAt arms a power cut at the nth persistent write of an emulated
