@@ -50,7 +50,7 @@ test-faulty:
 	    echo "the suite passed faulty:$$m, a device that $$m; see $(OUT)/faulty-$$m.log"; exit 1; \
 	  fi; \
 	  grep -q 'Failed' $(OUT)/faulty-$$m.log || { echo "faulty:$$m did not run the suite"; cat $(OUT)/faulty-$$m.log; exit 1; }; \
-	  echo "== faulty:$$m: $$(sed 's/\x1b\[[0-9;]*m//g' $(OUT)/faulty-$$m.log | grep -o '[0-9]* Failed' | head -1) : the suite fails the defective device, as it must"; \
+	  echo "== faulty:$$m: $$(sed 's/\x1b\[[0-9;]*m//g' $(OUT)/faulty-$$m.log | grep -o '[0-9]* Failed' | head -1 | cut -d' ' -f1) conformance cases fail it, as they must"; \
 	done
 
 ## bench: transport round trips, payment and medium figures, each as a ratio to its floor
