@@ -21,11 +21,11 @@ run 'BenchmarkManyDevices$' 10x ./rigs/dut
 run 'BenchmarkCommit$' "$bt" ./reference/store
 run '.' "$bt" ./reference/backend
 
-# metric NAME UNIT: the value of UNIT on the last result line of NAME.
+# metric NAME UNIT: the last value reported in UNIT (units are unique
+# across these benchmarks; log lines may split a result line, so NAME is
+# only documentation).
 metric() {
-	awk -v name="$1" -v unit="$2" '
-		$1 ~ "^" name "(-[0-9]+)?$" { for (i = 5; i < NF; i += 2) if ($(i+1) == unit) v = $i }
-		END { if (v != "") print v }' "$out"
+	grep -oE "[0-9.]+[[:space:]]+$2([[:space:]]|\$)" "$out" | tail -1 | awk '{print $1}'
 }
 
 echo

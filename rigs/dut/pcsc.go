@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -126,7 +128,9 @@ func serveOnSlot(ctx context.Context, d *DUT, card emulator.Card, slot vpcdSlot,
 	if wait {
 		slotWait = 2 * time.Minute
 	}
-	em := sim.New(card, sim.Config{Address: slot.address, SlotWait: slotWait})
+	// Connections come and go with every device; only trouble is news.
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	em := sim.New(card, sim.Config{Address: slot.address, SlotWait: slotWait, Logger: quiet})
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- em.Run(runCtx) }()
