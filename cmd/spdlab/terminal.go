@@ -191,8 +191,8 @@ func labProfile(now time.Time) (spd.Profile, error) {
 
 // labDevice opens the DUT and makes sure it holds a device of the test
 // issuer, personalising and registering a blank one.
-func labDevice(ctx context.Context, out io.Writer, spec, state, backendURL string) (*dut.DUT, error) {
-	opt := dut.Options{StatePath: state}
+func labDevice(ctx context.Context, out io.Writer, spec, state, backendURL string, trace io.Writer) (*dut.DUT, error) {
+	opt := dut.Options{StatePath: state, Trace: trace}
 	if state != "" && !dut.Emulated(spec) {
 		return nil, fmt.Errorf("--state keeps an emulated device; %s is not one", spec)
 	}
@@ -266,6 +266,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "terminal "+flow, "[flags]")
 	dutSpec := fs.String("dut", "ref", "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
 	state := fs.String("state", "", "keep an emulated device's memory in this file across invocations")
+	tracePath := fs.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
 	backendURL := fs.String("backend", "", "the backend, as http://127.0.0.1:PORT (none: offline only)")
 	outDir := fs.String("out", ".", "write the codes shown as PNG files in this directory")
 	timeout := fs.Duration("timeout", 3*time.Second, "bound of one backend call attempt")
@@ -318,7 +319,16 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(*outDir, 0o755); err != nil {
 		return err
 	}
-	d, err := labDevice(ctx, e.stdout, *dutSpec, *state, *backendURL)
+	var trace io.Writer
+	if *tracePath != "" {
+		tf, err := os.Create(*tracePath)
+		if err != nil {
+			return err
+		}
+		defer tf.Close()
+		trace = tf
+	}
+	d, err := labDevice(ctx, e.stdout, *dutSpec, *state, *backendURL, trace)
 	if err != nil {
 		return err
 	}
