@@ -431,6 +431,11 @@ func Decode(s string) (Order, error) {
 		}
 		return o, errors.New("merchant: object 63 (CRC) missing")
 	}
+	for _, obj := range list[:len(list)-1] {
+		if obj.ID == "63" {
+			return o, errors.New("merchant: object 63 (CRC) appears more than once")
+		}
+	}
 	if len(last.Value) != 4 || strings.Trim(last.Value, "0123456789ABCDEF") != "" {
 		return o, fmt.Errorf("merchant: object 63 (CRC): %q is not four uppercase hex digits", last.Value)
 	}
