@@ -255,6 +255,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"initiation", withCRC("000201010213" + "6304"), "object 01 (point of initiation method): \"13\" is not one of 11, 12"},
 		{"currency", withCRC("000201530215" + "6304"), "object 53 (transaction currency): \"15\" is not 3 digits"},
 		{"duplicate", withCRC("0002015802CN5802CN6304"), "object 58 (country code) appears twice"},
+		{"two CRCs", withCRC("000201630400006304"), "object 63 (CRC) appears more than once"},
 		{"bad template", withCRC("00020126040002" + "6304"), "object 26 (merchant account template), sub-object 00: value truncated"},
 		{"language without name", withCRC("00020164060002ZH6304"), "needs sub-objects 00 (language preference) and 01 (name)"},
 		{"control character", withCRC("0002015903A\x01B6304"), "object 59 (merchant name): control character U+0001"},
