@@ -22,19 +22,23 @@ th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top
 th{background:#f0f0f0}
 .passed{background:#e3f6e3}.failed{background:#fbe0e0}.not-applicable{background:#f3f3f3;color:#666}.not-run{background:#fff6d5}
 .verdict{font-size:1.4em;font-weight:bold}
-pre{white-space:pre-wrap;margin:0;font-size:12px}
+pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:12px;max-width:70em}
+td.id{white-space:nowrap;font-family:monospace}
+.claims{display:grid;grid-template-columns:repeat(10,1fr);gap:4px;margin-bottom:2em}
+.claims div{border:1px solid #ccc;padding:.3em;text-align:center;font-size:13px}
+.not-covered{background:#fff;color:#999}
 </style></head><body>
 <h1>spdlab certification report</h1>
 <p>Device under test: <b>{{.DUT}}</b><br>Suite: {{.Suite}}<br>Run: {{.Started.UTC.Format "2006-01-02 15:04:05"}} to {{.Finished.UTC.Format "15:04:05"}} UTC</p>
 <p class="verdict {{if .Certified}}passed{{else}}failed{{end}}">{{if .Certified}}CERTIFIED{{else}}NOT CERTIFIED{{end}}:
 {{.Passed}} passed, {{.Failed}} failed, {{.NotApplic}} not applicable</p>
-<h2>Claims</h2>
-<table><tr><th>Claim</th><th>Verdict</th></tr>
-{{range .ClaimRows}}<tr class="{{class .Verdict}}"><td>{{.Claim}}</td><td>{{.Verdict}}</td></tr>
-{{end}}</table>
+<h2>Claims C1 to C50</h2>
+<div class="claims">{{range .ClaimRows}}<div class="{{class .Verdict}}" title="{{.Verdict}}"><b>{{.Claim}}</b><br>{{.Verdict}}</div>{{end}}</div>
+{{if .Failed}}<h2>Failed cases</h2>
+<ul>{{range .Cases}}{{if eq .Verdict "failed"}}<li><a href="#{{.ID}}">{{.ID}}</a> {{.Description}}</li>{{end}}{{end}}</ul>{{end}}
 <h2>Cases</h2>
 <table><tr><th>Case</th><th>Description</th><th>Requirements</th><th>Claims</th><th>Verdict</th><th>Detail</th></tr>
-{{range .Cases}}<tr class="{{class .Verdict}}"><td>{{.ID}}</td><td>{{.Description}}</td><td>{{join .Requirements}}</td><td>{{join .Claims}}</td><td>{{.Verdict}}</td>
+{{range .Cases}}<tr class="{{class .Verdict}}" id="{{.ID}}"><td class="id">{{.ID}}</td><td>{{.Description}}</td><td>{{join .Requirements}}</td><td>{{join .Claims}}</td><td>{{.Verdict}}</td>
 <td>{{if .Reason}}<pre>{{.Reason}}</pre>{{end}}{{if eq .Verdict "failed"}}<pre>{{.Location}}</pre>{{range .Transcript}}<pre>{{.}}</pre>{{end}}{{end}}</td></tr>
 {{end}}</table>
 </body></html>
@@ -46,13 +50,30 @@ type ClaimRow struct {
 	Verdict Verdict
 }
 
-// ClaimRows lists the claims in numeric order.
+// NotCovered marks a claim no case of the run checks.
+const NotCovered Verdict = "not covered"
+
+// Claims is how many claims CLAIMS.md numbers.
+const Claims = 50
+
+// ClaimRows lists C1 to C50 in order, with the claims no case of the run
+// checks as not covered.
 func (c Certificate) ClaimRows() []ClaimRow {
-	rows := make([]ClaimRow, 0, len(c.Claims))
-	for cl, v := range c.Claims {
+	rows := make([]ClaimRow, 0, Claims)
+	for n := 1; n <= Claims; n++ {
+		cl := "C" + strconv.Itoa(n)
+		v, ok := c.Claims[cl]
+		if !ok {
+			v = NotCovered
+		}
 		rows = append(rows, ClaimRow{cl, v})
 	}
-	sort.Slice(rows, func(i, j int) bool { return claimNumber(rows[i].Claim) < claimNumber(rows[j].Claim) })
+	for cl, v := range c.Claims { // claims beyond C50, if a suite names any
+		if claimNumber(cl) > Claims {
+			rows = append(rows, ClaimRow{cl, v})
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return claimNumber(rows[i].Claim) < claimNumber(rows[j].Claim) })
 	return rows
 }
 

@@ -11,6 +11,7 @@ func Define(d Driver) {
 	defineTokens(d)
 	defineTransfers(d)
 	defineMedia(d)
+	defineParsing(d)
 	defineInvariants(d)
 	defineService(d)
 }
