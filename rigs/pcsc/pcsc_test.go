@@ -191,7 +191,13 @@ func TestPowerCycle(t *testing.T) {
 	if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, pcsc.ErrUnpowered) {
 		t.Fatalf("Exchange after PowerOff: %v, want ErrUnpowered", err)
 	}
+	// vpcd passes the power-off to the card side without waiting for it,
+	// so the card may see it a moment after SCardDisconnect returns.
 	_, off1, _ := card.PowerEvents()
+	for deadline := time.Now().Add(5 * time.Second); off1 < off0+1 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		_, off1, _ = card.PowerEvents()
+	}
 	if off1 != off0+1 {
 		t.Errorf("PowerOff: card saw %d power-offs, want %d", off1, off0+1)
 	}
