@@ -13,6 +13,7 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/emulator/sim"
+	"github.com/spdlab/spdlab/rigs/link"
 	"github.com/spdlab/spdlab/rigs/pcsc"
 )
 
@@ -105,7 +106,7 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 				slotsInUse.Unlock()
 				return nil
 			})
-			return openPCSC(ctx, d, slot.reader, opt)
+			return openPCSCSettled(ctx, d, slot.reader, opt)
 		}
 		slotsInUse.Lock()
 		delete(slotsInUse.m, i)
@@ -136,7 +137,16 @@ func serveOnSlot(ctx context.Context, d *DUT, card emulator.Card, slot vpcdSlot,
 	go func() { done <- em.Run(runCtx) }()
 	stop := func() error {
 		cancel()
-		return <-done
+		err := <-done
+		// Hand the slot on only once pcscd has seen the card leave, so that
+		// the next card on it is a new insertion, not the old card's
+		// connection replaced under pcscd.
+		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer wcancel()
+		if werr := pcsc.WaitForRemoval(wctx, slot.reader); werr != nil && err == nil {
+			err = fmt.Errorf("dut: pcscd still sees a card in %q after the emulator stopped: %w", slot.reader, werr)
+		}
+		return err
 	}
 	deadline := time.Now().Add(slotWait + 15*time.Second)
 	for {
@@ -161,5 +171,21 @@ func serveOnSlot(ctx context.Context, d *DUT, card emulator.Card, slot vpcdSlot,
 			return fmt.Errorf("dut: pcscd did not power the emulated SIM in %q within %v (is pcscd running with vpcd? run .ci/pcscd as root)",
 				slot.reader, slotWait+15*time.Second)
 		}
+	}
+}
+
+// openPCSCSettled opens reader, waiting a bounded while for pcscd to show
+// the card when it does not at once (its view of a slot lags the card side
+// by a polling interval).
+func openPCSCSettled(ctx context.Context, d *DUT, reader string, opt Options) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := openPCSC(ctx, d, reader, opt)
+		if err == nil || !errors.Is(err, link.ErrNoCard) || time.Now().After(deadline) {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = pcsc.WaitForCard(wctx, reader)
+		cancel()
 	}
 }
