@@ -48,22 +48,11 @@ const (
 	keyOp         = "op="
 )
 
-var errorKinds = []struct {
-	name string
-	err  error
-}{
-	{"no-card", link.ErrNoCard},
-	{"removed", link.ErrRemoved},
-	{"closed", link.ErrClosed},
-	{"deadline", context.DeadlineExceeded},
-	{"canceled", context.Canceled},
-}
-
+// kindName names err's link sentinel for a trace comment, "other" when it
+// wraps none.
 func kindName(err error) string {
-	for _, k := range errorKinds {
-		if errors.Is(err, k.err) {
-			return k.name
-		}
+	if k := link.ErrorKind(err); k != "" {
+		return k
 	}
 	return "other"
 }
@@ -326,11 +315,7 @@ func parseComments(rec SIMRecord, comments []string) (replayRecord, error) {
 				return rr, fmt.Errorf("trace: bad error comment %q", c)
 			}
 			e := &ReplayedError{Text: text}
-			for _, k := range errorKinds {
-				if k.name == kind {
-					e.Kind = k.err
-				}
-			}
+			e.Kind, _ = link.KindError(kind)
 			rr.err = e
 		case strings.HasPrefix(c, keyOp):
 			rr.op = strings.TrimPrefix(c, keyOp)

@@ -95,36 +95,13 @@ type recordedError struct {
 func (e *recordedError) Error() string { return e.text }
 func (e *recordedError) Unwrap() error { return e.kind }
 
-var errorKinds = []struct {
-	name string
-	err  error
-}{
-	{"no-card", link.ErrNoCard},
-	{"removed", link.ErrRemoved},
-	{"closed", link.ErrClosed},
-	{"deadline", context.DeadlineExceeded},
-	{"canceled", context.Canceled},
-}
-
-func kindName(err error) string {
-	for _, k := range errorKinds {
-		if errors.Is(err, k.err) {
-			return k.name
-		}
-	}
-	return ""
-}
+func kindName(err error) string { return link.ErrorKind(err) }
 
 func kindError(name string) (error, bool) {
 	if name == "" {
 		return nil, true
 	}
-	for _, k := range errorKinds {
-		if k.name == name {
-			return k.err, true
-		}
-	}
-	return nil, false
+	return link.KindError(name)
 }
 
 // line is the JSON form of one transcript line.
