@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"encoding/hex"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,7 +14,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/spd"
-	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/link/linktest"
 )
 
 // Clock is the terminal time the suite presents; a fixed start keeps
@@ -65,31 +63,6 @@ func TestProfile() spd.Profile {
 	}
 }
 
-// recorder keeps the exchanges of a case for its report entry.
-type recorder struct {
-	link.Link
-	mu    sync.Mutex
-	lines []string
-}
-
-func (r *recorder) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
-	resp, err := r.Link.Exchange(ctx, cmd)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err != nil {
-		r.lines = append(r.lines, fmt.Sprintf("> %s\n< error: %v", hex.EncodeToString(cmd), err))
-	} else {
-		r.lines = append(r.lines, fmt.Sprintf("> %s\n< %s", hex.EncodeToString(cmd), hex.EncodeToString(resp)))
-	}
-	return resp, err
-}
-
-func (r *recorder) transcript() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.lines, "\n")
-}
-
 // Fixture is one device under test as a case sees it.
 type Fixture struct {
 	Driver  Driver
@@ -99,7 +72,7 @@ type Fixture struct {
 	Profile spd.Profile
 	// Pub is the device public key from its certificate.
 	Pub      *ecdsa.PublicKey
-	rec      *recorder
+	rec      *linktest.Recorder
 	released bool
 }
 
@@ -112,12 +85,12 @@ func open(ctx context.Context, d Driver) *Fixture {
 	}
 	dev, err := d.Open(ctx)
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
-	rec := &recorder{Link: dev.Link}
+	rec := linktest.Record(dev.Link)
 	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec), Issuer: d.Issuer(), rec: rec}
 	openDevices.Add(1)
 	DeferCleanup(func() {
 		if CurrentSpecReport().Failed() {
-			AddReportEntry("transcript", f.rec.transcript())
+			AddReportEntry("transcript", transcript(f.rec))
 		}
 		Expect(f.release()).To(Succeed())
 	})
@@ -253,4 +226,14 @@ func (f *Fixture) pay(ctx context.Context, r spd.PayRequest) spd.Result {
 	}
 	Expect(res.Verify(f.Pub)).To(Succeed(), "payment result signature")
 	return res
+}
+
+// transcript is a case's exchanges, one per line, for its report entry.
+func transcript(r *linktest.Recorder) string {
+	var b strings.Builder
+	for _, e := range r.Exchanges() {
+		b.WriteString(e.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
