@@ -18,20 +18,70 @@ import (
 )
 
 // Capability is something a DUT can or cannot do, or let the lab do to it.
+// There are two kinds: features of the profile that the device declares in
+// its implementation conformance statement (ICS), and abilities of the rig
+// that holds it. A case needing an absent capability is not applicable and
+// says which ICS entry or rig ability excluded it (see Why).
 type Capability string
 
-// Capabilities a driver declares.
+// Features of the profile a device declares in its ICS (scenarios/ics).
 const (
-	// Fresh: every Open gives a new device in the blank state, so each
-	// case starts from a known state (emulators, the reference).
+	PayBalance  Capability = "pay-balance"    // PAY kind 01 (SPD-PAY-1)
+	PayAccount  Capability = "pay-account"    // PAY kind 02 (SPD-PAY-2)
+	PayUses     Capability = "pay-uses"       // PAY kind 03 (SPD-PAY-3)
+	Offline     Capability = "offline"        // PAY mode 01 and offline risk limits (SPD-LED-3)
+	Tokens      Capability = "tokens"         // GENERATE TOKEN and token payments (SPD-TOK-*)
+	Transfers   Capability = "transfers"      // TRANSFER, TRANSFER IN, RECLAIM (SPD-XFR-*)
+	Biometric   Capability = "biometric"      // VERIFY P2 81 (SPD-BIO-*)
+	Location    Capability = "location"       // allowed regions and adjustments (SPD-VER-1, SPD-ADJ-1)
+	Attribute   Capability = "attribute"      // membership tier (SPD-VER-2)
+	CertVerify  Capability = "certificate"    // INTERNAL AUTHENTICATE (SPD-VER-3, SPD-KEY-4)
+	Media       Capability = "generate-medium" // GENERATE MEDIUM (SPD-MED-1)
+	ParseMedium Capability = "parse-medium"   // PARSE MEDIUM (SPD-MED-4)
+)
+
+// Abilities of the rig: what the lab can do to the device it holds.
+const (
+	// Fresh: the lab can give each case a blank device: a new emulated
+	// device, or a physical sample returned to blank by TEST ERASE or the
+	// vendor's reset hook.
 	Fresh Capability = "fresh-device"
 	// Tearing: the lab can cut power at the Nth persistent write.
 	Tearing Capability = "tearing"
 	// PowerCycle: the link can remove and reapply power.
 	PowerCycle Capability = "power-cycle"
-	// Biometric: the device has a biometric template slot (VERIFY P2=81).
-	Biometric Capability = "biometric"
 )
+
+// Features lists every ICS feature, in the order the ICS documents them.
+var Features = []Capability{PayBalance, PayAccount, PayUses, Offline, Tokens, Transfers,
+	Biometric, Location, Attribute, CertVerify, Media, ParseMedium}
+
+// IsFeature reports whether c is a feature a device declares (rather than
+// an ability of the rig).
+func (c Capability) IsFeature() bool {
+	for _, f := range Features {
+		if f == c {
+			return true
+		}
+	}
+	return false
+}
+
+// NotApplicablePrefix starts the Skip message of every case that does not
+// apply to a DUT. The reports count only such skips as "not applicable"; a
+// spec skipped for any other reason makes the run not a certificate.
+const NotApplicablePrefix = "not applicable: "
+
+// Why is the Skip message for a case that needs c on the DUT named dut:
+//
+//	not applicable: ICS features.biometric is false
+//	not applicable: rig lacks tearing (pcsc:Reader 0)
+func Why(c Capability, dut string) string {
+	if c.IsFeature() {
+		return NotApplicablePrefix + "ICS features." + string(c) + " is false"
+	}
+	return NotApplicablePrefix + "rig lacks " + string(c) + " (" + dut + ")"
+}
 
 // Profile tells what a DUT is and what it supports.
 type Profile struct {

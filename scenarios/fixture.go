@@ -81,7 +81,7 @@ type Fixture struct {
 func open(ctx context.Context, d Driver) *Fixture {
 	GinkgoHelper()
 	if max := d.Profile().MaxDevices; max > 0 && int(openDevices.Load()) >= max {
-		Skip(fmt.Sprintf("needs more than %d devices at once; %s offers %d", max, d.Profile().Name, max))
+		Skip(fmt.Sprintf("%srig lacks a sample beyond %d (%s): name more samples with --dut", NotApplicablePrefix, max, d.Profile().Name))
 	}
 	dev, err := d.Open(ctx)
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
@@ -101,15 +101,13 @@ func open(ctx context.Context, d Driver) *Fixture {
 // cannot give one.
 func needFresh(d Driver) {
 	GinkgoHelper()
-	if !d.Profile().Has(Fresh) {
-		Skip("needs a fresh blank device; " + d.Profile().Name + " is one physical device")
-	}
+	need(d, Fresh)
 }
 
 func need(d Driver, c Capability) {
 	GinkgoHelper()
 	if !d.Profile().Has(c) {
-		Skip(fmt.Sprintf("needs capability %q, which %s does not declare", c, d.Profile().Name))
+		Skip(Why(c, d.Profile().Name))
 	}
 }
 
