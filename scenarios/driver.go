@@ -26,18 +26,18 @@ type Capability string
 
 // Features of the profile a device declares in its ICS (scenarios/ics).
 const (
-	PayBalance  Capability = "pay-balance"    // PAY kind 01 (SPD-PAY-1)
-	PayAccount  Capability = "pay-account"    // PAY kind 02 (SPD-PAY-2)
-	PayUses     Capability = "pay-uses"       // PAY kind 03 (SPD-PAY-3)
-	Offline     Capability = "offline"        // PAY mode 01 and offline risk limits (SPD-LED-3)
-	Tokens      Capability = "tokens"         // GENERATE TOKEN and token payments (SPD-TOK-*)
-	Transfers   Capability = "transfers"      // TRANSFER, TRANSFER IN, RECLAIM (SPD-XFR-*)
-	Biometric   Capability = "biometric"      // VERIFY P2 81 (SPD-BIO-*)
-	Location    Capability = "location"       // allowed regions and adjustments (SPD-VER-1, SPD-ADJ-1)
-	Attribute   Capability = "attribute"      // membership tier (SPD-VER-2)
-	CertVerify  Capability = "certificate"    // INTERNAL AUTHENTICATE (SPD-VER-3, SPD-KEY-4)
+	PayBalance  Capability = "pay-balance"     // PAY kind 01 (SPD-PAY-1)
+	PayAccount  Capability = "pay-account"     // PAY kind 02 (SPD-PAY-2)
+	PayUses     Capability = "pay-uses"        // PAY kind 03 (SPD-PAY-3)
+	Offline     Capability = "offline"         // PAY mode 01 and offline risk limits (SPD-LED-3)
+	Tokens      Capability = "tokens"          // GENERATE TOKEN and token payments (SPD-TOK-*)
+	Transfers   Capability = "transfers"       // TRANSFER, TRANSFER IN, RECLAIM (SPD-XFR-*)
+	Biometric   Capability = "biometric"       // VERIFY P2 81 (SPD-BIO-*)
+	Location    Capability = "location"        // allowed regions and adjustments (SPD-VER-1, SPD-ADJ-1)
+	Attribute   Capability = "attribute"       // membership tier (SPD-VER-2)
+	CertVerify  Capability = "certificate"     // INTERNAL AUTHENTICATE (SPD-VER-3, SPD-KEY-4)
 	Media       Capability = "generate-medium" // GENERATE MEDIUM (SPD-MED-1)
-	ParseMedium Capability = "parse-medium"   // PARSE MEDIUM (SPD-MED-4)
+	ParseMedium Capability = "parse-medium"    // PARSE MEDIUM (SPD-MED-4)
 )
 
 // Abilities of the rig: what the lab can do to the device it holds.
