@@ -64,6 +64,8 @@ func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
 	switch tag {
 	case spd.TagState:
 		v = []byte{byte(d.c.State)}
+	case spd.TagEraseCounter:
+		v = u32(d.eraseCounter())
 	case spd.TagDeviceID, spd.TagDevicePublicKey:
 		if d.id == nil {
 			return nil, apdu.SWConditionsNotSat
@@ -339,3 +341,49 @@ func (d *Device) doUpdate(cmd apdu.Command) ([]byte, apdu.SW) {
 
 // maxAmount is the largest balance or amount the device holds (2^62).
 const maxAmount = int64(1) << 62
+
+// eraseCounter is the last applied TEST ERASE counter (SPD-TST-2).
+func (d *Device) eraseCounter() uint32 {
+	b, ok := d.st.Get(keyErase)
+	if !ok || len(b) != 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32(b)
+}
+
+// doTestErase returns a test sample to blank (SPEC.md section 12).
+func (d *Device) doTestErase(cmd apdu.Command) ([]byte, apdu.SW) {
+	if cmd.P1 != 0 || cmd.P2 != 0 {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	body, err := spd.OpenIssuerData(d.caPub, spd.INSTestErase, d.id, cmd.Data)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	n, err := spd.ParseTestErase(body)
+	if err != nil {
+		return nil, parseErr(err)
+	}
+	if d.c.State != spd.StateInitialised && (d.prof == nil || !d.prof.TestSample) {
+		return nil, apdu.SWConditionsNotSat
+	}
+	if n <= d.eraseCounter() {
+		return nil, apdu.SWRefDataNotUsable
+	}
+	tx := d.st.Begin()
+	for _, k := range d.st.Keys("") {
+		if k != keyErase {
+			tx.Delete(k)
+		}
+	}
+	tx.Put(keyErase, u32(n))
+	if sw := d.commit(tx); sw != apdu.SWOK {
+		return nil, sw
+	}
+	if err := d.load(); err != nil {
+		d.broken = true
+		return nil, apdu.SWMemoryFailure
+	}
+	d.clearSession()
+	return nil, apdu.SWOK
+}

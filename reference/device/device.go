@@ -344,6 +344,7 @@ var proprietaryHandlers = map[spd.INS]handler{
 	spd.INSTransferIn:       (*Device).doTransferIn,
 	spd.INSReclaim:          (*Device).doReclaim,
 	spd.INSParseMedium:      (*Device).doParseMedium,
+	spd.INSTestErase:        (*Device).doTestErase,
 }
 
 // allowed lists the states each command runs in (SPEC.md section 2).
@@ -366,6 +367,7 @@ var allowed = map[spd.INS][]spd.State{
 	spd.INSTransferIn:           {spd.StateActive},
 	spd.INSReclaim:              {spd.StateActive, spd.StateBlocked},
 	spd.INSParseMedium:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSTestErase:            {spd.StateInitialised, spd.StatePersonalised, spd.StateActive, spd.StateBlocked, spd.StateTerminated},
 }
 
 func (d *Device) dispatch(cmd apdu.Command) ([]byte, apdu.SW) {

@@ -26,6 +26,7 @@ import (
 //	tok/<token %x>      a token: max txns (4) max amount (8) channels (1) expiry (4) used (4)
 //	xfer/<serial %016x> an outgoing transfer: amount (8) payee (8) expiry (4) ATC (4) time (4) status (1)
 //	imp/<payer %x>/<serial %016x>   an imported transfer (1 byte: 1)
+//	erase               last applied TEST ERASE counter (4); survives TEST ERASE
 const (
 	keyInit     = "init"
 	keyProfile  = "profile"
@@ -38,6 +39,7 @@ const (
 	prefixTok   = "tok/"
 	prefixXfer  = "xfer/"
 	prefixImp   = "imp/"
+	keyErase    = "erase"
 )
 
 var errCorrupt = errors.New("device: persistent memory corrupt")

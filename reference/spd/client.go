@@ -451,3 +451,33 @@ func (c *Client) ParseMedium(ctx context.Context, envelope []byte) (medium.Servi
 	}
 	return m.Info, nil
 }
+
+// EraseCounter reads the last applied TEST ERASE counter (GET DATA DF2F).
+func (c *Client) EraseCounter(ctx context.Context) (uint32, error) {
+	v, err := c.getUint(ctx, TagEraseCounter, 4)
+	return uint32(v), err
+}
+
+// Erase returns a test sample to blank with TEST ERASE (SPEC.md section
+// 12), signed with the issuer's CA key. A blank device is left as it is.
+func (is *Issuer) Erase(ctx context.Context, c *Client) error {
+	sel, err := c.Select(ctx)
+	if err != nil {
+		return err
+	}
+	if sel.State == StateBlank {
+		return nil
+	}
+	n, err := c.EraseCounter(ctx)
+	if err != nil {
+		return err
+	}
+	cmd, err := TestErase(is.CA, sel.DeviceID, n+1)
+	if err != nil {
+		return err
+	}
+	if err := c.Send(ctx, cmd); err != nil {
+		return fmt.Errorf("spd: TEST ERASE: %w", err)
+	}
+	return nil
+}

@@ -845,3 +845,29 @@ func ParseMediumData(data []byte) ([]byte, error) {
 	}
 	return f.bytes(TagTransferMedium, 1, 4096)
 }
+
+// TestErase builds TEST ERASE (SPEC.md section 12): the issuer CA's order
+// that returns a test sample to blank. counter must exceed the device's
+// last applied erase counter (GET DATA DF2F).
+func TestErase(ca *ecdsa.PrivateKey, deviceID []byte, counter uint32) (apdu.Command, error) {
+	var b builder
+	b.u(TagEraseCounter, 4, uint64(counter))
+	data, err := SealIssuerData(ca, INSTestErase, deviceID, b.must())
+	if err != nil {
+		return apdu.Command{}, err
+	}
+	return proprietary(INSTestErase, 0, 0, data, 0), nil
+}
+
+// ParseTestErase decodes the body of a TEST ERASE.
+func ParseTestErase(body []byte) (uint32, error) {
+	f, err := parseFields(body, TagEraseCounter)
+	if err != nil {
+		return 0, err
+	}
+	if err := f.require(TagEraseCounter); err != nil {
+		return 0, err
+	}
+	v, err := f.uint(TagEraseCounter, 4)
+	return uint32(v), err
+}

@@ -174,6 +174,7 @@ type Profile struct {
 	Regions         []uint16  // allowed regions; empty: anywhere
 	Adjustments     []RegionAdjustment
 	HostPublicKey   *ecdsa.PublicKey // nil: the CA key signs host orders
+	TestSample      bool             // DF5F 01: the CA may return the device to blank (TEST ERASE)
 	Time            time.Time        // personalisation time; starts the sync clock
 }
 
@@ -259,6 +260,9 @@ func (p Profile) Marshal() ([]byte, error) {
 		}
 		b.Add(TagHostPublicKey, pk)
 	}
+	if p.TestSample {
+		b.u(TagTestSample, 1, 1)
+	}
 	b.time(TagTime, p.Time)
 	return b.Bytes()
 }
@@ -268,7 +272,7 @@ func (p Profile) Marshal() ([]byte, error) {
 func ParseProfile(body []byte) (Profile, error) {
 	f, err := parseFields(body, TagCertificate, TagCurrency, TagBalance, TagUses, TagAccount, TagToken,
 		TagPIN, TagPUK, TagPINTryLimit, TagBioTemplate, TagBioThreshold, TagLimits, TagTier,
-		TagTierDiscounts, TagRegions, TagRegionAdjust, TagHostPublicKey, TagTime)
+		TagTierDiscounts, TagRegions, TagRegionAdjust, TagHostPublicKey, TagTestSample, TagTime)
 	if err != nil {
 		return Profile{}, err
 	}
@@ -368,6 +372,12 @@ func ParseProfile(body []byte) (Profile, error) {
 		if p.HostPublicKey, err = ParsePublicKey(v); err != nil {
 			return Profile{}, err
 		}
+	}
+	if v, ok := f.get(TagTestSample); ok {
+		if len(v) != 1 || v[0] > 1 {
+			return Profile{}, malformed("test sample flag must be one byte 00 or 01")
+		}
+		p.TestSample = v[0] == 1
 	}
 	if p.Time, err = f.time(TagTime); err != nil {
 		return Profile{}, err

@@ -65,6 +65,7 @@ const (
 	INSTransferIn           INS = 0x6E
 	INSReclaim              INS = 0x70
 	INSParseMedium          INS = 0x72
+	INSTestErase            INS = 0x5E
 )
 
 var insNames = map[INS]string{
@@ -89,6 +90,7 @@ var insNames = map[INS]string{
 	INSTransferIn:           "TRANSFER IN",
 	INSReclaim:              "RECLAIM",
 	INSParseMedium:          "PARSE MEDIUM",
+	INSTestErase:            "TEST ERASE",
 }
 
 // String names the instruction as SPEC.md does.
@@ -163,6 +165,8 @@ const (
 	TagTransferMedium  tlv.Tag = 0xDF60
 	TagSerialList      tlv.Tag = 0xDF61
 	TagLastSync        tlv.Tag = 0xDF62
+	TagEraseCounter    tlv.Tag = 0xDF2F // TEST ERASE counter (SPD-TST-2)
+	TagTestSample      tlv.Tag = 0xDF5F // profile: 01 for a test sample (SPD-TST-1)
 	TagExpiry          tlv.Tag = 0x5F24
 	TagCurrency        tlv.Tag = 0x5F2A
 	TagAmount          tlv.Tag = 0x9F02
