@@ -17,6 +17,7 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/emulator/fault"
+	"github.com/spdlab/spdlab/reference/wire/crc16"
 	"github.com/spdlab/spdlab/rigs/link"
 	rig "github.com/spdlab/spdlab/rigs/serial"
 )
@@ -219,7 +220,7 @@ func TestBadInputGetsNAKAndServingGoesOn(t *testing.T) {
 	badCRC[len(badCRC)-2] ^= 0x01
 	unknown := enc(rig.Frame{Type: 0x55, Seq: 8, Payload: []byte{1}})
 	badLen := []byte{0x7E, 0x01, 0x09, 0x00, 0x05, 0x00, 0x00}
-	crc := rig.CRC16(badLen[1:])
+	crc := crc16.Checksum(badLen[1:])
 	badLen = append(badLen, byte(crc>>8), byte(crc), 0x7E)
 	tooLong := enc(rig.Frame{Type: rig.TypeCommand, Seq: 10, Payload: make([]byte, 400)})
 	wrongWay := enc(rig.Frame{Type: rig.TypeResponse, Seq: 11, Payload: []byte{0x90, 0x00}})

@@ -62,6 +62,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/wire/crc16"
 )
 
 // GUID names spdlab's own merchant account template: sub-object 00 of a
@@ -290,20 +291,7 @@ func checkValue(v string) error {
 }
 
 // Checksum is CRC-16/CCITT-FALSE of the UTF-8 bytes of s.
-func Checksum(s string) uint16 {
-	crc := uint16(0xFFFF)
-	for i := 0; i < len(s); i++ {
-		crc ^= uint16(s[i]) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
-}
+func Checksum(s string) uint16 { return crc16.Checksum([]byte(s)) }
 
 // splitObjects reads a string of data objects. where names the enclosing
 // object in errors ("object 62 (additional data), sub-object").

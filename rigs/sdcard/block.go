@@ -13,6 +13,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/spdlab/spdlab/reference/wire/crc16"
 )
 
 // The channel lives in a directory SPDLAB at the root of the card's
@@ -222,7 +224,7 @@ func (b Block) Marshal(dst []byte) error {
 		dst[offFlags] = FlagMore
 	}
 	binary.BigEndian.PutUint32(dst[offSeq:], b.Seq)
-	binary.BigEndian.PutUint16(dst[offCRC:], crc16(dst[:offCRC]))
+	binary.BigEndian.PutUint16(dst[offCRC:], crc16.Checksum(dst[:offCRC]))
 	return nil
 }
 
@@ -234,7 +236,7 @@ func ParseBlock(raw []byte) (Block, error) {
 	}
 	seq := binary.BigEndian.Uint32(raw[offSeq:])
 	fail := func(r Reason) (Block, error) { return Block{}, &BlockError{Reason: r, Seq: seq} }
-	if crc16(raw[:offCRC]) != binary.BigEndian.Uint16(raw[offCRC:]) {
+	if crc16.Checksum(raw[:offCRC]) != binary.BigEndian.Uint16(raw[offCRC:]) {
 		if allZero(raw) {
 			return Block{}, ErrEmpty
 		}
@@ -265,28 +267,3 @@ func allZero(p []byte) bool {
 	}
 	return true
 }
-
-// crc16 is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no
-// final XOR); check value 0x29B1 over "123456789".
-func crc16(p []byte) uint16 {
-	crc := uint16(0xFFFF)
-	for _, b := range p {
-		crc = crc<<8 ^ crcTable[byte(crc>>8)^b]
-	}
-	return crc
-}
-
-var crcTable = func() (t [256]uint16) {
-	for i := range t {
-		c := uint16(i) << 8
-		for range 8 {
-			if c&0x8000 != 0 {
-				c = c<<1 ^ 0x1021
-			} else {
-				c <<= 1
-			}
-		}
-		t[i] = c
-	}
-	return t
-}()

@@ -10,14 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spdlab/spdlab/reference/wire/crc16"
 	"github.com/spdlab/spdlab/rigs/link"
 )
-
-func TestCRCCheckValue(t *testing.T) {
-	if got := crc16([]byte("123456789")); got != 0x29B1 {
-		t.Fatalf("CRC-16/CCITT-FALSE check value %04X, want 29B1", got)
-	}
-}
 
 func TestMarshalLayout(t *testing.T) {
 	raw := make([]byte, BlockSize)
@@ -32,7 +27,7 @@ func TestMarshalLayout(t *testing.T) {
 			t.Fatalf("byte %d = %02X, want %02X", off, raw[off], v)
 		}
 	}
-	if binary.BigEndian.Uint16(raw[510:]) != crc16(raw[:510]) {
+	if binary.BigEndian.Uint16(raw[510:]) != crc16.Checksum(raw[:510]) {
 		t.Fatal("CRC field does not cover bytes 0..509")
 	}
 	got, err := ParseBlock(raw)
@@ -63,7 +58,7 @@ func TestParseBlock(t *testing.T) {
 		return raw
 	}
 	reseal := func(raw []byte) []byte {
-		binary.BigEndian.PutUint16(raw[510:], crc16(raw[:510]))
+		binary.BigEndian.PutUint16(raw[510:], crc16.Checksum(raw[:510]))
 		return raw
 	}
 	edit := func(f func([]byte)) []byte { raw := good(); f(raw); return reseal(raw) }

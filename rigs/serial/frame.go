@@ -14,6 +14,8 @@ package serial
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/spdlab/spdlab/reference/wire/crc16"
 )
 
 // The frame on the wire, from the first byte sent to the last:
@@ -209,8 +211,7 @@ func AppendFrame(dst []byte, f Frame) ([]byte, error) {
 	hdr[0] = byte(f.Type)
 	hdr[1] = f.Seq
 	binary.BigEndian.PutUint16(hdr[2:], uint16(len(f.Payload)))
-	crc := updateCRC(crcInit, hdr[:])
-	crc = updateCRC(crc, f.Payload)
+	crc := crc16.Update(crc16.Checksum(hdr[:]), f.Payload)
 	var tail [crcSize]byte
 	binary.BigEndian.PutUint16(tail[:], crc)
 
@@ -310,7 +311,7 @@ func (d *Decoder) finish(emit func(Frame, error)) {
 		return
 	}
 	n := len(body) - crcSize
-	if updateCRC(crcInit, body[:n]) != binary.BigEndian.Uint16(body[n:]) {
+	if crc16.Checksum(body[:n]) != binary.BigEndian.Uint16(body[n:]) {
 		fail(ReasonCRC)
 		return
 	}
@@ -330,32 +331,3 @@ func (d *Decoder) finish(emit func(Frame, error)) {
 	}
 	emit(Frame{Type: t, Seq: body[1], Payload: append([]byte(nil), body[headerSize:n]...)}, nil)
 }
-
-// CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, not reflected, no final XOR.
-// Check value over "123456789": 0x29B1.
-const crcInit uint16 = 0xFFFF
-
-var crcTable = func() (t [256]uint16) {
-	for i := range t {
-		c := uint16(i) << 8
-		for range 8 {
-			if c&0x8000 != 0 {
-				c = c<<1 ^ 0x1021
-			} else {
-				c <<= 1
-			}
-		}
-		t[i] = c
-	}
-	return t
-}()
-
-func updateCRC(crc uint16, p []byte) uint16 {
-	for _, b := range p {
-		crc = crc<<8 ^ crcTable[byte(crc>>8)^b]
-	}
-	return crc
-}
-
-// CRC16 returns the CRC-16/CCITT-FALSE of p, the check sequence of a frame.
-func CRC16(p []byte) uint16 { return updateCRC(crcInit, p) }

@@ -6,13 +6,9 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
-)
 
-func TestCRC16CheckValue(t *testing.T) {
-	if got := CRC16([]byte("123456789")); got != 0x29B1 {
-		t.Fatalf("CRC-16/CCITT-FALSE check value %04X, want 29B1", got)
-	}
-}
+	"github.com/spdlab/spdlab/reference/wire/crc16"
+)
 
 func TestAppendFrame(t *testing.T) {
 	cases := []struct {
@@ -87,12 +83,12 @@ func TestDecoderStream(t *testing.T) {
 	badCRC[3] ^= 0x40
 	unknown := func() []byte {
 		body := []byte{0x66, 0x01, 0x00, 0x00}
-		c := CRC16(body)
+		c := crc16.Checksum(body)
 		return append(append([]byte{Flag}, body...), byte(c>>8), byte(c), Flag)
 	}()
 	lenMismatch := func() []byte {
 		body := []byte{0x01, 0x01, 0x00, 0x09, 0xAA}
-		c := CRC16(body)
+		c := crc16.Checksum(body)
 		return append(append([]byte{Flag}, body...), byte(c>>8), byte(c), Flag)
 	}()
 
