@@ -3,14 +3,15 @@
 // the master side, so that any program opens the slave side exactly as it
 // would open /dev/ttyUSB0 (rigs/serial does so with go.bug.st/serial).
 //
-// The wire format is the frame of rigs/serial (the one definition, imported
-// from there): HDLC-like byte-stuffed frames (RFC 1662) carrying ISO/IEC
-// 7816-4 APDUs, each with a sequence number and a CRC-16/CCITT-FALSE. The
-// device executes each request once: it keeps the last SEQ it executed
-// and its reply, and answers a repeated SEQ with the cached reply. Damaged
-// frames get a NAK naming the reason, and the device keeps serving. While a
-// command runs longer than Config.WaitInterval it sends WAIT frames, the
-// time extension that keeps the host from declaring it silent.
+// The wire format is reference/wire/serialframe, the one definition that
+// rigs/serial also imports: HDLC-like byte-stuffed frames (RFC 1662)
+// carrying ISO/IEC 7816-4 APDUs, each with a sequence number and a
+// CRC-16/CCITT-FALSE. The device executes each request once: it keeps the
+// last SEQ it executed and its reply, and answers a repeated SEQ with the
+// cached reply. Damaged frames get a NAK naming the reason, and the device
+// keeps serving. While a command runs longer than Config.WaitInterval it
+// sends WAIT frames, the time extension that keeps the host from declaring
+// it silent.
 package serial
 
 import (
@@ -26,7 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spdlab/spdlab/emulator"
-	frame "github.com/spdlab/spdlab/rigs/serial"
+	"github.com/spdlab/spdlab/reference/wire/serialframe"
 )
 
 // Config tunes a Device. The zero value gives the defaults noted per field.
@@ -36,7 +37,7 @@ type Config struct {
 	// WaitInterval: while a command runs longer than this, a WAIT frame
 	// is sent every WaitInterval (10 ms).
 	WaitInterval time.Duration
-	// MaxPayload is the largest request payload accepted (frame.MaxPayload).
+	// MaxPayload is the largest request payload accepted (serialframe.MaxPayload).
 	MaxPayload int
 	// WriteTimeout bounds a write to the pty when nobody reads the slave
 	// side; on expiry the unread output is flushed (1 s).
@@ -50,8 +51,8 @@ func (c Config) withDefaults() Config {
 	if c.WaitInterval <= 0 {
 		c.WaitInterval = 10 * time.Millisecond
 	}
-	if c.MaxPayload <= 0 || c.MaxPayload > frame.MaxPayload {
-		c.MaxPayload = frame.MaxPayload
+	if c.MaxPayload <= 0 || c.MaxPayload > serialframe.MaxPayload {
+		c.MaxPayload = serialframe.MaxPayload
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = time.Second
@@ -88,7 +89,7 @@ type Device struct {
 	powered   bool
 	haveLast  bool
 	lastSeq   byte
-	lastType  frame.Type
+	lastType  serialframe.Type
 	lastReply []byte
 	out       []byte
 }
@@ -209,14 +210,14 @@ func (d *Device) Close() error {
 // while the card works (the kernel buffers what arrives meanwhile).
 func (d *Device) serve() {
 	defer close(d.done)
-	dec := frame.NewDecoder(d.cfg.MaxPayload)
+	dec := serialframe.NewDecoder(d.cfg.MaxPayload)
 	buf := make([]byte, 4096)
-	emit := func(f frame.Frame, err error) {
+	emit := func(f serialframe.Frame, err error) {
 		if err != nil {
 			d.dropped.Add(1)
-			var fe *frame.FrameError
+			var fe *serialframe.FrameError
 			if errors.As(err, &fe) {
-				d.send(frame.TypeNak, fe.Seq, []byte{byte(fe.Reason)})
+				d.send(serialframe.TypeNak, fe.Seq, []byte{byte(fe.Reason)})
 			}
 			return
 		}
@@ -239,92 +240,92 @@ func (d *Device) serve() {
 	}
 }
 
-func (d *Device) handle(f frame.Frame) {
+func (d *Device) handle(f serialframe.Frame) {
 	if !f.Type.Request() {
-		if f.Type != frame.TypeNak { // never answer a NAK with a NAK
-			d.send(frame.TypeNak, f.Seq, []byte{byte(frame.ReasonUnexpected)})
+		if f.Type != serialframe.TypeNak { // never answer a NAK with a NAK
+			d.send(serialframe.TypeNak, f.Seq, []byte{byte(serialframe.ReasonUnexpected)})
 		}
 		return
 	}
-	open := f.Type == frame.TypeReset && len(f.Payload) == 1 && f.Payload[0] == frame.ResetOpen
+	open := f.Type == serialframe.TypeReset && len(f.Payload) == 1 && f.Payload[0] == serialframe.ResetOpen
 	if !open && d.haveLast && f.Seq == d.lastSeq && f.Type == d.lastType {
 		d.duplicates.Add(1)
 		d.write(d.lastReply)
 		return
 	}
 	typ, payload := d.execute(f)
-	reply, err := frame.AppendFrame(nil, frame.Frame{Type: typ, Seq: f.Seq, Payload: payload})
+	reply, err := serialframe.AppendFrame(nil, serialframe.Frame{Type: typ, Seq: f.Seq, Payload: payload})
 	if err != nil {
-		reply, _ = frame.AppendFrame(nil, frame.Frame{Type: frame.TypeNak, Seq: f.Seq, Payload: []byte{byte(frame.ReasonResponseSize)}})
+		reply, _ = serialframe.AppendFrame(nil, serialframe.Frame{Type: serialframe.TypeNak, Seq: f.Seq, Payload: []byte{byte(serialframe.ReasonResponseSize)}})
 	}
 	d.haveLast, d.lastSeq, d.lastType, d.lastReply = true, f.Seq, f.Type, reply
 	d.write(reply)
 }
 
 // execute runs one request on the card and returns the reply.
-func (d *Device) execute(f frame.Frame) (frame.Type, []byte) {
-	nak := func(r frame.Reason) (frame.Type, []byte) { return frame.TypeNak, []byte{byte(r)} }
+func (d *Device) execute(f serialframe.Frame) (serialframe.Type, []byte) {
+	nak := func(r serialframe.Reason) (serialframe.Type, []byte) { return serialframe.TypeNak, []byte{byte(r)} }
 	switch f.Type {
-	case frame.TypeCommand:
+	case serialframe.TypeCommand:
 		if !d.powered {
-			return nak(frame.ReasonUnpowered)
+			return nak(serialframe.ReasonUnpowered)
 		}
 		resp := d.process(f)
 		if resp == nil { // torn: the card stays mute until powered on
 			d.powered = false
-			return nak(frame.ReasonUnpowered)
+			return nak(serialframe.ReasonUnpowered)
 		}
-		return frame.TypeResponse, resp
-	case frame.TypeReset:
+		return serialframe.TypeResponse, resp
+	case serialframe.TypeReset:
 		if len(f.Payload) != 1 {
-			return nak(frame.ReasonBadPayload)
+			return nak(serialframe.ReasonBadPayload)
 		}
 		switch f.Payload[0] {
-		case frame.ResetOpen:
+		case serialframe.ResetOpen:
 			if !d.powered {
-				return frame.TypeATR, nil
+				return serialframe.TypeATR, nil
 			}
-		case frame.ResetWarm:
+		case serialframe.ResetWarm:
 			if !d.powered {
-				return nak(frame.ReasonUnpowered)
+				return nak(serialframe.ReasonUnpowered)
 			}
 			d.card.Reset()
-		case frame.ResetCold:
+		case serialframe.ResetCold:
 			if d.powered {
 				d.card.PowerOff()
 			}
 			d.card.PowerOn()
 			d.powered = true
 		default:
-			return nak(frame.ReasonBadPayload)
+			return nak(serialframe.ReasonBadPayload)
 		}
-		return frame.TypeATR, d.cfg.ATR
-	case frame.TypePower:
+		return serialframe.TypeATR, d.cfg.ATR
+	case serialframe.TypePower:
 		if len(f.Payload) != 1 {
-			return nak(frame.ReasonBadPayload)
+			return nak(serialframe.ReasonBadPayload)
 		}
 		switch f.Payload[0] {
-		case frame.PowerOff:
+		case serialframe.PowerOff:
 			if d.powered {
 				d.card.PowerOff()
 				d.powered = false
 			}
-			return frame.TypeAck, nil
-		case frame.PowerOn:
+			return serialframe.TypeAck, nil
+		case serialframe.PowerOn:
 			if !d.powered {
 				d.card.PowerOn()
 				d.powered = true
 			}
-			return frame.TypeATR, d.cfg.ATR
+			return serialframe.TypeATR, d.cfg.ATR
 		}
-		return nak(frame.ReasonBadPayload)
+		return nak(serialframe.ReasonBadPayload)
 	}
-	return nak(frame.ReasonUnexpected)
+	return nak(serialframe.ReasonUnexpected)
 }
 
 // process runs the command here, while a timer sends WAIT frames if it
 // takes longer than WaitInterval.
-func (d *Device) process(f frame.Frame) []byte {
+func (d *Device) process(f serialframe.Frame) []byte {
 	d.commands.Add(1)
 	var (
 		mu      sync.Mutex
@@ -338,7 +339,7 @@ func (d *Device) process(f frame.Frame) []byte {
 		if stopped {
 			return
 		}
-		if wait, err := frame.AppendFrame(nil, frame.Frame{Type: frame.TypeWait, Seq: f.Seq}); err == nil {
+		if wait, err := serialframe.AppendFrame(nil, serialframe.Frame{Type: serialframe.TypeWait, Seq: f.Seq}); err == nil {
 			d.write(wait)
 		}
 		timer.Reset(d.cfg.WaitInterval)
@@ -352,8 +353,8 @@ func (d *Device) process(f frame.Frame) []byte {
 	return resp
 }
 
-func (d *Device) send(t frame.Type, seq byte, payload []byte) {
-	out, err := frame.AppendFrame(d.out[:0], frame.Frame{Type: t, Seq: seq, Payload: payload})
+func (d *Device) send(t serialframe.Type, seq byte, payload []byte) {
+	out, err := serialframe.AppendFrame(d.out[:0], serialframe.Frame{Type: t, Seq: seq, Payload: payload})
 	if err != nil {
 		return
 	}

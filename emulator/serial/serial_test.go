@@ -18,6 +18,7 @@ import (
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/emulator/fault"
 	"github.com/spdlab/spdlab/reference/wire/crc16"
+	"github.com/spdlab/spdlab/reference/wire/serialframe"
 	"github.com/spdlab/spdlab/rigs/link"
 	rig "github.com/spdlab/spdlab/rigs/serial"
 )
@@ -182,7 +183,7 @@ func openRaw(t testing.TB, path string) *os.File {
 // readFrames reads from f until it has n frames or errors, or times out.
 func readFrames(t *testing.T, f *os.File, n int) []any {
 	t.Helper()
-	dec := rig.NewDecoder(0)
+	dec := serialframe.NewDecoder(0)
 	var got []any
 	buf := make([]byte, 1024)
 	deadline := time.Now().Add(5 * time.Second)
@@ -192,7 +193,7 @@ func readFrames(t *testing.T, f *os.File, n int) []any {
 		if err != nil {
 			t.Fatalf("after %d of %d frames: %v", len(got), n, err)
 		}
-		dec.Feed(buf[:k], func(fr rig.Frame, err error) {
+		dec.Feed(buf[:k], func(fr serialframe.Frame, err error) {
 			if err != nil {
 				got = append(got, err)
 			} else {
@@ -208,37 +209,37 @@ func TestBadInputGetsNAKAndServingGoesOn(t *testing.T) {
 	dev, path := startDevice(t, card, Config{MaxPayload: 300})
 	host := openRaw(t, path)
 
-	enc := func(f rig.Frame) []byte {
-		b, err := rig.AppendFrame(nil, f)
+	enc := func(f serialframe.Frame) []byte {
+		b, err := serialframe.AppendFrame(nil, f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	good := enc(rig.Frame{Type: rig.TypeCommand, Seq: 7, Payload: countCommand(42)})
+	good := enc(serialframe.Frame{Type: serialframe.TypeCommand, Seq: 7, Payload: countCommand(42)})
 	badCRC := bytes.Clone(good)
 	badCRC[len(badCRC)-2] ^= 0x01
-	unknown := enc(rig.Frame{Type: 0x55, Seq: 8, Payload: []byte{1}})
+	unknown := enc(serialframe.Frame{Type: 0x55, Seq: 8, Payload: []byte{1}})
 	badLen := []byte{0x7E, 0x01, 0x09, 0x00, 0x05, 0x00, 0x00}
 	crc := crc16.Checksum(badLen[1:])
 	badLen = append(badLen, byte(crc>>8), byte(crc), 0x7E)
-	tooLong := enc(rig.Frame{Type: rig.TypeCommand, Seq: 10, Payload: make([]byte, 400)})
-	wrongWay := enc(rig.Frame{Type: rig.TypeResponse, Seq: 11, Payload: []byte{0x90, 0x00}})
-	badMode := enc(rig.Frame{Type: rig.TypeReset, Seq: 12, Payload: []byte{9}})
+	tooLong := enc(serialframe.Frame{Type: serialframe.TypeCommand, Seq: 10, Payload: make([]byte, 400)})
+	wrongWay := enc(serialframe.Frame{Type: serialframe.TypeResponse, Seq: 11, Payload: []byte{0x90, 0x00}})
+	badMode := enc(serialframe.Frame{Type: serialframe.TypeReset, Seq: 12, Payload: []byte{9}})
 
 	cases := []struct {
 		name string
 		in   []byte
-		want rig.Reason
+		want serialframe.Reason
 	}{
-		{"bad CRC", badCRC, rig.ReasonCRC},
-		{"truncated", []byte{0x7E, 0x01, 0x02, 0x7E}, rig.ReasonTruncated},
-		{"aborted", []byte{0x7E, 0x01, 0x02, 0x03, 0x7D, 0x7E}, rig.ReasonTruncated},
-		{"unknown type", unknown, rig.ReasonUnknownType},
-		{"length mismatch", badLen, rig.ReasonLength},
-		{"too long", tooLong, rig.ReasonTooLong},
-		{"device type sent to device", wrongWay, rig.ReasonUnexpected},
-		{"bad reset mode", badMode, rig.ReasonBadPayload},
+		{"bad CRC", badCRC, serialframe.ReasonCRC},
+		{"truncated", []byte{0x7E, 0x01, 0x02, 0x7E}, serialframe.ReasonTruncated},
+		{"aborted", []byte{0x7E, 0x01, 0x02, 0x03, 0x7D, 0x7E}, serialframe.ReasonTruncated},
+		{"unknown type", unknown, serialframe.ReasonUnknownType},
+		{"length mismatch", badLen, serialframe.ReasonLength},
+		{"too long", tooLong, serialframe.ReasonTooLong},
+		{"device type sent to device", wrongWay, serialframe.ReasonUnexpected},
+		{"bad reset mode", badMode, serialframe.ReasonBadPayload},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -246,8 +247,8 @@ func TestBadInputGetsNAKAndServingGoesOn(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := readFrames(t, host, 1)
-			f, ok := got[0].(rig.Frame)
-			if !ok || f.Type != rig.TypeNak || len(f.Payload) != 1 || rig.Reason(f.Payload[0]) != c.want {
+			f, ok := got[0].(serialframe.Frame)
+			if !ok || f.Type != serialframe.TypeNak || len(f.Payload) != 1 || serialframe.Reason(f.Payload[0]) != c.want {
 				t.Fatalf("answer %v, want NAK %s", got[0], c.want)
 			}
 		})
@@ -262,8 +263,8 @@ func TestBadInputGetsNAKAndServingGoesOn(t *testing.T) {
 	}
 	got := readFrames(t, host, 3)
 	for i, g := range got {
-		f, ok := g.(rig.Frame)
-		if !ok || f.Type != rig.TypeResponse || f.Seq != 7 {
+		f, ok := g.(serialframe.Frame)
+		if !ok || f.Type != serialframe.TypeResponse || f.Seq != 7 {
 			t.Fatalf("answer %d: %v, want RESPONSE seq 7", i, g)
 		}
 		if n := binary.BigEndian.Uint32(f.Payload[4:8]); n != 1 {

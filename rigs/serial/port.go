@@ -1,3 +1,10 @@
+// Package serial reaches an SPD on a serial line: a UART behind
+// /dev/ttyUSB0, a USB-serial bridge, or the pseudo-terminal of the serial
+// emulator (emulator/serial). It opens the port with go.bug.st/serial and
+// returns a link.Link that carries ISO/IEC 7816-4 APDUs in the frames of
+// reference/wire/serialframe, with retransmission, so that lost,
+// duplicated and corrupted bytes on the line neither lose nor repeat a
+// command.
 package serial
 
 import (
@@ -11,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spdlab/spdlab/reference/wire/serialframe"
 	"github.com/spdlab/spdlab/rigs/link"
 	bugst "go.bug.st/serial"
 )
@@ -81,8 +89,8 @@ type Port struct {
 }
 
 type inbound struct {
-	frame Frame
-	err   error // a *FrameError: something arrived damaged
+	frame serialframe.Frame
+	err   error // a *serialframe.FrameError: something arrived damaged
 }
 
 var (
@@ -125,7 +133,7 @@ func OpenConfig(ctx context.Context, path string, cfg Config) (*Port, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.OpenTimeout)
 		defer cancel()
 	}
-	atr, err := p.request(ctx, TypeReset, []byte{ResetOpen}, TypeATR)
+	atr, err := p.request(ctx, serialframe.TypeReset, []byte{serialframe.ResetOpen}, serialframe.TypeATR)
 	if err != nil {
 		p.Close()
 		return nil, err
@@ -154,9 +162,9 @@ func newPort(line io.ReadWriteCloser, name, path string, cfg Config) *Port {
 
 func (p *Port) read() {
 	defer close(p.readerDone)
-	dec := NewDecoder(MaxPayload)
+	dec := serialframe.NewDecoder(serialframe.MaxPayload)
 	buf := make([]byte, 4096)
-	emit := func(f Frame, err error) {
+	emit := func(f serialframe.Frame, err error) {
 		select {
 		case p.inbound <- inbound{frame: f, err: err}:
 		case <-p.stop:
@@ -180,10 +188,10 @@ func (p *Port) read() {
 
 // Exchange implements link.Link.
 func (p *Port) Exchange(ctx context.Context, command []byte) ([]byte, error) {
-	if len(command) > MaxPayload {
-		return nil, fmt.Errorf("serial: command of %d bytes exceeds the frame limit of %d", len(command), MaxPayload)
+	if len(command) > serialframe.MaxPayload {
+		return nil, fmt.Errorf("serial: command of %d bytes exceeds the frame limit of %d", len(command), serialframe.MaxPayload)
 	}
-	resp, err := p.request(ctx, TypeCommand, command, TypeResponse)
+	resp, err := p.request(ctx, serialframe.TypeCommand, command, serialframe.TypeResponse)
 	if err != nil {
 		return nil, err
 	}
@@ -195,11 +203,11 @@ func (p *Port) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 
 // Reset implements link.Resetter.
 func (p *Port) Reset(ctx context.Context, cold bool) ([]byte, error) {
-	mode := ResetWarm
+	mode := serialframe.ResetWarm
 	if cold {
-		mode = ResetCold
+		mode = serialframe.ResetCold
 	}
-	atr, err := p.request(ctx, TypeReset, []byte{mode}, TypeATR)
+	atr, err := p.request(ctx, serialframe.TypeReset, []byte{mode}, serialframe.TypeATR)
 	if err != nil {
 		return nil, err
 	}
@@ -211,13 +219,13 @@ func (p *Port) Reset(ctx context.Context, cold bool) ([]byte, error) {
 
 // PowerOff implements link.PowerCycler.
 func (p *Port) PowerOff(ctx context.Context) error {
-	_, err := p.request(ctx, TypePower, []byte{PowerOff}, TypeAck)
+	_, err := p.request(ctx, serialframe.TypePower, []byte{serialframe.PowerOff}, serialframe.TypeAck)
 	return err
 }
 
 // PowerOn implements link.PowerCycler.
 func (p *Port) PowerOn(ctx context.Context) ([]byte, error) {
-	atr, err := p.request(ctx, TypePower, []byte{PowerOn}, TypeATR)
+	atr, err := p.request(ctx, serialframe.TypePower, []byte{serialframe.PowerOn}, serialframe.TypeATR)
 	if err != nil {
 		return nil, err
 	}
@@ -236,10 +244,10 @@ func (p *Port) ATR() []byte {
 }
 
 // MaxCommand implements link.Limits.
-func (p *Port) MaxCommand() int { return MaxPayload }
+func (p *Port) MaxCommand() int { return serialframe.MaxPayload }
 
 // MaxResponse implements link.Limits.
-func (p *Port) MaxResponse() int { return MaxPayload }
+func (p *Port) MaxResponse() int { return serialframe.MaxPayload }
 
 // String implements link.Link.
 func (p *Port) String() string { return p.name }
@@ -264,7 +272,7 @@ func (p *Port) lineTime(n int) time.Duration {
 
 // request sends one request frame and returns the payload of the reply of
 // type want with the same SEQ, retransmitting as the frame doc says.
-func (p *Port) request(ctx context.Context, typ Type, payload []byte, want Type) ([]byte, error) {
+func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte, want serialframe.Type) ([]byte, error) {
 	if p.closed.Load() {
 		return nil, link.ErrClosed
 	}
@@ -276,7 +284,7 @@ func (p *Port) request(ctx context.Context, typ Type, payload []byte, want Type)
 
 	p.seq++
 	seq := p.seq
-	enc, err := AppendFrame(p.buf[:0], Frame{Type: typ, Seq: seq, Payload: payload})
+	enc, err := serialframe.AppendFrame(p.buf[:0], serialframe.Frame{Type: typ, Seq: seq, Payload: payload})
 	if err != nil {
 		return nil, err
 	}
@@ -293,8 +301,8 @@ func (p *Port) request(ctx context.Context, typ Type, payload []byte, want Type)
 	// A reply is at most a short response plus framing unless the
 	// command asks for more; budget for its time on the line.
 	expect := 256 + 2
-	if typ == TypeCommand && len(payload) > 5 && payload[4] == 0 {
-		expect = MaxPayload
+	if typ == serialframe.TypeCommand && len(payload) > 5 && payload[4] == 0 {
+		expect = serialframe.MaxPayload
 	}
 	timeout := p.cfg.RetransmitTimeout + p.lineTime(len(enc)+2*expect+16)
 	maxTimeout := max(p.cfg.MaxRetransmitTimeout, timeout)
@@ -353,7 +361,7 @@ func (p *Port) request(ctx context.Context, typ Type, payload []byte, want Type)
 			}
 			f := in.frame
 			lastHeard = time.Now()
-			if f.Type == TypeNak && len(f.Payload) == 1 && Reason(f.Payload[0]).LineFault() {
+			if f.Type == serialframe.TypeNak && len(f.Payload) == 1 && serialframe.Reason(f.Payload[0]).LineFault() {
 				// The device got a damaged frame; it may have been ours.
 				if err := send(); err != nil {
 					return nil, err
@@ -367,14 +375,14 @@ func (p *Port) request(ctx context.Context, typ Type, payload []byte, want Type)
 			switch f.Type {
 			case want:
 				return f.Payload, nil
-			case TypeWait:
+			case serialframe.TypeWait:
 				rearm(timeout)
-			case TypeNak:
-				r := ReasonBadPayload
+			case serialframe.TypeNak:
+				r := serialframe.ReasonBadPayload
 				if len(f.Payload) == 1 {
-					r = Reason(f.Payload[0])
+					r = serialframe.Reason(f.Payload[0])
 				}
-				if r == ReasonUnpowered {
+				if r == serialframe.ReasonUnpowered {
 					return nil, fmt.Errorf("serial: %s: %s: %w", p.name, r, link.ErrRemoved)
 				}
 				return nil, fmt.Errorf("serial: %s refused %s seq %d: %s", p.name, typ, seq, r)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spdlab/spdlab/reference/wire/serialframe"
 	"github.com/spdlab/spdlab/rigs/link"
 )
 
@@ -58,20 +59,20 @@ func testPTY(t *testing.T) (*os.File, string) {
 type scriptedDevice struct {
 	mu       sync.Mutex
 	attempts map[[2]byte]int
-	answer   func(f Frame, attempt int) []byte
+	answer   func(f serialframe.Frame, attempt int) []byte
 }
 
-func serveScript(t *testing.T, master *os.File, answer func(f Frame, attempt int) []byte) *scriptedDevice {
+func serveScript(t *testing.T, master *os.File, answer func(f serialframe.Frame, attempt int) []byte) *scriptedDevice {
 	d := &scriptedDevice{attempts: map[[2]byte]int{}, answer: answer}
 	go func() {
-		dec := NewDecoder(0)
+		dec := serialframe.NewDecoder(0)
 		buf := make([]byte, 1024)
 		for {
 			n, err := master.Read(buf)
 			if err != nil {
 				return
 			}
-			dec.Feed(buf[:n], func(f Frame, err error) {
+			dec.Feed(buf[:n], func(f serialframe.Frame, err error) {
 				if err != nil {
 					return
 				}
@@ -89,18 +90,18 @@ func serveScript(t *testing.T, master *os.File, answer func(f Frame, attempt int
 	return d
 }
 
-func reply(t Type, seq byte, payload ...byte) []byte {
-	b, _ := AppendFrame(nil, Frame{Type: t, Seq: seq, Payload: payload})
+func reply(t serialframe.Type, seq byte, payload ...byte) []byte {
+	b, _ := serialframe.AppendFrame(nil, serialframe.Frame{Type: t, Seq: seq, Payload: payload})
 	return b
 }
 
 var testATR = []byte{0x3B, 0x00}
 
 // openScript answers RESET 00 with testATR and hands everything else to next.
-func openScript(next func(f Frame, attempt int) []byte) func(f Frame, attempt int) []byte {
-	return func(f Frame, attempt int) []byte {
-		if f.Type == TypeReset && len(f.Payload) == 1 && f.Payload[0] == ResetOpen {
-			return reply(TypeATR, f.Seq, testATR...)
+func openScript(next func(f serialframe.Frame, attempt int) []byte) func(f serialframe.Frame, attempt int) []byte {
+	return func(f serialframe.Frame, attempt int) []byte {
+		if f.Type == serialframe.TypeReset && len(f.Payload) == 1 && f.Payload[0] == serialframe.ResetOpen {
+			return reply(serialframe.TypeATR, f.Seq, testATR...)
 		}
 		return next(f, attempt)
 	}
@@ -138,21 +139,21 @@ func TestOpenSilentPort(t *testing.T) {
 func TestRetransmission(t *testing.T) {
 	master, path := testPTY(t)
 	resp := []byte{0x01, 0x02, 0x90, 0x00}
-	dev := serveScript(t, master, openScript(func(f Frame, attempt int) []byte {
+	dev := serveScript(t, master, openScript(func(f serialframe.Frame, attempt int) []byte {
 		switch attempt {
 		case 1:
 			return nil // lost
 		case 2:
-			return reply(TypeNak, 0, byte(ReasonCRC)) // arrived damaged
+			return reply(serialframe.TypeNak, 0, byte(serialframe.ReasonCRC)) // arrived damaged
 		case 3:
-			bad := reply(TypeResponse, f.Seq, resp...)
+			bad := reply(serialframe.TypeResponse, f.Seq, resp...)
 			bad[5] ^= 0xFF // damaged on the way back
 			return bad
 		case 4:
 			// a stale reply to another SEQ, a WAIT, then the answer
-			return append(append(reply(TypeResponse, f.Seq-1, 0x6F, 0x00), reply(TypeWait, f.Seq)...), reply(TypeResponse, f.Seq, resp...)...)
+			return append(append(reply(serialframe.TypeResponse, f.Seq-1, 0x6F, 0x00), reply(serialframe.TypeWait, f.Seq)...), reply(serialframe.TypeResponse, f.Seq, resp...)...)
 		}
-		return reply(TypeResponse, f.Seq, resp...)
+		return reply(serialframe.TypeResponse, f.Seq, resp...)
 	}))
 	p, err := OpenConfig(context.Background(), path, quickConfig())
 	if err != nil {
@@ -172,7 +173,7 @@ func TestRetransmission(t *testing.T) {
 	dev.mu.Lock()
 	defer dev.mu.Unlock()
 	for k, n := range dev.attempts {
-		if Type(k[0]) == TypeCommand && n != 4 {
+		if serialframe.Type(k[0]) == serialframe.TypeCommand && n != 4 {
 			t.Fatalf("command sent %d times, want 4", n)
 		}
 	}
@@ -180,23 +181,23 @@ func TestRetransmission(t *testing.T) {
 
 func TestRefusals(t *testing.T) {
 	master, path := testPTY(t)
-	serveScript(t, master, openScript(func(f Frame, attempt int) []byte {
+	serveScript(t, master, openScript(func(f serialframe.Frame, attempt int) []byte {
 		switch f.Type {
-		case TypeCommand:
+		case serialframe.TypeCommand:
 			if f.Payload[1] == 0x01 {
-				return reply(TypeNak, f.Seq, byte(ReasonUnpowered))
+				return reply(serialframe.TypeNak, f.Seq, byte(serialframe.ReasonUnpowered))
 			}
 			if f.Payload[1] == 0x02 {
-				return reply(TypeResponse, f.Seq, 0x90) // shorter than a status word
+				return reply(serialframe.TypeResponse, f.Seq, 0x90) // shorter than a status word
 			}
-			return reply(TypeNak, f.Seq, byte(ReasonResponseSize))
-		case TypePower:
-			if f.Payload[0] == PowerOff {
-				return reply(TypeAck, f.Seq)
+			return reply(serialframe.TypeNak, f.Seq, byte(serialframe.ReasonResponseSize))
+		case serialframe.TypePower:
+			if f.Payload[0] == serialframe.PowerOff {
+				return reply(serialframe.TypeAck, f.Seq)
 			}
-			return reply(TypeATR, f.Seq, 0x3B, 0x01)
-		case TypeReset:
-			return reply(TypeATR, f.Seq, 0x3B, f.Payload[0])
+			return reply(serialframe.TypeATR, f.Seq, 0x3B, 0x01)
+		case serialframe.TypeReset:
+			return reply(serialframe.TypeATR, f.Seq, 0x3B, f.Payload[0])
 		}
 		return nil
 	}))
@@ -215,7 +216,7 @@ func TestRefusals(t *testing.T) {
 	if _, err := p.Exchange(ctx, []byte{0x00, 0x03, 0x00, 0x00}); err == nil {
 		t.Fatal("accepted a refusal")
 	}
-	if _, err := p.Exchange(ctx, make([]byte, MaxPayload+1)); err == nil {
+	if _, err := p.Exchange(ctx, make([]byte, serialframe.MaxPayload+1)); err == nil {
 		t.Fatal("sent an oversized command")
 	}
 	if err := p.PowerOff(ctx); err != nil {
@@ -224,7 +225,7 @@ func TestRefusals(t *testing.T) {
 	if atr, err := p.PowerOn(ctx); err != nil || !bytes.Equal(atr, []byte{0x3B, 0x01}) {
 		t.Fatalf("power on: % X %v", atr, err)
 	}
-	if atr, err := p.Reset(ctx, true); err != nil || !bytes.Equal(atr, []byte{0x3B, ResetCold}) || !bytes.Equal(p.ATR(), atr) {
+	if atr, err := p.Reset(ctx, true); err != nil || !bytes.Equal(atr, []byte{0x3B, serialframe.ResetCold}) || !bytes.Equal(p.ATR(), atr) {
 		t.Fatalf("cold reset: % X %v", atr, err)
 	}
 	cancelled, cancel := context.WithCancel(ctx)
@@ -236,7 +237,7 @@ func TestRefusals(t *testing.T) {
 	if _, err := p.Exchange(ctx, []byte{0, 0, 0, 0}); !errors.Is(err, link.ErrClosed) {
 		t.Fatalf("after Close: %v", err)
 	}
-	if p.String() != "serial:"+path || p.MaxCommand() != MaxPayload {
+	if p.String() != "serial:"+path || p.MaxCommand() != serialframe.MaxPayload {
 		t.Fatal(p.String())
 	}
 }

@@ -1,15 +1,14 @@
-// Package serial reaches an SPD on a serial line: a UART behind
-// /dev/ttyUSB0, a USB-serial bridge, or the pseudo-terminal of the serial
-// emulator (emulator/serial). It opens the port with go.bug.st/serial and
-// returns a link.Link that carries ISO/IEC 7816-4 APDUs in the frames
-// defined in this file, with retransmission, so that lost, duplicated and
-// corrupted bytes on the line neither lose nor repeat a command.
+// Package serialframe is the wire format of an SPD on a serial line: the
+// frames that carry ISO/IEC 7816-4 APDUs, resets and power requests between
+// a host (rigs/serial) and a device (a UART SPD, or emulator/serial on a
+// pseudo-terminal). It has no transport: both sides import it, so the
+// format is defined once.
 //
-// The frame codec (Frame, AppendFrame, Decoder) is the one definition of
-// the wire format: the emulator imports it from here. The framing follows
-// the octet-stuffed HDLC-like framing of RFC 1662; the check sequence is
-// CRC-16/CCITT-FALSE.
-package serial
+// The framing follows the octet-stuffed HDLC-like framing of RFC 1662; the
+// check sequence is CRC-16/CCITT-FALSE (reference/wire/crc16). The recovery
+// rules below (sequence numbers, retransmission, the reply cache) are part
+// of the format: rigs/serial and emulator/serial implement them.
+package serialframe
 
 import (
 	"encoding/binary"
@@ -196,16 +195,16 @@ type FrameError struct {
 
 func (e *FrameError) Error() string {
 	if e.SeqKnown {
-		return fmt.Sprintf("serial: frame dropped (seq %d): %s", e.Seq, e.Reason)
+		return fmt.Sprintf("serialframe: frame dropped (seq %d): %s", e.Seq, e.Reason)
 	}
-	return "serial: frame dropped: " + e.Reason.String()
+	return "serialframe: frame dropped: " + e.Reason.String()
 }
 
 // AppendFrame appends the stuffed encoding of f, both flags included, to
 // dst. It fails when the payload exceeds MaxPayload.
 func AppendFrame(dst []byte, f Frame) ([]byte, error) {
 	if len(f.Payload) > MaxPayload {
-		return dst, fmt.Errorf("serial: payload of %d bytes exceeds %d", len(f.Payload), MaxPayload)
+		return dst, fmt.Errorf("serialframe: payload of %d bytes exceeds %d", len(f.Payload), MaxPayload)
 	}
 	var hdr [headerSize]byte
 	hdr[0] = byte(f.Type)
