@@ -4,7 +4,7 @@
 // ISO/IEC 7816-4 APDUs in 512-byte secure-token blocks.
 //
 // The block format, file names and rules (sequence numbers, chaining of
-// extended APDUs, errors) are those of rigs/sdcard, imported from there:
+// extended APDUs, errors) are those of reference/wire/sdblock, which rigs/sdcard also imports:
 // DIR/SPDLAB/CMD.BIN holds the host's command block, DIR/SPDLAB/RSP.BIN the
 // card's response block. The card watches CMD.BIN with inotify and, as a
 // fallback for file systems that report nothing, reads it every
@@ -26,7 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spdlab/spdlab/emulator"
-	channel "github.com/spdlab/spdlab/rigs/sdcard"
+	"github.com/spdlab/spdlab/reference/wire/sdblock"
 )
 
 // Config tunes a Device. The zero value gives the defaults noted per field.
@@ -108,7 +108,7 @@ type Device struct {
 func New(card emulator.Card, dir string, cfg Config) *Device {
 	return &Device{card: card, dir: dir, cfg: cfg.withDefaults(), done: make(chan struct{}),
 		stopR: -1, stopW: -1, notify: -1, cmdFD: -1, rspFD: -1,
-		raw: make([]byte, channel.BlockSize), out: make([]byte, channel.BlockSize), events: make([]byte, 4096)}
+		raw: make([]byte, sdblock.BlockSize), out: make([]byte, sdblock.BlockSize), events: make([]byte, 4096)}
 }
 
 // Dir returns the directory served.
@@ -125,12 +125,12 @@ func (d *Device) Start() error {
 	if d.started {
 		return nil
 	}
-	chDir := filepath.Join(d.dir, channel.ChannelDir)
+	chDir := filepath.Join(d.dir, sdblock.ChannelDir)
 	if err := os.MkdirAll(chDir, 0o755); err != nil {
 		return fmt.Errorf("sdcard: %w", err)
 	}
-	empty := make([]byte, channel.BlockSize)
-	cmdPath, rspPath := filepath.Join(chDir, channel.CommandFile), filepath.Join(chDir, channel.ResponseFile)
+	empty := make([]byte, sdblock.BlockSize)
+	cmdPath, rspPath := filepath.Join(chDir, sdblock.CommandFile), filepath.Join(chDir, sdblock.ResponseFile)
 	for _, p := range []string{rspPath, cmdPath} {
 		if err := os.WriteFile(p, empty, 0o644); err != nil {
 			return fmt.Errorf("sdcard: %w", err)
@@ -216,9 +216,9 @@ func (d *Device) Close() error {
 			unix.Close(fd)
 		}
 	}
-	chDir := filepath.Join(d.dir, channel.ChannelDir)
-	os.Remove(filepath.Join(chDir, channel.CommandFile))
-	os.Remove(filepath.Join(chDir, channel.ResponseFile))
+	chDir := filepath.Join(d.dir, sdblock.ChannelDir)
+	os.Remove(filepath.Join(chDir, sdblock.CommandFile))
+	os.Remove(filepath.Join(chDir, sdblock.ResponseFile))
 	os.Remove(chDir) // only when empty
 	if d.powered {
 		d.card.PowerOff()
@@ -273,15 +273,15 @@ func (d *Device) serve() {
 // card (a host that wrote CMD.BIN by renaming a new file over it, say), so
 // that the card keeps reading and writing the files the host sees.
 func (d *Device) refresh() {
-	chDir := filepath.Join(d.dir, channel.ChannelDir)
+	chDir := filepath.Join(d.dir, sdblock.ChannelDir)
 	for _, f := range []struct {
 		fd    *int
 		name  string
 		flags int
 		watch bool
 	}{
-		{&d.cmdFD, channel.CommandFile, unix.O_RDONLY, true},
-		{&d.rspFD, channel.ResponseFile, unix.O_WRONLY, false},
+		{&d.cmdFD, sdblock.CommandFile, unix.O_RDONLY, true},
+		{&d.rspFD, sdblock.ResponseFile, unix.O_WRONLY, false},
 	} {
 		path := filepath.Join(chDir, f.name)
 		var onDisk, open unix.Stat_t
@@ -295,7 +295,7 @@ func (d *Device) refresh() {
 		if err != nil {
 			continue
 		}
-		if err := unix.Ftruncate(fd, channel.BlockSize); err != nil && f.flags != unix.O_RDONLY {
+		if err := unix.Ftruncate(fd, sdblock.BlockSize); err != nil && f.flags != unix.O_RDONLY {
 			unix.Close(fd)
 			continue
 		}
@@ -319,11 +319,11 @@ func (d *Device) check(event bool) {
 		return // a file just created, not written yet
 	}
 	raw := d.raw[:n]
-	blk, err := channel.ParseBlock(raw)
-	if errors.Is(err, channel.ErrEmpty) {
+	blk, err := sdblock.ParseBlock(raw)
+	if errors.Is(err, sdblock.ErrEmpty) {
 		return
 	}
-	var be *channel.BlockError
+	var be *sdblock.BlockError
 	if errors.As(err, &be) {
 		// Perhaps a write in progress: refuse it only once it has settled.
 		if !bytes.Equal(raw, d.bad) {
@@ -336,7 +336,7 @@ func (d *Device) check(event bool) {
 		}
 		d.badDone = true
 		d.refused.Add(1)
-		d.reply(channel.Block{Kind: channel.KindError, Seq: max(be.Seq, 1), APDU: []byte{byte(be.Reason)}}, false)
+		d.reply(sdblock.Block{Kind: sdblock.KindError, Seq: max(be.Seq, 1), APDU: []byte{byte(be.Reason)}}, false)
 		return
 	}
 	d.bad = nil
@@ -351,11 +351,11 @@ func (d *Device) check(event bool) {
 	d.reply(d.execute(blk), true)
 }
 
-func (d *Device) reply(b channel.Block, cache bool) {
+func (d *Device) reply(b sdblock.Block, cache bool) {
 	if err := b.Marshal(d.out); err != nil {
 		return
 	}
-	if b.Kind == channel.KindError {
+	if b.Kind == sdblock.KindError {
 		if cache {
 			d.refused.Add(1)
 		}
@@ -372,41 +372,41 @@ func (d *Device) writeRaw(b []byte) {
 }
 
 // execute acts on one new block and returns the reply.
-func (d *Device) execute(b channel.Block) channel.Block {
-	reply := channel.Block{Seq: b.Seq}
-	fail := func(r channel.Reason) channel.Block {
-		reply.Kind, reply.APDU = channel.KindError, []byte{byte(r)}
+func (d *Device) execute(b sdblock.Block) sdblock.Block {
+	reply := sdblock.Block{Seq: b.Seq}
+	fail := func(r sdblock.Reason) sdblock.Block {
+		reply.Kind, reply.APDU = sdblock.KindError, []byte{byte(r)}
 		return reply
 	}
-	ack := func() channel.Block { reply.Kind = channel.KindAck; return reply }
-	atr := func() channel.Block {
-		reply.Kind = channel.KindATR
+	ack := func() sdblock.Block { reply.Kind = sdblock.KindAck; return reply }
+	atr := func() sdblock.Block {
+		reply.Kind = sdblock.KindATR
 		if d.powered {
 			reply.APDU = d.cfg.ATR
 		}
 		return reply
 	}
-	if b.Kind != channel.KindNext {
+	if b.Kind != sdblock.KindNext {
 		d.pending = nil
 	}
-	if b.Kind != channel.KindContinue {
-		if b.Kind != channel.KindCommand {
+	if b.Kind != sdblock.KindContinue {
+		if b.Kind != sdblock.KindCommand {
 			d.chain = nil
 		}
 	}
 	switch b.Kind {
-	case channel.KindCommand, channel.KindContinue:
-		if b.Kind == channel.KindCommand {
+	case sdblock.KindCommand, sdblock.KindContinue:
+		if b.Kind == sdblock.KindCommand {
 			d.chain = append(make([]byte, 0, len(b.APDU)), b.APDU...)
 		} else {
 			if d.chain == nil {
-				return fail(channel.ReasonUnexpected)
+				return fail(sdblock.ReasonUnexpected)
 			}
 			d.chain = append(d.chain, b.APDU...)
 		}
-		if len(d.chain) > channel.MaxAPDU {
+		if len(d.chain) > sdblock.MaxAPDU {
 			d.chain = nil
-			return fail(channel.ReasonTooLong)
+			return fail(sdblock.ReasonTooLong)
 		}
 		if b.More {
 			return ack()
@@ -414,68 +414,68 @@ func (d *Device) execute(b channel.Block) channel.Block {
 		cmd := d.chain
 		d.chain = nil
 		if !d.powered {
-			return fail(channel.ReasonUnpowered)
+			return fail(sdblock.ReasonUnpowered)
 		}
 		resp := d.process(cmd, b.Seq)
 		if resp == nil { // torn: mute until powered on
 			d.powered = false
-			return fail(channel.ReasonUnpowered)
+			return fail(sdblock.ReasonUnpowered)
 		}
 		d.pending = resp
 		return d.nextSegment(reply)
-	case channel.KindNext:
+	case sdblock.KindNext:
 		if d.pending == nil {
-			return fail(channel.ReasonUnexpected)
+			return fail(sdblock.ReasonUnexpected)
 		}
 		return d.nextSegment(reply)
-	case channel.KindReset:
+	case sdblock.KindReset:
 		if len(b.APDU) != 1 {
-			return fail(channel.ReasonBadMode)
+			return fail(sdblock.ReasonBadMode)
 		}
 		switch b.APDU[0] {
-		case channel.ResetOpen:
-		case channel.ResetWarm:
+		case sdblock.ResetOpen:
+		case sdblock.ResetWarm:
 			if !d.powered {
-				return fail(channel.ReasonUnpowered)
+				return fail(sdblock.ReasonUnpowered)
 			}
 			d.card.Reset()
-		case channel.ResetCold:
+		case sdblock.ResetCold:
 			if d.powered {
 				d.card.PowerOff()
 			}
 			d.card.PowerOn()
 			d.powered = true
 		default:
-			return fail(channel.ReasonBadMode)
+			return fail(sdblock.ReasonBadMode)
 		}
 		return atr()
-	case channel.KindPower:
+	case sdblock.KindPower:
 		if len(b.APDU) != 1 {
-			return fail(channel.ReasonBadMode)
+			return fail(sdblock.ReasonBadMode)
 		}
 		switch b.APDU[0] {
-		case channel.PowerOff:
+		case sdblock.PowerOff:
 			if d.powered {
 				d.card.PowerOff()
 				d.powered = false
 			}
 			return ack()
-		case channel.PowerOn:
+		case sdblock.PowerOn:
 			if !d.powered {
 				d.card.PowerOn()
 				d.powered = true
 			}
 			return atr()
 		}
-		return fail(channel.ReasonBadMode)
+		return fail(sdblock.ReasonBadMode)
 	}
-	return fail(channel.ReasonUnexpected) // a card-to-host kind
+	return fail(sdblock.ReasonUnexpected) // a card-to-host kind
 }
 
 // nextSegment moves up to MaxSegment pending response bytes into reply.
-func (d *Device) nextSegment(reply channel.Block) channel.Block {
-	n := min(len(d.pending), channel.MaxSegment)
-	reply.Kind = channel.KindResponse
+func (d *Device) nextSegment(reply sdblock.Block) sdblock.Block {
+	n := min(len(d.pending), sdblock.MaxSegment)
+	reply.Kind = sdblock.KindResponse
 	reply.APDU = d.pending[:n]
 	d.pending = d.pending[n:]
 	reply.More = len(d.pending) > 0
@@ -494,7 +494,7 @@ func (d *Device) process(cmd []byte, seq uint32) []byte {
 		stopped bool
 		timer   *time.Timer
 	)
-	busy := make([]byte, channel.BlockSize)
+	busy := make([]byte, sdblock.BlockSize)
 	mu.Lock() // the callback may run before timer is assigned
 	timer = time.AfterFunc(d.cfg.BusyInterval, func() {
 		mu.Lock()
@@ -502,7 +502,7 @@ func (d *Device) process(cmd []byte, seq uint32) []byte {
 		if stopped {
 			return
 		}
-		if (channel.Block{Kind: channel.KindBusy, Seq: seq}).Marshal(busy) == nil {
+		if (sdblock.Block{Kind: sdblock.KindBusy, Seq: seq}).Marshal(busy) == nil {
 			d.writeRaw(busy)
 		}
 		timer.Reset(d.cfg.BusyInterval)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/reference/wire/sdblock"
 	"github.com/spdlab/spdlab/rigs/link"
 	channel "github.com/spdlab/spdlab/rigs/sdcard"
 )
@@ -92,7 +93,7 @@ func TestChainedExtendedAPDU(t *testing.T) {
 	dev, dir := startDevice(t, card, Config{})
 	c := openChannel(t, dir, channel.Config{})
 	ctx := ctxT(t)
-	for _, sizes := range [][2]int{{1500, 3000}, {498, 496}, {499, 497}, {4, 10000}, {channel.MaxAPDU, 60000}} {
+	for _, sizes := range [][2]int{{1500, 3000}, {498, 496}, {499, 497}, {4, 10000}, {sdblock.MaxAPDU, 60000}} {
 		cmdLen, respLen := sizes[0], sizes[1]
 		cmd := make([]byte, cmdLen)
 		copy(cmd, []byte{0x80, 0x50, byte(respLen >> 8), byte(respLen)})
@@ -107,7 +108,7 @@ func TestChainedExtendedAPDU(t *testing.T) {
 	if s := dev.Stats(); s.Commands != 5 {
 		t.Fatalf("stats %+v, want 5 commands", s)
 	}
-	if _, err := c.Exchange(ctx, make([]byte, channel.MaxAPDU+1)); err == nil {
+	if _, err := c.Exchange(ctx, make([]byte, sdblock.MaxAPDU+1)); err == nil {
 		t.Fatal("sent a command over MaxAPDU")
 	}
 }
@@ -172,7 +173,7 @@ func TestDirectIO(t *testing.T) {
 // writeBlock puts raw bytes in CMD.BIN the way a host does, in place.
 func writeBlock(t *testing.T, dir string, raw []byte) {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(dir, channel.ChannelDir, channel.CommandFile), os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(dir, sdblock.ChannelDir, sdblock.CommandFile), os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,26 +184,26 @@ func writeBlock(t *testing.T, dir string, raw []byte) {
 }
 
 // awaitReply reads RSP.BIN until it holds a block with seq.
-func awaitReply(t *testing.T, dir string, seq uint32) channel.Block {
+func awaitReply(t *testing.T, dir string, seq uint32) sdblock.Block {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		raw, err := os.ReadFile(filepath.Join(dir, channel.ChannelDir, channel.ResponseFile))
+		raw, err := os.ReadFile(filepath.Join(dir, sdblock.ChannelDir, sdblock.ResponseFile))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if b, err := channel.ParseBlock(raw); err == nil && b.Seq == seq && b.Kind != channel.KindBusy {
+		if b, err := sdblock.ParseBlock(raw); err == nil && b.Seq == seq && b.Kind != sdblock.KindBusy {
 			return b
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
 	t.Fatalf("no reply with seq %d", seq)
-	return channel.Block{}
+	return sdblock.Block{}
 }
 
-func marshal(t *testing.T, b channel.Block) []byte {
+func marshal(t *testing.T, b sdblock.Block) []byte {
 	t.Helper()
-	raw := make([]byte, channel.BlockSize)
+	raw := make([]byte, sdblock.BlockSize)
 	if err := b.Marshal(raw); err != nil {
 		t.Fatal(err)
 	}
@@ -218,12 +219,12 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 		raw[510], raw[511] = byte(crc>>8), byte(crc)
 		return raw
 	}
-	damaged := marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 100, APDU: countCommand(1)})
+	damaged := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 100, APDU: countCommand(1)})
 	damaged[20] ^= 0xFF
-	longLen := marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 101})
+	longLen := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 101})
 	longLen[0], longLen[1] = 0x01, 0xF3 // 499
 	longLen = reseal(longLen)
-	unknown := marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 102})
+	unknown := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 102})
 	unknown[502] = 0x44
 	unknown = reseal(unknown)
 
@@ -231,33 +232,33 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 		name string
 		raw  []byte
 		seq  uint32
-		want channel.Reason
+		want sdblock.Reason
 	}{
-		{"damaged", damaged, 100, channel.ReasonDamaged},
-		{"LEN over 498", longLen, 101, channel.ReasonLength},
-		{"unknown kind", unknown, 102, channel.ReasonUnknown},
-		{"card kind from host", marshal(t, channel.Block{Kind: channel.KindResponse, Seq: 103, APDU: []byte{0x90, 0}}), 103, channel.ReasonUnexpected},
-		{"CONTINUE with no chain", marshal(t, channel.Block{Kind: channel.KindContinue, Seq: 104, APDU: []byte{1}}), 104, channel.ReasonUnexpected},
-		{"NEXT with nothing pending", marshal(t, channel.Block{Kind: channel.KindNext, Seq: 105}), 105, channel.ReasonUnexpected},
-		{"bad reset mode", marshal(t, channel.Block{Kind: channel.KindReset, Seq: 106, APDU: []byte{7}}), 106, channel.ReasonBadMode},
-		{"bad power mode", marshal(t, channel.Block{Kind: channel.KindPower, Seq: 107}), 107, channel.ReasonBadMode},
+		{"damaged", damaged, 100, sdblock.ReasonDamaged},
+		{"LEN over 498", longLen, 101, sdblock.ReasonLength},
+		{"unknown kind", unknown, 102, sdblock.ReasonUnknown},
+		{"card kind from host", marshal(t, sdblock.Block{Kind: sdblock.KindResponse, Seq: 103, APDU: []byte{0x90, 0}}), 103, sdblock.ReasonUnexpected},
+		{"CONTINUE with no chain", marshal(t, sdblock.Block{Kind: sdblock.KindContinue, Seq: 104, APDU: []byte{1}}), 104, sdblock.ReasonUnexpected},
+		{"NEXT with nothing pending", marshal(t, sdblock.Block{Kind: sdblock.KindNext, Seq: 105}), 105, sdblock.ReasonUnexpected},
+		{"bad reset mode", marshal(t, sdblock.Block{Kind: sdblock.KindReset, Seq: 106, APDU: []byte{7}}), 106, sdblock.ReasonBadMode},
+		{"bad power mode", marshal(t, sdblock.Block{Kind: sdblock.KindPower, Seq: 107}), 107, sdblock.ReasonBadMode},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			writeBlock(t, dir, c.raw)
 			b := awaitReply(t, dir, c.seq)
-			if b.Kind != channel.KindError || len(b.APDU) != 1 || channel.Reason(b.APDU[0]) != c.want {
+			if b.Kind != sdblock.KindError || len(b.APDU) != 1 || sdblock.Reason(b.APDU[0]) != c.want {
 				t.Fatalf("reply %v % X, want ERROR %s", b, b.APDU, c.want)
 			}
 		})
 	}
 
 	// Serving goes on, and the same block written three times runs once.
-	good := marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 200, APDU: countCommand(9)})
+	good := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 200, APDU: countCommand(9)})
 	for range 3 {
 		writeBlock(t, dir, good)
 		b := awaitReply(t, dir, 200)
-		if b.Kind != channel.KindResponse || binary.BigEndian.Uint32(b.APDU[4:8]) != 1 {
+		if b.Kind != sdblock.KindResponse || binary.BigEndian.Uint32(b.APDU[4:8]) != 1 {
 			t.Fatalf("reply %v % X", b, b.APDU)
 		}
 	}
@@ -272,31 +273,31 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 func TestCommandFileReplacedByRename(t *testing.T) {
 	card := newCounterCard()
 	_, dir := startDevice(t, card, Config{PollInterval: 5 * time.Millisecond})
-	ch := filepath.Join(dir, channel.ChannelDir)
+	ch := filepath.Join(dir, sdblock.ChannelDir)
 	for i, seq := range []uint32{1, 2} {
 		tmp := filepath.Join(ch, "CMD.NEW")
-		if err := os.WriteFile(tmp, marshal(t, channel.Block{Kind: channel.KindCommand, Seq: seq, APDU: countCommand(uint32(50 + i))}), 0o644); err != nil {
+		if err := os.WriteFile(tmp, marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: seq, APDU: countCommand(uint32(50 + i))}), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Rename(tmp, filepath.Join(ch, channel.CommandFile)); err != nil {
+		if err := os.Rename(tmp, filepath.Join(ch, sdblock.CommandFile)); err != nil {
 			t.Fatal(err)
 		}
-		if b := awaitReply(t, dir, seq); b.Kind != channel.KindResponse {
+		if b := awaitReply(t, dir, seq); b.Kind != sdblock.KindResponse {
 			t.Fatalf("reply %v", b)
 		}
 	}
 	// RSP.BIN removed: the card recreates it for its next answer.
-	os.Remove(filepath.Join(ch, channel.ResponseFile))
+	os.Remove(filepath.Join(ch, sdblock.ResponseFile))
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(ch, channel.ResponseFile)); err == nil {
+		if _, err := os.Stat(filepath.Join(ch, sdblock.ResponseFile)); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the card did not recreate RSP.BIN")
 		}
 	}
-	writeBlock(t, dir, marshal(t, channel.Block{Kind: channel.KindCommand, Seq: 3, APDU: countCommand(60)}))
-	if b := awaitReply(t, dir, 3); b.Kind != channel.KindResponse {
+	writeBlock(t, dir, marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 3, APDU: countCommand(60)}))
+	if b := awaitReply(t, dir, 3); b.Kind != sdblock.KindResponse {
 		t.Fatalf("reply %v", b)
 	}
 	for _, id := range []uint32{50, 51, 60} {
@@ -327,7 +328,7 @@ func TestCloseRemovesChannel(t *testing.T) {
 	if _, err := channel.Open(dir); !errors.Is(err, link.ErrNoCard) {
 		t.Fatalf("open after the card left: %v, want link.ErrNoCard", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, channel.ChannelDir)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, sdblock.ChannelDir)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("channel directory left behind: %v", err)
 	}
 }

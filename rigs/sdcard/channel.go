@@ -1,3 +1,9 @@
+// Package sdcard reaches a secure microSD SPD through a file channel on the
+// card's mount point, the way ASSD-style secure microSD cards are driven:
+// it writes command blocks to SPDLAB/CMD.BIN and reads response blocks from
+// SPDLAB/RSP.BIN, in the format of reference/wire/sdblock. The same
+// channel works on any path: a real card's mount point, or the directory
+// that emulator/sdcard serves.
 package sdcard
 
 import (
@@ -13,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/spdlab/spdlab/reference/wire/sdblock"
 	"github.com/spdlab/spdlab/rigs/link"
 )
 
@@ -95,7 +102,7 @@ type Channel struct {
 	mu     sync.Mutex
 	seq    uint32
 	atr    []byte
-	wbuf   []byte // BlockSize bytes, aligned for O_DIRECT
+	wbuf   []byte // sdblock.BlockSize bytes, aligned for O_DIRECT
 	rbuf   []byte
 	events []byte
 	closed atomic.Bool
@@ -129,14 +136,14 @@ func OpenConfig(ctx context.Context, dir string, cfg Config) (*Channel, error) {
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("sdcard: %s is not a directory: %w", dir, link.ErrNoCard)
 	}
-	cmdPath := filepath.Join(dir, ChannelDir, CommandFile)
-	rspPath := filepath.Join(dir, ChannelDir, ResponseFile)
+	cmdPath := filepath.Join(dir, sdblock.ChannelDir, sdblock.CommandFile)
+	rspPath := filepath.Join(dir, sdblock.ChannelDir, sdblock.ResponseFile)
 	for _, p := range []string{cmdPath, rspPath} {
 		fi, err := os.Stat(p)
 		if err != nil {
-			return nil, fmt.Errorf("sdcard: %s has no SPD channel (%s/%s missing): %w", dir, ChannelDir, filepath.Base(p), link.ErrNoCard)
+			return nil, fmt.Errorf("sdcard: %s has no SPD channel (%s/%s missing): %w", dir, sdblock.ChannelDir, filepath.Base(p), link.ErrNoCard)
 		}
-		if fi.Size() < BlockSize {
+		if fi.Size() < sdblock.BlockSize {
 			return nil, fmt.Errorf("sdcard: %s is %d bytes, shorter than a block: %w", p, fi.Size(), link.ErrNoCard)
 		}
 	}
@@ -176,7 +183,7 @@ func OpenConfig(ctx context.Context, dir string, cfg Config) (*Channel, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.OpenTimeout)
 		defer cancel()
 	}
-	atr, err := c.request(ctx, KindReset, []byte{ResetOpen}, false, KindATR)
+	atr, err := c.request(ctx, sdblock.KindReset, []byte{sdblock.ResetOpen}, false, sdblock.KindATR)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -208,36 +215,36 @@ func (c *Channel) openFiles(cmdPath, rspPath string, direct bool) error {
 // O_DIRECT requires on any logical block size up to a page.
 func alignedBlock() []byte {
 	const align = 4096
-	buf := make([]byte, BlockSize+align)
+	buf := make([]byte, sdblock.BlockSize+align)
 	off := int(uintptr(unsafe.Pointer(&buf[0])) & (align - 1))
 	if off != 0 {
 		off = align - off
 	}
-	return buf[off : off+BlockSize : off+BlockSize]
+	return buf[off : off+sdblock.BlockSize : off+sdblock.BlockSize]
 }
 
-func (c *Channel) readBlock(fd int) (Block, error) {
+func (c *Channel) readBlock(fd int) (sdblock.Block, error) {
 	n, err := unix.Pread(fd, c.rbuf, 0)
 	if err != nil {
-		return Block{}, fmt.Errorf("sdcard: read: %w", err)
+		return sdblock.Block{}, fmt.Errorf("sdcard: read: %w", err)
 	}
-	return ParseBlock(c.rbuf[:n])
+	return sdblock.ParseBlock(c.rbuf[:n])
 }
 
 // Exchange implements link.Link. Commands and responses longer than a
 // block travel in chained segments.
 func (c *Channel) Exchange(ctx context.Context, command []byte) ([]byte, error) {
-	if len(command) > MaxAPDU {
-		return nil, fmt.Errorf("sdcard: command of %d bytes exceeds %d", len(command), MaxAPDU)
+	if len(command) > sdblock.MaxAPDU {
+		return nil, fmt.Errorf("sdcard: command of %d bytes exceeds %d", len(command), sdblock.MaxAPDU)
 	}
-	kind := KindCommand
-	var reply Block
+	kind := sdblock.KindCommand
+	var reply sdblock.Block
 	for off := 0; ; {
-		end := min(off+MaxSegment, len(command))
+		end := min(off+sdblock.MaxSegment, len(command))
 		more := end < len(command)
-		want := KindResponse
+		want := sdblock.KindResponse
 		if more {
-			want = KindAck
+			want = sdblock.KindAck
 		}
 		var err error
 		reply, err = c.request(ctx, kind, command[off:end], more, want)
@@ -247,17 +254,17 @@ func (c *Channel) Exchange(ctx context.Context, command []byte) ([]byte, error) 
 		if !more {
 			break
 		}
-		kind, off = KindContinue, end
+		kind, off = sdblock.KindContinue, end
 	}
 	resp := reply.APDU
 	for reply.More {
 		var err error
-		if reply, err = c.request(ctx, KindNext, nil, false, KindResponse); err != nil {
+		if reply, err = c.request(ctx, sdblock.KindNext, nil, false, sdblock.KindResponse); err != nil {
 			return nil, err
 		}
 		resp = append(resp, reply.APDU...)
-		if len(resp) > MaxAPDU {
-			return nil, fmt.Errorf("sdcard: chained response exceeds %d bytes", MaxAPDU)
+		if len(resp) > sdblock.MaxAPDU {
+			return nil, fmt.Errorf("sdcard: chained response exceeds %d bytes", sdblock.MaxAPDU)
 		}
 	}
 	if len(resp) < 2 {
@@ -268,25 +275,25 @@ func (c *Channel) Exchange(ctx context.Context, command []byte) ([]byte, error) 
 
 // Reset implements link.Resetter.
 func (c *Channel) Reset(ctx context.Context, cold bool) ([]byte, error) {
-	mode := ResetWarm
+	mode := sdblock.ResetWarm
 	if cold {
-		mode = ResetCold
+		mode = sdblock.ResetCold
 	}
-	return c.setATR(c.request(ctx, KindReset, []byte{mode}, false, KindATR))
+	return c.setATR(c.request(ctx, sdblock.KindReset, []byte{mode}, false, sdblock.KindATR))
 }
 
 // PowerOff implements link.PowerCycler.
 func (c *Channel) PowerOff(ctx context.Context) error {
-	_, err := c.request(ctx, KindPower, []byte{PowerOff}, false, KindAck)
+	_, err := c.request(ctx, sdblock.KindPower, []byte{sdblock.PowerOff}, false, sdblock.KindAck)
 	return err
 }
 
 // PowerOn implements link.PowerCycler.
 func (c *Channel) PowerOn(ctx context.Context) ([]byte, error) {
-	return c.setATR(c.request(ctx, KindPower, []byte{PowerOn}, false, KindATR))
+	return c.setATR(c.request(ctx, sdblock.KindPower, []byte{sdblock.PowerOn}, false, sdblock.KindATR))
 }
 
-func (c *Channel) setATR(b Block, err error) ([]byte, error) {
+func (c *Channel) setATR(b sdblock.Block, err error) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -304,10 +311,10 @@ func (c *Channel) ATR() []byte {
 }
 
 // MaxCommand implements link.Limits.
-func (c *Channel) MaxCommand() int { return MaxAPDU }
+func (c *Channel) MaxCommand() int { return sdblock.MaxAPDU }
 
 // MaxResponse implements link.Limits.
-func (c *Channel) MaxResponse() int { return MaxAPDU }
+func (c *Channel) MaxResponse() int { return sdblock.MaxAPDU }
 
 // Direct reports whether the channel uses O_DIRECT I/O.
 func (c *Channel) Direct() bool { return c.direct }
@@ -333,26 +340,26 @@ func (c *Channel) Close() error {
 // request writes one block with the next SEQ and waits for the card's
 // reply of kind want with the same SEQ, rewriting the block when the card
 // stays quiet.
-func (c *Channel) request(ctx context.Context, kind Kind, apdu []byte, more bool, want Kind) (Block, error) {
+func (c *Channel) request(ctx context.Context, kind sdblock.Kind, apdu []byte, more bool, want sdblock.Kind) (sdblock.Block, error) {
 	if err := ctx.Err(); err != nil {
-		return Block{}, fmt.Errorf("sdcard: %s: %w", c.dir, err)
+		return sdblock.Block{}, fmt.Errorf("sdcard: %s: %w", c.dir, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed.Load() {
-		return Block{}, link.ErrClosed
+		return sdblock.Block{}, link.ErrClosed
 	}
 	c.seq++
 	if c.seq == 0 {
 		c.seq = 1
 	}
 	seq := c.seq
-	if err := (Block{Kind: kind, More: more, Seq: seq, APDU: apdu}).Marshal(c.wbuf); err != nil {
-		return Block{}, err
+	if err := (sdblock.Block{Kind: kind, More: more, Seq: seq, APDU: apdu}).Marshal(c.wbuf); err != nil {
+		return sdblock.Block{}, err
 	}
 	c.drainEvents()
 	if err := c.writeCommand(); err != nil {
-		return Block{}, err
+		return sdblock.Block{}, err
 	}
 	start := time.Now()
 	lastHeard := start
@@ -366,40 +373,40 @@ func (c *Channel) request(ctx context.Context, kind Kind, apdu []byte, more bool
 			switch b.Kind {
 			case want:
 				return b, nil
-			case KindBusy:
+			case sdblock.KindBusy:
 				lastHeard = time.Now()
 				rewriteAt = lastHeard.Add(retransmit)
-			case KindError:
-				r := Reason(0)
+			case sdblock.KindError:
+				r := sdblock.Reason(0)
 				if len(b.APDU) == 1 {
-					r = Reason(b.APDU[0])
+					r = sdblock.Reason(b.APDU[0])
 				}
-				if r == ReasonUnpowered {
-					return Block{}, fmt.Errorf("sdcard: card in %s: %s: %w", c.dir, r, link.ErrRemoved)
+				if r == sdblock.ReasonUnpowered {
+					return sdblock.Block{}, fmt.Errorf("sdcard: card in %s: %s: %w", c.dir, r, link.ErrRemoved)
 				}
-				if r == ReasonDamaged && rewrites < 3 {
+				if r == sdblock.ReasonDamaged && rewrites < 3 {
 					// The card read our block damaged: the rewrite
 					// timer sends it again.
 					lastHeard = time.Now()
 					break
 				}
-				return Block{}, fmt.Errorf("sdcard: card in %s refused %s seq %d: %s", c.dir, kind, seq, r)
+				return sdblock.Block{}, fmt.Errorf("sdcard: card in %s refused %s seq %d: %s", c.dir, kind, seq, r)
 			default:
-				return Block{}, fmt.Errorf("sdcard: card in %s answered %s to %s seq %d", c.dir, b.Kind, kind, seq)
+				return sdblock.Block{}, fmt.Errorf("sdcard: card in %s answered %s to %s seq %d", c.dir, b.Kind, kind, seq)
 			}
-		} else if err != nil && !errors.As(err, new(*BlockError)) && !errors.Is(err, ErrEmpty) {
-			return Block{}, err // the file itself failed
+		} else if err != nil && !errors.As(err, new(*sdblock.BlockError)) && !errors.Is(err, sdblock.ErrEmpty) {
+			return sdblock.Block{}, err // the file itself failed
 		}
 		if err := ctx.Err(); err != nil {
-			return Block{}, fmt.Errorf("sdcard: %s: %s seq %d: %w", c.dir, kind, seq, err)
+			return sdblock.Block{}, fmt.Errorf("sdcard: %s: %s seq %d: %w", c.dir, kind, seq, err)
 		}
 		now := time.Now()
 		if now.Sub(lastHeard) >= c.cfg.SilenceTimeout {
-			return Block{}, fmt.Errorf("sdcard: no answer from a card in %s for %v: %w", c.dir, now.Sub(lastHeard).Round(time.Millisecond), link.ErrNoCard)
+			return sdblock.Block{}, fmt.Errorf("sdcard: no answer from a card in %s for %v: %w", c.dir, now.Sub(lastHeard).Round(time.Millisecond), link.ErrNoCard)
 		}
 		if now.After(rewriteAt) {
 			if err := c.writeCommand(); err != nil {
-				return Block{}, err
+				return sdblock.Block{}, err
 			}
 			rewrites++
 			retransmit = min(2*retransmit, 8*c.cfg.RetransmitTimeout)
@@ -413,9 +420,9 @@ func (c *Channel) request(ctx context.Context, kind Kind, apdu []byte, more bool
 func (c *Channel) writeCommand() error {
 	n, err := unix.Pwrite(c.cmdFD, c.wbuf, 0)
 	if err != nil {
-		return fmt.Errorf("sdcard: write %s: %w: %w", filepath.Join(c.dir, ChannelDir, CommandFile), err, link.ErrRemoved)
+		return fmt.Errorf("sdcard: write %s: %w: %w", filepath.Join(c.dir, sdblock.ChannelDir, sdblock.CommandFile), err, link.ErrRemoved)
 	}
-	if n != BlockSize {
+	if n != sdblock.BlockSize {
 		return fmt.Errorf("sdcard: short write of %d bytes to the command block: %w", n, link.ErrRemoved)
 	}
 	return nil

@@ -1,17 +1,12 @@
-package sdcard
+package sdblock
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/spdlab/spdlab/reference/wire/crc16"
-	"github.com/spdlab/spdlab/rigs/link"
 )
 
 func TestMarshalLayout(t *testing.T) {
@@ -129,29 +124,4 @@ func FuzzParseBlock(f *testing.F) {
 			t.Fatalf("accepted block does not re-marshal to itself: %v", b)
 		}
 	})
-}
-
-func TestOpenErrors(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := Open(filepath.Join(dir, "absent")); !errors.Is(err, link.ErrNoCard) {
-		t.Fatalf("missing directory: %v", err)
-	}
-	if _, err := Open(dir); !errors.Is(err, link.ErrNoCard) {
-		t.Fatalf("directory without channel: %v", err)
-	}
-	ch := filepath.Join(dir, ChannelDir)
-	os.Mkdir(ch, 0o755)
-	os.WriteFile(filepath.Join(ch, CommandFile), make([]byte, BlockSize), 0o644)
-	os.WriteFile(filepath.Join(ch, ResponseFile), make([]byte, 10), 0o644)
-	if _, err := Open(dir); !errors.Is(err, link.ErrNoCard) {
-		t.Fatalf("short response file: %v", err)
-	}
-	// Channel files but no card behind them: nobody answers.
-	os.WriteFile(filepath.Join(ch, ResponseFile), make([]byte, BlockSize), 0o644)
-	start := time.Now()
-	_, err := OpenConfig(context.Background(), dir, Config{SilenceTimeout: 50 * time.Millisecond})
-	if !errors.Is(err, link.ErrNoCard) {
-		t.Fatalf("silent card: %v", err)
-	}
-	t.Logf("silent card detected after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }

@@ -1,13 +1,13 @@
-// Package sdcard reaches a secure microSD SPD through a file channel on the
-// card's mount point, the way ASSD-style secure microSD cards are driven
-// (SD Association, Advanced Security SD extension: 512-byte secure-token
-// blocks carrying a 2-byte big-endian length and an ISO/IEC 7816-4 APDU).
-// The same channel works on any path: a real card's mount point, or the
-// directory that emulator/sdcard serves.
+// Package sdblock is the wire format of a secure microSD SPD: the
+// 512-byte blocks of the file channel through which a host (rigs/sdcard)
+// and a card (a real ASSD-style card, or emulator/sdcard) exchange
+// ISO/IEC 7816-4 APDUs, and the channel's file names. It has no transport:
+// both sides import it, so the format is defined once.
 //
-// The block format and the channel's file names are defined in this file,
-// once; the emulator imports them from here.
-package sdcard
+// The layout follows the secure-token blocks of the SD Association's
+// Advanced Security SD extension (a 2-byte big-endian length, then the
+// APDU); the check sequence is CRC-16/CCITT-FALSE (reference/wire/crc16).
+package sdblock
 
 import (
 	"encoding/binary"
@@ -190,7 +190,7 @@ func (b Block) String() string {
 
 // ErrEmpty is ParseBlock's answer for an all-zero block: the channel as
 // created, before anyone wrote to it.
-var ErrEmpty = errors.New("sdcard: empty block")
+var ErrEmpty = errors.New("sdblock: empty block")
 
 // BlockError is a block ParseBlock refused. Seq is the SEQ field as read,
 // which may itself be damaged.
@@ -200,19 +200,19 @@ type BlockError struct {
 }
 
 func (e *BlockError) Error() string {
-	return fmt.Sprintf("sdcard: block refused (seq %d): %s", e.Seq, e.Reason)
+	return fmt.Sprintf("sdblock: block refused (seq %d): %s", e.Seq, e.Reason)
 }
 
 // Marshal writes b into dst, which must hold BlockSize bytes.
 func (b Block) Marshal(dst []byte) error {
 	if len(dst) < BlockSize {
-		return fmt.Errorf("sdcard: buffer of %d bytes is smaller than a block", len(dst))
+		return fmt.Errorf("sdblock: buffer of %d bytes is smaller than a block", len(dst))
 	}
 	if len(b.APDU) > MaxSegment {
-		return fmt.Errorf("sdcard: segment of %d bytes exceeds %d", len(b.APDU), MaxSegment)
+		return fmt.Errorf("sdblock: segment of %d bytes exceeds %d", len(b.APDU), MaxSegment)
 	}
 	if b.Seq == 0 {
-		return errors.New("sdcard: sequence number 0 is reserved")
+		return errors.New("sdblock: sequence number 0 is reserved")
 	}
 	dst = dst[:BlockSize]
 	clear(dst)
