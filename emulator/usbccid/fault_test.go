@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/emulator/fault"
-	"github.com/spdlab/spdlab/rigs/usb/ccid"
+	"github.com/spdlab/spdlab/reference/wire/ccid"
 )
 
 // A card that leaves the slot in the middle of a command (emulator/fault

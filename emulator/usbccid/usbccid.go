@@ -42,7 +42,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
-	"github.com/spdlab/spdlab/rigs/usb/ccid"
+	"github.com/spdlab/spdlab/reference/wire/ccid"
 )
 
 // Config configures a Reader. The zero value is a working reader.

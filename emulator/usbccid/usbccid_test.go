@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
-	"github.com/spdlab/spdlab/rigs/usb/ccid"
+	"github.com/spdlab/spdlab/reference/wire/ccid"
 )
 
 // echoCard answers every command with its own bytes and 9000; 80 20

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/gousb"
 
-	"github.com/spdlab/spdlab/rigs/usb/ccid"
+	"github.com/spdlab/spdlab/reference/wire/ccid"
 )
 
 // OpenDevice finds the USB device vid:pid, claims its CCID interface

@@ -29,8 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spdlab/spdlab/reference/wire/ccid"
 	"github.com/spdlab/spdlab/rigs/link"
-	"github.com/spdlab/spdlab/rigs/usb/ccid"
 )
 
 // BulkPipe is the bulk-out and bulk-in endpoint pair of a CCID interface.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/emulator/usbccid"
+	"github.com/spdlab/spdlab/reference/wire/ccid"
 	"github.com/spdlab/spdlab/rigs/link"
 	"github.com/spdlab/spdlab/rigs/usb"
-	"github.com/spdlab/spdlab/rigs/usb/ccid"
 )
 
 var _ usb.BulkPipe = (*usbccid.Reader)(nil)
