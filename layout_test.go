@@ -62,6 +62,10 @@ func TestDependenciesPointOneWay(t *testing.T) {
 				t.Errorf("%s imports %s: reference imports neither rigs nor emulator", dir, dep)
 			case under(dir, "rigs") && !under(dir, "rigs/dut") && under(dep, "emulator"):
 				t.Errorf("%s imports %s: a rig reaches a device through the OS interface, never an emulator", dir, dep)
+			case under(dir, "emulator") && under(dep, "rigs"):
+				t.Errorf("%s imports %s: an emulator imports no rig; a wire format both sides speak lives in reference/wire", dir, dep)
+			case under(dir, "reference/wire") && !under(dep, "reference/wire"):
+				t.Errorf("%s imports %s: a wire codec has no transport and imports only other wire codecs", dir, dep)
 			case dir == "rigs/link":
 				t.Errorf("rigs/link imports %s: it is a leaf", dep)
 			}
