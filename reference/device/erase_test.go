@@ -127,4 +127,3 @@ func TestTestEraseIsAtomic(t *testing.T) {
 		}
 	}
 }
-
