@@ -15,6 +15,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/scenarios/ics"
 )
 
 // Capability is something a DUT can or cannot do, or let the lab do to it.
@@ -92,6 +93,9 @@ type Profile struct {
 	// MaxDevices is how many devices the driver can have open at once
 	// (0: no limit). A case that needs more is not applicable.
 	MaxDevices int
+	// ICS is the device's implementation conformance statement; its
+	// capacities bound the capacity cases.
+	ICS *ics.ICS
 }
 
 // Has reports whether the profile declares c.
@@ -113,8 +117,7 @@ type Device struct {
 type Driver interface {
 	// Profile describes the DUT.
 	Profile() Profile
-	// Open gives a device. With Fresh it is a new blank device each time;
-	// without, it is the one physical device in whatever state it is in.
+	// Open gives a blank device: a new one, or a sample returned to blank.
 	Open(ctx context.Context) (*Device, error)
 	// Issuer holds the issuer CA and host keys the device trusts. For a
 	// fresh device the suite personalises it with these.

@@ -60,6 +60,7 @@ func TestProfile() spd.Profile {
 		Regions:       []uint16{276, 250},
 		Adjustments:   []spd.RegionAdjustment{{Region: 250, BasisPoints: 500}},
 		Time:          Clock,
+		TestSample:    true,
 	}
 }
 

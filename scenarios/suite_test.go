@@ -19,7 +19,7 @@ var (
 
 func TestConformance(t *testing.T) {
 	RegisterFailHandler(Fail)
-	Define(&DUTDriver{Spec: *dutFlag})
+	Define(&DUTDriver{Specs: []string{*dutFlag}})
 	suiteConfig, reporterConfig := GinkgoConfiguration()
 	if *reportDir != "" {
 		if err := os.MkdirAll(*reportDir, 0o755); err != nil {

@@ -47,7 +47,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	driver := &scenarios.DUTDriver{Spec: *dutSpec}
+	driver := &scenarios.DUTDriver{Specs: []string{*dutSpec}}
 	if *tracePath != "" {
 		tf, err := os.Create(*tracePath)
 		if err != nil {
