@@ -19,13 +19,14 @@ func init() {
 }
 
 func runEmulate(ctx context.Context, e *env, args []string) error {
-	const synopsis = "sim|esim|serial|sd [--state FILE] [--vpcd ADDR] [--link PATH] [--dir DIR]"
+	const synopsis = "sim|esim|serial|sd [--state FILE] [--vpcd ADDR] [--link PATH] [--dir DIR] [--app spd|select-only]"
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(e.stderr, "usage: spdlab emulate "+synopsis)
 		return errUsage
 	}
 	form := args[0]
-	flags := newFlags(e, "emulate "+form, "[--state FILE] [--vpcd ADDR] [--link PATH] [--dir DIR]")
+	flags := newFlags(e, "emulate "+form, "[--state FILE] [--vpcd ADDR] [--link PATH] [--dir DIR] [--app spd|select-only]")
+	app := flags.String("app", "spd", "the card application: spd (the reference device) or select-only (answers SELECT and nothing else, to see that the lab refuses to certify it)")
 	statePath := flags.String("state", "", "keep the card's persistent memory in this file across restarts (default: in memory)")
 	vpcdAddr := flags.String("vpcd", sim.DefaultAddress, "sim, esim: vpcd's card-side address")
 	linkPath := flags.String("link", "", "serial: also make PATH a symbolic link to the pty")
@@ -42,7 +43,15 @@ func runEmulate(ctx context.Context, e *env, args []string) error {
 		st = f
 	}
 	defer st.Close()
-	dev := device.New(st, device.Config{})
+	var dev emulator.Card
+	switch *app {
+	case "spd":
+		dev = device.New(st, device.Config{})
+	case "select-only":
+		dev = selectOnlyCard{}
+	default:
+		return fmt.Errorf("emulate: unknown --app %q (want spd or select-only)", *app)
+	}
 
 	switch form {
 	case "sim", "esim":
