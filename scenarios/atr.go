@@ -4,7 +4,8 @@ import "fmt"
 
 // checkATR checks an Answer To Reset against ISO/IEC 7816-3 section 8: TS,
 // the interface bytes T0 and TDi announce, the historical bytes, and TCK
-// when any protocol other than T=0 is indicated. The SPD profile needs T=1.
+// when any protocol other than T=0 is indicated, and that T=1 is indicated
+// (SPEC.md SPD-FORM-3).
 func checkATR(atr []byte) error {
 	if len(atr) < 2 || len(atr) > 33 {
 		return fmt.Errorf("ATR of %d bytes (ISO/IEC 7816-3 allows 2 to 33)", len(atr))

@@ -71,7 +71,7 @@ func defineParsing(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST present a valid T=1 Answer To Reset and keep its state when detached and attached again between payments",
-			Serial, Case("TC-FORM-001", "SPD-FORM-1", "SPD-STO-1", "C35", "C36", "C37", "C42", "C43", "C44"), func(ctx SpecContext) {
+			Serial, Case("TC-FORM-001", "SPD-FORM-1", "SPD-FORM-3", "SPD-STO-1", "C35", "C36", "C37", "C42", "C43", "C44"), func(ctx SpecContext) {
 				need(d, PowerCycle)
 				f := personalised(ctx, d, nil)
 				if a, ok := f.Device.Link.(link.ATRer); ok {

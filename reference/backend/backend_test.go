@@ -873,7 +873,7 @@ func TestSettleAcknowledgementAndOfflineTransfers(t *testing.T) {
 	}
 	// Reclaiming an imported transfer is a double spend.
 	before := l.snapshot()
-	rc := p.sign(spd.PendingRecord{ATC: 3, Kind: spd.KindReclaim, Mode: spd.ModeOffline, Amount: 300, Time: now, Serial: 77})
+	rc := p.sign(spd.PendingRecord{ATC: 3, Kind: spd.KindReclaim, Mode: spd.ModeOffline, Amount: 300, Time: now, Serial: 77, Counterpart: q.raw})
 	_, err = l.c.Settle(bg, SettlementBatch{Records: [][]byte{rc}})
 	wantCode(t, err, 409, CodeConflict)
 	// A transfer-in for more than was sent is refused too.

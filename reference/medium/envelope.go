@@ -604,7 +604,13 @@ func VerifyCertificate(m *Medium, ca *ecdsa.PublicKey) (*x509.Certificate, error
 	if !ok || checkPublic(pub) != nil {
 		return nil, fmt.Errorf("medium: device certificate holds a %T key, want ECDSA P-256", cert.PublicKey)
 	}
-	if iss := m.Info.Issued; !iss.IsZero() && (iss.Before(cert.NotBefore) || iss.After(cert.NotAfter)) {
+	// A 9A of 0 parses as the zero time; it is checked as 1970-01-01 like
+	// any other time (SPEC.md SPD-MED-6), never skipped.
+	iss := m.Info.Issued
+	if iss.IsZero() {
+		iss = time.Unix(0, 0).UTC()
+	}
+	if iss.Before(cert.NotBefore) || iss.After(cert.NotAfter) {
 		return nil, fmt.Errorf("medium: issued %s, outside the device certificate's validity %s..%s",
 			iss.Format(time.RFC3339), cert.NotBefore.Format(time.RFC3339), cert.NotAfter.Format(time.RFC3339))
 	}

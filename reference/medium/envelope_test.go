@@ -394,6 +394,18 @@ func TestVerifyCertificate(t *testing.T) {
 	if _, err := VerifyCertificate(em, &ca.PublicKey); err == nil || !strings.Contains(err.Error(), "outside the device certificate's validity") {
 		t.Fatalf("issued before validity: %v", err)
 	}
+	// Issued 0 (1970) is checked like any other time, not skipped.
+	info.Certificate = deviceCert(t, ca, &dev.PublicKey, issued.Add(-time.Hour), issued.Add(time.Hour))
+	info.Issued = time.Time{}
+	zero, err := Sign(info, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zm, _ := Parse(zero)
+	if _, err := VerifyCertificate(zm, &ca.PublicKey); err == nil || !strings.Contains(err.Error(), "outside the device certificate's validity") {
+		t.Fatalf("issued 0: %v", err)
+	}
+	info.Issued = issued
 	// No certificate, and a certificate that is not X.509.
 	plain, _ := Sign(storedValueInfo(), dev)
 	pm, _ := Parse(plain)

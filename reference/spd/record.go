@@ -16,7 +16,10 @@ import (
 // (DeviceID, ATC); the device drops it when an ACKNOWLEDGE names its ATC.
 //
 // Wire format (SPEC.md section 8), a constructed object E1 whose children
-// come in this order, optional ones omitted when empty or zero:
+// come in this order; 9F02 is always present (also when 0), DF03 is
+// always written by a device (a reader accepts a record without it as made
+// under the account), DF09 only for payment kinds, DF0A and DF08 exactly for
+// transfer kinds:
 //
 //	tag   len   field      content
 //	DF02  8     DeviceID   the device that recorded it
@@ -179,6 +182,15 @@ func ParsePendingRecord(b []byte) (PendingRecord, error) {
 	}
 	if r.Counterpart, err = f.bytes(TagCounterpart, DeviceIDLen, DeviceIDLen); err != nil {
 		return PendingRecord{}, err
+	}
+	// SPEC.md section 8: serial and other device for transfer records
+	// (kinds 04-06) only, the payee for payment records (01-03) only.
+	if transfer := r.Kind >= KindTransferOut; transfer != (r.Serial != 0) || transfer != (len(r.Counterpart) != 0) {
+		return PendingRecord{}, malformed("pending record: kind %d with serial (DF0A) %t, other device (DF08) %t",
+			kind, r.Serial != 0, len(r.Counterpart) != 0)
+	}
+	if r.Kind >= KindTransferOut && len(r.Payee) != 0 {
+		return PendingRecord{}, malformed("pending record: kind %d with a payee (DF09)", kind)
 	}
 	if r.Signature, err = f.bytes(TagSignature, 8, 80); err != nil {
 		return PendingRecord{}, err

@@ -28,9 +28,9 @@ func TestPendingRecordRoundTrip(t *testing.T) {
 		{"balance offline", PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 7, Kind: KindBalance, Mode: ModeOffline,
 			Amount: 1250, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(1_800_000_000, 0).UTC(), Payee: []byte("MERCHANT-42")}},
 		{"use online", PendingRecord{DeviceID: []byte("DEVICE02"), ATC: 1, Kind: KindUse, Mode: ModeOnline,
-			Currency: 156, Time: time.Unix(1_700_000_000, 0).UTC()}},
+			Currency: 156, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(1_700_000_000, 0).UTC()}},
 		{"transfer out", PendingRecord{DeviceID: []byte("DEVICE03"), ATC: 0xFFFFFFFF, Kind: KindTransferOut,
-			Amount: 1 << 40, Currency: 840, Time: time.Unix(5, 0).UTC(), Serial: 3, Counterpart: []byte("PAYEE001")}},
+			Amount: 1 << 40, Currency: 840, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(5, 0).UTC(), Serial: 3, Counterpart: []byte("PAYEE001")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,7 +66,7 @@ func TestPendingRecordRoundTrip(t *testing.T) {
 
 func TestParsePendingRecordRejects(t *testing.T) {
 	key := testKey(t)
-	r := PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 9, Kind: KindAccount, Mode: ModeOffline, Amount: 5, Currency: 978, Time: time.Unix(100, 0)}
+	r := PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 9, Kind: KindAccount, Mode: ModeOffline, Amount: 5, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(100, 0)}
 	if err := r.Sign(key); err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +80,24 @@ func TestParsePendingRecordRejects(t *testing.T) {
 	noKind := r
 	noKind.Kind = 9
 	bad["unknown kind"] = noKind.Marshal()
+	// Presence rules of SPEC.md section 8, each record re-signed so that
+	// only the rule can refuse it.
+	for name, mod := range map[string]func(*PendingRecord){
+		"payment with a serial":   func(r *PendingRecord) { r.Serial = 4 },
+		"payment with a device":   func(r *PendingRecord) { r.Counterpart = []byte("PAYEE001") },
+		"transfer without serial": func(r *PendingRecord) { r.Kind, r.Counterpart = KindTransferIn, []byte("PAYER001") },
+		"transfer without device": func(r *PendingRecord) { r.Kind, r.Serial = KindReclaim, 7 },
+		"transfer with a payee": func(r *PendingRecord) {
+			r.Kind, r.Serial, r.Counterpart, r.Payee = KindTransferOut, 7, []byte("PAYEE001"), []byte("SHOP")
+		},
+	} {
+		m := r
+		mod(&m)
+		if err := m.Sign(key); err != nil {
+			t.Fatal(err)
+		}
+		bad[name] = m.Marshal()
+	}
 	for name, b := range bad {
 		if _, err := ParsePendingRecord(b); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
@@ -89,7 +107,7 @@ func TestParsePendingRecordRejects(t *testing.T) {
 
 func FuzzParsePendingRecord(f *testing.F) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	r := PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 9, Kind: KindAccount, Mode: ModeOffline, Amount: 5, Currency: 978, Time: time.Unix(100, 0)}
+	r := PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 9, Kind: KindAccount, Mode: ModeOffline, Amount: 5, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(100, 0)}
 	_ = r.Sign(key)
 	f.Add(r.Marshal())
 	f.Fuzz(func(t *testing.T, b []byte) {
