@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/onsi/ginkgo/v2"
@@ -13,6 +14,7 @@ import (
 	"github.com/spdlab/spdlab/reports"
 	"github.com/spdlab/spdlab/rigs/dut"
 	"github.com/spdlab/spdlab/scenarios"
+	"github.com/spdlab/spdlab/scenarios/ics"
 )
 
 func init() {
@@ -24,30 +26,49 @@ type suiteT struct{ failed bool }
 
 func (t *suiteT) Fail() { t.failed = true }
 
+// dutList is a repeatable --dut flag: one DUT string per sample.
+type dutList []string
+
+func (l *dutList) String() string     { return strings.Join(*l, ", ") }
+func (l *dutList) Set(s string) error { *l = append(*l, s); return nil }
+
 func runCertify(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "certify", "--dut DUT --out DIR [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE]")
-	dutSpec := flags.String("dut", "", "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
+	flags := newFlags(e, "certify", "--dut DUT [--dut DUT2 ...] [--ics FILE] --out DIR [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE] [--timeout D]")
+	var duts dutList
+	flags.Var(&duts, "dut", "device under test; repeat for each physical sample (pcsc:READER, serial:PATH, usb:VID:PID, sd:DIR), or one emulated DUT (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, faulty:MODE)")
+	icsPath := flags.String("ics", "", "the device's implementation conformance statement (required for a physical DUT; `spdlab ics template` writes one); an emulated DUT uses the reference device's")
 	out := flags.String("out", "", "directory for the report (report.html, junit.xml, certificate.json, manifest.json, ginkgo.json)")
-	focus := flags.String("focus", "", "run only cases whose description matches this regular expression")
-	labels := flags.String("label-filter", "", "run only cases matching this Ginkgo label expression, e.g. 'C2 || C4' or 'TC-PAY-001'")
-	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256); made on first use when absent")
+	focus := flags.String("focus", "", "run only cases whose description matches this regular expression (a partial run: never a certificate)")
+	labels := flags.String("label-filter", "", "run only cases matching this Ginkgo label expression, e.g. 'C2 || C4' or 'TC-PAY-001' (a partial run: never a certificate)")
+	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made by `spdlab labkey init`")
 	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
-	timeout := flags.Duration("timeout", time.Hour, "stop the suite after this long")
+	timeout := flags.Duration("timeout", time.Hour, "stop the suite after this long (the run is then interrupted: not a certificate)")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if *dutSpec == "" || *out == "" || flags.NArg() != 0 {
+	if len(duts) == 0 || *out == "" || flags.NArg() != 0 {
 		flags.Usage()
 		return errUsage
+	}
+	var statement *ics.ICS
+	if *icsPath != "" {
+		s, err := loadICS(*icsPath)
+		if err != nil {
+			return err
+		}
+		statement = s
+	}
+	driver, err := scenarios.NewDUTDriver(duts, statement)
+	if err != nil {
+		return fmt.Errorf("set-up: %w", err)
+	}
+	key, err := reports.LabKey(*keyPath)
+	if err != nil {
+		return fmt.Errorf("set-up: %w", err)
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	key, err := reports.LabKey(*keyPath)
-	if err != nil {
-		return err
-	}
-	driver := &scenarios.DUTDriver{Specs: []string{*dutSpec}}
 	if *tracePath != "" {
 		tf, err := os.Create(*tracePath)
 		if err != nil {
@@ -56,6 +77,17 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		defer tf.Close()
 		driver.Options = dut.Options{Trace: tf}
 	}
+	ids, err := driver.Probe(ctx)
+	if err != nil {
+		return fmt.Errorf("set-up: %w (no report written: nothing was tested)", err)
+	}
+	for _, id := range ids {
+		fmt.Fprintf(e.stdout, "sample %s: reader %q, ATR %s, state %v, device ID %s\n", id.Spec, id.Reader, orNone(id.ATR), id.State, orNone(id.DeviceID))
+	}
+	if !driver.Emulated() && driver.Profile().MaxDevices < 2 {
+		fmt.Fprintln(e.stdout, "note: one sample named; cases that need two devices (transfers) are not applicable. Name a second sample with another --dut.")
+	}
+
 	scenarios.Define(driver)
 	gomega.RegisterFailHandler(ginkgo.Fail)
 	suiteConfig, reporterConfig := ginkgo.GinkgoConfiguration()
@@ -67,19 +99,27 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	jsonPath := filepath.Join(*out, "ginkgo.json")
 	reporterConfig.JSONReport = jsonPath
 	var t suiteT
-	ginkgo.RunSpecs(&t, "spdlab conformance on "+*dutSpec, suiteConfig, reporterConfig)
+	name := strings.Join(duts, " + ")
+	ginkgo.RunSpecs(&t, "spdlab conformance on "+name, suiteConfig, reporterConfig)
 
 	rs, err := reports.LoadGinkgoJSON(jsonPath)
 	if err != nil {
 		return err
 	}
-	c, err := reports.Write(*out, *dutSpec, rs, key)
+	c, err := reports.Write(*out, name, rs, key)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\n%s\nreport: %s\n", c.Summary(), filepath.Join(*out, reports.FileHTML))
 	if !c.Certified {
-		return fmt.Errorf("%s is not certified", *dutSpec)
+		return fmt.Errorf("%s is not certified", name)
 	}
 	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
