@@ -15,13 +15,55 @@ import (
 
 var netFaultKinds = []netFault{netUnreachable, net503, netLostAnswer, netSlow}
 
+// firstBackoff is the least wait of the terminal before its first retry;
+// each further retry waits at least twice as long as the one before.
+const firstBackoff = 40 * time.Millisecond
+
+// checkRetries checks, on the service clock, the attempts the terminal made
+// at one path in one service while the network failed them times times in
+// a row with f: a call it retries is sent at most callTries times and once
+// more than the faults when they run out, each retry only after a back-off
+// (at least firstBackoff, doubling), never sooner and never after more
+// than callTimeout; a call it does not retry is sent once; a slow answer is
+// given up at exactly callTimeout.
+func checkRetries(as []netAttempt, f netFault, times int, retried bool) {
+	GinkgoHelper()
+	faulted := 1
+	if retried {
+		faulted = min(times, callTries)
+	}
+	want := faulted
+	if retried && times < callTries {
+		want++
+	}
+	Expect(as).To(HaveLen(want), "attempts: %v", as)
+	for i, a := range as {
+		if i >= faulted {
+			Expect(a.Fault).To(Equal(netPass), "attempt %d after the faults ran out: %v", i+1, as)
+			continue
+		}
+		Expect(a.Fault).To(Equal(f), "attempt %d: %v", i+1, as)
+		if f == netSlow {
+			Expect(a.End.Sub(a.Start)).To(Equal(callTimeout), "a slow answer is given up at the call timeout: %v", as)
+		}
+	}
+	for i := 1; i < len(as); i++ {
+		gap := as[i].Start.Sub(as[i-1].End)
+		Expect(gap).To(BeNumerically(">=", firstBackoff<<(i-1)), "back-off before attempt %d: %v", i+1, as)
+		Expect(gap).To(BeNumerically("<=", callTimeout), "back-off before attempt %d: %v", i+1, as)
+	}
+}
+
 func defineServiceFaults(d Driver) {
 	Describe("The network failing at each step: done once, or not done and said so", func() {
-		steps := []struct{ id, path, what string }{
-			{"TC-SVC-040", "/healthz", "the reachability check"},
-			{"TC-SVC-041", "/v1/authorisations", "the online authorisation"},
-			{"TC-SVC-042", "/v1/settlements", "the clearing of the online record"},
-			{"TC-SVC-043", "/v1/keys", "fetching the backend's key"},
+		steps := []struct {
+			id, path, what string
+			retried        bool // the terminal sends the call again after a fault
+		}{
+			{"TC-SVC-040", "/healthz", "the reachability check", false},
+			{"TC-SVC-041", "/v1/authorisations", "the online authorisation", true},
+			{"TC-SVC-042", "/v1/settlements", "the clearing of the online record", true},
+			{"TC-SVC-043", "/v1/keys", "fetching the backend's key", true},
 		}
 		for _, st := range steps {
 			It(fmt.Sprintf("MUST pay once when %s is unreachable, answers 503, loses its answer or is slow", st.what),
@@ -31,11 +73,13 @@ func defineServiceFaults(d Driver) {
 						for _, times := range []int{1, 5} {
 							By(fmt.Sprintf("%s, %d times", f, times))
 							c := s.customer(ctx, d, nil)
+							s.net.attempts("")
 							for range times {
 								s.net.at(st.path, f)
 							}
 							o := done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("4.00", "F-1")), Kind: spd.KindBalance}))
 							s.net.clear()
+							checkRetries(s.net.attempts(st.path), f, times, st.retried)
 							Expect(o.Online || o.Pending).To(BeTrue(), "confirmed or pending: %s", o)
 							Expect(c.f.snapshot(ctx).Balance).To(Equal(c.f.Profile.Balance-4_00), "the device paid once")
 							done(c.tm.Settle(ctx))

@@ -17,6 +17,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/clock"
 	"github.com/spdlab/spdlab/reference/merchant"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/terminal"
@@ -36,25 +37,6 @@ func defineService(d Driver) {
 	})
 }
 
-// serviceClock is the time the backend and the terminal share; it starts
-// at the suite's Clock.
-type serviceClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *serviceClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *serviceClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // netFault is what the network does to one backend request.
 type netFault int
 
@@ -70,13 +52,42 @@ func (f netFault) String() string {
 	return [...]string{"pass", "unreachable", "503", "lost answer", "slow"}[f]
 }
 
+// slowAnswer is how late a slow backend answers: far beyond any call
+// timeout of the terminal.
+const slowAnswer = time.Minute
+
 // netFaults is the terminal's network: an http.RoundTripper that injects
-// faults by request path, or cuts every request while Down is set.
+// faults by request path, or cuts every request while Down is set. It
+// logs every request it sees with the service clock's time.
 type netFaults struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	plan map[string][]netFault
-	Down atomic.Bool
+	base  http.RoundTripper
+	clock *clock.Simulated
+	mu    sync.Mutex
+	plan  map[string][]netFault
+	log   []netAttempt
+	Down  atomic.Bool
+}
+
+// netAttempt is one request the terminal sent, as the network saw it.
+type netAttempt struct {
+	Path       string
+	Fault      netFault
+	Start, End time.Time // service clock
+}
+
+// attempts returns the requests logged so far whose path starts with
+// prefix, and forgets the log.
+func (f *netFaults) attempts(prefix string) []netAttempt {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []netAttempt
+	for _, a := range f.log {
+		if strings.HasPrefix(a.Path, prefix) {
+			out = append(out, a)
+		}
+	}
+	f.log = nil
+	return out
 }
 
 // at queues faults for the next requests whose path starts with prefix.
@@ -107,10 +118,22 @@ func (f *netFaults) next(path string) netFault {
 
 // RoundTrip implements http.RoundTripper.
 func (f *netFaults) RoundTrip(req *http.Request) (*http.Response, error) {
+	a := netAttempt{Path: req.URL.Path, Start: f.clock.Now()}
+	if f.Down.Load() {
+		a.Fault = netUnreachable
+	} else {
+		a.Fault = f.next(req.URL.Path)
+	}
+	defer func() {
+		a.End = f.clock.Now()
+		f.mu.Lock()
+		f.log = append(f.log, a)
+		f.mu.Unlock()
+	}()
 	if f.Down.Load() {
 		return nil, errors.New("scenarios: network down")
 	}
-	switch f.next(req.URL.Path) {
+	switch a.Fault {
 	case netUnreachable:
 		return nil, errors.New("scenarios: backend unreachable")
 	case net503:
@@ -122,11 +145,14 @@ func (f *netFaults) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, errors.New("scenarios: connection reset after the request")
 	case netSlow:
-		if resp, err := f.base.RoundTrip(req); err == nil {
-			resp.Body.Close()
+		resp, err := f.base.RoundTrip(req)
+		if err := f.clock.Sleep(req.Context(), slowAnswer); err != nil {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			return nil, err
 		}
-		<-req.Context().Done()
-		return nil, req.Context().Err()
+		return resp, err
 	}
 	return f.base.RoundTrip(req)
 }
@@ -135,8 +161,8 @@ func (f *netFaults) RoundTrip(req *http.Request) (*http.Response, error) {
 type serviceLab struct {
 	srv   *backend.Server
 	url   string
-	admin *backend.Client // the issuer's client, never faulted
-	clock *serviceClock
+	admin *backend.Client  // the issuer's client, never faulted
+	clock *clock.Simulated // the time of the backend and the terminal, and what the terminal waits on
 	net   *netFaults
 }
 
@@ -150,8 +176,8 @@ func newServiceLab(d Driver) *serviceLab {
 	dir, err := os.MkdirTemp("", "spdlab-backend-")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, dir)
-	clock := &serviceClock{t: Clock}
-	srv, err := backend.Open(backend.Config{DBPath: filepath.Join(dir, "backend.db"), Now: clock.Now,
+	clk := clock.NewSimulated(Clock)
+	srv, err := backend.Open(backend.Config{DBPath: filepath.Join(dir, "backend.db"), Now: clk.Now,
 		Keys: backend.Keys{Signer: is.HostKey(), IssuerCA: ca}})
 	Expect(err).NotTo(HaveOccurred())
 	hs := httptest.NewServer(srv.Handler())
@@ -161,8 +187,8 @@ func newServiceLab(d Driver) *serviceLab {
 	})
 	admin, err := backend.NewClient(hs.URL, nil)
 	Expect(err).NotTo(HaveOccurred())
-	return &serviceLab{srv: srv, url: hs.URL, admin: admin, clock: clock,
-		net: &netFaults{base: http.DefaultTransport, plan: map[string][]netFault{}}}
+	return &serviceLab{srv: srv, url: hs.URL, admin: admin, clock: clk,
+		net: &netFaults{base: http.DefaultTransport, clock: clk, plan: map[string][]netFault{}}}
 }
 
 // Identity question of the suite's users.
@@ -208,13 +234,20 @@ func (s *serviceLab) customer(ctx context.Context, d Driver, p *spd.Profile) *cu
 	return c
 }
 
+// The suite's terminals send a backend call at most callTries times, and
+// give each attempt callTimeout on the service clock.
+const (
+	callTries   = 3
+	callTimeout = 500 * time.Millisecond
+)
+
 // terminal makes a terminal on link and attaches it.
 func (s *serviceLab) terminal(ctx context.Context, d Driver, l spd.Link, u terminal.User) *terminal.Terminal {
 	GinkgoHelper()
 	be, err := backend.NewClient(s.url, &http.Client{Transport: s.net})
 	Expect(err).NotTo(HaveOccurred())
 	tm, err := terminal.New(terminal.Config{SPD: l, Backend: be, IssuerCA: &d.Issuer().CA.PublicKey, User: u,
-		Clock: s.clock.Now, Region: Home, CallTimeout: 500 * time.Millisecond, Name: "SUITE",
+		Clock: s.clock.Now, Waits: s.clock, Region: Home, Tries: callTries, CallTimeout: callTimeout, Name: "SUITE",
 		Identity:   &terminal.IdentityQuestion{Question: testQuestion, Digest: terminal.AnswerDigest(testAnswer)},
 		HostOrders: terminal.IssuerHost{Key: d.Issuer().HostKey()}})
 	Expect(err).NotTo(HaveOccurred())

@@ -40,6 +40,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/clock"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 )
@@ -73,6 +74,10 @@ type Config struct {
 	Tries int
 	// CallTimeout bounds one attempt of a backend call (default 5 s).
 	CallTimeout time.Duration
+	// Waits is the clock that times CallTimeout and the back-off between
+	// attempts (40 ms, doubling with each retry); default clock.System, a
+	// test gives a clock.Simulated.
+	Waits clock.Clock
 	// Name names the terminal in settlement batch IDs (default "T1").
 	Name string
 	// Identity is the identity question of C33 and the digest of its
@@ -159,6 +164,7 @@ func New(cfg Config) (*Terminal, error) {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second
 	}
+	cfg.Waits = clock.Or(cfg.Waits)
 	if cfg.Name == "" {
 		cfg.Name = "T1"
 	}
@@ -247,7 +253,7 @@ func (t *Terminal) Online(ctx context.Context) bool {
 	if t.cfg.Backend == nil {
 		return false
 	}
-	cctx, cancel := context.WithTimeout(ctx, t.cfg.CallTimeout)
+	cctx, cancel := t.cfg.Waits.WithTimeout(ctx, t.cfg.CallTimeout)
 	defer cancel()
 	return t.cfg.Backend.Health(cctx) == nil
 }
@@ -275,10 +281,10 @@ func (t *Terminal) call(ctx context.Context, fn func(ctx context.Context, c *bac
 			select {
 			case <-ctx.Done():
 				return errors.Join(err, ctx.Err())
-			case <-time.After(wait):
+			case <-t.cfg.Waits.After(wait):
 			}
 		}
-		cctx, cancel := context.WithTimeout(ctx, t.cfg.CallTimeout)
+		cctx, cancel := t.cfg.Waits.WithTimeout(ctx, t.cfg.CallTimeout)
 		err = fn(cctx, t.cfg.Backend)
 		cancel()
 		if err == nil || !retryable(err) || ctx.Err() != nil {
