@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The lab's proof that its verdict means something for a device it did not
+# build. It certifies reference devices reached only as real hardware is (a
+# separate `spdlab emulate` process per sample, `--dut pcsc:READER` or
+# `--dut serial:PATH` with an ICS, no lab-side hooks) and checks:
+#   1. two samples with the reference ICS come out CERTIFIED, with every case
+#      run that the rig can run (the rest name the rig ability they lack);
+#   2. a filtered run is never a certificate;
+#   3. a card that answers only SELECT comes out NOT CERTIFIED;
+#   4. a DUT that cannot be opened is a set-up error with no report;
+#   5. `report --verify --lab-key` accepts the report and rejects one signed
+#      by another key and one whose ginkgo.json changed.
+# Usage: certify-proof.sh pcsc|serial   (BIN names the spdlab binary)
+set -euo pipefail
+transport=${1:?usage: certify-proof.sh pcsc|serial}
+BIN=$(realpath "${BIN:-bin/spdlab}")
+work=$(mktemp -d /tmp/spdlab-proof-XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "certify-proof ($transport): FAIL: $*" >&2; exit 1; }
+say() { echo "certify-proof ($transport): $*"; }
+
+slots=("127.0.0.1:35963" "127.0.0.1:35964")
+readers=("Virtual PCD 00 00" "Virtual PCD 00 01")
+
+# start_sample N APP: serve sample N (0 or 1) with app spd or select-only,
+# and print its DUT string.
+start_sample() {
+	local n=$1 app=$2
+	case $transport in
+	pcsc)
+		"$BIN" emulate sim --app "$app" --vpcd "${slots[$n]}" --state "$work/sample$n-$app.state" >"$work/sample$n.log" 2>&1 &
+		pids+=($!)
+		# pcscd sees the card within its polling interval.
+		for _ in $(seq 100); do
+			opensc-tool --list-readers 2>/dev/null | grep -q "Yes.*${readers[$n]}" && break
+			sleep 0.1
+		done
+		opensc-tool --list-readers 2>/dev/null | grep -q "Yes.*${readers[$n]}" ||
+			fail "pcscd does not show a card in ${readers[$n]}: $(cat "$work/sample$n.log")"
+		dut[$n]="pcsc:${readers[$n]}"
+		;;
+	serial)
+		"$BIN" emulate serial --app "$app" --link "$work/sample$n" >"$work/sample$n.log" 2>&1 &
+		pids+=($!)
+		for _ in $(seq 100); do [ -e "$work/sample$n" ] && break; sleep 0.05; done
+		[ -e "$work/sample$n" ] || fail "the serial emulator did not start: $(cat "$work/sample$n.log")"
+		dut[$n]="serial:$work/sample$n"
+		;;
+	*) fail "unknown transport $transport" ;;
+	esac
+}
+stop_samples() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	pids=()
+	if [ "$transport" = pcsc ]; then
+		for r in "${readers[@]}"; do
+			for _ in $(seq 100); do opensc-tool --list-readers 2>/dev/null | grep -q "Yes.*$r" || break; sleep 0.1; done
+		done
+	fi
+}
+
+"$BIN" labkey init --key "$work/lab.pem" --name "spdlab proof lab" >/dev/null
+"$BIN" labkey init --key "$work/other.pem" --name "another lab" >/dev/null
+"$BIN" ics template >"$work/ics.yaml"
+"$BIN" ics check "$work/ics.yaml" >/dev/null
+
+declare -a dut
+start_sample 0 spd
+start_sample 1 spd
+
+say "1. two samples of the reference device, reached as hardware"
+"$BIN" certify --dut "${dut[0]}" --dut "${dut[1]}" --ics "$work/ics.yaml" --key "$work/lab.pem" \
+	--out "$work/cert" >"$work/cert.log" 2>&1 || { tail -40 "$work/cert.log"; fail "the reference device was not certified"; }
+grep -q '^CERTIFIED' "$work/cert.log" || fail "no CERTIFIED verdict line"
+python3 - "$work/cert/certificate.json" <<'PY' || fail "the certificate does not show every runnable case run"
+import json, sys
+c = json.load(open(sys.argv[1]))
+cases = c["cases"]
+bad = [x for x in cases if x["verdict"] not in ("passed", "not applicable")]
+na = [x for x in cases if x["verdict"] == "not applicable"]
+wrong = [x for x in na if not x.get("reason", "").startswith("not applicable: rig lacks")]
+print(f"  {sum(x['verdict'] == 'passed' for x in cases)} passed, {len(na)} not applicable (rig), of {len(cases)}")
+for x in bad + wrong:
+    print("  unexpected:", x["id"], x["verdict"], x.get("reason", ""))
+sys.exit(1 if bad or wrong or not c.get("certified") else 0)
+PY
+
+say "2. a filtered run is not a certificate"
+if "$BIN" certify --dut "${dut[0]}" --dut "${dut[1]}" --ics "$work/ics.yaml" --key "$work/lab.pem" \
+	--label-filter TC-APP-001 --out "$work/partial" >"$work/partial.log" 2>&1; then
+	fail "a run filtered to TC-APP-001 exited 0"
+fi
+grep -q 'PARTIAL RUN' "$work/partial.log" || { tail -5 "$work/partial.log"; fail "a filtered run does not say PARTIAL RUN"; }
+
+say "3. a card that answers only SELECT"
+stop_samples
+start_sample 0 select-only
+if "$BIN" certify --dut "${dut[0]}" --ics "$work/ics.yaml" --key "$work/lab.pem" --out "$work/selectonly" >"$work/selectonly.log" 2>&1; then
+	fail "a select-only card exited 0"
+fi
+grep -q '^NOT CERTIFIED' "$work/selectonly.log" || { tail -5 "$work/selectonly.log"; fail "a select-only card is not NOT CERTIFIED"; }
+stop_samples
+
+say "4. a DUT that cannot be opened"
+missing="pcsc:No Such Reader 00 00"
+[ "$transport" = serial ] && missing="serial:$work/no-such-port"
+if "$BIN" certify --dut "$missing" --ics "$work/ics.yaml" --key "$work/lab.pem" --out "$work/missing" >"$work/missing.log" 2>&1; then
+	fail "a missing DUT exited 0"
+fi
+grep -q 'set-up' "$work/missing.log" || fail "a missing DUT is not a set-up error: $(cat "$work/missing.log")"
+[ ! -e "$work/missing/manifest.json" ] || fail "a missing DUT got a signed report"
+
+say "5. verification pins the lab key"
+"$BIN" report --verify "$work/cert" --lab-key "$work/lab.pem.pub" >"$work/verify.log" 2>&1 || { cat "$work/verify.log"; fail "the report does not verify"; }
+cp -r "$work/cert" "$work/resigned"
+rm "$work/resigned/manifest.json"
+"$BIN" report --json "$work/cert/ginkgo.json" --from "$work/cert/certificate.json" --out "$work/resigned" --key "$work/other.pem" >/dev/null 2>&1 ||
+	fail "could not re-sign the report with another key"
+if "$BIN" report --verify "$work/resigned" --lab-key "$work/lab.pem.pub" >/dev/null 2>&1; then
+	fail "a report signed by another key verifies against the lab key"
+fi
+cp -r "$work/cert" "$work/tampered"
+sed -i 's/"passed"/"failed"/' "$work/tampered/ginkgo.json"
+if "$BIN" report --verify "$work/tampered" --lab-key "$work/lab.pem.pub" >/dev/null 2>&1; then
+	fail "a report whose ginkgo.json changed verifies"
+fi
+say "all verdicts as they must be"
