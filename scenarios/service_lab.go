@@ -164,6 +164,8 @@ type serviceLab struct {
 	admin *backend.Client  // the issuer's client, never faulted
 	clock *clock.Simulated // the time of the backend and the terminal, and what the terminal waits on
 	net   *netFaults
+	// terminalToken is the credential of the suite's terminals.
+	terminalToken string
 }
 
 // newServiceLab starts a backend that trusts the driver's issuer and
@@ -177,8 +179,12 @@ func newServiceLab(d Driver) *serviceLab {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, dir)
 	clk := clock.NewSimulated(Clock)
+	issuerToken, err := backend.NewToken()
+	Expect(err).NotTo(HaveOccurred())
+	terminalToken, err := backend.NewToken()
+	Expect(err).NotTo(HaveOccurred())
 	srv, err := backend.Open(backend.Config{DBPath: filepath.Join(dir, "backend.db"), Now: clk.Now,
-		Keys: backend.Keys{Signer: is.HostKey(), IssuerCA: ca}})
+		Keys: backend.Keys{Signer: is.HostKey(), IssuerCA: ca}, IssuerToken: issuerToken, TerminalToken: terminalToken})
 	Expect(err).NotTo(HaveOccurred())
 	hs := httptest.NewServer(srv.Handler())
 	DeferCleanup(func() {
@@ -187,7 +193,8 @@ func newServiceLab(d Driver) *serviceLab {
 	})
 	admin, err := backend.NewClient(hs.URL, nil)
 	Expect(err).NotTo(HaveOccurred())
-	return &serviceLab{srv: srv, url: hs.URL, admin: admin, clock: clk,
+	admin.Credential = issuerToken
+	return &serviceLab{srv: srv, url: hs.URL, admin: admin, terminalToken: terminalToken, clock: clk,
 		net: &netFaults{base: http.DefaultTransport, clock: clk, plan: map[string][]netFault{}}}
 }
 
@@ -246,6 +253,7 @@ func (s *serviceLab) terminal(ctx context.Context, d Driver, l spd.Link, u termi
 	GinkgoHelper()
 	be, err := backend.NewClient(s.url, &http.Client{Transport: s.net})
 	Expect(err).NotTo(HaveOccurred())
+	be.Credential = s.terminalToken
 	tm, err := terminal.New(terminal.Config{SPD: l, Backend: be, IssuerCA: &d.Issuer().CA.PublicKey, User: u,
 		Clock: s.clock.Now, Waits: s.clock, Region: Home, Tries: callTries, CallTimeout: callTimeout, Name: "SUITE",
 		Identity:   &terminal.IdentityQuestion{Question: testQuestion, Digest: terminal.AnswerDigest(testAnswer)},

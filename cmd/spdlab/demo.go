@@ -79,11 +79,12 @@ func (d *demo) show(name, text string, f medium.Format) (string, error) {
 func money(minor int64) string { return fmt.Sprintf("EUR %d.%02d", minor/100, minor%100) }
 
 func runDemo(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "demo", "[--dut DUT] [--out DIR] [--backend URL] [--trace FILE]")
+	flags := newFlags(e, "demo", "[--dut DUT] [--out DIR] [--backend URL [--auth-token-file FILE]] [--trace FILE]")
 	dutSpec := flags.String("dut", "ref", "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
 	outDir := flags.String("out", "", "write every coded medium shown as a PNG in this directory")
 	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
 	backendURL := flags.String("backend", "", "run the online, offline and settlement flows through the terminal against this backend (spdlab backend)")
+	authToken, authFile := credentialFlags(flags)
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -112,7 +113,11 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	}
 	defer payer.Close()
 	if *backendURL != "" {
-		return demoWithBackend(ctx, e.stdout, *outDir, payer, *backendURL)
+		credential, err := clientCredential(*authToken, *authFile)
+		if err != nil {
+			return err
+		}
+		return demoWithBackend(ctx, e.stdout, *outDir, payer, *backendURL, credential)
 	}
 	if err := d.run(ctx, payer); err != nil {
 		return err

@@ -191,7 +191,7 @@ func labProfile(now time.Time) (spd.Profile, error) {
 
 // labDevice opens the DUT and makes sure it holds a device of the test
 // issuer, personalising and registering a blank one.
-func labDevice(ctx context.Context, out io.Writer, spec, state, backendURL string, trace io.Writer) (*dut.DUT, error) {
+func labDevice(ctx context.Context, out io.Writer, spec, state, backendURL, credential string, trace io.Writer) (*dut.DUT, error) {
 	opt := dut.Options{StatePath: state, Trace: trace}
 	if state != "" && !dut.Emulated(spec) {
 		return nil, fmt.Errorf("--state keeps an emulated device; %s is not one", spec)
@@ -223,7 +223,7 @@ func labDevice(ctx context.Context, out io.Writer, spec, state, backendURL strin
 		fmt.Fprintln(out, "no --backend: the device is not registered, its records cannot settle")
 		return d, nil
 	}
-	be, err := backend.NewClient(backendURL, nil)
+	be, err := backendClient(backendURL, nil, credential)
 	if err == nil {
 		_, err = be.Register(ctx, terminal.Enrolment(p, "+49170"+spd.DeviceIDString(p.DeviceID)[8:]))
 	}
@@ -268,6 +268,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 	state := fs.String("state", "", "keep an emulated device's memory in this file across invocations")
 	tracePath := fs.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
 	backendURL := fs.String("backend", "", "the backend, as http://127.0.0.1:PORT (none: offline only)")
+	authToken, authFile := credentialFlags(fs)
 	outDir := fs.String("out", ".", "write the codes shown as PNG files in this directory")
 	timeout := fs.Duration("timeout", 3*time.Second, "bound of one backend call attempt")
 	region := fs.Uint("region", uint(scenarios.Home), "where the terminal is (ISO 3166-1 numeric)")
@@ -328,14 +329,18 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 		defer tf.Close()
 		trace = tf
 	}
-	d, err := labDevice(ctx, e.stdout, *dutSpec, *state, *backendURL, trace)
+	credential, err := clientCredential(*authToken, *authFile)
+	if err != nil {
+		return err
+	}
+	d, err := labDevice(ctx, e.stdout, *dutSpec, *state, *backendURL, credential, trace)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	var be *backend.Client
 	if *backendURL != "" {
-		if be, err = backend.NewClient(*backendURL, nil); err != nil {
+		if be, err = backendClient(*backendURL, nil, credential); err != nil {
 			return err
 		}
 	}
@@ -522,8 +527,8 @@ func terminalStatus(ctx context.Context, w io.Writer, tm *terminal.Terminal, be 
 
 // demoWithBackend runs the demo's online, offline and settlement flows
 // through the terminal against the backend at url (spdlab demo --backend).
-func demoWithBackend(ctx context.Context, out io.Writer, dir string, payer *dut.DUT, url string) error {
-	be, err := backend.NewClient(url, nil)
+func demoWithBackend(ctx context.Context, out io.Writer, dir string, payer *dut.DUT, url, credential string) error {
+	be, err := backendClient(url, nil, credential)
 	if err != nil {
 		return err
 	}
@@ -553,7 +558,7 @@ func demoWithBackend(ctx context.Context, out io.Writer, dir string, payer *dut.
 	fmt.Fprintf(out, " 1. Personalised device %s and registered it with the backend: balance %s\n", spd.DeviceIDString(p.DeviceID), money(p.Balance))
 	// The terminal's network: cut on demand for the offline part.
 	nw := &switchedNetwork{}
-	nbe, err := backend.NewClient(url, nw.client())
+	nbe, err := backendClient(url, nw.client(), credential)
 	if err != nil {
 		return err
 	}

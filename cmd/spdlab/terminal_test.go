@@ -34,11 +34,16 @@ func (s *syncBuffer) String() string {
 // demo against the backend.
 func TestTerminalCommands(t *testing.T) {
 	dir := t.TempDir()
+	token := filepath.Join(dir, "lab.token")
+	var refused bytes.Buffer
+	if code := run(context.Background(), &env{stdout: &refused, stderr: &refused}, []string{"backend", "--db", filepath.Join(dir, "b.db"), "--listen", "127.0.0.1:0"}); code == 0 || !strings.Contains(refused.String(), "no issuer credential") {
+		t.Fatalf("a backend without a credential started: exit %d\n%s", code, refused.String())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var log syncBuffer
 	served := make(chan int, 1)
 	go func() {
-		served <- run(ctx, &env{stdout: &log, stderr: &log}, []string{"backend", "--db", filepath.Join(dir, "b.db"), "--listen", "127.0.0.1:0"})
+		served <- run(ctx, &env{stdout: &log, stderr: &log}, []string{"backend", "--db", filepath.Join(dir, "b.db"), "--listen", "127.0.0.1:0", "--issuer-token-file", token})
 	}()
 	defer func() {
 		cancel()
@@ -65,9 +70,16 @@ func TestTerminalCommands(t *testing.T) {
 		}
 		return out.String()
 	}
+	// Device a's terminal takes the credential from the environment, b's
+	// from its flag.
+	t.Setenv(envAuthTokenFile, token)
 	a := []string{"--state", filepath.Join(dir, "a.state"), "--backend", url, "--out", dir}
-	b := []string{"--state", filepath.Join(dir, "b.state"), "--backend", url, "--out", dir}
-	out := cli(0, append([]string{"terminal", "status"}, b...)...)
+	b := []string{"--state", filepath.Join(dir, "b.state"), "--backend", url, "--out", dir, "--auth-token-file", token}
+	out := cli(1, append([]string{"terminal", "status"}, "--state", filepath.Join(dir, "c.state"), "--backend", url, "--auth-token", "not-the-token")...)
+	if !strings.Contains(out, "unauthorised") {
+		t.Fatalf("a terminal with a wrong credential:\n%s", out)
+	}
+	out = cli(0, append([]string{"terminal", "status"}, b...)...)
 	payee := regexp.MustCompile(`device\s+([0-9A-F]{16})`).FindStringSubmatch(out)
 	if payee == nil {
 		t.Fatalf("status names no device:\n%s", out)

@@ -368,6 +368,8 @@ const (
 	CodeTransferState   = "transfer_state"
 	CodeNotFound        = "not_found"
 	CodeUnauthorised    = "unauthorised"
+	CodeForbidden       = "forbidden"
+	CodeMediaType       = "unsupported_media_type"
 	CodeMethod          = "method_not_allowed"
 	CodeInternal        = "internal"
 )

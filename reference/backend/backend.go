@@ -83,11 +83,22 @@ type Config struct {
 	// TransferLifetime is how long a held transfer waits for its payee
 	// when the request names no expiry (default 24 hours).
 	TransferLifetime time.Duration
-	// IssuerToken, if set, must be presented as "Authorization: Bearer
-	// TOKEN" on the issuer's own operations: registering devices, queueing
-	// parameter updates, minting tokens and revoking. Empty leaves them open
-	// (a lab on the loopback interface).
+	// IssuerToken is the issuer's credential, presented as
+	// "Authorization: Bearer TOKEN" (at least MinTokenLen characters). It
+	// allows every call; only it registers devices, queues parameter
+	// updates (top-ups), revokes and reads the audit. Open
+	// refuses an empty one unless DevOpen is set.
 	IssuerToken string
+	// TerminalToken, if set, is the terminals' credential: the device-side
+	// calls (authorisations, settlements, contact, one-time codes,
+	// transfers) and reads, never issuing or revoking (see Role).
+	TerminalToken string
+	// DevOpen serves every call without a credential when IssuerToken is
+	// empty: for development on a private loopback only. Open logs a loud
+	// warning through Log.
+	DevOpen bool
+	// Log receives the backend's warnings (default: discarded).
+	Log func(format string, args ...any)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -108,6 +119,7 @@ type Server struct {
 	outbox     *Outbox
 	keys       keyCache
 	mux        *http.ServeMux
+	creds      credentials
 
 	srvMu sync.Mutex
 	srv   *http.Server
@@ -117,6 +129,15 @@ type Server struct {
 func Open(cfg Config) (*Server, error) {
 	if cfg.DBPath == "" {
 		return nil, errors.New("backend: no database path")
+	}
+	if err := checkCredentials(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	if cfg.IssuerToken == "" {
+		cfg.Log("backend: WARNING: DEVELOPMENT MODE: no credential is required; anyone who reaches this backend can issue value, register and revoke devices")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
@@ -139,7 +160,7 @@ func Open(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, creds: newCredentials(cfg)}
 	if cfg.Gateway == nil {
 		s.outbox = &Outbox{}
 		s.cfg.Gateway = s.outbox

@@ -38,6 +38,7 @@ func benchClient(b *testing.B, l *lab) *Client {
 	if err != nil {
 		b.Fatal(err)
 	}
+	c.Credential = testIssuerToken
 	return c
 }
 

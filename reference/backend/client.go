@@ -18,8 +18,9 @@ import (
 type Client struct {
 	base string
 	hc   *http.Client
-	// IssuerToken is sent as a bearer token (Config.IssuerToken) when set.
-	IssuerToken string
+	// Credential is the token sent as "Authorization: Bearer TOKEN": the
+	// issuer's (Config.IssuerToken) or a terminal's (Config.TerminalToken).
+	Credential string
 }
 
 // NewClient returns a client of the backend at baseURL (for example
@@ -55,8 +56,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.IssuerToken != "" {
-		req.Header.Set("Authorization", "Bearer "+c.IssuerToken)
+	if c.Credential != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Credential)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

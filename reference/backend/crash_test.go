@@ -40,7 +40,7 @@ func runCrashChild(spec string) int {
 		fmt.Fprintln(os.Stderr, "backend: bad child spec")
 		return 2
 	}
-	srv, err := Open(Config{DBPath: db})
+	srv, err := Open(Config{DBPath: db, IssuerToken: testIssuerToken})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -87,6 +87,7 @@ func startCrashChild(t *testing.T, db string) *crashChild {
 	for {
 		if b, err := os.ReadFile(addrFile); err == nil {
 			c.client, _ = NewClient("http://"+string(b), &http.Client{Timeout: 10 * time.Second})
+			c.client.Credential = testIssuerToken
 			if c.client.Health(context.Background()) == nil {
 				return c
 			}
@@ -224,7 +225,7 @@ func TestCrashDuringSettlement(t *testing.T) {
 	// balance.
 	checkDB := func(round int) {
 		t.Helper()
-		s, err := Open(Config{DBPath: db})
+		s, err := Open(Config{DBPath: db, IssuerToken: testIssuerToken})
 		if err != nil {
 			t.Fatal(err)
 		}

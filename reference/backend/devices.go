@@ -180,6 +180,7 @@ func (s *Server) device(ctx context.Context, id string) (Device, error) {
 	if err != nil {
 		return d, internal(err)
 	}
+	d.Account = MaskAccount(d.Account)
 	if rb.Valid {
 		d.ReportedBalance = &rb.Int64
 	}

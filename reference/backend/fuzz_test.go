@@ -65,7 +65,10 @@ func FuzzSettleRequest(f *testing.F) {
 		}
 		before := audit()
 		rec := httptest.NewRecorder()
-		l.srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/settlements", bytes.NewReader(body)))
+		req := httptest.NewRequest(http.MethodPost, "/v1/settlements", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+testTerminalToken)
+		l.srv.Handler().ServeHTTP(rec, req)
 		after := audit()
 		switch {
 		case rec.Code == http.StatusOK:

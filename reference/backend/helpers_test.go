@@ -41,12 +41,20 @@ func (c *testClock) Advance(d time.Duration) {
 // fuzzTime is a fixed record time for seeds.
 var fuzzTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// lab is a backend under test with its HTTP server and a client.
+// The credentials of a test lab.
+const (
+	testIssuerToken   = "issuer-0123456789abcdef0123456789abcdef"
+	testTerminalToken = "terminal-0123456789abcdef0123456789abcd"
+)
+
+// lab is a backend under test with its HTTP server and two clients: c
+// holds the issuer's credential, term a terminal's.
 type lab struct {
 	t      testing.TB
 	srv    *Server
 	http   *httptest.Server
 	c      *Client
+	term   *Client
 	clock  *testClock
 	dbPath string
 }
@@ -54,7 +62,8 @@ type lab struct {
 func newLab(t testing.TB, mod func(*Config)) *lab {
 	t.Helper()
 	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	cfg := Config{DBPath: filepath.Join(t.TempDir(), "backend.db"), Now: clock.Now}
+	cfg := Config{DBPath: filepath.Join(t.TempDir(), "backend.db"), Now: clock.Now,
+		IssuerToken: testIssuerToken, TerminalToken: testTerminalToken}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -67,11 +76,14 @@ func newLab(t testing.TB, mod func(*Config)) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.Credential = cfg.IssuerToken
+	term, _ := NewClient(hs.URL, nil)
+	term.Credential = cfg.TerminalToken
 	t.Cleanup(func() {
 		hs.Close()
 		srv.Close()
 	})
-	return &lab{t: t, srv: srv, http: hs, c: c, clock: clock, dbPath: cfg.DBPath}
+	return &lab{t: t, srv: srv, http: hs, c: c, term: term, clock: clock, dbPath: cfg.DBPath}
 }
 
 // simDevice is a simulated device: its key and transaction counter.

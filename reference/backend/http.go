@@ -2,7 +2,6 @@ package backend
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,44 +10,32 @@ import (
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
-	m.HandleFunc("GET /healthz", s.handleHealth)
-	m.HandleFunc("GET /v1/keys", s.handleKeys)
-	m.HandleFunc("POST /v1/devices", s.issuerOnly(s.handleRegister))
-	m.HandleFunc("GET /v1/devices/{id}", s.handleDevice)
-	m.HandleFunc("POST /v1/devices/{id}/contact", s.handleContact)
-	m.HandleFunc("POST /v1/devices/{id}/parameters", s.issuerOnly(s.handleQueueParameter))
-	m.HandleFunc("POST /v1/authorisations", s.handleAuthorise)
-	m.HandleFunc("POST /v1/settlements", s.handleSettle)
-	m.HandleFunc("POST /v1/tokens", s.issuerOnly(s.handleMintToken))
-	m.HandleFunc("GET /v1/tokens/{token}", s.handleToken)
-	m.HandleFunc("POST /v1/otp", s.handleRequestOTP)
-	m.HandleFunc("POST /v1/otp/verify", s.handleVerifyOTP)
-	m.HandleFunc("POST /v1/revocations", s.issuerOnly(s.handleRevoke))
-	m.HandleFunc("GET /v1/revocations", s.handleRevocations)
-	m.HandleFunc("POST /v1/transfers", s.handleTransfer)
-	m.HandleFunc("GET /v1/transfers/{id}", s.handleGetTransfer)
-	m.HandleFunc("POST /v1/transfers/{id}/claim", s.handleClaim)
-	m.HandleFunc("POST /v1/transfers/{id}/reclaim", s.handleReclaim)
-	m.HandleFunc("GET /v1/audit", s.handleAudit)
+	open, term, issuer := func(h http.HandlerFunc) http.HandlerFunc { return h },
+		func(h http.HandlerFunc) http.HandlerFunc { return s.guard(RoleTerminal, h) },
+		func(h http.HandlerFunc) http.HandlerFunc { return s.guard(RoleIssuer, h) }
+	m.HandleFunc("GET /healthz", open(s.handleHealth))
+	m.HandleFunc("GET /v1/keys", open(s.handleKeys))
+	m.HandleFunc("POST /v1/devices", issuer(s.handleRegister))
+	m.HandleFunc("GET /v1/devices/{id}", term(s.handleDevice))
+	m.HandleFunc("POST /v1/devices/{id}/contact", term(s.handleContact))
+	m.HandleFunc("POST /v1/devices/{id}/parameters", issuer(s.handleQueueParameter))
+	m.HandleFunc("POST /v1/authorisations", term(s.handleAuthorise))
+	m.HandleFunc("POST /v1/settlements", term(s.handleSettle))
+	m.HandleFunc("POST /v1/tokens", term(s.handleMintToken))
+	m.HandleFunc("GET /v1/tokens/{token}", term(s.handleToken))
+	m.HandleFunc("POST /v1/otp", term(s.handleRequestOTP))
+	m.HandleFunc("POST /v1/otp/verify", term(s.handleVerifyOTP))
+	m.HandleFunc("POST /v1/revocations", issuer(s.handleRevoke))
+	m.HandleFunc("GET /v1/revocations", term(s.handleRevocations))
+	m.HandleFunc("POST /v1/transfers", term(s.handleTransfer))
+	m.HandleFunc("GET /v1/transfers/{id}", term(s.handleGetTransfer))
+	m.HandleFunc("POST /v1/transfers/{id}/claim", term(s.handleClaim))
+	m.HandleFunc("POST /v1/transfers/{id}/reclaim", term(s.handleReclaim))
+	m.HandleFunc("GET /v1/audit", issuer(s.handleAudit))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, newErr(http.StatusNotFound, CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})
 	s.mux = m
-}
-
-// issuerOnly guards an issuer operation with Config.IssuerToken.
-func (s *Server) issuerOnly(h http.HandlerFunc) http.HandlerFunc {
-	if s.cfg.IssuerToken == "" {
-		return h
-	}
-	want := []byte("Bearer " + s.cfg.IssuerToken)
-	return func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			writeErr(w, newErr(http.StatusUnauthorized, CodeUnauthorised, "this issuer operation needs the issuer token"))
-			return
-		}
-		h(w, r)
-	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -168,6 +168,7 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 		}
 		res.Repeated = true
 	}
+	res.Account = MaskAccount(res.Account)
 	if res.Signature, err = sign(s.signer, res.SignedBytes()); err != nil {
 		return res, internal(err)
 	}
@@ -319,6 +320,9 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 		return SettlementAck{}, err
 	}
 	// Committed: only now is the acknowledgement made.
+	for i := range ack.Entries {
+		ack.Entries[i].Account = MaskAccount(ack.Entries[i].Account)
+	}
 	if ack.Signature, err = sign(s.signer, ack.SignedBytes()); err != nil {
 		return SettlementAck{}, internal(err)
 	}

@@ -134,14 +134,15 @@ func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // lab is a backend on httptest, the issuer, and a clock.
 type lab struct {
-	t      *testing.T
-	is     *spd.Issuer
-	srv    *backend.Server
-	url    string
-	admin  *backend.Client // reaches the backend without faults
-	faults *faults
-	clock  *clock
-	serial byte
+	t         *testing.T
+	is        *spd.Issuer
+	srv       *backend.Server
+	url       string
+	admin     *backend.Client // the issuer's client: reaches the backend without faults
+	termToken string          // the terminals' credential
+	faults    *faults
+	clock     *clock
+	serial    byte
 }
 
 var (
@@ -168,8 +169,16 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)}
+	issuerToken, err := backend.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	termToken, err := backend.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := backend.Open(backend.Config{DBPath: filepath.Join(t.TempDir(), "backend.db"), Now: clk.Now,
-		Keys: backend.Keys{Signer: is.HostKey(), IssuerCA: ca}})
+		Keys: backend.Keys{Signer: is.HostKey(), IssuerCA: ca}, IssuerToken: issuerToken, TerminalToken: termToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +191,8 @@ func newLab(t *testing.T) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &lab{t: t, is: is, srv: srv, url: hs.URL, admin: admin, clock: clk,
+	admin.Credential = issuerToken
+	return &lab{t: t, is: is, srv: srv, url: hs.URL, admin: admin, termToken: termToken, clock: clk,
 		faults: &faults{base: http.DefaultTransport, plan: map[string][]fault{}}}
 }
 
@@ -250,6 +260,7 @@ func (l *lab) terminal(link spd.Link, u terminal.User) *terminal.Terminal {
 	if err != nil {
 		l.t.Fatal(err)
 	}
+	c.Credential = l.termToken
 	tm, err := terminal.New(terminal.Config{SPD: link, Backend: c, IssuerCA: &l.is.CA.PublicKey, User: u,
 		Clock: l.clock.Now, Region: home, CallTimeout: 300 * time.Millisecond,
 		Identity:   &terminal.IdentityQuestion{Question: "First pet?", Digest: terminal.AnswerDigest("rex")},
