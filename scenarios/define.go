@@ -1,8 +1,11 @@
 package scenarios
 
+import . "github.com/onsi/ginkgo/v2"
+
 // Define registers every conformance case against d. Call it once, from
 // the suite's test main (or `spdlab certify`), before RunSpecs.
 func Define(d Driver) {
+	BeforeEach(func() { needCitedFeatures(d) })
 	defineApplication(d)
 	defineLifeCycle(d)
 	defineVerification(d)

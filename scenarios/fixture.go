@@ -86,7 +86,7 @@ func open(ctx context.Context, d Driver) *Fixture {
 	}
 	dev, err := d.Open(ctx)
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
-	rec := linktest.Record(dev.Link)
+	rec := linktest.Record(featureGate{Link: dev.Link, d: d})
 	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec), Issuer: d.Issuer(), rec: rec}
 	openDevices.Add(1)
 	DeferCleanup(func() {
@@ -134,6 +134,7 @@ func personalised(ctx context.Context, d Driver, p *spd.Profile) *Fixture {
 	if p != nil {
 		prof = *p
 	}
+	adaptProfile(&prof, d.Profile())
 	got, err := f.Issuer.Personalise(ctx, f.Client, prof)
 	Expect(err).NotTo(HaveOccurred(), "personalising")
 	f.Profile, f.Pub = got, got.DevicePublicKey
@@ -196,6 +197,9 @@ func (f *Fixture) hostOrder(build func(key *ecdsa.PrivateKey, id []byte) (apdu.C
 func Case(id string, reqsAndClaims ...string) Labels {
 	return Label(append([]string{id}, reqsAndClaims...)...)
 }
+
+// spdProfile shortens the personalisation profile type.
+type spdProfile = spd.Profile
 
 // ecdsaKey shortens host-order builders in cases.
 type ecdsaKey = ecdsa.PrivateKey

@@ -1,0 +1,214 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+
+	"github.com/spdlab/spdlab/reference/tlv"
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// A case is not applicable to a device whose ICS leaves out a feature the
+// case needs. Two rules find what a case needs, so that no case has to
+// remember to ask:
+//
+//   - by what it cites: a case labelled with a requirement of an optional
+//     feature (requirementFeatures) needs that feature;
+//   - by what it sends: the lab never sends a device a command of a
+//     feature it does not declare (commandFeatures); a case about to do
+//     so is not applicable at that point.
+//
+// Both skip with Why, naming the ICS entry.
+
+// requirementFeatures maps the requirements of SPEC.md that belong to an
+// optional feature, by ID prefix or whole ID.
+var requirementFeatures = map[string]Capability{
+	"SPD-PAY-1": PayBalance,
+	"SPD-PAY-2": PayAccount,
+	"SPD-PAY-3": PayUses,
+	"SPD-LED-3": Offline,
+	"SPD-TOK-":  Tokens,
+	"SPD-XFR-":  Transfers,
+	"SPD-BIO-":  Biometric,
+	"SPD-VER-1": Location,
+	"SPD-VER-2": Attribute,
+	"SPD-VER-3": CertVerify,
+	"SPD-KEY-4": CertVerify,
+	"SPD-MED-1": Media,
+	"SPD-MED-4": ParseMedium,
+}
+
+// featuresCited lists the optional features the labels cite.
+func featuresCited(labels []string) []Capability {
+	var out []Capability
+	for _, l := range labels {
+		for req, f := range requirementFeatures {
+			if l == req || strings.HasSuffix(req, "-") && strings.HasPrefix(l, req) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// needCitedFeatures skips the running case when it cites a requirement of
+// a feature the DUT does not declare. Define runs it before every case.
+func needCitedFeatures(d Driver) {
+	for _, f := range featuresCited(CurrentSpecReport().Labels()) {
+		need(d, f)
+	}
+}
+
+// commandFeatures are the optional features a command APDU exercises;
+// none for commands every device implements (SPEC.md sections 2 and 4).
+func commandFeatures(cmd []byte) []Capability {
+	if len(cmd) < 4 {
+		return nil
+	}
+	cla, ins, p1, p2 := cmd[0], cmd[1], cmd[2], cmd[3]
+	switch {
+	case cla == 0x00 && ins == 0x20 && p2 == 0x81:
+		return []Capability{Biometric}
+	case cla == 0x00 && ins == 0x88:
+		return []Capability{CertVerify}
+	case cla != 0x80:
+		return nil
+	}
+	switch ins {
+	case 0x60: // PAY
+		var out []Capability
+		switch p1 {
+		case 0x01:
+			out = append(out, PayBalance)
+		case 0x02:
+			out = append(out, PayAccount)
+		case 0x03:
+			out = append(out, PayUses)
+		}
+		if p2 == 0x01 {
+			out = append(out, Offline)
+		}
+		return append(out, payDataFeatures(dataField(cmd))...)
+	case 0x68:
+		return []Capability{Media}
+	case 0x6A:
+		return []Capability{Tokens}
+	case 0x6C, 0x6E, 0x70:
+		return []Capability{Transfers}
+	case 0x72:
+		return []Capability{ParseMedium}
+	}
+	return nil
+}
+
+// dataField is the data field of a command APDU (ISO 7816-4 cases 3 and
+// 4, short or extended), or nil.
+func dataField(cmd []byte) []byte {
+	switch {
+	case len(cmd) > 5 && cmd[4] != 0:
+		if n := int(cmd[4]); len(cmd) >= 5+n {
+			return cmd[5 : 5+n]
+		}
+	case len(cmd) > 7 && cmd[4] == 0:
+		if n := int(cmd[5])<<8 | int(cmd[6]); len(cmd) >= 7+n {
+			return cmd[7 : 7+n]
+		}
+	}
+	return nil
+}
+
+// payDataFeatures finds the features a PAY's data field asks for: a
+// channel (DF0E, which only token payments restrict), a region other than
+// the suite's home region, a required tier.
+func payDataFeatures(data []byte) []Capability {
+	objs, err := tlv.Parse(data)
+	if err != nil {
+		return nil
+	}
+	var out []Capability
+	for _, o := range objs {
+		switch o.Tag {
+		case 0xDF0E:
+			out = append(out, Tokens)
+		case 0xDF26:
+			if len(o.Value) == 2 && uint16(o.Value[0])<<8|uint16(o.Value[1]) != Home {
+				out = append(out, Location)
+			}
+		case 0xDF5E:
+			if len(o.Value) == 1 && o.Value[0] != 0 {
+				out = append(out, Attribute)
+			}
+		}
+	}
+	return out
+}
+
+// featureGate is the link a case's client uses: it lets through only
+// commands of features the DUT declares.
+type featureGate struct {
+	link.Link
+	d Driver
+}
+
+// errUndeclared is what a gate answers outside a running case.
+var errUndeclared = errors.New("scenarios: command of a feature the ICS does not declare")
+
+func (g featureGate) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	for _, f := range commandFeatures(cmd) {
+		if g.d.Profile().Has(f) {
+			continue
+		}
+		if CurrentSpecReport().LeafNodeText == "" {
+			return nil, fmt.Errorf("%w: %s", errUndeclared, f)
+		}
+		Skip(Why(f, g.d.Profile().Name))
+	}
+	return g.Link.Exchange(ctx, cmd)
+}
+
+// Unwrap gives the gated link.
+func (g featureGate) Unwrap() link.Link { return g.Link }
+
+func (g featureGate) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	if r, ok := g.Link.(link.Resetter); ok {
+		return r.Reset(ctx, cold)
+	}
+	return nil, fmt.Errorf("scenarios: %s cannot reset", g.Link)
+}
+
+func (g featureGate) PowerOff(ctx context.Context) error {
+	if p, ok := g.Link.(link.PowerCycler); ok {
+		return p.PowerOff(ctx)
+	}
+	return fmt.Errorf("scenarios: %s cannot cycle power", g.Link)
+}
+
+func (g featureGate) PowerOn(ctx context.Context) ([]byte, error) {
+	if p, ok := g.Link.(link.PowerCycler); ok {
+		return p.PowerOn(ctx)
+	}
+	return nil, fmt.Errorf("scenarios: %s cannot cycle power", g.Link)
+}
+
+func (g featureGate) ATR() []byte {
+	if a, ok := g.Link.(link.ATRer); ok {
+		return a.ATR()
+	}
+	return nil
+}
+
+// adaptProfile leaves out of a personalisation profile what a device
+// without the feature cannot hold: allowed regions and adjustments
+// (location), the biometric template (biometric).
+func adaptProfile(p *spdProfile, pr Profile) {
+	if !pr.Has(Location) {
+		p.Regions, p.Adjustments = nil, nil
+	}
+	if !pr.Has(Biometric) {
+		p.BioTemplate, p.BioThreshold = nil, 0
+	}
+}
