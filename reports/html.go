@@ -14,7 +14,7 @@ var certTemplate = template.Must(template.New("cert").Funcs(template.FuncMap{
 	"class": func(v Verdict) string { return strings.ReplaceAll(string(v), " ", "-") },
 }).Parse(`<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>spdlab certification: {{.DUT}}</title>
+<title>spdlab certification: {{.Run.DUT}}</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;width:100%;margin-bottom:2em}
@@ -29,9 +29,9 @@ td.id{white-space:nowrap;font-family:monospace}
 .not-covered{background:#fff;color:#999}
 </style></head><body>
 <h1>spdlab certification report</h1>
-<p>Device under test: <b>{{.DUT}}</b><br>Suite: {{.Suite}}<br>Run: {{.Started.UTC.Format "2006-01-02 15:04:05"}} to {{.Finished.UTC.Format "15:04:05"}} UTC</p>
-<p class="verdict {{if .Certified}}passed{{else}}failed{{end}}">{{if .Certified}}CERTIFIED{{else}}NOT CERTIFIED{{end}}:
-{{.Passed}} passed, {{.Failed}} failed, {{.NotApplic}} not applicable</p>
+<p>Device under test: <b>{{.Run.DUT}}</b><br>Suite: {{.Suite}}<br>Run: {{.Run.Started.UTC.Format "2006-01-02 15:04:05"}} to {{.Run.Finished.UTC.Format "15:04:05"}} UTC</p>
+<p class="verdict {{if .Certified}}passed{{else}}failed{{end}}">{{.Verdict}}:
+{{.Passed}} passed, {{.Failed}} failed, {{.NotApplic}} not applicable, {{.NotRun}} not run</p>
 <h2>Claims C1 to C50</h2>
 <div class="claims">{{range .ClaimRows}}<div class="{{class .Verdict}}" title="{{.Verdict}}"><b>{{.Claim}}</b><br>{{.Verdict}}</div>{{end}}</div>
 {{if .Failed}}<h2>Failed cases</h2>
@@ -85,12 +85,18 @@ func (c Certificate) WriteHTML(w io.Writer) error {
 	return nil
 }
 
-// Summary is a one-line verdict for terminals and logs.
+// Summary is the verdict and the counts on one line, then one line per
+// finding that kept the run from being a certificate.
 func (c Certificate) Summary() string {
-	v := "NOT CERTIFIED"
-	if c.Certified {
-		v = "CERTIFIED"
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d passed, %d failed, %d not applicable, %d not run", c.Verdict, c.Passed, c.Failed, c.NotApplic, c.NotRun)
+	if c.Run.CaseCount > 0 {
+		fmt.Fprintf(&b, " (suite: %d cases)", c.Run.CaseCount)
 	}
-	return v + ": " + strconv.Itoa(c.Passed) + " passed, " + strconv.Itoa(c.Failed) + " failed, " +
-		strconv.Itoa(c.NotApplic) + " not applicable"
+	if !c.Certified {
+		for _, f := range c.Findings {
+			b.WriteString("\n  - " + f)
+		}
+	}
+	return b.String()
 }

@@ -1,8 +1,10 @@
 package reports
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,37 +13,46 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 )
 
-// Files written by Write, relative to its directory.
+// Files written by Write, relative to its directory. FileGinkgo is the
+// name the suite's own JSON report should have there.
 const (
 	FileHTML        = "report.html"
 	FileJUnit       = "junit.xml"
 	FileCertificate = "certificate.json"
 	FileManifest    = "manifest.json"
+	FileGinkgo      = "ginkgo.json"
 )
 
-// Write builds the certificate for dut from rs and writes the HTML page,
-// JUnit XML, the certificate as JSON and the manifest signed with key into
-// dir. It returns the certificate.
-func Write(dir, dut string, rs []types.Report, key *ecdsa.PrivateKey) (Certificate, error) {
+// Write builds the certificate of a run from info and rs, writes the HTML
+// page, JUnit XML and certificate.json into dir, and then signs with key a
+// manifest of every regular file in dir (the Ginkgo report, a trace and
+// anything else the run left there included). The lab's key fingerprint
+// in the certificate is computed from key, and the tool version and
+// commit are read from the build when info leaves them empty.
+func Write(dir string, info RunInfo, rs []types.Report, key *ecdsa.PrivateKey) (Certificate, error) {
+	if key == nil {
+		return Certificate{}, errors.New("reports: Write needs the lab key")
+	}
+	if len(rs) == 0 {
+		return Certificate{}, errors.New("reports: no Ginkgo report to write")
+	}
+	if err := info.complete(); err != nil {
+		return Certificate{}, err
+	}
+	info.Lab.KeyFingerprint = Fingerprint(&key.PublicKey)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Certificate{}, fmt.Errorf("reports: %w", err)
 	}
-	c := Build(dut, rs)
-	f, err := os.Create(filepath.Join(dir, FileHTML))
-	if err != nil {
-		return c, fmt.Errorf("reports: %w", err)
-	}
-	if err := c.WriteHTML(f); err != nil {
-		f.Close()
+	c := Build(info, rs)
+	var page bytes.Buffer
+	if err := c.WriteHTML(&page); err != nil {
 		return c, err
 	}
-	if err := f.Close(); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, FileHTML), page.Bytes(), 0o644); err != nil {
 		return c, fmt.Errorf("reports: %w", err)
 	}
-	for _, r := range rs[:1] {
-		if err := reporters.GenerateJUnitReport(r, filepath.Join(dir, FileJUnit)); err != nil {
-			return c, fmt.Errorf("reports: junit: %w", err)
-		}
+	if err := reporters.GenerateJUnitReport(rs[0], filepath.Join(dir, FileJUnit)); err != nil {
+		return c, fmt.Errorf("reports: junit: %w", err)
 	}
 	cj, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -50,7 +61,7 @@ func Write(dir, dut string, rs []types.Report, key *ecdsa.PrivateKey) (Certifica
 	if err := os.WriteFile(filepath.Join(dir, FileCertificate), cj, 0o644); err != nil {
 		return c, fmt.Errorf("reports: %w", err)
 	}
-	m, err := SignManifest(dir, []string{FileHTML, FileJUnit, FileCertificate}, dut, c.Certified, key)
+	m, err := signManifest(dir, c, key)
 	if err != nil {
 		return c, err
 	}
@@ -64,15 +75,33 @@ func Write(dir, dut string, rs []types.Report, key *ecdsa.PrivateKey) (Certifica
 	return c, nil
 }
 
-// ReadManifest loads a manifest written by Write.
-func ReadManifest(dir string) (Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, FileManifest))
+// ParseCertificate reads a certificate.json written by Write.
+func ParseCertificate(b []byte) (Certificate, error) {
+	var c Certificate
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Certificate{}, fmt.Errorf("reports: %s: %w", FileCertificate, err)
+	}
+	if dec.More() {
+		return Certificate{}, fmt.Errorf("reports: %s: data after the certificate", FileCertificate)
+	}
+	switch c.Verdict {
+	case VerdictCertified, VerdictNotCertified, VerdictPartial, VerdictInterrupted, VerdictIncomplete:
+	default:
+		return Certificate{}, fmt.Errorf("reports: %s: unknown verdict %q", FileCertificate, c.Verdict)
+	}
+	if c.Certified != (c.Verdict == VerdictCertified) {
+		return Certificate{}, fmt.Errorf("reports: %s: certified=%v contradicts verdict %q", FileCertificate, c.Certified, c.Verdict)
+	}
+	return c, nil
+}
+
+// ReadCertificate loads dir's certificate.json.
+func ReadCertificate(dir string) (Certificate, error) {
+	b, err := os.ReadFile(filepath.Join(dir, FileCertificate))
 	if err != nil {
-		return Manifest{}, fmt.Errorf("reports: %w", err)
+		return Certificate{}, fmt.Errorf("reports: %w", err)
 	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return Manifest{}, fmt.Errorf("reports: %s: %w", FileManifest, err)
-	}
-	return m, nil
+	return ParseCertificate(b)
 }

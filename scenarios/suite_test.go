@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -34,9 +35,12 @@ var _ = ReportAfterSuite("certification report", func(r Report) {
 	if *reportDir == "" {
 		return
 	}
-	key, err := reports.LabKey(reports.DefaultLabKeyPath())
+	lab, key, err := reports.OpenLab(reports.DefaultLabKeyPath())
+	if errors.Is(err, reports.ErrNoLabKey) {
+		lab, key, err = reports.EphemeralLab()
+	}
 	Expect(err).NotTo(HaveOccurred())
-	c, err := reports.Write(*reportDir, *dutFlag, []Report{r}, key)
+	c, err := reports.Write(*reportDir, reports.RunInfo{DUT: *dutFlag, Lab: lab}, []Report{r}, key)
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Println(c.Summary())
 })

@@ -62,7 +62,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("set-up: %w", err)
 	}
-	key, err := reports.LabKey(*keyPath)
+	lab, key, err := reports.OpenLab(*keyPath)
 	if err != nil {
 		return fmt.Errorf("set-up: %w", err)
 	}
@@ -106,7 +106,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := reports.Write(*out, name, rs, key)
+	c, err := reports.Write(*out, reports.RunInfo{DUT: name, Lab: lab}, rs, key)
 	if err != nil {
 		return err
 	}

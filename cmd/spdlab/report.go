@@ -2,56 +2,111 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spdlab/spdlab/reports"
 )
 
 func init() {
-	register("report", "write or verify a certification report from a Ginkgo JSON report", runReport)
+	register("report", "write a certification report from a Ginkgo JSON report, or verify one against a trusted lab key", runReport)
 }
 
 func runReport(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR")
+	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE)")
 	jsonPath := flags.String("json", "", "Ginkgo JSON report of a conformance run")
 	dut := flags.String("dut", "", "the device under test the run was against")
 	out := flags.String("out", "", "directory for report.html, junit.xml, certificate.json, manifest.json")
-	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256); made on first use when absent")
-	verify := flags.String("verify", "", "verify the manifest and files of a report directory")
+	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made once with 'spdlab labkey init'")
+	verify := flags.String("verify", "", "verify the manifest and every file of a report directory")
+	labKey := flags.String("lab-key", "", "with --verify: the trusted lab's public key (PEM, as 'spdlab labkey init' writes it)")
+	trustPath := flags.String("trust", "", "with --verify: a file of trusted lab keys (PEM public keys, or one fingerprint per line)")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
+	if flags.NArg() != 0 {
+		flags.Usage()
+		return errUsage
+	}
 	if *verify != "" {
-		m, err := reports.ReadManifest(*verify)
-		if err != nil {
-			return err
-		}
-		if err := reports.VerifyManifest(*verify, m, nil); err != nil {
-			return err
-		}
-		verdict := "NOT CERTIFIED"
-		if m.Certified {
-			verdict = "CERTIFIED"
-		}
-		fmt.Fprintf(e.stdout, "%s: manifest verifies (%d files, DUT %s, %s)\n", *verify, len(m.Files), m.DUT, verdict)
-		return nil
+		return verifyReport(e, *verify, *labKey, *trustPath)
 	}
 	if *jsonPath == "" || *out == "" || *dut == "" {
 		flags.Usage()
 		return errUsage
 	}
-	rs, err := reports.LoadGinkgoJSON(*jsonPath)
+	lab, key, err := reports.OpenLab(*keyPath)
 	if err != nil {
 		return err
 	}
-	key, err := reports.LabKey(*keyPath)
+	raw, err := os.ReadFile(*jsonPath)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	rs, err := reports.ParseGinkgoJSON(raw)
+	if err != nil {
+		return fmt.Errorf("report: %s: %w", *jsonPath, err)
+	}
+	// The Ginkgo report is the run's evidence: keep it in the directory
+	// the manifest signs.
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(*out, reports.FileGinkgo), raw, 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	c, err := reports.Write(*out, reports.RunInfo{DUT: *dut, Lab: lab}, rs, key)
 	if err != nil {
 		return err
 	}
-	c, err := reports.Write(*out, *dut, rs, key)
-	if err != nil {
-		return err
+	fmt.Fprintf(e.stdout, "%s\nreport: %s\n", c.Summary(), filepath.Join(*out, reports.FileHTML))
+	return nil
+}
+
+// verifyReport checks dir against a trust anchor and prints the signer's
+// fingerprint and the verdict.
+func verifyReport(e *env, dir, labKey, trustPath string) error {
+	trust := reports.Trust{}
+	if labKey != "" {
+		b, err := os.ReadFile(labKey)
+		if err != nil {
+			return fmt.Errorf("report: --lab-key: %w", err)
+		}
+		name, pub, err := reports.ParsePublicKeyPEM(b)
+		if err != nil {
+			return fmt.Errorf("report: --lab-key %s: %w", labKey, err)
+		}
+		trust.Add(pub, name)
 	}
-	fmt.Fprintf(e.stdout, "%s\nreport: %s/%s\n", c.Summary(), *out, reports.FileHTML)
+	if trustPath != "" {
+		b, err := os.ReadFile(trustPath)
+		if err != nil {
+			return fmt.Errorf("report: --trust: %w", err)
+		}
+		t, err := reports.ParseTrust(b)
+		if err != nil {
+			return fmt.Errorf("report: --trust %s: %w", trustPath, err)
+		}
+		for fp, n := range t {
+			trust[fp] = n
+		}
+	}
+	if len(trust) == 0 {
+		return fmt.Errorf("report: refusing to verify %s without a trust anchor: a manifest proves only that someone signed it; "+
+			"pass the lab's public key with --lab-key FILE (the lab prints it with 'spdlab labkey show') or a file of trusted fingerprints with --trust FILE", dir)
+	}
+	m, err := reports.Verify(dir, trust)
+	if m.KeyFingerprint != "" {
+		fmt.Fprintf(e.stdout, "%s: signed by %s (lab %q)\n", dir, m.KeyFingerprint, m.Run.Lab.Name)
+	}
+	if err != nil {
+		if errors.Is(err, reports.ErrUntrusted) {
+			return fmt.Errorf("report: %s is NOT signed by a trusted lab key: %w", dir, err)
+		}
+		return fmt.Errorf("report: %s does NOT verify: %w", dir, err)
+	}
+	fmt.Fprintf(e.stdout, "%s: manifest verifies: %d files intact, signer trusted, DUT %s\nverdict: %s\n", dir, len(m.Files), m.Run.DUT, m.Verdict)
 	return nil
 }

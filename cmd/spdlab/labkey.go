@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spdlab/spdlab/reports"
+)
+
+func init() {
+	register("labkey", "make or show the lab's report signing key (init --name LAB | show)", runLabKey)
+}
+
+func runLabKey(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 || (args[0] != "init" && args[0] != "show") {
+		fmt.Fprintln(e.stderr, "usage: spdlab labkey init --name LAB [--key FILE] | show [--key FILE]")
+		return errUsage
+	}
+	sub := args[0]
+	flags := newFlags(e, "labkey "+sub, "[--key FILE]"+map[string]string{"init": " --name LAB", "show": ""}[sub])
+	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "the lab's private signing key (PEM, EC P-256); its public key goes beside it as *.pub.pem")
+	var name *string
+	if sub == "init" {
+		name = flags.String("name", "", "the lab's name, recorded in every report it signs")
+	}
+	if err := flags.Parse(args[1:]); err != nil {
+		return err
+	}
+	if flags.NArg() != 0 {
+		flags.Usage()
+		return errUsage
+	}
+	if sub == "init" {
+		if *name == "" {
+			flags.Usage()
+			return errUsage
+		}
+		lab, err := reports.InitLab(*keyPath, *name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "lab %q: key %s (keep it private)\npublic key: %s (give it to whoever verifies your reports)\nfingerprint: %s\n",
+			lab.Name, *keyPath, reports.PublicKeyPath(*keyPath), lab.KeyFingerprint)
+		return nil
+	}
+	lab, key, err := reports.OpenLab(*keyPath)
+	if err != nil {
+		return err
+	}
+	pub, err := reports.PublicKeyPEM(&key.PublicKey, lab.Name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "lab: %s\nkey: %s\nfingerprint: %s\n%s", lab.Name, *keyPath, lab.KeyFingerprint, pub)
+	if _, err := os.Stat(reports.PublicKeyPath(*keyPath)); err == nil {
+		fmt.Fprintf(e.stdout, "public key file: %s\n", reports.PublicKeyPath(*keyPath))
+	}
+	return nil
+}

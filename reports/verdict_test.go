@@ -1,0 +1,262 @@
+package reports
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
+)
+
+// The verdict rules are checked on reports of real Ginkgo runs: the test
+// binary runs itself once per tiny suite below (Ginkgo runs one suite per
+// process) and reads back the JSON report it wrote.
+
+const suiteEnv = "SPDLAB_REPORTS_GINKGO_SUITE"
+
+// tinySuite is a suite definition and the Ginkgo configuration it runs with.
+type tinySuite struct {
+	define    func()
+	configure func(*types.SuiteConfig)
+}
+
+func pass(id string) {
+	ginkgo.It("passes "+id, ginkgo.Label(id, "SPD-APP-1", "C1"), func() {})
+}
+
+func na(id, why string) {
+	ginkgo.It("needs a feature "+id, ginkgo.Label(id, "SPD-BIO-1", "C32"), func() { ginkgo.Skip(NotApplicablePrefix + why) })
+}
+
+var tinySuites = map[string]tinySuite{
+	"certified": {define: func() {
+		pass("TC-A-001")
+		pass("TC-A-002")
+		na("TC-B-001", "ICS features.Biometric is false")
+		ginkgo.It("is a helper spec, not a case", func() {})
+	}},
+	"failed": {define: func() {
+		pass("TC-A-001")
+		ginkgo.It("fails", ginkgo.Label("TC-A-002", "SPD-PAY-1", "C2"), func() { ginkgo.Fail("expected 6985, got 9000") })
+		na("TC-B-001", "ICS features.Biometric is false")
+	}},
+	"ordered": {define: func() {
+		ginkgo.Describe("PIN flow", ginkgo.Ordered, func() {
+			ginkgo.It("blocks the PIN", ginkgo.Label("TC-A-001", "SPD-PIN-3", "C32"), func() { ginkgo.Fail("PIN not blocked") })
+			ginkgo.It("unblocks it", ginkgo.Label("TC-A-002", "SPD-PIN-3", "C32"), func() {})
+		})
+		pass("TC-B-001")
+	}},
+	"beforeall-failed": {define: func() {
+		ginkgo.Describe("flow", ginkgo.Ordered, func() {
+			ginkgo.BeforeAll(func() { ginkgo.Fail("personalising: 6A80") })
+			ginkgo.It("one", ginkgo.Label("TC-A-001"), func() {})
+			ginkgo.It("two", ginkgo.Label("TC-A-002"), func() {})
+		})
+		pass("TC-B-001")
+	}},
+	"beforeall-na": {define: func() {
+		ginkgo.Describe("flow", ginkgo.Ordered, func() {
+			ginkgo.BeforeAll(func() { ginkgo.Skip(NotApplicablePrefix + "rig lacks Fresh (pcsc:X)") })
+			ginkgo.It("one", ginkgo.Label("TC-A-001"), func() {})
+			ginkgo.It("two", ginkgo.Label("TC-A-002"), func() {})
+		})
+		pass("TC-B-001")
+	}},
+	"beforeall-skip": {define: func() {
+		ginkgo.Describe("flow", ginkgo.Ordered, func() {
+			ginkgo.BeforeAll(func() { ginkgo.Skip("reader busy") })
+			ginkgo.It("one", ginkgo.Label("TC-A-001"), func() {})
+			ginkgo.It("two", ginkgo.Label("TC-A-002"), func() {})
+		})
+		pass("TC-B-001")
+	}},
+	"label-filter": {define: func() {
+		pass("TC-A-001")
+		pass("TC-A-002")
+	}, configure: func(c *types.SuiteConfig) { c.LabelFilter = "TC-A-001" }},
+	"focus": {define: func() {
+		pass("TC-A-001")
+		pass("TC-A-002")
+	}, configure: func(c *types.SuiteConfig) { c.FocusStrings = []string{"TC-A-001"} }},
+	"interrupted": {define: func() {
+		ginkgo.Describe("in order", ginkgo.Ordered, func() {
+			pass("TC-A-001")
+			ginkgo.It("is interrupted", ginkgo.Label("TC-A-002"), func(ctx ginkgo.SpecContext) {
+				if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+					ginkgo.Fail(err.Error())
+				}
+				<-ctx.Done()
+			})
+			pass("TC-A-003")
+		})
+	}},
+	"plain-skip": {define: func() {
+		pass("TC-A-001")
+		ginkgo.It("skips", ginkgo.Label("TC-A-002"), func() { ginkgo.Skip("the device was busy") })
+	}},
+	"all-na": {define: func() {
+		na("TC-A-001", "ICS features.Tokens is false")
+		na("TC-A-002", "ICS features.Transfers is false")
+	}},
+	"before-suite-failed": {define: func() {
+		ginkgo.BeforeSuite(func() { ginkgo.Fail("cannot open the DUT") })
+		pass("TC-A-001")
+	}},
+	"after-suite-failed": {define: func() {
+		ginkgo.AfterSuite(func() { ginkgo.Fail("leaked a device") })
+		pass("TC-A-001")
+	}},
+	"report-after-suite-failed": {define: func() {
+		ginkgo.ReportAfterSuite("broken", func(ginkgo.Report) { ginkgo.Fail("report writer broke") })
+		pass("TC-A-001")
+	}},
+}
+
+// suiteT is the testing.T stand-in a tiny suite reports to.
+type suiteT struct{}
+
+func (suiteT) Fail() {}
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv(suiteEnv); name != "" {
+		s := tinySuites[name]
+		s.define()
+		sc, rc := ginkgo.GinkgoConfiguration()
+		if s.configure != nil {
+			s.configure(&sc)
+		}
+		rc.JSONReport = os.Getenv(suiteEnv + "_JSON")
+		ginkgo.RunSpecs(suiteT{}, "tiny "+name, sc, rc)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// runTiny runs one tiny suite in a child process and returns its report.
+func runTiny(t *testing.T, name string) []types.Report {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), FileGinkgo)
+	cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), suiteEnv+"="+name, suiteEnv+"_JSON="+out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tiny suite %s: %v\n%s", name, err, b)
+	}
+	rs, err := LoadGinkgoJSON(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+func TestVerdictRules(t *testing.T) {
+	tests := []struct {
+		suite     string
+		info      RunInfo
+		verdict   string
+		counts    [4]int            // passed, failed, not applicable, not run
+		reasons   map[string]string // case ID -> reason prefix
+		verdicts  map[string]Verdict
+		finding   string
+		suiteFail string
+	}{
+		{suite: "certified", info: RunInfo{CaseCount: 3}, verdict: VerdictCertified, counts: [4]int{2, 0, 1, 0},
+			reasons: map[string]string{"TC-B-001": "not applicable: ICS features.Biometric is false"}},
+		{suite: "certified", info: RunInfo{CaseCount: 4}, verdict: VerdictIncomplete, counts: [4]int{2, 0, 1, 0},
+			finding: "1 of the suite's 4 cases are missing"},
+		{suite: "certified", info: RunInfo{}, verdict: VerdictIncomplete, counts: [4]int{2, 0, 1, 0},
+			finding: "case count is not recorded"},
+		{suite: "certified", info: RunInfo{CaseCount: 3, Focus: []string{"TC-A"}}, verdict: VerdictPartial, counts: [4]int{2, 0, 1, 0}},
+		{suite: "certified", info: RunInfo{CaseCount: 3, Interrupted: "SIGTERM"}, verdict: VerdictInterrupted, counts: [4]int{2, 0, 1, 0}},
+		{suite: "failed", info: RunInfo{CaseCount: 3}, verdict: VerdictNotCertified, counts: [4]int{1, 1, 1, 0},
+			reasons: map[string]string{"TC-A-002": "expected 6985, got 9000"}},
+		{suite: "failed", info: RunInfo{CaseCount: 3, LabelFilter: "TC-A"}, verdict: VerdictNotCertified, counts: [4]int{1, 1, 1, 0}},
+		{suite: "ordered", info: RunInfo{CaseCount: 3}, verdict: VerdictNotCertified, counts: [4]int{1, 2, 0, 0},
+			verdicts: map[string]Verdict{"TC-A-002": Failed},
+			reasons:  map[string]string{"TC-A-002": "Spec skipped because an earlier spec in an ordered container failed"}},
+		{suite: "beforeall-failed", info: RunInfo{CaseCount: 3}, verdict: VerdictNotCertified, counts: [4]int{1, 2, 0, 0},
+			reasons: map[string]string{"TC-A-001": "personalising: 6A80", "TC-A-002": "Spec skipped because"}},
+		{suite: "beforeall-na", info: RunInfo{CaseCount: 3}, verdict: VerdictCertified, counts: [4]int{1, 0, 2, 0},
+			reasons: map[string]string{"TC-A-001": "not applicable: rig lacks Fresh", "TC-A-002": "not applicable: rig lacks Fresh"}},
+		{suite: "beforeall-skip", info: RunInfo{CaseCount: 3}, verdict: VerdictIncomplete, counts: [4]int{1, 0, 0, 2},
+			reasons: map[string]string{"TC-A-001": "not run: reader busy", "TC-A-002": "not run: Spec skipped because Skip() was called in BeforeAll"}},
+		{suite: "label-filter", info: RunInfo{CaseCount: 2}, verdict: VerdictPartial, counts: [4]int{1, 0, 0, 1},
+			reasons: map[string]string{"TC-A-002": reasonFiltered}, finding: "label filter TC-A-001"},
+		{suite: "focus", info: RunInfo{CaseCount: 2}, verdict: VerdictPartial, counts: [4]int{1, 0, 0, 1},
+			reasons: map[string]string{"TC-A-002": reasonFiltered}, finding: "focused on TC-A-001"},
+		{suite: "interrupted", info: RunInfo{CaseCount: 3}, verdict: VerdictInterrupted, counts: [4]int{1, 0, 0, 2},
+			reasons: map[string]string{"TC-A-002": reasonInterruptedRun, "TC-A-003": reasonNotReached}, finding: "interrupted: Interrupted by User"},
+		{suite: "plain-skip", info: RunInfo{CaseCount: 2}, verdict: VerdictIncomplete, counts: [4]int{1, 0, 0, 1},
+			reasons: map[string]string{"TC-A-002": "not run: the device was busy"}},
+		{suite: "all-na", info: RunInfo{CaseCount: 2}, verdict: VerdictIncomplete, counts: [4]int{0, 0, 2, 0}, finding: "no case passed"},
+		{suite: "before-suite-failed", info: RunInfo{CaseCount: 1}, verdict: VerdictNotCertified, counts: [4]int{0, 0, 0, 0},
+			finding: "1 of the suite's 1 cases are missing", suiteFail: "BeforeSuite: cannot open the DUT"},
+		{suite: "after-suite-failed", info: RunInfo{CaseCount: 1}, verdict: VerdictNotCertified, counts: [4]int{1, 0, 0, 0},
+			suiteFail: "AfterSuite: leaked a device"},
+		{suite: "report-after-suite-failed", info: RunInfo{CaseCount: 1}, verdict: VerdictNotCertified, counts: [4]int{1, 0, 0, 0},
+			suiteFail: "ReportAfterSuite: report writer broke"},
+	}
+	reports := map[string][]types.Report{}
+	for _, tc := range tests {
+		name := tc.suite + "/" + tc.verdict
+		t.Run(name, func(t *testing.T) {
+			rs, ok := reports[tc.suite]
+			if !ok {
+				rs = runTiny(t, tc.suite)
+				reports[tc.suite] = rs
+			}
+			c := Build(tc.info, rs)
+			if c.Verdict != tc.verdict || c.Certified != (tc.verdict == VerdictCertified) {
+				t.Errorf("verdict %q certified=%v, want %q\n%s", c.Verdict, c.Certified, tc.verdict, c.Summary())
+			}
+			if got := [4]int{c.Passed, c.Failed, c.NotApplic, c.NotRun}; got != tc.counts {
+				t.Errorf("passed/failed/n-a/not run = %v, want %v", got, tc.counts)
+			}
+			for _, cs := range c.Cases {
+				if cs.Verdict != Passed && cs.Reason == "" {
+					t.Errorf("%s is %s with no reason", cs.ID, cs.Verdict)
+				}
+				if cs.Verdict == NotApplicable && !strings.HasPrefix(cs.Reason, NotApplicablePrefix) {
+					t.Errorf("%s is not applicable with reason %q", cs.ID, cs.Reason)
+				}
+				if want, ok := tc.reasons[cs.ID]; ok && !strings.HasPrefix(cs.Reason, want) {
+					t.Errorf("%s reason %q, want it to start with %q", cs.ID, cs.Reason, want)
+				}
+				if want, ok := tc.verdicts[cs.ID]; ok && cs.Verdict != want {
+					t.Errorf("%s verdict %s, want %s", cs.ID, cs.Verdict, want)
+				}
+				if strings.Contains(cs.Location, "/work/") || filepath.IsAbs(cs.Location) {
+					t.Errorf("%s location %q is a machine path", cs.ID, cs.Location)
+				}
+			}
+			if tc.finding != "" && !strings.Contains(strings.Join(c.Findings, "\n"), tc.finding) {
+				t.Errorf("findings %q lack %q", c.Findings, tc.finding)
+			}
+			if tc.suiteFail != "" && !strings.Contains(strings.Join(c.SuiteFailures, "\n"), tc.suiteFail) {
+				t.Errorf("suite failures %q lack %q", c.SuiteFailures, tc.suiteFail)
+			}
+			if !strings.HasPrefix(c.Summary(), tc.verdict+": ") {
+				t.Errorf("summary %q", c.Summary())
+			}
+			if c.Certified && len(c.Findings) > 0 {
+				t.Errorf("certified with findings %q", c.Findings)
+			}
+		})
+	}
+}
+
+func TestSummary(t *testing.T) {
+	c := Build(RunInfo{CaseCount: 3}, runTiny(t, "failed"))
+	want := "NOT CERTIFIED: 1 passed, 1 failed, 1 not applicable, 0 not run (suite: 3 cases)\n  - 1 case(s) failed"
+	if c.Summary() != want {
+		t.Fatalf("summary\n%s\nwant\n%s", c.Summary(), want)
+	}
+	if c.Claims["C2"] != Failed || c.Claims["C1"] != Passed || c.Claims["C32"] != NotApplicable {
+		t.Fatalf("claims %v", c.Claims)
+	}
+}
