@@ -228,9 +228,11 @@ func (d *Device) doReadPending(cmd apdu.Command) ([]byte, apdu.SW) {
 		Currency: d.prof.Currency, Token: r.Token, Time: unixTime(r.Time), Payee: r.Payee,
 		Serial: r.Serial, Counterpart: r.Counterpart,
 	}
-	if err := pr.Sign(d.key); err != nil {
+	sig, err := d.signDigest(pr.Digest())
+	if err != nil {
 		return nil, apdu.SWUnknown
 	}
+	pr.Signature = sig
 	return pr.Marshal(), apdu.SWOK
 }
 

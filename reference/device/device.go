@@ -15,6 +15,7 @@ package device
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -36,8 +37,10 @@ import (
 // Zero values take the defaults named on each field.
 type Config struct {
 	// Seed, when set, makes the device key and every random value
-	// (challenges, tokens) a deterministic function of it. Tests only: a
-	// real device draws from crypto/rand.
+	// (challenges, tokens) a deterministic function of it, and the device
+	// signs with deterministic ECDSA (RFC 6979), so that the known-answer
+	// vectors of SPEC.md Annex A replay byte for byte. Tests only: a real
+	// device draws from crypto/rand.
 	Seed []byte
 	// MaxLedger bounds the pending ledger (default 64 records).
 	MaxLedger int
@@ -474,6 +477,24 @@ func (g *drbg) Read(p []byte) (int, error) {
 		n += k
 	}
 	return n, nil
+}
+
+// signDigest signs a SHA-256 digest with the device key: hedged ECDSA
+// from crypto/rand, or RFC 6979 deterministic ECDSA when Config.Seed is set.
+func (d *Device) signDigest(digest []byte) ([]byte, error) {
+	if len(d.cfg.Seed) > 0 {
+		return d.key.Sign(nil, digest, crypto.SHA256)
+	}
+	return ecdsa.SignASN1(rand.Reader, d.key, digest)
+}
+
+// signer is the device key as medium.Sign uses it.
+type signer struct{ d *Device }
+
+func (s signer) Public() crypto.PublicKey { return &s.d.key.PublicKey }
+
+func (s signer) Sign(_ io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
+	return s.d.signDigest(digest)
 }
 
 // generateKey makes the device key pair: from crypto/rand, or derived from

@@ -48,7 +48,7 @@ func (d *Device) baseInfo(kind medium.Kind, nc counters, pending int64, at uint3
 }
 
 func (d *Device) sign(info medium.ServiceInfo) ([]byte, apdu.SW) {
-	env, err := medium.Sign(info, d.key)
+	env, err := medium.Sign(info, signer{d})
 	if err != nil {
 		return nil, apdu.SWUnknown
 	}

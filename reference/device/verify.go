@@ -1,8 +1,6 @@
 package device
 
 import (
-	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/subtle"
 
 	"github.com/spdlab/spdlab/reference/apdu"
@@ -26,7 +24,7 @@ func (d *Device) doInternalAuthenticate(cmd apdu.Command) ([]byte, apdu.SW) {
 	if len(cmd.Data) < 1 || len(cmd.Data) > 64 {
 		return nil, apdu.SWWrongLength
 	}
-	sig, err := ecdsa.SignASN1(rand.Reader, d.key, spd.AuthenticationDigest(d.id, cmd.Data))
+	sig, err := d.signDigest(spd.AuthenticationDigest(d.id, cmd.Data))
 	if err != nil {
 		return nil, apdu.SWUnknown
 	}

@@ -2,6 +2,7 @@ package spd
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"strings"
 	"time"
@@ -43,7 +45,9 @@ func SealIssuerData(key *ecdsa.PrivateKey, ins INS, deviceID, body []byte) ([]by
 	if key == nil {
 		return nil, errors.New("spd: no issuer key")
 	}
-	sig, err := ecdsa.SignASN1(rand.Reader, key, issuerDigest(ins, deviceID, body))
+	// Deterministic ECDSA (RFC 6979): an order signs to the same bytes every
+	// time, so the known-answer vectors (SPEC.md Annex A) rebuild exactly.
+	sig, err := key.Sign(nil, issuerDigest(ins, deviceID, body), crypto.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("spd: signing %s: %w", ins, err)
 	}
@@ -508,11 +512,20 @@ func (is *Issuer) Certify(deviceID []byte, pub *ecdsa.PublicKey) ([]byte, error)
 		KeyUsage:           x509.KeyUsageDigitalSignature,
 		SignatureAlgorithm: x509.ECDSAWithSHA256,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, is.caCert, pub, is.CA)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, is.caCert, pub, deterministic{is.CA})
 	if err != nil {
 		return nil, fmt.Errorf("spd: device certificate: %w", err)
 	}
 	return der, nil
+}
+
+// deterministic signs with RFC 6979 ECDSA whatever random source it is
+// given: a device certificate is a function of the CA key, device ID and
+// device key alone.
+type deterministic struct{ *ecdsa.PrivateKey }
+
+func (k deterministic) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return k.PrivateKey.Sign(nil, digest, opts)
 }
 
 // Initialise returns the INITIALISE command that loads the CA public key and

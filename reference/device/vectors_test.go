@@ -1,0 +1,602 @@
+package device
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/store"
+	"github.com/spdlab/spdlab/reference/tlv"
+	"github.com/spdlab/spdlab/reference/vectors"
+)
+
+// The known-answer vectors of SPEC.md Annex A are made here, by running
+// the reference device (seeded: fixed key, fixed random values, RFC 6979
+// signatures) through the host-side builders of reference/spd. TestVectors
+// replays the committed file and wants every response byte for byte;
+// -update rewrites the file, deliberately, after a layout change.
+var updateVectors = flag.Bool("update", false, "rewrite reference/vectors/vectors.json from the reference device")
+
+const vectorFile = "../vectors/vectors.json"
+
+var (
+	vectorSeed   = []byte("SPDLAB known-answer vector device")
+	peerSeed     = []byte("SPDLAB known-answer vector peer")
+	vectorID     = []byte{0x5D, 0x1A, 0xB0, 0xFF, 0x00, 0x00, 0x00, 0x01}
+	peerID       = []byte{0x5D, 0x1A, 0xB0, 0xFF, 0x00, 0x00, 0x00, 0x02}
+	vectorClock  = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	vectorBio    = []byte{12, 40, 33, 90, 120, 7, 66, 201, 150, 31, 88, 19, 240, 5, 77, 133}
+	vectorAcct   = []byte("DE89370400440532013000")
+	vectorPIN    = "2580"
+	vectorPUK    = "13572468"
+	vectorChalng = []byte{0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F}
+)
+
+// vectorKey derives a fixed P-256 key from a label.
+func vectorKey(label string) *ecdsa.PrivateKey {
+	for i := 0; ; i++ {
+		h := sha256.Sum256([]byte(label + strconv.Itoa(i)))
+		if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), h[:]); err == nil {
+			return k
+		}
+	}
+}
+
+func at(d time.Duration) time.Time { return vectorClock.Add(d) }
+
+func vectorProfile(id []byte, pub *ecdsa.PublicKey) spd.Profile {
+	token := bytes.Repeat([]byte{0xA0}, spd.TokenLen)
+	copy(token[spd.TokenLen-8:], id)
+	return spd.Profile{
+		DeviceID: id, DevicePublicKey: pub, Currency: 978, Balance: 100_00, Uses: 10,
+		Account: vectorAcct, AccountToken: token, PIN: vectorPIN, PUK: vectorPUK, PINTryLimit: 3,
+		BioTemplate: vectorBio, BioThreshold: 400,
+		Limits:        spd.Limits{MaxPayment: 50_00, MaxPending: 30_00, MaxOfflineCount: 5, MaxOfflineAge: 72 * time.Hour},
+		TierDiscounts: [4]uint16{0, 1000, 2000, 3000},
+		Regions:       []uint16{276, 250},
+		Adjustments:   []spd.RegionAdjustment{{Region: 250, BasisPoints: 500}},
+		Time:          vectorClock,
+	}
+}
+
+// exchange sends raw to d and, unless rawStep, follows 61xx with GET
+// RESPONSE, returning the whole response and the final status word.
+func exchange(d *Device, raw []byte, rawStep bool) []byte {
+	resp := d.Process(raw)
+	if rawStep || len(resp) < 2 {
+		return resp
+	}
+	data := append([]byte(nil), resp[:len(resp)-2]...)
+	for i := 0; resp[len(resp)-2] == 0x61 && i < 64; i++ {
+		resp = d.Process([]byte{0x00, 0xC0, 0x00, 0x00, resp[len(resp)-1]})
+		if len(resp) < 2 {
+			return resp
+		}
+		data = append(data, resp[:len(resp)-2]...)
+	}
+	return append(data, resp[len(resp)-2:]...)
+}
+
+// gen records one sequence while running it.
+type gen struct {
+	t     testing.TB
+	env   *vectorEnv
+	d     *Device
+	steps []vectors.Step
+}
+
+type vectorEnv struct {
+	ca, host *ecdsa.PrivateKey
+	issuer   *spd.Issuer
+	pub      *ecdsa.PublicKey // the vector device's key
+	peer     vectors.Peer
+}
+
+// v declares a variable part of a response.
+func v(path, check string) vectors.Variable { return vectors.Variable{Path: path, Check: check} }
+
+func (g *gen) send(name string, cmd apdu.Command, vars ...vectors.Variable) []byte {
+	g.t.Helper()
+	raw, err := cmd.Bytes()
+	if err != nil {
+		g.t.Fatalf("%s: %v", name, err)
+	}
+	return g.sendBytes(name, raw, false, vars...)
+}
+
+func (g *gen) sendBytes(name string, raw []byte, rawStep bool, vars ...vectors.Variable) []byte {
+	g.t.Helper()
+	resp := exchange(g.d, raw, rawStep)
+	if len(resp) < 2 {
+		g.t.Fatalf("%s: no answer", name)
+	}
+	for i := range vars {
+		off, n, err := locate(resp[:len(resp)-2], vars[i])
+		if err != nil {
+			g.t.Fatalf("%s: variable %s: %v", name, vars[i].Path, err)
+		}
+		vars[i].Offset, vars[i].Length = off, n
+	}
+	g.steps = append(g.steps, vectors.Step{Name: name, Command: hexs(raw), Response: hexs(resp), Raw: rawStep, Variable: vars})
+	return resp
+}
+
+func hexs(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
+
+// locate finds the byte range of a variable part in response data.
+func locate(data []byte, vr vectors.Variable) (int, int, error) {
+	start, end := 0, len(data)
+	if vr.Path != "" {
+		for _, want := range strings.Split(vr.Path, "/") {
+			found := false
+			for p := start; p < end; {
+				tagLen := 1
+				if data[p]&0x1F == 0x1F {
+					for tagLen = 2; data[p+tagLen-1]&0x80 != 0; tagLen++ {
+					}
+				}
+				n, lenLen := int(data[p+tagLen]), 1
+				if n > 0x80 {
+					lenLen = 1 + n&0x7F
+					n = 0
+					for _, b := range data[p+tagLen+1 : p+tagLen+lenLen] {
+						n = n<<8 | int(b)
+					}
+				}
+				vs := p + tagLen + lenLen
+				if hexs(data[p:p+tagLen]) == want {
+					start, end, found = vs, vs+n, true
+					break
+				}
+				p = vs + n
+			}
+			if !found {
+				return 0, 0, fmt.Errorf("tag %s not found", want)
+			}
+		}
+	}
+	if vr.To > 0 {
+		end = start + vr.To
+	}
+	start += vr.From
+	return start, end - start, nil
+}
+
+// prefix takes a blank device to personalised (and active).
+func (g *gen) prefix(activate bool) {
+	g.send("SELECT (blank)", spd.Select())
+	resp := g.send("INITIALISE", spd.Initialise(&g.env.ca.PublicKey, vectorID), v("DF24", "device-key"))
+	if _, err := spd.ParseInitialiseResponse(resp[:len(resp)-2]); err != nil {
+		g.t.Fatal(err)
+	}
+	g.personalise()
+	if activate {
+		g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
+		g.send("ACTIVATE", spd.Activate())
+	}
+}
+
+func (g *gen) personalise() {
+	script, err := g.env.issuer.PersonalisationScript(vectorProfile(vectorID, g.env.pub))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.send("PERSONALISE", script[0])
+	g.steps[len(g.steps)-1].Substitute = "personalise"
+}
+
+func (g *gen) host(build func(*ecdsa.PrivateKey, []byte) (apdu.Command, error)) apdu.Command {
+	cmd, err := build(g.env.host, vectorID)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return cmd
+}
+
+var (
+	sigMedium = v("9F45", "signature-medium")
+	sigRecord = v("E1/9F45", "signature-record")
+	certInMed = v("61/DF11", "certificate")
+)
+
+func pay(kind spd.PaymentKind, mode spd.Mode, amount int64, when time.Duration, region uint16) spd.PayRequest {
+	return spd.PayRequest{Kind: kind, Mode: mode, Amount: amount, Currency: 978, Time: at(when), Region: region}
+}
+
+func cmdOf(cla, ins, p1, p2 byte, data []byte, ne int) apdu.Command {
+	return apdu.Command{CLA: cla, INS: ins, P1: p1, P2: p2, Data: data, Ne: ne}
+}
+
+type sequenceDef struct {
+	name, title string
+	reqs        []string
+	run         func(g *gen)
+}
+
+var getDataTags = []uint32{0xDF04, 0xDF06, 0x9F36, 0xDF05, 0xDF22, 0xDF50, 0x5F2A, 0xDF03, 0xDF5A, 0xDF23, 0xDF2C, 0xDF62}
+
+func getData(tag uint32) apdu.Command { return spd.GetData(tlv.Tag(tag)) }
+
+var sequenceDefs = []sequenceDef{
+	{"application", "SELECT, GET DATA, INITIALISE, PERSONALISE, GET RESPONSE, ACTIVATE and UPDATE PARAMETERS through the life cycle",
+		[]string{"SPD-APP-1", "SPD-APP-5", "SPD-LC-1", "SPD-LC-2", "SPD-KEY-1", "SPD-KEY-2", "SPD-KEY-3", "SPD-UPD-1"},
+		func(g *gen) {
+			g.send("SELECT (blank)", spd.Select())
+			g.send("GET DATA DF20 (blank)", getData(0xDF20))
+			g.send("GET DATA DF02 before INITIALISE", getData(0xDF02))
+			g.send("INITIALISE", spd.Initialise(&g.env.ca.PublicKey, vectorID), v("DF24", "device-key"))
+			g.send("GET DATA DF02", getData(0xDF02))
+			g.send("GET DATA DF24", getData(0xDF24), v("DF24", "device-key"))
+			g.personalise()
+			g.send("SELECT (personalised)", spd.Select())
+			g.send("GET DATA DF11", getData(0xDF11), v("DF11", "certificate"))
+			for _, tag := range getDataTags {
+				g.send(fmt.Sprintf("GET DATA %04X", tag), getData(tag))
+			}
+			g.send("GET DATA 9F7F (unknown)", getData(0x9F7F))
+			r := g.sendBytes("SELECT with Le 05", mustBytes(g.t, cmdOf(0x00, 0xA4, 0x04, 0x00, spd.AID, 5)), true)
+			g.sendBytes("GET RESPONSE", mustBytes(g.t, spd.GetResponse(int(r[len(r)-1]))), true)
+			g.sendBytes("GET RESPONSE with nothing pending", mustBytes(g.t, spd.GetResponse(apdu.MaxShortLe)), true)
+			g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
+			g.send("ACTIVATE", spd.Activate())
+			g.send("SELECT (active)", spd.Select())
+			blocked, active, terminated := spd.StateBlocked, spd.StateActive, spd.StateTerminated
+			g.send("UPDATE PARAMETERS: block", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 1, State: &blocked, Time: at(time.Hour)})
+			}))
+			g.send("SELECT (blocked)", spd.Select())
+			tier := uint8(1)
+			g.send("UPDATE PARAMETERS: unblock, top up, uses, tier, limits", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 2, State: &active, TopUp: 25_00, AddUses: 5, Tier: &tier,
+					Limits: &spd.Limits{MaxPayment: 80_00, MaxPending: 40_00, MaxOfflineCount: 8, MaxOfflineAge: 48 * time.Hour}, Time: at(2 * time.Hour)})
+			}))
+			for _, tag := range []uint32{0xDF04, 0xDF06, 0xDF5A, 0xDF50, 0xDF2C, 0xDF62} {
+				g.send(fmt.Sprintf("GET DATA %04X after the update", tag), getData(tag))
+			}
+			g.send("UPDATE PARAMETERS: replayed counter", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 2, TopUp: 1})
+			}))
+			g.send("UPDATE PARAMETERS: terminate", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 3, State: &terminated})
+			}))
+			g.send("SELECT (terminated)", spd.Select())
+		}},
+	{"verification", "VERIFY (PIN and biometric), CHANGE REFERENCE DATA, RESET RETRY COUNTER (PUK and host), GET CHALLENGE and INTERNAL AUTHENTICATE",
+		[]string{"SPD-PIN-1", "SPD-PIN-2", "SPD-PIN-3", "SPD-BIO-1", "SPD-KEY-4", "SPD-VER-3"},
+		func(g *gen) {
+			g.prefix(false)
+			g.send("VERIFY PIN status", spd.PINStatus())
+			g.send("VERIFY wrong PIN", spd.VerifyPIN("0000"))
+			g.send("VERIFY PIN status after a miss", spd.PINStatus())
+			g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
+			g.send("VERIFY PIN status when verified", spd.PINStatus())
+			g.send("VERIFY biometric", spd.VerifyBiometric(vectorBio))
+			g.send("CHANGE REFERENCE DATA", spd.ChangePIN(vectorPIN, "4711"))
+			g.send("VERIFY wrong PIN", spd.VerifyPIN("0000"))
+			g.send("VERIFY wrong PIN again", spd.VerifyPIN("1111"))
+			g.send("RESET RETRY COUNTER with the PUK", spd.UnblockPIN(vectorPUK, vectorPIN))
+			g.send("GET DATA DF23", getData(0xDF23))
+			g.send("RESET RETRY COUNTER by the host", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.UnblockByHost(k, id, spd.Unblock{Counter: 1, NewPIN: "8642"})
+			}))
+			g.send("GET DATA DF2C", getData(0xDF2C))
+			g.send("VERIFY the host's new PIN", spd.VerifyPIN("8642"))
+			g.send("GET CHALLENGE", spd.GetChallenge(), v("", "random"))
+			g.send("INTERNAL AUTHENTICATE", spd.InternalAuthenticate(vectorChalng), v("", "signature-authenticate"))
+		}},
+	{"payments", "PAY of every kind and mode with its declines, READ PENDING and ACKNOWLEDGE",
+		[]string{"SPD-PAY-1", "SPD-PAY-2", "SPD-PAY-3", "SPD-PAY-4", "SPD-PAY-5", "SPD-PAY-6", "SPD-PAY-7", "SPD-ADJ-1",
+			"SPD-LED-1", "SPD-LED-2", "SPD-LED-4", "SPD-VER-1", "SPD-VER-2"},
+		func(g *gen) {
+			g.prefix(true)
+			first := pay(spd.KindBalance, spd.ModeOnline, 12_00, 10*time.Minute, 276)
+			first.Payee, first.PayeeNonce = []byte("MERCHANT-0042"), []byte("ORDER-7781")
+			g.send("PAY balance online with payee and order reference", spd.Pay(first), sigMedium)
+			g.send("PAY balance offline abroad (+5%)", spd.Pay(pay(spd.KindBalance, spd.ModeOffline, 10_00, 11*time.Minute, 250)), sigMedium)
+			acct := pay(spd.KindAccount, spd.ModeOnline, 5_00, 12*time.Minute, 276)
+			acct.Token, acct.Channel = vectorProfile(vectorID, nil).AccountToken, medium.ChannelOnline
+			g.send("PAY account online under the account token, channel online", spd.Pay(acct), sigMedium)
+			g.send("PAY use offline", spd.Pay(pay(spd.KindUse, spd.ModeOffline, 0, 13*time.Minute, 276)), sigMedium)
+			g.send("PAY declined: over the per-payment limit", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 60_00, 14*time.Minute, 276)), sigMedium)
+			g.send("PAY declined: location not allowed", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, 15*time.Minute, 840)), sigMedium)
+			tier := pay(spd.KindBalance, spd.ModeOnline, 1_00, 16*time.Minute, 276)
+			tier.RequiredTier = 2
+			g.send("PAY declined: tier too low", spd.Pay(tier), sigMedium)
+			for i := 0; i < 4; i++ {
+				g.send(fmt.Sprintf("READ PENDING %d", i), spd.ReadPending(i), sigRecord)
+			}
+			g.send("READ PENDING beyond the ledger", spd.ReadPending(4))
+			g.send("GET DATA DF05", getData(0xDF05))
+			g.send("GET DATA DF22", getData(0xDF22))
+			g.send("ACKNOWLEDGE ATCs 1 and 2", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: at(time.Hour), ATCs: []uint32{1, 2}})
+			}))
+			g.send("GET DATA DF22 after ACKNOWLEDGE", getData(0xDF22))
+			g.send("GET DATA DF62 after ACKNOWLEDGE", getData(0xDF62))
+			g.send("READ PENDING 0 after ACKNOWLEDGE", spd.ReadPending(0), sigRecord)
+		}},
+	{"media", "GENERATE MEDIUM, GENERATE TOKEN and PARSE MEDIUM",
+		[]string{"SPD-MED-1", "SPD-MED-3", "SPD-MED-4", "SPD-MED-6", "SPD-TOK-1"},
+		func(g *gen) {
+			g.prefix(true)
+			g.send("GENERATE MEDIUM with expiry and payee nonce", spd.GenerateMedium(spd.MediumRequest{Time: at(5 * time.Minute),
+				Expiry: at(15 * time.Minute), PayeeNonce: []byte("NONCE-1234")}), certInMed, sigMedium)
+			g.send("GENERATE MEDIUM with the default expiry", spd.GenerateMedium(spd.MediumRequest{Time: at(6 * time.Minute)}), certInMed, sigMedium)
+			g.send("GENERATE TOKEN", spd.GenerateToken(spd.TokenRequest{Time: at(7 * time.Minute), Expiry: at(24 * time.Hour),
+				Controls: medium.TokenControls{MaxTransactions: 3, MaxAmount: 20_00, Channels: medium.ChannelInStore | medium.ChannelOnline}}),
+				vectors.Variable{Path: "61/DF03", To: 12, Check: "random"}, certInMed, sigMedium)
+			peerSV, _ := hex.DecodeString(g.env.peer.StoredValue)
+			g.send("PARSE MEDIUM of the peer's stored-value medium", spd.ParseMedium(peerSV))
+			peerRes, _ := hex.DecodeString(g.env.peer.PaymentResult)
+			g.send("PARSE MEDIUM of a payment result (no certificate)", spd.ParseMedium(peerRes))
+			tampered := bytes.Clone(peerSV)
+			i := bytes.Index(tampered, []byte{0xDF, 0x04, 0x08})
+			tampered[i+10] ^= 0x01
+			g.send("PARSE MEDIUM of a tampered medium", spd.ParseMedium(tampered))
+			g.send("GENERATE MEDIUM with expiry not after time", spd.GenerateMedium(spd.MediumRequest{Time: at(8 * time.Minute), Expiry: at(8 * time.Minute)}))
+		}},
+	{"transfers", "TRANSFER (out and show), TRANSFER IN, RECLAIM, their pending records and ACKNOWLEDGE of a serial",
+		[]string{"SPD-XFR-1", "SPD-XFR-2", "SPD-XFR-4", "SPD-LED-2", "SPD-LED-4", "SPD-MED-6"},
+		func(g *gen) {
+			g.prefix(true)
+			g.send("TRANSFER out to the peer", spd.TransferOut(spd.TransferRequest{Amount: 12_00, Currency: 978, Payee: peerID,
+				Time: at(20 * time.Minute), Expiry: at(2 * time.Hour)}), certInMed, sigMedium)
+			g.send("TRANSFER show", spd.TransferShow(1, at(21*time.Minute)), certInMed, sigMedium)
+			in, _ := hex.DecodeString(g.env.peer.Transfer)
+			g.send("TRANSFER IN the peer's transfer medium", spd.TransferIn(in, at(30*time.Minute)), sigMedium)
+			g.send("TRANSFER IN the same medium again", spd.TransferIn(in, at(31*time.Minute)))
+			g.send("READ PENDING 0 (transfer out)", spd.ReadPending(0), sigRecord)
+			g.send("READ PENDING 1 (transfer in)", spd.ReadPending(1), sigRecord)
+			reclaim := g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.Reclaim(k, id, spd.SerialAt{Serial: 1, Time: at(3 * time.Hour)})
+			})
+			g.send("RECLAIM after the expiry", reclaim, sigMedium)
+			g.send("RECLAIM again", reclaim)
+			g.send("READ PENDING 2 (reclaim)", spd.ReadPending(2), sigRecord)
+			g.send("ACKNOWLEDGE the records and close serial 1", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: at(4 * time.Hour), ATCs: []uint32{1, 2, 3}, Serials: []uint64{1}})
+			}))
+			g.send("GET DATA DF22 after ACKNOWLEDGE", getData(0xDF22))
+			g.send("GET DATA DF04", getData(0xDF04))
+			g.send("TRANSFER show of a closed serial", spd.TransferShow(1, at(5*time.Hour)))
+		}},
+	{"status-words", "The status-word precedence of SPEC.md section 1.2",
+		[]string{"SPD-APP-1", "SPD-APP-2", "SPD-APP-3", "SPD-APP-5", "SPD-KEY-3", "SPD-LC-3", "SPD-PIN-1"},
+		func(g *gen) {
+			aid := spd.AID
+			g.send("SELECT with no AID", cmdOf(0x00, 0xA4, 0x04, 0x00, nil, apdu.MaxShortLe))
+			g.send("GET DATA DF20 while not selected", getData(0xDF20))
+			g.send("SELECT of a partial AID", cmdOf(0x00, 0xA4, 0x04, 0x00, aid[:5], apdu.MaxShortLe))
+			g.send("SELECT with P1 00", cmdOf(0x00, 0xA4, 0x00, 0x00, aid, apdu.MaxShortLe))
+			g.send("CLA 90", cmdOf(0x90, 0xCA, 0x00, 0xDF, nil, apdu.MaxShortLe))
+			g.send("INS 99 under CLA 80", cmdOf(0x80, 0x99, 0x00, 0x00, nil, 0))
+			g.send("SELECT (blank)", spd.Select())
+			g.send("GET RESPONSE with nothing pending", spd.GetResponse(apdu.MaxShortLe))
+			g.send("INITIALISE with a short device ID", cmdOf(0x80, 0x50, 0x00, 0x00,
+				append(append([]byte{0xDF, 0x40, 0x41}, spd.PublicKeyBytes(&g.env.ca.PublicKey)...), 0xDF, 0x02, 0x02, 0x01, 0x02), apdu.MaxShortLe))
+			g.send("INITIALISE", spd.Initialise(&g.env.ca.PublicKey, vectorID), v("DF24", "device-key"))
+			prof := vectorProfile(vectorID, g.env.pub)
+			prof.HostPublicKey = &g.env.host.PublicKey
+			var err error
+			if prof.Certificate, err = g.env.issuer.Certify(vectorID, g.env.pub); err != nil {
+				g.t.Fatal(err)
+			}
+			body, err := prof.Marshal()
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			bad := append(bytes.Clone(body), 0xDF, 0x7F, 0x01, 0x00)
+			forged, _ := spd.SealIssuerData(g.env.host, spd.INSPersonalise, vectorID, bad)
+			g.send("PERSONALISE signed by another key, with an unknown tag", cmdOf(0x80, 0x52, 0x00, 0x00, forged, 0))
+			signed, _ := spd.SealIssuerData(g.env.ca, spd.INSPersonalise, vectorID, bad)
+			g.send("PERSONALISE signed by the CA, with an unknown tag", cmdOf(0x80, 0x52, 0x00, 0x00, signed, 0))
+			g.send("PERSONALISE without a signature", cmdOf(0x80, 0x52, 0x00, 0x00, body, 0))
+			g.personalise()
+			g.send("ACTIVATE with a data field", cmdOf(0x80, 0x54, 0x00, 0x00, []byte{0x00}, 0))
+			g.send("ACTIVATE not verified", spd.Activate())
+			g.send("GET DATA with a data field", cmdOf(0x00, 0xCA, 0xDF, 0x20, []byte{0x00}, apdu.MaxShortLe))
+			g.send("GET CHALLENGE with Le 08", cmdOf(0x00, 0x84, 0x00, 0x00, nil, 8))
+			g.send("READ PENDING with a data field", cmdOf(0x80, 0x62, 0x00, 0x00, []byte{0x00}, apdu.MaxShortLe))
+			g.send("VERIFY PIN of 3 digits", spd.VerifyPIN("258"))
+			g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
+			g.send("ACTIVATE", spd.Activate())
+			g.send("SELECT (ends the verification)", spd.Select())
+			wrongCur := pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Minute, 276)
+			wrongCur.Currency = 840
+			g.send("PAY in another currency, not verified", spd.Pay(wrongCur))
+			g.send("PAY not verified", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Minute, 276)))
+			g.send("PAY with P1 04", cmdOf(0x80, 0x60, 0x04, 0x00, spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Minute, 276)).Data, apdu.MaxShortLe))
+			g.send("GENERATE MEDIUM with expiry not after time, not verified", spd.GenerateMedium(spd.MediumRequest{Time: at(time.Minute), Expiry: at(time.Minute)}))
+			g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
+			ch := pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Minute, 276)
+			ch.Channel = 3
+			g.send("PAY with channel 03", spd.Pay(ch))
+			g.send("PAY use with an amount", cmdOf(0x80, 0x60, 0x03, 0x00, spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 5, time.Minute, 276)).Data, apdu.MaxShortLe))
+			g.send("GENERATE TOKEN with channels 00", spd.GenerateToken(spd.TokenRequest{Time: at(time.Minute), Expiry: at(time.Hour),
+				Controls: medium.TokenControls{MaxTransactions: 1, MaxAmount: 1_00}}))
+			unknown := []byte{0xDF, 0x2C, 0x04, 0x00, 0x00, 0x00, 0x05, 0xDF, 0x7F, 0x01, 0x00}
+			forgedUpd, _ := spd.SealIssuerData(g.env.ca, spd.INSUpdateParameters, vectorID, unknown)
+			g.send("UPDATE PARAMETERS signed by the CA, not the host, with an unknown tag", cmdOf(0x80, 0x66, 0x00, 0x00, forgedUpd, 0))
+			hostUpd, _ := spd.SealIssuerData(g.env.host, spd.INSUpdateParameters, vectorID, unknown)
+			g.send("UPDATE PARAMETERS signed by the host, with an unknown tag", cmdOf(0x80, 0x66, 0x00, 0x00, hostUpd, 0))
+			g.send("UPDATE PARAMETERS with counter 0", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 0, TopUp: 1})
+			}))
+			g.send("TRANSFER to the device itself", spd.TransferOut(spd.TransferRequest{Amount: 1_00, Currency: 978, Payee: vectorID,
+				Time: at(time.Minute), Expiry: at(time.Hour)}))
+			g.send("TRANSFER over the balance", spd.TransferOut(spd.TransferRequest{Amount: 200_00, Currency: 978, Payee: peerID,
+				Time: at(time.Minute), Expiry: at(time.Hour)}))
+			g.send("TRANSFER IN of a medium that does not parse", spd.TransferIn([]byte{0x85, 0x01, 0x00}, at(time.Minute)))
+			g.send("RECLAIM of an unknown serial", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.Reclaim(k, id, spd.SerialAt{Serial: 9, Time: at(time.Hour)})
+			}))
+		}},
+}
+
+func mustBytes(t testing.TB, c apdu.Command) []byte {
+	t.Helper()
+	b, err := c.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// makePeer personalises the peer device and takes the media the vector
+// device imports and parses.
+func makePeer(t testing.TB, env *vectorEnv) vectors.Peer {
+	d := New(store.NewMemory(), Config{Seed: peerSeed})
+	run := func(cmd apdu.Command) []byte {
+		t.Helper()
+		resp := exchange(d, mustBytes(t, cmd), false)
+		if sw := resp[len(resp)-2:]; sw[0] != 0x90 || sw[1] != 0x00 {
+			t.Fatalf("peer: %X answered %X", cmd.INS, sw)
+		}
+		return resp[:len(resp)-2]
+	}
+	run(spd.Select())
+	pub, err := spd.ParseInitialiseResponse(run(spd.Initialise(&env.ca.PublicKey, peerID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof := vectorProfile(peerID, pub)
+	script, err := env.issuer.PersonalisationScript(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range script {
+		run(c)
+	}
+	cert, err := env.issuer.Certify(peerID, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := d.key.Bytes()
+	p := vectors.Peer{Device: vectors.Device{ID: hexs(peerID), Private: hexs(key), Public: hexs(spd.PublicKeyBytes(pub)), Certificate: hexs(cert)}}
+	p.StoredValue = hexs(run(spd.GenerateMedium(spd.MediumRequest{Time: at(2 * time.Minute), Expiry: at(time.Hour), PayeeNonce: []byte("PEER-NONCE")})))
+	p.Transfer = hexs(run(spd.TransferOut(spd.TransferRequest{Amount: 7_50, Currency: 978, Payee: vectorID, Time: at(3 * time.Minute), Expiry: at(2 * time.Hour)})))
+	p.PaymentResult = hexs(run(spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 2_00, 4*time.Minute, 276))))
+	return p
+}
+
+func newVectorEnv(t testing.TB) *vectorEnv {
+	env := &vectorEnv{ca: vectorKey("SPDLAB known-answer vector CA"), host: vectorKey("SPDLAB known-answer vector host")}
+	var err error
+	if env.issuer, err = spd.NewIssuer("SPDLAB known-answer vectors", env.ca, env.host); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// generateVectors runs every sequence on a fresh seeded device.
+func generateVectors(t testing.TB) vectors.File {
+	env := newVectorEnv(t)
+	env.peer = makePeer(t, env)
+	f := vectors.File{
+		Profile:  "spdlab reference, version 1",
+		Revision: "2026-11-30",
+		Description: "Known-answer vectors of reference/SPEC.md (Annex A explains the format). Made by the reference device " +
+			"with the keys below; every step's command and whole response (data then status word) in hex.",
+	}
+	for _, def := range sequenceDefs {
+		d := New(store.NewMemory(), Config{Seed: vectorSeed})
+		g := &gen{t: t, env: env, d: d}
+		if env.pub == nil {
+			// The vector device's key is a function of the seed and ID.
+			exchange(d, mustBytes(t, spd.Select()), false)
+			resp := exchange(d, mustBytes(t, spd.Initialise(&env.ca.PublicKey, vectorID)), false)
+			pub, err := spd.ParseInitialiseResponse(resp[:len(resp)-2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.pub = pub
+			cert, err := env.issuer.Certify(vectorID, pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, _ := d.key.Bytes()
+			caKey, _ := env.ca.Bytes()
+			hostKey, _ := env.host.Bytes()
+			f.Keys = vectors.Keys{
+				CA:     vectors.KeyPair{Private: hexs(caKey), Public: hexs(spd.PublicKeyBytes(&env.ca.PublicKey))},
+				Host:   vectors.KeyPair{Private: hexs(hostKey), Public: hexs(spd.PublicKeyBytes(&env.host.PublicKey))},
+				Device: vectors.Device{ID: hexs(vectorID), Private: hexs(key), Public: hexs(spd.PublicKeyBytes(pub)), Certificate: hexs(cert)},
+			}
+			d = New(store.NewMemory(), Config{Seed: vectorSeed})
+			g.d = d
+		}
+		def.run(g)
+		f.Sequences = append(f.Sequences, vectors.Sequence{Name: def.name, Title: def.title, Requirements: def.reqs, Steps: g.steps})
+	}
+	f.Peer = env.peer
+	return f
+}
+
+// TestVectors replays every committed vector on a fresh seeded reference
+// device and wants each response byte for byte. With -update it rewrites
+// the file instead.
+func TestVectors(t *testing.T) {
+	if *updateVectors {
+		f := generateVectors(t)
+		b, err := json.MarshalIndent(f, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.FromSlash(vectorFile), append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s: %d sequences", vectorFile, len(f.Sequences))
+		return
+	}
+	f, err := vectors.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file must be what this device makes now: the same keys, and the
+	// same steps (a new or changed step needs -update).
+	want := generateVectors(t)
+	if f.Keys != want.Keys || f.Peer != want.Peer {
+		t.Fatalf("keys or peer media of %s differ from the reference device's; rerun with -update if the change is deliberate", vectorFile)
+	}
+	if len(f.Sequences) != len(want.Sequences) {
+		t.Fatalf("%d sequences in the file, %d defined", len(f.Sequences), len(want.Sequences))
+	}
+	n := 0
+	for si, seq := range f.Sequences {
+		d := New(store.NewMemory(), Config{Seed: vectorSeed})
+		if len(seq.Steps) != len(want.Sequences[si].Steps) {
+			t.Errorf("%s: %d steps in the file, %d defined", seq.Name, len(seq.Steps), len(want.Sequences[si].Steps))
+		}
+		for i, st := range seq.Steps {
+			if i < len(want.Sequences[si].Steps) {
+				if w := want.Sequences[si].Steps[i]; w.Name != st.Name || w.Command != st.Command || w.Substitute != st.Substitute || w.Raw != st.Raw {
+					t.Errorf("%s step %d (%s): the file's step is not the one defined now (%s); rerun with -update if the change is deliberate", seq.Name, i, st.Name, w.Name)
+				}
+			}
+			cmd, err := hex.DecodeString(st.Command)
+			if err != nil {
+				t.Fatalf("%s step %d: %v", seq.Name, i, err)
+			}
+			got := hexs(exchange(d, cmd, st.Raw))
+			if got != st.Response {
+				t.Errorf("%s step %d (%s):\n got  %s\n want %s", seq.Name, i, st.Name, got, st.Response)
+			}
+			n++
+		}
+	}
+	t.Logf("%d steps in %d sequences replayed", n, len(f.Sequences))
+}
