@@ -58,19 +58,35 @@ func vectorKey(label string) *ecdsa.PrivateKey {
 
 func at(d time.Duration) time.Time { return vectorClock.Add(d) }
 
-func vectorProfile(id []byte, pub *ecdsa.PublicKey) spd.Profile {
+// profileOption adds an optional feature's data to the vector profile.
+type profileOption func(*spd.Profile)
+
+// withBiometric enrols the biometric template (ICS feature biometric).
+func withBiometric(p *spd.Profile) { p.BioTemplate, p.BioThreshold = vectorBio, 400 }
+
+// withLocation sets allowed regions and an adjustment (ICS feature location).
+func withLocation(p *spd.Profile) {
+	p.Regions, p.Adjustments = []uint16{276, 250}, []spd.RegionAdjustment{{Region: 250, BasisPoints: 500}}
+}
+
+// vectorProfile is the profile of the vector devices: nothing of an
+// optional feature unless an option adds it, and marked a test sample so
+// that a lab can return it to blank (TEST ERASE).
+func vectorProfile(id []byte, pub *ecdsa.PublicKey, opts ...profileOption) spd.Profile {
 	token := bytes.Repeat([]byte{0xA0}, spd.TokenLen)
 	copy(token[spd.TokenLen-8:], id)
-	return spd.Profile{
+	p := spd.Profile{
 		DeviceID: id, DevicePublicKey: pub, Currency: 978, Balance: 100_00, Uses: 10,
 		Account: vectorAcct, AccountToken: token, PIN: vectorPIN, PUK: vectorPUK, PINTryLimit: 3,
-		BioTemplate: vectorBio, BioThreshold: 400,
 		Limits:        spd.Limits{MaxPayment: 50_00, MaxPending: 30_00, MaxOfflineCount: 5, MaxOfflineAge: 72 * time.Hour},
 		TierDiscounts: [4]uint16{0, 1000, 2000, 3000},
-		Regions:       []uint16{276, 250},
-		Adjustments:   []spd.RegionAdjustment{{Region: 250, BasisPoints: 500}},
 		Time:          vectorClock,
+		TestSample:    true,
 	}
+	for _, o := range opts {
+		o(&p)
+	}
+	return p
 }
 
 // exchange sends raw to d and, unless rawStep, follows 61xx with GET
@@ -177,21 +193,21 @@ func locate(data []byte, vr vectors.Variable) (int, int, error) {
 }
 
 // prefix takes a blank device to personalised (and active).
-func (g *gen) prefix(activate bool) {
+func (g *gen) prefix(activate bool, opts ...profileOption) {
 	g.send("SELECT (blank)", spd.Select())
 	resp := g.send("INITIALISE", spd.Initialise(&g.env.ca.PublicKey, vectorID), v("DF24", "device-key"))
 	if _, err := spd.ParseInitialiseResponse(resp[:len(resp)-2]); err != nil {
 		g.t.Fatal(err)
 	}
-	g.personalise()
+	g.personalise(opts...)
 	if activate {
 		g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
 		g.send("ACTIVATE", spd.Activate())
 	}
 }
 
-func (g *gen) personalise() {
-	script, err := g.env.issuer.PersonalisationScript(vectorProfile(vectorID, g.env.pub))
+func (g *gen) personalise(opts ...profileOption) {
+	script, err := g.env.issuer.PersonalisationScript(vectorProfile(vectorID, g.env.pub, opts...))
 	if err != nil {
 		g.t.Fatal(err)
 	}
@@ -231,9 +247,16 @@ var getDataTags = []uint32{0xDF04, 0xDF06, 0x9F36, 0xDF05, 0xDF22, 0xDF50, 0x5F2
 
 func getData(tag uint32) apdu.Command { return spd.GetData(tlv.Tag(tag)) }
 
+func (g *gen) hostUpdate(u spd.ParameterUpdate) apdu.Command {
+	return g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) { return spd.UpdateParameters(k, id, u) })
+}
+
+// sequenceDefs are the vector sequences, each run from blank. Each needs
+// only the optional features (SPEC.md section 13) its name says, so that a
+// device runs every sequence of the features it declares.
 var sequenceDefs = []sequenceDef{
-	{"application", "SELECT, GET DATA, INITIALISE, PERSONALISE, GET RESPONSE, ACTIVATE and UPDATE PARAMETERS through the life cycle",
-		[]string{"SPD-APP-1", "SPD-APP-5", "SPD-LC-1", "SPD-LC-2", "SPD-KEY-1", "SPD-KEY-2", "SPD-KEY-3", "SPD-UPD-1"},
+	{"application", "SELECT, GET DATA, INITIALISE, PERSONALISE, GET RESPONSE, ACTIVATE, UPDATE PARAMETERS through the life cycle, and TEST ERASE",
+		[]string{"SPD-APP-1", "SPD-APP-5", "SPD-LC-1", "SPD-LC-2", "SPD-KEY-1", "SPD-KEY-2", "SPD-KEY-3", "SPD-UPD-1", "SPD-TST-1", "SPD-TST-2"},
 		func(g *gen) {
 			g.send("SELECT (blank)", spd.Select())
 			g.send("GET DATA DF20 (blank)", getData(0xDF20))
@@ -255,28 +278,29 @@ var sequenceDefs = []sequenceDef{
 			g.send("ACTIVATE", spd.Activate())
 			g.send("SELECT (active)", spd.Select())
 			blocked, active, terminated := spd.StateBlocked, spd.StateActive, spd.StateTerminated
-			g.send("UPDATE PARAMETERS: block", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
-				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 1, State: &blocked, Time: at(time.Hour)})
-			}))
+			g.send("UPDATE PARAMETERS: block", g.hostUpdate(spd.ParameterUpdate{Counter: 1, State: &blocked, Time: at(time.Hour)}))
 			g.send("SELECT (blocked)", spd.Select())
 			tier := uint8(1)
-			g.send("UPDATE PARAMETERS: unblock, top up, uses, tier, limits", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
-				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 2, State: &active, TopUp: 25_00, AddUses: 5, Tier: &tier,
-					Limits: &spd.Limits{MaxPayment: 80_00, MaxPending: 40_00, MaxOfflineCount: 8, MaxOfflineAge: 48 * time.Hour}, Time: at(2 * time.Hour)})
-			}))
+			g.send("UPDATE PARAMETERS: unblock, top up, uses, tier, limits", g.hostUpdate(spd.ParameterUpdate{Counter: 2, State: &active,
+				TopUp: 25_00, AddUses: 5, Tier: &tier, Time: at(2 * time.Hour),
+				Limits: &spd.Limits{MaxPayment: 80_00, MaxPending: 40_00, MaxOfflineCount: 8, MaxOfflineAge: 48 * time.Hour}}))
 			for _, tag := range []uint32{0xDF04, 0xDF06, 0xDF5A, 0xDF50, 0xDF2C, 0xDF62} {
 				g.send(fmt.Sprintf("GET DATA %04X after the update", tag), getData(tag))
 			}
-			g.send("UPDATE PARAMETERS: replayed counter", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
-				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 2, TopUp: 1})
-			}))
-			g.send("UPDATE PARAMETERS: terminate", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
-				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 3, State: &terminated})
-			}))
+			g.send("UPDATE PARAMETERS: replayed counter", g.hostUpdate(spd.ParameterUpdate{Counter: 2, TopUp: 1}))
+			g.send("UPDATE PARAMETERS: terminate", g.hostUpdate(spd.ParameterUpdate{Counter: 3, State: &terminated}))
 			g.send("SELECT (terminated)", spd.Select())
+			g.send("GET DATA DF2F", getData(0xDF2F))
+			erase, err := spd.TestErase(g.env.ca, vectorID, 1)
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			g.send("TEST ERASE", erase)
+			g.send("SELECT (blank again)", spd.Select())
+			g.send("GET DATA DF2F after TEST ERASE", getData(0xDF2F))
 		}},
-	{"verification", "VERIFY (PIN and biometric), CHANGE REFERENCE DATA, RESET RETRY COUNTER (PUK and host), GET CHALLENGE and INTERNAL AUTHENTICATE",
-		[]string{"SPD-PIN-1", "SPD-PIN-2", "SPD-PIN-3", "SPD-BIO-1", "SPD-KEY-4", "SPD-VER-3"},
+	{"verification", "VERIFY PIN, CHANGE REFERENCE DATA, RESET RETRY COUNTER (PUK and host)",
+		[]string{"SPD-PIN-1", "SPD-PIN-2", "SPD-PIN-3"},
 		func(g *gen) {
 			g.prefix(false)
 			g.send("VERIFY PIN status", spd.PINStatus())
@@ -284,7 +308,6 @@ var sequenceDefs = []sequenceDef{
 			g.send("VERIFY PIN status after a miss", spd.PINStatus())
 			g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
 			g.send("VERIFY PIN status when verified", spd.PINStatus())
-			g.send("VERIFY biometric", spd.VerifyBiometric(vectorBio))
 			g.send("CHANGE REFERENCE DATA", spd.ChangePIN(vectorPIN, "4711"))
 			g.send("VERIFY wrong PIN", spd.VerifyPIN("0000"))
 			g.send("VERIFY wrong PIN again", spd.VerifyPIN("1111"))
@@ -295,59 +318,136 @@ var sequenceDefs = []sequenceDef{
 			}))
 			g.send("GET DATA DF2C", getData(0xDF2C))
 			g.send("VERIFY the host's new PIN", spd.VerifyPIN("8642"))
-			g.send("GET CHALLENGE", spd.GetChallenge(), v("", "random"))
-			g.send("INTERNAL AUTHENTICATE", spd.InternalAuthenticate(vectorChalng), v("", "signature-authenticate"))
+			g.send("VERIFY PIN of 3 digits", spd.VerifyPIN("864"))
+			g.send("ACTIVATE with a data field", cmdOf(0x80, 0x54, 0x00, 0x00, []byte{0x00}, 0))
+			g.send("SELECT (ends the verification)", spd.Select())
+			g.send("ACTIVATE not verified", spd.Activate())
 		}},
-	{"payments", "PAY of every kind and mode with its declines, READ PENDING and ACKNOWLEDGE",
-		[]string{"SPD-PAY-1", "SPD-PAY-2", "SPD-PAY-3", "SPD-PAY-4", "SPD-PAY-5", "SPD-PAY-6", "SPD-PAY-7", "SPD-ADJ-1",
-			"SPD-LED-1", "SPD-LED-2", "SPD-LED-4", "SPD-VER-1", "SPD-VER-2"},
+	{"biometric", "VERIFY biometric (match on device)",
+		[]string{"SPD-BIO-1", "SPD-BIO-2"},
+		func(g *gen) {
+			g.prefix(false, withBiometric)
+			g.send("VERIFY biometric status", cmdOf(0x00, 0x20, 0x00, 0x81, nil, 0))
+			far := bytes.Clone(vectorBio)
+			far[0] += 21 // distance 441, over the threshold 400
+			g.send("VERIFY biometric, no match", spd.VerifyBiometric(far))
+			near := bytes.Clone(vectorBio)
+			near[0] += 20 // distance 400: a match
+			g.send("VERIFY biometric, match at the threshold", spd.VerifyBiometric(near))
+			g.send("VERIFY biometric status when verified", cmdOf(0x00, 0x20, 0x00, 0x81, nil, 0))
+			g.send("VERIFY biometric of 15 bytes", spd.VerifyBiometric(vectorBio[:15]))
+			g.send("ACTIVATE", spd.Activate())
+		}},
+	{"authentication", "GET CHALLENGE and INTERNAL AUTHENTICATE",
+		[]string{"SPD-KEY-4", "SPD-VER-3"},
+		func(g *gen) {
+			g.prefix(false)
+			g.send("GET CHALLENGE", spd.GetChallenge(), v("", "random"))
+			g.send("GET CHALLENGE with Le 08", cmdOf(0x00, 0x84, 0x00, 0x00, nil, 8))
+			g.send("INTERNAL AUTHENTICATE", spd.InternalAuthenticate(vectorChalng), v("", "signature-authenticate"))
+			g.send("INTERNAL AUTHENTICATE with 65 bytes", spd.InternalAuthenticate(make([]byte, 65)))
+			g.send("GET DATA DF11", getData(0xDF11), v("DF11", "certificate"))
+		}},
+	{"payments", "PAY from the balance online with payee and order reference, its declines and refusals, READ PENDING and ACKNOWLEDGE",
+		[]string{"SPD-PAY-1", "SPD-PAY-4", "SPD-PAY-5", "SPD-PAY-6", "SPD-PAY-7", "SPD-LED-1", "SPD-LED-2", "SPD-LED-4", "SPD-PIN-1"},
 		func(g *gen) {
 			g.prefix(true)
 			first := pay(spd.KindBalance, spd.ModeOnline, 12_00, 10*time.Minute, 276)
 			first.Payee, first.PayeeNonce = []byte("MERCHANT-0042"), []byte("ORDER-7781")
 			g.send("PAY balance online with payee and order reference", spd.Pay(first), sigMedium)
-			g.send("PAY balance offline abroad (+5%)", spd.Pay(pay(spd.KindBalance, spd.ModeOffline, 10_00, 11*time.Minute, 250)), sigMedium)
-			acct := pay(spd.KindAccount, spd.ModeOnline, 5_00, 12*time.Minute, 276)
-			acct.Token, acct.Channel = vectorProfile(vectorID, nil).AccountToken, medium.ChannelOnline
-			g.send("PAY account online under the account token, channel online", spd.Pay(acct), sigMedium)
-			g.send("PAY use offline", spd.Pay(pay(spd.KindUse, spd.ModeOffline, 0, 13*time.Minute, 276)), sigMedium)
+			g.send("PAY balance online", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 40_00, 11*time.Minute, 276)), sigMedium)
 			g.send("PAY declined: over the per-payment limit", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 60_00, 14*time.Minute, 276)), sigMedium)
-			g.send("PAY declined: location not allowed", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, 15*time.Minute, 840)), sigMedium)
-			tier := pay(spd.KindBalance, spd.ModeOnline, 1_00, 16*time.Minute, 276)
-			tier.RequiredTier = 2
-			g.send("PAY declined: tier too low", spd.Pay(tier), sigMedium)
-			for i := 0; i < 4; i++ {
-				g.send(fmt.Sprintf("READ PENDING %d", i), spd.ReadPending(i), sigRecord)
-			}
-			g.send("READ PENDING beyond the ledger", spd.ReadPending(4))
+			g.send("PAY declined: insufficient balance", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 50_00, 15*time.Minute, 276)), sigMedium)
+			g.send("READ PENDING 0", spd.ReadPending(0), sigRecord)
+			g.send("READ PENDING 1", spd.ReadPending(1), sigRecord)
+			g.send("READ PENDING beyond the ledger", spd.ReadPending(2))
+			g.send("READ PENDING with a data field", cmdOf(0x80, 0x62, 0x00, 0x00, []byte{0x00}, apdu.MaxShortLe))
 			g.send("GET DATA DF05", getData(0xDF05))
 			g.send("GET DATA DF22", getData(0xDF22))
-			g.send("ACKNOWLEDGE ATCs 1 and 2", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
-				return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: at(time.Hour), ATCs: []uint32{1, 2}})
+			g.send("ACKNOWLEDGE ATC 1", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: at(time.Hour), ATCs: []uint32{1}})
 			}))
 			g.send("GET DATA DF22 after ACKNOWLEDGE", getData(0xDF22))
 			g.send("GET DATA DF62 after ACKNOWLEDGE", getData(0xDF62))
 			g.send("READ PENDING 0 after ACKNOWLEDGE", spd.ReadPending(0), sigRecord)
+			g.send("PAY with P1 04", cmdOf(0x80, 0x60, 0x04, 0x00, spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Hour, 276)).Data, apdu.MaxShortLe))
+			wrongCur := pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Hour, 276)
+			wrongCur.Currency = 840
+			g.send("SELECT (ends the verification)", spd.Select())
+			g.send("PAY in another currency, not verified", spd.Pay(wrongCur))
+			g.send("PAY not verified", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Hour, 276)))
 		}},
-	{"media", "GENERATE MEDIUM, GENERATE TOKEN and PARSE MEDIUM",
-		[]string{"SPD-MED-1", "SPD-MED-3", "SPD-MED-4", "SPD-MED-6", "SPD-TOK-1"},
+	{"payment-kinds", "PAY of the account and of a use, and offline",
+		[]string{"SPD-PAY-2", "SPD-PAY-3", "SPD-LED-3", "SPD-LED-2"},
+		func(g *gen) {
+			g.prefix(true)
+			acct := pay(spd.KindAccount, spd.ModeOnline, 5_00, 12*time.Minute, 276)
+			acct.Token = vectorProfile(vectorID, nil).AccountToken
+			g.send("PAY account online under the account token", spd.Pay(acct), sigMedium)
+			g.send("PAY use offline", spd.Pay(pay(spd.KindUse, spd.ModeOffline, 0, 13*time.Minute, 276)), sigMedium)
+			g.send("PAY balance offline", spd.Pay(pay(spd.KindBalance, spd.ModeOffline, 25_00, 14*time.Minute, 276)), sigMedium)
+			g.send("PAY declined: over the offline pending limit", spd.Pay(pay(spd.KindBalance, spd.ModeOffline, 5_01, 15*time.Minute, 276)), sigMedium)
+			g.send("PAY use with an amount", cmdOf(0x80, 0x60, 0x03, 0x00, spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 5, 16*time.Minute, 276)).Data, apdu.MaxShortLe))
+			for i := 0; i < 3; i++ {
+				g.send(fmt.Sprintf("READ PENDING %d", i), spd.ReadPending(i), sigRecord)
+			}
+			g.send("GET DATA DF05", getData(0xDF05))
+			g.send("GET DATA DF06", getData(0xDF06))
+		}},
+	{"location", "PAY with a region adjustment and the location and attribute declines",
+		[]string{"SPD-ADJ-1", "SPD-VER-1", "SPD-VER-2"},
+		func(g *gen) {
+			g.prefix(true, withLocation)
+			g.send("PAY balance abroad (+5%)", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 10_00, 11*time.Minute, 250)), sigMedium)
+			g.send("PAY declined: location not allowed", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, 15*time.Minute, 840)), sigMedium)
+			g.send("PAY declined: no location", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, 15*time.Minute, 0)), sigMedium)
+			tier := pay(spd.KindBalance, spd.ModeOnline, 1_00, 16*time.Minute, 276)
+			tier.RequiredTier = 2
+			g.send("PAY declined: tier too low", spd.Pay(tier), sigMedium)
+			g.send("READ PENDING 0", spd.ReadPending(0), sigRecord)
+		}},
+	{"media", "GENERATE MEDIUM",
+		[]string{"SPD-MED-1", "SPD-MED-3"},
 		func(g *gen) {
 			g.prefix(true)
 			g.send("GENERATE MEDIUM with expiry and payee nonce", spd.GenerateMedium(spd.MediumRequest{Time: at(5 * time.Minute),
 				Expiry: at(15 * time.Minute), PayeeNonce: []byte("NONCE-1234")}), certInMed, sigMedium)
 			g.send("GENERATE MEDIUM with the default expiry", spd.GenerateMedium(spd.MediumRequest{Time: at(6 * time.Minute)}), certInMed, sigMedium)
+			g.send("GENERATE MEDIUM with expiry not after time", spd.GenerateMedium(spd.MediumRequest{Time: at(8 * time.Minute), Expiry: at(8 * time.Minute)}))
+			g.send("SELECT (ends the verification)", spd.Select())
+			g.send("GENERATE MEDIUM with expiry not after time, not verified", spd.GenerateMedium(spd.MediumRequest{Time: at(9 * time.Minute), Expiry: at(8 * time.Minute)}))
+			g.send("GENERATE MEDIUM not verified", spd.GenerateMedium(spd.MediumRequest{Time: at(9 * time.Minute)}))
+		}},
+	{"tokens", "GENERATE TOKEN and PAY with a channel",
+		[]string{"SPD-TOK-1"},
+		func(g *gen) {
+			g.prefix(true)
 			g.send("GENERATE TOKEN", spd.GenerateToken(spd.TokenRequest{Time: at(7 * time.Minute), Expiry: at(24 * time.Hour),
 				Controls: medium.TokenControls{MaxTransactions: 3, MaxAmount: 20_00, Channels: medium.ChannelInStore | medium.ChannelOnline}}),
 				vectors.Variable{Path: "61/DF03", To: 12, Check: "random"}, certInMed, sigMedium)
+			g.send("GENERATE TOKEN with channels 00", spd.GenerateToken(spd.TokenRequest{Time: at(8 * time.Minute), Expiry: at(time.Hour),
+				Controls: medium.TokenControls{MaxTransactions: 1, MaxAmount: 1_00}}))
+			ch := pay(spd.KindBalance, spd.ModeOnline, 2_00, 9*time.Minute, 276)
+			ch.Channel = medium.ChannelOnline
+			g.send("PAY under the account token, channel online", spd.Pay(ch), sigMedium)
+			ch.Channel = 3
+			g.send("PAY with channel 03", spd.Pay(ch))
+		}},
+	{"parse-medium", "PARSE MEDIUM of another device's media",
+		[]string{"SPD-MED-4", "SPD-MED-6"},
+		func(g *gen) {
+			g.prefix(false)
 			peerSV, _ := hex.DecodeString(g.env.peer.StoredValue)
 			g.send("PARSE MEDIUM of the peer's stored-value medium", spd.ParseMedium(peerSV))
+			peerXfer, _ := hex.DecodeString(g.env.peer.Transfer)
+			g.send("PARSE MEDIUM of the peer's transfer medium", spd.ParseMedium(peerXfer))
 			peerRes, _ := hex.DecodeString(g.env.peer.PaymentResult)
 			g.send("PARSE MEDIUM of a payment result (no certificate)", spd.ParseMedium(peerRes))
 			tampered := bytes.Clone(peerSV)
 			i := bytes.Index(tampered, []byte{0xDF, 0x04, 0x08})
 			tampered[i+10] ^= 0x01
 			g.send("PARSE MEDIUM of a tampered medium", spd.ParseMedium(tampered))
-			g.send("GENERATE MEDIUM with expiry not after time", spd.GenerateMedium(spd.MediumRequest{Time: at(8 * time.Minute), Expiry: at(8 * time.Minute)}))
+			g.send("PARSE MEDIUM of an envelope that does not parse", spd.ParseMedium([]byte{0x85, 0x01, 0x00}))
 		}},
 	{"transfers", "TRANSFER (out and show), TRANSFER IN, RECLAIM, their pending records and ACKNOWLEDGE of a serial",
 		[]string{"SPD-XFR-1", "SPD-XFR-2", "SPD-XFR-4", "SPD-LED-2", "SPD-LED-4", "SPD-MED-6"},
@@ -373,9 +473,17 @@ var sequenceDefs = []sequenceDef{
 			g.send("GET DATA DF22 after ACKNOWLEDGE", getData(0xDF22))
 			g.send("GET DATA DF04", getData(0xDF04))
 			g.send("TRANSFER show of a closed serial", spd.TransferShow(1, at(5*time.Hour)))
+			g.send("TRANSFER to the device itself", spd.TransferOut(spd.TransferRequest{Amount: 1_00, Currency: 978, Payee: vectorID,
+				Time: at(5 * time.Hour), Expiry: at(6 * time.Hour)}))
+			g.send("TRANSFER over the balance", spd.TransferOut(spd.TransferRequest{Amount: 200_00, Currency: 978, Payee: peerID,
+				Time: at(5 * time.Hour), Expiry: at(6 * time.Hour)}))
+			g.send("TRANSFER IN of a medium that does not parse", spd.TransferIn([]byte{0x85, 0x01, 0x00}, at(5*time.Hour)))
+			g.send("RECLAIM of an unknown serial", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
+				return spd.Reclaim(k, id, spd.SerialAt{Serial: 9, Time: at(6 * time.Hour)})
+			}))
 		}},
-	{"status-words", "The status-word precedence of SPEC.md section 1.2",
-		[]string{"SPD-APP-1", "SPD-APP-2", "SPD-APP-3", "SPD-APP-5", "SPD-KEY-3", "SPD-LC-3", "SPD-PIN-1"},
+	{"status-words", "The status-word precedence of SPEC.md section 1.2 on the commands every device implements",
+		[]string{"SPD-APP-1", "SPD-APP-2", "SPD-APP-3", "SPD-APP-5", "SPD-KEY-3", "SPD-LC-3"},
 		func(g *gen) {
 			aid := spd.AID
 			g.send("SELECT with no AID", cmdOf(0x00, 0xA4, 0x04, 0x00, nil, apdu.MaxShortLe))
@@ -386,6 +494,7 @@ var sequenceDefs = []sequenceDef{
 			g.send("INS 99 under CLA 80", cmdOf(0x80, 0x99, 0x00, 0x00, nil, 0))
 			g.send("SELECT (blank)", spd.Select())
 			g.send("GET RESPONSE with nothing pending", spd.GetResponse(apdu.MaxShortLe))
+			g.send("ACTIVATE while blank", spd.Activate())
 			g.send("INITIALISE with a short device ID", cmdOf(0x80, 0x50, 0x00, 0x00,
 				append(append([]byte{0xDF, 0x40, 0x41}, spd.PublicKeyBytes(&g.env.ca.PublicKey)...), 0xDF, 0x02, 0x02, 0x01, 0x02), apdu.MaxShortLe))
 			g.send("INITIALISE", spd.Initialise(&g.env.ca.PublicKey, vectorID), v("DF24", "device-key"))
@@ -406,44 +515,18 @@ var sequenceDefs = []sequenceDef{
 			g.send("PERSONALISE signed by the CA, with an unknown tag", cmdOf(0x80, 0x52, 0x00, 0x00, signed, 0))
 			g.send("PERSONALISE without a signature", cmdOf(0x80, 0x52, 0x00, 0x00, body, 0))
 			g.personalise()
-			g.send("ACTIVATE with a data field", cmdOf(0x80, 0x54, 0x00, 0x00, []byte{0x00}, 0))
-			g.send("ACTIVATE not verified", spd.Activate())
+			g.send("PERSONALISE again", cmdOf(0x80, 0x52, 0x00, 0x00, signed, 0))
 			g.send("GET DATA with a data field", cmdOf(0x00, 0xCA, 0xDF, 0x20, []byte{0x00}, apdu.MaxShortLe))
-			g.send("GET CHALLENGE with Le 08", cmdOf(0x00, 0x84, 0x00, 0x00, nil, 8))
-			g.send("READ PENDING with a data field", cmdOf(0x80, 0x62, 0x00, 0x00, []byte{0x00}, apdu.MaxShortLe))
-			g.send("VERIFY PIN of 3 digits", spd.VerifyPIN("258"))
-			g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
-			g.send("ACTIVATE", spd.Activate())
-			g.send("SELECT (ends the verification)", spd.Select())
-			wrongCur := pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Minute, 276)
-			wrongCur.Currency = 840
-			g.send("PAY in another currency, not verified", spd.Pay(wrongCur))
-			g.send("PAY not verified", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Minute, 276)))
-			g.send("PAY with P1 04", cmdOf(0x80, 0x60, 0x04, 0x00, spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Minute, 276)).Data, apdu.MaxShortLe))
-			g.send("GENERATE MEDIUM with expiry not after time, not verified", spd.GenerateMedium(spd.MediumRequest{Time: at(time.Minute), Expiry: at(time.Minute)}))
-			g.send("VERIFY PIN", spd.VerifyPIN(vectorPIN))
-			ch := pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Minute, 276)
-			ch.Channel = 3
-			g.send("PAY with channel 03", spd.Pay(ch))
-			g.send("PAY use with an amount", cmdOf(0x80, 0x60, 0x03, 0x00, spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 5, time.Minute, 276)).Data, apdu.MaxShortLe))
-			g.send("GENERATE TOKEN with channels 00", spd.GenerateToken(spd.TokenRequest{Time: at(time.Minute), Expiry: at(time.Hour),
-				Controls: medium.TokenControls{MaxTransactions: 1, MaxAmount: 1_00}}))
+			g.send("GET DATA 9F7F (unknown)", getData(0x9F7F))
 			unknown := []byte{0xDF, 0x2C, 0x04, 0x00, 0x00, 0x00, 0x05, 0xDF, 0x7F, 0x01, 0x00}
 			forgedUpd, _ := spd.SealIssuerData(g.env.ca, spd.INSUpdateParameters, vectorID, unknown)
 			g.send("UPDATE PARAMETERS signed by the CA, not the host, with an unknown tag", cmdOf(0x80, 0x66, 0x00, 0x00, forgedUpd, 0))
 			hostUpd, _ := spd.SealIssuerData(g.env.host, spd.INSUpdateParameters, vectorID, unknown)
 			g.send("UPDATE PARAMETERS signed by the host, with an unknown tag", cmdOf(0x80, 0x66, 0x00, 0x00, hostUpd, 0))
-			g.send("UPDATE PARAMETERS with counter 0", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
-				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 0, TopUp: 1})
-			}))
-			g.send("TRANSFER to the device itself", spd.TransferOut(spd.TransferRequest{Amount: 1_00, Currency: 978, Payee: vectorID,
-				Time: at(time.Minute), Expiry: at(time.Hour)}))
-			g.send("TRANSFER over the balance", spd.TransferOut(spd.TransferRequest{Amount: 200_00, Currency: 978, Payee: peerID,
-				Time: at(time.Minute), Expiry: at(time.Hour)}))
-			g.send("TRANSFER IN of a medium that does not parse", spd.TransferIn([]byte{0x85, 0x01, 0x00}, at(time.Minute)))
-			g.send("RECLAIM of an unknown serial", g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) {
-				return spd.Reclaim(k, id, spd.SerialAt{Serial: 9, Time: at(time.Hour)})
-			}))
+			g.send("UPDATE PARAMETERS with counter 0", g.hostUpdate(spd.ParameterUpdate{Counter: 0, TopUp: 1}))
+			active := spd.StateActive
+			g.send("UPDATE PARAMETERS to active from personalised", g.hostUpdate(spd.ParameterUpdate{Counter: 1, State: &active}))
+			g.send("GET DATA DF2C", getData(0xDF2C))
 		}},
 }
 
