@@ -118,17 +118,17 @@ grep -q 'set-up' "$work/missing.log" || fail "a missing DUT is not a set-up erro
 [ ! -e "$work/missing/manifest.json" ] || fail "a missing DUT got a signed report"
 
 say "5. verification pins the lab key"
-"$BIN" report --verify "$work/cert" --lab-key "$work/lab.pem.pub" >"$work/verify.log" 2>&1 || { cat "$work/verify.log"; fail "the report does not verify"; }
+"$BIN" report --verify "$work/cert" --lab-key "$work/lab.pub.pem" >"$work/verify.log" 2>&1 || { cat "$work/verify.log"; fail "the report does not verify"; }
 cp -r "$work/cert" "$work/resigned"
 rm "$work/resigned/manifest.json"
 "$BIN" report --json "$work/cert/ginkgo.json" --from "$work/cert/certificate.json" --out "$work/resigned" --key "$work/other.pem" >/dev/null 2>&1 ||
 	fail "could not re-sign the report with another key"
-if "$BIN" report --verify "$work/resigned" --lab-key "$work/lab.pem.pub" >/dev/null 2>&1; then
+if "$BIN" report --verify "$work/resigned" --lab-key "$work/lab.pub.pem" >/dev/null 2>&1; then
 	fail "a report signed by another key verifies against the lab key"
 fi
 cp -r "$work/cert" "$work/tampered"
 sed -i 's/"passed"/"failed"/' "$work/tampered/ginkgo.json"
-if "$BIN" report --verify "$work/tampered" --lab-key "$work/lab.pem.pub" >/dev/null 2>&1; then
+if "$BIN" report --verify "$work/tampered" --lab-key "$work/lab.pub.pem" >/dev/null 2>&1; then
 	fail "a report whose ginkgo.json changed verifies"
 fi
 say "all verdicts as they must be"
