@@ -9,7 +9,7 @@ APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-confi
 
 FAULTY    ?= status-9000 stale-result stale-balance
 
-.PHONY: all deps services build run test test-unit test-scenarios test-faulty bench fuzz vet clean
+.PHONY: all deps services build run test test-unit test-scenarios test-certify test-faulty bench fuzz vet clean
 
 all: build
 
@@ -37,6 +37,7 @@ test: services
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-faulty
 	$(MAKE) --no-print-directory test-scenarios
+	$(MAKE) --no-print-directory test-certify
 
 test-scenarios: build
 	@set -e; for dut in $(DUTS); do \
@@ -46,6 +47,13 @@ test-scenarios: build
 	  echo "== conformance suite on --dut $$dut"; \
 	  $(GO) test -count=1 -timeout 15m ./scenarios/ -args --dut=$$dut --report-dir=$(OUT)/reports/$$dut; \
 	done
+
+## test-certify: certify reference devices reached only as hardware is (a separate emulator
+## process per sample, --dut serial:PATH and pcsc:READER with an ICS) and check every verdict rule
+test-certify: build
+	@BIN=bin/spdlab bash scripts/certify-proof.sh serial
+	@if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then BIN=bin/spdlab bash scripts/certify-proof.sh pcsc; \
+	else echo "== certify-proof pcsc: skipped, pcscd is not running (sudo bash .ci/pcscd)"; fi
 
 ## test-faulty: the suite must fail a reference device with a deliberate defect
 test-faulty:

@@ -1,46 +1,96 @@
 package scenarios
 
 import (
+	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/reporters"
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reports"
+	"github.com/spdlab/spdlab/scenarios/ics"
 )
 
+// dutFlags is the repeatable --dut flag: one DUT string per sample.
+type dutFlags []string
+
+func (f *dutFlags) String() string     { return strings.Join(*f, ", ") }
+func (f *dutFlags) Set(s string) error { *f = append(*f, s); return nil }
+
 var (
-	dutFlag   = flag.String("dut", "ref", "device under test: ref, pcsc[:READER], serial:PATH, usb:VID:PID, usb-emu, sd:DIR, replay:FILE, pcsc-emu, serial-emu, sd-emu")
-	reportDir = flag.String("report-dir", "", "write the certification report (HTML, JUnit, signed manifest) here")
+	duts      dutFlags
+	icsPath   = flag.String("ics", "", "the device's implementation conformance statement (required for a physical DUT)")
+	reportDir = flag.String("report-dir", "", "write the certification report (HTML, JUnit, certificate, signed manifest) here")
+	keyPath   = flag.String("key", "", "lab signing key for --report-dir (default: the lab key of `spdlab labkey init`, else a throwaway key recorded as no lab)")
+
+	suiteDriver *DUTDriver
+	suiteIDs    []Identity
 )
+
+func init() {
+	flag.Var(&duts, "dut", "device under test, once per sample: ref, usb-emu, serial-emu, sd-emu, pcsc-emu, faulty:MODE, or pcsc:READER, serial:PATH, usb:VID:PID, sd:DIR (default ref)")
+}
 
 func TestConformance(t *testing.T) {
 	RegisterFailHandler(Fail)
-	Define(&DUTDriver{Specs: []string{*dutFlag}})
-	suiteConfig, reporterConfig := GinkgoConfiguration()
-	if *reportDir != "" {
-		if err := os.MkdirAll(*reportDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		reporterConfig.JSONReport = filepath.Join(*reportDir, "ginkgo.json")
+	if len(duts) == 0 {
+		duts = dutFlags{"ref"}
 	}
-	RunSpecs(t, "spdlab conformance on "+*dutFlag, suiteConfig, reporterConfig)
+	var stmt *ics.ICS
+	if *icsPath != "" {
+		b, err := os.ReadFile(*icsPath)
+		if err != nil {
+			t.Fatalf("set-up: %v", err)
+		}
+		if stmt, err = ics.Parse(b); err != nil {
+			t.Fatalf("set-up: %s is not a valid ICS:\n%v", *icsPath, err)
+		}
+	}
+	d, err := NewDUTDriver(duts, stmt)
+	if err != nil {
+		t.Fatalf("set-up: %v", err)
+	}
+	if suiteIDs, err = d.Probe(context.Background()); err != nil {
+		t.Fatalf("set-up: %v (nothing was tested)", err)
+	}
+	suiteDriver = d
+	Define(d)
+	suiteConfig, reporterConfig := GinkgoConfiguration()
+	RunSpecs(t, "spdlab conformance on "+d.Profile().Name, suiteConfig, reporterConfig)
 }
 
-var _ = ReportAfterSuite("certification report", func(r Report) {
+// The standalone suite follows certify's rules: it prints the verdict and
+// fails unless the device is certified.
+var _ = ReportAfterSuite("certification verdict", func(r Report) {
+	info := suiteDriver.RunInfo(suiteIDs, *icsPath, r)
+	var c reports.Certificate
 	if *reportDir == "" {
-		return
+		c = reports.Build(info, []Report{r})
+	} else {
+		Expect(os.MkdirAll(*reportDir, 0o755)).To(Succeed())
+		Expect(reporters.GenerateJSONReport(r, filepath.Join(*reportDir, "ginkgo.json"))).To(Succeed())
+		path := *keyPath
+		if path == "" {
+			path = reports.DefaultLabKeyPath()
+		}
+		lab, key, err := reports.OpenLab(path)
+		if errors.Is(err, reports.ErrNoLabKey) && *keyPath == "" {
+			lab, key, err = reports.EphemeralLab()
+		}
+		Expect(err).NotTo(HaveOccurred())
+		info.Lab = lab
+		c, err = reports.Write(*reportDir, info, []Report{r}, key)
+		Expect(err).NotTo(HaveOccurred())
 	}
-	lab, key, err := reports.OpenLab(reports.DefaultLabKeyPath())
-	if errors.Is(err, reports.ErrNoLabKey) {
-		lab, key, err = reports.EphemeralLab()
+	fmt.Fprintln(os.Stdout, c.Summary())
+	if !c.Certified {
+		Fail(c.Summary())
 	}
-	Expect(err).NotTo(HaveOccurred())
-	c, err := reports.Write(*reportDir, reports.RunInfo{DUT: *dutFlag, Lab: lab}, []Report{r}, key)
-	Expect(err).NotTo(HaveOccurred())
-	GinkgoWriter.Println(c.Summary())
 })

@@ -119,10 +119,10 @@ grep -q 'set-up' "$work/missing.log" || fail "a missing DUT is not a set-up erro
 
 say "5. verification pins the lab key"
 "$BIN" report --verify "$work/cert" --lab-key "$work/lab.pub.pem" >"$work/verify.log" 2>&1 || { cat "$work/verify.log"; fail "the report does not verify"; }
-cp -r "$work/cert" "$work/resigned"
-rm "$work/resigned/manifest.json"
-"$BIN" report --json "$work/cert/ginkgo.json" --from "$work/cert/certificate.json" --out "$work/resigned" --key "$work/other.pem" >/dev/null 2>&1 ||
-	fail "could not re-sign the report with another key"
+"$BIN" report --json "$work/cert/ginkgo.json" --dut "${dut[0]}" --out "$work/resigned" --key "$work/other.pem" >/dev/null 2>&1 ||
+	fail "could not sign the run's report with another key"
+"$BIN" report --verify "$work/resigned" --lab-key "$work/other.pub.pem" >/dev/null 2>&1 ||
+	fail "the report signed by the other key does not verify even against that key"
 if "$BIN" report --verify "$work/resigned" --lab-key "$work/lab.pub.pem" >/dev/null 2>&1; then
 	fail "a report signed by another key verifies against the lab key"
 fi
@@ -130,5 +130,23 @@ cp -r "$work/cert" "$work/tampered"
 sed -i 's/"passed"/"failed"/' "$work/tampered/ginkgo.json"
 if "$BIN" report --verify "$work/tampered" --lab-key "$work/lab.pub.pem" >/dev/null 2>&1; then
 	fail "a report whose ginkgo.json changed verifies"
+fi
+if [ "$transport" = serial ]; then
+	say "6. the standalone suite binary follows the same rules"
+	(cd "$(dirname "$0")/.." && go test -c -o "$work/scenarios.test" ./scenarios) || fail "could not build the suite binary"
+	start_sample 0 spd
+	start_sample 1 spd
+	(cd "$work" && ./scenarios.test --dut "${dut[0]}" --dut "${dut[1]}" --ics "$work/ics.yaml" --report-dir "$work/standalone" >"$work/standalone.log" 2>&1) ||
+		{ tail -20 "$work/standalone.log"; fail "the standalone binary did not certify the reference device"; }
+	grep -q 'CERTIFIED: ' "$work/standalone.log" && ! grep -q 'NOT CERTIFIED' "$work/standalone.log" || { tail -5 "$work/standalone.log"; fail "the standalone binary printed no CERTIFIED verdict"; }
+	if (cd "$work" && ./scenarios.test --dut "${dut[0]}" --ics "$work/ics.yaml" --ginkgo.label-filter TC-APP-001 >"$work/standalone-partial.log" 2>&1); then
+		fail "the standalone binary exited 0 for a filtered run"
+	fi
+	grep -q 'PARTIAL RUN' "$work/standalone-partial.log" || fail "the standalone binary's filtered run does not say PARTIAL RUN"
+	if (cd "$work" && ./scenarios.test --dut "serial:$work/no-such-port" --ics "$work/ics.yaml" >"$work/standalone-missing.log" 2>&1); then
+		fail "the standalone binary exited 0 with no device"
+	fi
+	grep -q 'set-up' "$work/standalone-missing.log" || fail "the standalone binary's missing device is not a set-up error"
+	stop_samples
 fi
 say "all verdicts as they must be"

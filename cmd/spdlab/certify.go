@@ -106,13 +106,15 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := reports.Write(*out, reports.RunInfo{DUT: name, Lab: lab}, rs, key)
+	info := driver.RunInfo(ids, *icsPath, rs[0])
+	info.Lab = lab
+	c, err := reports.Write(*out, info, rs, key)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\n%s\nreport: %s\n", c.Summary(), filepath.Join(*out, reports.FileHTML))
 	if !c.Certified {
-		return fmt.Errorf("%s is not certified", name)
+		return fmt.Errorf("%s: %s", name, c.Verdict)
 	}
 	return nil
 }
