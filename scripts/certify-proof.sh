@@ -148,5 +148,24 @@ if [ "$transport" = serial ]; then
 	fi
 	grep -q 'set-up' "$work/standalone-missing.log" || fail "the standalone binary's missing device is not a set-up error"
 	stop_samples
+
+	say "7. a device that declares no optional feature is judged on the rest"
+	sed '/^features:/,/^capacities:/ s/: true/: false/' "$work/ics.yaml" >"$work/minimal.yaml"
+	"$BIN" ics check "$work/minimal.yaml" >/dev/null || fail "the minimal statement does not check"
+	start_sample 0 spd
+	"$BIN" certify --dut "${dut[0]}" --ics "$work/minimal.yaml" --key "$work/lab.pem" --out "$work/minimal" >"$work/minimal.log" 2>&1 ||
+		{ tail -30 "$work/minimal.log"; fail "a device declaring no optional feature was not certified on the rest"; }
+	python3 - "$work/minimal/certificate.json" <<'PY' || fail "the minimal device's certificate does not name the ICS entries"
+import json, sys
+c = json.load(open(sys.argv[1]))
+na = [x for x in c["cases"] if x["verdict"] == "not applicable"]
+ics = [x for x in na if x["reason"].startswith("not applicable: ICS features.")]
+other = [x for x in na if not x["reason"].startswith(("not applicable: ICS features.", "not applicable: rig lacks"))]
+print(f"  {c['passed']} passed, {len(ics)} not applicable by the ICS, {len(na) - len(ics)} by the rig")
+for x in other:
+    print("  unexpected:", x["id"], x["reason"])
+sys.exit(1 if other or not ics or not c["certified"] else 0)
+PY
+	stop_samples
 fi
 say "all verdicts as they must be"
