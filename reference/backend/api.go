@@ -116,6 +116,9 @@ const (
 	Settled SettlementStatus = "settled"
 	// AlreadySettled: an earlier batch settled it; nothing changed now.
 	AlreadySettled SettlementStatus = "already_settled"
+	// Held: a transfer-in stored but not credited until its payer's
+	// transfer-out settles (API.md, "Value and the audit").
+	Held SettlementStatus = "held"
 )
 
 // SettlementEntry is one record's outcome.
@@ -301,28 +304,69 @@ type TransferAction struct {
 	Signature []byte `json:"signature"`
 }
 
-// Audit proves value is conserved: GET /v1/audit.
+// Audit proves value is conserved: GET /v1/audit. Each figure comes from
+// its own table, and each device's balance is recomputed from the records
+// and transfers that moved it (API.md, "Value and the audit"):
 //
 //	Issued == Balances + Pending + Settled + InFlight
+//
+// Conserved is true only when that holds and no Discrepancy was found.
 type Audit struct {
-	Conserved bool  `json:"conserved"`
-	Issued    int64 `json:"issued"`
+	Conserved bool `json:"conserved"`
+	// Issued is the initial balances of the registrations plus the top-ups
+	// of the parameter updates.
+	Issued int64 `json:"issued"`
 	// Balances is the sum of the issuer's view of every device balance.
 	Balances int64 `json:"balances"`
 	// Pending is the value of authorisations held and not yet settled.
 	Pending int64 `json:"pending"`
 	Settled int64 `json:"settled"`
-	// InFlight is the value of held transfers not yet claimed or reclaimed,
-	// and of offline transfers settled for the payer but not yet for the
-	// payee (negative while a payee settled first).
+	// InFlight is the value of held online transfers not yet claimed or
+	// reclaimed, and of offline transfers whose payer's transfer-out is
+	// settled and whose payee's transfer-in (or payer's reclaim) is not.
 	InFlight int64 `json:"in_flight"`
+	// HeldIn is the value of transfer-ins stored but not credited: their
+	// payer's transfer-out has not settled (outside the equation: no
+	// balance holds it on the issuer's side).
+	HeldIn int64 `json:"held_in"`
 	// ReportedBalances sums what devices last reported on contact (devices
 	// that never reported count their issuer view), for comparison.
 	ReportedBalances int64 `json:"reported_balances"`
 	Devices          int64 `json:"devices"`
 	RecordsSettled   int64 `json:"records_settled"`
 	RecordsPending   int64 `json:"records_pending"`
+	RecordsHeldIn    int64 `json:"records_held_in"`
 	TransfersHeld    int64 `json:"transfers_in_flight"`
+	// Discrepancies lists every stored value that breaks the books, each
+	// naming the device, record or transfer at fault.
+	Discrepancies []Discrepancy `json:"discrepancies"`
+	// Differences lists the devices whose last reported balance differs
+	// from the issuer's view (offline payments not yet settled, a missed
+	// update): not a fault by itself, but where to look.
+	Differences []ViewDifference `json:"differences"`
+}
+
+// Discrepancy is one fault the audit found.
+type Discrepancy struct {
+	// Source is the table the faulty value was found in: devices, params,
+	// records, transfers, offline_transfers, or "totals".
+	Source   string `json:"source"`
+	DeviceID string `json:"device_id,omitempty"`
+	ATC      *int64 `json:"atc,omitempty"`
+	Transfer string `json:"transfer,omitempty"`
+	// Expected and Found are the amounts compared, when amounts are.
+	Expected *int64 `json:"expected,omitempty"`
+	Found    *int64 `json:"found,omitempty"`
+	Detail   string `json:"detail"`
+}
+
+// ViewDifference is a device whose reported balance differs from the
+// issuer's view.
+type ViewDifference struct {
+	DeviceID        string `json:"device_id"`
+	IssuerBalance   int64  `json:"issuer_balance"`
+	ReportedBalance int64  `json:"reported_balance"`
+	ReportedATC     *int64 `json:"reported_atc,omitempty"`
 }
 
 // Health is the body of GET /healthz.
@@ -369,6 +413,7 @@ const (
 	CodeNotFound        = "not_found"
 	CodeUnauthorised    = "unauthorised"
 	CodeForbidden       = "forbidden"
+	CodeLimit           = "over_limit"
 	CodeMediaType       = "unsupported_media_type"
 	CodeMethod          = "method_not_allowed"
 	CodeInternal        = "internal"

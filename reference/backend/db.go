@@ -11,7 +11,7 @@ import (
 // schema is the backend's SQLite schema. Amounts are integers in minor
 // units; times are Unix seconds.
 const schema = `
-CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB);
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB) STRICT;
 CREATE TABLE IF NOT EXISTS devices(
 	id TEXT PRIMARY KEY,
 	pubkey BLOB NOT NULL,
@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS devices(
 	account TEXT NOT NULL,
 	currency INTEGER NOT NULL,
 	phone TEXT NOT NULL DEFAULT '',
+	initial INTEGER NOT NULL,
 	issued INTEGER NOT NULL,
 	balance INTEGER NOT NULL,
 	reported_balance INTEGER,
@@ -26,9 +27,10 @@ CREATE TABLE IF NOT EXISTS devices(
 	param_counter INTEGER NOT NULL DEFAULT 0,
 	param_applied INTEGER NOT NULL DEFAULT 0,
 	created_at INTEGER NOT NULL
-);
+) STRICT;
 -- One row per (device, ATC): state 1 settled, 2 held (authorised, pending),
--- 3 declined online.
+-- 3 declined online, 4 a transfer-in stored and held until the payer's
+-- transfer-out settles (not credited).
 CREATE TABLE IF NOT EXISTS records(
 	device_id TEXT NOT NULL,
 	atc INTEGER NOT NULL,
@@ -47,7 +49,7 @@ CREATE TABLE IF NOT EXISTS records(
 	result BLOB,
 	raw BLOB NOT NULL,
 	PRIMARY KEY(device_id, atc)
-) WITHOUT ROWID;
+) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_state ON records(state);
 CREATE TABLE IF NOT EXISTS tokens(
 	token TEXT PRIMARY KEY,
@@ -59,14 +61,14 @@ CREATE TABLE IF NOT EXISTS tokens(
 	not_after INTEGER NOT NULL,
 	channels TEXT NOT NULL,
 	created_at INTEGER NOT NULL
-);
+) STRICT;
 CREATE TABLE IF NOT EXISTS params(
 	device_id TEXT NOT NULL,
 	counter INTEGER NOT NULL,
 	body BLOB NOT NULL,
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY(device_id, counter)
-);
+) STRICT;
 CREATE TABLE IF NOT EXISTS otps(
 	id TEXT PRIMARY KEY,
 	device_id TEXT NOT NULL,
@@ -75,14 +77,14 @@ CREATE TABLE IF NOT EXISTS otps(
 	expires_at INTEGER NOT NULL,
 	tries_left INTEGER NOT NULL,
 	used INTEGER NOT NULL
-);
+) STRICT;
 CREATE TABLE IF NOT EXISTS revocations(
 	kind TEXT NOT NULL,
 	subject TEXT NOT NULL,
 	reason TEXT NOT NULL,
 	at INTEGER NOT NULL,
 	PRIMARY KEY(kind, subject)
-);
+) STRICT;
 CREATE TABLE IF NOT EXISTS transfers(
 	id TEXT PRIMARY KEY,
 	from_device TEXT NOT NULL,
@@ -92,10 +94,12 @@ CREATE TABLE IF NOT EXISTS transfers(
 	expires_at INTEGER NOT NULL,
 	created_at INTEGER NOT NULL,
 	done_at INTEGER NOT NULL DEFAULT 0
-);
+) STRICT;
 CREATE INDEX IF NOT EXISTS transfers_state ON transfers(state);
 -- Offline transfers (transfer media), from the devices' records: the payer's
--- transfer-out, then the payee's transfer-in or the payer's reclaim.
+-- transfer-out, then the payee's transfer-in or the payer's reclaim. A
+-- transfer-in that arrives before the transfer-out is held (in_held, the
+-- payee's record at in_atc) and credited when the transfer-out settles.
 CREATE TABLE IF NOT EXISTS offline_transfers(
 	payer TEXT NOT NULL,
 	serial INTEGER NOT NULL,
@@ -104,8 +108,10 @@ CREATE TABLE IF NOT EXISTS offline_transfers(
 	out_settled INTEGER NOT NULL,
 	in_settled INTEGER NOT NULL,
 	reclaimed INTEGER NOT NULL,
+	in_held INTEGER NOT NULL DEFAULT 0,
+	in_atc INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY(payer, serial)
-);
+) STRICT;
 `
 
 // Record states.
@@ -113,11 +119,36 @@ const (
 	stateSettled  = 1
 	stateHeld     = 2
 	stateDeclined = 3
+	stateHeldIn   = 4
 )
 
 func migrate(db *sql.DB) error {
 	if _, err := db.Exec(schema); err != nil {
 		return fmt.Errorf("backend: create schema: %w", err)
+	}
+	// Databases made before these columns existed get them; a device's
+	// initial value is then what was issued less its queued top-ups.
+	for _, c := range []struct{ table, column, add, fill string }{
+		{"devices", "initial", "ALTER TABLE devices ADD COLUMN initial INTEGER NOT NULL DEFAULT 0",
+			"UPDATE devices SET initial = issued - coalesce((SELECT sum(json_extract(p.body, '$.top_up')) FROM params p WHERE p.device_id = devices.id), 0)"},
+		{"offline_transfers", "in_held", "ALTER TABLE offline_transfers ADD COLUMN in_held INTEGER NOT NULL DEFAULT 0", ""},
+		{"offline_transfers", "in_atc", "ALTER TABLE offline_transfers ADD COLUMN in_atc INTEGER NOT NULL DEFAULT 0", ""},
+	} {
+		var n int
+		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name=?`, c.table, c.column).Scan(&n); err != nil {
+			return fmt.Errorf("backend: schema: %w", err)
+		}
+		if n > 0 {
+			continue
+		}
+		for _, q := range []string{c.add, c.fill} {
+			if q == "" {
+				continue
+			}
+			if _, err := db.Exec(q); err != nil {
+				return fmt.Errorf("backend: migrate %s.%s: %w", c.table, c.column, err)
+			}
+		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -127,9 +128,12 @@ func (s *Server) register(ctx context.Context, reg Registration) (Device, error)
 		if n > 0 {
 			return newErr(http.StatusForbidden, CodeRevoked, "device or certificate is revoked")
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(id, pubkey, cert_serial, account, currency, phone, issued, balance, created_at)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, reg.DeviceID, der, serial, reg.Account, reg.Currency, reg.Phone,
-			reg.InitialBalance, reg.InitialBalance, now); err != nil {
+		if err := s.checkIssue(ctx, tx, "", reg.InitialBalance); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(id, pubkey, cert_serial, account, currency, phone, initial, issued, balance, created_at)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, reg.DeviceID, der, serial, reg.Account, reg.Currency, reg.Phone,
+			reg.InitialBalance, reg.InitialBalance, reg.InitialBalance, now); err != nil {
 			return internal(err)
 		}
 		if reg.AccountToken != "" {
@@ -328,6 +332,12 @@ func (s *Server) handleQueueParameter(w http.ResponseWriter, r *http.Request) {
 				return errUnknownDevice(id)
 			}
 			return internal(err)
+		}
+		if u.Counter > math.MaxUint32 {
+			return newErr(http.StatusUnprocessableEntity, CodeLimit, "device %s: parameter counter past 2^32-1 (SPEC.md UPDATE PARAMETERS)", id)
+		}
+		if err := s.checkIssue(ctx, tx, id, u.TopUp); err != nil {
+			return err
 		}
 		body, err := json.Marshal(u)
 		if err != nil {

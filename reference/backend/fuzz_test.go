@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 )
 
@@ -81,7 +82,7 @@ func FuzzSettleRequest(f *testing.F) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Code == "" || eb.Reason == "" {
 				t.Fatalf("%d with %q", rec.Code, rec.Body.String())
 			}
-			if after != before {
+			if !reflect.DeepEqual(after, before) {
 				t.Fatalf("refused batch changed the books: %+v -> %+v", before, after)
 			}
 		default:

@@ -219,6 +219,17 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 	closed := make(map[string][]uint64) // payer -> serials closed by this batch
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		devs := make(map[string]*deviceRow)
+		load := func(id string) (*deviceRow, error) {
+			if d := devs[id]; d != nil {
+				return d, nil
+			}
+			d, err := s.loadDevice(ctx, tx, id)
+			if err != nil {
+				return nil, err
+			}
+			devs[id] = &d
+			return &d, nil
+		}
 		seen := make(map[key]int, len(recs))
 		for i, rec := range recs {
 			e := &ack.Entries[i]
@@ -231,14 +242,9 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 				continue
 			}
 			seen[key{rec.Device, rec.ATC}] = i
-			dev := devs[rec.Device]
-			if dev == nil {
-				d, err := s.loadDevice(ctx, tx, rec.Device)
-				if err != nil {
-					return asAPIErr(err).at(i)
-				}
-				dev = &d
-				devs[rec.Device] = dev
+			dev, err := load(rec.Device)
+			if err != nil {
+				return asAPIErr(err).at(i)
 			}
 			if dev.revoked {
 				return errRevoked(rec.Device).at(i)
@@ -271,6 +277,8 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 				switch old.state {
 				case stateSettled:
 					e.Status, e.Account = AlreadySettled, old.account
+				case stateHeldIn:
+					e.Status, e.Account = Held, old.account
 				case stateHeld:
 					// An authorisation held online: capture it.
 					if _, err := tx.StmtContext(ctx, s.stmts.updRecord).ExecContext(ctx, stateSettled, batch.BatchID, now.Unix(), rec.Device, int64(rec.ATC)); err != nil {
@@ -285,7 +293,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 			if rec.Currency != dev.currency {
 				return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %s ATC %d: currency %d, the device's is %d", rec.Device, rec.ATC, rec.Currency, dev.currency).at(i)
 			}
-			account := dev.account
+			account, state := dev.account, stateSettled
 			switch {
 			case rec.Kind.IsPayment():
 				if rec.Amount > dev.balance {
@@ -296,7 +304,8 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 				}
 				dev.balance -= rec.Amount
 			default:
-				payer, err := s.settleTransferRecord(ctx, tx, dev, rec)
+				var payer string
+				payer, state, err = s.settleTransferRecord(ctx, tx, dev, rec, load)
 				if err != nil {
 					return asAPIErr(err).at(i)
 				}
@@ -304,10 +313,13 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 					closed[payer] = append(closed[payer], rec.Serial)
 				}
 			}
-			if err := s.insertRecord(ctx, tx, rec, stateSettled, account, ChannelOffline, batch.BatchID, now.Unix(), nil, batch.Records[i]); err != nil {
+			if err := s.insertRecord(ctx, tx, rec, state, account, ChannelOffline, batch.BatchID, now.Unix(), nil, batch.Records[i]); err != nil {
 				return err
 			}
 			e.Status, e.Account = Settled, account
+			if state == stateHeldIn {
+				e.Status = Held
+			}
 		}
 		for id, dev := range devs {
 			if _, err := tx.ExecContext(ctx, `UPDATE devices SET balance=? WHERE id=?`, dev.balance, id); err != nil {
@@ -333,11 +345,17 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 }
 
 // settleTransferRecord books one transfer record against the offline
-// transfer it belongs to and returns the payer whose transfer it closes
-// (empty when it closes none).
-func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *deviceRow, rec DeviceRecord) (string, error) {
+// transfer it belongs to. It returns the payer whose transfer it closes
+// (empty when it closes none) and the state to store the record in.
+//
+// A payee is credited only against its payer's settled transfer-out: a
+// transfer-in that comes first is stored held (stateHeldIn), credits
+// nothing, and is credited when the payer's transfer-out settles; a payer
+// that is not registered, or is revoked, never settles one, so the value
+// stays held and the audit shows it.
+func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *deviceRow, rec DeviceRecord, load func(string) (*deviceRow, error)) (string, int, error) {
 	if rec.Serial == 0 {
-		return "", newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: %v record without a serial", rec.Device, rec.ATC, rec.Kind)
+		return "", 0, newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: %v record without a serial", rec.Device, rec.ATC, rec.Kind)
 	}
 	payer, payee := rec.Device, ""
 	if len(rec.Counterpart) > 0 {
@@ -345,23 +363,24 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 	}
 	if rec.Kind == spd.KindTransferIn {
 		if len(rec.Counterpart) == 0 {
-			return "", newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: transfer-in record names no payer", rec.Device, rec.ATC)
+			return "", 0, newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: transfer-in record names no payer", rec.Device, rec.ATC)
 		}
 		payer, payee = payee, rec.Device
 	}
 	var t struct {
-		payee              string
-		amount             int64
-		out, in, reclaimed bool
+		payee                      string
+		amount                     int64
+		out, in, reclaimed, inHeld bool
+		inATC                      int64
 	}
-	err := tx.QueryRowContext(ctx, `SELECT payee, amount, out_settled, in_settled, reclaimed FROM offline_transfers WHERE payer=? AND serial=?`,
-		payer, int64(rec.Serial)).Scan(&t.payee, &t.amount, &t.out, &t.in, &t.reclaimed)
+	err := tx.QueryRowContext(ctx, `SELECT payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc FROM offline_transfers WHERE payer=? AND serial=?`,
+		payer, int64(rec.Serial)).Scan(&t.payee, &t.amount, &t.out, &t.in, &t.reclaimed, &t.inHeld, &t.inATC)
 	found := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return "", internal(err)
+		return "", 0, internal(err)
 	}
-	refuse := func(why string) (string, error) {
-		return "", newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: transfer %d of %s: %s", rec.Device, rec.ATC, rec.Serial, payer, why)
+	refuse := func(why string) (string, int, error) {
+		return "", 0, newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: transfer %d of %s: %s", rec.Device, rec.ATC, rec.Serial, payer, why)
 	}
 	if found {
 		if t.amount != rec.Amount {
@@ -374,41 +393,71 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 	if payee == "" {
 		payee = t.payee
 	}
+	state := stateSettled
 	switch rec.Kind {
 	case spd.KindTransferOut:
 		if t.out {
 			return refuse("transfer-out already settled under another ATC")
 		}
 		if rec.Amount > dev.balance {
-			return "", newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: amount %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance)
+			return "", 0, newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: amount %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance)
 		}
 		dev.balance -= rec.Amount
 		t.out = true
+		if t.inHeld {
+			// The payee's transfer-in waited for this: credit it now.
+			pd, err := load(payee)
+			if err != nil {
+				return "", 0, err
+			}
+			if err := checkCredit(payee, pd.balance, rec.Amount); err != nil {
+				return "", 0, err
+			}
+			pd.balance += rec.Amount
+			if _, err := tx.ExecContext(ctx, `UPDATE records SET state=? WHERE device_id=? AND atc=? AND state=?`, stateSettled, payee, t.inATC, stateHeldIn); err != nil {
+				return "", 0, internal(err)
+			}
+			t.in, t.inHeld = true, false
+		}
 	case spd.KindTransferIn:
-		if t.in || t.reclaimed {
+		if t.in || t.inHeld || t.reclaimed {
 			return refuse("already imported or reclaimed (double spend)")
 		}
-		dev.balance += rec.Amount
-		t.in = true
+		if t.out {
+			if err := checkCredit(rec.Device, dev.balance, rec.Amount); err != nil {
+				return "", 0, err
+			}
+			dev.balance += rec.Amount
+			t.in = true
+		} else {
+			t.inHeld, t.inATC, state = true, int64(rec.ATC), stateHeldIn
+		}
 	case spd.KindReclaim:
-		if t.in || t.reclaimed {
+		if t.in || t.inHeld || t.reclaimed {
 			return refuse("already imported or reclaimed (double spend)")
+		}
+		if !t.out {
+			return refuse("reclaim before the transfer-out settled")
+		}
+		if err := checkCredit(rec.Device, dev.balance, rec.Amount); err != nil {
+			return "", 0, err
 		}
 		dev.balance += rec.Amount
 		t.reclaimed = true
 	default:
-		return "", newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: unknown kind %v", rec.Device, rec.ATC, rec.Kind)
+		return "", 0, newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: unknown kind %v", rec.Device, rec.ATC, rec.Kind)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO offline_transfers(payer, serial, payee, amount, out_settled, in_settled, reclaimed)
-		VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(payer, serial) DO UPDATE SET payee=excluded.payee,
-		out_settled=excluded.out_settled, in_settled=excluded.in_settled, reclaimed=excluded.reclaimed`,
-		payer, int64(rec.Serial), payee, rec.Amount, t.out, t.in, t.reclaimed); err != nil {
-		return "", internal(err)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO offline_transfers(payer, serial, payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc)
+		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(payer, serial) DO UPDATE SET payee=excluded.payee,
+		out_settled=excluded.out_settled, in_settled=excluded.in_settled, reclaimed=excluded.reclaimed,
+		in_held=excluded.in_held, in_atc=excluded.in_atc`,
+		payer, int64(rec.Serial), payee, rec.Amount, t.out, t.in, t.reclaimed, t.inHeld, t.inATC); err != nil {
+		return "", 0, internal(err)
 	}
 	if rec.Kind == spd.KindTransferOut {
-		return "", nil
+		return "", state, nil
 	}
-	return payer, nil
+	return payer, state, nil
 }
 
 // deviceAcknowledgements builds, for each device of a settled batch, the

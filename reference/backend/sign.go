@@ -81,6 +81,8 @@ func (k SettlementAck) SignedBytes() []byte {
 			st = 1
 		case AlreadySettled:
 			st = 2
+		case Held:
+			st = 3
 		}
 		b = append(b, st)
 	}

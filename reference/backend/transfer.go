@@ -167,6 +167,9 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 		}
 		done := int64(0)
 		if !req.Hold {
+			if err := checkCredit(req.To, to.balance, req.Amount); err != nil {
+				return err
+			}
 			if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, req.Amount, req.To); err != nil {
 				return internal(err)
 			}
@@ -271,6 +274,9 @@ func (s *Server) finishTransfer(w http.ResponseWriter, r *http.Request, to Trans
 		if dev.revoked {
 			return errRevoked(party)
 		}
+		if err := checkCredit(party, dev.balance, t.Amount); err != nil {
+			return err
+		}
 		if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, t.Amount, party); err != nil {
 			return internal(err)
 		}
@@ -301,39 +307,4 @@ func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
-}
-
-// Audit sums the books from one consistent snapshot of the database.
-func (s *Server) Audit(ctx context.Context) (Audit, error) {
-	var a Audit
-	tx, err := s.rdb.BeginTx(ctx, nil)
-	if err != nil {
-		return a, internal(err)
-	}
-	defer tx.Rollback()
-	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(issued), 0), coalesce(sum(balance), 0),
-		coalesce(sum(coalesce(reported_balance, balance)), 0) FROM devices`).Scan(&a.Devices, &a.Issued, &a.Balances, &a.ReportedBalances)
-	if err == nil {
-		// Settled value counts payment records only; transfer records
-		// move value through flight (offline_transfers).
-		err = tx.QueryRowContext(ctx, `SELECT
-			coalesce(sum(CASE WHEN state=1 AND kind IN (?, ?, ?) THEN amount END), 0), count(CASE WHEN state=1 THEN 1 END),
-			coalesce(sum(CASE WHEN state=2 THEN amount END), 0), count(CASE WHEN state=2 THEN 1 END)
-			FROM records`, int(spd.KindBalance), int(spd.KindAccount), int(spd.KindUse)).Scan(&a.Settled, &a.RecordsSettled, &a.Pending, &a.RecordsPending)
-	}
-	if err == nil {
-		err = tx.QueryRowContext(ctx, `SELECT coalesce(sum(amount), 0), count(*) FROM transfers WHERE state='in_flight'`).Scan(&a.InFlight, &a.TransfersHeld)
-	}
-	if err == nil {
-		var offline, n int64
-		err = tx.QueryRowContext(ctx, `SELECT coalesce(sum(amount*(out_settled-in_settled-reclaimed)), 0),
-			count(CASE WHEN out_settled+in_settled+reclaimed=1 THEN 1 END) FROM offline_transfers`).Scan(&offline, &n)
-		a.InFlight += offline
-		a.TransfersHeld += n
-	}
-	if err != nil {
-		return a, internal(err)
-	}
-	a.Conserved = a.Issued == a.Balances+a.Pending+a.Settled+a.InFlight
-	return a, nil
 }

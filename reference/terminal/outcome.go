@@ -89,7 +89,10 @@ type Outcome struct {
 	// Settled and AlreadySettled count the records of a settlement;
 	// Refused lists records the backend refused (they stay on the device).
 	Settled, AlreadySettled int
-	Refused                 []RefusedRecord
+	// Held counts transfer-ins the backend stored but credits only when
+	// their payer's transfer-out settles (the device may clear them).
+	Held    int
+	Refused []RefusedRecord
 	// Left is the number of records on the device's ledger afterwards.
 	Left int
 	// Applied counts the parameter updates applied by a Sync.
@@ -130,6 +133,9 @@ func (o Outcome) String() string {
 	}
 	if o.Flow == FlowSettle {
 		fmt.Fprintf(&b, ", %d settled, %d already settled, %d refused, %d left", o.Settled, o.AlreadySettled, len(o.Refused), o.Left)
+		if o.Held > 0 {
+			fmt.Fprintf(&b, ", %d held until the payer settles", o.Held)
+		}
 	}
 	if o.Reason != "" {
 		fmt.Fprintf(&b, " (%s)", o.Reason)

@@ -355,7 +355,7 @@ func (t *Terminal) settle(ctx context.Context) Outcome {
 		return o
 	}
 	sum, left, err := t.settleRecords(ctx, recs)
-	o.Settled, o.AlreadySettled, o.Refused, o.Settlement, o.Left = sum.settled, sum.already, sum.refused, sum.ack, left
+	o.Settled, o.AlreadySettled, o.Held, o.Refused, o.Settlement, o.Left = sum.settled, sum.already, sum.held, sum.refused, sum.ack, left
 	if err != nil {
 		o.Status, o.Reason = NotDone, fmt.Sprintf("%v; the %d records stay on the device and settle once on a later try", err, len(recs))
 		return o
@@ -370,9 +370,9 @@ func (t *Terminal) settle(ctx context.Context) Outcome {
 }
 
 type settlement struct {
-	settled, already int
-	refused          []RefusedRecord
-	ack              *backend.SettlementAck
+	settled, already, held int
+	refused                []RefusedRecord
+	ack                    *backend.SettlementAck
 }
 
 // settleRecords sends recs as one batch, drops records the backend refuses
@@ -414,6 +414,8 @@ func (t *Terminal) settleRecords(ctx context.Context, recs []spd.PendingRecord) 
 				sum.settled++
 			case backend.AlreadySettled:
 				sum.already++
+			case backend.Held:
+				sum.held++
 			}
 		}
 		sum.ack = &ack

@@ -1,0 +1,189 @@
+package backend
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// TestTopUpsCannotOverflow: top-ups stop at the issuer's limit (2^53 of
+// issued value) with a clear refusal, and the audit keeps answering.
+func TestTopUpsCannotOverflow(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "rich")
+	l.register(d, 1000, "")
+	if _, err := l.c.QueueParameter(bg, d.id, ParameterUpdate{TopUp: maxAmount - 1000}); err != nil {
+		t.Fatal(err)
+	}
+	for _, top := range []int64{1, maxAmount} {
+		_, err := l.c.QueueParameter(bg, d.id, ParameterUpdate{TopUp: top})
+		wantCode(t, err, 422, CodeLimit)
+	}
+	e := newSimDevice(t, "second")
+	_, err := l.c.Register(bg, Registration{DeviceID: e.id, PublicKey: e.pkix(), Account: "A", Currency: 156, InitialBalance: 1})
+	wantCode(t, err, 422, CodeLimit)
+	a := l.audit()
+	if a.Issued != maxAmount || a.Balances != maxAmount {
+		t.Fatalf("audit: %+v", a)
+	}
+	if _, err := l.c.Device(bg, d.id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStrictTables: a stored value of the wrong type is refused by the
+// database itself.
+func TestStrictTables(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "typed")
+	l.register(d, 1000, "")
+	for _, q := range []string{
+		`UPDATE devices SET balance = 1.5e19 WHERE id = '` + d.id + `'`,
+		`UPDATE devices SET issued = 'lots' WHERE id = '` + d.id + `'`,
+	} {
+		if _, err := l.srv.wdb.Exec(q); err == nil {
+			t.Fatalf("%s: stored", q)
+		}
+	}
+}
+
+// tamper changes the database under the backend, as a flipped byte or an
+// editor would.
+func (l *lab) tamper(q string, args ...any) {
+	l.t.Helper()
+	if _, err := l.srv.wdb.Exec(q, args...); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// TestAuditNamesEachDiscrepancy: every changed stored value is found and
+// named with its device and record, and the audit never fails.
+func TestAuditNamesEachDiscrepancy(t *testing.T) {
+	l := newLab(t, nil)
+	p, q := newSimDevice(t, "p"), newSimDevice(t, "q")
+	l.register(p, 1000, "")
+	l.register(q, 500, "")
+	if _, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{p.record(100, "", l.clock.Now()), p.record(50, "", l.clock.Now())}}); err != nil {
+		t.Fatal(err)
+	}
+	l.audit()
+	for _, tc := range []struct {
+		name, q   string
+		args      []any
+		source    string
+		device    string
+		atc       int64
+		detail    string
+		undo      string
+		undoArgs  []any
+		wantFound int64
+	}{
+		{"balance +1", `UPDATE devices SET balance = balance + 1 WHERE id = ?`, []any{q.id}, "devices", q.id, 0, "balance differs",
+			`UPDATE devices SET balance = balance - 1 WHERE id = ?`, []any{q.id}, 501},
+		{"issued +1", `UPDATE devices SET issued = issued + 1 WHERE id = ?`, []any{p.id}, "devices", p.id, 0, "issued differs",
+			`UPDATE devices SET issued = issued - 1 WHERE id = ?`, []any{p.id}, 1001},
+		{"record amount", `UPDATE records SET amount = 1 WHERE device_id = ? AND atc = 2`, []any{p.id}, "records", p.id, 2, "signed record",
+			`UPDATE records SET amount = 50 WHERE device_id = ? AND atc = 2`, []any{p.id}, 1},
+		{"negative balance", `UPDATE devices SET balance = -5 WHERE id = ?`, []any{q.id}, "devices", q.id, 0, "not an amount",
+			`UPDATE devices SET balance = 500 WHERE id = ?`, []any{q.id}, 0},
+		{"balance past int64 sums", `UPDATE devices SET balance = 9223372036854775807 WHERE id = ?`, []any{q.id}, "devices", q.id, 0, "not an amount",
+			`UPDATE devices SET balance = 500 WHERE id = ?`, []any{q.id}, 0},
+		{"record state", `UPDATE records SET state = 9 WHERE device_id = ? AND atc = 1`, []any{p.id}, "records", p.id, 1, "not a state",
+			`UPDATE records SET state = 1 WHERE device_id = ? AND atc = 1`, []any{p.id}, 0},
+	} {
+		l.tamper(tc.q, tc.args...)
+		a, err := l.c.Audit(bg)
+		if err != nil {
+			t.Fatalf("%s: the audit failed: %v", tc.name, err)
+		}
+		if a.Conserved {
+			t.Fatalf("%s: conserved", tc.name)
+		}
+		var hit *Discrepancy
+		for i, d := range a.Discrepancies {
+			if d.Source == tc.source && d.DeviceID == tc.device && strings.Contains(d.Detail, tc.detail) {
+				hit = &a.Discrepancies[i]
+			}
+		}
+		if hit == nil {
+			t.Fatalf("%s: no %s discrepancy naming %s (%q): %+v", tc.name, tc.source, tc.device, tc.detail, a.Discrepancies)
+		}
+		if tc.atc != 0 && (hit.ATC == nil || *hit.ATC != tc.atc) {
+			t.Fatalf("%s: discrepancy names ATC %v, want %d", tc.name, hit.ATC, tc.atc)
+		}
+		if tc.wantFound != 0 && (hit.Found == nil || *hit.Found != tc.wantFound) {
+			t.Fatalf("%s: found %v, want %d", tc.name, hit.Found, tc.wantFound)
+		}
+		l.tamper(tc.undo, tc.undoArgs...)
+		l.audit()
+	}
+}
+
+// TestTransferInWaitsForTransferOut: a payee is credited only against its
+// payer's settled transfer-out; until then the value is held and shown.
+func TestTransferInWaitsForTransferOut(t *testing.T) {
+	l := newLab(t, nil)
+	p, q := newSimDevice(t, "payer"), newSimDevice(t, "payee")
+	l.register(p, 5000, "")
+	l.register(q, 10000, "")
+	now := l.clock.Now()
+	in := q.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindTransferIn, Mode: spd.ModeOffline, Amount: 2500, Time: now, Serial: 5, Counterpart: p.raw})
+	q.atc = 1
+	ack, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{in}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Entries[0].Status != Held {
+		t.Fatalf("transfer-in before its transfer-out: %s, want %s", ack.Entries[0].Status, Held)
+	}
+	if err := ack.Verify(l.srv.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	dev, _ := l.c.Device(bg, q.id)
+	a := l.audit()
+	if dev.Balance != 10000 || a.HeldIn != 2500 || a.RecordsHeldIn != 1 || a.InFlight != 0 {
+		t.Fatalf("payee balance %d, audit %+v: want 10000 and 2500 held", dev.Balance, a)
+	}
+	// Sent again: still held, nothing credited.
+	ack, err = l.term.Settle(bg, SettlementBatch{Records: [][]byte{in}})
+	if err != nil || ack.Entries[0].Status != Held {
+		t.Fatalf("%+v %v", ack, err)
+	}
+	// The payer cannot reclaim what the payee imported.
+	out := p.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindTransferOut, Mode: spd.ModeOffline, Amount: 2500, Time: now, Serial: 5, Counterpart: q.raw})
+	rc := p.sign(spd.PendingRecord{ATC: 2, Kind: spd.KindReclaim, Mode: spd.ModeOffline, Amount: 2500, Time: now, Serial: 5, Counterpart: q.raw})
+	_, err = l.term.Settle(bg, SettlementBatch{Records: [][]byte{out, rc}})
+	wantCode(t, err, 409, CodeConflict)
+	// The transfer-out settles: the held value is credited.
+	if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{out}}); err != nil {
+		t.Fatal(err)
+	}
+	dev, _ = l.c.Device(bg, q.id)
+	pd, _ := l.c.Device(bg, p.id)
+	a = l.audit()
+	if dev.Balance != 12500 || pd.Balance != 2500 || a.HeldIn != 0 || a.InFlight != 0 {
+		t.Fatalf("after the transfer-out: payee %d, payer %d, audit %+v", dev.Balance, pd.Balance, a)
+	}
+}
+
+// TestTransferInFromUnregisteredPayer: a medium from a payer the issuer
+// never registered (a certificate from the CA is not enough) credits
+// nothing, ever.
+func TestTransferInFromUnregisteredPayer(t *testing.T) {
+	l := newLab(t, nil)
+	ghost, q := newSimDevice(t, "ghost"), newSimDevice(t, "payee")
+	l.register(q, 10000, "")
+	in := q.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindTransferIn, Mode: spd.ModeOffline, Amount: 2500, Time: l.clock.Now(), Serial: 1, Counterpart: ghost.raw})
+	if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{in}}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := l.c.Device(bg, q.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.audit()
+	if dev.Balance != 10000 || a.InFlight < 0 || a.HeldIn != 2500 {
+		t.Fatalf("payee %d (want 10000), audit %+v", dev.Balance, a)
+	}
+}
