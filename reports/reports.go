@@ -189,6 +189,9 @@ func Build(info RunInfo, rs []types.Report) Certificate {
 	for _, r := range rs {
 		naInContainer := map[string]string{}
 		for _, s := range r.SpecReports {
+			if otherShard(s) {
+				continue // another shard's case: Merge takes it from there
+			}
 			if s.LeafNodeType != types.NodeTypeIt {
 				if f := suiteFailure(s); f != "" {
 					c.SuiteFailures = append(c.SuiteFailures, f)
@@ -265,6 +268,8 @@ func (c *Certificate) verdict() {
 		c.Verdict = VerdictNotCertified
 	case len(info.Focus) > 0 || info.LabelFilter != "":
 		c.Verdict = VerdictPartial
+	case info.Shard != "":
+		c.Verdict = VerdictShard
 	case info.Interrupted != "":
 		c.Verdict = VerdictInterrupted
 	case len(c.Findings) > 0:

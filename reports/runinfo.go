@@ -28,10 +28,13 @@ type RunInfo struct {
 	Focus       []string `json:"focus,omitempty"`
 	LabelFilter string   `json:"label_filter,omitempty"`
 	// Interrupted, when not empty, says why the run stopped early.
-	Interrupted string    `json:"interrupted,omitempty"`
-	Started     time.Time `json:"started"`
-	Finished    time.Time `json:"finished"`
-	Lab         Lab       `json:"lab"`
+	Interrupted string `json:"interrupted,omitempty"`
+	// Shard, "i/n", marks one shard of a run split across stations
+	// (ParseShard); it is never a certificate on its own (Merge).
+	Shard    string    `json:"shard,omitempty"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Lab      Lab       `json:"lab"`
 	// Requirements are the requirement IDs SPEC.md defines, in its order,
 	// for the traceability matrix; empty leaves out requirements no case
 	// cites.

@@ -87,7 +87,7 @@ func ParseCertificate(b []byte) (Certificate, error) {
 		return Certificate{}, fmt.Errorf("reports: %s: data after the certificate", FileCertificate)
 	}
 	switch c.Verdict {
-	case VerdictCertified, VerdictNotCertified, VerdictPartial, VerdictInterrupted, VerdictIncomplete:
+	case VerdictCertified, VerdictNotCertified, VerdictPartial, VerdictInterrupted, VerdictIncomplete, VerdictShard:
 	default:
 		return Certificate{}, fmt.Errorf("reports: %s: unknown verdict %q", FileCertificate, c.Verdict)
 	}

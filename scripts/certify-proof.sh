@@ -167,5 +167,28 @@ for x in other:
 sys.exit(1 if other or not ics or not c["certified"] else 0)
 PY
 	stop_samples
+
+	say "8. shards of one campaign merge into the whole run's certificate"
+	for i in 1 2 3; do
+		"$BIN" certify --dut ref --shard "$i/3" --key "$work/lab.pem" --out "$work/shard$i" >"$work/shard$i.log" 2>&1 &&
+			fail "shard $i/3 exited 0 as if it were a certificate"
+		grep -q '^SHARD' "$work/shard$i.log" || { tail -3 "$work/shard$i.log"; fail "shard $i/3 does not say SHARD"; }
+	done
+	"$BIN" certify --dut ref --key "$work/lab.pem" --out "$work/whole" >/dev/null 2>&1 || fail "the whole run on ref was not certified"
+	"$BIN" report --merge --out "$work/merged" --key "$work/lab.pem" --lab-key "$work/lab.pub.pem" "$work/shard1" "$work/shard2" "$work/shard3" >"$work/merge.log" 2>&1 ||
+		{ cat "$work/merge.log"; fail "the three shards did not merge into a certificate"; }
+	python3 - "$work/merged/certificate.json" "$work/whole/certificate.json" <<'PY' || fail "the merged certificate differs from the whole run's"
+import json, sys
+m, w = (json.load(open(p)) for p in sys.argv[1:])
+key = lambda c: sorted((x["id"], x["verdict"]) for x in c["cases"])
+sys.exit(0 if key(m) == key(w) and m["verdict"] == w["verdict"] == "CERTIFIED" else 1)
+PY
+	if "$BIN" report --merge --out "$work/merged2" --key "$work/lab.pem" --lab-key "$work/lab.pub.pem" "$work/shard1" "$work/shard3" >"$work/merge2.log" 2>&1; then
+		fail "two of three shards merged"
+	fi
+	grep -q 'shard 2/3 is missing' "$work/merge2.log" || fail "a missing shard is not named: $(cat "$work/merge2.log")"
+	if "$BIN" report --merge --out "$work/merged3" --key "$work/lab.pem" --lab-key "$work/other.pub.pem" "$work/shard1" "$work/shard2" "$work/shard3" >/dev/null 2>&1; then
+		fail "shards merged under a key that did not sign them"
+	fi
 fi
 say "all verdicts as they must be"

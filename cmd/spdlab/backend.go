@@ -105,8 +105,8 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 
 // The environment variables that carry credentials.
 const (
-	envIssuerToken   = "SPDLAB_ISSUER_TOKEN"   // spdlab backend: the issuer's token
-	envAuthToken     = "SPDLAB_AUTH_TOKEN"     // clients: the token to present
+	envIssuerToken   = "SPDLAB_ISSUER_TOKEN"    // spdlab backend: the issuer's token
+	envAuthToken     = "SPDLAB_AUTH_TOKEN"      // clients: the token to present
 	envAuthTokenFile = "SPDLAB_AUTH_TOKEN_FILE" // clients: a file holding it
 )
 

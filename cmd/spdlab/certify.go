@@ -33,7 +33,7 @@ func (l *dutList) String() string     { return strings.Join(*l, ", ") }
 func (l *dutList) Set(s string) error { *l = append(*l, s); return nil }
 
 func runCertify(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "certify", "--dut DUT [--dut DUT2 ...] [--ics FILE] --out DIR [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE] [--timeout D]")
+	flags := newFlags(e, "certify", "--dut DUT [--dut DUT2 ...] [--ics FILE] --out DIR [--shard i/n] [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE] [--timeout D]")
 	var duts dutList
 	flags.Var(&duts, "dut", "device under test; repeat for each physical sample (pcsc:READER, serial:PATH, usb:VID:PID, sd:DIR), or one emulated DUT (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, faulty:MODE)")
 	icsPath := flags.String("ics", "", "the device's implementation conformance statement (required for a physical DUT; `spdlab ics template` writes one); an emulated DUT uses the reference device's")
@@ -43,12 +43,21 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made by `spdlab labkey init`")
 	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
 	timeout := flags.Duration("timeout", time.Hour, "stop the suite after this long (the run is then interrupted: not a certificate)")
+	shardFlag := flags.String("shard", "", "run only shard i/n of the cases (the same split on every run and machine); join the n shard reports with spdlab report --merge")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
 	if len(duts) == 0 || *out == "" || flags.NArg() != 0 {
 		flags.Usage()
 		return errUsage
+	}
+	var shard *reports.Shard
+	if *shardFlag != "" {
+		s, err := reports.ParseShard(*shardFlag)
+		if err != nil {
+			return err
+		}
+		shard = &s
 	}
 	var statement *ics.ICS
 	if *icsPath != "" {
@@ -88,6 +97,13 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "note: one sample named; cases that need two devices (transfers) are not applicable. Name a second sample with another --dut.")
 	}
 
+	if shard != nil {
+		ginkgo.BeforeEach(func() {
+			if id := reports.CaseID(ginkgo.CurrentSpecReport().Labels()); id != "" && !shard.Has(id) {
+				ginkgo.Skip(shard.SkipReason(id))
+			}
+		})
+	}
 	scenarios.Define(driver)
 	gomega.RegisterFailHandler(ginkgo.Fail)
 	suiteConfig, reporterConfig := ginkgo.GinkgoConfiguration()
@@ -108,6 +124,9 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	}
 	info := driver.RunInfo(ids, *icsPath, rs[0])
 	info.Lab = lab
+	if shard != nil {
+		info.Shard = shard.String()
+	}
 	c, err := reports.Write(*out, info, rs, key)
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ func init() {
 }
 
 func runReport(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE)")
+	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE) | --merge --out DIR [--key FILE] (--lab-key PUB | --trust FILE) SHARD_DIR...")
 	jsonPath := flags.String("json", "", "Ginkgo JSON report of a conformance run")
 	dut := flags.String("dut", "", "the device under test the run was against")
 	out := flags.String("out", "", "directory for report.html, junit.xml, certificate.json, manifest.json")
@@ -23,8 +23,16 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	verify := flags.String("verify", "", "verify the manifest and every file of a report directory")
 	labKey := flags.String("lab-key", "", "with --verify: the trusted lab's public key (PEM, as 'spdlab labkey init' writes it)")
 	trustPath := flags.String("trust", "", "with --verify: a file of trusted lab keys (PEM public keys, or one fingerprint per line)")
+	merge := flags.Bool("merge", false, "join the shard reports named after the flags (certify --shard i/n) into one signed report in --out; each shard must verify against --lab-key or --trust")
 	if err := flags.Parse(args); err != nil {
 		return err
+	}
+	if *merge {
+		if *out == "" || flags.NArg() == 0 {
+			flags.Usage()
+			return errUsage
+		}
+		return mergeReports(e, flags.Args(), *out, *keyPath, *labKey, *trustPath)
 	}
 	if flags.NArg() != 0 {
 		flags.Usage()
@@ -68,30 +76,9 @@ func runReport(ctx context.Context, e *env, args []string) error {
 // verifyReport checks dir against a trust anchor and prints the signer's
 // fingerprint and the verdict.
 func verifyReport(e *env, dir, labKey, trustPath string) error {
-	trust := reports.Trust{}
-	if labKey != "" {
-		b, err := os.ReadFile(labKey)
-		if err != nil {
-			return fmt.Errorf("report: --lab-key: %w", err)
-		}
-		name, pub, err := reports.ParsePublicKeyPEM(b)
-		if err != nil {
-			return fmt.Errorf("report: --lab-key %s: %w", labKey, err)
-		}
-		trust.Add(pub, name)
-	}
-	if trustPath != "" {
-		b, err := os.ReadFile(trustPath)
-		if err != nil {
-			return fmt.Errorf("report: --trust: %w", err)
-		}
-		t, err := reports.ParseTrust(b)
-		if err != nil {
-			return fmt.Errorf("report: --trust %s: %w", trustPath, err)
-		}
-		for fp, n := range t {
-			trust[fp] = n
-		}
+	trust, err := loadTrust(labKey, trustPath)
+	if err != nil {
+		return err
 	}
 	if len(trust) == 0 {
 		return fmt.Errorf("report: refusing to verify %s without a trust anchor: a manifest proves only that someone signed it; "+
@@ -109,4 +96,35 @@ func verifyReport(e *env, dir, labKey, trustPath string) error {
 	}
 	fmt.Fprintf(e.stdout, "%s: manifest verifies: %d files intact, signer trusted, DUT %s\nverdict: %s\n", dir, len(m.Files), m.Run.DUT, m.Verdict)
 	return nil
+}
+
+// loadTrust reads the trust anchors given on the command line: a lab's
+// public key and a file of trusted keys or fingerprints.
+func loadTrust(labKey, trustPath string) (reports.Trust, error) {
+	trust := reports.Trust{}
+	if labKey != "" {
+		b, err := os.ReadFile(labKey)
+		if err != nil {
+			return nil, fmt.Errorf("report: --lab-key: %w", err)
+		}
+		name, pub, err := reports.ParsePublicKeyPEM(b)
+		if err != nil {
+			return nil, fmt.Errorf("report: --lab-key %s: %w", labKey, err)
+		}
+		trust.Add(pub, name)
+	}
+	if trustPath != "" {
+		b, err := os.ReadFile(trustPath)
+		if err != nil {
+			return nil, fmt.Errorf("report: --trust: %w", err)
+		}
+		t, err := reports.ParseTrust(b)
+		if err != nil {
+			return nil, fmt.Errorf("report: --trust %s: %w", trustPath, err)
+		}
+		for fp, n := range t {
+			trust[fp] = n
+		}
+	}
+	return trust, nil
 }
