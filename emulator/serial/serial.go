@@ -19,11 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
 	"github.com/spdlab/spdlab/emulator"
@@ -75,7 +75,7 @@ type Device struct {
 
 	mu      sync.Mutex
 	master  *os.File
-	slave   int // held open so the master never sees a hang-up
+	slave   *os.File // held open so the master never sees a hang-up
 	path    string
 	links   []string
 	started bool
@@ -96,7 +96,7 @@ type Device struct {
 
 // New returns a Device serving card. Nothing is opened until Start or Run.
 func New(card emulator.Card, cfg Config) *Device {
-	return &Device{card: card, cfg: cfg.withDefaults(), slave: -1, done: make(chan struct{})}
+	return &Device{card: card, cfg: cfg.withDefaults(), done: make(chan struct{})}
 }
 
 // Start opens a pseudo-terminal in raw mode, powers the card on and serves
@@ -111,16 +111,16 @@ func (d *Device) Start() (string, error) {
 	if d.started {
 		return d.path, nil
 	}
-	master, slave, path, err := openPTY()
+	master, slave, err := openPTY()
 	if err != nil {
 		return "", err
 	}
-	d.master, d.slave, d.path = master, slave, path
+	d.master, d.slave, d.path = master, slave, slave.Name()
 	d.started = true
 	d.card.PowerOn()
 	d.powered = true
 	go d.serve()
-	return path, nil
+	return d.path, nil
 }
 
 // Path returns the slave path, empty before Start.
@@ -191,7 +191,7 @@ func (d *Device) Close() error {
 	}
 	err := d.master.Close()
 	<-d.done
-	unix.Close(d.slave)
+	d.slave.Close()
 	d.mu.Lock()
 	for _, l := range d.links {
 		os.Remove(l)
@@ -367,44 +367,55 @@ func (d *Device) send(t serialframe.Type, seq byte, payload []byte) {
 func (d *Device) write(b []byte) {
 	d.master.SetWriteDeadline(time.Now().Add(d.cfg.WriteTimeout))
 	if _, err := d.master.Write(b); errors.Is(err, os.ErrDeadlineExceeded) {
-		unix.IoctlSetInt(d.slave, unix.TCFLSH, unix.TCIFLUSH)
+		control(d.slave, flushInput)
 	}
 }
 
-// openPTY opens a pseudo-terminal pair the way posix_openpt, grantpt and
-// unlockpt do, with the master non-blocking so that reads go through the
-// runtime poller and Close interrupts them, and sets the slave to raw mode.
-func openPTY() (master *os.File, slave int, path string, err error) {
-	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+// openPTY opens a pseudo-terminal pair with creack/pty, puts the slave in
+// raw mode (what cfmakeraw(3) does), and returns the master non-blocking so
+// that reads go through the runtime poller and Close interrupts them.
+func openPTY() (master, slave *os.File, err error) {
+	m, s, err := pty.Open()
 	if err != nil {
-		return nil, -1, "", fmt.Errorf("serial: open /dev/ptmx: %w", err)
+		return nil, nil, fmt.Errorf("serial: open a pseudo-terminal: %w", err)
 	}
-	fail := func(step string, err error) (*os.File, int, string, error) {
-		unix.Close(mfd)
-		return nil, -1, "", fmt.Errorf("serial: %s: %w", step, err)
+	// pty.Open leaves the master in blocking mode (its ioctls go through
+	// os.File.Fd); a non-blocking duplicate wrapped anew is pollable.
+	defer m.Close()
+	fail := func(step string, err error) (*os.File, *os.File, error) {
+		s.Close()
+		return nil, nil, fmt.Errorf("serial: %s %s: %w", step, s.Name(), err)
 	}
-	n, err := unix.IoctlGetUint32(mfd, unix.TIOCGPTN)
+	if err := control(s, makeRaw); err != nil {
+		return fail("raw mode on", err)
+	}
+	fd, err := unix.FcntlInt(m.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
-		return fail("ptsname", err)
+		return fail("duplicating the master of", err)
 	}
-	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
-		return fail("unlockpt", err)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return fail("non-blocking master of", err)
 	}
-	path = "/dev/pts/" + strconv.FormatUint(uint64(n), 10)
-	sfd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	return os.NewFile(uintptr(fd), m.Name()), s, nil
+}
+
+// control runs f on the file descriptor of file.
+func control(file *os.File, f func(fd int) error) error {
+	c, err := file.SyscallConn()
 	if err != nil {
-		return fail("open "+path, err)
+		return err
 	}
-	if err := makeRaw(sfd); err != nil {
-		unix.Close(sfd)
-		return fail("raw mode", err)
+	var ferr error
+	if err := c.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
 	}
-	return os.NewFile(uintptr(mfd), "/dev/ptmx"), sfd, path, nil
+	return ferr
 }
 
 // makeRaw does what cfmakeraw(3) does.
 func makeRaw(fd int) error {
-	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 	if err != nil {
 		return err
 	}
@@ -415,5 +426,5 @@ func makeRaw(fd int) error {
 	t.Cflag |= unix.CS8
 	t.Cc[unix.VMIN] = 1
 	t.Cc[unix.VTIME] = 0
-	return unix.IoctlSetTermios(fd, unix.TCSETS, t)
+	return unix.IoctlSetTermios(fd, ioctlSetTermios, t)
 }

@@ -333,11 +333,12 @@ func TestLossyLineExecutesEveryCommandOnce(t *testing.T) {
 	dev, devPath := startDevice(t, card, Config{})
 
 	// host --pty B-- relay --pty A-- device
-	master, slaveB, hostPath, err := openPTY()
+	master, slaveB, err := openPTY()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { master.Close(); unix.Close(slaveB) })
+	hostPath := slaveB.Name()
+	t.Cleanup(func() { master.Close(); slaveB.Close() })
 	devSide := openRaw(t, devPath)
 	relay := &lossyRelay{rng: rand.New(rand.NewPCG(1, 2)), rate: 0.01, stats: map[string]int{}}
 	done := make(chan struct{})
@@ -412,13 +413,14 @@ func TestRunStopsOnCancel(t *testing.T) {
 func TestFaultLineExecutesEveryCommandOnce(t *testing.T) {
 	card := newCounterCard()
 	dev, devPath := startDevice(t, card, Config{})
-	master, slaveB, hostPath, err := openPTY()
+	master, slaveB, err := openPTY()
 	if err != nil {
 		t.Fatal(err)
 	}
+	hostPath := slaveB.Name()
 	devSide := openRaw(t, devPath)
 	line := fault.NewLine(devSide, fault.LineNoise{FlipRate: 0.004, DropRate: 0.004, DupRate: 0.004, Seed: 7})
-	t.Cleanup(func() { master.Close(); unix.Close(slaveB); devSide.Close() })
+	t.Cleanup(func() { master.Close(); slaveB.Close(); devSide.Close() })
 	copyTo := func(dst io.Writer, src io.Reader) {
 		buf := make([]byte, 4096)
 		for {
