@@ -6,7 +6,7 @@
 // The block format, file names and rules (sequence numbers, chaining of
 // extended APDUs, errors) are those of reference/wire/sdblock, which rigs/sdcard also imports:
 // DIR/SPDLAB/CMD.BIN holds the host's command block, DIR/SPDLAB/RSP.BIN the
-// card's response block. The card watches CMD.BIN with inotify and, as a
+// card's response block. The card watches CMD.BIN (with inotify on Linux) and, as a
 // fallback for file systems that report nothing, reads it every
 // Config.PollInterval. It executes each block once: a block whose SEQ it
 // has already acted on gets the cached reply rewritten, never a second run.
@@ -143,18 +143,13 @@ func (d *Device) Start() error {
 	if d.rspFD, err = unix.Open(rspPath, unix.O_WRONLY|unix.O_CLOEXEC, 0); err != nil {
 		return d.abort(fmt.Errorf("sdcard: open %s: %w", rspPath, err))
 	}
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+	if d.stopR, d.stopW, err = stopPipe(); err != nil {
 		return d.abort(fmt.Errorf("sdcard: pipe: %w", err))
 	}
-	d.stopR, d.stopW = p[0], p[1]
-	// Without inotify the card still works by polling.
-	if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
-		if _, err := unix.InotifyAddWatch(fd, cmdPath, unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err == nil {
-			d.notify = fd
-		} else {
-			unix.Close(fd)
-		}
+	// Without a file watch the card still works by polling.
+	if d.notify = newWatcher(); d.notify >= 0 && !addWatch(d.notify, cmdPath) {
+		unix.Close(d.notify)
+		d.notify = -1
 	}
 	d.started = true
 	d.card.PowerOn()
@@ -239,11 +234,10 @@ func (d *Device) serve() {
 		if d.bad != nil && !d.badDone {
 			wait = min(wait, max(time.Until(d.badSince.Add(d.cfg.SettleTime)), 0))
 		}
-		ts := unix.NsecToTimespec(wait.Nanoseconds())
 		for i := range fds {
 			fds[i].Revents = 0
 		}
-		n, err := unix.Ppoll(fds, &ts, nil)
+		n, err := poll(fds, wait)
 		if err != nil && err != unix.EINTR {
 			d.mu.Lock()
 			d.err = fmt.Errorf("sdcard: waiting for %s: %w", d.dir, err)
@@ -302,7 +296,7 @@ func (d *Device) refresh() {
 		unix.Close(*f.fd)
 		*f.fd = fd
 		if f.watch && d.notify >= 0 {
-			unix.InotifyAddWatch(d.notify, path, unix.IN_MODIFY|unix.IN_CLOSE_WRITE)
+			addWatch(d.notify, path)
 		}
 	}
 }

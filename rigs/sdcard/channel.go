@@ -116,12 +116,6 @@ var (
 	_ link.Limits      = (*Channel)(nil)
 )
 
-// File system magic numbers of statfs(2).
-const (
-	msdosSuperMagic = 0x4d44
-	exfatSuperMagic = 0x2011BAB0
-)
-
 // Open opens the channel in dir (a card's mount point) with the default
 // Config, opens a session with the card and returns the link.
 func Open(dir string) (link.Link, error) {
@@ -147,13 +141,7 @@ func OpenConfig(ctx context.Context, dir string, cfg Config) (*Channel, error) {
 			return nil, fmt.Errorf("sdcard: %s is %d bytes, shorter than a block: %w", p, fi.Size(), link.ErrNoCard)
 		}
 	}
-	direct := cfg.IO == IODirect
-	if cfg.IO == IOAuto {
-		var st unix.Statfs_t
-		if unix.Statfs(dir, &st) == nil && (st.Type == msdosSuperMagic || st.Type == exfatSuperMagic) {
-			direct = true
-		}
-	}
+	direct := cfg.IO == IODirect || cfg.IO == IOAuto && onCardFileSystem(dir)
 	c := &Channel{dir: dir, cfg: cfg, cmdFD: -1, rspFD: -1, notify: -1,
 		wbuf: alignedBlock(), rbuf: alignedBlock(), events: make([]byte, 4096)}
 	if err := c.openFiles(cmdPath, rspPath, direct); err != nil {
@@ -164,13 +152,7 @@ func OpenConfig(ctx context.Context, dir string, cfg Config) (*Channel, error) {
 			return nil, err
 		}
 	}
-	if fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC); err == nil {
-		if _, err := unix.InotifyAddWatch(fd, rspPath, unix.IN_MODIFY|unix.IN_CLOSE_WRITE); err == nil {
-			c.notify = fd
-		} else {
-			unix.Close(fd)
-		}
-	}
+	c.notify = watchWrites(rspPath)
 	// Continue after the highest SEQ either file holds, so the first
 	// block of this session differs from the card's last one.
 	for _, fd := range []int{c.cmdFD, c.rspFD} {
@@ -195,8 +177,11 @@ func OpenConfig(ctx context.Context, dir string, cfg Config) (*Channel, error) {
 func (c *Channel) openFiles(cmdPath, rspPath string, direct bool) error {
 	wflags, rflags := unix.O_RDWR|unix.O_CLOEXEC, unix.O_RDONLY|unix.O_CLOEXEC
 	if direct {
-		wflags |= unix.O_DIRECT | unix.O_DSYNC
-		rflags |= unix.O_DIRECT
+		w, r, err := directFlags()
+		if err != nil {
+			return err
+		}
+		wflags, rflags = wflags|w, rflags|r
 	}
 	cmd, err := unix.Open(cmdPath, wflags, 0)
 	if err != nil {
@@ -428,15 +413,14 @@ func (c *Channel) writeCommand() error {
 	return nil
 }
 
-// sleep waits up to d, or less when inotify reports a change to RSP.BIN.
+// sleep waits up to d, or less when the file system reports a change to
+// RSP.BIN.
 func (c *Channel) sleep(d time.Duration) {
 	if c.notify < 0 {
 		time.Sleep(d)
 		return
 	}
-	ts := unix.NsecToTimespec(d.Nanoseconds())
-	fds := []unix.PollFd{{Fd: int32(c.notify), Events: unix.POLLIN}}
-	if n, _ := unix.Ppoll(fds, &ts, nil); n > 0 {
+	if waitReadable(c.notify, d) {
 		c.drainEvents()
 	}
 }
