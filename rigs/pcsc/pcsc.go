@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package pcsc reaches a device under test in any PC/SC smart-card reader,
 // through pcscd (pcsc-lite) and github.com/ebfe/scard: a real SIM reader, or
 // the SIM emulator (emulator/sim) behind vsmartcard's vpcd driver.
@@ -13,8 +15,10 @@
 // ErrNoReader, link.ErrNoCard, link.ErrRemoved (the card went away, lost
 // power or went mute during a command), ErrUnpowered (after PowerOff).
 //
-// Building this package needs cgo and libpcsclite (Debian: libpcsclite-dev);
-// running it needs pcscd.
+// Building this package needs cgo and libpcsclite (Debian: libpcsclite-dev),
+// so every file carries the cgo build constraint: a build without cgo has no
+// PC/SC, and rigs/dut says so for the pcsc and pcsc-emu DUTs. Running it
+// needs pcscd.
 package pcsc
 
 import (

@@ -6,52 +6,27 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/creack/pty"
 
 	"github.com/spdlab/spdlab/reference/wire/serialframe"
 	"github.com/spdlab/spdlab/rigs/link"
 )
 
-// testPTY opens a pseudo-terminal and returns its master, non-blocking,
-// and the slave path. The slave stays open (raw) for the test's duration
-// so the master never sees a hang-up between host sessions.
+// testPTY opens a pseudo-terminal and returns its master and the slave
+// path. The slave stays open for the test's duration so the master never
+// sees a hang-up between host sessions; the port puts it in raw mode.
 func testPTY(t *testing.T) (*os.File, string) {
 	t.Helper()
-	mfd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	master, slave, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminals here: %v", err)
 	}
-	n, err := unix.IoctlGetUint32(mfd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	path := "/dev/pts/" + strconv.FormatUint(uint64(n), 10)
-	sfd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tio, err := unix.IoctlGetTermios(sfd, unix.TCGETS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	tio.Oflag &^= unix.OPOST
-	tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	tio.Cflag = tio.Cflag&^(unix.CSIZE|unix.PARENB) | unix.CS8
-	if err := unix.IoctlSetTermios(sfd, unix.TCSETS, tio); err != nil {
-		t.Fatal(err)
-	}
-	master := os.NewFile(uintptr(mfd), "/dev/ptmx")
-	t.Cleanup(func() { master.Close(); unix.Close(sfd) })
-	return master, path
+	t.Cleanup(func() { master.Close(); slave.Close() })
+	return master, slave.Name()
 }
 
 // scriptedDevice answers each request frame with whatever answer returns

@@ -1,10 +1,11 @@
 // Package usb reaches a device under test through a USB CCID smart-card
-// reader (USB CCID specification rev 1.1; messages in rigs/usb/ccid) and
-// presents it as a link.Link.
+// reader (USB CCID specification rev 1.1; messages in reference/wire/ccid)
+// and presents it as a link.Link.
 //
 // New speaks CCID over any pair of bulk endpoints (a BulkPipe): a real
 // reader opened with OpenDevice through github.com/google/gousb, or the
-// endpoints of emulator/usbccid in tests. The link exchanges at APDU level
+// endpoints of emulator/usbccid. OpenDevice needs cgo and libusb-1.0; a
+// build without cgo has New but no OpenDevice (it fails saying so). The link exchanges at APDU level
 // (PC_to_RDR_XfrBlock with a whole command APDU), powers the card with
 // IccPowerOn and IccPowerOff, waits through the reader's time extension
 // requests, and checks that every answer carries the sequence number of
