@@ -9,7 +9,7 @@ APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-confi
 
 FAULTY    ?= status-9000 stale-result stale-balance
 
-.PHONY: all deps services build run test test-unit test-scenarios test-certify test-faulty bench fuzz vet clean
+.PHONY: all deps services build run test test-unit test-scenarios test-certify test-faulty check-builds bench fuzz vet clean
 
 all: build
 
@@ -34,6 +34,7 @@ run: build
 ## test: every unit test, then the conformance suite on every emulated transport
 test: services
 	$(GO) vet ./...
+	$(MAKE) --no-print-directory check-builds
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-faulty
 	$(MAKE) --no-print-directory test-scenarios
@@ -65,6 +66,15 @@ test-faulty:
 	  grep -q 'Failed' $(OUT)/faulty-$$m.log || { echo "faulty:$$m did not run the suite"; cat $(OUT)/faulty-$$m.log; exit 1; }; \
 	  echo "== faulty:$$m: $$(sed 's/\x1b\[[0-9;]*m//g' $(OUT)/faulty-$$m.log | grep -o '[0-9]* Failed' | head -1 | cut -d' ' -f1) conformance cases fail it, as they must"; \
 	done
+
+## check-builds: the CLI builds and its USB rig answers without cgo (so
+## without libpcsclite and libusb), and the whole module builds for macOS
+check-builds:
+	CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/spdlab
+	CGO_ENABLED=0 $(GO) vet ./...
+	CGO_ENABLED=0 $(GO) test -count=1 -run 'WithoutCgo' ./rigs/usb
+	GOOS=darwin $(GO) build ./...
+	GOOS=darwin $(GO) vet ./...
 
 ## bench: transport round trips, payment and medium figures, each as a ratio to its floor
 bench: services
