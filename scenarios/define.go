@@ -17,4 +17,5 @@ func Define(d Driver) {
 	defineParsing(d)
 	defineInvariants(d)
 	defineService(d)
+	defineVectors(d)
 }

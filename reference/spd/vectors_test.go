@@ -196,6 +196,17 @@ func rebuild(t *testing.T, f vectors.File, cmd apdu.Command) (apdu.Command, bool
 			}
 			c, err := spd.Reclaim(host, id, s)
 			return c, true, err
+		case spd.INSTestErase:
+			body, err := spd.OpenIssuerData(&ca.PublicKey, spd.INSTestErase, id, cmd.Data)
+			if err != nil {
+				return apdu.Command{}, true, err
+			}
+			n, err := spd.ParseTestErase(body)
+			if err != nil {
+				return apdu.Command{}, true, err
+			}
+			c, err := spd.TestErase(ca, id, n)
+			return c, true, err
 		case spd.INSParseMedium:
 			env, err := spd.ParseMediumData(cmd.Data)
 			return spd.ParseMedium(env), true, err
@@ -264,7 +275,7 @@ func TestVectorCommandsFromBuilders(t *testing.T) {
 	}
 	for _, ins := range []spd.INS{spd.INSInitialise, spd.INSPersonalise, spd.INSActivate, spd.INSPay, spd.INSReadPending,
 		spd.INSAcknowledge, spd.INSUpdateParameters, spd.INSGenerateMedium, spd.INSGenerateToken, spd.INSTransfer,
-		spd.INSTransferIn, spd.INSReclaim, spd.INSParseMedium} {
+		spd.INSTransferIn, spd.INSReclaim, spd.INSParseMedium, spd.INSTestErase} {
 		if !covered[fmt.Sprintf("80 %02X", byte(ins))] {
 			t.Errorf("no vector of %s", ins)
 		}

@@ -1,0 +1,146 @@
+package scenarios
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"testing"
+
+	"github.com/spdlab/spdlab/reference/vectors"
+)
+
+// FuzzKATResponse feeds arbitrary device answers to the known-answer
+// comparison: it must refuse or accept them, never panic, whatever the
+// step's variable parts.
+func FuzzKATResponse(f *testing.F) {
+	file, err := vectors.Load()
+	if err != nil {
+		f.Fatal(err)
+	}
+	var steps []vectors.Step
+	for _, seq := range file.Sequences {
+		steps = append(steps, seq.Steps...)
+	}
+	for i, st := range steps {
+		if i%7 == 0 {
+			b, _ := hex.DecodeString(st.Response)
+			f.Add(uint16(i), b)
+		}
+	}
+	k := &katRun{id: make([]byte, 8)}
+	f.Fuzz(func(t *testing.T, which uint16, got []byte) {
+		st := steps[int(which)%len(steps)]
+		want, _ := hex.DecodeString(st.Response)
+		cmd, _ := hex.DecodeString(st.Command)
+		if objs, err := katParse(got); err == nil {
+			for _, o := range objs {
+				if o.start < 0 || o.valStart < o.start || o.end < o.valStart || o.end > len(got) {
+					t.Fatalf("object %s out of bounds: %+v", o.tag, o)
+				}
+			}
+		}
+		run := *k
+		_ = run.compare(st, cmd, want, got)
+	})
+}
+
+// TestKATCompareRefuses checks the comparison itself: a vector's own
+// answer passes once the device key is known, and each kind of change
+// fails.
+func TestKATCompareRefuses(t *testing.T) {
+	file, err := vectors.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &katRun{id: mustHex(t, file.Keys.Device.ID), vecPub: mustHex(t, file.Keys.Device.Public), cert: mustHex(t, file.Keys.Device.Certificate)}
+	seen, resigned := 0, 0
+	devPriv, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), mustHex(t, file.Keys.Device.Private))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range file.Sequences {
+		for i, st := range seq.Steps {
+			want := mustHex(t, st.Response)
+			cmd := mustHex(t, st.Command)
+			if err := k.compare(st, cmd, want, want); err != nil {
+				t.Fatalf("%s step %d (%s): the vector's own answer: %v", seq.Name, i, st.Name, err)
+			}
+			if len(want) < 4 {
+				continue
+			}
+			// Flip a byte of the data that no variable part covers.
+			for j := 0; j < len(want)-2; j++ {
+				covered := false
+				for _, v := range st.Variable {
+					if j >= v.Offset && j < v.Offset+v.Length {
+						covered = true
+					}
+				}
+				if covered {
+					continue
+				}
+				bad := append([]byte(nil), want...)
+				bad[j] ^= 0x01
+				if err := k.compare(st, cmd, want, bad); err == nil {
+					t.Errorf("%s step %d (%s): byte %d changed, still accepted", seq.Name, i, st.Name, j)
+				}
+				seen++
+			}
+			// A medium whose bytes differ but which the device key signed
+			// again: only the comparison of values can refuse it.
+			for _, v := range st.Variable {
+				if v.Check != "signature-medium" {
+					continue
+				}
+				sigStart := v.Offset - 3 // 9F45 and a one-byte length
+				for j := 0; j < sigStart; j++ {
+					covered := false
+					for _, o := range st.Variable {
+						if o.Check != "signature-medium" && j >= o.Offset && j < o.Offset+o.Length {
+							covered = true
+						}
+					}
+					if covered {
+						continue
+					}
+					bad := append([]byte(nil), want[:sigStart]...)
+					bad[j] ^= 0x01
+					digest := sha256.Sum256(bad)
+					sig, err := ecdsa.SignASN1(rand.Reader, devPriv, digest[:])
+					if err != nil {
+						t.Fatal(err)
+					}
+					bad = append(append(bad, katEncode([]byte{0x9F, 0x45}, sig)...), want[len(want)-2:]...)
+					if err := k.compare(st, cmd, want, bad); err == nil {
+						t.Errorf("%s step %d (%s): byte %d changed and signed again, still accepted", seq.Name, i, st.Name, j)
+					}
+					resigned++
+				}
+			}
+			// A signature over other bytes fails.
+			for _, v := range st.Variable {
+				if v.Check == "signature-medium" || v.Check == "signature-record" {
+					bad := append([]byte(nil), want...)
+					bad[v.Offset+v.Length-1] ^= 0x01
+					if err := k.compare(st, cmd, want, bad); err == nil {
+						t.Errorf("%s step %d (%s): altered signature accepted", seq.Name, i, st.Name)
+					}
+				}
+			}
+		}
+	}
+	if seen < 1000 || resigned < 1000 {
+		t.Fatalf("only %d bytes flipped, %d of them signed again", seen, resigned)
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
