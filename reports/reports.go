@@ -390,7 +390,10 @@ func caseOf(s types.SpecReport, partial, stopped bool, naInContainer map[string]
 		cs.Verdict, cs.Reason = NotRun, reasonNoMessage
 	case s.State.Is(types.SpecStatePending):
 		cs.Verdict, cs.Reason = NotRun, reasonPending
-	case s.State.Is(types.SpecStateInterrupted):
+	case s.State.Is(types.SpecStateInterrupted),
+		// The suite's own deadline cut the case short: the run stopped,
+		// the device did not fail (a case's own SpecTimeout still fails).
+		s.State.Is(types.SpecStateTimedout) && stopped && strings.Contains(msg, "suite timeout"):
 		cs.Verdict, cs.Reason = NotRun, reasonInterruptedRun
 		if msg != "" {
 			cs.Reason += ": " + msg

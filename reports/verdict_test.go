@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/types"
@@ -95,6 +96,17 @@ var tinySuites = map[string]tinySuite{
 			})
 			pass("TC-A-003")
 		})
+	}},
+	"suite-timeout": {define: func() {
+		ginkgo.Describe("in order", ginkgo.Ordered, func() {
+			pass("TC-A-001")
+			ginkgo.It("outlives the suite", ginkgo.Label("TC-A-002"), func(ctx ginkgo.SpecContext) { <-ctx.Done() })
+			pass("TC-A-003")
+		})
+	}, configure: func(c *types.SuiteConfig) { c.Timeout = 500 * time.Millisecond }},
+	"case-timeout": {define: func() {
+		pass("TC-A-001")
+		ginkgo.It("is too slow", ginkgo.Label("TC-A-002"), func(ctx ginkgo.SpecContext) { <-ctx.Done() }, ginkgo.SpecTimeout(50*time.Millisecond))
 	}},
 	"plain-skip": {define: func() {
 		pass("TC-A-001")
@@ -189,6 +201,9 @@ func TestVerdictRules(t *testing.T) {
 			reasons: map[string]string{"TC-A-002": reasonFiltered}, finding: "label filter TC-A-001"},
 		{suite: "focus", info: RunInfo{CaseCount: 2}, verdict: VerdictPartial, counts: [4]int{1, 0, 0, 1},
 			reasons: map[string]string{"TC-A-002": reasonFiltered}, finding: "focused on TC-A-001"},
+		{suite: "suite-timeout", info: RunInfo{CaseCount: 3}, verdict: VerdictInterrupted, counts: [4]int{1, 0, 0, 2},
+			reasons: map[string]string{"TC-A-002": reasonInterruptedRun}, finding: "interrupted: Suite Timeout Elapsed"},
+		{suite: "case-timeout", info: RunInfo{CaseCount: 2}, verdict: VerdictNotCertified, counts: [4]int{1, 1, 0, 0}},
 		{suite: "interrupted", info: RunInfo{CaseCount: 3}, verdict: VerdictInterrupted, counts: [4]int{1, 0, 0, 2},
 			reasons: map[string]string{"TC-A-002": reasonInterruptedRun, "TC-A-003": reasonNotReached}, finding: "interrupted: Interrupted by User"},
 		{suite: "plain-skip", info: RunInfo{CaseCount: 2}, verdict: VerdictIncomplete, counts: [4]int{1, 0, 0, 1},
