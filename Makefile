@@ -5,7 +5,7 @@ BENCHTIME ?= 1s
 DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu
 OUT       ?= out
 
-APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools
+APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools chromium
 
 FAULTY    ?= status-9000 stale-result stale-balance
 

@@ -103,3 +103,14 @@ func FuzzParseGinkgoJSON(f *testing.F) {
 type nopWriter struct{}
 
 func (*nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func FuzzDecodeTranscript(f *testing.F) {
+	f.Add("00A4040008F0535044 4C414201 -> 9000\nreset-cold -> 3B8880\npower-off -> error link: removed\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		for _, s := range DecodeTranscript(text) {
+			if s.Raw == "" || s.Op == "" {
+				t.Fatalf("step %+v lost its line", s)
+			}
+		}
+	})
+}

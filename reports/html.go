@@ -7,50 +7,18 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/spdlab/spdlab/reference"
 )
 
-var certTemplate = template.Must(template.New("cert").Funcs(template.FuncMap{
-	"join":  func(s []string) string { return strings.Join(s, ", ") },
-	"class": func(v Verdict) string { return strings.ReplaceAll(string(v), " ", "-") },
-}).Parse(`<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>spdlab certification: {{.Run.DUT}}</title>
-<style>
-body{font-family:system-ui,sans-serif;margin:2em;color:#222}
-table{border-collapse:collapse;width:100%;margin-bottom:2em}
-th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;font-size:14px}
-th{background:#f0f0f0}
-.passed{background:#e3f6e3}.failed{background:#fbe0e0}.not-applicable{background:#f3f3f3;color:#666}.not-run{background:#fff6d5}
-.verdict{font-size:1.4em;font-weight:bold}
-pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:12px;max-width:70em}
-td.id{white-space:nowrap;font-family:monospace}
-.claims{display:grid;grid-template-columns:repeat(10,1fr);gap:4px;margin-bottom:2em}
-.claims div{border:1px solid #ccc;padding:.3em;text-align:center;font-size:13px}
-.not-covered{background:#fff;color:#999}
-</style></head><body>
-<h1>spdlab certification report</h1>
-<p>Device under test: <b>{{.Run.DUT}}</b><br>Suite: {{.Suite}}<br>Run: {{.Run.Started.UTC.Format "2006-01-02 15:04:05"}} to {{.Run.Finished.UTC.Format "15:04:05"}} UTC</p>
-<p class="verdict {{if .Certified}}passed{{else}}failed{{end}}">{{.Verdict}}:
-{{.Passed}} passed, {{.Failed}} failed, {{.NotApplic}} not applicable, {{.NotRun}} not run</p>
-<h2>Claims C1 to C50</h2>
-<div class="claims">{{range .ClaimRows}}<div class="{{class .Verdict}}" title="{{.Verdict}}"><b>{{.Claim}}</b><br>{{.Verdict}}</div>{{end}}</div>
-{{if .Failed}}<h2>Failed cases</h2>
-<ul>{{range .Cases}}{{if eq .Verdict "failed"}}<li><a href="#{{.ID}}">{{.ID}}</a> {{.Description}}</li>{{end}}{{end}}</ul>{{end}}
-<h2>Cases</h2>
-<table><tr><th>Case</th><th>Description</th><th>Requirements</th><th>Claims</th><th>Verdict</th><th>Detail</th></tr>
-{{range .Cases}}<tr class="{{class .Verdict}}" id="{{.ID}}"><td class="id">{{.ID}}</td><td>{{.Description}}</td><td>{{join .Requirements}}</td><td>{{join .Claims}}</td><td>{{.Verdict}}</td>
-<td>{{if .Reason}}<pre>{{.Reason}}</pre>{{end}}{{if eq .Verdict "failed"}}<pre>{{.Location}}</pre>{{range .Transcript}}<pre>{{.}}</pre>{{end}}{{end}}</td></tr>
-{{end}}</table>
-</body></html>
-`))
-
-// ClaimRow is one row of the claims table.
+// ClaimRow is one row of the claims grid.
 type ClaimRow struct {
 	Claim   string
 	Verdict Verdict
 }
 
-// NotCovered marks a claim no case of the run checks.
+// NotCovered marks a claim or requirement no case of the run checks.
 const NotCovered Verdict = "not covered"
 
 // Claims is how many claims CLAIMS.md numbers.
@@ -77,9 +45,222 @@ func (c Certificate) ClaimRows() []ClaimRow {
 	return rows
 }
 
-// WriteHTML writes the certificate as a standalone HTML page.
+// TraceRow is one requirement of the traceability matrix: the cases that
+// cite it and the verdict over them (failed if any failed, else not run if
+// any did not run, else passed if any passed, else not applicable; not
+// covered when no case cites it).
+type TraceRow struct {
+	Requirement Requirement
+	Text        string
+	Cases       []Case
+	Verdict     Verdict
+	// Defined is false for a requirement a case cites that SPEC.md does
+	// not define.
+	Defined bool
+}
+
+// Traceability is the requirement-by-requirement matrix: every requirement
+// of c.Run.Requirements (SPEC.md's, when the run gives none) in order, then
+// any requirement a case cites that SPEC.md does not define.
+func (c Certificate) Traceability() []TraceRow {
+	reqs := c.Run.Requirements
+	texts := map[string]string{}
+	if len(reqs) == 0 {
+		for _, r := range reference.Requirements() {
+			reqs = append(reqs, Requirement{ID: r.ID, Claims: r.Claims, Section: r.Section})
+			texts[r.ID] = r.Text
+		}
+	} else {
+		for _, r := range reference.Requirements() {
+			texts[r.ID] = r.Text
+		}
+	}
+	byReq := map[string][]Case{}
+	for _, cs := range c.Cases {
+		for _, r := range cs.Requirements {
+			byReq[r] = append(byReq[r], cs)
+		}
+	}
+	var rows []TraceRow
+	defined := map[string]bool{}
+	for _, r := range reqs {
+		defined[r.ID] = true
+		rows = append(rows, traceRow(r, texts[r.ID], byReq[r.ID], true))
+	}
+	var extra []string
+	for id := range byReq {
+		if !defined[id] {
+			extra = append(extra, id)
+		}
+	}
+	sort.Strings(extra)
+	for _, id := range extra {
+		rows = append(rows, traceRow(Requirement{ID: id}, "not defined in SPEC.md", byReq[id], false))
+	}
+	return rows
+}
+
+func traceRow(r Requirement, text string, cases []Case, defined bool) TraceRow {
+	row := TraceRow{Requirement: r, Text: text, Cases: cases, Verdict: NotCovered, Defined: defined}
+	var v Verdict
+	for _, cs := range cases {
+		v = merge(v, cs.Verdict)
+	}
+	if v != "" {
+		row.Verdict = v
+	}
+	return row
+}
+
+// ReasonGroup is the cases that share one reason.
+type ReasonGroup struct {
+	Reason string
+	IDs    []string
+}
+
+func (c Certificate) byReason(v Verdict) []ReasonGroup {
+	idx := map[string]int{}
+	var gs []ReasonGroup
+	for _, cs := range c.Cases {
+		if cs.Verdict != v {
+			continue
+		}
+		i, ok := idx[cs.Reason]
+		if !ok {
+			i = len(gs)
+			idx[cs.Reason] = i
+			gs = append(gs, ReasonGroup{Reason: cs.Reason})
+		}
+		gs[i].IDs = append(gs[i].IDs, cs.ID)
+	}
+	sort.SliceStable(gs, func(i, j int) bool { return len(gs[i].IDs) > len(gs[j].IDs) })
+	return gs
+}
+
+// AreaRow counts one area's cases by verdict.
+type AreaRow struct {
+	Area                           string
+	Passed, Failed, NotApp, NotRun int
+}
+
+func (c Certificate) areas() []AreaRow {
+	idx := map[string]int{}
+	var rows []AreaRow
+	for _, cs := range c.Cases {
+		a := cs.Area()
+		i, ok := idx[a]
+		if !ok {
+			i = len(rows)
+			idx[a] = i
+			rows = append(rows, AreaRow{Area: a})
+		}
+		switch cs.Verdict {
+		case Passed:
+			rows[i].Passed++
+		case Failed:
+			rows[i].Failed++
+		case NotApplicable:
+			rows[i].NotApp++
+		default:
+			rows[i].NotRun++
+		}
+	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].Area < rows[j].Area })
+	return rows
+}
+
+// caseView is a case with its decoded transcript.
+type caseView struct {
+	Case
+	Steps [][]Step
+}
+
+// page is what the HTML template renders.
+type page struct {
+	Certificate
+	Identity     []kv
+	NA, NotRunBy []ReasonGroup
+	Trace        []TraceRow
+	TraceSummary map[Verdict]int
+	Claimed      []ClaimRow
+	Areas        []AreaRow
+	AreaPlot     template.HTML
+	DurationPlot template.HTML
+	Views        []caseView
+	Ran          int
+	Total        time.Duration
+}
+
+type kv struct{ K, V string }
+
+func (c Certificate) page() page {
+	p := page{Certificate: c, NA: c.byReason(NotApplicable), NotRunBy: c.byReason(NotRun),
+		Trace: c.Traceability(), Claimed: c.ClaimRows(), Areas: c.areas(), TraceSummary: map[Verdict]int{}}
+	for _, r := range p.Trace {
+		if r.Defined {
+			p.TraceSummary[r.Verdict]++
+		}
+	}
+	for _, cs := range c.Cases {
+		v := caseView{Case: cs}
+		for _, t := range cs.Transcript {
+			v.Steps = append(v.Steps, DecodeTranscript(t))
+		}
+		p.Views = append(p.Views, v)
+		if cs.Verdict == Passed || cs.Verdict == Failed {
+			p.Ran++
+		}
+		p.Total += cs.Duration
+	}
+	p.AreaPlot = areaPlot(p.Areas)
+	p.DurationPlot = durationPlot(c.Cases)
+	return p
+}
+
+// FormatDuration shows d the way the report does: "0.21 s", "12 ms".
+func FormatDuration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%d µs", d.Microseconds())
+	case d < time.Second:
+		return fmt.Sprintf("%d ms", d.Milliseconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+	return d.Round(time.Second).String()
+}
+
+var certTemplate = template.Must(template.New("cert").Funcs(template.FuncMap{
+	"join":  func(s []string) string { return strings.Join(s, ", ") },
+	"class": func(v Verdict) string { return strings.ReplaceAll(string(v), " ", "-") },
+	"dur":   FormatDuration,
+	"utc":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"sub":   func(a, b time.Time) string { return FormatDuration(b.Sub(a)) },
+	"verdictClass": func(v string) string {
+		switch v {
+		case VerdictCertified:
+			return "v-certified"
+		case VerdictNotCertified:
+			return "v-failed"
+		}
+		return "v-nocert"
+	},
+	"open":  func(v Verdict) bool { return v == Failed },
+	"bytes": func(hex string) int { return len(hex) / 2 },
+	"orNone": func(s string) string {
+		if s == "" {
+			return "none"
+		}
+		return s
+	},
+}).Parse(pageTemplate))
+
+// WriteHTML writes the certificate as one self-contained HTML page: no
+// script, nothing loaded from anywhere, printable.
 func (c Certificate) WriteHTML(w io.Writer) error {
-	if err := certTemplate.Execute(w, c); err != nil {
+	if err := certTemplate.Execute(w, c.page()); err != nil {
 		return fmt.Errorf("reports: html: %w", err)
 	}
 	return nil

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/onsi/ginkgo/v2/types"
+
+	"github.com/spdlab/spdlab/reference"
 )
 
 // Verdict of one case.
@@ -181,6 +183,10 @@ func Build(info RunInfo, rs []types.Report) Certificate {
 		}
 	}
 	info.ICS.File = modulePath(info.ICS.File)
+	if info.SpecVersion == "" {
+		info.SpecVersion = reference.Version()
+	}
+	info.Started, info.Finished = info.Started.UTC(), info.Finished.UTC()
 	c.Run = info
 	partial := len(info.Focus) > 0 || info.LabelFilter != ""
 	stopped := info.Interrupted != ""
@@ -363,7 +369,7 @@ func caseOf(s types.SpecReport, partial, stopped bool, naInContainer map[string]
 	cs.Description = s.LeafNodeText
 	cs.Duration = s.RunTime
 	cs.Location = modulePath(s.LeafNodeLocation.String())
-	msg := strings.TrimSpace(s.Failure.Message)
+	msg := stripPaths(strings.TrimSpace(s.Failure.Message))
 	switch {
 	case s.State.Is(types.SpecStatePassed):
 		cs.Verdict = Passed
@@ -444,4 +450,11 @@ func modulePath(p string) string {
 		return s[best+1:]
 	}
 	return s[strings.LastIndexByte(s, '/')+1:]
+}
+
+var goPath = regexp.MustCompile(`(?:[A-Za-z]:)?[/\\][^\s"'()<>]*\.go(?::[0-9]+)?`)
+
+// stripPaths rewrites the Go source paths in a message as modulePath does.
+func stripPaths(s string) string {
+	return goPath.ReplaceAllStringFunc(s, modulePath)
 }

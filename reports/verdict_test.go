@@ -46,6 +46,8 @@ var tinySuites = map[string]tinySuite{
 		ginkgo.It("fails", ginkgo.Label("TC-A-002", "SPD-PAY-1", "C2"), func() { ginkgo.Fail("expected 6985, got 9000") })
 		na("TC-B-001", "ICS features.Biometric is false")
 	}},
+	"transcripts-pass": {define: func() { paymentCases(false) }},
+	"transcripts-fail": {define: func() { paymentCases(true) }},
 	"ordered": {define: func() {
 		ginkgo.Describe("PIN flow", ginkgo.Ordered, func() {
 			ginkgo.It("blocks the PIN", ginkgo.Label("TC-A-001", "SPD-PIN-3", "C32"), func() { ginkgo.Fail("PIN not blocked") })
@@ -128,6 +130,34 @@ var tinySuites = map[string]tinySuite{
 		ginkgo.ReportAfterSuite("broken", func(ginkgo.Report) { ginkgo.Fail("report writer broke") })
 		pass("TC-A-001")
 	}},
+}
+
+// sampleTranscript is the start of a case's transcript as the suite
+// records it: a cold reset, SELECT, a GET DATA answered in two parts and a
+// wrong PIN.
+const sampleTranscript = "reset-cold -> 3BF81300008131FE454A434F5076323431B7\n" +
+	"00A4040008F05350444C41420100 -> 6F0C8408F05350444C414201A5009000\n" +
+	"00CADF0400 -> DF040800000000000027106105\n" +
+	"00CADF0400 -> DF040800000000000027109000\n" +
+	"002000800430303030 -> 63C2\n" +
+	"00B0000000 -> error link: card removed\n"
+
+// paymentCases is a suite of two cases with transcripts, the second of
+// which fails when broken, and a not-applicable one.
+func paymentCases(broken bool) {
+	ginkgo.Describe("payments", ginkgo.Ordered, func() {
+		ginkgo.It("pays", ginkgo.Label("TC-PAY-001", "SPD-PAY-1", "C2"), func() {
+			ginkgo.AddReportEntry("transcript", sampleTranscript+"00200080043235383000 -> 9000\n8060000003DF2801 -> 9000\n")
+		})
+		ginkgo.It("refuses PAY before VERIFY", ginkgo.Label("TC-PIN-001", "SPD-PIN-1", "C32"), func() {
+			if broken {
+				ginkgo.AddReportEntry("transcript", sampleTranscript+"8060000003DF2801 -> 9000\n")
+				ginkgo.Fail("PAY before VERIFY: expected 6982, got 9000")
+			}
+			ginkgo.AddReportEntry("transcript", sampleTranscript+"8060000003DF2801 -> 6982\n")
+		})
+	})
+	na("TC-BIO-001", "ICS features.Biometric is false")
 }
 
 // suiteT is the testing.T stand-in a tiny suite reports to.

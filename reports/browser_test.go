@@ -1,0 +1,171 @@
+package reports
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The report as a person sees it: headless Chromium renders report.html of
+// a passing and of a failing run, takes a screenshot, and must log nothing
+// to the console (the page runs no script and loads nothing, so any
+// console message is a fault: a blocked load, a broken resource).
+
+// chromium finds the browser, failing in CI (make deps installs it) and
+// skipping elsewhere when it is not installed.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("reports: chromium is not installed; `make deps` installs it (Debian package chromium)")
+	}
+	t.Skip("chromium is not installed, so the report cannot be rendered: run `make deps` (as root) or `apt-get install chromium`")
+	return ""
+}
+
+// browse runs headless Chromium on page with extra flags and returns its
+// standard output and its console log lines.
+func browse(t *testing.T, browser, page string, flags ...string) (stdout string, console []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir=" + t.TempDir(),
+		"--enable-logging=stderr", "--v=0"}, flags...)
+	args = append(args, "file://"+page)
+	cmd := exec.CommandContext(ctx, browser, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium %v: %v\n%s", flags, err, errOut.String())
+	}
+	for _, l := range strings.Split(errOut.String(), "\n") {
+		if strings.Contains(l, ":CONSOLE") {
+			console = append(console, l)
+		}
+	}
+	return out.String(), console
+}
+
+// screenshot renders page and returns the picture.
+func screenshot(t *testing.T, browser, page string) image.Image {
+	t.Helper()
+	shot := filepath.Join(t.TempDir(), "report.png")
+	_, console := browse(t, browser, page, "--window-size=1280,2000", "--hide-scrollbars", "--screenshot="+shot)
+	if len(console) > 0 {
+		t.Errorf("console messages while rendering:\n%s", strings.Join(console, "\n"))
+	}
+	f, err := os.Open(shot)
+	if err != nil {
+		t.Fatalf("no screenshot: %v", err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if keep := os.Getenv("SPDLAB_REPORT_SCREENSHOTS"); keep != "" {
+		b, _ := os.ReadFile(shot)
+		os.WriteFile(filepath.Join(keep, filepath.Base(filepath.Dir(page))+".png"), b, 0o644)
+	}
+	return img
+}
+
+// countColour counts the pixels of img in rows [y0, y1) of colour hex.
+func countColour(img image.Image, y0, y1 int, want color.RGBA) int {
+	n := 0
+	b := img.Bounds()
+	for y := y0; y < y1 && y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bb, _ := img.At(x, y).RGBA()
+			if uint8(r>>8) == want.R && uint8(g>>8) == want.G && uint8(bb>>8) == want.B {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func TestReportInBrowser(t *testing.T) {
+	browser := chromium(t)
+	key := newKey(t)
+	info := RunInfo{
+		DUT: "pcsc:Virtual PCD 00 00",
+		Samples: []Sample{{Name: "A", Reader: "Virtual PCD 00 00", ATR: "3BF81300008131FE454A434F5076323431B7",
+			DeviceID: "5D1AB00000000001", State: "blank"}},
+		ICS: ICS{File: "/home/vendor/acme-s1.yaml", YAML: "product:\n  vendor: ACME\n  model: S1\n", Vendor: "ACME",
+			Model: "S1", Firmware: "1.2.3", FormFactor: "sim"},
+		SuiteVersion: "1", CaseCount: 3, Lab: Lab{Name: "ACME test lab"},
+	}
+	for _, tc := range []struct {
+		suite, verdict string
+		banner         color.RGBA
+		want           []string
+	}{
+		{"transcripts-pass", VerdictCertified, color.RGBA{0xe3, 0xf4, 0xe3, 0xff},
+			[]string{"6982", "security status not satisfied"}},
+		{"transcripts-fail", VerdictNotCertified, color.RGBA{0xfb, 0xe0, 0xe0, 0xff},
+			[]string{"PAY before VERIFY: expected 6982, got 9000", "<details open", "1 case(s) failed"}},
+	} {
+		t.Run(tc.suite, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), tc.suite)
+			c, err := Write(dir, info, runTiny(t, tc.suite), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Verdict != tc.verdict {
+				t.Fatalf("verdict %s, want %s", c.Verdict, tc.verdict)
+			}
+			page := filepath.Join(dir, FileHTML)
+			dom, console := browse(t, browser, page, "--dump-dom")
+			if len(console) > 0 {
+				t.Errorf("console messages:\n%s", strings.Join(console, "\n"))
+			}
+			want := append([]string{
+				`id="verdict"`, tc.verdict,
+				// identity
+				`id="identity"`, "pcsc:Virtual PCD 00 00", "3BF81300008131FE454A434F5076323431B7", "5D1AB00000000001",
+				"ACME test lab", c.Run.Lab.KeyFingerprint, c.Run.ICS.SHA256, "acme-s1.yaml", "firmware 1.2.3",
+				// scope and not-applicable reasons
+				`id="scope"`, "not applicable: ICS features.Biometric is false",
+				// traceability: every SPEC.md requirement, cited ones with their cases
+				`id="traceability"`, "SPD-PAY-1", "SPD-APP-5", `href="#TC-PAY-001"`, "not covered",
+				`id="claims"`,
+				// plots
+				`id="plots"`, `aria-label="cases by area and verdict"`, `aria-label="duration of each case"`,
+				// decoded transcripts
+				`id="evidence"`, "SELECT", "GET DATA", "VERIFY", "PAY", "reset-cold", "ATR 3BF8",
+				"verification failed, 2 tries left", "link error: link: card removed", "balance",
+			}, tc.want...)
+			for _, w := range want {
+				if !strings.Contains(dom, w) {
+					t.Errorf("the rendered report lacks %q", w)
+				}
+			}
+			if m := regexp.MustCompile(`/home/|/work/|/root/|/tmp/`).FindString(dom); m != "" {
+				t.Errorf("the report shows a machine path (%s)", m)
+			}
+			img := screenshot(t, browser, page)
+			if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 2000 {
+				t.Fatalf("screenshot %v", b)
+			}
+			// The verdict banner is drawn in its colour near the top.
+			if n := countColour(img, 0, 400, tc.banner); n < 20000 {
+				t.Errorf("the verdict banner's colour covers %d pixels of the top of the page", n)
+			}
+		})
+	}
+}

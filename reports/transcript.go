@@ -1,0 +1,164 @@
+package reports
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/spdlab/spdlab/reference"
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/tlv"
+)
+
+// Step is one decoded line of a case's transcript, as the suite records
+// it (rigs/link/linktest Exchange.String):
+//
+//	80600000 1A DF28... -> 61...9000      an exchange: command -> response, hex
+//	00A40400 08 F0...   -> error TEXT     an exchange the link failed
+//	reset-cold          -> 3B...          a reset or power-on with its ATR
+//	power-off           -> error TEXT
+type Step struct {
+	Raw string `json:"raw"`
+	// Op is "exchange" or the link operation (reset-cold, power-on, ...).
+	Op string `json:"op"`
+	// Name is the command's name in SPEC.md ("PAY"), Header its CLA INS
+	// P1 P2 in hex.
+	Name    string `json:"name,omitempty"`
+	Header  string `json:"header,omitempty"`
+	Data    string `json:"data,omitempty"`     // command data, hex
+	DataTLV string `json:"data_tlv,omitempty"` // command data as a TLV tree, when it is one
+	Ne      int    `json:"ne,omitempty"`
+	// SW is the status word in hex, SWMeaning what it means, OK whether
+	// it is 9000 or 61xx.
+	SW        string `json:"sw,omitempty"`
+	SWMeaning string `json:"sw_meaning,omitempty"`
+	OK        bool   `json:"ok"`
+	Resp      string `json:"resp,omitempty"`     // response data, hex
+	RespTLV   string `json:"resp_tlv,omitempty"` // response data as a TLV tree, when it is one
+	ATR       string `json:"atr,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+var tagNames = reference.TagNames()
+
+// DecodeTranscript decodes a transcript report entry, one Step per
+// non-empty line. A line it cannot decode is kept whole in Raw with
+// Error saying why.
+func DecodeTranscript(text string) []Step {
+	var steps []Step
+	for _, l := range strings.Split(text, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		steps = append(steps, decodeStep(l))
+	}
+	return steps
+}
+
+func decodeStep(l string) Step {
+	s := Step{Raw: l}
+	left, right, ok := strings.Cut(l, " -> ")
+	if !ok {
+		left, right, ok = strings.Cut(l, " ->")
+	}
+	if !ok {
+		s.Op, s.Error = "?", "not a transcript line"
+		return s
+	}
+	right = strings.TrimSpace(right)
+	errText, failed := strings.CutPrefix(right, "error ")
+	if failed {
+		s.Error = errText
+	}
+	cmd, err := hex.DecodeString(left)
+	if err != nil || len(left) == 0 {
+		// A link operation: reset-warm, reset-cold, power-off, power-on.
+		s.Op = left
+		if !failed && right != "" {
+			s.ATR = right
+		}
+		return s
+	}
+	s.Op = "exchange"
+	c, err := apdu.ParseCommand(cmd)
+	if err != nil {
+		s.Name, s.Data = "malformed command", left
+	} else {
+		s.Name = spd.INS(c.INS).String()
+		if c.CLA&0x80 == 0 && c.CLA != 0x00 {
+			s.Name += fmt.Sprintf(" (CLA %02X)", c.CLA)
+		}
+		s.Header = fmt.Sprintf("%02X %02X %02X %02X", c.CLA, c.INS, c.P1, c.P2)
+		s.Data = strings.ToUpper(hex.EncodeToString(c.Data))
+		s.DataTLV = tlvTree(c.Data)
+		s.Ne = c.Ne
+	}
+	if failed {
+		return s
+	}
+	rb, err := hex.DecodeString(right)
+	if err != nil {
+		s.Error = "response is not hex: " + right
+		return s
+	}
+	r, err := apdu.ParseResponse(rb)
+	if err != nil {
+		s.Error = err.Error()
+		return s
+	}
+	s.SW = fmt.Sprintf("%04X", uint16(r.SW))
+	s.SWMeaning = swMeaning(r.SW)
+	s.OK = r.SW == apdu.SWOK || r.SW.SW1() == 0x61
+	s.Resp = strings.ToUpper(hex.EncodeToString(r.Data))
+	s.RespTLV = tlvTree(r.Data)
+	return s
+}
+
+// swMeaning is the ISO 7816-4 meaning of sw, without its hex.
+func swMeaning(sw apdu.SW) string {
+	full := sw.String()
+	if i := strings.IndexByte(full, '('); i >= 0 {
+		return strings.TrimSuffix(full[i+1:], ")")
+	}
+	return "no meaning defined"
+}
+
+// tlvTree renders b as a BER-TLV tree with SPEC.md's tag names, or "" when
+// b is empty or not wholly TLV.
+func tlvTree(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	list, err := tlv.Parse(b)
+	if err != nil || len(list) == 0 {
+		return ""
+	}
+	var sb strings.Builder
+	for _, o := range list {
+		writeTLV(&sb, o, 0)
+	}
+	return strings.TrimSuffix(sb.String(), "\n")
+}
+
+func writeTLV(sb *strings.Builder, o tlv.TLV, depth int) {
+	sb.WriteString(strings.Repeat("  ", depth))
+	tag := o.Tag.String()
+	name := tagNames[tag]
+	if name != "" {
+		name = "  " + name
+	}
+	if o.Tag.Constructed() && o.Children != nil {
+		fmt.Fprintf(sb, "%s%s\n", tag, name)
+		for _, c := range o.Children {
+			writeTLV(sb, c, depth+1)
+		}
+		return
+	}
+	v := strings.ToUpper(hex.EncodeToString(o.Value))
+	if len(v) > 64 {
+		v = v[:64] + fmt.Sprintf("... (%d bytes)", len(o.Value))
+	}
+	fmt.Fprintf(sb, "%s [%d] %s%s\n", tag, len(o.Value), v, name)
+}
