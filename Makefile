@@ -40,14 +40,10 @@ test: services
 	$(MAKE) --no-print-directory test-scenarios
 	$(MAKE) --no-print-directory test-certify
 
+## test-scenarios: the suite on every DUT in DUTS side by side (SCENARIO_JOBS at once, default
+## all); reports in $(OUT)/reports/<dut>, each verdict printed
 test-scenarios: build
-	@set -e; for dut in $(DUTS); do \
-	  if [ "$$dut" = pcsc-emu ] && [ -z "$$CI" ] && ! [ -S /run/pcscd/pcscd.comm ]; then \
-	    echo "== conformance suite on --dut pcsc-emu: skipped, pcscd is not running (sudo bash .ci/pcscd)"; continue; \
-	  fi; \
-	  echo "== conformance suite on --dut $$dut"; \
-	  $(GO) test -count=1 -timeout 15m ./scenarios/ -args --dut=$$dut --report-dir=$(OUT)/reports/$$dut; \
-	done
+	@OUT=$(OUT) bash scripts/scenarios.sh $(DUTS)
 
 ## test-certify: certify reference devices reached only as hardware is (a separate emulator
 ## process per sample, --dut serial:PATH and pcsc:READER with an ICS) and check every verdict rule

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
+	"time"
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/emulator/sdcard"
@@ -18,17 +21,34 @@ func init() {
 	register("emulate", "serve a reference device as a SIM or eSIM (pcscd+vpcd), on a serial pty, or as a microSD channel", runEmulate)
 }
 
+// otherVPCDSlot returns the card-side address of Debian vpcd's other slot
+// (its two slots listen on 35963 and 35964).
+func otherVPCDSlot(address string) (string, bool) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return "", false
+	}
+	switch port {
+	case "35963":
+		return net.JoinHostPort(host, "35964"), true
+	case "35964":
+		return net.JoinHostPort(host, "35963"), true
+	}
+	return "", false
+}
+
 func runEmulate(ctx context.Context, e *env, args []string) error {
-	const synopsis = "sim|esim|serial|sd [--state FILE] [--vpcd ADDR] [--link PATH] [--dir DIR] [--app spd|select-only]"
+	const synopsis = "sim|esim|serial|sd [--state FILE] [--vpcd ADDR] [--slot-wait D] [--link PATH] [--dir DIR] [--app spd|select-only]"
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(e.stderr, "usage: spdlab emulate "+synopsis)
 		return errUsage
 	}
 	form := args[0]
-	flags := newFlags(e, "emulate "+form, "[--state FILE] [--vpcd ADDR] [--link PATH] [--dir DIR] [--app spd|select-only]")
+	flags := newFlags(e, "emulate "+form, "[--state FILE] [--vpcd ADDR] [--slot-wait D] [--link PATH] [--dir DIR] [--app spd|select-only]")
 	app := flags.String("app", "spd", "the card application: spd (the reference device) or select-only (answers SELECT and nothing else, to see that the lab refuses to certify it)")
 	statePath := flags.String("state", "", "keep the card's persistent memory in this file across restarts (default: in memory)")
 	vpcdAddr := flags.String("vpcd", sim.DefaultAddress, "sim, esim: vpcd's card-side address")
+	slotWait := flags.Duration("slot-wait", 30*time.Second, "sim, esim: how long to wait for another program to free the vpcd slot")
 	linkPath := flags.String("link", "", "serial: also make PATH a symbolic link to the pty")
 	dir := flags.String("dir", "", "sd: the directory standing for the card's mount point")
 	if err := flags.Parse(args[1:]); err != nil {
@@ -59,12 +79,20 @@ func runEmulate(ctx context.Context, e *env, args []string) error {
 		if form == "esim" {
 			f = emulator.FormESIM
 		}
-		em := sim.New(dev, sim.Config{Address: *vpcdAddr, Form: f})
-		fmt.Fprintf(e.stdout, "spdlab: %s in PC/SC reader %q through vpcd at %s (ATR % X); Ctrl-C stops\n",
-			form, sim.DefaultReaderName, em.Address(), em.ATR())
+		em := sim.New(dev, sim.Config{Address: *vpcdAddr, Form: f, SlotWait: *slotWait})
+		reader := sim.ReaderName(em.Address())
+		if reader == "" {
+			reader = "the vpcd reader listening at " + em.Address()
+		} else {
+			reader = strconv.Quote(reader)
+		}
+		fmt.Fprintf(e.stdout, "spdlab: %s in PC/SC reader %s through vpcd at %s (ATR % X); Ctrl-C stops\n",
+			form, reader, em.Address(), em.ATR())
 		err := em.Run(ctx)
 		if errors.Is(err, sim.ErrSlotBusy) {
-			return fmt.Errorf("%w at %s; vpcd's second slot is --vpcd 127.0.0.1:35964 (reader \"Virtual PCD 00 01\")", err, em.Address())
+			if other, ok := otherVPCDSlot(em.Address()); ok {
+				return fmt.Errorf("%w; vpcd's other slot is --vpcd %s (reader %q)", err, other, sim.ReaderName(other))
+			}
 		}
 		return err
 	case "serial":

@@ -6,6 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/spdlab/spdlab/reports"
 )
@@ -15,7 +20,7 @@ func init() {
 }
 
 func runReport(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE) | --merge --out DIR [--key FILE] (--lab-key PUB | --trust FILE) SHARD_DIR...")
+	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE) | --merge --out DIR [--key FILE] (--lab-key PUB | --trust FILE) SHARD_DIR... | --times DIR...")
 	jsonPath := flags.String("json", "", "Ginkgo JSON report of a conformance run")
 	dut := flags.String("dut", "", "the device under test the run was against")
 	out := flags.String("out", "", "directory for report.html, junit.xml, certificate.json, manifest.json")
@@ -24,8 +29,12 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	labKey := flags.String("lab-key", "", "with --verify: the trusted lab's public key (PEM, as 'spdlab labkey init' writes it)")
 	trustPath := flags.String("trust", "", "with --verify: a file of trusted lab keys (PEM public keys, or one fingerprint per line)")
 	merge := flags.Bool("merge", false, "join the shard reports named after the flags (certify --shard i/n) into one signed report in --out; each shard must verify against --lab-key or --trust")
+	times := flags.Bool("times", false, "print each report directory's suite time (and its ratio to the first's) and the median and p99 of its case times")
 	if err := flags.Parse(args); err != nil {
 		return err
+	}
+	if *times {
+		return printTimes(e, flags.Args())
 	}
 	if *merge {
 		if *out == "" || flags.NArg() == 0 {
@@ -127,4 +136,68 @@ func loadTrust(labKey, trustPath string) (reports.Trust, error) {
 		}
 	}
 	return trust, nil
+}
+
+// printTimes prints, for each report directory, the suite's run time as a
+// ratio to the first directory's, and the median and p99 of its case run
+// times (cases that ran: passed or failed).
+func printTimes(e *env, dirs []string) error {
+	if len(dirs) == 0 {
+		return errors.New("report: --times needs report directories")
+	}
+	var first time.Duration
+	fmt.Fprintf(e.stdout, "%-30s %5s %9s %7s %12s %9s %s\n", "report", "cases", "suite", "ratio", "case median", "case p99", "slowest case")
+	for i, dir := range dirs {
+		rs, err := reports.LoadGinkgoJSON(filepath.Join(dir, "ginkgo.json"))
+		if err != nil {
+			return err
+		}
+		var suite time.Duration
+		var cases []time.Duration
+		slowest, slowestID := time.Duration(0), ""
+		for _, r := range rs {
+			suite += r.RunTime
+			for _, sp := range r.SpecReports {
+				if sp.LeafNodeType != types.NodeTypeIt || (sp.State != types.SpecStatePassed && sp.State != types.SpecStateFailed) {
+					continue
+				}
+				cases = append(cases, sp.RunTime)
+				if sp.RunTime > slowest {
+					slowest, slowestID = sp.RunTime, caseID(sp.Labels())
+				}
+			}
+		}
+		if i == 0 {
+			first = suite
+		}
+		slices.Sort(cases)
+		ratio := "-"
+		if first > 0 {
+			ratio = fmt.Sprintf("%.2fx", float64(suite)/float64(first))
+		}
+		fmt.Fprintf(e.stdout, "%-30s %5d %8.2fs %7s %10.1fms %7.1fms %s %.0fms\n", dir, len(cases), suite.Seconds(), ratio,
+			ms(percentile(cases, 50)), ms(percentile(cases, 99)), slowestID, ms(slowest))
+	}
+	return nil
+}
+
+// percentile is the p-th percentile of sorted ds (nearest rank).
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	i := (len(ds)*p + 99) / 100
+	return ds[max(0, min(len(ds), i)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// caseID is the TC- label among a spec's labels.
+func caseID(labels []string) string {
+	for _, l := range labels {
+		if strings.HasPrefix(l, "TC-") {
+			return l
+		}
+	}
+	return "?"
 }

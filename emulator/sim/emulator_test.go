@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,9 @@ func newFakeVPCD(t *testing.T) *fakeVPCD {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	// Registered first, so it runs last: no emulator holds the lock of
+	// this one-off address any more.
+	t.Cleanup(func() { os.Remove(sim.SlotLockPath(ln.Addr().String())) })
 	return &fakeVPCD{t: t, ln: ln}
 }
 

@@ -41,9 +41,10 @@
 // Debian's /etc/reader.conf.d/vpcd gives vpcd two slots: port 35963 is the
 // reader "Virtual PCD 00 00" (DefaultAddress), port 35964 "Virtual PCD 00 01".
 // One slot holds one card. Run takes an advisory lock per vpcd address
-// (a file in os.TempDir) so that two emulators, in one process or several,
-// never connect to the same slot at once; Config.SlotWait says how long to
-// wait for it.
+// (a file in os.TempDir, never removed; the protocol is documented in
+// slot_unix.go and the README) so that two emulators, in one process or
+// several, never connect to the same slot at once; Config.SlotWait says
+// how long to wait for it, and the error names the process holding it.
 package sim
 
 import (
@@ -136,6 +137,10 @@ type Status struct {
 	PowerUps    uint64 // power-ons and resets handled
 	Tears       uint64 // commands the card tore (Process returned nil)
 	BadFrames   uint64 // frames dropped or answered 6700 as malformed
+	Swaps       uint64 // cards put in the slot by Swap
+	// Waiting says what Run is waiting for, "" when nothing: the slot
+	// lock (naming its holder) or vpcd (why it cannot be reached).
+	Waiting string
 }
 
 // Emulator is a card attached to vpcd. Create it with New and serve with
@@ -149,6 +154,7 @@ type Emulator struct {
 	insertCh chan struct{} // wakes Run after Insert
 
 	mu      sync.Mutex
+	gen     uint64 // cards swapped in so far
 	running bool
 	torn    bool          // mute until the next power on or reset, across connections
 	conn    *net.TCPConn  // current connection to vpcd, nil when none
@@ -206,6 +212,12 @@ func (e *Emulator) Status() Status {
 	return e.status
 }
 
+func (e *Emulator) setWaiting(what string) {
+	e.mu.Lock()
+	e.status.Waiting = what
+	e.mu.Unlock()
+}
+
 func (e *Emulator) check() error {
 	switch {
 	case len(e.atr) > MaxATR:
@@ -241,7 +253,11 @@ func (e *Emulator) Run(ctx context.Context) error {
 		e.mu.Unlock()
 	}()
 
-	release, err := claimSlot(ctx, e.cfg.Address, e.cfg.SlotWait)
+	release, err := claimSlot(ctx, e.cfg.Address, e.cfg.SlotWait, func(h Holder) {
+		e.setWaiting(fmt.Sprintf("vpcd slot %s held by %s", e.cfg.Address, h))
+		e.log.Warn("vpcd slot busy: waiting", "reader", ReaderName(e.cfg.Address), "holder", h.String(), "up_to", e.cfg.SlotWait)
+	})
+	e.setWaiting("")
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -298,6 +314,7 @@ func (e *Emulator) Run(ctx context.Context) error {
 			if e.cfg.Redial < 0 {
 				return err
 			}
+			e.setWaiting(err.Error())
 			if !warned {
 				e.log.Warn("waiting for vpcd", "err", err, "retry", e.cfg.Redial)
 				warned = true
@@ -308,6 +325,7 @@ func (e *Emulator) Run(ctx context.Context) error {
 			continue
 		}
 		warned = false
+		e.setWaiting("")
 		end := e.serve(ctx, c.(*net.TCPConn))
 		lastEnd = time.Now()
 		switch {
@@ -325,6 +343,33 @@ func (e *Emulator) Run(ctx context.Context) error {
 			e.log.Warn("reconnecting", "err", err)
 		}
 	}
+}
+
+// Swap puts card in the slot in place of the one there, behind the same
+// vpcd connection: the card leaves (losing power, Card.PowerOff) and the
+// new one is there, unpowered, without pcscd seeing a removal. Whoever
+// swaps announces the new card to pcscd with a cold reset (SCardReconnect
+// with SCARD_UNPOWER_CARD), which pcscd passes on to vpcd at once: vpcd's
+// power off and power on then power the new card and read its ATR. A
+// command that comes first activates the new card, as a reader does a
+// card it finds inserted. The old card must have no command in progress.
+// The ATR is the emulator's, whichever card is in the slot.
+func (e *Emulator) Swap(card emulator.Card) error {
+	if card == nil {
+		return errors.New("sim: Swap with no card application")
+	}
+	e.mu.Lock()
+	old, powered := e.card, e.status.Powered
+	e.card = card
+	e.gen++
+	e.torn = false
+	e.status.Powered, e.status.Mute = false, false
+	e.status.Swaps++
+	e.mu.Unlock()
+	if powered {
+		old.PowerOff()
+	}
+	return nil
 }
 
 // Insert puts the card (back) into the reader: Run connects to vpcd again.
@@ -385,6 +430,7 @@ func (e *Emulator) serve(ctx context.Context, c *net.TCPConn) serveEnd {
 	e.log.Info("connected to vpcd", "atr", fmt.Sprintf("% X", e.atr))
 
 	s := &session{e: e, w: c}
+	s.follow()
 	s.r = io.Reader(c)
 	if !e.cfg.NoQuickAck {
 		s.r = newAckingReader(c)
@@ -403,8 +449,9 @@ func (e *Emulator) serve(ctx context.Context, c *net.TCPConn) serveEnd {
 	end := s.loop()
 	silent.Stop()
 
+	s.follow()
 	if s.powered {
-		e.card.PowerOff()
+		s.card.PowerOff()
 	}
 	e.mu.Lock()
 	if !e.status.Inserted {
@@ -425,8 +472,23 @@ type session struct {
 	r         io.Reader
 	w         io.Writer
 	buf       []byte
+	card      emulator.Card // the card in the slot (Swap changes it)
+	gen       uint64        // the emulator's swap count card belongs to
 	powered   bool
 	powerSeen bool // vpcd sent a power control on this connection
+}
+
+// follow takes the card Swap put in the slot since the last message: it
+// is unpowered and, like a card a reader has just seen inserted, is
+// activated by the next power control or command.
+func (s *session) follow() {
+	s.e.mu.Lock()
+	defer s.e.mu.Unlock()
+	if s.card != nil && s.gen == s.e.gen {
+		return
+	}
+	s.card, s.gen = s.e.card, s.e.gen
+	s.powered, s.powerSeen = false, false
 }
 
 // setPower records the card's power; powering it (or a reset) ends a tear.
@@ -484,6 +546,7 @@ func (s *session) loop() serveEnd {
 			return serveEnd{err: err}
 		}
 		s.buf = msg[:0]
+		s.follow()
 
 		if len(msg) == 1 {
 			e.log.Debug("control", "ctl", Control(msg[0]))
@@ -502,7 +565,7 @@ func (s *session) loop() serveEnd {
 			// within one of its polls, so it never powered this card
 			// up. A reader always activates an inserted card: do so.
 			e.log.Info("command before any power control: powering up as on insertion")
-			e.card.PowerOn()
+			s.card.PowerOn()
 			s.setPower(true)
 		case !s.powered:
 			return serveEnd{mute: true, err: fmt.Errorf("command % X to an unpowered card", head(msg))}
@@ -516,7 +579,7 @@ func (s *session) loop() serveEnd {
 			continue
 		}
 		e.log.Debug("command", "apdu", fmt.Sprintf("% X", msg))
-		resp := e.card.Process(append([]byte(nil), msg...))
+		resp := s.card.Process(append([]byte(nil), msg...))
 		if resp == nil {
 			s.tear()
 			return serveEnd{mute: true, err: fmt.Errorf("card tore during command % X", head(msg))}
@@ -560,20 +623,20 @@ func (s *session) control(ctl Control) error {
 	switch ctl {
 	case CtrlPowerOff:
 		if s.powered {
-			e.card.PowerOff()
+			s.card.PowerOff()
 		}
 		s.setPower(false)
 	case CtrlPowerOn:
 		if s.powered {
-			e.card.PowerOff()
+			s.card.PowerOff()
 		}
-		e.card.PowerOn()
+		s.card.PowerOn()
 		s.setPower(true)
 	case CtrlReset:
 		if s.powered {
-			e.card.Reset()
+			s.card.Reset()
 		} else {
-			e.card.PowerOn()
+			s.card.PowerOn()
 		}
 		s.setPower(true)
 	case CtrlATR:

@@ -11,6 +11,6 @@ import (
 func SlotLockPath(address string) string { return "" }
 
 // claimSlot cannot lock here; one emulator per slot is up to the user.
-func claimSlot(ctx context.Context, address string, wait time.Duration) (func(), error) {
+func claimSlot(ctx context.Context, address string, wait time.Duration, waiting func(Holder)) (func(), error) {
 	return func() {}, nil
 }

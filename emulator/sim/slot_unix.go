@@ -3,16 +3,42 @@
 package sim
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
+
+// The vpcd slot lock, for every program that puts a card in a vpcd slot
+// (README.md, "Sharing the vpcd slots", says the same for programs outside
+// spdlab):
+//
+//   - The lock for the slot whose card side is ADDRESS is the file
+//     SlotLockPath(ADDRESS): os.TempDir()/spdlab-vpcd-ADDRESS.lock with
+//     every character other than letters, digits, '.' and '-' made '_'
+//     (/tmp/spdlab-vpcd-127.0.0.1_35963.lock).
+//   - Take flock(2) LOCK_EX on it before connecting to vpcd and keep it
+//     until the card is out of the slot and pcscd has seen it leave. Open
+//     the file with O_CREAT and mode 0666; never remove, rename or replace
+//     it: a lock on a file that was unlinked guards nothing, and the next
+//     claimant would lock a new file beside it.
+//   - A holder may write a record into the file (spdlab does): lines
+//     "pid=N", "since=RFC 3339 time" and "command=...". It truncates the
+//     file before it unlocks. The kernel's lock table (/proc/locks) is the
+//     authority on who holds the lock; the record only adds the command
+//     and the time.
+//   - Waiting: try LOCK_EX|LOCK_NB, and again every slotPoll until the wait
+//     the program allows is over; spdlab reports the holder it waited for.
+
+// slotPoll is how often a waiting claimant tries the lock again.
+const slotPoll = 20 * time.Millisecond
 
 // SlotLockPath returns the lock file that guards the vpcd slot at address.
 func SlotLockPath(address string) string {
@@ -28,49 +54,146 @@ func SlotLockPath(address string) string {
 
 // claimSlot takes the advisory lock on the vpcd slot at address, waiting up
 // to wait for another holder (in this process or another) to let go.
-//
-// The holder removes the lock file when it lets go, so that files for
-// short-lived addresses do not pile up. A claimant that locked a file which
-// was removed meanwhile (its path now names another file or none) holds
-// nothing and tries again.
-func claimSlot(ctx context.Context, address string, wait time.Duration) (release func(), err error) {
+// waiting, when not nil, is told once who holds the slot when claimSlot
+// has to wait. The lock file is never removed (see the protocol above).
+func claimSlot(ctx context.Context, address string, wait time.Duration, waiting func(Holder)) (release func(), err error) {
 	path := SlotLockPath(address)
-	deadline := time.Now().Add(wait)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	writable := err == nil
+	if err == nil {
+		// Let other users' programs open it for writing too, whatever our
+		// umask; a file someone else made may refuse this, which is fine.
+		_ = f.Chmod(0o666)
+	} else if errors.Is(err, os.ErrPermission) {
+		// Another user made the file without write access for us: a
+		// read-only descriptor locks just as well.
+		f, err = os.Open(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
+	}
+	start := time.Now()
+	told := false
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
-		if err != nil {
-			return nil, fmt.Errorf("sim: vpcd slot lock: %w", err)
-		}
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			if samePath(f, path) {
-				return func() {
-					_ = os.Remove(path)
-					_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
-					_ = f.Close()
-				}, nil
-			}
-			f.Close()
-			continue
+			break
 		}
-		f.Close()
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			f.Close()
 			return nil, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
 		}
-		if !time.Now().Before(deadline) {
-			return nil, fmt.Errorf("%w at %s (lock %s, waited %v)", ErrSlotBusy, address, path, wait)
+		if !told && waiting != nil && wait > 0 {
+			waiting(slotHolder(f))
+			told = true
 		}
-		if !sleep(ctx, 20*time.Millisecond) {
+		if time.Since(start) >= wait {
+			h := slotHolder(f)
+			f.Close()
+			return nil, &SlotBusyError{Address: address, Reader: ReaderName(address), Holder: h, Waited: time.Since(start), Lock: path}
+		}
+		if !sleep(ctx, min(slotPoll, wait-time.Since(start))) {
+			f.Close()
 			return nil, ctx.Err()
 		}
 	}
+	if writable {
+		writeHolderRecord(f)
+	}
+	return func() {
+		if writable {
+			_ = f.Truncate(0)
+		}
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		_ = f.Close()
+	}, nil
 }
 
-// samePath reports whether path still names the open file f.
-func samePath(f *os.File, path string) bool {
-	var held, named unix.Stat_t
-	if unix.Fstat(int(f.Fd()), &held) != nil || unix.Stat(path, &named) != nil {
-		return false
+// writeHolderRecord replaces the file's content with this process's record.
+func writeHolderRecord(f *os.File) {
+	cmd := commandLine(os.Getpid())
+	rec := fmt.Sprintf("pid=%d\nsince=%s\ncommand=%s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339Nano), cmd)
+	if f.Truncate(0) == nil {
+		_, _ = f.WriteAt([]byte(rec), 0)
 	}
-	return held.Dev == named.Dev && held.Ino == named.Ino
+}
+
+// slotHolder tells who holds the lock on f: the kernel's lock table names
+// the process, the holder's record (when it is that process's) adds the
+// time it took the slot.
+func slotHolder(f *os.File) Holder {
+	var h Holder
+	rec := readHolderRecord(f)
+	if pid := lockingPID(f); pid != 0 {
+		h.PID = pid
+	} else {
+		h.PID = rec.PID
+	}
+	if h.PID != 0 {
+		h.Command = commandLine(h.PID)
+		if h.Command == "" && rec.PID == h.PID {
+			h.Command = rec.Command
+		}
+		if rec.PID == h.PID {
+			h.Since = rec.Since
+		}
+	}
+	return h
+}
+
+// readHolderRecord parses the record a holder wrote into the lock file.
+func readHolderRecord(f *os.File) Holder {
+	var h Holder
+	b := make([]byte, 4096)
+	n, _ := f.ReadAt(b, 0)
+	for _, line := range strings.Split(string(b[:n]), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "pid":
+			h.PID, _ = strconv.Atoi(v)
+		case "since":
+			h.Since, _ = time.Parse(time.RFC3339Nano, v)
+		case "command":
+			h.Command = v
+		}
+	}
+	return h
+}
+
+// lockingPID finds the process holding a flock on f in /proc/locks (Linux);
+// 0 when it cannot tell.
+func lockingPID(f *os.File) int {
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil {
+		return 0
+	}
+	locks, err := os.Open("/proc/locks")
+	if err != nil {
+		return 0
+	}
+	defer locks.Close()
+	// "1: FLOCK  ADVISORY  WRITE 14707 fd:01:393219 0 EOF"; waiters have
+	// "->" after the number.
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
+	sc := bufio.NewScanner(locks)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 || fields[1] == "->" || fields[1] != "FLOCK" {
+			continue
+		}
+		if fields[5] == want {
+			pid, _ := strconv.Atoi(fields[4])
+			return pid
+		}
+	}
+	return 0
+}
+
+// commandLine returns a process's command line (Linux), "" when unknown.
+func commandLine(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,28 +36,60 @@ func openPCSC(ctx context.Context, d *DUT, reader string, opt Options) error {
 	return nil
 }
 
-// slotsInUse are the vpcd slots this process serves a card on.
-var slotsInUse = struct {
+// How long pcsc-emu waits, reporting the holder, for a vpcd slot another
+// process holds: a whole conformance run on pcsc-emu in another process
+// holds slot 0 for its duration.
+const (
+	pcscEmuSlotWait      = 5 * time.Minute
+	pcscEmuNamedSlotWait = 5 * time.Minute
+	// pcscdPowerWait bounds how long pcscd may take to see and power a
+	// card once the emulator is connected (it polls vpcd every 400 ms).
+	pcscdPowerWait = 15 * time.Second
+	// idleRelease is how long a slot this process holds stays unused
+	// before it is let go for other programs.
+	idleRelease = 2 * time.Second
+)
+
+// vpcdSession is a SIM emulator holding one vpcd slot for as long as this
+// process keeps using it: pcscd sees one card insertion, and every device
+// after the first is swapped in behind the same connection (sim.Swap) and
+// announced with a cold reset, which pcscd passes on to vpcd at once.
+type vpcdSession struct {
+	slot   int
+	em     *sim.Emulator
+	cancel context.CancelFunc
+	done   chan error // Run's result, once
+	idle   *time.Timer
+}
+
+// vpcdPool holds this process's sessions, by slot.
+var vpcdPool = struct {
 	sync.Mutex
-	m map[int]bool
-}{m: map[int]bool{}}
+	idle     map[int]*vpcdSession  // sessions no device uses now
+	busy     map[int]bool          // slots a device uses now
+	stopping map[int]chan struct{} // slots being let go, closed when done
+}{idle: map[int]*vpcdSession{}, busy: map[int]bool{}, stopping: map[int]chan struct{}{}}
 
 // openPCSCEmu serves a new reference device as a SIM through vpcd and
 // reaches it through pcscd with the PC/SC rig, as any PC/SC program would.
-// pcsc-emu takes the first free vpcd slot (several devices can be open at
-// once, one per slot); pcsc-emu:N takes slot N of vpcdSlots.
+// pcsc-emu takes the lowest vpcd slot this process is not using, waiting
+// for another process to let go of it (so that processes take the slots in
+// the same order and two of them never wait on each other); pcsc-emu:N
+// takes slot N of vpcdSlots.
 func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 	readers, err := pcsc.ListReaders()
 	if err != nil {
 		return fmt.Errorf("dut: pcsc-emu: %w", err)
 	}
 	var candidates []int
+	wait := pcscEmuSlotWait
 	if arg != "" {
 		n, err := strconv.Atoi(arg)
 		if err != nil || n < 0 || n >= len(vpcdSlots) {
 			return fmt.Errorf("dut: pcsc-emu takes a vpcd slot number 0..%d, not %q", len(vpcdSlots)-1, arg)
 		}
 		candidates = []int{n}
+		wait = pcscEmuNamedSlotWait
 	} else {
 		for i := range vpcdSlots {
 			candidates = append(candidates, i)
@@ -70,104 +103,208 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 	for _, i := range candidates {
 		slot := vpcdSlots[i]
 		if !slices.Contains(readers, slot.reader) {
-			tried = append(tried, slot.reader+": no such reader")
+			tried = append(tried, fmt.Sprintf("%s (%s): pcscd has no such reader", slot.reader, slot.address))
 			continue
 		}
-		slotsInUse.Lock()
-		busy := slotsInUse.m[i]
-		if !busy {
-			slotsInUse.m[i] = true
+		vpcdPool.Lock()
+		for vpcdPool.stopping[i] != nil {
+			// This process is letting go of the slot after it went
+			// unused: take it again once that is done.
+			ch := vpcdPool.stopping[i]
+			vpcdPool.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			vpcdPool.Lock()
 		}
-		slotsInUse.Unlock()
-		if busy {
-			tried = append(tried, slot.reader+": in use here")
+		if vpcdPool.busy[i] {
+			vpcdPool.Unlock()
+			tried = append(tried, fmt.Sprintf("%s (%s): in use by another device of this process", slot.reader, slot.address))
 			continue
 		}
-		err := serveOnSlot(ctx, d, dev, slot, arg != "")
-		if err == nil {
-			d.onClose(func() error {
-				slotsInUse.Lock()
-				delete(slotsInUse.m, i)
-				slotsInUse.Unlock()
-				return nil
-			})
-			return openPCSCSettled(ctx, d, slot.reader, opt)
+		vpcdPool.busy[i] = true
+		s := vpcdPool.idle[i]
+		delete(vpcdPool.idle, i)
+		vpcdPool.Unlock()
+		if s != nil {
+			s.idle.Stop()
 		}
-		slotsInUse.Lock()
-		delete(slotsInUse.m, i)
-		slotsInUse.Unlock()
-		if !errors.Is(err, sim.ErrSlotBusy) {
+		r, s, err := s.attach(ctx, i, dev, wait)
+		if err != nil {
+			vpcdPool.Lock()
+			delete(vpcdPool.busy, i)
+			vpcdPool.Unlock()
+			if s != nil {
+				s.stop()
+			}
 			return err
 		}
-		tried = append(tried, slot.reader+": held by another process")
+		d.Link = r
+		d.onClose(func() error { s.park(); return nil })
+		return nil
 	}
-	return fmt.Errorf("dut: pcsc-emu: no free vpcd slot (%v)", tried)
+	return fmt.Errorf("dut: pcsc-emu: no vpcd slot to use: %s", strings.Join(tried, "; "))
 }
 
-// serveOnSlot runs a SIM emulator for the device on slot until d closes,
-// and waits until pcscd has seen the card and powered it once. Without
-// wait it gives up at once when another process holds the slot.
-func serveOnSlot(ctx context.Context, d *DUT, card emulator.Card, slot vpcdSlot, wait bool) error {
-	// Another process's turn on a slot is short (a test); wait for it
-	// a while, and for good when the slot was named.
-	slotWait := 20 * time.Second
-	if wait {
-		slotWait = 2 * time.Minute
-	}
-	// Connections come and go with every device; only trouble is news.
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	em := sim.New(card, sim.Config{Address: slot.address, SlotWait: slotWait, Logger: quiet})
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- em.Run(runCtx) }()
-	stop := func() error {
-		cancel()
-		err := <-done
-		// Hand the slot on only once pcscd has seen the card leave, so that
-		// the next card on it is a new insertion, not the old card's
-		// connection replaced under pcscd.
-		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer wcancel()
-		if werr := pcsc.WaitForRemoval(wctx, slot.reader); werr != nil && err == nil {
-			err = fmt.Errorf("dut: pcscd still sees a card in %q after the emulator stopped: %w", slot.reader, werr)
+// attach puts dev in slot i: on the session s when this process already
+// holds the slot (a swap and a cold reset), or on a new session (one
+// insertion that pcscd sees by polling). It returns the PC/SC rig's link
+// to the card and the session serving it.
+func (s *vpcdSession) attach(ctx context.Context, i int, dev emulator.Card, wait time.Duration) (*pcsc.Reader, *vpcdSession, error) {
+	slot := vpcdSlots[i]
+	if s == nil {
+		var err error
+		s, err = startSession(ctx, i, dev, wait)
+		if err != nil {
+			return nil, s, err
 		}
-		return err
+		r, err := openSettled(ctx, slot.reader)
+		return r, s, err
 	}
-	deadline := time.Now().Add(slotWait + 15*time.Second)
+	if err := s.em.Swap(dev); err != nil {
+		return nil, s, fmt.Errorf("dut: pcsc-emu: %w", err)
+	}
+	r, err := openSettled(ctx, slot.reader)
+	if err != nil {
+		return nil, s, err
+	}
+	// Announce the new card: pcscd passes a cold reset to vpcd at once,
+	// and vpcd powers the card off and on and reads its ATR.
+	ups := s.em.Status().PowerUps
+	if _, err := r.Reset(ctx, true); err != nil {
+		r.Close()
+		return nil, s, fmt.Errorf("dut: pcsc-emu: cold reset announcing a new card in %q: %w", slot.reader, err)
+	}
+	if st := s.em.Status(); st.PowerUps == ups {
+		r.Close()
+		return nil, s, fmt.Errorf("dut: pcsc-emu: a cold reset in %q did not reach the emulated SIM (status %+v)", slot.reader, st)
+	}
+	return r, s, nil
+}
+
+// startSession runs a SIM emulator holding card on slot i and waits until
+// pcscd has seen the card and powered it. Every error says what was
+// waited for: the slot's holder, vpcd, or pcscd.
+func startSession(ctx context.Context, i int, card emulator.Card, wait time.Duration) (*vpcdSession, error) {
+	slot := vpcdSlots[i]
+	// Connections come and go; only trouble is news.
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	em := sim.New(card, sim.Config{Address: slot.address, SlotWait: wait, Logger: quiet})
+	runCtx, cancel := context.WithCancel(context.Background())
+	s := &vpcdSession{slot: i, em: em, cancel: cancel, done: make(chan error, 1)}
+	go func() { s.done <- em.Run(runCtx) }()
+	var connectedAt, unreachableSince time.Time
 	for {
-		if st := em.Status(); st.Connected && st.PowerUps > 0 {
-			d.onClose(stop)
-			return nil
+		st := em.Status()
+		if st.Connected && st.PowerUps > 0 {
+			return s, nil
+		}
+		if st.Connected && connectedAt.IsZero() {
+			connectedAt = time.Now()
 		}
 		select {
-		case err := <-done:
+		case err := <-s.done:
+			s.done <- err
 			cancel()
 			if err == nil {
 				err = errors.New("stopped")
 			}
-			return fmt.Errorf("dut: SIM emulator on vpcd %s: %w", slot.address, err)
+			return nil, fmt.Errorf("dut: pcsc-emu: SIM emulator for %q: %w", slot.reader, err)
 		case <-ctx.Done():
-			stop()
-			return ctx.Err()
+			s.stop()
+			return nil, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			stop()
-			return fmt.Errorf("dut: pcscd did not power the emulated SIM in %q within %v (is pcscd running with vpcd? run .ci/pcscd as root)",
-				slot.reader, slotWait+15*time.Second)
+		unreachable := !st.Connected && strings.Contains(st.Waiting, "cannot reach vpcd")
+		switch {
+		case !unreachable:
+			unreachableSince = time.Time{}
+		case unreachableSince.IsZero():
+			unreachableSince = time.Now()
+		case time.Since(unreachableSince) > vpcdUnreachableWait:
+			// Reaching vpcd is pcscd's part: this failure is pcscd's.
+			s.stop()
+			return nil, fmt.Errorf("dut: pcsc-emu: %s for %v; is pcscd running with vpcd? run .ci/pcscd as root", st.Waiting, vpcdUnreachableWait)
+		}
+		if !connectedAt.IsZero() && time.Since(connectedAt) > pcscdPowerWait {
+			s.stop()
+			if st.Controls == 0 {
+				return nil, fmt.Errorf("dut: pcsc-emu: vpcd at %s accepted the emulated SIM but has not polled it in %v: another card program is connected to that slot without taking its lock %s (see the README, \"Sharing the vpcd slots\")",
+					slot.address, pcscdPowerWait, sim.SlotLockPath(slot.address))
+			}
+			return nil, fmt.Errorf("dut: pcsc-emu: pcscd polls the emulated SIM in %q (%d vpcd controls) but did not power it in %v: is another PC/SC program holding the reader?",
+				slot.reader, st.Controls, pcscdPowerWait)
 		}
 	}
 }
 
-// openPCSCSettled opens reader, waiting a bounded while for pcscd to show
-// the card when it does not at once (its view of a slot lags the card side
-// by a polling interval).
-func openPCSCSettled(ctx context.Context, d *DUT, reader string, opt Options) error {
+// vpcdUnreachableWait is how long vpcd may refuse the card side before
+// pcsc-emu gives up on it.
+const vpcdUnreachableWait = 5 * time.Second
+
+// stop ends the session: the card leaves the slot, and the slot is let go
+// once pcscd has seen it leave (so that the next card in it, from any
+// program, is a new insertion).
+func (s *vpcdSession) stop() error {
+	s.cancel()
+	err := <-s.done
+	s.done <- err
+	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s.em.Status().Connections > 0 {
+		if werr := pcsc.WaitForRemoval(wctx, vpcdSlots[s.slot].reader); werr != nil && err == nil {
+			err = fmt.Errorf("dut: pcscd still sees a card in %q after the emulator stopped: %w", vpcdSlots[s.slot].reader, werr)
+		}
+	}
+	return err
+}
+
+// park returns the session to the pool once its device is closed; it lets
+// go of the slot when no device takes it within idleRelease.
+func (s *vpcdSession) park() {
+	vpcdPool.Lock()
+	defer vpcdPool.Unlock()
+	delete(vpcdPool.busy, s.slot)
+	select {
+	case err := <-s.done:
+		// The emulator stopped (it cannot have been asked to): nothing
+		// to keep.
+		s.done <- err
+		go s.stop()
+		return
+	default:
+	}
+	vpcdPool.idle[s.slot] = s
+	s.idle = time.AfterFunc(idleRelease, func() {
+		vpcdPool.Lock()
+		if vpcdPool.idle[s.slot] != s {
+			vpcdPool.Unlock()
+			return
+		}
+		delete(vpcdPool.idle, s.slot)
+		stopped := make(chan struct{})
+		vpcdPool.stopping[s.slot] = stopped
+		vpcdPool.Unlock()
+		s.stop()
+		vpcdPool.Lock()
+		delete(vpcdPool.stopping, s.slot)
+		close(stopped)
+		vpcdPool.Unlock()
+	})
+}
+
+// openSettled opens reader, waiting a bounded while for pcscd to show the
+// card when it does not at once: after a new insertion, or after a card
+// that tore came back (pcscd's view of a slot lags the card side by a
+// polling interval).
+func openSettled(ctx context.Context, reader string) (*pcsc.Reader, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		err := openPCSC(ctx, d, reader, opt)
+		r, err := pcsc.Open(ctx, reader)
 		if err == nil || !errors.Is(err, link.ErrNoCard) || time.Now().After(deadline) {
-			return err
+			return r, err
 		}
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_ = pcsc.WaitForCard(wctx, reader)

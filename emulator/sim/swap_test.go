@@ -1,0 +1,161 @@
+package sim_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/emulator/sim"
+	"github.com/spdlab/spdlab/emulator/sim/simtest"
+)
+
+func TestSwapBehindTheConnectionAnnouncedByColdReset(t *testing.T) {
+	v := newFakeVPCD(t)
+	first, second := simtest.NewCard(), simtest.NewCard()
+	e := start(t, v, first, sim.Config{})
+	c := v.accept()
+	c.send([]byte{byte(sim.CtrlPowerOn)})
+	if got := c.transmit(simtest.Select()); len(got) < 2 {
+		t.Fatalf("SELECT to the first card: % X", got)
+	}
+	if err := e.Swap(second); err != nil {
+		t.Fatal(err)
+	}
+	if on, off, _ := first.PowerEvents(); on != 1 || off != 1 {
+		t.Fatalf("first card after the swap: %d power-ons, %d power-offs; want 1, 1", on, off)
+	}
+	// The host's cold reset, as pcscd passes SCARD_UNPOWER_CARD on.
+	c.send([]byte{byte(sim.CtrlPowerOff)})
+	c.send([]byte{byte(sim.CtrlPowerOn)})
+	if got := c.transmit([]byte{byte(sim.CtrlATR)}); string(got) != string(e.ATR()) {
+		t.Fatalf("ATR after the swap % X, want % X", got, e.ATR())
+	}
+	if on, off, _ := second.PowerEvents(); on != 1 || off != 0 {
+		t.Fatalf("second card: %d power-ons, %d power-offs; want 1, 0", on, off)
+	}
+	if on, off, _ := first.PowerEvents(); on != 1 || off != 1 {
+		t.Fatalf("first card got power events after it left: %d on, %d off", on, off)
+	}
+	if got := c.transmit(simtest.Select()); len(got) < 2 || got[len(got)-2] != 0x90 {
+		t.Fatalf("SELECT to the second card: % X", got)
+	}
+	st := e.Status()
+	if st.Connections != 1 || st.Swaps != 1 || !st.Powered {
+		t.Fatalf("status %+v: want one connection, one swap, powered", st)
+	}
+}
+
+func TestSwapThenCommandActivatesTheNewCard(t *testing.T) {
+	v := newFakeVPCD(t)
+	first, second := simtest.NewCard(), simtest.NewCard()
+	e := start(t, v, first, sim.Config{})
+	c := v.accept()
+	c.send([]byte{byte(sim.CtrlPowerOn)})
+	c.transmit(simtest.Select())
+	if err := e.Swap(second); err != nil {
+		t.Fatal(err)
+	}
+	// No power control after the swap: the command finds a card just
+	// inserted and activates it, as a reader would.
+	if got := c.transmit(simtest.Select()); len(got) < 2 || got[len(got)-2] != 0x90 {
+		t.Fatalf("SELECT to the second card: % X", got)
+	}
+	if on, _, _ := second.PowerEvents(); on != 1 {
+		t.Fatalf("second card powered up %d times, want 1", on)
+	}
+	if err := e.Swap(nil); err == nil {
+		t.Fatal("Swap(nil) accepted")
+	}
+}
+
+func TestSlotBusyNamesTheSlotAndItsHolder(t *testing.T) {
+	v := newFakeVPCD(t)
+	first := start(t, v, simtest.NewCard(), sim.Config{})
+	v.accept()
+	for !first.Status().Connected {
+		time.Sleep(time.Millisecond)
+	}
+	second := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), SlotWait: 50 * time.Millisecond, Logger: quiet()})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := second.Run(ctx)
+	var busy *sim.SlotBusyError
+	if !errors.As(err, &busy) || !errors.Is(err, sim.ErrSlotBusy) {
+		t.Fatalf("second emulator on the slot: %v, want a SlotBusyError", err)
+	}
+	if busy.Address != v.addr() || busy.Holder.PID != os.Getpid() || busy.Waited < 50*time.Millisecond {
+		t.Fatalf("busy error %+v: want address %s, holder pid %d, waited >= 50ms", busy, v.addr(), os.Getpid())
+	}
+	for _, want := range []string{v.addr(), fmt.Sprintf("pid %d", os.Getpid()), "waited", sim.SlotLockPath(v.addr())} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not name %q", err, want)
+		}
+	}
+}
+
+func TestSlotLockFileStaysAndRecordsItsHolder(t *testing.T) {
+	v := newFakeVPCD(t)
+	path := sim.SlotLockPath(v.addr())
+	e := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), RemovalGap: 10 * time.Millisecond, Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	v.accept()
+	rec, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rec), fmt.Sprintf("pid=%d\n", os.Getpid())) || !strings.Contains(string(rec), "since=") {
+		t.Fatalf("lock record while held: %q", rec)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("the lock file went away when its holder let go: %v", err)
+	}
+	if fi.Size() != 0 {
+		t.Fatalf("lock record left behind: %d bytes", fi.Size())
+	}
+}
+
+// An outside program that follows the README's protocol with flock(1)
+// holds the slot; the emulator waits for it and names it.
+func TestSlotHeldByAnOutsideProgram(t *testing.T) {
+	flock, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("flock(1) is not installed (util-linux)")
+	}
+	if _, err := os.Stat("/proc/locks"); err != nil {
+		t.Skip("no /proc/locks here")
+	}
+	v := newFakeVPCD(t)
+	path := sim.SlotLockPath(v.addr())
+	cmd := exec.Command(flock, "--exclusive", path, "sh", "-c", "echo locked; sleep 30")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if _, err := out.Read(make([]byte, 16)); err != nil {
+		t.Fatalf("flock(1) did not take the lock: %v", err)
+	}
+	e := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), SlotWait: 100 * time.Millisecond, Logger: quiet()})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = e.Run(ctx)
+	var busy *sim.SlotBusyError
+	if !errors.As(err, &busy) || busy.Holder.PID != cmd.Process.Pid || !strings.Contains(busy.Holder.Command, "flock") {
+		t.Fatalf("Run while flock(1) holds the slot: %v, want a SlotBusyError naming pid %d (flock)", err, cmd.Process.Pid)
+	}
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Runs the conformance suite on each DUT named in $@, side by side: one
+# suite binary (built once), one process per DUT, each with its own devices
+# (pcsc-emu's processes share the two vpcd slots through their lock files).
+# Writes OUT/reports/<dut> (certificate, JUnit, HTML, signed manifest) and
+# OUT/scenarios-<dut>.log, prints each DUT's verdict and wall time, and
+# fails when any DUT is not certified.
+#
+# Environment:
+#   OUT             output directory (default out, relative to the repo root)
+#   SCENARIO_JOBS   how many DUTs run at once (default: all of them)
+#   SCENARIO_ARGS   extra arguments for the suite binary (e.g. -ginkgo.label-filter=...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out=${OUT:-out}
+[[ $out = /* ]] || out=$root/$out
+mkdir -p "$out/reports" bin
+duts=("$@")
+jobs=${SCENARIO_JOBS:-${#duts[@]}}
+
+go test -c -o bin/scenarios.test ./scenarios
+
+# since T0: seconds from T0 (an $EPOCHREALTIME) to now.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
+
+# run DUT: the suite on DUT, in the package directory as `go test` runs it.
+run() {
+	local dut=$1 rep="$out/reports/$1" log="$out/scenarios-$1.log" t0 rc=0
+	rm -rf "$rep"
+	t0=$EPOCHREALTIME
+	(cd scenarios && "$root/bin/scenarios.test" -test.count=1 -test.timeout=15m \
+		--dut="$dut" --report-dir="$rep" ${SCENARIO_ARGS:-}) >"$log" 2>&1 || rc=$?
+	since "$t0" >"$rep.seconds"
+	echo "$rc" >"$rep.rc"
+}
+
+t0=$EPOCHREALTIME
+running=0
+for dut in "${duts[@]}"; do
+	if [[ $dut = pcsc-emu* ]] && [[ -z ${CI:-} ]] && ! [[ -S /run/pcscd/pcscd.comm ]]; then
+		echo "== $dut: skipped, pcscd is not running (sudo bash .ci/pcscd)"
+		echo skip >"$out/reports/$dut.rc"
+		continue
+	fi
+	run "$dut" &
+	running=$((running + 1))
+	if ((running >= jobs)); then
+		wait -n || true
+		running=$((running - 1))
+	fi
+done
+wait
+total=$(since "$t0")
+
+failed=0
+for dut in "${duts[@]}"; do
+	rc=$(cat "$out/reports/$dut.rc")
+	[[ $rc = skip ]] && continue
+	cert="$out/reports/$dut/certificate.json"
+	secs=$(cat "$out/reports/$dut.seconds")
+	if [[ -s $cert ]]; then
+		verdict=$(grep -q '"certified": *true' "$cert" && echo CERTIFIED || echo "NOT CERTIFIED")
+		counts=$(grep -oE '"(passed|failed|not_applicable)": *[0-9]+' "$cert" | tr -d '"' | paste -sd, - | sed 's/,/, /g')
+	else
+		verdict="NO REPORT"
+		counts="see $out/scenarios-$dut.log"
+	fi
+	printf '== %-12s %-14s %s; %.1f s (exit %s)\n' "$dut" "$verdict" "$counts" "$secs" "$rc"
+	if [[ $rc != 0 ]] || [[ $verdict != CERTIFIED ]]; then
+		failed=1
+		tail -n 30 "$out/scenarios-$dut.log" | sed "s/^/   $dut| /"
+	fi
+done
+printf '== %d DUTs in %.1f s wall time; reports in %s/reports\n' "${#duts[@]}" "$total" "$out"
+exit $failed
