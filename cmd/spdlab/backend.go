@@ -49,6 +49,7 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 	tokenFile := flags.String("issuer-token-file", "", "file holding the issuer's bearer token; a new random token is written there (mode 0600) if it does not exist")
 	termFile := flags.String("terminal-token-file", "", "file holding the terminals' bearer token (device-side calls only); made like --issuer-token-file")
 	devOpen := flags.Bool("dev-open", false, "DEVELOPMENT ONLY: serve every call without a credential when no issuer token is given")
+	initialise := flags.Bool("init", false, "initialise --db even if it is an existing empty file (a missing file is always created)")
 	syncFull := flags.Bool("sync-full", false, "synchronous=FULL: durable against power loss, one fsync per commit")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -76,7 +77,7 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "spdlab "+format+"\n", args...)
 	}
 	srv, err := backend.Open(backend.Config{DBPath: *db, Listen: *listen, Keys: keys, IssuerToken: issuerToken,
-		TerminalToken: termToken, DevOpen: *devOpen, Log: logf, SyncFull: *syncFull, Gateway: &smsLog{w: e.stdout}})
+		TerminalToken: termToken, DevOpen: *devOpen, Initialise: *initialise, Log: logf, SyncFull: *syncFull, Gateway: &smsLog{w: e.stdout}})
 	if err != nil {
 		return err
 	}

@@ -191,10 +191,18 @@ func labProfile(now time.Time) (spd.Profile, error) {
 
 // labDevice opens the DUT and makes sure it holds a device of the test
 // issuer, personalising and registering a blank one.
-func labDevice(ctx context.Context, out io.Writer, spec, state, backendURL, credential string, trace io.Writer) (*dut.DUT, error) {
+func labDevice(ctx context.Context, out io.Writer, spec, state, backendURL, credential string, newDevice bool, trace io.Writer) (*dut.DUT, error) {
 	opt := dut.Options{StatePath: state, Trace: trace}
 	if state != "" && !dut.Emulated(spec) {
 		return nil, fmt.Errorf("--state keeps an emulated device; %s is not one", spec)
+	}
+	existed := false
+	if state != "" {
+		for _, p := range []string{state, state + ".log"} {
+			if _, err := os.Stat(p); err == nil {
+				existed = true
+			}
+		}
 	}
 	d, err := dut.Open(ctx, spec, opt)
 	if err != nil {
@@ -208,6 +216,10 @@ func labDevice(ctx context.Context, out io.Writer, spec, state, backendURL, cred
 	}
 	if sel.State != spd.StateBlank {
 		return d, nil
+	}
+	if existed && !newDevice {
+		d.Close()
+		return nil, fmt.Errorf("the device kept in %s is blank; personalising would put a new device (and a new balance) at a path that held one: pass --new-device to do so", state)
 	}
 	p, err := labProfile(time.Now())
 	if err == nil {
@@ -266,6 +278,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "terminal "+flow, "[flags]")
 	dutSpec := fs.String("dut", "ref", "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
 	state := fs.String("state", "", "keep an emulated device's memory in this file across invocations")
+	newDevice := fs.Bool("new-device", false, "personalise a blank device even where --state names files that exist")
 	tracePath := fs.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
 	backendURL := fs.String("backend", "", "the backend, as http://127.0.0.1:PORT (none: offline only)")
 	authToken, authFile := credentialFlags(fs)
@@ -333,7 +346,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := labDevice(ctx, e.stdout, *dutSpec, *state, *backendURL, credential, trace)
+	d, err := labDevice(ctx, e.stdout, *dutSpec, *state, *backendURL, credential, *newDevice, trace)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -102,6 +103,31 @@ func TestTerminalCommands(t *testing.T) {
 	out = cli(0, append([]string{"terminal", "status"}, a...)...)
 	if !strings.Contains(out, "balance EUR 84.50") || !strings.Contains(out, "conserved=true") {
 		t.Fatalf("status after the flows:\n%s", out)
+	}
+	// A damaged device store is refused, never rolled back or replaced.
+	logBytes, err := os.ReadFile(filepath.Join(dir, "a.state.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := append([]byte{}, logBytes...)
+	flipped[len(flipped)/2] ^= 0x01
+	if err := os.WriteFile(filepath.Join(dir, "a.state.log"), flipped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out = cli(1, append([]string{"terminal", "status"}, a...)...); !strings.Contains(out, "is damaged") {
+		t.Fatalf("status on a damaged log:\n%s", out)
+	}
+	if err := os.Remove(filepath.Join(dir, "a.state.log")); err != nil {
+		t.Fatal(err)
+	}
+	out = cli(1, append([]string{"terminal", "status"}, a...)...)
+	// (Its snapshot was never compacted, so the store opens blank; the CLI
+	// refuses to personalise over it.)
+	if !strings.Contains(out, "--new-device") {
+		t.Fatalf("status with the log deleted:\n%s", out)
+	}
+	if strings.Contains(out, "personalised a new device") {
+		t.Fatalf("a new device was personalised over a.state:\n%s", out)
 	}
 	out = cli(0, "demo", "--backend", url)
 	if !strings.Contains(out, "conserved=true") {

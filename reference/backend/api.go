@@ -371,7 +371,11 @@ type ViewDifference struct {
 
 // Health is the body of GET /healthz.
 type Health struct {
+	// Status is "serving", or "damaged" (with 503) when a check failed.
 	Status string `json:"status"`
+	// Problems says what failed: the database unreadable, its structure
+	// damaged (PRAGMA quick_check), or the audit's discrepancies.
+	Problems []string `json:"problems,omitempty"`
 }
 
 // PublicKey is the backend's signing key: GET /v1/keys.

@@ -99,6 +99,11 @@ type Config struct {
 	DevOpen bool
 	// Log receives the backend's warnings (default: discarded).
 	Log func(format string, args ...any)
+	// Initialise lets Open make a new database in an existing file that is
+	// empty (zero bytes, or SQLite without tables). Without it such a file
+	// is refused: an issuer that finds its books gone must not start as a
+	// new, empty issuer. A path that does not exist is always created.
+	Initialise bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -120,6 +125,7 @@ type Server struct {
 	keys       keyCache
 	mux        *http.ServeMux
 	creds      credentials
+	hc         healthCheck
 
 	srvMu sync.Mutex
 	srv   *http.Server
@@ -179,7 +185,23 @@ func Open(cfg Config) (*Server, error) {
 		}
 		return "file:" + cfg.DBPath + "?" + q.Encode()
 	}
-	var err error
+	existed, err := preflight(cfg.DBPath, cfg.Initialise)
+	if err != nil {
+		return nil, err
+	}
+	if existed {
+		// Checked on a plain connection first: the backend's own turn a
+		// file to WAL mode, which would change a file it then refuses.
+		chk, err := sql.Open("sqlite", "file:"+cfg.DBPath+"?_pragma=busy_timeout(10000)")
+		if err != nil {
+			return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
+		}
+		err = checkDatabase(chk, cfg.DBPath, existed, cfg.Initialise)
+		chk.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 	if s.wdb, err = sql.Open("sqlite", dsn("wal_autocheckpoint(0)")); err != nil {
 		return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
 	}

@@ -126,6 +126,9 @@ func migrate(db *sql.DB) error {
 	if _, err := db.Exec(schema); err != nil {
 		return fmt.Errorf("backend: create schema: %w", err)
 	}
+	if _, err := db.Exec(`INSERT OR IGNORE INTO meta(k, v) VALUES('schema', CAST(? AS BLOB))`, schemaMark); err != nil {
+		return fmt.Errorf("backend: mark schema: %w", err)
+	}
 	// Databases made before these columns existed get them; a device's
 	// initial value is then what was issued less its queued top-ups.
 	for _, c := range []struct{ table, column, add, fill string }{

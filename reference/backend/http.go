@@ -160,14 +160,6 @@ func checkAmount(field string, v int64, allowZero bool) error {
 	return nil
 }
 
-func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	if err := s.rdb.PingContext(r.Context()); err != nil {
-		writeErr(w, newErr(http.StatusServiceUnavailable, CodeInternal, "database: %v", err))
-		return
-	}
-	writeJSON(w, http.StatusOK, Health{Status: "serving"})
-}
-
 func (s *Server) handleKeys(w http.ResponseWriter, r *http.Request) {
 	der, err := marshalPublicKey(&s.signer.PublicKey)
 	if err != nil {

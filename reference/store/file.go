@@ -200,6 +200,9 @@ func (fb *fileBacking) reload() (*image, error) {
 	fresh := false
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		if gen > 0 || len(state) > 0 {
+			return nil, fmt.Errorf("store: %s is missing but the snapshot %s holds state (generation %d, %d keys); refusing to start without the writes the log held: restore it from a backup, or move both files away to start a blank device", fb.logPath(), fb.path, gen, len(state))
+		}
 		fresh = true
 	case err != nil:
 		return nil, fmt.Errorf("store: reading %s: %w", fb.logPath(), err)

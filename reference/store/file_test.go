@@ -279,18 +279,52 @@ func TestFileDamage(t *testing.T) {
 		})
 	}
 
-	// Damage in the first record after the header reads as a torn append:
-	// the log ends there, and the snapshot's state (empty) is what remains.
-	p := copyState(t, snap, flip(log, hdr+9), len(log), nil)
+	// One flipped byte in any record but the last: a whole record follows,
+	// so it is damage, not a torn append. The store refuses to open and
+	// names the record's offset; the files are left as they were.
+	var offsets []int
+	for at := hdr; at < len(log); {
+		_, rest, err := nextRecord(log[at:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		offsets = append(offsets, at)
+		at = len(log) - len(rest)
+	}
+	if len(offsets) < 3 {
+		t.Fatalf("seed wrote %d records, want several", len(offsets))
+	}
+	for _, at := range offsets[:len(offsets)-1] {
+		for _, i := range []int{at + 1, at + 5, at + recordHeader} { // length, CRC, body
+			damaged := flip(log, i)
+			p := copyState(t, snap, damaged, len(damaged), nil)
+			s, err := OpenFile(p)
+			if err == nil {
+				s.Close()
+				t.Fatalf("byte %d of the record at %d flipped: opened", i, at)
+			}
+			if want := fmt.Sprintf("log record at byte %d is damaged", at); !strings.Contains(err.Error(), want) {
+				t.Fatalf("byte %d flipped: %v, want %q", i, err, want)
+			}
+			if got, _ := os.ReadFile(p + ".log"); !bytes.Equal(got, damaged) {
+				t.Fatalf("byte %d flipped: the refused log was changed", i)
+			}
+		}
+	}
+	// The same flip in the last record is a torn append: the log ends
+	// before it.
+	last := offsets[len(offsets)-1]
+	p := copyState(t, snap, flip(log, last+recordHeader), len(log), nil)
 	s, err := OpenFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := contents(s); len(got) != 0 {
-		t.Fatalf("state %v after a torn first record", got)
+	if got, _ := os.ReadFile(p + ".log"); len(got) < last || !bytes.Equal(got[:last], log[:last]) {
+		t.Fatalf("torn last record: the records before it were not kept")
 	}
 	s.Close()
-	// A missing log is recreated from the snapshot.
+	// A missing log beside a snapshot that was never written to is
+	// recreated from the snapshot.
 	p = copyState(t, snap, log, len(log), nil)
 	os.Remove(p + ".log")
 	s, err = OpenFile(p)
@@ -298,6 +332,16 @@ func TestFileDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+	// A missing log beside a snapshot holding state is refused, with how
+	// to recover.
+	p = copyState(t, encodeSnapshot(3, map[string][]byte{"balance": []byte("100")}), log, len(log), nil)
+	os.Remove(p + ".log")
+	if s, err := OpenFile(p); err == nil {
+		s.Close()
+		t.Fatal("opened a snapshot whose log is missing")
+	} else if !strings.Contains(err.Error(), "missing but the snapshot") || !strings.Contains(err.Error(), "restore it from a backup") {
+		t.Fatalf("missing log: %v", err)
+	}
 }
 
 // faultyDisk is a disk that fills up after budget bytes of appends, or fails

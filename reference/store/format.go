@@ -49,11 +49,17 @@ import (
 // MaxKeyLen bytes, values at most MaxValueLen.
 //
 // Reading: the snapshot must parse whole, or the store does not open. The
-// log is replayed from its start; the first record that is cut short or
-// fails its CRC ends it, and the file is truncated there: that is where a
-// crash stopped an append, and everything a call reported as done lies
-// before it, because the calls that report durability ('P' and 'C') fsync
-// after writing. A record whose CRC is right but whose place in the
+// log is replayed from its start; a record that is cut short or fails its
+// CRC ends it, and the file is truncated there, when nothing whole follows
+// it: that is where a crash stopped an append, and everything a call
+// reported as done lies before it, because the calls that report
+// durability ('P' and 'C') fsync after writing. A bad record with a whole,
+// CRC-correct record anywhere after it is damage in the middle of the log:
+// the store does not open, and the error names the byte offset (dropping
+// the records after it would roll the device back, and a device rolled
+// back reuses transaction counters). A missing log beside a snapshot that
+// holds state (generation above 0, or any key) is damage too: only a store
+// created and never written has a snapshot without a log. A record whose CRC is right but whose place in the
 // sequence is wrong (an 'A' without a commit mark, say) is damage, not a
 // torn append, and the store does not open. After the replay, a committed
 // journal is rolled forward and an uncommitted one dropped (Recover).
@@ -335,6 +341,9 @@ func replayLog(b []byte, state map[string][]byte) (*logReplay, error) {
 		at := len(b) - len(rest)
 		body, next, err := nextRecord(rest)
 		if err != nil {
+			if p, ok := frameAfter(rest); ok {
+				return nil, fmt.Errorf("store: log record at byte %d is damaged (length or CRC-32C) but a whole record follows at byte %d; refusing to open rather than drop the records after it (restore the log from a backup)", at, at+p)
+			}
 			return &logReplay{base: base, img: img, valid: at}, nil
 		}
 		r := &reader{b: body}
@@ -381,6 +390,24 @@ func replayLog(b []byte, state map[string][]byte) (*logReplay, error) {
 		img.do(k, c)
 		rest = next
 	}
+}
+
+// frameAfter looks for a whole, CRC-correct record of a known type after
+// the first byte of b, where a record failed: an append cut short leaves
+// nothing whole after it, so one found means the log is damaged in the
+// middle, not torn at its end.
+func frameAfter(b []byte) (int, bool) {
+	for p := 1; p+recordHeader < len(b); p++ {
+		body, _, err := nextRecord(b[p:])
+		if err != nil {
+			continue
+		}
+		switch writeKind(body[0]) {
+		case writePut, writeJournal, writeCommit, writeApply, writeClear:
+			return p, true
+		}
+	}
+	return 0, false
 }
 
 func sameChange(a, b change) bool {
