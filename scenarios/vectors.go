@@ -179,14 +179,14 @@ func katExchange(ctx context.Context, f *Fixture, cmd []byte, raw bool) ([]byte,
 	var data []byte
 	for i := 0; ; i++ {
 		if len(resp) < 2 {
-			return nil, fmt.Errorf("response of %d bytes", len(resp))
+			return nil, fmt.Errorf("scenarios: response of %d bytes", len(resp))
 		}
 		data = append(data, resp[:len(resp)-2]...)
 		if resp[len(resp)-2] != 0x61 {
 			return append(data, resp[len(resp)-2:]...), nil
 		}
 		if i == 64 {
-			return nil, errors.New("more than 64 GET RESPONSE rounds")
+			return nil, errors.New("scenarios: more than 64 GET RESPONSE rounds")
 		}
 		if resp, err = f.rec.Exchange(ctx, []byte{0x00, 0xC0, 0x00, 0x00, resp[len(resp)-1]}); err != nil {
 			return nil, err
@@ -197,34 +197,40 @@ func katExchange(ctx context.Context, f *Fixture, cmd []byte, raw bool) ([]byte,
 // compare checks a response against its vector.
 func (k *katRun) compare(st vectors.Step, cmd, want, got []byte) error {
 	if len(got) < 2 {
-		return fmt.Errorf("response of %d bytes", len(got))
+		return fmt.Errorf("scenarios: response of %d bytes", len(got))
 	}
 	if !bytes.Equal(got[len(got)-2:], want[len(want)-2:]) {
-		return fmt.Errorf("status word %X, want %X", got[len(got)-2:], want[len(want)-2:])
+		return fmt.Errorf("scenarios: status word %X, want %X", got[len(got)-2:], want[len(want)-2:])
 	}
 	wd, gd := want[:len(want)-2], got[:len(got)-2]
 	if len(st.Variable) == 0 {
 		if !bytes.Equal(wd, gd) {
-			return errors.New("response data differs")
+			return errors.New("scenarios: response data differs")
 		}
 		return nil
 	}
 	vars := map[string]vectors.Variable{}
 	for _, v := range st.Variable {
 		if v.Path == "" {
-			return k.check(v, cmd, wd, gd, gd, katTLV{start: len(gd), valStart: len(gd), end: len(gd), valEnd: len(gd)}, nil)
+			if err := k.check(v, cmd, wd, gd, gd, katTLV{start: len(gd), valStart: len(gd), end: len(gd), valEnd: len(gd)}, nil); err != nil {
+				return fmt.Errorf("scenarios: response data: %w", err)
+			}
+			return nil
 		}
 		vars[v.Path] = v
 	}
 	wl, err := katParse(wd)
 	if err != nil {
-		return fmt.Errorf("vector: %w", err)
+		return fmt.Errorf("scenarios: vector: %w", err)
 	}
 	gl, err := katParse(gd)
 	if err != nil {
-		return fmt.Errorf("response data: %w", err)
+		return fmt.Errorf("scenarios: response data: %w", err)
 	}
-	return k.walk("", wl, gl, vars, cmd, wd, gd, nil)
+	if err := k.walk("", wl, gl, vars, cmd, wd, gd, nil); err != nil {
+		return fmt.Errorf("scenarios: %w", err)
+	}
+	return nil
 }
 
 func (k *katRun) walk(prefix string, wl, gl []katTLV, vars map[string]vectors.Variable, cmd, wd, gd []byte, parent *katTLV) error {
@@ -334,7 +340,7 @@ func (k *katRun) check(v vectors.Variable, cmd, w, g, all []byte, obj katTLV, pa
 // the CA key. A DUT with the vector device's key gets the command as is.
 func (k *katRun) personalise(cmd []byte) ([]byte, error) {
 	if k.devKey == nil {
-		return nil, errors.New("PERSONALISE before INITIALISE answered the device key")
+		return nil, errors.New("scenarios: PERSONALISE before INITIALISE answered the device key")
 	}
 	if bytes.Equal(k.devRaw, k.vecPub) {
 		k.cert = k.vecCert
@@ -342,14 +348,14 @@ func (k *katRun) personalise(cmd []byte) ([]byte, error) {
 	}
 	vc, err := x509.ParseCertificate(k.vecCert)
 	if err != nil {
-		return nil, fmt.Errorf("vector certificate: %w", err)
+		return nil, fmt.Errorf("scenarios: vector certificate: %w", err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: vc.SerialNumber, Subject: vc.Subject, NotBefore: vc.NotBefore, NotAfter: vc.NotAfter,
 		KeyUsage: vc.KeyUsage, SignatureAlgorithm: x509.ECDSAWithSHA256}
 	parent := &x509.Certificate{RawSubject: vc.RawIssuer, SubjectKeyId: vc.AuthorityKeyId}
 	cert, err := x509.CreateCertificate(rand.Reader, tmpl, parent, k.devKey, k.ca)
 	if err != nil {
-		return nil, fmt.Errorf("certificate for the device key: %w", err)
+		return nil, fmt.Errorf("scenarios: certificate for the device key: %w", err)
 	}
 	data := dataField(cmd)
 	objs, err := katParse(data)
@@ -403,7 +409,7 @@ func katParse(b []byte) ([]katTLV, error) { return katParseAt(b, 0, len(b), 0) }
 
 func katParseAt(b []byte, from, to, depth int) ([]katTLV, error) {
 	if depth > 8 {
-		return nil, errors.New("TLV nested too deep")
+		return nil, errors.New("scenarios: TLV nested too deep")
 	}
 	var out []katTLV
 	for p := from; p < to; {
@@ -412,7 +418,7 @@ func katParseAt(b []byte, from, to, depth int) ([]katTLV, error) {
 		if b[p]&0x1F == 0x1F {
 			for {
 				if q >= to || q-p > 2 {
-					return nil, fmt.Errorf("TLV tag at %d too long or cut", p)
+					return nil, fmt.Errorf("scenarios: TLV tag at %d too long or cut", p)
 				}
 				q++
 				if b[q-1]&0x80 == 0 {
@@ -422,14 +428,14 @@ func katParseAt(b []byte, from, to, depth int) ([]katTLV, error) {
 		}
 		o.tag = strings.ToUpper(hex.EncodeToString(b[p:q]))
 		if q >= to {
-			return nil, fmt.Errorf("TLV %s at %d has no length", o.tag, p)
+			return nil, fmt.Errorf("scenarios: TLV %s at %d has no length", o.tag, p)
 		}
 		n := int(b[q])
 		q++
 		if n > 0x80 {
 			m := n & 0x7F
 			if m > 3 || q+m > to {
-				return nil, fmt.Errorf("TLV %s at %d: length cut or too long", o.tag, p)
+				return nil, fmt.Errorf("scenarios: TLV %s at %d: length cut or too long", o.tag, p)
 			}
 			n = 0
 			for _, c := range b[q : q+m] {
@@ -437,10 +443,10 @@ func katParseAt(b []byte, from, to, depth int) ([]katTLV, error) {
 			}
 			q += m
 		} else if n == 0x80 {
-			return nil, fmt.Errorf("TLV %s at %d: indefinite length", o.tag, p)
+			return nil, fmt.Errorf("scenarios: TLV %s at %d: indefinite length", o.tag, p)
 		}
 		if q+n > to {
-			return nil, fmt.Errorf("TLV %s at %d: value of %d bytes cut", o.tag, p, n)
+			return nil, fmt.Errorf("scenarios: TLV %s at %d: value of %d bytes cut", o.tag, p, n)
 		}
 		o.valStart, o.end, o.valEnd = q, q+n, q+n
 		if o.constructed() {
