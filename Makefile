@@ -25,7 +25,7 @@ services: deps
 	  echo "services: run 'sudo bash .ci/pcscd' (or make test as root) to include them."; }
 
 build: deps
-	$(GO) build -o bin/spdlab ./cmd/spdlab
+	$(GO) build -buildvcs=auto -o bin/spdlab ./cmd/spdlab
 
 ## run: the main job on the embedded default (the reference device, in process)
 run: build

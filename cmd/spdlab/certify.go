@@ -35,12 +35,12 @@ func (l *dutList) Set(s string) error { *l = append(*l, s); return nil }
 func runCertify(ctx context.Context, e *env, args []string) error {
 	flags := newFlags(e, "certify", "--dut DUT [--dut DUT2 ...] [--ics FILE] --out DIR [--shard i/n] [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE] [--timeout D]")
 	var duts dutList
-	flags.Var(&duts, "dut", "device under test; repeat for each physical sample (pcsc:READER, serial:PATH, usb:VID:PID, sd:DIR), or one emulated DUT (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, faulty:MODE)")
-	icsPath := flags.String("ics", "", "the device's implementation conformance statement (required for a physical DUT; `spdlab ics template` writes one); an emulated DUT uses the reference device's")
+	flags.Var(&duts, "dut", certifyDUTUsage())
+	icsPath := flags.String("ics", "", "the device's implementation conformance statement (required for a physical DUT; 'spdlab ics template' writes one); an emulated DUT uses the reference device's")
 	out := flags.String("out", "", "directory for the report (report.html, junit.xml, certificate.json, manifest.json, ginkgo.json)")
 	focus := flags.String("focus", "", "run only cases whose description matches this regular expression (a partial run: never a certificate)")
 	labels := flags.String("label-filter", "", "run only cases matching this Ginkgo label expression, e.g. 'C2 || C4' or 'TC-PAY-001' (a partial run: never a certificate)")
-	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made by `spdlab labkey init`")
+	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made by 'spdlab labkey init'")
 	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
 	timeout := flags.Duration("timeout", time.Hour, "stop the suite after this long (the run is then interrupted: not a certificate)")
 	shardFlag := flags.String("shard", "", "run only shard i/n of the cases (the same split on every run and machine); join the n shard reports with spdlab report --merge")

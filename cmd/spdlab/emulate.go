@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -38,21 +39,45 @@ func otherVPCDSlot(address string) (string, bool) {
 }
 
 func runEmulate(ctx context.Context, e *env, args []string) error {
-	const synopsis = "sim|esim|serial|sd [--state FILE] [--vpcd ADDR] [--slot-wait D] [--link PATH] [--dir DIR] [--app spd|select-only]"
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(e.stderr, "usage: spdlab emulate "+synopsis)
-		return errUsage
-	}
-	form := args[0]
-	flags := newFlags(e, "emulate "+form, "[--state FILE] [--vpcd ADDR] [--slot-wait D] [--link PATH] [--dir DIR] [--app spd|select-only]")
+	flags := newFlags(e, "emulate", `FORM [flags]
+
+FORM is how the device appears to the operating system:
+  sim     an ISO 7816 SIM in PC/SC reader "Virtual PCD 00 00", through pcscd and the vpcd driver
+  esim    the same card with an eSIM (embedded UICC) ATR
+  serial  a UART device on a pseudo-terminal (framed APDUs with CRC and retransmission)
+  sd      a secure microSD card: 512-byte command/response blocks in a directory
+
+It serves until Ctrl-C (SIGINT) or SIGTERM.
+
+flags:`)
 	app := flags.String("app", "spd", "the card application: spd (the reference device) or select-only (answers SELECT and nothing else, to see that the lab refuses to certify it)")
 	statePath := flags.String("state", "", "keep the card's persistent memory in this file across restarts (default: in memory)")
 	vpcdAddr := flags.String("vpcd", sim.DefaultAddress, "sim, esim: vpcd's card-side address")
 	slotWait := flags.Duration("slot-wait", 30*time.Second, "sim, esim: how long to wait for another program to free the vpcd slot")
 	linkPath := flags.String("link", "", "serial: also make PATH a symbolic link to the pty")
-	dir := flags.String("dir", "", "sd: the directory standing for the card's mount point")
+	dir := flags.String("dir", "", "sd: the directory standing for the card's mount point (default: a new temporary directory)")
+	if len(args) == 0 || isHelp(args[0]) {
+		flags.Usage()
+		if len(args) == 0 {
+			return errUsage
+		}
+		return flag.ErrHelp
+	}
+	form := args[0]
+	switch form {
+	case "sim", "esim", "serial", "sd":
+	default:
+		fmt.Fprintf(e.stderr, "spdlab emulate: unknown form %q (want sim, esim, serial or sd)\n", form)
+		flags.Usage()
+		return errUsage
+	}
 	if err := flags.Parse(args[1:]); err != nil {
 		return err
+	}
+	if flags.NArg() != 0 {
+		fmt.Fprintf(e.stderr, "spdlab emulate: unexpected argument %q\n", flags.Arg(0))
+		flags.Usage()
+		return errUsage
 	}
 	var st store.Store = store.NewMemory()
 	if *statePath != "" {

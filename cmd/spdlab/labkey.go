@@ -14,8 +14,13 @@ func init() {
 
 func runLabKey(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || (args[0] != "init" && args[0] != "show") {
-		fmt.Fprintln(e.stderr, "usage: spdlab labkey init --name LAB [--key FILE] | show [--key FILE]")
-		return errUsage
+		if len(args) > 0 && !isHelp(args[0]) {
+			fmt.Fprintf(e.stderr, "spdlab labkey: unknown subcommand %q (want init or show)\n", args[0])
+		}
+		return subcommandHelp(e, len(args) > 0 && isHelp(args[0]),
+			"spdlab labkey: make the lab's report signing key once (init), or show its name, fingerprint and public key (show).",
+			func(e *env, a []string) error { return runLabKey(ctx, e, append([]string{"init"}, a...)) },
+			func(e *env, a []string) error { return runLabKey(ctx, e, append([]string{"show"}, a...)) })
 	}
 	sub := args[0]
 	flags := newFlags(e, "labkey "+sub, "[--key FILE]"+map[string]string{"init": " --name LAB", "show": ""}[sub])

@@ -4,16 +4,22 @@
 // media and merchant order codes.
 //
 //	spdlab demo      [--dut DUT] [--out DIR] [--backend URL] [--trace FILE]
-//	spdlab certify   --dut DUT [--out DIR] [--focus REGEX] [--trace FILE]
+//	spdlab certify   --dut DUT [--ics FILE] --out DIR [--focus REGEX] [--trace FILE]
+//	spdlab cases     [--format md|json|yaml] [--label-filter EXPR]
 //	spdlab report    --json FILE --dut DUT --out DIR | --verify DIR
 //	spdlab emulate   sim|esim|serial|sd [--state FILE] ...
 //	spdlab backend   --db FILE --listen 127.0.0.1:PORT
 //	spdlab medium    decode FILE.png|TEXT | encode [--key FILE] [--png FILE]
 //	spdlab merchant  decode FILE.png|TEXT | encode [--png FILE]
 //	spdlab terminal  status|pay|settle|sync|show|token|transfer|receive|reclaim|send|claim|verify ...
+//	spdlab version
+//
+// Every command prints its flags with -h or --help and exits 0; a usage
+// mistake prints them and exits 2; a failure exits 1.
 //
 // A DUT string chooses how the device is reached: ref, pcsc[:READER],
-// serial:PATH, usb:VID:PID, usb-emu, sd:DIR, replay:FILE (rigs/dut).
+// serial:PATH, usb:VID:PID, usb-emu, sd:DIR, replay:FILE, faulty:MODE
+// (rigs/dut).
 package main
 
 import (
@@ -25,7 +31,10 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
+
+	"github.com/spdlab/spdlab/rigs/dut"
 )
 
 // command is one subcommand.
@@ -38,6 +47,9 @@ type command struct {
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// usageShown is set when a flag set printed its usage: a parse
+	// error it returns then is a usage mistake, already explained.
+	usageShown bool
 }
 
 // errUsage marks a usage error: the subcommand has printed its help.
@@ -70,11 +82,16 @@ func main() {
 }
 
 func run(ctx context.Context, e *env, args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(e.stderr)
-		if len(args) == 0 {
-			return 2
+		return 2
+	}
+	if isHelp(args[0]) || args[0] == "help" {
+		if len(args) > 1 && args[0] == "help" {
+			// spdlab help COMMAND is spdlab COMMAND --help.
+			return run(ctx, e, []string{args[1], "--help"})
 		}
+		usage(e.stderr)
 		return 0
 	}
 	c, ok := commands[args[0]]
@@ -84,7 +101,10 @@ func run(ctx context.Context, e *env, args []string) int {
 		return 2
 	}
 	if err := c.run(ctx, e, args[1:]); err != nil {
-		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if errors.Is(err, errUsage) || e.usageShown {
 			return 2
 		}
 		fmt.Fprintf(e.stderr, "spdlab: %v\n", err)
@@ -93,13 +113,35 @@ func run(ctx context.Context, e *env, args []string) int {
 	return 0
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
+}
+
 // newFlags makes a flag set for a subcommand that prints to e.stderr.
+// Parse returns flag.ErrHelp for -h and --help after printing the
+// synopsis and every flag with its description; run exits 0 for it.
 func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("spdlab "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
+		e.usageShown = true
 		fmt.Fprintf(e.stderr, "usage: spdlab %s %s\n", name, synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// certifyDUTUsage describes certify's --dut flag: every DUT form rigs/dut
+// opens, with the faulty devices' modes.
+func certifyDUTUsage() string {
+	modes := make([]string, 0, len(dut.FaultyModes))
+	for m := range dut.FaultyModes {
+		modes = append(modes, m)
+	}
+	sort.Strings(modes)
+	return "device under test; repeat for each physical sample (pcsc:READER, serial:PATH, usb:VID:PID, sd:DIR), " +
+		"or one emulated DUT (ref, usb-emu, serial-emu, sd-emu, pcsc-emu), " +
+		"replay:FILE (answers from a trace recorded with --trace), " +
+		"or faulty:MODE (the reference device with one defect, to see the suite fail it: " + strings.Join(modes, ", ") + ")"
 }

@@ -6,10 +6,11 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spdlab/spdlab/reference/medium"
@@ -55,10 +56,25 @@ func readCode(arg string) (string, string, error) {
 	return arg, "", nil
 }
 
+// subcommandHelp prints the help of each subcommand of a command, with
+// its flags, and returns flag.ErrHelp when help was asked for, errUsage
+// otherwise.
+func subcommandHelp(e *env, asked bool, intro string, subs ...func(*env, []string) error) error {
+	fmt.Fprintln(e.stderr, intro)
+	for _, sub := range subs {
+		fmt.Fprintln(e.stderr)
+		sub(e, []string{"-h"})
+	}
+	if asked {
+		return flag.ErrHelp
+	}
+	return errUsage
+}
+
 func runMedium(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: spdlab medium decode FILE.png|TEXT [--ca FILE] [--pub FILE]\n       spdlab medium encode --key FILE [--png FILE] [--format QR|DataMatrix] < info.json")
-		return errUsage
+	if len(args) == 0 || isHelp(args[0]) {
+		return subcommandHelp(e, len(args) > 0, "spdlab medium: decode and verify, or encode and sign, a stored-value, token, transfer or result medium (SPEC.md section 7).\nA merchant's order code is read with spdlab merchant decode.",
+			mediumDecode, mediumEncode)
 	}
 	switch args[0] {
 	case "decode":
@@ -66,13 +82,17 @@ func runMedium(ctx context.Context, e *env, args []string) error {
 	case "encode":
 		return mediumEncode(e, args[1:])
 	}
-	return fmt.Errorf("unknown subcommand %q (want decode or encode)", args[0])
+	fmt.Fprintf(e.stderr, "spdlab medium: unknown subcommand %q (want decode or encode)\n", args[0])
+	return subcommandHelp(e, false, "", mediumDecode, mediumEncode)
 }
 
 func mediumDecode(e *env, args []string) error {
-	flags := newFlags(e, "medium decode", "FILE.png|TEXT [--ca FILE] [--pub FILE]")
+	flags := newFlags(e, "medium decode", "FILE.png|TEXT [--ca FILE] [--pub FILE]\n\n"+
+		"Prints the medium as JSON. Its signature is checked with --ca, --pub or the device certificate\n"+
+		"the medium carries; a medium that carries none (a payment result, a token) is still shown,\n"+
+		"with \"valid\": false and what to give to check it. A bad signature is an error (exit 1).\n")
 	caPath := flags.String("ca", "", "issuer CA certificate or public key (PEM) to check the device certificate against")
-	pubPath := flags.String("pub", "", "device public key or certificate (PEM) for media that carry no certificate")
+	pubPath := flags.String("pub", "", "device public key or certificate (PEM) for media that carry no certificate (payment results, tokens)")
 	args, err := parseInterspersed(flags, args)
 	if err != nil {
 		return err
@@ -87,6 +107,9 @@ func mediumDecode(e *env, args []string) error {
 	}
 	m, err := medium.ParseText(text)
 	if err != nil {
+		if _, merr := merchant.Decode(strings.TrimSpace(text)); merr == nil {
+			return fmt.Errorf("medium: %s is a merchant order code (EMV QRCPS merchant-presented, starting 000201), not a coded medium: read it with spdlab merchant decode %s", describeArg(args[0]), shellQuote(args[0]))
+		}
 		return err
 	}
 	out := decodedMedium{Format: format, Info: m.Info}
@@ -124,7 +147,8 @@ func mediumDecode(e *env, args []string) error {
 		}
 		out.Signature = signatureCheck{true, "key of the embedded device certificate " + cert.Subject.CommonName + " (issuer not checked: give --ca)"}
 	default:
-		return errors.New("medium: carries no device certificate; give the device key with --pub FILE to verify it")
+		out.Signature = signatureCheck{false, "not checked: the medium carries no device certificate; give the device's public key or certificate with --pub FILE to check it"}
+		fmt.Fprintln(e.stderr, "spdlab medium: signature NOT checked: this "+m.Info.Kind.String()+" carries no device certificate; give the device's public key or certificate with --pub FILE")
 	}
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
@@ -132,7 +156,9 @@ func mediumDecode(e *env, args []string) error {
 }
 
 func mediumEncode(e *env, args []string) error {
-	flags := newFlags(e, "medium encode", "--key FILE [--png FILE] [--format QR|DataMatrix] < info.json")
+	flags := newFlags(e, "medium encode", "--key FILE [--png FILE] [--format QR|DataMatrix] [--scale N] < info.json\n\n"+
+		"Signs the service information on standard input (as medium decode prints it, or the bare \"info\" object)\n"+
+		"and prints the medium's text.\n")
 	keyPath := flags.String("key", "", "device private key (PEM, EC P-256), e.g. from: openssl ecparam -name prime256v1 -genkey -noout -out key.pem")
 	pngPath := flags.String("png", "", "also write the code as a PNG image here")
 	formatName := flags.String("format", "QR", "image symbology: QR or DataMatrix")
@@ -140,7 +166,7 @@ func mediumEncode(e *env, args []string) error {
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if *keyPath == "" {
+	if *keyPath == "" || flags.NArg() != 0 {
 		flags.Usage()
 		return errUsage
 	}
@@ -198,57 +224,93 @@ func writeCodePNG(path, text, formatName string, scale int) error {
 }
 
 func runMerchant(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: spdlab merchant decode FILE.png|TEXT\n       spdlab merchant encode [--png FILE] < order.json")
-		return errUsage
+	const intro = "spdlab merchant: decode or encode a merchant's order code (EMV QRCPS merchant-presented mode, SPEC.md section 10).\nA device's coded medium is read with spdlab medium decode."
+	if len(args) == 0 || isHelp(args[0]) {
+		return subcommandHelp(e, len(args) > 0, intro, merchantDecode, merchantEncode)
 	}
 	switch args[0] {
 	case "decode":
-		flags := newFlags(e, "merchant decode", "FILE.png|TEXT")
-		rest, err := parseInterspersed(flags, args[1:])
-		if err != nil {
-			return err
-		}
-		if len(rest) != 1 {
-			flags.Usage()
-			return errUsage
-		}
-		text, _, err := readCode(rest[0])
-		if err != nil {
-			return err
-		}
-		o, err := merchant.Decode(text)
-		if err != nil {
-			return err
-		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		return enc.Encode(o)
+		return merchantDecode(e, args[1:])
 	case "encode":
-		flags := newFlags(e, "merchant encode", "[--png FILE] < order.json")
-		pngPath := flags.String("png", "", "also write the code as a QR PNG here")
-		scale := flags.Int("scale", 4, "pixels per module in the PNG")
-		if err := flags.Parse(args[1:]); err != nil {
-			return err
-		}
-		var o merchant.Order
-		dec := json.NewDecoder(io.LimitReader(e.stdin, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&o); err != nil {
-			return fmt.Errorf("merchant: order JSON on standard input: %w", err)
-		}
-		text, err := merchant.Encode(o)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(e.stdout, text)
-		if *pngPath != "" {
-			return writeCodePNG(*pngPath, text, "QR", *scale)
-		}
-		return nil
+		return merchantEncode(e, args[1:])
 	}
-	return fmt.Errorf("unknown subcommand %q (want decode or encode)", args[0])
+	fmt.Fprintf(e.stderr, "spdlab merchant: unknown subcommand %q (want decode or encode)\n", args[0])
+	return subcommandHelp(e, false, "", merchantDecode, merchantEncode)
+}
+
+func merchantDecode(e *env, args []string) error {
+	flags := newFlags(e, "merchant decode", "FILE.png|TEXT\n\nPrints the order as JSON; the CRC (object 63) must match. No flags.")
+	rest, err := parseInterspersed(flags, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		flags.Usage()
+		return errUsage
+	}
+	text, _, err := readCode(rest[0])
+	if err != nil {
+		return err
+	}
+	o, err := merchant.Decode(text)
+	if err != nil {
+		if _, merr := medium.ParseText(text); merr == nil {
+			return fmt.Errorf("merchant: %s is a device's coded medium, not a merchant order code: read it with spdlab medium decode %s", describeArg(rest[0]), shellQuote(rest[0]))
+		}
+		return err
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(o)
+}
+
+func merchantEncode(e *env, args []string) error {
+	flags := newFlags(e, "merchant encode", "[--png FILE] [--scale N] < order.json")
+	pngPath := flags.String("png", "", "also write the code as a QR PNG here")
+	scale := flags.Int("scale", 4, "pixels per module in the PNG")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if flags.NArg() != 0 {
+		flags.Usage()
+		return errUsage
+	}
+	var o merchant.Order
+	dec := json.NewDecoder(io.LimitReader(e.stdin, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&o); err != nil {
+		return fmt.Errorf("merchant: order JSON on standard input: %w", err)
+	}
+	text, err := merchant.Encode(o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, text)
+	if *pngPath != "" {
+		return writeCodePNG(*pngPath, text, "QR", *scale)
+	}
+	return nil
+}
+
+// describeArg names a code argument in a message: the file, or the text
+// shortened.
+func describeArg(arg string) string {
+	if strings.HasSuffix(strings.ToLower(arg), ".png") {
+		return arg
+	}
+	if len(arg) > 24 {
+		return "the text " + strconv.Quote(arg[:24]+"...")
+	}
+	return "the text " + strconv.Quote(arg)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./+=:,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // parseInterspersed parses flags that may come before or after the
