@@ -372,21 +372,27 @@ func (k *katRun) personalise(cmd []byte) ([]byte, error) {
 			body = append(body, data[o.start:o.end]...)
 		}
 	}
+	k.cert = cert
+	return k.sealOrder(cmd, body)
+}
+
+// sealOrder makes the CA-signed order of SPD-KEY-3 for the vector device
+// with cmd's header and body: body, then 9F45 over "SPDLAB-ISS1", INS,
+// device ID and body, as a case 3 command (extended Lc over 255 bytes).
+func (k *katRun) sealOrder(cmd, body []byte) ([]byte, error) {
 	digest := sha256.Sum256(append(append(append([]byte("SPDLAB-ISS1"), cmd[1]), k.id...), body...))
 	sig, err := ecdsa.SignASN1(rand.Reader, k.ca, digest[:])
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("scenarios: signing %X: %w", cmd[:2], err)
 	}
-	body = append(body, katEncode([]byte{0x9F, 0x45}, sig)...)
-	k.cert = cert
-	// A case 3 command: header, then Lc (extended when over 255).
+	data := append(bytes.Clone(body), katEncode([]byte{0x9F, 0x45}, sig)...)
 	out := append([]byte(nil), cmd[:4]...)
-	if len(body) > 255 {
-		out = append(out, 0x00, byte(len(body)>>8), byte(len(body)))
+	if len(data) > 255 {
+		out = append(out, 0x00, byte(len(data)>>8), byte(len(data)))
 	} else {
-		out = append(out, byte(len(body)))
+		out = append(out, byte(len(data)))
 	}
-	return append(out, body...), nil
+	return append(out, data...), nil
 }
 
 // katTLV is one BER-TLV object of a buffer: offsets of its tag, value and
@@ -509,11 +515,7 @@ func (k *katRun) shiftErase(cmd, want []byte, shift uint32) ([]byte, []byte, err
 			return nil, nil, fmt.Errorf("TEST ERASE vector without a leading DF2F counter: %X", cmd)
 		}
 		n := binary.BigEndian.Uint32(data[objs[0].valStart:objs[0].valEnd]) + shift
-		out, err := spd.TestErase(k.ca, k.id, n)
-		if err != nil {
-			return nil, nil, err
-		}
-		b, err := out.Bytes()
+		b, err := k.sealOrder(cmd, katEncode([]byte{0xDF, 0x2F}, binary.BigEndian.AppendUint32(nil, n)))
 		return b, want, err
 	case bytes.Equal(cmd, []byte{0x00, 0xCA, 0xDF, 0x2F, 0x00}) && len(want) == 9 && bytes.Equal(want[:3], []byte{0xDF, 0x2F, 0x04}):
 		w := bytes.Clone(want)

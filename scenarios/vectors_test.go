@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -143,4 +144,59 @@ func mustHex(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestKATShiftErase checks the TEST ERASE substitution for a sample erased
+// before: the counter moves up, the order is signed again by the vectors'
+// CA key over SPD-KEY-3's message, and GET DATA DF2F answers move with it.
+func TestKATShiftErase(t *testing.T) {
+	file, err := vectors.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), mustHex(t, file.Keys.CA.Private))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &katRun{ca: ca, id: mustHex(t, file.Keys.Device.ID)}
+	orders, answers := 0, 0
+	for _, seq := range file.Sequences {
+		for _, st := range seq.Steps {
+			cmd, want := mustHex(t, st.Command), mustHex(t, st.Response)
+			got, gotWant, err := k.shiftErase(cmd, want, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case cmd[0] == 0x80 && cmd[1] == 0x5E:
+				orders++
+				data := dataField(got)
+				objs, err := katParse(data)
+				if err != nil || len(objs) != 2 || objs[0].tag != "DF2F" || objs[1].tag != "9F45" {
+					t.Fatalf("shifted TEST ERASE %X: %v", got, err)
+				}
+				old := dataField(cmd)
+				if data[objs[0].valEnd-1] != old[objs[0].valEnd-1]+3 {
+					t.Fatalf("counter %X, want the vector's %X plus 3", data[objs[0].valStart:objs[0].valEnd], old[objs[0].valStart:objs[0].valEnd])
+				}
+				msg := append(append(append([]byte("SPDLAB-ISS1"), 0x5E), k.id...), data[:objs[1].start]...)
+				digest := sha256.Sum256(msg)
+				if !ecdsa.VerifyASN1(&ca.PublicKey, digest[:], data[objs[1].valStart:objs[1].valEnd]) {
+					t.Fatalf("shifted TEST ERASE %X does not verify with the CA key", got)
+				}
+			case bytes.Equal(cmd, []byte{0x00, 0xCA, 0xDF, 0x2F, 0x00}) && len(want) == 9:
+				answers++
+				if gotWant[6] != want[6]+3 {
+					t.Fatalf("DF2F answer %X, want %X moved up by 3", gotWant, want)
+				}
+			default:
+				if !bytes.Equal(got, cmd) || !bytes.Equal(gotWant, want) {
+					t.Fatalf("step %q changed by the shift", st.Name)
+				}
+			}
+		}
+	}
+	if orders < 2 || answers < 1 {
+		t.Fatalf("%d TEST ERASE orders and %d DF2F answers in the vectors", orders, answers)
+	}
 }
