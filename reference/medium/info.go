@@ -9,7 +9,9 @@
 // envelope; its image forms are QR, DataMatrix and Code 128 (a short
 // reference only) rendered and read with gozxing.
 //
-// The tag table below is the normative one; reference/SPEC.md repeats it.
+// reference/SPEC.md section 7 is the normative layout (tags, order,
+// presence, sizes, per-kind fields) and Annex A its known-answer vectors;
+// this package is its executable form.
 package medium
 
 import "time"
