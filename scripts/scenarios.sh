@@ -15,11 +15,16 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=${OUT:-out}
 [[ $out = /* ]] || out=$root/$out
-mkdir -p "$out/reports" bin
+mkdir -p "$out/reports"
 duts=("$@")
 jobs=${SCENARIO_JOBS:-${#duts[@]}}
 
-go test -c -o bin/scenarios.test ./scenarios
+# The suite binary is this run's own, so that runs at once never replace
+# each other's.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+suite=$tmp/scenarios.test
+go test -c -o "$suite" ./scenarios
 
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
@@ -29,7 +34,7 @@ run() {
 	local dut=$1 rep="$out/reports/$1" log="$out/scenarios-$1.log" t0 rc=0
 	rm -rf "$rep"
 	t0=$EPOCHREALTIME
-	(cd scenarios && "$root/bin/scenarios.test" -test.count=1 -test.timeout=15m \
+	(cd scenarios && "$suite" -test.count=1 -test.timeout=15m \
 		--dut="$dut" --report-dir="$rep" ${SCENARIO_ARGS:-}) >"$log" 2>&1 || rc=$?
 	since "$t0" >"$rep.seconds"
 	echo "$rc" >"$rep.rc"
