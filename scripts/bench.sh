@@ -43,3 +43,24 @@ done
 printf '1000 reference devices in one process: %.1f KiB of heap per device, %.0f payments/s\n' \
 	"$(metric BenchmarkManyDevices KiB/device)" "$(metric BenchmarkManyDevices payments/s)"
 grep -E '^Benchmark(Settle|Authorise)' "$out" | sed 's/^/backend: /' || true
+
+# The conformance suite on every emulated DUT: one DUT at a time (the
+# suite time of each as a ratio to ref's in this run, and the median and
+# p99 of its case times), then all of them side by side as make
+# test-scenarios runs them (the wall time of the whole).
+duts=(ref usb-emu serial-emu sd-emu pcsc-emu)
+sc=$(mktemp -d)
+trap 'rm -f "$out"; rm -rf "$sc"' EXIT
+echo
+echo "== the conformance suite on each DUT, one at a time"
+SCENARIO_JOBS=1 OUT="$sc/serial" bash scripts/scenarios.sh "${duts[@]}" || true
+dirs=()
+for d in "${duts[@]}"; do
+	[[ -s $sc/serial/reports/$d/ginkgo.json ]] && dirs+=("$sc/serial/reports/$d")
+done
+echo
+echo "== suite time per DUT as a ratio to ref's (aim: usb-emu, serial-emu, sd-emu <= 1.5x; pcsc-emu <= 3x), case median and p99"
+go run ./cmd/spdlab report --times "${dirs[@]}" | sed "s|$sc/serial/reports/||"
+echo
+echo "== all DUTs side by side (make test-scenarios; aim < 60 s)"
+OUT="$sc/parallel" bash scripts/scenarios.sh "${duts[@]}" | grep '^==' || true
