@@ -15,6 +15,7 @@ func Define(d Driver) {
 	defineTransfers(d)
 	defineMedia(d)
 	defineParsing(d)
+	defineDeviceMedia(d)
 	defineInvariants(d)
 	defineService(d)
 	defineVectors(d)

@@ -41,6 +41,12 @@ const (
 	ParseMedium Capability = "parse-medium"    // PARSE MEDIUM (SPD-MED-4)
 )
 
+// Features of the profile for media the device reads and keeps.
+const (
+	ParseMerchant Capability = "parse-merchant" // PARSE MEDIUM P1 01, merchant order codes (SPD-MPM-1)
+	StoredMedia   Capability = "stored-media"   // STORE MEDIUM, LIST MEDIA, SHOW MEDIUM (SPD-STM-*)
+)
+
 // Abilities of the rig: what the lab can do to the device it holds.
 const (
 	// Fresh: the lab can give each case a blank device: a new emulated
@@ -55,7 +61,7 @@ const (
 
 // Features lists every ICS feature, in the order the ICS documents them.
 var Features = []Capability{PayBalance, PayAccount, PayUses, Offline, Tokens, Transfers,
-	Biometric, Location, Attribute, CertVerify, Media, ParseMedium}
+	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia}
 
 // IsFeature reports whether c is a feature a device declares (rather than
 // an ability of the rig).

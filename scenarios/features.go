@@ -40,6 +40,8 @@ var requirementFeatures = map[string]Capability{
 	"SPD-KEY-4": CertVerify,
 	"SPD-MED-1": Media,
 	"SPD-MED-4": ParseMedium,
+	"SPD-MPM-":  ParseMerchant,
+	"SPD-STM-":  StoredMedia,
 }
 
 // featuresCited lists the optional features the labels cite.
@@ -100,7 +102,12 @@ func commandFeatures(cmd []byte) []Capability {
 	case 0x6C, 0x6E, 0x70:
 		return []Capability{Transfers}
 	case 0x72:
+		if p1 == 0x01 {
+			return []Capability{ParseMerchant}
+		}
 		return []Capability{ParseMedium}
+	case 0x74, 0x76:
+		return []Capability{StoredMedia}
 	}
 	return nil
 }

@@ -346,7 +346,9 @@ var proprietaryHandlers = map[spd.INS]handler{
 	spd.INSTransfer:         (*Device).doTransfer,
 	spd.INSTransferIn:       (*Device).doTransferIn,
 	spd.INSReclaim:          (*Device).doReclaim,
-	spd.INSParseMedium:      (*Device).doParseMedium,
+	spd.INSParseMedium:      (*Device).doParse,
+	spd.INSStoreMedium:      (*Device).doStoreMedium,
+	spd.INSReadMedia:        (*Device).doReadMedia,
 	spd.INSTestErase:        (*Device).doTestErase,
 }
 
@@ -370,6 +372,8 @@ var allowed = map[spd.INS][]spd.State{
 	spd.INSTransferIn:           {spd.StateActive},
 	spd.INSReclaim:              {spd.StateActive, spd.StateBlocked},
 	spd.INSParseMedium:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSStoreMedium:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
+	spd.INSReadMedia:            {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},
 	spd.INSTestErase:            {spd.StateInitialised, spd.StatePersonalised, spd.StateActive, spd.StateBlocked, spd.StateTerminated},
 }
 

@@ -645,7 +645,7 @@ func TestParseMedium(t *testing.T) {
 	tampered[len(tampered)-1] ^= 1
 	reader.expect(t, spd.ParseMedium(tampered), apdu.SWSecurityNotSatisfied)
 	reader.expect(t, spd.ParseMedium(res.Envelope[:20]), apdu.SWWrongData)
-	reader.expect(t, apdu.Command{CLA: 0x80, INS: 0x72, P1: 1, Data: spd.ParseMedium(res.Envelope).Data}, apdu.SWIncorrectP1P2)
+	reader.expect(t, apdu.Command{CLA: 0x80, INS: 0x72, P1: 2, Data: spd.ParseMedium(res.Envelope).Data}, apdu.SWIncorrectP1P2)
 	if !mapsEqual(before, dump(reader.st)) {
 		t.Fatalf("PARSE MEDIUM changed memory")
 	}

@@ -65,6 +65,8 @@ const (
 	INSTransferIn           INS = 0x6E
 	INSReclaim              INS = 0x70
 	INSParseMedium          INS = 0x72
+	INSStoreMedium          INS = 0x74
+	INSReadMedia            INS = 0x76 // P1 00 LIST MEDIA, P1 01 SHOW MEDIUM
 	INSTestErase            INS = 0x5E
 )
 
@@ -90,6 +92,8 @@ var insNames = map[INS]string{
 	INSTransferIn:           "TRANSFER IN",
 	INSReclaim:              "RECLAIM",
 	INSParseMedium:          "PARSE MEDIUM",
+	INSStoreMedium:          "STORE MEDIUM",
+	INSReadMedia:            "LIST MEDIA / SHOW MEDIUM",
 	INSTestErase:            "TEST ERASE",
 }
 
