@@ -162,3 +162,27 @@ func writeTLV(sb *strings.Builder, o tlv.TLV, depth int) {
 	}
 	fmt.Fprintf(sb, "%s [%d] %s%s\n", tag, len(o.Value), v, name)
 }
+
+// String is the step on one line of text: "PAY 80 60 00 00 [27 bytes] ->
+// 6982 security status not satisfied [0 bytes]".
+func (s Step) String() string {
+	switch {
+	case s.Op != "exchange" && s.Error != "":
+		return s.Op + " -> error " + s.Error
+	case s.Op != "exchange" && s.ATR != "":
+		return s.Op + " -> ATR " + s.ATR
+	case s.Op != "exchange":
+		return s.Raw
+	}
+	l := fmt.Sprintf("%s %s", s.Name, s.Header)
+	if s.Data != "" {
+		l += " " + s.Data
+	}
+	switch {
+	case s.Error != "":
+		return l + " -> error " + s.Error
+	case s.Resp != "":
+		return l + " -> " + s.Resp + " " + s.SW + " " + s.SWMeaning
+	}
+	return l + " -> " + s.SW + " " + s.SWMeaning
+}

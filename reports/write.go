@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/onsi/ginkgo/v2/reporters"
 	"github.com/onsi/ginkgo/v2/types"
 )
 
@@ -51,8 +50,12 @@ func Write(dir string, info RunInfo, rs []types.Report, key *ecdsa.PrivateKey) (
 	if err := os.WriteFile(filepath.Join(dir, FileHTML), page.Bytes(), 0o644); err != nil {
 		return c, fmt.Errorf("reports: %w", err)
 	}
-	if err := reporters.GenerateJUnitReport(rs[0], filepath.Join(dir, FileJUnit)); err != nil {
-		return c, fmt.Errorf("reports: junit: %w", err)
+	var junit bytes.Buffer
+	if err := c.WriteJUnit(&junit); err != nil {
+		return c, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, FileJUnit), junit.Bytes(), 0o644); err != nil {
+		return c, fmt.Errorf("reports: %w", err)
 	}
 	cj, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
