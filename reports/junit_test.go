@@ -58,11 +58,11 @@ func TestJUnitConsumer(t *testing.T) {
 		status  junit.Status
 		message string
 	}{
-		"TC-PAY-001 pays":                      {junit.StatusPassed, ""},
-		"TC-PIN-001 refuses PAY before VERIFY": {junit.StatusFailed, "PAY before VERIFY: expected 6982, got 9000"},
+		"TC-PAY-001 pays":                       {junit.StatusPassed, ""},
+		"TC-PIN-001 refuses PAY before VERIFY":  {junit.StatusFailed, "PAY before VERIFY: expected 6982, got 9000"},
 		"TC-BIO-001 needs a feature TC-BIO-001": {junit.StatusSkipped, "not applicable: ICS features.Biometric is false"},
-		"TC-A-001 passes TC-A-001":             {junit.StatusPassed, ""},
-		"AfterSuite":                           {junit.StatusError, "leaked a device"},
+		"TC-A-001 passes TC-A-001":              {junit.StatusPassed, ""},
+		"AfterSuite":                            {junit.StatusError, "leaked a device"},
 	} {
 		got, ok := tests[name]
 		if !ok {
