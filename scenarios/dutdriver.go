@@ -42,7 +42,11 @@ type DUTDriver struct {
 	IssuerKeys *spd.Issuer
 	// HookTimeout bounds one run of the vendor's reset hook (default 2 min).
 	HookTimeout time.Duration
+	// Against, when "ref", gives every device a reference twin that runs
+	// in lockstep; Divergences lists where they first differed.
+	Against string
 
+	diff    differential
 	mu      sync.Mutex
 	inUse   map[int]bool
 	powerOK map[int]bool // samples whose link can cycle power (Probe)
@@ -173,7 +177,7 @@ func (d *DUTDriver) Open(ctx context.Context) (*Device, error) {
 		if u.Device != nil {
 			dev.TearAt = func(n int) { u.TearAt(n) }
 		}
-		return dev, nil
+		return d.withTwin(ctx, dev)
 	}
 	i, err := d.take()
 	if err != nil {
@@ -185,11 +189,11 @@ func (d *DUTDriver) Open(ctx context.Context) (*Device, error) {
 		return nil, err
 	}
 	var once sync.Once
-	return &Device{Link: u.Link, Close: func() error {
+	return d.withTwin(ctx, &Device{Link: u.Link, Close: func() error {
 		err := u.Close()
 		once.Do(func() { d.give(i) })
 		return err
-	}}, nil
+	}})
 }
 
 func (d *DUTDriver) take() (int, error) {
@@ -313,4 +317,14 @@ func seededKey(seed string) *ecdsa.PrivateKey {
 			return k
 		}
 	}
+}
+
+// withTwin gives dev its reference twin in a differential run.
+func (d *DUTDriver) withTwin(ctx context.Context, dev *Device) (*Device, error) {
+	t, err := d.twin(ctx, dev)
+	if err != nil {
+		dev.Close()
+		return nil, err
+	}
+	return t, nil
 }

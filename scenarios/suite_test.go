@@ -28,6 +28,7 @@ var (
 	duts      dutFlags
 	icsPath   = flag.String("ics", "", "the device's implementation conformance statement (required for a physical DUT)")
 	reportDir = flag.String("report-dir", "", "write the certification report (HTML, JUnit, certificate, signed manifest) here")
+	against   = flag.String("against", "", "ref: run a reference device in lockstep with every device and report the first response that differs")
 	keyPath   = flag.String("key", "", "lab signing key for --report-dir (default: the lab key of `spdlab labkey init`, else a throwaway key recorded as no lab)")
 
 	suiteDriver *DUTDriver
@@ -60,6 +61,7 @@ func TestConformance(t *testing.T) {
 	if suiteIDs, err = d.Probe(context.Background()); err != nil {
 		t.Fatalf("set-up: %v (nothing was tested)", err)
 	}
+	d.Against = *against
 	suiteDriver = d
 	Define(d)
 	suiteConfig, reporterConfig := GinkgoConfiguration()
@@ -90,6 +92,9 @@ var _ = ReportAfterSuite("certification verdict", func(r Report) {
 		Expect(err).NotTo(HaveOccurred())
 	}
 	fmt.Fprintln(os.Stdout, c.Summary())
+	if *against != "" {
+		fmt.Fprintln(os.Stdout, divergenceSummary(suiteDriver.Divergences()))
+	}
 	if !c.Certified {
 		Fail(c.Summary())
 	}

@@ -76,9 +76,10 @@ start_sample 0 spd
 start_sample 1 spd
 
 say "1. two samples of the reference device, reached as hardware"
-"$BIN" certify --dut "${dut[0]}" --dut "${dut[1]}" --ics "$work/ics.yaml" --key "$work/lab.pem" \
+"$BIN" certify --dut "${dut[0]}" --dut "${dut[1]}" --ics "$work/ics.yaml" --key "$work/lab.pem" --against ref \
 	--out "$work/cert" >"$work/cert.log" 2>&1 || { tail -40 "$work/cert.log"; fail "the reference device was not certified"; }
 grep -q '^CERTIFIED' "$work/cert.log" || fail "no CERTIFIED verdict line"
+grep -q 'no response differed' "$work/cert.log" || { grep -A5 'against ref' "$work/cert.log"; fail "the reference device diverged from its reference twin"; }
 python3 - "$work/cert/certificate.json" <<'PY' || fail "the certificate does not show every runnable case run"
 import json, sys
 c = json.load(open(sys.argv[1]))
@@ -190,5 +191,16 @@ PY
 	if "$BIN" report --merge --out "$work/merged3" --key "$work/lab.pem" --lab-key "$work/other.pub.pem" "$work/shard1" "$work/shard2" "$work/shard3" >/dev/null 2>&1; then
 		fail "shards merged under a key that did not sign them"
 	fi
+
+	say "9. a differential run names the first response that differs"
+	"$BIN" certify --dut faulty:stale-balance --against ref --key "$work/lab.pem" --out "$work/diff" >"$work/diff.log" 2>&1 &&
+		fail "a faulty device was certified"
+	grep -q 'diverged from the reference; the first:' "$work/diff.log" || fail "the differential run reports no divergence"
+	python3 - "$work/diff/divergences.json" <<'PY' || fail "divergences.json does not name the first divergence"
+import json, sys
+d = json.load(open(sys.argv[1]))
+ok = d and all(d[0].get(k) for k in ("case", "command", "device", "reference", "why"))
+sys.exit(0 if ok else 1)
+PY
 fi
 say "all verdicts as they must be"

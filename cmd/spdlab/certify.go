@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,6 +44,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made by 'spdlab labkey init'")
 	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
 	timeout := flags.Duration("timeout", time.Hour, "stop the suite after this long (the run is then interrupted: not a certificate)")
+	against := flags.String("against", "", "ref: run a reference device in lockstep with every device and report the first response that differs (divergences.json)")
 	shardFlag := flags.String("shard", "", "run only shard i/n of the cases (the same split on every run and machine); join the n shard reports with spdlab report --merge")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -86,6 +88,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		defer tf.Close()
 		driver.Options = dut.Options{Trace: tf}
 	}
+	driver.Against = *against
 	ids, err := driver.Probe(ctx)
 	if err != nil {
 		return fmt.Errorf("set-up: %w (no report written: nothing was tested)", err)
@@ -121,6 +124,16 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	rs, err := reports.LoadGinkgoJSON(jsonPath)
 	if err != nil {
 		return err
+	}
+	if *against != "" {
+		b, err := json.MarshalIndent(driver.Divergences(), "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*out, "divergences.json"), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "\n%s\n", scenarios.DivergenceSummary(driver.Divergences()))
 	}
 	info := driver.RunInfo(ids, *icsPath, rs[0])
 	info.Lab = lab

@@ -1,0 +1,525 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	. "github.com/onsi/ginkgo/v2"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/tlv"
+	"github.com/spdlab/spdlab/reference/vectors"
+	"github.com/spdlab/spdlab/rigs/dut"
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// A differential run (`--against ref`) gives every device the suite opens
+// a twin: a new reference device that receives the same commands in
+// lockstep. The first response in which the device under test and its twin
+// differ is reported, even where no case asserts anything, so a vendor sees
+// divergence early. What differs by design is not compared: signatures,
+// device keys and certificates, random challenges and token values. Where
+// a command carries something of the device's own (its certificate in
+// PERSONALISE, a token it generated), the twin is sent its own instead.
+
+// Divergence is the first response in which a device and its reference
+// twin differed.
+type Divergence struct {
+	Case      string `json:"case"`
+	Command   string `json:"command"`                // hex, as sent to the device under test
+	Name      string `json:"name"`                   // the command's name in SPEC.md
+	Device    string `json:"device"`                 // hex response of the device under test
+	Reference string `json:"reference"`              // hex response of the reference twin
+	Why       string `json:"why"`                    // what differs
+	TwinCmd   string `json:"twin_command,omitempty"` // hex, when the twin was sent its own form
+}
+
+func (v Divergence) String() string {
+	s := fmt.Sprintf("%s: %s %s\n  device    %s\n  reference %s\n  (%s)", v.Case, v.Name, v.Command, v.Device, v.Reference, v.Why)
+	if v.TwinCmd != "" {
+		s += "\n  twin sent " + v.TwinCmd
+	}
+	return s
+}
+
+// differential collects the divergences of a run.
+type differential struct {
+	mu    sync.Mutex
+	found []Divergence
+}
+
+// Divergences lists the first divergence of each device that diverged,
+// in the order found.
+func (d *DUTDriver) Divergences() []Divergence {
+	d.diff.mu.Lock()
+	defer d.diff.mu.Unlock()
+	return append([]Divergence(nil), d.diff.found...)
+}
+
+func (d *DUTDriver) twin(ctx context.Context, dev *Device) (*Device, error) {
+	if d.Against == "" {
+		return dev, nil
+	}
+	if d.Against != "ref" {
+		return nil, fmt.Errorf("scenarios: --against %q: only ref is a reference", d.Against)
+	}
+	ref, err := dut.Open(ctx, "ref", dut.Options{})
+	if err != nil {
+		return nil, err
+	}
+	l := &lockstep{dut: dev.Link, ref: ref.Link, diff: &d.diff, issuers: d.knownIssuers(), tokens: map[string][]byte{}}
+	closeDUT := dev.Close
+	return &Device{Link: l, TearAt: dev.TearAt, Close: func() error {
+		return errors.Join(closeDUT(), ref.Close())
+	}}, nil
+}
+
+// knownIssuers are the CA keys the lab holds: its test issuer's and the
+// known-answer vectors'.
+func (d *DUTDriver) knownIssuers() []*ecdsa.PrivateKey {
+	keys := []*ecdsa.PrivateKey{d.Issuer().CA}
+	if f, err := vectors.Load(); err == nil {
+		if b, err := hex.DecodeString(f.Keys.CA.Private); err == nil {
+			if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), b); err == nil {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+// lockstep is a device under test and its reference twin behind one link.
+type lockstep struct {
+	dut, ref link.Link
+	diff     *differential
+	issuers  []*ecdsa.PrivateKey
+
+	ca       *ecdsa.PrivateKey // the CA loaded by the last INITIALISE, when the lab holds it
+	id       []byte            // device ID of the last INITIALISE
+	dutKey   []byte            // the device's public key (INITIALISE answer)
+	refKey   []byte            // the twin's
+	tokens   map[string][]byte // the device's token -> the twin's
+	chain    *chained          // a long answer the device is handing out
+	eraseOff uint32            // the device's erase counter minus the twin's
+	diverged bool              // compare no more: reported, or lost step
+}
+
+var _ link.Link = (*lockstep)(nil)
+
+func (l *lockstep) String() string { return l.dut.String() + " (against ref)" }
+func (l *lockstep) Close() error   { return nil } // the Device's Close closes both
+func (l *lockstep) Unwrap() link.Link {
+	return l.dut
+}
+
+func (l *lockstep) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	got, err := l.dut.Exchange(ctx, cmd)
+	if l.diverged {
+		return got, err
+	}
+	if err != nil {
+		// A tear or a removal: the twin cannot follow the device's state.
+		l.diverged = true
+		return got, err
+	}
+	if l.chain != nil && isGetResponse(cmd) {
+		// The device hands out the rest of a long answer; the twin's whole
+		// answer is already here.
+		l.chain.data = append(l.chain.data, got[:len(got)-2]...)
+		if more(got) {
+			return got, nil
+		}
+		c := l.chain
+		l.chain = nil
+		l.check(c.cmd, c.twinCmd, append(c.data, got[len(got)-2:]...), c.twin)
+		return got, nil
+	}
+	l.chain = nil
+	twinCmd := l.translate(cmd)
+	want, rerr := l.whole(ctx, twinCmd)
+	if rerr != nil {
+		l.diverged = true
+		return got, nil
+	}
+	if len(got) >= 2 && more(got) {
+		l.chain = &chained{cmd: cmd, twinCmd: twinCmd, data: append([]byte(nil), got[:len(got)-2]...), twin: want}
+		return got, nil
+	}
+	l.check(cmd, twinCmd, got, want)
+	return got, nil
+}
+
+// chained is a long answer the device hands out in parts (61xx).
+type chained struct {
+	cmd, twinCmd, data, twin []byte
+}
+
+func more(r []byte) bool { return len(r) >= 2 && r[len(r)-2] == 0x61 }
+
+func isGetResponse(cmd []byte) bool {
+	return len(cmd) >= 2 && cmd[0] == 0x00 && cmd[1] == byte(spd.INSGetResponse)
+}
+
+// whole sends cmd to the twin and fetches every part of its answer.
+func (l *lockstep) whole(ctx context.Context, cmd []byte) ([]byte, error) {
+	resp, err := l.ref.Exchange(ctx, cmd)
+	var data []byte
+	for i := 0; err == nil && more(resp) && i < 256; i++ {
+		data = append(data, resp[:len(resp)-2]...)
+		resp, err = l.ref.Exchange(ctx, []byte{0x00, byte(spd.INSGetResponse), 0x00, 0x00, resp[len(resp)-1]})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append(data, resp...), nil
+}
+
+// check compares the device's whole answer to cmd with the twin's and
+// records the first divergence.
+func (l *lockstep) check(cmd, twinCmd, got, want []byte) {
+	l.learn(cmd, got, want)
+	why := l.compare(cmd, got, want)
+	if why == "" {
+		return
+	}
+	l.diverged = true
+	v := Divergence{Case: currentCase(), Command: strings.ToUpper(hex.EncodeToString(cmd)), Name: commandName(cmd),
+		Device: strings.ToUpper(hex.EncodeToString(got)), Reference: strings.ToUpper(hex.EncodeToString(want)), Why: why}
+	if !bytes.Equal(cmd, twinCmd) {
+		v.TwinCmd = strings.ToUpper(hex.EncodeToString(twinCmd))
+	}
+	l.diff.mu.Lock()
+	l.diff.found = append(l.diff.found, v)
+	l.diff.mu.Unlock()
+	if CurrentSpecReport().LeafNodeText != "" {
+		AddReportEntry("divergence from the reference device", v.String())
+	}
+}
+
+func currentCase() string {
+	if id := caseIDOf(CurrentSpecReport().Labels()); id != "" {
+		return id
+	}
+	return "(outside a case)"
+}
+
+func caseIDOf(labels []string) string {
+	for _, l := range labels {
+		if strings.HasPrefix(l, "TC-") {
+			return l
+		}
+	}
+	return ""
+}
+
+func commandName(cmd []byte) string {
+	if len(cmd) < 2 {
+		return "malformed APDU"
+	}
+	return spd.INS(cmd[1]).String()
+}
+
+// translate gives the twin its own form of a command: PERSONALISE with a
+// certificate of the twin's key, tokens the twin generated.
+func (l *lockstep) translate(cmd []byte) []byte {
+	out := cmd
+	if len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSPersonalise) && l.ca != nil && l.refKey != nil {
+		if t, ok := l.personalise(cmd); ok {
+			out = t
+		}
+	}
+	if len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSTestErase) && l.ca != nil && l.eraseOff != 0 {
+		if t, ok := l.testErase(cmd); ok {
+			out = t
+		}
+	}
+	for dutTok, refTok := range l.tokens {
+		out = bytes.ReplaceAll(out, []byte(dutTok), refTok)
+	}
+	return out
+}
+
+// testErase moves a TEST ERASE order the lab's CA signed to the twin's
+// erase counter.
+func (l *lockstep) testErase(cmd []byte) ([]byte, bool) {
+	c, err := apdu.ParseCommand(cmd)
+	if err != nil {
+		return nil, false
+	}
+	body, err := spd.OpenIssuerData(&l.ca.PublicKey, spd.INSTestErase, l.id, c.Data)
+	if err != nil {
+		return nil, false
+	}
+	n, err := spd.ParseTestErase(body)
+	if err != nil {
+		return nil, false
+	}
+	t, err := spd.TestErase(l.ca, l.id, n-l.eraseOff)
+	if err != nil {
+		return nil, false
+	}
+	b, err := t.Bytes()
+	return b, err == nil
+}
+
+// personalise re-issues a PERSONALISE the lab's CA signed for the device's
+// own key as the same order for the twin's key.
+func (l *lockstep) personalise(cmd []byte) ([]byte, bool) {
+	c, err := apdu.ParseCommand(cmd)
+	if err != nil {
+		return nil, false
+	}
+	body, err := spd.OpenIssuerData(&l.ca.PublicKey, spd.INSPersonalise, l.id, c.Data)
+	if err != nil {
+		return nil, false
+	}
+	objs, err := tlv.Parse(body)
+	if err != nil {
+		return nil, false
+	}
+	pub, id, err := spd.VerifyDeviceCertificate(objValue(objs, spd.TagCertificate), &l.ca.PublicKey)
+	if err != nil || !bytes.Equal(id, l.id) || !bytes.Equal(spd.PublicKeyBytes(pub), l.dutKey) {
+		return nil, false // not an order for this device's key: the twin gets it as it is
+	}
+	refPub, err := spd.ParsePublicKey(l.refKey)
+	if err != nil {
+		return nil, false
+	}
+	is, err := spd.NewIssuer("reference twin", l.ca, nil)
+	if err != nil {
+		return nil, false
+	}
+	cert, err := is.Certify(l.id, refPub)
+	if err != nil {
+		return nil, false
+	}
+	for i := range objs {
+		if objs[i].Tag == spd.TagCertificate {
+			objs[i] = tlv.TLV{Tag: spd.TagCertificate, Value: cert}
+		}
+	}
+	nb, err := tlv.Encode(objs...)
+	if err != nil {
+		return nil, false
+	}
+	data, err := spd.SealIssuerData(l.ca, spd.INSPersonalise, l.id, nb)
+	if err != nil {
+		return nil, false
+	}
+	c.Data = data
+	b, err := c.Bytes()
+	return b, err == nil
+}
+
+func objValue(objs []tlv.TLV, tag tlv.Tag) []byte {
+	for _, o := range objs {
+		if o.Tag == tag {
+			return o.Value
+		}
+	}
+	return nil
+}
+
+// learn keeps what later commands need: the CA, device ID and keys of
+// INITIALISE, and the tokens GENERATE TOKEN made.
+func (l *lockstep) learn(cmd, got, want []byte) {
+	if !okSW(got) || !okSW(want) || len(cmd) < 2 {
+		return
+	}
+	if bytes.Equal(cmd[:min(len(cmd), 4)], []byte{0x00, 0xCA, 0xDF, 0x2F}) {
+		d, r := tagIn(got[:len(got)-2], spd.TagEraseCounter), tagIn(want[:len(want)-2], spd.TagEraseCounter)
+		if len(d) == 4 && len(r) == 4 {
+			l.eraseOff = binary.BigEndian.Uint32(d) - binary.BigEndian.Uint32(r)
+		}
+		return
+	}
+	if cmd[0] != 0x80 {
+		return
+	}
+	switch spd.INS(cmd[1]) {
+	case spd.INSInitialise:
+		c, err := apdu.ParseCommand(cmd)
+		if err != nil {
+			return
+		}
+		ca, id, err := spd.ParseInitialise(c.Data)
+		if err != nil {
+			return
+		}
+		l.ca, l.id = nil, id
+		for _, k := range l.issuers {
+			if k.PublicKey.Equal(ca) {
+				l.ca = k
+			}
+		}
+		l.dutKey = tagIn(got[:len(got)-2], spd.TagDevicePublicKey)
+		l.refKey = tagIn(want[:len(want)-2], spd.TagDevicePublicKey)
+	case spd.INSGenerateToken:
+		dt, rt := tagIn(got[:len(got)-2], spd.TagToken), tagIn(want[:len(want)-2], spd.TagToken)
+		if len(dt) == spd.TokenLen && len(rt) == spd.TokenLen {
+			l.tokens[string(dt)] = rt
+		}
+	}
+}
+
+func okSW(r []byte) bool { return len(r) >= 2 && r[len(r)-2] == 0x90 && r[len(r)-1] == 0x00 }
+
+// tagIn finds the first object with tag anywhere in a TLV tree.
+func tagIn(b []byte, tag tlv.Tag) []byte {
+	objs, err := tlv.Parse(b)
+	if err != nil {
+		return nil
+	}
+	var find func([]tlv.TLV) []byte
+	find = func(os []tlv.TLV) []byte {
+		for _, o := range os {
+			if o.Tag == tag {
+				return o.Value
+			}
+			if v := find(o.Children); v != nil {
+				return v
+			}
+		}
+		return nil
+	}
+	return find(objs)
+}
+
+// byDesign are the objects whose values differ between two conforming
+// devices: signatures, device keys and certificates.
+// The erase counter (DF2F) too: a sample's counts its erases before the run,
+// the twin's starts at 0; TEST ERASE orders are moved by the difference.
+var byDesign = map[tlv.Tag]bool{spd.TagSignature: true, spd.TagDevicePublicKey: true, spd.TagCertificate: true, spd.TagEraseCounter: true}
+
+// compare says how the device's answer differs from the twin's, or "".
+func (l *lockstep) compare(cmd, got, want []byte) string {
+	if len(got) < 2 || len(want) < 2 {
+		return fmt.Sprintf("answers of %d and %d bytes", len(got), len(want))
+	}
+	gsw, wsw := got[len(got)-2:], want[len(want)-2:]
+	if !bytes.Equal(gsw, wsw) {
+		return fmt.Sprintf("status word %X, the reference answers %X", gsw, wsw)
+	}
+	gd, wd := got[:len(got)-2], want[:len(want)-2]
+	if len(cmd) >= 2 && cmd[0] == 0x00 && (cmd[1] == byte(spd.INSGetChallenge) || cmd[1] == byte(spd.INSInternalAuthenticate)) {
+		if len(gd) == 0 != (len(wd) == 0) {
+			return "one answered data, the other none"
+		}
+		return "" // random challenge, or a signature
+	}
+	for dutTok, refTok := range l.tokens {
+		wd = bytes.ReplaceAll(wd, refTok, []byte(dutTok))
+	}
+	if bytes.Equal(gd, wd) {
+		return ""
+	}
+	if len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSGenerateToken) {
+		// The new token is random by design; everything else must agree.
+		gt, wt := tagIn(gd, spd.TagToken), tagIn(wd, spd.TagToken)
+		if len(gt) == spd.TokenLen && len(wt) == spd.TokenLen {
+			wd = bytes.ReplaceAll(wd, wt, gt)
+		}
+	}
+	go1, err1 := tlv.Parse(gd)
+	wo, err2 := tlv.Parse(wd)
+	if err1 != nil || err2 != nil {
+		if err1 != nil && err2 != nil {
+			return "response data differs"
+		}
+		return "one answer is BER-TLV, the other is not"
+	}
+	return diffTLV("", go1, wo)
+}
+
+// diffTLV compares two TLV lists, skipping byDesign values.
+func diffTLV(path string, g, w []tlv.TLV) string {
+	if len(g) != len(w) {
+		return fmt.Sprintf("%s holds %d objects, the reference's %d", topOr(path), len(g), len(w))
+	}
+	for i := range g {
+		p := path + "/" + g[i].Tag.String()
+		switch {
+		case g[i].Tag != w[i].Tag:
+			return fmt.Sprintf("object %d of %s is %s, the reference's %s", i+1, topOr(path), g[i].Tag, w[i].Tag)
+		case byDesign[g[i].Tag]:
+		case g[i].Tag.Constructed():
+			if why := diffTLV(p, g[i].Children, w[i].Children); why != "" {
+				return why
+			}
+		case !bytes.Equal(g[i].Value, w[i].Value):
+			return fmt.Sprintf("%s is %X, the reference's %X", p, g[i].Value, w[i].Value)
+		}
+	}
+	return ""
+}
+
+func topOr(p string) string {
+	if p == "" {
+		return "the answer"
+	}
+	return p
+}
+
+// The twin follows power: resets and power cycles reach both.
+func (l *lockstep) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	r, ok := l.dut.(link.Resetter)
+	if !ok {
+		return nil, fmt.Errorf("scenarios: %s cannot reset", l.dut)
+	}
+	atr, err := r.Reset(ctx, cold)
+	if rr, ok := l.ref.(link.Resetter); ok && err == nil {
+		_, _ = rr.Reset(ctx, cold)
+	}
+	return atr, err
+}
+
+func (l *lockstep) PowerOff(ctx context.Context) error {
+	p, ok := l.dut.(link.PowerCycler)
+	if !ok {
+		return fmt.Errorf("scenarios: %s cannot cycle power", l.dut)
+	}
+	if rp, ok := l.ref.(link.PowerCycler); ok {
+		_ = rp.PowerOff(ctx)
+	}
+	return p.PowerOff(ctx)
+}
+
+func (l *lockstep) PowerOn(ctx context.Context) ([]byte, error) {
+	p, ok := l.dut.(link.PowerCycler)
+	if !ok {
+		return nil, fmt.Errorf("scenarios: %s cannot cycle power", l.dut)
+	}
+	if rp, ok := l.ref.(link.PowerCycler); ok {
+		_, _ = rp.PowerOn(ctx)
+	}
+	return p.PowerOn(ctx)
+}
+
+func (l *lockstep) ATR() []byte {
+	if a, ok := l.dut.(link.ATRer); ok {
+		return a.ATR()
+	}
+	return nil
+}
+
+// divergenceSummary is the differential run's result for people.
+func divergenceSummary(ds []Divergence) string {
+	if len(ds) == 0 {
+		return "against ref: no response differed from the reference device's"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "against ref: %d device(s) diverged from the reference; the first:\n%s", len(ds), ds[0])
+	return b.String()
+}
+
+// DivergenceSummary is divergenceSummary for the command line.
+func DivergenceSummary(ds []Divergence) string { return divergenceSummary(ds) }
