@@ -46,6 +46,8 @@ var katCases = []struct{ id, sequence string }{
 	{"TC-KAT-011", "transfers"},
 	{"TC-KAT-012", "status-words"},
 	{"TC-KAT-013", "test-erase"},
+	{"TC-KAT-014", "parse-merchant"},
+	{"TC-KAT-015", "stored-media"},
 }
 
 func defineVectors(d Driver) {

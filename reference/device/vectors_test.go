@@ -18,6 +18,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/merchant"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/reference/tlv"
@@ -221,6 +222,21 @@ func (g *gen) host(build func(*ecdsa.PrivateKey, []byte) (apdu.Command, error)) 
 		g.t.Fatal(err)
 	}
 	return cmd
+}
+
+// Merchant order codes of the parse-merchant and stored-media vectors
+// (EMV QRCPS MPM, CRC included).
+var (
+	vectorMerchantCode = merchantCodeCRC("000201010212" + "2627" + "0006spdlab" + "0113ACC-0001-9F2C" + "52045814" + "5303156" +
+		"540536.50" + "5802CN" + "5917SPDLAB NOODLE BAR" + "6008SHANGHAI" + "6230" + "0119ORDER-20261126-0042" + "0703T01" +
+		"6421" + "0002ZH" + "0105实验室面馆" + "0202上海")
+	vectorStaticCode = merchantCodeCRC("000201010211" + "2620" + "0006spdlab" + "0106SHOP-7" + "52045411" + "5303978" +
+		"5802DE" + "5913Bäckerei Löwe" + "6007München")
+)
+
+func merchantCodeCRC(body string) string {
+	body += "6304"
+	return body + fmt.Sprintf("%04X", merchant.Checksum(body))
 }
 
 var (
@@ -459,6 +475,37 @@ var sequenceDefs = []sequenceDef{
 			tampered[i+10] ^= 0x01
 			g.send("PARSE MEDIUM of a tampered medium", spd.ParseMedium(tampered))
 			g.send("PARSE MEDIUM of an envelope that does not parse", spd.ParseMedium([]byte{0x85, 0x01, 0x00}))
+		}},
+	{"parse-merchant", "PARSE MEDIUM P1 01 of merchant order codes (EMV QRCPS merchant-presented mode)",
+		[]string{"SPD-MPM-1"},
+		func(g *gen) {
+			g.prefix(false)
+			g.send("PARSE MEDIUM P1 01 of a dynamic code with amount, bill number and names", spd.ParseMerchantCode(vectorMerchantCode))
+			g.send("PARSE MEDIUM P1 01 of a static code without amount", spd.ParseMerchantCode(vectorStaticCode))
+			g.send("PARSE MEDIUM P1 01 with a wrong CRC", spd.ParseMerchantCode(vectorMerchantCode[:len(vectorMerchantCode)-4]+"0000"))
+			g.send("PARSE MEDIUM P1 01 of a medium envelope", cmdOf(0x80, 0x72, 0x01, 0x00, spd.ParseMedium([]byte{0x85, 0x01, 0x00}).Data, apdu.MaxShortLe))
+			g.send("PARSE MEDIUM P1 02", cmdOf(0x80, 0x72, 0x02, 0x00, spd.ParseMerchantCode(vectorStaticCode).Data, apdu.MaxShortLe))
+		}},
+	{"stored-media", "STORE MEDIUM, LIST MEDIA and SHOW MEDIUM",
+		[]string{"SPD-STM-1", "SPD-STM-2", "SPD-STM-3"},
+		func(g *gen) {
+			g.prefix(false)
+			g.send("LIST MEDIA (none)", spd.ListMedia())
+			store := func(o spd.StoreOrder) apdu.Command {
+				return g.host(func(k *ecdsa.PrivateKey, id []byte) (apdu.Command, error) { return spd.StoreMedium(k, id, o) })
+			}
+			peerSV, _ := hex.DecodeString(g.env.peer.StoredValue)
+			g.send("STORE MEDIUM of the peer's stored-value medium", store(spd.StoreOrder{Counter: 1, Label: "voucher",
+				Format: spd.FormatEnvelope, Content: peerSV, Expiry: at(2 * time.Hour), Time: at(time.Minute)}))
+			g.send("STORE MEDIUM of a merchant order code", store(spd.StoreOrder{Counter: 2, Label: "canteen",
+				Format: spd.FormatMerchantCode, Content: []byte(vectorStaticCode), Expiry: at(48 * time.Hour), Time: at(time.Minute)}))
+			g.send("STORE MEDIUM with a replayed counter", store(spd.StoreOrder{Counter: 2, Label: "again",
+				Format: spd.FormatMerchantCode, Content: []byte(vectorStaticCode), Expiry: at(48 * time.Hour), Time: at(time.Minute)}))
+			g.send("LIST MEDIA", spd.ListMedia())
+			g.send("SHOW MEDIUM voucher", spd.ShowMedium("voucher", at(time.Hour)))
+			g.send("SHOW MEDIUM voucher after its expiry", spd.ShowMedium("voucher", at(3*time.Hour)))
+			g.send("SHOW MEDIUM of an unknown label", spd.ShowMedium("none", at(time.Hour)))
+			g.send("GET DATA DF2C", getData(0xDF2C))
 		}},
 	{"transfers", "TRANSFER (out and show), TRANSFER IN, RECLAIM, their pending records and ACKNOWLEDGE of a serial",
 		[]string{"SPD-XFR-1", "SPD-XFR-2", "SPD-XFR-4", "SPD-LED-2", "SPD-LED-4", "SPD-MED-6"},

@@ -208,8 +208,29 @@ func rebuild(t *testing.T, f vectors.File, cmd apdu.Command) (apdu.Command, bool
 			c, err := spd.TestErase(ca, id, n)
 			return c, true, err
 		case spd.INSParseMedium:
+			if cmd.P1 == spd.P1ParseMerchant {
+				text, err := spd.ParseMerchantCodeData(cmd.Data)
+				return spd.ParseMerchantCode(text), true, err
+			}
 			env, err := spd.ParseMediumData(cmd.Data)
 			return spd.ParseMedium(env), true, err
+		case spd.INSStoreMedium:
+			body, err := spd.OpenIssuerData(&host.PublicKey, spd.INSStoreMedium, id, cmd.Data)
+			if err != nil {
+				return apdu.Command{}, true, err
+			}
+			o, err := spd.ParseStoreOrder(body)
+			if err != nil {
+				return apdu.Command{}, true, err
+			}
+			c, err := spd.StoreMedium(host, id, o)
+			return c, true, err
+		case spd.INSReadMedia:
+			if cmd.P1 == spd.P1ShowMedium {
+				label, now, err := spd.ParseShowMedium(cmd.Data)
+				return spd.ShowMedium(label, now), true, err
+			}
+			return spd.ListMedia(), true, nil
 		}
 	}
 	return apdu.Command{}, false, nil
