@@ -42,7 +42,7 @@ func TestParseMerchantCode(t *testing.T) {
 	}
 	code := noodleBar(t)
 	bad := []apdu.Command{
-		spd.ParseMerchantCode(badCRC(code)),                             // CRC
+		spd.ParseMerchantCode(badCRC(code)),                                         // CRC
 		spd.ParseMerchantCode(strings.Replace(code, "0006spdlab", "0006xxxxxx", 1)), // no spdlab payee (CRC fixed below)
 		{CLA: 0x80, INS: 0x72, P1: 1, Data: spd.ParseMedium([]byte("x")).Data},      // DF60, not DF63
 		spd.ParseMerchantCode(" " + code),
