@@ -24,7 +24,7 @@ import (
 
 // A differential run (`--against ref`) gives every device the suite opens
 // a twin: a new reference device that receives the same commands in
-// lockstep. The first response in which the device under test and its twin
+// twinLink. The first response in which the device under test and its twin
 // differ is reported, even where no case asserts anything, so a vendor sees
 // divergence early. What differs by design is not compared: signatures,
 // device keys and certificates, random challenges and token values. Where
@@ -76,7 +76,7 @@ func (d *DUTDriver) twin(ctx context.Context, dev *Device) (*Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &lockstep{dut: dev.Link, ref: ref.Link, diff: &d.diff, issuers: d.knownIssuers(), tokens: map[string][]byte{}}
+	l := &twinLink{dut: dev.Link, ref: ref.Link, diff: &d.diff, issuers: d.knownIssuers(), tokens: map[string][]byte{}}
 	closeDUT := dev.Close
 	return &Device{Link: l, TearAt: dev.TearAt, Close: func() error {
 		return errors.Join(closeDUT(), ref.Close())
@@ -97,8 +97,8 @@ func (d *DUTDriver) knownIssuers() []*ecdsa.PrivateKey {
 	return keys
 }
 
-// lockstep is a device under test and its reference twin behind one link.
-type lockstep struct {
+// twinLink is a device under test and its reference twin behind one link.
+type twinLink struct {
 	dut, ref link.Link
 	diff     *differential
 	issuers  []*ecdsa.PrivateKey
@@ -108,20 +108,20 @@ type lockstep struct {
 	dutKey   []byte            // the device's public key (INITIALISE answer)
 	refKey   []byte            // the twin's
 	tokens   map[string][]byte // the device's token -> the twin's
-	chain    *chained          // a long answer the device is handing out
+	chain    *twinChain          // a long answer the device is handing out
 	eraseOff uint32            // the device's erase counter minus the twin's
 	diverged bool              // compare no more: reported, or lost step
 }
 
-var _ link.Link = (*lockstep)(nil)
+var _ link.Link = (*twinLink)(nil)
 
-func (l *lockstep) String() string { return l.dut.String() + " (against ref)" }
-func (l *lockstep) Close() error   { return nil } // the Device's Close closes both
-func (l *lockstep) Unwrap() link.Link {
+func (l *twinLink) String() string { return l.dut.String() + " (against ref)" }
+func (l *twinLink) Close() error   { return nil } // the Device's Close closes both
+func (l *twinLink) Unwrap() link.Link {
 	return l.dut
 }
 
-func (l *lockstep) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+func (l *twinLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 	got, err := l.dut.Exchange(ctx, cmd)
 	if l.diverged {
 		return got, err
@@ -151,15 +151,15 @@ func (l *lockstep) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 		return got, nil
 	}
 	if len(got) >= 2 && more(got) {
-		l.chain = &chained{cmd: cmd, twinCmd: twinCmd, data: append([]byte(nil), got[:len(got)-2]...), twin: want}
+		l.chain = &twinChain{cmd: cmd, twinCmd: twinCmd, data: append([]byte(nil), got[:len(got)-2]...), twin: want}
 		return got, nil
 	}
 	l.check(cmd, twinCmd, got, want)
 	return got, nil
 }
 
-// chained is a long answer the device hands out in parts (61xx).
-type chained struct {
+// twinChain is a long answer the device hands out in parts (61xx).
+type twinChain struct {
 	cmd, twinCmd, data, twin []byte
 }
 
@@ -170,7 +170,7 @@ func isGetResponse(cmd []byte) bool {
 }
 
 // whole sends cmd to the twin and fetches every part of its answer.
-func (l *lockstep) whole(ctx context.Context, cmd []byte) ([]byte, error) {
+func (l *twinLink) whole(ctx context.Context, cmd []byte) ([]byte, error) {
 	resp, err := l.ref.Exchange(ctx, cmd)
 	var data []byte
 	for i := 0; err == nil && more(resp) && i < 256; i++ {
@@ -185,7 +185,7 @@ func (l *lockstep) whole(ctx context.Context, cmd []byte) ([]byte, error) {
 
 // check compares the device's whole answer to cmd with the twin's and
 // records the first divergence.
-func (l *lockstep) check(cmd, twinCmd, got, want []byte) {
+func (l *twinLink) check(cmd, twinCmd, got, want []byte) {
 	l.learn(cmd, got, want)
 	why := l.compare(cmd, got, want)
 	if why == "" {
@@ -230,7 +230,7 @@ func commandName(cmd []byte) string {
 
 // translate gives the twin its own form of a command: PERSONALISE with a
 // certificate of the twin's key, tokens the twin generated.
-func (l *lockstep) translate(cmd []byte) []byte {
+func (l *twinLink) translate(cmd []byte) []byte {
 	out := cmd
 	if len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSPersonalise) && l.ca != nil && l.refKey != nil {
 		if t, ok := l.personalise(cmd); ok {
@@ -250,7 +250,7 @@ func (l *lockstep) translate(cmd []byte) []byte {
 
 // testErase moves a TEST ERASE order the lab's CA signed to the twin's
 // erase counter.
-func (l *lockstep) testErase(cmd []byte) ([]byte, bool) {
+func (l *twinLink) testErase(cmd []byte) ([]byte, bool) {
 	c, err := apdu.ParseCommand(cmd)
 	if err != nil {
 		return nil, false
@@ -273,7 +273,7 @@ func (l *lockstep) testErase(cmd []byte) ([]byte, bool) {
 
 // personalise re-issues a PERSONALISE the lab's CA signed for the device's
 // own key as the same order for the twin's key.
-func (l *lockstep) personalise(cmd []byte) ([]byte, bool) {
+func (l *twinLink) personalise(cmd []byte) ([]byte, bool) {
 	c, err := apdu.ParseCommand(cmd)
 	if err != nil {
 		return nil, false
@@ -331,7 +331,7 @@ func objValue(objs []tlv.TLV, tag tlv.Tag) []byte {
 
 // learn keeps what later commands need: the CA, device ID and keys of
 // INITIALISE, and the tokens GENERATE TOKEN made.
-func (l *lockstep) learn(cmd, got, want []byte) {
+func (l *twinLink) learn(cmd, got, want []byte) {
 	if !okSW(got) || !okSW(want) || len(cmd) < 2 {
 		return
 	}
@@ -401,7 +401,7 @@ func tagIn(b []byte, tag tlv.Tag) []byte {
 var byDesign = map[tlv.Tag]bool{spd.TagSignature: true, spd.TagDevicePublicKey: true, spd.TagCertificate: true, spd.TagEraseCounter: true}
 
 // compare says how the device's answer differs from the twin's, or "".
-func (l *lockstep) compare(cmd, got, want []byte) string {
+func (l *twinLink) compare(cmd, got, want []byte) string {
 	if len(got) < 2 || len(want) < 2 {
 		return fmt.Sprintf("answers of %d and %d bytes", len(got), len(want))
 	}
@@ -470,7 +470,7 @@ func topOr(p string) string {
 }
 
 // The twin follows power: resets and power cycles reach both.
-func (l *lockstep) Reset(ctx context.Context, cold bool) ([]byte, error) {
+func (l *twinLink) Reset(ctx context.Context, cold bool) ([]byte, error) {
 	r, ok := l.dut.(link.Resetter)
 	if !ok {
 		return nil, fmt.Errorf("scenarios: %s cannot reset", l.dut)
@@ -482,7 +482,7 @@ func (l *lockstep) Reset(ctx context.Context, cold bool) ([]byte, error) {
 	return atr, err
 }
 
-func (l *lockstep) PowerOff(ctx context.Context) error {
+func (l *twinLink) PowerOff(ctx context.Context) error {
 	p, ok := l.dut.(link.PowerCycler)
 	if !ok {
 		return fmt.Errorf("scenarios: %s cannot cycle power", l.dut)
@@ -493,7 +493,7 @@ func (l *lockstep) PowerOff(ctx context.Context) error {
 	return p.PowerOff(ctx)
 }
 
-func (l *lockstep) PowerOn(ctx context.Context) ([]byte, error) {
+func (l *twinLink) PowerOn(ctx context.Context) ([]byte, error) {
 	p, ok := l.dut.(link.PowerCycler)
 	if !ok {
 		return nil, fmt.Errorf("scenarios: %s cannot cycle power", l.dut)
@@ -504,7 +504,7 @@ func (l *lockstep) PowerOn(ctx context.Context) ([]byte, error) {
 	return p.PowerOn(ctx)
 }
 
-func (l *lockstep) ATR() []byte {
+func (l *twinLink) ATR() []byte {
 	if a, ok := l.dut.(link.ATRer); ok {
 		return a.ATR()
 	}

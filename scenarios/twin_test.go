@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-func TestLockstepCompare(t *testing.T) {
-	l := &lockstep{tokens: map[string][]byte{}}
+func TestTwinCompare(t *testing.T) {
+	l := &twinLink{tokens: map[string][]byte{}}
 	getBalance := []byte{0x00, 0xCA, 0xDF, 0x04, 0x00}
 	for _, tc := range []struct {
 		name      string
