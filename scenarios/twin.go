@@ -108,7 +108,7 @@ type twinLink struct {
 	dutKey   []byte            // the device's public key (INITIALISE answer)
 	refKey   []byte            // the twin's
 	tokens   map[string][]byte // the device's token -> the twin's
-	chain    *twinChain          // a long answer the device is handing out
+	chain    *twinChain        // a long answer the device is handing out
 	eraseOff uint32            // the device's erase counter minus the twin's
 	diverged bool              // compare no more: reported, or lost step
 }
