@@ -60,7 +60,8 @@ for d in "${duts[@]}"; do
 done
 echo
 echo "== suite time per DUT as a ratio to ref's (aim: usb-emu, serial-emu, sd-emu <= 1.5x; pcsc-emu <= 3x), case median and p99"
-go run ./cmd/spdlab report --times "${dirs[@]}" | sed "s|$sc/serial/reports/||"
+go build -o "$sc/spdlab" ./cmd/spdlab
+(cd "$sc/serial/reports" && "$sc/spdlab" report --times "${dirs[@]##*/}")
 echo
 echo "== all DUTs side by side (make test-scenarios; aim < 60 s)"
 OUT="$sc/parallel" bash scripts/scenarios.sh "${duts[@]}" | grep '^==' || true
