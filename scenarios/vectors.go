@@ -206,10 +206,18 @@ func (k *katRun) compare(st vectors.Step, cmd, want, got []byte) error {
 	}
 	wd, gd := want[:len(want)-2], got[:len(got)-2]
 	if len(st.Variable) == 0 {
-		if !bytes.Equal(wd, gd) {
-			return errors.New("scenarios: response data differs")
+		if bytes.Equal(wd, gd) {
+			return nil
 		}
-		return nil
+		// Name the first object that differs when both read as BER-TLV.
+		if wl, err := katParse(wd); err == nil {
+			if gl, err := katParse(gd); err == nil {
+				if err := k.walk("", wl, gl, nil, cmd, wd, gd, nil); err != nil {
+					return fmt.Errorf("scenarios: %w", err)
+				}
+			}
+		}
+		return errors.New("scenarios: response data differs")
 	}
 	vars := map[string]vectors.Variable{}
 	for _, v := range st.Variable {
