@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -70,12 +71,36 @@ var (
 	sourceSpecs []specSource
 )
 
-// capabilityConsts maps the names of the Capability constants to them.
-var capabilityConsts = map[string]Capability{
-	"PayBalance": PayBalance, "PayAccount": PayAccount, "PayUses": PayUses, "Offline": Offline,
-	"Tokens": Tokens, "Transfers": Transfers, "Biometric": Biometric, "Location": Location,
-	"Attribute": Attribute, "CertVerify": CertVerify, "Media": Media, "ParseMedium": ParseMedium,
-	"Fresh": Fresh, "Tearing": Tearing, "PowerCycle": PowerCycle,
+// capabilityConsts maps the names of the Capability constants of the
+// source to their values.
+var capabilityConsts = map[string]Capability{}
+
+// readCapabilityConsts fills capabilityConsts from f's declarations.
+func readCapabilityConsts(f *ast.File) {
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, sp := range gd.Specs {
+			vs, ok := sp.(*ast.ValueSpec)
+			if !ok {
+				continue
+			}
+			if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Capability" {
+				continue
+			}
+			for i, name := range vs.Names {
+				if i < len(vs.Values) {
+					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						if v, err := strconv.Unquote(lit.Value); err == nil {
+							capabilityConsts[name.Name] = Capability(v)
+						}
+					}
+				}
+			}
+		}
+	}
 }
 
 func readSource() {
@@ -98,6 +123,7 @@ func readSource() {
 			continue
 		}
 		files = append(files, f)
+		readCapabilityConsts(f)
 	}
 	// Package functions and methods by name (methods: any receiver).
 	funcs := map[string][]ast.Node{}
