@@ -48,31 +48,6 @@ func cases(t *testing.T, args ...string) string {
 	return out.String()
 }
 
-// The committed catalogue is what spdlab cases prints now.
-func TestCatalogueIsCurrent(t *testing.T) {
-	want, err := os.ReadFile("../../scenarios/CATALOGUE.md")
-	if err != nil {
-		t.Fatalf("%v; write it with: %s", err, catalogueRegenerate)
-	}
-	got := cases(t, "--format", "md")
-	if got == string(want) {
-		return
-	}
-	gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
-	for i := 0; i < len(gl) || i < len(wl); i++ {
-		var g, w string
-		if i < len(gl) {
-			g = gl[i]
-		}
-		if i < len(wl) {
-			w = wl[i]
-		}
-		if g != w {
-			t.Fatalf("scenarios/CATALOGUE.md is stale (the suite's cases changed); regenerate it from the module root with:\n\t%s\nfirst difference, line %d:\n\tcommitted: %s\n\tsuite now: %s", catalogueRegenerate, i+1, w, g)
-		}
-	}
-}
-
 // The catalogue lists every case once with what it needs, in each format,
 // and narrows by label without running anything.
 func TestCasesFormatsAndNeeds(t *testing.T) {
