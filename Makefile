@@ -46,9 +46,10 @@ test-scenarios: build
 	@OUT=$(OUT) bash scripts/scenarios.sh $(DUTS)
 
 ## test-certify: certify reference devices reached only as hardware is (a separate emulator
-## process per sample, --dut serial:PATH and pcsc:READER with an ICS) and check every verdict rule
+## process per sample, --dut serial:PATH, sd:DIR and pcsc:READER with an ICS) and check every verdict rule
 test-certify: build
 	@BIN=bin/spdlab bash scripts/certify-proof.sh serial
+	@BIN=bin/spdlab bash scripts/certify-proof.sh sd
 	@if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then BIN=bin/spdlab bash scripts/certify-proof.sh pcsc; \
 	else echo "== certify-proof pcsc: skipped, pcscd is not running (sudo bash .ci/pcscd)"; fi
 

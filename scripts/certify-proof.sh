@@ -10,9 +10,9 @@
 #   4. a DUT that cannot be opened is a set-up error with no report;
 #   5. `report --verify --lab-key` accepts the report and rejects one signed
 #      by another key and one whose ginkgo.json changed.
-# Usage: certify-proof.sh pcsc|serial   (BIN names the spdlab binary)
+# Usage: certify-proof.sh pcsc|serial|sd   (BIN names the spdlab binary)
 set -euo pipefail
-transport=${1:?usage: certify-proof.sh pcsc|serial}
+transport=${1:?usage: certify-proof.sh pcsc|serial|sd}
 BIN=$(realpath "${BIN:-bin/spdlab}")
 work=$(mktemp -d /tmp/spdlab-proof-XXXXXX)
 pids=()
@@ -51,6 +51,14 @@ start_sample() {
 		for _ in $(seq 100); do [ -e "$work/sample$n" ] && break; sleep 0.05; done
 		[ -e "$work/sample$n" ] || fail "the serial emulator did not start: $(cat "$work/sample$n.log")"
 		dut[$n]="serial:$work/sample$n"
+		;;
+	sd)
+		mkdir -p "$work/sd$n"
+		"$BIN" emulate sd --app "$app" --dir "$work/sd$n" >"$work/sample$n.log" 2>&1 &
+		pids+=($!)
+		for _ in $(seq 100); do grep -q 'microSD channel' "$work/sample$n.log" && break; sleep 0.05; done
+		grep -q 'microSD channel' "$work/sample$n.log" || fail "the SD emulator did not start: $(cat "$work/sample$n.log")"
+		dut[$n]="sd:$work/sd$n"
 		;;
 	*) fail "unknown transport $transport" ;;
 	esac
@@ -112,6 +120,7 @@ stop_samples
 say "4. a DUT that cannot be opened"
 missing="pcsc:No Such Reader 00 00"
 [ "$transport" = serial ] && missing="serial:$work/no-such-port"
+[ "$transport" = sd ] && missing="sd:$work/no-such-card"
 if "$BIN" certify --dut "$missing" --ics "$work/ics.yaml" --key "$work/lab.pem" --out "$work/missing" >"$work/missing.log" 2>&1; then
 	fail "a missing DUT exited 0"
 fi
