@@ -114,3 +114,20 @@ func FuzzDecodeTranscript(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseGolden(f *testing.F) {
+	f.Add([]byte("# x\nverdict passed\nstep SELECT 00 A4 04 00 -> 9000\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, err := ParseGolden(b)
+		if err != nil {
+			return
+		}
+		if g.Verdict == "" {
+			t.Fatal("accepted a golden file without a verdict")
+		}
+		back, err := ParseGolden([]byte(g.Format(Case{ID: "TC-X-001"})))
+		if err != nil || back.Verdict != g.Verdict || len(back.Steps) != len(g.Steps) {
+			t.Fatalf("golden does not survive Format: %v", err)
+		}
+	})
+}

@@ -112,3 +112,35 @@ func TestLabKeyAndVerify(t *testing.T) {
 		t.Fatalf("changed ginkgo.json: %d %s", code, e)
 	}
 }
+
+func TestReportGolden(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "lab-key.pem")
+	if code, _, e := spdlab(t, "labkey", "init", "--key", key, "--name", "ACME test lab"); code != 0 {
+		t.Fatal(e)
+	}
+	gj := filepath.Join(dir, "ginkgo.json")
+	ginkgoJSON(t, gj)
+	good := filepath.Join(dir, "good")
+	if code, _, e := spdlab(t, "report", "--json", gj, "--dut", "ref", "--out", good, "--key", key); code != 0 {
+		t.Fatal(e)
+	}
+	golden := filepath.Join(dir, "golden")
+	if code, o, e := spdlab(t, "report", "--golden", golden, "--record", good); code != 0 || !strings.Contains(o, "recorded 1 cases") {
+		t.Fatalf("record: %d %s %s", code, o, e)
+	}
+	if code, o, e := spdlab(t, "report", "--golden", golden, "--compare", good); code != 0 || !strings.Contains(o, "0 regressions") {
+		t.Fatalf("compare with itself: %d %s %s", code, o, e)
+	}
+	b, _ := os.ReadFile(gj)
+	os.WriteFile(gj, bytes.Replace(b, []byte(`"State":"passed"`), []byte(`"State":"failed"`), 1), 0o644)
+	bad := filepath.Join(dir, "bad")
+	spdlab(t, "report", "--json", gj, "--dut", "ref", "--out", bad, "--key", key)
+	code, o, e := spdlab(t, "report", "--golden", golden, "--compare", bad)
+	if code == 0 || !strings.Contains(o, "TC-APP-001: changed: verdict failed, golden passed") || !strings.Contains(e, "differs from the golden evidence") {
+		t.Fatalf("compare a regression: %d %s %s", code, o, e)
+	}
+	if code, _, _ := spdlab(t, "report", "--golden", golden); code != 2 {
+		t.Fatal("--golden without --record or --compare is not a usage error")
+	}
+}

@@ -20,7 +20,7 @@ func init() {
 }
 
 func runReport(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE) | --merge --out DIR [--key FILE] (--lab-key PUB | --trust FILE) SHARD_DIR... | --times DIR...")
+	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE) | --merge --out DIR [--key FILE] (--lab-key PUB | --trust FILE) SHARD_DIR... | --times DIR... | --golden GDIR (--record DIR | --compare DIR)")
 	jsonPath := flags.String("json", "", "Ginkgo JSON report of a conformance run")
 	dut := flags.String("dut", "", "the device under test the run was against")
 	out := flags.String("out", "", "directory for report.html, junit.xml, certificate.json, manifest.json")
@@ -30,8 +30,18 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	trustPath := flags.String("trust", "", "with --verify: a file of trusted lab keys (PEM public keys, or one fingerprint per line)")
 	merge := flags.Bool("merge", false, "join the shard reports named after the flags (certify --shard i/n) into one signed report in --out; each shard must verify against --lab-key or --trust")
 	times := flags.Bool("times", false, "print each report directory's suite time (and its ratio to the first's) and the median and p99 of its case times")
+	golden := flags.String("golden", "", "golden evidence directory (one <case>.golden file per case): with --record, write it from a report; with --compare, check a report against it")
+	record := flags.String("record", "", "with --golden: the report directory whose cases become the golden evidence")
+	compare := flags.String("compare", "", "with --golden: the report directory to compare with the golden evidence; fails on a changed or missing case")
 	if err := flags.Parse(args); err != nil {
 		return err
+	}
+	if *golden != "" {
+		if flags.NArg() != 0 || (*record == "") == (*compare == "") {
+			flags.Usage()
+			return errUsage
+		}
+		return goldenReport(e, *golden, *record, *compare)
 	}
 	if *times {
 		return printTimes(e, flags.Args())
@@ -200,4 +210,38 @@ func caseID(labels []string) string {
 		}
 	}
 	return "?"
+}
+
+// goldenReport records a report's cases as golden evidence, or compares a
+// report with it and fails on regressions.
+func goldenReport(e *env, golden, record, compare string) error {
+	if record != "" {
+		c, err := reports.ReadCertificate(record)
+		if err != nil {
+			return err
+		}
+		if err := reports.RecordGolden(golden, c); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "golden: recorded %d cases of %s (%s) in %s\n", len(c.Cases), record, c.Verdict, golden)
+		return nil
+	}
+	c, err := reports.ReadCertificate(compare)
+	if err != nil {
+		return err
+	}
+	diffs, err := reports.CompareGolden(golden, c)
+	if err != nil {
+		return err
+	}
+	for _, d := range diffs {
+		fmt.Fprintln(e.stdout, d)
+	}
+	regressions := reports.Regressions(diffs)
+	fmt.Fprintf(e.stdout, "golden: %d cases compared with %s: %d regressions, %d other differences\n",
+		len(c.Cases), golden, len(regressions), len(diffs)-len(regressions))
+	if len(regressions) > 0 {
+		return fmt.Errorf("report: %s differs from the golden evidence in %s", compare, golden)
+	}
+	return nil
 }
