@@ -19,7 +19,6 @@ import (
 type echoCard struct {
 	mu      sync.Mutex
 	release chan struct{}
-	powered bool
 	events  []string
 }
 

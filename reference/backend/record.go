@@ -65,9 +65,6 @@ const maxAmount = 1 << 53
 // deviceIDLen is the length of a device ID in the API: hex of spd.DeviceIDLen bytes.
 const deviceIDLen = 2 * spd.DeviceIDLen
 
-// maxTokenLen bounds a vault token: hex of at most 64 bytes.
-const maxTokenLen = 128
-
 func tokenString(b []byte) string {
 	if len(b) == 0 {
 		return ""

@@ -10,16 +10,6 @@ import (
 	"github.com/spdlab/spdlab/reference/tlv"
 )
 
-func (d *Device) outstanding() int {
-	n := 0
-	for _, t := range d.xfers {
-		if t.Status == transferOutstanding {
-			n++
-		}
-	}
-	return n
-}
-
 // transferInfo is the transfer medium of an outgoing transfer.
 func (d *Device) transferInfo(serial uint64, t transfer, nc counters) medium.ServiceInfo {
 	total, _, _ := d.pendingTotals()

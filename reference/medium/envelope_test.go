@@ -135,7 +135,7 @@ func TestSignedLayout(t *testing.T) {
 	want := "8505" + hex.EncodeToString([]byte("SVL01")) + "613A" +
 		"DF010101" + "DF02080102030405060708" + "DF040800000000000003E8" + "DF060400000005" +
 		"9F360400000001" + "5F24046A000000" + "5F2A02009C" + "9A0469000000"
-	if strings.ToUpper(hex.EncodeToString(got)) != strings.ToUpper(want) {
+	if !strings.EqualFold(hex.EncodeToString(got), want) {
 		t.Fatalf("SignedPart = %X\nwant        %s", got, strings.ToUpper(want))
 	}
 }

@@ -54,7 +54,7 @@ func TestFileReopen(t *testing.T) {
 		t.Fatalf("second open: %v", err)
 	}
 	s.Close()
-	s = openT(t, path)
+	openT(t, path) // the store opens again once the first holder closed it
 }
 
 // copyState copies the store's files to a fresh directory, the log cut to

@@ -49,7 +49,7 @@ func (c *faultyCard) Process(cmd []byte) []byte {
 		return bytes.Clone(c.oldBalance)
 	}
 	resp := c.Card.Process(cmd)
-	if resp == nil || len(resp) < 2 {
+	if len(resp) < 2 {
 		return resp
 	}
 	sw := resp[len(resp)-2:]
