@@ -315,7 +315,7 @@ func (r Result) Verify(pub *ecdsa.PublicKey) error { return r.Medium.Verify(pub)
 func ParseResult(data []byte, kind medium.Kind) (Result, error) {
 	m, err := medium.Parse(data)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Result{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if m.Info.Kind != kind {
 		return Result{}, malformed("medium of kind %s, want %s", m.Info.Kind, kind)
@@ -443,7 +443,7 @@ func (c *Client) ParseMedium(ctx context.Context, envelope []byte) (medium.Servi
 	}
 	m, err := medium.Parse(envelope)
 	if err != nil {
-		return medium.ServiceInfo{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return medium.ServiceInfo{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	obj, rest, err := tlv.Next(m.Signed)
 	if err != nil || !bytes.Equal(data, rest) || obj.Tag != medium.TagPayloadFormat {

@@ -755,7 +755,7 @@ type SelectResult struct {
 func ParseSelectResponse(data []byte) (SelectResult, error) {
 	obj, err := tlv.ParseOne(data)
 	if err != nil {
-		return SelectResult{}, malformed("select response: %v", err)
+		return SelectResult{}, malformed("select response: %w", err)
 	}
 	if obj.Tag != TagFCI {
 		return SelectResult{}, malformed("select response: tag %s, want 6F", obj.Tag)
@@ -797,7 +797,7 @@ func SelectResponse(r SelectResult) []byte {
 func ParseDataObject(tag tlv.Tag, data []byte) ([]byte, error) {
 	obj, rest, err := tlv.Next(data)
 	if err != nil {
-		return nil, malformed("data object: %v", err)
+		return nil, malformed("data object: %w", err)
 	}
 	if len(rest) != 0 {
 		return nil, malformed("data object: %d bytes after it", len(rest))

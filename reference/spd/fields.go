@@ -34,7 +34,7 @@ func parseFields(b []byte, allowed ...tlv.Tag) (fields, error) {
 	for len(b) > 0 {
 		obj, rest, err := tlv.Next(b)
 		if err != nil {
-			return nil, malformed("%v", err)
+			return nil, malformed("%w", err)
 		}
 		b = rest
 		ok := false

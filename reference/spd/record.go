@@ -122,7 +122,7 @@ func (r PendingRecord) Verify(pub *ecdsa.PublicKey) error {
 func ParsePendingRecord(b []byte) (PendingRecord, error) {
 	obj, err := tlv.ParseOne(b)
 	if err != nil {
-		return PendingRecord{}, malformed("pending record: %v", err)
+		return PendingRecord{}, malformed("pending record: %w", err)
 	}
 	if obj.Tag != TagRecord {
 		return PendingRecord{}, malformed("pending record: tag %s, want E1", obj.Tag)

@@ -191,7 +191,7 @@ func (t *Terminal) now() time.Time { return t.cfg.Clock().UTC().Truncate(time.Se
 func (t *Terminal) Attach(ctx context.Context) error {
 	sel, err := t.card.Select(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: SELECT: %v", ErrDetached, err)
+		return fmt.Errorf("%w: SELECT: %w", ErrDetached, err)
 	}
 	if sel.State != spd.StateActive && sel.State != spd.StateBlocked && sel.State != spd.StatePersonalised {
 		return fmt.Errorf("terminal: the device is %s", sel.State)
@@ -234,11 +234,11 @@ func (t *Terminal) Attached(ctx context.Context) error {
 	if err != nil {
 		var swe *apdu.SWError
 		if !errors.As(err, &swe) {
-			return fmt.Errorf("%w: %v", ErrDetached, err)
+			return fmt.Errorf("%w: %w", ErrDetached, err)
 		}
 		sel, err := t.card.Select(ctx)
 		if err != nil {
-			return fmt.Errorf("%w: SELECT: %v", ErrDetached, err)
+			return fmt.Errorf("%w: SELECT: %w", ErrDetached, err)
 		}
 		id = sel.DeviceID
 	}

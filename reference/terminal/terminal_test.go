@@ -3,6 +3,7 @@ package terminal_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -573,5 +574,39 @@ func TestOtherOnlineStepsFaults(t *testing.T) {
 			}
 			l.audit()
 		})
+	}
+}
+
+// cuttableLink passes exchanges to a device until cut is set; from then on
+// every exchange fails with cut.
+type cuttableLink struct {
+	spd.Link
+	cut error
+}
+
+func (c *cuttableLink) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	if c.cut != nil {
+		return nil, c.cut
+	}
+	return c.Link.Exchange(ctx, command)
+}
+
+// A device that stops answering makes the terminal say ErrDetached, and
+// the link's own error stays reachable: a caller can still tell a deadline
+// from a removed card.
+func TestDetachedKeepsTheLinkError(t *testing.T) {
+	l := newLab(t)
+	d, p := l.device(nil)
+	cl := &cuttableLink{Link: procLink{d}}
+	tm := l.terminal(cl, l.user(p))
+	ctx := context.Background()
+	cl.cut = fmt.Errorf("test link: %w", context.DeadlineExceeded)
+	for _, c := range []struct {
+		name string
+		err  error
+	}{{"Attached", tm.Attached(ctx)}, {"Attach", tm.Attach(ctx)}} {
+		if !errors.Is(c.err, terminal.ErrDetached) || !errors.Is(c.err, context.DeadlineExceeded) {
+			t.Errorf("%s on a link past its deadline = %v, want both terminal.ErrDetached and context.DeadlineExceeded", c.name, c.err)
+		}
 	}
 }

@@ -30,7 +30,7 @@ func OpenDevice(vid, pid uint16) (*Link, error) {
 func OpenDeviceConfig(ctx context.Context, vid, pid uint16, cfg Config) (*Link, error) {
 	usbctx, err := newUSBContext()
 	if err != nil {
-		return nil, fmt.Errorf("usb: cannot initialise libusb: %v", err)
+		return nil, fmt.Errorf("usb: cannot initialise libusb: %w", err)
 	}
 	seen := 0
 	devs, err := usbctx.OpenDevices(func(d *gousb.DeviceDesc) bool {
@@ -40,7 +40,7 @@ func OpenDeviceConfig(ctx context.Context, vid, pid uint16, cfg Config) (*Link, 
 	if len(devs) == 0 {
 		usbctx.Close()
 		if err != nil {
-			return nil, fmt.Errorf("usb: cannot open device %04x:%04x: %v", vid, pid, err)
+			return nil, fmt.Errorf("usb: cannot open device %04x:%04x: %w", vid, pid, err)
 		}
 		return nil, fmt.Errorf("usb: no device %04x:%04x found (bus has %d devices)", vid, pid, seen)
 	}
@@ -59,16 +59,16 @@ func OpenDeviceConfig(ctx context.Context, vid, pid uint16, cfg Config) (*Link, 
 		return fail(fmt.Errorf("usb: device %04x:%04x: %w", vid, pid, err))
 	}
 	if err := dev.SetAutoDetach(true); err != nil {
-		return fail(fmt.Errorf("usb: device %04x:%04x: detaching the kernel driver: %v", vid, pid, err))
+		return fail(fmt.Errorf("usb: device %04x:%04x: detaching the kernel driver: %w", vid, pid, err))
 	}
 	config, err := dev.Config(cfgNum)
 	if err != nil {
-		return fail(fmt.Errorf("usb: device %04x:%04x: selecting configuration %d: %v", vid, pid, cfgNum, err))
+		return fail(fmt.Errorf("usb: device %04x:%04x: selecting configuration %d: %w", vid, pid, cfgNum, err))
 	}
 	intf, err := config.Interface(setting.Number, setting.Alternate)
 	if err != nil {
 		config.Close()
-		return fail(fmt.Errorf("usb: device %04x:%04x: claiming CCID interface %d: %v", vid, pid, setting.Number, err))
+		return fail(fmt.Errorf("usb: device %04x:%04x: claiming CCID interface %d: %w", vid, pid, setting.Number, err))
 	}
 	release := func() error {
 		intf.Close()
@@ -80,12 +80,12 @@ func OpenDeviceConfig(ctx context.Context, vid, pid uint16, cfg Config) (*Link, 
 	inEP, err := intf.InEndpoint(in.Number)
 	if err != nil {
 		release()
-		return nil, fmt.Errorf("usb: device %04x:%04x: bulk-in endpoint %s: %v", vid, pid, in.Address, err)
+		return nil, fmt.Errorf("usb: device %04x:%04x: bulk-in endpoint %s: %w", vid, pid, in.Address, err)
 	}
 	outEP, err := intf.OutEndpoint(out.Number)
 	if err != nil {
 		release()
-		return nil, fmt.Errorf("usb: device %04x:%04x: bulk-out endpoint %s: %v", vid, pid, out.Address, err)
+		return nil, fmt.Errorf("usb: device %04x:%04x: bulk-out endpoint %s: %w", vid, pid, out.Address, err)
 	}
 	if cfg.Name == "" {
 		cfg.Name = fmt.Sprintf("usb:%04x:%04x", vid, pid)
