@@ -14,7 +14,9 @@ import (
 )
 
 // Link is what a Client needs of a transport: rigs/link.Link satisfies it.
-// reference/ does not import rigs/, so the interface is restated here.
+// reference/ does not import rigs/, so the interface is restated here, with
+// its contract: Exchange returns the final response, 61xx and 6Cxx already
+// resolved (rigs/link.Resolve).
 type Link interface {
 	Exchange(ctx context.Context, command []byte) ([]byte, error)
 }
@@ -30,47 +32,15 @@ type Client struct {
 // NewClient returns a Client on l.
 func NewClient(l Link) *Client { return &Client{Link: l} }
 
-// maxChain bounds GET RESPONSE rounds for one command.
-const maxChain = 64
-
-// Transmit sends cmd and returns the whole response, following 61xx with
-// GET RESPONSE (SPD-APP-5) and 6Cxx by resending with the exact Le.
+// Transmit sends cmd and returns the response. The link resolves 61xx
+// with GET RESPONSE (SPD-APP-5) and 6Cxx by resending with the exact Le, as
+// the Link contract of rigs/link says, so the response is already whole.
 func (c *Client) Transmit(ctx context.Context, cmd apdu.Command) (apdu.Response, error) {
 	raw, err := cmd.Bytes()
 	if err != nil {
 		return apdu.Response{}, err
 	}
-	resp, err := c.exchange(ctx, raw)
-	if err != nil {
-		return apdu.Response{}, err
-	}
-	if resp.SW.SW1() == 0x6C {
-		cmd.Ne = int(resp.SW.SW2())
-		if cmd.Ne == 0 {
-			cmd.Ne = apdu.MaxShortLe
-		}
-		if raw, err = cmd.Bytes(); err != nil {
-			return apdu.Response{}, err
-		}
-		if resp, err = c.exchange(ctx, raw); err != nil {
-			return apdu.Response{}, err
-		}
-	}
-	data := resp.Data
-	for i := 0; resp.SW.SW1() == 0x61; i++ {
-		if i == maxChain {
-			return apdu.Response{}, fmt.Errorf("spd: %s: more than %d GET RESPONSE rounds", INS(cmd.INS), maxChain)
-		}
-		ne := int(resp.SW.SW2())
-		if ne == 0 {
-			ne = apdu.MaxShortLe
-		}
-		if resp, err = c.exchange(ctx, GetResponse(ne).MustBytes()); err != nil {
-			return apdu.Response{}, err
-		}
-		data = append(data, resp.Data...)
-	}
-	return apdu.Response{Data: data, SW: resp.SW}, nil
+	return c.exchange(ctx, raw)
 }
 
 func (c *Client) exchange(ctx context.Context, raw []byte) (apdu.Response, error) {

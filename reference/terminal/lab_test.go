@@ -21,6 +21,7 @@ import (
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/reference/terminal"
+	"github.com/spdlab/spdlab/rigs/link"
 )
 
 const (
@@ -50,10 +51,15 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// procLink is the in-process link: the device's Process, nothing between.
+// procLink is the in-process link: the device's Process with 61xx and 6Cxx
+// resolved, as every link resolves them (link.Resolve), nothing else.
 type procLink struct{ d *device.Device }
 
 func (l procLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	return link.Resolve(ctx, l.process, cmd)
+}
+
+func (l procLink) process(ctx context.Context, cmd []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

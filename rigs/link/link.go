@@ -23,7 +23,7 @@ type Link interface {
 	// Exchange sends one command APDU and returns the response APDU,
 	// status word included. It honours ctx's deadline and cancellation.
 	// Transport-level status words (61xx, 6Cxx) are resolved below the
-	// link: callers see the final response.
+	// link, as Resolve does: callers see the final response, whole.
 	Exchange(ctx context.Context, command []byte) ([]byte, error)
 	// String names the link in reports, for example "pcsc:Virtual PCD 00 00".
 	String() string
@@ -106,13 +106,18 @@ func NewDirect(app Processor, name string, atr []byte) *Direct {
 	return &Direct{app: app, name: name, atr: append([]byte(nil), atr...)}
 }
 
-// Exchange implements Link.
+// Exchange implements Link. It resolves 61xx and 6Cxx (Resolve).
 func (d *Direct) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return Resolve(ctx, d.process, command)
+}
+
+// process sends one command to the application; d.mu is held.
+func (d *Direct) process(ctx context.Context, command []byte) ([]byte, error) {
 	if d.closed {
 		return nil, ErrClosed
 	}

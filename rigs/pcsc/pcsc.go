@@ -7,7 +7,7 @@
 // It follows the PC/SC Workgroup specifications as pcsc-lite implements
 // them (SCardConnect, SCardTransmit, SCardReconnect, SCardDisconnect,
 // SCardGetStatusChange) and ISO/IEC 7816-4 for the transport status words
-// 61xx and 6Cxx, which it resolves itself (see resolve). A Reader is a
+// 61xx and 6Cxx, which it resolves with link.Resolve. A Reader is a
 // link.Link that can also reset the card (link.Resetter), cut and restore
 // its power (link.PowerCycler) and tell its Answer To Reset (link.ATRer).
 //

@@ -182,7 +182,7 @@ func (r *Reader) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 			return ErrUnpowered
 		}
 		var err error
-		resp, err = resolve(r.transmit, cmd)
+		resp, err = link.Resolve(ctx, func(_ context.Context, c []byte) ([]byte, error) { return r.transmit(c) }, cmd)
 		return err
 	})
 	if err != nil {

@@ -216,9 +216,15 @@ func (c *Channel) readBlock(fd int) (sdblock.Block, error) {
 	return sdblock.ParseBlock(c.rbuf[:n])
 }
 
-// Exchange implements link.Link. Commands and responses longer than a
-// block travel in chained segments.
+// Exchange implements link.Link. It resolves 61xx and 6Cxx
+// (link.Resolve).
 func (c *Channel) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	return link.Resolve(ctx, c.exchange, command)
+}
+
+// exchange sends one command APDU. Commands and responses longer than a
+// block travel in chained segments.
+func (c *Channel) exchange(ctx context.Context, command []byte) ([]byte, error) {
 	if len(command) > sdblock.MaxAPDU {
 		return nil, fmt.Errorf("sdcard: command of %d bytes exceeds %d", len(command), sdblock.MaxAPDU)
 	}

@@ -186,8 +186,13 @@ func (p *Port) read() {
 	}
 }
 
-// Exchange implements link.Link.
+// Exchange implements link.Link. It resolves 61xx and 6Cxx (link.Resolve).
 func (p *Port) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	return link.Resolve(ctx, p.exchange, command)
+}
+
+// exchange sends one command APDU in one COMMAND frame.
+func (p *Port) exchange(ctx context.Context, command []byte) ([]byte, error) {
 	if len(command) > serialframe.MaxPayload {
 		return nil, fmt.Errorf("serial: command of %d bytes exceeds the frame limit of %d", len(command), serialframe.MaxPayload)
 	}

@@ -124,10 +124,16 @@ func New(ctx context.Context, pipe BulkPipe, cfg Config) (*Link, error) {
 	return l, nil
 }
 
-// Exchange implements link.Link: one PC_to_RDR_XfrBlock.
+// Exchange implements link.Link: one PC_to_RDR_XfrBlock per command APDU,
+// with 61xx and 6Cxx resolved (link.Resolve).
 func (l *Link) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return link.Resolve(ctx, l.xfrBlock, command)
+}
+
+// xfrBlock sends one command APDU; l.mu is held.
+func (l *Link) xfrBlock(ctx context.Context, command []byte) ([]byte, error) {
 	if l.closed {
 		return nil, link.ErrClosed
 	}

@@ -1,16 +1,10 @@
-//go:build cgo
-
-package pcsc
+package link
 
 import (
 	"bytes"
+	"context"
 	"errors"
-	"strings"
 	"testing"
-
-	"github.com/ebfe/scard"
-
-	"github.com/spdlab/spdlab/rigs/link"
 )
 
 // scripted is a card that answers from a list and records what it got.
@@ -19,7 +13,7 @@ type scripted struct {
 	sent    [][]byte
 }
 
-func (s *scripted) transmit(cmd []byte) ([]byte, error) {
+func (s *scripted) send(_ context.Context, cmd []byte) ([]byte, error) {
 	s.sent = append(s.sent, append([]byte(nil), cmd...))
 	if len(s.answers) == 0 {
 		return nil, errors.New("no more answers")
@@ -97,7 +91,7 @@ func TestResolve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			card := &scripted{answers: tt.answers}
-			got, err := resolve(card.transmit, tt.command)
+			got, err := Resolve(context.Background(), card.send, tt.command)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,8 +111,8 @@ func TestResolve(t *testing.T) {
 }
 
 func TestResolveEndlessChain(t *testing.T) {
-	endless := func([]byte) ([]byte, error) { return []byte{0xAA, 0x61, 0x01}, nil }
-	if _, err := resolve(endless, []byte{0x00, 0xB0, 0x00, 0x00, 0x00}); err == nil {
+	endless := func(context.Context, []byte) ([]byte, error) { return []byte{0xAA, 0x61, 0x01}, nil }
+	if _, err := Resolve(context.Background(), endless, []byte{0x00, 0xB0, 0x00, 0x00, 0x00}); err == nil {
 		t.Fatal("a card answering 61xx for ever was followed for ever")
 	}
 }
@@ -135,36 +129,8 @@ func TestGetResponseClass(t *testing.T) {
 	}
 }
 
-func TestErrorMapping(t *testing.T) {
-	tests := []struct {
-		in   scard.Error
-		is   error
-		text string
-	}{
-		{scard.ErrNoService, ErrNoService, "pcsc: cannot reach pcscd (is the pcscd service running?"},
-		{scard.ErrServiceStopped, ErrNoService, "pcsc: cannot reach pcscd"},
-		{scard.ErrNoReadersAvailable, ErrNoReader, "no reader attached"},
-		{scard.ErrUnknownReader, ErrNoReader, "pcsc: no such reader"},
-		{scard.ErrNoSmartcard, link.ErrNoCard, "no card present"},
-		{scard.ErrRemovedCard, link.ErrRemoved, "removed"},
-		{scard.ErrNotTransacted, link.ErrRemoved, "removed"},
-		{scard.ErrUnresponsiveCard, link.ErrRemoved, "removed"},
-		{scard.ErrSharingViolation, scard.ErrSharingViolation, "exclusive use by another program"},
-		{scard.ErrInvalidParameter, scard.ErrInvalidParameter, "pcsc"},
-	}
-	for _, tt := range tests {
-		err := wrap(tt.in, "Virtual PCD 00 00")
-		if tt.is != scard.ErrSharingViolation && !errors.Is(err, tt.is) {
-			t.Errorf("wrap(%v) = %v, want it to match %v", tt.in, err, tt.is)
-		}
-		if !strings.Contains(err.Error(), tt.text) {
-			t.Errorf("wrap(%v) = %q, want it to say %q", tt.in, err, tt.text)
-		}
-	}
-}
-
 // FuzzResolve answers a command with arbitrary card responses (split at
-// every 0xFF byte): resolve must never panic, never send more than the
+// every 0xFF byte): Resolve must never panic, never send more than the
 // bounded number of GET RESPONSEs, and return either an error or the last
 // response's status word at the end.
 func FuzzResolve(f *testing.F) {
@@ -176,12 +142,34 @@ func FuzzResolve(f *testing.F) {
 			return
 		}
 		card := &scripted{answers: bytes.Split(answers, []byte{0xFF})}
-		resp, err := resolve(card.transmit, command)
-		if len(card.sent) > maxGetResponse+2 {
+		resp, err := Resolve(context.Background(), card.send, command)
+		if len(card.sent) > MaxGetResponse+2 {
 			t.Fatalf("%d commands sent", len(card.sent))
 		}
 		if err == nil && len(resp) >= 2 && resp[len(resp)-2] == 0x61 {
 			t.Fatalf("61xx left unresolved: % X", resp)
 		}
 	})
+}
+
+func TestWithLe(t *testing.T) {
+	tests := []struct {
+		name    string
+		command []byte
+		want    []byte // nil: refused
+	}{
+		{"case 1", []byte{0x00, 0xCA, 0x9F, 0x36}, []byte{0x00, 0xCA, 0x9F, 0x36, 0x07}},
+		{"case 2", []byte{0x00, 0xB0, 0x00, 0x00, 0x20}, []byte{0x00, 0xB0, 0x00, 0x00, 0x07}},
+		{"case 3", []byte{0x80, 0x10, 0x00, 0x00, 0x02, 0xAA, 0xBB}, []byte{0x80, 0x10, 0x00, 0x00, 0x02, 0xAA, 0xBB, 0x07}},
+		{"case 4", []byte{0x80, 0x10, 0x00, 0x00, 0x02, 0xAA, 0xBB, 0x00}, []byte{0x80, 0x10, 0x00, 0x00, 0x02, 0xAA, 0xBB, 0x07}},
+		{"extended", []byte{0x80, 0x10, 0x00, 0x00, 0x00, 0x00, 0x01, 0xAA}, nil},
+		{"Lc disagrees", []byte{0x80, 0x10, 0x00, 0x00, 0x05, 0xAA}, nil},
+		{"shorter than a header", []byte{0x80, 0x10}, nil},
+	}
+	for _, tt := range tests {
+		got, ok := withLe(tt.command, 0x07)
+		if ok != (tt.want != nil) || !bytes.Equal(got, tt.want) {
+			t.Errorf("%s: withLe(% X) = % X %v, want % X", tt.name, tt.command, got, ok, tt.want)
+		}
+	}
 }
