@@ -108,8 +108,11 @@ func TestVendorHookReturnsSampleToBlank(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if card.resets != 2 || len(card.wrong) != 0 {
-		t.Fatalf("the hook reset the sample %d times (want 2), wrong sample names %q", card.resets, card.wrong)
+	card.mu.Lock() // the emulator's goroutine may still be in current()
+	resets, wrong := card.resets, card.wrong
+	card.mu.Unlock()
+	if resets != 2 || len(wrong) != 0 {
+		t.Fatalf("the hook reset the sample %d times (want 2), wrong sample names %q", resets, wrong)
 	}
 
 	// A hook that leaves the sample personalised (as round 2 left it) is
