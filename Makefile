@@ -4,12 +4,13 @@ FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
 DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu
 OUT       ?= out
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools chromium
 
 FAULTY    ?= status-9000 stale-result stale-balance
 
-.PHONY: all deps services build run test test-unit test-scenarios test-certify test-faulty check-builds bench fuzz vet clean
+.PHONY: all deps services build run test test-unit test-scenarios test-certify test-faulty check-builds check-hygiene bench fuzz vet clean
 
 all: build
 
@@ -35,6 +36,7 @@ run: build
 test: services
 	$(GO) vet ./...
 	$(MAKE) --no-print-directory check-builds
+	$(MAKE) --no-print-directory check-hygiene
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory test-faulty
 	$(MAKE) --no-print-directory test-scenarios
@@ -72,6 +74,16 @@ check-builds:
 	CGO_ENABLED=0 $(GO) test -count=1 -run 'WithoutCgo' ./rigs/usb
 	GOOS=darwin $(GO) build ./...
 	GOOS=darwin $(GO) vet ./...
+
+## check-hygiene: go.mod and go.sum tidy, staticcheck clean (scenarios/staticcheck.conf
+## allows the Ginkgo and Gomega dot imports), and the race detector on every package that
+## starts a goroutine, found by grep so that a new one is never left out
+check-hygiene:
+	$(GO) mod tidy -diff
+	$(GO) run $(STATICCHECK) ./...
+	@pkgs=$$(grep -rlE --include='*.go' '^[[:space:]]+go [A-Za-z_(]' . | xargs -n1 dirname | sort -u); \
+	  echo "$(GO) test -race -count=1 -timeout 15m" $$pkgs; \
+	  $(GO) test -race -count=1 -timeout 15m $$pkgs
 
 ## bench: transport round trips, payment and medium figures, each as a ratio to its floor
 bench: services
