@@ -13,6 +13,7 @@ import (
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/wire/sdblock"
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/link/linktest"
 	channel "github.com/spdlab/spdlab/rigs/sdcard"
 )
 
@@ -358,4 +359,12 @@ func TestRunStopsOnCancel(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The SD rig keeps the Link contract with this emulator behind the channel.
+func TestSDLinkKeepsTheContract(t *testing.T) {
+	linktest.Contract(t, func(t *testing.T, card *linktest.ContractCard) link.Link {
+		_, dir := startDevice(t, card, Config{})
+		return openChannel(t, dir, channel.Config{})
+	})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/spdlab/spdlab/reference/wire/crc16"
 	"github.com/spdlab/spdlab/reference/wire/serialframe"
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/link/linktest"
 	rig "github.com/spdlab/spdlab/rigs/serial"
 )
 
@@ -458,4 +459,12 @@ func TestFaultLineExecutesEveryCommandOnce(t *testing.T) {
 	if c.Flipped+c.Dropped+c.Duplicated == 0 {
 		t.Fatal("the line damaged nothing")
 	}
+}
+
+// The serial rig keeps the Link contract with this emulator on the line.
+func TestSerialLinkKeepsTheContract(t *testing.T) {
+	linktest.Contract(t, func(t *testing.T, card *linktest.ContractCard) link.Link {
+		_, path := startDevice(t, card, Config{})
+		return openPort(t, path, fastConfig)
+	})
 }

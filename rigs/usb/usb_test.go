@@ -14,6 +14,7 @@ import (
 	"github.com/spdlab/spdlab/emulator/usbccid"
 	"github.com/spdlab/spdlab/reference/wire/ccid"
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/link/linktest"
 	"github.com/spdlab/spdlab/rigs/usb"
 )
 
@@ -469,5 +470,18 @@ func FuzzAnswer(f *testing.F) {
 		if err == nil && len(resp) < 2 {
 			t.Fatalf("response %X without an error", resp)
 		}
+	})
+}
+
+// The USB rig keeps the Link contract with the CCID emulator behind it.
+func TestUSBLinkKeepsTheContract(t *testing.T) {
+	linktest.Contract(t, func(t *testing.T, card *linktest.ContractCard) link.Link {
+		rd := usbccid.New(card, usbccid.Config{})
+		t.Cleanup(func() { rd.Close() })
+		l, err := usb.New(context.Background(), rd, usb.Config{Name: "usb-emu", Timeout: 2 * time.Second})
+		if err != nil {
+			t.Fatalf("usb.New: %v", err)
+		}
+		return l
 	})
 }

@@ -332,3 +332,9 @@ func FuzzReadTranscript(f *testing.F) {
 		}
 	})
 }
+
+func TestDirectKeepsTheContract(t *testing.T) {
+	Contract(t, func(t *testing.T, card *ContractCard) link.Link {
+		return link.NewDirect(card, "direct", []byte{0x3B, 0x00})
+	})
+}
