@@ -82,6 +82,7 @@ type rig struct {
 	is      *spd.Issuer
 	profile spd.Profile
 	pub     *ecdsa.PublicKey
+	counter uint32
 }
 
 // newBlankRig returns a blank device with a client on a direct link.

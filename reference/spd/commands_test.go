@@ -165,13 +165,18 @@ func TestProfileCodec(t *testing.T) {
 	}
 }
 
-// cardScript answers a fixed list of exchanges, like a card would.
+// cardScript answers a fixed list of exchanges, like a card would, behind
+// a link that resolves 61xx and 6Cxx as every link does (link.Resolve).
 type cardScript struct {
 	t     *testing.T
 	steps []struct{ cmd, resp string }
 }
 
-func (c *cardScript) Exchange(_ context.Context, cmd []byte) ([]byte, error) {
+func (c *cardScript) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	return link.Resolve(ctx, c.answer, cmd)
+}
+
+func (c *cardScript) answer(_ context.Context, cmd []byte) ([]byte, error) {
 	if len(c.steps) == 0 {
 		c.t.Fatalf("unexpected command %X", cmd)
 	}
