@@ -14,15 +14,16 @@ import (
 	"github.com/spdlab/spdlab/scenarios"
 )
 
-// casesArgsEnv carries the arguments of `spdlab cases` to the test binary
+// childArgsEnv carries the arguments of spdlab to the test binary
 // run as a child: Ginkgo builds one spec tree per process.
-const casesArgsEnv = "SPDLAB_TEST_CASES_ARGS"
+const childArgsEnv = "SPDLAB_TEST_CHILD_ARGS"
 
-// TestCasesChild is `spdlab cases` inside a child process of the tests.
-func TestCasesChild(t *testing.T) {
-	args := os.Getenv(casesArgsEnv)
+// TestSpdlabChild is spdlab inside a child process of the tests, for the
+// commands that build the suite's spec tree (cases, certify).
+func TestSpdlabChild(t *testing.T) {
+	args := os.Getenv(childArgsEnv)
 	if args == "" {
-		t.Skip("runs only as the child of the catalogue tests")
+		t.Skip("runs only as the child of the catalogue and certify tests")
 	}
 	var argv []string
 	if err := json.Unmarshal([]byte(args), &argv); err != nil {
@@ -34,18 +35,26 @@ func TestCasesChild(t *testing.T) {
 // cases runs spdlab cases with args in a child process.
 func cases(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCasesChild$")
-	argv, err := json.Marshal(append([]string{"cases"}, args...))
+	out, errOut, err := child(append([]string{"cases"}, args...)...)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("spdlab cases %s: %v\n%s", strings.Join(args, " "), err, errOut)
 	}
-	cmd.Env = append(os.Environ(), casesArgsEnv+"="+string(argv))
+	return out
+}
+
+// child runs spdlab with args in a child process and returns its standard
+// output and error.
+func child(args ...string) (string, string, error) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSpdlabChild$")
+	argv, err := json.Marshal(args)
+	if err != nil {
+		return "", "", err
+	}
+	cmd.Env = append(os.Environ(), childArgsEnv+"="+string(argv))
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("spdlab cases %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
-	}
-	return out.String()
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
 }
 
 // The catalogue lists every case once with what it needs, in each format,

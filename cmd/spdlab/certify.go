@@ -119,6 +119,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	reporterConfig.JSONReport = jsonPath
 	var t suiteT
 	name := strings.Join(duts, " + ")
+	reporterConfig = startProgress(e, reporterConfig)
 	ginkgo.RunSpecs(&t, "spdlab conformance on "+name, suiteConfig, reporterConfig)
 
 	rs, err := reports.LoadGinkgoJSON(jsonPath)
