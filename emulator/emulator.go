@@ -41,7 +41,8 @@ const (
 //
 // T0 = 0x80 | K (TD1 present, K historical bytes); TD1 = 0x81 (TD2 present,
 // T=1); TD2 = 0x31 (TA3 and TB3 present, T=1); TA3 = IFSC 254; TB3 = BWI 4,
-// CWI 5. TCK is present because T=1 is indicated.
+// CWI 5. TCK is present because T=1 is indicated. The eSIM adds the global
+// interface bytes of T=15 that mark an eUICC (see below).
 func ATR(f Form) []byte {
 	hist := "SPDLAB SIM"
 	switch f {
@@ -55,6 +56,13 @@ func ATR(f Form) []byte {
 		hist = "SPDLAB UART"
 	}
 	atr := []byte{0x3B, 0x80 | byte(len(hist)), 0x81, 0x31, 0xFE, 0x45}
+	if f == FormESIM {
+		// TD2 = B1 adds TD3; TD3 = 3F: TA4 and TB4, T=15 (global bytes);
+		// TA4 = 07: classes A, B and C; TB4 = 82: b8 and b2, "eUICC-related
+		// functions supported" (ETSI TS 102 221 clause 6.3.3, SPEC.md
+		// SPD-ESIM-3).
+		atr = []byte{0x3B, 0x80 | byte(len(hist)), 0x81, 0xB1, 0xFE, 0x45, 0x3F, 0x07, 0x82}
+	}
 	atr = append(atr, hist...)
 	var tck byte
 	for _, b := range atr[1:] {

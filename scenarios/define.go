@@ -16,6 +16,7 @@ func Define(d Driver) {
 	defineMedia(d)
 	defineParsing(d)
 	defineDeviceMedia(d)
+	defineESIM(d)
 	defineInvariants(d)
 	defineService(d)
 	defineVectors(d)

@@ -45,6 +45,7 @@ const (
 const (
 	ParseMerchant Capability = "parse-merchant" // PARSE MEDIUM P1 01, merchant order codes (SPD-MPM-1)
 	StoredMedia   Capability = "stored-media"   // STORE MEDIUM, LIST MEDIA, SHOW MEDIUM (SPD-STM-*)
+	ESIM          Capability = "esim"           // eUICC ATR and logical channels (SPD-ESIM-*)
 )
 
 // Abilities of the rig: what the lab can do to the device it holds.
@@ -61,7 +62,7 @@ const (
 
 // Features lists every ICS feature, in the order the ICS documents them.
 var Features = []Capability{PayBalance, PayAccount, PayUses, Offline, Tokens, Transfers,
-	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia}
+	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia, ESIM}
 
 // IsFeature reports whether c is a feature a device declares (rather than
 // an ability of the rig).

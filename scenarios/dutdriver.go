@@ -77,7 +77,7 @@ func NewDUTDriver(specs []string, s *ics.ICS) (*DUTDriver, error) {
 		return nil, fmt.Errorf("scenarios: %d samples named but the ICS says the vendor supplies %d (samples.count)", len(specs), s.Samples.Count)
 	}
 	if s == nil {
-		s = ics.Reference()
+		s = ics.ReferenceFor(specs[0])
 	}
 	return &DUTDriver{Specs: specs, ICS: s}, nil
 }
@@ -87,7 +87,7 @@ func (d *DUTDriver) Emulated() bool { return len(d.Specs) == 1 && dut.Emulated(d
 
 func (d *DUTDriver) statement() *ics.ICS {
 	if d.ICS == nil {
-		return ics.Reference()
+		return ics.ReferenceFor(d.Specs[0])
 	}
 	return d.ICS
 }

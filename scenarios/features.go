@@ -42,6 +42,7 @@ var requirementFeatures = map[string]Capability{
 	"SPD-MED-4": ParseMedium,
 	"SPD-MPM-":  ParseMerchant,
 	"SPD-STM-":  StoredMedia,
+	"SPD-ESIM-": ESIM,
 }
 
 // featuresCited lists the optional features the labels cite.
@@ -72,6 +73,12 @@ func commandFeatures(cmd []byte) []Capability {
 		return nil
 	}
 	cla, ins, p1, p2 := cmd[0], cmd[1], cmd[2], cmd[3]
+	switch {
+	case cla&0xF0 == 0x00 && ins == 0x70: // MANAGE CHANNEL (SPD-ESIM-1)
+		return []Capability{ESIM}
+	case cla&0x70 == 0 && cla&0x03 != 0: // a logical channel other than 0
+		return append([]Capability{ESIM}, commandFeatures(append([]byte{cla &^ 0x03}, cmd[1:]...))...)
+	}
 	switch {
 	case cla == 0x00 && ins == 0x20 && p2 == 0x81:
 		return []Capability{Biometric}

@@ -7,6 +7,8 @@
 //	serial:PATH    a UART device (or `spdlab emulate serial`) at PATH
 //	usb:VID:PID    a USB CCID device, hex IDs
 //	usb-emu        the reference device behind the in-process USB CCID emulator
+//	esim-emu       the reference device as the SPD application of an emulated
+//	               eUICC (emulator/esim): logical channels, an ISD-R, the eSIM ATR
 //	sd:DIR         a secure microSD channel at a card's mount point DIR
 //	replay:FILE    answers from a recorded pcapng trace
 //	faulty:MODE    a reference device with one deliberate defect (FaultyModes),
@@ -111,7 +113,7 @@ func Open(ctx context.Context, spec string, opt Options) (*DUT, error) {
 	kind, arg, _ := strings.Cut(spec, ":")
 	open, ok := openers[kind]
 	if !ok {
-		return nil, fmt.Errorf("dut: unknown DUT %q (want ref, pcsc[:READER], serial:PATH, usb:VID:PID, usb-emu, sd:DIR, replay:FILE, pcsc-emu, serial-emu, sd-emu)", spec)
+		return nil, fmt.Errorf("dut: unknown DUT %q (want ref, pcsc[:READER], serial:PATH, usb:VID:PID, usb-emu, esim-emu, sd:DIR, replay:FILE, pcsc-emu, serial-emu, sd-emu)", spec)
 	}
 	d := &DUT{Spec: spec}
 	if err := open(ctx, d, arg, opt); err != nil {

@@ -33,7 +33,7 @@ const ProfileVersion = 1
 var Features = []string{
 	"pay-balance", "pay-account", "pay-uses", "offline", "tokens", "transfers",
 	"biometric", "location", "attribute", "certificate", "generate-medium", "parse-medium",
-	"parse-merchant", "stored-media",
+	"parse-merchant", "stored-media", "esim",
 }
 
 // Form factors and transports an ICS may name.
@@ -109,6 +109,22 @@ func Reference() *ICS {
 	s, err := Parse(referenceYAML)
 	if err != nil {
 		panic("ics: reference.yaml: " + err.Error())
+	}
+	return s
+}
+
+// ReferenceFor is the statement of the emulated DUT named by spec: the
+// eSIM emulator (esim-emu) is the reference device as an eSIM (form factor
+// esim, feature esim); every other emulated DUT is Reference.
+func ReferenceFor(spec string) *ICS {
+	if spec != "esim-emu" {
+		return Reference()
+	}
+	raw := bytes.Replace(referenceYAML, []byte("  form_factor: sim  "), []byte("  form_factor: esim "), 1)
+	raw = bytes.Replace(raw, []byte("  esim: false "), []byte("  esim: true  "), 1)
+	s, err := Parse(raw)
+	if err != nil {
+		panic("ics: the eSIM reference statement: " + err.Error())
 	}
 	return s
 }

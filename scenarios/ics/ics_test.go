@@ -9,9 +9,13 @@ import (
 func TestReferenceStatementIsValid(t *testing.T) {
 	s := Reference()
 	for _, f := range Features {
-		if !s.Has(f) {
+		if !s.Has(f) && f != "esim" {
 			t.Errorf("the reference device's ICS does not declare %s", f)
 		}
+	}
+	// The reference device is a SIM; as esim-emu it is an eSIM as well.
+	if e := ReferenceFor("esim-emu"); s.Has("esim") || !e.Has("esim") || e.Product.FormFactor != "esim" || e.SHA256 == s.SHA256 {
+		t.Errorf("esim: reference %v, esim-emu %v as %s", s.Has("esim"), e.Has("esim"), e.Product.FormFactor)
 	}
 	if s.Samples.Reset != ResetTestErase || len(s.SHA256) != 64 {
 		t.Fatalf("reference ICS: reset %q, digest %q", s.Samples.Reset, s.SHA256)

@@ -1,0 +1,214 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// isdrAID is the ISD-R of GSMA SGP.22: the other application of an eSIM.
+var isdrAID = []byte{0xA0, 0x00, 0x00, 0x05, 0x59, 0x10, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x89, 0x00, 0x00, 0x01, 0x00}
+
+// eUICCIndicated finds the first TB after a TDi announcing T=15 and
+// reports whether its b8 and b2 are set (ETSI TS 102 221 clause 6.3.3:
+// "eUICC-related functions supported"; SPEC.md SPD-ESIM-3).
+func eUICCIndicated(atr []byte) (bool, error) {
+	if len(atr) < 2 {
+		return false, fmt.Errorf("ATR of %d bytes", len(atr))
+	}
+	y, i, afterT15 := atr[1]>>4, 2, false
+	for {
+		var tb *byte
+		for bit := 0; bit < 3; bit++ {
+			if y&(1<<bit) != 0 {
+				if i >= len(atr) {
+					return false, fmt.Errorf("ATR truncated in its interface bytes")
+				}
+				if bit == 1 {
+					tb = &atr[i]
+				}
+				i++
+			}
+		}
+		if afterT15 {
+			return tb != nil && *tb&0x82 == 0x82, nil
+		}
+		if y&0x08 == 0 {
+			return false, nil
+		}
+		if i >= len(atr) {
+			return false, fmt.Errorf("ATR truncated in its interface bytes")
+		}
+		td := atr[i]
+		i++
+		afterT15 = td&0x0F == 0x0F
+		y = td >> 4
+	}
+}
+
+// onChannel sends one command with the logical channel ch in its class
+// byte and answers the response data and status word, as one exchange:
+// GET RESPONSE, when the case wants it, goes on the same channel.
+func onChannel(ctx context.Context, f *Fixture, ch byte, cmd apdu.Command) ([]byte, apdu.SW) {
+	GinkgoHelper()
+	cmd.CLA |= ch
+	raw, err := cmd.Bytes()
+	Expect(err).NotTo(HaveOccurred())
+	resp, err := f.Client.Link.Exchange(ctx, raw)
+	Expect(err).NotTo(HaveOccurred())
+	r, err := apdu.ParseResponse(resp)
+	Expect(err).NotTo(HaveOccurred())
+	return r.Data, r.SW
+}
+
+var (
+	openChannel = apdu.Command{CLA: 0x00, INS: 0x70, P1: 0x00, P2: 0x00, Ne: 1}
+	selectISDR  = apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, P2: 0x00, Data: isdrAID, Ne: 256}
+	getEID      = apdu.Command{CLA: 0x80, INS: 0xE2, P1: 0x91, P2: 0x00, Data: []byte{0xBF, 0x3E, 0x03, 0x5C, 0x01, 0x5A}, Ne: 256}
+)
+
+func closeChannel(n byte) apdu.Command { return apdu.Command{CLA: 0x00, INS: 0x70, P1: 0x80, P2: n} }
+
+func defineESIM(d Driver) {
+	Describe("eSIM: the SPD application on an eUICC", func() {
+		It("MUST present an ATR that indicates the eUICC in its T=15 global bytes and T=1",
+			Case("TC-ESIM-001", "SPD-ESIM-3", "SPD-FORM-3", "C35", "C36"), func(ctx SpecContext) {
+				f := open(ctx, d)
+				a, ok := f.Device.Link.(link.ATRer)
+				Expect(ok).To(BeTrue(), "an eSIM is reached through ISO/IEC 7816-3 contacts and has an ATR")
+				atr := a.ATR()
+				Expect(checkATR(atr)).To(Succeed())
+				euicc, err := eUICCIndicated(atr)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(euicc).To(BeTrue(), "first TB after T=15 with b8 and b2 set, ATR % X", atr)
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST keep one SPD session per logical channel beside the ISD-R: selection, verification and pending responses isolated, memory shared",
+			Case("TC-ESIM-002", "SPD-ESIM-1", "SPD-ESIM-2", "SPD-APP-2", "SPD-APP-5", "C28", "C35", "C42"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				// Channel 0: the ISD-R, not the SPD application.
+				fci, sw := onChannel(ctx, f, 0, selectISDR)
+				Expect(sw).To(Equal(apdu.SWOK))
+				Expect(bytes.Contains(fci, isdrAID)).To(BeTrue(), "the ISD-R's FCI names its AID")
+				eid, sw := onChannel(ctx, f, 0, getEID)
+				Expect(sw).To(Equal(apdu.SWOK))
+				Expect(eid).To(HaveLen(21))
+				Expect(eid[:5]).To(Equal([]byte{0xBF, 0x3E, 0x12, 0x5A, 0x10}))
+				_, sw = onChannel(ctx, f, 0, spd.GetData(spd.TagBalance))
+				Expect(sw).NotTo(Equal(apdu.SWOK), "GET DATA on the ISD-R's channel does not reach the SPD application")
+
+				// Channel a: the SPD application, verified.
+				n, sw := onChannel(ctx, f, 0, openChannel)
+				Expect(sw).To(Equal(apdu.SWOK))
+				Expect(n).To(HaveLen(1))
+				a := n[0]
+				Expect(a).To(BeNumerically(">=", 1))
+				Expect(a).To(BeNumerically("<=", 3))
+				_, sw = onChannel(ctx, f, a, spd.GetData(spd.TagBalance))
+				Expect(sw).To(Equal(apdu.SWConditionsNotSat), "a new channel has nothing selected")
+				fci, sw = onChannel(ctx, f, a, spd.Select())
+				Expect(sw).To(Equal(apdu.SWOK))
+				sel, err := spd.ParseSelectResponse(fci)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(sel.DeviceID).To(Equal(f.Profile.DeviceID))
+				_, sw = onChannel(ctx, f, a, spd.VerifyPIN(f.Profile.PIN))
+				Expect(sw).To(Equal(apdu.SWOK))
+
+				// Channel b: the SPD application again, not verified.
+				n, sw = onChannel(ctx, f, a, openChannel)
+				Expect(sw).To(Equal(apdu.SWOK))
+				b := n[0]
+				Expect(b).NotTo(Equal(a))
+				_, sw = onChannel(ctx, f, b, spd.Select())
+				Expect(sw).To(Equal(apdu.SWOK))
+				pay := payment(spd.KindBalance, spd.ModeOnline, 4_00)
+				if d.Profile().Has(PayBalance) {
+					_, sw = onChannel(ctx, f, b, spd.Pay(pay))
+					Expect(sw).To(Equal(apdu.SWSecurityNotSatisfied), "verification on channel %d does not serve channel %d", a, b)
+					_, sw = onChannel(ctx, f, a, spd.Pay(pay))
+					Expect(sw == apdu.SWOK || sw.SW1() == 0x61).To(BeTrue(), "PAY on the verified channel %d: %s", a, sw)
+					bal, sw := onChannel(ctx, f, b, spd.GetData(spd.TagBalance))
+					Expect(sw).To(Equal(apdu.SWOK))
+					Expect(bal).To(Equal(spd.DataObject(spd.TagBalance, []byte{0, 0, 0, 0, 0, 0, 0x25, 0x80})),
+						"the payment on channel %d shows on channel %d: 100.00 - 4.00", a, b)
+				}
+
+				// A pending response belongs to its channel.
+				part, sw := onChannel(ctx, f, a, apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, P2: 0x00, Data: spd.AID, Ne: 5})
+				Expect(sw.SW1()).To(Equal(byte(0x61)))
+				_, sw = onChannel(ctx, f, b, spd.GetResponse(256))
+				Expect(sw).To(Equal(apdu.SWConditionsNotSat), "channel %d has nothing pending", b)
+				rest, sw := onChannel(ctx, f, a, spd.GetResponse(256))
+				Expect(sw).To(Equal(apdu.SWOK), "channel %d's pending response survived a command on channel %d", a, b)
+				sel2, err := spd.ParseSelectResponse(append(part, rest...))
+				Expect(err).NotTo(HaveOccurred())
+				Expect(sel2.DeviceID).To(Equal(f.Profile.DeviceID))
+
+				// Closing a channel ends its session only.
+				_, sw = onChannel(ctx, f, 0, closeChannel(a))
+				Expect(sw).To(Equal(apdu.SWOK))
+				_, sw = onChannel(ctx, f, a, spd.GetData(spd.TagBalance))
+				Expect(sw).To(Equal(apdu.SW(0x6881)), "a closed channel")
+				_, sw = onChannel(ctx, f, b, spd.GetData(spd.TagBalance))
+				Expect(sw).To(Equal(apdu.SWOK), "channel %d kept its session", b)
+				_, sw = onChannel(ctx, f, 0, apdu.Command{CLA: 0x00, INS: 0x70, P1: 0x00, P2: a})
+				Expect(sw).To(Equal(apdu.SWOK), "reopening channel %d", a)
+				_, sw = onChannel(ctx, f, a, spd.GetData(spd.TagBalance))
+				Expect(sw).To(Equal(apdu.SWConditionsNotSat), "a reopened channel starts with nothing selected")
+				// Selecting the ISD-R on a channel ends its SPD session.
+				_, sw = onChannel(ctx, f, b, selectISDR)
+				Expect(sw).To(Equal(apdu.SWOK))
+				_, sw = onChannel(ctx, f, b, spd.Select())
+				Expect(sw).To(Equal(apdu.SWOK))
+				if d.Profile().Has(PayBalance) {
+					_, sw = onChannel(ctx, f, b, spd.Pay(pay))
+					Expect(sw).To(Equal(apdu.SWSecurityNotSatisfied))
+				}
+			}, SpecTimeout(60*time.Second))
+
+		It("MUST answer MANAGE CHANNEL and classes it does not offer as SPD-ESIM-1 says, and close channels 1..3 on a warm reset",
+			Case("TC-ESIM-003", "SPD-ESIM-1", "SPD-STO-3", "C35", "C42"), func(ctx SpecContext) {
+				f := open(ctx, d)
+				opened := map[byte]bool{}
+				for i := 0; i < 3; i++ {
+					n, sw := onChannel(ctx, f, 0, openChannel)
+					Expect(sw).To(Equal(apdu.SWOK))
+					Expect(n).To(HaveLen(1))
+					opened[n[0]] = true
+				}
+				Expect(opened).To(Equal(map[byte]bool{1: true, 2: true, 3: true}), "channels 1..3, lowest first")
+				_, sw := onChannel(ctx, f, 0, openChannel)
+				Expect(sw).To(Equal(apdu.SW(0x6A81)), "no channel left to open")
+				_, sw = onChannel(ctx, f, 0, apdu.Command{CLA: 0x00, INS: 0x70, P1: 0x00, P2: 2})
+				Expect(sw).To(Equal(apdu.SW(0x6A81)), "opening an open channel")
+				_, sw = onChannel(ctx, f, 0, closeChannel(0))
+				Expect(sw).To(Equal(apdu.SW(0x6A81)), "the basic channel cannot be closed")
+				_, sw = onChannel(ctx, f, 0, apdu.Command{CLA: 0x00, INS: 0x70, P1: 0x40, P2: 1})
+				Expect(sw).To(Equal(apdu.SWIncorrectP1P2))
+				_, sw = onChannel(ctx, f, 0, apdu.Command{CLA: 0x04, INS: 0xA4, P1: 0x04, P2: 0x00, Data: spd.AID, Ne: 256})
+				Expect(sw).To(Equal(apdu.SW(0x6882)), "secure messaging")
+				_, sw = onChannel(ctx, f, 0, apdu.Command{CLA: 0x40, INS: 0xA4, P1: 0x04, P2: 0x00, Data: spd.AID, Ne: 256})
+				Expect(sw).To(Equal(apdu.SW(0x6881)), "channel 4 (further interindustry class)")
+				_, sw = onChannel(ctx, f, 3, spd.Select())
+				Expect(sw).To(Equal(apdu.SWOK))
+				r, ok := f.Device.Link.(link.Resetter)
+				if !ok {
+					return
+				}
+				_, err := r.Reset(ctx, false)
+				Expect(err).NotTo(HaveOccurred())
+				_, sw = onChannel(ctx, f, 3, spd.Select())
+				Expect(sw).To(Equal(apdu.SW(0x6881)), "a warm reset closed channel 3")
+				_, sw = onChannel(ctx, f, 0, spd.Select())
+				Expect(sw).To(Equal(apdu.SWOK))
+			}, SpecTimeout(30*time.Second))
+	})
+}
