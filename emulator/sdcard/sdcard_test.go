@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/emulator/emulatortest"
 	"github.com/spdlab/spdlab/reference/wire/sdblock"
 	"github.com/spdlab/spdlab/rigs/link"
 	"github.com/spdlab/spdlab/rigs/link/linktest"
@@ -45,7 +46,7 @@ func openChannel(t testing.TB, dir string, cfg channel.Config) *channel.Channel 
 }
 
 func TestExchangeResetPower(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, dir := startDevice(t, card, Config{})
 	c := openChannel(t, dir, channel.Config{})
 	ctx := ctxT(t)
@@ -53,20 +54,20 @@ func TestExchangeResetPower(t *testing.T) {
 	if got, want := c.ATR(), emulator.ATR(emulator.FormSD); !bytes.Equal(got, want) {
 		t.Fatalf("ATR % X, want % X", got, want)
 	}
-	resp, err := c.Exchange(ctx, countCommand(7))
+	resp, err := c.Exchange(ctx, emulatortest.CountCommand(7))
 	if err != nil || binary.BigEndian.Uint32(resp[4:8]) != 1 {
 		t.Fatalf("% X %v", resp, err)
 	}
 	if resp, _ := c.Exchange(ctx, []byte{0x00}); !bytes.Equal(resp, []byte{0x67, 0x00}) {
 		t.Fatalf("1-byte command answered % X, want 6700", resp)
 	}
-	if _, err := c.Reset(ctx, false); err != nil || card.resetCount() != 1 {
-		t.Fatalf("warm reset: %v, %d resets", err, card.resetCount())
+	if _, err := c.Reset(ctx, false); err != nil || card.Resets() != 1 {
+		t.Fatalf("warm reset: %v, %d resets", err, card.Resets())
 	}
 	if err := c.PowerOff(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Exchange(ctx, countCommand(8)); !errors.Is(err, link.ErrRemoved) {
+	if _, err := c.Exchange(ctx, emulatortest.CountCommand(8)); !errors.Is(err, link.ErrRemoved) {
 		t.Fatalf("unpowered: %v, want link.ErrRemoved", err)
 	}
 	if atr, err := c.PowerOn(ctx); err != nil || !bytes.Equal(atr, emulator.ATR(emulator.FormSD)) {
@@ -75,14 +76,14 @@ func TestExchangeResetPower(t *testing.T) {
 	if _, err := c.Exchange(ctx, []byte{0x80, 0x30, 0x00, 0x00}); !errors.Is(err, link.ErrRemoved) {
 		t.Fatalf("torn command: %v, want link.ErrRemoved", err)
 	}
-	if _, err := c.Exchange(ctx, countCommand(8)); !errors.Is(err, link.ErrRemoved) {
+	if _, err := c.Exchange(ctx, emulatortest.CountCommand(8)); !errors.Is(err, link.ErrRemoved) {
 		t.Fatalf("after tear: %v, want link.ErrRemoved", err)
 	}
 	if _, err := c.Reset(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Exchange(ctx, countCommand(8)); err != nil || card.executions(8) != 1 {
-		t.Fatalf("after cold reset: %v, ran %d times", err, card.executions(8))
+	if _, err := c.Exchange(ctx, emulatortest.CountCommand(8)); err != nil || card.Executions(8) != 1 {
+		t.Fatalf("after cold reset: %v, ran %d times", err, card.Executions(8))
 	}
 	if s := dev.Stats(); s.Commands != 4 {
 		t.Fatalf("stats %+v, want 4 commands: none while unpowered", s)
@@ -90,7 +91,7 @@ func TestExchangeResetPower(t *testing.T) {
 }
 
 func TestChainedExtendedAPDU(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, dir := startDevice(t, card, Config{})
 	c := openChannel(t, dir, channel.Config{})
 	ctx := ctxT(t)
@@ -102,7 +103,7 @@ func TestChainedExtendedAPDU(t *testing.T) {
 		if err != nil {
 			t.Fatalf("command %d bytes, response %d: %v", cmdLen, respLen, err)
 		}
-		if want := bigResponse(respLen, cmdLen); !bytes.Equal(resp, want) {
+		if want := emulatortest.BigResponse(respLen, cmdLen); !bytes.Equal(resp, want) {
 			t.Fatalf("command %d bytes: response of %d bytes differs from the %d expected", cmdLen, len(resp), len(want))
 		}
 	}
@@ -115,7 +116,7 @@ func TestChainedExtendedAPDU(t *testing.T) {
 }
 
 func TestReopenSessions(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	_, dir := startDevice(t, card, Config{})
 	ctx := ctxT(t)
 	for i := range 4 {
@@ -125,10 +126,10 @@ func TestReopenSessions(t *testing.T) {
 		}
 		for j := range 3 {
 			id := uint32(i*10 + j)
-			if _, err := c.Exchange(ctx, countCommand(id)); err != nil {
+			if _, err := c.Exchange(ctx, emulatortest.CountCommand(id)); err != nil {
 				t.Fatal(err)
 			}
-			if n := card.executions(id); n != 1 {
+			if n := card.Executions(id); n != 1 {
 				t.Fatalf("session %d command %d ran %d times", i, j, n)
 			}
 		}
@@ -137,7 +138,7 @@ func TestReopenSessions(t *testing.T) {
 }
 
 func TestBusyKeepsHostWaiting(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, dir := startDevice(t, card, Config{BusyInterval: 5 * time.Millisecond})
 	c := openChannel(t, dir, channel.Config{RetransmitTimeout: 20 * time.Millisecond, SilenceTimeout: 200 * time.Millisecond})
 	// 600 ms of work is three times the silence timeout: only BUSY blocks
@@ -151,7 +152,7 @@ func TestBusyKeepsHostWaiting(t *testing.T) {
 }
 
 func TestDirectIO(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	_, dir := startDevice(t, card, Config{})
 	c, err := channel.OpenConfig(ctxT(t), dir, channel.Config{IO: channel.IODirect})
 	if errors.Is(err, os.ErrInvalid) || (err != nil && bytes.Contains([]byte(err.Error()), []byte("invalid argument"))) {
@@ -165,7 +166,7 @@ func TestDirectIO(t *testing.T) {
 		t.Fatal("IODirect channel reports buffered I/O")
 	}
 	for id := uint32(1); id <= 5; id++ {
-		if _, err := c.Exchange(ctxT(t), countCommand(id)); err != nil {
+		if _, err := c.Exchange(ctxT(t), emulatortest.CountCommand(id)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -212,7 +213,7 @@ func marshal(t *testing.T, b sdblock.Block) []byte {
 }
 
 func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, dir := startDevice(t, card, Config{})
 
 	reseal := func(raw []byte) []byte { // fix the CRC after editing fields
@@ -220,7 +221,7 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 		raw[510], raw[511] = byte(crc>>8), byte(crc)
 		return raw
 	}
-	damaged := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 100, APDU: countCommand(1)})
+	damaged := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 100, APDU: emulatortest.CountCommand(1)})
 	damaged[20] ^= 0xFF
 	longLen := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 101})
 	longLen[0], longLen[1] = 0x01, 0xF3 // 499
@@ -255,7 +256,7 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 	}
 
 	// Serving goes on, and the same block written three times runs once.
-	good := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 200, APDU: countCommand(9)})
+	good := marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 200, APDU: emulatortest.CountCommand(9)})
 	for range 3 {
 		writeBlock(t, dir, good)
 		b := awaitReply(t, dir, 200)
@@ -263,7 +264,7 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 			t.Fatalf("reply %v % X", b, b.APDU)
 		}
 	}
-	if n := card.executions(9); n != 1 {
+	if n := card.Executions(9); n != 1 {
 		t.Fatalf("command ran %d times, want 1", n)
 	}
 	if s := dev.Stats(); s.Commands != 1 {
@@ -272,12 +273,12 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 }
 
 func TestCommandFileReplacedByRename(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	_, dir := startDevice(t, card, Config{PollInterval: 5 * time.Millisecond})
 	ch := filepath.Join(dir, sdblock.ChannelDir)
 	for i, seq := range []uint32{1, 2} {
 		tmp := filepath.Join(ch, "CMD.NEW")
-		if err := os.WriteFile(tmp, marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: seq, APDU: countCommand(uint32(50 + i))}), 0o644); err != nil {
+		if err := os.WriteFile(tmp, marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: seq, APDU: emulatortest.CountCommand(uint32(50 + i))}), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Rename(tmp, filepath.Join(ch, sdblock.CommandFile)); err != nil {
@@ -297,12 +298,12 @@ func TestCommandFileReplacedByRename(t *testing.T) {
 			t.Fatal("the card did not recreate RSP.BIN")
 		}
 	}
-	writeBlock(t, dir, marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 3, APDU: countCommand(60)}))
+	writeBlock(t, dir, marshal(t, sdblock.Block{Kind: sdblock.KindCommand, Seq: 3, APDU: emulatortest.CountCommand(60)}))
 	if b := awaitReply(t, dir, 3); b.Kind != sdblock.KindResponse {
 		t.Fatalf("reply %v", b)
 	}
 	for _, id := range []uint32{50, 51, 60} {
-		if n := card.executions(id); n != 1 {
+		if n := card.Executions(id); n != 1 {
 			t.Fatalf("command %d ran %d times", id, n)
 		}
 	}
@@ -324,7 +325,7 @@ func crcOf(p []byte) uint16 {
 }
 
 func TestCloseRemovesChannel(t *testing.T) {
-	dev, dir := startDevice(t, newCounterCard(), Config{})
+	dev, dir := startDevice(t, emulatortest.NewCounterCard(), Config{})
 	dev.Close()
 	if _, err := channel.Open(dir); !errors.Is(err, link.ErrNoCard) {
 		t.Fatalf("open after the card left: %v, want link.ErrNoCard", err)
@@ -336,7 +337,7 @@ func TestCloseRemovesChannel(t *testing.T) {
 
 func TestRunStopsOnCancel(t *testing.T) {
 	dir := t.TempDir()
-	d := New(newCounterCard(), dir, Config{})
+	d := New(emulatortest.NewCounterCard(), dir, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- d.Run(ctx) }()
@@ -352,7 +353,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Exchange(ctxT(t), countCommand(1)); err != nil {
+	if _, err := c.Exchange(ctxT(t), emulatortest.CountCommand(1)); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

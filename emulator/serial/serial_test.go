@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/emulator/emulatortest"
 	"github.com/spdlab/spdlab/emulator/fault"
 	"github.com/spdlab/spdlab/reference/wire/crc16"
 	"github.com/spdlab/spdlab/reference/wire/serialframe"
@@ -58,7 +59,7 @@ func ctxT(t testing.TB) context.Context {
 }
 
 func TestExchangeResetPower(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, path := startDevice(t, card, Config{})
 	p := openPort(t, path, fastConfig)
 	ctx := ctxT(t)
@@ -81,19 +82,19 @@ func TestExchangeResetPower(t *testing.T) {
 	if err != nil || !bytes.Equal(atr, emulator.ATR(emulator.FormUART)) {
 		t.Fatalf("warm reset: % X, %v", atr, err)
 	}
-	if card.resetCount() != 1 {
-		t.Fatalf("card saw %d warm resets, want 1", card.resetCount())
+	if card.Resets() != 1 {
+		t.Fatalf("card saw %d warm resets, want 1", card.Resets())
 	}
 	if err := p.PowerOff(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Exchange(ctx, countCommand(1)); !errors.Is(err, link.ErrRemoved) {
+	if _, err := p.Exchange(ctx, emulatortest.CountCommand(1)); !errors.Is(err, link.ErrRemoved) {
 		t.Fatalf("exchange while unpowered: %v, want link.ErrRemoved", err)
 	}
 	if _, err := p.PowerOn(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Exchange(ctx, countCommand(1)); err != nil {
+	if _, err := p.Exchange(ctx, emulatortest.CountCommand(1)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -101,17 +102,17 @@ func TestExchangeResetPower(t *testing.T) {
 	if _, err := p.Exchange(ctx, []byte{0x80, 0x30, 0x00, 0x00}); !errors.Is(err, link.ErrRemoved) {
 		t.Fatalf("torn command: %v, want link.ErrRemoved", err)
 	}
-	if _, err := p.Exchange(ctx, countCommand(2)); !errors.Is(err, link.ErrRemoved) {
+	if _, err := p.Exchange(ctx, emulatortest.CountCommand(2)); !errors.Is(err, link.ErrRemoved) {
 		t.Fatalf("after tear: %v, want link.ErrRemoved", err)
 	}
 	if _, err := p.Reset(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	resp, err = p.Exchange(ctx, countCommand(2))
+	resp, err = p.Exchange(ctx, emulatortest.CountCommand(2))
 	if err != nil || binary.BigEndian.Uint32(resp[4:8]) != 1 {
 		t.Fatalf("after cold reset: % X, %v", resp, err)
 	}
-	if got := card.executions(2); got != 1 {
+	if got := card.Executions(2); got != 1 {
 		t.Fatalf("command 2 ran %d times, want 1 (never while unpowered)", got)
 	}
 	if s := dev.Stats(); s.Commands != 5 {
@@ -120,7 +121,7 @@ func TestExchangeResetPower(t *testing.T) {
 }
 
 func TestReopenAndLink(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, _ := startDevice(t, card, Config{})
 	linkPath := filepath.Join(t.TempDir(), "ttySPD0")
 	if err := dev.Link(linkPath); err != nil {
@@ -136,10 +137,10 @@ func TestReopenAndLink(t *testing.T) {
 		}
 		for j := range 3 {
 			id := uint32(i*10 + j)
-			if _, err := p.Exchange(ctx, countCommand(id)); err != nil {
+			if _, err := p.Exchange(ctx, emulatortest.CountCommand(id)); err != nil {
 				t.Fatal(err)
 			}
-			if got := card.executions(id); got != 1 {
+			if got := card.Executions(id); got != 1 {
 				t.Fatalf("session %d command %d ran %d times", i, j, got)
 			}
 		}
@@ -152,7 +153,7 @@ func TestReopenAndLink(t *testing.T) {
 }
 
 func TestWaitKeepsHostFromRetransmitting(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, path := startDevice(t, card, Config{WaitInterval: 5 * time.Millisecond})
 	p := openPort(t, path, rig.Config{BaudRate: 4000000, RetransmitTimeout: 20 * time.Millisecond, SilenceTimeout: 200 * time.Millisecond})
 	ctx := ctxT(t)
@@ -206,7 +207,7 @@ func readFrames(t *testing.T, f *os.File, n int) []any {
 }
 
 func TestBadInputGetsNAKAndServingGoesOn(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, path := startDevice(t, card, Config{MaxPayload: 300})
 	host := openRaw(t, path)
 
@@ -217,7 +218,7 @@ func TestBadInputGetsNAKAndServingGoesOn(t *testing.T) {
 		}
 		return b
 	}
-	good := enc(serialframe.Frame{Type: serialframe.TypeCommand, Seq: 7, Payload: countCommand(42)})
+	good := enc(serialframe.Frame{Type: serialframe.TypeCommand, Seq: 7, Payload: emulatortest.CountCommand(42)})
 	badCRC := bytes.Clone(good)
 	badCRC[len(badCRC)-2] ^= 0x01
 	unknown := enc(serialframe.Frame{Type: 0x55, Seq: 8, Payload: []byte{1}})
@@ -330,7 +331,7 @@ func (r *lossyRelay) pump(from, to *os.File, done <-chan struct{}) {
 }
 
 func TestLossyLineExecutesEveryCommandOnce(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, devPath := startDevice(t, card, Config{})
 
 	// host --pty B-- relay --pty A-- device
@@ -351,7 +352,7 @@ func TestLossyLineExecutesEveryCommandOnce(t *testing.T) {
 	ctx := ctxT(t)
 	const n = 300
 	for id := uint32(1); id <= n; id++ {
-		resp, err := p.Exchange(ctx, countCommand(id))
+		resp, err := p.Exchange(ctx, emulatortest.CountCommand(id))
 		if err != nil {
 			t.Fatalf("command %d: %v", id, err)
 		}
@@ -360,7 +361,7 @@ func TestLossyLineExecutesEveryCommandOnce(t *testing.T) {
 		}
 	}
 	for id := uint32(1); id <= n; id++ {
-		if got := card.executions(id); got != 1 {
+		if got := card.Executions(id); got != 1 {
 			t.Fatalf("command %d executed %d times", id, got)
 		}
 	}
@@ -377,18 +378,18 @@ func TestLossyLineExecutesEveryCommandOnce(t *testing.T) {
 }
 
 func TestCloseWhileHostOpen(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, path := startDevice(t, card, Config{})
 	p := openPort(t, path, rig.Config{BaudRate: 4000000, RetransmitTimeout: 5 * time.Millisecond, SilenceTimeout: 100 * time.Millisecond})
 	dev.Close()
-	_, err := p.Exchange(ctxT(t), countCommand(1))
+	_, err := p.Exchange(ctxT(t), emulatortest.CountCommand(1))
 	if !errors.Is(err, link.ErrNoCard) && !errors.Is(err, link.ErrRemoved) {
 		t.Fatalf("exchange after the device closed: %v, want link.ErrNoCard or link.ErrRemoved", err)
 	}
 }
 
 func TestRunStopsOnCancel(t *testing.T) {
-	d := New(newCounterCard(), Config{})
+	d := New(emulatortest.NewCounterCard(), Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- d.Run(ctx) }()
@@ -412,7 +413,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 // The same, with the lab's own noisy line (emulator/fault) between the
 // ends, garbling both directions.
 func TestFaultLineExecutesEveryCommandOnce(t *testing.T) {
-	card := newCounterCard()
+	card := emulatortest.NewCounterCard()
 	dev, devPath := startDevice(t, card, Config{})
 	master, slaveB, err := openPTY()
 	if err != nil {
@@ -441,7 +442,7 @@ func TestFaultLineExecutesEveryCommandOnce(t *testing.T) {
 	ctx := ctxT(t)
 	const n = 200
 	for id := uint32(1000); id < 1000+n; id++ {
-		resp, err := p.Exchange(ctx, countCommand(id))
+		resp, err := p.Exchange(ctx, emulatortest.CountCommand(id))
 		if err != nil {
 			t.Fatalf("command %d: %v", id, err)
 		}
@@ -450,7 +451,7 @@ func TestFaultLineExecutesEveryCommandOnce(t *testing.T) {
 		}
 	}
 	for id := uint32(1000); id < 1000+n; id++ {
-		if got := card.executions(id); got != 1 {
+		if got := card.Executions(id); got != 1 {
 			t.Fatalf("command %d executed %d times", id, got)
 		}
 	}

@@ -1,12 +1,17 @@
-package sdcard
+// Package emulatortest holds the test doubles the emulators' tests share:
+// a tiny card application whose answers show what a transport did to each
+// command (ran it once, twice, never), independent of the reference device.
+package emulatortest
 
 import (
 	"encoding/binary"
 	"sync"
 	"time"
+
+	"github.com/spdlab/spdlab/emulator"
 )
 
-// counterCard is a tiny card application for transport tests. It records
+// CounterCard is a tiny card application for transport tests. It records
 // how often each command ran, so a test can show that every command was
 // executed exactly once.
 //
@@ -16,7 +21,7 @@ import (
 //	INS 40  ECHO   data: any           -> data || 9000
 //	INS 50  BIG    P1P2: length n      -> n pattern bytes || command length (4 bytes) || 9000
 //	other INS                          -> 6D00; fewer than 4 bytes -> 6700
-type counterCard struct {
+type CounterCard struct {
 	mu       sync.Mutex
 	runs     map[uint32]int
 	powerOns int
@@ -24,9 +29,13 @@ type counterCard struct {
 	powered  bool
 }
 
-func newCounterCard() *counterCard { return &counterCard{runs: map[uint32]int{}} }
+var _ emulator.Card = (*CounterCard)(nil)
 
-func (c *counterCard) Process(cmd []byte) []byte {
+// NewCounterCard returns a CounterCard that has run nothing.
+func NewCounterCard() *CounterCard { return &CounterCard{runs: map[uint32]int{}} }
+
+// Process implements emulator.Card.
+func (c *CounterCard) Process(cmd []byte) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(cmd) < 4 {
@@ -61,26 +70,34 @@ func (c *counterCard) Process(cmd []byte) []byte {
 	case 0x40:
 		return append(append([]byte(nil), data...), 0x90, 0x00)
 	case 0x50:
-		return bigResponse(int(binary.BigEndian.Uint16(cmd[2:4])), len(cmd))
+		return BigResponse(int(binary.BigEndian.Uint16(cmd[2:4])), len(cmd))
 	}
 	return []byte{0x6D, 0x00}
 }
 
-func (c *counterCard) PowerOn()  { c.mu.Lock(); c.powerOns++; c.powered = true; c.mu.Unlock() }
-func (c *counterCard) PowerOff() { c.mu.Lock(); c.powered = false; c.mu.Unlock() }
-func (c *counterCard) Reset()    { c.mu.Lock(); c.resets++; c.mu.Unlock() }
+// PowerOn implements emulator.Card.
+func (c *CounterCard) PowerOn() { c.mu.Lock(); c.powerOns++; c.powered = true; c.mu.Unlock() }
 
-func (c *counterCard) executions(id uint32) int {
+// PowerOff implements emulator.Card.
+func (c *CounterCard) PowerOff() { c.mu.Lock(); c.powered = false; c.mu.Unlock() }
+
+// Reset implements emulator.Card.
+func (c *CounterCard) Reset() { c.mu.Lock(); c.resets++; c.mu.Unlock() }
+
+// Executions is how often COUNT with id ran.
+func (c *CounterCard) Executions(id uint32) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.runs[id]
 }
 
-func countCommand(id uint32) []byte {
+// CountCommand is the COUNT command for id.
+func CountCommand(id uint32) []byte {
 	return binary.BigEndian.AppendUint32([]byte{0x80, 0x10, 0x00, 0x00, 0x04}, id)
 }
 
-func bigResponse(n, cmdLen int) []byte {
+// BigResponse is what BIG answers for length n to a command of cmdLen bytes.
+func BigResponse(n, cmdLen int) []byte {
 	out := make([]byte, n, n+6)
 	for i := range out {
 		out[i] = byte(i % 251)
@@ -89,7 +106,8 @@ func bigResponse(n, cmdLen int) []byte {
 	return append(out, 0x90, 0x00)
 }
 
-func (c *counterCard) resetCount() int {
+// Resets is how many warm resets the card had.
+func (c *CounterCard) Resets() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.resets
