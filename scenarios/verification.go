@@ -128,15 +128,16 @@ func defineVerification(d Driver) {
 // reconnect power-cycles the device after a tear and selects it again.
 func reconnect(ctx context.Context, f *Fixture) {
 	GinkgoHelper()
-	switch l := f.Device.Link.(type) {
-	case link.PowerCycler:
-		Expect(l.PowerOff(ctx)).To(Succeed())
-		_, err := l.PowerOn(ctx)
+	// Ask the DUT's link what it can do, and do it through the recorder so
+	// that the power cycle or reset is in the case's transcript.
+	if _, ok := link.As[link.PowerCycler](f.Device.Link); ok {
+		Expect(f.rec.PowerOff(ctx)).To(Succeed())
+		_, err := f.rec.PowerOn(ctx)
 		Expect(err).NotTo(HaveOccurred())
-	case link.Resetter:
-		_, err := l.Reset(ctx, true)
+	} else if _, ok := link.As[link.Resetter](f.Device.Link); ok {
+		_, err := f.rec.Reset(ctx, true)
 		Expect(err).NotTo(HaveOccurred())
-	default:
+	} else {
 		Fail(f.Device.Link.String() + " can neither power-cycle nor reset the device")
 	}
 	_, err := f.Client.Select(ctx)

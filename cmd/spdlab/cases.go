@@ -120,11 +120,11 @@ func catalogue(labelFilter string) ([]catalogueCase, error) {
 	defer os.RemoveAll(dir)
 	scenarios.Define(driver)
 	gomega.RegisterFailHandler(ginkgo.Fail)
-	suiteConfig, reporterConfig := ginkgo.GinkgoConfiguration()
+	suiteConfig, _ := ginkgo.GinkgoConfiguration()
 	suiteConfig.DryRun = true
 	suiteConfig.LabelFilter = labelFilter
 	suiteConfig.FocusStrings, suiteConfig.SkipStrings = nil, nil
-	reporterConfig = types.ReporterConfig{JSONReport: filepath.Join(dir, "dry-run.json"), NoColor: true}
+	reporterConfig := types.ReporterConfig{JSONReport: filepath.Join(dir, "dry-run.json"), NoColor: true}
 	// The dry run's own progress is not the listing.
 	stdout := formatter.ColorableStdOut
 	formatter.ColorableStdOut = io.Discard

@@ -179,3 +179,27 @@ func (d *Direct) Close() error {
 	d.closed = true
 	return nil
 }
+
+// Unwrapper is a link that wraps another one (a recorder, a tracer, a
+// gate). Unwrap returns the wrapped link.
+type Unwrapper interface {
+	Unwrap() Link
+}
+
+// As returns the first link in the chain l, l.Unwrap(), l.Unwrap().Unwrap(),
+// ... that is a T, in the manner of errors.As: As[PowerCycler](l) finds
+// the power control of the link under any number of wrappers.
+func As[T any](l Link) (T, bool) {
+	for l != nil {
+		if t, ok := l.(T); ok {
+			return t, true
+		}
+		u, ok := l.(Unwrapper)
+		if !ok {
+			break
+		}
+		l = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}

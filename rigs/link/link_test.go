@@ -63,3 +63,23 @@ func TestDirect(t *testing.T) {
 		t.Fatalf("String() = %q", d.String())
 	}
 }
+
+// gate wraps a link and claims none of its abilities.
+type gate struct{ Link }
+
+func (g gate) Unwrap() Link { return g.Link }
+
+func TestAsFindsAbilitiesUnderWrappers(t *testing.T) {
+	d := NewDirect(&counterCard{}, "direct", []byte{0x3B, 0x00})
+	wrapped := gate{gate{d}}
+	if _, ok := wrapped.Link.(PowerCycler); ok {
+		t.Fatal("the test gate claims power control itself")
+	}
+	pc, ok := As[PowerCycler](wrapped)
+	if !ok || pc != PowerCycler(d) {
+		t.Fatalf("As[PowerCycler] through two gates = %v, %v; want the Direct link", pc, ok)
+	}
+	if _, ok := As[Limits](wrapped); ok {
+		t.Fatal("As[Limits] found an ability no link in the chain has")
+	}
+}

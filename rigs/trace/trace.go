@@ -95,7 +95,7 @@ var (
 func Wrap(l link.Link, w io.Writer) *Tracer {
 	t := &Tracer{l: l, now: time.Now}
 	t.pw, t.err = NewPcapngWriter(w, LinkTypeIPv4, "spdlab:"+l.String())
-	if a, ok := l.(link.ATRer); ok {
+	if a, ok := link.As[link.ATRer](l); ok {
 		if atr := a.ATR(); len(atr) > 0 {
 			t.write(t.now(), SIMRecord{SubType: SIMATR, Payload: atr})
 		}
@@ -138,7 +138,7 @@ func (t *Tracer) atrRecord(at time.Time, op string, atr []byte) {
 
 // Reset implements link.Resetter.
 func (t *Tracer) Reset(ctx context.Context, cold bool) ([]byte, error) {
-	rs, ok := t.l.(link.Resetter)
+	rs, ok := link.As[link.Resetter](t.l)
 	if !ok {
 		return nil, fmt.Errorf("trace: %s cannot reset", t.l)
 	}
@@ -157,7 +157,7 @@ func (t *Tracer) Reset(ctx context.Context, cold bool) ([]byte, error) {
 // PowerOff implements link.PowerCycler. GSMTAP has no record for it; the
 // next power-on writes an ATR record.
 func (t *Tracer) PowerOff(ctx context.Context) error {
-	pc, ok := t.l.(link.PowerCycler)
+	pc, ok := link.As[link.PowerCycler](t.l)
 	if !ok {
 		return fmt.Errorf("trace: %s cannot power off", t.l)
 	}
@@ -166,7 +166,7 @@ func (t *Tracer) PowerOff(ctx context.Context) error {
 
 // PowerOn implements link.PowerCycler.
 func (t *Tracer) PowerOn(ctx context.Context) ([]byte, error) {
-	pc, ok := t.l.(link.PowerCycler)
+	pc, ok := link.As[link.PowerCycler](t.l)
 	if !ok {
 		return nil, fmt.Errorf("trace: %s cannot power on", t.l)
 	}
@@ -180,7 +180,7 @@ func (t *Tracer) PowerOn(ctx context.Context) ([]byte, error) {
 
 // ATR implements link.ATRer: the live link's ATR, or nil.
 func (t *Tracer) ATR() []byte {
-	if a, ok := t.l.(link.ATRer); ok {
+	if a, ok := link.As[link.ATRer](t.l); ok {
 		return a.ATR()
 	}
 	return nil
@@ -188,6 +188,9 @@ func (t *Tracer) ATR() []byte {
 
 // String implements link.Link: the live link's name.
 func (t *Tracer) String() string { return t.l.String() }
+
+// Unwrap implements link.Unwrapper: the live link.
+func (t *Tracer) Unwrap() link.Link { return t.l }
 
 // Err returns the first error writing the trace.
 func (t *Tracer) Err() error {

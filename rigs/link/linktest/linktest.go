@@ -289,7 +289,10 @@ func LoadTranscript(path string) (*Transcript, error) {
 
 // Recorder is a link.Link that passes everything to a live link and keeps
 // a record of it. Its Reset, PowerOff and PowerOn reach the live link's
-// abilities and fail when it lacks them; ATR reports the live link's.
+// abilities through any wrappers (link.As) and fail when it lacks them;
+// ATR reports the live link's. A caller asks link.As on the live link
+// whether an ability is there, and uses it through the Recorder so that it
+// is recorded.
 type Recorder struct {
 	l   link.Link
 	now func() time.Time
@@ -308,7 +311,7 @@ var (
 // Record wraps l. Closing the Recorder closes l.
 func Record(l link.Link) *Recorder {
 	r := &Recorder{l: l, now: time.Now, tr: Transcript{Link: l.String()}}
-	if a, ok := l.(link.ATRer); ok {
+	if a, ok := link.As[link.ATRer](l); ok {
 		r.tr.ATR = a.ATR()
 	}
 	return r
@@ -335,7 +338,7 @@ func (r *Recorder) Exchange(ctx context.Context, command []byte) ([]byte, error)
 
 // Reset implements link.Resetter.
 func (r *Recorder) Reset(ctx context.Context, cold bool) ([]byte, error) {
-	rs, ok := r.l.(link.Resetter)
+	rs, ok := link.As[link.Resetter](r.l)
 	if !ok {
 		return nil, fmt.Errorf("linktest: %s cannot reset", r.l)
 	}
@@ -352,7 +355,7 @@ func (r *Recorder) Reset(ctx context.Context, cold bool) ([]byte, error) {
 
 // PowerOff implements link.PowerCycler.
 func (r *Recorder) PowerOff(ctx context.Context) error {
-	pc, ok := r.l.(link.PowerCycler)
+	pc, ok := link.As[link.PowerCycler](r.l)
 	if !ok {
 		return fmt.Errorf("linktest: %s cannot power off", r.l)
 	}
@@ -365,7 +368,7 @@ func (r *Recorder) PowerOff(ctx context.Context) error {
 
 // PowerOn implements link.PowerCycler.
 func (r *Recorder) PowerOn(ctx context.Context) ([]byte, error) {
-	pc, ok := r.l.(link.PowerCycler)
+	pc, ok := link.As[link.PowerCycler](r.l)
 	if !ok {
 		return nil, fmt.Errorf("linktest: %s cannot power on", r.l)
 	}
@@ -378,11 +381,14 @@ func (r *Recorder) PowerOn(ctx context.Context) ([]byte, error) {
 
 // ATR implements link.ATRer: the live link's ATR, or nil.
 func (r *Recorder) ATR() []byte {
-	if a, ok := r.l.(link.ATRer); ok {
+	if a, ok := link.As[link.ATRer](r.l); ok {
 		return a.ATR()
 	}
 	return nil
 }
+
+// Unwrap implements link.Unwrapper: the live link.
+func (r *Recorder) Unwrap() link.Link { return r.l }
 
 // String implements link.Link: the live link's name.
 func (r *Recorder) String() string { return r.l.String() }
