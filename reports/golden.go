@@ -86,7 +86,13 @@ func goldenStep(s Step) string {
 		}
 		return l
 	}
-	return l + " -> " + s.SW
+	sw := s.SW
+	if len(sw) == 4 && strings.HasPrefix(sw, "61") {
+		// How many bytes remain depends on signature and certificate
+		// lengths, which differ by design from run to run.
+		sw = "61xx"
+	}
+	return l + " -> " + sw
 }
 
 // Format is the golden file's text for case cs.

@@ -90,9 +90,9 @@ func open(ctx context.Context, d Driver) *Fixture {
 	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec), Issuer: d.Issuer(), rec: rec}
 	openDevices.Add(1)
 	DeferCleanup(func() {
-		if CurrentSpecReport().Failed() {
-			AddReportEntry("transcript", transcript(f.rec))
-		}
+		// Every case keeps its exchanges as evidence; the console shows
+		// them only for a failure (or with -v).
+		AddReportEntry("transcript", transcript(f.rec), ReportEntryVisibilityFailureOrVerbose)
 		Expect(f.release()).To(Succeed())
 	})
 	return f

@@ -211,5 +211,14 @@ d = json.load(open(sys.argv[1]))
 ok = d and all(d[0].get(k) for k in ("case", "command", "device", "reference", "why"))
 sys.exit(0 if ok else 1)
 PY
+
+	say "10. golden evidence: recorded once, then every run is compared with it"
+	"$BIN" certify --dut ref --key "$work/lab.pem" --out "$work/g1" --golden "$work/golden" >"$work/g1.log" 2>&1 || fail "recording golden evidence: $(tail -3 "$work/g1.log")"
+	grep -q 'golden: recorded' "$work/g1.log" || fail "no golden evidence recorded"
+	"$BIN" certify --dut ref --key "$work/lab.pem" --out "$work/g2" --golden "$work/golden" >"$work/g2.log" 2>&1 || fail "a second run of ref differs from its golden evidence: $(grep -A5 'golden:' "$work/g2.log")"
+	if "$BIN" certify --dut faulty:stale-balance --key "$work/lab.pem" --out "$work/g3" --golden "$work/golden" >"$work/g3.log" 2>&1; then
+		fail "a faulty device matched the golden evidence"
+	fi
+	grep -q 'difference(s) from' "$work/g3.log" || fail "the golden comparison names no difference"
 fi
 say "all verdicts as they must be"

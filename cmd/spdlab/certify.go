@@ -44,6 +44,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made by 'spdlab labkey init'")
 	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
 	timeout := flags.Duration("timeout", time.Hour, "stop the suite after this long (the run is then interrupted: not a certificate)")
+	goldenDir := flags.String("golden", "", "golden evidence directory: an empty or new one records each case's verdict and exchanges; an existing one is compared with this run, and any changed or missing case fails the command")
 	against := flags.String("against", "", "ref: run a reference device in lockstep with every device and report the first response that differs (divergences.json)")
 	shardFlag := flags.String("shard", "", "run only shard i/n of the cases (the same split on every run and machine); join the n shard reports with spdlab report --merge")
 	if err := flags.Parse(args); err != nil {
@@ -146,6 +147,11 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "\n%s\nreport: %s\n", c.Summary(), filepath.Join(*out, reports.FileHTML))
+	if *goldenDir != "" {
+		if err := certifyGolden(e, *goldenDir, c); err != nil {
+			return err
+		}
+	}
 	if !c.Certified {
 		return fmt.Errorf("%s: %s", name, c.Verdict)
 	}
@@ -157,4 +163,33 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// certifyGolden records the run as golden evidence in dir when dir holds
+// none, and otherwise compares the run with it.
+func certifyGolden(e *env, dir string, c reports.Certificate) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if len(entries) == 0 {
+		if err := reports.RecordGolden(dir, c); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "golden: recorded %d cases in %s; later runs with --golden %s are compared with them\n", len(c.Cases), dir, dir)
+		return nil
+	}
+	diffs, err := reports.CompareGolden(dir, c)
+	if err != nil {
+		return err
+	}
+	if len(diffs) == 0 {
+		fmt.Fprintf(e.stdout, "golden: every case matches the evidence in %s\n", dir)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "golden: %d difference(s) from %s:\n", len(diffs), dir)
+	for _, d := range diffs {
+		fmt.Fprintf(e.stdout, "  %s\n", d)
+	}
+	return fmt.Errorf("golden: the run differs from the evidence in %s", dir)
 }
