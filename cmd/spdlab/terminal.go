@@ -358,7 +358,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	is := scenarios.TestIssuer()
-	u := &cliUser{out: e.stdout, in: bufio.NewReader(e.stdin), pin: *pin, bio: *bio, answer: *answer,
+	u := &cliUser{out: e.stdout, in: bufio.NewReader(io.LimitReader(e.stdin, 4096)) /* the SMS code, one short line */, pin: *pin, bio: *bio, answer: *answer,
 		region: uint16(*location), yes: *yes, outDir: *outDir}
 	tm, err := terminal.New(terminal.Config{SPD: d.Link, Backend: be, IssuerCA: &is.CA.PublicKey, User: u,
 		Region: uint16(*region), CallTimeout: *timeout, Name: "CLI",

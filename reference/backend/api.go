@@ -418,6 +418,7 @@ const (
 	CodeUnauthorised    = "unauthorised"
 	CodeForbidden       = "forbidden"
 	CodeLimit           = "over_limit"
+	CodeRateLimited     = "rate_limited"
 	CodeMediaType       = "unsupported_media_type"
 	CodeMethod          = "method_not_allowed"
 	CodeInternal        = "internal"

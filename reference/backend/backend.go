@@ -80,6 +80,9 @@ type Config struct {
 	// OTPTries how many wrong answers it takes (default 3).
 	OTPLifetime time.Duration
 	OTPTries    int
+	// OTP limits requests and wrong answers per device, requests per
+	// client, and SMS sent (see OTPLimits for the defaults).
+	OTP OTPLimits
 	// TransferLifetime is how long a held transfer waits for its payee
 	// when the request names no expiry (default 24 hours).
 	TransferLifetime time.Duration
@@ -126,6 +129,7 @@ type Server struct {
 	mux        *http.ServeMux
 	creds      credentials
 	hc         healthCheck
+	otpClients clientLimiter
 
 	srvMu sync.Mutex
 	srv   *http.Server
@@ -160,6 +164,7 @@ func Open(cfg Config) (*Server, error) {
 	if cfg.OTPTries <= 0 {
 		cfg.OTPTries = 3
 	}
+	cfg.OTP.defaults()
 	if cfg.TransferLifetime <= 0 {
 		cfg.TransferLifetime = 24 * time.Hour
 	}
@@ -167,6 +172,7 @@ func Open(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, creds: newCredentials(cfg)}
+	s.otpClients = clientLimiter{max: cfg.OTP.PerClient, now: cfg.Now}
 	if cfg.Gateway == nil {
 		s.outbox = &Outbox{}
 		s.cfg.Gateway = s.outbox

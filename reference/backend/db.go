@@ -76,8 +76,12 @@ CREATE TABLE IF NOT EXISTS otps(
 	code_hash BLOB NOT NULL,
 	expires_at INTEGER NOT NULL,
 	tries_left INTEGER NOT NULL,
-	used INTEGER NOT NULL
+	used INTEGER NOT NULL,
+	tries INTEGER NOT NULL DEFAULT 0,
+	created_at INTEGER NOT NULL DEFAULT 0
 ) STRICT;
+CREATE INDEX IF NOT EXISTS otps_device ON otps(device_id, created_at);
+CREATE INDEX IF NOT EXISTS otps_created ON otps(created_at);
 CREATE TABLE IF NOT EXISTS revocations(
 	kind TEXT NOT NULL,
 	subject TEXT NOT NULL,
@@ -134,6 +138,8 @@ func migrate(db *sql.DB) error {
 	for _, c := range []struct{ table, column, add, fill string }{
 		{"devices", "initial", "ALTER TABLE devices ADD COLUMN initial INTEGER NOT NULL DEFAULT 0",
 			"UPDATE devices SET initial = issued - coalesce((SELECT sum(json_extract(p.body, '$.top_up')) FROM params p WHERE p.device_id = devices.id), 0)"},
+		{"otps", "tries", "ALTER TABLE otps ADD COLUMN tries INTEGER NOT NULL DEFAULT 0", "UPDATE otps SET tries = tries_left"},
+		{"otps", "created_at", "ALTER TABLE otps ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0", ""},
 		{"offline_transfers", "in_held", "ALTER TABLE offline_transfers ADD COLUMN in_held INTEGER NOT NULL DEFAULT 0", ""},
 		{"offline_transfers", "in_atc", "ALTER TABLE offline_transfers ADD COLUMN in_atc INTEGER NOT NULL DEFAULT 0", ""},
 	} {

@@ -124,8 +124,26 @@ func (s *Server) handleRequestOTP(w http.ResponseWriter, r *http.Request) {
 		if phone == "" {
 			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %q has no phone for SMS codes", req.DeviceID)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO otps(id, device_id, purpose, code_hash, expires_at, tries_left, used) VALUES(?, ?, ?, ?, ?, ?, 0)`,
-			ch.ID, req.DeviceID, req.Purpose, otpHash(ch.ID, code), ch.ExpiresAt.Unix(), s.cfg.OTPTries)
+		now := s.cfg.Now()
+		sent, failures, err := s.otpDeviceState(ctx, tx, req.DeviceID, now)
+		if err != nil {
+			return internal(err)
+		}
+		if failures >= s.cfg.OTP.Failures {
+			return s.errOTPLocked(req.DeviceID)
+		}
+		if sent >= s.cfg.OTP.PerDevice {
+			return newErr(http.StatusTooManyRequests, CodeRateLimited, "device %s: %d one-time codes sent within %s, the most allowed", req.DeviceID, sent, s.cfg.OTP.Window)
+		}
+		var hour int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM otps WHERE created_at>?`, now.Add(-time.Hour).Unix()).Scan(&hour); err != nil {
+			return internal(err)
+		}
+		if hour >= s.cfg.OTP.SMSPerHour {
+			return newErr(http.StatusTooManyRequests, CodeRateLimited, "%d SMS codes sent in the last hour, the gateway's cap", hour)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO otps(id, device_id, purpose, code_hash, expires_at, tries_left, used, tries, created_at) VALUES(?, ?, ?, ?, ?, ?, 0, ?, ?)`,
+			ch.ID, req.DeviceID, req.Purpose, otpHash(ch.ID, code), ch.ExpiresAt.Unix(), s.cfg.OTPTries, s.cfg.OTPTries, now.Unix())
 		if err != nil {
 			return internal(err)
 		}
@@ -172,7 +190,13 @@ func (s *Server) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return internal(err)
 		}
+		_, failures, err := s.otpDeviceState(ctx, tx, v.DeviceID, s.cfg.Now())
+		if err != nil {
+			return internal(err)
+		}
 		switch {
+		case failures >= s.cfg.OTP.Failures:
+			return s.errOTPLocked(v.DeviceID)
 		case used != 0:
 			return newErr(http.StatusConflict, CodeConflict, "one-time code already used")
 		case s.cfg.Now().Unix() > expires:

@@ -200,9 +200,38 @@ func WritePNG(w io.Writer, img image.Image) error {
 	return nil
 }
 
+// Limits on a PNG that DecodePNG reads: the file's size, and the image's
+// width, height and pixel count, checked from its header before any pixel
+// memory is allocated. A camera capture of 40 megapixels passes; a
+// decompression bomb (a small file claiming 30000 x 30000 pixels) does not.
+const (
+	MaxPNGBytes    = 32 << 20
+	MaxImageSide   = 16384
+	MaxImagePixels = 40_000_000
+)
+
+// ErrImageTooLarge is returned for a PNG past the limits above.
+var ErrImageTooLarge = errors.New("medium: image too large")
+
 // DecodePNG reads a PNG and decodes the symbol in it (see DecodeImage).
+// It reads at most MaxPNGBytes and checks the dimensions in the header
+// against MaxImageSide and MaxImagePixels before decoding the pixels.
 func DecodePNG(r io.Reader) (string, Format, error) {
-	img, err := png.Decode(r)
+	b, err := io.ReadAll(io.LimitReader(r, MaxPNGBytes+1))
+	if err != nil {
+		return "", 0, fmt.Errorf("medium: reading PNG: %w", err)
+	}
+	if len(b) > MaxPNGBytes {
+		return "", 0, fmt.Errorf("%w: PNG file over %d bytes", ErrImageTooLarge, MaxPNGBytes)
+	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return "", 0, fmt.Errorf("medium: reading PNG: %w", err)
+	}
+	if cfg.Width > MaxImageSide || cfg.Height > MaxImageSide || int64(cfg.Width)*int64(cfg.Height) > MaxImagePixels {
+		return "", 0, fmt.Errorf("%w: %d x %d pixels, at most %d a side and %d in all", ErrImageTooLarge, cfg.Width, cfg.Height, MaxImageSide, MaxImagePixels)
+	}
+	img, err := png.Decode(bytes.NewReader(b))
 	if err != nil {
 		return "", 0, fmt.Errorf("medium: reading PNG: %w", err)
 	}
