@@ -8,9 +8,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools chromium
 
-FAULTY    ?= status-9000 stale-result stale-balance
-
-.PHONY: all deps services build run test test-unit test-scenarios test-certify test-faulty check-builds check-hygiene bench fuzz vet clean
+.PHONY: all deps services build run test test-unit test-scenarios test-certify mutants check-builds check-hygiene bench fuzz vet clean
 
 all: build
 
@@ -38,7 +36,7 @@ test: services
 	$(MAKE) --no-print-directory check-builds
 	$(MAKE) --no-print-directory check-hygiene
 	$(GO) test -count=1 -timeout 20m ./...
-	$(MAKE) --no-print-directory test-faulty
+	$(MAKE) --no-print-directory mutants
 	$(MAKE) --no-print-directory test-scenarios
 	$(MAKE) --no-print-directory test-certify
 
@@ -55,16 +53,10 @@ test-certify: build
 	@if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then BIN=bin/spdlab bash scripts/certify-proof.sh pcsc; \
 	else echo "== certify-proof pcsc: skipped, pcscd is not running (sudo bash .ci/pcscd)"; fi
 
-## test-faulty: the suite must fail a reference device with a deliberate defect
-test-faulty:
-	@mkdir -p $(OUT)
-	@set -e; for m in $(FAULTY); do \
-	  if $(GO) test -count=1 -timeout 10m ./scenarios/ -args --dut=faulty:$$m > $(OUT)/faulty-$$m.log 2>&1; then \
-	    echo "the suite passed faulty:$$m, a device that $$m; see $(OUT)/faulty-$$m.log"; exit 1; \
-	  fi; \
-	  grep -q 'Failed' $(OUT)/faulty-$$m.log || { echo "faulty:$$m did not run the suite"; cat $(OUT)/faulty-$$m.log; exit 1; }; \
-	  echo "== faulty:$$m: $$(sed 's/\x1b\[[0-9;]*m//g' $(OUT)/faulty-$$m.log | grep -o '[0-9]* Failed' | head -1 | cut -d' ' -f1) conformance cases fail it, as they must"; \
-	done
+## mutants: the suite must fail every mutant of the reference device (device.Mutants), a
+## plausible vendor bug each, in process and behind usb-emu; lists the case that killed each
+mutants: deps
+	@bash scripts/mutants.sh $(OUT)/mutants
 
 ## check-builds: the CLI builds and its USB rig answers without cgo (so
 ## without libpcsclite and libusb), and the whole module builds for macOS

@@ -20,4 +20,5 @@ func Define(d Driver) {
 	defineInvariants(d)
 	defineService(d)
 	defineVectors(d)
+	defineConformance(d)
 }

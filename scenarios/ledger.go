@@ -43,20 +43,14 @@ func defineLedger(d Driver) {
 				lim := f.Profile.Limits
 				res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, lim.MaxPending))
 				Expect(res.Success()).To(BeTrue(), "reason: %s", res.Info().Reason)
-				before := f.snapshot(ctx)
-				res = f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, 1))
-				Expect(res.Success()).To(BeFalse())
-				Expect(res.Info().Reason).To(ContainSubstring("pending"))
-				Expect(f.snapshot(ctx)).To(Equal(before))
+				f.declines(ctx, payment(spd.KindBalance, spd.ModeOffline, 1), reasonPendingLimit)
 
 				g := personalised(ctx, d, nil)
 				g.login(ctx)
 				for i := 0; i < lim.MaxOfflineCount; i++ {
 					Expect(g.pay(ctx, payment(spd.KindUse, spd.ModeOffline, 0)).Success()).To(BeTrue())
 				}
-				res = g.pay(ctx, payment(spd.KindUse, spd.ModeOffline, 0))
-				Expect(res.Success()).To(BeFalse())
-				Expect(res.Info().Reason).To(ContainSubstring("count"))
+				g.declines(ctx, payment(spd.KindUse, spd.ModeOffline, 0), reasonCountLimit)
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST decline offline payments when too long has passed since the last sync",
@@ -65,8 +59,7 @@ func defineLedger(d Driver) {
 				f.login(ctx)
 				r := payment(spd.KindBalance, spd.ModeOffline, 1_00)
 				r.Time = Clock.Add(f.Profile.Limits.MaxOfflineAge + time.Hour)
-				res := f.pay(ctx, r)
-				Expect(res.Success()).To(BeFalse())
+				f.declines(ctx, r, reasonSyncTooOld)
 				r.Mode = spd.ModeOnline
 				Expect(f.pay(ctx, r).Success()).To(BeTrue(), "online is not bound by the offline age")
 			}, SpecTimeout(30*time.Second))
@@ -89,8 +82,7 @@ func defineLedger(d Driver) {
 					}
 					return spd.Acknowledge(rogue.HostKey(), id, spd.Acknowledgement{SyncTime: Clock, ATCs: []uint32{recs[0].ATC}})
 				})
-				Expect(f.sw(ctx, forged)).To(Equal(apdu.SWSecurityNotSatisfied))
-				Expect(f.Client.PendingCount(ctx)).To(Equal(3))
+				f.refuses(ctx, forged, sw6982, "an acknowledgement signed by another host")
 
 				ack := f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
 					return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute), ATCs: []uint32{recs[0].ATC, recs[2].ATC}})
@@ -102,8 +94,7 @@ func defineLedger(d Driver) {
 				Expect(left[0].ATC).To(Equal(recs[1].ATC))
 				Expect(f.Client.Pending(ctx)).To(Equal(int64(2_00)))
 				// The same acknowledgement again clears nothing more.
-				f.sw(ctx, ack)
-				Expect(f.Client.PendingCount(ctx)).To(Equal(1))
+				f.refuses(ctx, ack, sw9000, "the same acknowledgement again")
 			}, SpecTimeout(30*time.Second))
 	})
 }

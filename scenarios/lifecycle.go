@@ -59,7 +59,7 @@ func defineLifeCycle(d Driver) {
 				Expect(err).NotTo(HaveOccurred())
 				script, err := rogue.PersonalisationScript(p)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(f.sw(ctx, script[0])).To(BeElementOf(apdu.SWSecurityNotSatisfied, apdu.SWWrongData))
+				Expect(f.sw(ctx, script[0])).To(Equal(sw6982), "the CA signature of the profile does not verify")
 				Expect(f.Client.State(ctx)).To(Equal(spd.StateInitialised))
 			}, SpecTimeout(60*time.Second))
 

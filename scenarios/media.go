@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -52,16 +53,13 @@ func defineMedia(d Driver) {
 					Expect(err).NotTo(HaveOccurred())
 					Expect(m.Verify(f.Pub)).To(Succeed())
 				}
-				tampered := []byte(text)
-				if tampered[40] == 'A' {
-					tampered[40] = 'B'
-				} else {
-					tampered[40] = 'A'
-				}
-				m, err := medium.ParseText(string(tampered))
-				if err == nil {
-					Expect(m.Verify(f.Pub)).NotTo(Succeed(), "a changed medium must not verify")
-				}
+				// The device itself must refuse a changed medium: raise the
+				// balance after signing and have it parse the result.
+				changed := append([]byte(nil), res.Envelope...)
+				i := bytes.Index(changed, []byte{0xDF, 0x04, 0x08})
+				Expect(i).To(BeNumerically(">", 0))
+				changed[i+10] ^= 0x01
+				f.refuses(ctx, spd.ParseMedium(changed), sw6982, "PARSE MEDIUM of a medium changed after signing")
 			}, SpecTimeout(60*time.Second))
 	})
 }

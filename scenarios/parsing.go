@@ -33,9 +33,11 @@ func defineParsing(d Driver) {
 				Expect(info.Balance).To(Equal(shown.Info().Balance))
 				Expect(info.Token).To(Equal(shower.Profile.AccountToken))
 
-				tampered := bytes.Clone(shown.Envelope)
-				tampered[len(tampered)/3] ^= 0x04
-				Expect(reader.sw(ctx, spd.ParseMedium(tampered))).To(BeElementOf(apdu.SWSecurityNotSatisfied, apdu.SWWrongData))
+				changed := bytes.Clone(shown.Envelope)
+				i := bytes.Index(changed, []byte{0xDF, 0x04, 0x08})
+				Expect(i).To(BeNumerically(">", 0))
+				changed[i+10] ^= 0x01
+				Expect(reader.sw(ctx, spd.ParseMedium(changed))).To(Equal(sw6982), "a medium whose balance was changed after signing")
 				rogue, err := spd.GenerateIssuer("rogue")
 				Expect(err).NotTo(HaveOccurred())
 				forgedInfo := shown.Info()

@@ -70,32 +70,26 @@ func definePayments(d Driver) {
 						break
 					}
 				}
-				before := f.snapshot(ctx)
-				res := f.pay(ctx, payment(spd.KindUse, spd.ModeOnline, 0))
-				Expect(res.Success()).To(BeFalse())
-				Expect(res.Info().Reason).NotTo(BeEmpty())
-				Expect(f.snapshot(ctx)).To(Equal(before), "a declined payment changes nothing")
+				f.declines(ctx, payment(spd.KindUse, spd.ModeOnline, 0), reasonNoUses)
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST decline a payment above the balance with a signed failure and change nothing",
 			Case("TC-PAY-004", "SPD-PAY-6", "C29", "C31"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
-				before := f.snapshot(ctx)
-				res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOnline, f.Profile.Balance+1))
-				Expect(res.Success()).To(BeFalse())
-				Expect(f.snapshot(ctx)).To(Equal(before))
+				p := f.Profile
+				f.update(ctx, spd.ParameterUpdate{Counter: 1, Limits: &spd.Limits{MaxPayment: 0, MaxPending: p.Limits.MaxPending,
+					MaxOfflineCount: p.Limits.MaxOfflineCount, MaxOfflineAge: p.Limits.MaxOfflineAge}, Time: Clock})
+				f.declines(ctx, payment(spd.KindBalance, spd.ModeOnline, f.Profile.Balance+1), reasonBalance)
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST refuse a payment in another currency with 6A80",
 			Case("TC-PAY-005", "SPD-PAY-1", "SPD-APP-4", "C2"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
-				before := f.snapshot(ctx)
 				r := payment(spd.KindBalance, spd.ModeOnline, 100)
 				r.Currency = 840
-				Expect(f.sw(ctx, spd.Pay(r))).To(BeElementOf(apdu.SWWrongData, apdu.SWConditionsNotSat))
-				Expect(f.snapshot(ctx)).To(Equal(before))
+				f.refuses(ctx, spd.Pay(r), sw6A80, "PAY in another currency")
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST adjust the amount by membership tier and by location",
@@ -106,12 +100,12 @@ func definePayments(d Driver) {
 					return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 1, Tier: &tier, Time: Clock})
 				}))).To(Equal(apdu.SWOK))
 				f.login(ctx)
-				res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOnline, 10_00))
-				Expect(res.Info().Amount).To(Equal(int64(8_00)), "tier 2: 20% off")
-				r := payment(spd.KindBalance, spd.ModeOnline, 10_00)
+				// 12.34 leaves truncation remainders: 1234 - trunc(246.8) = 988,
+				// then abroad 988 + trunc(49.4) = 1037.
+				f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 12_34), 9_88)
+				r := payment(spd.KindBalance, spd.ModeOnline, 12_34)
 				r.Region = Abroad
-				res = f.pay(ctx, r)
-				Expect(res.Info().Amount).To(Equal(int64(8_40)), "tier 2 then +5% abroad")
+				f.pays(ctx, r, 10_37)
 			}, SpecTimeout(30*time.Second))
 	})
 }

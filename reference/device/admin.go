@@ -28,11 +28,15 @@ func (d *Device) doSelect(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 != spd.P1SelectByAID || cmd.P2 != 0 {
 		return nil, apdu.SWIncorrectP1P2
 	}
+	if d.bug("select-keeps-session") && !bytes.Equal(cmd.Data, spd.AID) {
+		return nil, apdu.SWFileNotFound
+	}
+	verified := d.verified && d.bug("reselect-keeps-verified")
 	d.clearSession()
 	if !bytes.Equal(cmd.Data, spd.AID) {
 		return nil, apdu.SWFileNotFound
 	}
-	d.selected = true
+	d.selected, d.verified = true, verified
 	return spd.SelectResponse(spd.SelectResult{AID: spd.AID, State: d.c.State, DeviceID: d.id}), apdu.SWOK
 }
 
@@ -40,7 +44,7 @@ func (d *Device) doSelect(cmd apdu.Command) ([]byte, apdu.SW) {
 // the amount and number of offline payment records.
 func (d *Device) pendingTotals() (total, offAmount int64, offCount int) {
 	for _, r := range d.pend {
-		if !r.Kind.IsPayment() {
+		if !r.Kind.IsPayment() && !(d.bug("pending-counts-transfers") && r.Kind == spd.KindTransferOut) {
 			continue
 		}
 		total += r.Amount
@@ -53,7 +57,7 @@ func (d *Device) pendingTotals() (total, offAmount int64, offCount int) {
 }
 
 func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
-	if len(cmd.Data) != 0 {
+	if len(cmd.Data) != 0 && !d.bug("getdata-with-data") {
 		return nil, apdu.SWWrongLength
 	}
 	tag := tlv.Tag(cmd.P1)<<8 | tlv.Tag(cmd.P2)
@@ -76,7 +80,7 @@ func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
 		}
 	case spd.TagCertificate, spd.TagBalance, spd.TagUses, spd.TagATC, spd.TagPending, spd.TagPendingCount,
 		spd.TagLimits, spd.TagCurrency, spd.TagToken, spd.TagTier, spd.TagPINTries, spd.TagUpdateCounter, spd.TagLastSync:
-		if d.prof == nil {
+		if d.prof == nil && !(d.bug("getdata-early") && tag == spd.TagBalance) {
 			return nil, apdu.SWConditionsNotSat
 		}
 		switch tag {
@@ -99,6 +103,9 @@ func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
 			v = []byte{byte(d.prof.Currency >> 8), byte(d.prof.Currency)}
 		case spd.TagToken:
 			v = d.prof.AccountToken
+			if d.bug("account-in-getdata") {
+				v = d.prof.Account
+			}
 		case spd.TagTier:
 			v = []byte{d.c.Tier}
 		case spd.TagPINTries:
@@ -109,6 +116,9 @@ func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
 			v = u32(d.c.LastSync)
 		}
 	default:
+		if d.bug("getdata-unknown-6a80") {
+			return nil, apdu.SWWrongData
+		}
 		return nil, apdu.SWRefDataNotFound
 	}
 	return spd.DataObject(tag, v), apdu.SWOK
@@ -154,6 +164,9 @@ func (d *Device) doPersonalise(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWIncorrectP1P2
 	}
 	body, err := spd.OpenIssuerData(d.caPub, spd.INSPersonalise, d.id, cmd.Data)
+	if err != nil && d.bug("personalise-sig-6a80") {
+		return nil, apdu.SWWrongData
+	}
 	if err != nil {
 		return nil, parseErr(err)
 	}
@@ -162,7 +175,8 @@ func (d *Device) doPersonalise(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, parseErr(err)
 	}
 	pub, id, err := spd.VerifyDeviceCertificate(p.Certificate, d.caPub)
-	if err != nil || !bytes.Equal(id, d.id) || !bytes.Equal(spd.PublicKeyBytes(pub), d.pubBytes) {
+	if err != nil || (!bytes.Equal(id, d.id) && !d.bug("personalise-foreign-id")) ||
+		(!bytes.Equal(spd.PublicKeyBytes(pub), d.pubBytes) && !d.bug("personalise-foreign-key")) {
 		return nil, apdu.SWWrongData
 	}
 	nc := counters{
@@ -173,7 +187,7 @@ func (d *Device) doPersonalise(cmd apdu.Command) ([]byte, apdu.SW) {
 		Tier:     p.Tier,
 		Limits:   p.Limits,
 	}
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSPersonalise)
 	tx.Put(keyProfile, bytes.Clone(body))
 	tx.Put(keyPIN, []byte(p.PIN))
 	tx.Put(keyPINTries, []byte{byte(p.PINTryLimit)})
@@ -200,7 +214,7 @@ func (d *Device) doActivate(cmd apdu.Command) ([]byte, apdu.SW) {
 	if len(cmd.Data) != 0 {
 		return nil, apdu.SWWrongLength
 	}
-	if !d.verified {
+	if !d.verified && !d.bug("activate-unverified") {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
 	nc := d.c
@@ -219,6 +233,9 @@ func (d *Device) doReadPending(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWWrongLength
 	}
 	i := int(cmd.P1)<<8 | int(cmd.P2)
+	if i >= len(d.pend) && d.bug("read-pending-wraps") && len(d.pend) > 0 {
+		i %= len(d.pend)
+	}
 	if i >= len(d.pend) {
 		return nil, apdu.SWRecordNotFound
 	}
@@ -228,11 +245,9 @@ func (d *Device) doReadPending(cmd apdu.Command) ([]byte, apdu.SW) {
 		Currency: d.prof.Currency, Token: r.Token, Time: unixTime(r.Time), Payee: r.Payee,
 		Serial: r.Serial, Counterpart: r.Counterpart,
 	}
-	sig, err := d.signDigest(pr.Digest())
-	if err != nil {
+	if err := d.signRecord(&pr); err != nil {
 		return nil, apdu.SWUnknown
 	}
-	pr.Signature = sig
 	return pr.Marshal(), apdu.SWOK
 }
 
@@ -240,7 +255,7 @@ func (d *Device) doAcknowledge(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 != 0 || cmd.P2 != 0 {
 		return nil, apdu.SWIncorrectP1P2
 	}
-	body, err := spd.OpenIssuerData(d.hostPub, spd.INSAcknowledge, d.id, cmd.Data)
+	body, err := d.openHost(spd.INSAcknowledge, cmd.Data)
 	if err != nil {
 		return nil, parseErr(err)
 	}
@@ -254,20 +269,20 @@ func (d *Device) doAcknowledge(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	closed := map[uint64]bool{}
 	nc := d.c
-	if s := spd.Unix(a.SyncTime); s > nc.LastSync {
+	if s := spd.Unix(a.SyncTime); s > nc.LastSync && !d.bug("ack-no-sync") {
 		nc.LastSync = s
 	}
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSAcknowledge)
 	var keep []record
 	for _, r := range d.pend {
-		if drop[r.ATC] {
+		if drop[r.ATC] || d.bug("ack-drops-all") {
 			tx.Delete(pendKey(r.ATC))
 		} else {
 			keep = append(keep, r)
 		}
 	}
 	for _, s := range a.Serials {
-		if _, ok := d.xfers[s]; ok {
+		if _, ok := d.xfers[s]; ok && !d.bug("ack-ignores-serials") {
 			tx.Delete(xferKey(s))
 			closed[s] = true
 		}
@@ -288,7 +303,7 @@ func (d *Device) doUpdate(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 != 0 || cmd.P2 != 0 {
 		return nil, apdu.SWIncorrectP1P2
 	}
-	body, err := spd.OpenIssuerData(d.hostPub, spd.INSUpdateParameters, d.id, cmd.Data)
+	body, err := d.openHost(spd.INSUpdateParameters, cmd.Data)
 	if err != nil {
 		return nil, parseErr(err)
 	}
@@ -296,7 +311,7 @@ func (d *Device) doUpdate(cmd apdu.Command) ([]byte, apdu.SW) {
 	if err != nil {
 		return nil, parseErr(err)
 	}
-	if u.Counter <= d.c.UpdateCounter {
+	if u.Counter <= d.c.UpdateCounter && !(d.bug("update-counter-equal") && u.Counter == d.c.UpdateCounter) {
 		return nil, apdu.SWRefDataNotUsable
 	}
 	nc := d.c
@@ -322,14 +337,18 @@ func (d *Device) doUpdate(cmd apdu.Command) ([]byte, apdu.SW) {
 	if u.State != nil {
 		switch {
 		case *u.State == spd.StateTerminated:
-		case *u.State == spd.StateBlocked && (d.c.State == spd.StateActive || d.c.State == spd.StateBlocked):
+		case *u.State == spd.StateBlocked && (d.c.State == spd.StateActive || d.c.State == spd.StateBlocked ||
+			(d.bug("block-personalised") && d.c.State == spd.StatePersonalised)):
 		case *u.State == spd.StateActive && (d.c.State == spd.StateBlocked || d.c.State == spd.StateActive):
 		default:
+			if d.bug("update-partial") {
+				d.commitCounters(nc)
+			}
 			return nil, apdu.SWConditionsNotSat
 		}
 		nc.State = *u.State
 	}
-	if s := spd.Unix(u.Time); s > nc.LastSync {
+	if s := spd.Unix(u.Time); s > nc.LastSync || (d.bug("update-sync-backwards") && !u.Time.IsZero()) {
 		nc.LastSync = s
 	}
 	tx := d.st.Begin()

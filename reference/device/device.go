@@ -54,6 +54,10 @@ type Config struct {
 	BioTryLimit int
 	// PUKTryLimit is the PUK try limit (default 10).
 	PUKTryLimit int
+	// Mutant, when set, names an entry of Mutants: the device then has
+	// that deliberate defect. For proving the conformance suite fails such
+	// a device; never set on a device under certification.
+	Mutant string
 }
 
 func (c Config) withDefaults() Config {
@@ -106,6 +110,7 @@ type Device struct {
 	selected bool
 	verified bool
 	rest     []byte // the part of the last response not yet fetched
+	mut      mutantState
 }
 
 // New returns a powered device on st. A new store holds a blank device.
@@ -165,7 +170,9 @@ func (d *Device) PowerOff() {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.clearSession()
+	if !d.bug("reset-keeps-session") {
+		d.clearSession()
+	}
 }
 
 func (d *Device) clearSession() {
@@ -254,12 +261,13 @@ func (d *Device) Process(command []byte) []byte {
 	if !d.powered || d.dead {
 		return nil
 	}
+	d.noteBeforeCommand(command)
 	resp := d.process(command)
 	if d.dead {
 		d.clearSession()
-		return nil
+		return d.mutateResponse(command, nil)
 	}
-	return resp
+	return d.mutateResponse(command, resp)
 }
 
 func swOnly(sw apdu.SW) []byte { return []byte{sw.SW1(), sw.SW2()} }
@@ -279,7 +287,9 @@ func (d *Device) process(raw []byte) []byte {
 	if cmd.CLA == spd.CLAISO && spd.INS(cmd.INS) == spd.INSGetResponse {
 		return d.getResponse(cmd)
 	}
-	d.rest = nil
+	if !d.bug("chain-survives-command") {
+		d.rest = nil
+	}
 	data, sw := d.dispatch(cmd)
 	if sw != apdu.SWOK {
 		return swOnly(sw)
@@ -297,6 +307,9 @@ func (d *Device) chain(data []byte, ne int) []byte {
 		return apdu.Response{Data: data, SW: apdu.SWOK}.Bytes()
 	}
 	d.rest = data[ne:]
+	if d.bug("chain-61-00") {
+		return apdu.Response{Data: data[:ne], SW: apdu.SWBytesAvailable}.Bytes()
+	}
 	return apdu.Response{Data: data[:ne], SW: moreSW(len(d.rest))}.Bytes()
 }
 
@@ -312,7 +325,10 @@ func (d *Device) getResponse(cmd apdu.Command) []byte {
 		d.rest = nil
 		return swOnly(apdu.SWIncorrectP1P2)
 	}
-	if len(d.rest) == 0 || len(cmd.Data) != 0 {
+	if d.bug("getresponse-idle-9000") && len(d.rest) == 0 {
+		return swOnly(apdu.SWOK)
+	}
+	if len(d.rest) == 0 || (len(cmd.Data) != 0 && !d.bug("getresponse-with-data")) {
 		d.rest = nil
 		return swOnly(apdu.SWConditionsNotSat)
 	}
@@ -385,15 +401,24 @@ func (d *Device) dispatch(cmd apdu.Command) ([]byte, apdu.SW) {
 	case spd.CLAProprietary:
 		table = proprietaryHandlers
 	default:
+		if d.bug("cla-6d00") {
+			return nil, apdu.SWInsNotSupported
+		}
 		return nil, apdu.SWClaNotSupported
 	}
 	ins := spd.INS(cmd.INS)
+	if d.bug("selection-before-ins") && !d.selected && ins != spd.INSSelect {
+		return nil, apdu.SWConditionsNotSat
+	}
 	h, ok := table[ins]
 	if !ok {
 		return nil, apdu.SWInsNotSupported
 	}
+	if d.bug("p1p2-before-state") && ins == spd.INSPay && (cmd.P1 == 0 || cmd.P1 > 3 || cmd.P2 > 1) {
+		return nil, apdu.SWIncorrectP1P2
+	}
 	if ins != spd.INSSelect {
-		if !d.selected {
+		if !d.selected && !(d.bug("getdata-unselected") && ins == spd.INSGetData) {
 			return nil, apdu.SWConditionsNotSat
 		}
 		if states, ok := allowed[ins]; ok {
@@ -404,7 +429,7 @@ func (d *Device) dispatch(cmd apdu.Command) ([]byte, apdu.SW) {
 					break
 				}
 			}
-			if !in {
+			if (!in && !d.stateBypass(ins)) || d.stateRefusal(ins) {
 				return nil, apdu.SWConditionsNotSat
 			}
 		}

@@ -48,6 +48,9 @@ func (d *Device) baseInfo(kind medium.Kind, nc counters, pending int64, at uint3
 }
 
 func (d *Device) sign(info medium.ServiceInfo) ([]byte, apdu.SW) {
+	if d.bug("medium-sign-template") {
+		return d.signTemplateOnly(info)
+	}
 	env, err := medium.Sign(info, signer{d})
 	if err != nil {
 		return nil, apdu.SWUnknown
@@ -87,9 +90,15 @@ func Adjust(p *spd.Profile, tier uint8, region uint16, amount int64) int64 {
 }
 
 func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
+	if d.bug("verified-before-data") && !d.verified {
+		return nil, apdu.SWSecurityNotSatisfied
+	}
 	req, err := spd.ParsePayRequest(cmd.P1, cmd.P2, cmd.Data)
 	if err != nil {
 		return nil, parseErr(err)
+	}
+	if req.Currency != d.prof.Currency && d.bug("currency-6985") {
+		return nil, apdu.SWConditionsNotSat
 	}
 	if req.Currency != d.prof.Currency {
 		return nil, apdu.SWWrongData
@@ -97,10 +106,16 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 	if !d.verified {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
+	if len(d.pend) >= d.cfg.MaxLedger && d.bug("ledger-drops-oldest") {
+		d.dropOldest()
+	}
 	if len(d.pend) >= d.cfg.MaxLedger {
 		return nil, apdu.SWNotEnoughMemory
 	}
 	total, offAmount, offCount := d.pendingTotals()
+	if d.bug("offline-pending-all") {
+		offAmount = total
+	}
 	now := spd.Unix(req.Time)
 	decline := func(reason string) ([]byte, apdu.SW) {
 		info := d.baseInfo(medium.KindPaymentResult, d.c, total, now)
@@ -109,6 +124,11 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 		info.Amount, info.PayeeNonce, info.PayeeID, info.Token = req.Amount, req.PayeeNonce, req.Payee, req.Token
 		if len(info.Token) == 0 {
 			info.Token = d.prof.AccountToken
+		}
+		if d.bug("decline-spends-atc") {
+			nc := d.c
+			nc.ATC++
+			d.commitCounters(nc)
 		}
 		return d.sign(info)
 	}
@@ -133,31 +153,42 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 				ok = true
 			}
 		}
-		if !ok || req.Region == 0 {
+		if (!ok || req.Region == 0) && !(d.bug("location-absent-ok") && req.Region == 0) {
 			return decline(ReasonLocation)
 		}
 	}
-	if d.c.Tier < req.RequiredTier {
+	if d.c.Tier < req.RequiredTier || (d.bug("tier-inclusive") && req.RequiredTier > 0 && d.c.Tier == req.RequiredTier) {
 		return decline(ReasonAttribute)
 	}
 	amount := int64(0)
 	if req.Kind != spd.KindUse {
-		amount = Adjust(d.prof, d.c.Tier, req.Region, req.Amount)
+		amount = d.adjust(d.c.Tier, req.Region, req.Amount)
+	}
+	tokAmount := amount
+	if d.bug("token-amount-raw") && req.Kind != spd.KindUse {
+		tokAmount = req.Amount
 	}
 	if tokName != "" {
 		switch {
-		case now > tok.Expiry:
+		case now > tok.Expiry || (d.bug("token-expiry-inclusive") && now == tok.Expiry):
 			return decline(ReasonTokenExpired)
 		case tok.Used >= tok.MaxTxns:
 			return decline(ReasonTokenUsedUp)
-		case amount > tok.MaxAmount:
+		case tokAmount > tok.MaxAmount:
 			return decline(ReasonTokenAmount)
-		case tok.Channels&uint8(req.Channel) == 0:
+		case tok.Channels&uint8(req.Channel) == 0 && !d.bug("token-channel-ignored"):
 			return decline(ReasonTokenChannel)
 		}
 	}
 	lim := d.c.Limits
-	if lim.MaxPayment > 0 && amount > lim.MaxPayment {
+	if d.bug("decline-order") && req.Kind == spd.KindBalance && amount > d.c.Balance {
+		return decline(ReasonInsufficientBalance)
+	}
+	limAmount := amount
+	if d.bug("limit-raw-amount") && req.Kind != spd.KindUse {
+		limAmount = req.Amount
+	}
+	if lim.MaxPayment > 0 && (limAmount > lim.MaxPayment || (d.bug("limit-inclusive") && limAmount == lim.MaxPayment)) {
 		return decline(ReasonOverPaymentLimit)
 	}
 	switch req.Kind {
@@ -174,34 +205,60 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 		switch {
 		case offAmount+amount > lim.MaxPending:
 			return decline(ReasonOverPendingLimit)
-		case offCount+1 > lim.MaxOfflineCount:
+		case offCount+1 > lim.MaxOfflineCount && !(d.bug("offline-count-plus-one") && offCount == lim.MaxOfflineCount):
 			return decline(ReasonOverCountLimit)
-		case lim.MaxOfflineAge > 0 && int64(now)-int64(d.c.LastSync) > int64(lim.MaxOfflineAge/time.Second):
+		case lim.MaxOfflineAge > 0 && int64(now)-int64(d.c.LastSync) > int64(lim.MaxOfflineAge/time.Second) && !d.bug("offline-age-ignored"):
 			return decline(ReasonSyncTooOld)
 		}
 	}
 
 	nc := d.c
-	nc.ATC++
+	if !d.bug("pay-no-atc") {
+		nc.ATC++
+	}
 	switch req.Kind {
 	case spd.KindBalance:
 		nc.Balance -= amount
 	case spd.KindUse:
 		nc.Uses--
 	}
+	if d.bug("account-debits-balance") && req.Kind == spd.KindAccount {
+		nc.Balance -= min(amount, nc.Balance)
+	}
 	rec := record{Kind: req.Kind, Mode: req.Mode, ATC: nc.ATC, Amount: amount, Time: now,
 		Token: tokenUsed, Payee: req.Payee}
-	info := d.baseInfo(medium.KindPaymentResult, nc, total+amount, now)
+	if d.bug("token-record-account") {
+		rec.Token = d.prof.AccountToken
+	}
+	if d.bug("record-no-payee") {
+		rec.Payee = nil
+	}
+	shown, shownTotal := nc, total+amount
+	if d.bug("result-old-counters") {
+		shown = d.c
+	}
+	if d.bug("result-pending-stale") {
+		shownTotal = total
+	}
+	info := d.baseInfo(medium.KindPaymentResult, shown, shownTotal, now)
 	success := 0
 	info.Result = &success
 	info.Amount, info.PayeeNonce, info.PayeeID, info.Token = amount, req.PayeeNonce, req.Payee, tokenUsed
+	if d.bug("result-no-payee") {
+		info.PayeeID = nil
+	}
 	env, sw := d.sign(info)
 	if sw != apdu.SWOK {
 		return nil, sw
 	}
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSPay)
 	tx.Put(keyCounters, nc.marshal())
-	tx.Put(pendKey(nc.ATC), rec.marshal())
+	if !(d.bug("use-no-record") && req.Kind == spd.KindUse) {
+		tx.Put(pendKey(nc.ATC), rec.marshal())
+	}
+	if d.bug("token-not-counted") {
+		tokName = ""
+	}
 	if tokName != "" {
 		tok.Used++
 		tx.Put(tokKey(req.Token), tok.marshal())
@@ -210,7 +267,9 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, sw
 	}
 	d.c = nc
-	d.pend = append(d.pend, rec)
+	if !(d.bug("use-no-record") && req.Kind == spd.KindUse) {
+		d.pend = append(d.pend, rec)
+	}
 	if tokName != "" {
 		d.tokens[tokName] = tok
 	}
@@ -229,12 +288,22 @@ func (d *Device) doGenerateMedium(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
 	total, _, _ := d.pendingTotals()
+	if d.bug("medium-no-pending") {
+		total = 0
+	}
 	nc := d.c
-	nc.ATC++
+	if !d.bug("medium-no-atc") {
+		nc.ATC++
+	}
 	info := d.baseInfo(medium.KindStoredValue, nc, total, spd.Unix(req.Time))
 	info.Expiry = unixTime(spd.Unix(req.Expiry))
+	if d.bug("medium-expiry-3600") && req.Expiry.Sub(req.Time) == spd.DefaultMediumValidity {
+		info.Expiry = info.Issued.Add(time.Hour)
+	}
 	info.Token = d.prof.AccountToken
-	info.PayeeNonce = req.PayeeNonce
+	if !d.bug("medium-no-nonce") {
+		info.PayeeNonce = req.PayeeNonce
+	}
 	info.Certificate = d.prof.Certificate
 	env, sw := d.sign(info)
 	if sw != apdu.SWOK {
@@ -267,7 +336,10 @@ func (d *Device) doGenerateToken(cmd apdu.Command) ([]byte, apdu.SW) {
 			expired = append(expired, name)
 		}
 	}
-	if len(d.tokens)-len(expired) >= d.cfg.MaxTokens {
+	if d.bug("token-no-purge") {
+		expired = nil
+	}
+	if len(d.tokens)-len(expired) >= d.cfg.MaxTokens && !(d.bug("token-capacity-9") && len(d.tokens)-len(expired) == d.cfg.MaxTokens) {
 		return nil, apdu.SWNotEnoughMemory
 	}
 	nc := d.c
@@ -275,6 +347,9 @@ func (d *Device) doGenerateToken(cmd apdu.Command) ([]byte, apdu.SW) {
 	// A token is 12 random bytes and the ATC that made it: unguessable
 	// and unique on this device (C20).
 	value := append(d.randBytes(spd.TokenLen-4), u32(nc.ATC)...)
+	if d.bug("token-guessable") {
+		value = append(make([]byte, spd.TokenLen-4), u32(nc.ATC)...)
+	}
 	t := token{
 		MaxTxns:   uint32(req.Controls.MaxTransactions),
 		MaxAmount: req.Controls.MaxAmount,

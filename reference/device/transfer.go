@@ -40,8 +40,13 @@ func (d *Device) doTransfer(cmd apdu.Command) ([]byte, apdu.SW) {
 			return nil, apdu.SWSecurityNotSatisfied
 		}
 		t, ok := d.xfers[s.Serial]
-		if !ok || t.Status != transferOutstanding {
+		if !ok || (t.Status != transferOutstanding && !d.bug("show-after-reclaim")) {
 			return nil, apdu.SWRecordNotFound
+		}
+		if d.bug("show-spends-atc") {
+			nc := d.c
+			nc.ATC++
+			d.commitCounters(nc)
 		}
 		return d.sign(d.transferInfo(s.Serial, t, d.c))
 	}
@@ -58,16 +63,19 @@ func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
 	if err != nil {
 		return nil, parseErr(err)
 	}
-	if req.Currency != d.prof.Currency || bytes.Equal(req.Payee, d.id) {
+	if req.Currency != d.prof.Currency || (bytes.Equal(req.Payee, d.id) && !d.bug("xfer-self")) {
 		return nil, apdu.SWWrongData
 	}
 	if !d.verified {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
+	if req.Amount > d.c.Balance && d.bug("xfer-over-balance-6a80") {
+		return nil, apdu.SWWrongData
+	}
 	if req.Amount > d.c.Balance {
 		return nil, apdu.SWConditionsNotSat
 	}
-	if len(d.pend) >= d.cfg.MaxLedger || len(d.xfers) >= d.cfg.MaxTransfers {
+	if len(d.pend) >= d.cfg.MaxLedger || (len(d.xfers) >= d.cfg.MaxTransfers && !(d.bug("xfer-capacity-17") && len(d.xfers) == d.cfg.MaxTransfers)) {
 		return nil, apdu.SWNotEnoughMemory
 	}
 	nc := d.c
@@ -82,16 +90,20 @@ func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
 	if sw != apdu.SWOK {
 		return nil, sw
 	}
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSTransfer)
 	tx.Put(keyCounters, nc.marshal())
 	tx.Put(xferKey(serial), t.marshal())
-	tx.Put(pendKey(nc.ATC), rec.marshal())
+	if !d.bug("xfer-no-record") {
+		tx.Put(pendKey(nc.ATC), rec.marshal())
+	}
 	if sw := d.commit(tx); sw != apdu.SWOK {
 		return nil, sw
 	}
 	d.c = nc
 	d.xfers[serial] = t
-	d.pend = append(d.pend, rec)
+	if !d.bug("xfer-no-record") {
+		d.pend = append(d.pend, rec)
+	}
 	return env, apdu.SWOK
 }
 
@@ -111,16 +123,17 @@ func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	in := m.Info
 	if in.Kind != medium.KindTransfer || in.Currency != d.prof.Currency || !bytes.Equal(in.PayeeID, d.id) ||
-		!bytes.Equal(in.PayerID, in.DeviceID) || bytes.Equal(in.PayerID, d.id) || in.Amount <= 0 || in.Serial == 0 {
+		(!bytes.Equal(in.PayerID, in.DeviceID) && !d.bug("xferin-payer-unchecked")) || bytes.Equal(in.PayerID, d.id) || in.Amount <= 0 || in.Serial == 0 {
 		return nil, apdu.SWWrongData
 	}
-	if _, err := medium.VerifyCertificate(m, d.caPub); err != nil {
-		if errors.Is(err, medium.ErrBadSignature) {
+	if err := d.verifyMedium(m, "xferin-rogue-ca"); err != nil {
+		if errors.Is(err, medium.ErrBadSignature) && !d.bug("xferin-sig-6a80") {
 			return nil, apdu.SWSecurityNotSatisfied
 		}
 		return nil, apdu.SWWrongData
 	}
-	if _, certID, err := spd.VerifyDeviceCertificate(in.Certificate, d.caPub); err != nil || !bytes.Equal(certID, in.PayerID) {
+	if _, certID, err := d.certified(in.Certificate, "xferin-rogue-ca"); err != nil ||
+		(!bytes.Equal(certID, in.PayerID) && !d.bug("xferin-cert-unbound")) {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
 	if !d.verified {
@@ -128,11 +141,11 @@ func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	now := spd.Unix(req.Time)
 	exp := spd.Unix(in.Expiry)
-	if now > exp || d.c.LastSync > exp {
+	if now > exp || (d.c.LastSync > exp && !d.bug("xferin-sync-unchecked")) || (d.bug("xferin-expiry-inclusive") && now == exp) {
 		return nil, apdu.SWConditionsNotSat
 	}
 	key := impKey(in.PayerID, in.Serial)
-	if _, seen := d.st.Get(key); seen {
+	if _, seen := d.st.Get(key); seen && !d.bug("xferin-replay") {
 		return nil, apdu.SWRefDataNotUsable
 	}
 	if d.imports >= d.cfg.MaxImports || len(d.pend) >= d.cfg.MaxLedger {
@@ -155,7 +168,7 @@ func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 	if sw != apdu.SWOK {
 		return nil, sw
 	}
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSTransferIn)
 	tx.Put(keyCounters, nc.marshal())
 	tx.Put(key, []byte{1})
 	tx.Put(pendKey(nc.ATC), rec.marshal())
@@ -174,7 +187,7 @@ func (d *Device) doReclaim(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 != 0 || cmd.P2 != 0 {
 		return nil, apdu.SWIncorrectP1P2
 	}
-	body, err := spd.OpenIssuerData(d.hostPub, spd.INSReclaim, d.id, cmd.Data)
+	body, err := d.openHost(spd.INSReclaim, cmd.Data)
 	if err != nil {
 		return nil, parseErr(err)
 	}
@@ -186,11 +199,11 @@ func (d *Device) doReclaim(cmd apdu.Command) ([]byte, apdu.SW) {
 	if !ok {
 		return nil, apdu.SWRecordNotFound
 	}
-	if t.Status != transferOutstanding {
+	if t.Status != transferOutstanding && !d.bug("reclaim-twice") {
 		return nil, apdu.SWRefDataNotUsable
 	}
 	now := spd.Unix(s.Time)
-	if now <= t.Expiry {
+	if now <= t.Expiry && !(d.bug("reclaim-at-expiry") && now == t.Expiry) {
 		return nil, apdu.SWConditionsNotSat
 	}
 	if len(d.pend) >= d.cfg.MaxLedger {
@@ -211,7 +224,7 @@ func (d *Device) doReclaim(cmd apdu.Command) ([]byte, apdu.SW) {
 	if sw != apdu.SWOK {
 		return nil, sw
 	}
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSReclaim)
 	tx.Put(keyCounters, nc.marshal())
 	tx.Put(xferKey(s.Serial), t.marshal())
 	tx.Put(pendKey(nc.ATC), rec.marshal())
@@ -240,11 +253,16 @@ func (d *Device) doParseMedium(cmd apdu.Command) ([]byte, apdu.SW) {
 	if err != nil {
 		return nil, apdu.SWWrongData
 	}
-	if _, err := medium.VerifyCertificate(m, d.caPub); err != nil {
+	if err := d.verifyMedium(m, "parse-rogue-ca"); err != nil {
 		if errors.Is(err, medium.ErrBadSignature) {
 			return nil, apdu.SWSecurityNotSatisfied
 		}
 		return nil, apdu.SWWrongData
+	}
+	if d.bug("parse-spends-atc") {
+		nc := d.c
+		nc.ATC++
+		d.commitCounters(nc)
 	}
 	// m.Signed is 85 "SVL01" followed by the 61 template.
 	_, template, err := tlv.Next(m.Signed)

@@ -11,8 +11,11 @@ func (d *Device) doGetChallenge(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 != 0 || cmd.P2 != 0 {
 		return nil, apdu.SWIncorrectP1P2
 	}
-	if len(cmd.Data) != 0 || (cmd.Ne != spd.ChallengeLen && cmd.Ne != apdu.MaxShortLe) {
+	if len(cmd.Data) != 0 || (cmd.Ne != spd.ChallengeLen && cmd.Ne != apdu.MaxShortLe && !d.bug("challenge-any-le")) {
 		return nil, apdu.SWWrongLength
+	}
+	if d.bug("challenge-repeats") {
+		return make([]byte, spd.ChallengeLen), apdu.SWOK
 	}
 	return d.randBytes(spd.ChallengeLen), apdu.SWOK
 }
@@ -21,10 +24,14 @@ func (d *Device) doInternalAuthenticate(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 != 0 || cmd.P2 != 0 {
 		return nil, apdu.SWIncorrectP1P2
 	}
-	if len(cmd.Data) < 1 || len(cmd.Data) > 64 {
+	if len(cmd.Data) < 1 || (len(cmd.Data) > 64 && !(d.bug("intauth-65") && len(cmd.Data) == 65)) {
 		return nil, apdu.SWWrongLength
 	}
-	sig, err := d.signDigest(spd.AuthenticationDigest(d.id, cmd.Data))
+	id := d.id
+	if d.bug("intauth-no-id") {
+		id = nil
+	}
+	sig, err := d.signDigest(spd.AuthenticationDigest(id, cmd.Data))
 	if err != nil {
 		return nil, apdu.SWUnknown
 	}
@@ -36,13 +43,19 @@ func (d *Device) doInternalAuthenticate(cmd apdu.Command) ([]byte, apdu.SW) {
 // match. match is only called once the decrement is persistent.
 func (d *Device) checkSecret(triesKey string, limit int, match func() bool) apdu.SW {
 	left := d.tries(triesKey)
-	if left <= 0 {
+	if left <= 0 && !(d.bug("blocked-accepts-right") && match()) {
 		return apdu.SWAuthBlocked
 	}
-	if sw := d.put(triesKey, []byte{byte(left - 1)}); sw != apdu.SWOK {
+	if d.bug("verify-compare-first") && triesKey == keyPINTries && match() {
+		return d.put(triesKey, []byte{byte(limit)})
+	}
+	if sw := d.put(triesKey, []byte{byte(max(left-1, 0))}); sw != apdu.SWOK {
 		return sw
 	}
 	if !match() {
+		if d.bug("verify-tries-before") {
+			return apdu.VerifyFailed(left)
+		}
 		return apdu.VerifyFailed(left - 1)
 	}
 	return d.put(triesKey, []byte{byte(limit)})
@@ -75,20 +88,24 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 			switch {
 			case left == 0:
 				return nil, apdu.SWAuthBlocked
-			case d.verified:
+			case d.verified && !d.bug("verify-status-verified"):
 				return nil, apdu.SWOK
 			}
 			return nil, apdu.VerifyFailed(left)
 		}
-		if !pinDigits(cmd.Data, 4, 12) {
+		if !pinDigits(cmd.Data, 4, 12) && !d.bug("verify-malformed-try") {
 			return nil, apdu.SWWrongData
 		}
+		was := d.verified && d.bug("verify-fail-keeps-session")
 		d.verified = false
 		pin := string(cmd.Data)
 		sw := d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(pin, d.pin) })
-		d.verified = sw == apdu.SWOK
+		d.verified = sw == apdu.SWOK || was
 		return nil, sw
 	case spd.P2Biometric:
+		if len(d.prof.BioTemplate) == 0 && d.bug("bio-no-template-63c") {
+			return nil, apdu.VerifyFailed(d.tries(keyBioTries))
+		}
 		if len(d.prof.BioTemplate) == 0 {
 			return nil, apdu.SWRefDataNotFound
 		}
@@ -107,9 +124,18 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 		}
 		d.verified = false
 		sample := cmd.Data
-		sw := d.checkSecret(keyBioTries, d.cfg.BioTryLimit, func() bool {
-			return BioDistance(sample, d.prof.BioTemplate) <= uint64(d.prof.BioThreshold)
-		})
+		matches := func() bool {
+			dist := BioDistance(sample, d.prof.BioTemplate)
+			return dist <= uint64(d.prof.BioThreshold) && !(d.bug("bio-threshold-strict") && dist == uint64(d.prof.BioThreshold))
+		}
+		if d.bug("bio-no-try") && !matches() && d.tries(keyBioTries) > 0 {
+			return nil, apdu.VerifyFailed(d.tries(keyBioTries))
+		}
+		key, limit := keyBioTries, d.cfg.BioTryLimit
+		if d.bug("bio-spends-pin") {
+			key, limit = keyPINTries, d.prof.PINTryLimit
+		}
+		sw := d.checkSecret(key, limit, matches)
 		d.verified = sw == apdu.SWOK
 		return nil, sw
 	}
@@ -139,6 +165,9 @@ func (d *Device) doChangePIN(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, parseErr(err)
 	}
 	d.verified = false
+	if d.bug("change-pin-no-try") && !equalSecret(c.Old, d.pin) && d.tries(keyPINTries) > 0 {
+		return nil, apdu.VerifyFailed(d.tries(keyPINTries))
+	}
 	sw := d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(c.Old, d.pin) })
 	if sw != apdu.SWOK {
 		return nil, sw
@@ -149,7 +178,7 @@ func (d *Device) doChangePIN(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, sw
 	}
 	d.pin = c.NewPIN
-	d.verified = true
+	d.verified = !d.bug("change-pin-unverified")
 	return nil, apdu.SWOK
 }
 
@@ -163,12 +192,17 @@ func (d *Device) doResetRetryCounter(cmd apdu.Command) ([]byte, apdu.SW) {
 		if err != nil {
 			return nil, parseErr(err)
 		}
+		if d.bug("puk-no-try") && !equalSecret(c.PUK, d.prof.PUK) && d.tries(keyPUKTries) > 0 {
+			return nil, apdu.VerifyFailed(d.tries(keyPUKTries))
+		}
 		sw := d.checkSecret(keyPUKTries, d.cfg.PUKTryLimit, func() bool { return equalSecret(c.PUK, d.prof.PUK) })
 		if sw != apdu.SWOK {
 			return nil, sw
 		}
-		tx := d.st.Begin()
-		tx.Put(keyPINTries, []byte{byte(d.prof.PINTryLimit)})
+		tx := d.begin(spd.INSResetRetryCounter)
+		if !d.bug("puk-keeps-block") {
+			tx.Put(keyPINTries, []byte{byte(d.prof.PINTryLimit)})
+		}
 		if c.NewPIN != "" {
 			tx.Put(keyPIN, []byte(c.NewPIN))
 		}
@@ -180,7 +214,7 @@ func (d *Device) doResetRetryCounter(cmd apdu.Command) ([]byte, apdu.SW) {
 		}
 		return nil, apdu.SWOK
 	case spd.P1UnblockHost:
-		body, err := spd.OpenIssuerData(d.hostPub, spd.INSResetRetryCounter, d.id, cmd.Data)
+		body, err := d.openHost(spd.INSResetRetryCounter, cmd.Data)
 		if err != nil {
 			return nil, parseErr(err)
 		}
@@ -188,7 +222,7 @@ func (d *Device) doResetRetryCounter(cmd apdu.Command) ([]byte, apdu.SW) {
 		if err != nil {
 			return nil, parseErr(err)
 		}
-		if u.Counter <= d.c.UpdateCounter {
+		if u.Counter <= d.c.UpdateCounter && !d.bug("host-unblock-replay") {
 			return nil, apdu.SWRefDataNotUsable
 		}
 		nc := d.c
@@ -196,7 +230,9 @@ func (d *Device) doResetRetryCounter(cmd apdu.Command) ([]byte, apdu.SW) {
 		tx := d.st.Begin()
 		tx.Put(keyCounters, nc.marshal())
 		tx.Put(keyPINTries, []byte{byte(d.prof.PINTryLimit)})
-		tx.Put(keyPUKTries, []byte{byte(d.cfg.PUKTryLimit)})
+		if !d.bug("host-unblock-keeps-puk") {
+			tx.Put(keyPUKTries, []byte{byte(d.cfg.PUKTryLimit)})
+		}
 		if u.NewPIN != "" {
 			tx.Put(keyPIN, []byte(u.NewPIN))
 		}

@@ -11,7 +11,8 @@
 //	               eUICC (emulator/esim): logical channels, an ISD-R, the eSIM ATR
 //	sd:DIR         a secure microSD channel at a card's mount point DIR
 //	replay:FILE    answers from a recorded pcapng trace
-//	faulty:MODE    a reference device with one deliberate defect (FaultyModes),
+//	faulty:NAME    a reference device with one deliberate defect (device.Mutants;
+//	               faulty:NAME@usb-emu puts it behind the USB CCID emulator),
 //	               for checking that the suite fails such a device
 //	pcsc-emu, serial-emu, sd-emu
 //	               the reference device behind an in-process emulator,

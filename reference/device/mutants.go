@@ -1,0 +1,457 @@
+package device
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/store"
+	"github.com/spdlab/spdlab/reference/tlv"
+)
+
+// Mutant is a deliberate non-conformance the reference device can be run
+// with (Config.Mutant): a plausible vendor bug that breaks one requirement
+// of SPEC.md. The mutants exist to prove that the conformance suite fails
+// a device that has any of them (`make mutants`); they live only here, in
+// the device under test, never in the codecs (reference/spd, apdu, tlv,
+// medium) the suite builds its expectations with.
+type Mutant struct {
+	// Name selects the mutant (Config.Mutant, DUT faulty:NAME).
+	Name string
+	// Requirement is the SPEC.md requirement the bug breaks.
+	Requirement string
+	// Bug says what the device does wrong.
+	Bug string
+}
+
+// Mutants is the catalogue, grouped by area.
+var Mutants = []Mutant{
+	// Whole-device faults.
+	{"status-9000", "SPD-APP-3", "answers 9000 where it refused a command"},
+	{"stale-result", "SPD-PAY-5", "answers every PAY after the first with the first payment's signed result"},
+	{"stale-balance", "SPD-PAY-1", "reports, after its first payment, the balance it had before it"},
+	{"tear-answers", "SPD-STO-2", "answers 6581 to a command during which it lost power"},
+
+	// Selection, command structure and processing order.
+	{"select-keeps-session", "SPD-APP-1", "SELECT of an unknown AID answers 6A82 but leaves the application selected"},
+	{"reselect-keeps-verified", "SPD-APP-2", "SELECT of the application keeps the cardholder verified"},
+	{"reset-keeps-session", "SPD-STO-3", "a warm reset keeps the application selected and the cardholder verified"},
+	{"getdata-unselected", "SPD-APP-2", "answers GET DATA before the application is selected"},
+	{"selection-before-ins", "SPD-APP-3", "answers 6985 instead of 6D00 to an unknown INS before SELECT"},
+	{"cla-6d00", "SPD-APP-3", "answers 6D00 instead of 6E00 to an unknown class"},
+	{"p1p2-before-state", "SPD-APP-3", "checks PAY's P1/P2 before the life-cycle state (6A86 instead of 6985)"},
+	{"verified-before-data", "SPD-APP-3", "checks cardholder verification before PAY's data field (6982 instead of 6A80)"},
+	{"currency-6985", "SPD-APP-3", "answers 6985 instead of 6A80 to a PAY in another currency"},
+	{"getdata-with-data", "SPD-APP-3", "answers GET DATA that carries a data field"},
+	{"getdata-unknown-6a80", "SPD-APP-3", "answers 6A80 instead of 6A88 to GET DATA of an unknown tag"},
+	{"getdata-early", "SPD-LC-3", "answers GET DATA DF04 with zero before personalisation instead of 6985"},
+	{"getresponse-idle-9000", "SPD-APP-5", "answers GET RESPONSE with nothing pending with 9000 and no data"},
+	{"getresponse-with-data", "SPD-APP-5", "answers GET RESPONSE that carries a data field with the next part"},
+	{"chain-61-00", "SPD-APP-5", "announces every remainder as 6100 whatever its length"},
+	{"chain-survives-command", "SPD-APP-5", "keeps the pending response part across another command"},
+	{"challenge-any-le", "SPD-APP-3", "answers GET CHALLENGE with any Le instead of 6700"},
+	{"challenge-repeats", "SPD-KEY-1", "answers the same GET CHALLENGE bytes every time"},
+	{"intauth-65", "SPD-APP-3", "accepts an INTERNAL AUTHENTICATE challenge of 65 bytes"},
+	{"intauth-no-id", "SPD-KEY-4", "signs INTERNAL AUTHENTICATE without the device ID in the digest"},
+	{"account-in-getdata", "SPD-MED-3", "answers GET DATA DF03 with the designated account instead of its token"},
+
+	// Life cycle and personalisation.
+	{"personalise-twice", "SPD-LC-1", "accepts a second PERSONALISE on a personalised device"},
+	{"initialise-again", "SPD-LC-1", "accepts INITIALISE on a personalised device"},
+	{"personalise-foreign-id", "SPD-KEY-2", "accepts a certificate naming another device ID at PERSONALISE"},
+	{"personalise-foreign-key", "SPD-KEY-2", "accepts a certificate naming another key at PERSONALISE"},
+	{"personalise-sig-6a80", "SPD-KEY-3", "answers 6A80 instead of 6982 to a PERSONALISE signed by another CA"},
+	{"activate-unverified", "SPD-PIN-1", "activates without cardholder verification"},
+	{"pay-personalised", "SPD-LC-3", "pays while personalised, before ACTIVATE"},
+	{"medium-blocked", "SPD-LC-3", "generates a stored-value medium while blocked"},
+	{"update-terminated", "SPD-LC-2", "applies UPDATE PARAMETERS to a terminated device"},
+	{"block-personalised", "SPD-LC-2", "moves a personalised device to blocked"},
+	{"terminated-no-ledger", "SPD-LC-2", "refuses READ PENDING once terminated"},
+	{"blocked-no-reclaim", "SPD-LC-2", "refuses RECLAIM while blocked"},
+
+	// Host orders and updates.
+	{"update-counter-equal", "SPD-UPD-1", "applies an update whose counter equals the last applied one"},
+	{"update-partial", "SPD-UPD-1", "keeps the top-up of an update whose state move it refused"},
+	{"update-sync-backwards", "SPD-LED-3", "moves the last sync time back to an earlier host time"},
+	{"ack-ins-unbound", "SPD-KEY-3", "accepts an acknowledgement the host signed for UPDATE PARAMETERS"},
+	{"host-accepts-ca", "SPD-KEY-3", "accepts host orders signed with the CA key when the profile names a host key"},
+	{"ack-unsigned", "SPD-LED-4", "applies an acknowledgement whose signature does not verify"},
+	{"ack-drops-all", "SPD-LED-4", "drops every ledger record on any acknowledgement"},
+	{"ack-ignores-serials", "SPD-LED-4", "ignores the serial list of ACKNOWLEDGE"},
+	{"ack-no-sync", "SPD-LED-3", "does not move the last sync time on ACKNOWLEDGE"},
+
+	// Cardholder verification.
+	{"verify-compare-first", "SPD-PIN-2", "compares the PIN before making the decrement persistent"},
+	{"verify-malformed-try", "SPD-PIN-2", "spends a try on a malformed PIN"},
+	{"verify-fail-keeps-session", "SPD-PIN-1", "keeps the session verified after a failed VERIFY"},
+	{"verify-status-verified", "SPD-PIN-2", "answers 63Cx instead of 9000 to an empty VERIFY when verified"},
+	{"verify-tries-before", "SPD-PIN-2", "reports the tries left before the decrement in 63Cx"},
+	{"blocked-accepts-right", "SPD-PIN-3", "accepts the right PIN once the counter is 0"},
+	{"change-pin-unverified", "SPD-PIN-3", "leaves the session unverified after CHANGE REFERENCE DATA"},
+	{"change-pin-no-try", "SPD-PIN-2", "spends no try on CHANGE REFERENCE DATA with a wrong old PIN"},
+	{"puk-no-try", "SPD-PIN-2", "spends no PUK try on a wrong PUK"},
+	{"puk-keeps-block", "SPD-PIN-3", "leaves the PIN try counter at 0 after unblocking with the PUK"},
+	{"host-unblock-replay", "SPD-PIN-3", "applies a host RESET RETRY COUNTER with an old counter"},
+	{"host-unblock-keeps-puk", "SPD-PIN-3", "leaves the PUK try counter as it was on a host unblock"},
+	{"bio-threshold-strict", "SPD-BIO-1", "refuses a sample exactly at the threshold distance"},
+	{"bio-no-template-63c", "SPD-BIO-1", "answers 63Cx instead of 6A88 to biometric VERIFY with no template"},
+	{"bio-spends-pin", "SPD-BIO-2", "spends PIN tries on failed biometric samples"},
+	{"bio-no-try", "SPD-BIO-2", "spends no try on a failed biometric sample"},
+
+	// Payments.
+	{"pay-no-atc", "SPD-PAY-4", "does not add one to the ATC on a payment"},
+	{"decline-spends-atc", "SPD-PAY-6", "adds one to the ATC on a declined payment"},
+	{"account-debits-balance", "SPD-PAY-2", "deducts a kind 02 payment from the stored balance"},
+	{"use-no-record", "SPD-PAY-3", "records no ledger record for a use write-off"},
+	{"adjust-region-first", "SPD-ADJ-1", "applies the region adjustment before the tier discount"},
+	{"adjust-rounds", "SPD-ADJ-1", "rounds adjustments half up instead of truncating"},
+	{"adjust-no-tier", "SPD-ADJ-1", "ignores the tier discount"},
+	{"limit-raw-amount", "SPD-LED-3", "checks the per-payment limit against the amount before adjustment"},
+	{"limit-inclusive", "SPD-LED-3", "declines a payment exactly at the per-payment limit"},
+	{"offline-pending-all", "SPD-LED-3", "counts online records against the offline pending limit"},
+	{"offline-count-plus-one", "SPD-LED-3", "allows one offline payment more than the count limit"},
+	{"offline-age-ignored", "SPD-LED-3", "ignores the time since the last sync offline"},
+	{"decline-order", "SPD-PAY-6", "checks the balance before the per-payment limit"},
+	{"location-absent-ok", "SPD-VER-1", "accepts a PAY without a region when the profile lists regions"},
+	{"tier-inclusive", "SPD-VER-2", "declines a PAY whose required tier equals the device's"},
+	{"result-old-counters", "SPD-PAY-5", "shows the balance and ATC before the payment in its result"},
+	{"result-no-payee", "SPD-PAY-7", "leaves the payee out of the payment result"},
+	{"record-no-payee", "SPD-PAY-7", "leaves the payee out of the ledger record"},
+	{"result-pending-stale", "SPD-PAY-5", "shows the pending total before the payment in its result"},
+	{"ledger-drops-oldest", "SPD-LED-1", "drops the oldest record when the ledger is full instead of 6A84"},
+	{"read-pending-wraps", "SPD-LED-2", "answers READ PENDING beyond the end with a record (index modulo the count)"},
+	{"pending-sign-bare", "SPD-KEY-5", "signs pending records without the SPDLAB-PR1 prefix"},
+	{"pending-counts-transfers", "SPD-LED-1", "counts transfers out in the pending total DF05"},
+
+	// Tokens.
+	{"token-amount-raw", "SPD-TOK-2", "checks a token's max amount against the amount before adjustment"},
+	{"token-not-counted", "SPD-TOK-2", "does not count payments against the token"},
+	{"token-expiry-inclusive", "SPD-TOK-2", "declines a token payment at exactly the token's expiry"},
+	{"token-channel-ignored", "SPD-TOK-2", "ignores the token's channels"},
+	{"token-guessable", "SPD-TOK-1", "makes tokens from the ATC alone (no random part)"},
+	{"token-capacity-9", "SPD-TOK-1", "keeps a 9th live token"},
+	{"token-no-purge", "SPD-TOK-1", "does not drop expired or used-up tokens before refusing with 6A84"},
+	{"token-record-account", "SPD-TOK-2", "records token payments under the account token"},
+
+	// Media.
+	{"medium-no-atc", "SPD-PAY-4", "does not add one to the ATC on GENERATE MEDIUM"},
+	{"medium-expiry-3600", "SPD-MED-1", "gives media a default validity of an hour instead of 300 s"},
+	{"medium-no-nonce", "SPD-MED-1", "leaves the payee nonce out of the stored-value medium"},
+	{"medium-no-pending", "SPD-MED-1", "leaves the pending total out of the stored-value medium"},
+	{"medium-sign-template", "SPD-KEY-5", "signs media over the service information template only"},
+	{"parse-rogue-ca", "SPD-MED-4", "PARSE MEDIUM trusts the medium's own certificate without checking the CA"},
+	{"parse-spends-atc", "SPD-MED-4", "adds one to the ATC on PARSE MEDIUM"},
+
+	// Transfers.
+	{"xfer-self", "SPD-XFR-1", "accepts a transfer to itself"},
+	{"xfer-no-record", "SPD-XFR-1", "records no ledger record for a transfer out"},
+	{"xfer-capacity-17", "SPD-XFR-1", "keeps a 17th outgoing transfer"},
+	{"xfer-over-balance-6a80", "SPD-XFR-1", "answers 6A80 instead of 6985 to a transfer above the balance"},
+	{"show-after-reclaim", "SPD-XFR-1", "answers TRANSFER SHOW for a reclaimed transfer"},
+	{"show-spends-atc", "SPD-XFR-1", "adds one to the ATC on TRANSFER SHOW"},
+	{"xferin-payer-unchecked", "SPD-XFR-2", "imports a medium whose payer is not the device that signed it"},
+	{"xferin-cert-unbound", "SPD-XFR-2", "imports a medium whose certificate names another device than the payer"},
+	{"xferin-rogue-ca", "SPD-XFR-2", "imports a medium certified by another CA"},
+	{"xferin-sig-6a80", "SPD-XFR-2", "answers 6A80 instead of 6982 to a medium whose signature does not verify"},
+	{"xferin-replay", "SPD-XFR-2", "imports the same (payer, serial) twice"},
+	{"xferin-sync-unchecked", "SPD-XFR-3", "imports a medium that expired before the last sync time"},
+	{"xferin-expiry-inclusive", "SPD-XFR-3", "refuses a transfer medium at exactly its expiry"},
+	{"reclaim-at-expiry", "SPD-XFR-4", "reclaims at exactly the expiry"},
+	{"reclaim-twice", "SPD-XFR-4", "reclaims the same transfer twice"},
+
+	// Persistence: the command's changes are committed write by write.
+	{"nonatomic-pay", "SPD-STO-1", "commits PAY's counters and ledger record separately"},
+	{"nonatomic-transfer", "SPD-STO-1", "commits TRANSFER's debit, transfer and record separately"},
+	{"nonatomic-transfer-in", "SPD-STO-1", "commits TRANSFER IN's credit, import and record separately"},
+	{"nonatomic-reclaim", "SPD-STO-1", "commits RECLAIM's credit, transfer and record separately"},
+	{"nonatomic-acknowledge", "SPD-STO-1", "commits ACKNOWLEDGE's deletions and sync time separately"},
+	{"nonatomic-unblock", "SPD-STO-1", "commits the PUK unblock's try counter and new PIN separately"},
+	{"nonatomic-personalise", "SPD-STO-1", "commits PERSONALISE's profile and state separately"},
+}
+
+// LookupMutant returns the catalogue entry named name.
+func LookupMutant(name string) (Mutant, bool) {
+	for _, m := range Mutants {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Mutant{}, false
+}
+
+// bug reports whether the device runs with the named mutant.
+func (d *Device) bug(name string) bool { return d.cfg.Mutant == name }
+
+// mutantState is what the whole-device mutants remember between commands.
+type mutantState struct {
+	firstPay   []byte
+	oldBalance []byte
+}
+
+// mutateResponse applies the whole-device mutants to one exchange.
+func (d *Device) mutateResponse(command, resp []byte) []byte {
+	if d.cfg.Mutant == "" {
+		return resp
+	}
+	isPay := len(command) >= 4 && command[0] == spd.CLAProprietary && spd.INS(command[1]) == spd.INSPay
+	getBalance := spd.GetData(spd.TagBalance).MustBytes()
+	switch {
+	case d.bug("tear-answers") && resp == nil && d.dead:
+		return swOnly(apdu.SWMemoryFailure)
+	case resp == nil || len(resp) < 2:
+		return resp
+	case d.bug("status-9000"):
+		sw1, sw2 := resp[len(resp)-2], resp[len(resp)-1]
+		if !(sw1 == 0x90 && sw2 == 0x00) && sw1 != 0x61 && sw1 != 0x6C {
+			return []byte{0x90, 0x00}
+		}
+	case d.bug("stale-result") && isPay:
+		if d.mut.firstPay != nil {
+			return bytes.Clone(d.mut.firstPay)
+		}
+		if resp[len(resp)-2] == 0x90 || resp[len(resp)-2] == 0x61 {
+			d.mut.firstPay = bytes.Clone(resp)
+		}
+	case d.bug("stale-balance") && bytes.Equal(command, getBalance) && d.mut.oldBalance != nil:
+		return bytes.Clone(d.mut.oldBalance)
+	}
+	return resp
+}
+
+// noteBeforeCommand lets the whole-device mutants see a command before
+// the device acts on it.
+func (d *Device) noteBeforeCommand(command []byte) {
+	if !d.bug("stale-balance") || d.mut.oldBalance != nil || d.prof == nil {
+		return
+	}
+	if len(command) >= 4 && command[0] == spd.CLAProprietary && spd.INS(command[1]) == spd.INSPay {
+		d.mut.oldBalance = apdu.Response{Data: spd.DataObject(spd.TagBalance, u64(uint64(d.c.Balance))), SW: apdu.SWOK}.Bytes()
+	}
+}
+
+// stateBypass reports whether a mutant lets ins run in a state section 2
+// does not allow it in.
+func (d *Device) stateBypass(ins spd.INS) bool {
+	switch {
+	case d.bug("personalise-twice") && ins == spd.INSPersonalise && d.c.State >= spd.StatePersonalised:
+	case d.bug("initialise-again") && ins == spd.INSInitialise && d.c.State >= spd.StatePersonalised:
+	case d.bug("pay-personalised") && ins == spd.INSPay && d.c.State == spd.StatePersonalised:
+	case d.bug("medium-blocked") && ins == spd.INSGenerateMedium && d.c.State == spd.StateBlocked:
+	case d.bug("update-terminated") && ins == spd.INSUpdateParameters && d.c.State == spd.StateTerminated:
+	default:
+		return false
+	}
+	return true
+}
+
+// stateRefusal reports whether a mutant refuses ins in a state section 2
+// allows it in.
+func (d *Device) stateRefusal(ins spd.INS) bool {
+	return (d.bug("terminated-no-ledger") && ins == spd.INSReadPending && d.c.State == spd.StateTerminated) ||
+		(d.bug("blocked-no-reclaim") && ins == spd.INSReclaim && d.c.State == spd.StateBlocked)
+}
+
+// mutantAdjust is Adjust as the adjustment mutants get it wrong.
+func (d *Device) mutantAdjust(tier uint8, region uint16, amount int64) int64 {
+	p := d.prof
+	bp := func(a, b int64) int64 {
+		if d.bug("adjust-rounds") {
+			v := a * b
+			if v >= 0 {
+				return (v + 5000) / 10000
+			}
+			return (v - 5000) / 10000
+		}
+		return basisPoints(a, b)
+	}
+	disc := func(a int64) int64 {
+		if d.bug("adjust-no-tier") || tier > 3 {
+			return a
+		}
+		return a - bp(a, int64(p.TierDiscounts[tier]))
+	}
+	reg := func(a int64) int64 {
+		for _, adj := range p.Adjustments {
+			if region != 0 && adj.Region == region {
+				return a + bp(a, int64(adj.BasisPoints))
+			}
+		}
+		return a
+	}
+	if d.bug("adjust-region-first") {
+		amount = disc(reg(amount))
+	} else {
+		amount = reg(disc(amount))
+	}
+	return min(max(amount, 0), maxAmount)
+}
+
+// adjust is the amount a kind 01 or 02 payment is charged (SPD-ADJ-1).
+func (d *Device) adjust(tier uint8, region uint16, amount int64) int64 {
+	if d.bug("adjust-rounds") || d.bug("adjust-no-tier") || d.bug("adjust-region-first") {
+		return d.mutantAdjust(tier, region, amount)
+	}
+	return Adjust(d.prof, tier, region, amount)
+}
+
+// begin starts the store transaction of the command ins; a nonatomic-*
+// mutant gets one that commits every write on its own.
+func (d *Device) begin(ins spd.INS) store.Tx {
+	names := map[spd.INS]string{
+		spd.INSPay: "nonatomic-pay", spd.INSTransfer: "nonatomic-transfer", spd.INSTransferIn: "nonatomic-transfer-in",
+		spd.INSReclaim: "nonatomic-reclaim", spd.INSAcknowledge: "nonatomic-acknowledge",
+		spd.INSResetRetryCounter: "nonatomic-unblock", spd.INSPersonalise: "nonatomic-personalise",
+	}
+	if n, ok := names[ins]; ok && d.bug(n) {
+		return &splitTx{st: d.st}
+	}
+	return d.st.Begin()
+}
+
+// splitTx commits each write as its own transaction, in order.
+type splitTx struct {
+	st  store.Store
+	err error
+}
+
+func (t *splitTx) Get(key string) ([]byte, bool) { return t.st.Get(key) }
+func (t *splitTx) Put(key string, value []byte) {
+	if t.err == nil {
+		tx := t.st.Begin()
+		tx.Put(key, value)
+		t.err = tx.Commit()
+	}
+}
+func (t *splitTx) Delete(key string) {
+	if t.err == nil {
+		tx := t.st.Begin()
+		tx.Delete(key)
+		t.err = tx.Commit()
+	}
+}
+func (t *splitTx) Commit() error { return t.err }
+func (t *splitTx) Abort()        {}
+
+// commitCounters persists nc on its own, for the mutants that change
+// state a refused or declined command must not change.
+func (d *Device) commitCounters(nc counters) {
+	tx := d.st.Begin()
+	tx.Put(keyCounters, nc.marshal())
+	if d.commit(tx) == apdu.SWOK {
+		d.c = nc
+	}
+}
+
+// signTemplateOnly is the medium-sign-template mutant's signature: over
+// the 61 template alone instead of every byte before the signature.
+func (d *Device) signTemplateOnly(info medium.ServiceInfo) ([]byte, apdu.SW) {
+	signed, err := medium.SignedPart(info)
+	if err != nil {
+		return nil, apdu.SWUnknown
+	}
+	_, template, err := tlv.Next(signed)
+	if err != nil {
+		return nil, apdu.SWUnknown
+	}
+	digest := sha256.Sum256(template)
+	sig, err := d.signDigest(digest[:])
+	if err != nil {
+		return nil, apdu.SWUnknown
+	}
+	env, err := medium.Seal(signed, sig)
+	if err != nil {
+		return nil, apdu.SWUnknown
+	}
+	return env, apdu.SWOK
+}
+
+// signRecord signs a pending record (SPD-KEY-5); the pending-sign-bare
+// mutant leaves out the SPDLAB-PR1 prefix.
+func (d *Device) signRecord(pr *spd.PendingRecord) error {
+	digest := pr.Digest()
+	if d.bug("pending-sign-bare") {
+		bare := sha256.Sum256(pr.Body())
+		digest = bare[:]
+	}
+	sig, err := d.signDigest(digest)
+	pr.Signature = sig
+	return err
+}
+
+// openHost opens a host-signed order for ins (SPD-KEY-3), as the host-order
+// mutants get it wrong.
+func (d *Device) openHost(ins spd.INS, data []byte) ([]byte, error) {
+	body, err := spd.OpenIssuerData(d.hostPub, ins, d.id, data)
+	if err == nil || d.cfg.Mutant == "" {
+		return body, err
+	}
+	switch {
+	case d.bug("host-accepts-ca"):
+		return spd.OpenIssuerData(d.caPub, ins, d.id, data)
+	case d.bug("ack-ins-unbound") && ins == spd.INSAcknowledge:
+		return spd.OpenIssuerData(d.hostPub, spd.INSUpdateParameters, d.id, data)
+	case d.bug("ack-unsigned") && ins == spd.INSAcknowledge:
+		rest, n := data, 0
+		for len(rest) > 0 {
+			obj, r, err := tlv.Next(rest)
+			if err != nil {
+				return nil, err
+			}
+			if obj.Tag == spd.TagSignature {
+				return data[:n], nil
+			}
+			n, rest = len(data)-len(r), r
+		}
+	}
+	return body, err
+}
+
+// dropOldest is the ledger-drops-oldest mutant: it makes room in a full
+// ledger by deleting its oldest record.
+func (d *Device) dropOldest() {
+	tx := d.st.Begin()
+	tx.Delete(pendKey(d.pend[0].ATC))
+	if d.commit(tx) == apdu.SWOK {
+		d.pend = d.pend[1:]
+	}
+}
+
+// certified checks a device certificate against the issuer CA
+// (spd.VerifyDeviceCertificate); the rogue-CA mutants skip the CA's
+// signature and take the key and device ID the certificate claims.
+func (d *Device) certified(cert []byte, mutant string) (*ecdsa.PublicKey, []byte, error) {
+	pub, id, err := spd.VerifyDeviceCertificate(cert, d.caPub)
+	if err == nil || !d.bug(mutant) {
+		return pub, id, err
+	}
+	c, perr := x509.ParseCertificate(cert)
+	if perr != nil {
+		return nil, nil, err
+	}
+	k, ok := c.PublicKey.(*ecdsa.PublicKey)
+	id, herr := hex.DecodeString(c.Subject.SerialNumber)
+	if !ok || herr != nil {
+		return nil, nil, err
+	}
+	return k, id, nil
+}
+
+// verifyMedium checks a medium's certificate against the issuer CA and its
+// signature against the certified key (medium.VerifyCertificate), as the
+// rogue-CA mutants get it wrong.
+func (d *Device) verifyMedium(m *medium.Medium, mutant string) error {
+	if !d.bug(mutant) {
+		_, err := medium.VerifyCertificate(m, d.caPub)
+		return err
+	}
+	pub, _, err := d.certified(m.Info.Certificate, mutant)
+	if err != nil {
+		return err
+	}
+	return m.Verify(pub)
+}

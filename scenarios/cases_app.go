@@ -1,0 +1,283 @@
+package scenarios
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/rigs/link"
+)
+
+// defineConformance registers the cases that check every requirement of
+// SPEC.md positively and negatively, with exact status words and
+// nothing-changed snapshots, the tearing sweep and the capacities.
+func defineConformance(d Driver) {
+	Describe("Command handling, every way", func() { defineCommandCases(d) })
+	Describe("Life cycle and host orders, every way", func() { defineLifeCycleCases(d) })
+	Describe("Cardholder verification, every way", func() { definePINCases(d) })
+	Describe("Payments, limits and adjustment, every way", func() { definePaymentCases(d) })
+	Describe("Tokens and media, every way", func() { defineTokenMediaCases(d) })
+	Describe("Transfers, every way", func() { defineTransferCases(d) })
+	Describe("Persistence under power cuts", func() { defineTearingCases(d) })
+	Describe("Test samples", func() { defineEraseCases(d) })
+}
+
+func defineCommandCases(d Driver) {
+	It("MUST deselect the application on SELECT of another AID",
+		Case("TC-APP-007", "SPD-APP-1", "SPD-APP-2", "C28"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			_, sw := f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, Data: []byte{0xA0, 0, 0, 0, 0x03, 0x10, 0x10}, Ne: 256}))
+			Expect(sw).To(Equal(sw6A82))
+			_, sw = f.raw(ctx, rawCmd(spd.GetData(spd.TagBalance)))
+			Expect(sw).To(Equal(sw6985), "GET DATA after SELECT of another AID: the application is deselected")
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY: verification ended with the deselection")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST end cardholder verification when the application is selected again",
+		Case("TC-APP-008", "SPD-APP-2", "SPD-PIN-1", "C28", "C32"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY after a second SELECT")
+			f.refuses(ctx, spd.GenerateMedium(spd.MediumRequest{Time: Clock}), sw6982, "GENERATE MEDIUM after a second SELECT")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST end the session and keep persistent memory on a warm reset",
+		Serial, Case("TC-APP-009", "SPD-STO-3", "SPD-APP-2", "C42"), func(ctx SpecContext) {
+			need(d, PowerCycle)
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			f.pays(ctx, payment(spd.KindBalance, spd.ModeOffline, 3_00), 3_00)
+			before := f.state(ctx)
+			r, ok := f.Device.Link.(link.Resetter)
+			if !ok {
+				Skip(Why(PowerCycle, d.Profile().Name))
+			}
+			_, err := r.Reset(ctx, false)
+			Expect(err).NotTo(HaveOccurred())
+			_, sw := f.raw(ctx, rawCmd(spd.GetData(spd.TagBalance)))
+			Expect(sw).To(Equal(sw6985), "the reset ended the selection")
+			_, err = f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(f.state(ctx)).To(Equal(before), "a warm reset keeps persistent memory")
+			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY after a warm reset")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST check the instruction before the selection, and refuse everything else before SELECT with 6985",
+		Case("TC-APP-010", "SPD-APP-2", "SPD-APP-3", "C28"), func(ctx SpecContext) {
+			f := open(ctx, d)
+			for _, c := range []struct {
+				cmd  apdu.Command
+				want apdu.SW
+				why  string
+			}{
+				{apdu.Command{CLA: 0x80, INS: 0x7E}, sw6D00, "unknown proprietary INS before SELECT"},
+				{apdu.Command{CLA: 0x00, INS: 0xB0}, sw6D00, "unknown interindustry INS before SELECT"},
+				{apdu.Command{CLA: 0x94, INS: 0x60}, sw6E00, "unknown class before SELECT"},
+				{spd.GetData(spd.TagState), sw6985, "GET DATA before SELECT"},
+				{spd.GetChallenge(), sw6985, "GET CHALLENGE before SELECT"},
+				{spd.ReadPending(0), sw6985, "READ PENDING before SELECT"},
+			} {
+				_, sw := f.raw(ctx, rawCmd(c.cmd))
+				Expect(sw).To(Equal(c.want), c.why)
+			}
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST check the life-cycle state before P1/P2 and the data field before verification",
+		Case("TC-APP-011", "SPD-APP-3", "SPD-APP-4", "SPD-LC-3"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			bad := spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00))
+			bad.P1 = 0x09
+			f.refuses(ctx, bad, sw6A86, "PAY kind 09, selected, not verified: P1 (step 5) before verification (step 7)")
+			bad.P1, bad.P2 = 0x01, 0x02
+			f.refuses(ctx, bad, sw6A86, "PAY mode 02")
+			r := payment(spd.KindBalance, spd.ModeOnline, 1_00)
+			r.Currency = 840
+			f.refuses(ctx, spd.Pay(r), sw6A80, "PAY in another currency, not verified: the data field (step 6) before verification (step 7)")
+			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY not verified")
+
+			blocked := spd.StateBlocked
+			f.update(ctx, spd.ParameterUpdate{Counter: 1, State: &blocked, Time: Clock})
+			f.login(ctx)
+			bad.P1, bad.P2 = 0x09, 0x00
+			f.refuses(ctx, bad, sw6985, "PAY kind 09 while blocked: the state (step 4) before P1/P2 (step 5)")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST answer GET DATA with a data field 6700 and of an unknown tag 6A88, before and after personalisation",
+		Case("TC-APP-012", "SPD-APP-3", "SPD-LC-3"), func(ctx SpecContext) {
+			needFresh(d)
+			f := open(ctx, d)
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			v, sw := f.raw(ctx, rawCmd(spd.GetData(spd.TagState)))
+			Expect(sw).To(Equal(sw9000))
+			Expect(v).To(Equal([]byte{0xDF, 0x20, 0x01, 0x00}), "DF20 of a blank device")
+			for _, tag := range []uint16{0xDF02, 0xDF24, 0xDF04, 0xDF11, 0x9F36, 0xDF23} {
+				_, sw = f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0xCA, P1: byte(tag >> 8), P2: byte(tag), Ne: 256}))
+				Expect(sw).To(Equal(sw6985), "GET DATA %04X on a blank device", tag)
+			}
+			p := TestProfile()
+			_, err = f.Client.Initialise(ctx, &f.Issuer.CA.PublicKey, p.DeviceID)
+			Expect(err).NotTo(HaveOccurred())
+			v, sw = f.raw(ctx, rawCmd(spd.GetData(spd.TagDeviceID)))
+			Expect(sw).To(Equal(sw9000))
+			Expect(v).To(Equal(append([]byte{0xDF, 0x02, 0x08}, p.DeviceID...)))
+			_, sw = f.raw(ctx, rawCmd(spd.GetData(spd.TagBalance)))
+			Expect(sw).To(Equal(sw6985), "GET DATA DF04 of an initialised device")
+
+			g := personalised(ctx, d, nil)
+			_, err = g.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			before := g.state(ctx)
+			withData := spd.GetData(spd.TagBalance)
+			withData.Data = []byte{0x00}
+			_, sw = g.raw(ctx, rawCmd(withData))
+			Expect(sw).To(Equal(sw6700), "GET DATA with a data field")
+			for _, tag := range []uint16{0xDF2A, 0xDF31, 0xDF32, 0x0042, 0xDF7F} {
+				_, sw = g.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0xCA, P1: byte(tag >> 8), P2: byte(tag), Ne: 256}))
+				Expect(sw).To(Equal(sw6A88), "GET DATA of tag %04X", tag)
+			}
+			Expect(g.state(ctx)).To(Equal(before))
+			g.noAccountOutput()
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST chain a long response with 61xx giving the exact remainder, and answer GET RESPONSE with nothing pending 6985",
+		Case("TC-APP-013", "SPD-APP-5"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			_, sw := f.raw(ctx, rawCmd(spd.GetResponse(256)))
+			Expect(sw).To(Equal(sw6985), "GET RESPONSE with nothing pending")
+
+			cmd := spd.GenerateMedium(spd.MediumRequest{Time: Clock, PayeeNonce: []byte("CHAIN")})
+			cmd.Ne = 0 // Le absent: Ne is 256
+			whole, sw := f.raw(ctx, rawCmd(cmd))
+			Expect(whole).To(HaveLen(256), "first part: Ne bytes")
+			rounds := 0
+			for sw.SW1() == 0x61 {
+				rounds++
+				Expect(rounds).To(BeNumerically("<=", 64))
+				ne := int(sw.SW2())
+				part, next := f.raw(ctx, rawCmd(spd.GetResponse(ne)))
+				if ne == 0 {
+					Expect(len(part)).To(Equal(256), "61 00 announces 256 or more bytes")
+				} else {
+					Expect(part).To(HaveLen(ne), "61%02X announces exactly the remaining bytes", ne)
+					Expect(next).To(Equal(sw9000), "after the announced remainder nothing is left")
+				}
+				whole, sw = append(whole, part...), next
+			}
+			Expect(sw).To(Equal(sw9000))
+			Expect(rounds).To(BeNumerically(">=", 1), "a medium with its certificate is longer than 256 bytes")
+			m, err := medium.Parse(whole)
+			Expect(err).NotTo(HaveOccurred(), "the parts make the medium")
+			Expect(m.Verify(f.Pub)).To(Succeed())
+			_, sw = f.raw(ctx, rawCmd(spd.GetResponse(256)))
+			Expect(sw).To(Equal(sw6985), "GET RESPONSE after the last part")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST discard a pending response part on any other command, and refuse GET RESPONSE with a data field",
+		Case("TC-APP-014", "SPD-APP-5"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			long := spd.GenerateMedium(spd.MediumRequest{Time: Clock})
+			long.Ne = 0
+			_, sw := f.raw(ctx, rawCmd(long))
+			Expect(sw.SW1()).To(Equal(byte(0x61)))
+			_, sw = f.raw(ctx, rawCmd(spd.GetData(spd.TagATC)))
+			Expect(sw).To(Equal(sw9000))
+			_, sw = f.raw(ctx, rawCmd(spd.GetResponse(256)))
+			Expect(sw).To(Equal(sw6985), "GET RESPONSE after another command")
+
+			_, sw = f.raw(ctx, rawCmd(long))
+			Expect(sw.SW1()).To(Equal(byte(0x61)))
+			withData := spd.GetResponse(256)
+			withData.Data = []byte{0x01}
+			_, sw = f.raw(ctx, rawCmd(withData))
+			Expect(sw).To(Equal(sw6985), "GET RESPONSE with a data field")
+			_, sw = f.raw(ctx, rawCmd(spd.GetResponse(256)))
+			Expect(sw).To(Equal(sw6985), "the refused GET RESPONSE discarded the pending part")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST answer GET CHALLENGE with 16 fresh random bytes for Le 10 or 00, and 6700 for any other Le or a data field",
+		Case("TC-KEY-002", "SPD-KEY-1", "SPD-APP-3", "C33"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			before := f.state(ctx)
+			seen := map[string]bool{}
+			for _, ne := range []int{16, 256, 16, 256} {
+				c, sw := f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0x84, Ne: ne}))
+				Expect(sw).To(Equal(sw9000), "Le %d", ne)
+				Expect(c).To(HaveLen(16))
+				Expect(seen[string(c)]).To(BeFalse(), "a challenge repeated")
+				seen[string(c)] = true
+			}
+			for _, ne := range []int{8, 17, 32} {
+				_, sw := f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0x84, Ne: ne}))
+				Expect(sw).To(Equal(sw6700), "GET CHALLENGE with Le %d", ne)
+			}
+			_, sw := f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0x84, Data: []byte{1}, Ne: 16}))
+			Expect(sw).To(Equal(sw6700), "GET CHALLENGE with a data field")
+			_, sw = f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0x84, P1: 0x01, Ne: 16}))
+			Expect(sw).To(Equal(sw6A86))
+			Expect(f.state(ctx)).To(Equal(before))
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST sign INTERNAL AUTHENTICATE over its domain, device ID and a 1..64-byte challenge, and refuse other lengths with 6700",
+		Case("TC-KEY-003", "SPD-KEY-4", "SPD-VER-3", "C33"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			for _, n := range []int{1, 16, 64} {
+				ch := bytes.Repeat([]byte{byte(n)}, n)
+				sig, sw := f.raw(ctx, rawCmd(spd.InternalAuthenticate(ch)))
+				Expect(sw).To(Equal(sw9000), "challenge of %d bytes", n)
+				h := sha256.New()
+				h.Write([]byte("SPDLAB-IA1"))
+				h.Write(f.Profile.DeviceID)
+				h.Write(ch)
+				Expect(ecdsa.VerifyASN1(f.Pub, h.Sum(nil), sig)).To(BeTrue(), "signature over SPDLAB-IA1 || device ID || challenge (%d bytes)", n)
+			}
+			_, sw := f.raw(ctx, rawCmd(spd.InternalAuthenticate(make([]byte, 65))))
+			Expect(sw).To(Equal(sw6700), "a 65-byte challenge")
+			_, sw = f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0x88, Ne: 256}))
+			Expect(sw).To(Equal(sw6700), "no challenge")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST NOT output the designated account in any response",
+		Case("TC-MED-005", "SPD-MED-3", "C19", "C24", "C27"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			tok, err := f.Client.GetData(ctx, spd.TagToken)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(tok).To(Equal(f.Profile.AccountToken), "GET DATA DF03 answers the account token")
+			_, sw := f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0xCA, P1: 0xDF, P2: 0x2A, Ne: 256}))
+			Expect(sw).To(Equal(sw6A88), "GET DATA DF2A (the account) is no readable object")
+			r := payment(spd.KindAccount, spd.ModeOffline, 2_00)
+			r.Payee = []byte("MERCHANT-1")
+			f.pays(ctx, r, 2_00)
+			_, err = f.Client.GenerateMedium(ctx, spd.MediumRequest{Time: Clock})
+			Expect(err).NotTo(HaveOccurred())
+			_, err = f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour),
+				Controls: medium.TokenControls{MaxTransactions: 1, MaxAmount: 1_00, Channels: medium.ChannelInStore}})
+			Expect(err).NotTo(HaveOccurred())
+			_ = f.state(ctx)
+			_, _ = f.Client.Certificate(ctx)
+			_, err = f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			f.noAccountOutput()
+		}, SpecTimeout(30*time.Second))
+}

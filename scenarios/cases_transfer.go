@@ -1,0 +1,274 @@
+package scenarios
+
+import (
+	"bytes"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// nowhere is a payee device ID no case personalises.
+var nowhere = []byte{0x5D, 0x1A, 0xEE, 0x00, 0x00, 0x00, 0x00, 0x09}
+
+func defineTransferCases(d Driver) {
+	It("MUST debit, number the transfer from 1, record it in the ledger outside the pending total, and show a medium naming payer and payee",
+		Case("TC-XFR-004", "SPD-XFR-1", "SPD-LED-1", "SPD-PAY-4", "C13", "C16", "C17"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			f.pays(ctx, payment(spd.KindAccount, spd.ModeOffline, 2_00), 2_00)
+			for serial := uint64(1); serial <= 2; serial++ {
+				before := f.state(ctx)
+				res := f.transferTo(ctx, nowhere, 10_00, Clock.Add(time.Hour))
+				after := f.state(ctx)
+				want := before.Snapshot
+				want.Balance -= 10_00
+				want.ATC++
+				want.Ledger++
+				Expect(after.Snapshot).To(Equal(want), "a transfer debits and records; the pending total counts payments only")
+				info := res.Info()
+				Expect(info.Kind).To(Equal(medium.KindTransfer))
+				Expect(info.Serial).To(Equal(serial), "serials start at 1")
+				Expect(info.PayerID).To(Equal(f.Profile.DeviceID))
+				Expect(info.DeviceID).To(Equal(f.Profile.DeviceID))
+				Expect(info.PayeeID).To(Equal(nowhere))
+				Expect(info.Amount).To(Equal(int64(10_00)))
+				Expect(info.Balance).To(Equal(after.Balance))
+				Expect(info.ATC).To(Equal(after.ATC))
+				Expect(info.Expiry.Equal(Clock.Add(time.Hour))).To(BeTrue())
+				Expect(info.Certificate).To(Equal(f.Profile.Certificate))
+				rec := after.Records[len(after.Records)-1]
+				Expect(rec.Kind).To(Equal(spd.KindTransferOut))
+				Expect(rec.Mode).To(Equal(spd.ModeOffline))
+				Expect(rec.Amount).To(Equal(int64(10_00)))
+				Expect(rec.Serial).To(Equal(serial))
+				Expect(rec.Counterpart).To(Equal(nowhere))
+				Expect(rec.ATC).To(Equal(after.ATC))
+			}
+			Expect(f.Client.Pending(ctx)).To(Equal(int64(2_00)))
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST refuse a transfer to itself, in another currency, with a bad expiry, above the balance or unverified, changing nothing",
+		Case("TC-XFR-005", "SPD-XFR-1", "SPD-PIN-1", "SPD-APP-3", "C13", "C17"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			req := func(mod func(*spd.TransferRequest)) apdu.Command {
+				r := spd.TransferRequest{Amount: 5_00, Currency: 978, Payee: nowhere, Time: Clock, Expiry: Clock.Add(time.Hour)}
+				mod(&r)
+				return spd.TransferOut(r)
+			}
+			f.refuses(ctx, req(func(*spd.TransferRequest) {}), sw6982, "not verified")
+			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000))
+			f.refuses(ctx, req(func(r *spd.TransferRequest) { r.Payee = f.Profile.DeviceID }), sw6A80, "a transfer to itself")
+			f.refuses(ctx, req(func(r *spd.TransferRequest) { r.Currency = 840 }), sw6A80, "another currency")
+			f.refuses(ctx, req(func(r *spd.TransferRequest) { r.Expiry = Clock }), sw6A80, "expiry at the time")
+			f.refuses(ctx, req(func(r *spd.TransferRequest) { r.Amount = f.Profile.Balance + 1 }), sw6985, "one unit above the balance")
+			f.refuses(ctx, req(func(r *spd.TransferRequest) { r.Payee = nowhere[:7] }), sw6A80, "a payee of 7 bytes")
+			p2 := req(func(*spd.TransferRequest) {})
+			p2.P2 = 1
+			f.refuses(ctx, p2, sw6A86, "P2 01")
+			p1 := req(func(*spd.TransferRequest) {})
+			p1.P1 = 2
+			f.refuses(ctx, p1, sw6A86, "P1 02")
+			f.transferTo(ctx, nowhere, f.Profile.Balance, Clock.Add(time.Hour))
+			Expect(f.Client.Balance(ctx)).To(Equal(int64(0)), "the whole balance may go")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST keep at most 16 outgoing transfers, refuse the 17th with 6A84, and make room when the host closes one",
+		Case("TC-XFR-006", "SPD-XFR-1", "SPD-LED-4", "C13", "C30"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			for i := 0; i < transferCapacity; i++ {
+				f.transferTo(ctx, nowhere, 1, Clock.Add(time.Hour))
+			}
+			cmd := spd.TransferOut(spd.TransferRequest{Amount: 1, Currency: 978, Payee: nowhere, Time: Clock, Expiry: Clock.Add(time.Hour)})
+			f.refuses(ctx, cmd, sw6A84, "the 17th outgoing transfer")
+			Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, Serials: []uint64{3}})).To(Equal(sw9000))
+			f.transferTo(ctx, nowhere, 1, Clock.Add(time.Hour))
+			f.refuses(ctx, cmd, sw6A84, "16 again")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST show an outstanding transfer again changing nothing, and answer 6A83 once it is closed, reclaimed or unknown",
+		Case("TC-XFR-007", "SPD-XFR-1", "SPD-XFR-4", "SPD-LED-4", "SPD-LC-2", "C13", "C16"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			first := f.transferTo(ctx, nowhere, 3_00, Clock.Add(time.Hour))
+			second := f.transferTo(ctx, nowhere, 4_00, Clock.Add(time.Hour))
+			before := f.state(ctx)
+			shown, err := f.Client.TransferShow(ctx, spd.SerialAt{Serial: 1, Time: Clock.Add(time.Minute)})
+			Expect(err).NotTo(HaveOccurred())
+			Expect(shown.Verify(f.Pub)).To(Succeed())
+			want := first.Info()
+			got := shown.Info()
+			Expect(got.Serial).To(Equal(want.Serial))
+			Expect(got.Amount).To(Equal(want.Amount))
+			Expect(got.PayeeID).To(Equal(want.PayeeID))
+			Expect(got.ATC).To(Equal(want.ATC), "the transfer's own ATC")
+			Expect(got.Expiry.Equal(want.Expiry)).To(BeTrue())
+			Expect(f.state(ctx)).To(Equal(before), "TRANSFER SHOW changes nothing")
+			f.refuses(ctx, spd.TransferShow(99, Clock), sw6A83, "an unknown serial")
+
+			blocked, active := spd.StateBlocked, spd.StateActive
+			f.update(ctx, spd.ParameterUpdate{Counter: 1, State: &blocked, Time: Clock})
+			f.login(ctx)
+			_, err = f.Client.TransferShow(ctx, spd.SerialAt{Serial: 2, Time: Clock})
+			Expect(err).NotTo(HaveOccurred(), "TRANSFER SHOW while blocked")
+			res, err := f.Client.Reclaim(ctx, f.reclaimOrder(2, Clock.Add(2*time.Hour)))
+			Expect(err).NotTo(HaveOccurred(), "RECLAIM while blocked")
+			Expect(res.Verify(f.Pub)).To(Succeed())
+			Expect(res.Info().Amount).To(Equal(second.Info().Amount))
+			f.refuses(ctx, spd.TransferShow(2, Clock), sw6A83, "a reclaimed serial")
+			f.update(ctx, spd.ParameterUpdate{Counter: 2, State: &active, Time: Clock})
+			f.login(ctx)
+			Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, Serials: []uint64{1}})).To(Equal(sw9000))
+			f.refuses(ctx, spd.TransferShow(1, Clock), sw6A83, "a serial the host closed")
+			f.refuses(ctx, f.reclaimOrder(1, Clock.Add(2*time.Hour)), sw6A83, "RECLAIM of a serial the host closed")
+			_, err = f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			f.refuses(ctx, spd.TransferShow(1, Clock), sw6982, "TRANSFER SHOW not verified")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST refuse a transfer medium signed for another payer, certified for another device or by another CA, and accept a certified device's",
+		Case("TC-XFR-008", "SPD-XFR-2", "SPD-KEY-2", "C16", "C17", "C19"), func(ctx SpecContext) {
+			payee := personalised(ctx, d, nil)
+			payee.login(ctx)
+			victim := []byte{0x5D, 0x1A, 0xB0, 0x00, 0xCA, 0xFE, 0x00, 0x01}
+			forger := newForger(payee.Issuer)
+			me := payee.Profile.DeviceID
+			in := func(info medium.ServiceInfo, g certifiedForger) apdu.Command {
+				return spd.TransferIn(g.sign(info), Clock)
+			}
+			otherPayer := transferMedium(victim, me, 50_00, 1, Clock.Add(time.Hour))
+			otherPayer.DeviceID = forger.ID
+			payee.refuses(ctx, in(otherPayer, forger), sw6A80, "a medium naming another payer than the device that signed it")
+			inVictimsName := transferMedium(victim, me, 50_00, 1, Clock.Add(time.Hour))
+			payee.refuses(ctx, in(inVictimsName, forger), sw6982, "a medium in another payer's name, certified for the signer's own device")
+			rogue, err := spd.GenerateIssuer("rogue")
+			Expect(err).NotTo(HaveOccurred())
+			rogueForger := newForger(rogue)
+			payee.refuses(ctx, in(transferMedium(rogueForger.ID, me, 50_00, 1, Clock.Add(time.Hour)), rogueForger), sw6982, "a payer certified by another CA")
+			genuine := transferMedium(forger.ID, me, 7_00, 1, Clock.Add(time.Hour))
+			env := forger.sign(genuine)
+			broken := bytes.Clone(env)
+			broken[len(broken)-1] ^= 0x01
+			payee.refuses(ctx, spd.TransferIn(broken, Clock), sw6982, "a medium whose signature does not verify")
+			for why, mod := range map[string]func(*medium.ServiceInfo){
+				"another currency":       func(i *medium.ServiceInfo) { i.Currency = 840 },
+				"another payee":          func(i *medium.ServiceInfo) { i.PayeeID = victim },
+				"the payee as its payer": func(i *medium.ServiceInfo) { i.PayerID, i.DeviceID = me, me },
+			} {
+				info := genuine
+				mod(&info)
+				payee.refuses(ctx, spd.TransferIn(forger.sign(info), Clock), sw6A80, why)
+			}
+			payee.refuses(ctx, spd.TransferIn([]byte("no medium"), Clock), sw6A80, "bytes that are no medium")
+			before := payee.state(ctx)
+			res, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: env, Time: Clock})
+			Expect(err).NotTo(HaveOccurred(), "a transfer from a device the issuer certified")
+			Expect(res.Verify(payee.Pub)).To(Succeed())
+			after := payee.state(ctx)
+			Expect(after.Balance).To(Equal(before.Balance + 7_00))
+			Expect(after.ATC).To(Equal(before.ATC + 1))
+			Expect(after.Pending).To(Equal(before.Pending), "an import receipt is no payment record")
+			rec := after.Records[len(after.Records)-1]
+			Expect(rec.Kind).To(Equal(spd.KindTransferIn))
+			Expect(rec.Serial).To(Equal(uint64(1)))
+			Expect(rec.Counterpart).To(Equal(forger.ID))
+			Expect(rec.Amount).To(Equal(int64(7_00)))
+			info := res.Info()
+			Expect(info.PayerID).To(Equal(forger.ID))
+			Expect(info.PayeeID).To(Equal(me))
+			Expect(info.Serial).To(Equal(uint64(1)))
+			payee.refuses(ctx, spd.TransferIn(env, Clock), sw6984, "the same (payer, serial) again")
+			resigned := transferMedium(forger.ID, me, 9_00, 1, Clock.Add(2*time.Hour))
+			payee.refuses(ctx, spd.TransferIn(forger.sign(resigned), Clock), sw6984, "another medium with an imported (payer, serial)")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST import until exactly the expiry and refuse with 6985 after it, or once the device synced after it",
+		Case("TC-XFR-009", "SPD-XFR-3", "C17"), func(ctx SpecContext) {
+			payee := personalised(ctx, d, nil)
+			payee.login(ctx)
+			forger := newForger(payee.Issuer)
+			me := payee.Profile.DeviceID
+			exp := Clock.Add(time.Hour)
+			m1 := forger.sign(transferMedium(forger.ID, me, 1_00, 1, exp))
+			payee.refuses(ctx, spd.TransferIn(m1, exp.Add(time.Second)), sw6985, "one second after the expiry")
+			_, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: m1, Time: exp})
+			Expect(err).NotTo(HaveOccurred(), "at exactly the expiry")
+			m2 := forger.sign(transferMedium(forger.ID, me, 1_00, 2, exp))
+			Expect(payee.acknowledge(ctx, spd.Acknowledgement{SyncTime: exp.Add(time.Second)})).To(Equal(sw9000))
+			payee.login(ctx)
+			payee.refuses(ctx, spd.TransferIn(m2, Clock), sw6985, "a terminal time before the expiry, but the device synced after it")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST reclaim only after the expiry, once, on a genuine host order, crediting and recording it",
+		Case("TC-XFR-010", "SPD-XFR-4", "SPD-KEY-3", "SPD-LED-1", "C13", "C17"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			exp := Clock.Add(time.Hour)
+			f.transferTo(ctx, nowhere, 6_00, exp)
+			f.refuses(ctx, f.reclaimOrder(1, exp), sw6985, "RECLAIM at exactly the expiry")
+			f.refuses(ctx, f.reclaimOrder(2, exp.Add(time.Hour)), sw6A83, "RECLAIM of an unknown serial")
+			rogue, err := spd.GenerateIssuer("rogue")
+			Expect(err).NotTo(HaveOccurred())
+			forged, err := spd.Reclaim(rogue.HostKey(), f.Profile.DeviceID, spd.SerialAt{Serial: 1, Time: exp.Add(time.Hour)})
+			Expect(err).NotTo(HaveOccurred())
+			f.refuses(ctx, forged, sw6982, "RECLAIM signed by another host")
+			before := f.state(ctx)
+			res, err := f.Client.Reclaim(ctx, f.reclaimOrder(1, exp.Add(time.Second)))
+			Expect(err).NotTo(HaveOccurred())
+			Expect(res.Verify(f.Pub)).To(Succeed())
+			after := f.state(ctx)
+			Expect(after.Balance).To(Equal(before.Balance + 6_00))
+			Expect(after.ATC).To(Equal(before.ATC + 1))
+			Expect(after.Pending).To(Equal(before.Pending))
+			rec := after.Records[len(after.Records)-1]
+			Expect(rec.Kind).To(Equal(spd.KindReclaim))
+			Expect(rec.Mode).To(Equal(spd.ModeOnline))
+			Expect(rec.Serial).To(Equal(uint64(1)))
+			Expect(rec.Amount).To(Equal(int64(6_00)))
+			Expect(rec.Counterpart).To(Equal(nowhere))
+			Expect(res.Info().Serial).To(Equal(uint64(1)))
+			f.refuses(ctx, f.reclaimOrder(1, exp.Add(2*time.Hour)), sw6984, "a second RECLAIM")
+			Expect(f.Client.Balance(ctx)).To(Equal(f.Profile.Balance), "value conserved: debited once, credited back once")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST remember 256 imports and refuse the 257th with 6A84",
+		Case("TC-XFR-011", "SPD-XFR-2", "SPD-LED-1", "C13"), func(ctx SpecContext) {
+			payee := personalised(ctx, d, nil)
+			payee.login(ctx)
+			forger := newForger(payee.Issuer)
+			me := payee.Profile.DeviceID
+			for serial := uint64(1); serial <= 256; serial++ {
+				_, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 1, serial, Clock.Add(time.Hour))), Time: Clock})
+				Expect(err).NotTo(HaveOccurred(), "import %d", serial)
+				if serial%64 == 0 {
+					var atcs []uint32
+					for _, r := range payee.state(ctx).Records {
+						atcs = append(atcs, r.ATC)
+					}
+					Expect(payee.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, ATCs: atcs})).To(Equal(sw9000))
+				}
+			}
+			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, 257, Clock.Add(time.Hour))), Clock), sw6A84, "the 257th import")
+			Expect(payee.Client.Balance(ctx)).To(Equal(payee.Profile.Balance + 256))
+		}, SpecTimeout(60*time.Second))
+
+	It("MUST refuse TRANSFER IN without verification with 6982",
+		Case("TC-XFR-012", "SPD-XFR-2", "SPD-PIN-1", "C17", "C32"), func(ctx SpecContext) {
+			payee := personalised(ctx, d, nil)
+			_, err := payee.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			forger := newForger(payee.Issuer)
+			env := forger.sign(transferMedium(forger.ID, payee.Profile.DeviceID, 1_00, 1, Clock.Add(time.Hour)))
+			payee.refuses(ctx, spd.TransferIn(env, Clock), sw6982, "TRANSFER IN not verified")
+			p := spd.TransferIn(env, Clock)
+			p.P1 = 1
+			payee.refuses(ctx, p, sw6A86, "TRANSFER IN P1 01")
+		}, SpecTimeout(30*time.Second))
+}

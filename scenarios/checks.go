@@ -1,0 +1,293 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"math/big"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/tlv"
+)
+
+// Status words of SPEC.md section 1.1, written out here rather than taken
+// from reference/apdu, so that what the suite expects does not come from
+// code the device under test shares.
+const (
+	sw9000 apdu.SW = 0x9000
+	sw6700 apdu.SW = 0x6700
+	sw6982 apdu.SW = 0x6982
+	sw6983 apdu.SW = 0x6983
+	sw6984 apdu.SW = 0x6984
+	sw6985 apdu.SW = 0x6985
+	sw6A80 apdu.SW = 0x6A80
+	sw6A82 apdu.SW = 0x6A82
+	sw6A83 apdu.SW = 0x6A83
+	sw6A84 apdu.SW = 0x6A84
+	sw6A86 apdu.SW = 0x6A86
+	sw6A88 apdu.SW = 0x6A88
+	sw6D00 apdu.SW = 0x6D00
+	sw6E00 apdu.SW = 0x6E00
+)
+
+// sw63C is 63Cx, x tries left.
+func sw63C(x int) apdu.SW { return apdu.SW(0x63C0 | x) }
+
+// Decline reasons of SPEC.md section 4.4, written out.
+const (
+	reasonUnknownToken  = "unknown token"
+	reasonLocation      = "location not allowed"
+	reasonTier          = "attribute: tier too low"
+	reasonTokenExpired  = "token expired"
+	reasonTokenUsedUp   = "token transactions used up"
+	reasonTokenAmount   = "over the token amount"
+	reasonTokenChannel  = "channel not allowed for the token"
+	reasonPaymentLimit  = "over the per-payment limit"
+	reasonBalance       = "insufficient balance"
+	reasonNoUses        = "no uses left"
+	reasonPendingLimit  = "over the offline pending limit"
+	reasonCountLimit    = "over the offline count limit"
+	reasonSyncTooOld    = "too long offline since the last sync"
+	defaultMediumExpiry = 300 * time.Second
+	ledgerCapacity      = 64 // SPEC.md section 11, the reference device
+	tokenCapacity       = 8
+	transferCapacity    = 16
+)
+
+// DeviceState is everything about a device the profile lets a terminal
+// read without changing it: the value snapshot, the host and sync
+// counters, the PIN tries and the whole ledger (records without their
+// signatures, which are made at reading).
+type DeviceState struct {
+	Snapshot
+	LastSync, UpdateCounter uint32
+	PINTries                int
+	Tier                    []byte
+	Limits                  []byte
+	Records                 []spd.PendingRecord
+}
+
+// state reads the device's DeviceState. The application must be selected
+// and the device personalised.
+func (f *Fixture) state(ctx context.Context) DeviceState {
+	GinkgoHelper()
+	s := DeviceState{Snapshot: f.snapshot(ctx)}
+	u := func(tag tlv.Tag) uint32 {
+		v, err := f.Client.GetData(ctx, tag)
+		Expect(err).NotTo(HaveOccurred(), "GET DATA %s", tag)
+		n, err := spd.Uint(v)
+		Expect(err).NotTo(HaveOccurred())
+		return uint32(n)
+	}
+	s.LastSync, s.UpdateCounter = u(spd.TagLastSync), u(spd.TagUpdateCounter)
+	s.PINTries = int(u(spd.TagPINTries))
+	var err error
+	s.Tier, err = f.Client.GetData(ctx, spd.TagTier)
+	Expect(err).NotTo(HaveOccurred())
+	s.Limits, err = f.Client.GetData(ctx, spd.TagLimits)
+	Expect(err).NotTo(HaveOccurred())
+	recs, err := f.Client.PendingRecords(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	for _, r := range recs {
+		Expect(r.Verify(f.Pub)).To(Succeed(), "pending record ATC %d", r.ATC)
+		r.Signature = nil
+		s.Records = append(s.Records, r)
+	}
+	return s
+}
+
+// refuses sends cmd, expects exactly sw and checks that nothing the
+// device shows changed (SPD-APP-4, SPD-LC-3).
+func (f *Fixture) refuses(ctx context.Context, cmd apdu.Command, sw apdu.SW, why string) {
+	GinkgoHelper()
+	before := f.state(ctx)
+	Expect(f.sw(ctx, cmd)).To(Equal(sw), why)
+	Expect(f.state(ctx)).To(Equal(before), "%s: a refused command changes nothing", why)
+}
+
+// declines pays r, expects a signed decline with exactly reason, showing
+// the unchanged balance, uses and ATC, and checks that nothing changed
+// (SPD-PAY-6).
+func (f *Fixture) declines(ctx context.Context, r spd.PayRequest, reason string) spd.Result {
+	GinkgoHelper()
+	before := f.state(ctx)
+	res := f.pay(ctx, r)
+	Expect(res.Success()).To(BeFalse(), "paid %d, want the decline %q", r.Amount, reason)
+	info := res.Info()
+	Expect(info.Reason).To(Equal(reason))
+	Expect(info.Balance).To(Equal(before.Balance), "a decline shows the unchanged balance")
+	Expect(uint32(info.Uses)).To(Equal(before.Uses))
+	Expect(info.ATC).To(Equal(before.ATC), "a decline shows the current ATC")
+	Expect(info.Amount).To(Equal(r.Amount), "a decline shows the requested amount")
+	Expect(f.state(ctx)).To(Equal(before), "a declined payment changes nothing")
+	return res
+}
+
+// pays pays r and expects success with exactly the adjusted amount
+// charged: the balance (kind 01), uses (kind 03), ATC, pending total and
+// ledger move by exactly that, and the new record says so (SPD-PAY-1..5).
+func (f *Fixture) pays(ctx context.Context, r spd.PayRequest, charged int64) spd.Result {
+	GinkgoHelper()
+	before := f.state(ctx)
+	res := f.pay(ctx, r)
+	Expect(res.Success()).To(BeTrue(), "declined: %s", res.Info().Reason)
+	after := f.state(ctx)
+	info := res.Info()
+	Expect(info.Amount).To(Equal(charged), "adjusted amount in the result")
+	want := before.Snapshot
+	want.ATC++
+	want.Ledger++
+	want.Pending += charged
+	switch r.Kind {
+	case spd.KindBalance:
+		want.Balance -= charged
+	case spd.KindUse:
+		want.Uses--
+	}
+	Expect(after.Snapshot).To(Equal(want), "state after paying %d (charged %d)", r.Amount, charged)
+	Expect(info.Balance).To(Equal(after.Balance), "the result shows the balance after the payment")
+	Expect(info.ATC).To(Equal(after.ATC), "the result shows the new ATC")
+	Expect(info.Pending).To(Equal(after.Pending), "the result shows the pending total after the payment")
+	Expect(uint32(info.Uses)).To(Equal(after.Uses))
+	Expect(after.Records).To(HaveLen(len(before.Records) + 1))
+	rec := after.Records[len(after.Records)-1]
+	Expect(rec.ATC).To(Equal(after.ATC))
+	Expect(rec.Kind).To(Equal(r.Kind))
+	Expect(rec.Mode).To(Equal(r.Mode))
+	Expect(rec.Amount).To(Equal(charged))
+	Expect(rec.Payee).To(Equal(r.Payee), "the record names the payee")
+	token := r.Token
+	if token == nil {
+		token = f.Profile.AccountToken
+	}
+	Expect(rec.Token).To(Equal(token), "the record carries the token paid under")
+	Expect(info.Token).To(Equal(token))
+	Expect(info.PayeeID).To(Equal(r.Payee), "the result names the payee")
+	Expect(info.PayeeNonce).To(Equal(r.PayeeNonce))
+	return res
+}
+
+// adjusted is SPD-ADJ-1 computed here from the numbers the case gives,
+// with exact integers: the tier discount then the region adjustment, each
+// truncated toward zero, clamped to 0..2^62.
+func adjusted(amount int64, discountBP, regionBP int64) int64 {
+	a := big.NewInt(amount)
+	trunc := func(x *big.Int, bp int64) *big.Int {
+		p := new(big.Int).Mul(x, big.NewInt(bp))
+		return p.Quo(p, big.NewInt(10000)) // Quo truncates toward zero
+	}
+	a.Sub(a, trunc(a, discountBP))
+	a.Add(a, trunc(a, regionBP))
+	if a.Sign() < 0 {
+		return 0
+	}
+	if limit := new(big.Int).Lsh(big.NewInt(1), 62); a.Cmp(limit) > 0 {
+		return 1 << 62
+	}
+	return a.Int64()
+}
+
+// update sends a host-signed UPDATE PARAMETERS and expects 9000.
+func (f *Fixture) update(ctx context.Context, u spd.ParameterUpdate) {
+	GinkgoHelper()
+	Expect(f.sw(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
+		return spd.UpdateParameters(k, id, u)
+	}))).To(Equal(sw9000), "UPDATE PARAMETERS counter %d", u.Counter)
+}
+
+// acknowledge sends a host-signed ACKNOWLEDGE and returns its status.
+func (f *Fixture) acknowledge(ctx context.Context, a spd.Acknowledgement) apdu.SW {
+	GinkgoHelper()
+	return f.sw(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
+		return spd.Acknowledge(k, id, a)
+	}))
+}
+
+// reclaimOrder is a host-signed RECLAIM of serial at t.
+func (f *Fixture) reclaimOrder(serial uint64, t time.Time) apdu.Command {
+	GinkgoHelper()
+	return f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
+		return spd.Reclaim(k, id, spd.SerialAt{Serial: serial, Time: t})
+	})
+}
+
+// raw sends bytes as they are and returns the response data and status,
+// without following 61xx or 6Cxx.
+func (f *Fixture) raw(ctx context.Context, cmd []byte) ([]byte, apdu.SW) {
+	GinkgoHelper()
+	resp, err := f.Client.Link.Exchange(ctx, cmd)
+	Expect(err).NotTo(HaveOccurred(), "% X", cmd)
+	Expect(len(resp)).To(BeNumerically(">=", 2))
+	n := len(resp) - 2
+	return resp[:n], apdu.SW(uint16(resp[n])<<8 | uint16(resp[n+1]))
+}
+
+// rawCmd encodes cmd.
+func rawCmd(cmd apdu.Command) []byte {
+	GinkgoHelper()
+	b, err := cmd.Bytes()
+	Expect(err).NotTo(HaveOccurred())
+	return b
+}
+
+// noAccountOutput checks that no response the device gave in this case
+// carries the designated account (SPD-MED-3, C19, C24, C27).
+func (f *Fixture) noAccountOutput() {
+	GinkgoHelper()
+	for _, e := range f.rec.Exchanges() {
+		Expect(bytes.Contains(e.Response, f.Profile.Account)).To(BeFalse(),
+			"the designated account left the device in the answer to % X", e.Command)
+	}
+}
+
+// transferTo makes an outgoing transfer to payee and expects it to
+// succeed.
+func (f *Fixture) transferTo(ctx context.Context, payee []byte, amount int64, expiry time.Time) spd.Result {
+	GinkgoHelper()
+	res, err := f.Client.TransferOut(ctx, spd.TransferRequest{Amount: amount, Currency: 978, Payee: payee, Time: Clock, Expiry: expiry})
+	Expect(err).NotTo(HaveOccurred())
+	Expect(res.Verify(f.Pub)).To(Succeed())
+	return res
+}
+
+// certifiedForger is a key the issuer CA certified for a device that does
+// not exist: whatever it signs passes the certificate check, so a forged
+// medium reaches the checks behind it.
+type certifiedForger struct {
+	ID   []byte
+	Key  *ecdsa.PrivateKey
+	Cert []byte
+}
+
+func newForger(is *spd.Issuer) certifiedForger {
+	GinkgoHelper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	id := []byte{0x5D, 0x1A, 0xF0, 0x46, 0x45, 0x52, 0x47, 0x45}
+	cert, err := is.Certify(id, &key.PublicKey)
+	Expect(err).NotTo(HaveOccurred())
+	return certifiedForger{ID: id, Key: key, Cert: cert}
+}
+
+// sign signs info as the forger's device, carrying its certificate.
+func (g certifiedForger) sign(info medium.ServiceInfo) []byte {
+	GinkgoHelper()
+	info.Certificate = g.Cert
+	env, err := medium.Sign(info, g.Key)
+	Expect(err).NotTo(HaveOccurred())
+	return env
+}
+
+// transferMedium is a transfer medium as a payer device would show it.
+func transferMedium(payer, payee []byte, amount int64, serial uint64, expiry time.Time) medium.ServiceInfo {
+	return medium.ServiceInfo{Kind: medium.KindTransfer, AID: spd.AID, DeviceID: payer, PayerID: payer, PayeeID: payee,
+		Amount: amount, Serial: serial, Currency: 978, Balance: 0, Uses: 0, ATC: 1, Issued: Clock, Expiry: expiry}
+}

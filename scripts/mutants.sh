@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Mutation testing of the conformance suite: runs the suite against every
+# mutant of reference/device (device.Mutants), each a reference device with
+# one deliberate defect, on the in-process link (faulty:NAME) and behind the
+# USB CCID emulator (faulty:NAME@usb-emu). Each run stops at its first
+# failing case (Ginkgo fail-fast); the device cases run first and the
+# service cases (terminal and backend flows, some on real timers) only for a
+# mutant the device cases let through. Prints every mutant with the case
+# that killed it on each transport, and fails unless every mutant is killed.
+#
+#   scripts/mutants.sh [OUTDIR]      MUTANTS="a b" limits the run to some mutants
+#                                    MUTANT_TRANSPORTS="ref usb-emu" (default)
+#                                    MUTANT_JOBS=2 parallel runs
+set -euo pipefail
+out=${1:-out/mutants}
+mkdir -p "$out"
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$(cd "$out" && pwd)
+go test -c -o "$out/scenarios.test" "$root/scenarios/"
+
+catalogue=$(sed -n 's/^\t{"\([a-z0-9-]*\)", "\(SPD-[A-Z0-9]*-[0-9]*\)", .*/\1 \2/p' "$root/reference/device/mutants.go")
+[[ -n $catalogue ]] || { echo "mutants: no mutants found in reference/device/mutants.go"; exit 1; }
+names=${MUTANTS:-$(awk '{print $1}' <<<"$catalogue")}
+transports=${MUTANT_TRANSPORTS:-ref usb-emu}
+jobs=${MUTANT_JOBS:-2}
+
+# run NAME TRANSPORT: prints "NAME TRANSPORT KILLER" (KILLER is - when the
+# mutant survived).
+run() {
+	local name=$1 transport=$2 dut log killer=-
+	dut="faulty:$name"
+	[[ $transport == ref ]] || dut="faulty:$name@$transport"
+	log="$out/$name@$transport.log"
+	for filter in '!/^TC-SVC-/' '/^TC-SVC-/'; do
+		(cd "$root/scenarios" && "$out/scenarios.test" -test.run '^TestConformance$' -test.timeout 10m \
+			-ginkgo.fail-fast -ginkgo.no-color -ginkgo.label-filter="$filter" -dut="$dut") >"$log" 2>&1 && continue
+		killer=$(grep -A1 '^Summarizing' "$log" | tail -1 | grep -o 'TC-[A-Z]*-[0-9]*' | head -1)
+		[[ -n $killer ]] || killer="setup-failure"
+		break
+	done
+	echo "$name $transport $killer"
+}
+export -f run
+export out root
+
+results=$(for n in $names; do for t in $transports; do echo "$n $t"; done; done |
+	xargs -P "$jobs" -n 2 bash -c 'run "$0" "$1"')
+
+printf '%-26s %-10s' mutant breaks
+for t in $transports; do printf ' %-14s' "$t"; done
+echo
+survivors=0 total=0
+for n in $names; do
+	req=$(awk -v n="$n" '$1 == n {print $2}' <<<"$catalogue")
+	printf '%-26s %-10s' "$n" "${req:-?}"
+	total=$((total + 1))
+	for t in $transports; do
+		k=$(awk -v n="$n" -v t="$t" '$1 == n && $2 == t {print $3}' <<<"$results")
+		printf ' %-14s' "${k:-?}"
+		if [[ $k == - || $k == setup-failure || -z $k ]]; then survivors=$((survivors + 1)); fi
+	done
+	echo
+done
+echo "mutants: $total mutants x ${transports// /, }: $survivors survived (logs in $out)"
+[[ $survivors == 0 ]]
