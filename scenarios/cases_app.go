@@ -27,6 +27,7 @@ func defineConformance(d Driver) {
 	Describe("Transfers, every way", func() { defineTransferCases(d) })
 	Describe("Persistence under power cuts", func() { defineTearingCases(d) })
 	Describe("Test samples", func() { defineEraseCases(d) })
+	Describe("Every command sent wrong", func() { defineNegativeCases(d) })
 }
 
 func defineCommandCases(d Driver) {

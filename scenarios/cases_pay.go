@@ -261,7 +261,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse the 65th ledger record with 6A84 and change nothing, for payments of either mode and transfers",
-		Case("TC-LED-001", "SPD-LED-1", "SPD-APP-4", "C4", "C7"), func(ctx SpecContext) {
+		Label("slow"), Case("TC-LED-001", "SPD-LED-1", "SPD-APP-4", "C4", "C7"), func(ctx SpecContext) {
 			p := TestProfile()
 			p.Limits = spd.Limits{MaxPayment: 0, MaxPending: 1_000_00, MaxOfflineCount: 100, MaxOfflineAge: 0}
 			f := personalised(ctx, d, &p)
@@ -309,7 +309,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST conserve value over random payments, declines and settlements: balance, pending and settled totals computed here",
-		Case("TC-INV-003", "SPD-STO-1", "SPD-PAY-1", "SPD-PAY-2", "SPD-LED-1", "SPD-LED-4", "C2", "C4", "C7"), func(ctx SpecContext) {
+		Label("slow"), Case("TC-INV-003", "SPD-STO-1", "SPD-PAY-1", "SPD-PAY-2", "SPD-LED-1", "SPD-LED-4", "C2", "C4", "C7"), func(ctx SpecContext) {
 			f := personalised(ctx, d, tierProfile(1))
 			f.login(ctx)
 			rng := rand.New(rand.NewPCG(7, 11))

@@ -239,7 +239,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST remember 256 imports and refuse the 257th with 6A84",
-		Case("TC-XFR-011", "SPD-XFR-2", "SPD-LED-1", "C13"), func(ctx SpecContext) {
+		Label("slow"), Case("TC-XFR-011", "SPD-XFR-2", "SPD-LED-1", "C13"), func(ctx SpecContext) {
 			payee := personalised(ctx, d, nil)
 			payee.login(ctx)
 			forger := newForger(payee.Issuer)

@@ -15,7 +15,7 @@ import (
 func defineInvariants(d Driver) {
 	Describe("Invariants", func() {
 		It("MUST conserve value over a long mixed sequence of payments, declines and acknowledgements",
-			Case("TC-INV-001", "SPD-PAY-1", "SPD-LED-1", "SPD-LED-4", "C2", "C4", "C7"), func(ctx SpecContext) {
+			Label("slow"), Case("TC-INV-001", "SPD-PAY-1", "SPD-LED-1", "SPD-LED-4", "C2", "C4", "C7"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				rng := rand.New(rand.NewPCG(1, 2))

@@ -36,7 +36,7 @@ func defineMedia(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST decode back to the same bytes from every image format, and refuse a tampered text",
-			Case("TC-MED-002", "SPD-MED-2", "C12", "C34"), func(ctx SpecContext) {
+			Label("slow"), Case("TC-MED-002", "SPD-MED-2", "C12", "C34"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				res, err := f.Client.GenerateMedium(ctx, spd.MediumRequest{Time: Clock})

@@ -50,7 +50,7 @@ func defineParsing(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST let a medium stored beforehand as an image be verified later by any reader with the issuer key, until it expires",
-			Case("TC-MED-004", "SPD-MED-5", "SPD-MED-2", "C10", "C34", "C38"), func(ctx SpecContext) {
+			Label("slow"), Case("TC-MED-004", "SPD-MED-5", "SPD-MED-2", "C10", "C34", "C38"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				res, err := f.Client.GenerateMedium(ctx, spd.MediumRequest{Time: Clock, Expiry: Clock.Add(24 * time.Hour)})

@@ -24,16 +24,21 @@ names=${MUTANTS:-$(awk '{print $1}' <<<"$catalogue")}
 transports=${MUTANT_TRANSPORTS:-ref usb-emu}
 jobs=${MUTANT_JOBS:-2}
 
-# run NAME TRANSPORT: prints "NAME TRANSPORT KILLER" (KILLER is - when the
-# mutant survived).
+# run NAME TRANSPORT [HINT]: prints "NAME TRANSPORT KILLER" (KILLER is - when
+# the mutant survived). HINT, a case that killed the mutant on another
+# transport, is tried first; then the device cases, the slow device cases
+# (tearing sweeps, capacities) and the service flows, each run stopping at
+# its first failure.
 run() {
-	local name=$1 transport=$2 dut log killer=-
+	local name=$1 transport=$2 hint=${3:-} dut log killer=-
 	dut="faulty:$name"
 	[[ $transport == ref ]] || dut="faulty:$name@$transport"
 	log="$out/$name@$transport.log"
-	for filter in '!/^TC-SVC-/' '/^TC-SVC-/'; do
+	local filters=('!slow && !/^TC-SVC-/' 'slow && !/^TC-SVC-/' '/^TC-SVC-/')
+	[[ -z $hint || $hint == - ]] || filters=("/^$hint\$/" "${filters[@]}")
+	for filter in "${filters[@]}"; do
 		(cd "$root/scenarios" && "$out/scenarios.test" -test.run '^TestConformance$' -test.timeout 10m \
-			-ginkgo.fail-fast -ginkgo.no-color -ginkgo.label-filter="$filter" -dut="$dut") >"$log" 2>&1 && continue
+			-ginkgo.fail-fast -ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut") >"$log" 2>&1 && continue
 		killer=$(grep -A1 '^Summarizing' "$log" | tail -1 | grep -o 'TC-[A-Z]*-[0-9]*' | head -1)
 		[[ -n $killer ]] || killer="setup-failure"
 		break
@@ -43,8 +48,15 @@ run() {
 export -f run
 export out root
 
-results=$(for n in $names; do for t in $transports; do echo "$n $t"; done; done |
-	xargs -P "$jobs" -n 2 bash -c 'run "$0" "$1"')
+# The first transport runs every mutant; the others start from the case
+# that killed it there.
+first=${transports%% *}
+results=$(for n in $names; do echo "$n $first"; done | xargs -P "$jobs" -n 2 bash -c 'run "$0" "$1"')
+hints=$results
+for t in ${transports#"$first"}; do
+	more=$(awk -v t="$t" '{print $1, t, $3}' <<<"$hints" | xargs -P "$jobs" -n 3 bash -c 'run "$0" "$1" "$2"')
+	results+=$'\n'$more
+done
 
 printf '%-26s %-10s' mutant breaks
 for t in $transports; do printf ' %-14s' "$t"; done
