@@ -1,0 +1,92 @@
+package scenarios
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// againstSession runs a short session on Against(spec, ref) and returns
+// what Close reports.
+func againstSession(t *testing.T, spec string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	drv := Against(&DUTDriver{Spec: spec}, &DUTDriver{Spec: "ref"})
+	dev, err := drv.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := spd.NewClient(dev.Link)
+	p, err := drv.Issuer().Personalise(ctx, c, TestProfile())
+	if err != nil {
+		t.Fatalf("%s: personalising against ref: %v", spec, err)
+	}
+	steps := []func() error{
+		func() error { _, err := c.Pay(ctx, payment(spd.KindBalance, spd.ModeOffline, 12_34)); return err },
+		func() error { _, err := c.GenerateMedium(ctx, spd.MediumRequest{Time: Clock}); return err },
+		func() error {
+			tok, err := c.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour),
+				Controls: medium.TokenControls{MaxTransactions: 2, MaxAmount: 5_00, Channels: medium.ChannelInStore}})
+			if err != nil {
+				return err
+			}
+			r := payment(spd.KindAccount, spd.ModeOnline, 1_00)
+			r.Token = tok.Info().Token
+			_, err = c.Pay(ctx, r)
+			return err
+		},
+		func() error { _, err := c.PendingRecords(ctx); return err },
+		func() error { _, err := c.GetChallenge(ctx); return err },
+		func() error { _, err := c.Certificate(ctx); return err },
+		func() error { _, _ = c.GetData(ctx, 0xDF7F); return nil },
+		func() error { _, err := c.Select(ctx); return err },
+		func() error {
+			_, _ = c.Transmit(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)))
+			return nil
+		},
+	}
+	if err := c.VerifyPIN(ctx, p.PIN); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range steps {
+		if err := step(); err != nil && spec == "ref" {
+			t.Fatalf("ref against ref: %v", err)
+		}
+	}
+	return dev.Close()
+}
+
+// TestAgainstRef checks that a run against the reference reports nothing
+// for the reference itself and the first differing response for devices
+// that differ from it.
+func TestAgainstRef(t *testing.T) {
+	if err := againstSession(t, "ref"); err != nil {
+		t.Fatalf("the reference differs from itself: %v", err)
+	}
+	for mutant, want := range map[string]string{
+		"pay-no-atc":               "80 60 01 01",
+		"medium-expiry-3600":       "80 68",
+		"token-guessable":          "",
+		"getdata-unknown-6a80":     "00 CA DF 7F",
+		"reselect-keeps-verified":  "80 60 01 00",
+		"pending-counts-transfers": "",
+	} {
+		err := againstSession(t, "faulty:"+mutant)
+		if mutant == "token-guessable" || mutant == "pending-counts-transfers" {
+			// Differences by design (the random part of tokens) and ones
+			// this session never provokes are not reported.
+			if err != nil {
+				t.Errorf("faulty:%s: %v", mutant, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("faulty:%s against ref: got %v, want the divergence at % s", mutant, err, want)
+		}
+	}
+}
