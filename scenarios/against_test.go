@@ -16,7 +16,15 @@ func againstSession(t *testing.T, spec string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	drv := Against(&DUTDriver{Spec: spec}, &DUTDriver{Spec: "ref"})
+	dutDrv, err := NewDUTDriver([]string{spec}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refDrv, err := NewDUTDriver([]string{"ref"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv := Against(dutDrv, refDrv)
 	dev, err := drv.Open(ctx)
 	if err != nil {
 		t.Fatal(err)

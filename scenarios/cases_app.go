@@ -28,6 +28,7 @@ func defineConformance(d Driver) {
 	Describe("Persistence under power cuts", func() { defineTearingCases(d) })
 	Describe("Test samples", func() { defineEraseCases(d) })
 	Describe("Every command sent wrong", func() { defineNegativeCases(d) })
+	Describe("Optional features", func() { defineOptionalCases(d) })
 }
 
 func defineCommandCases(d Driver) {
@@ -239,6 +240,7 @@ func defineCommandCases(d Driver) {
 
 	It("MUST sign INTERNAL AUTHENTICATE over its domain, device ID and a 1..64-byte challenge, and refuse other lengths with 6700",
 		Case("TC-KEY-003", "SPD-KEY-4", "SPD-VER-3", "C33"), func(ctx SpecContext) {
+			need(d, CertVerify)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())

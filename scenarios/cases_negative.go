@@ -265,3 +265,33 @@ func defineNegativeCases(d Driver) {
 			}, SpecTimeout(30*time.Second))
 	}
 }
+
+// featureCommands are the instructions of the optional features that have
+// their own (SPEC.md section 13).
+var featureCommands = []struct {
+	feature Capability
+	cmd     apdu.Command
+}{
+	{Tokens, apdu.Command{CLA: 0x80, INS: 0x6A, P1: 0x07}},
+	{Transfers, apdu.Command{CLA: 0x80, INS: 0x6C, P1: 0x07}},
+	{Transfers, apdu.Command{CLA: 0x80, INS: 0x6E, P1: 0x07}},
+	{Transfers, apdu.Command{CLA: 0x80, INS: 0x70, P1: 0x07}},
+	{CertVerify, apdu.Command{CLA: 0x00, INS: 0x88, P1: 0x07, Data: []byte{1}}},
+	{Media, apdu.Command{CLA: 0x80, INS: 0x68, P1: 0x07}},
+	{ParseMedium, apdu.Command{CLA: 0x80, INS: 0x72, P1: 0x07}},
+}
+
+func defineOptionalCases(d Driver) {
+	It("MUST answer the instruction of a feature it does not declare 6D00, and recognise those it declares",
+		Case("TC-OPT-001", "SPD-OPT-1", "SPD-APP-3"), func(ctx SpecContext) {
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			for _, c := range featureCommands {
+				want := sw6A86 // declared: the instruction is known, P1 07 is not
+				if !d.Profile().Has(c.feature) {
+					want = sw6D00
+				}
+				f.refuses(ctx, c.cmd, want, string(c.feature)+" instruction with P1 07")
+			}
+		}, SpecTimeout(30*time.Second))
+}

@@ -101,6 +101,7 @@ func definePaymentCases(d Driver) {
 
 	It("MUST truncate the tier discount and the region adjustment toward zero, in that order",
 		Case("TC-ADJ-002", "SPD-ADJ-1", "SPD-PAY-1", "SPD-PAY-2", "C18"), func(ctx SpecContext) {
+			need(d, Location)
 			f := personalised(ctx, d, tierProfile(2))
 			f.login(ctx)
 			// 999 at 20 %: 999 - 199 = 800; abroad +5 %: 800 + 40 = 840.
@@ -120,6 +121,7 @@ func definePaymentCases(d Driver) {
 
 	It("MUST apply negative region adjustments, full discounts and the 2^62 clamp",
 		Case("TC-ADJ-003", "SPD-ADJ-1", "SPD-PAY-2", "C18"), func(ctx SpecContext) {
+			need(d, Location)
 			p := TestProfile()
 			p.Tier = 1
 			p.TierDiscounts = [4]uint16{0, 1000, 10000, 0}
@@ -160,6 +162,7 @@ func definePaymentCases(d Driver) {
 
 	It("MUST count only offline payment records of every kind against the offline pending limit, on adjusted amounts",
 		Case("TC-OFF-005", "SPD-LED-3", "SPD-ADJ-1", "C4", "C7"), func(ctx SpecContext) {
+			need(d, Offline)
 			f := personalised(ctx, d, tierProfile(1))
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindAccount, spd.ModeOnline, 40_00), 36_00)
@@ -174,6 +177,7 @@ func definePaymentCases(d Driver) {
 
 	It("MUST allow exactly max offline count offline payments and decline the next, any kind",
 		Case("TC-OFF-006", "SPD-LED-3", "C7"), func(ctx SpecContext) {
+			need(d, Offline)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			kinds := []spd.PaymentKind{spd.KindBalance, spd.KindAccount, spd.KindUse, spd.KindBalance, spd.KindUse}
@@ -201,6 +205,7 @@ func definePaymentCases(d Driver) {
 
 	It("MUST allow offline payments until exactly max seconds since the last sync and decline one second later",
 		Case("TC-OFF-007", "SPD-LED-3", "C7"), func(ctx SpecContext) {
+			need(d, Offline)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			age := f.Profile.Limits.MaxOfflineAge
@@ -222,6 +227,7 @@ func definePaymentCases(d Driver) {
 
 	It("MUST decline a payment with no region when the profile lists regions, and accept any region when it lists none",
 		Case("TC-LOC-002", "SPD-VER-1", "C18", "C33"), func(ctx SpecContext) {
+			need(d, Location)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			r := payment(spd.KindBalance, spd.ModeOnline, 1_00)
@@ -244,6 +250,7 @@ func definePaymentCases(d Driver) {
 
 	It("MUST accept a service whose required tier equals the device's and decline one above it",
 		Case("TC-ATT-002", "SPD-VER-2", "C33"), func(ctx SpecContext) {
+			need(d, Attribute)
 			f := personalised(ctx, d, tierProfile(2))
 			f.login(ctx)
 			r := payment(spd.KindUse, spd.ModeOnline, 0)

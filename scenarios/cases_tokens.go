@@ -27,6 +27,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST check a token's max amount against the adjusted amount",
 		Case("TC-TOK-004", "SPD-TOK-2", "SPD-ADJ-1", "C22", "C18"), func(ctx SpecContext) {
+			need(d, Tokens)
 			f := personalised(ctx, d, tierProfile(2))
 			f.login(ctx)
 			tok := f.newToken(ctx, Clock, Clock.Add(time.Hour), inStore)
@@ -43,6 +44,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST accept a token payment at exactly the token's expiry and decline it one second later",
 		Case("TC-TOK-005", "SPD-TOK-2", "C22", "C23"), func(ctx SpecContext) {
+			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			tok := f.newToken(ctx, Clock, Clock.Add(time.Hour), inStore)
@@ -62,6 +64,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST make tokens of 12 unguessable bytes followed by the ATC that made them",
 		Case("TC-TOK-006", "SPD-TOK-1", "C20", "C25"), func(ctx SpecContext) {
+			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			seen := map[string]bool{}
@@ -83,6 +86,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST keep at most 8 live tokens and refuse the 9th with 6A84, changing nothing",
 		Case("TC-TOK-007", "SPD-TOK-1", "SPD-APP-4", "C22"), func(ctx SpecContext) {
+			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			var toks [][]byte
@@ -99,6 +103,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST drop expired and used-up tokens to make room for a new one",
 		Case("TC-TOK-008", "SPD-TOK-1", "SPD-TOK-2", "C22", "C23"), func(ctx SpecContext) {
+			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			short := f.newToken(ctx, Clock, Clock.Add(time.Minute), inStore)
@@ -123,6 +128,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST refuse GENERATE TOKEN with an expiry not after the time, controls out of range, or without verification",
 		Case("TC-TOK-009", "SPD-TOK-1", "SPD-PIN-1", "SPD-APP-3", "C22"), func(ctx SpecContext) {
+			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -143,6 +149,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST raise the ATC on GENERATE MEDIUM and show the new ATC, the pending total and a default validity of 300 s",
 		Case("TC-MED-006", "SPD-MED-1", "SPD-PAY-4", "C1", "C8", "C9"), func(ctx SpecContext) {
+			need(d, Media)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindAccount, spd.ModeOffline, 6_50), 6_50)
@@ -169,6 +176,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST refuse GENERATE MEDIUM without verification, with a bad expiry, nonce or P1-P2, changing nothing",
 		Case("TC-MED-007", "SPD-MED-1", "SPD-PIN-1", "SPD-APP-3", "C1"), func(ctx SpecContext) {
+			need(d, Media)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -186,6 +194,7 @@ func defineTokenMediaCases(d Driver) {
 
 	It("MUST refuse in PARSE MEDIUM a medium certified by another CA or re-signed, and answer the exact template of one the issuer certified",
 		Case("TC-MED-008", "SPD-MED-4", "SPD-KEY-2", "SPD-KEY-5", "C1", "C6", "C39"), func(ctx SpecContext) {
+			need(d, ParseMedium)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())

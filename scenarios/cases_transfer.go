@@ -18,6 +18,7 @@ var nowhere = []byte{0x5D, 0x1A, 0xEE, 0x00, 0x00, 0x00, 0x00, 0x09}
 func defineTransferCases(d Driver) {
 	It("MUST debit, number the transfer from 1, record it in the ledger outside the pending total, and show a medium naming payer and payee",
 		Case("TC-XFR-004", "SPD-XFR-1", "SPD-LED-1", "SPD-PAY-4", "C13", "C16", "C17"), func(ctx SpecContext) {
+			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindAccount, spd.ModeOffline, 2_00), 2_00)
@@ -54,6 +55,7 @@ func defineTransferCases(d Driver) {
 
 	It("MUST refuse a transfer to itself, in another currency, with a bad expiry, above the balance or unverified, changing nothing",
 		Case("TC-XFR-005", "SPD-XFR-1", "SPD-PIN-1", "SPD-APP-3", "C13", "C17"), func(ctx SpecContext) {
+			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -81,6 +83,7 @@ func defineTransferCases(d Driver) {
 
 	It("MUST keep at most 16 outgoing transfers, refuse the 17th with 6A84, and make room when the host closes one",
 		Case("TC-XFR-006", "SPD-XFR-1", "SPD-LED-4", "C13", "C30"), func(ctx SpecContext) {
+			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			for i := 0; i < transferCapacity; i++ {
@@ -95,6 +98,7 @@ func defineTransferCases(d Driver) {
 
 	It("MUST show an outstanding transfer again changing nothing, and answer 6A83 once it is closed, reclaimed or unknown",
 		Case("TC-XFR-007", "SPD-XFR-1", "SPD-XFR-4", "SPD-LED-4", "SPD-LC-2", "C13", "C16"), func(ctx SpecContext) {
+			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			first := f.transferTo(ctx, nowhere, 3_00, Clock.Add(time.Hour))
@@ -135,6 +139,7 @@ func defineTransferCases(d Driver) {
 
 	It("MUST refuse a transfer medium signed for another payer, certified for another device or by another CA, and accept a certified device's",
 		Case("TC-XFR-008", "SPD-XFR-2", "SPD-KEY-2", "C16", "C17", "C19"), func(ctx SpecContext) {
+			need(d, Transfers)
 			payee := personalised(ctx, d, nil)
 			payee.login(ctx)
 			victim := []byte{0x5D, 0x1A, 0xB0, 0x00, 0xCA, 0xFE, 0x00, 0x01}
@@ -191,6 +196,7 @@ func defineTransferCases(d Driver) {
 
 	It("MUST import until exactly the expiry and refuse with 6985 after it, or once the device synced after it",
 		Case("TC-XFR-009", "SPD-XFR-3", "C17"), func(ctx SpecContext) {
+			need(d, Transfers)
 			payee := personalised(ctx, d, nil)
 			payee.login(ctx)
 			forger := newForger(payee.Issuer)
@@ -208,6 +214,7 @@ func defineTransferCases(d Driver) {
 
 	It("MUST reclaim only after the expiry, once, on a genuine host order, crediting and recording it",
 		Case("TC-XFR-010", "SPD-XFR-4", "SPD-KEY-3", "SPD-LED-1", "C13", "C17"), func(ctx SpecContext) {
+			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			exp := Clock.Add(time.Hour)
@@ -240,6 +247,7 @@ func defineTransferCases(d Driver) {
 
 	It("MUST remember 256 imports and refuse the 257th with 6A84",
 		Label("slow"), Case("TC-XFR-011", "SPD-XFR-2", "SPD-LED-1", "C13"), func(ctx SpecContext) {
+			need(d, Transfers)
 			payee := personalised(ctx, d, nil)
 			payee.login(ctx)
 			forger := newForger(payee.Issuer)
@@ -261,6 +269,7 @@ func defineTransferCases(d Driver) {
 
 	It("MUST refuse TRANSFER IN without verification with 6982",
 		Case("TC-XFR-012", "SPD-XFR-2", "SPD-PIN-1", "C17", "C32"), func(ctx SpecContext) {
+			need(d, Transfers)
 			payee := personalised(ctx, d, nil)
 			_, err := payee.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())

@@ -65,4 +65,3 @@ func TestMutantCatalogue(t *testing.T) {
 		t.Errorf("%d mutants, want at least 60", len(Mutants))
 	}
 }
-
