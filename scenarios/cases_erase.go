@@ -13,8 +13,7 @@ import (
 func defineEraseCases(d Driver) {
 	It("MUST return a test sample to blank on TEST ERASE signed by the CA with a fresh counter, and refuse every other TEST ERASE",
 		Case("TC-TST-001", "SPD-TST-1", "SPD-KEY-3", "SPD-APP-4", "C40", "C41"), func(ctx SpecContext) {
-			p := TestProfile()
-			p.TestSample = true
+			p := TestProfile() // a test sample (DF5F 01)
 			f := personalised(ctx, d, &p)
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOffline, 2_00), 2_00)
@@ -43,7 +42,9 @@ func defineEraseCases(d Driver) {
 			Expect(f.Client.EraseCounter(ctx)).To(Equal(uint32(1)))
 			f.refuses0(ctx, erase(f.Issuer.CA, 2), sw6985, "TEST ERASE of a blank device")
 
-			g := personalised(ctx, d, nil)
+			prod := TestProfile()
+			prod.TestSample = false
+			g := personalised(ctx, d, &prod)
 			_, err = g.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			cmd, err := spd.TestErase(g.Issuer.CA, g.Profile.DeviceID, 1)
@@ -53,8 +54,7 @@ func defineEraseCases(d Driver) {
 
 	It("MUST keep the erase counter across TEST ERASE and refuse a recorded TEST ERASE after re-personalisation with 6984",
 		Case("TC-TST-002", "SPD-TST-2", "SPD-TST-1", "C40"), func(ctx SpecContext) {
-			p := TestProfile()
-			p.TestSample = true
+			p := TestProfile() // a test sample (DF5F 01)
 			f := personalised(ctx, d, &p)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())

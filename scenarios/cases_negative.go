@@ -250,7 +250,10 @@ func defineNegativeCases(d Driver) {
 		args := append([]string{set.id}, set.reqs...)
 		It("MUST refuse "+set.name+" sent wrong with the one status word of section 1.1 and change nothing",
 			Case(args[0], args[1:]...), func(ctx SpecContext) {
-				f := personalised(ctx, d, nil)
+				p := TestProfile()
+				// TEST ERASE's refusal needs a production device (no DF5F).
+				p.TestSample = set.name != "TEST ERASE"
+				f := personalised(ctx, d, &p)
 				f.login(ctx)
 				for _, r := range set.refusals {
 					if r.unverified {
