@@ -229,7 +229,7 @@ func defineNegativeCases(d Driver) {
 		}},
 		{"TC-NEG-021", "PARSE MEDIUM", []string{"SPD-MED-4", "SPD-APP-3"}, []refusal{
 			{"with CLA 00", fixed(claSwap(spd.ParseMedium([]byte{0x85}))), sw6D00, false},
-			{"with P1 01", fixed(p1(spd.ParseMedium([]byte{0x85}), 1)), sw6A86, false},
+			{"with P1 02", fixed(p1(spd.ParseMedium([]byte{0x85}), 2)), sw6A86, false},
 			{"of a truncated medium", fixed(spd.ParseMedium([]byte{0x85, 0x05, 'S', 'V'})), sw6A80, false},
 		}},
 		{"TC-NEG-022", "TEST ERASE", []string{"SPD-TST-1", "SPD-APP-3"}, []refusal{
