@@ -287,9 +287,7 @@ func (d *Device) process(raw []byte) []byte {
 	if cmd.CLA == spd.CLAISO && spd.INS(cmd.INS) == spd.INSGetResponse {
 		return d.getResponse(cmd)
 	}
-	if !d.bug("chain-survives-command") {
-		d.rest = nil
-	}
+	d.rest = nil
 	data, sw := d.dispatch(cmd)
 	if sw != apdu.SWOK {
 		return swOnly(sw)
@@ -307,9 +305,6 @@ func (d *Device) chain(data []byte, ne int) []byte {
 		return apdu.Response{Data: data, SW: apdu.SWOK}.Bytes()
 	}
 	d.rest = data[ne:]
-	if d.bug("chain-61-00") {
-		return apdu.Response{Data: data[:ne], SW: apdu.SWBytesAvailable}.Bytes()
-	}
 	return apdu.Response{Data: data[:ne], SW: moreSW(len(d.rest))}.Bytes()
 }
 
@@ -328,7 +323,7 @@ func (d *Device) getResponse(cmd apdu.Command) []byte {
 	if d.bug("getresponse-idle-9000") && len(d.rest) == 0 {
 		return swOnly(apdu.SWOK)
 	}
-	if len(d.rest) == 0 || (len(cmd.Data) != 0 && !d.bug("getresponse-with-data")) {
+	if len(d.rest) == 0 || len(cmd.Data) != 0 {
 		d.rest = nil
 		return swOnly(apdu.SWConditionsNotSat)
 	}
