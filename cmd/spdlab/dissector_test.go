@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spdlab/spdlab/reports"
+	spdtrace "github.com/spdlab/spdlab/rigs/trace"
+)
+
+// splitLink answers GET DATA DF11 with 6103 and GET RESPONSE with the rest,
+// as a transport that leaves 61xx to the host does.
+type splitLink struct{}
+
+func (splitLink) Exchange(ctx context.Context, c []byte) ([]byte, error) {
+	if c[1] == 0xC0 {
+		return []byte{0xDF, 0x11, 0x00, 0x90, 0x00}, nil
+	}
+	return []byte{0x61, 0x03}, nil
+}
+func (splitLink) String() string { return "split" }
+func (splitLink) Close() error   { return nil }
+
+const dissector = "../../rigs/trace/wireshark/spdlab.lua"
+
+// specCommands returns the command names of the table of reference/SPEC.md
+// section 4.
+func specCommands(t *testing.T) []string {
+	t.Helper()
+	f, err := os.Open("../../reference/SPEC.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := sc.Text()
+		switch {
+		case strings.HasPrefix(l, "## 4. Commands"):
+			in = true
+		case in && strings.HasPrefix(l, "#"):
+			return names
+		case in && strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| Command ") && !strings.HasPrefix(l, "|---"):
+			names = append(names, strings.TrimSpace(strings.Split(l, "|")[1]))
+		}
+	}
+	t.Fatal("SPEC.md has no section 4 command table")
+	return nil
+}
+
+// tshark runs tshark with the shipped dissector on a trace.
+func tshark(t *testing.T, trace string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("tshark", append([]string{"-X", "lua_script:" + dissector, "-r", trace}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	if s := errOut.String(); strings.Contains(s, "Lua") || strings.Contains(s, "lua") {
+		t.Fatalf("tshark reports a Lua error:\n%s", s)
+	}
+	return out.String()
+}
+
+// tshark with the shipped dissector names every command of SPEC.md section
+// 4 in the trace of a whole certify run, decodes ATR records as ATRs,
+// status words by their SPEC meaning and links GET RESPONSE to the
+// exchange it continues.
+func TestDissectorNamesEveryCommand(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skip("tshark is not installed (make deps installs it with the other Debian packages): " + err.Error())
+	}
+	if err := exec.Command("tshark", "-v").Run(); err != nil {
+		t.Skip("tshark does not run here: " + err.Error())
+	}
+	dir := t.TempDir()
+	key := filepath.Join(dir, "lab.pem")
+	if _, err := reports.InitLab(key, "dissector test lab"); err != nil {
+		t.Fatal(err)
+	}
+	trace := filepath.Join(dir, "trace.pcapng")
+	if out, errOut, err := child("certify", "--dut", "ref", "--key", key, "--out", filepath.Join(dir, "out"), "--trace", trace); err != nil {
+		t.Fatalf("certify --dut ref: %v\n%s%s", err, out, errOut)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(tshark(t, trace, "-T", "fields", "-e", "spdlab.command"), "\n") {
+		seen[strings.TrimSpace(l)] = true
+	}
+	names := specCommands(t)
+	if len(names) < 25 {
+		t.Fatalf("SPEC.md section 4 lists %d commands: %v", len(names), names)
+	}
+	for _, n := range names {
+		if !seen[n] {
+			t.Errorf("tshark does not name %s in the trace of a whole certify run", n)
+		}
+	}
+
+	atrs := tshark(t, trace, "-Y", "spdlab.atr", "-T", "fields", "-e", "spdlab.atr.ts", "-e", "spdlab.atr.historical_text")
+	if !strings.Contains(atrs, "0x3b\tSPDLAB SIM") {
+		t.Errorf("ATR records do not decode as ATRs:\n%.300s", atrs)
+	}
+	if bad := tshark(t, trace, "-Y", "gsm_sim || spdlab.atr && spdlab.command"); bad != "" {
+		t.Errorf("records decoded as something else:\n%.300s", bad)
+	}
+	sws := tshark(t, trace, "-Y", "spdlab.sw == 0x6a86", "-T", "fields", "-e", "spdlab.sw.meaning")
+	if !strings.Contains(sws, "incorrect P1/P2") {
+		t.Errorf("6A86 without its SPEC meaning:\n%.300s", sws)
+	}
+	// Links resolve 61xx below the tracer now; a trace of a transport
+	// that does not (SIMtrace on a real reader) has them.
+	split := filepath.Join(dir, "split.pcapng")
+	f, err := os.Create(split)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := spdtrace.Wrap(splitLink{}, f)
+	ctx := context.Background()
+	for _, c := range [][]byte{{0x00, 0xCA, 0xDF, 0x11, 0x00}, {0x00, 0xC0, 0x00, 0x00, 0x03}} {
+		if _, err := tr.Exchange(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	links := tshark(t, split, "-Y", `spdlab.command == "GET RESPONSE"`, "-T", "fields", "-e", "spdlab.continues")
+	if strings.TrimSpace(links) != "1" {
+		t.Errorf("GET RESPONSE does not link back to the exchange answered 61xx: %q", links)
+	}
+	back := tshark(t, split, "-2", "-Y", `spdlab.sw == 0x6103`, "-T", "fields", "-e", "spdlab.continued_in")
+	if strings.TrimSpace(back) != "2" {
+		t.Errorf("the 61xx answer does not link to its GET RESPONSE: %q", back)
+	}
+	tlv := tshark(t, trace, "-Y", `spdlab.command == "PAY"`, "-T", "fields", "-e", "spdlab.tlv.name")
+	for _, want := range []string{"amount", "currency", "time", "device signature", "service information template"} {
+		if !strings.Contains(tlv, want) {
+			t.Errorf("PAY's TLV objects lack %q", want)
+		}
+	}
+}
