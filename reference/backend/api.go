@@ -344,6 +344,19 @@ type Audit struct {
 	// from the issuer's view (offline payments not yet settled, a missed
 	// update): not a fault by itself, but where to look.
 	Differences []ViewDifference `json:"differences"`
+	// Flagged lists the devices that signed two different records with
+	// one ATC (clones), with the evidence kept.
+	Flagged []FlaggedDevice `json:"flagged"`
+}
+
+// FlaggedDevice is a device caught signing conflicting records.
+type FlaggedDevice struct {
+	DeviceID string `json:"device_id"`
+	// Conflicts counts the conflicting records kept as evidence; ATCs
+	// lists their ATCs, comma-separated.
+	Conflicts int64  `json:"conflicts"`
+	ATCs      string `json:"atcs"`
+	Revoked   bool   `json:"revoked"`
 }
 
 // Discrepancy is one fault the audit found.

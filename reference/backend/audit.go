@@ -48,7 +48,7 @@ type auditDevice struct {
 // Audit checks the books from one consistent snapshot of the database.
 // It fails only when the database cannot be read at all.
 func (s *Server) Audit(ctx context.Context) (Audit, error) {
-	a := Audit{Discrepancies: []Discrepancy{}, Differences: []ViewDifference{}}
+	a := Audit{Discrepancies: []Discrepancy{}, Differences: []ViewDifference{}, Flagged: []FlaggedDevice{}}
 	tx, err := s.rdb.BeginTx(ctx, nil)
 	if err != nil {
 		return a, internal(err)
@@ -299,6 +299,9 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 	}
 	if !issued.overflow && !right.overflow && issued.v != right.v {
 		bad(Discrepancy{Source: "totals", Detail: "issued differs from balances + pending + settled + in_flight", Expected: ptr(issued.v), Found: ptr(right.v)})
+	}
+	if a.Flagged, err = flaggedDevices(ctx, tx); err != nil {
+		return a, internal(err)
 	}
 	a.Conserved = len(a.Discrepancies) == 0
 	return a, nil

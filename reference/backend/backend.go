@@ -107,6 +107,9 @@ type Config struct {
 	// is refused: an issuer that finds its books gone must not start as a
 	// new, empty issuer. A path that does not exist is always created.
 	Initialise bool
+	// KeepClonesInService flags a device caught signing two different
+	// records with one ATC without revoking it (default: revoke).
+	KeepClonesInService bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

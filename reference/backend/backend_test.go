@@ -183,7 +183,12 @@ func TestRegisterWithIssuerCA(t *testing.T) {
 }
 
 func TestAuthorise(t *testing.T) {
-	l := newLab(t, nil)
+	l := newLab(t, func(c *Config) {
+		// The conflicts below are refused and change no balance; with
+		// this policy they leave the device in service for the next case
+		// (TestCloneIsCaughtAndRevoked checks the revocation).
+		c.KeepClonesInService = true
+	})
 	d := newSimDevice(t, "payer")
 	l.register(d, 1000, "")
 	pub, _ := l.c.PublicKey(bg)
@@ -270,7 +275,12 @@ func TestAuthoriseHoldThenSettle(t *testing.T) {
 }
 
 func TestSettle(t *testing.T) {
-	l := newLab(t, nil)
+	l := newLab(t, func(c *Config) {
+		// The conflicts below are refused and change no balance; with
+		// this policy they leave the device in service for the next case
+		// (TestCloneIsCaughtAndRevoked checks the revocation).
+		c.KeepClonesInService = true
+	})
 	a, b := newSimDevice(t, "dev-a"), newSimDevice(t, "dev-b")
 	l.register(a, 1000, "")
 	l.register(b, 1000, "")

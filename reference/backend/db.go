@@ -100,6 +100,17 @@ CREATE TABLE IF NOT EXISTS transfers(
 	done_at INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX IF NOT EXISTS transfers_state ON transfers(state);
+-- Records signed by a device that conflict with a stored record of the
+-- same (device, ATC): evidence of a cloned or rolled-back device.
+CREATE TABLE IF NOT EXISTS conflicts(
+	device_id TEXT NOT NULL,
+	atc INTEGER NOT NULL,
+	body_hash BLOB NOT NULL,
+	raw BLOB NOT NULL,
+	source TEXT NOT NULL,
+	at INTEGER NOT NULL,
+	PRIMARY KEY(device_id, atc, body_hash)
+) STRICT;
 -- Offline transfers (transfer media), from the devices' records: the payer's
 -- transfer-out, then the payee's transfer-in or the payer's reclaim. A
 -- transfer-in that arrives before the transfer-out is held (in_held, the
@@ -334,6 +345,9 @@ func (s *Server) commitGroup(group []*writeJob) (errs []error) {
 type apiErr struct {
 	status int
 	body   ErrorBody
+	// evidence is a record that conflicts with a stored one: kept after
+	// the refusal (see keepEvidence).
+	evidence *conflictEvidence
 }
 
 func (e *apiErr) Error() string {

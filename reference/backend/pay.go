@@ -59,8 +59,10 @@ func (s *Server) insertNewRecord(ctx context.Context, tx *sql.Tx, rec DeviceReco
 	return n == 1, nil
 }
 
-func errConflict(r DeviceRecord) *apiErr {
-	return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: a different record with this ATC is already known (replay refused)", r.Device, r.ATC)
+func errConflict(r DeviceRecord, raw []byte) *apiErr {
+	e := newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: a different record, signed by the same device, already holds this ATC: the device is a clone or was rolled back; this record is not paid, it is kept as evidence and the device is flagged", r.Device, r.ATC)
+	e.evidence = &conflictEvidence{rec: r, raw: raw}
+	return e
 }
 
 // verifyRecord checks a record's signature against its device's registered key.
@@ -82,6 +84,7 @@ func (s *Server) handleAuthorise(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.authorise(r.Context(), req)
 	if err != nil {
+		s.keepEvidence(r.Context(), err, "authorisation")
 		writeErr(w, err)
 		return
 	}
@@ -115,7 +118,7 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 		}
 		if found {
 			if !rec.sameBody(old.bodyHash) || old.result == nil {
-				return errConflict(rec)
+				return errConflict(rec, req.Record)
 			}
 			stored = old.result
 			return nil
@@ -189,6 +192,7 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
 	}
 	ack, err := s.settle(r.Context(), batch, recs)
 	if err != nil {
+		s.keepEvidence(r.Context(), err, "settlement "+batch.BatchID)
 		writeErr(w, err)
 		return
 	}
@@ -236,7 +240,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 			*e = SettlementEntry{DeviceID: rec.Device, ATC: rec.ATC, Kind: rec.Kind.String(), Amount: rec.Amount}
 			if j, ok := seen[key{rec.Device, rec.ATC}]; ok {
 				if !rec.sameBody(recs[j].bodyHash) {
-					return errConflict(rec).at(i)
+					return errConflict(rec, batch.Records[i]).at(i)
 				}
 				e.Status, e.Account = AlreadySettled, ack.Entries[j].Account
 				continue
@@ -272,7 +276,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 			}
 			if found {
 				if !rec.sameBody(old.bodyHash) {
-					return errConflict(rec).at(i)
+					return errConflict(rec, batch.Records[i]).at(i)
 				}
 				switch old.state {
 				case stateSettled:
