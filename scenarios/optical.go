@@ -1,0 +1,184 @@
+package scenarios
+
+import (
+	"encoding/base32"
+	"fmt"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/rigs/optical"
+)
+
+// opticalLevels are the graded degradations every coded medium the suite
+// makes goes through, each fault on its own: level 0 is the clean image;
+// levels 1 and 2 stay inside the limits where rigs/optical measured every
+// format to read at 6 pixels per module (blur sigma 2.5, rotation 15
+// degrees, noise sigma 120, contrast 0.25; keystone 0.03 for the larger QR
+// codes of media with a certificate), so a conforming
+// medium must read at all of them; level 3 lies past those limits and is
+// recorded, not required.
+var opticalLevels = [][]optical.Fault{
+	{{}},
+	{{Kind: optical.Blur, Strength: 1}, {Kind: optical.Rotation, Strength: 5}, {Kind: optical.Noise, Strength: 40, Seed: 1},
+		{Kind: optical.LowContrast, Strength: 0.6}, {Kind: optical.Perspective, Strength: 0.02}},
+	{{Kind: optical.Blur, Strength: 2}, {Kind: optical.Rotation, Strength: 10}, {Kind: optical.Noise, Strength: 100, Seed: 2},
+		{Kind: optical.LowContrast, Strength: 0.3}, {Kind: optical.Perspective, Strength: 0.03}},
+	{{Kind: optical.Blur, Strength: 3.5}, {Kind: optical.Rotation, Strength: 25}, {Kind: optical.Noise, Strength: 200, Seed: 3},
+		{Kind: optical.LowContrast, Strength: 0.12}, {Kind: optical.Perspective, Strength: 0.2}},
+}
+
+// opticalRequired is the highest level at which every image must read.
+const opticalRequired = 2
+
+// OpticalRate is one figure of the report: how many of a medium's images
+// in one format read back to the same text at one degradation level.
+type OpticalRate struct {
+	Medium string `json:"medium"`
+	Format string `json:"format"`
+	Level  int    `json:"level"`
+	Read   int    `json:"read"`
+	Tried  int    `json:"tried"`
+	// Failed names the faults that did not read.
+	Failed []string `json:"failed,omitempty"`
+}
+
+func (r OpticalRate) String() string {
+	return fmt.Sprintf("%-16s %-10s level %d: %d/%d read %s", r.Medium, r.Format, r.Level, r.Read, r.Tried, strings.Join(r.Failed, ", "))
+}
+
+// throughOptics renders text in format f at 6 pixels per module, applies
+// every fault of every level and decodes each image with rigs/optical.
+func throughOptics(name, text string, f medium.Format) []OpticalRate {
+	GinkgoHelper()
+	img, err := optical.Render(text, f, 6)
+	Expect(err).NotTo(HaveOccurred(), "%s as %s", name, f)
+	var out []OpticalRate
+	for level, faults := range opticalLevels {
+		r := OpticalRate{Medium: name, Format: f.String(), Level: level}
+		for _, fault := range faults {
+			seen := img
+			if fault.Kind != 0 {
+				g, err := fault.Apply(img)
+				Expect(err).NotTo(HaveOccurred())
+				seen = g
+			}
+			r.Tried++
+			got, gotFormat, err := optical.Decode(seen)
+			if err == nil && got == text && gotFormat == f {
+				r.Read++
+			} else if fault.Kind != 0 {
+				r.Failed = append(r.Failed, fault.String())
+			} else {
+				r.Failed = append(r.Failed, "clean")
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TokenReference is the short text of a token for Code 128 (SPEC.md
+// SPD-MED-7): "SPDT" and the unpadded RFC 4648 Base32 of the 16 bytes.
+func TokenReference(token []byte) string {
+	return "SPDT" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(token)
+}
+
+// ParseTokenReference reads a token reference back to the token.
+func ParseTokenReference(ref string) ([]byte, error) {
+	rest, ok := strings.CutPrefix(ref, "SPDT")
+	if !ok || len(rest) != 26 {
+		return nil, fmt.Errorf("scenarios: %q is not a token reference", ref)
+	}
+	return base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(rest)
+}
+
+func defineOptical(d Driver) {
+	Describe("Coded media through the optical channel", func() {
+		It("MUST read back every kind of medium the device makes, and the merchant's code, from QR and DataMatrix through graded camera faults",
+			Case("TC-OPT-001", "SPD-MED-2", "SPD-PAY-5", "C12", "C34", "C8", "C9", "C50"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				media := map[string][]byte{}
+				if d.Profile().Has(Media) {
+					res, err := f.Client.GenerateMedium(ctx, spd.MediumRequest{Time: Clock, PayeeNonce: []byte("NONCE-OPT")})
+					Expect(err).NotTo(HaveOccurred())
+					media["stored value"] = res.Envelope
+				}
+				if d.Profile().Has(Tokens) {
+					res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour),
+						Controls: medium.TokenControls{MaxTransactions: 3, MaxAmount: 20_00, Channels: medium.ChannelInStore}})
+					Expect(err).NotTo(HaveOccurred())
+					media["token"] = res.Envelope
+				}
+				if d.Profile().Has(PayBalance) {
+					res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOnline, 2_50))
+					media["payment result"] = res.Envelope
+				}
+				if d.Profile().Has(Transfers) {
+					res, err := f.Client.TransferOut(ctx, spd.TransferRequest{Amount: 1_00, Currency: 978,
+						Payee: []byte{0x5D, 0x1A, 0xB0, 0x00, 0xFF, 0xFF, 0xFF, 0xFE}, Time: Clock, Expiry: Clock.Add(time.Hour)})
+					Expect(err).NotTo(HaveOccurred())
+					media["transfer"] = res.Envelope
+				}
+				var rates []OpticalRate
+				for name, env := range media {
+					for _, format := range []medium.Format{medium.QR, medium.DataMatrix} {
+						rates = append(rates, throughOptics(name, medium.Text(env), format)...)
+					}
+				}
+				code := merchantCode(mpm("00", "01"), mpm("01", "12"), mpm("26", mpm("00", "spdlab")+mpm("01", "OPT-SHOP-1")),
+					mpm("53", "978"), mpm("54", "2.50"), mpm("59", "Optik Café"), mpm("60", "Köln"), mpm("62", mpm("01", "ORDER-77")))
+				rates = append(rates, throughOptics("merchant code", code, medium.QR)...)
+				var lines []string
+				for _, r := range rates {
+					lines = append(lines, r.String())
+				}
+				AddReportEntry("optical decode rates", rates)
+				for _, r := range rates {
+					if r.Level <= opticalRequired {
+						Expect(r.Read).To(Equal(r.Tried), "%s\n%s", r, strings.Join(lines, "\n"))
+					}
+				}
+			}, SpecTimeout(180*time.Second))
+
+		It("MUST let a Code 128 token reference, read through graded camera faults, name the token the device pays under",
+			Case("TC-OPT-002", "SPD-MED-7", "SPD-TOK-1", "SPD-TOK-2", "C20", "C24", "C34"), func(ctx SpecContext) {
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour),
+					Controls: medium.TokenControls{MaxTransactions: 2, MaxAmount: 20_00, Channels: medium.ChannelInStore}})
+				Expect(err).NotTo(HaveOccurred())
+				token := res.Info().Token
+				ref := TokenReference(token)
+				Expect(ref).To(HaveLen(30))
+				rates := throughOptics("token reference", ref, medium.Code128)
+				AddReportEntry("optical decode rates", rates)
+				for _, r := range rates {
+					if r.Level <= opticalRequired {
+						Expect(r.Read).To(Equal(r.Tried), r.String())
+					}
+				}
+				// What the camera read pays under the token.
+				img, err := optical.Render(ref, medium.Code128, 6)
+				Expect(err).NotTo(HaveOccurred())
+				blurred, err := optical.Fault{Kind: optical.Blur, Strength: 2}.Apply(img)
+				Expect(err).NotTo(HaveOccurred())
+				scanned, format, err := optical.Decode(blurred)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(format).To(Equal(medium.Code128))
+				back, err := ParseTokenReference(scanned)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(back).To(Equal(token))
+				r := payment(spd.KindBalance, spd.ModeOnline, 5_00)
+				r.Token = back
+				paid := f.pay(ctx, r)
+				Expect(paid.Success()).To(BeTrue())
+				Expect(paid.Info().Token).To(Equal(token), "the result names the scanned token, not the account")
+			}, SpecTimeout(60*time.Second))
+	})
+}
