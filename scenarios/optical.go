@@ -99,7 +99,7 @@ func ParseTokenReference(ref string) ([]byte, error) {
 func defineOptical(d Driver) {
 	Describe("Coded media through the optical channel", func() {
 		It("MUST read back every kind of medium the device makes, and the merchant's code, from QR and DataMatrix through graded camera faults",
-			Case("TC-OPT-001", "SPD-MED-2", "SPD-PAY-5", "C12", "C34", "C8", "C9", "C50"), func(ctx SpecContext) {
+			Case("TC-CAM-001", "SPD-MED-2", "SPD-PAY-5", "C12", "C34", "C8", "C9", "C50"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				media := map[string][]byte{}
@@ -146,7 +146,7 @@ func defineOptical(d Driver) {
 			}, SpecTimeout(180*time.Second))
 
 		It("MUST let a Code 128 token reference, read through graded camera faults, name the token the device pays under",
-			Case("TC-OPT-002", "SPD-MED-7", "SPD-TOK-1", "SPD-TOK-2", "C20", "C24", "C34"), func(ctx SpecContext) {
+			Case("TC-CAM-002", "SPD-MED-7", "SPD-TOK-1", "SPD-TOK-2", "C20", "C24", "C34"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour),
