@@ -136,7 +136,7 @@ func (c *Card) Process(command []byte) []byte {
 	}
 	cmd := bytes.Clone(command)
 	cmd[0] &^= 0x03
-	if cmd[0] == 0x00 && cmd[1] == 0x70 {
+	if cmd[0] == 0x00 && cmd[1] == 0x70 && len(cmd) <= 5 { // MANAGE CHANNEL has no data field
 		return c.manageChannel(ch, cmd)
 	}
 	if cmd[0] == 0x00 && cmd[1] == 0xA4 && cmd[2] == 0x04 {
