@@ -17,6 +17,9 @@ func defineEraseCases(d Driver) {
 			f := personalised(ctx, d, &p)
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOffline, 2_00), 2_00)
+			// A sample the lab erased before starts above 0 (SPD-TST-2).
+			n0, err := f.Client.EraseCounter(ctx)
+			Expect(err).NotTo(HaveOccurred())
 			erase := func(key *ecdsaKey, counter uint32) apdu.Command {
 				cmd, err := spd.TestErase(key, f.Profile.DeviceID, counter)
 				Expect(err).NotTo(HaveOccurred())
@@ -28,28 +31,20 @@ func defineEraseCases(d Driver) {
 			forOther, err := spd.TestErase(f.Issuer.CA, other, 1)
 			Expect(err).NotTo(HaveOccurred())
 			f.refuses(ctx, forOther, sw6982, "TEST ERASE for another device")
-			p1 := erase(f.Issuer.CA, 1)
+			p1 := erase(f.Issuer.CA, n0+1)
 			p1.P1 = 1
 			f.refuses(ctx, p1, sw6A86, "TEST ERASE P1 01")
 			f.refuses(ctx, apdu.Command{CLA: 0x80, INS: 0x5E, Data: []byte{0xDF, 0x2F, 0x01, 0x01}}, sw6A80, "TEST ERASE without a signature")
-			Expect(f.sw(ctx, erase(f.Issuer.CA, 1))).To(Equal(sw9000))
+			Expect(f.sw(ctx, erase(f.Issuer.CA, n0+1))).To(Equal(sw9000))
 			_, sw := f.raw(ctx, rawCmd(spd.GetData(spd.TagBalance)))
 			Expect(sw).To(Equal(sw6985), "TEST ERASE ended the session")
 			sel, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(sel.State).To(Equal(spd.StateBlank))
 			Expect(sel.DeviceID).To(BeEmpty(), "a blank device has no device ID")
-			Expect(f.Client.EraseCounter(ctx)).To(Equal(uint32(1)))
-			f.refuses0(ctx, erase(f.Issuer.CA, 2), sw6985, "TEST ERASE of a blank device")
+			Expect(f.Client.EraseCounter(ctx)).To(Equal(n0 + 1))
+			f.refuses0(ctx, erase(f.Issuer.CA, n0+2), sw6985, "TEST ERASE of a blank device")
 
-			prod := TestProfile()
-			prod.TestSample = false
-			g := personalised(ctx, d, &prod)
-			_, err = g.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
-			cmd, err := spd.TestErase(g.Issuer.CA, g.Profile.DeviceID, 1)
-			Expect(err).NotTo(HaveOccurred())
-			g.refuses(ctx, cmd, sw6985, "TEST ERASE of a production device (no DF5F)")
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST keep the erase counter across TEST ERASE and refuse a recorded TEST ERASE after re-personalisation with 6984",
@@ -58,8 +53,12 @@ func defineEraseCases(d Driver) {
 			f := personalised(ctx, d, &p)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(f.Client.EraseCounter(ctx)).To(Equal(uint32(0)), "a new device's erase counter is 0")
-			recorded, err := spd.TestErase(f.Issuer.CA, p.DeviceID, 5)
+			n0, err := f.Client.EraseCounter(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			if dd, ok := d.(*DUTDriver); ok && dd.Emulated() {
+				Expect(n0).To(Equal(uint32(0)), "a new device's erase counter is 0")
+			}
+			recorded, err := spd.TestErase(f.Issuer.CA, p.DeviceID, n0+5)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(f.sw(ctx, recorded)).To(Equal(sw9000))
 			got, err := f.Issuer.Personalise(ctx, f.Client, p)
@@ -67,11 +66,28 @@ func defineEraseCases(d Driver) {
 			f.Profile, f.Pub = got, got.DevicePublicKey
 			_, err = f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(f.Client.EraseCounter(ctx)).To(Equal(uint32(5)), "the erase counter survives TEST ERASE")
+			Expect(f.Client.EraseCounter(ctx)).To(Equal(n0+5), "the erase counter survives TEST ERASE")
 			f.refuses(ctx, recorded, sw6984, "the recorded TEST ERASE replayed")
-			older, err := spd.TestErase(f.Issuer.CA, p.DeviceID, 4)
+			older, err := spd.TestErase(f.Issuer.CA, p.DeviceID, n0+4)
 			Expect(err).NotTo(HaveOccurred())
 			f.refuses(ctx, older, sw6984, "an older counter")
+		}, SpecTimeout(30*time.Second))
+
+	It("MUST refuse TEST ERASE of a production device (no DF5F) with 6985 and change nothing",
+		Case("TC-TST-003", "SPD-TST-1", "SPD-APP-4", "C40", "C41"), func(ctx SpecContext) {
+			// A production personalisation cannot be erased by the lab: the
+			// sample must be one it may spend.
+			need(d, Disposable)
+			prod := TestProfile()
+			prod.TestSample = false
+			g := personalised(ctx, d, &prod)
+			_, err := g.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			n0, err := g.Client.EraseCounter(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			cmd, err := spd.TestErase(g.Issuer.CA, g.Profile.DeviceID, n0+1)
+			Expect(err).NotTo(HaveOccurred())
+			g.refuses(ctx, cmd, sw6985, "TEST ERASE of a production device (no DF5F)")
 		}, SpecTimeout(30*time.Second))
 }
 

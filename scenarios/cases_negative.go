@@ -252,6 +252,9 @@ func defineNegativeCases(d Driver) {
 			Case(args[0], args[1:]...), func(ctx SpecContext) {
 				p := TestProfile()
 				// TEST ERASE's refusal needs a production device (no DF5F).
+				if set.name == "TEST ERASE" {
+					need(d, Disposable) // a production device the lab cannot erase
+				}
 				p.TestSample = set.name != "TEST ERASE"
 				f := personalised(ctx, d, &p)
 				f.login(ctx)

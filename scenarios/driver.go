@@ -58,6 +58,11 @@ const (
 	Tearing Capability = "tearing"
 	// PowerCycle: the link can remove and reapply power.
 	PowerCycle Capability = "power-cycle"
+	// Disposable: the lab may make a device that it cannot return to blank
+	// by TEST ERASE (a production personalisation, without DF5F): a new
+	// emulated device, or a sample the vendor's reset hook returns to
+	// blank whatever it holds.
+	Disposable Capability = "disposable-sample"
 )
 
 // Features lists every ICS feature, in the order the ICS documents them.

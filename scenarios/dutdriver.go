@@ -106,6 +106,7 @@ func (d *DUTDriver) Profile() Profile {
 	if d.Emulated() {
 		caps[Tearing] = true
 		caps[PowerCycle] = true
+		caps[Disposable] = true
 		if strings.HasPrefix(d.Specs[0], "pcsc-emu") {
 			p.MaxDevices = dut.PCSCEmuSlots
 		}
@@ -114,6 +115,7 @@ func (d *DUTDriver) Profile() Profile {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	caps[PowerCycle] = d.probed && len(d.powerOK) == len(d.Specs)
+	caps[Disposable] = s.Samples.Reset == ics.ResetHook
 	p.MaxDevices = len(d.Specs)
 	return p
 }

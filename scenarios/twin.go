@@ -267,7 +267,8 @@ func (l *twinLink) testErase(cmd []byte) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
-	b, err := t.Bytes()
+	c.Data = t.Data // the rest of the command, right or wrong, as the device got it
+	b, err := c.Bytes()
 	return b, err == nil
 }
 

@@ -42,7 +42,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	focus := flags.String("focus", "", "run only cases whose description matches this regular expression (a partial run: never a certificate)")
 	labels := flags.String("label-filter", "", "run only cases matching this Ginkgo label expression, e.g. 'C2 || C4' or 'TC-PAY-001' (a partial run: never a certificate)")
 	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made by 'spdlab labkey init'")
-	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
+	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file (default: trace.pcapng in --out, signed with the report; off: no trace)")
 	timeout := flags.Duration("timeout", time.Hour, "stop the suite after this long (the run is then interrupted: not a certificate)")
 	goldenDir := flags.String("golden", "", "golden evidence directory: an empty or new one records each case's verdict and exchanges; an existing one is compared with this run, and any changed or missing case fails the command")
 	against := flags.String("against", "", "ref: run a reference device in lockstep with every device and report the first response that differs (divergences.json)")
@@ -81,12 +81,17 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	if *tracePath != "" {
+	if *tracePath == "" {
+		*tracePath = filepath.Join(*out, "trace.pcapng")
+	}
+	var traceFile *os.File
+	if *tracePath != "off" {
 		tf, err := os.Create(*tracePath)
 		if err != nil {
 			return err
 		}
 		defer tf.Close()
+		traceFile = tf
 		driver.Options = dut.Options{Trace: tf}
 	}
 	driver.Against = *against
@@ -136,6 +141,12 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "\n%s\n", scenarios.DivergenceSummary(driver.Divergences()))
+	}
+	if traceFile != nil {
+		// The trace is complete: close it before the manifest digests it.
+		if err := traceFile.Close(); err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
 	}
 	info := driver.RunInfo(ids, *icsPath, rs[0])
 	info.Lab = lab
