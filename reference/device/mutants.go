@@ -200,7 +200,7 @@ func (d *Device) mutateResponse(command, resp []byte) []byte {
 	switch {
 	case d.bug("tear-answers") && resp == nil && d.dead:
 		return swOnly(apdu.SWMemoryFailure)
-	case resp == nil || len(resp) < 2:
+	case len(resp) < 2:
 		return resp
 	case d.bug("status-9000"):
 		sw1, sw2 := resp[len(resp)-2], resp[len(resp)-1]
