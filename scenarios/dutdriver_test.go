@@ -75,7 +75,9 @@ func TestVendorHookReturnsSampleToBlank(t *testing.T) {
 	defer em.Close()
 	go em.Run(context.Background())
 	spec := "serial:" + path
+	card.mu.Lock()
 	card.spec = spec
+	card.mu.Unlock()
 
 	stmt := ics.Reference()
 	stmt.Samples.Reset, stmt.Samples.Hook = ics.ResetHook, `echo "$SPDLAB_SAMPLE" > `+card.request
