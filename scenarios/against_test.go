@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,8 +11,8 @@ import (
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
-// againstSession runs a short session on Against(spec, ref) and returns
-// what Close reports.
+// againstSession runs a short session on spec with a reference twin
+// (DUTDriver.Against) and returns its first divergence, if any.
 func againstSession(t *testing.T, spec string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -20,11 +21,8 @@ func againstSession(t *testing.T, spec string) error {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refDrv, err := NewDUTDriver([]string{"ref"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	drv := Against(dutDrv, refDrv)
+	dutDrv.Against = "ref"
+	drv := dutDrv
 	dev, err := drv.Open(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +64,25 @@ func againstSession(t *testing.T, spec string) error {
 			t.Fatalf("ref against ref: %v", err)
 		}
 	}
-	return dev.Close()
+	if err := dev.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ds := drv.Divergences(); len(ds) > 0 {
+		return errors.New(spacedHex(ds[0].Command) + ": " + ds[0].Why)
+	}
+	return nil
+}
+
+// spacedHex writes hex as bytes separated by spaces, "80 60 01 01".
+func spacedHex(h string) string {
+	var b strings.Builder
+	for i := 0; i+2 <= len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
 }
 
 // TestAgainstRef checks that a run against the reference reports nothing
