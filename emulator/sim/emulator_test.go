@@ -179,38 +179,40 @@ func TestBadFramesKeepServing(t *testing.T) {
 	}
 }
 
-func TestTearResetsConnectionAndRecoversOnPowerOn(t *testing.T) {
+func TestTearKeepsConnectionAndRecoversOnPowerOn(t *testing.T) {
 	v := newFakeVPCD(t)
 	card := simtest.NewCard()
 	e := start(t, v, card, sim.Config{})
 	c := v.accept()
 	c.send([]byte{0x01})
 	c.transmit(simtest.Select())
-	c.send([]byte{0x80, simtest.InsTear, 0x00, 0x00})
-	c.expectReset()
-	if st := e.Status(); st.Tears != 1 || !st.Mute || st.Powered {
+	if got := c.transmit([]byte{0x80, simtest.InsTear, 0x00, 0x00}); !bytes.Equal(got, sim.MuteAnswer) {
+		t.Fatalf("torn command answered % X, want % X (no status word)", got, sim.MuteAnswer)
+	}
+	if st := e.Status(); st.Tears != 1 || !st.Mute || st.Powered || !st.Connected || st.Connections != 1 {
 		t.Fatalf("status after tear %+v", st)
 	}
 
-	// The card comes back after the removal gap, present but mute.
-	c2 := v.accept()
-	if got := c2.transmit([]byte{0x04}); !bytes.Equal(got, emulator.ATR(emulator.FormSIM)) {
+	// The card stays in the reader, present but mute.
+	if got := c.transmit([]byte{0x04}); !bytes.Equal(got, emulator.ATR(emulator.FormSIM)) {
 		t.Fatalf("ATR after tear = % X", got)
 	}
-	c2.send(simtest.Select())
-	c2.expectReset()
+	if got := c.transmit(simtest.Select()); !bytes.Equal(got, sim.MuteAnswer) {
+		t.Fatalf("mute card answered % X, want % X", got, sim.MuteAnswer)
+	}
 
-	c3 := v.accept()
+	// pcscd's cold reset: power off, power on.
 	ons, _, _ := card.PowerEvents()
-	c3.send([]byte{0x01})
-	if got := c3.transmit(simtest.Select()); !bytes.Equal(got, ok) {
+	c.send([]byte{0x00})
+	c.send([]byte{0x01})
+	if got := c.transmit(simtest.Select()); !bytes.Equal(got, ok) {
 		t.Fatalf("SELECT after power on = % X", got)
 	}
 	if on, _, _ := card.PowerEvents(); on != ons+1 {
 		t.Fatalf("power-ons %d -> %d, want one more (the recovery)", ons, on)
 	}
-	if e.Status().Mute {
-		t.Fatal("still mute after power on")
+	if st := e.Status(); st.Mute || st.Connections != 1 || st.Unanswered != 2 {
+		t.Fatalf("status after power on %+v: want the card unmuted on its first connection", st)
 	}
 }
 

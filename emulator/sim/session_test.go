@@ -83,7 +83,7 @@ func TestSessionAnswers(t *testing.T) {
 			t.Fatalf("answer %d = % X, want % X", i, msgs[i], want[i])
 		}
 	}
-	if !errors.Is(end.err, io.EOF) || end.mute {
+	if !errors.Is(end.err, io.EOF) {
 		t.Fatalf("end = %+v, want the end of the stream", end)
 	}
 	st := e.Status()
@@ -109,24 +109,37 @@ func TestSessionTooLongCommand(t *testing.T) {
 }
 
 func TestSessionTearMakesCardMute(t *testing.T) {
-	msgs, end, e := runSession(t, frames([]byte{0x01}, []byte{0x80, 0xEE, 0x00, 0x00}, []byte{0x04}), 0)
-	if len(msgs) != 0 || !end.mute {
-		t.Fatalf("after a tear: answers % X, end %+v; want no answer and a reset connection", msgs, end)
+	atr := New(&echoCard{}, Config{}).ATR()
+	sel := []byte{0x00, 0xA4, 0x04, 0x00}
+	// A tear, then a command, an ATR poll, a command again on the same
+	// connection: the card answers no status word until it is powered.
+	msgs, end, e := runSession(t, frames([]byte{0x01}, []byte{0x80, 0xEE, 0x00, 0x00}, sel, []byte{0x04}), 0)
+	want := [][]byte{MuteAnswer, MuteAnswer, atr}
+	if len(msgs) != len(want) || !errors.Is(end.err, io.EOF) {
+		t.Fatalf("after a tear: answers % X, end %+v; want % X and the connection kept", msgs, end, want)
 	}
-	if st := e.Status(); !st.Mute || st.Tears != 1 || st.Powered {
+	for i := range want {
+		if !bytes.Equal(msgs[i], want[i]) {
+			t.Fatalf("answer %d = % X, want % X", i, msgs[i], want[i])
+		}
+	}
+	if st := e.Status(); !st.Mute || st.Tears != 1 || st.Powered || st.Unanswered != 2 || st.Commands != 0 {
 		t.Fatalf("status %+v", st)
 	}
-	// On the next connection the torn card stays mute to commands...
-	var out bytes.Buffer
-	s := &session{e: e, r: bytes.NewReader(frames([]byte{0x00, 0xA4, 0x04, 0x00})), w: &out}
-	if end := s.loop(); !end.mute || out.Len() != 0 {
-		t.Fatalf("torn card answered % X (end %+v)", out.Bytes(), end)
+	if ons := e.card.(*echoCard).ons; ons != 1 {
+		t.Fatalf("card powered %d times, want 1", ons)
 	}
-	// ...until it is powered again.
-	s = &session{e: e, r: bytes.NewReader(frames([]byte{0x01}, []byte{0x00, 0xA4, 0x04, 0x00})), w: &out}
+	// A power on (pcscd's cold reset) ends the tear and runs the card's
+	// recovery (PowerOn); the card answers again.
+	var out bytes.Buffer
+	s := &session{e: e, r: bytes.NewReader(frames([]byte{0x00}, []byte{0x01}, sel)), w: &out}
 	s.loop()
-	if st := e.Status(); st.Mute || out.Len() == 0 {
-		t.Fatalf("after power on: status %+v, answer % X", st, out.Bytes())
+	got, err := ReadMessage(&out, nil, MaxMessage)
+	if st := e.Status(); err != nil || st.Mute || !bytes.Equal(got, append(sel, 0x90, 0x00)) {
+		t.Fatalf("after power on: status %+v, answer % X (%v)", st, got, err)
+	}
+	if ons := e.card.(*echoCard).ons; ons != 2 {
+		t.Fatalf("card powered %d times, want 2", ons)
 	}
 }
 
@@ -137,10 +150,11 @@ func TestSessionPowersUpOnFirstCommand(t *testing.T) {
 	if len(msgs) != 1 || e.card.(*echoCard).ons != 1 {
 		t.Fatalf("answers % X, card %+v", msgs, e.card)
 	}
-	// After an explicit power off, a command finds the card unpowered.
-	_, end, _ := runSession(t, frames([]byte{0x00}, []byte{0x00, 0xA4, 0x04, 0x00}), 0)
-	if !end.mute {
-		t.Fatalf("command to a powered-off card: end %+v, want mute", end)
+	// After an explicit power off, a command finds the card unpowered:
+	// no status word, and the card stays unpowered.
+	msgs, _, e = runSession(t, frames([]byte{0x00}, []byte{0x00, 0xA4, 0x04, 0x00}), 0)
+	if len(msgs) != 1 || !bytes.Equal(msgs[0], MuteAnswer) || e.card.(*echoCard).ons != 0 {
+		t.Fatalf("command to a powered-off card: answers % X, card %+v; want % X", msgs, e.card, MuteAnswer)
 	}
 }
 

@@ -18,17 +18,23 @@
 //     cold reset: PowerOff then PowerOn); power off runs Card.PowerOff; reset
 //     runs Card.Reset, or Card.PowerOn when the card was unpowered. pcscd
 //     makes a cold reset (SCARD_UNPOWER_CARD) from power off and power on.
-//   - A tear (Card.Process returning nil) leaves the card mute and unpowered.
-//     vpcd has no response timeout, so a card that merely stayed silent would
-//     hang pcscd, and so would an empty answer (vpcd then waits for another
-//     message, holding pcscd's reader lock); the emulator instead resets the
-//     TCP connection, which vpcd passes to the host as an empty response (the
-//     rigs/pcsc driver reports link.ErrRemoved). After Config.RemovalGap it
-//     connects again: pcscd sees the card leave and come back and powers it
-//     up, which runs Card.PowerOn and so the card's recovery. Until a power
-//     on or reset the card stays mute: a command resets the connection again.
+//   - A tear (Card.Process returning nil) is a power cut inside the card: it
+//     is unpowered and mute from the tear point until a power on or reset.
+//     A reader sees a mute card as a command without answer; vpcd has no
+//     response timeout and can report no error but a lost connection (a
+//     removal, which pcscd notices only by polling), so the emulator answers
+//     the torn command, and every command while mute, with one byte
+//     (MuteAnswer), which is no status word: pcscd passes it on as the
+//     response and the host sees a command that failed (the rigs/pcsc
+//     driver reports link.ErrRemoved). The card stays in the reader behind
+//     the same connection; the host recovers it with a cold reset
+//     (SCardReconnect with SCARD_UNPOWER_CARD or SCARD_RESET_CARD, or
+//     SCardDisconnect with SCARD_UNPOWER_CARD and a new SCardConnect),
+//     which pcscd passes on to vpcd at once and which runs Card.PowerOn and
+//     so the card's recovery.
+//     A command to a card vpcd powered off gets MuteAnswer too.
 //   - An empty response from the card application goes to vpcd as 6F00
-//     instead, for the same reason.
+//     instead: vpcd takes an empty message for a lost connection.
 //   - A command on a connection where vpcd sent no power control yet (pcscd
 //     missed a removal and insertion) powers the card up first, as a reader
 //     activates every card inserted.
@@ -91,6 +97,13 @@ var swWrongLength = []byte{0x67, 0x00}
 // swNoDiagnosis answers a command whose response cannot be framed.
 var swNoDiagnosis = []byte{0x6F, 0x00}
 
+// MuteAnswer is what the emulator sends vpcd for a command the card
+// leaves unanswered (it tore, or it is mute or unpowered): one byte, so no
+// status word, which every PC/SC host takes for a failed command. It keeps
+// the connection, and so the card in the reader, where a lost connection
+// would be a removal that pcscd sees only at its next poll.
+var MuteAnswer = []byte{0x00}
+
 // ErrSlotBusy is returned by Run when another emulator holds the vpcd slot
 // for longer than Config.SlotWait.
 var ErrSlotBusy = errors.New("sim: another emulator holds the vpcd slot")
@@ -136,6 +149,7 @@ type Status struct {
 	Controls    uint64 // vpcd controls handled (ATR polls included)
 	PowerUps    uint64 // power-ons and resets handled
 	Tears       uint64 // commands the card tore (Process returned nil)
+	Unanswered  uint64 // commands answered MuteAnswer (torn, mute or unpowered card)
 	BadFrames   uint64 // frames dropped or answered 6700 as malformed
 	Swaps       uint64 // cards put in the slot by Swap
 	// Waiting says what Run is waiting for, "" when nothing: the slot
@@ -333,8 +347,6 @@ func (e *Emulator) Run(ctx context.Context) error {
 			return nil
 		case end.removed:
 			e.log.Info("card removed")
-		case end.mute:
-			e.log.Info("connection reset: card is mute", "why", end.err)
 		default:
 			err := fmt.Errorf("sim: vpcd at %s dropped the connection: %w", e.cfg.Address, end.err)
 			if e.cfg.Redial < 0 {
@@ -409,7 +421,6 @@ func abort(c *net.TCPConn) {
 // serveEnd says why serving a connection ended.
 type serveEnd struct {
 	removed bool  // Remove was called
-	mute    bool  // the emulator reset the connection (tear, command while unpowered)
 	err     error // what ended it
 }
 
@@ -521,6 +532,12 @@ func (s *session) torn() bool {
 	return s.e.torn
 }
 
+// unanswered tells vpcd that the command got no answer from the card.
+func (s *session) unanswered() error {
+	s.count(&s.e.status.Unanswered)
+	return WriteMessage(s.w, MuteAnswer)
+}
+
 func (s *session) count(field *uint64) {
 	s.e.mu.Lock()
 	*field++
@@ -557,9 +574,12 @@ func (s *session) loop() serveEnd {
 		}
 		switch {
 		case s.torn():
-			// A torn card does not answer: reset the connection so
-			// that pcscd reports an error instead of waiting forever.
-			return serveEnd{mute: true, err: fmt.Errorf("command % X to a torn card (mute until power on or reset)", head(msg))}
+			// A torn card does not answer until it is powered again.
+			e.log.Info("command to a torn card: no answer (mute until power on or reset)", "apdu", fmt.Sprintf("% X", head(msg)))
+			if err := s.unanswered(); err != nil {
+				return serveEnd{err: err}
+			}
+			continue
 		case !s.powered && !s.powerSeen:
 			// pcscd missed a removal and insertion that happened
 			// within one of its polls, so it never powered this card
@@ -568,7 +588,11 @@ func (s *session) loop() serveEnd {
 			s.card.PowerOn()
 			s.setPower(true)
 		case !s.powered:
-			return serveEnd{mute: true, err: fmt.Errorf("command % X to an unpowered card", head(msg))}
+			e.log.Info("command to an unpowered card: no answer", "apdu", fmt.Sprintf("% X", head(msg)))
+			if err := s.unanswered(); err != nil {
+				return serveEnd{err: err}
+			}
+			continue
 		}
 		if len(msg) < 4 {
 			s.count(&e.status.BadFrames)
@@ -582,7 +606,11 @@ func (s *session) loop() serveEnd {
 		resp := s.card.Process(append([]byte(nil), msg...))
 		if resp == nil {
 			s.tear()
-			return serveEnd{mute: true, err: fmt.Errorf("card tore during command % X", head(msg))}
+			e.log.Info("card tore during a command: no answer", "apdu", fmt.Sprintf("% X", head(msg)))
+			if err := s.unanswered(); err != nil {
+				return serveEnd{err: err}
+			}
+			continue
 		}
 		switch {
 		case len(resp) > MaxMessage:

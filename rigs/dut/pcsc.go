@@ -296,9 +296,8 @@ func (s *vpcdSession) park() {
 }
 
 // openSettled opens reader, waiting a bounded while for pcscd to show the
-// card when it does not at once: after a new insertion, or after a card
-// that tore came back (pcscd's view of a slot lags the card side by a
-// polling interval).
+// card when it does not at once: after a new insertion (pcscd's view of a
+// slot lags the card side by a polling interval).
 func openSettled(ctx context.Context, reader string) (*pcsc.Reader, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -291,11 +291,9 @@ func TestTearThenRecoverOnPowerUp(t *testing.T) {
 	if st := e.Status(); st.Tears != 1 || !st.Mute {
 		t.Fatalf("after tear: %+v", st)
 	}
-	// The card stays mute until it is powered again.
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pcsc.WaitForCard(wctx, reader); err != nil {
-		t.Fatal(err)
+	// The card stays in the reader, mute until it is powered again.
+	if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("command to the torn card: %v, want link.ErrRemoved", err)
 	}
 	if _, err := r.Reset(ctx, true); err != nil {
 		t.Fatalf("Reset after tear: %v", err)
@@ -307,6 +305,9 @@ func TestTearThenRecoverOnPowerUp(t *testing.T) {
 		t.Fatal("card still mute after power-up")
 	}
 	expect(t, r, simtest.Select(), ok)
+	if st := e.Status(); st.Connections != 1 || st.Unanswered != 2 {
+		t.Fatalf("after recovery: %+v; want the card on its first vpcd connection and 2 commands unanswered", st)
+	}
 }
 
 func TestUnknownReader(t *testing.T) {

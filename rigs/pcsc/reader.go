@@ -31,8 +31,8 @@ type Reader struct {
 
 // settle bounds how long Reset and PowerOn wait for a card that is
 // (re)appearing: pcscd notices insertion and removal by polling its
-// drivers, vpcd every 400 ms, and an emulated card that tore comes back
-// after its removal gap (emulator/sim.DefaultRemovalGap).
+// drivers, vpcd every 400 ms. (A card that tore or went mute stays in the
+// reader: a reset reaches it at once.)
 const settle = 3 * time.Second
 
 var (
@@ -211,7 +211,9 @@ func (r *Reader) transmit(command []byte) ([]byte, error) {
 		return nil, wrap(err, r.name)
 	}
 	if len(resp) < 2 {
-		return nil, fmt.Errorf("%w: reader %s returned %d bytes, shorter than a status word", link.ErrRemoved, r.name, len(resp))
+		// A reader answers no status word for a card that lost power or
+		// went mute in the command (emulator/sim.MuteAnswer).
+		return nil, fmt.Errorf("%w: the card in %s answered no status word (%d bytes): it lost power or is mute; Reset or PowerOn powers it again", link.ErrRemoved, r.name, len(resp))
 	}
 	return resp, nil
 }
