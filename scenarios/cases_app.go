@@ -62,7 +62,7 @@ func defineCommandCases(d Driver) {
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOffline, 3_00), 3_00)
 			before := f.state(ctx)
-			r, ok := f.Device.Link.(link.Resetter)
+			r, ok := f.rec.Link().(link.Resetter)
 			if !ok {
 				Skip(Why(PowerCycle, d.Profile().Name))
 			}

@@ -242,7 +242,7 @@ func rawCmd(cmd apdu.Command) []byte {
 // carries the designated account (SPD-MED-3, C19, C24, C27).
 func (f *Fixture) noAccountOutput() {
 	GinkgoHelper()
-	for _, e := range f.rec.Exchanges() {
+	for _, e := range f.rec.Events() {
 		Expect(bytes.Contains(e.Response, f.Profile.Account)).To(BeFalse(),
 			"the designated account left the device in the answer to % X", e.Command)
 	}

@@ -82,7 +82,7 @@ func defineESIM(d Driver) {
 		It("MUST present an ATR that indicates the eUICC in its T=15 global bytes and T=1",
 			Case("TC-ESIM-001", "SPD-ESIM-3", "SPD-FORM-3", "C35", "C36"), func(ctx SpecContext) {
 				f := open(ctx, d)
-				a, ok := f.Device.Link.(link.ATRer)
+				a, ok := f.rec.Link().(link.ATRer)
 				Expect(ok).To(BeTrue(), "an eSIM is reached through ISO/IEC 7816-3 contacts and has an ATR")
 				atr := a.ATR()
 				Expect(checkATR(atr)).To(Succeed())
@@ -198,7 +198,7 @@ func defineESIM(d Driver) {
 				Expect(sw).To(Equal(apdu.SW(0x6881)), "channel 4 (further interindustry class)")
 				_, sw = onChannel(ctx, f, 3, spd.Select())
 				Expect(sw).To(Equal(apdu.SWOK))
-				r, ok := f.Device.Link.(link.Resetter)
+				r, ok := f.rec.Link().(link.Resetter)
 				if !ok {
 					return
 				}

@@ -184,36 +184,9 @@ func (g featureGate) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 	return g.Link.Exchange(ctx, cmd)
 }
 
-// Unwrap gives the gated link.
+// Unwrap gives the gated link: resets, power and ATR are the gated
+// link's, found with link.As, so the gate claims none of them.
 func (g featureGate) Unwrap() link.Link { return g.Link }
-
-func (g featureGate) Reset(ctx context.Context, cold bool) ([]byte, error) {
-	if r, ok := g.Link.(link.Resetter); ok {
-		return r.Reset(ctx, cold)
-	}
-	return nil, fmt.Errorf("scenarios: %s cannot reset", g.Link)
-}
-
-func (g featureGate) PowerOff(ctx context.Context) error {
-	if p, ok := g.Link.(link.PowerCycler); ok {
-		return p.PowerOff(ctx)
-	}
-	return fmt.Errorf("scenarios: %s cannot cycle power", g.Link)
-}
-
-func (g featureGate) PowerOn(ctx context.Context) ([]byte, error) {
-	if p, ok := g.Link.(link.PowerCycler); ok {
-		return p.PowerOn(ctx)
-	}
-	return nil, fmt.Errorf("scenarios: %s cannot cycle power", g.Link)
-}
-
-func (g featureGate) ATR() []byte {
-	if a, ok := g.Link.(link.ATRer); ok {
-		return a.ATR()
-	}
-	return nil
-}
 
 // adaptProfile leaves out of a personalisation profile what a device
 // without the feature cannot hold: allowed regions and adjustments

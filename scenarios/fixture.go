@@ -14,7 +14,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/spd"
-	"github.com/spdlab/spdlab/rigs/link/linktest"
+	"github.com/spdlab/spdlab/rigs/link/record"
 )
 
 // Clock is the terminal time the suite presents; a fixed start keeps
@@ -73,7 +73,7 @@ type Fixture struct {
 	Profile spd.Profile
 	// Pub is the device public key from its certificate.
 	Pub      *ecdsa.PublicKey
-	rec      *linktest.Recorder
+	rec      *record.Recorder
 	released bool
 }
 
@@ -86,8 +86,8 @@ func open(ctx context.Context, d Driver) *Fixture {
 	}
 	dev, err := d.Open(ctx)
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
-	rec := linktest.Record(featureGate{Link: dev.Link, d: d})
-	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec), Issuer: d.Issuer(), rec: rec}
+	rec := record.Record(featureGate{Link: dev.Link, d: d})
+	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec.Link()), Issuer: d.Issuer(), rec: rec}
 	openDevices.Add(1)
 	DeferCleanup(func() {
 		// Every case keeps its exchanges as evidence; the console shows
@@ -232,9 +232,9 @@ func (f *Fixture) pay(ctx context.Context, r spd.PayRequest) spd.Result {
 }
 
 // transcript is a case's exchanges, one per line, for its report entry.
-func transcript(r *linktest.Recorder) string {
+func transcript(r *record.Recorder) string {
 	var b strings.Builder
-	for _, e := range r.Exchanges() {
+	for _, e := range r.Events() {
 		b.WriteString(e.String())
 		b.WriteByte('\n')
 	}

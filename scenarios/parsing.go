@@ -76,7 +76,7 @@ func defineParsing(d Driver) {
 			Serial, Case("TC-FORM-001", "SPD-FORM-1", "SPD-FORM-3", "SPD-STO-1", "C35", "C36", "C37", "C42", "C43", "C44"), func(ctx SpecContext) {
 				need(d, PowerCycle)
 				f := personalised(ctx, d, nil)
-				if a, ok := f.Device.Link.(link.ATRer); ok {
+				if a, ok := f.rec.Link().(link.ATRer); ok {
 					Expect(checkATR(a.ATR())).To(Succeed())
 				}
 				f.login(ctx)

@@ -174,7 +174,7 @@ func runVectors(ctx context.Context, d Driver, file vectors.File, seq vectors.Se
 // katExchange sends cmd and, unless raw, follows 61xx with GET RESPONSE,
 // returning the data of every part and the last status word.
 func katExchange(ctx context.Context, f *Fixture, cmd []byte, raw bool) ([]byte, error) {
-	resp, err := f.rec.Exchange(ctx, cmd)
+	resp, err := f.rec.Link().Exchange(ctx, cmd)
 	if err != nil || raw {
 		return resp, err
 	}
@@ -190,7 +190,7 @@ func katExchange(ctx context.Context, f *Fixture, cmd []byte, raw bool) ([]byte,
 		if i == 64 {
 			return nil, errors.New("scenarios: more than 64 GET RESPONSE rounds")
 		}
-		if resp, err = f.rec.Exchange(ctx, []byte{0x00, 0xC0, 0x00, 0x00, resp[len(resp)-1]}); err != nil {
+		if resp, err = f.rec.Link().Exchange(ctx, []byte{0x00, 0xC0, 0x00, 0x00, resp[len(resp)-1]}); err != nil {
 			return nil, err
 		}
 	}
@@ -509,7 +509,7 @@ func (k *katRun) eraseShift(ctx context.Context, f *Fixture, steps []vectors.Ste
 	}
 	_, err := f.Client.Select(ctx)
 	Expect(err).NotTo(HaveOccurred())
-	resp, err := f.rec.Exchange(ctx, []byte{0x00, 0xCA, 0xDF, 0x2F, 0x00})
+	resp, err := f.rec.Link().Exchange(ctx, []byte{0x00, 0xCA, 0xDF, 0x2F, 0x00})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(resp).To(HaveLen(9), "GET DATA DF2F of a blank sample: % X", resp)
 	Expect(resp[:3]).To(Equal([]byte{0xDF, 0x2F, 0x04}), "GET DATA DF2F of a blank sample: % X", resp)

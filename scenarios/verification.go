@@ -122,14 +122,15 @@ func defineVerification(d Driver) {
 // reconnect power-cycles the device after a tear and selects it again.
 func reconnect(ctx context.Context, f *Fixture) {
 	GinkgoHelper()
-	// Ask the DUT's link what it can do, and do it through the recorder so
-	// that the power cycle or reset is in the case's transcript.
-	if _, ok := link.As[link.PowerCycler](f.Device.Link); ok {
-		Expect(f.rec.PowerOff(ctx)).To(Succeed())
-		_, err := f.rec.PowerOn(ctx)
+	// The recorded link has exactly the DUT link's abilities: what it
+	// does goes into the case's transcript (and the run's trace).
+	l := f.rec.Link()
+	if p, ok := l.(link.PowerCycler); ok {
+		Expect(p.PowerOff(ctx)).To(Succeed())
+		_, err := p.PowerOn(ctx)
 		Expect(err).NotTo(HaveOccurred())
-	} else if _, ok := link.As[link.Resetter](f.Device.Link); ok {
-		_, err := f.rec.Reset(ctx, true)
+	} else if r, ok := l.(link.Resetter); ok {
+		_, err := r.Reset(ctx, true)
 		Expect(err).NotTo(HaveOccurred())
 	} else {
 		Fail(f.Device.Link.String() + " can neither power-cycle nor reset the device")

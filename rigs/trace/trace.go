@@ -1,6 +1,7 @@
-// Package trace records the APDUs crossing any link.Link as a pcapng file
-// of GSMTAP SIM records, which Wireshark and tshark decode as GSM SIM /
-// ISO 7816-4, and replays such a file as a link.Link (the DUT replay:FILE).
+// Package trace writes what crosses any link.Link as a pcapng file of
+// GSMTAP SIM records (Encoder, a record.Encoder; Wrap), which Wireshark and
+// tshark decode as GSM SIM / ISO 7816-4, and replays such a file as a
+// link.Link (the DUT replay:FILE).
 //
 // Specifications followed: pcapng (draft-ietf-opsawg-pcapng), GSMTAP as
 // defined by libosmocore's gsmtap.h (version 2, type 4 GSMTAP_TYPE_SIM,
@@ -39,6 +40,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/link/record"
 )
 
 const (
@@ -67,142 +69,72 @@ type ReplayedError struct {
 func (e *ReplayedError) Error() string { return e.Text }
 func (e *ReplayedError) Unwrap() error { return e.Kind }
 
-// Tracer is a link.Link that passes everything to a live link and writes
-// each exchange to a pcapng trace as it goes. Its Reset, PowerOff and
-// PowerOn reach the live link's abilities and fail when it lacks them.
-type Tracer struct {
-	l   link.Link
-	now func() time.Time
-
-	mu  sync.Mutex
+// Encoder is a record.Encoder that writes a pcapng trace of GSMTAP SIM
+// records: Begin writes the pcapng header and an ATR record when the link
+// has an ATR; each exchange is an APDU record; each successful reset or
+// power-on an ATR record. GSMTAP has no record of a power-off or of a
+// failed reset; the next ATR record follows them.
+type Encoder struct {
+	w   io.Writer
 	pw  *PcapngWriter
 	id  uint16
 	pkt []byte
-	err error
 }
 
-var (
-	_ link.Link        = (*Tracer)(nil)
-	_ link.Resetter    = (*Tracer)(nil)
-	_ link.PowerCycler = (*Tracer)(nil)
-	_ link.ATRer       = (*Tracer)(nil)
-)
+var _ record.Encoder = (*Encoder)(nil)
 
-// Wrap returns a Tracer of l writing to w: the pcapng header at once, then
-// an ATR record if l knows its ATR, then a record per exchange. A failed
-// write does not disturb the link; Err and Close report it. Closing the
-// Tracer closes l but not w.
-func Wrap(l link.Link, w io.Writer) *Tracer {
-	t := &Tracer{l: l, now: time.Now}
-	t.pw, t.err = NewPcapngWriter(w, LinkTypeIPv4, "spdlab:"+l.String())
-	if a, ok := link.As[link.ATRer](l); ok {
-		if atr := a.ATR(); len(atr) > 0 {
-			t.write(t.now(), SIMRecord{SubType: SIMATR, Payload: atr})
-		}
-	}
-	return t
+// NewEncoder returns an Encoder writing to w.
+func NewEncoder(w io.Writer) *Encoder { return &Encoder{w: w} }
+
+// Wrap returns l recorded as a pcapng trace on w (record.Stream with an
+// Encoder): it has exactly l's abilities, each reset and power-on recorded.
+// A failed write does not disturb the link; closing it reports the error.
+// Closing it closes l but not w.
+func Wrap(l link.Link, w io.Writer) link.Link {
+	return record.Stream(l, NewEncoder(w)).Link()
 }
 
-func (t *Tracer) write(at time.Time, rec SIMRecord, comments ...string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.err != nil {
-		return
-	}
-	t.id++
-	t.pkt = appendIPv4GSMTAP(t.pkt[:0], rec, t.id)
-	if err := t.pw.WritePacket(at, t.pkt, comments...); err != nil {
-		t.err = fmt.Errorf("trace: writing %s record: %w", rec.SubType, err)
-	}
-}
-
-// Exchange implements link.Link.
-func (t *Tracer) Exchange(ctx context.Context, command []byte) ([]byte, error) {
-	at := t.now()
-	resp, err := t.l.Exchange(ctx, command)
-	payload := make([]byte, 0, len(command)+len(resp))
-	payload = append(payload, command...)
-	comments := []string{commentPrefix + keyCmdLen + strconv.Itoa(len(command))}
+// Begin implements record.Encoder.
+func (e *Encoder) Begin(name string, atr []byte) error {
+	pw, err := NewPcapngWriter(e.w, LinkTypeIPv4, "spdlab:"+name)
 	if err != nil {
-		comments = append(comments, commentPrefix+keyError+kindName(err)+": "+strings.ToValidUTF8(err.Error(), "?"))
-	} else {
-		payload = append(payload, resp...)
+		return fmt.Errorf("trace: writing the pcapng header: %w", err)
 	}
-	t.write(at, SIMRecord{SubType: SIMAPDU, Payload: payload}, comments...)
-	return resp, err
-}
-
-func (t *Tracer) atrRecord(at time.Time, op string, atr []byte) {
-	t.write(at, SIMRecord{SubType: SIMATR, Payload: atr}, commentPrefix+keyOp+op)
-}
-
-// Reset implements link.Resetter.
-func (t *Tracer) Reset(ctx context.Context, cold bool) ([]byte, error) {
-	rs, ok := link.As[link.Resetter](t.l)
-	if !ok {
-		return nil, fmt.Errorf("trace: %s cannot reset", t.l)
-	}
-	at := t.now()
-	atr, err := rs.Reset(ctx, cold)
-	if err == nil {
-		op := "reset-warm"
-		if cold {
-			op = "reset-cold"
-		}
-		t.atrRecord(at, op, atr)
-	}
-	return atr, err
-}
-
-// PowerOff implements link.PowerCycler. GSMTAP has no record for it; the
-// next power-on writes an ATR record.
-func (t *Tracer) PowerOff(ctx context.Context) error {
-	pc, ok := link.As[link.PowerCycler](t.l)
-	if !ok {
-		return fmt.Errorf("trace: %s cannot power off", t.l)
-	}
-	return pc.PowerOff(ctx)
-}
-
-// PowerOn implements link.PowerCycler.
-func (t *Tracer) PowerOn(ctx context.Context) ([]byte, error) {
-	pc, ok := link.As[link.PowerCycler](t.l)
-	if !ok {
-		return nil, fmt.Errorf("trace: %s cannot power on", t.l)
-	}
-	at := t.now()
-	atr, err := pc.PowerOn(ctx)
-	if err == nil {
-		t.atrRecord(at, "power-on", atr)
-	}
-	return atr, err
-}
-
-// ATR implements link.ATRer: the live link's ATR, or nil.
-func (t *Tracer) ATR() []byte {
-	if a, ok := link.As[link.ATRer](t.l); ok {
-		return a.ATR()
+	e.pw = pw
+	if len(atr) > 0 {
+		return e.write(time.Now(), SIMRecord{SubType: SIMATR, Payload: atr})
 	}
 	return nil
 }
 
-// String implements link.Link: the live link's name.
-func (t *Tracer) String() string { return t.l.String() }
-
-// Unwrap implements link.Unwrapper: the live link.
-func (t *Tracer) Unwrap() link.Link { return t.l }
-
-// Err returns the first error writing the trace.
-func (t *Tracer) Err() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.err
+// Encode implements record.Encoder.
+func (e *Encoder) Encode(ev record.Event) error {
+	switch {
+	case e.pw == nil:
+		return errors.New("trace: Encode before Begin")
+	case ev.Op == record.OpExchange:
+		payload := make([]byte, 0, len(ev.Command)+len(ev.Response))
+		payload = append(payload, ev.Command...)
+		comments := []string{commentPrefix + keyCmdLen + strconv.Itoa(len(ev.Command))}
+		if ev.Err != nil {
+			comments = append(comments, commentPrefix+keyError+kindName(ev.Err)+": "+strings.ToValidUTF8(ev.Err.Error(), "?"))
+		} else {
+			payload = append(payload, ev.Response...)
+		}
+		return e.write(ev.At, SIMRecord{SubType: SIMAPDU, Payload: payload}, comments...)
+	case ev.Err != nil || ev.Op == record.OpPowerOff:
+		return nil
+	}
+	return e.write(ev.At, SIMRecord{SubType: SIMATR, Payload: ev.ATR}, commentPrefix+keyOp+string(ev.Op))
 }
 
-// Close implements link.Link: it closes the live link and reports any
-// error writing the trace.
-func (t *Tracer) Close() error {
-	return errors.Join(t.l.Close(), t.Err())
+func (e *Encoder) write(at time.Time, rec SIMRecord, comments ...string) error {
+	e.id++
+	e.pkt = appendIPv4GSMTAP(e.pkt[:0], rec, e.id)
+	if err := e.pw.WritePacket(at, e.pkt, comments...); err != nil {
+		return fmt.Errorf("trace: writing %s record: %w", rec.SubType, err)
+	}
+	return nil
 }
 
 // replayRecord is one SIM record of a trace being replayed.

@@ -19,7 +19,7 @@ import (
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/rigs/link"
-	"github.com/spdlab/spdlab/rigs/link/linktest"
+	"github.com/spdlab/spdlab/rigs/link/record"
 	"github.com/spdlab/spdlab/rigs/trace"
 	"github.com/spdlab/spdlab/rigs/usb"
 )
@@ -68,9 +68,9 @@ func TestReferenceDeviceOverCCID(t *testing.T) {
 	}
 	atr := emulator.ATR(emulator.FormUSB)
 
-	direct := linktest.Record(link.NewDirect(newReference(), "ref", atr))
-	referenceScript(t, direct, &ca.PublicKey)
-	direct.Close()
+	direct := record.Record(link.NewDirect(newReference(), "ref", atr))
+	referenceScript(t, direct.Link(), &ca.PublicKey)
+	direct.Link().Close()
 
 	rd := usbccid.New(newReference(), usbccid.Config{})
 	defer rd.Close()
@@ -79,13 +79,13 @@ func TestReferenceDeviceOverCCID(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pcap bytes.Buffer
-	overUSB := linktest.Record(trace.Wrap(ul, &pcap))
-	referenceScript(t, overUSB, &ca.PublicKey)
-	if err := overUSB.Close(); err != nil {
+	overUSB := record.Record(trace.Wrap(ul, &pcap))
+	referenceScript(t, overUSB.Link(), &ca.PublicKey)
+	if err := overUSB.Link().Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	want, got := direct.Exchanges(), overUSB.Exchanges()
+	want, got := direct.Events(), overUSB.Events()
 	if len(got) != len(want) {
 		t.Fatalf("%d exchanges over CCID, %d in process", len(got), len(want))
 	}
@@ -116,7 +116,7 @@ func TestReferenceDeviceOverCCID(t *testing.T) {
 
 // TestSmoke runs a short session on a CCID reader: the emulated one, or
 // the real reader named by -usb.device. With -record FILE it writes the
-// session's transcript for linktest.Playback.
+// session's transcript for record.Playback.
 func TestSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -137,9 +137,10 @@ func TestSmoke(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rec := linktest.Record(l)
-	defer rec.Close()
-	resp, err := rec.Exchange(ctx, spd.Select().MustBytes())
+	rec := record.Record(l)
+	rl := rec.Link()
+	defer rl.Close()
+	resp, err := rl.Exchange(ctx, spd.Select().MustBytes())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,10 +152,10 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("SELECT on the reference device answered %s", r.SW)
 	}
 	t.Logf("%s: ATR %X, SELECT -> %s", l, l.ATR(), r.SW)
-	if _, err := rec.Reset(ctx, true); err != nil {
+	if _, err := rl.(link.Resetter).Reset(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rec.Exchange(ctx, spd.Select().MustBytes()); err != nil {
+	if _, err := rl.Exchange(ctx, spd.Select().MustBytes()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -165,7 +166,7 @@ func TestSmoke(t *testing.T) {
 	if err := rec.Transcript().WriteFile(path); err != nil {
 		t.Fatal(err)
 	}
-	pb, err := linktest.LoadPlayback(path)
+	pb, err := record.LoadPlayback(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,8 @@
+// Package linktest is the contract every link.Link keeps, as a test each
+// transport runs (Contract) against a device application with a fixed
+// script (ContractCard): 61xx and 6Cxx resolved below the link, responses
+// whole and byte for byte, link.ErrClosed after Close. Recording and
+// playing back what crosses a link is package rigs/link/record.
 package linktest
 
 import (

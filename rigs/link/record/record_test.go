@@ -1,4 +1,4 @@
-package linktest
+package record
 
 import (
 	"bytes"
@@ -81,12 +81,12 @@ func bytesHex(b []byte) string {
 func TestRecordWriteReadPlayback(t *testing.T) {
 	direct := link.NewDirect(&counterCard{}, "ref", testATR)
 	rec := Record(direct)
-	live := script(t, rec)
+	live := script(t, rec.Link())
 	want := []string{"9000", "019000", "error: " + link.ErrRemoved.Error(), bytesHex(testATR), bytesHex(testATR), "029000"}
 	if strings.Join(live, "|") != strings.Join(want, "|") {
 		t.Fatalf("live script = %q, want %q", live, want)
 	}
-	if n := len(rec.Exchanges()); n != 7 {
+	if n := len(rec.Events()); n != 7 {
 		t.Fatalf("recorded %d operations, want 7", n)
 	}
 
@@ -116,19 +116,19 @@ func TestRecordWriteReadPlayback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := tr.Exchanges[2]; !errors.Is(e.Err, link.ErrRemoved) || e.Err.Error() != link.ErrRemoved.Error() {
+	if e := tr.Events[2]; !errors.Is(e.Err, link.ErrRemoved) || e.Err.Error() != link.ErrRemoved.Error() {
 		t.Fatalf("recorded tear reads back as %v", e.Err)
 	}
-	if err := rec.Close(); err != nil {
+	if err := rec.Link().Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := direct.Exchange(context.Background(), selectCmd); !errors.Is(err, link.ErrClosed) {
-		t.Fatal("closing the Recorder left the live link open")
+		t.Fatal("closing the recorded link left the live link open")
 	}
 }
 
 func TestPlaybackMismatch(t *testing.T) {
-	tr := &Transcript{Link: "x", Exchanges: []Exchange{
+	tr := &Transcript{Link: "x", Events: []Event{
 		{Op: OpExchange, Command: selectCmd, Response: []byte{0x90, 0x00}},
 		{Op: OpExchange, Command: counterCmd, Response: []byte{0x01, 0x90, 0x00}},
 	}}
@@ -190,20 +190,21 @@ func (bareLink) Close() error   { return nil }
 
 func TestRecorderWithoutAbilities(t *testing.T) {
 	rec := Record(bareLink{})
+	l := rec.Link()
+	if _, ok := l.(link.Resetter); ok {
+		t.Error("the recorded link of a link without Resetter claims to reset")
+	}
+	if _, ok := l.(link.PowerCycler); ok {
+		t.Error("the recorded link of a link without PowerCycler claims to cycle power")
+	}
+	if _, ok := l.(link.ATRer); ok {
+		t.Error("the recorded link of a link without ATRer claims an ATR")
+	}
+	if _, ok := link.As[link.Resetter](l); ok {
+		t.Error("link.As finds a Resetter under the recorded link of a link without one")
+	}
 	ctx := context.Background()
-	if _, err := rec.Reset(ctx, false); err == nil {
-		t.Fatal("Reset on a link without Resetter succeeded")
-	}
-	if err := rec.PowerOff(ctx); err == nil {
-		t.Fatal("PowerOff on a link without PowerCycler succeeded")
-	}
-	if _, err := rec.PowerOn(ctx); err == nil {
-		t.Fatal("PowerOn on a link without PowerCycler succeeded")
-	}
-	if rec.ATR() != nil {
-		t.Fatal("ATR of a link without ATRer")
-	}
-	if _, err := rec.Exchange(ctx, selectCmd); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := l.Exchange(ctx, selectCmd); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -217,14 +218,99 @@ func TestRecorderWithoutAbilities(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !errors.Is(tr.Exchanges[0].Err, context.DeadlineExceeded) {
-		t.Fatalf("read back %v", tr.Exchanges[0].Err)
+	if !errors.Is(tr.Events[0].Err, context.DeadlineExceeded) {
+		t.Fatalf("read back %v", tr.Events[0].Err)
+	}
+}
+
+// resetOnly can reset but neither cycle power nor tell an ATR.
+type resetOnly struct {
+	bareLink
+	resets int
+}
+
+func (r *resetOnly) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	r.resets++
+	return testATR, nil
+}
+
+// wrapper is a link that wraps another and adds nothing.
+type wrapper struct{ link.Link }
+
+func (w wrapper) Unwrap() link.Link { return w.Link }
+
+// The recorded link has exactly the abilities found under any wrappers,
+// and what it does with them is recorded.
+func TestRecorderExactAbilities(t *testing.T) {
+	inner := &resetOnly{}
+	rec := Record(wrapper{inner})
+	l := rec.Link()
+	r, ok := l.(link.Resetter)
+	if !ok {
+		t.Fatal("the recorded link of a resetting link cannot reset")
+	}
+	if _, ok := l.(link.PowerCycler); ok {
+		t.Error("the recorded link claims power cycling its link lacks")
+	}
+	if _, ok := l.(link.ATRer); ok {
+		t.Error("the recorded link claims an ATR its link lacks")
+	}
+	if _, err := r.Reset(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	ev := rec.Events()
+	if inner.resets != 1 || len(ev) != 1 || ev[0].Op != OpResetCold || !bytes.Equal(ev[0].ATR, testATR) {
+		t.Fatalf("reset reached the link %d times, recorded %v", inner.resets, ev)
+	}
+	if u, ok := l.(link.Unwrapper); !ok || u.Unwrap() != (wrapper{inner}) {
+		t.Fatal("the recorded link does not unwrap to the link it wraps")
+	}
+
+	full := Record(link.NewDirect(&counterCard{}, "ref", testATR)).Link()
+	_, rs := full.(link.Resetter)
+	_, pc := full.(link.PowerCycler)
+	a, at := full.(link.ATRer)
+	if !rs || !pc || !at || !bytes.Equal(a.ATR(), testATR) {
+		t.Fatalf("the recorded link of link.Direct: Resetter %v, PowerCycler %v, ATRer %v", rs, pc, at)
+	}
+}
+
+// failWriter fails every write.
+type failWriter struct{}
+
+func (failWriter) Write(b []byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestStreamJSONL(t *testing.T) {
+	var buf bytes.Buffer
+	rec := Stream(link.NewDirect(&counterCard{}, "ref", testATR), NewJSONL(&buf))
+	live := script(t, rec.Link())
+	if rec.Events() != nil {
+		t.Fatal("Stream kept operations in memory")
+	}
+	if err := rec.Link().Close(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ReadTranscript(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	played := script(t, NewPlayback(tr))
+	if strings.Join(played, "|") != strings.Join(live, "|") || tr.Link != "ref" || !bytes.Equal(tr.ATR, testATR) {
+		t.Fatalf("streamed transcript plays %q, live %q", played, live)
+	}
+
+	bad := Stream(link.NewDirect(&counterCard{}, "ref", testATR), NewJSONL(failWriter{}))
+	if _, err := bad.Link().Exchange(context.Background(), selectCmd); err != nil {
+		t.Fatalf("a failing encoder disturbed the link: %v", err)
+	}
+	if err := bad.Link().Close(); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Close with a failing encoder: %v", err)
 	}
 }
 
 func TestTranscriptFormat(t *testing.T) {
 	at := time.Date(2026, 11, 26, 1, 2, 3, 4000, time.UTC)
-	tr := &Transcript{Link: "usb-emu", ATR: testATR, Exchanges: []Exchange{
+	tr := &Transcript{Link: "usb-emu", ATR: testATR, Events: []Event{
 		{Op: OpExchange, At: at, Duration: 112 * time.Microsecond, Command: selectCmd, Response: []byte{0x90, 0x00}},
 		{Op: OpResetCold, At: at, Duration: time.Millisecond, ATR: testATR},
 	}}
@@ -271,14 +357,14 @@ func TestReadTranscriptErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("ReadTranscript error = %v, want one containing %q", err, tt.want)
 			}
-			if !strings.HasPrefix(err.Error(), "linktest: ") {
+			if !strings.HasPrefix(err.Error(), "record: ") {
 				t.Fatalf("error %q lacks the package prefix", err)
 			}
 		})
 	}
 	// Blank lines are allowed.
 	tr, err := ReadTranscript(strings.NewReader("\n" + header + "\n\n" + `{"command":"00","error":"boom"}` + "\n"))
-	if err != nil || len(tr.Exchanges) != 1 || tr.Exchanges[0].Err.Error() != "boom" {
+	if err != nil || len(tr.Events) != 1 || tr.Events[0].Err.Error() != "boom" {
 		t.Fatalf("ReadTranscript with blank lines = %+v, %v", tr, err)
 	}
 }
@@ -304,18 +390,18 @@ func FuzzReadTranscript(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rewritten transcript does not parse: %v\n%s", err, buf.String())
 		}
-		if len(back.Exchanges) != len(tr.Exchanges) || back.Link != tr.Link || !bytes.Equal(back.ATR, tr.ATR) {
+		if len(back.Events) != len(tr.Events) || back.Link != tr.Link || !bytes.Equal(back.ATR, tr.ATR) {
 			t.Fatalf("round trip changed the transcript")
 		}
-		for i := range tr.Exchanges {
-			if back.Exchanges[i].String() != tr.Exchanges[i].String() {
-				t.Fatalf("operation %d: %s became %s", i, tr.Exchanges[i], back.Exchanges[i])
+		for i := range tr.Events {
+			if back.Events[i].String() != tr.Events[i].String() {
+				t.Fatalf("operation %d: %s became %s", i, tr.Events[i], back.Events[i])
 			}
 		}
 		// Playing it back in order consumes it.
 		pb := NewPlayback(tr)
 		ctx := context.Background()
-		for _, e := range tr.Exchanges {
+		for _, e := range tr.Events {
 			switch e.Op {
 			case OpExchange:
 				pb.Exchange(ctx, e.Command)
@@ -330,11 +416,5 @@ func FuzzReadTranscript(f *testing.F) {
 		if err := pb.Close(); err != nil {
 			t.Fatalf("playing the transcript back in order: %v", err)
 		}
-	})
-}
-
-func TestDirectKeepsTheContract(t *testing.T) {
-	Contract(t, func(t *testing.T, card *ContractCard) link.Link {
-		return link.NewDirect(card, "direct", []byte{0x3B, 0x00})
 	})
 }
