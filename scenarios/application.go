@@ -13,7 +13,7 @@ import (
 func defineApplication(d Driver) {
 	Describe("Application selection and command handling", func() {
 		It("MUST answer SELECT by the SPD AID with its AID and life-cycle state",
-			Case("TC-APP-001", "SPD-APP-1", "C1", "C28"), func(ctx SpecContext) {
+			Case("TC-APP-001", Positive, "SPD-APP-1", "C1", "C28"), func(ctx SpecContext) {
 				f := open(ctx, d)
 				sel, err := f.Client.Select(ctx)
 				Expect(err).NotTo(HaveOccurred())
@@ -24,21 +24,21 @@ func defineApplication(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST answer 6A82 to SELECT of another AID",
-			Case("TC-APP-002", "SPD-APP-1", "C28"), func(ctx SpecContext) {
+			Case("TC-APP-002", Negative, "SPD-APP-1", "C28"), func(ctx SpecContext) {
 				f := open(ctx, d)
 				other := apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, P2: 0x00, Data: []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x10, 0x10}, Ne: 256}
 				Expect(f.sw(ctx, other)).To(Equal(apdu.SWFileNotFound))
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST answer 6985 to any command before the application is selected",
-			Case("TC-APP-003", "SPD-APP-2", "C28"), func(ctx SpecContext) {
+			Case("TC-APP-003", Negative, "SPD-APP-2", "C28"), func(ctx SpecContext) {
 				f := open(ctx, d)
 				Expect(f.sw(ctx, spd.GetData(spd.TagBalance))).To(Equal(apdu.SWConditionsNotSat))
 				Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(apdu.SWConditionsNotSat))
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST answer 6E00 to an unknown class and 6D00 to an unknown instruction",
-			Case("TC-APP-004", "SPD-APP-3"), func(ctx SpecContext) {
+			Case("TC-APP-004", Negative, "SPD-APP-3"), func(ctx SpecContext) {
 				f := open(ctx, d)
 				_, err := f.Client.Select(ctx)
 				Expect(err).NotTo(HaveOccurred())
@@ -48,7 +48,7 @@ func defineApplication(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST answer malformed APDUs with 6700 and change nothing",
-			Case("TC-APP-005", "SPD-APP-3", "SPD-APP-4"), func(ctx SpecContext) {
+			Case("TC-APP-005", Positive, Negative, "SPD-APP-3", "SPD-APP-4"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				before := f.snapshot(ctx)
@@ -73,7 +73,7 @@ func defineApplication(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST refuse a payment data field with an unknown tag with 6A80 and change nothing",
-			Case("TC-APP-006", "SPD-APP-3", "SPD-APP-4"), func(ctx SpecContext) {
+			Case("TC-APP-006", Negative, "SPD-APP-3", "SPD-APP-4"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				before := f.snapshot(ctx)

@@ -19,6 +19,7 @@ import (
 // SPEC.md positively and negatively, with exact status words and
 // nothing-changed snapshots, the tearing sweep and the capacities.
 func defineConformance(d Driver) {
+	AfterEach(checkPolarity)
 	Describe("Command handling, every way", func() { defineCommandCases(d) })
 	Describe("Life cycle and host orders, every way", func() { defineLifeCycleCases(d) })
 	Describe("Cardholder verification, every way", func() { definePINCases(d) })
@@ -29,11 +30,12 @@ func defineConformance(d Driver) {
 	Describe("Test samples", func() { defineEraseCases(d) })
 	Describe("Every command sent wrong", func() { defineNegativeCases(d) })
 	Describe("Optional features", func() { defineOptionalCases(d) })
+	Describe("Signatures and stored media", func() { defineSignatureCases(d) })
 }
 
 func defineCommandCases(d Driver) {
 	It("MUST deselect the application on SELECT of another AID",
-		Case("TC-APP-007", "SPD-APP-1", "SPD-APP-2", "C28"), func(ctx SpecContext) {
+		Case("TC-APP-007", Positive, Negative, "SPD-APP-1", "SPD-APP-2", "C28"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			_, sw := f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, Data: []byte{0xA0, 0, 0, 0, 0x03, 0x10, 0x10}, Ne: 256}))
@@ -46,7 +48,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST end cardholder verification when the application is selected again",
-		Case("TC-APP-008", "SPD-APP-2", "SPD-PIN-1", "C28", "C32"), func(ctx SpecContext) {
+		Case("TC-APP-008", Positive, Negative, "SPD-APP-2", "SPD-PIN-1", "C28", "C32"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			_, err := f.Client.Select(ctx)
@@ -56,7 +58,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST end the session and keep persistent memory on a warm reset",
-		Serial, Case("TC-APP-009", "SPD-STO-3", "SPD-APP-2", "C42"), func(ctx SpecContext) {
+		Serial, Case("TC-APP-009", Positive, Negative, "SPD-STO-3", "SPD-APP-2", "C42"), func(ctx SpecContext) {
 			need(d, PowerCycle)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -77,7 +79,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST check the instruction before the selection, and refuse everything else before SELECT with 6985",
-		Case("TC-APP-010", "SPD-APP-2", "SPD-APP-3", "C28"), func(ctx SpecContext) {
+		Case("TC-APP-010", Positive, Negative, "SPD-APP-2", "SPD-APP-3", "C28"), func(ctx SpecContext) {
 			f := open(ctx, d)
 			for _, c := range []struct {
 				cmd  apdu.Command
@@ -97,7 +99,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST check the life-cycle state before P1/P2 and the data field before verification",
-		Case("TC-APP-011", "SPD-APP-3", "SPD-APP-4", "SPD-LC-3"), func(ctx SpecContext) {
+		Case("TC-APP-011", Positive, Negative, "SPD-APP-3", "SPD-APP-4", "SPD-LC-3"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -119,7 +121,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST answer GET DATA with a data field 6700 and of an unknown tag 6A88, before and after personalisation",
-		Case("TC-APP-012", "SPD-APP-3", "SPD-LC-3"), func(ctx SpecContext) {
+		Case("TC-APP-012", Positive, Negative, "SPD-APP-3", "SPD-LC-3"), func(ctx SpecContext) {
 			needFresh(d)
 			f := open(ctx, d)
 			_, err := f.Client.Select(ctx)
@@ -157,7 +159,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST answer a response longer than 256 bytes whole, and GET RESPONSE with nothing pending or with a data field 6985",
-		Case("TC-APP-013", "SPD-APP-5"), func(ctx SpecContext) {
+		Case("TC-APP-013", Positive, Negative, "SPD-APP-5"), func(ctx SpecContext) {
 			// Every link resolves 61xx below it (rigs/link.Resolve), so the
 			// suite sees the whole response; the device's own chaining is
 			// checked by reference/device's tests.
@@ -179,7 +181,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST answer GET CHALLENGE with 16 fresh random bytes for Le 10 or 00, and 6700 for any other Le or a data field",
-		Case("TC-KEY-002", "SPD-KEY-1", "SPD-APP-3", "C33"), func(ctx SpecContext) {
+		Case("TC-KEY-002", Positive, Negative, "SPD-KEY-1", "SPD-APP-3", "C33"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -204,7 +206,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST sign INTERNAL AUTHENTICATE over its domain, device ID and a 1..64-byte challenge, and refuse other lengths with 6700",
-		Case("TC-KEY-003", "SPD-KEY-4", "SPD-VER-3", "C33"), func(ctx SpecContext) {
+		Case("TC-KEY-003", Positive, Negative, "SPD-KEY-4", "SPD-VER-3", "C33"), func(ctx SpecContext) {
 			need(d, CertVerify)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
@@ -226,7 +228,7 @@ func defineCommandCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST NOT output the designated account in any response",
-		Case("TC-MED-005", "SPD-MED-3", "C19", "C24", "C27"), func(ctx SpecContext) {
+		Case("TC-MED-005", Positive, Negative, "SPD-MED-3", "C19", "C24", "C27"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			tok, err := f.Client.GetData(ctx, spd.TagToken)

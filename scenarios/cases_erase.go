@@ -12,7 +12,7 @@ import (
 
 func defineEraseCases(d Driver) {
 	It("MUST return a test sample to blank on TEST ERASE signed by the CA with a fresh counter, and refuse every other TEST ERASE",
-		Case("TC-TST-001", "SPD-TST-1", "SPD-KEY-3", "SPD-APP-4", "C40", "C41"), func(ctx SpecContext) {
+		Case("TC-TST-001", Positive, Negative, "SPD-TST-1", "SPD-KEY-3", "SPD-APP-4", "C40", "C41"), func(ctx SpecContext) {
 			p := TestProfile() // a test sample (DF5F 01)
 			f := personalised(ctx, d, &p)
 			f.login(ctx)
@@ -48,7 +48,7 @@ func defineEraseCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST keep the erase counter across TEST ERASE and refuse a recorded TEST ERASE after re-personalisation with 6984",
-		Case("TC-TST-002", "SPD-TST-2", "SPD-TST-1", "C40"), func(ctx SpecContext) {
+		Case("TC-TST-002", Positive, Negative, "SPD-TST-2", "SPD-TST-1", "C40"), func(ctx SpecContext) {
 			p := TestProfile() // a test sample (DF5F 01)
 			f := personalised(ctx, d, &p)
 			_, err := f.Client.Select(ctx)
@@ -74,7 +74,7 @@ func defineEraseCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse TEST ERASE of a production device (no DF5F) with 6985 and change nothing",
-		Case("TC-TST-003", "SPD-TST-1", "SPD-APP-4", "C40", "C41"), func(ctx SpecContext) {
+		Case("TC-TST-003", Negative, "SPD-TST-1", "SPD-APP-4", "C40", "C41"), func(ctx SpecContext) {
 			// A production personalisation cannot be erased by the lab: the
 			// sample must be one it may spend.
 			need(d, Disposable)

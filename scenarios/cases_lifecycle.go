@@ -64,7 +64,7 @@ func stripSignature(data []byte) []byte {
 
 func defineLifeCycleCases(d Driver) {
 	It("MUST refuse a second PERSONALISE with 6985 and change nothing",
-		Case("TC-LC-005", "SPD-LC-1", "SPD-LC-3", "C40", "C41"), func(ctx SpecContext) {
+		Case("TC-LC-005", Negative, "SPD-LC-1", "SPD-LC-3", "C40", "C41"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 5_00), 5_00)
@@ -76,7 +76,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse INITIALISE once personalised with 6985 and keep its key",
-		Case("TC-LC-006", "SPD-LC-1", "SPD-KEY-1", "C40"), func(ctx SpecContext) {
+		Case("TC-LC-006", Negative, "SPD-LC-1", "SPD-KEY-1", "C40"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -87,7 +87,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse with 6A80 a PERSONALISE whose certificate names another device ID, and stay initialised",
-		Case("TC-LC-007", "SPD-KEY-2", "SPD-LC-1", "C33", "C40"), func(ctx SpecContext) {
+		Case("TC-LC-007", Negative, "SPD-KEY-2", "SPD-LC-1", "C33", "C40"), func(ctx SpecContext) {
 			f, p := initialised(ctx, d)
 			other := append([]byte(nil), p.DeviceID...)
 			other[7] ^= 0xFF
@@ -100,7 +100,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse with 6A80 a PERSONALISE whose certificate names another key, and stay initialised",
-		Case("TC-LC-008", "SPD-KEY-2", "SPD-LC-1", "C33", "C40"), func(ctx SpecContext) {
+		Case("TC-LC-008", Negative, "SPD-KEY-2", "SPD-LC-1", "C33", "C40"), func(ctx SpecContext) {
 			f, p := initialised(ctx, d)
 			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			Expect(err).NotTo(HaveOccurred())
@@ -121,7 +121,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse ACTIVATE without cardholder verification with 6982 and stay personalised",
-		Case("TC-LC-009", "SPD-PIN-1", "SPD-LC-1", "C32"), func(ctx SpecContext) {
+		Case("TC-LC-009", Negative, "SPD-PIN-1", "SPD-LC-1", "C32"), func(ctx SpecContext) {
 			f, p := initialised(ctx, d)
 			script, err := f.Issuer.PersonalisationScript(p)
 			Expect(err).NotTo(HaveOccurred())
@@ -138,7 +138,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse payments, media, tokens and transfers while personalised (not active) with 6985",
-		Case("TC-LC-010", "SPD-LC-3", "SPD-APP-4"), func(ctx SpecContext) {
+		Case("TC-LC-010", Negative, "SPD-LC-3", "SPD-APP-4"), func(ctx SpecContext) {
 			f, p := initialised(ctx, d)
 			script, err := f.Issuer.PersonalisationScript(p)
 			Expect(err).NotTo(HaveOccurred())
@@ -164,7 +164,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse payments, media, tokens, transfers out and imports while blocked with 6985",
-		Case("TC-LC-011", "SPD-LC-2", "SPD-LC-3", "C14", "C15"), func(ctx SpecContext) {
+		Case("TC-LC-011", Negative, "SPD-LC-2", "SPD-LC-3", "C14", "C15"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			blocked := spd.StateBlocked
 			f.update(ctx, spd.ParameterUpdate{Counter: 1, State: &blocked, Time: Clock})
@@ -186,7 +186,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST keep a terminated device terminated, still handing over and clearing its ledger",
-		Case("TC-LC-012", "SPD-LC-2", "SPD-LC-3", "C14", "C15"), func(ctx SpecContext) {
+		Case("TC-LC-012", Positive, Negative, "SPD-LC-2", "SPD-LC-3", "C14", "C15"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOffline, 4_00), 4_00)
@@ -220,7 +220,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST move only active to blocked, blocked to active, and refuse other moves with 6985 applying nothing of the update",
-		Case("TC-UPD-001", "SPD-LC-2", "SPD-UPD-1", "C14", "C15"), func(ctx SpecContext) {
+		Case("TC-UPD-001", Positive, Negative, "SPD-LC-2", "SPD-UPD-1", "C14", "C15"), func(ctx SpecContext) {
 			f, p := initialised(ctx, d)
 			script, err := f.Issuer.PersonalisationScript(p)
 			Expect(err).NotTo(HaveOccurred())
@@ -252,7 +252,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST apply an update counter once: equal or lower counters 6984, higher applies",
-		Case("TC-UPD-002", "SPD-UPD-1", "C3", "C14", "C15"), func(ctx SpecContext) {
+		Case("TC-UPD-002", Positive, Negative, "SPD-UPD-1", "C3", "C14", "C15"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -270,7 +270,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST move the last sync time only forward, by UPDATE PARAMETERS and ACKNOWLEDGE",
-		Case("TC-UPD-003", "SPD-LED-3", "SPD-LED-4", "C7"), func(ctx SpecContext) {
+		Case("TC-UPD-003", Positive, "SPD-LED-3", "SPD-LED-4", "C7"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -286,7 +286,7 @@ func defineLifeCycleCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse host orders signed for another command, by the CA key, or for another device with 6982",
-		Case("TC-KEY-005", "SPD-KEY-3", "SPD-LED-4", "C14", "C15"), func(ctx SpecContext) {
+		Case("TC-KEY-005", Negative, "SPD-KEY-3", "SPD-LED-4", "C14", "C15"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOffline, 1_00), 1_00)

@@ -221,7 +221,8 @@ func defineNegativeCases(d Driver) {
 			{"without verification", xferIn, sw6982, true},
 		}},
 		{"TC-NEG-020", "RECLAIM", []string{"SPD-XFR-4", "SPD-KEY-3", "SPD-APP-3"}, []refusal{
-			{"with CLA 00", wrap(reclaim(host, 1), claSwap), sw6D00, false},
+			// CLA 00 with RECLAIM's INS 70 is MANAGE CHANNEL on an eSIM.
+			{"with CLA A0", wrap(reclaim(host, 1), func(c apdu.Command) apdu.Command { return with(c, func(c *apdu.Command) { c.CLA = 0xA0 }) }), sw6E00, false},
 			{"with P1 01", wrap(reclaim(host, 1), func(c apdu.Command) apdu.Command { return p1(c, 1) }), sw6A86, false},
 			{"unsigned", unsigned(reclaim(host, 1)), sw6A80, false},
 			{"signed by another host", reclaim(other, 1), sw6982, false},
@@ -247,7 +248,7 @@ func defineNegativeCases(d Driver) {
 	}
 	for _, set := range sets {
 		set := set
-		args := append([]string{set.id}, set.reqs...)
+		args := append([]string{set.id, Negative}, set.reqs...)
 		It("MUST refuse "+set.name+" sent wrong with the one status word of section 1.1 and change nothing",
 			Case(args[0], args[1:]...), func(ctx SpecContext) {
 				p := TestProfile()
@@ -289,7 +290,7 @@ var featureCommands = []struct {
 
 func defineOptionalCases(d Driver) {
 	It("MUST answer the instruction of a feature it does not declare 6D00, and recognise those it declares",
-		Case("TC-OPT-001", "SPD-OPT-1", "SPD-APP-3"), func(ctx SpecContext) {
+		Case("TC-OPT-001", Positive, Negative, "SPD-OPT-1", "SPD-APP-3"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			for _, c := range featureCommands {

@@ -22,7 +22,7 @@ func tierProfile(t uint8) *spd.Profile {
 
 func definePaymentCases(d Driver) {
 	It("MUST record a use write-off as a ledger record of amount 0 and refuse a use payment with an amount with 6A80",
-		Case("TC-PAY-006", "SPD-PAY-3", "SPD-LED-1", "C2", "C3"), func(ctx SpecContext) {
+		Case("TC-PAY-006", Positive, Negative, "SPD-PAY-3", "SPD-LED-1", "C2", "C3"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.pays(ctx, payment(spd.KindUse, spd.ModeOnline, 0), 0)
@@ -31,7 +31,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST take the first matching decline of section 4.4: the per-payment limit before the balance",
-		Case("TC-PAY-007", "SPD-PAY-6", "SPD-LED-3", "C7", "C31"), func(ctx SpecContext) {
+		Case("TC-PAY-007", Positive, Negative, "SPD-PAY-6", "SPD-LED-3", "C7", "C31"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.declines(ctx, payment(spd.KindBalance, spd.ModeOnline, 150_00), reasonPaymentLimit)
@@ -49,7 +49,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST bind the merchant's payee and order reference into the signed result and the ledger record",
-		Case("TC-PAY-008", "SPD-PAY-7", "SPD-PAY-5", "SPD-LED-2", "C5", "C29", "C48", "C50"), func(ctx SpecContext) {
+		Case("TC-PAY-008", Positive, Negative, "SPD-PAY-7", "SPD-PAY-5", "SPD-LED-2", "C5", "C29", "C48", "C50"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			for i, kind := range []spd.PaymentKind{spd.KindBalance, spd.KindAccount, spd.KindUse} {
@@ -69,7 +69,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST add exactly one to the ATC for each PAY not declined, medium, token and transfer, and never reuse a value",
-		Case("TC-PAY-009", "SPD-PAY-4", "C3", "C15"), func(ctx SpecContext) {
+		Case("TC-PAY-009", Positive, Negative, "SPD-PAY-4", "C3", "C15"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			Expect(f.Client.ATC(ctx)).To(Equal(uint32(0)), "the ATC starts at 0")
@@ -100,7 +100,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST truncate the tier discount and the region adjustment toward zero, in that order",
-		Case("TC-ADJ-002", "SPD-ADJ-1", "SPD-PAY-1", "SPD-PAY-2", "C18"), func(ctx SpecContext) {
+		Case("TC-ADJ-002", Positive, "SPD-ADJ-1", "SPD-PAY-1", "SPD-PAY-2", "C18"), func(ctx SpecContext) {
 			need(d, Location)
 			f := personalised(ctx, d, tierProfile(2))
 			f.login(ctx)
@@ -120,7 +120,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST apply negative region adjustments, full discounts and the 2^62 clamp",
-		Case("TC-ADJ-003", "SPD-ADJ-1", "SPD-PAY-2", "C18"), func(ctx SpecContext) {
+		Case("TC-ADJ-003", Positive, Negative, "SPD-ADJ-1", "SPD-PAY-2", "C18"), func(ctx SpecContext) {
 			need(d, Location)
 			p := TestProfile()
 			p.Tier = 1
@@ -148,7 +148,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST check the per-payment limit on the adjusted amount: at the limit paid, one unit above declined",
-		Case("TC-LIM-001", "SPD-LED-3", "SPD-ADJ-1", "C7", "C18"), func(ctx SpecContext) {
+		Case("TC-LIM-001", Positive, Negative, "SPD-LED-3", "SPD-ADJ-1", "C7", "C18"), func(ctx SpecContext) {
 			f := personalised(ctx, d, tierProfile(1))
 			f.login(ctx)
 			// 55.55 at 10 %: 5555 - 555 = 5000, exactly the 50.00 limit.
@@ -161,7 +161,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST count only offline payment records of every kind against the offline pending limit, on adjusted amounts",
-		Case("TC-OFF-005", "SPD-LED-3", "SPD-ADJ-1", "C4", "C7"), func(ctx SpecContext) {
+		Case("TC-OFF-005", Positive, Negative, "SPD-LED-3", "SPD-ADJ-1", "C4", "C7"), func(ctx SpecContext) {
 			need(d, Offline)
 			f := personalised(ctx, d, tierProfile(1))
 			f.login(ctx)
@@ -176,7 +176,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST allow exactly max offline count offline payments and decline the next, any kind",
-		Case("TC-OFF-006", "SPD-LED-3", "C7"), func(ctx SpecContext) {
+		Case("TC-OFF-006", Positive, Negative, "SPD-LED-3", "C7"), func(ctx SpecContext) {
 			need(d, Offline)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -204,7 +204,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST allow offline payments until exactly max seconds since the last sync and decline one second later",
-		Case("TC-OFF-007", "SPD-LED-3", "C7"), func(ctx SpecContext) {
+		Case("TC-OFF-007", Positive, Negative, "SPD-LED-3", "C7"), func(ctx SpecContext) {
 			need(d, Offline)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -226,7 +226,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST decline a payment with no region when the profile lists regions, and accept any region when it lists none",
-		Case("TC-LOC-002", "SPD-VER-1", "C18", "C33"), func(ctx SpecContext) {
+		Case("TC-LOC-002", Negative, "SPD-VER-1", "C18", "C33"), func(ctx SpecContext) {
 			need(d, Location)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -249,7 +249,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST accept a service whose required tier equals the device's and decline one above it",
-		Case("TC-ATT-002", "SPD-VER-2", "C33"), func(ctx SpecContext) {
+		Case("TC-ATT-002", Positive, Negative, "SPD-VER-2", "C33"), func(ctx SpecContext) {
 			need(d, Attribute)
 			f := personalised(ctx, d, tierProfile(2))
 			f.login(ctx)
@@ -268,7 +268,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse the 65th ledger record with 6A84 and change nothing, for payments of either mode and transfers",
-		Label("slow"), Case("TC-LED-001", "SPD-LED-1", "SPD-APP-4", "C4", "C7"), func(ctx SpecContext) {
+		Label("slow"), Case("TC-LED-001", Negative, "SPD-LED-1", "SPD-APP-4", "C4", "C7"), func(ctx SpecContext) {
 			p := TestProfile()
 			p.Limits = spd.Limits{MaxPayment: 0, MaxPending: 1_000_00, MaxOfflineCount: 100, MaxOfflineAge: 0}
 			f := personalised(ctx, d, &p)
@@ -292,7 +292,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST answer READ PENDING beyond the last record with 6A83, and with a data field 6700",
-		Case("TC-LED-002", "SPD-LED-2", "SPD-APP-3", "C4"), func(ctx SpecContext) {
+		Case("TC-LED-002", Positive, Negative, "SPD-LED-2", "SPD-APP-3", "C4"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.refuses(ctx, spd.ReadPending(0), sw6A83, "READ PENDING 0 of an empty ledger")
@@ -316,7 +316,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST conserve value over random payments, declines and settlements: balance, pending and settled totals computed here",
-		Label("slow"), Case("TC-INV-003", "SPD-STO-1", "SPD-PAY-1", "SPD-PAY-2", "SPD-LED-1", "SPD-LED-4", "C2", "C4", "C7"), func(ctx SpecContext) {
+		Label("slow"), Case("TC-INV-003", Positive, "SPD-STO-1", "SPD-PAY-1", "SPD-PAY-2", "SPD-LED-1", "SPD-LED-4", "C2", "C4", "C7"), func(ctx SpecContext) {
 			f := personalised(ctx, d, tierProfile(1))
 			f.login(ctx)
 			rng := rand.New(rand.NewPCG(7, 11))
@@ -380,7 +380,7 @@ func definePaymentCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST refuse PAY with a missing required tag, a duplicated tag or a bad length with 6A80 and change nothing",
-		Case("TC-PAY-010", "SPD-APP-3", "SPD-APP-4", "C31"), func(ctx SpecContext) {
+		Case("TC-PAY-010", Negative, "SPD-APP-3", "SPD-APP-4", "C31"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			good := spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)).Data

@@ -12,7 +12,7 @@ import (
 
 func definePINCases(d Driver) {
 	It("MUST refuse a malformed PIN with 6A80 without spending a try",
-		Case("TC-PIN-007", "SPD-PIN-2", "SPD-APP-3", "C32"), func(ctx SpecContext) {
+		Case("TC-PIN-007", Negative, "SPD-PIN-2", "SPD-APP-3", "C32"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -25,7 +25,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST end verification on a failed VERIFY",
-		Case("TC-PIN-008", "SPD-PIN-1", "C32"), func(ctx SpecContext) {
+		Case("TC-PIN-008", Positive, Negative, "SPD-PIN-1", "C32"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(sw63C(2)))
@@ -34,7 +34,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST answer an empty VERIFY with the tries left, 9000 when verified, 6983 when blocked, spending nothing",
-		Case("TC-PIN-009", "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+		Case("TC-PIN-009", Positive, Negative, "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -51,7 +51,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST leave the session verified after CHANGE REFERENCE DATA and take the new PIN",
-		Case("TC-PIN-010", "SPD-PIN-3", "SPD-PIN-1", "C32"), func(ctx SpecContext) {
+		Case("TC-PIN-010", Positive, Negative, "SPD-PIN-3", "SPD-PIN-1", "C32"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -65,7 +65,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST spend a try on CHANGE REFERENCE DATA with a wrong old PIN and keep the PIN",
-		Case("TC-PIN-011", "SPD-PIN-2", "C32"), func(ctx SpecContext) {
+		Case("TC-PIN-011", Positive, Negative, "SPD-PIN-2", "C32"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -79,7 +79,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST count wrong PUKs down, unblock with the right one restoring the PIN tries, and keep the PIN when none is given",
-		Case("TC-PIN-012", "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+		Case("TC-PIN-012", Positive, Negative, "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -101,7 +101,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST unblock on a host-signed RESET RETRY COUNTER with a fresh counter, restoring PIN and PUK tries, once",
-		Case("TC-PIN-013", "SPD-PIN-3", "SPD-KEY-3", "SPD-UPD-1", "C32", "C14"), func(ctx SpecContext) {
+		Case("TC-PIN-013", Positive, Negative, "SPD-PIN-3", "SPD-KEY-3", "SPD-UPD-1", "C32", "C14"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
@@ -135,7 +135,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST match a biometric sample at exactly the threshold distance and refuse one just beyond with 63C4",
-		Case("TC-BIO-002", "SPD-BIO-1", "C32", "C33"), func(ctx SpecContext) {
+		Case("TC-BIO-002", Positive, Negative, "SPD-BIO-1", "C32", "C33"), func(ctx SpecContext) {
 			need(d, Biometric)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
@@ -154,7 +154,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST answer biometric VERIFY with 6A88 when no template is enrolled",
-		Case("TC-BIO-003", "SPD-BIO-1", "C32"), func(ctx SpecContext) {
+		Case("TC-BIO-003", Positive, Negative, "SPD-BIO-1", "C32"), func(ctx SpecContext) {
 			need(d, Biometric)
 			p := TestProfile()
 			p.BioTemplate, p.BioThreshold = nil, 0
@@ -166,7 +166,7 @@ func definePINCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST count biometric failures on their own counter to 6983, leaving the PIN's",
-		Case("TC-BIO-004", "SPD-BIO-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+		Case("TC-BIO-004", Positive, Negative, "SPD-BIO-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
 			need(d, Biometric)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)

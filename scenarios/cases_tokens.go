@@ -26,7 +26,7 @@ func defineTokenMediaCases(d Driver) {
 	inStore := medium.TokenControls{MaxTransactions: 5, MaxAmount: 20_00, Channels: medium.ChannelInStore}
 
 	It("MUST check a token's max amount against the adjusted amount",
-		Case("TC-TOK-004", "SPD-TOK-2", "SPD-ADJ-1", "C22", "C18"), func(ctx SpecContext) {
+		Case("TC-TOK-004", Positive, Negative, "SPD-TOK-2", "SPD-ADJ-1", "C22", "C18"), func(ctx SpecContext) {
 			need(d, Tokens)
 			f := personalised(ctx, d, tierProfile(2))
 			f.login(ctx)
@@ -43,7 +43,7 @@ func defineTokenMediaCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST accept a token payment at exactly the token's expiry and decline it one second later",
-		Case("TC-TOK-005", "SPD-TOK-2", "C22", "C23"), func(ctx SpecContext) {
+		Case("TC-TOK-005", Positive, Negative, "SPD-TOK-2", "C22", "C23"), func(ctx SpecContext) {
 			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -63,7 +63,7 @@ func defineTokenMediaCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST make tokens of 12 unguessable bytes followed by the ATC that made them",
-		Case("TC-TOK-006", "SPD-TOK-1", "C20", "C25"), func(ctx SpecContext) {
+		Case("TC-TOK-006", Positive, "SPD-TOK-1", "C20", "C25"), func(ctx SpecContext) {
 			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -85,7 +85,7 @@ func defineTokenMediaCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST keep at most 8 live tokens and refuse the 9th with 6A84, changing nothing",
-		Case("TC-TOK-007", "SPD-TOK-1", "SPD-APP-4", "C22"), func(ctx SpecContext) {
+		Case("TC-TOK-007", Positive, Negative, "SPD-TOK-1", "SPD-APP-4", "C22"), func(ctx SpecContext) {
 			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -102,7 +102,7 @@ func defineTokenMediaCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST drop expired and used-up tokens to make room for a new one",
-		Case("TC-TOK-008", "SPD-TOK-1", "SPD-TOK-2", "C22", "C23"), func(ctx SpecContext) {
+		Case("TC-TOK-008", Positive, Negative, "SPD-TOK-1", "SPD-TOK-2", "C22", "C23"), func(ctx SpecContext) {
 			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -127,7 +127,7 @@ func defineTokenMediaCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse GENERATE TOKEN with an expiry not after the time, controls out of range, or without verification",
-		Case("TC-TOK-009", "SPD-TOK-1", "SPD-PIN-1", "SPD-APP-3", "C22"), func(ctx SpecContext) {
+		Case("TC-TOK-009", Negative, "SPD-TOK-1", "SPD-PIN-1", "SPD-APP-3", "C22"), func(ctx SpecContext) {
 			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
@@ -148,7 +148,7 @@ func defineTokenMediaCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST raise the ATC on GENERATE MEDIUM and show the new ATC, the pending total and a default validity of 300 s",
-		Case("TC-MED-006", "SPD-MED-1", "SPD-PAY-4", "C1", "C8", "C9"), func(ctx SpecContext) {
+		Case("TC-MED-006", Positive, "SPD-MED-1", "SPD-PAY-4", "C1", "C8", "C9"), func(ctx SpecContext) {
 			need(d, Media)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -175,7 +175,7 @@ func defineTokenMediaCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse GENERATE MEDIUM without verification, with a bad expiry, nonce or P1-P2, changing nothing",
-		Case("TC-MED-007", "SPD-MED-1", "SPD-PIN-1", "SPD-APP-3", "C1"), func(ctx SpecContext) {
+		Case("TC-MED-007", Negative, "SPD-MED-1", "SPD-PIN-1", "SPD-APP-3", "C1"), func(ctx SpecContext) {
 			need(d, Media)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
@@ -193,7 +193,7 @@ func defineTokenMediaCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse in PARSE MEDIUM a medium certified by another CA or re-signed, and answer the exact template of one the issuer certified",
-		Case("TC-MED-008", "SPD-MED-4", "SPD-KEY-2", "SPD-KEY-5", "C1", "C6", "C39"), func(ctx SpecContext) {
+		Case("TC-MED-008", Negative, "SPD-MED-4", "SPD-KEY-2", "SPD-KEY-5", "C1", "C6", "C39"), func(ctx SpecContext) {
 			need(d, ParseMedium)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)

@@ -17,7 +17,7 @@ var nowhere = []byte{0x5D, 0x1A, 0xEE, 0x00, 0x00, 0x00, 0x00, 0x09}
 
 func defineTransferCases(d Driver) {
 	It("MUST debit, number the transfer from 1, record it in the ledger outside the pending total, and show a medium naming payer and payee",
-		Case("TC-XFR-004", "SPD-XFR-1", "SPD-LED-1", "SPD-PAY-4", "C13", "C16", "C17"), func(ctx SpecContext) {
+		Case("TC-XFR-004", Positive, "SPD-XFR-1", "SPD-LED-1", "SPD-PAY-4", "C13", "C16", "C17"), func(ctx SpecContext) {
 			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -54,7 +54,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse a transfer to itself, in another currency, with a bad expiry, above the balance or unverified, changing nothing",
-		Case("TC-XFR-005", "SPD-XFR-1", "SPD-PIN-1", "SPD-APP-3", "C13", "C17"), func(ctx SpecContext) {
+		Case("TC-XFR-005", Negative, "SPD-XFR-1", "SPD-PIN-1", "SPD-APP-3", "C13", "C17"), func(ctx SpecContext) {
 			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
@@ -82,7 +82,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST keep at most 16 outgoing transfers, refuse the 17th with 6A84, and make room when the host closes one",
-		Case("TC-XFR-006", "SPD-XFR-1", "SPD-LED-4", "C13", "C30"), func(ctx SpecContext) {
+		Case("TC-XFR-006", Positive, Negative, "SPD-XFR-1", "SPD-LED-4", "C13", "C30"), func(ctx SpecContext) {
 			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -97,7 +97,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST show an outstanding transfer again changing nothing, and answer 6A83 once it is closed, reclaimed or unknown",
-		Case("TC-XFR-007", "SPD-XFR-1", "SPD-XFR-4", "SPD-LED-4", "SPD-LC-2", "C13", "C16"), func(ctx SpecContext) {
+		Case("TC-XFR-007", Positive, Negative, "SPD-XFR-1", "SPD-XFR-4", "SPD-LED-4", "SPD-LC-2", "C13", "C16"), func(ctx SpecContext) {
 			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -138,7 +138,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse a transfer medium signed for another payer, certified for another device or by another CA, and accept a certified device's",
-		Case("TC-XFR-008", "SPD-XFR-2", "SPD-KEY-2", "C16", "C17", "C19"), func(ctx SpecContext) {
+		Case("TC-XFR-008", Negative, "SPD-XFR-2", "SPD-KEY-2", "C16", "C17", "C19"), func(ctx SpecContext) {
 			need(d, Transfers)
 			payee := personalised(ctx, d, nil)
 			payee.login(ctx)
@@ -195,7 +195,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST import until exactly the expiry and refuse with 6985 after it, or once the device synced after it",
-		Case("TC-XFR-009", "SPD-XFR-3", "C17"), func(ctx SpecContext) {
+		Case("TC-XFR-009", Positive, Negative, "SPD-XFR-3", "C17"), func(ctx SpecContext) {
 			need(d, Transfers)
 			payee := personalised(ctx, d, nil)
 			payee.login(ctx)
@@ -213,7 +213,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST reclaim only after the expiry, once, on a genuine host order, crediting and recording it",
-		Case("TC-XFR-010", "SPD-XFR-4", "SPD-KEY-3", "SPD-LED-1", "C13", "C17"), func(ctx SpecContext) {
+		Case("TC-XFR-010", Positive, Negative, "SPD-XFR-4", "SPD-KEY-3", "SPD-LED-1", "C13", "C17"), func(ctx SpecContext) {
 			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -246,7 +246,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST remember 256 imports and refuse the 257th with 6A84",
-		Label("slow"), Case("TC-XFR-011", "SPD-XFR-2", "SPD-LED-1", "C13"), func(ctx SpecContext) {
+		Label("slow"), Case("TC-XFR-011", Positive, Negative, "SPD-XFR-2", "SPD-LED-1", "C13"), func(ctx SpecContext) {
 			need(d, Transfers)
 			payee := personalised(ctx, d, nil)
 			payee.login(ctx)
@@ -268,7 +268,7 @@ func defineTransferCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST refuse TRANSFER IN without verification with 6982",
-		Case("TC-XFR-012", "SPD-XFR-2", "SPD-PIN-1", "C17", "C32"), func(ctx SpecContext) {
+		Case("TC-XFR-012", Negative, "SPD-XFR-2", "SPD-PIN-1", "C17", "C32"), func(ctx SpecContext) {
 			need(d, Transfers)
 			payee := personalised(ctx, d, nil)
 			_, err := payee.Client.Select(ctx)

@@ -123,6 +123,7 @@ func (f *Fixture) declines(ctx context.Context, r spd.PayRequest, reason string)
 	Expect(res.Success()).To(BeFalse(), "paid %d, want the decline %q", r.Amount, reason)
 	info := res.Info()
 	Expect(info.Reason).To(Equal(reason))
+	caseDeclined = true
 	Expect(info.Balance).To(Equal(before.Balance), "a decline shows the unchanged balance")
 	Expect(uint32(info.Uses)).To(Equal(before.Uses))
 	Expect(info.ATC).To(Equal(before.ATC), "a decline shows the current ATC")

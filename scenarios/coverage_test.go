@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -111,4 +113,116 @@ func TestEveryRequirementCited(t *testing.T) {
 	}
 	t.Logf("%d cases (%d of them device cases, %d service flows) cite %d of %d requirements",
 		len(cases), device, len(cases)-device, len(defined)-len(missing), len(defined))
+}
+
+// noNegative are the requirements no command can break in a way the
+// device answers, with the reason; every other requirement needs a
+// Negative case.
+var noNegative = map[string]string{
+	"SPD-ESIM-3": "it is about the ATR an eSIM gives at reset, which no command asks for and no status word answers",
+}
+
+// TestEveryRequirementPositiveAndNegative fails when a case says neither
+// Positive nor Negative, or when a requirement SPEC.md defines lacks a
+// Positive case or a Negative one (checkPolarity holds a Negative case to
+// its label whenever the suite runs).
+func TestEveryRequirementPositiveAndNegative(t *testing.T) {
+	pos, neg := map[string][]string{}, map[string][]string{}
+	for id, labels := range dryRun(t) {
+		p, n := slices.Contains(labels, Positive), slices.Contains(labels, Negative)
+		if !p && !n {
+			t.Errorf("%s is labelled neither %s nor %s", id, Positive, Negative)
+		}
+		for _, l := range labels {
+			if !strings.HasPrefix(l, "SPD-") {
+				continue
+			}
+			if p {
+				pos[l] = append(pos[l], id)
+			}
+			if n {
+				neg[l] = append(neg[l], id)
+			}
+		}
+	}
+	var ids []string
+	for _, r := range reference.Requirements() {
+		ids = append(ids, r.ID)
+	}
+	sort.Strings(ids)
+	both := 0
+	for _, r := range ids {
+		if len(pos[r]) == 0 {
+			t.Errorf("SPEC.md requirement %s has no %s case (one that shows it holds)", r, Positive)
+		}
+		why, exempt := noNegative[r]
+		switch {
+		case exempt && len(neg[r]) > 0:
+			t.Errorf("%s is exempt from a %s case (%s) but has %v: drop the exemption", r, Negative, why, neg[r])
+		case !exempt && len(neg[r]) == 0:
+			t.Errorf("SPEC.md requirement %s has no %s case (one that shows a way to break it refused with its exact status word or decline reason)", r, Negative)
+		case len(pos[r]) > 0:
+			both++
+		}
+	}
+	t.Logf("%d of %d requirements have a positive and a negative case; exempt from a negative: %v", both, len(ids), noNegative)
+}
+
+// looseMatchers are the ways a status check can accept more than one
+// answer: a negated equality, a status word in a range, any error, a
+// reason matched by a part of it. The suite states the one status word
+// (section 1.1, 1.2) or the one decline reason (section 4.4) it expects.
+var looseMatchers = []*regexp.Regexp{
+	regexp.MustCompile(`(?i)(NotTo|ToNot)\((Equal|BeEquivalentTo)\((apdu\.SW|sw[0-9a-f]{4}|0x9000)`),
+	regexp.MustCompile(`(?i)Not\(Equal\((apdu\.SW|sw[0-9a-f]{4})`),
+	regexp.MustCompile(`(?i)\bsw\w*\)\.To\(BeNumerically`),
+	regexp.MustCompile(`(?i)\bsw\w*\)\.To\(BeElementOf`),
+	regexp.MustCompile(`(?i)\bsw\w*\)\.To\(Or\(`),
+	regexp.MustCompile(`\.To\(HaveOccurred\(\)`),
+	regexp.MustCompile(`(Info\(\)|info)\.Reason\)\.To\((ContainSubstring|HavePrefix|MatchRegexp)`),
+}
+
+// looseAllowed are the loose matches that are deliberate, by file and
+// text, with the reason.
+var looseAllowed = []struct{ file, text, why string }{
+	{"esim.go", "Expect(sw).To(BeElementOf(sw6D00, sw6A88)", "the ISD-R is another application, whose answers SPEC.md leaves to GlobalPlatform"},
+}
+
+// TestNoLooseStatusMatchers fails when a case accepts "any error": every
+// status word and decline reason the suite checks is one exact value.
+func TestNoLooseStatusMatchers(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no suite source: %v", err)
+	}
+	used := map[int]bool{}
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+	lines:
+		for n, line := range strings.Split(string(b), "\n") {
+			for _, re := range looseMatchers {
+				if !re.MatchString(line) {
+					continue
+				}
+				for i, a := range looseAllowed {
+					if a.file == file && strings.Contains(line, a.text) {
+						used[i] = true
+						continue lines
+					}
+				}
+				t.Errorf("%s:%d accepts more than one answer (%s): %s", file, n+1, re, strings.TrimSpace(line))
+			}
+		}
+	}
+	for i, a := range looseAllowed {
+		if !used[i] {
+			t.Errorf("allowed loose matcher %q in %s no longer exists: drop it", a.text, a.file)
+		}
+	}
 }

@@ -87,7 +87,7 @@ func sizedCode(payee string, n int) []byte {
 func defineDeviceMedia(d Driver) {
 	Describe("Merchant codes read by the device and media stored on it", func() {
 		It("MUST read a merchant order code with its own parsing unit: the order and payee the terminal reads, byte for byte as SPEC.md 4.7 writes them",
-			Case("TC-MPM-001", "SPD-MPM-1", "SPD-PAY-7", "SPD-FORM-2", "C5", "C6", "C39", "C45", "C48"), func(ctx SpecContext) {
+			Case("TC-MPM-001", Positive, Negative, "SPD-MPM-1", "SPD-PAY-7", "SPD-FORM-2", "C5", "C6", "C39", "C45", "C48"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				_, err := f.Client.Select(ctx)
 				Expect(err).NotTo(HaveOccurred())
@@ -184,7 +184,7 @@ func defineDeviceMedia(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST store a host-signed medium, list it and show it exactly as stored, and refuse a forged, replayed or unverifiable order without change",
-			Case("TC-STM-001", "SPD-STM-1", "SPD-STM-2", "SPD-KEY-3", "SPD-APP-4", "C1", "C10", "C14", "C38", "C40"), func(ctx SpecContext) {
+			Case("TC-STM-001", Positive, Negative, "SPD-STM-1", "SPD-STM-2", "SPD-KEY-3", "SPD-APP-4", "C1", "C10", "C14", "C38", "C40"), func(ctx SpecContext) {
 				need(d, Media)
 				shower := personalised(ctx, d, nil)
 				shower.login(ctx)
@@ -252,7 +252,7 @@ func defineDeviceMedia(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST refuse to show a stored medium after its expiry, by the terminal's time or the device's last sync",
-			Case("TC-STM-002", "SPD-STM-3", "SPD-UPD-1", "C10", "C14"), func(ctx SpecContext) {
+			Case("TC-STM-002", Negative, "SPD-STM-3", "SPD-UPD-1", "C10", "C14"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				_, err := f.Client.Select(ctx)
 				Expect(err).NotTo(HaveOccurred())
@@ -276,7 +276,7 @@ func defineDeviceMedia(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST hold at least 4 media and 4096 bytes, refuse a new label beyond its capacity without change, and make room by dropping expired media",
-			Case("TC-STM-003", "SPD-STM-4", "SPD-STM-3", "SPD-APP-4", "C38"), func(ctx SpecContext) {
+			Case("TC-STM-003", Positive, Negative, "SPD-STM-4", "SPD-STM-3", "SPD-APP-4", "C38"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				_, err := f.Client.Select(ctx)
 				Expect(err).NotTo(HaveOccurred())

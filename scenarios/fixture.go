@@ -88,6 +88,7 @@ func open(ctx context.Context, d Driver) *Fixture {
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
 	rec := record.Record(featureGate{Link: dev.Link, d: d})
 	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec.Link()), Issuer: d.Issuer(), rec: rec}
+	caseLinks[rec] = 0 // checkPolarity (polarity.go)
 	openDevices.Add(1)
 	DeferCleanup(func() {
 		// Every case keeps its exchanges as evidence; the console shows

@@ -15,7 +15,7 @@ import (
 func defineInvariants(d Driver) {
 	Describe("Invariants", func() {
 		It("MUST conserve value over a long mixed sequence of payments, declines and acknowledgements",
-			Label("slow"), Case("TC-INV-001", "SPD-PAY-1", "SPD-LED-1", "SPD-LED-4", "C2", "C4", "C7"), func(ctx SpecContext) {
+			Label("slow"), Case("TC-INV-001", Positive, "SPD-PAY-1", "SPD-LED-1", "SPD-LED-4", "C2", "C4", "C7"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				rng := rand.New(rand.NewPCG(1, 2))
@@ -62,7 +62,7 @@ func defineInvariants(d Driver) {
 			}, SpecTimeout(120*time.Second))
 
 		It("MUST leave the old state or the new after a power cut at any persistent write of a payment",
-			Serial, Case("TC-INV-002", "SPD-STO-1", "C2", "C7"), func(ctx SpecContext) {
+			Serial, Case("TC-INV-002", Positive, "SPD-STO-1", "C2", "C7"), func(ctx SpecContext) {
 				need(d, Tearing)
 				f := personalised(ctx, d, nil)
 				f.login(ctx)

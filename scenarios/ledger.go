@@ -13,7 +13,7 @@ import (
 func defineLedger(d Driver) {
 	Describe("Offline payments and the pending ledger", func() {
 		It("MUST pay offline within the risk limits and record each payment as a signed pending record",
-			Case("TC-OFF-001", "SPD-LED-1", "SPD-LED-2", "C4", "C7"), func(ctx SpecContext) {
+			Case("TC-OFF-001", Positive, "SPD-LED-1", "SPD-LED-2", "C4", "C7"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				for _, amt := range []int64{5_00, 7_50, 2_25} {
@@ -37,7 +37,7 @@ func defineLedger(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST decline offline payments beyond the cumulative pending limit and the count limit",
-			Case("TC-OFF-002", "SPD-LED-3", "C4", "C7"), func(ctx SpecContext) {
+			Case("TC-OFF-002", Negative, "SPD-LED-3", "C4", "C7"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				lim := f.Profile.Limits
@@ -54,7 +54,7 @@ func defineLedger(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST decline offline payments when too long has passed since the last sync",
-			Case("TC-OFF-003", "SPD-LED-3", "C7"), func(ctx SpecContext) {
+			Case("TC-OFF-003", Negative, "SPD-LED-3", "C7"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				r := payment(spd.KindBalance, spd.ModeOffline, 1_00)
@@ -65,7 +65,7 @@ func defineLedger(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST clear exactly the acknowledged records, once, and refuse a forged acknowledgement",
-			Case("TC-OFF-004", "SPD-LED-4", "SPD-KEY-3", "C4"), func(ctx SpecContext) {
+			Case("TC-OFF-004", Positive, Negative, "SPD-LED-4", "SPD-KEY-3", "C4"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				for _, amt := range []int64{1_00, 2_00, 3_00} {

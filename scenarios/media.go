@@ -14,7 +14,7 @@ import (
 func defineMedia(d Driver) {
 	Describe("Coded media", func() {
 		It("MUST show a stored-value medium signed by a certified device key, with the token and never the account",
-			Case("TC-MED-001", "SPD-MED-1", "SPD-KEY-2", "C1", "C8", "C9", "C12", "C24", "C50"), func(ctx SpecContext) {
+			Case("TC-MED-001", Positive, "SPD-MED-1", "SPD-KEY-2", "C1", "C8", "C9", "C12", "C24", "C50"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				nonce := []byte("MERCHANT-NONCE-42")
@@ -36,7 +36,7 @@ func defineMedia(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST decode back to the same bytes from every image format, and refuse a tampered text",
-			Label("slow"), Case("TC-MED-002", "SPD-MED-2", "C12", "C34"), func(ctx SpecContext) {
+			Label("slow"), Case("TC-MED-002", Positive, Negative, "SPD-MED-2", "C12", "C34"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				res, err := f.Client.GenerateMedium(ctx, spd.MediumRequest{Time: Clock})

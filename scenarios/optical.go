@@ -102,7 +102,7 @@ func ParseTokenReference(ref string) ([]byte, error) {
 func defineOptical(d Driver) {
 	Describe("Coded media through the optical channel", func() {
 		It("MUST read back every kind of medium the device makes, and the merchant's code, from QR and DataMatrix through graded camera faults",
-			Case("TC-CAM-001", "SPD-MED-2", "SPD-PAY-5", "C12", "C34", "C8", "C9", "C50"), func(ctx SpecContext) {
+			Case("TC-CAM-001", Positive, "SPD-MED-2", "SPD-PAY-5", "C12", "C34", "C8", "C9", "C50"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				media := map[string][]byte{}
@@ -149,7 +149,7 @@ func defineOptical(d Driver) {
 			}, SpecTimeout(180*time.Second))
 
 		It("MUST let a Code 128 token reference, read through graded camera faults, name the token the device pays under",
-			Case("TC-CAM-002", "SPD-MED-7", "SPD-TOK-1", "SPD-TOK-2", "C20", "C24", "C34"), func(ctx SpecContext) {
+			Case("TC-CAM-002", Positive, Negative, "SPD-MED-7", "SPD-TOK-1", "SPD-TOK-2", "C20", "C24", "C34"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour),
@@ -181,6 +181,14 @@ func defineOptical(d Driver) {
 				paid := f.pay(ctx, r)
 				Expect(paid.Success()).To(BeTrue())
 				Expect(paid.Info().Token).To(Equal(token), "the result names the scanned token, not the account")
+				// A reference one character off (misprinted, or made up)
+				// names no token of the device.
+				wrong := []byte(ref)
+				wrong[10] = map[bool]byte{true: 'B', false: 'A'}[wrong[10] == 'A']
+				other, err := ParseTokenReference(string(wrong))
+				Expect(err).NotTo(HaveOccurred())
+				r.Token = other
+				f.declines(ctx, r, reasonUnknownToken)
 			}, SpecTimeout(60*time.Second))
 	})
 }

@@ -19,7 +19,7 @@ import (
 func defineParsing(d Driver) {
 	Describe("Parsing coded media and form factors", func() {
 		It("MUST parse and verify another device's medium by the issuer's rules, refuse a forged one, and change nothing",
-			Case("TC-MED-003", "SPD-MED-4", "SPD-FORM-2", "C1", "C6", "C39", "C45"), func(ctx SpecContext) {
+			Case("TC-MED-003", Positive, Negative, "SPD-MED-4", "SPD-FORM-2", "C1", "C6", "C39", "C45"), func(ctx SpecContext) {
 				shower := personalised(ctx, d, nil)
 				reader := personalised(ctx, d, nil)
 				shower.login(ctx)
@@ -50,7 +50,7 @@ func defineParsing(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST let a medium stored beforehand as an image be verified later by any reader with the issuer key, until it expires",
-			Label("slow"), Case("TC-MED-004", "SPD-MED-5", "SPD-MED-2", "C10", "C34", "C38"), func(ctx SpecContext) {
+			Label("slow"), Case("TC-MED-004", Positive, "SPD-MED-5", "SPD-MED-2", "C10", "C34", "C38"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				res, err := f.Client.GenerateMedium(ctx, spd.MediumRequest{Time: Clock, Expiry: Clock.Add(24 * time.Hour)})
@@ -73,7 +73,7 @@ func defineParsing(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST present a valid T=1 Answer To Reset and keep its state when detached and attached again between payments",
-			Serial, Case("TC-FORM-001", "SPD-FORM-1", "SPD-FORM-3", "SPD-STO-1", "C35", "C36", "C37", "C42", "C43", "C44"), func(ctx SpecContext) {
+			Serial, Case("TC-FORM-001", Positive, Negative, "SPD-FORM-1", "SPD-FORM-3", "SPD-STO-1", "C35", "C36", "C37", "C42", "C43", "C44"), func(ctx SpecContext) {
 				need(d, PowerCycle)
 				f := personalised(ctx, d, nil)
 				if a, ok := f.rec.Link().(link.ATRer); ok {

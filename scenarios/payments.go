@@ -14,7 +14,7 @@ import (
 func definePayments(d Driver) {
 	Describe("Payments", func() {
 		It("MUST deduct the stored balance and return a signed success result",
-			Case("TC-PAY-001", "SPD-PAY-1", "SPD-PAY-5", "C2", "C3", "C7", "C11", "C29", "C31"), func(ctx SpecContext) {
+			Case("TC-PAY-001", Positive, "SPD-PAY-1", "SPD-PAY-5", "C2", "C3", "C7", "C11", "C29", "C31"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				before := f.snapshot(ctx)
@@ -35,7 +35,7 @@ func definePayments(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST record a designated-account payment as pending under the account token, balance untouched",
-			Case("TC-PAY-002", "SPD-PAY-2", "SPD-LED-1", "C2", "C4", "C21", "C24"), func(ctx SpecContext) {
+			Case("TC-PAY-002", Positive, "SPD-PAY-2", "SPD-LED-1", "C2", "C4", "C21", "C24"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				before := f.snapshot(ctx)
@@ -57,7 +57,7 @@ func definePayments(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST write off exactly one use per use payment and decline when none is left",
-			Case("TC-PAY-003", "SPD-PAY-3", "C2", "C3", "C31"), func(ctx SpecContext) {
+			Case("TC-PAY-003", Positive, Negative, "SPD-PAY-3", "C2", "C3", "C31"), func(ctx SpecContext) {
 				p := TestProfile()
 				p.Uses = 2
 				f := personalised(ctx, d, &p)
@@ -74,7 +74,7 @@ func definePayments(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST decline a payment above the balance with a signed failure and change nothing",
-			Case("TC-PAY-004", "SPD-PAY-6", "C29", "C31"), func(ctx SpecContext) {
+			Case("TC-PAY-004", Negative, "SPD-PAY-6", "C29", "C31"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				p := f.Profile
@@ -84,7 +84,7 @@ func definePayments(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST refuse a payment in another currency with 6A80",
-			Case("TC-PAY-005", "SPD-PAY-1", "SPD-APP-4", "C2"), func(ctx SpecContext) {
+			Case("TC-PAY-005", Negative, "SPD-PAY-1", "SPD-APP-4", "C2"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				r := payment(spd.KindBalance, spd.ModeOnline, 100)
@@ -93,7 +93,7 @@ func definePayments(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST adjust the amount by membership tier and by location",
-			Case("TC-ADJ-001", "SPD-ADJ-1", "C18"), func(ctx SpecContext) {
+			Case("TC-ADJ-001", Positive, "SPD-ADJ-1", "C18"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				tier := uint8(2)
 				Expect(f.sw(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {

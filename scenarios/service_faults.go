@@ -67,7 +67,7 @@ func defineServiceFaults(d Driver) {
 		}
 		for _, st := range steps {
 			It(fmt.Sprintf("MUST pay once when %s is unreachable, answers 503, loses its answer or is slow", st.what),
-				Case(st.id, "SPD-LED-5", "SPD-PAY-5", "C4", "C7", "C29", "C30", "C31"), func(ctx SpecContext) {
+				Case(st.id, Positive, "SPD-LED-5", "SPD-PAY-5", "C4", "C7", "C29", "C30", "C31"), func(ctx SpecContext) {
 					s := newServiceLab(d)
 					// One device for every fault, each time in a new
 					// terminal that knows nothing yet (no backend key).
@@ -96,7 +96,7 @@ func defineServiceFaults(d Driver) {
 		}
 
 		It("MUST settle each record once when settlement is unreachable, answers 503, loses its answer or is slow",
-			Case("TC-SVC-044", "SPD-LED-4", "SPD-LED-5", "C4", "C7", "C47", "C49"), func(ctx SpecContext) {
+			Case("TC-SVC-044", Positive, "SPD-LED-4", "SPD-LED-5", "C4", "C7", "C47", "C49"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				for _, f := range netFaultKinds {
 					By(f.String())
@@ -118,7 +118,7 @@ func defineServiceFaults(d Driver) {
 			}, SpecTimeout(120*time.Second))
 
 		It("MUST issue a token or transfer online once, or say it did not, whatever the network does",
-			Case("TC-SVC-045", "SPD-TOK-1", "C13", "C20", "C22", "C29", "C30"), func(ctx SpecContext) {
+			Case("TC-SVC-045", Positive, "SPD-TOK-1", "C13", "C20", "C22", "C29", "C30"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				payee := s.customer(ctx, d, nil)
 				for i, f := range netFaultKinds {

@@ -22,7 +22,7 @@ var paymentKinds = []spd.PaymentKind{spd.KindBalance, spd.KindAccount, spd.KindU
 func defineServicePayments(d Driver) {
 	Describe("Payments and settlement", func() {
 		It("MUST pay a scanned merchant code online with each kind, confirmed by the backend in real time",
-			Case("TC-SVC-001", "SPD-PAY-7", "SPD-PAY-5", "SPD-LED-5", "C2", "C5", "C29", "C30", "C31", "C48"), func(ctx SpecContext) {
+			Case("TC-SVC-001", Positive, "SPD-PAY-7", "SPD-PAY-5", "SPD-LED-5", "C2", "C5", "C29", "C30", "C31", "C48"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				for _, k := range paymentKinds {
@@ -42,7 +42,7 @@ func defineServicePayments(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST pay offline with each kind and settle later, each record once",
-			Case("TC-SVC-002", "SPD-LED-1", "SPD-LED-4", "SPD-LED-5", "C4", "C7", "C47", "C49"), func(ctx SpecContext) {
+			Case("TC-SVC-002", Positive, "SPD-LED-1", "SPD-LED-4", "SPD-LED-5", "C4", "C7", "C47", "C49"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				s.net.Down.Store(true)
@@ -65,7 +65,7 @@ func defineServicePayments(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST settle a record handed over twice, by two terminals, exactly once",
-			Case("TC-SVC-003", "SPD-LED-5", "SPD-LED-4", "C4", "C7"), func(ctx SpecContext) {
+			Case("TC-SVC-003", Positive, "SPD-LED-5", "SPD-LED-4", "C4", "C7"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				s.net.Down.Store(true)
@@ -87,7 +87,7 @@ func defineServicePayments(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST read a merchant code from its image and show the device's code for the merchant's scanner",
-			Case("TC-SVC-004", "SPD-PAY-7", "SPD-MED-1", "SPD-MED-5", "C5", "C8", "C9", "C12", "C48", "C50"), func(ctx SpecContext) {
+			Case("TC-SVC-004", Positive, "SPD-PAY-7", "SPD-MED-1", "SPD-MED-5", "C5", "C8", "C9", "C12", "C48", "C50"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				png, err := medium.RenderPNG(merchantOrder("3.20", "IMG-7"), medium.QR, 4)
@@ -111,7 +111,7 @@ func defineServicePayments(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST issue a token with domain controls, register it in the vault, and pay a merchant with it once",
-			Case("TC-SVC-005", "SPD-TOK-1", "SPD-TOK-2", "C20", "C22", "C23", "C24", "C25", "C26", "C27"), func(ctx SpecContext) {
+			Case("TC-SVC-005", Positive, "SPD-TOK-1", "SPD-TOK-2", "C20", "C22", "C23", "C24", "C25", "C26", "C27"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				tok := done(c.tm.IssueToken(ctx, terminal.TokenOrder{Expiry: s.clock.Now().Add(time.Hour),
@@ -142,7 +142,7 @@ func defineServicePayments(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST adjust the amount by the tier the backend pushes and by the location the user gives",
-			Case("TC-SVC-006", "SPD-ADJ-1", "SPD-UPD-1", "SPD-VER-1", "C3", "C14", "C15", "C18"), func(ctx SpecContext) {
+			Case("TC-SVC-006", Positive, "SPD-ADJ-1", "SPD-UPD-1", "SPD-VER-1", "C3", "C14", "C15", "C18"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				tier := uint8(2)
@@ -162,7 +162,7 @@ func defineServicePayments(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST start a service offline and finish it online",
-			Case("TC-SVC-007", "SPD-LED-5", "SPD-PAY-5", "C4", "C7", "C30"), func(ctx SpecContext) {
+			Case("TC-SVC-007", Positive, "SPD-LED-5", "SPD-PAY-5", "C4", "C7", "C30"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				s.net.Down.Store(true)
@@ -179,7 +179,7 @@ func defineServicePayments(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST settle after the terminal restarts between payment and settlement",
-			Case("TC-SVC-008", "SPD-LED-5", "SPD-STO-1", "C4", "C7", "C42"), func(ctx SpecContext) {
+			Case("TC-SVC-008", Positive, "SPD-LED-5", "SPD-STO-1", "C4", "C7", "C42"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				s.net.Down.Store(true)
@@ -194,7 +194,7 @@ func defineServicePayments(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST settle after the SPD restarts between payment and settlement",
-			Case("TC-SVC-009", "SPD-LED-5", "SPD-STO-1", "SPD-STO-3", "C4", "C7", "C42"), func(ctx SpecContext) {
+			Case("TC-SVC-009", Positive, "SPD-LED-5", "SPD-STO-1", "SPD-STO-3", "C4", "C7", "C42"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				dd, ok := d.(*DUTDriver)
 				if !ok || !dd.Emulated() {

@@ -15,7 +15,7 @@ import (
 func defineServiceTransfers(d Driver) {
 	Describe("Transfers between users", func() {
 		It("MUST transfer offline to the payee's device only, once, and settle both sides",
-			Case("TC-SVC-020", "SPD-XFR-1", "SPD-XFR-2", "SPD-LED-5", "C13", "C16", "C17", "C19"), func(ctx SpecContext) {
+			Case("TC-SVC-020", Positive, Negative, "SPD-XFR-1", "SPD-XFR-2", "SPD-LED-5", "C13", "C16", "C17", "C19"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				payer := s.customer(ctx, d, nil)
 				payee := s.customer(ctx, d, nil)
@@ -43,7 +43,7 @@ func defineServiceTransfers(d Driver) {
 			}, SpecTimeout(90*time.Second))
 
 		It("MUST reclaim an offline transfer nobody imported, only after it expired, once",
-			Case("TC-SVC-021", "SPD-XFR-3", "SPD-XFR-4", "SPD-LED-5", "C13", "C17"), func(ctx SpecContext) {
+			Case("TC-SVC-021", Positive, Negative, "SPD-XFR-3", "SPD-XFR-4", "SPD-LED-5", "C13", "C17"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				payer := s.customer(ctx, d, nil)
 				payee := s.customer(ctx, d, nil)
@@ -65,7 +65,7 @@ func defineServiceTransfers(d Driver) {
 			}, SpecTimeout(90*time.Second))
 
 		It("MUST transfer online through the backend: held and claimed, or expired and reclaimed, each once",
-			Case("TC-SVC-022", "SPD-KEY-4", "C13", "C16", "C17", "C30"), func(ctx SpecContext) {
+			Case("TC-SVC-022", Positive, "SPD-KEY-4", "C13", "C16", "C17", "C30"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				payer := s.customer(ctx, d, nil)
 				payee := s.customer(ctx, d, nil)

@@ -46,9 +46,9 @@ func defineServiceVerification(d Driver) {
 		why      string
 	}
 	methods := []method{
-		{id: "TC-SVC-030", name: "the PIN", labels: []string{"SPD-PIN-1", "SPD-PIN-2", "C32", "C33"}, v: terminal.Verification{PIN: true},
+		{id: "TC-SVC-030", name: "the PIN", labels: []string{Negative, "SPD-PIN-1", "SPD-PIN-2", "C32", "C33"}, v: terminal.Verification{PIN: true},
 			spoil: func(c *customer, _ *terminal.Verification) { c.user.PINs = []string{"0000"} }, why: "PIN not verified"},
-		{id: "TC-SVC-031", name: "a biometric sample", labels: []string{"SPD-BIO-1", "C32", "C33"}, v: terminal.Verification{Biometric: true},
+		{id: "TC-SVC-031", name: "a biometric sample", labels: []string{Negative, "SPD-BIO-1", "C32", "C33"}, v: terminal.Verification{Biometric: true},
 			spoil: func(c *customer, _ *terminal.Verification) { c.user.Sample = make([]byte, spd.BioTemplateLen) }, why: "biometric not verified"},
 		{id: "TC-SVC-032", name: "an identity question", labels: []string{"C32", "C33"}, v: terminal.Verification{Identity: true},
 			spoil: func(c *customer, _ *terminal.Verification) {
@@ -77,7 +77,7 @@ func defineServiceVerification(d Driver) {
 	Describe("Verification before paying (C32, C33)", func() {
 		for _, m := range methods {
 			It("MUST pay after verifying "+m.name+" and, when it fails, refuse and pay nothing",
-				Case(m.id, m.labels...), func(ctx SpecContext) {
+				Case(m.id, append([]string{Positive}, m.labels...)...), func(ctx SpecContext) {
 					s := newServiceLab(d)
 					c := s.customer(ctx, d, nil)
 					if m.prepare != nil {
@@ -100,7 +100,7 @@ func defineServiceVerification(d Driver) {
 		}
 
 		It("MUST check that the SPD is still attached, and refuse when it is taken out or swapped",
-			Case("TC-SVC-037", "SPD-VER-3", "SPD-FORM-1", "C33", "C42"), func(ctx SpecContext) {
+			Case("TC-SVC-037", Positive, "SPD-VER-3", "SPD-FORM-1", "C33", "C42"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				other := s.customer(ctx, d, nil)

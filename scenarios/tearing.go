@@ -12,6 +12,7 @@ import (
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/rigs/link"
 )
 
 // tearable is one state-changing command for the tearing sweep.
@@ -137,7 +138,7 @@ func conserved(s DeviceState, opening int64) {
 
 func defineTearingCases(d Driver) {
 	It("MUST leave the old state or the new after a power cut at any persistent write of every kind of PAY",
-		Serial, Label("slow"), Case("TC-STO-001", "SPD-STO-1", "SPD-STO-2", "SPD-PAY-1", "SPD-PAY-2", "SPD-PAY-3", "C2", "C7"), func(ctx SpecContext) {
+		Serial, Label("slow"), Case("TC-STO-001", Positive, "SPD-STO-1", "SPD-STO-2", "SPD-PAY-1", "SPD-PAY-2", "SPD-PAY-3", "C2", "C7"), func(ctx SpecContext) {
 			need(d, Tearing)
 			p := tierProfile(1)
 			p.Limits = spd.Limits{MaxPayment: 50_00, MaxPending: 1_000_00, MaxOfflineCount: 100, MaxOfflineAge: 72 * time.Hour}
@@ -181,7 +182,7 @@ func defineTearingCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST leave the old state or the new after a power cut at any persistent write of GENERATE MEDIUM, GENERATE TOKEN and a token payment",
-		Serial, Label("slow"), Case("TC-STO-002", "SPD-STO-1", "SPD-TOK-1", "SPD-TOK-2", "SPD-MED-1", "C20", "C22"), func(ctx SpecContext) {
+		Serial, Label("slow"), Case("TC-STO-002", Positive, Negative, "SPD-STO-1", "SPD-TOK-1", "SPD-TOK-2", "SPD-MED-1", "C20", "C22"), func(ctx SpecContext) {
 			need(d, Tearing)
 			f := personalised(ctx, d, nil)
 			onlyATC := func(b, a DeviceState) bool {
@@ -226,7 +227,7 @@ func defineTearingCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST leave the old state or the new after a power cut at any persistent write of TRANSFER, TRANSFER IN and RECLAIM, conserving value",
-		Serial, Label("slow"), Case("TC-STO-003", "SPD-STO-1", "SPD-XFR-1", "SPD-XFR-2", "SPD-XFR-4", "C13", "C16"), func(ctx SpecContext) {
+		Serial, Label("slow"), Case("TC-STO-003", Positive, Negative, "SPD-STO-1", "SPD-XFR-1", "SPD-XFR-2", "SPD-XFR-4", "C13", "C16"), func(ctx SpecContext) {
 			need(d, Tearing)
 			f := personalised(ctx, d, nil)
 			f.sweep(ctx, tearable{name: "TRANSFER", verified: true,
@@ -290,7 +291,7 @@ func defineTearingCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST leave the old state or the new after a power cut at any persistent write of ACKNOWLEDGE and UPDATE PARAMETERS",
-		Serial, Label("slow"), Case("TC-STO-004", "SPD-STO-1", "SPD-LED-4", "SPD-UPD-1", "C4", "C14", "C15"), func(ctx SpecContext) {
+		Serial, Label("slow"), Case("TC-STO-004", Positive, Negative, "SPD-STO-1", "SPD-LED-4", "SPD-UPD-1", "C4", "C14", "C15"), func(ctx SpecContext) {
 			need(d, Tearing)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -334,7 +335,7 @@ func defineTearingCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST spend a PIN try before comparing: a right PIN torn after the decrement costs the try",
-		Serial, Label("slow"), Case("TC-STO-005", "SPD-PIN-2", "SPD-STO-1", "SPD-STO-2", "C32"), func(ctx SpecContext) {
+		Serial, Label("slow"), Case("TC-STO-005", Positive, Negative, "SPD-PIN-2", "SPD-STO-1", "SPD-STO-2", "C32"), func(ctx SpecContext) {
 			need(d, Tearing)
 			f := personalised(ctx, d, nil)
 			_, err := f.Client.Select(ctx)
@@ -342,14 +343,14 @@ func defineTearingCases(d Driver) {
 			f.Device.TearAt(2)
 			_, err = f.Client.Transmit(ctx, spd.VerifyPIN(TestPIN))
 			f.Device.TearAt(0)
-			Expect(err).To(HaveOccurred(), "a VERIFY torn at its second persistent write answers nothing")
+			Expect(err).To(MatchError(link.ErrRemoved), "a VERIFY torn at its second persistent write answers nothing")
 			reconnect(ctx, f)
 			Expect(f.Client.PINTries(ctx)).To(Equal(2), "the decrement was persistent before the comparison")
 			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "the torn VERIFY verified nothing")
 			f.Device.TearAt(1)
 			_, err = f.Client.Transmit(ctx, spd.VerifyPIN("0000"))
 			f.Device.TearAt(0)
-			Expect(err).To(HaveOccurred(), "a wrong VERIFY torn at its decrement answers nothing")
+			Expect(err).To(MatchError(link.ErrRemoved), "a wrong VERIFY torn at its decrement answers nothing")
 			reconnect(ctx, f)
 			Expect(f.Client.PINTries(ctx)).To(BeElementOf(1, 2), "torn at the decrement: old or new")
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000))
@@ -357,7 +358,7 @@ func defineTearingCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST leave the old state or the new after a power cut at any persistent write of VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER",
-		Serial, Label("slow"), Case("TC-STO-006", "SPD-STO-1", "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+		Serial, Label("slow"), Case("TC-STO-006", Positive, Negative, "SPD-STO-1", "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
 			need(d, Tearing)
 			f := personalised(ctx, d, nil)
 			f.sweep(ctx, tearable{name: "VERIFY (wrong PIN)",
@@ -412,7 +413,7 @@ func defineTearingCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST leave the old state or the new after a power cut at any persistent write of PERSONALISE and ACTIVATE",
-		Serial, Label("slow"), Case("TC-STO-007", "SPD-STO-1", "SPD-LC-1", "C40", "C41"), func(ctx SpecContext) {
+		Serial, Label("slow"), Case("TC-STO-007", Positive, Negative, "SPD-STO-1", "SPD-LC-1", "C40", "C41"), func(ctx SpecContext) {
 			need(d, Tearing)
 			f, p := initialised(ctx, d)
 			script, err := f.Issuer.PersonalisationScript(p)
@@ -454,7 +455,7 @@ func defineTearingCases(d Driver) {
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST keep every kind of state change across a power cycle",
-		Serial, Label("slow"), Case("TC-STO-008", "SPD-STO-1", "SPD-STO-3", "C2", "C42"), func(ctx SpecContext) {
+		Serial, Label("slow"), Case("TC-STO-008", Positive, Negative, "SPD-STO-1", "SPD-STO-3", "C2", "C42"), func(ctx SpecContext) {
 			need(d, PowerCycle)
 			f := personalised(ctx, d, nil)
 			cycle := func(what string) {

@@ -13,7 +13,7 @@ import (
 func defineTokens(d Driver) {
 	Describe("Payment tokens", func() {
 		It("MUST generate a signed token medium in the device that stands for the account and carries its domain controls",
-			Case("TC-TOK-001", "SPD-TOK-1", "C20", "C22", "C25", "C26", "C27"), func(ctx SpecContext) {
+			Case("TC-TOK-001", Positive, "SPD-TOK-1", "C20", "C22", "C25", "C26", "C27"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				controls := medium.TokenControls{MaxTransactions: 2, MaxAmount: 20_00, Channels: medium.ChannelInStore}
@@ -34,35 +34,26 @@ func defineTokens(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST enforce a token's transaction count, amount, validity and channel",
-			Case("TC-TOK-002", "SPD-TOK-2", "C22", "C23", "C24"), func(ctx SpecContext) {
+			Case("TC-TOK-002", Positive, Negative, "SPD-TOK-2", "C22", "C23", "C24"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				controls := medium.TokenControls{MaxTransactions: 2, MaxAmount: 20_00, Channels: medium.ChannelInStore}
 				res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: controls})
 				Expect(err).NotTo(HaveOccurred())
 				tok := res.Info().Token
-				withToken := func(amount int64, at time.Time, ch medium.Channel) spd.Result {
+				withToken := func(amount int64, at time.Time, ch medium.Channel) spd.PayRequest {
 					r := payment(spd.KindBalance, spd.ModeOnline, amount)
 					r.Token, r.Time, r.Channel = tok, at, ch
-					return f.pay(ctx, r)
+					return r
 				}
-				over := withToken(20_01, Clock, medium.ChannelInStore)
-				Expect(over.Success()).To(BeFalse())
-				Expect(over.Info().Reason).To(ContainSubstring("amount"))
-				online := withToken(1_00, Clock, medium.ChannelOnline)
-				Expect(online.Success()).To(BeFalse())
-				Expect(online.Info().Reason).To(ContainSubstring("channel"))
-				late := withToken(1_00, Clock.Add(2*time.Hour), medium.ChannelInStore)
-				Expect(late.Success()).To(BeFalse())
-				Expect(late.Info().Reason).To(ContainSubstring("expired"))
+				f.declines(ctx, withToken(20_01, Clock, medium.ChannelInStore), reasonTokenAmount)
+				f.declines(ctx, withToken(1_00, Clock, medium.ChannelOnline), reasonTokenChannel)
+				f.declines(ctx, withToken(1_00, Clock.Add(2*time.Hour), medium.ChannelInStore), reasonTokenExpired)
 
-				ok := withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore)
-				Expect(ok.Success()).To(BeTrue(), "reason: %s", ok.Info().Reason)
+				ok := f.pays(ctx, withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore), 5_00)
 				Expect(ok.Info().Token).To(Equal(tok), "the token replaces the account in the result")
-				Expect(withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore).Success()).To(BeTrue())
-				third := withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore)
-				Expect(third.Success()).To(BeFalse())
-				Expect(third.Info().Reason).To(ContainSubstring("used up"))
+				f.pays(ctx, withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore), 5_00)
+				f.declines(ctx, withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore), reasonTokenUsedUp)
 
 				recs, err := f.Client.PendingRecords(ctx)
 				Expect(err).NotTo(HaveOccurred())
@@ -73,7 +64,7 @@ func defineTokens(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST decline an unknown token",
-			Case("TC-TOK-003", "SPD-TOK-2", "C24"), func(ctx SpecContext) {
+			Case("TC-TOK-003", Negative, "SPD-TOK-2", "C24"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				r := payment(spd.KindBalance, spd.ModeOnline, 1_00)

@@ -15,7 +15,7 @@ import (
 func defineTransfers(d Driver) {
 	Describe("Value transfers between devices", func() {
 		It("MUST debit the payer before showing the transfer medium, and credit the named payee once",
-			Case("TC-XFR-001", "SPD-XFR-1", "SPD-XFR-2", "C13", "C16", "C17", "C19"), func(ctx SpecContext) {
+			Case("TC-XFR-001", Positive, Negative, "SPD-XFR-1", "SPD-XFR-2", "C13", "C16", "C17", "C19"), func(ctx SpecContext) {
 				payer := personalised(ctx, d, nil)
 				payee := personalised(ctx, d, nil)
 				payer.login(ctx)
@@ -43,7 +43,7 @@ func defineTransfers(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST refuse a transfer medium bound to another device, or tampered with",
-			Case("TC-XFR-002", "SPD-XFR-2", "SPD-XFR-3", "C17"), func(ctx SpecContext) {
+			Case("TC-XFR-002", Negative, "SPD-XFR-2", "SPD-XFR-3", "C17"), func(ctx SpecContext) {
 				payer := personalised(ctx, d, nil)
 				payee := personalised(ctx, d, nil)
 				payer.login(ctx)
@@ -71,7 +71,7 @@ func defineTransfers(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST refuse a transfer beyond the balance and change nothing",
-			Case("TC-XFR-003", "SPD-XFR-1", "C13"), func(ctx SpecContext) {
+			Case("TC-XFR-003", Negative, "SPD-XFR-1", "C13"), func(ctx SpecContext) {
 				payer := personalised(ctx, d, nil)
 				payer.login(ctx)
 				cmd := spd.TransferOut(spd.TransferRequest{Amount: payer.Profile.Balance + 1, Currency: 978,

@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
+	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/vectors"
 )
@@ -66,7 +67,8 @@ func defineVectors(d Driver) {
 				})
 				continue
 			}
-			labels := append([]string{kc.id}, seq.Requirements...)
+			labels := append([]string{kc.id}, polarity(*seq)...)
+			labels = append(labels, seq.Requirements...)
 			It(fmt.Sprintf("MUST answer the %s vectors (%s) byte for byte outside their declared variable parts", seq.Name, seq.Title),
 				Case(labels[0], labels[1:]...), func(ctx SpecContext) {
 					runVectors(ctx, d, file, *seq)
@@ -535,4 +537,16 @@ func (k *katRun) shiftErase(cmd, want []byte, shift uint32) ([]byte, []byte, err
 		return cmd, w, nil
 	}
 	return cmd, want, nil
+}
+
+// polarity labels a vector sequence Positive, and Negative too when one
+// of its steps expects a refusal status word.
+func polarity(seq vectors.Sequence) []string {
+	for _, st := range seq.Steps {
+		r, err := hex.DecodeString(st.Response)
+		if err == nil && len(r) >= 2 && refusalWord(apdu.SW(uint16(r[len(r)-2])<<8|uint16(r[len(r)-1]))) {
+			return []string{Positive, Negative}
+		}
+	}
+	return []string{Positive}
 }

@@ -24,25 +24,25 @@ func defineVerification(d Driver) {
 			})
 
 			It("MUST refuse PAY before VERIFY with 6982",
-				Case("TC-PIN-001", "SPD-PIN-1", "C32", "C33"), func(ctx SpecContext) {
+				Case("TC-PIN-001", Negative, "SPD-PIN-1", "C32", "C33"), func(ctx SpecContext) {
 					Expect(f.sw(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 100)))).To(Equal(apdu.SWSecurityNotSatisfied))
 				}, SpecTimeout(30*time.Second))
 
 			It("MUST answer a wrong PIN with 63Cx counting down",
-				Case("TC-PIN-002", "SPD-PIN-2", "C32", "C33"), func(ctx SpecContext) {
+				Case("TC-PIN-002", Positive, "SPD-PIN-2", "C32", "C33"), func(ctx SpecContext) {
 					Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(apdu.VerifyFailed(2)))
 					Expect(f.sw(ctx, spd.VerifyPIN("1111"))).To(Equal(apdu.VerifyFailed(1)))
 					Expect(f.Client.PINTries(ctx)).To(Equal(1))
 				}, SpecTimeout(30*time.Second))
 
 			It("MUST reset the counter on the right PIN",
-				Case("TC-PIN-003", "SPD-PIN-2", "C32"), func(ctx SpecContext) {
+				Case("TC-PIN-003", Positive, "SPD-PIN-2", "C32"), func(ctx SpecContext) {
 					Expect(f.Client.VerifyPIN(ctx, TestPIN)).To(Succeed())
 					Expect(f.Client.PINTries(ctx)).To(Equal(3))
 				}, SpecTimeout(30*time.Second))
 
 			It("MUST block after the try limit and refuse even the right PIN with 6983",
-				Case("TC-PIN-004", "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+				Case("TC-PIN-004", Positive, "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
 					for i := 0; i < 3; i++ {
 						f.sw(ctx, spd.VerifyPIN("9999"))
 					}
@@ -52,7 +52,7 @@ func defineVerification(d Driver) {
 				}, SpecTimeout(30*time.Second))
 
 			It("MUST unblock with the PUK and take the new PIN",
-				Case("TC-PIN-005", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+				Case("TC-PIN-005", Positive, "SPD-PIN-3", "C32"), func(ctx SpecContext) {
 					Expect(f.sw(ctx, spd.UnblockPIN("00000000", "4321"))).To(Equal(apdu.VerifyFailed(9)))
 					Expect(f.Client.UnblockPIN(ctx, TestPUK, "4321")).To(Succeed())
 					Expect(f.Client.VerifyPIN(ctx, "4321")).To(Succeed())
@@ -62,7 +62,7 @@ func defineVerification(d Driver) {
 		})
 
 		It("MUST decrement the PIN try counter before comparing, so a power cut cannot save a try",
-			Serial, Case("TC-PIN-006", "SPD-PIN-2", "C32"), func(ctx SpecContext) {
+			Serial, Case("TC-PIN-006", Positive, "SPD-PIN-2", "C32"), func(ctx SpecContext) {
 				need(d, Tearing)
 				f := personalised(ctx, d, nil)
 				_, err := f.Client.Select(ctx)
@@ -73,7 +73,7 @@ func defineVerification(d Driver) {
 				f.Device.TearAt(2)
 				_, err = f.Client.Transmit(ctx, spd.VerifyPIN(TestPIN))
 				f.Device.TearAt(0)
-				Expect(err).To(HaveOccurred(), "the torn VERIFY answered")
+				Expect(err).To(MatchError(link.ErrRemoved), "the torn VERIFY answered")
 				reconnect(ctx, f)
 				tries, err := f.Client.PINTries(ctx)
 				Expect(err).NotTo(HaveOccurred())
@@ -81,7 +81,7 @@ func defineVerification(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST accept a biometric sample within the threshold and refuse a far one",
-			Case("TC-BIO-001", "SPD-BIO-1", "SPD-BIO-2", "C32", "C33"), func(ctx SpecContext) {
+			Case("TC-BIO-001", Positive, Negative, "SPD-BIO-1", "SPD-BIO-2", "C32", "C33"), func(ctx SpecContext) {
 				need(d, Biometric)
 				f := personalised(ctx, d, nil)
 				_, err := f.Client.Select(ctx)
@@ -100,7 +100,7 @@ func defineVerification(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST decline a payment from a location outside the allowed regions",
-			Case("TC-LOC-001", "SPD-VER-1", "C18", "C33"), func(ctx SpecContext) {
+			Case("TC-LOC-001", Negative, "SPD-VER-1", "C18", "C33"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				r := payment(spd.KindBalance, spd.ModeOnline, 100)
@@ -109,7 +109,7 @@ func defineVerification(d Driver) {
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST decline a service that requires a higher membership tier",
-			Case("TC-ATT-001", "SPD-VER-2", "C33"), func(ctx SpecContext) {
+			Case("TC-ATT-001", Negative, "SPD-VER-2", "C33"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
 				r := payment(spd.KindUse, spd.ModeOnline, 0)

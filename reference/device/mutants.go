@@ -130,6 +130,7 @@ var Mutants = []Mutant{
 	{"token-not-counted", "SPD-TOK-2", "does not count payments against the token"},
 	{"token-expiry-inclusive", "SPD-TOK-2", "declines a token payment at exactly the token's expiry"},
 	{"token-channel-ignored", "SPD-TOK-2", "ignores the token's channels"},
+	{"token-unknown-account", "SPD-TOK-2", "pays a token it never made under the account instead of declining it"},
 	{"token-guessable", "SPD-TOK-1", "makes tokens from the ATC alone (no random part)"},
 	{"token-capacity-9", "SPD-TOK-1", "keeps a 9th live token"},
 	{"token-no-purge", "SPD-TOK-1", "does not drop expired or used-up tokens before refusing with 6A84"},
@@ -142,6 +143,7 @@ var Mutants = []Mutant{
 	{"medium-no-pending", "SPD-MED-1", "leaves the pending total out of the stored-value medium"},
 	{"medium-sign-template", "SPD-KEY-5", "signs media over the service information template only"},
 	{"parse-rogue-ca", "SPD-MED-4", "PARSE MEDIUM trusts the medium's own certificate without checking the CA"},
+	{"parse-no-cert-6982", "SPD-MED-5", "PARSE MEDIUM answers 6982 instead of 6A80 to a medium that carries no certificate"},
 	{"parse-spends-atc", "SPD-MED-4", "adds one to the ATC on PARSE MEDIUM"},
 
 	// Transfers.

@@ -140,10 +140,14 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 	if len(req.Token) > 0 && !bytes.Equal(req.Token, d.prof.AccountToken) {
 		tokName = hex.EncodeToString(req.Token)
 		t, ok := d.tokens[tokName]
-		if !ok {
+		switch {
+		case !ok && d.bug("token-unknown-account"):
+			tokName = ""
+		case !ok:
 			return decline(ReasonUnknownToken)
+		default:
+			tok, tokenUsed = t, req.Token
 		}
-		tok, tokenUsed = t, req.Token
 	}
 	// Location and attribute checks (C33).
 	if len(d.prof.Regions) > 0 {

@@ -254,7 +254,7 @@ func (d *Device) doParseMedium(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWWrongData
 	}
 	if err := d.verifyMedium(m, "parse-rogue-ca"); err != nil {
-		if errors.Is(err, medium.ErrBadSignature) {
+		if errors.Is(err, medium.ErrBadSignature) || (d.bug("parse-no-cert-6982") && len(m.Info.Certificate) == 0) {
 			return nil, apdu.SWSecurityNotSatisfied
 		}
 		return nil, apdu.SWWrongData
