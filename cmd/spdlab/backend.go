@@ -19,10 +19,6 @@ import (
 	"github.com/spdlab/spdlab/scenarios"
 )
 
-func init() {
-	register("backend", "serve the reference issuer and settlement host (HTTP JSON API, SQLite)", runBackend)
-}
-
 // smsLog is the lab's SMS gateway: it prints each message, so that the
 // person at the terminal reads the one-time code from the backend's log.
 type smsLog struct {

@@ -21,10 +21,6 @@ import (
 	"github.com/spdlab/spdlab/scenarios"
 )
 
-func init() {
-	register("cases", "list the conformance cases (ID, title, requirements, claims, what each needs) without running any", runCases)
-}
-
 // catalogueRegenerate is the one command that rewrites the committed
 // catalogue.
 const catalogueRegenerate = "go run ./cmd/spdlab cases --format md > scenarios/CATALOGUE.md"

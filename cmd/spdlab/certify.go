@@ -18,10 +18,6 @@ import (
 	"github.com/spdlab/spdlab/scenarios/ics"
 )
 
-func init() {
-	register("certify", "run the conformance suite against a device and write the signed certification report", runCertify)
-}
-
 // suiteT is the testing.T stand-in Ginkgo reports the suite's outcome to.
 type suiteT struct{ failed bool }
 

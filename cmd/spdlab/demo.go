@@ -16,10 +16,6 @@ import (
 	"github.com/spdlab/spdlab/scenarios"
 )
 
-func init() {
-	register("demo", "personalise a device, pay each way, pay offline and settle, showing every step", runDemo)
-}
-
 // demo is one run of the demonstration: a device reached over a link, the
 // issuer that personalises it, and where its media go.
 type demo struct {

@@ -18,10 +18,6 @@ import (
 	"github.com/spdlab/spdlab/reference/store"
 )
 
-func init() {
-	register("emulate", "serve a reference device as a SIM or eSIM (pcscd+vpcd), on a serial pty, or as a microSD channel", runEmulate)
-}
-
 // otherVPCDSlot returns the card-side address of Debian vpcd's other slot
 // (its two slots listen on 35963 and 35964).
 func otherVPCDSlot(address string) (string, bool) {

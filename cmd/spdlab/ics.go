@@ -11,10 +11,6 @@ import (
 	"github.com/spdlab/spdlab/scenarios/ics"
 )
 
-func init() {
-	register("ics", "write a commented implementation conformance statement (ICS) to fill, or check a filled one", runICS)
-}
-
 func runICS(ctx context.Context, e *env, args []string) error {
 	const synopsis = "template [--out FILE] | check FILE"
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {

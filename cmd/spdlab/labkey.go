@@ -8,10 +8,6 @@ import (
 	"github.com/spdlab/spdlab/reports"
 )
 
-func init() {
-	register("labkey", "make or show the lab's report signing key (init --name LAB | show)", runLabKey)
-}
-
 func runLabKey(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || (args[0] != "init" && args[0] != "show") {
 		if len(args) > 0 && !isHelp(args[0]) {

@@ -55,10 +55,20 @@ type env struct {
 // errUsage marks a usage error: the subcommand has printed its help.
 var errUsage = errors.New("usage")
 
-var commands = map[string]command{}
-
-func register(name, summary string, run func(ctx context.Context, env *env, args []string) error) {
-	commands[name] = command{summary: summary, run: run}
+// commands is the table of subcommands.
+var commands = map[string]command{
+	"backend":  {summary: "serve the reference issuer and settlement host (HTTP JSON API, SQLite)", run: runBackend},
+	"cases":    {summary: "list the conformance cases (ID, title, requirements, claims, what each needs) without running any", run: runCases},
+	"certify":  {summary: "run the conformance suite against a device and write the signed certification report", run: runCertify},
+	"demo":     {summary: "personalise a device, pay each way, pay offline and settle, showing every step", run: runDemo},
+	"emulate":  {summary: "serve a reference device as a SIM or eSIM (pcscd+vpcd), on a serial pty, or as a microSD channel", run: runEmulate},
+	"ics":      {summary: "write a commented implementation conformance statement (ICS) to fill, or check a filled one", run: runICS},
+	"labkey":   {summary: "make or show the lab's report signing key (init --name LAB | show)", run: runLabKey},
+	"medium":   {summary: "decode, verify and encode stored-value, token, transfer and result media", run: runMedium},
+	"merchant": {summary: "decode and encode EMV QRCPS merchant-presented order codes", run: runMerchant},
+	"report":   {summary: "write a certification report from a Ginkgo JSON report, or verify one against a trusted lab key", run: runReport},
+	"terminal": {summary: "run a terminal flow (pay, settle, token, transfer, ...) on a device and a backend", run: runTerminal},
+	"version":  {summary: "print spdlab's version and commit, and the suite and SPD profile versions it checks", run: runVersion},
 }
 
 func usage(w io.Writer) {

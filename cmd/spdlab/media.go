@@ -17,11 +17,6 @@ import (
 	"github.com/spdlab/spdlab/reference/merchant"
 )
 
-func init() {
-	register("medium", "decode, verify and encode stored-value, token, transfer and result media", runMedium)
-	register("merchant", "decode and encode EMV QRCPS merchant-presented order codes", runMerchant)
-}
-
 // decodedMedium is what `spdlab medium decode` prints, and what `spdlab
 // medium encode` reads back (a bare service information object works too).
 type decodedMedium struct {

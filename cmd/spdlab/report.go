@@ -15,10 +15,6 @@ import (
 	"github.com/spdlab/spdlab/reports"
 )
 
-func init() {
-	register("report", "write a certification report from a Ginkgo JSON report, or verify one against a trusted lab key", runReport)
-}
-
 func runReport(ctx context.Context, e *env, args []string) error {
 	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE) | --merge --out DIR [--key FILE] (--lab-key PUB | --trust FILE) SHARD_DIR... | --times DIR... | --golden GDIR (--record DIR | --compare DIR)")
 	jsonPath := flags.String("json", "", "Ginkgo JSON report of a conformance run")

@@ -24,10 +24,6 @@ import (
 	"github.com/spdlab/spdlab/scenarios"
 )
 
-func init() {
-	register("terminal", "run a terminal flow (pay, settle, token, transfer, ...) on a device and a backend", runTerminal)
-}
-
 const terminalSynopsis = `FLOW --dut DUT [--state FILE] [--backend URL] [flags]
 
 Flows:

@@ -10,10 +10,6 @@ import (
 	"github.com/spdlab/spdlab/scenarios/ics"
 )
 
-func init() {
-	register("version", "print spdlab's version and commit, and the suite and SPD profile versions it checks", runVersion)
-}
-
 func runVersion(ctx context.Context, e *env, args []string) error {
 	flags := newFlags(e, "version", "")
 	if err := flags.Parse(args); err != nil {

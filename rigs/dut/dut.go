@@ -95,9 +95,21 @@ func (d *DUT) onClose(f func() error) { d.closers = append(d.closers, f) }
 // opener opens one kind of DUT; arg is what follows the first colon.
 type opener func(ctx context.Context, d *DUT, arg string, opt Options) error
 
+// openers is the table of DUT kinds. pcsc and pcsc-emu answer an error in
+// a build without cgo (pcsc_nocgo.go).
 var openers = map[string]opener{
-	"ref":    openRef,
-	"replay": openReplay,
+	"ref":        openRef,
+	"replay":     openReplay,
+	"faulty":     openFaulty,
+	"esim-emu":   openESIMEmu,
+	"pcsc":       openPCSC,
+	"pcsc-emu":   openPCSCEmu,
+	"serial":     openSerial,
+	"serial-emu": openSerialEmu,
+	"sd":         openSD,
+	"sd-emu":     openSDEmu,
+	"usb":        openUSB,
+	"usb-emu":    openUSBEmu,
 }
 
 // Kinds lists the DUT kinds this build knows.

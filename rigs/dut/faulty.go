@@ -10,10 +10,6 @@ import (
 	"github.com/spdlab/spdlab/rigs/link"
 )
 
-func init() {
-	openers["faulty"] = openFaulty
-}
-
 // openFaulty serves a new reference device with one deliberate defect, a
 // mutant of the catalogue device.Mutants, for proving the conformance
 // suite fails a device that has it:

@@ -20,11 +20,6 @@ import (
 	"github.com/spdlab/spdlab/rigs/pcsc"
 )
 
-func init() {
-	openers["pcsc"] = openPCSC
-	openers["pcsc-emu"] = openPCSCEmu
-}
-
 // openPCSC opens a PC/SC reader by name; no name takes the first reader
 // with a card.
 func openPCSC(ctx context.Context, d *DUT, reader string, opt Options) error {

@@ -14,15 +14,6 @@ import (
 	"github.com/spdlab/spdlab/rigs/usb"
 )
 
-func init() {
-	openers["serial"] = openSerial
-	openers["serial-emu"] = openSerialEmu
-	openers["sd"] = openSD
-	openers["sd-emu"] = openSDEmu
-	openers["usb"] = openUSB
-	openers["usb-emu"] = openUSBEmu
-}
-
 func openSerial(ctx context.Context, d *DUT, path string, opt Options) error {
 	if path == "" {
 		return fmt.Errorf("dut: serial needs a port path, as in serial:/dev/ttyUSB0")
