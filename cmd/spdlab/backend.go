@@ -36,8 +36,8 @@ func (g *smsLog) Send(ctx context.Context, phone, text string) error {
 }
 
 func runBackend(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "backend", "--db FILE --listen 127.0.0.1:PORT --issuer-token-file FILE [--terminal-token-file FILE] [--host-key FILE --ca FILE]")
-	db := flags.String("db", "", "SQLite database file (created if absent)")
+	flags := newFlags(e, "backend", "--db FILE|postgres://... --listen 127.0.0.1:PORT --issuer-token-file FILE [--terminal-token-file FILE] [--host-key FILE --ca FILE]")
+	db := flags.String("db", "", "SQLite database file (created if absent), or a PostgreSQL URL postgres://USER:PASSWORD@HOST:PORT/DB that several backends share (an empty database needs --init)")
 	listen := flags.String("listen", "127.0.0.1:8080", "address to serve on (port 0: any free port)")
 	hostKey := flags.String("host-key", "", "issuer host key (PEM or DER, P-256) that signs answers and device commands (default: the lab's test issuer)")
 	caPath := flags.String("ca", "", "issuer CA certificate (PEM or DER) that must sign device certificates (default: the lab's test issuer)")
@@ -45,8 +45,8 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 	tokenFile := flags.String("issuer-token-file", "", "file holding the issuer's bearer token; a new random token is written there (mode 0600) if it does not exist")
 	termFile := flags.String("terminal-token-file", "", "file holding the terminals' bearer token (device-side calls only); made like --issuer-token-file")
 	devOpen := flags.Bool("dev-open", false, "DEVELOPMENT ONLY: serve every call without a credential when no issuer token is given")
-	initialise := flags.Bool("init", false, "initialise --db even if it is an existing empty file (a missing file is always created)")
-	syncFull := flags.Bool("sync-full", false, "synchronous=FULL: durable against power loss, one fsync per commit")
+	initialise := flags.Bool("init", false, "initialise --db even if it is an existing empty file or a PostgreSQL database without tables (a missing file is always created)")
+	syncFull := flags.Bool("sync-full", false, "SQLite: synchronous=FULL, durable against power loss, one fsync per commit (PostgreSQL commits are durable by its own settings)")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -72,8 +72,15 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(e.stderr, "spdlab "+format+"\n", args...)
 	}
-	srv, err := backend.Open(backend.Config{DBPath: *db, Listen: *listen, Keys: keys, IssuerToken: issuerToken,
-		TerminalToken: termToken, DevOpen: *devOpen, Initialise: *initialise, Log: logf, SyncFull: *syncFull, Gateway: &smsLog{w: e.stdout}})
+	cfg := backend.Config{Listen: *listen, Keys: keys, IssuerToken: issuerToken,
+		TerminalToken: termToken, DevOpen: *devOpen, Initialise: *initialise, Log: logf, SyncFull: *syncFull, Gateway: &smsLog{w: e.stdout}}
+	dbName := *db
+	if backend.IsPostgresURL(*db) {
+		cfg.PostgresURL, dbName = *db, backend.RedactURL(*db)
+	} else {
+		cfg.DBPath = *db
+	}
+	srv, err := backend.Open(cfg)
 	if err != nil {
 		return err
 	}
@@ -92,7 +99,7 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 	if termToken != "" {
 		auth += ", terminal token from " + *termFile
 	}
-	fmt.Fprintf(e.stdout, "spdlab backend: serving on http://%s (database %s, issuer %s, %s); Ctrl-C stops\n", ln.Addr(), *db, issuerName, auth)
+	fmt.Fprintf(e.stdout, "spdlab backend: serving on http://%s (database %s, issuer %s, %s); Ctrl-C stops\n", ln.Addr(), dbName, issuerName, auth)
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
 	}

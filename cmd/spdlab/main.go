@@ -57,7 +57,7 @@ var errUsage = errors.New("usage")
 
 // commands is the table of subcommands.
 var commands = map[string]command{
-	"backend":  {summary: "serve the reference issuer and settlement host (HTTP JSON API, SQLite)", run: runBackend},
+	"backend":  {summary: "serve the reference issuer and settlement host (HTTP JSON API, SQLite or PostgreSQL)", run: runBackend},
 	"cases":    {summary: "list the conformance cases (ID, title, requirements, claims, what each needs) without running any", run: runCases},
 	"certify":  {summary: "run the conformance suite against a device and write the signed certification report", run: runCertify},
 	"demo":     {summary: "personalise a device, pay each way, pay offline and settle, showing every step", run: runDemo},

@@ -49,7 +49,7 @@ type auditDevice struct {
 // It fails only when the database cannot be read at all.
 func (s *Server) Audit(ctx context.Context) (Audit, error) {
 	a := Audit{Discrepancies: []Discrepancy{}, Differences: []ViewDifference{}, Flagged: []FlaggedDevice{}}
-	tx, err := s.rdb.BeginTx(ctx, nil)
+	tx, err := s.rdb.BeginTx(ctx, s.eng.snapshotTx())
 	if err != nil {
 		return a, internal(err)
 	}

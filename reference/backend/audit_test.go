@@ -79,18 +79,18 @@ func TestAuditNamesEachDiscrepancy(t *testing.T) {
 		undoArgs  []any
 		wantFound int64
 	}{
-		{"balance +1", `UPDATE devices SET balance = balance + 1 WHERE id = ?`, []any{q.id}, "devices", q.id, 0, "balance differs",
-			`UPDATE devices SET balance = balance - 1 WHERE id = ?`, []any{q.id}, 501},
-		{"issued +1", `UPDATE devices SET issued = issued + 1 WHERE id = ?`, []any{p.id}, "devices", p.id, 0, "issued differs",
-			`UPDATE devices SET issued = issued - 1 WHERE id = ?`, []any{p.id}, 1001},
-		{"record amount", `UPDATE records SET amount = 1 WHERE device_id = ? AND atc = 2`, []any{p.id}, "records", p.id, 2, "signed record",
-			`UPDATE records SET amount = 50 WHERE device_id = ? AND atc = 2`, []any{p.id}, 1},
-		{"negative balance", `UPDATE devices SET balance = -5 WHERE id = ?`, []any{q.id}, "devices", q.id, 0, "not an amount",
-			`UPDATE devices SET balance = 500 WHERE id = ?`, []any{q.id}, 0},
-		{"balance past int64 sums", `UPDATE devices SET balance = 9223372036854775807 WHERE id = ?`, []any{q.id}, "devices", q.id, 0, "not an amount",
-			`UPDATE devices SET balance = 500 WHERE id = ?`, []any{q.id}, 0},
-		{"record state", `UPDATE records SET state = 9 WHERE device_id = ? AND atc = 1`, []any{p.id}, "records", p.id, 1, "not a state",
-			`UPDATE records SET state = 1 WHERE device_id = ? AND atc = 1`, []any{p.id}, 0},
+		{"balance +1", `UPDATE devices SET balance = balance + 1 WHERE id = $1`, []any{q.id}, "devices", q.id, 0, "balance differs",
+			`UPDATE devices SET balance = balance - 1 WHERE id = $1`, []any{q.id}, 501},
+		{"issued +1", `UPDATE devices SET issued = issued + 1 WHERE id = $1`, []any{p.id}, "devices", p.id, 0, "issued differs",
+			`UPDATE devices SET issued = issued - 1 WHERE id = $1`, []any{p.id}, 1001},
+		{"record amount", `UPDATE records SET amount = 1 WHERE device_id = $1 AND atc = 2`, []any{p.id}, "records", p.id, 2, "signed record",
+			`UPDATE records SET amount = 50 WHERE device_id = $1 AND atc = 2`, []any{p.id}, 1},
+		{"negative balance", `UPDATE devices SET balance = -5 WHERE id = $1`, []any{q.id}, "devices", q.id, 0, "not an amount",
+			`UPDATE devices SET balance = 500 WHERE id = $1`, []any{q.id}, 0},
+		{"balance past int64 sums", `UPDATE devices SET balance = 9223372036854775807 WHERE id = $1`, []any{q.id}, "devices", q.id, 0, "not an amount",
+			`UPDATE devices SET balance = 500 WHERE id = $1`, []any{q.id}, 0},
+		{"record state", `UPDATE records SET state = 9 WHERE device_id = $1 AND atc = 1`, []any{p.id}, "records", p.id, 1, "not a state",
+			`UPDATE records SET state = 1 WHERE device_id = $1 AND atc = 1`, []any{p.id}, 0},
 	} {
 		l.tamper(tc.q, tc.args...)
 		a, err := l.c.Audit(bg)

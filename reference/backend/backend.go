@@ -41,11 +41,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
-
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
 // Keys are the backend's keys.
@@ -60,8 +57,13 @@ type Keys struct {
 
 // Config configures a Server.
 type Config struct {
-	// DBPath is the SQLite file (created if absent).
+	// DBPath is the SQLite file (created if absent): the embedded
+	// default, for one backend process.
 	DBPath string
+	// PostgresURL, instead of DBPath, keeps the books in PostgreSQL
+	// (postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=...), where
+	// several backend processes can serve them together.
+	PostgresURL string
 	// Listen is the address ListenAndServe uses when given none.
 	Listen string
 	Keys   Keys
@@ -103,9 +105,10 @@ type Config struct {
 	// Log receives the backend's warnings (default: discarded).
 	Log func(format string, args ...any)
 	// Initialise lets Open make a new database in an existing file that is
-	// empty (zero bytes, or SQLite without tables). Without it such a file
-	// is refused: an issuer that finds its books gone must not start as a
-	// new, empty issuer. A path that does not exist is always created.
+	// empty (zero bytes, or SQLite without tables), or in a PostgreSQL
+	// database without tables. Without it such a database is refused: an
+	// issuer that finds its books gone must not start as a new, empty
+	// issuer. An SQLite path that does not exist is always created.
 	Initialise bool
 	// KeepClonesInService flags a device caught signing two different
 	// records with one ATC without revoking it (default: revoke).
@@ -117,14 +120,13 @@ type Config struct {
 // Server is the backend: storage, keys and the HTTP handlers.
 type Server struct {
 	cfg        Config
-	wdb        *sql.DB // the one writing connection
-	rdb        *sql.DB // readers
-	cdb        *sql.DB // the checkpointer
+	eng        engine
+	wdb        *sql.DB // writes (SQLite: the one writing connection)
+	rdb        *sql.DB // reads
 	jobs       chan *writeJob
 	closing    chan struct{}
 	closeOnce  sync.Once
 	writerDone chan struct{}
-	ckptDone   chan struct{}
 	stmts      writeStmts
 	signer     *ecdsa.PrivateKey
 	outbox     *Outbox
@@ -140,8 +142,8 @@ type Server struct {
 
 // Open opens (or creates) the database and returns a Server ready to serve.
 func Open(cfg Config) (*Server, error) {
-	if cfg.DBPath == "" {
-		return nil, errors.New("backend: no database path")
+	if (cfg.DBPath == "") == (cfg.PostgresURL == "") {
+		return nil, errors.New("backend: give either a database path or a PostgreSQL URL")
 	}
 	if err := checkCredentials(cfg); err != nil {
 		return nil, err
@@ -180,65 +182,27 @@ func Open(cfg Config) (*Server, error) {
 		s.outbox = &Outbox{}
 		s.cfg.Gateway = s.outbox
 	}
-	sync := "NORMAL"
-	if cfg.SyncFull {
-		sync = "FULL"
+	if cfg.PostgresURL != "" {
+		s.eng = &postgresEngine{url: cfg.PostgresURL}
+	} else {
+		s.eng = &sqliteEngine{path: cfg.DBPath}
 	}
-	dsn := func(extra string) string {
-		q := url.Values{}
-		q.Add("_pragma", "journal_mode(WAL)")
-		q.Add("_pragma", "synchronous("+sync+")")
-		q.Add("_pragma", "busy_timeout(10000)")
-		if extra != "" {
-			q.Add("_pragma", extra)
-		}
-		return "file:" + cfg.DBPath + "?" + q.Encode()
-	}
-	existed, err := preflight(cfg.DBPath, cfg.Initialise)
-	if err != nil {
+	var err error
+	if s.wdb, s.rdb, err = s.eng.open(cfg); err != nil {
 		return nil, err
 	}
-	if existed {
-		// Checked on a plain connection first: the backend's own turn a
-		// file to WAL mode, which would change a file it then refuses.
-		chk, err := sql.Open("sqlite", "file:"+cfg.DBPath+"?_pragma=busy_timeout(10000)")
-		if err != nil {
-			return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
-		}
-		err = checkDatabase(chk, cfg.DBPath, existed, cfg.Initialise)
-		chk.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	if s.wdb, err = sql.Open("sqlite", dsn("wal_autocheckpoint(0)")); err != nil {
-		return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
-	}
-	s.wdb.SetMaxOpenConns(1)
-	s.wdb.SetMaxIdleConns(1)
-	s.wdb.SetConnMaxLifetime(0)
-	s.wdb.SetConnMaxIdleTime(0)
-	if err := migrate(s.wdb); err != nil {
-		s.wdb.Close()
-		return nil, err
-	}
-	if s.rdb, err = sql.Open("sqlite", dsn("query_only(1)")); err != nil {
-		s.wdb.Close()
-		return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
-	}
-	s.rdb.SetMaxOpenConns(4)
-	s.rdb.SetMaxIdleConns(4)
-	if s.cdb, err = sql.Open("sqlite", dsn("")); err != nil {
+	if err := migrate(context.Background(), s.wdb, s.eng, cfg.Now().Unix()); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("backend: open %s: %w", cfg.DBPath, err)
+		return nil, err
 	}
-	s.cdb.SetMaxOpenConns(1)
-	s.jobs = make(chan *writeJob, 4*maxGroup)
 	s.closing = make(chan struct{})
 	s.writerDone = make(chan struct{})
-	s.ckptDone = make(chan struct{})
-	go s.writer()
-	go s.checkpointer()
+	if s.eng.singleWriter() {
+		s.jobs = make(chan *writeJob, 4*maxGroup)
+		go s.writer()
+	} else {
+		close(s.writerDone)
+	}
 	if err := s.stmts.prepare(s.wdb); err != nil {
 		s.Close()
 		return nil, err
@@ -253,57 +217,38 @@ func Open(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// checkpointer copies the WAL back into the database file every
-// checkpointEvery, on its own connection. The writing connection never
-// checkpoints (wal_autocheckpoint=0): a checkpoint syncs the database file,
-// and doing it inside a commit would stall every write queued behind it.
-// PASSIVE never waits for readers or the writer.
-func (s *Server) checkpointer() {
-	defer close(s.ckptDone)
-	t := time.NewTicker(checkpointEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.closing:
-			return
-		case <-t.C:
-			s.cdb.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
-		}
-	}
-}
-
-const checkpointEvery = time.Second
-
 // storedSigner loads the signing key kept in the database, making and
 // storing one the first time.
 func (s *Server) storedSigner() (*ecdsa.PrivateKey, error) {
 	var der []byte
 	err := s.wdb.QueryRow(`SELECT v FROM meta WHERE k='signing_key'`).Scan(&der)
-	if err == nil {
-		k, err := x509.ParsePKCS8PrivateKey(der)
-		if err != nil {
-			return nil, fmt.Errorf("backend: stored signing key: %w", err)
+	if errors.Is(err, sql.ErrNoRows) {
+		k, kerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if kerr != nil {
+			return nil, fmt.Errorf("backend: make signing key: %w", kerr)
 		}
-		ek, ok := k.(*ecdsa.PrivateKey)
-		if !ok {
-			return nil, errors.New("backend: stored signing key is not ECDSA")
+		if der, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
+			return nil, fmt.Errorf("backend: encode signing key: %w", err)
 		}
-		return ek, nil
+		// Backends starting together on one database each make a key;
+		// the first stored is the one every backend signs with.
+		if _, err := s.wdb.Exec(`INSERT INTO meta(k, v) VALUES('signing_key', $1) ON CONFLICT DO NOTHING`, der); err != nil {
+			return nil, fmt.Errorf("backend: store signing key: %w", err)
+		}
+		err = s.wdb.QueryRow(`SELECT v FROM meta WHERE k='signing_key'`).Scan(&der)
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	if err != nil {
 		return nil, fmt.Errorf("backend: read signing key: %w", err)
 	}
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("backend: make signing key: %w", err)
+		return nil, fmt.Errorf("backend: stored signing key: %w", err)
 	}
-	if der, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
-		return nil, fmt.Errorf("backend: encode signing key: %w", err)
+	ek, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, errors.New("backend: stored signing key is not ECDSA")
 	}
-	if _, err := s.wdb.Exec(`INSERT INTO meta(k, v) VALUES('signing_key', ?)`, der); err != nil {
-		return nil, fmt.Errorf("backend: store signing key: %w", err)
-	}
-	return k, nil
+	return ek, nil
 }
 
 // PublicKey is the key that checks the backend's signed answers.
@@ -369,15 +314,14 @@ func (s *Server) Close() error {
 	if s.closing != nil {
 		s.closeOnce.Do(func() { close(s.closing) })
 		<-s.writerDone
-		<-s.ckptDone
 	}
 	s.stmts.close()
 	var errs []error
-	if s.rdb != nil {
-		errs = append(errs, s.rdb.Close())
+	if s.eng != nil {
+		s.eng.close()
 	}
-	if s.cdb != nil {
-		errs = append(errs, s.cdb.Close())
+	if s.rdb != nil && s.rdb != s.wdb {
+		errs = append(errs, s.rdb.Close())
 	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
@@ -414,7 +358,7 @@ func (s *Server) deviceKey(ctx context.Context, id string) (*ecdsa.PublicKey, er
 		return k, nil
 	}
 	var der []byte
-	err := s.rdb.QueryRowContext(ctx, `SELECT pubkey FROM devices WHERE id=?`, id).Scan(&der)
+	err := s.rdb.QueryRowContext(ctx, `SELECT pubkey FROM devices WHERE id=$1`, id).Scan(&der)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errUnknownDevice(id)
 	}

@@ -52,7 +52,7 @@ func TestHealthAndKeys(t *testing.T) {
 func TestSigningKeyPersists(t *testing.T) {
 	l := newLab(t, nil)
 	pub := l.srv.PublicKey()
-	s2, err := Open(Config{DBPath: l.dbPath, IssuerToken: testIssuerToken})
+	s2, err := Open(l.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestCloneIsCaughtAndRevoked(t *testing.T) {
 		t.Fatalf("the second merchant is not told plainly: %q", ae.Reason)
 	}
 	var raw []byte
-	if err := l.srv.rdb.QueryRow(`SELECT raw FROM conflicts WHERE device_id=? AND atc=7`, d.id).Scan(&raw); err != nil || string(raw) != string(second) {
+	if err := l.srv.rdb.QueryRow(`SELECT raw FROM conflicts WHERE device_id=$1 AND atc=7`, d.id).Scan(&raw); err != nil || string(raw) != string(second) {
 		t.Fatalf("evidence not kept: %v", err)
 	}
 	a := l.audit()

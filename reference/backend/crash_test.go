@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -29,7 +30,10 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(crashChildEnv); spec != "" {
 		os.Exit(runCrashChild(spec))
 	}
-	os.Exit(m.Run())
+	flag.Parse()
+	code := m.Run()
+	stopPG()
+	os.Exit(code)
 }
 
 // runCrashChild serves the backend on 127.0.0.1 with the database and
@@ -40,7 +44,9 @@ func runCrashChild(spec string) int {
 		fmt.Fprintln(os.Stderr, "backend: bad child spec")
 		return 2
 	}
-	srv, err := Open(Config{DBPath: db, IssuerToken: testIssuerToken})
+	cfg := dbConfig(db)
+	cfg.IssuerToken = testIssuerToken
+	srv, err := Open(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -73,7 +79,7 @@ type crashChild struct {
 
 func startCrashChild(t *testing.T, db string) *crashChild {
 	t.Helper()
-	addrFile := filepath.Join(filepath.Dir(db), fmt.Sprintf("addr-%d", time.Now().UnixNano()))
+	addrFile := filepath.Join(t.TempDir(), "addr")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashChildEnv+"="+db+"|"+addrFile)
 	cmd.Stderr = os.Stderr
@@ -113,7 +119,7 @@ func TestCrashDuringSettlement(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills backend processes")
 	}
-	db := filepath.Join(t.TempDir(), "crash.db")
+	db := testDB(t)
 	const (
 		devices       = 12
 		perDevice     = 120
@@ -225,7 +231,9 @@ func TestCrashDuringSettlement(t *testing.T) {
 	// balance.
 	checkDB := func(round int) {
 		t.Helper()
-		s, err := Open(Config{DBPath: db, IssuerToken: testIssuerToken})
+		cfg := dbConfig(db)
+		cfg.IssuerToken = testIssuerToken
+		s, err := Open(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,129 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net/http"
+	"time"
 )
-
-// schema is the backend's SQLite schema. Amounts are integers in minor
-// units; times are Unix seconds.
-const schema = `
-CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v BLOB) STRICT;
-CREATE TABLE IF NOT EXISTS devices(
-	id TEXT PRIMARY KEY,
-	pubkey BLOB NOT NULL,
-	cert_serial TEXT NOT NULL DEFAULT '',
-	account TEXT NOT NULL,
-	currency INTEGER NOT NULL,
-	phone TEXT NOT NULL DEFAULT '',
-	initial INTEGER NOT NULL,
-	issued INTEGER NOT NULL,
-	balance INTEGER NOT NULL,
-	reported_balance INTEGER,
-	reported_atc INTEGER,
-	param_counter INTEGER NOT NULL DEFAULT 0,
-	param_applied INTEGER NOT NULL DEFAULT 0,
-	created_at INTEGER NOT NULL
-) STRICT;
--- One row per (device, ATC): state 1 settled, 2 held (authorised, pending),
--- 3 declined online, 4 a transfer-in stored and held until the payer's
--- transfer-out settles (not credited).
-CREATE TABLE IF NOT EXISTS records(
-	device_id TEXT NOT NULL,
-	atc INTEGER NOT NULL,
-	amount INTEGER NOT NULL,
-	currency INTEGER NOT NULL,
-	token TEXT NOT NULL,
-	kind INTEGER NOT NULL,
-	mode INTEGER NOT NULL,
-	time INTEGER NOT NULL,
-	body_hash BLOB NOT NULL,
-	state INTEGER NOT NULL,
-	account TEXT NOT NULL,
-	channel TEXT NOT NULL,
-	batch TEXT NOT NULL DEFAULT '',
-	at INTEGER NOT NULL,
-	result BLOB,
-	raw BLOB NOT NULL,
-	PRIMARY KEY(device_id, atc)
-) STRICT, WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS records_state ON records(state);
-CREATE TABLE IF NOT EXISTS tokens(
-	token TEXT PRIMARY KEY,
-	device_id TEXT NOT NULL,
-	max_uses INTEGER NOT NULL,
-	uses INTEGER NOT NULL,
-	max_amount INTEGER NOT NULL,
-	not_before INTEGER NOT NULL,
-	not_after INTEGER NOT NULL,
-	channels TEXT NOT NULL,
-	created_at INTEGER NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS params(
-	device_id TEXT NOT NULL,
-	counter INTEGER NOT NULL,
-	body BLOB NOT NULL,
-	created_at INTEGER NOT NULL,
-	PRIMARY KEY(device_id, counter)
-) STRICT;
-CREATE TABLE IF NOT EXISTS otps(
-	id TEXT PRIMARY KEY,
-	device_id TEXT NOT NULL,
-	purpose TEXT NOT NULL,
-	code_hash BLOB NOT NULL,
-	expires_at INTEGER NOT NULL,
-	tries_left INTEGER NOT NULL,
-	used INTEGER NOT NULL,
-	tries INTEGER NOT NULL DEFAULT 0,
-	created_at INTEGER NOT NULL DEFAULT 0
-) STRICT;
-CREATE INDEX IF NOT EXISTS otps_device ON otps(device_id, created_at);
-CREATE INDEX IF NOT EXISTS otps_created ON otps(created_at);
-CREATE TABLE IF NOT EXISTS revocations(
-	kind TEXT NOT NULL,
-	subject TEXT NOT NULL,
-	reason TEXT NOT NULL,
-	at INTEGER NOT NULL,
-	PRIMARY KEY(kind, subject)
-) STRICT;
-CREATE TABLE IF NOT EXISTS transfers(
-	id TEXT PRIMARY KEY,
-	from_device TEXT NOT NULL,
-	to_device TEXT NOT NULL,
-	amount INTEGER NOT NULL,
-	state TEXT NOT NULL,
-	expires_at INTEGER NOT NULL,
-	created_at INTEGER NOT NULL,
-	done_at INTEGER NOT NULL DEFAULT 0
-) STRICT;
-CREATE INDEX IF NOT EXISTS transfers_state ON transfers(state);
--- Records signed by a device that conflict with a stored record of the
--- same (device, ATC): evidence of a cloned or rolled-back device.
-CREATE TABLE IF NOT EXISTS conflicts(
-	device_id TEXT NOT NULL,
-	atc INTEGER NOT NULL,
-	body_hash BLOB NOT NULL,
-	raw BLOB NOT NULL,
-	source TEXT NOT NULL,
-	at INTEGER NOT NULL,
-	PRIMARY KEY(device_id, atc, body_hash)
-) STRICT;
--- Offline transfers (transfer media), from the devices' records: the payer's
--- transfer-out, then the payee's transfer-in or the payer's reclaim. A
--- transfer-in that arrives before the transfer-out is held (in_held, the
--- payee's record at in_atc) and credited when the transfer-out settles.
-CREATE TABLE IF NOT EXISTS offline_transfers(
-	payer TEXT NOT NULL,
-	serial INTEGER NOT NULL,
-	payee TEXT NOT NULL,
-	amount INTEGER NOT NULL,
-	out_settled INTEGER NOT NULL,
-	in_settled INTEGER NOT NULL,
-	reclaimed INTEGER NOT NULL,
-	in_held INTEGER NOT NULL DEFAULT 0,
-	in_atc INTEGER NOT NULL DEFAULT 0,
-	PRIMARY KEY(payer, serial)
-) STRICT;
-`
 
 // Record states.
 const (
@@ -136,42 +17,6 @@ const (
 	stateDeclined = 3
 	stateHeldIn   = 4
 )
-
-func migrate(db *sql.DB) error {
-	if _, err := db.Exec(schema); err != nil {
-		return fmt.Errorf("backend: create schema: %w", err)
-	}
-	if _, err := db.Exec(`INSERT OR IGNORE INTO meta(k, v) VALUES('schema', CAST(? AS BLOB))`, schemaMark); err != nil {
-		return fmt.Errorf("backend: mark schema: %w", err)
-	}
-	// Databases made before these columns existed get them; a device's
-	// initial value is then what was issued less its queued top-ups.
-	for _, c := range []struct{ table, column, add, fill string }{
-		{"devices", "initial", "ALTER TABLE devices ADD COLUMN initial INTEGER NOT NULL DEFAULT 0",
-			"UPDATE devices SET initial = issued - coalesce((SELECT sum(json_extract(p.body, '$.top_up')) FROM params p WHERE p.device_id = devices.id), 0)"},
-		{"otps", "tries", "ALTER TABLE otps ADD COLUMN tries INTEGER NOT NULL DEFAULT 0", "UPDATE otps SET tries = tries_left"},
-		{"otps", "created_at", "ALTER TABLE otps ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0", ""},
-		{"offline_transfers", "in_held", "ALTER TABLE offline_transfers ADD COLUMN in_held INTEGER NOT NULL DEFAULT 0", ""},
-		{"offline_transfers", "in_atc", "ALTER TABLE offline_transfers ADD COLUMN in_atc INTEGER NOT NULL DEFAULT 0", ""},
-	} {
-		var n int
-		if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info(?) WHERE name=?`, c.table, c.column).Scan(&n); err != nil {
-			return fmt.Errorf("backend: schema: %w", err)
-		}
-		if n > 0 {
-			continue
-		}
-		for _, q := range []string{c.add, c.fill} {
-			if q == "" {
-				continue
-			}
-			if _, err := db.Exec(q); err != nil {
-				return fmt.Errorf("backend: migrate %s.%s: %w", c.table, c.column, err)
-			}
-		}
-	}
-	return nil
-}
 
 // writeStmts are the hot statements, prepared once on the writing connection.
 type writeStmts struct {
@@ -184,7 +29,7 @@ type writeStmts struct {
 const selDeviceSQL = `SELECT d.balance, d.currency, d.account,
 	EXISTS(SELECT 1 FROM revocations r WHERE (r.kind='device' AND r.subject=d.id)
 		OR (r.kind='cert' AND d.cert_serial<>'' AND r.subject=d.cert_serial))
-	FROM devices d WHERE d.id=?`
+	FROM devices d WHERE d.id=$1`
 
 func (w *writeStmts) prepare(db *sql.DB) error {
 	var err error
@@ -196,16 +41,16 @@ func (w *writeStmts) prepare(db *sql.DB) error {
 		st, err = db.Prepare(q)
 		return st
 	}
-	w.selRecord = p(`SELECT state, account, result, body_hash FROM records WHERE device_id=? AND atc=?`)
+	w.selRecord = p(`SELECT state, account, result, body_hash FROM records WHERE device_id=$1 AND atc=$2`)
 	w.insRecord = p(`INSERT INTO records(device_id, atc, amount, currency, token, kind, mode, time, body_hash, state, account, channel, batch, at, result, raw)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`)
 	w.insNewRecord = p(`INSERT INTO records(device_id, atc, amount, currency, token, kind, mode, time, body_hash, state, account, channel, batch, at, result, raw)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id, atc) DO NOTHING`)
-	w.updRecord = p(`UPDATE records SET state=?, batch=?, at=? WHERE device_id=? AND atc=?`)
+		VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT(device_id, atc) DO NOTHING`)
+	w.updRecord = p(`UPDATE records SET state=$1, batch=$2, at=$3 WHERE device_id=$4 AND atc=$5`)
 	w.selDevice = p(selDeviceSQL)
-	w.addBalance = p(`UPDATE devices SET balance=balance+? WHERE id=?`)
-	w.selToken = p(`SELECT device_id, max_uses, uses, max_amount, not_before, not_after, channels FROM tokens WHERE token=?`)
-	w.useToken = p(`UPDATE tokens SET uses=uses+1 WHERE token=?`)
+	w.addBalance = p(`UPDATE devices SET balance=balance+$1 WHERE id=$2`)
+	w.selToken = p(`SELECT device_id, max_uses, uses, max_amount, not_before, not_after, channels FROM tokens WHERE token=$1`)
+	w.useToken = p(`UPDATE tokens SET uses=uses+1 WHERE token=$1`)
 	if err != nil {
 		return fmt.Errorf("backend: prepare: %w", err)
 	}
@@ -233,6 +78,9 @@ func (w *writeStmts) close() {
 // away mid-transaction finds its request done or not done, as after a
 // crash, and a retry is answered idempotently.
 func (s *Server) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if s.jobs == nil {
+		return s.writeConcurrent(context.WithoutCancel(ctx), fn)
+	}
 	j := &writeJob{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan error, 1)}
 	select {
 	case s.jobs <- j:
@@ -250,6 +98,62 @@ func (s *Server) write(ctx context.Context, fn func(ctx context.Context, tx *sql
 			return errClosed
 		}
 	}
+}
+
+// writeConcurrent runs fn in a transaction of its own, at the engine's
+// write isolation (PostgreSQL: SERIALIZABLE), beside the writes of other
+// goroutines and other backend processes. SERIALIZABLE makes the outcome
+// that of some serial order of the transactions, as the single writer
+// does; a transaction the database aborts to keep it so (a serialization
+// failure, a deadlock) runs again from the start, up to maxAttempts, with a
+// short random pause that grows. fn has no effect outside tx, so running
+// it again is safe.
+func (s *Server) writeConcurrent(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	var err error
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			select {
+			case <-time.After(retryPause(attempt)):
+			case <-s.closing:
+				return errClosed
+			}
+		}
+		if err = s.writeOnce(ctx, fn); err == nil || !s.eng.retryable(err) {
+			return err
+		}
+	}
+	return internal(fmt.Errorf("backend: gave up after %d attempts: %w", maxAttempts, err))
+}
+
+// maxAttempts bounds the runs of one write that keeps being aborted.
+const maxAttempts = 50
+
+// retryPause is a random pause of up to 1 ms doubled for each attempt,
+// at most 100 ms.
+func retryPause(attempt int) time.Duration {
+	max := time.Millisecond << min(attempt, 7)
+	return time.Duration(mathrand.Int64N(int64(min(max, 100*time.Millisecond))))
+}
+
+func (s *Server) writeOnce(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) (err error) {
+	tx, err := s.wdb.BeginTx(ctx, s.eng.writeTx())
+	if err != nil {
+		return internal(err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			err = internal(fmt.Errorf("backend: write panicked: %v", p))
+		}
+	}()
+	if err := fn(ctx, tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return internal(err)
+	}
+	return nil
 }
 
 // maxGroup bounds the writes committed together.
@@ -345,6 +249,8 @@ func (s *Server) commitGroup(group []*writeJob) (errs []error) {
 type apiErr struct {
 	status int
 	body   ErrorBody
+	// cause is the error behind an internal one, for errors.Is and As.
+	cause error
 	// evidence is a record that conflicts with a stored one: kept after
 	// the refusal (see keepEvidence).
 	evidence *conflictEvidence
@@ -363,8 +269,12 @@ func (e *apiErr) at(i int) *apiErr {
 	return e
 }
 
+func (e *apiErr) Unwrap() error { return e.cause }
+
 func internal(err error) *apiErr {
-	return newErr(http.StatusInternalServerError, CodeInternal, "%v", err)
+	e := newErr(http.StatusInternalServerError, CodeInternal, "%v", err)
+	e.cause = err
+	return e
 }
 
 func errUnknownDevice(id string) *apiErr {

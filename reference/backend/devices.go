@@ -115,13 +115,13 @@ func (s *Server) register(ctx context.Context, reg Registration) (Device, error)
 	now := s.cfg.Now().Unix()
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM devices WHERE id=?`, reg.DeviceID).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM devices WHERE id=$1`, reg.DeviceID).Scan(&n); err != nil {
 			return internal(err)
 		}
 		if n > 0 {
 			return newErr(http.StatusConflict, CodeDeviceExists, "device %q is already registered", reg.DeviceID)
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM revocations WHERE (kind='device' AND subject=?) OR (kind='cert' AND subject=? AND ?<>'')`,
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM revocations WHERE (kind='device' AND subject=$1) OR (kind='cert' AND subject=$2 AND $3<>'')`,
 			reg.DeviceID, serial, serial).Scan(&n); err != nil {
 			return internal(err)
 		}
@@ -132,7 +132,7 @@ func (s *Server) register(ctx context.Context, reg Registration) (Device, error)
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(id, pubkey, cert_serial, account, currency, phone, initial, issued, balance, created_at)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, reg.DeviceID, der, serial, reg.Account, reg.Currency, reg.Phone,
+			VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, reg.DeviceID, der, serial, reg.Account, reg.Currency, reg.Phone,
 			reg.InitialBalance, reg.InitialBalance, reg.InitialBalance, now); err != nil {
 			return internal(err)
 		}
@@ -176,7 +176,7 @@ func (s *Server) device(ctx context.Context, id string) (Device, error) {
 		param_counter, param_applied,
 		EXISTS(SELECT 1 FROM revocations r WHERE (r.kind='device' AND r.subject=devices.id)
 			OR (r.kind='cert' AND devices.cert_serial<>'' AND r.subject=devices.cert_serial))
-		FROM devices WHERE id=?`, id).Scan(&d.DeviceID, &d.Account, &d.Currency, &d.CertSerial, &d.Issued, &d.Balance,
+		FROM devices WHERE id=$1`, id).Scan(&d.DeviceID, &d.Account, &d.Currency, &d.CertSerial, &d.Issued, &d.Balance,
 		&rb, &ra, &d.ParameterCounter, &d.ParameterApplied, &d.Revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, errUnknownDevice(id)
@@ -219,18 +219,18 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request) {
 			return errRevoked(id)
 		}
 		var counter int64
-		if err := tx.QueryRowContext(ctx, `SELECT param_counter FROM devices WHERE id=?`, id).Scan(&counter); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT param_counter FROM devices WHERE id=$1`, id).Scan(&counter); err != nil {
 			return internal(err)
 		}
 		if c.Applied > counter {
 			return newErr(http.StatusBadRequest, CodeMalformed, "applied %d is beyond the last update queued (%d)", c.Applied, counter)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE devices SET param_applied=max(param_applied, ?),
-			reported_balance=coalesce(?, reported_balance), reported_atc=coalesce(?, reported_atc) WHERE id=?`,
+		if _, err := tx.ExecContext(ctx, `UPDATE devices SET param_applied=CASE WHEN param_applied > $1 THEN param_applied ELSE $1 END,
+			reported_balance=coalesce($2, reported_balance), reported_atc=coalesce($3, reported_atc) WHERE id=$4`,
 			c.Applied, nullInt(c.Balance), nullATC(c.ATC), id); err != nil {
 			return internal(err)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT body, created_at FROM params WHERE device_id=? AND counter>? ORDER BY counter`, id, c.Applied)
+		rows, err := tx.QueryContext(ctx, `SELECT body, created_at FROM params WHERE device_id=$1 AND counter>$2 ORDER BY counter`, id, c.Applied)
 		if err != nil {
 			return internal(err)
 		}
@@ -327,7 +327,7 @@ func (s *Server) handleQueueParameter(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `UPDATE devices SET param_counter=param_counter+1 WHERE id=? RETURNING param_counter`, id).Scan(&u.Counter); err != nil {
+		if err := tx.QueryRowContext(ctx, `UPDATE devices SET param_counter=param_counter+1 WHERE id=$1 RETURNING param_counter`, id).Scan(&u.Counter); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return errUnknownDevice(id)
 			}
@@ -343,12 +343,12 @@ func (s *Server) handleQueueParameter(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return internal(err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO params(device_id, counter, body, created_at) VALUES(?, ?, ?, ?)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO params(device_id, counter, body, created_at) VALUES($1, $2, $3, $4)`,
 			id, u.Counter, body, now.Unix()); err != nil {
 			return internal(err)
 		}
 		// A top-up is value issued onto the device.
-		if _, err := tx.ExecContext(ctx, `UPDATE devices SET issued=issued+?, balance=balance+? WHERE id=?`, u.TopUp, u.TopUp, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE devices SET issued=issued+$1, balance=balance+$2 WHERE id=$3`, u.TopUp, u.TopUp, id); err != nil {
 			return internal(err)
 		}
 		return nil
@@ -394,7 +394,7 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO revocations(kind, subject, reason, at) VALUES(?, ?, ?, ?)`,
+		res, err := tx.ExecContext(ctx, `INSERT INTO revocations(kind, subject, reason, at) VALUES($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
 			kind, subject, rv.Reason, rv.Time.Unix())
 		if err != nil {
 			return internal(err)

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -56,14 +55,16 @@ type lab struct {
 	c      *Client
 	term   *Client
 	clock  *testClock
-	dbPath string
+	db     string // the SQLite path or the PostgreSQL URL
+	cfg    Config
 }
 
 func newLab(t testing.TB, mod func(*Config)) *lab {
 	t.Helper()
 	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	cfg := Config{DBPath: filepath.Join(t.TempDir(), "backend.db"), Now: clock.Now,
-		IssuerToken: testIssuerToken, TerminalToken: testTerminalToken}
+	db := testDB(t)
+	cfg := dbConfig(db)
+	cfg.Now, cfg.IssuerToken, cfg.TerminalToken = clock.Now, testIssuerToken, testTerminalToken
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -83,7 +84,7 @@ func newLab(t testing.TB, mod func(*Config)) *lab {
 		hs.Close()
 		srv.Close()
 	})
-	return &lab{t: t, srv: srv, http: hs, c: c, term: term, clock: clock, dbPath: cfg.DBPath}
+	return &lab{t: t, srv: srv, http: hs, c: c, term: term, clock: clock, db: db, cfg: cfg}
 }
 
 // simDevice is a simulated device: its key and transaction counter.

@@ -13,6 +13,7 @@ import (
 )
 
 func TestOpenRefusesEmptyOrForeignFiles(t *testing.T) {
+	sqliteOnly(t)
 	dir := t.TempDir()
 	open := func(path string, init bool) (*Server, error) {
 		return Open(Config{DBPath: path, IssuerToken: testIssuerToken, Initialise: init})
@@ -85,7 +86,7 @@ func populated(t *testing.T) string {
 	if err := l.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return l.dbPath
+	return l.db
 }
 
 func health(t *testing.T, s *Server) (int, Health) {
@@ -102,6 +103,7 @@ func health(t *testing.T, s *Server) (int, Health) {
 // TestFlippedBytesAreFound: 200 bytes flipped across the file's pages are
 // found at Open or by /healthz, never served as healthy.
 func TestFlippedBytesAreFound(t *testing.T) {
+	sqliteOnly(t)
 	path := populated(t)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -136,15 +138,14 @@ func TestFlippedBytesAreFound(t *testing.T) {
 // flipped byte) is reported by /healthz and named by the audit.
 func TestChangedBalanceIsFound(t *testing.T) {
 	path := populated(t)
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`UPDATE devices SET balance = balance + 1 WHERE id = ?`, devID("devc")); err != nil {
+	db := openDB(t, path)
+	if _, err := db.Exec(`UPDATE devices SET balance = balance + 1 WHERE id = $1`, devID("devc")); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	s, err := Open(Config{DBPath: path, IssuerToken: testIssuerToken})
+	cfg := dbConfig(path)
+	cfg.IssuerToken = testIssuerToken
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func (s *Server) checkIssue(ctx context.Context, tx *sql.Tx, id string, amount i
 		return nil
 	}
 	var balance int64
-	if err := tx.QueryRowContext(ctx, `SELECT balance FROM devices WHERE id=?`, id).Scan(&balance); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT balance FROM devices WHERE id=$1`, id).Scan(&balance); err != nil {
 		return internal(err)
 	}
 	return checkCredit(id, balance, amount)

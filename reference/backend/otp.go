@@ -118,7 +118,7 @@ func (s *Server) handleRequestOTP(w http.ResponseWriter, r *http.Request) {
 		if d.revoked {
 			return errRevoked(req.DeviceID)
 		}
-		if err := tx.QueryRowContext(ctx, `SELECT phone FROM devices WHERE id=?`, req.DeviceID).Scan(&phone); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT phone FROM devices WHERE id=$1`, req.DeviceID).Scan(&phone); err != nil {
 			return internal(err)
 		}
 		if phone == "" {
@@ -136,13 +136,13 @@ func (s *Server) handleRequestOTP(w http.ResponseWriter, r *http.Request) {
 			return newErr(http.StatusTooManyRequests, CodeRateLimited, "device %s: %d one-time codes sent within %s, the most allowed", req.DeviceID, sent, s.cfg.OTP.Window)
 		}
 		var hour int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM otps WHERE created_at>?`, now.Add(-time.Hour).Unix()).Scan(&hour); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM otps WHERE created_at>$1`, now.Add(-time.Hour).Unix()).Scan(&hour); err != nil {
 			return internal(err)
 		}
 		if hour >= s.cfg.OTP.SMSPerHour {
 			return newErr(http.StatusTooManyRequests, CodeRateLimited, "%d SMS codes sent in the last hour, the gateway's cap", hour)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO otps(id, device_id, purpose, code_hash, expires_at, tries_left, used, tries, created_at) VALUES(?, ?, ?, ?, ?, ?, 0, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO otps(id, device_id, purpose, code_hash, expires_at, tries_left, used, tries, created_at) VALUES($1, $2, $3, $4, $5, $6, 0, $7, $8)`,
 			ch.ID, req.DeviceID, req.Purpose, otpHash(ch.ID, code), ch.ExpiresAt.Unix(), s.cfg.OTPTries, s.cfg.OTPTries, now.Unix())
 		if err != nil {
 			return internal(err)
@@ -182,7 +182,7 @@ func (s *Server) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
 		var hash []byte
 		var expires int64
 		var tries, used int
-		err := tx.QueryRowContext(ctx, `SELECT device_id, purpose, code_hash, expires_at, tries_left, used FROM otps WHERE id=?`, a.ID).
+		err := tx.QueryRowContext(ctx, `SELECT device_id, purpose, code_hash, expires_at, tries_left, used FROM otps WHERE id=$1`, a.ID).
 			Scan(&v.DeviceID, &v.Purpose, &hash, &expires, &tries, &used)
 		if errors.Is(err, sql.ErrNoRows) {
 			return newErr(http.StatusNotFound, CodeUnknownOTP, "no one-time code %q", a.ID)
@@ -206,7 +206,7 @@ func (s *Server) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if subtle.ConstantTimeCompare(hash, otpHash(a.ID, a.Code)) != 1 {
 			tries--
-			if _, err := tx.ExecContext(ctx, `UPDATE otps SET tries_left=? WHERE id=?`, tries, a.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE otps SET tries_left=$1 WHERE id=$2`, tries, a.ID); err != nil {
 				return internal(err)
 			}
 			e := newErr(http.StatusUnauthorized, CodeOTPWrong, "wrong one-time code")
@@ -214,7 +214,7 @@ func (s *Server) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
 			verdictErr = e
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE otps SET used=1 WHERE id=?`, a.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE otps SET used=1 WHERE id=$1`, a.ID); err != nil {
 			return internal(err)
 		}
 		v.Verified = true

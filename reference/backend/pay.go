@@ -326,7 +326,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 			}
 		}
 		for id, dev := range devs {
-			if _, err := tx.ExecContext(ctx, `UPDATE devices SET balance=? WHERE id=?`, dev.balance, id); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE devices SET balance=$1 WHERE id=$2`, dev.balance, id); err != nil {
 				return internal(err)
 			}
 		}
@@ -377,7 +377,7 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 		out, in, reclaimed, inHeld bool
 		inATC                      int64
 	}
-	err := tx.QueryRowContext(ctx, `SELECT payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc FROM offline_transfers WHERE payer=? AND serial=?`,
+	err := tx.QueryRowContext(ctx, `SELECT payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc FROM offline_transfers WHERE payer=$1 AND serial=$2`,
 		payer, int64(rec.Serial)).Scan(&t.payee, &t.amount, &t.out, &t.in, &t.reclaimed, &t.inHeld, &t.inATC)
 	found := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -418,7 +418,7 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 				return "", 0, err
 			}
 			pd.balance += rec.Amount
-			if _, err := tx.ExecContext(ctx, `UPDATE records SET state=? WHERE device_id=? AND atc=? AND state=?`, stateSettled, payee, t.inATC, stateHeldIn); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE records SET state=$1 WHERE device_id=$2 AND atc=$3 AND state=$4`, stateSettled, payee, t.inATC, stateHeldIn); err != nil {
 				return "", 0, internal(err)
 			}
 			t.in, t.inHeld = true, false
@@ -452,10 +452,10 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 		return "", 0, newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: unknown kind %v", rec.Device, rec.ATC, rec.Kind)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO offline_transfers(payer, serial, payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc)
-		VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(payer, serial) DO UPDATE SET payee=excluded.payee,
+		VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT(payer, serial) DO UPDATE SET payee=excluded.payee,
 		out_settled=excluded.out_settled, in_settled=excluded.in_settled, reclaimed=excluded.reclaimed,
 		in_held=excluded.in_held, in_atc=excluded.in_atc`,
-		payer, int64(rec.Serial), payee, rec.Amount, t.out, t.in, t.reclaimed, t.inHeld, t.inATC); err != nil {
+		payer, int64(rec.Serial), payee, rec.Amount, yesNo(t.out), yesNo(t.in), yesNo(t.reclaimed), yesNo(t.inHeld), t.inATC); err != nil {
 		return "", 0, internal(err)
 	}
 	if rec.Kind == spd.KindTransferOut {
@@ -513,4 +513,13 @@ func (s *Server) deviceAcknowledgements(entries []SettlementEntry, closed map[st
 		out = append(out, *a)
 	}
 	return out, nil
+}
+
+// yesNo is a yes/no column's value: the schema keeps them as 0 and 1 in
+// INTEGER columns, the same in every engine.
+func yesNo(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

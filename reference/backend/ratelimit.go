@@ -52,7 +52,7 @@ func (l *OTPLimits) defaults() {
 // within the window.
 func (s *Server) otpDeviceState(ctx context.Context, tx *sql.Tx, id string, now time.Time) (sent, failures int, err error) {
 	since := now.Add(-s.cfg.OTP.Window).Unix()
-	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(tries - tries_left), 0) FROM otps WHERE device_id=? AND created_at>?`,
+	err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(tries - tries_left), 0) FROM otps WHERE device_id=$1 AND created_at>$2`,
 		id, since).Scan(&sent, &failures)
 	return sent, failures, err
 }

@@ -74,7 +74,7 @@ func (s *Server) loadTransfer(ctx context.Context, q interface {
 }, id string) (Transfer, bool, error) {
 	t := Transfer{TransferID: id}
 	var exp int64
-	err := q.QueryRowContext(ctx, `SELECT from_device, to_device, amount, state, expires_at FROM transfers WHERE id=?`, id).
+	err := q.QueryRowContext(ctx, `SELECT from_device, to_device, amount, state, expires_at FROM transfers WHERE id=$1`, id).
 		Scan(&t.From, &t.To, &t.Amount, &t.State, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, false, nil
@@ -176,7 +176,7 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 			done = now.Unix()
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, from_device, to_device, amount, state, expires_at, created_at, done_at)
-			VALUES(?, ?, ?, ?, ?, ?, ?, ?)`, req.TransferID, req.From, req.To, req.Amount, string(t.State), timeUnix(t.Expires), now.Unix(), done); err != nil {
+			VALUES($1, $2, $3, $4, $5, $6, $7, $8)`, req.TransferID, req.From, req.To, req.Amount, string(t.State), timeUnix(t.Expires), now.Unix(), done); err != nil {
 			return internal(err)
 		}
 		created = true
@@ -280,7 +280,7 @@ func (s *Server) finishTransfer(w http.ResponseWriter, r *http.Request, to Trans
 		if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, t.Amount, party); err != nil {
 			return internal(err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET state=?, done_at=? WHERE id=?`, string(to), now.Unix(), id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET state=$1, done_at=$2 WHERE id=$3`, string(to), now.Unix(), id); err != nil {
 			return internal(err)
 		}
 		t.State = to

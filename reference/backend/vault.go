@@ -67,8 +67,8 @@ func checkTokenRequest(req TokenRequest) error {
 }
 
 func insertToken(ctx context.Context, tx *sql.Tx, req TokenRequest, now int64) error {
-	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO tokens(token, device_id, max_uses, uses, max_amount, not_before, not_after, channels, created_at)
-		VALUES(?, ?, ?, 0, ?, ?, ?, ?, ?)`, req.Token, req.DeviceID, req.MaxUses, req.MaxAmount,
+	res, err := tx.ExecContext(ctx, `INSERT INTO tokens(token, device_id, max_uses, uses, max_amount, not_before, not_after, channels, created_at)
+		VALUES($1, $2, $3, 0, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`, req.Token, req.DeviceID, req.MaxUses, req.MaxAmount,
 		timeUnix(req.NotBefore), timeUnix(req.NotAfter), strings.Join(req.Channels, ","), now)
 	if err != nil {
 		return internal(err)
@@ -143,7 +143,7 @@ func (s *Server) token(ctx context.Context, tok string) (Token, error) {
 	t := Token{Token: tok}
 	var nb, na int64
 	var ch string
-	err := s.rdb.QueryRowContext(ctx, `SELECT device_id, max_uses, uses, max_amount, not_before, not_after, channels FROM tokens WHERE token=?`, tok).
+	err := s.rdb.QueryRowContext(ctx, `SELECT device_id, max_uses, uses, max_amount, not_before, not_after, channels FROM tokens WHERE token=$1`, tok).
 		Scan(&t.DeviceID, &t.MaxUses, &t.Uses, &t.MaxAmount, &nb, &na, &ch)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, newErr(http.StatusNotFound, CodeUnknownToken, "token %q is not in the vault", tok)

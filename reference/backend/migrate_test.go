@@ -1,0 +1,202 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+// Every engine has the same numbered migrations: a schema change is made
+// for both, and a database of either engine at version N has the same
+// tables and columns.
+func TestMigrationsOfEveryEngine(t *testing.T) {
+	sq, err := migrationsOf((&sqliteEngine{}).migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg, err := migrationsOf((&postgresEngine{}).migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sq) == 0 || len(sq) != len(pg) {
+		t.Fatalf("SQLite has %d migrations, PostgreSQL %d", len(sq), len(pg))
+	}
+	for i := range sq {
+		if sq[i].version != pg[i].version || sq[i].name != pg[i].name {
+			t.Errorf("migration %d: SQLite %04d_%s, PostgreSQL %04d_%s", i, sq[i].version, sq[i].name, pg[i].version, pg[i].name)
+		}
+		if a, b := tablesOf(sq[i].sql), tablesOf(pg[i].sql); a != b {
+			t.Errorf("migration %04d_%s: SQLite makes %s\nPostgreSQL makes %s", sq[i].version, sq[i].name, a, b)
+		}
+	}
+}
+
+// tablesOf lists the tables and columns a migration creates or adds.
+func tablesOf(script string) string {
+	var out []string
+	table := regexp.MustCompile(`(?s)CREATE TABLE (\w+)\((.*?)\)[^(]*?;`)
+	for _, m := range table.FindAllStringSubmatch(script, -1) {
+		var cols []string
+		for _, line := range strings.Split(m[2], ",\n") {
+			f := strings.Fields(line)
+			if len(f) > 0 && f[0] != "PRIMARY" {
+				cols = append(cols, f[0])
+			}
+		}
+		out = append(out, m[1]+"("+strings.Join(cols, ",")+")")
+	}
+	add := regexp.MustCompile(`ALTER TABLE (\w+) ADD COLUMN (\w+)`)
+	for _, m := range add.FindAllStringSubmatch(script, -1) {
+		out = append(out, m[1]+"+"+m[2])
+	}
+	return strings.Join(out, " ")
+}
+
+func TestMigrationsNamed(t *testing.T) {
+	for _, names := range [][]string{{"0001_a.sql", "0003_c.sql"}, {"1_a.sql"}, {"0001a.sql"}, {"0002_b.sql"}} {
+		fsys := fstestFS(names)
+		if ms, err := migrationsOf(fsys); err == nil {
+			t.Errorf("%v: accepted as %v", names, ms)
+		}
+	}
+	ms, err := migrationsOf(fstestFS([]string{"0002_b.sql", "0001_a.sql"}))
+	if err != nil || len(ms) != 2 || ms[0].name != "a" || ms[1].version != 2 {
+		t.Errorf("migrations %v, %v", ms, err)
+	}
+}
+
+func schemaRows(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT version, name FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v int
+		var n string
+		if err := rows.Scan(&v, &n); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s@%d", n, v))
+	}
+	return out
+}
+
+// A new database gets every migration, recorded once; opening it again
+// applies none.
+func TestMigrateOnce(t *testing.T) {
+	l := newLab(t, nil)
+	ms, _ := migrationsOf(l.srv.eng.migrations())
+	first := schemaRows(t, l.srv.rdb)
+	if len(first) != len(ms) {
+		t.Fatalf("schema_migrations %v, want %d rows", first, len(ms))
+	}
+	s, err := Open(l.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if again := schemaRows(t, s.rdb); strings.Join(again, " ") != strings.Join(first, " ") {
+		t.Errorf("schema_migrations %v after reopening, was %v", again, first)
+	}
+}
+
+// A database a newer backend migrated is refused: this one does not know
+// what the newer one keeps.
+func TestMigrateRefusesNewerSchema(t *testing.T) {
+	l := newLab(t, nil)
+	if _, err := l.srv.wdb.Exec(`INSERT INTO schema_migrations(version, name, applied_at) VALUES(999, 'future', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	l.http.Close()
+	l.srv.Close()
+	_, err := Open(l.cfg)
+	if err == nil || !strings.Contains(err.Error(), "schema version 999, newer") {
+		t.Fatalf("Open of a database at version 999: %v", err)
+	}
+}
+
+// /healthz reports a database whose schema lost a migration (an old
+// backup restored under a newer schema_migrations, a table dropped).
+func TestHealthSchemaVersion(t *testing.T) {
+	l := newLab(t, nil)
+	if p := l.srv.health(context.Background()); len(p) != 0 {
+		t.Fatalf("healthy database reported %v", p)
+	}
+	if _, err := l.srv.wdb.Exec(`DELETE FROM schema_migrations WHERE version=1`); err != nil {
+		t.Fatal(err)
+	}
+	l.srv.hc.at = l.srv.hc.at.AddDate(-1, 0, 0)
+	p := l.srv.health(context.Background())
+	if len(p) != 1 || !strings.Contains(p[0], "schema_migrations lists 0 migrations") {
+		t.Fatalf("health after losing migration 1: %v", p)
+	}
+}
+
+// An SQLite database made before versioned migrations (the tables of 0001
+// less the columns added since, no mark, no schema_migrations) is adopted:
+// the columns are added, the initial values recomputed, the indexes made,
+// and it is recorded at version 1.
+func TestAdoptUnversionedSQLite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := migrationsOf((&sqliteEngine{}).migrations())
+	old := ms[0].sql
+	for _, col := range []string{`\tinitial INTEGER NOT NULL,\n`, `\ttries INTEGER NOT NULL DEFAULT 0,\n`,
+		`\tcreated_at INTEGER NOT NULL DEFAULT 0\n`, `\tin_held INTEGER NOT NULL DEFAULT 0,\n`, `\tin_atc INTEGER NOT NULL DEFAULT 0,\n`} {
+		if !regexp.MustCompile(col).MatchString(old) {
+			t.Fatalf("0001 has no column %q", col)
+		}
+		old = regexp.MustCompile(col).ReplaceAllString(old, "")
+	}
+	old = strings.Replace(old, "\tused INTEGER NOT NULL,\n)", "\tused INTEGER NOT NULL\n)", 1)
+	old = regexp.MustCompile(`CREATE INDEX otps_\w+ ON otps\(.*\);\n`).ReplaceAllString(old, "")
+	old = old[:strings.Index(old, "INSERT INTO meta")]
+	if _, err := db.Exec(old); err != nil {
+		t.Fatalf("old schema: %v\n%s", err, old)
+	}
+	if _, err := db.Exec(`INSERT INTO devices(id, pubkey, account, currency, issued, balance, created_at) VALUES('d1', x'00', 'A', 978, 1500, 1500, 0);
+		INSERT INTO params(device_id, counter, body, created_at) VALUES('d1', 1, CAST('{"top_up": 500}' AS BLOB), 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(Config{DBPath: path, IssuerToken: testIssuerToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var initial int64
+	if err := s.rdb.QueryRow(`SELECT initial FROM devices WHERE id='d1'`).Scan(&initial); err != nil || initial != 1000 {
+		t.Errorf("initial %d, %v; want 1500 issued less the 500 topped up", initial, err)
+	}
+	var idx int
+	if err := s.rdb.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type='index' AND name IN ('otps_device', 'otps_created')`).Scan(&idx); err != nil || idx != 2 {
+		t.Errorf("%d of the otps indexes, %v", idx, err)
+	}
+	if got := schemaRows(t, s.rdb); len(got) != len(ms) || got[0] != "books@1" {
+		t.Errorf("schema_migrations %v", got)
+	}
+	if _, err := schemaVersion(context.Background(), s.rdb, s.eng); err != nil {
+		t.Error(err)
+	}
+}
+
+// fstestFS is a directory of migration files with these names.
+func fstestFS(names []string) fs.FS {
+	m := fstest.MapFS{}
+	for _, n := range names {
+		m[n] = &fstest.MapFile{Data: []byte("SELECT 1;")}
+	}
+	return m
+}

@@ -1,0 +1,107 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/spdlab/spdlab/reference/backend/pgtest"
+)
+
+// The backend's tests run on the engine -store names: SQLite (the
+// default), or PostgreSQL on a private server the tests start (pgtest):
+//
+//	go test ./reference/backend/ -args -store=postgres
+//
+// Tests of one engine's own behaviour (an SQLite file's damage, a
+// PostgreSQL database shared by several processes) run whatever -store
+// says; those of PostgreSQL skip when its binaries are missing, unless
+// CI is set, then they fail.
+var store = flag.String("store", "sqlite", "the engine the backend tests run on: sqlite, or postgres (a private server the tests start)")
+
+// pg is the private PostgreSQL server, started by the first test that
+// needs it and stopped by TestMain.
+var pg struct {
+	once sync.Once
+	srv  *pgtest.Server
+	err  error
+}
+
+// pgServer returns the private server, starting it the first time.
+func pgServer(t testing.TB) *pgtest.Server {
+	t.Helper()
+	pg.once.Do(func() { pg.srv, pg.err = pgtest.Start() })
+	if pg.err != nil {
+		if errors.Is(pg.err, pgtest.ErrNoServer) && !pgtest.Required() {
+			t.Skipf("PostgreSQL tests skipped: %v", pg.err)
+		}
+		t.Fatal(pg.err)
+	}
+	return pg.srv
+}
+
+func stopPG() {
+	if pg.srv != nil {
+		pg.srv.Stop()
+	}
+}
+
+// testDB returns a new database of the engine under test: an SQLite file
+// path that does not exist yet, or the URL of an empty PostgreSQL database.
+func testDB(t testing.TB) string {
+	t.Helper()
+	switch *store {
+	case "sqlite":
+		return filepath.Join(t.TempDir(), "backend.db")
+	case "postgres":
+		return newPGDatabase(t)
+	}
+	t.Fatalf("-store=%s: want sqlite or postgres", *store)
+	return ""
+}
+
+// newPGDatabase returns the URL of a new, empty PostgreSQL database.
+func newPGDatabase(t testing.TB) string {
+	t.Helper()
+	u, err := pgServer(t).NewDatabase(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// dbConfig is a Config on database db (a path or a URL), allowed to
+// initialise an empty PostgreSQL database.
+func dbConfig(db string) Config {
+	if IsPostgresURL(db) {
+		return Config{PostgresURL: db, Initialise: true}
+	}
+	return Config{DBPath: db}
+}
+
+// openDB opens db (a path or a URL) directly, around the backend.
+func openDB(t testing.TB, db string) *sql.DB {
+	t.Helper()
+	driver := "sqlite"
+	if IsPostgresURL(db) {
+		driver = "pgx"
+	}
+	h, err := sql.Open(driver, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// sqliteOnly skips a test of SQLite's own file when the tests run on
+// another engine.
+func sqliteOnly(t testing.TB) {
+	if *store != "sqlite" {
+		t.Skipf("a test of the SQLite engine's file; -store=%s", *store)
+	}
+}
