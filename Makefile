@@ -30,15 +30,12 @@ build: deps
 run: build
 	./bin/spdlab demo --out $(OUT)/demo
 
-## test: every unit test, then the conformance suite on every emulated transport
+## test: every check and unit test, the conformance suite on every emulated transport,
+## certification of devices reached as hardware is, and the mutants, in two lanes side by
+## side (scripts/test.sh: vet, check-builds, check-hygiene | go test ./..., test-scenarios,
+## test-certify, mutants; TEST_LANES=1 runs them one after the other); prints each step's time
 test: services
-	$(GO) vet ./...
-	$(MAKE) --no-print-directory check-builds
-	$(MAKE) --no-print-directory check-hygiene
-	$(GO) test -count=1 -timeout 20m ./...
-	$(MAKE) --no-print-directory mutants
-	$(MAKE) --no-print-directory test-scenarios
-	$(MAKE) --no-print-directory test-certify
+	@GO="$(GO)" MAKE="$(MAKE)" OUT="$(OUT)" bash scripts/test.sh
 
 ## test-scenarios: the suite on every DUT in DUTS side by side (SCENARIO_JOBS at once, default
 ## all); reports in $(OUT)/reports/<dut>, each verdict printed

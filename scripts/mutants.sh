@@ -11,12 +11,20 @@
 #   scripts/mutants.sh [OUTDIR]      MUTANTS="a b" limits the run to some mutants
 #                                    MUTANT_TRANSPORTS="ref usb-emu" (default)
 #                                    MUTANT_JOBS=2 parallel runs
+#                                    SUITE=FILE a suite binary already built
+#                                    from this checkout (go test -c ./scenarios)
 set -euo pipefail
 out=${1:-out/mutants}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(cd "$out" && pwd)
-go test -c -o "$out/scenarios.test" "$root/scenarios/"
+suite=${SUITE:-}
+if [[ -z $suite ]]; then
+	suite=$out/scenarios.test
+	go test -c -o "$suite" "$root/scenarios/"
+fi
+[[ $suite = /* ]] || suite=$root/$suite
+export suite
 
 catalogue=$(sed -n 's/^\t{"\([a-z0-9-]*\)", "\(SPD-[A-Z0-9]*-[0-9]*\)", .*/\1 \2/p' "$root/reference/device/mutants.go")
 [[ -n $catalogue ]] || { echo "mutants: no mutants found in reference/device/mutants.go"; exit 1; }
@@ -40,7 +48,7 @@ run() {
 	for filter in "${filters[@]}"; do
 		# A filtered run is never a certificate, so the suite exits non-zero
 		# even when every case passed: a kill is a failed case.
-		(cd "$root/scenarios" && "$out/scenarios.test" -test.run '^TestConformance$' -test.timeout 10m \
+		(cd "$root/scenarios" && "$suite" -test.run '^TestConformance$' -test.timeout 10m \
 			-ginkgo.fail-fast -ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut") >"$log" 2>&1 || true
 		if ! grep -q '^Ran [0-9]* of' "$log"; then
 			killer=setup-failure

@@ -10,6 +10,8 @@
 #   OUT             output directory (default out, relative to the repo root)
 #   SCENARIO_JOBS   how many DUTs run at once (default: all of them)
 #   SCENARIO_ARGS   extra arguments for the suite binary (e.g. -ginkgo.label-filter=...)
+#   SUITE           a suite binary already built from this checkout (go test -c
+#                   ./scenarios), used instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -23,8 +25,12 @@ jobs=${SCENARIO_JOBS:-${#duts[@]}}
 # each other's.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-suite=$tmp/scenarios.test
-go test -c -o "$suite" ./scenarios
+suite=${SUITE:-}
+if [[ -z $suite ]]; then
+	suite=$tmp/scenarios.test
+	go test -c -o "$suite" ./scenarios
+fi
+[[ $suite = /* ]] || suite=$root/$suite
 
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
