@@ -34,6 +34,7 @@ func defineService(d Driver) {
 		defineServiceTransfers(d)
 		defineServiceVerification(d)
 		defineServiceFaults(d)
+		defineVaultCases(d)
 	})
 }
 
@@ -312,4 +313,17 @@ func notDone(o terminal.Outcome, why string) terminal.Outcome {
 	Expect(o.Status).To(Equal(terminal.NotDone), "outcome: %s", o)
 	Expect(o.Reason).To(ContainSubstring(why), "outcome: %s", o)
 	return o
+}
+
+// declinedThrough expects a terminal outcome that is the device's signed
+// decline with exactly reason (SPD-PAY-6).
+func (f *Fixture) declinedThrough(o terminal.Outcome, reason string) {
+	GinkgoHelper()
+	Expect(o.Status).To(Equal(terminal.NotDone), "outcome: %s", o)
+	Expect(o.Reason).To(Equal("declined by the device: "+reason), "outcome: %s", o)
+	Expect(o.Result).NotTo(BeNil(), "the device's signed result")
+	Expect(o.Result.Verify(f.Pub)).To(Succeed(), "a signed decline")
+	Expect(o.Result.Success()).To(BeFalse())
+	Expect(o.Result.Info().Reason).To(Equal(reason))
+	caseDeclined = true
 }

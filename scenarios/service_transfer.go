@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"bytes"
+	"encoding/base64"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/backend"
 	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/terminal"
 )
 
@@ -25,21 +27,36 @@ func defineServiceTransfers(d Driver) {
 				codes := payer.user.Codes()
 				text, _, err := medium.DecodePNG(bytes.NewReader(codes[len(codes)-1].PNG))
 				Expect(err).NotTo(HaveOccurred(), "the payee's terminal scans the payer's screen")
-				// The payer's own device is not the one the medium is bound to.
+				env, err := base64.StdEncoding.DecodeString(text)
+				Expect(err).NotTo(HaveOccurred())
+				// The payer's own device is not the one the medium is bound
+				// to: its terminal says so, and the device itself refuses.
 				notDone(payer.tm.ReceiveTransfer(ctx, text, terminal.Verification{}), "not this one")
+				payer.f.login(ctx)
+				payer.f.refuses(ctx, spd.TransferIn(env, s.clock.Now()), sw6A80, "imported back by the payer's device")
 				in := done(payee.tm.ReceiveTransfer(ctx, text, terminal.Verification{}))
 				Expect(in.Amount).To(Equal(int64(15_00)))
 				Expect(in.Serial).To(Equal(out.Serial))
-				notDone(payee.tm.ReceiveTransfer(ctx, text, terminal.Verification{}), "")
+				notDone(payee.tm.ReceiveTransfer(ctx, text, terminal.Verification{}), "this transfer was imported before")
+				payee.f.login(ctx)
+				payee.f.refuses(ctx, spd.TransferIn(env, s.clock.Now()), sw6984, "imported a second time")
 				Expect(payee.f.snapshot(ctx).Balance).To(Equal(payee.f.Profile.Balance + 15_00))
 				s.net.Down.Store(false)
-				done(payer.tm.Settle(ctx))
+				// The payee settles first: the payer's settlement then finds
+				// the import and hands the payer's device the serial to close
+				// (ACKNOWLEDGE DF0A, SPD-LED-4).
 				done(payee.tm.Settle(ctx))
+				done(payer.tm.Settle(ctx))
 				Expect(s.issuerBalance(ctx, payer)).To(Equal(payer.f.Profile.Balance - 15_00))
 				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + 15_00))
 				a := s.conserved(ctx)
 				Expect(a.InFlight).To(Equal(int64(0)))
 				Expect(payer.f.snapshot(ctx).Ledger).To(Equal(0))
+				// Closed, the payer's device shows the transfer no more, and
+				// it cannot be reclaimed.
+				payer.f.login(ctx)
+				payer.f.refuses(ctx, spd.TransferShow(out.Serial, s.clock.Now()), sw6A83, "a settled transfer shown again")
+				payer.f.refuses(ctx, payer.f.reclaimOrder(out.Serial, s.clock.Now().Add(48*time.Hour)), sw6A83, "a settled transfer reclaimed")
 			}, SpecTimeout(90*time.Second))
 
 		It("MUST reclaim an offline transfer nobody imported, only after it expired, once",

@@ -458,8 +458,8 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 		payer, int64(rec.Serial), payee, rec.Amount, yesNo(t.out), yesNo(t.in), yesNo(t.reclaimed), yesNo(t.inHeld), t.inATC); err != nil {
 		return "", 0, internal(err)
 	}
-	if rec.Kind == spd.KindTransferOut {
-		return "", state, nil
+	if rec.Kind == spd.KindTransferOut && !t.in {
+		return "", state, nil // still open: the import has not settled
 	}
 	return payer, state, nil
 }
