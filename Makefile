@@ -6,7 +6,7 @@ DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu
 OUT       ?= out
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools chromium
+APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools dmtx-utils chromium
 
 .PHONY: all deps services build run test test-unit test-scenarios test-certify mutants check-builds check-hygiene bench fuzz vet clean
 

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,11 +61,12 @@ func browse(t *testing.T, browser, page string, flags ...string) (stdout string,
 	return out.String(), console
 }
 
-// screenshot renders page and returns the picture.
-func screenshot(t *testing.T, browser, page string) image.Image {
+// screenshot renders page in a window height pixels tall and returns the
+// picture.
+func screenshot(t *testing.T, browser, page string, height int) image.Image {
 	t.Helper()
 	shot := filepath.Join(t.TempDir(), "report.png")
-	_, console := browse(t, browser, page, "--window-size=1280,2000", "--hide-scrollbars", "--screenshot="+shot)
+	_, console := browse(t, browser, page, "--window-size=1280,"+strconv.Itoa(height), "--hide-scrollbars", "--screenshot="+shot)
 	if len(console) > 0 {
 		t.Errorf("console messages while rendering:\n%s", strings.Join(console, "\n"))
 	}
@@ -79,7 +81,7 @@ func screenshot(t *testing.T, browser, page string) image.Image {
 	}
 	if keep := os.Getenv("SPDLAB_REPORT_SCREENSHOTS"); keep != "" {
 		b, _ := os.ReadFile(shot)
-		os.WriteFile(filepath.Join(keep, filepath.Base(filepath.Dir(page))+".png"), b, 0o644)
+		os.WriteFile(filepath.Join(keep, filepath.Base(filepath.Dir(page))+"-"+strconv.Itoa(height)+".png"), b, 0o644)
 	}
 	return img
 }
@@ -149,6 +151,13 @@ func TestReportInBrowser(t *testing.T) {
 				// decoded transcripts
 				`id="evidence"`, "SELECT", "GET DATA", "VERIFY", "PAY", "reset-cold", "ATR 3BF8",
 				"verification failed, 2 tries left", "link error: link: card removed", "balance",
+				// round-trip time of each step, and per command
+				"15 ms", `aria-label="round-trip time per command"`, "median 1 ms",
+				// optical decode rates: plot and table
+				`aria-label="optical decode rate by format and degradation level"`, `id="optical-rates"`, "receipt: blur 1", "50 %",
+				// coded media, embedded, with what they decode to
+				"Coded media made by this case", `<img src="data:image/png;base64,`, "media/TC-PAY-001-01-merchant-code-qr.png",
+				"read back by the report writer: the same 30 characters", "OPT-SHOP-1",
 			}, tc.want...)
 			for _, w := range want {
 				if !strings.Contains(dom, w) {
@@ -158,13 +167,31 @@ func TestReportInBrowser(t *testing.T) {
 			if m := regexp.MustCompile(`/home/|/work/|/root/|/tmp/`).FindString(dom); m != "" {
 				t.Errorf("the report shows a machine path (%s)", m)
 			}
-			img := screenshot(t, browser, page)
+			img := screenshot(t, browser, page, 2000)
 			if b := img.Bounds(); b.Dx() != 1280 || b.Dy() != 2000 {
 				t.Fatalf("screenshot %v", b)
 			}
 			// The verdict banner is drawn in its colour near the top.
 			if n := countColour(img, 0, 400, tc.banner); n < 20000 {
 				t.Errorf("the verdict banner's colour covers %d pixels of the top of the page", n)
+			}
+			// The whole page: the plots and the media are drawn, not only
+			// present in the markup.
+			full := screenshot(t, browser, page, 9000)
+			h := full.Bounds().Dy()
+			for _, p := range []struct {
+				what string
+				rgb  color.RGBA
+				min  int
+			}{
+				{"the QR bars of the optical plot", color.RGBA{0x1e, 0x88, 0xe5, 0xff}, 2000},
+				{"the DataMatrix bars of the optical plot", color.RGBA{0x8e, 0x24, 0xaa, 0xff}, 1000},
+				{"the boxes of the round-trip plot", color.RGBA{0x90, 0xca, 0xf9, 0xff}, 60},
+				{"the black modules of the media images", color.RGBA{0, 0, 0, 0xff}, 15000},
+			} {
+				if n := countColour(full, 0, h, p.rgb); n < p.min {
+					t.Errorf("%s cover %d pixels of the rendered page, want at least %d", p.what, n, p.min)
+				}
 			}
 		})
 	}

@@ -172,7 +172,14 @@ func (c Certificate) areas() []AreaRow {
 // caseView is a case with its decoded transcript.
 type caseView struct {
 	Case
-	Steps [][]Step
+	Steps [][]timedStep
+}
+
+// timedStep is a transcript step with its round-trip time, 0 when the
+// case recorded none.
+type timedStep struct {
+	Step
+	Time time.Duration
 }
 
 // page is what the HTML template renders.
@@ -186,6 +193,10 @@ type page struct {
 	Areas        []AreaRow
 	AreaPlot     template.HTML
 	DurationPlot template.HTML
+	LatencyPlot  template.HTML
+	OpticalPlot  template.HTML
+	RoundTrips   []RoundTrip
+	Optical      []OpticalSummary
 	Views        []caseView
 	Ran          int
 	Total        time.Duration
@@ -203,8 +214,20 @@ func (c Certificate) page() page {
 	}
 	for _, cs := range c.Cases {
 		v := caseView{Case: cs}
-		for _, t := range cs.Transcript {
-			v.Steps = append(v.Steps, DecodeTranscript(t))
+		for i, t := range cs.Transcript {
+			var times []time.Duration
+			if i < len(cs.RoundTrips) {
+				times = cs.RoundTrips[i]
+			}
+			var steps []timedStep
+			for j, s := range DecodeTranscript(t) {
+				ts := timedStep{Step: s}
+				if j < len(times) {
+					ts.Time = times[j]
+				}
+				steps = append(steps, ts)
+			}
+			v.Steps = append(v.Steps, steps)
 		}
 		p.Views = append(p.Views, v)
 		if cs.Verdict == Passed || cs.Verdict == Failed {
@@ -214,6 +237,10 @@ func (c Certificate) page() page {
 	}
 	p.AreaPlot = areaPlot(p.Areas)
 	p.DurationPlot = durationPlot(c.Cases)
+	p.RoundTrips = c.RoundTrips()
+	p.LatencyPlot = latencyPlot(p.RoundTrips, c.Run.DUT)
+	p.Optical = c.OpticalRates()
+	p.OpticalPlot = opticalPlot(p.Optical)
 	return p
 }
 

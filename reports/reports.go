@@ -81,6 +81,15 @@ type Case struct {
 	Location     string        `json:"location,omitempty"`
 	Duration     time.Duration `json:"duration_ns"`
 	Transcript   []string      `json:"transcript,omitempty"`
+	// RoundTrips are the round-trip times of each transcript's lines,
+	// RoundTrips[i][j] for line j of Transcript[i].
+	RoundTrips [][]time.Duration `json:"round_trips_ns,omitempty"`
+	// Media are the coded-medium images the case made.
+	Media []Medium `json:"media,omitempty"`
+	// Optical are the case's optical decode rates.
+	Optical []OpticalRate `json:"optical,omitempty"`
+	// Notes are report entries of the case that could not be read.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Area is the case's area: "TC-PAY" for TC-PAY-001.
@@ -415,11 +424,7 @@ func caseOf(s types.SpecReport, partial, stopped bool, naInContainer map[string]
 	default:
 		cs.Verdict, cs.Reason = NotRun, "not run: state "+s.State.String()
 	}
-	for _, e := range s.ReportEntries {
-		if e.Name == "transcript" {
-			cs.Transcript = append(cs.Transcript, e.StringRepresentation())
-		}
-	}
+	cs.readEntries(s.ReportEntries)
 	return cs, true
 }
 

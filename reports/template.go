@@ -37,6 +37,12 @@ details{margin:.3em 0}summary{cursor:pointer}
 .case{border:1px solid #ddd;border-radius:4px;padding:.3em .6em;margin:.4em 0}
 .case.failed{border-color:var(--fail-ink)}
 svg{max-width:100%;height:auto}
+.media{display:flex;flex-wrap:wrap;gap:.8em}
+figure.medium{margin:0;border:1px solid #ddd;padding:.4em;width:250px;background:#fff;break-inside:avoid}
+figure.medium img{display:block;max-width:230px;max-height:230px;image-rendering:pixelated;margin:0 auto .3em}
+figure.medium.unread{border-color:var(--fail-ink)}
+figcaption{font-size:12px}figcaption .ok{color:var(--pass-ink)}figcaption .err{color:var(--fail-ink);font-weight:600}
+h4{font-size:.95em;margin:.8em 0 .3em}
 .legend span{display:inline-block;margin-right:1em;font-size:12px}
 .legend i{display:inline-block;width:.9em;height:.9em;margin-right:.3em;vertical-align:-1px;border:1px solid #999}
 @media print{
@@ -115,6 +121,19 @@ svg{max-width:100%;height:auto}
 {{.AreaPlot}}
 <h3>Duration of each case that ran</h3>
 {{.DurationPlot}}
+<h3 id="latency">Round-trip time per command</h3>
+<p class="muted">Every APDU exchange of the run, from the host's side of the link ({{.Run.DUT}}): command sent to response received.</p>
+{{.LatencyPlot}}
+{{with .RoundTrips}}<details><summary>Round-trip times as a table</summary>
+<table class="num"><tr><th>Command</th><th>Exchanges</th><th>Cases</th><th>Fastest</th><th>Median</th><th>90th percentile</th><th>Slowest</th><th>Total</th></tr>
+{{range .}}<tr><td>{{.Command}}</td><td>{{.N}}</td><td>{{.Cases}}</td><td>{{dur .Min}}</td><td>{{dur .Median}}</td><td>{{dur .P90}}</td><td>{{dur .Max}}</td><td>{{dur .Total}}</td></tr>
+{{end}}</table></details>{{end}}
+<h3 id="optical">Optical decode rate by format and degradation</h3>
+<p class="muted">Each coded medium the optical cases made, rendered and passed through graded camera faults (rigs/optical), then decoded: the share of images that read back to the same text. Level 0 is the clean render and must read; the degraded levels are measured, not required.</p>
+{{.OpticalPlot}}
+{{with .Optical}}<table class="num" id="optical-rates"><tr><th>Format</th><th>Level</th><th>Faults (one image each)</th><th>Read</th><th>Rate</th><th>Did not read</th></tr>
+{{range .}}<tr><td>{{.Format}}</td><td>{{.Level}}</td><td>{{if .Faults}}{{join .Faults}}{{else}}clean{{end}}</td><td>{{.Read}} of {{.Tried}}</td><td>{{.Percent}}</td><td>{{join .Failed}}</td></tr>
+{{end}}</table>{{end}}
 </section>
 
 <section id="cases"><h2>Cases</h2>
@@ -128,16 +147,27 @@ svg{max-width:100%;height:auto}
 {{range .Views}}<div class="case {{class .Verdict}}" id="{{.ID}}">
 <details{{if open .Verdict}} open{{end}}><summary><b class="mono">{{.ID}}</b> {{.Description}} &middot; <b>{{.Verdict}}</b> &middot; {{dur .Duration}}{{if .Steps}} &middot; {{len .Steps}} transcript(s){{end}}</summary>
 <p>{{if .Reason}}<b class="reason">{{.Reason}}</b><br>{{end}}<span class="muted mono">{{.Location}}</span></p>
-{{range .Steps}}<table class="steps"><tr><th>#</th><th>Command</th><th>CLA INS P1 P2</th><th>Data</th><th>Status</th><th>Response data</th></tr>
+{{with .Optical}}<h4>Optical decode rates</h4><table class="num"><tr><th>Medium</th><th>Format</th><th>Level</th><th>Read</th><th>Did not read</th></tr>
+{{range .}}<tr class="{{if eq .Read .Tried}}passed{{else if eq .Level 0}}failed{{end}}"><td>{{.Medium}}</td><td>{{.Format}}</td><td>{{.Level}}</td><td>{{.Read}} of {{.Tried}}</td><td>{{join .Failed}}</td></tr>
+{{end}}</table>{{end}}
+{{range .Steps}}<table class="steps"><tr><th>#</th><th>Command</th><th>CLA INS P1 P2</th><th>Data</th><th>Status</th><th>Response data</th><th>Time</th></tr>
 {{range $i, $s := .}}<tr><td>{{$i}}</td>
 {{if eq $s.Op "exchange"}}<td><b>{{$s.Name}}</b></td><td class="mono hdr">{{$s.Header}}</td>
 <td class="mono">{{if $s.DataTLV}}<details><summary>{{bytes $s.Data}} bytes of TLV</summary><pre>{{$s.DataTLV}}</pre></details>{{else}}{{$s.Data}}{{end}}{{if $s.Ne}} <span class="muted">Le {{$s.Ne}}</span>{{end}}</td>
 <td>{{if $s.Error}}<span class="err">link error: {{$s.Error}}</span>{{else}}<span class="{{if $s.OK}}ok{{else}}err{{end}} mono">{{$s.SW}}</span> {{$s.SWMeaning}}{{end}}</td>
 <td class="mono">{{if $s.RespTLV}}<details><summary>{{bytes $s.Resp}} bytes of TLV</summary><pre>{{$s.RespTLV}}</pre></details>{{else}}{{$s.Resp}}{{end}}</td>
 {{else}}<td><b>{{$s.Op}}</b></td><td colspan="2" class="mono">{{if $s.ATR}}ATR {{$s.ATR}}{{end}}</td><td colspan="2">{{if $s.Error}}<span class="err">{{$s.Error}}</span>{{end}}</td>{{end}}
-</tr>{{end}}</table>{{end}}
+<td class="hdr">{{if $s.Time}}{{dur $s.Time}}{{end}}</td></tr>{{end}}</table>{{end}}
 {{if not .Steps}}<p class="muted">No transcript recorded for this case.</p>{{end}}
-</details></div>
+{{with .Notes}}<ul>{{range .}}<li class="err">{{.}}</li>{{end}}</ul>{{end}}
+</details>
+{{with .Media}}<h4>Coded media made by this case</h4><div class="media">{{range .}}<figure class="medium{{if not .Matches}} unread{{end}}">
+<img src="{{.Src}}" alt="{{.Format}} {{.Name}}">
+<figcaption><b>{{.Name}}</b> &middot; {{.Format}} &middot; <a class="mono" href="{{.File}}">{{.File}}</a><br>
+{{if .Matches}}<span class="ok">read back by the report writer: the same {{len .Text}} characters</span>{{else if .ReadError}}<span class="err">the report writer could not read it: {{.ReadError}}</span>{{else}}<span class="err">read back as {{.ReadFormat}} text that differs from what the case made</span>{{end}}
+<details><summary>Text and meaning</summary><pre>{{.Text}}</pre>{{with .Meaning}}<pre>{{.}}</pre>{{end}}</details></figcaption></figure>
+{{end}}</div>{{end}}
+</div>
 {{end}}
 </section>
 <footer class="muted"><p>Signed with the lab key above: manifest.json lists the SHA-256 of every file of this report directory. Check it with <code>spdlab report --verify DIR --lab-key LAB.pub.pem</code>.</p></footer>

@@ -2,6 +2,7 @@ package reports
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,9 @@ import (
 
 	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/types"
+
+	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/merchant"
 )
 
 // The verdict rules are checked on reports of real Ginkgo runs: the test
@@ -142,19 +146,69 @@ const sampleTranscript = "reset-cold -> 3BF81300008131FE454A434F5076323431B7\n" 
 	"002000800430303030 -> 63C2\n" +
 	"00B0000000 -> error link: card removed\n"
 
+// sampleRoundTrips are the round-trip times of the lines of the
+// transcripts below (the reset, then one per exchange).
+var sampleRoundTrips = []time.Duration{40 * time.Millisecond, 900 * time.Microsecond, 1200 * time.Microsecond,
+	1100 * time.Microsecond, 15 * time.Millisecond, 3 * time.Millisecond, 14 * time.Millisecond, 2 * time.Millisecond}
+
+// sampleMedia are coded media as the suite records them, one per format.
+var sampleMedia = []struct {
+	name   string
+	format medium.Format
+	text   string
+}{
+	{"merchant code", medium.QR, sampleMerchantCode},
+	{"receipt", medium.DataMatrix, "SPDLAB RECEIPT 0042 EUR 2.50"},
+	{"token reference", medium.Code128, "SPDTWCVJBSU3YO44B5YRMVRQAAAAAE"},
+}
+
+// sampleMerchantCode is an EMV merchant-presented code with its CRC.
+var sampleMerchantCode = func() string {
+	body := "000201010212" + "26240006spdlab0110OPT-SHOP-1" + "5303978" + "54042.50" + "5910Optik Cafe" + "6004Koln" + "62120108ORDER-77" + "6304"
+	return fmt.Sprintf("%s%04X", body, merchant.Checksum(body))
+}()
+
+// sampleRates are optical decode rates of two formats at two levels.
+var sampleRates = []OpticalRate{
+	{Medium: "merchant code", Format: "QR", Level: 0, Read: 1, Tried: 1},
+	{Medium: "merchant code", Format: "QR", Level: 1, Read: 3, Tried: 4, Faults: []string{"blur 1", "rotation 4", "noise 15", "low-contrast 0.6"}, Failed: []string{"noise 15"}},
+	{Medium: "receipt", Format: "DataMatrix", Level: 0, Read: 1, Tried: 1},
+	{Medium: "receipt", Format: "DataMatrix", Level: 1, Read: 2, Tried: 4, Faults: []string{"blur 1", "rotation 4", "noise 15", "low-contrast 0.6"}, Failed: []string{"blur 1", "noise 15"}},
+}
+
+// addMedium records an image of drawn in format f, claiming it encodes
+// text, as the suite's recordMedium does.
+func addMedium(name string, f medium.Format, text, drawn string) {
+	b, err := medium.RenderPNG(drawn, f, 4)
+	if err != nil {
+		panic(err)
+	}
+	ginkgo.AddReportEntry(EntryMedium, MediumEntry{Name: name, Format: f.String(), Text: text, PNG: b}, ginkgo.ReportEntryVisibilityNever)
+}
+
 // paymentCases is a suite of two cases with transcripts, the second of
 // which fails when broken, and a not-applicable one.
 func paymentCases(broken bool) {
 	ginkgo.Describe("payments", ginkgo.Ordered, func() {
 		ginkgo.It("pays", ginkgo.Label("TC-PAY-001", "SPD-PAY-1", "C2"), func() {
-			ginkgo.AddReportEntry("transcript", sampleTranscript+"00200080043235383000 -> 9000\n8060000003DF2801 -> 9000\n")
+			ginkgo.AddReportEntry(EntryTranscript, sampleTranscript+"00200080043235383000 -> 9000\n8060000003DF2801 -> 9000\n")
+			ginkgo.AddReportEntry(EntryRoundTrips, sampleRoundTrips, ginkgo.ReportEntryVisibilityNever)
+			for _, m := range sampleMedia {
+				addMedium(m.name, m.format, m.text, m.text)
+			}
+			ginkgo.AddReportEntry(EntryOpticalRates, sampleRates)
 		})
 		ginkgo.It("refuses PAY before VERIFY", ginkgo.Label("TC-PIN-001", "SPD-PIN-1", "C32"), func() {
 			if broken {
 				ginkgo.AddReportEntry("transcript", sampleTranscript+"8060000003DF2801 -> 9000\n")
+				ginkgo.AddReportEntry(EntryRoundTrips, sampleRoundTrips[:7], ginkgo.ReportEntryVisibilityNever)
+				// A medium whose image does not encode the text the case
+				// claims: the report must say it does not read back.
+				addMedium("forged receipt", medium.QR, "SPDLAB RECEIPT 0001", "SPDLAB RECEIPT 9999")
 				ginkgo.Fail("PAY before VERIFY: expected 6982, got 9000")
 			}
 			ginkgo.AddReportEntry("transcript", sampleTranscript+"8060000003DF2801 -> 6982\n")
+			ginkgo.AddReportEntry(EntryRoundTrips, sampleRoundTrips[:7], ginkgo.ReportEntryVisibilityNever)
 		})
 	})
 	na("TC-BIO-001", "ICS features.Biometric is false")

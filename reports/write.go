@@ -43,6 +43,9 @@ func Write(dir string, info RunInfo, rs []types.Report, key *ecdsa.PrivateKey) (
 		return Certificate{}, fmt.Errorf("reports: %w", err)
 	}
 	c := Build(info, rs)
+	if err := writeMedia(dir, c); err != nil {
+		return c, err
+	}
 	var page bytes.Buffer
 	if err := c.WriteHTML(&page); err != nil {
 		return c, err
@@ -107,4 +110,23 @@ func ReadCertificate(dir string) (Certificate, error) {
 		return Certificate{}, fmt.Errorf("reports: %w", err)
 	}
 	return ParseCertificate(b)
+}
+
+// writeMedia saves every case's coded-medium images under dir/media.
+func writeMedia(dir string, c Certificate) error {
+	for _, cs := range c.Cases {
+		for _, m := range cs.Media {
+			if len(m.png) == 0 {
+				continue
+			}
+			p := filepath.Join(dir, filepath.FromSlash(m.File))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return fmt.Errorf("reports: %w", err)
+			}
+			if err := os.WriteFile(p, m.png, 0o644); err != nil {
+				return fmt.Errorf("reports: %w", err)
+			}
+		}
+	}
+	return nil
 }

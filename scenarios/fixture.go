@@ -94,6 +94,7 @@ func open(ctx context.Context, d Driver) *Fixture {
 		// Every case keeps its exchanges as evidence; the console shows
 		// them only for a failure (or with -v).
 		AddReportEntry("transcript", transcript(f.rec), ReportEntryVisibilityFailureOrVerbose)
+		recordRoundTrips(f.rec)
 		Expect(f.release()).To(Succeed())
 	})
 	return f

@@ -45,6 +45,7 @@ func defineMedia(d Driver) {
 				for _, format := range []medium.Format{medium.QR, medium.DataMatrix} {
 					img, err := medium.Render(text, format, 4)
 					Expect(err).NotTo(HaveOccurred(), format.String())
+					recordMedium("stored value", format, text, img)
 					got, gotFormat, err := medium.DecodeImage(img)
 					Expect(err).NotTo(HaveOccurred(), format.String())
 					Expect(gotFormat).To(Equal(format))

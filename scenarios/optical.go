@@ -3,6 +3,7 @@ package scenarios
 import (
 	"encoding/base32"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reports"
 	"github.com/spdlab/spdlab/rigs/optical"
 )
 
@@ -38,31 +40,25 @@ var opticalLevels = [][]optical.Fault{
 const opticalRequired = 0
 
 // OpticalRate is one figure of the report: how many of a medium's images
-// in one format read back to the same text at one degradation level.
-type OpticalRate struct {
-	Medium string `json:"medium"`
-	Format string `json:"format"`
-	Level  int    `json:"level"`
-	Read   int    `json:"read"`
-	Tried  int    `json:"tried"`
-	// Failed names the faults that did not read.
-	Failed []string `json:"failed,omitempty"`
-}
+// in one format read back to the same text at one degradation level. The
+// report sums them by format and level (reports.EntryOpticalRates).
+type OpticalRate = reports.OpticalRate
 
-func (r OpticalRate) String() string {
-	return fmt.Sprintf("%-16s %-10s level %d: %d/%d read %s", r.Medium, r.Format, r.Level, r.Read, r.Tried, strings.Join(r.Failed, ", "))
-}
-
-// throughOptics renders text in format f at 6 pixels per module, applies
-// every fault of every level and decodes each image with rigs/optical.
+// throughOptics renders text in format f at 6 pixels per module, keeps the
+// clean image as the case's evidence, applies every fault of every level
+// and decodes each image with rigs/optical.
 func throughOptics(name, text string, f medium.Format) []OpticalRate {
 	GinkgoHelper()
 	img, err := optical.Render(text, f, 6)
 	Expect(err).NotTo(HaveOccurred(), "%s as %s", name, f)
+	recordMedium(name, f, text, img)
 	var out []OpticalRate
 	for level, faults := range opticalLevels {
 		r := OpticalRate{Medium: name, Format: f.String(), Level: level}
 		for _, fault := range faults {
+			if fault.Kind != 0 {
+				r.Faults = append(r.Faults, fault.String())
+			}
 			seen := img
 			if fault.Kind != 0 {
 				g, err := fault.Apply(img)
@@ -128,7 +124,13 @@ func defineOptical(d Driver) {
 					media["transfer"] = res.Envelope
 				}
 				var rates []OpticalRate
-				for name, env := range media {
+				names := make([]string, 0, len(media))
+				for name := range media {
+					names = append(names, name)
+				}
+				sort.Strings(names)
+				for _, name := range names {
+					env := media[name]
 					for _, format := range []medium.Format{medium.QR, medium.DataMatrix} {
 						rates = append(rates, throughOptics(name, medium.Text(env), format)...)
 					}
@@ -140,7 +142,7 @@ func defineOptical(d Driver) {
 				for _, r := range rates {
 					lines = append(lines, r.String())
 				}
-				AddReportEntry("optical decode rates", rates)
+				AddReportEntry(reports.EntryOpticalRates, rates)
 				for _, r := range rates {
 					if r.Level <= opticalRequired {
 						Expect(r.Read).To(Equal(r.Tried), "%s\n%s", r, strings.Join(lines, "\n"))
@@ -159,7 +161,7 @@ func defineOptical(d Driver) {
 				ref := TokenReference(token)
 				Expect(ref).To(HaveLen(30))
 				rates := throughOptics("token reference", ref, medium.Code128)
-				AddReportEntry("optical decode rates", rates)
+				AddReportEntry(reports.EntryOpticalRates, rates)
 				for _, r := range rates {
 					if r.Level <= opticalRequired {
 						Expect(r.Read).To(Equal(r.Tried), r.String())
