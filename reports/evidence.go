@@ -24,7 +24,7 @@ import (
 // Report entries a conformance case records (Ginkgo AddReportEntry), by
 // name, and the value each holds. Build reads them into the Case.
 const (
-	// EntryTranscript is a rigs/link/linktest transcript: one link
+	// EntryTranscript is a rigs/link/record transcript: one link
 	// operation per line (Step says how each reads).
 	EntryTranscript = "transcript"
 	// EntryRoundTrips is a []time.Duration with the round-trip time of

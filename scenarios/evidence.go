@@ -10,7 +10,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reports"
-	"github.com/spdlab/spdlab/rigs/link/linktest"
+	"github.com/spdlab/spdlab/rigs/link/record"
 )
 
 // Evidence a case leaves for its report besides pass or fail: the
@@ -19,8 +19,8 @@ import (
 
 // recordRoundTrips keeps the round-trip time of each exchange r recorded,
 // in the order of the transcript recorded just before it.
-func recordRoundTrips(r *linktest.Recorder) {
-	ex := r.Exchanges()
+func recordRoundTrips(r *record.Recorder) {
+	ex := r.Events()
 	d := make([]time.Duration, len(ex))
 	for i, e := range ex {
 		d[i] = e.Duration
