@@ -6,9 +6,9 @@ DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu
 OUT       ?= out
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools dmtx-utils chromium
+APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools dmtx-utils chromium postgresql
 
-.PHONY: all deps services build run test test-unit test-scenarios test-certify mutants check-builds check-hygiene bench fuzz vet clean
+.PHONY: all deps services build run test test-unit test-backend-postgres test-scenarios test-certify mutants check-builds check-hygiene bench fuzz vet clean
 
 all: build
 
@@ -32,10 +32,16 @@ run: build
 
 ## test: every check and unit test, the conformance suite on every emulated transport,
 ## certification of devices reached as hardware is, and the mutants, in two lanes side by
-## side (scripts/test.sh: vet, check-builds, check-hygiene | go test ./..., test-scenarios,
+## side (scripts/test.sh: vet, check-builds, check-hygiene | go test ./..., test-backend-postgres, test-scenarios,
 ## test-certify, mutants; TEST_LANES=1 runs them one after the other); prints each step's time
 test: services
 	@GO="$(GO)" MAKE="$(MAKE)" OUT="$(OUT)" bash scripts/test.sh
+
+## test-backend-postgres: the backend's tests on PostgreSQL: Debian's postgresql binaries, a
+## private server the tests start (initdb on a temporary directory, 127.0.0.1 and a free port,
+## as the postgres user when run as root) and stop; without the binaries they skip, unless CI is set
+test-backend-postgres:
+	$(GO) test -count=1 -timeout 15m ./reference/backend/ -args -store=postgres
 
 ## test-scenarios: the suite on every DUT in DUTS side by side (SCENARIO_JOBS at once, default
 ## all); reports in $(OUT)/reports/<dut>, each verdict printed

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make test's steps, in two lanes that run side by side: the static checks
 # (vet, the cgo-free and macOS builds, tidiness, staticcheck, the race
-# detector) in one, the tests (every package, the conformance suite on
+# detector) in one, the tests (every package, the backend's again on
+# PostgreSQL, the conformance suite on
 # every emulated DUT, certification of devices reached as hardware is, the
 # mutants; the suite binary built once for all of them) in the other.
 # Every step still runs, each in the order of its lane; a lane stops at its
@@ -35,6 +36,7 @@ mkdir -p "$OUT"
 suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
 	"$GO test -count=1 -timeout 20m ./..."
+	"$MAKE --no-print-directory test-backend-postgres"
 	"$GO test -c -o $suite ./scenarios"
 	"SUITE=$suite $MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"$MAKE --no-print-directory test-certify OUT=$OUT"

@@ -49,14 +49,14 @@ const (
 // lab is a backend under test with its HTTP server and two clients: c
 // holds the issuer's credential, term a terminal's.
 type lab struct {
-	t      testing.TB
-	srv    *Server
-	http   *httptest.Server
-	c      *Client
-	term   *Client
-	clock  *testClock
-	db     string // the SQLite path or the PostgreSQL URL
-	cfg    Config
+	t     testing.TB
+	srv   *Server
+	http  *httptest.Server
+	c     *Client
+	term  *Client
+	clock *testClock
+	db    string // the SQLite path or the PostgreSQL URL
+	cfg   Config
 }
 
 func newLab(t testing.TB, mod func(*Config)) *lab {

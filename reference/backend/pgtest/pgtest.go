@@ -55,6 +55,9 @@ const dbUser = "spdlab"
 // the newest /usr/lib/postgresql/N/bin.
 func BinDir() (string, error) {
 	if d := os.Getenv("SPDLAB_PG_BIN"); d != "" {
+		if _, err := os.Stat(filepath.Join(d, "postgres")); err != nil {
+			return "", fmt.Errorf("%w (SPDLAB_PG_BIN=%s: %v)", ErrNoServer, d, err)
+		}
 		return d, nil
 	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
