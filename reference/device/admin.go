@@ -243,7 +243,10 @@ func (d *Device) doReadPending(cmd apdu.Command) ([]byte, apdu.SW) {
 	pr := spd.PendingRecord{
 		DeviceID: d.id, ATC: r.ATC, Kind: r.Kind, Mode: r.Mode, Amount: r.Amount,
 		Currency: d.prof.Currency, Token: r.Token, Time: unixTime(r.Time), Payee: r.Payee,
-		Serial: r.Serial, Counterpart: r.Counterpart,
+		PayeeNonce: r.PayeeNonce, Nonce: r.Nonce, Serial: r.Serial, Counterpart: r.Counterpart,
+	}
+	if d.bug("record-nonce-per-read") && len(pr.Nonce) != 0 {
+		pr.Nonce = d.randBytes(len(pr.Nonce))
 	}
 	if err := d.signRecord(&pr); err != nil {
 		return nil, apdu.SWUnknown

@@ -230,7 +230,13 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 		nc.Balance -= min(amount, nc.Balance)
 	}
 	rec := record{Kind: req.Kind, Mode: req.Mode, ATC: nc.ATC, Amount: amount, Time: now,
-		Token: tokenUsed, Payee: req.Payee}
+		Token: tokenUsed, Payee: req.Payee, PayeeNonce: req.PayeeNonce, Nonce: req.TerminalNonce}
+	if d.bug("record-no-payee-nonce") {
+		rec.PayeeNonce = nil
+	}
+	if len(rec.Nonce) == 0 || d.bug("record-nonce-ignored") {
+		rec.Nonce = d.randBytes(16) // SPD-PAY-8: the device's own nonce
+	}
 	if d.bug("token-record-account") {
 		rec.Token = d.prof.AccountToken
 	}

@@ -1,6 +1,7 @@
 package device
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -127,16 +128,21 @@ type record struct {
 	Token       []byte
 	Payee       []byte
 	Counterpart []byte
+	PayeeNonce  []byte // DF07 of the PAY (SPD-PAY-8)
+	Nonce       []byte // the payment nonce 9F37 (SPD-PAY-8)
 }
 
+// A stored record is 26 fixed bytes, then length-prefixed token, payee,
+// counterpart, payee nonce and payment nonce. Records written before the
+// payment nonce existed end after the counterpart.
 func (r record) marshal() []byte {
-	b := make([]byte, 26, 26+3+len(r.Token)+len(r.Payee)+len(r.Counterpart))
+	b := make([]byte, 26, 26+5+len(r.Token)+len(r.Payee)+len(r.Counterpart)+len(r.PayeeNonce)+len(r.Nonce))
 	b[0], b[1] = byte(r.Kind), byte(r.Mode)
 	binary.BigEndian.PutUint32(b[2:], r.ATC)
 	binary.BigEndian.PutUint64(b[6:], uint64(r.Amount))
 	binary.BigEndian.PutUint32(b[14:], r.Time)
 	binary.BigEndian.PutUint64(b[18:], r.Serial)
-	for _, v := range [][]byte{r.Token, r.Payee, r.Counterpart} {
+	for _, v := range [][]byte{r.Token, r.Payee, r.Counterpart, r.PayeeNonce, r.Nonce} {
 		b = append(b, byte(len(v)))
 		b = append(b, v...)
 	}
@@ -156,8 +162,11 @@ func parseRecord(b []byte) (record, error) {
 		Serial: binary.BigEndian.Uint64(b[18:]),
 	}
 	rest := b[26:]
-	var parts [3][]byte
+	var parts [5][]byte
 	for i := range parts {
+		if i == 3 && len(rest) == 0 {
+			break // a record from before the payment nonce
+		}
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
 			return record{}, fmt.Errorf("%w: record truncated", errCorrupt)
 		}
@@ -170,7 +179,13 @@ func parseRecord(b []byte) (record, error) {
 	if len(rest) != 0 {
 		return record{}, fmt.Errorf("%w: record with trailing bytes", errCorrupt)
 	}
-	r.Token, r.Payee, r.Counterpart = parts[0], parts[1], parts[2]
+	r.Token, r.Payee, r.Counterpart, r.PayeeNonce, r.Nonce = parts[0], parts[1], parts[2], parts[3], parts[4]
+	if r.Kind.IsPayment() && len(r.Nonce) == 0 {
+		// A payment record from before SPD-PAY-8 gets a nonce fixed by its
+		// stored bytes, so that every export of it is the same record.
+		sum := sha256.Sum256(append([]byte("SPDLAB-LEGACY-NONCE"), b...))
+		r.Nonce = sum[:16]
+	}
 	return r, nil
 }
 

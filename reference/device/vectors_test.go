@@ -242,6 +242,9 @@ func merchantCodeCRC(body string) string {
 var (
 	sigMedium = v("9F45", "signature-medium")
 	sigRecord = v("E1/9F45", "signature-record")
+	// ownNonce is the payment nonce a device draws for a PAY without 9F37
+	// (SPD-PAY-8).
+	ownNonce  = v("E1/9F37", "random")
 	certInMed = v("61/DF11", "certificate")
 )
 
@@ -375,18 +378,19 @@ var sequenceDefs = []sequenceDef{
 			g.send("INTERNAL AUTHENTICATE with 65 bytes", spd.InternalAuthenticate(make([]byte, 65)))
 			g.send("GET DATA DF11", getData(0xDF11), v("DF11", "certificate"))
 		}},
-	{"payments", "PAY from the balance online with payee and order reference, its declines and refusals, READ PENDING and ACKNOWLEDGE",
-		[]string{"SPD-PAY-1", "SPD-PAY-4", "SPD-PAY-5", "SPD-PAY-6", "SPD-PAY-7", "SPD-LED-1", "SPD-LED-2", "SPD-LED-4", "SPD-PIN-1"},
+	{"payments", "PAY from the balance online with payee, order reference and terminal nonce, its declines and refusals, READ PENDING and ACKNOWLEDGE",
+		[]string{"SPD-PAY-1", "SPD-PAY-4", "SPD-PAY-5", "SPD-PAY-6", "SPD-PAY-7", "SPD-PAY-8", "SPD-LED-1", "SPD-LED-2", "SPD-LED-4", "SPD-PIN-1"},
 		func(g *gen) {
 			g.prefix(true)
 			first := pay(spd.KindBalance, spd.ModeOnline, 12_00, 10*time.Minute, 276)
 			first.Payee, first.PayeeNonce = []byte("MERCHANT-0042"), []byte("ORDER-7781")
-			g.send("PAY balance online with payee and order reference", spd.Pay(first), sigMedium)
+			first.TerminalNonce = []byte{0x1F, 0x2E, 0x3D, 0x4C, 0x5B, 0x6A, 0x79, 0x88, 0x97, 0xA6, 0xB5, 0xC4, 0xD3, 0xE2, 0xF1, 0x00}
+			g.send("PAY balance online with payee, order reference and terminal nonce", spd.Pay(first), sigMedium)
 			g.send("PAY balance online", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 40_00, 11*time.Minute, 276)), sigMedium)
 			g.send("PAY declined: over the per-payment limit", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 60_00, 14*time.Minute, 276)), sigMedium)
 			g.send("PAY declined: insufficient balance", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 50_00, 15*time.Minute, 276)), sigMedium)
 			g.send("READ PENDING 0", spd.ReadPending(0), sigRecord)
-			g.send("READ PENDING 1", spd.ReadPending(1), sigRecord)
+			g.send("READ PENDING 1 (the device's own nonce)", spd.ReadPending(1), ownNonce, sigRecord)
 			g.send("READ PENDING beyond the ledger", spd.ReadPending(2))
 			g.send("READ PENDING with a data field", cmdOf(0x80, 0x62, 0x00, 0x00, []byte{0x00}, apdu.MaxShortLe))
 			g.send("GET DATA DF05", getData(0xDF05))
@@ -396,7 +400,7 @@ var sequenceDefs = []sequenceDef{
 			}))
 			g.send("GET DATA DF22 after ACKNOWLEDGE", getData(0xDF22))
 			g.send("GET DATA DF62 after ACKNOWLEDGE", getData(0xDF62))
-			g.send("READ PENDING 0 after ACKNOWLEDGE", spd.ReadPending(0), sigRecord)
+			g.send("READ PENDING 0 after ACKNOWLEDGE", spd.ReadPending(0), ownNonce, sigRecord)
 			g.send("PAY with P1 04", cmdOf(0x80, 0x60, 0x04, 0x00, spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Hour, 276)).Data, apdu.MaxShortLe))
 			wrongCur := pay(spd.KindBalance, spd.ModeOnline, 1_00, time.Hour, 276)
 			wrongCur.Currency = 840
@@ -416,7 +420,7 @@ var sequenceDefs = []sequenceDef{
 			g.send("PAY declined: over the offline pending limit", spd.Pay(pay(spd.KindBalance, spd.ModeOffline, 5_01, 15*time.Minute, 276)), sigMedium)
 			g.send("PAY use with an amount", cmdOf(0x80, 0x60, 0x03, 0x00, spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 5, 16*time.Minute, 276)).Data, apdu.MaxShortLe))
 			for i := 0; i < 3; i++ {
-				g.send(fmt.Sprintf("READ PENDING %d", i), spd.ReadPending(i), sigRecord)
+				g.send(fmt.Sprintf("READ PENDING %d", i), spd.ReadPending(i), ownNonce, sigRecord)
 			}
 			g.send("GET DATA DF05", getData(0xDF05))
 			g.send("GET DATA DF06", getData(0xDF06))
@@ -431,7 +435,7 @@ var sequenceDefs = []sequenceDef{
 			tier := pay(spd.KindBalance, spd.ModeOnline, 1_00, 16*time.Minute, 276)
 			tier.RequiredTier = 2
 			g.send("PAY declined: tier too low", spd.Pay(tier), sigMedium)
-			g.send("READ PENDING 0", spd.ReadPending(0), sigRecord)
+			g.send("READ PENDING 0", spd.ReadPending(0), ownNonce, sigRecord)
 		}},
 	{"media", "GENERATE MEDIUM",
 		[]string{"SPD-MED-1", "SPD-MED-3"},

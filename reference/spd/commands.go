@@ -206,17 +206,21 @@ func Activate() apdu.Command { return proprietary(INSActivate, 0, 0, nil, 0) }
 
 // PayRequest is PAY's parameters (SPEC.md section 4.4).
 type PayRequest struct {
-	Kind         PaymentKind // KindBalance, KindAccount or KindUse
-	Mode         Mode
-	Amount       int64 // before adjustment; 0 for KindUse
-	Currency     uint16
-	Time         time.Time // terminal time
-	Payee        []byte    // 1..32 bytes, optional
-	PayeeNonce   []byte    // 1..32 bytes, optional
-	Region       uint16    // 0: not given
-	RequiredTier uint8     // 0: no attribute requirement
-	Token        []byte    // token to pay under; nil: the account token
-	Channel      medium.Channel
+	Kind       PaymentKind // KindBalance, KindAccount or KindUse
+	Mode       Mode
+	Amount     int64 // before adjustment; 0 for KindUse
+	Currency   uint16
+	Time       time.Time // terminal time
+	Payee      []byte    // 1..32 bytes, optional
+	PayeeNonce []byte    // 1..32 bytes, optional
+	// TerminalNonce is the terminal's unpredictable number for this
+	// payment, 4..32 bytes (SPD-PAY-8); a terminal sends a fresh one with
+	// every PAY. Absent: the device draws the record's nonce itself.
+	TerminalNonce []byte
+	Region        uint16 // 0: not given
+	RequiredTier  uint8  // 0: no attribute requirement
+	Token         []byte // token to pay under; nil: the account token
+	Channel       medium.Channel
 }
 
 // Pay builds the PAY command.
@@ -227,6 +231,7 @@ func Pay(r PayRequest) apdu.Command {
 	b.time(TagTime, r.Time)
 	b.opt(TagPayee, r.Payee)
 	b.opt(TagPayeeNonce, r.PayeeNonce)
+	b.opt(TagTerminalNonce, r.TerminalNonce)
 	if r.Region != 0 {
 		b.u(TagLocation, 2, uint64(r.Region))
 	}
@@ -250,8 +255,8 @@ func ParsePayRequest(p1, p2 byte, data []byte) (PayRequest, error) {
 	if !r.Kind.IsPayment() || (r.Mode != ModeOnline && r.Mode != ModeOffline) {
 		return PayRequest{}, ErrBadP1P2
 	}
-	f, err := parseFields(data, TagAmount, TagCurrency, TagTime, TagPayee, TagPayeeNonce, TagLocation,
-		TagRequiredTier, TagToken, TagChannel)
+	f, err := parseFields(data, TagAmount, TagCurrency, TagTime, TagPayee, TagPayeeNonce, TagTerminalNonce,
+		TagLocation, TagRequiredTier, TagToken, TagChannel)
 	if err != nil {
 		return PayRequest{}, err
 	}
@@ -276,6 +281,9 @@ func ParsePayRequest(p1, p2 byte, data []byte) (PayRequest, error) {
 		return PayRequest{}, err
 	}
 	if r.PayeeNonce, err = f.bytes(TagPayeeNonce, 1, 32); err != nil {
+		return PayRequest{}, err
+	}
+	if r.TerminalNonce, err = f.bytes(TagTerminalNonce, 4, 32); err != nil {
 		return PayRequest{}, err
 	}
 	reg, err := f.uint(TagLocation, 2)

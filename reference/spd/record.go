@@ -18,8 +18,8 @@ import (
 // Wire format (SPEC.md section 8), a constructed object E1 whose children
 // come in this order; 9F02 is always present (also when 0), DF03 is
 // always written by a device (a reader accepts a record without it as made
-// under the account), DF09 only for payment kinds, DF0A and DF08 exactly for
-// transfer kinds:
+// under the account), DF09 and DF07 only for payment kinds, 9F37 exactly for
+// payment kinds (SPD-PAY-8), DF0A and DF08 exactly for transfer kinds:
 //
 //	tag   len   field      content
 //	DF02  8     DeviceID   the device that recorded it
@@ -31,6 +31,8 @@ import (
 //	DF03  16    Token      token paid under; never the raw account (C24)
 //	9A    4     Time       terminal time of the payment, Unix seconds
 //	DF09  1..32 Payee      payee account or device (optional)
+//	DF07  1..32 PayeeNonce payee nonce or order reference of the PAY (optional)
+//	9F37  4..32 Nonce      payment nonce: the terminal's, or the device's own
 //	DF0A  8     Serial     transfer serial (transfer kinds only)
 //	DF08  8     Counterpart payer (transfer-in) or payee (transfer-out) device (optional)
 //	9F45  var   Signature  device key, ECDSA-SHA256 (DER) over
@@ -45,6 +47,8 @@ type PendingRecord struct {
 	Token       []byte
 	Time        time.Time
 	Payee       []byte
+	PayeeNonce  []byte
+	Nonce       []byte
 	Serial      uint64
 	Counterpart []byte
 	Signature   []byte
@@ -68,6 +72,8 @@ func (r PendingRecord) Body() []byte {
 	b.opt(TagToken, r.Token)
 	b.time(TagTime, r.Time)
 	b.opt(TagPayee, r.Payee)
+	b.opt(TagPayeeNonce, r.PayeeNonce)
+	b.opt(TagTerminalNonce, r.Nonce)
 	if r.Serial != 0 {
 		b.u(TagSerial, 8, r.Serial)
 	}
@@ -128,7 +134,8 @@ func ParsePendingRecord(b []byte) (PendingRecord, error) {
 		return PendingRecord{}, malformed("pending record: tag %s, want E1", obj.Tag)
 	}
 	f, err := parseFields(obj.Value, TagDeviceID, TagATC, TagRecordKind, TagRecordMode, TagAmount,
-		TagCurrency, TagToken, TagTime, TagPayee, TagSerial, TagCounterpart, TagSignature)
+		TagCurrency, TagToken, TagTime, TagPayee, TagPayeeNonce, TagTerminalNonce, TagSerial, TagCounterpart,
+		TagSignature)
 	if err != nil {
 		return PendingRecord{}, err
 	}
@@ -177,6 +184,12 @@ func ParsePendingRecord(b []byte) (PendingRecord, error) {
 	if r.Payee, err = f.bytes(TagPayee, 1, 32); err != nil {
 		return PendingRecord{}, err
 	}
+	if r.PayeeNonce, err = f.bytes(TagPayeeNonce, 1, 32); err != nil {
+		return PendingRecord{}, err
+	}
+	if r.Nonce, err = f.bytes(TagTerminalNonce, 4, 32); err != nil {
+		return PendingRecord{}, err
+	}
 	if r.Serial, err = f.uint(TagSerial, 8); err != nil {
 		return PendingRecord{}, err
 	}
@@ -189,8 +202,12 @@ func ParsePendingRecord(b []byte) (PendingRecord, error) {
 		return PendingRecord{}, malformed("pending record: kind %d with serial (DF0A) %t, other device (DF08) %t",
 			kind, r.Serial != 0, len(r.Counterpart) != 0)
 	}
-	if r.Kind >= KindTransferOut && len(r.Payee) != 0 {
-		return PendingRecord{}, malformed("pending record: kind %d with a payee (DF09)", kind)
+	if r.Kind >= KindTransferOut && (len(r.Payee) != 0 || len(r.PayeeNonce) != 0) {
+		return PendingRecord{}, malformed("pending record: kind %d with a payee (DF09) or payee nonce (DF07)", kind)
+	}
+	// SPD-PAY-8: a payment record always binds a nonce, a transfer record never.
+	if payment := r.Kind < KindTransferOut; payment != (len(r.Nonce) != 0) {
+		return PendingRecord{}, malformed("pending record: kind %d with payment nonce (9F37) %t", kind, len(r.Nonce) != 0)
 	}
 	if r.Signature, err = f.bytes(TagSignature, 8, 80); err != nil {
 		return PendingRecord{}, err

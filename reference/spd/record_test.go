@@ -26,9 +26,10 @@ func TestPendingRecordRoundTrip(t *testing.T) {
 		rec  PendingRecord
 	}{
 		{"balance offline", PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 7, Kind: KindBalance, Mode: ModeOffline,
-			Amount: 1250, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(1_800_000_000, 0).UTC(), Payee: []byte("MERCHANT-42")}},
+			Amount: 1250, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(1_800_000_000, 0).UTC(), Payee: []byte("MERCHANT-42"),
+			PayeeNonce: []byte("ORDER-7"), Nonce: bytes.Repeat([]byte{0x5C}, 16)}},
 		{"use online", PendingRecord{DeviceID: []byte("DEVICE02"), ATC: 1, Kind: KindUse, Mode: ModeOnline,
-			Currency: 156, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(1_700_000_000, 0).UTC()}},
+			Currency: 156, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(1_700_000_000, 0).UTC(), Nonce: []byte{1, 2, 3, 4}}},
 		{"transfer out", PendingRecord{DeviceID: []byte("DEVICE03"), ATC: 0xFFFFFFFF, Kind: KindTransferOut,
 			Amount: 1 << 40, Currency: 840, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(5, 0).UTC(), Serial: 3, Counterpart: []byte("PAYEE001")}},
 	}
@@ -66,11 +67,14 @@ func TestPendingRecordRoundTrip(t *testing.T) {
 
 func TestParsePendingRecordRejects(t *testing.T) {
 	key := testKey(t)
-	r := PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 9, Kind: KindAccount, Mode: ModeOffline, Amount: 5, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(100, 0)}
+	r := PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 9, Kind: KindAccount, Mode: ModeOffline, Amount: 5, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(100, 0), Nonce: bytes.Repeat([]byte{7}, 16)}
 	if err := r.Sign(key); err != nil {
 		t.Fatal(err)
 	}
 	wire := r.Marshal()
+	if _, err := ParsePendingRecord(wire); err != nil {
+		t.Fatalf("the valid record: %v", err)
+	}
 	bad := map[string][]byte{
 		"empty":     nil,
 		"truncated": wire[:len(wire)-3],
@@ -83,12 +87,23 @@ func TestParsePendingRecordRejects(t *testing.T) {
 	// Presence rules of SPEC.md section 8, each record re-signed so that
 	// only the rule can refuse it.
 	for name, mod := range map[string]func(*PendingRecord){
-		"payment with a serial":   func(r *PendingRecord) { r.Serial = 4 },
-		"payment with a device":   func(r *PendingRecord) { r.Counterpart = []byte("PAYEE001") },
-		"transfer without serial": func(r *PendingRecord) { r.Kind, r.Counterpart = KindTransferIn, []byte("PAYER001") },
-		"transfer without device": func(r *PendingRecord) { r.Kind, r.Serial = KindReclaim, 7 },
+		"payment with a serial": func(r *PendingRecord) { r.Serial = 4 },
+		"payment with a device": func(r *PendingRecord) { r.Counterpart = []byte("PAYEE001") },
+		"transfer without serial": func(r *PendingRecord) {
+			r.Kind, r.Counterpart, r.Nonce = KindTransferIn, []byte("PAYER001"), nil
+		},
+		"payment without a nonce": func(r *PendingRecord) { r.Nonce = nil },
+		"nonce of 3 bytes":        func(r *PendingRecord) { r.Nonce = []byte{1, 2, 3} },
+		"nonce of 33 bytes":       func(r *PendingRecord) { r.Nonce = make([]byte, 33) },
+		"transfer with a nonce": func(r *PendingRecord) {
+			r.Kind, r.Serial, r.Counterpart = KindTransferOut, 7, []byte("PAYEE001")
+		},
+		"transfer with a payee nonce": func(r *PendingRecord) {
+			r.Kind, r.Serial, r.Counterpart, r.Nonce, r.PayeeNonce = KindTransferOut, 7, []byte("PAYEE001"), nil, []byte("REF")
+		},
+		"transfer without device": func(r *PendingRecord) { r.Kind, r.Serial, r.Nonce = KindReclaim, 7, nil },
 		"transfer with a payee": func(r *PendingRecord) {
-			r.Kind, r.Serial, r.Counterpart, r.Payee = KindTransferOut, 7, []byte("PAYEE001"), []byte("SHOP")
+			r.Kind, r.Serial, r.Counterpart, r.Payee, r.Nonce = KindTransferOut, 7, []byte("PAYEE001"), []byte("SHOP"), nil
 		},
 	} {
 		m := r
@@ -107,7 +122,7 @@ func TestParsePendingRecordRejects(t *testing.T) {
 
 func FuzzParsePendingRecord(f *testing.F) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	r := PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 9, Kind: KindAccount, Mode: ModeOffline, Amount: 5, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(100, 0)}
+	r := PendingRecord{DeviceID: []byte("DEVICE01"), ATC: 9, Kind: KindAccount, Mode: ModeOffline, Amount: 5, Currency: 978, Token: bytes.Repeat([]byte{0xA5}, TokenLen), Time: time.Unix(100, 0), Nonce: []byte("NONCE-01")}
 	_ = r.Sign(key)
 	f.Add(r.Marshal())
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -175,6 +175,7 @@ const (
 	TagCurrency        tlv.Tag = 0x5F2A
 	TagAmount          tlv.Tag = 0x9F02
 	TagATC             tlv.Tag = 0x9F36
+	TagTerminalNonce   tlv.Tag = 0x9F37 // PAY and pending record: the payment nonce (SPD-PAY-8)
 	TagSignature       tlv.Tag = 0x9F45
 	TagRecord          tlv.Tag = 0xE1 // pending record template
 )

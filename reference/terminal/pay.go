@@ -3,6 +3,7 @@ package terminal
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -176,9 +177,13 @@ func (t *Terminal) pay(ctx context.Context, p Payment) Outcome {
 	}
 	req := spd.PayRequest{Kind: p.Kind, Mode: mode, Amount: amount, Currency: t.currency, Time: t.now(),
 		Region: v.region, RequiredTier: p.Verify.RequiredTier, Token: p.Token, Channel: channel}
-	if p.Order.Payee != "" {
-		req.Payee = []byte(p.Order.Payee)
+	// SPD-PAY-7, SPD-PAY-8: every PAY names its payee (the order's, or this
+	// terminal) and carries a fresh nonce, so that no two records are alike.
+	payee := p.Order.Payee
+	if payee == "" {
+		payee = t.cfg.Name
 	}
+	req.Payee, req.TerminalNonce = []byte(payee), terminalNonce()
 	if p.Order.Reference != "" {
 		req.PayeeNonce = []byte(p.Order.Reference)
 	}
@@ -196,7 +201,7 @@ func (t *Terminal) pay(ctx context.Context, p Payment) Outcome {
 	}
 	info := res.Info()
 	o := Outcome{Flow: FlowPay, Kind: p.Kind, Amount: info.Amount, Currency: info.Currency, Balance: info.Balance,
-		ATC: info.ATC, Payee: p.Order.Payee, Reference: p.Order.Reference, Token: info.Token, Result: &res}
+		ATC: info.ATC, Payee: payee, Reference: p.Order.Reference, Token: info.Token, Result: &res}
 	if !res.Success() {
 		o.Status, o.Reason = NotDone, "declined by the device: "+info.Reason
 		return o
@@ -541,3 +546,12 @@ func (t *Terminal) showMedium(ctx context.Context, nonce []byte, v Verification)
 
 // sameDevice reports whether a medium names the bound device.
 func (t *Terminal) sameDevice(id []byte) bool { return bytes.Equal(id, t.bound) }
+
+// terminalNonce draws the unpredictable number of one PAY (SPD-PAY-8).
+func terminalNonce() []byte {
+	n := make([]byte, 16)
+	if _, err := rand.Read(n); err != nil {
+		panic("terminal: random source failed: " + err.Error())
+	}
+	return n
+}

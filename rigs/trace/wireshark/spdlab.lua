@@ -136,7 +136,7 @@ end
 local tags = {
   [0x4F] = "AID", [0x61] = "service information template", [0x6F] = "FCI", [0x84] = "AID (FCI)",
   [0x85] = "payload format indicator", [0x9A] = "time", [0x5F24] = "expiry", [0x5F2A] = "currency",
-  [0x9F02] = "amount", [0x9F36] = "ATC", [0x9F45] = "device signature",
+  [0x9F02] = "amount", [0x9F36] = "ATC", [0x9F37] = "payment nonce", [0x9F45] = "device signature",
   [0xE1] = "pending record", [0xE2] = "merchant order template", [0xE3] = "stored media list",
   [0xE4] = "stored medium",
   [0xDF01] = "medium kind", [0xDF02] = "device ID", [0xDF03] = "account token", [0xDF04] = "balance",
