@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -95,6 +96,43 @@ func defineLedger(d Driver) {
 				Expect(f.Client.Pending(ctx)).To(Equal(int64(2_00)))
 				// The same acknowledgement again clears nothing more.
 				f.refuses(ctx, ack, sw9000, "the same acknowledgement again")
+			}, SpecTimeout(30*time.Second))
+
+		It("MUST bind the payee, the payee nonce and a payment nonce into every payment record, the same on every export, and refuse a nonce of a wrong length",
+			Case("TC-OFF-008", Positive, Negative, "SPD-PAY-8", "SPD-PAY-7", "C4", "C5", "C7", "C19"), func(ctx SpecContext) {
+				need(d, PayBalance)
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				given := payment(spd.KindBalance, spd.ModeOnline, 1_00)
+				given.Payee, given.PayeeNonce = []byte("SHOP-0008"), []byte("ORDER-0008")
+				given.TerminalNonce = []byte{0x08, 0x17, 0x26, 0x35, 0x44, 0x53, 0x62, 0x71, 0x80, 0x9F, 0xAE, 0xBD}
+				Expect(f.pay(ctx, given).Success()).To(BeTrue())
+				bare := payment(spd.KindBalance, spd.ModeOnline, 1_00)
+				for range 2 {
+					Expect(f.pay(ctx, bare).Success()).To(BeTrue())
+				}
+				recs, err := f.Client.PendingRecords(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(recs).To(HaveLen(3))
+				Expect(recs[0].Payee).To(Equal(given.Payee), "the payee (DF09)")
+				Expect(recs[0].PayeeNonce).To(Equal(given.PayeeNonce), "the payee nonce (DF07)")
+				Expect(recs[0].Nonce).To(Equal(given.TerminalNonce), "the terminal's nonce is the record's 9F37")
+				for _, r := range recs[1:] {
+					Expect(r.Verify(f.Pub)).To(Succeed())
+					Expect(r.Payee).To(BeEmpty())
+					Expect(r.PayeeNonce).To(BeEmpty())
+					Expect(r.Nonce).To(HaveLen(16), "the device's own nonce for a PAY without 9F37")
+				}
+				Expect(recs[1].Nonce).NotTo(Equal(recs[2].Nonce), "two payments, two nonces")
+				again, err := f.Client.ReadPending(ctx, 1)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(again.Body()).To(Equal(recs[1].Body()), "a record exported again is the same record (only the signature differs)")
+
+				for _, n := range [][]byte{{1, 2, 3}, make([]byte, 33)} {
+					bad := payment(spd.KindBalance, spd.ModeOnline, 1_00)
+					bad.TerminalNonce = n
+					f.refuses(ctx, spd.Pay(bad), sw6A80, fmt.Sprintf("a terminal nonce of %d bytes", len(n)))
+				}
 			}, SpecTimeout(30*time.Second))
 	})
 }

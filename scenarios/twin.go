@@ -108,6 +108,7 @@ type twinLink struct {
 	dutKey   []byte            // the device's public key (INITIALISE answer)
 	refKey   []byte            // the twin's
 	tokens   map[string][]byte // the device's token -> the twin's
+	nonces   map[string]bool   // the terminal nonces (9F37) PAY commands carried
 	chain    *twinChain        // a long answer the device is handing out
 	eraseOff uint32            // the device's erase counter minus the twin's
 	diverged bool              // compare no more: reported, or lost step
@@ -422,6 +423,22 @@ func (l *twinLink) compare(cmd, got, want []byte) string {
 	}
 	if bytes.Equal(gd, wd) {
 		return ""
+	}
+	if c, err := apdu.ParseCommand(cmd); err == nil && c.CLA == 0x80 && c.INS == byte(spd.INSPay) {
+		if n := tagIn(c.Data, spd.TagTerminalNonce); n != nil {
+			if l.nonces == nil {
+				l.nonces = map[string]bool{}
+			}
+			l.nonces[string(n)] = true
+		}
+	}
+	if len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSReadPending) {
+		// A record's payment nonce is the device's own random one when the
+		// PAY carried none (SPD-PAY-8); the terminal's must agree.
+		gn, wn := tagIn(gd, spd.TagTerminalNonce), tagIn(wd, spd.TagTerminalNonce)
+		if len(gn) == len(wn) && len(wn) > 0 && !l.nonces[string(wn)] && !l.nonces[string(gn)] {
+			wd = bytes.ReplaceAll(wd, wn, gn)
+		}
 	}
 	if len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSGenerateToken) {
 		// The new token is random by design; everything else must agree.

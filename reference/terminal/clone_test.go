@@ -37,7 +37,7 @@ func copyDir(t *testing.T, from, to string) {
 // state) pay the same order offline in the same second at two terminals.
 // Their records differ by the payee and the terminal nonce (SPD-PAY-8), so
 // the second merchant's settlement is a conflict, not "already settled":
-// the device is flagged and its spend kept as evidence (SPD-LED-6).
+// the device is flagged and its spend kept as evidence (SPD-LED-5).
 func TestClonesPayingInTheSameSecondAreCaught(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()
