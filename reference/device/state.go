@@ -163,9 +163,11 @@ func parseRecord(b []byte) (record, error) {
 	}
 	rest := b[26:]
 	var parts [5][]byte
+	legacy := false
 	for i := range parts {
 		if i == 3 && len(rest) == 0 {
-			break // a record from before the payment nonce
+			legacy = true // a record from before the payment nonce
+			break
 		}
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
 			return record{}, fmt.Errorf("%w: record truncated", errCorrupt)
@@ -180,7 +182,7 @@ func parseRecord(b []byte) (record, error) {
 		return record{}, fmt.Errorf("%w: record with trailing bytes", errCorrupt)
 	}
 	r.Token, r.Payee, r.Counterpart, r.PayeeNonce, r.Nonce = parts[0], parts[1], parts[2], parts[3], parts[4]
-	if r.Kind.IsPayment() && len(r.Nonce) == 0 {
+	if legacy && r.Kind.IsPayment() {
 		// A payment record from before SPD-PAY-8 gets a nonce fixed by its
 		// stored bytes, so that every export of it is the same record.
 		sum := sha256.Sum256(append([]byte("SPDLAB-LEGACY-NONCE"), b...))
