@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/spdlab/spdlab/reference/medium"
@@ -74,11 +76,24 @@ func (d *demo) show(name, text string, f medium.Format) (string, error) {
 
 func money(minor int64) string { return fmt.Sprintf("EUR %d.%02d", minor/100, minor%100) }
 
-func runDemo(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "demo", "[--dut DUT] [--out DIR] [--backend URL [--auth-token-file FILE]] [--trace FILE]")
+// tickingClock starts at t and advances a millisecond on every reading:
+// the trace clock of a seeded run.
+func tickingClock(t time.Time) func() time.Time {
+	var mu sync.Mutex
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t = t.Add(time.Millisecond)
+		return t
+	}
+}
+
+func runDemo(ctx context.Context, e *env, args []string) (err error) {
+	flags := newFlags(e, "demo", "[--dut DUT] [--out DIR] [--backend URL [--auth-token-file FILE]] [--trace FILE] [--seed N]")
 	dutSpec := flags.String("dut", "ref", "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
 	outDir := flags.String("out", "", "write every coded medium shown as a PNG in this directory")
-	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")
+	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file; replay it with --dut replay:FILE")
+	seed := flags.String("seed", "", "make the run repeatable: a fixed clock, and an emulated device's keys and signatures derived from this seed (same seed, byte-identical trace)")
 	backendURL := flags.String("backend", "", "run the online, offline and settlement flows through the terminal against this backend (spdlab backend)")
 	authToken, authFile := credentialFlags(flags)
 	if err := flags.Parse(args); err != nil {
@@ -94,6 +109,15 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	opt := dut.Options{}
+	now := time.Now().UTC().Truncate(time.Second)
+	if *seed != "" {
+		now = scenarios.Clock
+		opt.Device.Seed = []byte("spdlab demo seed " + *seed)
+		opt.TraceClock = tickingClock(now)
+		if !dut.Emulated(*dutSpec) && !strings.HasPrefix(*dutSpec, "replay:") {
+			fmt.Fprintf(e.stdout, "seed %s fixes the clock; %s draws its own keys and signatures, so its answers still differ on every run\n", *seed, *dutSpec)
+		}
+	}
 	if *tracePath != "" {
 		tf, err := os.Create(*tracePath)
 		if err != nil {
@@ -102,12 +126,17 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		defer tf.Close()
 		opt.Trace = tf
 	}
-	d := &demo{out: e.stdout, dir: *outDir, now: time.Now().UTC().Truncate(time.Second), issuer: scenarios.TestIssuer()}
+	d := &demo{out: e.stdout, dir: *outDir, now: now, issuer: scenarios.TestIssuer()}
 	payer, err := dut.Open(ctx, *dutSpec, opt)
 	if err != nil {
 		return err
 	}
-	defer payer.Close()
+	// Closing a replayed trace reports the records the run left unused.
+	defer func() {
+		if cerr := payer.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing %s: %w", payer.Link, cerr)
+		}
+	}()
 	if *backendURL != "" {
 		credential, err := clientCredential(*authToken, *authFile)
 		if err != nil {
@@ -141,6 +170,10 @@ func (d *demo) run(ctx context.Context, payer *dut.DUT) error {
 
 	p := scenarios.TestProfile()
 	p.Time = d.now
+	// Every demo personalises the same device ID, so that its commands
+	// are the same from run to run and a trace of one replays another.
+	p.DeviceID = []byte{0x5D, 0x1A, 0xB0, 0x00, 0x00, 0x00, 0x00, 0x01}
+	copy(p.AccountToken[len(p.AccountToken)-len(p.DeviceID):], p.DeviceID)
 	p, err := d.personalise(ctx, c, p)
 	if err != nil {
 		return fmt.Errorf("personalising: %w", err)

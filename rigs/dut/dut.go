@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/device"
@@ -47,6 +48,8 @@ type Options struct {
 	// Trace, when set, receives every exchange as a pcapng trace with
 	// GSMTAP SIM records (rigs/trace).
 	Trace io.Writer
+	// TraceClock stamps the trace's records; nil is the wall clock.
+	TraceClock func() time.Time
 }
 
 // DUT is an opened device under test.
@@ -134,7 +137,11 @@ func Open(ctx context.Context, spec string, opt Options) (*DUT, error) {
 		return nil, err
 	}
 	if opt.Trace != nil {
-		d.Link = trace.Wrap(d.Link, opt.Trace)
+		now := opt.TraceClock
+		if now == nil {
+			now = time.Now
+		}
+		d.Link = trace.WrapClock(d.Link, opt.Trace, now)
 	}
 	return d, nil
 }

@@ -13,7 +13,8 @@
 //
 // A trace starts with an ATR record when the link knows its ATR. Each
 // exchange is one APDU record; resets and power-ons are ATR records.
-// spdlab adds packet comments (opt_comment) so that a replay is exact:
+// spdlab adds packet comments (opt_comment) so that a replay knows where
+// each command ends and what failed:
 //
 //	comment                          meaning
 //	spdlab command-length=N          the first N payload bytes are the command
@@ -23,8 +24,11 @@
 //	spdlab op=OP                     ATR record of reset-warm, reset-cold or
 //	                                 power-on
 //
-// Traces without these comments (from SIMtrace, say) replay too: an APDU
-// record answers the command it starts with.
+// A replayed command must match the recorded one on its deterministic
+// part (MatchDeterministic, match.go): times, nonces, keys, certificates
+// and signatures differ on every run by design. Traces without these
+// comments (from SIMtrace, say) replay too: an APDU record answers the
+// command its bytes start with.
 package trace
 
 import (
@@ -76,6 +80,7 @@ func (e *ReplayedError) Unwrap() error { return e.Kind }
 // failed reset; the next ATR record follows them.
 type Encoder struct {
 	w   io.Writer
+	now func() time.Time // nil: the times of the events
 	pw  *PcapngWriter
 	id  uint16
 	pkt []byte
@@ -94,6 +99,20 @@ func Wrap(l link.Link, w io.Writer) link.Link {
 	return record.Stream(l, NewEncoder(w)).Link()
 }
 
+// WrapClock is Wrap with the records stamped by now instead of the times
+// the operations happened: a clock that is a function of the run makes
+// the trace of a deterministic run the same byte for byte every time.
+func WrapClock(l link.Link, w io.Writer, now func() time.Time) link.Link {
+	return record.Stream(l, &Encoder{w: w, now: now}).Link()
+}
+
+func (e *Encoder) stamp(at time.Time) time.Time {
+	if e.now != nil {
+		return e.now()
+	}
+	return at
+}
+
 // Begin implements record.Encoder.
 func (e *Encoder) Begin(name string, atr []byte) error {
 	pw, err := NewPcapngWriter(e.w, LinkTypeIPv4, "spdlab:"+name)
@@ -102,7 +121,7 @@ func (e *Encoder) Begin(name string, atr []byte) error {
 	}
 	e.pw = pw
 	if len(atr) > 0 {
-		return e.write(time.Now(), SIMRecord{SubType: SIMATR, Payload: atr})
+		return e.write(e.stamp(time.Now()), SIMRecord{SubType: SIMATR, Payload: atr})
 	}
 	return nil
 }
@@ -121,11 +140,11 @@ func (e *Encoder) Encode(ev record.Event) error {
 		} else {
 			payload = append(payload, ev.Response...)
 		}
-		return e.write(ev.At, SIMRecord{SubType: SIMAPDU, Payload: payload}, comments...)
+		return e.write(e.stamp(ev.At), SIMRecord{SubType: SIMAPDU, Payload: payload}, comments...)
 	case ev.Err != nil || ev.Op == record.OpPowerOff:
 		return nil
 	}
-	return e.write(ev.At, SIMRecord{SubType: SIMATR, Payload: ev.ATR}, commentPrefix+keyOp+string(ev.Op))
+	return e.write(e.stamp(ev.At), SIMRecord{SubType: SIMATR, Payload: ev.ATR}, commentPrefix+keyOp+string(ev.Op))
 }
 
 func (e *Encoder) write(at time.Time, rec SIMRecord, comments ...string) error {
@@ -156,11 +175,14 @@ func (r replayRecord) String() string {
 }
 
 // Replayer is a link.Link that answers from a trace. Each operation must
-// match the next record; a mismatch fails that operation and every later
-// one, and Close reports it or any records left unused.
+// match the next record (a command as its Matcher decides,
+// MatchDeterministic unless SetMatcher says otherwise); a mismatch fails
+// that operation and every later one, and Close reports it or any records
+// left unused.
 type Replayer struct {
-	name string
-	atr  []byte
+	name  string
+	atr   []byte
+	match Matcher
 
 	mu      sync.Mutex
 	records []replayRecord
@@ -197,7 +219,7 @@ func Replay(path string) (link.Link, error) {
 // NewReplayer reads a whole pcapng trace from r. Packets that are not
 // GSMTAP SIM records, and SIM records other than APDU and ATR, are skipped.
 func NewReplayer(r io.Reader, name string) (*Replayer, error) {
-	rp := &Replayer{name: name}
+	rp := &Replayer{name: name, match: MatchDeterministic}
 	pr := NewPcapngReader(r)
 	for n := 1; ; n++ {
 		pkt, err := pr.Next()
@@ -300,9 +322,20 @@ func (r *Replayer) Exchange(ctx context.Context, command []byte) ([]byte, error)
 		return nil, err
 	}
 	p := rec.rec.Payload
-	if (rec.cmdLen >= 0 && rec.cmdLen != len(command)) || !bytes.HasPrefix(p, command) {
-		r.failure = fmt.Errorf("%w: operation %d is %s, the trace has %s", ErrMismatch, r.next+1, what, rec)
-		return nil, r.failure
+	if rec.cmdLen < 0 {
+		// A foreign trace does not say where the command ends: it must
+		// start with the command's exact bytes.
+		if !bytes.HasPrefix(p, command) {
+			r.failure = fmt.Errorf("%w: operation %d is %s, the trace has %s", ErrMismatch, r.next+1, what, rec)
+			return nil, r.failure
+		}
+	} else {
+		if err := r.match(command, p[:rec.cmdLen]); err != nil {
+			r.failure = fmt.Errorf("%w: operation %d (%s) differs from the trace: %v\n  command    %s\n  the trace  %s",
+				ErrMismatch, r.next+1, commandName(command), err, abbrev(command), abbrev(p[:rec.cmdLen]))
+			return nil, r.failure
+		}
+		command = p[:rec.cmdLen] // the response follows the recorded command
 	}
 	if rec.err == nil && len(p)-len(command) < 2 {
 		r.failure = fmt.Errorf("%w: operation %d: the trace has no response to %s", ErrMismatch, r.next+1, what)
@@ -328,6 +361,23 @@ func (r *Replayer) atrOp(ctx context.Context, op string) ([]byte, error) {
 	}
 	r.next++
 	return append([]byte(nil), rec.rec.Payload...), nil
+}
+
+// SetMatcher sets how a command must match its recorded one: MatchExact,
+// MatchDeterministic (the default) or the caller's own.
+func (r *Replayer) SetMatcher(m Matcher) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.match = m
+}
+
+// abbrev renders b in hex, eliding the middle of a long command.
+func abbrev(b []byte) string {
+	const keep = 48
+	if len(b) <= 2*keep {
+		return fmt.Sprintf("%X", b)
+	}
+	return fmt.Sprintf("%X...(%d bytes)...%X", b[:keep], len(b)-2*keep, b[len(b)-keep:])
 }
 
 // Reset implements link.Resetter: the next record must be an ATR.
