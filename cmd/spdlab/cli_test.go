@@ -51,7 +51,7 @@ func TestHelpExitsZeroWithFlagDescriptions(t *testing.T) {
 		wantFlags []string
 	}{
 		{[]string{"certify"}, []string{"dut", "ics", "out", "focus", "label-filter", "key", "trace", "timeout"}},
-		{[]string{"demo"}, []string{"dut", "out", "backend", "trace"}},
+		{[]string{"demo"}, []string{"dut", "out", "backend", "trace", "seed"}},
 		{[]string{"report"}, []string{"json", "dut", "out", "key", "verify", "lab-key", "trust"}},
 		{[]string{"backend"}, []string{"db", "listen", "issuer-token-file"}},
 		{[]string{"emulate"}, []string{"state", "vpcd", "link", "dir", "app"}},
