@@ -15,6 +15,8 @@ all: build
 ## deps: Debian packages (as root) and Go modules through the proxy
 deps:
 	@bash scripts/deps.sh $(APT_PACKAGES)
+	@command -v xunit-viewer >/dev/null || ! command -v npm >/dev/null || npm install -g --no-audit --no-fund xunit-viewer@10.6.1 >/tmp/spdlab-npm.log 2>&1 || \
+	  echo "deps: npm could not install xunit-viewer (log: /tmp/spdlab-npm.log): its JUnit test will be skipped"
 	@$(GO) mod download
 
 ## services: pcscd with the vsmartcard-vpcd reader driver (needs root)

@@ -111,6 +111,7 @@ func TestReportInBrowser(t *testing.T) {
 		ICS: ICS{File: "/home/vendor/acme-s1.yaml", YAML: "product:\n  vendor: ACME\n  model: S1\n", Vendor: "ACME",
 			Model: "S1", Firmware: "1.2.3", FormFactor: "sim"},
 		SuiteVersion: "1", CaseCount: 3, Lab: Lab{Name: "ACME test lab"},
+		Capabilities: Capabilities{Features: []string{"pay-balance", "generate-medium"}, Rig: []string{"fresh-device", "power-cycle"}},
 	}
 	for _, tc := range []struct {
 		suite, verdict string
@@ -140,7 +141,7 @@ func TestReportInBrowser(t *testing.T) {
 				`id="verdict"`, tc.verdict,
 				// identity
 				`id="identity"`, "pcsc:Virtual PCD 00 00", "3BF81300008131FE454A434F5076323431B7", "5D1AB00000000001",
-				"ACME test lab", c.Run.Lab.KeyFingerprint, c.Run.ICS.SHA256, "acme-s1.yaml", "firmware 1.2.3",
+				"ACME test lab", c.Run.Lab.KeyFingerprint, "generate-medium", "power-cycle", c.Run.ICS.SHA256, "acme-s1.yaml", "firmware 1.2.3",
 				// scope and not-applicable reasons
 				`id="scope"`, "not applicable: ICS features.Biometric is false",
 				// traceability: every SPEC.md requirement, cited ones with their cases

@@ -15,9 +15,10 @@ import (
 //
 //	<testsuites name="spdlab conformance on DUT" tests= failures= errors= skipped= time=>
 //	  <testsuite name="TC-PAY" ...>                    one per case area
-//	    <properties>  verdict, DUT, lab key, tool commit, ICS digest of the run
+//	    <properties>  verdict, DUT, lab key, tool commit, ICS digest of the run,
+//	                  capabilities (the ICS features and the rig's abilities)
 //	    <testcase name="TC-PAY-001 MUST deduct ..." classname="TC-PAY" time="0.210">
-//	      <properties> case, requirement (one each), claim (one each)
+//	      <properties> id, requirements, claims (comma-separated), verdict, location
 //	      <failure message="first line">reason, location</failure>   a failed case
 //	      <skipped message="not applicable: ..."/>                   not applicable or not run
 //	      <system-out>the decoded transcript</system-out>
@@ -95,6 +96,7 @@ func (c Certificate) WriteJUnit(w io.Writer) error {
 		{"spdlab.lab.key_fingerprint", c.Run.Lab.KeyFingerprint},
 		{"spdlab.tool", c.Run.Tool.Version + " " + c.Run.Tool.Commit},
 		{"spdlab.spec_version", c.Run.SpecVersion},
+		{"capabilities", c.Run.Capabilities.String()},
 	}
 	if c.Run.ICS.SHA256 != "" {
 		run = append(run, junitProperty{"spdlab.ics.sha256", c.Run.ICS.SHA256})
@@ -123,14 +125,8 @@ func (c Certificate) WriteJUnit(w io.Writer) error {
 			byArea[a] = s
 			areas = append(areas, a)
 		}
-		props := []junitProperty{{"case", cs.ID}}
-		for _, r := range cs.Requirements {
-			props = append(props, junitProperty{"requirement", r})
-		}
-		for _, cl := range cs.Claims {
-			props = append(props, junitProperty{"claim", cl})
-		}
-		props = append(props, junitProperty{"verdict", string(cs.Verdict)})
+		props := []junitProperty{{"id", cs.ID}, {"requirements", strings.Join(cs.Requirements, ", ")},
+			{"claims", strings.Join(cs.Claims, ", ")}, {"verdict", string(cs.Verdict)}}
 		if cs.Location != "" {
 			props = append(props, junitProperty{"location", cs.Location})
 		}

@@ -1,11 +1,16 @@
 package reports
 
 import (
+	"context"
+	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	junit "github.com/joshdk/go-junit"
 )
@@ -19,7 +24,8 @@ func TestJUnitConsumer(t *testing.T) {
 	rs = append(rs, runTiny(t, "after-suite-failed")...)
 	dir := t.TempDir()
 	c, err := Write(dir, RunInfo{DUT: "serial:/dev/ttyUSB0", CaseCount: 4, Lab: Lab{Name: "ACME test lab"},
-		ICS: ICS{YAML: "vendor: ACME\n"}}, rs, key)
+		ICS:          ICS{YAML: "vendor: ACME\n"},
+		Capabilities: Capabilities{Features: []string{"pay-balance", "tokens"}, Rig: []string{"fresh-device"}}}, rs, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,11 +42,12 @@ func TestJUnitConsumer(t *testing.T) {
 	for _, s := range suites {
 		names = append(names, s.Name)
 		if s.Properties["spdlab.verdict"] != c.Verdict || s.Properties["spdlab.lab.key_fingerprint"] != c.Run.Lab.KeyFingerprint ||
-			s.Properties["spdlab.ics.sha256"] != c.Run.ICS.SHA256 {
+			s.Properties["spdlab.ics.sha256"] != c.Run.ICS.SHA256 ||
+			s.Properties["capabilities"] != "ICS features: pay-balance, tokens; rig: fresh-device" {
 			t.Errorf("suite %s properties %v", s.Name, s.Properties)
 		}
 		for k := range s.Properties {
-			if !strings.HasPrefix(k, "spdlab.") {
+			if !strings.HasPrefix(k, "spdlab.") && k != "capabilities" {
 				t.Errorf("suite %s has the foreign property %q", s.Name, k)
 			}
 		}
@@ -78,7 +85,8 @@ func TestJUnitConsumer(t *testing.T) {
 		t.Errorf("decoded transcript in system-out:\n%s", out)
 	}
 
-	// Per-testcase properties: case ID, requirements, claims.
+	// Per-testcase properties: case ID, requirements, claims; a case with
+	// two requirements names both.
 	var doc struct {
 		Suites []struct {
 			Cases []struct {
@@ -101,15 +109,84 @@ func TestJUnitConsumer(t *testing.T) {
 			}
 		}
 	}
-	got := strings.Join(props["TC-PAY-001 pays"], " ")
-	for _, want := range []string{"case=TC-PAY-001", "requirement=SPD-PAY-1", "claim=C2", "verdict=passed"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("TC-PAY-001 properties %q lack %q", got, want)
+	for name, want := range map[string]string{
+		"TC-PAY-001 pays":                      "id=TC-PAY-001|requirements=SPD-PAY-1|claims=C2|verdict=passed",
+		"TC-PIN-001 refuses PAY before VERIFY": "id=TC-PIN-001|requirements=SPD-PIN-1|claims=C32|verdict=failed",
+		"TC-BIO-001 needs a feature TC-BIO-001": "id=TC-BIO-001|requirements=SPD-BIO-1|claims=C32|verdict=not applicable",
+	} {
+		if got := strings.Join(props[name], "|"); !strings.HasPrefix(got, want+"|location=") {
+			t.Errorf("%s: properties %q, want %q and the location", name, got, want)
 		}
 	}
 	for _, bad := range []string{"SuiteConfig", "Ginkgo", "/work/", "/root/", "/home/"} {
 		if strings.Contains(string(raw), bad) {
 			t.Errorf("junit.xml holds %q", bad)
+		}
+	}
+}
+
+// xunitViewerParse is a Node program that reads a JUnit file with the
+// parser of xunit-viewer (the viewer whose summary "x 8 ? 62" once showed
+// passes as unknown) and prints each testcase's status and properties.
+const xunitViewerParse = `
+import { readFileSync } from 'node:fs'
+const { default: parse } = await import(process.env.XUNIT_VIEWER_PARSE)
+const out = await parse(readFileSync(process.argv[1], 'utf8'))
+const tests = {}
+for (const s of Object.values(out.suites)) {
+  for (const t of Object.values(s.tests)) tests[t.name] = { status: t.status, classname: t.classname, properties: t.properties }
+}
+console.log(JSON.stringify(tests))
+`
+
+// A second JUnit consumer: xunit-viewer (npm) reads every pass as passed,
+// the not-applicable case as skipped, and each case's properties.
+func TestJUnitXunitViewer(t *testing.T) {
+	bin, err := exec.LookPath("xunit-viewer")
+	if err != nil {
+		t.Skip("xunit-viewer is not installed: `make deps` installs it when npm is present (npm install -g xunit-viewer)")
+	}
+	real, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := filepath.Join(filepath.Dir(filepath.Dir(real)), "src", "cli", "parse.js")
+	if _, err := os.Stat(parser); err != nil {
+		t.Skipf("this xunit-viewer keeps its parser elsewhere: %v", err)
+	}
+	dir := t.TempDir()
+	if _, err := Write(dir, RunInfo{DUT: "ref", CaseCount: 3}, runTiny(t, "transcripts-fail"), newKey(t)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "--input-type=module", "-e", xunitViewerParse, filepath.Join(dir, FileJUnit))
+	cmd.Env = append(os.Environ(), "XUNIT_VIEWER_PARSE=file://"+parser)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("xunit-viewer's parser: %v", err)
+	}
+	var tests map[string]struct {
+		Status     string
+		Classname  string
+		Properties map[string]any
+	}
+	if err := json.Unmarshal(out, &tests); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for name, want := range map[string]struct{ status, id string }{
+		"TC-PAY-001 pays":                       {"passed", "TC-PAY-001"},
+		"TC-PIN-001 refuses PAY before VERIFY":  {"failure", "TC-PIN-001"},
+		"TC-BIO-001 needs a feature TC-BIO-001": {"skipped", "TC-BIO-001"},
+	} {
+		got, ok := tests[name]
+		if !ok {
+			t.Errorf("xunit-viewer has no test %q: %s", name, out)
+			continue
+		}
+		if got.Status != want.status || !strings.Contains(fmt.Sprint(got.Properties["id"]), want.id) ||
+			got.Properties["requirements"] == nil || got.Properties["claims"] == nil {
+			t.Errorf("%s: xunit-viewer reads status %q, properties %v; want %s with id, requirements, claims", name, got.Status, got.Properties, want.status)
 		}
 	}
 }

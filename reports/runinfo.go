@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 )
 
@@ -35,10 +36,33 @@ type RunInfo struct {
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 	Lab      Lab       `json:"lab"`
+	// Capabilities are what the run took the DUT to support (the ICS
+	// features it declares) and what the rig could do to it.
+	Capabilities Capabilities `json:"capabilities"`
 	// Requirements are the requirement IDs SPEC.md defines, in its order,
 	// for the traceability matrix; empty leaves out requirements no case
 	// cites.
 	Requirements []Requirement `json:"requirements,omitempty"`
+}
+
+// Capabilities of a run: the ICS features the device declares, in the
+// ICS's order, and the abilities of the rig (scenarios.Capability names).
+type Capabilities struct {
+	Features []string `json:"features,omitempty"`
+	Rig      []string `json:"rig,omitempty"`
+}
+
+// String is the capabilities on one line: "ICS features: pay-balance,
+// tokens; rig: fresh-device, tearing".
+func (c Capabilities) String() string {
+	f, r := strings.Join(c.Features, ", "), strings.Join(c.Rig, ", ")
+	if f == "" {
+		f = "none"
+	}
+	if r == "" {
+		r = "none"
+	}
+	return "ICS features: " + f + "; rig: " + r
 }
 
 // Requirement is one requirement of reference/SPEC.md.

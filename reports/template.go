@@ -71,6 +71,7 @@ h4{font-size:.95em;margin:.8em 0 .3em}
 <tr><th>Tool</th><td>spdlab {{.Run.Tool.Version}}, commit <span class="mono">{{.Run.Tool.Commit}}</span></td></tr>
 <tr><th>Suite</th><td>{{.Suite}}{{with .Run.SuiteVersion}}, version {{.}}{{end}}{{if .Run.CaseCount}}, {{.Run.CaseCount}} cases{{end}}</td></tr>
 <tr><th>Profile</th><td>SPEC.md version {{orNone .Run.SpecVersion}}</td></tr>
+<tr><th>Capabilities</th><td>ICS features: {{with .Run.Capabilities.Features}}{{range .}}<span class="tag">{{.}}</span>{{end}}{{else}}none recorded{{end}}<br>rig: {{with .Run.Capabilities.Rig}}{{range .}}<span class="tag">{{.}}</span>{{end}}{{else}}none recorded{{end}}</td></tr>
 <tr><th>Run</th><td>{{utc .Run.Started}} to {{utc .Run.Finished}} ({{sub .Run.Started .Run.Finished}})</td></tr>
 </table>
 <h3>Samples</h3>

@@ -13,6 +13,9 @@ import (
 // changes whenever a case is added or removed or changes what it checks.
 const SuiteVersion = "2"
 
+// RigAbilities lists every ability of a rig, in the order reports show them.
+var RigAbilities = []Capability{Fresh, Tearing, PowerCycle, Disposable}
+
 // RunInfo describes a run of the suite through d for its certificate:
 // the samples as Probe found them, the statement (read from icsFile, or
 // the reference device's built-in one), the suite and profile versions and
@@ -35,6 +38,17 @@ func (d *DUTDriver) RunInfo(ids []Identity, icsFile string, r types.Report) repo
 		LabelFilter:  r.SuiteConfig.LabelFilter,
 		Started:      r.StartTime,
 		Finished:     r.EndTime,
+	}
+	p := d.Profile()
+	for _, f := range Features {
+		if p.Has(f) {
+			info.Capabilities.Features = append(info.Capabilities.Features, string(f))
+		}
+	}
+	for _, a := range RigAbilities {
+		if p.Has(a) {
+			info.Capabilities.Rig = append(info.Capabilities.Rig, string(a))
+		}
 	}
 	for _, id := range ids {
 		info.Samples = append(info.Samples, reports.Sample{
