@@ -110,8 +110,8 @@ func TestJUnitConsumer(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]string{
-		"TC-PAY-001 pays":                      "id=TC-PAY-001|requirements=SPD-PAY-1|claims=C2|verdict=passed",
-		"TC-PIN-001 refuses PAY before VERIFY": "id=TC-PIN-001|requirements=SPD-PIN-1|claims=C32|verdict=failed",
+		"TC-PAY-001 pays":                       "id=TC-PAY-001|requirements=SPD-PAY-1|claims=C2|verdict=passed",
+		"TC-PIN-001 refuses PAY before VERIFY":  "id=TC-PIN-001|requirements=SPD-PIN-1|claims=C32|verdict=failed",
 		"TC-BIO-001 needs a feature TC-BIO-001": "id=TC-BIO-001|requirements=SPD-BIO-1|claims=C32|verdict=not applicable",
 	} {
 		if got := strings.Join(props[name], "|"); !strings.HasPrefix(got, want+"|location=") {
