@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/sha256"
+	"fmt"
+	"os"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -20,6 +22,11 @@ import (
 // nothing-changed snapshots, the tearing sweep and the capacities.
 func defineConformance(d Driver) {
 	AfterEach(checkPolarity)
+	ReportAfterSuite("tear points", func(r Report) {
+		if s := tearPointsSummary(r); s != "" {
+			fmt.Fprintln(os.Stdout, s)
+		}
+	})
 	Describe("Command handling, every way", func() { defineCommandCases(d) })
 	Describe("Life cycle and host orders, every way", func() { defineLifeCycleCases(d) })
 	Describe("Cardholder verification, every way", func() { definePINCases(d) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -99,6 +100,31 @@ func (f *Fixture) sweep(ctx context.Context, t tearable) int {
 	}
 	Fail(t.name + " did not complete within 64 persistent writes")
 	return 0
+}
+
+// tearPointsSummary totals the tear points the sweeps of a run reported
+// (their "tear points: COMMAND" entries), per command and in all; "" when
+// no sweep ran.
+func tearPointsSummary(r Report) string {
+	total, commands := 0, 0
+	for _, s := range r.SpecReports {
+		for _, e := range s.ReportEntries {
+			name, ok := strings.CutPrefix(e.Name, "tear points: ")
+			if !ok {
+				continue
+			}
+			var n int
+			if _, err := fmt.Sscanf(e.StringRepresentation(), "%d", &n); err == nil {
+				total += n
+				commands++
+				_ = name
+			}
+		}
+	}
+	if commands == 0 {
+		return ""
+	}
+	return fmt.Sprintf("tearing sweep: %d tear points over %d state-changing commands, each left the old state or the new", total, commands)
 }
 
 func equalState(a, b DeviceState) bool { return reflect.DeepEqual(a, b) }
@@ -452,6 +478,81 @@ func defineTearingCases(d Driver) {
 			f.sweep(ctx, tearable{name: "ACTIVATE", verified: true,
 				command: func(DeviceState) apdu.Command { return spd.Activate() }, once: true,
 				isNew: func(b, a DeviceState) bool { w := b; w.State = spd.StateActive; return equalState(w, a) }})
+		}, SpecTimeout(60*time.Second))
+
+	It("MUST leave the old state or the new after a power cut at any persistent write of a right VERIFY, STORE MEDIUM and TEST ERASE",
+		Serial, Label("slow"), Case("TC-STO-009", Positive, "SPD-STO-1", "SPD-STO-2", "SPD-PIN-2", "SPD-STM-1", "SPD-TST-1", "C10", "C32", "C40"), func(ctx SpecContext) {
+			need(d, Tearing)
+			need(d, StoredMedia)
+			f := personalised(ctx, d, nil)
+			// A right PIN after a wrong one: the decrement, the comparison,
+			// then the tries restored.
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(sw63C(2)))
+			f.sweep(ctx, tearable{name: "VERIFY (right PIN)", spendsTry: true,
+				command: func(DeviceState) apdu.Command { return spd.VerifyPIN(TestPIN) },
+				isNew:   func(b, a DeviceState) bool { w := b; w.PINTries = 3; return equalState(w, a) }})
+
+			labels := func() []string {
+				list, err := f.Client.ListMedia(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				var out []string
+				for _, m := range list {
+					out = append(out, m.Label)
+				}
+				return out
+			}
+			var counter uint32
+			f.sweep(ctx, tearable{name: "STORE MEDIUM",
+				command: func(b DeviceState) apdu.Command {
+					counter = b.UpdateCounter + 1
+					return f.storeOrder(ctx, spd.StoreOrder{Counter: counter, Label: "ticket", Format: spd.FormatMerchantCode, Content: sizedCode("TICKET-0001", 80)})
+				},
+				isNew: func(b, a DeviceState) bool {
+					w := b
+					w.UpdateCounter = counter
+					if !equalState(w, a) {
+						Expect(labels()).To(BeEmpty(), "a torn STORE MEDIUM left the medium without its update counter")
+						return false
+					}
+					Expect(labels()).To(Equal([]string{"ticket"}), "the update counter moved with the medium")
+					return true
+				}})
+
+			// TEST ERASE: a torn erase leaves the personalised device or a
+			// blank one, nothing between.
+			n0, err := f.Client.EraseCounter(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			erase, err := spd.TestErase(f.Issuer.CA, f.Profile.DeviceID, n0+1)
+			Expect(err).NotTo(HaveOccurred())
+			before := f.state(ctx)
+			torn := 0
+			for n := 1; ; n++ {
+				Expect(n).To(BeNumerically("<", 64), "TEST ERASE did not complete within 64 persistent writes")
+				f.Device.TearAt(n)
+				resp, err := f.Client.Transmit(ctx, erase)
+				f.Device.TearAt(0)
+				if err == nil {
+					Expect(resp.SW).To(Equal(sw9000))
+					break
+				}
+				Expect(err).To(MatchError(link.ErrRemoved), "a torn TEST ERASE answers nothing")
+				torn++
+				reconnect(ctx, f)
+				st, err := f.Client.State(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				if st == spd.StateBlank {
+					Expect(f.Client.EraseCounter(ctx)).To(Equal(n0+1), "torn TEST ERASE at write %d: blank, with the counter moved", n)
+					break
+				}
+				Expect(f.Client.VerifyPIN(ctx, f.Profile.PIN)).To(Succeed())
+				Expect(f.state(ctx)).To(Equal(before), "torn TEST ERASE at write %d left a mix of old and new", n)
+				Expect(f.Client.EraseCounter(ctx)).To(Equal(n0), "torn TEST ERASE at write %d: personalised, the counter not moved", n)
+			}
+			Expect(torn).To(BeNumerically(">", 0), "TEST ERASE made no persistent write")
+			Expect(f.Client.State(ctx)).To(Equal(spd.StateBlank))
+			AddReportEntry("tear points: TEST ERASE", fmt.Sprintf("%d persistent writes torn, each left the old state or the new", torn))
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST keep every kind of state change across a power cycle",

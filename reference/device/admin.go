@@ -394,7 +394,7 @@ func (d *Device) doTestErase(cmd apdu.Command) ([]byte, apdu.SW) {
 	if n <= d.eraseCounter() {
 		return nil, apdu.SWRefDataNotUsable
 	}
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSTestErase)
 	for _, k := range d.st.Keys("") {
 		if k != keyErase {
 			tx.Delete(k)

@@ -144,7 +144,7 @@ func (d *Device) doStoreMedium(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, d.fail(err)
 	}
 	now := spd.Unix(o.Time)
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSStoreMedium)
 	count, size, replacing := 0, 0, false
 	for _, m := range list {
 		switch {

@@ -174,6 +174,8 @@ var Mutants = []Mutant{
 	{"nonatomic-acknowledge", "SPD-STO-1", "commits ACKNOWLEDGE's deletions and sync time separately"},
 	{"nonatomic-unblock", "SPD-STO-1", "commits the PUK unblock's try counter and new PIN separately"},
 	{"nonatomic-personalise", "SPD-STO-1", "commits PERSONALISE's profile and state separately"},
+	{"nonatomic-store-medium", "SPD-STO-1", "commits STORE MEDIUM's update counter and medium separately"},
+	{"nonatomic-test-erase", "SPD-STO-1", "deletes TEST ERASE's keys one by one before it moves the erase counter"},
 }
 
 // LookupMutant returns the catalogue entry named name.
@@ -308,6 +310,7 @@ func (d *Device) begin(ins spd.INS) store.Tx {
 		spd.INSPay: "nonatomic-pay", spd.INSTransfer: "nonatomic-transfer", spd.INSTransferIn: "nonatomic-transfer-in",
 		spd.INSReclaim: "nonatomic-reclaim", spd.INSAcknowledge: "nonatomic-acknowledge",
 		spd.INSResetRetryCounter: "nonatomic-unblock", spd.INSPersonalise: "nonatomic-personalise",
+		spd.INSStoreMedium: "nonatomic-store-medium", spd.INSTestErase: "nonatomic-test-erase",
 	}
 	if n, ok := names[ins]; ok && d.bug(n) {
 		return &splitTx{st: d.st}
