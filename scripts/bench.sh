@@ -43,6 +43,8 @@ done
 printf '1000 reference devices in one process: %.1f KiB of heap per device, %.0f payments/s\n' \
 	"$(metric BenchmarkManyDevices KiB/device)" "$(metric BenchmarkManyDevices payments/s)"
 grep -E '^Benchmark(Settle|Authorise)' "$out" | sed 's/^/backend: /' || true
+printf 'backend, 4 stations, 2 backends on one PostgreSQL database / 1 backend on SQLite, same run: settlement records/s %.2fx, authorisation p99 %.2fx\n' \
+	"$(metric BenchmarkStationsPostgres pg-x-sqlite-settle)" "$(metric BenchmarkStationsPostgres pg-x-sqlite-auth-p99)"
 
 # The conformance suite on every emulated DUT: one DUT at a time (the
 # suite time of each as a ratio to ref's in this run, and the median and

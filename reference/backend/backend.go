@@ -42,6 +42,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -124,6 +125,7 @@ type Server struct {
 	wdb        *sql.DB // writes (SQLite: the one writing connection)
 	rdb        *sql.DB // reads
 	jobs       chan *writeJob
+	retries    atomic.Int64 // writes run again (engines without a single writer)
 	closing    chan struct{}
 	closeOnce  sync.Once
 	writerDone chan struct{}

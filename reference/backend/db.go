@@ -121,6 +121,7 @@ func (s *Server) writeConcurrent(ctx context.Context, fn func(ctx context.Contex
 		if err = s.writeOnce(ctx, fn); err == nil || !s.eng.retryable(err) {
 			return err
 		}
+		s.retries.Add(1)
 	}
 	return internal(fmt.Errorf("backend: gave up after %d attempts: %w", maxAttempts, err))
 }

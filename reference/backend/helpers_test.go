@@ -61,8 +61,13 @@ type lab struct {
 
 func newLab(t testing.TB, mod func(*Config)) *lab {
 	t.Helper()
+	return newLabOn(t, testDB(t), mod)
+}
+
+// newLabOn is newLab on database db (an SQLite path or a PostgreSQL URL).
+func newLabOn(t testing.TB, db string, mod func(*Config)) *lab {
+	t.Helper()
 	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	db := testDB(t)
 	cfg := dbConfig(db)
 	cfg.Now, cfg.IssuerToken, cfg.TerminalToken = clock.Now, testIssuerToken, testTerminalToken
 	if mod != nil {
