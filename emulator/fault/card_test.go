@@ -27,8 +27,6 @@ var (
 
 func newCounterCard() *counterCard { return &counterCard{st: store.NewMemory(), powered: true} }
 
-func (c *counterCard) TearAt(n int) { c.st.TearAt(n) }
-
 func (c *counterCard) counter() uint16 {
 	v, ok := c.st.Get("counter")
 	if !ok {
@@ -88,80 +86,6 @@ func readCounter(t *testing.T, c interface{ Process([]byte) []byte }) uint16 {
 		t.Fatalf("read counter: %x", r)
 	}
 	return binary.BigEndian.Uint16(r)
-}
-
-func TestTearSweep(t *testing.T) {
-	// The add command is a transaction of 2 keys: 2 journal entries, the
-	// commit mark, 2 applies, the clear: 6 writes.
-	torn, err := Sweep(20, func(n int) (bool, error) {
-		card := newCounterCard()
-		tear := NewTear(card, card)
-		if r := tear.Process(add1); !bytes.Equal(r, swOK) {
-			t.Fatalf("add: %x", r)
-		}
-		tear.Arm(n)
-		r := tear.Process(add1)
-		if r != nil {
-			if tear.Tears() != 0 || tear.Dead() {
-				t.Fatalf("n=%d: answered but counted as torn", n)
-			}
-			return false, nil
-		}
-		if !tear.Dead() || tear.Tears() != 1 {
-			t.Fatalf("n=%d: tear not reported", n)
-		}
-		if r := tear.Process(echo); r != nil {
-			t.Fatalf("n=%d: a dead card answered %x", n, r)
-		}
-		tear.PowerOn()
-		got := readCounter(t, tear)
-		want := uint16(2) // new: the commit mark (write 3) was written
-		if n <= 3 {
-			want = 1
-		}
-		if got != want {
-			return true, errors.New("counter neither old nor new as expected")
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if torn != 6 {
-		t.Fatalf("sweep tore %d writes, want 6", torn)
-	}
-	// A sweep that never ends is reported.
-	if _, err := Sweep(3, func(int) (bool, error) { return true, nil }); err == nil {
-		t.Fatal("endless sweep not reported")
-	}
-}
-
-func TestTearResetRevives(t *testing.T) {
-	card := newCounterCard()
-	tear := NewTear(card, card)
-	tear.Arm(1)
-	if r := tear.Process(add1); r != nil {
-		t.Fatalf("not torn: %x", r)
-	}
-	tear.Reset()
-	if tear.Dead() {
-		t.Fatal("reset left the card dead")
-	}
-	if got := readCounter(t, tear); got != 0 {
-		t.Fatalf("counter %d after a tear at the first write", got)
-	}
-	// A disarmed tear does nothing.
-	tear.Arm(2)
-	tear.Arm(0)
-	for range 3 {
-		if r := tear.Process(add1); !bytes.Equal(r, swOK) {
-			t.Fatalf("add: %x", r)
-		}
-	}
-	tear.Reset()
-	if card.resets != 1 {
-		t.Fatalf("warm reset not passed on: %d", card.resets)
-	}
 }
 
 func TestRemoval(t *testing.T) {
@@ -243,25 +167,6 @@ func equalBools(a, b []bool) bool {
 		}
 	}
 	return true
-}
-
-func TestRemovalOverTear(t *testing.T) {
-	// Stacked: a tear below a removal wrapper leaves the card unpowered
-	// until PowerOn, as a removal does.
-	card := newCounterCard()
-	tear := NewTear(card, card)
-	rm := NewRemoval(tear)
-	tear.Arm(4)
-	if r := rm.Process(add1); r != nil {
-		t.Fatal("not torn")
-	}
-	if r := rm.Process(echo); r != nil {
-		t.Fatal("answered after a tear")
-	}
-	rm.PowerOn()
-	if got := readCounter(t, rm); got != 1 {
-		t.Fatalf("counter %d, want 1 (rolled forward)", got)
-	}
 }
 
 func TestLatency(t *testing.T) {

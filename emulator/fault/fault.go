@@ -1,15 +1,17 @@
-// Package fault injects faults into any emulated device, for the emulators
-// and for tests: a power cut at the Nth persistent write (tearing), card
-// removal in the middle of a command, added latency, corruption of a byte
-// stream (for the serial transport), and a timing-faithful mode that takes
-// as long as a real card would under ISO/IEC 7816-3 (ETU, character and
-// block guard times, waiting times and their extensions).
+// Package fault injects faults into any emulated device: card removal in
+// the middle of a command, added latency, corruption of a byte stream (for
+// the serial transport), and a timing-faithful mode that takes as long as
+// a real card would under ISO/IEC 7816-3 (ETU, character and block guard
+// times, waiting times and their extensions). rigs/dut applies them to an
+// emulated DUT named with faults (usb-emu+t1=96, serial-emu+noise=0.0002),
+// so the conformance suite runs through them. A power cut at the Nth
+// persistent write (tearing) is the reference device's own (device.TearAt,
+// through its store), swept by the suite's tearing cases.
 //
 // Every card wrapper is an emulator.Card wrapping an emulator.Card, so any
 // emulator can serve a faulty card and wrappers stack:
 //
-//	tear := fault.NewTear(dev, dev) // the reference device is card and tear point
-//	slot := fault.NewRemoval(tear)
+//	slot := fault.NewRemoval(dev)
 //	card, err := fault.NewTimed(slot, fault.TimedConfig{Timing: timing})
 //
 // The wrappers follow the emulator.Card contract: Process returns nil when
@@ -25,124 +27,6 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 )
-
-// TearPoint is what a device exposes so that a power cut can be armed at
-// one of its persistent writes; the reference device forwards it to its
-// store (reference/store.Store.TearAt).
-type TearPoint interface {
-	// TearAt arms a power cut at the nth persistent write from now
-	// (1 = the next write); n <= 0 disarms it.
-	TearAt(n int)
-}
-
-// Tear cuts a card's power at a chosen persistent write. Arm(n) arms the
-// cut; the command that reaches the nth write is interrupted there, the
-// card answers nil, and Tear keeps it dead (every Process answers nil)
-// until PowerOn or a reset, which runs the card's power-up recovery.
-type Tear struct {
-	mu    sync.Mutex
-	card  emulator.Card
-	point TearPoint
-	armed bool
-	dead  bool
-	tears int
-}
-
-var _ emulator.Card = (*Tear)(nil)
-
-// NewTear wraps card, whose persistent writes point counts (often the same
-// value: the reference device is both).
-func NewTear(card emulator.Card, point TearPoint) *Tear {
-	return &Tear{card: card, point: point}
-}
-
-// Arm cuts power at the nth persistent write from now (1 = the next one);
-// n <= 0 disarms.
-func (t *Tear) Arm(n int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.point.TearAt(n)
-	t.armed = n > 0
-}
-
-// Tears returns how many commands were cut by a tear so far.
-func (t *Tear) Tears() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.tears
-}
-
-// Dead reports whether the card lost power and awaits PowerOn.
-func (t *Tear) Dead() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.dead
-}
-
-// Process runs command unless the card is dead; a nil answer means the
-// tear fired during it.
-func (t *Tear) Process(command []byte) []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.dead {
-		return nil
-	}
-	resp := t.card.Process(command)
-	if resp == nil {
-		t.dead = true
-		t.armed = false
-		t.tears++
-		t.card.PowerOff()
-	}
-	return resp
-}
-
-// PowerOn restores power; the card recovers its store.
-func (t *Tear) PowerOn() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.dead = false
-	t.card.PowerOn()
-}
-
-// PowerOff removes power. An armed tear stays armed.
-func (t *Tear) PowerOff() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.card.PowerOff()
-}
-
-// Reset is a warm reset; on a dead card the reader's reset brings power
-// back, so it acts as PowerOn.
-func (t *Tear) Reset() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.dead {
-		t.dead = false
-		t.card.PowerOn()
-		return
-	}
-	t.card.Reset()
-}
-
-// Sweep drives an exhaustive tearing test: for n = 1, 2, ... it calls
-// run(n), which prepares a fresh device, arms a tear at its nth persistent
-// write, runs the operation under test, checks the state is old or new, and
-// reports whether the tear fired. Sweep stops at the first run in which it
-// did not fire (the operation makes fewer than n writes) and returns the
-// number of torn runs. limit bounds the sweep; reaching it is an error.
-func Sweep(limit int, run func(n int) (torn bool, err error)) (int, error) {
-	for n := 1; n <= limit; n++ {
-		torn, err := run(n)
-		if err != nil {
-			return n - 1, fmt.Errorf("fault: tear at write %d: %w", n, err)
-		}
-		if !torn {
-			return n - 1, nil
-		}
-	}
-	return limit, fmt.Errorf("fault: still tearing after %d writes", limit)
-}
 
 // RemovalMode says what a removal in the middle of a command leaves done.
 type RemovalMode int

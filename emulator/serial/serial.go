@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,10 @@ type Config struct {
 	// WriteTimeout bounds a write to the pty when nobody reads the slave
 	// side; on expiry the unread output is flushed (1 s).
 	WriteTimeout time.Duration
+	// Line, when set, stands between the device and its pty: the device
+	// reads and writes what Line returns for the pty's master side (a
+	// noisy line, emulator/fault's Line).
+	Line func(io.ReadWriter) io.ReadWriter
 }
 
 func (c Config) withDefaults() Config {
@@ -75,7 +80,8 @@ type Device struct {
 
 	mu      sync.Mutex
 	master  *os.File
-	slave   *os.File // held open so the master never sees a hang-up
+	line    io.ReadWriter // master, or Config.Line of it
+	slave   *os.File      // held open so the master never sees a hang-up
 	path    string
 	links   []string
 	started bool
@@ -116,6 +122,10 @@ func (d *Device) Start() (string, error) {
 		return "", err
 	}
 	d.master, d.slave, d.path = master, slave, slave.Name()
+	d.line = master
+	if d.cfg.Line != nil {
+		d.line = d.cfg.Line(master)
+	}
 	d.started = true
 	d.card.PowerOn()
 	d.powered = true
@@ -225,7 +235,7 @@ func (d *Device) serve() {
 		d.handle(f)
 	}
 	for {
-		n, err := d.master.Read(buf)
+		n, err := d.line.Read(buf)
 		if n > 0 {
 			dec.Feed(buf[:n], emit)
 		}
@@ -366,7 +376,7 @@ func (d *Device) send(t serialframe.Type, seq byte, payload []byte) {
 // WriteTimeout, the unread output is discarded so serving goes on.
 func (d *Device) write(b []byte) {
 	d.master.SetWriteDeadline(time.Now().Add(d.cfg.WriteTimeout))
-	if _, err := d.master.Write(b); errors.Is(err, os.ErrDeadlineExceeded) {
+	if _, err := d.line.Write(b); errors.Is(err, os.ErrDeadlineExceeded) {
 		control(d.slave, flushInput)
 	}
 }

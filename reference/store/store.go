@@ -9,8 +9,8 @@
 // the PIN is compared (SPD-PIN-2 in reference/SPEC.md).
 //
 // The tear point ("cut power at the Nth persistent write from now") is how
-// emulator/fault and the tearing tests simulate a card pulled mid-write:
-// the Nth write does not happen, the call returns ErrTorn, and every later
+// the reference device (device.TearAt) and the suite's tearing cases
+// simulate a card pulled mid-write: the Nth write does not happen, the call returns ErrTorn, and every later
 // call returns ErrTorn until Recover runs at the next power-on.
 //
 // Two implementations share one engine, so a tearing test on one shows

@@ -19,6 +19,9 @@
 //	               reached through the real OS interface (pcscd+vpcd, a pty,
 //	               a file channel), so CI needs no hardware
 //
+// ref, usb-emu, serial-emu and sd-emu take faults of emulator/fault after
+// "+" (usb-emu+t1=96+latency=2ms, serial-emu+noise=0.0002): faults.go.
+//
 // Strings naming an emulated device (ref and *-emu) make a new blank
 // reference device on every Open; the others reach whatever device is there.
 package dut
@@ -50,6 +53,8 @@ type Options struct {
 	Trace io.Writer
 	// TraceClock stamps the trace's records; nil is the wall clock.
 	TraceClock func() time.Time
+
+	faults faults // named in the DUT string (faults.go)
 }
 
 // DUT is an opened device under test.
@@ -61,11 +66,13 @@ type DUT struct {
 	// Spec is the DUT string it was opened from.
 	Spec    string
 	closers []func() error
+	faults  []any // the emulator/fault wrappers its DUT string named
 }
 
 // Emulated reports whether spec names a device this process emulates (a
 // new blank device on every Open).
 func Emulated(spec string) bool {
+	spec, _ = splitFaults(spec)
 	return spec == "ref" || strings.HasSuffix(spec, "-emu") || strings.HasPrefix(spec, "faulty:") ||
 		strings.HasPrefix(spec, "pcsc-emu:")
 }
@@ -126,11 +133,17 @@ func Kinds() []string {
 
 // Open opens the DUT named by spec.
 func Open(ctx context.Context, spec string, opt Options) (*DUT, error) {
-	kind, arg, _ := strings.Cut(spec, ":")
+	base, list := splitFaults(spec)
+	kind, arg, _ := strings.Cut(base, ":")
 	open, ok := openers[kind]
 	if !ok {
 		return nil, fmt.Errorf("dut: unknown DUT %q (want ref, pcsc[:READER], serial:PATH, usb:VID:PID, usb-emu, esim-emu, sd:DIR, replay:FILE, pcsc-emu, serial-emu, sd-emu)", spec)
 	}
+	f, err := parseFaults(kind, list)
+	if err != nil {
+		return nil, err
+	}
+	opt.faults = f
 	d := &DUT{Spec: spec}
 	if err := open(ctx, d, arg, opt); err != nil {
 		d.Close()
@@ -163,15 +176,26 @@ func newDevice(d *DUT, opt Options) (*device.Device, error) {
 	return d.Device, nil
 }
 
+// newCard makes the reference device an emulated DUT serves, behind the
+// faults its DUT string names; atr is the ATR the emulator reports.
+func newCard(d *DUT, opt Options, atr []byte) (emulator.Card, error) {
+	dev, err := newDevice(d, opt)
+	if err != nil {
+		return nil, err
+	}
+	return opt.faults.card(d, dev, atr)
+}
+
 func openRef(ctx context.Context, d *DUT, arg string, opt Options) error {
 	if arg != "" {
 		return fmt.Errorf("dut: ref takes no argument, got %q", arg)
 	}
-	dev, err := newDevice(d, opt)
+	atr := emulator.ATR(emulator.FormSIM)
+	card, err := newCard(d, opt, atr)
 	if err != nil {
 		return err
 	}
-	d.Link = link.NewDirect(dev, "ref", emulator.ATR(emulator.FormSIM))
+	d.Link = link.NewDirect(card, "ref", atr)
 	return nil
 }
 

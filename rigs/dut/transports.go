@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/emulator/sdcard"
 	emuserial "github.com/spdlab/spdlab/emulator/serial"
 	"github.com/spdlab/spdlab/emulator/usbccid"
@@ -29,11 +30,11 @@ func openSerial(ctx context.Context, d *DUT, path string, opt Options) error {
 // openSerialEmu serves a new reference device on a pseudo-terminal and
 // opens that pty with the serial rig, exactly as a USB-serial adapter.
 func openSerialEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
-	dev, err := newDevice(d, opt)
+	card, err := newCard(d, opt, emulator.ATR(emulator.FormUART))
 	if err != nil {
 		return err
 	}
-	em := emuserial.New(dev, emuserial.Config{})
+	em := emuserial.New(card, emuserial.Config{Line: opt.faults.line(d)})
 	d.onClose(em.Close)
 	path, err := em.Start()
 	if err != nil {
@@ -57,7 +58,7 @@ func openSD(ctx context.Context, d *DUT, dir string, opt Options) error {
 // openSDEmu serves a new reference device through a file channel in a
 // fresh directory standing for the card's mount point.
 func openSDEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
-	dev, err := newDevice(d, opt)
+	card, err := newCard(d, opt, emulator.ATR(emulator.FormSD))
 	if err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ func openSDEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 		return fmt.Errorf("dut: %w", err)
 	}
 	d.onClose(func() error { return os.RemoveAll(dir) })
-	em := sdcard.New(dev, dir, sdcard.Config{})
+	em := sdcard.New(card, dir, sdcard.Config{})
 	d.onClose(em.Close)
 	if err := em.Start(); err != nil {
 		return err
@@ -90,11 +91,11 @@ func openUSB(ctx context.Context, d *DUT, arg string, opt Options) error {
 // openUSBEmu puts a new reference device in the slot of the in-process CCID
 // reader and speaks CCID to its bulk endpoints with the USB rig.
 func openUSBEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
-	dev, err := newDevice(d, opt)
+	card, err := newCard(d, opt, emulator.ATR(emulator.FormUSB))
 	if err != nil {
 		return err
 	}
-	r := usbccid.New(dev, usbccid.Config{})
+	r := usbccid.New(card, usbccid.Config{})
 	d.onClose(r.Close)
 	l, err := usb.New(ctx, r, usb.Config{Name: "usb-emu"})
 	if err != nil {
