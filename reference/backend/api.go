@@ -332,11 +332,20 @@ type Audit struct {
 	// ReportedBalances sums what devices last reported on contact (devices
 	// that never reported count their issuer view), for comparison.
 	ReportedBalances int64 `json:"reported_balances"`
-	Devices          int64 `json:"devices"`
-	RecordsSettled   int64 `json:"records_settled"`
-	RecordsPending   int64 `json:"records_pending"`
-	RecordsHeldIn    int64 `json:"records_held_in"`
-	TransfersHeld    int64 `json:"transfers_in_flight"`
+	// PayeesPaid is the sum of the payees' (merchants') balances at the
+	// issuer: every settled payment credited its payee, so it equals
+	// Settled; each payee's balance is checked against the records naming
+	// it. Payees counts the payee accounts.
+	PayeesPaid int64 `json:"payees_paid"`
+	Payees     int64 `json:"payees"`
+	// Billed is the value of settled account payments (kind 02): what the
+	// designated accounts' bills (GET /v1/accounts/{id}/bill) add up to.
+	Billed         int64 `json:"billed"`
+	Devices        int64 `json:"devices"`
+	RecordsSettled int64 `json:"records_settled"`
+	RecordsPending int64 `json:"records_pending"`
+	RecordsHeldIn  int64 `json:"records_held_in"`
+	TransfersHeld  int64 `json:"transfers_in_flight"`
 	// Discrepancies lists every stored value that breaks the books, each
 	// naming the device, record or transfer at fault.
 	Discrepancies []Discrepancy `json:"discrepancies"`
@@ -362,11 +371,12 @@ type FlaggedDevice struct {
 // Discrepancy is one fault the audit found.
 type Discrepancy struct {
 	// Source is the table the faulty value was found in: devices, params,
-	// records, transfers, offline_transfers, or "totals".
+	// records, transfers, offline_transfers, payees, or "totals".
 	Source   string `json:"source"`
 	DeviceID string `json:"device_id,omitempty"`
 	ATC      *int64 `json:"atc,omitempty"`
 	Transfer string `json:"transfer,omitempty"`
+	Payee    string `json:"payee,omitempty"`
 	// Expected and Found are the amounts compared, when amounts are.
 	Expected *int64 `json:"expected,omitempty"`
 	Found    *int64 `json:"found,omitempty"`

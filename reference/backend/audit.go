@@ -66,7 +66,8 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		}
 		return d
 	}
-	var issued, balances, reported, pending, settled, inFlight, heldIn total
+	var issued, balances, reported, pending, settled, inFlight, heldIn, billed total
+	owed := map[string]*total{} // payee -> the settled records that name it
 
 	// devices: the issuer's view of each balance.
 	err = scanRows(ctx, tx, `SELECT id, initial, issued, balance, reported_balance, reported_atc FROM devices ORDER BY id`, func(v []any) {
@@ -163,6 +164,14 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 			settled.add(amount)
 			d.moved.add(-amount)
 			a.RecordsSettled++
+			p := PayeeName(rec.Payee)
+			if owed[p] == nil {
+				owed[p] = &total{}
+			}
+			owed[p].add(amount)
+			if k == spd.KindAccount {
+				billed.add(amount)
+			}
 		case k.IsPayment() && state == stateHeld:
 			pending.add(amount)
 			d.moved.add(-amount)
@@ -253,6 +262,43 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		return a, internal(err)
 	}
 
+	// payees: each merchant's balance is what the settled records that
+	// name it paid (payees_paid); together they hold every settled payment.
+	var paid total
+	err = scanRows(ctx, tx, `SELECT payee, balance FROM payees ORDER BY payee`, func(v []any) {
+		name := fmt.Sprint(v[0])
+		where := Discrepancy{Source: "payees", Payee: name}
+		bal, ok := amountOf(v[1])
+		if !ok {
+			where.Detail = fmt.Sprintf("balance is %s, not an amount in 0..2^53", describe(v[1]))
+			bad(where)
+			return
+		}
+		a.Payees++
+		paid.add(bal)
+		want := owed[name]
+		delete(owed, name)
+		if want == nil {
+			want = &total{}
+		}
+		if want.v != bal {
+			where.Detail, where.Expected, where.Found = "balance differs from the settled records that name the payee", ptr(want.v), ptr(bal)
+			bad(where)
+		}
+	})
+	if err != nil {
+		return a, internal(err)
+	}
+	for name, want := range owed {
+		if want.v != 0 {
+			bad(Discrepancy{Source: "payees", Payee: name, Detail: "settled records name a payee the issuer has no account for", Expected: ptr(want.v), Found: ptr(0)})
+		}
+	}
+	a.PayeesPaid, a.Billed = paid.v, billed.v
+	if !paid.overflow && !settled.overflow && paid.v != settled.v {
+		bad(Discrepancy{Source: "totals", Detail: "payees_paid differs from settled", Expected: ptr(settled.v), Found: ptr(paid.v)})
+	}
+
 	// Each device: its balance is what was issued to it, moved by its
 	// records and transfers.
 	for _, id := range order {
@@ -292,7 +338,7 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 	for _, t := range []total{balances, pending, settled, inFlight} {
 		right.add(t.v)
 	}
-	for name, t := range map[string]total{"issued": issued, "balances": balances, "pending": pending, "settled": settled, "in_flight": inFlight, "held_in": heldIn, "reported_balances": reported, "the right side": right} {
+	for name, t := range map[string]total{"payees_paid": paid, "billed": billed, "issued": issued, "balances": balances, "pending": pending, "settled": settled, "in_flight": inFlight, "held_in": heldIn, "reported_balances": reported, "the right side": right} {
 		if t.overflow {
 			bad(Discrepancy{Source: "totals", Detail: name + " overflows"})
 		}

@@ -225,3 +225,22 @@ func (c *Client) Audit(ctx context.Context) (Audit, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/audit", nil, &a)
 	return a, err
 }
+
+// Payee returns a payee's account at the issuer.
+func (c *Client) Payee(ctx context.Context, payee string) (Payee, error) {
+	var p Payee
+	err := c.do(ctx, http.MethodGet, "/v1/payees/"+url.PathEscape(payee), nil, &p)
+	return p, err
+}
+
+// Bill returns the bill of the designated account of a device for a
+// period ("YYYY-MM"; "" for the current month).
+func (c *Client) Bill(ctx context.Context, deviceID, period string) (Bill, error) {
+	var b Bill
+	path := "/v1/accounts/" + url.PathEscape(deviceID) + "/bill"
+	if period != "" {
+		path += "?period=" + url.QueryEscape(period)
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &b)
+	return b, err
+}

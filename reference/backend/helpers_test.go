@@ -208,7 +208,7 @@ func wantCode(t testing.TB, err error, status int, code string) *APIError {
 func (l *lab) snapshot() string {
 	l.t.Helper()
 	var b strings.Builder
-	for _, table := range []string{"devices", "records", "tokens", "params", "otps", "revocations", "transfers", "offline_transfers"} {
+	for _, table := range []string{"devices", "records", "tokens", "params", "otps", "revocations", "transfers", "offline_transfers", "payees"} {
 		rows, err := l.srv.rdb.Query("SELECT * FROM " + table + " ORDER BY 1, 2")
 		if err != nil {
 			l.t.Fatal(err)

@@ -32,6 +32,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/transfers/{id}/claim", term(s.handleClaim))
 	m.HandleFunc("POST /v1/transfers/{id}/reclaim", term(s.handleReclaim))
 	m.HandleFunc("GET /v1/audit", issuer(s.handleAudit))
+	m.HandleFunc("GET /v1/payees/{payee}", issuer(s.handlePayee))
+	m.HandleFunc("GET /v1/accounts/{id}/bill", issuer(s.handleBill))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, newErr(http.StatusNotFound, CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))
 	})

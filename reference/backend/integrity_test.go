@@ -123,7 +123,7 @@ func TestFlippedBytesAreFound(t *testing.T) {
 	}
 	s, err := Open(Config{DBPath: path, IssuerToken: testIssuerToken})
 	if err != nil {
-		if !strings.Contains(err.Error(), "integrity check failed") {
+		if !strings.Contains(err.Error(), "integrity check") {
 			t.Fatalf("refused, but not for its damage: %v", err)
 		}
 		return

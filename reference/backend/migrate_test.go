@@ -136,7 +136,7 @@ func TestHealthSchemaVersion(t *testing.T) {
 	}
 	l.srv.hc.at = l.srv.hc.at.AddDate(-1, 0, 0)
 	p := l.srv.health(context.Background())
-	if len(p) != 1 || !strings.Contains(p[0], "schema_migrations lists 0 migrations") {
+	if len(p) != 1 || !strings.Contains(p[0], "schema_migrations lists ") || !strings.Contains(p[0], "migrations up to") {
 		t.Fatalf("health after losing migration 1: %v", p)
 	}
 }

@@ -152,6 +152,9 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 			state = stateHeld
 			if res.Settled {
 				state = stateSettled
+				if err := s.creditPayee(ctx, tx, rec, now.Unix()); err != nil {
+					return err
+				}
 			}
 		}
 		// The result is stored unsigned and signed after the commit (and
@@ -266,6 +269,9 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 						return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: amount %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance).at(i)
 					}
 					dev.balance -= rec.Amount
+					if err := s.creditPayee(ctx, tx, rec, now.Unix()); err != nil {
+						return err
+					}
 					e.Status, e.Account = Settled, dev.account
 					continue
 				}
@@ -288,6 +294,9 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 					if _, err := tx.StmtContext(ctx, s.stmts.updRecord).ExecContext(ctx, stateSettled, batch.BatchID, now.Unix(), rec.Device, int64(rec.ATC)); err != nil {
 						return internal(err)
 					}
+					if err := s.creditPayee(ctx, tx, rec, now.Unix()); err != nil {
+						return err
+					}
 					e.Status, e.Account = Settled, old.account
 				default:
 					return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d was declined online and cannot settle", rec.Device, rec.ATC).at(i)
@@ -307,6 +316,9 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 					return asAPIErr(err).at(i)
 				}
 				dev.balance -= rec.Amount
+				if err := s.creditPayee(ctx, tx, rec, now.Unix()); err != nil {
+					return asAPIErr(err).at(i)
+				}
 			default:
 				var payer string
 				payer, state, err = s.settleTransferRecord(ctx, tx, dev, rec, load)

@@ -1,0 +1,167 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// Payees (merchants) are accounts at the issuer (C4, C47, C49). Settling a
+// payment record credits the payee it names (SPEC.md SPD-PAY-7, SPD-PAY-8:
+// the record carries it, signed by the device) with the record's amount,
+// in the settlement's own transaction; the audit recomputes every payee's
+// balance from the settled records (payees_paid). Account payments (kind
+// 02) are also billed under the designated account, one bill per calendar
+// month (UTC): GET /v1/accounts/{id}/bill.
+
+// PayeeName is how a record's payee (DF09) is named at the issuer: the
+// text when it is printable UTF-8, else "hex:" and its bytes; a record
+// without a payee is paid to the payee "".
+func PayeeName(payee []byte) string {
+	if len(payee) == 0 {
+		return ""
+	}
+	if utf8.Valid(payee) && strings.IndexFunc(string(payee), func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return string(payee)
+	}
+	return "hex:" + strings.ToUpper(hex.EncodeToString(payee))
+}
+
+// creditPayee credits the payee of a payment record being settled.
+func (s *Server) creditPayee(ctx context.Context, tx *sql.Tx, rec DeviceRecord, now int64) error {
+	if !rec.Kind.IsPayment() {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO payees(payee, balance, records, updated_at) VALUES($1, $2, 1, $3)
+		ON CONFLICT(payee) DO UPDATE SET balance=payees.balance+excluded.balance, records=payees.records+1, updated_at=excluded.updated_at`,
+		PayeeName(rec.Payee), rec.Amount, now)
+	if err != nil {
+		return internal(err)
+	}
+	return nil
+}
+
+// Payee is a payee's account at the issuer.
+type Payee struct {
+	Payee string `json:"payee"`
+	// Balance is what settled payments credited to it, in minor units.
+	Balance int64 `json:"balance"`
+	// Records counts the settled payment records that named it.
+	Records int64     `json:"records"`
+	Updated time.Time `json:"updated"`
+}
+
+func (s *Server) handlePayee(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("payee")
+	if err := checkText("payee", name, 1, 80); err != nil {
+		writeErr(w, err)
+		return
+	}
+	var p Payee
+	var at int64
+	err := s.rdb.QueryRowContext(r.Context(), `SELECT payee, balance, records, updated_at FROM payees WHERE payee=$1`, name).
+		Scan(&p.Payee, &p.Balance, &p.Records, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		writeErr(w, newErr(http.StatusNotFound, CodeNotFound, "payee %q has been paid nothing", name))
+		return
+	}
+	if err != nil {
+		writeErr(w, internal(err))
+		return
+	}
+	p.Updated = unixTime(at)
+	writeJSON(w, http.StatusOK, p)
+}
+
+// Bill is the statement of a designated account for one period: the
+// account payments (kind 02) settled in it (C4, C47, C49).
+type Bill struct {
+	DeviceID string `json:"device_id"`
+	// Account is the designated account, masked: only its last four
+	// characters leave the vault.
+	Account  string     `json:"account"`
+	Currency int        `json:"currency"`
+	Period   string     `json:"period"` // YYYY-MM, UTC
+	From     time.Time  `json:"from"`   // first second of the period
+	To       time.Time  `json:"to"`     // first second after it
+	Lines    []BillLine `json:"lines"`
+	Total    int64      `json:"total"`
+}
+
+// BillLine is one account payment on a bill.
+type BillLine struct {
+	ATC    uint32    `json:"atc"`
+	Time   time.Time `json:"time"` // the payment's terminal time
+	Amount int64     `json:"amount"`
+	Payee  string    `json:"payee"`
+	Token  string    `json:"token,omitempty"`
+}
+
+func (s *Server) handleBill(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := checkDeviceID("id", id); err != nil {
+		writeErr(w, err)
+		return
+	}
+	period := r.URL.Query().Get("period")
+	if period == "" {
+		period = s.cfg.Now().UTC().Format("2006-01")
+	}
+	from, err := time.Parse("2006-01", period)
+	if err != nil {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "period %q is not YYYY-MM", period))
+		return
+	}
+	to := from.AddDate(0, 1, 0)
+	ctx := r.Context()
+	b := Bill{DeviceID: id, Period: period, From: from, To: to, Lines: []BillLine{}}
+	var account string
+	err = s.rdb.QueryRowContext(ctx, `SELECT account, currency FROM devices WHERE id=$1`, id).Scan(&account, &b.Currency)
+	if errors.Is(err, sql.ErrNoRows) {
+		writeErr(w, newErr(http.StatusNotFound, CodeNotFound, "device %s is not registered", id))
+		return
+	}
+	if err != nil {
+		writeErr(w, internal(err))
+		return
+	}
+	b.Account = MaskAccount(account)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT raw FROM records WHERE device_id=$1 AND kind=$2 AND state=$3 AND time >= $4 AND time < $5 ORDER BY time, atc`,
+		id, int(spd.KindAccount), stateSettled, from.Unix(), to.Unix())
+	if err != nil {
+		writeErr(w, internal(err))
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			writeErr(w, internal(err))
+			return
+		}
+		rec, err := ParseDeviceRecord(raw)
+		if err != nil {
+			writeErr(w, newErr(http.StatusInternalServerError, CodeInternal, "device %s: a stored record does not parse (the audit names it): %v", id, err))
+			return
+		}
+		b.Lines = append(b.Lines, BillLine{ATC: rec.ATC, Time: rec.Time.UTC(), Amount: rec.Amount, Payee: PayeeName(rec.Payee), Token: rec.Token})
+		if b.Total > maxAmount-rec.Amount {
+			writeErr(w, newErr(http.StatusInternalServerError, CodeInternal, "device %s: the bill's total overflows (the audit names the records)", id))
+			return
+		}
+		b.Total += rec.Amount
+	}
+	if err := rows.Err(); err != nil {
+		writeErr(w, internal(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}

@@ -1,0 +1,106 @@
+package backend
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// TestPayeesPaidAndAccountsBilled: settlement credits the payee each
+// record names (online authorisation and batch, captured holds included);
+// account payments appear on the bill of their period; the audit's
+// payees_paid equals settled and billed sums the account payments.
+func TestPayeesPaidAndAccountsBilled(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "shopper")
+	l.register(d, 10_000, "")
+	nov := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	dec := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	rec := func(atc uint32, kind spd.PaymentKind, amount int64, payee string, at time.Time) []byte {
+		return d.sign(spd.PendingRecord{ATC: atc, Kind: kind, Mode: spd.ModeOffline, Amount: amount, Time: at, Payee: []byte(payee)})
+	}
+	if _, err := l.term.Authorise(bg, AuthorisationRequest{Record: rec(1, spd.KindBalance, 300, "SHOP-A", nov), Channel: "qr"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.term.Authorise(bg, AuthorisationRequest{Record: rec(2, spd.KindAccount, 150, "SHOP-B", nov), Channel: "qr", Hold: true}); err != nil {
+		t.Fatal(err)
+	}
+	batch := [][]byte{rec(2, spd.KindAccount, 150, "SHOP-B", nov), rec(3, spd.KindAccount, 200, "SHOP-A", nov),
+		rec(4, spd.KindAccount, 50, "SHOP-A", dec), rec(5, spd.KindUse, 0, "BUS", nov), rec(6, spd.KindBalance, 25, "", nov)}
+	if _, err := l.term.Settle(bg, SettlementBatch{BatchID: "b1", Records: batch}); err != nil {
+		t.Fatal(err)
+	}
+	// The same batch again pays nobody twice.
+	if _, err := l.term.Settle(bg, SettlementBatch{BatchID: "b1", Records: batch}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][2]int64{"SHOP-A": {550, 3}, "SHOP-B": {150, 1}, "BUS": {0, 1}} {
+		p, err := l.c.Payee(bg, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Balance != want[0] || p.Records != want[1] {
+			t.Errorf("payee %s: balance %d over %d records, want %d over %d", name, p.Balance, p.Records, want[0], want[1])
+		}
+	}
+	_, err := l.c.Payee(bg, "NOBODY")
+	wantCode(t, err, 404, CodeNotFound)
+
+	b, err := l.c.Bill(bg, d.id, "2026-11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Total != 350 || len(b.Lines) != 2 || b.Lines[0].ATC != 2 || b.Lines[1].Payee != "SHOP-A" || b.Account == "ACC-shopper" {
+		t.Fatalf("November bill: %+v", b)
+	}
+	if b, err = l.c.Bill(bg, d.id, "2026-12"); err != nil || b.Total != 50 || len(b.Lines) != 1 {
+		t.Fatalf("December bill: %+v, %v", b, err)
+	}
+	_, err = l.c.Bill(bg, d.id, "11/2026")
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Bill(bg, devID("stranger"), "2026-11")
+	wantCode(t, err, 404, CodeNotFound)
+	// Bills and payee accounts are the issuer's: a terminal or anyone
+	// else is refused.
+	_, err = l.term.Bill(bg, d.id, "2026-11")
+	wantCode(t, err, 403, CodeForbidden)
+	_, err = l.term.Payee(bg, "SHOP-A")
+	wantCode(t, err, 403, CodeForbidden)
+	anon, _ := NewClient(l.http.URL, nil)
+	_, err = anon.Bill(bg, d.id, "2026-11")
+	wantCode(t, err, 401, CodeUnauthorised)
+
+	a := l.audit()
+	if a.Settled != 725 || a.PayeesPaid != a.Settled || a.Billed != 400 || a.Payees != 4 {
+		t.Fatalf("audit: settled %d, payees_paid %d, billed %d, payees %d", a.Settled, a.PayeesPaid, a.Billed, a.Payees)
+	}
+}
+
+// TestPayeeBalanceTamperingIsFound: a payee balance changed in the
+// database, or a payee account removed, is a discrepancy naming it.
+func TestPayeeBalanceTamperingIsFound(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "shopper")
+	l.register(d, 10_000, "")
+	r := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindBalance, Mode: spd.ModeOffline, Amount: 400, Time: l.clock.Now(), Payee: []byte("SHOP-A")})
+	if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{r}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tamper := range []string{`UPDATE payees SET balance=balance+100`, `DELETE FROM payees`} {
+		if _, err := l.srv.wdb.Exec(tamper); err != nil {
+			t.Fatal(err)
+		}
+		a, err := l.c.Audit(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, x := range a.Discrepancies {
+			found = found || (x.Source == "payees" && x.Payee == "SHOP-A")
+		}
+		if a.Conserved || !found {
+			t.Fatalf("after %s: conserved %v, discrepancies %+v", tamper, a.Conserved, a.Discrepancies)
+		}
+	}
+}
