@@ -7,10 +7,13 @@
 # service cases (terminal and backend flows, some on real timers) only for a
 # mutant the device cases let through. Prints every mutant with the case
 # that killed it on each transport, and fails unless every mutant is killed.
+# With MUTANT_ALL=1 each run goes through the whole suite instead and names
+# every case that failed (slower: for studying the catalogue, not make test).
 #
 #   scripts/mutants.sh [OUTDIR]      MUTANTS="a b" limits the run to some mutants
 #                                    MUTANT_TRANSPORTS="ref usb-emu" (default)
 #                                    MUTANT_JOBS=2 parallel runs
+#                                    MUTANT_ALL=1 every killing case, no fail-fast
 #                                    SUITE=FILE a suite binary already built
 #                                    from this checkout (go test -c ./scenarios)
 set -euo pipefail
@@ -44,17 +47,23 @@ run() {
 	[[ $transport == ref ]] || dut="faulty:$name@$transport"
 	log="$out/$name@$transport.log"
 	local filters=('!slow && !/^TC-SVC-/ && !/^TC-CAM-/' '(slow || /^TC-CAM-/) && !/^TC-SVC-/' '/^TC-SVC-/')
-	[[ -z $hint || $hint == - ]] || filters=("/^$hint\$/" "${filters[@]}")
+	local failfast=-ginkgo.fail-fast
+	if [[ -n ${MUTANT_ALL:-} ]]; then
+		filters=('') failfast=-ginkgo.seed=1
+	elif [[ -n $hint && $hint != - ]]; then
+		filters=("/^$hint\$/" "${filters[@]}")
+	fi
 	for filter in "${filters[@]}"; do
 		# A filtered run is never a certificate, so the suite exits non-zero
 		# even when every case passed: a kill is a failed case.
 		(cd "$root/scenarios" && "$suite" -test.run '^TestConformance$' -test.timeout 10m \
-			-ginkgo.fail-fast -ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut") >"$log" 2>&1 || true
+			$failfast -ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut") >"$log" 2>&1 || true
 		if ! grep -q '^Ran [0-9]* of' "$log"; then
 			killer=setup-failure
 			break
 		fi
-		killer=$(grep '^  \[FAIL\] .*TC-[A-Z]*-[0-9]*' "$log" | head -1 | grep -o 'TC-[A-Z]*-[0-9]*' | head -1)
+		# Every failed case, in the order they failed (one with fail-fast).
+		killer=$(grep '^  \[FAIL\] .*TC-[A-Z]*-[0-9]*' "$log" | grep -o 'TC-[A-Z]*-[0-9]*' | awk '!seen[$0]++' | paste -sd, -)
 		[[ -z $killer ]] || break
 		killer=-
 	done
@@ -70,15 +79,22 @@ first=${transports%% *}
 # it last time: it runs first (a hint only: a mutant it no longer kills goes
 # through the whole suite). Refresh it from $out/killers.txt.
 known=$(cat "$root/scripts/mutant-killers.txt" 2>/dev/null || true)
-results=$(for n in $names; do echo "$n $first $(awk -v n="$n" '$1 == n {print $2}' <<<"$known")"; done |
+# A missing hint is "-": xargs -L joins a line that ends in a blank to the next.
+results=$(for n in $names; do h=$(awk -v n="$n" '$1 == n {print $2}' <<<"$known"); echo "$n $first ${h:--}"; done |
 	xargs -P "$jobs" -L 1 bash -c 'run "$0" "$1" "$2"')
-awk -v f="$first" '$2 == f && $3 ~ /^TC-/ {print $1, $3}' <<<"$results" >"$out/killers.txt"
+awk -v f="$first" '$2 == f && $3 ~ /^TC-/ {split($3, k, ","); print $1, k[1]}' <<<"$results" >"$out/killers.txt"
 hints=$results
 for t in ${transports#"$first"}; do
 	more=$(awk -v t="$t" '{print $1, t, $3}' <<<"$hints" | xargs -P "$jobs" -L 1 bash -c 'run "$0" "$1" "$2"')
 	results+=$'\n'$more
 done
 
+if [[ -n ${MUTANT_ALL:-} ]]; then
+	echo "mutants: each mutant ran through the whole suite; the cases listed are every case that failed on it"
+else
+	echo "mutants: each run stops at its first failing case (fail-fast keeps make mutants within make test's time),"
+	echo "so the case listed is the first that killed the mutant; other cases may kill it too (MUTANT_ALL=1 lists them all)"
+fi
 printf '%-26s %-10s' mutant breaks
 for t in $transports; do printf ' %-14s' "$t"; done
 echo
