@@ -120,23 +120,26 @@ type Config struct {
 
 // Server is the backend: storage, keys and the HTTP handlers.
 type Server struct {
-	cfg        Config
-	eng        engine
-	wdb        *sql.DB // writes (SQLite: the one writing connection)
-	rdb        *sql.DB // reads
-	jobs       chan *writeJob
-	retries    atomic.Int64 // writes run again (engines without a single writer)
-	closing    chan struct{}
-	closeOnce  sync.Once
-	writerDone chan struct{}
-	stmts      writeStmts
-	signer     *ecdsa.PrivateKey
-	outbox     *Outbox
-	keys       keyCache
-	mux        *http.ServeMux
-	creds      credentials
-	hc         healthCheck
-	otpClients clientLimiter
+	cfg     Config
+	eng     engine
+	wdb     *sql.DB // writes (SQLite: the one writing connection)
+	rdb     *sql.DB // reads
+	jobs    chan *writeJob
+	retries atomic.Int64 // writes run again (engines without a single writer)
+	// abortAttempt, set by tests, aborts a write's transaction after its
+	// work with the error it returns, as the database would.
+	abortAttempt func(attempt int) error
+	closing      chan struct{}
+	closeOnce    sync.Once
+	writerDone   chan struct{}
+	stmts        writeStmts
+	signer       *ecdsa.PrivateKey
+	outbox       *Outbox
+	keys         keyCache
+	mux          *http.ServeMux
+	creds        credentials
+	hc           healthCheck
+	otpClients   clientLimiter
 
 	srvMu sync.Mutex
 	srv   *http.Server

@@ -118,7 +118,7 @@ func (s *Server) writeConcurrent(ctx context.Context, fn func(ctx context.Contex
 				return errClosed
 			}
 		}
-		if err = s.writeOnce(ctx, fn); err == nil || !s.eng.retryable(err) {
+		if err = s.writeOnce(ctx, fn, attempt); err == nil || !s.eng.retryable(err) {
 			return err
 		}
 		s.retries.Add(1)
@@ -136,7 +136,7 @@ func retryPause(attempt int) time.Duration {
 	return time.Duration(mathrand.Int64N(int64(min(max, 100*time.Millisecond))))
 }
 
-func (s *Server) writeOnce(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) (err error) {
+func (s *Server) writeOnce(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error, attempt int) (err error) {
 	tx, err := s.wdb.BeginTx(ctx, s.eng.writeTx())
 	if err != nil {
 		return internal(err)
@@ -150,6 +150,12 @@ func (s *Server) writeOnce(ctx context.Context, fn func(ctx context.Context, tx 
 	if err := fn(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
+	}
+	if s.abortAttempt != nil {
+		if err := s.abortAttempt(attempt); err != nil {
+			tx.Rollback()
+			return internal(err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return internal(err)

@@ -211,6 +211,7 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	reply := ContactReply{DeviceID: id, Updates: []ParameterUpdate{}}
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		reply.Updates = reply.Updates[:0] // a write may run again: nothing of an aborted run is kept
 		d, err := s.loadDevice(ctx, tx, id)
 		if err != nil {
 			return err

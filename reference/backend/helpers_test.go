@@ -77,6 +77,9 @@ func newLabOn(t testing.TB, db string, mod func(*Config)) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if abortFirstAttempts {
+		srv.abortAttempt = abortFirst
+	}
 	hs := httptest.NewServer(srv.Handler())
 	c, err := NewClient(hs.URL, nil)
 	if err != nil {

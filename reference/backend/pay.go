@@ -225,6 +225,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 	}
 	closed := make(map[string][]uint64) // payer -> serials closed by this batch
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		clear(closed) // a write may run again: nothing of an aborted run is kept
 		devs := make(map[string]*deviceRow)
 		load := func(id string) (*deviceRow, error) {
 			if d := devs[id]; d != nil {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // A PostgreSQL database that is not the backend's is refused, and so is
@@ -78,5 +80,39 @@ func TestPostgresBackendsStartTogether(t *testing.T) {
 	ms, _ := migrationsOf(srvs[0].eng.migrations())
 	if got := schemaRows(t, srvs[0].rdb); len(got) != len(ms) {
 		t.Errorf("schema_migrations %v, want each of %d migrations once", got, len(ms))
+	}
+}
+
+// abortFirstAttempts makes newLab's backends abort the first transaction
+// of every write after its work, as PostgreSQL does on a serialization
+// failure; set only by TestWritesRunAgain.
+var abortFirstAttempts bool
+
+func abortFirst(attempt int) error {
+	if attempt == 0 {
+		return &pgconn.PgError{Code: "40001", Message: "could not serialize access (aborted by the test)"}
+	}
+	return nil
+}
+
+// A write PostgreSQL aborts runs again from the start, and its answer is
+// the one of the run that committed: nothing of the aborted run (an
+// update listed twice, a serial acknowledged twice, a balance debited
+// twice) shows. These tests of the API run with the first transaction of
+// every write aborted.
+func TestWritesRunAgain(t *testing.T) {
+	if *store != "postgres" {
+		t.Skip("writes run again only on PostgreSQL (-store=postgres)")
+	}
+	abortFirstAttempts = true
+	defer func() { abortFirstAttempts = false }()
+	for name, test := range map[string]func(*testing.T){
+		"Register": TestRegister, "Authorise": TestAuthorise, "AuthoriseHoldThenSettle": TestAuthoriseHoldThenSettle,
+		"Settle": TestSettle, "TokenVault": TestTokenVault, "ParameterUpdates": TestParameterUpdates, "OTP": TestOTP,
+		"Transfers": TestTransfers, "SettleAcknowledgementAndOfflineTransfers": TestSettleAcknowledgementAndOfflineTransfers,
+		"TransferInWaitsForTransferOut": TestTransferInWaitsForTransferOut, "CloneIsCaughtAndRevoked": TestCloneIsCaughtAndRevoked,
+		"OTPGuessingLocksOut": TestOTPGuessingLocksOut,
+	} {
+		t.Run(name, test)
 	}
 }
