@@ -77,8 +77,22 @@ func (d *DUTDriver) twin(ctx context.Context, dev *Device) (*Device, error) {
 		return nil, err
 	}
 	l := &twinLink{dut: dev.Link, ref: ref.Link, diff: &d.diff, issuers: d.knownIssuers(), tokens: map[string][]byte{}}
+	// The twin has exactly the DUT link's abilities (link.Compose): a
+	// reset or power cycle goes to both devices, and one the DUT's link
+	// lacks is not offered.
+	var a link.Abilities
+	has := link.AbilitiesOf(dev.Link)
+	if has.Resetter != nil {
+		a.Resetter = l
+	}
+	if has.PowerCycler != nil {
+		a.PowerCycler = l
+	}
+	if has.ATRer != nil {
+		a.ATRer = l
+	}
 	closeDUT := dev.Close
-	return &Device{Link: l, TearAt: dev.TearAt, Close: func() error {
+	return &Device{Link: link.Compose(l, a), TearAt: dev.TearAt, Close: func() error {
 		return errors.Join(closeDUT(), ref.Close())
 	}}, nil
 }
@@ -114,7 +128,7 @@ type twinLink struct {
 	diverged bool              // compare no more: reported, or lost step
 }
 
-var _ link.Link = (*twinLink)(nil)
+var _ link.Wrapper = (*twinLink)(nil)
 
 func (l *twinLink) String() string { return l.dut.String() + " (against ref)" }
 func (l *twinLink) Close() error   { return nil } // the Device's Close closes both

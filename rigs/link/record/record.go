@@ -121,9 +121,8 @@ func Stream(l link.Link, encs ...Encoder) *Recorder {
 
 func newRecorder(l link.Link, encs []Encoder) *Recorder {
 	r := &Recorder{l: l, now: time.Now, encs: encs}
-	r.rs, _ = link.As[link.Resetter](l)
-	r.pc, _ = link.As[link.PowerCycler](l)
-	r.at, _ = link.As[link.ATRer](l)
+	a := link.AbilitiesOf(l)
+	r.rs, r.pc, r.at = a.Resetter, a.PowerCycler, a.ATRer
 	var atr []byte
 	if r.at != nil {
 		atr = r.at.ATR()
@@ -231,8 +230,8 @@ func (r *Recorder) powerOn(ctx context.Context) ([]byte, error) {
 	return atr, err
 }
 
-// The recorded link is built from one part per ability, so that it has
-// a method only where the wrapped link has the ability.
+// The recorded link is composed (link.Compose) of one part per ability,
+// so that it has a method only where the wrapped link has the ability.
 
 type linkPart struct{ r *Recorder }
 
@@ -264,48 +263,15 @@ type atrPart struct{ r *Recorder }
 func (p atrPart) ATR() []byte { return p.r.at.ATR() }
 
 func (r *Recorder) newView() link.Link {
-	l, rs, pw, at := linkPart{r}, resetPart{r}, powerPart{r}, atrPart{r}
-	switch {
-	case r.rs != nil && r.pc != nil && r.at != nil:
-		return struct {
-			linkPart
-			resetPart
-			powerPart
-			atrPart
-		}{l, rs, pw, at}
-	case r.rs != nil && r.pc != nil:
-		return struct {
-			linkPart
-			resetPart
-			powerPart
-		}{l, rs, pw}
-	case r.rs != nil && r.at != nil:
-		return struct {
-			linkPart
-			resetPart
-			atrPart
-		}{l, rs, at}
-	case r.pc != nil && r.at != nil:
-		return struct {
-			linkPart
-			powerPart
-			atrPart
-		}{l, pw, at}
-	case r.rs != nil:
-		return struct {
-			linkPart
-			resetPart
-		}{l, rs}
-	case r.pc != nil:
-		return struct {
-			linkPart
-			powerPart
-		}{l, pw}
-	case r.at != nil:
-		return struct {
-			linkPart
-			atrPart
-		}{l, at}
+	var a link.Abilities
+	if r.rs != nil {
+		a.Resetter = resetPart{r}
 	}
-	return l
+	if r.pc != nil {
+		a.PowerCycler = powerPart{r}
+	}
+	if r.at != nil {
+		a.ATRer = atrPart{r}
+	}
+	return link.Compose(linkPart{r}, a)
 }
