@@ -259,5 +259,37 @@ func defineServicePayments(d Driver) {
 				Expect(bal).To(Equal(p.Balance - 4_50))
 				s.conserved(ctx)
 			}, SpecTimeout(90*time.Second))
+
+		It("MUST credit the payee each settled record names, once, and bill account payments under the designated account",
+			Case("TC-SVC-050", Positive, "SPD-LED-5", "SPD-PAY-7", "SPD-PAY-8", "C4", "C5", "C47", "C49"), func(ctx SpecContext) {
+				s := newServiceLab(d)
+				c := s.customer(ctx, d, nil)
+				s.net.Down.Store(true)
+				var paid, billed int64
+				for _, k := range paymentKinds {
+					o := done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("4.00", "PAYEE-1")), Kind: k}))
+					Expect(o.Payee).To(Equal("MERCHANT-0042"))
+					paid += o.Amount
+					if k == spd.KindAccount {
+						billed += o.Amount
+					}
+				}
+				s.net.Down.Store(false)
+				Expect(done(c.tm.Settle(ctx)).Settled).To(Equal(3))
+				Expect(done(c.tm.Settle(ctx)).Settled).To(Equal(0))
+				p, err := s.admin.Payee(ctx, "MERCHANT-0042")
+				Expect(err).NotTo(HaveOccurred(), "the merchant has an account at the issuer")
+				Expect(p.Balance).To(Equal(paid), "the payee is paid what the records it is named in carry, once")
+				Expect(p.Records).To(Equal(int64(3)))
+				bill, err := s.admin.Bill(ctx, c.id(), s.clock.Now().UTC().Format("2006-01"))
+				Expect(err).NotTo(HaveOccurred())
+				Expect(bill.Lines).To(HaveLen(1), "the account payment is billed")
+				Expect(bill.Lines[0].Payee).To(Equal("MERCHANT-0042"))
+				Expect(bill.Total).To(Equal(billed))
+				Expect(bill.Account).NotTo(Equal(string(c.f.Profile.Account)), "the bill shows the account masked")
+				a := s.conserved(ctx)
+				Expect(a.PayeesPaid).To(Equal(a.Settled))
+				Expect(a.Billed).To(Equal(billed))
+			}, SpecTimeout(60*time.Second))
 	})
 }
