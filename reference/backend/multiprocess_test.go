@@ -29,6 +29,7 @@ import (
 // balance is its initial value less each record once, and the audit is
 // conserved.
 func TestSeveralBackendsOnePostgres(t *testing.T) {
+	postgresOnly(t)
 	if testing.Short() {
 		t.Skip("builds spdlab and runs backend processes")
 	}

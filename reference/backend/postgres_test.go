@@ -13,6 +13,7 @@ import (
 // an empty one unless initialising is asked for: an issuer whose books
 // are gone (a wrong URL, a dropped schema) must not start over.
 func TestOpenRefusesEmptyOrForeignPostgres(t *testing.T) {
+	postgresOnly(t)
 	ctx := context.Background()
 	open := func(url string, init bool) error {
 		s, err := Open(Config{PostgresURL: url, IssuerToken: testIssuerToken, Initialise: init})
@@ -55,6 +56,7 @@ func TestOpenRefusesEmptyOrForeignPostgres(t *testing.T) {
 // Backends that start together on one new database migrate it once and
 // sign with one key.
 func TestPostgresBackendsStartTogether(t *testing.T) {
+	postgresOnly(t)
 	db := newPGDatabase(t)
 	const n = 4
 	srvs := make([]*Server, n)
@@ -101,9 +103,7 @@ func abortFirst(attempt int) error {
 // twice) shows. These tests of the API run with the first transaction of
 // every write aborted.
 func TestWritesRunAgain(t *testing.T) {
-	if *store != "postgres" {
-		t.Skip("writes run again only on PostgreSQL (-store=postgres)")
-	}
+	postgresOnly(t)
 	abortFirstAttempts = true
 	defer func() { abortFirstAttempts = false }()
 	for name, test := range map[string]func(*testing.T){

@@ -17,10 +17,10 @@ import (
 //
 //	go test ./reference/backend/ -args -store=postgres
 //
-// Tests of one engine's own behaviour (an SQLite file's damage, a
-// PostgreSQL database shared by several processes) run whatever -store
-// says; those of PostgreSQL skip when its binaries are missing, unless
-// CI is set, then they fail.
+// Tests of one engine's own behaviour run with that engine's -store: an
+// SQLite file's damage with sqlite, a PostgreSQL database shared by
+// several processes with postgres. Those of PostgreSQL skip when its
+// binaries are missing, unless CI is set, then they fail.
 var store = flag.String("store", "sqlite", "the engine the backend tests run on: sqlite, or postgres (a private server the tests start)")
 
 // pg is the private PostgreSQL server, started by the first test that
@@ -103,5 +103,13 @@ func openDB(t testing.TB, db string) *sql.DB {
 func sqliteOnly(t testing.TB) {
 	if *store != "sqlite" {
 		t.Skipf("a test of the SQLite engine's file; -store=%s", *store)
+	}
+}
+
+// postgresOnly skips a test of the PostgreSQL engine unless the tests run
+// on it.
+func postgresOnly(t testing.TB) {
+	if *store != "postgres" {
+		t.Skipf("a test of the PostgreSQL engine: -store=postgres runs it (make test-backend-postgres)")
 	}
 }
