@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
@@ -34,7 +35,7 @@ func otherVPCDSlot(address string) (string, bool) {
 	return "", false
 }
 
-func runEmulate(ctx context.Context, e *env, args []string) error {
+func runEmulate(ctx context.Context, e *env, args []string) (err error) {
 	flags := newFlags(e, "emulate", `FORM [flags]
 
 FORM is how the device appears to the operating system:
@@ -79,11 +80,27 @@ flags:`)
 	if *statePath != "" {
 		f, err := store.OpenFile(*statePath)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w\n(the state is the pair %s and %s.log: keep both together, or move both away to start a blank device)", err, *statePath, *statePath)
 		}
 		st = f
 	}
-	defer st.Close()
+	// On Ctrl-C or SIGTERM: close the store, then say where the device's
+	// state is and how to go on with it.
+	defer func() {
+		cerr := st.Close()
+		if cerr != nil && err == nil {
+			err = fmt.Errorf("emulate: saving the device state: %w", cerr)
+		}
+		if ctx.Err() == nil || err != nil {
+			return
+		}
+		if *statePath == "" {
+			fmt.Fprintln(e.stdout, "spdlab: stopped; the device's state was kept in memory only and is gone (--state FILE keeps it across runs)")
+			return
+		}
+		again := "spdlab " + strings.Join(append([]string{"emulate", form}, args[1:]...), " ")
+		fmt.Fprintf(e.stdout, "spdlab: stopped; the device's state is saved in %s and %s.log (keep both together)\ncontinue with the same device: %s\n", *statePath, *statePath, again)
+	}()
 	var dev emulator.Card
 	switch *app {
 	case "spd":

@@ -62,11 +62,42 @@ type cliUser struct {
 	outDir string
 }
 
-var _ terminal.User = (*cliUser)(nil)
+var (
+	_ terminal.User        = (*cliUser)(nil)
+	_ terminal.StepWatcher = (*cliUser)(nil)
+)
 
 func (u *cliUser) PIN(ctx context.Context, triesLeft int) (string, error) {
-	fmt.Fprintf(u.out, "  PIN entered (%d tries left)\n", triesLeft)
+	fmt.Fprintf(u.out, "  PIN asked: the device allows %s\n", plural(triesLeft, "try", "tries"))
 	return u.pin, nil
+}
+
+// VerifyStep implements terminal.StepWatcher: what the device said to
+// each check, before the service goes on or fails.
+func (u *cliUser) VerifyStep(ctx context.Context, s terminal.Step) {
+	if s.Err == nil {
+		fmt.Fprintf(u.out, "  %s verified\n", s.Check)
+		return
+	}
+	why := s.Err.Error()
+	if s.SW != 0 {
+		why = fmt.Sprintf("the device answered %04X", uint16(s.SW))
+	}
+	switch {
+	case s.TriesLeft == 0:
+		fmt.Fprintf(u.out, "  %s refused: no tries left, it is blocked (%s)\n", s.Check, why)
+	case s.TriesLeft > 0:
+		fmt.Fprintf(u.out, "  %s wrong: %s left (%s)\n", s.Check, plural(s.TriesLeft, "try", "tries"), why)
+	default:
+		fmt.Fprintf(u.out, "  %s refused (%s)\n", s.Check, why)
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func (u *cliUser) Biometric(ctx context.Context) ([]byte, error) {
@@ -423,6 +454,12 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 			if p.Token, err = hex.DecodeString(*tokenHex); err != nil {
 				return fmt.Errorf("--token: %w", err)
 			}
+		}
+		if be == nil {
+			if p.Network == terminal.OnlineOnly {
+				return errors.New("pay --online needs --backend URL (spdlab backend serves one)")
+			}
+			fmt.Fprintln(e.stdout, "offline: no --backend given; the device pays offline within its risk limits and the payment waits in its ledger to be settled later (spdlab terminal settle --backend URL)")
 		}
 		o = tm.Pay(ctx, p)
 	case "settle":

@@ -134,3 +134,44 @@ func TestTerminalCommands(t *testing.T) {
 		t.Fatalf("demo:\n%s", out)
 	}
 }
+
+// Without a backend the terminal says it pays offline, and each PIN
+// attempt shows what the device answered: the tries it has left from its
+// status word 63Cx, then the block, before the flow reports its end.
+func TestTerminalSaysEachVerificationStepAndOffline(t *testing.T) {
+	state := []string{"--state", filepath.Join(t.TempDir(), "d.state")}
+	pay := func(want int, args ...string) string {
+		t.Helper()
+		code, out, errOut := spdlab(t, append(append([]string{"terminal", "pay", "--amount", "2.00"}, state...), args...)...)
+		if code != want {
+			t.Fatalf("terminal pay %v: exit %d, want %d\n%s%s", args, code, want, out, errOut)
+		}
+		return out + errOut
+	}
+	inOrder := func(out string, lines ...string) {
+		t.Helper()
+		at := 0
+		for _, l := range lines {
+			i := strings.Index(out[at:], l)
+			if i < 0 {
+				t.Fatalf("missing, or out of order, %q in:\n%s", l, out)
+			}
+			at += i + len(l)
+		}
+	}
+	inOrder(pay(0), "offline: no --backend given", "settled later (spdlab terminal settle --backend URL)",
+		"PIN asked: the device allows 3 tries\n", "PIN verified\n", "DONE", "pending settlement")
+	inOrder(pay(1, "--pin", "0000"), "PIN asked: the device allows 3 tries\n",
+		"PIN wrong: 2 tries left (the device answered 63C2)\n", "NOT DONE", "nothing was paid")
+	inOrder(pay(1, "--pin", "0000"), "PIN asked: the device allows 2 tries\n", "PIN wrong: 1 try left (the device answered 63C1)\n", "NOT DONE")
+	inOrder(pay(1, "--pin", "0000"), "PIN asked: the device allows 1 try\n",
+		"PIN refused: no tries left, it is blocked (the device answered 63C0)\n", "NOT DONE")
+	out := pay(1)
+	inOrder(out, "PIN refused: no tries left, it is blocked (the device answered 6983)\n", "NOT DONE", "PIN blocked")
+	if strings.Contains(out, "PIN asked") {
+		t.Errorf("the terminal asked for the PIN of a blocked device:\n%s", out)
+	}
+	if out := pay(1, "--online"); !strings.Contains(out, "pay --online needs --backend URL") {
+		t.Errorf("pay --online without a backend:\n%s", out)
+	}
+}

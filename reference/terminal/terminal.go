@@ -356,11 +356,11 @@ func (t *Terminal) verify(ctx context.Context, v Verification, purpose string, c
 			return out, fmt.Errorf("terminal: challenge: %w", err)
 		}
 		id, err := t.card.Authenticate(ctx, t.cfg.IssuerCA, challenge)
-		if err != nil {
-			return out, fmt.Errorf("certificate check failed: %w", err)
+		if err == nil && !bytes.Equal(id, t.bound) {
+			err = fmt.Errorf("the certificate names device %s", spd.DeviceIDString(id))
 		}
-		if !bytes.Equal(id, t.bound) {
-			return out, fmt.Errorf("certificate check failed: the certificate names device %s", spd.DeviceIDString(id))
+		if t.step(ctx, "certificate", err) != nil {
+			return out, fmt.Errorf("certificate check failed: %w", err)
 		}
 	}
 	if v.Identity {
@@ -373,11 +373,12 @@ func (t *Terminal) verify(ctx context.Context, v Verification, purpose string, c
 			return out, fmt.Errorf("identity question: %w", err)
 		}
 		if subtle.ConstantTimeCompare(AnswerDigest(a), q.Digest) != 1 {
-			return out, errors.New("identity question: wrong answer")
+			return out, t.step(ctx, "identity question", errors.New("identity question: wrong answer"))
 		}
+		t.step(ctx, "identity question", nil)
 	}
 	if v.SMS {
-		if err := t.verifySMS(ctx, purpose); err != nil {
+		if err := t.step(ctx, "SMS code", t.verifySMS(ctx, purpose)); err != nil {
 			return out, err
 		}
 	}
@@ -415,7 +416,7 @@ func (t *Terminal) verify(ctx context.Context, v Verification, purpose string, c
 		if err != nil {
 			return out, fmt.Errorf("biometric: %w", err)
 		}
-		if err := t.card.VerifyBiometric(ctx, sample); err != nil {
+		if err := t.step(ctx, "biometric", t.card.VerifyBiometric(ctx, sample)); err != nil {
 			return out, fmt.Errorf("biometric not verified: %w", err)
 		}
 	}
@@ -425,17 +426,38 @@ func (t *Terminal) verify(ctx context.Context, v Verification, purpose string, c
 			return out, fmt.Errorf("PIN: %w", err)
 		}
 		if tries == 0 {
-			return out, fmt.Errorf("PIN blocked: %w", apdu.ErrPINBlocked)
+			return out, fmt.Errorf("PIN blocked: %w", t.step(ctx, "PIN", apdu.ErrPINBlocked))
 		}
 		pin, err := t.cfg.User.PIN(ctx, tries)
 		if err != nil {
 			return out, fmt.Errorf("PIN: %w", err)
 		}
-		if err := t.card.VerifyPIN(ctx, pin); err != nil {
+		if err := t.step(ctx, "PIN", t.card.VerifyPIN(ctx, pin)); err != nil {
 			return out, fmt.Errorf("PIN not verified: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// step tells a User that watches steps how one ended and returns err.
+func (t *Terminal) step(ctx context.Context, check string, err error) error {
+	w, ok := t.cfg.User.(StepWatcher)
+	if !ok {
+		return err
+	}
+	s := Step{Check: check, Err: err, TriesLeft: -1}
+	var swe *apdu.SWError
+	if errors.As(err, &swe) {
+		s.SW = swe.SW
+		if swe.SW&0xFFF0 == apdu.SWVerifyFailed {
+			s.TriesLeft = int(swe.SW & 0x000F)
+		}
+	}
+	if errors.Is(err, apdu.ErrPINBlocked) {
+		s.TriesLeft = 0
+	}
+	w.VerifyStep(ctx, s)
+	return err
 }
 
 // verifySMS has the backend send a one-time code and checks the user's

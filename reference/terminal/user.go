@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/backend"
 	"github.com/spdlab/spdlab/reference/medium"
 )
@@ -31,6 +32,28 @@ type User interface {
 	ShowCode(ctx context.Context, c Code) error
 	// Report tells the user how a service ended (C29).
 	Report(ctx context.Context, o Outcome)
+}
+
+// A StepWatcher is a User that is also told the result of each
+// verification step as it happens, so that it can show the cardholder what
+// the device said before the service ends: "PIN wrong (2 tries left)".
+// A User that is not one learns only the outcome.
+type StepWatcher interface {
+	VerifyStep(ctx context.Context, s Step)
+}
+
+// Step is the result of one verification step.
+type Step struct {
+	// Check names it: "certificate", "identity question", "SMS code",
+	// "biometric" or "PIN".
+	Check string
+	// Err is nil when the step passed.
+	Err error
+	// TriesLeft is the PIN or biometric tries the device has left, from
+	// its status word 63Cx when it refused; -1 when it did not say.
+	TriesLeft int
+	// SW is the status word with which the device refused; 0 for none.
+	SW apdu.SW
 }
 
 // Code is a coded medium the terminal shows.
