@@ -79,7 +79,9 @@ func TestEmulateSimCtrlCSaysWhereTheStateIs(t *testing.T) {
 		var out syncBuffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
-		go func() { done <- run(ctx, &env{stdout: &out, stderr: &out}, append([]string{"emulate", "sim", "--vpcd", addr}, args...)) }()
+		go func() {
+			done <- run(ctx, &env{stdout: &out, stderr: &out}, append([]string{"emulate", "sim", "--vpcd", addr}, args...))
+		}()
 		for i := 0; i < 500 && !strings.Contains(out.String(), "Ctrl-C stops"); i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
