@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
-	"image/png"
 	"regexp"
 	"sort"
 	"strconv"
@@ -162,10 +161,8 @@ func readMedium(id string, n int, e MediumEntry) Medium {
 		File: fmt.Sprintf("%s/%s-%02d-%s.png", MediaDir, id, n, slug)}
 	d := sha256.Sum256(e.PNG)
 	m.SHA256 = hex.EncodeToString(d[:])
-	img, err := png.Decode(bytes.NewReader(e.PNG))
-	if err != nil {
-		m.ReadError = "not a PNG image: " + err.Error()
-	} else if text, f, err := medium.DecodeImage(img); err != nil {
+	// DecodePNG refuses images too large to be a medium before decoding.
+	if text, f, err := medium.DecodePNG(bytes.NewReader(e.PNG)); err != nil {
 		m.ReadError = err.Error()
 	} else {
 		m.Read, m.ReadFormat = text, f.String()

@@ -83,6 +83,11 @@ func FuzzParseTrust(f *testing.F) {
 
 func FuzzParseGinkgoJSON(f *testing.F) {
 	f.Add([]byte(`[{"SuiteDescription":"x","SpecReports":[{"LeafNodeType":"It","State":"skipped","LeafNodeLabels":["TC-A-001"],"Failure":{"Message":"not applicable: x"}}]}]`))
+	f.Add([]byte(`[{"SuiteDescription":"x","SpecReports":[{"LeafNodeType":"It","State":"passed","LeafNodeLabels":["TC-A-001"],"ReportEntries":[` +
+		`{"Name":"transcript","Value":{"AsJSON":"\"00A4040000 -\u003e 9000\\n8060000000 -\u003e 6982\\n\"","Representation":"00A4040000 -> 9000\n8060000000 -> 6982\n"}},` +
+		`{"Name":"round-trip times","Value":{"AsJSON":"[1000,2000]"}},` +
+		`{"Name":"coded medium","Value":{"AsJSON":"{\"name\":\"m\",\"format\":\"QR\",\"text\":\"x\",\"png\":\"iVBORw0KGgo=\"}"}},` +
+		`{"Name":"optical decode rates","Value":{"AsJSON":"[{\"medium\":\"m\",\"format\":\"QR\",\"level\":1,\"read\":1,\"tried\":2}]"}}]}]}]`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rs, err := ParseGinkgoJSON(b)
 		if err != nil {
@@ -96,6 +101,20 @@ func FuzzParseGinkgoJSON(f *testing.F) {
 		}
 		if c.Certified != (c.Verdict == VerdictCertified) {
 			t.Fatalf("verdict %q certified=%v", c.Verdict, c.Certified)
+		}
+		// The evidence entries: round trips, media, optical rates.
+		for _, r := range c.RoundTrips() {
+			if r.N == 0 || r.Min > r.Median || r.Median > r.Max {
+				t.Fatalf("round trips %+v", r)
+			}
+		}
+		for _, o := range c.OpticalRates() {
+			if o.Rate() != o.Rate() {
+				t.Fatalf("optical rate %+v", o)
+			}
+		}
+		if err := c.WriteHTML(&nopWriter{}); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -38,3 +38,9 @@ func recordMedium(name string, f medium.Format, text string, img image.Image) {
 	AddReportEntry(reports.EntryMedium, reports.MediumEntry{Name: name, Format: f.String(), Text: text, PNG: b.Bytes()},
 		ReportEntryVisibilityNever)
 }
+
+// CurrentCase is the case ID of the spec running now, or "" outside any
+// case: the tag certify puts on every record of its trace.
+func CurrentCase() string {
+	return reports.CaseID(CurrentSpecReport().Labels())
+}

@@ -88,7 +88,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		}
 		defer tf.Close()
 		traceFile = tf
-		driver.Options = dut.Options{Trace: tf}
+		driver.Options = dut.Options{Trace: tf, TraceCase: scenarios.CurrentCase}
 	}
 	driver.Against = *against
 	ids, err := driver.Probe(ctx)

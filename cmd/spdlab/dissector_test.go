@@ -148,4 +148,60 @@ func TestDissectorNamesEveryCommand(t *testing.T) {
 			t.Errorf("PAY's TLV objects lack %q", want)
 		}
 	}
+	checkCaseTags(t, trace, filepath.Join(dir, "out"))
+}
+
+// checkCaseTags: every record certify writes once the cases run carries
+// the ID of the case that sent it, and filtering the trace by one case
+// finds that case's exchanges, in the order of its transcript in the
+// report.
+func checkCaseTags(t *testing.T, trace, out string) {
+	t.Helper()
+	cert, err := reports.ReadCertificate(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inReport := map[string]bool{}
+	for _, cs := range cert.Cases {
+		inReport[cs.ID] = true
+	}
+	tagged := 0
+	for _, l := range strings.Split(strings.TrimSpace(tshark(t, trace, "-Y", "spdlab", "-T", "fields", "-e", "spdlab.case")), "\n") {
+		switch {
+		case l != "" && !inReport[l]:
+			t.Fatalf("a record is tagged with %q, no case of the report", l)
+		case l != "":
+			tagged++
+		case tagged > 0:
+			t.Fatal("a record written while the cases ran carries no case ID")
+		}
+	}
+	if tagged == 0 {
+		t.Fatal("no record of the certify trace carries a case ID")
+	}
+	var want []string
+	for _, cs := range cert.Cases {
+		if cs.ID != "TC-PAY-001" {
+			continue
+		}
+		for _, tr := range cs.Transcript {
+			for _, st := range reports.DecodeTranscript(tr) {
+				if st.Op == "exchange" {
+					want = append(want, strings.ReplaceAll(st.Header, " ", ""))
+				}
+			}
+		}
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(tshark(t, trace, "-Y", `spdlab.case == "TC-PAY-001" && spdlab.command`,
+		"-T", "fields", "-e", "spdlab.cla", "-e", "spdlab.ins", "-e", "spdlab.p1", "-e", "spdlab.p2")), "\n") {
+		var h string
+		for _, f := range strings.Split(l, "\t") {
+			h += strings.ToUpper(strings.TrimPrefix(f, "0x"))
+		}
+		got = append(got, h)
+	}
+	if len(want) < 5 || strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the trace filtered by TC-PAY-001 holds\n%v\nits transcript in the report\n%v", got, want)
+	}
 }

@@ -53,6 +53,9 @@ type Options struct {
 	Trace io.Writer
 	// TraceClock stamps the trace's records; nil is the wall clock.
 	TraceClock func() time.Time
+	// TraceCase, when set, names the case each record of the trace
+	// belongs to (a "spdlab case=ID" packet comment; rigs/trace WrapCase).
+	TraceCase func() string
 
 	faults faults // named in the DUT string (faults.go)
 }
@@ -154,7 +157,7 @@ func Open(ctx context.Context, spec string, opt Options) (*DUT, error) {
 		if now == nil {
 			now = time.Now
 		}
-		d.Link = trace.WrapClock(d.Link, opt.Trace, now)
+		d.Link = trace.WrapCase(d.Link, opt.Trace, now, opt.TraceCase)
 	}
 	return d, nil
 }

@@ -23,6 +23,9 @@
 //	                                 deadline, canceled or other
 //	spdlab op=OP                     ATR record of reset-warm, reset-cold or
 //	                                 power-on
+//	spdlab case=ID                   the conformance case that sent it
+//	                                 (TC-PAY-001), when the trace was written
+//	                                 with WrapCase
 //
 // A replayed command must match the recorded one on its deterministic
 // part (MatchDeterministic, match.go): times, nonces, keys, certificates
@@ -52,6 +55,7 @@ const (
 	keyCmdLen     = "command-length="
 	keyError      = "error="
 	keyOp         = "op="
+	keyCase       = "case="
 )
 
 // kindName names err's link sentinel for a trace comment, "other" when it
@@ -81,9 +85,11 @@ func (e *ReplayedError) Unwrap() error { return e.Kind }
 type Encoder struct {
 	w   io.Writer
 	now func() time.Time // nil: the times of the events
-	pw  *PcapngWriter
-	id  uint16
-	pkt []byte
+	// caseID names the case an operation belongs to, "" for none.
+	caseID func() string
+	pw     *PcapngWriter
+	id     uint16
+	pkt    []byte
 }
 
 var _ record.Encoder = (*Encoder)(nil)
@@ -104,6 +110,14 @@ func Wrap(l link.Link, w io.Writer) link.Link {
 // the trace of a deterministic run the same byte for byte every time.
 func WrapClock(l link.Link, w io.Writer, now func() time.Time) link.Link {
 	return record.Stream(l, &Encoder{w: w, now: now}).Link()
+}
+
+// WrapCase is WrapClock with every record tagged with the case that sent
+// it: caseID, called as each operation is recorded, returns the case ID
+// ("TC-PAY-001"), or "" outside any case. A nil now stamps the times the
+// operations happened.
+func WrapCase(l link.Link, w io.Writer, now func() time.Time, caseID func() string) link.Link {
+	return record.Stream(l, &Encoder{w: w, now: now, caseID: caseID}).Link()
 }
 
 func (e *Encoder) stamp(at time.Time) time.Time {
@@ -148,6 +162,11 @@ func (e *Encoder) Encode(ev record.Event) error {
 }
 
 func (e *Encoder) write(at time.Time, rec SIMRecord, comments ...string) error {
+	if e.caseID != nil {
+		if id := e.caseID(); id != "" {
+			comments = append(comments, commentPrefix+keyCase+strings.ToValidUTF8(id, "?"))
+		}
+	}
 	e.id++
 	e.pkt = appendIPv4GSMTAP(e.pkt[:0], rec, e.id)
 	if err := e.pw.WritePacket(at, e.pkt, comments...); err != nil {
@@ -162,16 +181,23 @@ type replayRecord struct {
 	cmdLen int // -1 when the trace does not say
 	err    error
 	op     string
+	caseID string // the case that sent it, when the trace says
 }
 
 func (r replayRecord) String() string {
-	if r.rec.SubType == SIMATR {
-		return fmt.Sprintf("ATR %X", r.rec.Payload)
+	var t string
+	switch {
+	case r.rec.SubType == SIMATR:
+		t = fmt.Sprintf("ATR %X", r.rec.Payload)
+	case r.cmdLen >= 0 && r.cmdLen <= len(r.rec.Payload):
+		t = fmt.Sprintf("APDU %X -> %X", r.rec.Payload[:r.cmdLen], r.rec.Payload[r.cmdLen:])
+	default:
+		t = fmt.Sprintf("APDU %X", r.rec.Payload)
 	}
-	if r.cmdLen >= 0 && r.cmdLen <= len(r.rec.Payload) {
-		return fmt.Sprintf("APDU %X -> %X", r.rec.Payload[:r.cmdLen], r.rec.Payload[r.cmdLen:])
+	if r.caseID != "" {
+		t += " (sent by " + r.caseID + ")"
 	}
-	return fmt.Sprintf("APDU %X", r.rec.Payload)
+	return t
 }
 
 // Replayer is a link.Link that answers from a trace. Each operation must
@@ -274,6 +300,8 @@ func parseComments(rec SIMRecord, comments []string) (replayRecord, error) {
 			e := &ReplayedError{Text: text}
 			e.Kind, _ = link.KindError(kind)
 			rr.err = e
+		case strings.HasPrefix(c, keyCase):
+			rr.caseID = strings.TrimPrefix(c, keyCase)
 		case strings.HasPrefix(c, keyOp):
 			rr.op = strings.TrimPrefix(c, keyOp)
 			switch rr.op {
@@ -331,8 +359,12 @@ func (r *Replayer) Exchange(ctx context.Context, command []byte) ([]byte, error)
 		}
 	} else {
 		if err := r.match(command, p[:rec.cmdLen]); err != nil {
-			r.failure = fmt.Errorf("%w: operation %d (%s) differs from the trace: %v\n  command    %s\n  the trace  %s",
-				ErrMismatch, r.next+1, commandName(command), err, abbrev(command), abbrev(p[:rec.cmdLen]))
+			sent := ""
+			if rec.caseID != "" {
+				sent = " (sent by " + rec.caseID + ")"
+			}
+			r.failure = fmt.Errorf("%w: operation %d (%s) differs from the trace: %v\n  command    %s\n  the trace  %s%s",
+				ErrMismatch, r.next+1, commandName(command), err, abbrev(command), abbrev(p[:rec.cmdLen]), sent)
 			return nil, r.failure
 		}
 		command = p[:rec.cmdLen] // the response follows the recorded command

@@ -627,3 +627,69 @@ func FuzzPcapngReader(f *testing.F) {
 		rp.Close()
 	})
 }
+
+// WrapCase tags every record with the case running when it was written;
+// a trace so tagged replays as before, and a mismatch names the case
+// whose record differs.
+func TestWrapCaseTagsRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cases.pcapng")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := "" // outside any case while the ATR of Begin is written
+	tr := WrapCase(link.NewDirect(&selectCard{}, "ref", testATR), f, nil, func() string { return current })
+	ctx := context.Background()
+	current = "TC-APP-001"
+	if _, err := tr.Exchange(ctx, selectCmd); err != nil {
+		t.Fatal(err)
+	}
+	current = "TC-PAY-002"
+	if _, err := tr.Exchange(ctx, echoCmd); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.(link.Resetter).Reset(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewPcapngReader(bytes.NewReader(raw))
+	var tags []string
+	for {
+		p, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag := "-"
+		for _, c := range p.Comments {
+			if id, ok := strings.CutPrefix(c, "spdlab case="); ok {
+				tag = id
+			}
+		}
+		tags = append(tags, tag)
+	}
+	if got := strings.Join(tags, " "); got != "- TC-APP-001 TC-PAY-002 TC-PAY-002" {
+		t.Fatalf("case tags of the ATR, two exchanges and a reset: %s", got)
+	}
+
+	l, err := Replay(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Exchange(ctx, selectCmd); err != nil {
+		t.Fatalf("replaying a tagged trace: %v", err)
+	}
+	if _, err := l.Exchange(ctx, selectCmd); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "sent by TC-PAY-002") {
+		t.Fatalf("a mismatch should name the case of the recorded command: %v", err)
+	}
+}

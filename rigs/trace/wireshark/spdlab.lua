@@ -17,7 +17,9 @@
 --   * command and response of one exchange in one record, split where spdlab's
 --     "spdlab command-length=N" packet comment says (else by the APDU's Lc);
 --     a GET RESPONSE links back to the exchange whose 61xx it continues.
--- spdlab's packet comments (command-length, error, op) are shown as fields too.
+-- spdlab's packet comments (command-length, error, op, case) are shown as
+-- fields too; spdlab.case is the conformance case that sent the record
+-- (filter a certify trace with spdlab.case == "TC-PAY-001").
 
 local spd = Proto("spdlab", "spdlab SPD profile")
 
@@ -47,6 +49,7 @@ f.continued = ProtoField.framenum("spdlab.continued_in", "Response continued in"
 f.comment = ProtoField.string("spdlab.comment", "spdlab comment")
 f.error = ProtoField.string("spdlab.error", "Exchange failed")
 f.op = ProtoField.string("spdlab.op", "Operation")
+f.case = ProtoField.string("spdlab.case", "Conformance case")
 f.atr = ProtoField.bytes("spdlab.atr", "ATR")
 f.atr_ts = ProtoField.uint8("spdlab.atr.ts", "TS", base.HEX, { [0x3B] = "direct convention", [0x3F] = "inverse convention" })
 f.atr_t0 = ProtoField.uint8("spdlab.atr.t0", "T0", base.HEX)
@@ -378,6 +381,7 @@ function spd.dissector(tvb, pinfo, tree)
   local g = root:add(spd, tvb(0, hlen), "GSMTAP SIM record")
   g:add(f.gsmtap_version, tvb(0, 1)); g:add(f.gsmtap_type, tvb(2, 1)); g:add(f.gsmtap_subtype, tvb(12, 1))
   local cmdlen = nil
+  local case_id = nil
   for _, c in ipairs(comments()) do
     local v = c:match("^spdlab command%-length=(%d+)")
     if v then cmdlen = tonumber(v) end
@@ -385,6 +389,8 @@ function spd.dissector(tvb, pinfo, tree)
     if e then root:add(f.error, e) end
     local op = c:match("^spdlab op=(.*)")
     if op then root:add(f.op, op) end
+    local id = c:match("^spdlab case=(.*)")
+    if id then root:add(f.case, id); case_id = id end
     if c:match("^spdlab ") then root:add(f.comment, c) end
   end
   local payload = tvb(hlen):tvb()
@@ -392,6 +398,12 @@ function spd.dissector(tvb, pinfo, tree)
     dissect_atr(payload, pinfo, root)
   elseif sub == 0 then
     dissect_apdu(payload, pinfo, root, cmdlen)
+  end
+  -- The case that sent the record leads the Info column: a run's trace
+  -- reads case by case, and "spdlab.case == ..." selects one.
+  if case_id then
+    root:append_text(", case " .. case_id)
+    pinfo.cols.info:prepend("[" .. case_id .. "] ")
   end
   return tvb:len()
 end
