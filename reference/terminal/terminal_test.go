@@ -385,8 +385,14 @@ func TestTransferOnline(t *testing.T) {
 	if b := l.issuerBalance(p1); b != p1.Balance-8_00 {
 		t.Fatalf("payer issuer balance %d", b)
 	}
+	// Without an ID the terminal names the transfer itself.
+	o := payer.SendOnline(ctx, terminal.OnlineTransfer{Payee: p2.DeviceID, Amount: 1_00})
+	mustDone(t, o)
+	if o.Transfer == nil || !strings.HasPrefix(o.Transfer.TransferID, "T-") {
+		t.Fatalf("transfer without an ID: %+v", o.Transfer)
+	}
 	l.faults.down.Store(true)
-	o := payer.SendOnline(ctx, terminal.OnlineTransfer{ID: "X-3", Payee: p2.DeviceID, Amount: 1_00})
+	o = payer.SendOnline(ctx, terminal.OnlineTransfer{ID: "X-3", Payee: p2.DeviceID, Amount: 1_00})
 	mustNotDone(t, o, "cannot be reached")
 	l.audit()
 }

@@ -2,6 +2,7 @@ package terminal
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -276,6 +277,15 @@ func (t *Terminal) SendOnline(ctx context.Context, tr OnlineTransfer) Outcome {
 }
 
 func (t *Terminal) sendOnline(ctx context.Context, tr OnlineTransfer) Outcome {
+	if tr.ID == "" {
+		// The terminal names the transfer; a retry names it again with
+		// the ID the outcome reports.
+		id := make([]byte, 8)
+		if _, err := rand.Read(id); err != nil {
+			return notDone(FlowOnlineTransfer, "no transfer ID: %v; nothing was transferred", err)
+		}
+		tr.ID = "T-" + strings.ToUpper(hex.EncodeToString(id))
+	}
 	if !t.Online(ctx) {
 		return notDone(FlowOnlineTransfer, "%v; nothing was transferred", ErrOffline)
 	}
