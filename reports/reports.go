@@ -1,7 +1,10 @@
 // Package reports turns the conformance suite's Ginkgo JSON report into a
 // certification report: an HTML certificate a person reads, a JUnit XML file
 // CI systems read, certificate.json for programs, and a manifest signed with
-// the lab's key that binds every file of the run directory together.
+// the lab's key that binds every file of the run directory together. The
+// evidence a case records besides its verdict (evidence.go: transcripts,
+// round-trip times, coded-medium images, optical decode rates) becomes
+// decoded transcripts, PNG files under media/ and plots of the page.
 //
 // A conformance case is a Ginkgo spec labelled with its case ID (TC-PAY-001),
 // the requirements of reference/SPEC.md it checks (SPD-PAY-3) and the claims
