@@ -51,12 +51,15 @@ test-scenarios: build
 	@OUT=$(OUT) bash scripts/scenarios.sh $(DUTS)
 
 ## test-certify: certify reference devices reached only as hardware is (a separate emulator
-## process per sample, --dut serial:PATH, sd:DIR and pcsc:READER with an ICS) and check every verdict rule
+## process per sample, --dut serial:PATH, sd:DIR and pcsc:READER with an ICS) and check every
+## verdict rule; the three transports side by side, each one's log printed when all are done
 test-certify: build
-	@BIN=bin/spdlab bash scripts/certify-proof.sh serial
-	@BIN=bin/spdlab bash scripts/certify-proof.sh sd
-	@if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then BIN=bin/spdlab bash scripts/certify-proof.sh pcsc; \
-	else echo "== certify-proof pcsc: skipped, pcscd is not running (sudo bash .ci/pcscd)"; fi
+	@mkdir -p $(OUT); ts="serial sd"; \
+	if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then ts="$$ts pcsc"; \
+	else echo "== certify-proof pcsc: skipped, pcscd is not running (sudo bash .ci/pcscd)"; fi; \
+	pids=""; for t in $$ts; do BIN=bin/spdlab bash scripts/certify-proof.sh $$t >$(OUT)/certify-proof-$$t.log 2>&1 & pids="$$pids $$!"; done; \
+	rc=0; for p in $$pids; do wait $$p || rc=1; done; \
+	for t in $$ts; do cat $(OUT)/certify-proof-$$t.log; done; exit $$rc
 
 ## mutants: the suite must fail every mutant of the reference device (device.Mutants), a
 ## plausible vendor bug each, in process and behind usb-emu; lists the case that killed each

@@ -34,11 +34,14 @@ start_sample() {
 	local n=$1 app=$2
 	case $transport in
 	pcsc)
-		"$BIN" emulate sim --app "$app" --vpcd "${slots[$n]}" --state "$work/sample$n-$app.state" >"$work/sample$n.log" 2>&1 &
+		"$BIN" emulate sim --app "$app" --vpcd "${slots[$n]}" --slot-wait 5m --state "$work/sample$n-$app.state" >"$work/sample$n.log" 2>&1 &
 		pids+=($!)
-		# pcscd sees the card within its polling interval.
-		for _ in $(seq 100); do
+		# pcscd sees the card within its polling interval, once the
+		# emulator has the slot (another test may hold it for a while).
+		local pid=$!
+		for _ in $(seq 3100); do
 			opensc-tool --list-readers 2>/dev/null | grep -q "Yes.*${readers[$n]}" && break
+			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
 		opensc-tool --list-readers 2>/dev/null | grep -q "Yes.*${readers[$n]}" ||

@@ -282,13 +282,15 @@ func RequireTool(tb testing.TB, name, debianPackage string) string {
 
 // Serve runs an emulator for card with cfg until the test ends, and waits
 // until pcscd has seen and powered the card (it may power it down again
-// soon after: pcscd powers cards on demand). cfg.SlotWait defaults to two
-// minutes, so that test binaries sharing the vpcd slot take turns.
+// soon after: pcscd powers cards on demand). cfg.SlotWait defaults to five
+// minutes, so that test binaries sharing the vpcd slot take turns, also
+// with a conformance run or a certification that holds it for minutes
+// (make test runs those beside the race-detector tests).
 func Serve(tb testing.TB, card emulator.Card, cfg sim.Config) *sim.Emulator {
 	tb.Helper()
 	EnsurePCSCD(tb)
 	if cfg.SlotWait == 0 {
-		cfg.SlotWait = 2 * time.Minute
+		cfg.SlotWait = 5 * time.Minute
 	}
 	e := sim.New(card, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
