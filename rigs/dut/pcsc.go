@@ -33,16 +33,20 @@ func openPCSC(ctx context.Context, d *DUT, reader string, opt Options) error {
 
 // How long pcsc-emu waits, reporting the holder, for a vpcd slot another
 // process holds: a whole conformance run on pcsc-emu in another process
-// holds slot 0 for its duration.
+// holds slot 0 for its duration (a few minutes on a busy machine).
 const (
-	pcscEmuSlotWait      = 5 * time.Minute
-	pcscEmuNamedSlotWait = 5 * time.Minute
+	pcscEmuSlotWait      = 10 * time.Minute
+	pcscEmuNamedSlotWait = 10 * time.Minute
 	// pcscdPowerWait bounds how long pcscd may take to see and power a
 	// card once the emulator is connected (it polls vpcd every 400 ms).
 	pcscdPowerWait = 15 * time.Second
 	// idleRelease is how long a slot this process holds stays unused
-	// before it is let go for other programs.
-	idleRelease = 2 * time.Second
+	// before it is let go for other programs. A conformance run takes
+	// its slot when it probes the DUT, before any case, and keeps it
+	// between cases, also across cases that open no device and slow
+	// stretches of a loaded machine: a second run waits in its probe
+	// (no case's timeout runs then) rather than inside a case.
+	idleRelease = 30 * time.Second
 )
 
 // vpcdSession is a SIM emulator holding one vpcd slot for as long as this
