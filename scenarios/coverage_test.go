@@ -192,8 +192,13 @@ var looseAllowed = []struct{ file, text, why string }{
 // status word and decline reason the suite checks is one exact value.
 func TestNoLooseStatusMatchers(t *testing.T) {
 	files, err := filepath.Glob("*.go")
-	if err != nil || len(files) == 0 {
+	if err != nil {
 		t.Fatalf("no suite source: %v", err)
+	}
+	if len(files) == 0 {
+		// A standalone suite binary (go test -c) run where a vendor
+		// keeps it: the source this test reads is not there.
+		t.Skip("scenarios: the suite's source is not in the working directory (a standalone suite binary)")
 	}
 	used := map[int]bool{}
 	for _, file := range files {
