@@ -361,6 +361,7 @@ var proprietaryHandlers = map[spd.INS]handler{
 	spd.INSStoreMedium:      (*Device).doStoreMedium,
 	spd.INSReadMedia:        (*Device).doReadMedia,
 	spd.INSTestErase:        (*Device).doTestErase,
+	spd.INSPresentCode:      (*Device).doPresentCode,
 }
 
 // allowed lists the states each command runs in (SPEC.md section 2).
@@ -374,6 +375,7 @@ var allowed = map[spd.INS][]spd.State{
 	spd.INSPersonalise:          {spd.StateInitialised},
 	spd.INSActivate:             {spd.StatePersonalised},
 	spd.INSPay:                  {spd.StateActive},
+	spd.INSPresentCode:          {spd.StateActive},
 	spd.INSReadPending:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked, spd.StateTerminated},
 	spd.INSAcknowledge:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked, spd.StateTerminated},
 	spd.INSUpdateParameters:     {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},

@@ -37,6 +37,12 @@ var Mutants = []Mutant{
 	{"stale-balance", "SPD-PAY-1", "reports, after its first payment, the balance it had before it"},
 	{"tear-answers", "SPD-STO-2", "answers 6581 to a command during which it lost power"},
 
+	// Payment codes presented to a merchant (SPEC.md 4.9).
+	{"code-no-challenge", "SPD-PRC-2", "leaves the merchant's challenge (DF07) out of a payment code"},
+	{"code-life-unbounded", "SPD-PRC-2", "accepts a payment code life beyond 300 s"},
+	{"code-record-unsigned", "SPD-PRC-1", "puts a payment code's record in with a signature over the body without the domain"},
+	{"code-before-commit", "SPD-PRC-1", "answers a payment code without committing its payment (no ledger record, no ATC)"},
+
 	// Selection, command structure and processing order.
 	{"select-keeps-session", "SPD-APP-1", "SELECT of an unknown AID answers 6A82 but leaves the application selected"},
 	{"reselect-keeps-verified", "SPD-APP-2", "SELECT of the application keeps the cardholder verified"},

@@ -106,19 +106,31 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 	if !d.verified {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
+	env, _, sw := d.payment(spd.INSPay, req, 0)
+	return env, sw
+}
+
+// payment makes the payment req once its command passed every check
+// before the ledger (PAY, PRESENT CODE): it answers the signed result
+// and, for a payment made, the record it added. A non-zero expiry is the
+// result's 5F24 (a payment code's life, SPEC.md 4.9).
+func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte, *record, apdu.SW) {
 	if len(d.pend) >= d.cfg.MaxLedger && d.bug("ledger-drops-oldest") {
 		d.dropOldest()
 	}
 	if len(d.pend) >= d.cfg.MaxLedger {
-		return nil, apdu.SWNotEnoughMemory
+		return nil, nil, apdu.SWNotEnoughMemory
 	}
 	total, offAmount, offCount := d.pendingTotals()
 	if d.bug("offline-pending-all") {
 		offAmount = total
 	}
 	now := spd.Unix(req.Time)
-	decline := func(reason string) ([]byte, apdu.SW) {
+	decline := func(reason string) ([]byte, *record, apdu.SW) {
 		info := d.baseInfo(medium.KindPaymentResult, d.c, total, now)
+		if expiry != 0 {
+			info.Expiry = unixTime(expiry)
+		}
 		failure := 1
 		info.Result, info.Reason = &failure, reason
 		info.Amount, info.PayeeNonce, info.PayeeID, info.Token = req.Amount, req.PayeeNonce, req.Payee, req.Token
@@ -130,7 +142,8 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 			nc.ATC++
 			d.commitCounters(nc)
 		}
-		return d.sign(info)
+		env, sw := d.sign(info)
+		return env, nil, sw
 	}
 
 	// Token domain controls (C20-C24).
@@ -251,6 +264,9 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 		shownTotal = total
 	}
 	info := d.baseInfo(medium.KindPaymentResult, shown, shownTotal, now)
+	if expiry != 0 {
+		info.Expiry = unixTime(expiry)
+	}
 	success := 0
 	info.Result = &success
 	info.Amount, info.PayeeNonce, info.PayeeID, info.Token = amount, req.PayeeNonce, req.Payee, tokenUsed
@@ -259,9 +275,9 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	env, sw := d.sign(info)
 	if sw != apdu.SWOK {
-		return nil, sw
+		return nil, nil, sw
 	}
-	tx := d.begin(spd.INSPay)
+	tx := d.begin(ins)
 	tx.Put(keyCounters, nc.marshal())
 	if !(d.bug("use-no-record") && req.Kind == spd.KindUse) {
 		tx.Put(pendKey(nc.ATC), rec.marshal())
@@ -274,7 +290,7 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 		tx.Put(tokKey(req.Token), tok.marshal())
 	}
 	if sw := d.commit(tx); sw != apdu.SWOK {
-		return nil, sw
+		return nil, nil, sw
 	}
 	d.c = nc
 	if !(d.bug("use-no-record") && req.Kind == spd.KindUse) {
@@ -283,7 +299,7 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 	if tokName != "" {
 		d.tokens[tokName] = tok
 	}
-	return env, apdu.SWOK
+	return env, &rec, apdu.SWOK
 }
 
 func (d *Device) doGenerateMedium(cmd apdu.Command) ([]byte, apdu.SW) {

@@ -95,6 +95,7 @@ var insNames = map[INS]string{
 	INSStoreMedium:          "STORE MEDIUM",
 	INSReadMedia:            "LIST MEDIA / SHOW MEDIUM",
 	INSTestErase:            "TEST ERASE",
+	INSPresentCode:          "PRESENT CODE",
 }
 
 // String names the instruction as SPEC.md does.
