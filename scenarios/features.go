@@ -43,6 +43,7 @@ var requirementFeatures = map[string]Capability{
 	"SPD-MPM-":  ParseMerchant,
 	"SPD-STM-":  StoredMedia,
 	"SPD-ESIM-": ESIM,
+	"SPD-PRC-":  Offline,
 }
 
 // featuresCited lists the optional features the labels cite.
@@ -100,6 +101,17 @@ func commandFeatures(cmd []byte) []Capability {
 		}
 		if p2 == 0x01 {
 			out = append(out, Offline)
+		}
+		return append(out, payDataFeatures(dataField(cmd))...)
+	case 0x78: // PRESENT CODE: an offline payment of its kind (SPEC.md 4.9)
+		out := []Capability{Offline}
+		switch p1 {
+		case 0x01:
+			out = append(out, PayBalance)
+		case 0x02:
+			out = append(out, PayAccount)
+		case 0x03:
+			out = append(out, PayUses)
 		}
 		return append(out, payDataFeatures(dataField(cmd))...)
 	case 0x68:

@@ -35,6 +35,7 @@ func defineService(d Driver) {
 		defineServiceVerification(d)
 		defineServiceFaults(d)
 		defineVaultCases(d)
+		definePresentedCodes(d)
 	})
 }
 

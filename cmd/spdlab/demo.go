@@ -299,6 +299,10 @@ func (d *demo) run(ctx context.Context, payer *dut.DUT) error {
 	d.say("Showed a stored-value medium for a merchant's scanner (C8, C9): balance %s, %d uses, token, no account; signature and certificate verify",
 		money(sv.Info().Balance), sv.Info().Uses)
 
+	if err := d.presentAndStore(ctx, c, p, payee, code); err != nil {
+		return err
+	}
+
 	tok, err := c.GenerateToken(ctx, spd.TokenRequest{Time: d.now, Expiry: d.now.Add(time.Hour),
 		Controls: medium.TokenControls{MaxTransactions: 1, MaxAmount: 20_00, Channels: medium.ChannelInStore}})
 	if err != nil {

@@ -77,7 +77,7 @@ func runMedium(ctx context.Context, e *env, args []string) error {
 	case "encode":
 		return mediumEncode(e, args[1:])
 	}
-	fmt.Fprintf(e.stderr, "spdlab medium: unknown subcommand %q (want decode or encode)\n", args[0])
+	fmt.Fprintf(e.stderr, "spdlab medium: unknown subcommand %q (want decode, encode or scan)\n", args[0])
 	return subcommandHelp(e, false, "", mediumDecode, mediumEncode)
 }
 
@@ -219,17 +219,19 @@ func writeCodePNG(path, text, formatName string, scale int) error {
 }
 
 func runMerchant(ctx context.Context, e *env, args []string) error {
-	const intro = "spdlab merchant: decode or encode a merchant's order code (EMV QRCPS merchant-presented mode, SPEC.md section 10).\nA device's coded medium is read with spdlab medium decode."
+	const intro = "spdlab merchant: decode or encode a merchant's order code (EMV QRCPS merchant-presented mode, SPEC.md section 10),\nor scan and charge a payment code a device presents (spdlab merchant scan --help, SPEC.md 4.9).\nA device's coded medium is read with spdlab medium decode."
 	if len(args) == 0 || isHelp(args[0]) {
 		return subcommandHelp(e, len(args) > 0, intro, merchantDecode, merchantEncode)
 	}
 	switch args[0] {
+	case "scan":
+		return merchantScan(ctx, e, args[1:])
 	case "decode":
 		return merchantDecode(e, args[1:])
 	case "encode":
 		return merchantEncode(e, args[1:])
 	}
-	fmt.Fprintf(e.stderr, "spdlab merchant: unknown subcommand %q (want decode or encode)\n", args[0])
+	fmt.Fprintf(e.stderr, "spdlab merchant: unknown subcommand %q (want decode, encode or scan)\n", args[0])
 	return subcommandHelp(e, false, "", merchantDecode, merchantEncode)
 }
 

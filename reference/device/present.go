@@ -60,7 +60,7 @@ func (d *Device) pendingRecord(r record) spd.PendingRecord {
 	return spd.PendingRecord{
 		DeviceID: d.id, ATC: r.ATC, Kind: r.Kind, Mode: r.Mode, Amount: r.Amount,
 		Currency: d.prof.Currency, Token: r.Token, Time: unixTime(r.Time), Payee: r.Payee,
-		Serial: r.Serial, Counterpart: r.Counterpart,
+		PayeeNonce: r.PayeeNonce, Nonce: r.Nonce, Serial: r.Serial, Counterpart: r.Counterpart,
 	}
 }
 
@@ -120,7 +120,7 @@ func (d *Device) codeWithoutCommit(pay spd.PayRequest, req spd.PresentRequest) (
 		return nil, sw
 	}
 	pr := d.pendingRecord(record{Kind: pay.Kind, Mode: spd.ModeOffline, ATC: nc.ATC, Amount: pay.Amount,
-		Time: spd.Unix(pay.Time), Token: info.Token, Payee: pay.Payee})
+		Time: spd.Unix(pay.Time), Token: info.Token, Payee: pay.Payee, PayeeNonce: pay.PayeeNonce, Nonce: d.randBytes(16)})
 	if err := d.signRecord(&pr); err != nil {
 		return nil, apdu.SWUnknown
 	}

@@ -40,13 +40,14 @@ type PresentRequest struct {
 	Region       uint16
 	RequiredTier uint8
 	Token        []byte
+	Nonce        []byte    // 9F37: the terminal's payment nonce, optional (SPD-PAY-8)
 	Expiry       time.Time // zero: Time + DefaultCodeLife
 }
 
 // PresentCode builds the PRESENT CODE command.
 func PresentCode(r PresentRequest) apdu.Command {
 	pay := Pay(PayRequest{Kind: r.Kind, Mode: ModeOffline, Amount: r.Amount, Currency: r.Currency, Time: r.Time,
-		Payee: r.Payee, PayeeNonce: r.Challenge, Region: r.Region, RequiredTier: r.RequiredTier, Token: r.Token})
+		Payee: r.Payee, PayeeNonce: r.Challenge, Region: r.Region, RequiredTier: r.RequiredTier, Token: r.Token, TerminalNonce: r.Nonce})
 	data := pay.Data
 	if !r.Expiry.IsZero() {
 		var b builder
@@ -63,7 +64,7 @@ func ParsePresentRequest(p1, p2 byte, data []byte) (PresentRequest, error) {
 		return PresentRequest{}, ErrBadP1P2
 	}
 	f, err := parseFields(data, TagAmount, TagCurrency, TagTime, TagPayee, TagPayeeNonce, TagLocation,
-		TagRequiredTier, TagToken, TagExpiry)
+		TagRequiredTier, TagToken, TagTerminalNonce, TagExpiry)
 	if err != nil {
 		return PresentRequest{}, err
 	}
@@ -82,7 +83,7 @@ func ParsePresentRequest(p1, p2 byte, data []byte) (PresentRequest, error) {
 		return PresentRequest{}, err
 	}
 	r := PresentRequest{Kind: pay.Kind, Amount: pay.Amount, Currency: pay.Currency, Time: pay.Time, Payee: pay.Payee,
-		Challenge: pay.PayeeNonce, Region: pay.Region, RequiredTier: pay.RequiredTier, Token: pay.Token, Expiry: exp}
+		Challenge: pay.PayeeNonce, Region: pay.Region, RequiredTier: pay.RequiredTier, Token: pay.Token, Nonce: pay.TerminalNonce, Expiry: exp}
 	if !f.has(TagExpiry) {
 		r.Expiry = r.Time.Add(DefaultCodeLife)
 	}
@@ -96,7 +97,7 @@ func ParsePresentRequest(p1, p2 byte, data []byte) (PresentRequest, error) {
 func (r PresentRequest) Pay() PayRequest {
 	return PayRequest{Kind: r.Kind, Mode: ModeOffline, Amount: r.Amount, Currency: r.Currency, Time: r.Time,
 		Payee: r.Payee, PayeeNonce: r.Challenge, Region: r.Region, RequiredTier: r.RequiredTier, Token: r.Token,
-		Channel: medium.ChannelInStore}
+		TerminalNonce: r.Nonce, Channel: medium.ChannelInStore}
 }
 
 // PaymentCode is the E5 object PRESENT CODE answers: the signed payment
@@ -196,7 +197,8 @@ func (c PaymentCode) Verify(pub *ecdsa.PublicKey) error {
 }
 
 // Agree checks that the record and the result of a successful code name
-// the same device, ATC, amount, currency, token, payee and time, and that
+// the same device, ATC, amount, currency, token, payee, challenge and
+// time, and that
 // the record is a payment of mode offline.
 func (c PaymentCode) Agree() error {
 	in, r := c.Result.Info(), c.Record
@@ -216,6 +218,8 @@ func (c PaymentCode) Agree() error {
 		return malformed("payment code: token differs between result and record")
 	case !bytes.Equal(in.PayeeID, r.Payee):
 		return malformed("payment code: payee %q in the result, %q in the record", in.PayeeID, r.Payee)
+	case !bytes.Equal(in.PayeeNonce, r.PayeeNonce):
+		return malformed("payment code: challenge %q in the result, %q in the record", in.PayeeNonce, r.PayeeNonce)
 	case !in.Issued.Equal(r.Time):
 		return malformed("payment code: time %s in the result, %s in the record", in.Issued, r.Time)
 	case !r.Kind.IsPayment() || r.Mode != ModeOffline:

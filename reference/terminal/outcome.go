@@ -47,6 +47,7 @@ const (
 	FlowClaim          Flow = "claim"
 	FlowOnlineReclaim  Flow = "reclaim-online"
 	FlowVerify         Flow = "verify"
+	FlowPresentCode    Flow = "present-code"
 )
 
 // Outcome is the result of one flow as the terminal reports it to the user
