@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"errors"
@@ -161,6 +162,7 @@ func definePresentedCodes(d Driver) {
 				Expect(ch.Authorisation.Status).To(Equal(backend.Approved))
 				Expect(ch.Amount).To(Equal(int64(8_00)))
 				Expect(s.issuerBalance(ctx, c)).To(Equal(before-8_00), "the issuer charged the code")
+				Expect(s.payeeCredit(ctx, codePayee)).To(Equal([2]int64{8_00, 1}), "the merchant is credited the code once")
 
 				// The same code again, at the same lane and at a second lane
 				// of the same merchant: the backend has seen it.
@@ -170,6 +172,8 @@ func definePresentedCodes(d Driver) {
 				_, err = lane2.Scan(ctx, code.Text(), challenge)
 				Expect(errors.Is(err, terminal.ErrCodeReplayed)).To(BeTrue(), "replayed at another lane: %v", err)
 				Expect(s.issuerBalance(ctx, c)).To(Equal(before-8_00), "a replay charges nothing")
+				Expect(s.payeeCredit(ctx, codePayee)).To(Equal([2]int64{8_00, 1}), "a replay credits nothing")
+				Expect(s.payeeCredit(ctx, "MERCHANT-0666")).To(Equal([2]int64{0, 0}), "the photographing merchant is paid nothing")
 
 				// Past its life.
 				late, o := c.tm.PresentCode(ctx, terminal.Presented{Amount: 1_00, Payee: codePayee, Challenge: challenge}, terminal.Verification{PIN: true})
@@ -210,12 +214,14 @@ func definePresentedCodes(d Driver) {
 				Expect(got.Paid).To(HaveLen(1), "the first lane's settlement pays the code")
 				Expect(got.Replays).To(BeEmpty())
 				Expect(s.issuerBalance(ctx, c)).To(Equal(before-6_00), "settled once")
+				Expect(s.payeeCredit(ctx, codePayee)).To(Equal([2]int64{6_00, 1}), "settlement credits the merchant")
 				got, err = lane2.Settle(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(got.Paid).To(BeEmpty(), "the replay is not paid")
 				Expect(got.Replays).To(HaveLen(1), "the replay is caught at settlement")
 				Expect(got.Replays[0].ATC).To(Equal(first.ATC))
 				Expect(s.issuerBalance(ctx, c)).To(Equal(before-6_00), "a replay caught at settlement charges nothing")
+				Expect(s.payeeCredit(ctx, codePayee)).To(Equal([2]int64{6_00, 1}), "and credits nothing")
 
 				// The device's own terminal hands its ledger over later: the
 				// record settles as already settled and leaves the ledger.
@@ -238,6 +244,19 @@ func (s *serviceLab) merchantBackend() *backend.Client {
 	Expect(err).NotTo(HaveOccurred())
 	be.Credential = s.terminalToken
 	return be
+}
+
+// payeeCredit is what settlement credited payee: its balance and the
+// number of records, {0, 0} for a payee paid nothing (404 not_found).
+func (s *serviceLab) payeeCredit(ctx context.Context, payee string) [2]int64 {
+	GinkgoHelper()
+	p, err := s.admin.Payee(ctx, payee)
+	var ae *backend.APIError
+	if errors.As(err, &ae) && ae.Code == backend.CodeNotFound {
+		return [2]int64{0, 0}
+	}
+	Expect(err).NotTo(HaveOccurred())
+	return [2]int64{p.Balance, p.Records}
 }
 
 // merchant is a merchant lane for payee; online lanes reach the backend.
