@@ -92,16 +92,21 @@ func merchantScan(ctx context.Context, e *env, args []string) error {
 // issuer stores the merchant's order code on the device, which lists it
 // and shows it (C10, C38).
 func (d *demo) presentAndStore(ctx context.Context, c *spd.Client, p spd.Profile, payee, orderCode string) error {
-	lane, err := terminal.NewMerchant(terminal.MerchantConfig{Payee: payee, IssuerCA: &d.issuer.CA.PublicKey,
-		Clock: func() time.Time { return d.now }, Name: "LANE1"})
-	if err != nil {
-		return err
-	}
-	challenge := lane.Challenge()
+	// The lane's display shows a challenge; the demo's is fixed so that
+	// a recorded demo trace replays (a lane draws one with Challenge).
+	challenge := []byte("7F3A90C1")
 	code, err := c.PresentCode(ctx, spd.PresentRequest{Kind: spd.KindBalance, Amount: 3_20, Currency: p.Currency, Time: d.now,
 		Region: scenarios.Home, Payee: []byte(payee), Challenge: challenge})
 	if err != nil {
 		return fmt.Errorf("PRESENT CODE: %w", err)
+	}
+	// The merchant scans at once: the lane's clock is the moment the
+	// code was made (a replayed trace carries the recorded run's times).
+	issued := code.Result.Info().Issued
+	lane, err := terminal.NewMerchant(terminal.MerchantConfig{Payee: payee, IssuerCA: &d.issuer.CA.PublicKey,
+		Clock: func() time.Time { return issued }, Name: "LANE1"})
+	if err != nil {
+		return err
 	}
 	read, err := d.show("08-payment-code", code.Text(), medium.QR)
 	if err != nil {
