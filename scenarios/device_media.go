@@ -13,26 +13,17 @@ import (
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/terminal"
+	"github.com/spdlab/spdlab/reference/wire/crc16"
 )
 
 // merchantCode writes a merchant order code with its CRC: the suite's own
 // encoding of EMV QRCPS MPM (ID, length in characters, value; tag 63 is
-// CRC-16/CCITT-FALSE over the UTF-8 bytes up to "6304"), independent of
-// reference/merchant's encoder.
+// CRC-16/CCITT-FALSE over the UTF-8 bytes up to "6304", the one CRC of
+// reference/wire/crc16, checked there against its check vector),
+// independent of reference/merchant's encoder.
 func merchantCode(objects ...string) string {
 	body := strings.Join(objects, "") + "6304"
-	crc := uint16(0xFFFF)
-	for _, b := range []byte(body) {
-		crc ^= uint16(b) << 8
-		for i := 0; i < 8; i++ {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return fmt.Sprintf("%s%04X", body, crc)
+	return fmt.Sprintf("%s%04X", body, crc16.Checksum([]byte(body)))
 }
 
 // mpm is one EMV data object: ID, length in characters, value.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/emulator/emulatortest"
+	"github.com/spdlab/spdlab/reference/wire/crc16"
 	"github.com/spdlab/spdlab/reference/wire/sdblock"
 	"github.com/spdlab/spdlab/rigs/link"
 	"github.com/spdlab/spdlab/rigs/link/linktest"
@@ -217,7 +218,7 @@ func TestBadBlocksGetErrorAndServingGoesOn(t *testing.T) {
 	dev, dir := startDevice(t, card, Config{})
 
 	reseal := func(raw []byte) []byte { // fix the CRC after editing fields
-		crc := crcOf(raw[:510])
+		crc := crc16.Checksum(raw[:510])
 		raw[510], raw[511] = byte(crc>>8), byte(crc)
 		return raw
 	}
@@ -307,21 +308,6 @@ func TestCommandFileReplacedByRename(t *testing.T) {
 			t.Fatalf("command %d ran %d times", id, n)
 		}
 	}
-}
-
-func crcOf(p []byte) uint16 {
-	crc := uint16(0xFFFF)
-	for _, b := range p {
-		crc ^= uint16(b) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
 }
 
 func TestCloseRemovesChannel(t *testing.T) {
