@@ -63,7 +63,7 @@ func checkCode(code spd.PaymentCode, ca *ecdsa.PublicKey, pub *ecdsa.PublicKey) 
 func definePresentedCodes(d Driver) {
 	Describe("Payment codes presented to a merchant (SPEC.md 4.9)", func() {
 		It("MUST commit the payment before the code exists and answer a one-time code bound to its ATC, the challenge and a short life",
-			Case("TC-PRC-001", Positive, "SPD-PRC-1", "SPD-PRC-2", "SPD-PAY-4", "C2", "C7", "C8", "C9", "C11", "C20", "C24", "C50"),
+			Case("TC-PRC-001", Positive, "SPD-PRC-1", "SPD-PRC-2", "SPD-PAY-4", "C2", "C7", "C8", "C9", "C11", "C20", "C24", "C46", "C50"),
 			func(ctx SpecContext) {
 				need(d, PayBalance)
 				f := personalised(ctx, d, nil)
@@ -186,13 +186,18 @@ func definePresentedCodes(d Driver) {
 			}, SpecTimeout(90*time.Second))
 
 		It("MUST let off-line merchant lanes keep a code and settle it later, once: a replay at a second lane is caught at settlement",
-			Case("TC-PRC-004", Positive, "SPD-PRC-3", "SPD-LED-5", "C4", "C8", "C9", "C47", "C49", "C50"),
+			Case("TC-PRC-004", Positive, "SPD-PRC-3", "SPD-PRC-1", "SPD-LED-5", "C4", "C8", "C9", "C46", "C47", "C49", "C50"),
 			func(ctx SpecContext) {
 				need(d, PayBalance)
 				s := newServiceLab(d)
 				c := s.customer(ctx, d, nil)
 				code, o := c.tm.PresentCode(ctx, terminal.Presented{Amount: 6_00, Payee: codePayee}, terminal.Verification{PIN: true})
 				done(o)
+				// The storage unit keeps the record the code hands over (C46).
+				stored, err := c.f.Client.PendingRecords(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(stored).To(HaveLen(1))
+				Expect(stored[0].Body()).To(Equal(code.Record.Body()), "the ledger keeps the very record the code carries")
 				before := s.issuerBalance(ctx, c)
 				lane1 := s.merchant(d, codePayee, "LANE1", false)
 				lane2 := s.merchant(d, codePayee, "LANE2", false)
@@ -230,7 +235,7 @@ func definePresentedCodes(d Driver) {
 				Expect(st.AlreadySettled).To(Equal(1))
 				n, err := c.f.Client.PendingCount(ctx)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(n).To(Equal(0), "the device's ledger is cleared")
+				Expect(n).To(Equal(0), "the device's ledger is cleared after settlement (C46)")
 				s.conserved(ctx)
 			}, SpecTimeout(90*time.Second))
 	})
