@@ -62,7 +62,7 @@ func MatchDeterministic(command, recorded []byte) error {
 			got.CLA, got.INS, got.P1, got.P2, want.CLA, want.INS, want.P1, want.P2)
 	}
 	if got.Ne != want.Ne {
-		return fmt.Errorf("Le asks for %d bytes, the trace for %d", got.Ne, want.Ne)
+		return fmt.Errorf("the command's Le asks for %d bytes, the trace's for %d", got.Ne, want.Ne)
 	}
 	if spd.INS(got.INS) == spd.INSInternalAuthenticate && got.CLA&0x80 == 0 && len(got.Data) > 0 && len(want.Data) > 0 {
 		return nil

@@ -36,7 +36,7 @@ func TestMatchDeterministic(t *testing.T) {
 		{"another amount", pay(t, []byte{0, 0, 0, 0, 0, 0, 0x05, 0x46}, []byte{0x6B, 0, 0, 1}, []byte{0x30, 0x44, 1, 2}),
 			"9F02 is 0000000000000546, the trace has 00000000000004E2"},
 		{"another P1", append([]byte{0x80, 0x60, 0x02}, recorded[3:]...), "header 80 60 02 00, the trace has 80 60 01 00"},
-		{"no Le", recorded[:len(recorded)-1], "Le asks for 0 bytes, the trace for 256"},
+		{"no Le", recorded[:len(recorded)-1], "Le asks for 0 bytes, the trace's for 256"},
 		{"a nested object changed", []byte(strings.Replace(string(recorded), "PAYEE", "PAYER", 1)),
 			"E1/DF09 is 5041594552, the trace has 5041594545"},
 		{"not an APDU", []byte{0x80}, "the bytes differ at offset 1"},
