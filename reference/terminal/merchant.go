@@ -195,8 +195,11 @@ func (m *Merchant) Scan(ctx context.Context, text string, challenge []byte) (Cha
 	if seen {
 		return Charge{}, fmt.Errorf("%w: device %s ATC %d was charged by this lane", ErrCodeReplayed, c.DeviceID, c.ATC)
 	}
-	if m.cfg.Backend != nil {
-		res, err := m.cfg.Backend.Authorise(ctx, backend.AuthorisationRequest{Record: rec.Marshal(), Channel: "qr", Merchant: m.cfg.Payee})
+	m.mu.Lock()
+	be := m.cfg.Backend
+	m.mu.Unlock()
+	if be != nil {
+		res, err := be.Authorise(ctx, backend.AuthorisationRequest{Record: rec.Marshal(), Channel: "qr", Merchant: m.cfg.Payee})
 		var ae *backend.APIError
 		switch {
 		case errors.As(err, &ae) && ae.Status < 500:
@@ -229,14 +232,19 @@ func (m *Merchant) Scan(ctx context.Context, text string, challenge []byte) (Cha
 }
 
 func (m *Merchant) backendKey(ctx context.Context) (*ecdsa.PublicKey, error) {
-	if m.key != nil {
-		return m.key, nil
+	m.mu.Lock()
+	key, be := m.key, m.cfg.Backend
+	m.mu.Unlock()
+	if key != nil {
+		return key, nil
 	}
-	pub, err := m.cfg.Backend.PublicKey(ctx)
+	pub, err := be.PublicKey(ctx)
 	if err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
 	m.key = pub
+	m.mu.Unlock()
 	return pub, nil
 }
 
@@ -256,12 +264,13 @@ func (m *Merchant) checkAnswer(ctx context.Context, res backend.AuthorisationRes
 // settlement).
 func (m *Merchant) Settle(ctx context.Context) (MerchantSettlement, error) {
 	var out MerchantSettlement
-	if m.cfg.Backend == nil {
-		return out, errors.New("terminal: merchant: no backend to settle with")
-	}
 	m.mu.Lock()
+	be := m.cfg.Backend
 	kept := append([]Charge(nil), m.kept...)
 	m.mu.Unlock()
+	if be == nil {
+		return out, errors.New("terminal: merchant: no backend to settle with")
+	}
 	if len(kept) == 0 {
 		return out, nil
 	}
@@ -269,7 +278,7 @@ func (m *Merchant) Settle(ctx context.Context) (MerchantSettlement, error) {
 	for _, c := range kept {
 		batch.Records = append(batch.Records, c.Record.Marshal())
 	}
-	ack, err := m.cfg.Backend.Settle(ctx, batch)
+	ack, err := be.Settle(ctx, batch)
 	if err != nil {
 		return out, fmt.Errorf("terminal: merchant settlement: %w", err)
 	}
