@@ -41,7 +41,7 @@ run() {
 	rm -rf "$rep"
 	t0=$EPOCHREALTIME
 	(cd scenarios && "$suite" -test.count=1 -test.timeout=15m \
-		--dut="$dut" --report-dir="$rep" ${SCENARIO_ARGS:-}) >"$log" 2>&1 || rc=$?
+		--dut="$dut" --report-dir="$rep" --ginkgo.no-color ${SCENARIO_ARGS:-}) >"$log" 2>&1 || rc=$?
 	since "$t0" >"$rep.seconds"
 	echo "$rc" >"$rep.rc"
 }
@@ -71,7 +71,9 @@ for dut in "${duts[@]}"; do
 	cert="$out/reports/$dut/certificate.json"
 	secs=$(cat "$out/reports/$dut.seconds")
 	if [[ -s $cert ]]; then
-		verdict=$(grep -q '"certified": *true' "$cert" && echo CERTIFIED || echo "NOT CERTIFIED")
+		# The certificate's own verdict (CERTIFIED, NOT CERTIFIED, PARTIAL RUN, ...).
+		verdict=$(sed -n 's/^  "verdict": *"\([^"]*\)".*/\1/p' "$cert" | head -n 1)
+		[[ -n $verdict ]] || verdict="NO VERDICT"
 		counts=$(grep -oE '"(passed|failed|not_applicable)": *[0-9]+' "$cert" | tr -d '"' | paste -sd, - | sed 's/,/, /g')
 	else
 		verdict="NO REPORT"

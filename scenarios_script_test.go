@@ -1,0 +1,56 @@
+package spdlab_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// `make test-scenarios` (scripts/scenarios.sh) writes each DUT's report under
+// OUT/reports/<dut> (never relative to the suite's package directory) and
+// prints the verdict each certificate states, failing unless every DUT is
+// CERTIFIED. One case on two DUTs keeps it short: a filtered run on the
+// reference device is a PARTIAL RUN, and the stale-balance mutant fails the
+// invariant case (NOT CERTIFIED).
+func TestScenariosScriptReportsEachVerdict(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the suite binary")
+	}
+	out := t.TempDir()
+	cmd := exec.Command("bash", "scripts/scenarios.sh", "ref", "faulty:stale-balance")
+	cmd.Env = append(os.Environ(), "OUT="+out, "SCENARIO_ARGS=--ginkgo.label-filter=TC-INV-001")
+	got, err := cmd.CombinedOutput()
+	if _, ok := err.(*exec.ExitError); !ok {
+		t.Fatalf("scenarios.sh must exit non-zero when a DUT is not CERTIFIED; err=%v\n%s", err, got)
+	}
+	for _, want := range []string{
+		`(?m)^== ref +PARTIAL RUN: not a certificate +passed: 1, failed: 0, not_applicable: 0; [0-9.]+ s \(exit [0-9]+\)$`,
+		`(?m)^== faulty:stale-balance +NOT CERTIFIED +passed: 0, failed: 1, not_applicable: 0; [0-9.]+ s \(exit [0-9]+\)$`,
+		`(?m)^== 2 DUTs in [0-9.]+ s wall time; reports in ` + regexp.QuoteMeta(out) + `/reports$`,
+	} {
+		if !regexp.MustCompile(want).Match(got) {
+			t.Errorf("output lacks %s:\n%s", want, got)
+		}
+	}
+	for dut, verdict := range map[string]string{"ref": "PARTIAL RUN: not a certificate", "faulty:stale-balance": "NOT CERTIFIED"} {
+		b, err := os.ReadFile(filepath.Join(out, "reports", dut, "certificate.json"))
+		if err != nil {
+			t.Fatalf("%s: %v", dut, err)
+		}
+		var cert struct{ Verdict string }
+		if err := json.Unmarshal(b, &cert); err != nil || cert.Verdict != verdict {
+			t.Errorf("%s: certificate verdict %q (%v), want %q", dut, cert.Verdict, err, verdict)
+		}
+		for _, f := range []string{"report.html", "junit.xml", "manifest.json"} {
+			if _, err := os.Stat(filepath.Join(out, "reports", dut, f)); err != nil {
+				t.Errorf("%s: %v", dut, err)
+			}
+		}
+	}
+	if _, err := os.Stat("scenarios/out"); err == nil {
+		t.Error("scenarios/out exists: a report was written relative to the suite's package directory")
+	}
+}
