@@ -116,7 +116,7 @@ func TestUsageMistakesExitTwo(t *testing.T) {
 		{[]string{"emulate", "smartcard"}, `unknown form "smartcard" (want sim, esim, serial or sd)`},
 		{[]string{"medium"}, "usage: spdlab medium decode"},
 		{[]string{"medium", "show"}, `unknown subcommand "show" (want decode or encode)`},
-		{[]string{"merchant", "parse"}, `unknown subcommand "parse" (want decode or encode)`},
+		{[]string{"merchant", "parse"}, `unknown subcommand "parse" (want scan, decode or encode)`},
 		{[]string{"labkey", "rotate"}, `unknown subcommand "rotate" (want init or show)`},
 		{[]string{"version", "extra"}, "usage: spdlab version"},
 	} {

@@ -77,7 +77,7 @@ func runMedium(ctx context.Context, e *env, args []string) error {
 	case "encode":
 		return mediumEncode(e, args[1:])
 	}
-	fmt.Fprintf(e.stderr, "spdlab medium: unknown subcommand %q (want decode, encode or scan)\n", args[0])
+	fmt.Fprintf(e.stderr, "spdlab medium: unknown subcommand %q (want decode or encode)\n", args[0])
 	return subcommandHelp(e, false, "", mediumDecode, mediumEncode)
 }
 
@@ -231,7 +231,7 @@ func runMerchant(ctx context.Context, e *env, args []string) error {
 	case "encode":
 		return merchantEncode(e, args[1:])
 	}
-	fmt.Fprintf(e.stderr, "spdlab merchant: unknown subcommand %q (want decode, encode or scan)\n", args[0])
+	fmt.Fprintf(e.stderr, "spdlab merchant: unknown subcommand %q (want scan, decode or encode)\n", args[0])
 	return subcommandHelp(e, false, "", merchantDecode, merchantEncode)
 }
 
