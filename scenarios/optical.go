@@ -191,6 +191,6 @@ func defineOptical(d Driver) {
 				Expect(err).NotTo(HaveOccurred())
 				r.Token = other
 				f.declines(ctx, r, reasonUnknownToken)
-			}, SpecTimeout(60*time.Second))
+			}, SpecTimeout(180*time.Second))
 	})
 }

@@ -67,11 +67,18 @@ func roundTrip(t *testing.T, r *Reader, msg []byte) []byte {
 	if err := r.Write(ctx, msg); err != nil {
 		t.Fatalf("Write(%X): %v", msg, err)
 	}
-	b, err := r.Read(ctx)
-	if err != nil {
-		t.Fatalf("Read after %X: %v", msg, err)
+	for {
+		b, err := r.Read(ctx)
+		if err != nil {
+			t.Fatalf("Read after %X: %v", msg, err)
+		}
+		// A time extension (bStatus 10xxxxxx) while the card works on a
+		// slow machine is not the answer: the answer follows it.
+		if len(b) > 7 && b[7]&0xC0 == 0x80 {
+			continue
+		}
+		return b
 	}
-	return b
 }
 
 func TestBulkMessages(t *testing.T) {
