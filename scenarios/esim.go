@@ -91,6 +91,47 @@ func defineESIM(d Driver) {
 				Expect(euicc).To(BeTrue(), "first TB after T=15 with b8 and b2 set, ATR % X", atr)
 			}, SpecTimeout(30*time.Second))
 
+		It("MUST answer the eUICC ATR again at every warm reset and power-on, as a card whose logical channels the reset closed",
+			Case("TC-ESIM-004", Negative, "SPD-ESIM-3", "SPD-ESIM-1", "SPD-FORM-3", "C35", "C36"), func(ctx SpecContext) {
+				f := open(ctx, d)
+				a, ok := f.rec.Link().(link.ATRer)
+				Expect(ok).To(BeTrue(), "an eSIM is reached through ISO/IEC 7816-3 contacts and has an ATR")
+				first := a.ATR()
+				// resetATR checks the ATR of one reset and that the channel
+				// opened before it is closed: the card that answered the
+				// eUICC ATR is a card just reset (SPD-ESIM-1), so a command
+				// on channel n is refused with 6881.
+				resetATR := func(how string, reset func() ([]byte, error)) {
+					GinkgoHelper()
+					n, sw := onChannel(ctx, f, 0, openChannel)
+					Expect(sw).To(Equal(apdu.SWOK))
+					Expect(n).To(HaveLen(1))
+					_, sw = onChannel(ctx, f, n[0], spd.Select())
+					Expect(sw).To(Equal(apdu.SWOK))
+					atr, err := reset()
+					Expect(err).NotTo(HaveOccurred())
+					Expect(checkATR(atr)).To(Succeed(), "%s ATR % X", how, atr)
+					euicc, err := eUICCIndicated(atr)
+					Expect(err).NotTo(HaveOccurred())
+					Expect(euicc).To(BeTrue(), "%s: first TB after T=15 with b8 and b2 set, ATR % X", how, atr)
+					Expect(atr).To(Equal(first), "%s answers the ATR the card answered first", how)
+					_, sw = onChannel(ctx, f, n[0], spd.Select())
+					Expect(sw).To(Equal(apdu.SW(0x6881)), "%s closed channel %d", how, n[0])
+				}
+				r, ok := f.rec.Link().(link.Resetter)
+				Expect(ok).To(BeTrue(), "an eSIM is reset through its contacts")
+				resetATR("a warm reset", func() ([]byte, error) { return r.Reset(ctx, false) })
+				resetATR("a cold reset", func() ([]byte, error) { return r.Reset(ctx, true) })
+				if p, ok := f.rec.Link().(link.PowerCycler); ok {
+					resetATR("power-off and power-on", func() ([]byte, error) {
+						if err := p.PowerOff(ctx); err != nil {
+							return nil, err
+						}
+						return p.PowerOn(ctx)
+					})
+				}
+			}, SpecTimeout(30*time.Second))
+
 		It("MUST keep one SPD session per logical channel beside the ISD-R: selection, verification and pending responses isolated, memory shared",
 			Case("TC-ESIM-002", Positive, Negative, "SPD-ESIM-1", "SPD-ESIM-2", "SPD-APP-2", "SPD-APP-5", "C28", "C35", "C42"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
