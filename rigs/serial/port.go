@@ -34,10 +34,11 @@ type Config struct {
 	// doubles on each retry, up to MaxRetransmitTimeout (400 ms).
 	RetransmitTimeout    time.Duration
 	MaxRetransmitTimeout time.Duration
-	// SilenceTimeout: when no valid frame at all came from the device for
-	// this long within one request, the device is declared absent and the
-	// request fails with link.ErrNoCard (1 s). A device that sends WAIT
-	// frames is not silent.
+	// SilenceTimeout: when not one byte came from the device for this long
+	// within one request, the device is declared absent and the request
+	// fails with link.ErrNoCard (1 s). A device that sends WAIT frames, NAKs
+	// or frames damaged on the line is not silent: on a noisy line many
+	// replies in a row can be lost, and each is answered by a retransmission.
 	SilenceTimeout time.Duration
 	// MaxAttempts bounds how often one request is sent (32).
 	MaxAttempts int
@@ -86,6 +87,9 @@ type Port struct {
 	readErr    error         // set before readerDone closes
 	closed     atomic.Bool
 	closeOnce  sync.Once
+	// lastByte is when the reader last got bytes from the line (Unix
+	// nanoseconds): a reply still arriving is not a lost one.
+	lastByte atomic.Int64
 }
 
 type inbound struct {
@@ -173,6 +177,7 @@ func (p *Port) read() {
 	for {
 		n, err := p.line.Read(buf)
 		if n > 0 {
+			p.lastByte.Store(time.Now().UnixNano())
 			dec.Feed(buf[:n], emit)
 		}
 		if err != nil {
@@ -303,17 +308,22 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 		}
 	}
 
-	// A reply is at most a short response plus framing unless the
-	// command asks for more; budget for its time on the line.
-	expect := 256 + 2
-	if typ == serialframe.TypeCommand && len(payload) > 5 && payload[4] == 0 {
-		expect = serialframe.MaxPayload
-	}
-	timeout := p.cfg.RetransmitTimeout + p.lineTime(len(enc)+2*expect+16)
+	// The retransmission timeout covers the request's time on the line
+	// and a short reply's. A longer reply (an extended APDU's) is not
+	// budgeted in advance: while its bytes are arriving the timer is only
+	// rearmed, so a 64 KiB reply at 115200 baud neither provokes
+	// retransmissions nor makes a lost short reply wait seconds.
+	timeout := p.cfg.RetransmitTimeout + p.lineTime(len(enc)+2*(256+2)+16)
 	maxTimeout := max(p.cfg.MaxRetransmitTimeout, timeout)
+	// A reply in transit can last at most the largest frame's time on the
+	// line; past that, bytes that keep coming are not a reply.
+	transitLimit := p.lineTime(2*serialframe.MaxPayload+16) + p.cfg.SilenceTimeout
+	start := time.Now()
 
 	attempts := 0
-	lastHeard := time.Now()
+	heard := func() time.Time {
+		return time.Unix(0, max(p.lastByte.Load(), start.UnixNano()))
+	}
 	send := func() error {
 		if attempts >= p.cfg.MaxAttempts {
 			return fmt.Errorf("serial: %s: %s seq %d unanswered after %d attempts on a noisy line", p.name, typ, seq, attempts)
@@ -365,7 +375,6 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 				continue
 			}
 			f := in.frame
-			lastHeard = time.Now()
 			if f.Type == serialframe.TypeNak && len(f.Payload) == 1 && serialframe.Reason(f.Payload[0]).LineFault() {
 				// The device got a damaged frame; it may have been ours.
 				if err := send(); err != nil {
@@ -394,8 +403,14 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 			}
 
 		case <-timer.C:
-			if time.Since(lastHeard) >= p.cfg.SilenceTimeout {
-				return nil, fmt.Errorf("serial: no answer from a device on %s for %v: %w", p.path, time.Since(lastHeard).Round(time.Millisecond), link.ErrNoCard)
+			quiet := time.Since(heard())
+			if quiet >= p.cfg.SilenceTimeout {
+				return nil, fmt.Errorf("serial: no answer from a device on %s for %v: %w", p.path, quiet.Round(time.Millisecond), link.ErrNoCard)
+			}
+			if quiet < p.cfg.RetransmitTimeout && time.Since(start) < transitLimit {
+				// Bytes are still arriving: a reply is on its way.
+				timer.Reset(p.cfg.RetransmitTimeout)
+				continue
 			}
 			timeout = min(2*timeout, maxTimeout)
 			if err := send(); err != nil {

@@ -221,3 +221,82 @@ func TestRefusals(t *testing.T) {
 		t.Fatal(p.String())
 	}
 }
+
+// extendedCommand is a case 4 extended APDU of 512 data bytes.
+func extendedCommand() []byte {
+	cmd := []byte{0x80, 0x6E, 0x00, 0x00, 0x00, 0x02, 0x00}
+	cmd = append(cmd, bytes.Repeat([]byte{0xA5}, 512)...)
+	return append(cmd, 0x00, 0x00)
+}
+
+// A lost reply to an extended command is asked for again after a short
+// retransmission timeout, as for any other command: the host must not
+// budget the longest possible reply's time on the line before it asks
+// again (at 115200 baud that is 11 s, ten times the silence timeout).
+func TestLostReplyToExtendedCommand(t *testing.T) {
+	master, path := testPTY(t)
+	resp := []byte{0x90, 0x00}
+	dev := serveScript(t, master, openScript(func(f serialframe.Frame, attempt int) []byte {
+		if attempt == 1 {
+			return nil // lost
+		}
+		return reply(serialframe.TypeResponse, f.Seq, resp...)
+	}))
+	p, err := OpenConfig(context.Background(), path, Config{}) // 115200 baud, 1 s of silence
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	got, err := p.Exchange(context.Background(), extendedCommand())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, resp) {
+		t.Fatalf("response % X, want % X", got, resp)
+	}
+	dev.mu.Lock()
+	defer dev.mu.Unlock()
+	for k, n := range dev.attempts {
+		if serialframe.Type(k[0]) == serialframe.TypeCommand && n != 2 {
+			t.Fatalf("command sent %d times, want 2", n)
+		}
+	}
+}
+
+// A long reply still arriving when the retransmission timeout ends is
+// waited for, not asked for again.
+func TestLongReplyInTransit(t *testing.T) {
+	master, path := testPTY(t)
+	resp := append(bytes.Repeat([]byte{0x5A}, 6000), 0x90, 0x00)
+	dev := serveScript(t, master, openScript(func(f serialframe.Frame, attempt int) []byte {
+		out := reply(serialframe.TypeResponse, f.Seq, resp...)
+		// Trickle the frame out well past the host's timeout, never
+		// pausing for long.
+		for len(out) > 100 {
+			master.Write(out[:100])
+			out = out[100:]
+			time.Sleep(10 * time.Millisecond)
+		}
+		return out
+	}))
+	cfg := Config{RetransmitTimeout: 200 * time.Millisecond}
+	p, err := OpenConfig(context.Background(), path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	got, err := p.Exchange(context.Background(), extendedCommand())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, resp) {
+		t.Fatalf("response of %d bytes, want %d", len(got), len(resp))
+	}
+	dev.mu.Lock()
+	defer dev.mu.Unlock()
+	for k, n := range dev.attempts {
+		if serialframe.Type(k[0]) == serialframe.TypeCommand && n != 1 {
+			t.Fatalf("command sent %d times while its reply was arriving, want once", n)
+		}
+	}
+}
