@@ -8,12 +8,11 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/backend/backendtest"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/terminal"
 )
-
-var netFaultKinds = []netFault{netUnreachable, net503, netLostAnswer, netSlow}
 
 // firstBackoff is the least wait of the terminal before its first retry;
 // each further retry waits at least twice as long as the one before.
@@ -26,7 +25,7 @@ const firstBackoff = 40 * time.Millisecond
 // (at least firstBackoff, doubling), never sooner and never after more
 // than callTimeout; a call it does not retry is sent once; a slow answer is
 // given up at exactly callTimeout.
-func checkRetries(as []netAttempt, f netFault, times int, retried bool) {
+func checkRetries(as []backendtest.Attempt, f backendtest.Fault, times int, retried bool) {
 	GinkgoHelper()
 	faulted := 1
 	if retried {
@@ -39,11 +38,11 @@ func checkRetries(as []netAttempt, f netFault, times int, retried bool) {
 	Expect(as).To(HaveLen(want), "attempts: %v", as)
 	for i, a := range as {
 		if i >= faulted {
-			Expect(a.Fault).To(Equal(netPass), "attempt %d after the faults ran out: %v", i+1, as)
+			Expect(a.Fault).To(Equal(backendtest.Pass), "attempt %d after the faults ran out: %v", i+1, as)
 			continue
 		}
 		Expect(a.Fault).To(Equal(f), "attempt %d: %v", i+1, as)
-		if f == netSlow {
+		if f == backendtest.Slow {
 			Expect(a.End.Sub(a.Start)).To(Equal(callTimeout), "a slow answer is given up at the call timeout: %v", as)
 		}
 	}
@@ -72,18 +71,18 @@ func defineServiceFaults(d Driver) {
 					// One device for every fault, each time in a new
 					// terminal that knows nothing yet (no backend key).
 					c := s.customer(ctx, d, nil)
-					for _, f := range netFaultKinds {
+					for _, f := range backendtest.Faults {
 						for _, times := range []int{1, 5} {
 							By(fmt.Sprintf("%s, %d times", f, times))
 							c.tm = s.terminal(ctx, d, c.f.Client.Link, c.user)
 							balance, issued := c.f.snapshot(ctx).Balance, s.issuerBalance(ctx, c)
-							s.net.attempts("")
+							s.net.Attempts("")
 							for range times {
-								s.net.at(st.path, f)
+								s.net.At(st.path, f)
 							}
 							o := done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("4.00", "F-1")), Kind: spd.KindBalance}))
-							s.net.clear()
-							checkRetries(s.net.attempts(st.path), f, times, st.retried)
+							s.net.Clear()
+							checkRetries(s.net.Attempts(st.path), f, times, st.retried)
 							Expect(o.Online || o.Pending).To(BeTrue(), "confirmed or pending: %s", o)
 							Expect(c.f.snapshot(ctx).Balance).To(Equal(balance-4_00), "the device paid once")
 							done(c.tm.Settle(ctx))
@@ -98,16 +97,16 @@ func defineServiceFaults(d Driver) {
 		It("MUST settle each record once when settlement is unreachable, answers 503, loses its answer or is slow",
 			Case("TC-SVC-044", Positive, "SPD-LED-4", "SPD-LED-5", "C4", "C7", "C47", "C49"), func(ctx SpecContext) {
 				s := newServiceLab(d)
-				for _, f := range netFaultKinds {
+				for _, f := range backendtest.Faults {
 					By(f.String())
 					c := s.customer(ctx, d, nil)
 					s.net.Down.Store(true)
 					done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("2.00", "S-1")), Kind: spd.KindBalance}))
 					done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("3.00", "S-2")), Kind: spd.KindAccount}))
 					s.net.Down.Store(false)
-					s.net.at("/v1/settlements", f, f, f)
+					s.net.At("/v1/settlements", f, f, f)
 					notDone(c.tm.Settle(ctx), "stay on the device")
-					s.net.clear()
+					s.net.Clear()
 					out := done(c.tm.Settle(ctx))
 					Expect(out.Settled + out.AlreadySettled).To(Equal(2))
 					Expect(out.Left).To(Equal(0))
@@ -121,13 +120,13 @@ func defineServiceFaults(d Driver) {
 			Case("TC-SVC-045", Positive, "SPD-TOK-1", "C13", "C20", "C22", "C29", "C30"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				payee := s.customer(ctx, d, nil)
-				for i, f := range netFaultKinds {
+				for i, f := range backendtest.Faults {
 					By(f.String())
 					c := s.customer(ctx, d, nil)
-					s.net.at("/v1/tokens", f, f, f)
+					s.net.At("/v1/tokens", f, f, f)
 					o := c.tm.IssueToken(ctx, terminal.TokenOrder{Expiry: s.clock.Now().Add(time.Hour),
 						Controls: medium.TokenControls{MaxTransactions: 2, MaxAmount: 10_00, Channels: medium.ChannelInStore}})
-					s.net.clear()
+					s.net.Clear()
 					if o.Status == terminal.Done {
 						_, err := s.admin.Token(ctx, fmt.Sprintf("%X", o.Token))
 						Expect(err).NotTo(HaveOccurred(), "a token said done is in the vault")
@@ -137,9 +136,9 @@ func defineServiceFaults(d Driver) {
 
 					id := fmt.Sprintf("SUITE-F%d", i)
 					tr := terminal.OnlineTransfer{ID: id, Payee: payee.f.Profile.DeviceID, Amount: 1_00}
-					s.net.at("/v1/transfers", f, f, f)
+					s.net.At("/v1/transfers", f, f, f)
 					o = c.tm.SendOnline(ctx, tr)
-					s.net.clear()
+					s.net.Clear()
 					if o.Status == terminal.NotDone {
 						Expect(o.Retry).To(BeTrue(), "%s", o)
 						o = done(c.tm.SendOnline(ctx, tr))
@@ -148,7 +147,7 @@ func defineServiceFaults(d Driver) {
 					Expect(s.issuerBalance(ctx, c)).To(Equal(c.f.Profile.Balance-1_00), "moved once")
 					Expect(c.f.release()).To(Succeed())
 				}
-				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + int64(len(netFaultKinds))*1_00))
+				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + int64(len(backendtest.Faults))*1_00))
 				s.conserved(ctx)
 			}, SpecTimeout(120*time.Second))
 	})

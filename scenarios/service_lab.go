@@ -8,15 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/backend/backendtest"
 	"github.com/spdlab/spdlab/reference/clock"
 	"github.com/spdlab/spdlab/reference/merchant"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -39,133 +37,13 @@ func defineService(d Driver) {
 	})
 }
 
-// netFault is what the network does to one backend request.
-type netFault int
-
-const (
-	netPass        netFault = iota
-	netUnreachable          // the request never leaves
-	net503                  // the backend answers 503 without acting
-	netLostAnswer           // the backend acts, the answer is lost
-	netSlow                 // the backend acts, the answer comes after the terminal's timeout
-)
-
-func (f netFault) String() string {
-	return [...]string{"pass", "unreachable", "503", "lost answer", "slow"}[f]
-}
-
-// slowAnswer is how late a slow backend answers: far beyond any call
-// timeout of the terminal.
-const slowAnswer = time.Minute
-
-// netFaults is the terminal's network: an http.RoundTripper that injects
-// faults by request path, or cuts every request while Down is set. It
-// logs every request it sees with the service clock's time.
-type netFaults struct {
-	base  http.RoundTripper
-	clock *clock.Simulated
-	mu    sync.Mutex
-	plan  map[string][]netFault
-	log   []netAttempt
-	Down  atomic.Bool
-}
-
-// netAttempt is one request the terminal sent, as the network saw it.
-type netAttempt struct {
-	Path       string
-	Fault      netFault
-	Start, End time.Time // service clock
-}
-
-// attempts returns the requests logged so far whose path starts with
-// prefix, and forgets the log.
-func (f *netFaults) attempts(prefix string) []netAttempt {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []netAttempt
-	for _, a := range f.log {
-		if strings.HasPrefix(a.Path, prefix) {
-			out = append(out, a)
-		}
-	}
-	f.log = nil
-	return out
-}
-
-// at queues faults for the next requests whose path starts with prefix.
-func (f *netFaults) at(prefix string, fs ...netFault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.plan[prefix] = append(f.plan[prefix], fs...)
-}
-
-// clear drops the faults not yet used.
-func (f *netFaults) clear() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.plan = map[string][]netFault{}
-}
-
-func (f *netFaults) next(path string) netFault {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for p, fs := range f.plan {
-		if strings.HasPrefix(path, p) && len(fs) > 0 {
-			f.plan[p] = fs[1:]
-			return fs[0]
-		}
-	}
-	return netPass
-}
-
-// RoundTrip implements http.RoundTripper.
-func (f *netFaults) RoundTrip(req *http.Request) (*http.Response, error) {
-	a := netAttempt{Path: req.URL.Path, Start: f.clock.Now()}
-	if f.Down.Load() {
-		a.Fault = netUnreachable
-	} else {
-		a.Fault = f.next(req.URL.Path)
-	}
-	defer func() {
-		a.End = f.clock.Now()
-		f.mu.Lock()
-		f.log = append(f.log, a)
-		f.mu.Unlock()
-	}()
-	if f.Down.Load() {
-		return nil, errors.New("scenarios: network down")
-	}
-	switch a.Fault {
-	case netUnreachable:
-		return nil, errors.New("scenarios: backend unreachable")
-	case net503:
-		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
-			Header: http.Header{}, Body: http.NoBody, Request: req}, nil
-	case netLostAnswer:
-		if resp, err := f.base.RoundTrip(req); err == nil {
-			resp.Body.Close()
-		}
-		return nil, errors.New("scenarios: connection reset after the request")
-	case netSlow:
-		resp, err := f.base.RoundTrip(req)
-		if err := f.clock.Sleep(req.Context(), slowAnswer); err != nil {
-			if resp != nil {
-				resp.Body.Close()
-			}
-			return nil, err
-		}
-		return resp, err
-	}
-	return f.base.RoundTrip(req)
-}
-
 // serviceLab is one reference backend on 127.0.0.1 for one case.
 type serviceLab struct {
 	srv   *backend.Server
 	url   string
-	admin *backend.Client  // the issuer's client, never faulted
-	clock *clock.Simulated // the time of the backend and the terminal, and what the terminal waits on
-	net   *netFaults
+	admin *backend.Client      // the issuer's client, never faulted
+	clock *clock.Simulated     // the time of the backend and the terminal, and what the terminal waits on
+	net   *backendtest.Network // the terminals' network
 	// terminalToken is the credential of the suite's terminals.
 	terminalToken string
 }
@@ -197,7 +75,7 @@ func newServiceLab(d Driver) *serviceLab {
 	Expect(err).NotTo(HaveOccurred())
 	admin.Credential = issuerToken
 	return &serviceLab{srv: srv, url: hs.URL, admin: admin, terminalToken: terminalToken, clock: clk,
-		net: &netFaults{base: http.DefaultTransport, clock: clk, plan: map[string][]netFault{}}}
+		net: backendtest.NewNetwork(nil, clk)}
 }
 
 // Identity question of the suite's users.

@@ -12,30 +12,12 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/spdlab/spdlab/reference/clock"
 	"github.com/spdlab/spdlab/reference/spd"
 )
-
-// testClock is a settable clock.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // fuzzTime is a fixed record time for seeds.
 var fuzzTime = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -54,7 +36,7 @@ type lab struct {
 	http  *httptest.Server
 	c     *Client
 	term  *Client
-	clock *testClock
+	clock *clock.Simulated
 	db    string // the SQLite path or the PostgreSQL URL
 	cfg   Config
 }
@@ -67,9 +49,9 @@ func newLab(t testing.TB, mod func(*Config)) *lab {
 // newLabOn is newLab on database db (an SQLite path or a PostgreSQL URL).
 func newLabOn(t testing.TB, db string, mod func(*Config)) *lab {
 	t.Helper()
-	clock := &testClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clock.NewSimulated(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := dbConfig(db)
-	cfg.Now, cfg.IssuerToken, cfg.TerminalToken = clock.Now, testIssuerToken, testTerminalToken
+	cfg.Now, cfg.IssuerToken, cfg.TerminalToken = clk.Now, testIssuerToken, testTerminalToken
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -92,7 +74,7 @@ func newLabOn(t testing.TB, db string, mod func(*Config)) *lab {
 		hs.Close()
 		srv.Close()
 	})
-	return &lab{t: t, srv: srv, http: hs, c: c, term: term, clock: clock, db: db, cfg: cfg}
+	return &lab{t: t, srv: srv, http: hs, c: c, term: term, clock: clk, db: db, cfg: cfg}
 }
 
 // simDevice is a simulated device: its key and transaction counter.

@@ -70,7 +70,7 @@ func TestClonesPayingInTheSameSecondAreCaught(t *testing.T) {
 	}
 	first, second := open(dirA), open(dirB)
 
-	l.faults.down.Store(true)
+	l.faults.Down.Store(true)
 	for _, tm := range []*terminal.Terminal{first, second} {
 		o := tm.Pay(ctx, terminal.Payment{Order: order(t, "5.00"), Kind: spd.KindBalance})
 		mustDone(t, o)
@@ -78,7 +78,7 @@ func TestClonesPayingInTheSameSecondAreCaught(t *testing.T) {
 			t.Fatalf("ATC %d, want 1 on both copies", o.ATC)
 		}
 	}
-	l.faults.down.Store(false)
+	l.faults.Down.Store(false)
 	mustDone(t, first.Settle(ctx))
 	s := second.Settle(ctx)
 	if s.Settled != 0 || s.AlreadySettled != 0 || len(s.Refused) != 1 {

@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/backend/backendtest"
+	"github.com/spdlab/spdlab/reference/clock"
 	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/merchant"
@@ -32,24 +32,6 @@ const (
 )
 
 var bioTemplate = []byte{12, 40, 33, 90, 120, 7, 66, 201, 150, 31, 88, 19, 240, 5, 77, 133}
-
-// clock is the shared time of the terminal and the backend.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // procLink is the in-process link: the device's Process with 61xx and 6Cxx
 // resolved, as every link resolves them (link.Resolve), nothing else.
@@ -70,84 +52,16 @@ func (l procLink) process(ctx context.Context, cmd []byte) ([]byte, error) {
 	return r, nil
 }
 
-// fault is what the fault transport does to one request.
-type fault int
-
-const (
-	pass        fault = iota
-	unreachable       // the request never leaves
-	status503         // the backend answers 503 without acting
-	lostAnswer        // the backend acts, the answer is lost
-	slow              // the backend acts, the answer comes after the timeout
-)
-
-func (f fault) String() string {
-	return [...]string{"pass", "unreachable", "503", "lost answer", "slow"}[f]
-}
-
-// faults is an http.RoundTripper that injects faults per path.
-type faults struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	plan map[string][]fault // path prefix -> faults for the next requests
-	down atomic.Bool        // every request unreachable
-}
-
-func (f *faults) at(prefix string, fs ...fault) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.plan[prefix] = append(f.plan[prefix], fs...)
-}
-
-func (f *faults) next(path string) fault {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for p, fs := range f.plan {
-		if strings.HasPrefix(path, p) && len(fs) > 0 {
-			f.plan[p] = fs[1:]
-			return fs[0]
-		}
-	}
-	return pass
-}
-
-func (f *faults) RoundTrip(req *http.Request) (*http.Response, error) {
-	if f.down.Load() {
-		return nil, errors.New("test network: unreachable")
-	}
-	switch f.next(req.URL.Path) {
-	case unreachable:
-		return nil, errors.New("test network: unreachable")
-	case status503:
-		return &http.Response{StatusCode: 503, Status: "503 Service Unavailable", Header: http.Header{},
-			Body: http.NoBody, Request: req}, nil
-	case lostAnswer:
-		resp, err := f.base.RoundTrip(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return nil, errors.New("test network: connection reset after the request")
-	case slow:
-		resp, err := f.base.RoundTrip(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		<-req.Context().Done()
-		return nil, req.Context().Err()
-	}
-	return f.base.RoundTrip(req)
-}
-
 // lab is a backend on httptest, the issuer, and a clock.
 type lab struct {
 	t         *testing.T
 	is        *spd.Issuer
 	srv       *backend.Server
 	url       string
-	admin     *backend.Client // the issuer's client: reaches the backend without faults
-	termToken string          // the terminals' credential
-	faults    *faults
-	clock     *clock
+	admin     *backend.Client      // the issuer's client: reaches the backend without faults
+	termToken string               // the terminals' credential
+	faults    *backendtest.Network // the terminals' network
+	clock     *clock.Simulated     // the shared time of the terminal and the backend
 	serial    byte
 }
 
@@ -174,7 +88,7 @@ func newLab(t *testing.T) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)}
+	clk := clock.NewSimulated(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
 	issuerToken, err := backend.NewToken()
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +113,7 @@ func newLab(t *testing.T) *lab {
 	}
 	admin.Credential = issuerToken
 	return &lab{t: t, is: is, srv: srv, url: hs.URL, admin: admin, termToken: termToken, clock: clk,
-		faults: &faults{base: http.DefaultTransport, plan: map[string][]fault{}}}
+		faults: backendtest.NewNetwork(nil, nil)}
 }
 
 // profile is a fresh device's profile.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/backend/backendtest"
 	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/merchant"
@@ -96,7 +97,7 @@ func TestPayOfflineThenSettle(t *testing.T) {
 	d, p := l.device(nil)
 	tm := l.terminal(procLink{d}, l.user(p))
 	ctx := context.Background()
-	l.faults.down.Store(true)
+	l.faults.Down.Store(true)
 	for _, k := range []spd.PaymentKind{spd.KindBalance, spd.KindAccount, spd.KindUse} {
 		o := tm.Pay(ctx, terminal.Payment{Order: order(t, "5.00"), Kind: k})
 		mustDone(t, o)
@@ -110,7 +111,7 @@ func TestPayOfflineThenSettle(t *testing.T) {
 	if n, _ := counters(t, tm); n != 3 {
 		t.Fatalf("ledger %d after a failed settlement, want 3", n)
 	}
-	l.faults.down.Store(false)
+	l.faults.Down.Store(false)
 	s = tm.Settle(ctx)
 	mustDone(t, s)
 	if s.Settled != 3 || s.Left != 0 {
@@ -135,9 +136,9 @@ func TestPhasedOfflineThenOnline(t *testing.T) {
 	d, p := l.device(nil)
 	tm := l.terminal(procLink{d}, l.user(p))
 	ctx := context.Background()
-	l.faults.down.Store(true)
+	l.faults.Down.Store(true)
 	mustDone(t, tm.Pay(ctx, terminal.Payment{Order: order(t, "7.00"), Kind: spd.KindBalance}))
-	l.faults.down.Store(false)
+	l.faults.Down.Store(false)
 	o := tm.Pay(ctx, terminal.Payment{Order: order(t, "3.00"), Kind: spd.KindBalance})
 	mustDone(t, o)
 	if !o.Online {
@@ -160,7 +161,7 @@ func TestPhasedOfflineThenOnline(t *testing.T) {
 // settlement. Every payment is done once and settled once.
 func TestPayOnlineFaults(t *testing.T) {
 	steps := []string{"/healthz", "/v1/authorisations", "/v1/settlements", "/v1/keys"}
-	kinds := []fault{unreachable, status503, lostAnswer, slow}
+	kinds := backendtest.Faults
 	l := newLab(t)
 	ctx := context.Background()
 	for _, step := range steps {
@@ -170,10 +171,10 @@ func TestPayOnlineFaults(t *testing.T) {
 					d, p := l.device(nil)
 					tm := l.terminal(procLink{d}, l.user(p))
 					for range times {
-						l.faults.at(step, f)
+						l.faults.At(step, f)
 					}
 					o := tm.Pay(ctx, terminal.Payment{Order: order(t, "4.00"), Kind: spd.KindBalance})
-					l.faults.plan = map[string][]fault{}
+					l.faults.Clear()
 					mustDone(t, o)
 					if _, b := counters(t, tm); b != p.Balance-4_00 {
 						t.Fatalf("device balance %d after one payment", b)
@@ -197,17 +198,17 @@ func TestPayOnlineFaults(t *testing.T) {
 func TestSettleFaults(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()
-	for _, f := range []fault{unreachable, status503, lostAnswer, slow} {
+	for _, f := range backendtest.Faults {
 		t.Run(f.String(), func(t *testing.T) {
 			d, p := l.device(nil)
 			tm := l.terminal(procLink{d}, l.user(p))
-			l.faults.down.Store(true)
+			l.faults.Down.Store(true)
 			mustDone(t, tm.Pay(ctx, terminal.Payment{Order: order(t, "2.00"), Kind: spd.KindBalance}))
 			mustDone(t, tm.Pay(ctx, terminal.Payment{Order: order(t, "3.00"), Kind: spd.KindAccount}))
-			l.faults.down.Store(false)
-			l.faults.at("/v1/settlements", f, f, f)
+			l.faults.Down.Store(false)
+			l.faults.At("/v1/settlements", f, f, f)
 			mustNotDone(t, tm.Settle(ctx), "")
-			l.faults.plan = map[string][]fault{}
+			l.faults.Clear()
 			s := tm.Settle(ctx)
 			mustDone(t, s)
 			if s.Settled+s.AlreadySettled != 2 || s.Left != 0 {
@@ -233,9 +234,9 @@ func TestRestartBetweenPaymentAndSettlement(t *testing.T) {
 	}
 	d, p := l.device(st)
 	tm := l.terminal(procLink{d}, l.user(p))
-	l.faults.down.Store(true)
+	l.faults.Down.Store(true)
 	mustDone(t, tm.Pay(ctx, terminal.Payment{Order: order(t, "6.00"), Kind: spd.KindBalance}))
-	l.faults.down.Store(false)
+	l.faults.Down.Store(false)
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +305,7 @@ func TestTransferOffline(t *testing.T) {
 	payer := l.terminal(procLink{d1}, u1)
 	payee := l.terminal(procLink{d2}, l.user(p2))
 	thief := l.terminal(procLink{d3}, l.user(p3))
-	l.faults.down.Store(true)
+	l.faults.Down.Store(true)
 	o := payer.SendTransfer(ctx, terminal.TransferOrder{Payee: p2.DeviceID, Amount: 15_00})
 	mustDone(t, o)
 	codes := u1.Codes()
@@ -316,7 +317,7 @@ func TestTransferOffline(t *testing.T) {
 	if _, b := counters(t, payee); b != p2.Balance+15_00 {
 		t.Fatalf("payee balance %d", b)
 	}
-	l.faults.down.Store(false)
+	l.faults.Down.Store(false)
 	mustDone(t, payee.Settle(ctx))
 	mustDone(t, payer.Settle(ctx))
 	if b1, b2 := l.issuerBalance(p1), l.issuerBalance(p2); b1 != p1.Balance-15_00 || b2 != p2.Balance+15_00 {
@@ -369,7 +370,7 @@ func TestTransferOnline(t *testing.T) {
 	payer := l.terminal(procLink{d1}, l.user(p1))
 	payee := l.terminal(procLink{d2}, l.user(p2))
 	tr := terminal.OnlineTransfer{ID: "X-1", Payee: p2.DeviceID, Amount: 8_00, Hold: true, Expires: l.clock.Now().Add(time.Hour)}
-	l.faults.at("/v1/transfers", lostAnswer)
+	l.faults.At("/v1/transfers", backendtest.LostAnswer)
 	mustDone(t, payer.SendOnline(ctx, tr))
 	mustDone(t, payee.Claim(ctx, "X-1", terminal.Verification{}))
 	if b := l.issuerBalance(p2); b != p2.Balance+8_00 {
@@ -391,7 +392,7 @@ func TestTransferOnline(t *testing.T) {
 	if o.Transfer == nil || !strings.HasPrefix(o.Transfer.TransferID, "T-") {
 		t.Fatalf("transfer without an ID: %+v", o.Transfer)
 	}
-	l.faults.down.Store(true)
+	l.faults.Down.Store(true)
 	o = payer.SendOnline(ctx, terminal.OnlineTransfer{ID: "X-3", Payee: p2.DeviceID, Amount: 1_00})
 	mustNotDone(t, o, "cannot be reached")
 	l.audit()
@@ -531,7 +532,7 @@ func TestShowMedium(t *testing.T) {
 func TestOtherOnlineStepsFaults(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()
-	for _, f := range []fault{unreachable, status503, lostAnswer, slow} {
+	for _, f := range backendtest.Faults {
 		t.Run(f.String(), func(t *testing.T) {
 			d, p := l.device(nil)
 			d2, p2 := l.device(nil)
@@ -544,9 +545,9 @@ func TestOtherOnlineStepsFaults(t *testing.T) {
 			if _, err := l.admin.QueueParameter(ctx, id, backend.ParameterUpdate{TopUp: 10_00}); err != nil {
 				t.Fatal(err)
 			}
-			l.faults.at("/v1/devices/", f, f, f)
+			l.faults.At("/v1/devices/", f, f, f)
 			first := tm.Sync(ctx)
-			l.faults.plan = map[string][]fault{}
+			l.faults.Clear()
 			if first.Status == terminal.NotDone && first.Reason == "" {
 				t.Fatalf("%s", first)
 			}
@@ -556,9 +557,9 @@ func TestOtherOnlineStepsFaults(t *testing.T) {
 			}
 
 			// SMS code: never verified by a fault.
-			l.faults.at("/v1/otp", f, f, f)
+			l.faults.At("/v1/otp", f, f, f)
 			o := tm.Verify(ctx, terminal.Verification{SMS: true})
-			l.faults.plan = map[string][]fault{}
+			l.faults.Clear()
 			if o.Status == terminal.NotDone && !strings.Contains(o.Reason, "SMS") {
 				t.Fatalf("%s", o)
 			}
@@ -568,9 +569,9 @@ func TestOtherOnlineStepsFaults(t *testing.T) {
 			tr := terminal.OnlineTransfer{ID: "C-" + f.String(), Payee: p2.DeviceID, Amount: 2_00, Hold: true, Expires: l.clock.Now().Add(time.Hour)}
 			mustDone(t, tm.SendOnline(ctx, tr))
 			before := l.issuerBalance(p2)
-			l.faults.at("/v1/transfers/", f, f, f)
+			l.faults.At("/v1/transfers/", f, f, f)
 			c := payee.Claim(ctx, tr.ID, terminal.Verification{})
-			l.faults.plan = map[string][]fault{}
+			l.faults.Clear()
 			if c.Status == terminal.NotDone && !c.Retry {
 				t.Fatalf("%s", c)
 			}
