@@ -267,6 +267,21 @@ func defineLifeCycleCases(d Driver) {
 			f.refuses(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
 				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 7, TopUp: 1 << 62, Time: Clock})
 			}), sw6A80, "a top-up that would take the balance above 2^62")
+			// At the boundaries: a balance of exactly 2^62 and exactly
+			// 2^32-1 uses are held; one more of either is refused.
+			s := f.state(ctx)
+			f.update(ctx, spd.ParameterUpdate{Counter: 7, TopUp: 1<<62 - s.Balance, AddUses: 1<<32 - 1 - s.Uses, Time: Clock})
+			s = f.state(ctx)
+			Expect(s.Balance).To(Equal(int64(1<<62)), "a top-up to exactly 2^62")
+			Expect(s.Uses).To(Equal(uint32(1<<32-1)), "uses added to exactly 2^32-1")
+			f.refuses(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
+				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 8, TopUp: 1, Time: Clock})
+			}), sw6A80, "a top-up of 1 on a balance of 2^62")
+			f.refuses(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
+				return spd.UpdateParameters(k, id, spd.ParameterUpdate{Counter: 8, AddUses: 1, Time: Clock})
+			}), sw6A80, "one use added to 2^32-1 uses")
+			f.update(ctx, spd.ParameterUpdate{Counter: 8, Time: Clock})
+			Expect(f.state(ctx).UpdateCounter).To(Equal(uint32(8)), "the refused updates left counter 8 unused")
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST move the last sync time only forward, by UPDATE PARAMETERS and ACKNOWLEDGE",

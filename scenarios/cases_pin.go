@@ -22,6 +22,12 @@ func definePINCases(d Driver) {
 			Expect(f.Client.PINTries(ctx)).To(Equal(3))
 			Expect(f.sw(ctx, spd.VerifyPIN("258000000000"))).To(Equal(sw63C(2)), "12 digits is a well-formed wrong PIN")
 			Expect(f.sw(ctx, spd.VerifyPIN("2580"))).To(Equal(sw9000))
+			// A malformed PIN is refused before any try is spent, and the
+			// verification of the session is kept (SPEC.md 1.2, VERIFY).
+			for _, pin := range []string{"12a4", "1234567890123"} {
+				f.refuses(ctx, spd.VerifyPIN(pin), sw6A80, "VERIFY of the malformed PIN "+pin+" when verified")
+				f.refuses(ctx, spd.PINStatus(), sw9000, "PIN status after the malformed PIN "+pin+": still verified")
+			}
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST end verification on a failed VERIFY",

@@ -267,6 +267,23 @@ func defineTransferCases(d Driver) {
 			Expect(payee.Client.Balance(ctx)).To(Equal(payee.Profile.Balance + 256))
 		}, SpecTimeout(60*time.Second))
 
+	It("MUST import a transfer that takes the balance to exactly 2^62 and refuse one above it with 6A80",
+		Case("TC-XFR-013", Positive, Negative, "SPD-XFR-2", "SPD-UPD-1", "C13"), func(ctx SpecContext) {
+			need(d, Transfers)
+			payee := personalised(ctx, d, nil)
+			_, err := payee.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			payee.update(ctx, spd.ParameterUpdate{Counter: 1, TopUp: 1<<62 - 5_00 - payee.Profile.Balance, Time: Clock})
+			payee.login(ctx)
+			forger := newForger(payee.Issuer)
+			me := payee.Profile.DeviceID
+			_, err = payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 5_00, 1, Clock.Add(time.Hour))), Time: Clock})
+			Expect(err).NotTo(HaveOccurred(), "a transfer of 5.00 onto 2^62 - 5.00")
+			Expect(payee.Client.Balance(ctx)).To(Equal(int64(1<<62)), "the balance is exactly 2^62")
+			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, 2, Clock.Add(time.Hour))), Clock), sw6A80,
+				"a transfer of 0.01 onto a balance of 2^62")
+		}, SpecTimeout(30*time.Second))
+
 	It("MUST refuse TRANSFER IN without verification with 6982",
 		Case("TC-XFR-012", Negative, "SPD-XFR-2", "SPD-PIN-1", "C17", "C32"), func(ctx SpecContext) {
 			need(d, Transfers)

@@ -163,8 +163,8 @@ func conserved(s DeviceState, opening int64) {
 }
 
 func defineTearingCases(d Driver) {
-	It("MUST leave the old state or the new after a power cut at any persistent write of every kind of PAY",
-		Serial, Label("slow"), Case("TC-STO-001", Positive, "SPD-STO-1", "SPD-STO-2", "SPD-PAY-1", "SPD-PAY-2", "SPD-PAY-3", "C2", "C7"), func(ctx SpecContext) {
+	It("MUST leave the old state or the new after a power cut at any persistent write of every kind of PAY and of PRESENT CODE",
+		Serial, Label("slow"), Case("TC-STO-001", Positive, "SPD-STO-1", "SPD-STO-2", "SPD-PAY-1", "SPD-PAY-2", "SPD-PAY-3", "SPD-PRC-1", "C2", "C7", "C8"), func(ctx SpecContext) {
 			need(d, Tearing)
 			p := tierProfile(1)
 			p.Limits = spd.Limits{MaxPayment: 50_00, MaxPending: 1_000_00, MaxOfflineCount: 100, MaxOfflineAge: 72 * time.Hour}
@@ -204,7 +204,23 @@ func defineTearingCases(d Driver) {
 					},
 				})
 			}
-			Expect(total).To(BeNumerically(">=", 6))
+			// PRESENT CODE commits an offline payment of kind 01 before the
+			// code exists (SPD-PRC-1): the same old-or-new, with its record.
+			code := presentRequest(1_11, codeChallenge)
+			total += f.sweep(ctx, tearable{name: "PRESENT CODE", verified: true,
+				command: func(DeviceState) apdu.Command { return spd.PresentCode(code) },
+				isNew: func(b, a DeviceState) bool {
+					w := b.Snapshot
+					w.ATC++
+					w.Ledger++
+					w.Pending += 1_00
+					w.Balance -= 1_00
+					return grew(b, a, w, func(r spd.PendingRecord) bool {
+						return r.ATC == w.ATC && r.Kind == spd.KindBalance && r.Mode == spd.ModeOffline && r.Amount == 1_00 &&
+							string(r.PayeeNonce) == codeChallenge && string(r.Payee) == codePayee
+					})
+				}})
+			Expect(total).To(BeNumerically(">=", 7))
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST leave the old state or the new after a power cut at any persistent write of GENERATE MEDIUM, GENERATE TOKEN and a token payment",
@@ -219,11 +235,25 @@ func defineTearingCases(d Driver) {
 			f.sweep(ctx, tearable{name: "GENERATE MEDIUM", verified: true,
 				command: func(DeviceState) apdu.Command { return spd.GenerateMedium(spd.MediumRequest{Time: Clock}) }, isNew: onlyATC})
 			c := medium.TokenControls{MaxTransactions: 100, MaxAmount: 10_00, Channels: medium.ChannelInStore}
+			atc := f.state(ctx).ATC
 			f.sweep(ctx, tearable{name: "GENERATE TOKEN", verified: true,
 				command: func(DeviceState) apdu.Command {
-					return spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: c})
+					return spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Minute), Controls: c})
 				}, isNew: onlyATC})
-			tok := f.newToken(ctx, Clock, Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 20, MaxAmount: 10_00, Channels: medium.ChannelInStore})
+			// The token table is not in the snapshot: count it. Every
+			// GENERATE TOKEN the sweep left new spent an ATC and must have
+			// stored its token with it, so exactly tokenCapacity - made
+			// more fit before 6A84 (a device that moved the ATC without
+			// storing the token has room for more).
+			made := int(f.state(ctx).ATC - atc)
+			Expect(made).To(BeNumerically("<=", tokenCapacity), "the sweep made %d tokens", made)
+			for i := made; i < tokenCapacity; i++ {
+				f.newToken(ctx, Clock, Clock.Add(time.Minute), c)
+			}
+			f.refuses(ctx, spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Minute), Controls: c}), sw6A84,
+				fmt.Sprintf("%d live tokens: the %d the sweep made and %d more", tokenCapacity, made, tokenCapacity-made))
+			// A minute later they have expired and are dropped first.
+			tok := f.newToken(ctx, Clock.Add(2*time.Minute), Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 20, MaxAmount: 10_00, Channels: medium.ChannelInStore})
 			r := payment(spd.KindBalance, spd.ModeOnline, 1)
 			r.Token = tok
 			f.sweep(ctx, tearable{name: "PAY under a token", verified: true,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -33,7 +34,7 @@ func (d *Device) doSelect(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	verified := d.verified && d.bug("reselect-keeps-verified")
 	d.clearSession()
-	if !bytes.Equal(cmd.Data, spd.AID) {
+	if !bytes.Equal(cmd.Data, spd.AID) && !(d.bug("select-partial-aid") && len(cmd.Data) > 0 && bytes.HasPrefix(spd.AID, cmd.Data)) {
 		return nil, apdu.SWFileNotFound
 	}
 	d.selected, d.verified = true, verified
@@ -270,6 +271,9 @@ func (d *Device) doAcknowledge(cmd apdu.Command) ([]byte, apdu.SW) {
 	for _, atc := range a.ATCs {
 		drop[atc] = true
 	}
+	if d.bug("ack-replay-6984") && len(a.ATCs) > 0 && !slices.ContainsFunc(d.pend, func(r record) bool { return drop[r.ATC] }) {
+		return nil, apdu.SWRefDataNotUsable
+	}
 	closed := map[uint64]bool{}
 	nc := d.c
 	if s := spd.Unix(a.SyncTime); s > nc.LastSync && !d.bug("ack-no-sync") {
@@ -279,7 +283,9 @@ func (d *Device) doAcknowledge(cmd apdu.Command) ([]byte, apdu.SW) {
 	var keep []record
 	for _, r := range d.pend {
 		if drop[r.ATC] || d.bug("ack-drops-all") {
-			tx.Delete(pendKey(r.ATC))
+			if !d.bug("ack-not-persisted") {
+				tx.Delete(pendKey(r.ATC))
+			}
 		} else {
 			keep = append(keep, r)
 		}
@@ -320,13 +326,13 @@ func (d *Device) doUpdate(cmd apdu.Command) ([]byte, apdu.SW) {
 	nc := d.c
 	nc.UpdateCounter = u.Counter
 	if u.TopUp > 0 {
-		if nc.Balance > maxAmount-u.TopUp {
+		if nc.Balance > maxAmount-u.TopUp && !d.bug("update-topup-unbounded") {
 			return nil, apdu.SWWrongData
 		}
 		nc.Balance += u.TopUp
 	}
 	if u.AddUses > 0 {
-		if uint64(nc.Uses)+uint64(u.AddUses) > 0xFFFFFFFF {
+		if uint64(nc.Uses)+uint64(u.AddUses) > 0xFFFFFFFF && !d.bug("update-uses-wrap") {
 			return nil, apdu.SWWrongData
 		}
 		nc.Uses += u.AddUses
@@ -354,8 +360,13 @@ func (d *Device) doUpdate(cmd apdu.Command) ([]byte, apdu.SW) {
 	if s := spd.Unix(u.Time); s > nc.LastSync || (d.bug("update-sync-backwards") && !u.Time.IsZero()) {
 		nc.LastSync = s
 	}
+	stored := nc
+	if d.bug("update-not-persisted") {
+		stored = d.c
+		stored.UpdateCounter = nc.UpdateCounter
+	}
 	tx := d.st.Begin()
-	tx.Put(keyCounters, nc.marshal())
+	tx.Put(keyCounters, stored.marshal())
 	if sw := d.commit(tx); sw != apdu.SWOK {
 		return nil, sw
 	}

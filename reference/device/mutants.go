@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/medium"
@@ -182,6 +183,32 @@ var Mutants = []Mutant{
 	{"nonatomic-personalise", "SPD-STO-1", "commits PERSONALISE's profile and state separately"},
 	{"nonatomic-store-medium", "SPD-STO-1", "commits STORE MEDIUM's update counter and medium separately"},
 	{"nonatomic-test-erase", "SPD-STO-1", "deletes TEST ERASE's keys one by one before it moves the erase counter"},
+	{"nonatomic-token-pay", "SPD-STO-1", "commits a token payment's use of the token after the payment, in a transaction of its own"},
+	{"nonatomic-generate-token", "SPD-STO-1", "commits GENERATE TOKEN's ATC, purge and new token separately"},
+	{"nonatomic-present-code", "SPD-STO-1", "commits PRESENT CODE's counters and ledger record separately"},
+	{"update-not-persisted", "SPD-STO-1", "keeps an update's top-up, uses, limits, tier, state and sync time in memory only (the counter is stored)"},
+	{"ack-not-persisted", "SPD-STO-1", "drops acknowledged records in memory only: they come back at the next power-on"},
+	{"xfer-record-amount", "SPD-STO-1", "records a transfer out one minor unit short of the amount it debits (value not conserved)"},
+
+	// Boundaries and capacities.
+	{"ledger-capacity-65", "SPD-LED-1", "keeps a 65th ledger record"},
+	{"update-uses-wrap", "SPD-UPD-1", "lets the uses an update adds wrap past 2^32-1 instead of 6A80"},
+	{"update-topup-unbounded", "SPD-UPD-1", "lets a top-up take the balance above 2^62 instead of 6A80"},
+	{"xferin-over-max", "SPD-XFR-2", "lets a TRANSFER IN take the balance above 2^62 instead of 6A80"},
+	{"pin-13-digits", "SPD-PIN-2", "takes a 13-digit PIN as a presentation (spends a try, 63Cx) instead of 6A80"},
+	{"select-partial-aid", "SPD-APP-1", "selects the application by a leading part of its AID"},
+	{"offline-account-unlimited", "SPD-LED-3", "applies no offline limit to kind 02 payments"},
+	{"adjust-online-only", "SPD-ADJ-1", "adjusts online payments only: an offline payment is charged its raw amount"},
+	{"record-raw-amount", "SPD-LED-1", "records the amount before adjustment in the ledger record of a payment"},
+	{"offline-reason-generic", "SPD-PAY-6", "declines every offline limit with one reason, \"offline limit\""},
+
+	// Verification, sessions and host orders, further.
+	{"terminated-verifies", "SPD-LC-3", "answers VERIFY on a terminated device"},
+	{"change-pin-any-old", "SPD-PIN-3", "sets the new PIN of CHANGE REFERENCE DATA whatever the old PIN"},
+	{"verify-malformed-ends-session", "SPD-PIN-2", "ends the verified status on a malformed PIN (6A80 keeps it)"},
+	{"bio-tries-before", "SPD-BIO-2", "reports the biometric tries left before the decrement in 63Cx"},
+	{"ack-replay-6984", "SPD-LED-4", "answers 6984 to an acknowledgement whose records it already dropped (not idempotent)"},
+	{"xferin-sig-unchecked", "SPD-XFR-2", "imports a transfer medium whose own signature does not verify"},
 }
 
 // LookupMutant returns the catalogue entry named name.
@@ -253,6 +280,7 @@ func (d *Device) stateBypass(ins spd.INS) bool {
 	case d.bug("pay-personalised") && ins == spd.INSPay && d.c.State == spd.StatePersonalised:
 	case d.bug("medium-blocked") && ins == spd.INSGenerateMedium && d.c.State == spd.StateBlocked:
 	case d.bug("update-terminated") && ins == spd.INSUpdateParameters && d.c.State == spd.StateTerminated:
+	case d.bug("terminated-verifies") && ins == spd.INSVerify && d.c.State == spd.StateTerminated:
 	default:
 		return false
 	}
@@ -317,6 +345,7 @@ func (d *Device) begin(ins spd.INS) store.Tx {
 		spd.INSReclaim: "nonatomic-reclaim", spd.INSAcknowledge: "nonatomic-acknowledge",
 		spd.INSResetRetryCounter: "nonatomic-unblock", spd.INSPersonalise: "nonatomic-personalise",
 		spd.INSStoreMedium: "nonatomic-store-medium", spd.INSTestErase: "nonatomic-test-erase",
+		spd.INSGenerateToken: "nonatomic-generate-token", spd.INSPresentCode: "nonatomic-present-code",
 	}
 	if n, ok := names[ins]; ok && d.bug(n) {
 		return &splitTx{st: d.st}
@@ -456,7 +485,7 @@ func (d *Device) certified(cert []byte, mutant string) (*ecdsa.PublicKey, []byte
 // signature against the certified key (medium.VerifyCertificate), as the
 // rogue-CA mutants get it wrong.
 func (d *Device) verifyMedium(m *medium.Medium, mutant string) error {
-	if !d.bug(mutant) {
+	if !d.bug(mutant) && !d.bug("xferin-sig-unchecked") {
 		_, err := medium.VerifyCertificate(m, d.caPub)
 		return err
 	}
@@ -464,5 +493,9 @@ func (d *Device) verifyMedium(m *medium.Medium, mutant string) error {
 	if err != nil {
 		return err
 	}
-	return m.Verify(pub)
+	err = m.Verify(pub)
+	if d.bug("xferin-sig-unchecked") && errors.Is(err, medium.ErrBadSignature) {
+		return nil
+	}
+	return err
 }

@@ -118,7 +118,7 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 	if len(d.pend) >= d.cfg.MaxLedger && d.bug("ledger-drops-oldest") {
 		d.dropOldest()
 	}
-	if len(d.pend) >= d.cfg.MaxLedger {
+	if len(d.pend) >= d.cfg.MaxLedger && !(d.bug("ledger-capacity-65") && len(d.pend) == d.cfg.MaxLedger) {
 		return nil, nil, apdu.SWNotEnoughMemory
 	}
 	total, offAmount, offCount := d.pendingTotals()
@@ -178,7 +178,11 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		return decline(ReasonAttribute)
 	}
 	amount := int64(0)
-	if req.Kind != spd.KindUse {
+	switch {
+	case req.Kind == spd.KindUse:
+	case d.bug("adjust-online-only") && req.Mode == spd.ModeOffline:
+		amount = req.Amount
+	default:
 		amount = d.adjust(d.c.Tier, req.Region, req.Amount)
 	}
 	tokAmount := amount
@@ -218,14 +222,20 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 			return decline(ReasonNoUses)
 		}
 	}
-	if req.Mode == spd.ModeOffline {
+	if req.Mode == spd.ModeOffline && !(d.bug("offline-account-unlimited") && req.Kind == spd.KindAccount) {
+		reason := func(r string) string {
+			if d.bug("offline-reason-generic") {
+				return "offline limit"
+			}
+			return r
+		}
 		switch {
 		case offAmount+amount > lim.MaxPending:
-			return decline(ReasonOverPendingLimit)
+			return decline(reason(ReasonOverPendingLimit))
 		case offCount+1 > lim.MaxOfflineCount && !(d.bug("offline-count-plus-one") && offCount == lim.MaxOfflineCount):
-			return decline(ReasonOverCountLimit)
+			return decline(reason(ReasonOverCountLimit))
 		case lim.MaxOfflineAge > 0 && int64(now)-int64(d.c.LastSync) > int64(lim.MaxOfflineAge/time.Second) && !d.bug("offline-age-ignored"):
-			return decline(ReasonSyncTooOld)
+			return decline(reason(ReasonSyncTooOld))
 		}
 	}
 
@@ -244,6 +254,9 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 	}
 	rec := record{Kind: req.Kind, Mode: req.Mode, ATC: nc.ATC, Amount: amount, Time: now,
 		Token: tokenUsed, Payee: req.Payee, PayeeNonce: req.PayeeNonce, Nonce: req.TerminalNonce}
+	if d.bug("record-raw-amount") && req.Kind != spd.KindUse {
+		rec.Amount = req.Amount
+	}
 	if d.bug("record-no-payee-nonce") {
 		rec.PayeeNonce = nil
 	}
@@ -287,7 +300,9 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 	}
 	if tokName != "" {
 		tok.Used++
-		tx.Put(tokKey(req.Token), tok.marshal())
+		if !d.bug("nonatomic-token-pay") {
+			tx.Put(tokKey(req.Token), tok.marshal())
+		}
 	}
 	if sw := d.commit(tx); sw != apdu.SWOK {
 		return nil, nil, sw
@@ -295,6 +310,13 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 	d.c = nc
 	if !(d.bug("use-no-record") && req.Kind == spd.KindUse) {
 		d.pend = append(d.pend, rec)
+	}
+	if tokName != "" && d.bug("nonatomic-token-pay") {
+		tx := d.st.Begin()
+		tx.Put(tokKey(req.Token), tok.marshal())
+		if sw := d.commit(tx); sw != apdu.SWOK {
+			return nil, nil, sw
+		}
 	}
 	if tokName != "" {
 		d.tokens[tokName] = tok
@@ -393,7 +415,7 @@ func (d *Device) doGenerateToken(cmd apdu.Command) ([]byte, apdu.SW) {
 	if sw != apdu.SWOK {
 		return nil, sw
 	}
-	tx := d.st.Begin()
+	tx := d.begin(spd.INSGenerateToken)
 	tx.Put(keyCounters, nc.marshal())
 	for _, name := range expired {
 		tx.Delete(prefixTok + name)

@@ -53,7 +53,7 @@ func (d *Device) checkSecret(triesKey string, limit int, match func() bool) apdu
 		return sw
 	}
 	if !match() {
-		if d.bug("verify-tries-before") {
+		if d.bug("verify-tries-before") || (d.bug("bio-tries-before") && triesKey == keyBioTries) {
 			return apdu.VerifyFailed(left)
 		}
 		return apdu.VerifyFailed(left - 1)
@@ -93,7 +93,10 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 			}
 			return nil, apdu.VerifyFailed(left)
 		}
-		if !pinDigits(cmd.Data, 4, 12) && !d.bug("verify-malformed-try") {
+		if !pinDigits(cmd.Data, 4, 12) && !d.bug("verify-malformed-try") && !(d.bug("pin-13-digits") && pinDigits(cmd.Data, 13, 13)) {
+			if d.bug("verify-malformed-ends-session") {
+				d.verified = false
+			}
 			return nil, apdu.SWWrongData
 		}
 		was := d.verified && d.bug("verify-fail-keeps-session")
@@ -168,7 +171,7 @@ func (d *Device) doChangePIN(cmd apdu.Command) ([]byte, apdu.SW) {
 	if d.bug("change-pin-no-try") && !equalSecret(c.Old, d.pin) && d.tries(keyPINTries) > 0 {
 		return nil, apdu.VerifyFailed(d.tries(keyPINTries))
 	}
-	sw := d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(c.Old, d.pin) })
+	sw := d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(c.Old, d.pin) || d.bug("change-pin-any-old") })
 	if sw != apdu.SWOK {
 		return nil, sw
 	}
