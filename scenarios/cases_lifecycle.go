@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/tlv"
@@ -33,7 +34,7 @@ func initialised(ctx context.Context, d Driver) (*Fixture, spd.Profile) {
 
 // personaliseWith is a PERSONALISE command for p carrying cert, signed by
 // the issuer CA for p's device.
-func personaliseWith(is *spd.Issuer, p spd.Profile, cert []byte) apdu.Command {
+func personaliseWith(is *issuer.Issuer, p spd.Profile, cert []byte) apdu.Command {
 	GinkgoHelper()
 	p.Certificate = cert
 	if p.HostPublicKey == nil {
@@ -108,7 +109,7 @@ func defineLifeCycleCases(d Driver) {
 			Expect(err).NotTo(HaveOccurred())
 			Expect(f.sw(ctx, personaliseWith(f.Issuer, p, cert))).To(Equal(sw6A80))
 			Expect(f.Client.State(ctx)).To(Equal(spd.StateInitialised))
-			rogue, err := spd.GenerateIssuer("rogue")
+			rogue, err := issuer.Generate("rogue")
 			Expect(err).NotTo(HaveOccurred())
 			cert, err = rogue.Certify(p.DeviceID, p.DevicePublicKey)
 			Expect(err).NotTo(HaveOccurred())

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 )
@@ -48,7 +49,7 @@ func data(cmd apdu.Command, d []byte) apdu.Command {
 }
 
 func defineNegativeCases(d Driver) {
-	rogue, err := spd.GenerateIssuer("rogue")
+	rogue, err := issuer.Generate("rogue")
 	if err != nil {
 		panic(err)
 	}

@@ -7,6 +7,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -120,7 +121,7 @@ func definePINCases(d Driver) {
 					return spd.UnblockByHost(k, id, spd.Unblock{Counter: counter, NewPIN: pin})
 				})
 			}
-			rogue, err := spd.GenerateIssuer("rogue")
+			rogue, err := issuer.Generate("rogue")
 			Expect(err).NotTo(HaveOccurred())
 			forged, err := spd.UnblockByHost(rogue.HostKey(), f.Profile.DeviceID, spd.Unblock{Counter: 9})
 			Expect(err).NotTo(HaveOccurred())

@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/tlv"
@@ -213,7 +214,7 @@ func defineTokenMediaCases(d Driver) {
 			Expect(resp.SW).To(Equal(sw9000), "a medium the issuer's CA certified")
 			Expect(resp.Data).To(Equal(template), "the medium's own template, byte for byte")
 
-			rogue, err := spd.GenerateIssuer("rogue")
+			rogue, err := issuer.Generate("rogue")
 			Expect(err).NotTo(HaveOccurred())
 			f.refuses(ctx, spd.ParseMedium(newForger(rogue).sign(info)), sw6982, "a medium certified by another CA")
 			resigned := bytes.Clone(env)

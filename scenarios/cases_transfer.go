@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 )
@@ -153,7 +154,7 @@ func defineTransferCases(d Driver) {
 			payee.refuses(ctx, in(otherPayer, forger), sw6A80, "a medium naming another payer than the device that signed it")
 			inVictimsName := transferMedium(victim, me, 50_00, 1, Clock.Add(time.Hour))
 			payee.refuses(ctx, in(inVictimsName, forger), sw6982, "a medium in another payer's name, certified for the signer's own device")
-			rogue, err := spd.GenerateIssuer("rogue")
+			rogue, err := issuer.Generate("rogue")
 			Expect(err).NotTo(HaveOccurred())
 			rogueForger := newForger(rogue)
 			payee.refuses(ctx, in(transferMedium(rogueForger.ID, me, 50_00, 1, Clock.Add(time.Hour)), rogueForger), sw6982, "a payer certified by another CA")
@@ -221,7 +222,7 @@ func defineTransferCases(d Driver) {
 			f.transferTo(ctx, nowhere, 6_00, exp)
 			f.refuses(ctx, f.reclaimOrder(1, exp), sw6985, "RECLAIM at exactly the expiry")
 			f.refuses(ctx, f.reclaimOrder(2, exp.Add(time.Hour)), sw6A83, "RECLAIM of an unknown serial")
-			rogue, err := spd.GenerateIssuer("rogue")
+			rogue, err := issuer.Generate("rogue")
 			Expect(err).NotTo(HaveOccurred())
 			forged, err := spd.Reclaim(rogue.HostKey(), f.Profile.DeviceID, spd.SerialAt{Serial: 1, Time: exp.Add(time.Hour)})
 			Expect(err).NotTo(HaveOccurred())

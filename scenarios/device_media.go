@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/terminal"
@@ -221,7 +222,7 @@ func defineDeviceMedia(d Driver) {
 				Expect(err).NotTo(HaveOccurred())
 				replay := f.storeOrder(ctx, spd.StoreOrder{Counter: counter, Label: "replayed", Format: spd.FormatMerchantCode, Content: []byte(code)})
 				Expect(f.sw(ctx, replay)).To(Equal(apdu.SWRefDataNotUsable), "update counter not above the last applied")
-				rogue, err := spd.GenerateIssuer("rogue")
+				rogue, err := issuer.Generate("rogue")
 				Expect(err).NotTo(HaveOccurred())
 				forged, err := spd.StoreMedium(rogue.HostKey(), f.Profile.DeviceID, spd.StoreOrder{Counter: counter + 1, Label: "forged",
 					Format: spd.FormatMerchantCode, Content: []byte(code), Time: Clock, Expiry: Clock.Add(time.Hour)})

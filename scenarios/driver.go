@@ -13,7 +13,7 @@ package scenarios
 import (
 	"context"
 
-	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/rigs/link"
 	"github.com/spdlab/spdlab/scenarios/ics"
 )
@@ -133,5 +133,5 @@ type Driver interface {
 	Open(ctx context.Context) (*Device, error)
 	// Issuer holds the issuer CA and host keys the device trusts. For a
 	// fresh device the suite personalises it with these.
-	Issuer() *spd.Issuer
+	Issuer() *issuer.Issuer
 }

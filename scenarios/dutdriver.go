@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/rigs/dut"
 	"github.com/spdlab/spdlab/rigs/link"
@@ -39,7 +40,7 @@ type DUTDriver struct {
 	Options dut.Options
 	// IssuerKeys is the issuer the device trusts; nil uses the lab's test
 	// issuer (TestIssuer).
-	IssuerKeys *spd.Issuer
+	IssuerKeys *issuer.Issuer
 	// HookTimeout bounds one run of the vendor's reset hook (default 2 min).
 	HookTimeout time.Duration
 	// Against, when "ref", gives every device a reference twin that runs
@@ -285,7 +286,7 @@ func (d *DUTDriver) runHook(ctx context.Context, spec string) error {
 var selectOther = apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, P2: 0x00, Data: []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x10, 0x10}, Ne: 256}
 
 // Issuer implements Driver.
-func (d *DUTDriver) Issuer() *spd.Issuer {
+func (d *DUTDriver) Issuer() *issuer.Issuer {
 	if d.IssuerKeys != nil {
 		return d.IssuerKeys
 	}
@@ -294,16 +295,16 @@ func (d *DUTDriver) Issuer() *spd.Issuer {
 
 var (
 	testIssuerOnce sync.Once
-	testIssuer     *spd.Issuer
+	testIssuer     *issuer.Issuer
 )
 
 // TestIssuer is the lab's test issuer: fixed CA and host keys derived from
 // public seeds, so that runs are repeatable. It must never sign a
 // production device: every device it personalises is a test sample
 // (SPEC.md section 12) that its CA can erase.
-func TestIssuer() *spd.Issuer {
+func TestIssuer() *issuer.Issuer {
 	testIssuerOnce.Do(func() {
-		is, err := spd.NewIssuer("spdlab test issuer", seededKey("spdlab test CA"), seededKey("spdlab test host"))
+		is, err := issuer.New("spdlab test issuer", seededKey("spdlab test CA"), seededKey("spdlab test host"))
 		if err != nil {
 			panic(fmt.Sprintf("scenarios: test issuer: %v", err))
 		}

@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/rigs/link/record"
 )
@@ -69,7 +70,7 @@ type Fixture struct {
 	Driver  Driver
 	Device  *Device
 	Client  *spd.Client
-	Issuer  *spd.Issuer
+	Issuer  *issuer.Issuer
 	Profile spd.Profile
 	// Pub is the device public key from its certificate.
 	Pub      *ecdsa.PublicKey

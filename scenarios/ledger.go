@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -77,7 +78,7 @@ func defineLedger(d Driver) {
 				Expect(recs).To(HaveLen(3))
 
 				forged := f.hostOrder(func(_ *ecdsaKey, id []byte) (apdu.Command, error) {
-					rogue, err := spd.GenerateIssuer("rogue")
+					rogue, err := issuer.Generate("rogue")
 					if err != nil {
 						return apdu.Command{}, err
 					}

@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -55,7 +56,7 @@ func defineLifeCycle(d Driver) {
 				pub, err := f.Client.Initialise(ctx, &f.Issuer.CA.PublicKey, p.DeviceID)
 				Expect(err).NotTo(HaveOccurred())
 				p.DevicePublicKey = pub
-				rogue, err := spd.GenerateIssuer("rogue")
+				rogue, err := issuer.Generate("rogue")
 				Expect(err).NotTo(HaveOccurred())
 				script, err := rogue.PersonalisationScript(p)
 				Expect(err).NotTo(HaveOccurred())
@@ -71,7 +72,7 @@ func defineLifeCycle(d Driver) {
 				id, err := f.Client.Authenticate(ctx, &f.Issuer.CA.PublicKey, challenge)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(id).To(Equal(f.Profile.DeviceID))
-				rogue, err := spd.GenerateIssuer("rogue")
+				rogue, err := issuer.Generate("rogue")
 				Expect(err).NotTo(HaveOccurred())
 				_, err = f.Client.Authenticate(ctx, &rogue.CA.PublicKey, challenge)
 				Expect(err).To(MatchError(spd.ErrBadSignature), "a certificate must not verify under another CA")
@@ -108,7 +109,7 @@ func defineLifeCycle(d Driver) {
 				Expect(f.snapshot(ctx)).To(Equal(after))
 
 				forged := f.hostOrder(func(_ *ecdsaKey, id []byte) (apdu.Command, error) {
-					rogue, err := spd.GenerateIssuer("rogue")
+					rogue, err := issuer.Generate("rogue")
 					if err != nil {
 						return apdu.Command{}, err
 					}

@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/terminal"
@@ -38,7 +39,7 @@ func defineParsing(d Driver) {
 				Expect(i).To(BeNumerically(">", 0))
 				changed[i+10] ^= 0x01
 				Expect(reader.sw(ctx, spd.ParseMedium(changed))).To(Equal(sw6982), "a medium whose balance was changed after signing")
-				rogue, err := spd.GenerateIssuer("rogue")
+				rogue, err := issuer.Generate("rogue")
 				Expect(err).NotTo(HaveOccurred())
 				forgedInfo := shown.Info()
 				forgedInfo.Balance = 1_000_000_00

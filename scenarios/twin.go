@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/tlv"
 	"github.com/spdlab/spdlab/reference/vectors"
@@ -310,7 +311,7 @@ func (l *twinLink) personalise(cmd []byte) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
-	is, err := spd.NewIssuer("reference twin", l.ca, nil)
+	is, err := issuer.New("reference twin", l.ca, nil)
 	if err != nil {
 		return nil, false
 	}

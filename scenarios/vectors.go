@@ -19,6 +19,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/vectors"
 )
@@ -126,7 +127,7 @@ func runVectors(ctx context.Context, d Driver, file vectors.File, seq vectors.Se
 	// A sample initialised here holds the vectors' CA key, not the lab's:
 	// return it to blank with that key, as the lab's TEST ERASE cannot.
 	DeferCleanup(func(ctx SpecContext) {
-		vis, err := spd.NewIssuer("known-answer vectors", k.ca, nil)
+		vis, err := issuer.New("known-answer vectors", k.ca, nil)
 		if err == nil {
 			err = vis.Erase(ctx, f.Client)
 		}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/merchant"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -24,7 +25,7 @@ type demo struct {
 	out    io.Writer
 	dir    string // PNGs of every medium shown; "" for none
 	now    time.Time
-	issuer *spd.Issuer
+	issuer *issuer.Issuer
 	step   int
 	shown  []string // media shown since the last step, printed under it
 }

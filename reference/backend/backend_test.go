@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -908,7 +909,7 @@ func TestSettleAcknowledgementAndOfflineTransfers(t *testing.T) {
 // certificate from the issuer CA naming the device ID, and the issuer's host
 // key as the backend key, so the device accepts the backend's commands.
 func TestSPDIssuer(t *testing.T) {
-	is, err := spd.GenerateIssuer("Lab Bank")
+	is, err := issuer.Generate("Lab Bank")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1007,7 +1008,7 @@ func TestConcurrentWritesCommitTogether(t *testing.T) {
 }
 
 func TestParseKeys(t *testing.T) {
-	is, err := spd.GenerateIssuer("Lab Bank")
+	is, err := issuer.Generate("Lab Bank")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
@@ -63,7 +64,7 @@ func TestLifeCycle(t *testing.T) {
 	p.DevicePublicKey = pub
 
 	// A profile signed by another CA, and one certifying another key.
-	rogue, err := spd.NewIssuer("rogue", keyFromSeed("rogue-ca"), nil)
+	rogue, err := issuer.New("rogue", keyFromSeed("rogue-ca"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -661,7 +662,7 @@ func TestFileStoreKeepsTheCard(t *testing.T) {
 	l := link.NewDirect(d, "ref", emulator.ATR(emulator.FormSIM))
 	c := spd.NewClient(l)
 	p := testProfile("FILE0001")
-	if _, err := issuer(t).Personalise(ctx, c, p); err != nil {
+	if _, err := labIssuer(t).Personalise(ctx, c, p); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Pay(ctx, payReq(spd.KindBalance, spd.ModeOffline, 1000)); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
@@ -37,12 +38,12 @@ func keyFromSeed(seed string) *ecdsa.PrivateKey {
 	}
 }
 
-var testIssuer *spd.Issuer
+var testIssuer *issuer.Issuer
 
-func issuer(t testing.TB) *spd.Issuer {
+func labIssuer(t testing.TB) *issuer.Issuer {
 	t.Helper()
 	if testIssuer == nil {
-		is, err := spd.NewIssuer("spdlab test", keyFromSeed("ca"), keyFromSeed("host"))
+		is, err := issuer.New("spdlab test", keyFromSeed("ca"), keyFromSeed("host"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +80,7 @@ type rig struct {
 	st      *store.Memory
 	link    *link.Direct
 	c       *spd.Client
-	is      *spd.Issuer
+	is      *issuer.Issuer
 	profile spd.Profile
 	pub     *ecdsa.PublicKey
 	counter uint32
@@ -91,7 +92,7 @@ func newBlankRig(t testing.TB, id string) *rig {
 	st := store.NewMemory()
 	d := New(st, Config{Seed: []byte("seed-" + id)})
 	l := link.NewDirect(d, "ref", emulator.ATR(emulator.FormSIM))
-	return &rig{dev: d, st: st, link: l, c: spd.NewClient(l), is: issuer(t)}
+	return &rig{dev: d, st: st, link: l, c: spd.NewClient(l), is: labIssuer(t)}
 }
 
 // scripts caches each test device's personalisation script: certificates

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/merchant"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -118,7 +119,7 @@ type gen struct {
 
 type vectorEnv struct {
 	ca, host *ecdsa.PrivateKey
-	issuer   *spd.Issuer
+	issuer   *issuer.Issuer
 	pub      *ecdsa.PublicKey // the vector device's key
 	peer     vectors.Peer
 }
@@ -641,7 +642,7 @@ func makePeer(t testing.TB, env *vectorEnv) vectors.Peer {
 func newVectorEnv(t testing.TB) *vectorEnv {
 	env := &vectorEnv{ca: vectorKey("SPDLAB known-answer vector CA"), host: vectorKey("SPDLAB known-answer vector host")}
 	var err error
-	if env.issuer, err = spd.NewIssuer("SPDLAB known-answer vectors", env.ca, env.host); err != nil {
+	if env.issuer, err = issuer.New("SPDLAB known-answer vectors", env.ca, env.host); err != nil {
 		t.Fatal(err)
 	}
 	return env

@@ -378,31 +378,6 @@ func (c *Client) PendingRecords(ctx context.Context) ([]PendingRecord, error) {
 	return out, nil
 }
 
-// Personalise takes a blank (or initialised) device through INITIALISE,
-// PERSONALISE, VERIFY and ACTIVATE. It fills p.DevicePublicKey and
-// p.Certificate and returns the profile as loaded.
-func (is *Issuer) Personalise(ctx context.Context, c *Client, p Profile) (Profile, error) {
-	if _, err := c.Select(ctx); err != nil {
-		return Profile{}, err
-	}
-	pub, err := c.Initialise(ctx, &is.CA.PublicKey, p.DeviceID)
-	if err != nil {
-		return Profile{}, err
-	}
-	p.DevicePublicKey = pub
-	script, err := is.PersonalisationScript(p)
-	if err != nil {
-		return Profile{}, err
-	}
-	if err := c.Run(ctx, script); err != nil {
-		return Profile{}, err
-	}
-	if p.Certificate, err = c.Certificate(ctx); err != nil {
-		return Profile{}, err
-	}
-	return p, nil
-}
-
 // ParseMedium has the device parse and verify a coded medium (C1, C6) and
 // returns its service information. The device's answer must be the
 // medium's own template, byte for byte.
@@ -426,28 +401,4 @@ func (c *Client) ParseMedium(ctx context.Context, envelope []byte) (medium.Servi
 func (c *Client) EraseCounter(ctx context.Context) (uint32, error) {
 	v, err := c.getUint(ctx, TagEraseCounter, 4)
 	return uint32(v), err
-}
-
-// Erase returns a test sample to blank with TEST ERASE (SPEC.md section
-// 12), signed with the issuer's CA key. A blank device is left as it is.
-func (is *Issuer) Erase(ctx context.Context, c *Client) error {
-	sel, err := c.Select(ctx)
-	if err != nil {
-		return err
-	}
-	if sel.State == StateBlank {
-		return nil
-	}
-	n, err := c.EraseCounter(ctx)
-	if err != nil {
-		return err
-	}
-	cmd, err := TestErase(is.CA, sel.DeviceID, n+1)
-	if err != nil {
-		return err
-	}
-	if err := c.Send(ctx, cmd); err != nil {
-		return fmt.Errorf("spd: TEST ERASE: %w", err)
-	}
-	return nil
 }

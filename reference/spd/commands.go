@@ -169,6 +169,20 @@ func Initialise(ca *ecdsa.PublicKey, deviceID []byte) apdu.Command {
 	return proprietary(INSInitialise, 0, 0, b.must(), apdu.MaxShortLe)
 }
 
+// Personalise builds PERSONALISE (SPEC.md SPD-KEY-3): profile p, with its
+// device certificate, sealed by the issuer CA for p's device.
+func Personalise(ca *ecdsa.PrivateKey, p Profile) (apdu.Command, error) {
+	body, err := p.Marshal()
+	if err != nil {
+		return apdu.Command{}, err
+	}
+	data, err := SealIssuerData(ca, INSPersonalise, p.DeviceID, body)
+	if err != nil {
+		return apdu.Command{}, err
+	}
+	return proprietary(INSPersonalise, 0, 0, data, 0), nil
+}
+
 // ParseInitialise decodes INITIALISE's data field.
 func ParseInitialise(data []byte) (*ecdsa.PublicKey, []byte, error) {
 	f, err := parseFields(data, TagCAPublicKey, TagDeviceID)

@@ -1,8 +1,9 @@
 // Package spd is the host-side view of the SPD profile of reference/SPEC.md:
 // the application identifier, instruction codes, data tags, life-cycle
 // states, typed command builders, parsers of the device's answers, the
-// pending settlement record, the issuer's side of personalisation and a
-// Client that drives a device over a link.Link.
+// pending settlement record, the personalisation profile and the format of
+// issuer-signed data, and a Client that drives a device over a link.Link.
+// The issuer itself, which holds the CA key, is reference/issuer.
 //
 // The device (reference/device), the terminal, the backend and the
 // conformance scenarios all speak the profile through this package, so the

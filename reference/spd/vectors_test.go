@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/tlv"
@@ -125,7 +126,7 @@ func rebuild(t *testing.T, f vectors.File, cmd apdu.Command) (apdu.Command, bool
 			if err != nil || len(cert.Issuer.Organization) != 1 {
 				return apdu.Command{}, true, fmt.Errorf("vector certificate: %v", err)
 			}
-			is, err := spd.NewIssuer(cert.Issuer.Organization[0], ca, host)
+			is, err := issuer.New(cert.Issuer.Organization[0], ca, host)
 			if err != nil {
 				return apdu.Command{}, true, err
 			}

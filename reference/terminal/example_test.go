@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/device"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/reference/terminal"
@@ -15,7 +16,7 @@ import (
 // payment waits on the device's ledger for a later Settle.
 func Example() {
 	ctx := context.Background()
-	is, _ := spd.GenerateIssuer("example issuer")
+	is, _ := issuer.Generate("example issuer")
 	dev := device.New(store.NewMemory(), device.Config{})
 	link := procLink{dev}
 	now := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)

@@ -16,6 +16,7 @@ import (
 	"github.com/spdlab/spdlab/reference/backend/backendtest"
 	"github.com/spdlab/spdlab/reference/clock"
 	"github.com/spdlab/spdlab/reference/device"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/merchant"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -55,7 +56,7 @@ func (l procLink) process(ctx context.Context, cmd []byte) ([]byte, error) {
 // lab is a backend on httptest, the issuer, and a clock.
 type lab struct {
 	t         *testing.T
-	is        *spd.Issuer
+	is        *issuer.Issuer
 	srv       *backend.Server
 	url       string
 	admin     *backend.Client      // the issuer's client: reaches the backend without faults
@@ -67,18 +68,18 @@ type lab struct {
 
 var (
 	issuerOnce sync.Once
-	issuer     *spd.Issuer
+	labIssuer  *issuer.Issuer
 )
 
-func testIssuer(t *testing.T) *spd.Issuer {
+func testIssuer(t *testing.T) *issuer.Issuer {
 	issuerOnce.Do(func() {
-		is, err := spd.GenerateIssuer("terminal test issuer")
+		is, err := issuer.Generate("terminal test issuer")
 		if err != nil {
 			t.Fatal(err)
 		}
-		issuer = is
+		labIssuer = is
 	})
-	return issuer
+	return labIssuer
 }
 
 func newLab(t *testing.T) *lab {

@@ -536,7 +536,7 @@ func ReadMedium(text string, ca *ecdsa.PublicKey, now time.Time) (*medium.Medium
 }
 
 // Enrolment is the backend registration of a device personalised with p
-// (p.Certificate set, as spd.Issuer.Personalise returns it): the issuer
+// (p.Certificate set, as issuer.Issuer.Personalise returns it): the issuer
 // registers it so that the backend knows its key, account and token.
 func Enrolment(p spd.Profile, phone string) backend.Registration {
 	return backend.Registration{

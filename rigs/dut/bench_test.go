@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/device"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/rigs/link"
@@ -85,7 +86,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 func BenchmarkManyDevices(b *testing.B) {
 	const devices = 1000
 	ctx := context.Background()
-	is, err := spd.GenerateIssuer("bench")
+	is, err := issuer.Generate("bench")
 	if err != nil {
 		b.Fatal(err)
 	}

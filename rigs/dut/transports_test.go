@@ -13,6 +13,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/device"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -31,7 +32,7 @@ func seededKey(seed string) *ecdsa.PrivateKey {
 // issuer's signatures are made once, so every transport sees the same bytes.
 func script(t *testing.T) []apdu.Command {
 	t.Helper()
-	is, err := spd.NewIssuer("transport test", seededKey("ca"), seededKey("host"))
+	is, err := issuer.New("transport test", seededKey("ca"), seededKey("host"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/device"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/rigs/link"
@@ -61,7 +62,7 @@ func TestReferenceDeviceSameOverPCSCAsInProcess(t *testing.T) {
 	r := open(t)
 	ctx := context.Background()
 
-	is, err := spd.NewIssuer("spdlab pcsc test", seededKey("ca"), seededKey("host"))
+	is, err := issuer.New("spdlab pcsc test", seededKey("ca"), seededKey("host"))
 	if err != nil {
 		t.Fatal(err)
 	}

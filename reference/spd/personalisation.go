@@ -5,20 +5,15 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"math/big"
 	"strings"
 	"time"
 
-	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/tlv"
 )
 
@@ -434,132 +429,4 @@ func VerifyDeviceCertificate(der []byte, ca *ecdsa.PublicKey) (*ecdsa.PublicKey,
 		return nil, nil, errors.New("spd: device certificate subject serialNumber is not a device ID")
 	}
 	return pub, id, nil
-}
-
-// Issuer is the institution that issues SPDs (C40, C41): it holds the CA
-// key that certifies device keys and signs personalisation, and the host
-// key its backend signs acknowledgements and updates with.
-type Issuer struct {
-	CA   *ecdsa.PrivateKey
-	Host *ecdsa.PrivateKey // nil: the CA key signs host orders too
-	// CACertificate is the self-signed CA certificate (DER).
-	CACertificate []byte
-	caCert        *x509.Certificate
-}
-
-// NewIssuer returns an issuer with CA key ca and host key host (may be
-// nil) and makes its self-signed CA certificate.
-func NewIssuer(name string, ca, host *ecdsa.PrivateKey) (*Issuer, error) {
-	if ca == nil {
-		return nil, errors.New("spd: issuer without a CA key")
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name + " SPD CA", Organization: []string{name}},
-		NotBefore:             time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:              time.Date(2099, 12, 31, 23, 59, 59, 0, time.UTC),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		SignatureAlgorithm:    x509.ECDSAWithSHA256,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &ca.PublicKey, ca)
-	if err != nil {
-		return nil, fmt.Errorf("spd: CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("spd: CA certificate: %w", err)
-	}
-	return &Issuer{CA: ca, Host: host, CACertificate: der, caCert: cert}, nil
-}
-
-// GenerateIssuer makes an issuer with fresh CA and host keys.
-func GenerateIssuer(name string) (*Issuer, error) {
-	ca, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	host, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	return NewIssuer(name, ca, host)
-}
-
-// HostKey is the key that signs host orders (ACKNOWLEDGE, UPDATE
-// PARAMETERS, RECLAIM, issuer unblock).
-func (is *Issuer) HostKey() *ecdsa.PrivateKey {
-	if is.Host != nil {
-		return is.Host
-	}
-	return is.CA
-}
-
-// Certify issues the device certificate for a device ID and public key.
-func (is *Issuer) Certify(deviceID []byte, pub *ecdsa.PublicKey) ([]byte, error) {
-	if len(deviceID) != DeviceIDLen {
-		return nil, fmt.Errorf("spd: device ID of %d bytes, want %d", len(deviceID), DeviceIDLen)
-	}
-	if pub == nil || pub.Curve != elliptic.P256() {
-		return nil, errors.New("spd: device key is not P-256")
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:       new(big.Int).SetBytes(deviceID),
-		Subject:            pkix.Name{CommonName: "SPD " + DeviceIDString(deviceID), SerialNumber: DeviceIDString(deviceID)},
-		NotBefore:          time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:           time.Date(2099, 12, 31, 23, 59, 59, 0, time.UTC),
-		KeyUsage:           x509.KeyUsageDigitalSignature,
-		SignatureAlgorithm: x509.ECDSAWithSHA256,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, is.caCert, pub, deterministic{is.CA})
-	if err != nil {
-		return nil, fmt.Errorf("spd: device certificate: %w", err)
-	}
-	return der, nil
-}
-
-// deterministic signs with RFC 6979 ECDSA whatever random source it is
-// given: a device certificate is a function of the CA key, device ID and
-// device key alone.
-type deterministic struct{ *ecdsa.PrivateKey }
-
-func (k deterministic) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	return k.PrivateKey.Sign(nil, digest, opts)
-}
-
-// Initialise returns the INITIALISE command that loads the CA public key and
-// device ID into a blank device; the device answers its public key.
-func (is *Issuer) Initialise(deviceID []byte) apdu.Command {
-	return Initialise(&is.CA.PublicKey, deviceID)
-}
-
-// PersonalisationScript certifies p.DevicePublicKey and returns the
-// commands that personalise and activate the device: PERSONALISE with the
-// CA-signed profile, VERIFY of the profile's PIN, ACTIVATE. When the
-// profile names no host key and the issuer has one, the issuer's host key
-// is loaded. The device
-// must already be initialised with p.DeviceID (see Initialise).
-func (is *Issuer) PersonalisationScript(p Profile) ([]apdu.Command, error) {
-	cert, err := is.Certify(p.DeviceID, p.DevicePublicKey)
-	if err != nil {
-		return nil, err
-	}
-	p.Certificate = cert
-	if p.HostPublicKey == nil && is.Host != nil {
-		p.HostPublicKey = &is.Host.PublicKey
-	}
-	body, err := p.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	data, err := SealIssuerData(is.CA, INSPersonalise, p.DeviceID, body)
-	if err != nil {
-		return nil, err
-	}
-	return []apdu.Command{
-		proprietary(INSPersonalise, 0, 0, data, 0),
-		VerifyPIN(p.PIN),
-		Activate(),
-	}, nil
 }
