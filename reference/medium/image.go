@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -243,18 +244,9 @@ func DecodePNG(r io.Reader) (string, Format, error) {
 // first (PURE_BARCODE, cheap), then with full detection (TRY_HARDER), so it
 // also reads camera captures.
 func DecodeImage(img image.Image) (string, Format, error) {
-	if img == nil || img.Bounds().Empty() {
-		return "", 0, errors.New("medium: empty image")
-	}
-	lum := Luminance(img)
-	b := img.Bounds()
-	src, err := gozxing.NewPlanarYUVLuminanceSource(lum, b.Dx(), b.Dy(), 0, 0, b.Dx(), b.Dy(), false)
+	bmp, err := bitmap(img)
 	if err != nil {
-		return "", 0, fmt.Errorf("medium: %w", err)
-	}
-	bmp, err := gozxing.NewBinaryBitmap(gozxing.NewHybridBinarizer(src))
-	if err != nil {
-		return "", 0, fmt.Errorf("medium: %w", err)
+		return "", 0, err
 	}
 	var errs []error
 	for _, pure := range []bool{true, false} {
@@ -268,7 +260,50 @@ func DecodeImage(img image.Image) (string, Format, error) {
 			}
 		}
 	}
+	b := img.Bounds()
 	return "", 0, fmt.Errorf("medium: no QR, DataMatrix or Code128 symbol found in the %dx%d image (%w)", b.Dx(), b.Dy(), errors.Join(errs...))
+}
+
+// DecodeImageAs reads a symbol of format f in img, as a scanner set to
+// that one symbology does: f's reader alone, on the image as a clean
+// render first, then with full detection. Where DecodeImage would find the
+// same symbol it returns the same text; it saves the other formats' reads
+// when the caller knows what it scans.
+func DecodeImageAs(img image.Image, f Format) (string, error) {
+	if !slices.Contains(Formats, f) {
+		return "", fmt.Errorf("medium: unknown image format %v", f)
+	}
+	bmp, err := bitmap(img)
+	if err != nil {
+		return "", err
+	}
+	if text, err := decodeAs(bmp, f, true); err == nil {
+		return text, nil
+	}
+	text, err := decodeAs(bmp, f, false)
+	if err != nil {
+		b := img.Bounds()
+		return "", fmt.Errorf("medium: no %v symbol found in the %dx%d image (%w)", f, b.Dx(), b.Dy(), err)
+	}
+	return text, nil
+}
+
+// bitmap binarizes img for the readers.
+func bitmap(img image.Image) (*gozxing.BinaryBitmap, error) {
+	if img == nil || img.Bounds().Empty() {
+		return nil, errors.New("medium: empty image")
+	}
+	lum := Luminance(img)
+	b := img.Bounds()
+	src, err := gozxing.NewPlanarYUVLuminanceSource(lum, b.Dx(), b.Dy(), 0, 0, b.Dx(), b.Dy(), false)
+	if err != nil {
+		return nil, fmt.Errorf("medium: %w", err)
+	}
+	bmp, err := gozxing.NewBinaryBitmap(gozxing.NewHybridBinarizer(src))
+	if err != nil {
+		return nil, fmt.Errorf("medium: %w", err)
+	}
+	return bmp, nil
 }
 
 // decodeAs decodes bmp as format f. A pure decode assumes a clean,

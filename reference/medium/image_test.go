@@ -169,6 +169,44 @@ func TestDecodeImageNothing(t *testing.T) {
 	}
 }
 
+// TestDecodeImageAs reads each format with its own reader alone, and
+// finds nothing where the image holds a symbol of another format.
+func TestDecodeImageAs(t *testing.T) {
+	tests := []struct {
+		text   string
+		format Format
+	}{
+		{realisticText(t), QR},
+		{"付款码 SVL01 café", DataMatrix},
+		{"SPD-0102030405060708-42", Code128},
+	}
+	for _, tt := range tests {
+		img, err := Render(tt.text, tt.format, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeImageAs(img, tt.format)
+		if err != nil || got != tt.text {
+			t.Errorf("%v as itself: %q, %v", tt.format, got, err)
+		}
+		for _, other := range Formats {
+			if other == tt.format {
+				continue
+			}
+			want := "medium: no " + other.String() + " symbol found in the"
+			if _, err := DecodeImageAs(img, other); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%v image as %v: %v", tt.format, other, err)
+			}
+		}
+	}
+	if _, err := DecodeImageAs(image.NewGray(image.Rect(0, 0, 0, 0)), QR); err == nil {
+		t.Error("empty image decoded")
+	}
+	if _, err := DecodeImageAs(image.NewGray(image.Rect(0, 0, 8, 8)), Format(9)); err == nil || !strings.Contains(err.Error(), "unknown image format") {
+		t.Errorf("unknown format: %v", err)
+	}
+}
+
 // renderDecodePNG is the lab's optical round trip of a text: Render as QR,
 // encode the PNG, decode the PNG, DecodeImage.
 func renderDecodePNG(tb testing.TB, text string, buf *bytes.Buffer) {

@@ -109,6 +109,37 @@ func TestEveryFormatReadsThroughSensibleFaults(t *testing.T) {
 	}
 }
 
+// TestDecodeAsReadsWhatDecodeReads: a scanner set to one format reads
+// every image Decode reads, its smoothing retry included (noise of sigma
+// 90 reads only after smoothing), and nothing of another format.
+func TestDecodeAsReadsWhatDecodeReads(t *testing.T) {
+	for _, s := range samples(t) {
+		for _, f := range append(sensible, Fault{Kind: Noise, Strength: 90, Seed: 7}, Fault{Kind: Blur, Strength: 6}) {
+			img, err := f.Apply(s.img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text, format, err := Decode(img)
+			read := err == nil && text == s.text && format == s.format
+			got, err := DecodeAs(img, s.format)
+			if readAs := err == nil && got == s.text; readAs != read {
+				t.Errorf("%v %v: Decode read %v, DecodeAs %v (%v)", s.format, f, read, readAs, err)
+			}
+			if err != nil && !strings.HasPrefix(err.Error(), "optical: medium: no "+s.format.String()) {
+				t.Errorf("%v %v: %v", s.format, f, err)
+			}
+		}
+		for _, other := range medium.Formats {
+			if other == s.format {
+				continue
+			}
+			if got, err := DecodeAs(s.img, other); err == nil {
+				t.Errorf("%v image read as %v: %q", s.format, other, got)
+			}
+		}
+	}
+}
+
 // TestFaultLimits sweeps each fault's strength and reports, for each
 // format, the first strength at which it no longer reads; the package
 // documentation quotes these figures. It checks that the sweep's first
