@@ -208,7 +208,7 @@ func Open(cfg Config) (*Server, error) {
 	} else {
 		close(s.writerDone)
 	}
-	if err := s.stmts.prepare(s.wdb); err != nil {
+	if err := s.stmts.prepare(s.wdb, s.eng.singleWriter()); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -24,6 +24,9 @@ type writeStmts struct {
 	insNewRecord                    *sql.Stmt
 	selDevice, addBalance           *sql.Stmt
 	selToken, useToken              *sql.Stmt
+	setBalance, creditPayee         *sql.Stmt
+	// The group commit's savepoints (single-writer engines only).
+	savepoint, release, rollbackTo *sql.Stmt
 }
 
 const selDeviceSQL = `SELECT d.balance, d.currency, d.account,
@@ -31,7 +34,11 @@ const selDeviceSQL = `SELECT d.balance, d.currency, d.account,
 		OR (r.kind='cert' AND d.cert_serial<>'' AND r.subject=d.cert_serial))
 	FROM devices d WHERE d.id=$1`
 
-func (w *writeStmts) prepare(db *sql.DB) error {
+// creditPayeeSQL credits a payee with $2 over $3 settled records.
+const creditPayeeSQL = `INSERT INTO payees(payee, balance, records, updated_at) VALUES($1, $2, $3, $4)
+	ON CONFLICT(payee) DO UPDATE SET balance=payees.balance+excluded.balance, records=payees.records+excluded.records, updated_at=excluded.updated_at`
+
+func (w *writeStmts) prepare(db *sql.DB, savepoints bool) error {
 	var err error
 	p := func(q string) *sql.Stmt {
 		if err != nil {
@@ -51,6 +58,11 @@ func (w *writeStmts) prepare(db *sql.DB) error {
 	w.addBalance = p(`UPDATE devices SET balance=balance+$1 WHERE id=$2`)
 	w.selToken = p(`SELECT device_id, max_uses, uses, max_amount, not_before, not_after, channels FROM tokens WHERE token=$1`)
 	w.useToken = p(`UPDATE tokens SET uses=uses+1 WHERE token=$1`)
+	w.setBalance = p(`UPDATE devices SET balance=$1 WHERE id=$2`)
+	w.creditPayee = p(creditPayeeSQL)
+	if savepoints {
+		w.savepoint, w.release, w.rollbackTo = p(`SAVEPOINT job`), p(`RELEASE job`), p(`ROLLBACK TO job`)
+	}
 	if err != nil {
 		return fmt.Errorf("backend: prepare: %w", err)
 	}
@@ -58,7 +70,8 @@ func (w *writeStmts) prepare(db *sql.DB) error {
 }
 
 func (w *writeStmts) close() {
-	for _, st := range []*sql.Stmt{w.selRecord, w.insRecord, w.insNewRecord, w.updRecord, w.selDevice, w.addBalance, w.selToken, w.useToken} {
+	for _, st := range []*sql.Stmt{w.selRecord, w.insRecord, w.insNewRecord, w.updRecord, w.selDevice, w.addBalance, w.selToken, w.useToken,
+		w.setBalance, w.creditPayee, w.savepoint, w.release, w.rollbackTo} {
 		if st != nil {
 			st.Close()
 		}
@@ -229,18 +242,19 @@ func (s *Server) commitGroup(group []*writeJob) (errs []error) {
 			return errs
 		}
 	} else {
+		savepoint, rollbackTo, release := tx.StmtContext(ctx, s.stmts.savepoint), tx.StmtContext(ctx, s.stmts.rollbackTo), tx.StmtContext(ctx, s.stmts.release)
 		for i, j := range group {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT job"); err != nil {
+			if _, err := savepoint.ExecContext(ctx); err != nil {
 				tx.Rollback()
 				return fail(err)
 			}
 			if errs[i] = j.fn(j.ctx, tx); errs[i] != nil {
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
+				if _, err := rollbackTo.ExecContext(ctx); err != nil {
 					tx.Rollback()
 					return fail(err)
 				}
 			}
-			if _, err := tx.ExecContext(ctx, "RELEASE job"); err != nil {
+			if _, err := release.ExecContext(ctx); err != nil {
 				tx.Rollback()
 				return fail(err)
 			}

@@ -227,6 +227,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		clear(closed) // a write may run again: nothing of an aborted run is kept
 		devs := make(map[string]*deviceRow)
+		credits := make(payeeCredits)
 		load := func(id string) (*deviceRow, error) {
 			if d := devs[id]; d != nil {
 				return d, nil
@@ -270,9 +271,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 						return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: amount %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance).at(i)
 					}
 					dev.balance -= rec.Amount
-					if err := s.creditPayee(ctx, tx, rec, now.Unix()); err != nil {
-						return err
-					}
+					credits.add(rec)
 					e.Status, e.Account = Settled, dev.account
 					continue
 				}
@@ -295,9 +294,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 					if _, err := tx.StmtContext(ctx, s.stmts.updRecord).ExecContext(ctx, stateSettled, batch.BatchID, now.Unix(), rec.Device, int64(rec.ATC)); err != nil {
 						return internal(err)
 					}
-					if err := s.creditPayee(ctx, tx, rec, now.Unix()); err != nil {
-						return err
-					}
+					credits.add(rec)
 					e.Status, e.Account = Settled, old.account
 				default:
 					return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d was declined online and cannot settle", rec.Device, rec.ATC).at(i)
@@ -317,9 +314,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 					return asAPIErr(err).at(i)
 				}
 				dev.balance -= rec.Amount
-				if err := s.creditPayee(ctx, tx, rec, now.Unix()); err != nil {
-					return asAPIErr(err).at(i)
-				}
+				credits.add(rec)
 			default:
 				var payer string
 				payer, state, err = s.settleTransferRecord(ctx, tx, dev, rec, load)
@@ -338,8 +333,12 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 				e.Status = Held
 			}
 		}
-		for id, dev := range devs {
-			if _, err := tx.ExecContext(ctx, `UPDATE devices SET balance=$1 WHERE id=$2`, dev.balance, id); err != nil {
+		if err := credits.book(ctx, s, tx, now.Unix()); err != nil {
+			return err
+		}
+		setBalance := tx.StmtContext(ctx, s.stmts.setBalance)
+		for _, id := range slices.Sorted(maps.Keys(devs)) {
+			if _, err := setBalance.ExecContext(ctx, devs[id].balance, id); err != nil {
 				return internal(err)
 			}
 		}

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -40,10 +42,43 @@ func (s *Server) creditPayee(ctx context.Context, tx *sql.Tx, rec DeviceRecord, 
 	if !rec.Kind.IsPayment() {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO payees(payee, balance, records, updated_at) VALUES($1, $2, 1, $3)
-		ON CONFLICT(payee) DO UPDATE SET balance=payees.balance+excluded.balance, records=payees.records+1, updated_at=excluded.updated_at`,
-		PayeeName(rec.Payee), rec.Amount, now)
-	if err != nil {
+	return s.bookPayeeCredit(ctx, tx, PayeeName(rec.Payee), payeeCredit{amount: rec.Amount, records: 1}, now)
+}
+
+// payeeCredit is what a settlement credits one payee: the sum of its
+// settled payment records' amounts, and their count.
+type payeeCredit struct{ amount, records int64 }
+
+// payeeCredits gathers a settlement batch's credits per payee, to book
+// them with one statement per payee at the end of its transaction (most
+// batches pay one or a few payees).
+type payeeCredits map[string]payeeCredit
+
+// add credits the payee of rec when rec is a payment record.
+func (c payeeCredits) add(rec DeviceRecord) {
+	if !rec.Kind.IsPayment() {
+		return
+	}
+	name := PayeeName(rec.Payee)
+	p := c[name]
+	p.amount += rec.Amount
+	p.records++
+	c[name] = p
+}
+
+// book books the credits in tx, payees in name order (so that concurrent
+// transactions of the PostgreSQL engine take their row locks in one order).
+func (c payeeCredits) book(ctx context.Context, s *Server, tx *sql.Tx, now int64) error {
+	for _, name := range slices.Sorted(maps.Keys(c)) {
+		if err := s.bookPayeeCredit(ctx, tx, name, c[name], now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) bookPayeeCredit(ctx context.Context, tx *sql.Tx, name string, p payeeCredit, now int64) error {
+	if _, err := tx.StmtContext(ctx, s.stmts.creditPayee).ExecContext(ctx, name, p.amount, p.records, now); err != nil {
 		return internal(err)
 	}
 	return nil
