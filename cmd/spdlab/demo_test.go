@@ -77,7 +77,7 @@ func TestDemoReplayNamesTheFirstDifference(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errOut := spdlab(t, "demo", "--dut", "replay:"+changed)
-	want := "operation 10 (PAY) differs from the trace: 9F02 is 00000000000004E2, the trace has 0000000000000546"
+	want := "operation 10 (PAY) differs from the recording: 9F02 is 00000000000004E2, the trace has 0000000000000546"
 	if code != 1 || !strings.Contains(errOut, want) || strings.Contains(out, "\ndone\n") {
 		t.Errorf("replay of a changed trace: exit %d, want 1 with %q\n%s%s", code, want, out, errOut)
 	}

@@ -33,5 +33,5 @@ func ExampleWrap() {
 	fmt.Println(err)
 	// Output:
 	// ATR 3B00, response 9000, <nil>
-	// trace: replay mismatch: command 00B0000010 after all 1 records
+	// record: playback mismatch: command 00B0000010 after all 1 recorded operations
 }

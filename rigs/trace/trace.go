@@ -35,15 +35,12 @@
 package trace
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spdlab/spdlab/rigs/link"
@@ -66,16 +63,6 @@ func kindName(err error) string {
 	}
 	return "other"
 }
-
-// ReplayedError is an exchange error read back from a trace. It keeps the
-// recorded text and wraps the link error it wrapped when recorded.
-type ReplayedError struct {
-	Text string
-	Kind error // link.ErrRemoved, ..., or nil
-}
-
-func (e *ReplayedError) Error() string { return e.Text }
-func (e *ReplayedError) Unwrap() error { return e.Kind }
 
 // Encoder is a record.Encoder that writes a pcapng trace of GSMTAP SIM
 // records: Begin writes the pcapng header and an ATR record when the link
@@ -175,64 +162,35 @@ func (e *Encoder) write(at time.Time, rec SIMRecord, comments ...string) error {
 	return nil
 }
 
-// replayRecord is one SIM record of a trace being replayed.
-type replayRecord struct {
-	rec    SIMRecord
-	cmdLen int // -1 when the trace does not say
-	err    error
-	op     string
-	caseID string // the case that sent it, when the trace says
-}
-
-func (r replayRecord) String() string {
-	var t string
-	switch {
-	case r.rec.SubType == SIMATR:
-		t = fmt.Sprintf("ATR %X", r.rec.Payload)
-	case r.cmdLen >= 0 && r.cmdLen <= len(r.rec.Payload):
-		t = fmt.Sprintf("APDU %X -> %X", r.rec.Payload[:r.cmdLen], r.rec.Payload[r.cmdLen:])
-	default:
-		t = fmt.Sprintf("APDU %X", r.rec.Payload)
-	}
-	if r.caseID != "" {
-		t += " (sent by " + r.caseID + ")"
-	}
-	return t
-}
-
-// Replayer is a link.Link that answers from a trace. Each operation must
-// match the next record (a command as its Matcher decides,
-// MatchDeterministic unless SetMatcher says otherwise); a mismatch fails
-// that operation and every later one, and Close reports it or any records
-// left unused.
-type Replayer struct {
-	name  string
-	atr   []byte
-	match Matcher
-
-	mu      sync.Mutex
-	records []replayRecord
-	next    int
-	failure error
-	closed  bool
-}
-
-var (
-	_ link.Link        = (*Replayer)(nil)
-	_ link.Resetter    = (*Replayer)(nil)
-	_ link.PowerCycler = (*Replayer)(nil)
-	_ link.ATRer       = (*Replayer)(nil)
-)
-
 // ErrMismatch: an operation differs from the next record of the trace, or
-// the trace has no record left.
-var ErrMismatch = errors.New("trace: replay mismatch")
+// the trace has no record left (record.ErrMismatch).
+var ErrMismatch = record.ErrMismatch
+
+// replayRules are how a trace is played back: a command matches its
+// recorded one by MatchDeterministic (record.Playback.SetMatcher changes
+// it); an ATR record of a reset answers a power-on too, and one that does
+// not say what gave it answers any reset or power-on; a power-off has no
+// record.
+var replayRules = record.Rules{
+	Match: MatchDeterministic,
+	Name:  commandName,
+	Stands: func(live, recorded record.Op) bool {
+		switch live {
+		case record.OpResetWarm, record.OpResetCold:
+			return recorded == record.OpATR
+		case record.OpPowerOn:
+			return recorded == record.OpATR || recorded == record.OpResetWarm || recorded == record.OpResetCold
+		}
+		return false
+	},
+	Unrecorded: []record.Op{record.OpPowerOff},
+}
 
 // Replay opens the trace file path as a link (the DUT replay:FILE).
 func Replay(path string) (link.Link, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("trace: %v", err)
+		return nil, fmt.Errorf("trace: %w", err)
 	}
 	defer f.Close()
 	r, err := NewReplayer(f, "replay:"+path)
@@ -242,10 +200,25 @@ func Replay(path string) (link.Link, error) {
 	return r, nil
 }
 
-// NewReplayer reads a whole pcapng trace from r. Packets that are not
-// GSMTAP SIM records, and SIM records other than APDU and ATR, are skipped.
-func NewReplayer(r io.Reader, name string) (*Replayer, error) {
-	rp := &Replayer{name: name, match: MatchDeterministic}
+// NewReplayer reads a whole pcapng trace from r and plays it back as a
+// link named name: a record.Playback of ReadTranscript's transcript, each
+// command matched by MatchDeterministic unless SetMatcher says otherwise.
+func NewReplayer(r io.Reader, name string) (*record.Playback, error) {
+	tr, err := ReadTranscript(r)
+	if err != nil {
+		return nil, err
+	}
+	return record.NewPlaybackRules(tr, name, replayRules), nil
+}
+
+// ReadTranscript reads a whole pcapng trace as a transcript: an ATR record
+// at the start that no operation gave is the transcript's ATR, every other
+// ATR record a reset or power-on (record.OpATR when the trace does not say
+// which), every APDU record an exchange (Joined when the trace does not
+// say where the command ends). Packets that are not GSMTAP SIM records,
+// and SIM records other than APDU and ATR, are skipped.
+func ReadTranscript(r io.Reader) (*record.Transcript, error) {
+	tr := &record.Transcript{}
 	pr := NewPcapngReader(r)
 	for n := 1; ; n++ {
 		pkt, err := pr.Next()
@@ -265,22 +238,23 @@ func NewReplayer(r io.Reader, name string) (*Replayer, error) {
 		if rec.SubType != SIMAPDU && rec.SubType != SIMATR {
 			continue
 		}
-		rr, err := parseComments(rec, pkt.Comments)
+		e, err := event(rec, pkt)
 		if err != nil {
 			return nil, fmt.Errorf("packet %d: %w", n, err)
 		}
-		rp.records = append(rp.records, rr)
+		tr.Events = append(tr.Events, e)
 	}
-	if len(rp.records) > 0 && rp.records[0].rec.SubType == SIMATR && rp.records[0].op == "" {
-		rp.atr = rp.records[0].rec.Payload
-		rp.records = rp.records[1:]
+	if len(tr.Events) > 0 && tr.Events[0].Op == record.OpATR {
+		tr.ATR, tr.Events = tr.Events[0].ATR, tr.Events[1:]
 	}
-	return rp, nil
+	return tr, nil
 }
 
-func parseComments(rec SIMRecord, comments []string) (replayRecord, error) {
-	rr := replayRecord{rec: rec, cmdLen: -1}
-	for _, c := range comments {
+// event reads one SIM record and the spdlab comments of its packet.
+func event(rec SIMRecord, pkt Packet) (record.Event, error) {
+	e := record.Event{Op: record.OpExchange, At: pkt.Time}
+	cmdLen := -1
+	for _, c := range pkt.Comments {
 		c, ok := strings.CutPrefix(c, commentPrefix)
 		if !ok {
 			continue
@@ -289,179 +263,48 @@ func parseComments(rec SIMRecord, comments []string) (replayRecord, error) {
 		case strings.HasPrefix(c, keyCmdLen):
 			n, err := strconv.Atoi(strings.TrimPrefix(c, keyCmdLen))
 			if err != nil || n < 1 || n > len(rec.Payload) {
-				return rr, fmt.Errorf("trace: bad command length %q for %d payload bytes", c, len(rec.Payload))
+				return e, fmt.Errorf("trace: bad command length %q for %d payload bytes", c, len(rec.Payload))
 			}
-			rr.cmdLen = n
+			cmdLen = n
 		case strings.HasPrefix(c, keyError):
 			kind, text, ok := strings.Cut(strings.TrimPrefix(c, keyError), ": ")
 			if !ok {
-				return rr, fmt.Errorf("trace: bad error comment %q", c)
+				return e, fmt.Errorf("trace: bad error comment %q", c)
 			}
-			e := &ReplayedError{Text: text}
-			e.Kind, _ = link.KindError(kind)
-			rr.err = e
+			err := &record.RecordedError{Text: text}
+			err.Kind, _ = link.KindError(kind)
+			e.Err = err
 		case strings.HasPrefix(c, keyCase):
-			rr.caseID = strings.TrimPrefix(c, keyCase)
+			e.Case = strings.TrimPrefix(c, keyCase)
 		case strings.HasPrefix(c, keyOp):
-			rr.op = strings.TrimPrefix(c, keyOp)
-			switch rr.op {
-			case "reset-warm", "reset-cold", "power-on":
+			switch op := record.Op(strings.TrimPrefix(c, keyOp)); op {
+			case record.OpResetWarm, record.OpResetCold, record.OpPowerOn:
+				e.Op = op
 			default:
-				return rr, fmt.Errorf("trace: unknown operation %q", rr.op)
+				return e, fmt.Errorf("trace: unknown operation %q", op)
 			}
 		}
 	}
-	if rr.rec.SubType == SIMAPDU && rr.err == nil && rr.cmdLen >= 0 && len(rec.Payload)-rr.cmdLen < 2 {
-		return rr, fmt.Errorf("trace: APDU record with a %d-byte response", len(rec.Payload)-rr.cmdLen)
-	}
-	return rr, nil
-}
-
-// take returns the next record if it has the sub-type wanted.
-func (r *Replayer) take(ctx context.Context, want SIMSubType, what string) (replayRecord, error) {
-	if err := ctx.Err(); err != nil {
-		return replayRecord{}, err
-	}
-	if r.closed {
-		return replayRecord{}, link.ErrClosed
-	}
-	if r.failure != nil {
-		return replayRecord{}, r.failure
-	}
-	if r.next >= len(r.records) {
-		r.failure = fmt.Errorf("%w: %s after all %d records", ErrMismatch, what, len(r.records))
-		return replayRecord{}, r.failure
-	}
-	rec := r.records[r.next]
-	if rec.rec.SubType != want {
-		r.failure = fmt.Errorf("%w: operation %d is %s, the trace has %s", ErrMismatch, r.next+1, what, rec)
-		return replayRecord{}, r.failure
-	}
-	return rec, nil
-}
-
-// Exchange implements link.Link.
-func (r *Replayer) Exchange(ctx context.Context, command []byte) ([]byte, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	what := fmt.Sprintf("command %X", command)
-	rec, err := r.take(ctx, SIMAPDU, what)
-	if err != nil {
-		return nil, err
-	}
-	p := rec.rec.Payload
-	if rec.cmdLen < 0 {
-		// A foreign trace does not say where the command ends: it must
-		// start with the command's exact bytes.
-		if !bytes.HasPrefix(p, command) {
-			r.failure = fmt.Errorf("%w: operation %d is %s, the trace has %s", ErrMismatch, r.next+1, what, rec)
-			return nil, r.failure
+	p := append([]byte(nil), rec.Payload...)
+	if rec.SubType == SIMATR {
+		if e.Op == record.OpExchange {
+			e.Op = record.OpATR
 		}
-	} else {
-		if err := r.match(command, p[:rec.cmdLen]); err != nil {
-			sent := ""
-			if rec.caseID != "" {
-				sent = " (sent by " + rec.caseID + ")"
-			}
-			r.failure = fmt.Errorf("%w: operation %d (%s) differs from the trace: %v\n  command    %s\n  the trace  %s%s",
-				ErrMismatch, r.next+1, commandName(command), err, abbrev(command), abbrev(p[:rec.cmdLen]), sent)
-			return nil, r.failure
-		}
-		command = p[:rec.cmdLen] // the response follows the recorded command
+		e.ATR, e.Err = p, nil
+		return e, nil
 	}
-	if rec.err == nil && len(p)-len(command) < 2 {
-		r.failure = fmt.Errorf("%w: operation %d: the trace has no response to %s", ErrMismatch, r.next+1, what)
-		return nil, r.failure
+	if e.Op != record.OpExchange {
+		return e, fmt.Errorf("trace: APDU record of operation %s", e.Op)
 	}
-	r.next++
-	if rec.err != nil {
-		return nil, rec.err
+	switch {
+	case cmdLen < 0:
+		e.Command, e.Joined, e.Err = p, true, nil
+	case e.Err != nil:
+		e.Command = p[:cmdLen]
+	case len(p)-cmdLen < 2:
+		return e, fmt.Errorf("trace: APDU record with a %d-byte response", len(p)-cmdLen)
+	default:
+		e.Command, e.Response = p[:cmdLen], p[cmdLen:]
 	}
-	return append([]byte(nil), p[len(command):]...), nil
-}
-
-func (r *Replayer) atrOp(ctx context.Context, op string) ([]byte, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rec, err := r.take(ctx, SIMATR, op)
-	if err != nil {
-		return nil, err
-	}
-	if rec.op != "" && rec.op != op && !(op == "power-on" && strings.HasPrefix(rec.op, "reset")) {
-		r.failure = fmt.Errorf("%w: operation %d is %s, the trace has %s", ErrMismatch, r.next+1, op, rec.op)
-		return nil, r.failure
-	}
-	r.next++
-	return append([]byte(nil), rec.rec.Payload...), nil
-}
-
-// SetMatcher sets how a command must match its recorded one: MatchExact,
-// MatchDeterministic (the default) or the caller's own.
-func (r *Replayer) SetMatcher(m Matcher) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.match = m
-}
-
-// abbrev renders b in hex, eliding the middle of a long command.
-func abbrev(b []byte) string {
-	const keep = 48
-	if len(b) <= 2*keep {
-		return fmt.Sprintf("%X", b)
-	}
-	return fmt.Sprintf("%X...(%d bytes)...%X", b[:keep], len(b)-2*keep, b[len(b)-keep:])
-}
-
-// Reset implements link.Resetter: the next record must be an ATR.
-func (r *Replayer) Reset(ctx context.Context, cold bool) ([]byte, error) {
-	if cold {
-		return r.atrOp(ctx, "reset-cold")
-	}
-	return r.atrOp(ctx, "reset-warm")
-}
-
-// PowerOff implements link.PowerCycler. A trace has no record of it.
-func (r *Replayer) PowerOff(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return link.ErrClosed
-	}
-	return ctx.Err()
-}
-
-// PowerOn implements link.PowerCycler: the next record must be an ATR.
-func (r *Replayer) PowerOn(ctx context.Context) ([]byte, error) {
-	return r.atrOp(ctx, "power-on")
-}
-
-// ATR implements link.ATRer: the ATR record at the start of the trace.
-func (r *Replayer) ATR() []byte { return append([]byte(nil), r.atr...) }
-
-// String implements link.Link.
-func (r *Replayer) String() string { return r.name }
-
-// Remaining returns how many records are still unused.
-func (r *Replayer) Remaining() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.records) - r.next
-}
-
-// Close implements link.Link. It fails when an operation did not match
-// the trace or when records were left unused.
-func (r *Replayer) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	r.closed = true
-	if r.failure != nil {
-		return r.failure
-	}
-	if left := len(r.records) - r.next; left > 0 {
-		return fmt.Errorf("trace: %s: %d of %d records unused, next: %s", r.name, left, len(r.records), r.records[r.next])
-	}
-	return nil
+	return e, nil
 }

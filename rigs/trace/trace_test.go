@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,71 +15,19 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/link/linktest"
+	"github.com/spdlab/spdlab/rigs/link/record"
 )
 
+// The script of rigs/link/linktest, recorded as a trace.
 var (
-	spdAID    = []byte{0xF0, 0x53, 0x50, 0x44, 0x4C, 0x41, 0x42, 0x01}
-	testATR   = []byte{0x3B, 0x80, 0x80, 0x01, 0x01}
-	selectCmd = append(append([]byte{0x00, 0xA4, 0x04, 0x00, 0x08}, spdAID...), 0x00)
-	echoCmd   = []byte{0x80, 0x10, 0x00, 0x00, 0x02, 0xCA, 0xFE}
-	tearCmd   = []byte{0x80, 0x30, 0x00, 0x00}
+	testATR   = linktest.ScriptATR
+	selectCmd = linktest.ScriptSelect
+	echoCmd   = linktest.ScriptEcho
+	tearCmd   = linktest.ScriptTear
 )
 
-// selectCard answers SELECT of the SPD AID with an FCI, echoes the data
-// of 80 10, tears on 80 30 and counts its power-ons.
-type selectCard struct{ ons int }
-
-func (c *selectCard) Process(cmd []byte) []byte {
-	switch {
-	case len(cmd) >= 13 && cmd[1] == 0xA4 && bytes.Equal(cmd[5:13], spdAID):
-		return append(append([]byte{0x6F, 0x0A, 0x84, 0x08}, spdAID...), 0x90, 0x00)
-	case len(cmd) >= 2 && cmd[1] == 0xA4:
-		return []byte{0x6A, 0x82}
-	case len(cmd) >= 5 && cmd[0] == 0x80 && cmd[1] == 0x10:
-		return append(append([]byte(nil), cmd[5:]...), 0x90, 0x00)
-	case len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == 0x30:
-		return nil
-	}
-	return []byte{0x6D, 0x00}
-}
-func (c *selectCard) PowerOn()  { c.ons++ }
-func (c *selectCard) PowerOff() {}
-func (c *selectCard) Reset()    {}
-
-// script runs the same operations on any link and returns what it saw.
-func script(t *testing.T, l link.Link) []string {
-	t.Helper()
-	ctx := context.Background()
-	var out []string
-	note := func(b []byte, err error) {
-		if err != nil {
-			out = append(out, "error: "+err.Error())
-			return
-		}
-		out = append(out, strings.ToUpper(bytesHex(b)))
-	}
-	note(l.Exchange(ctx, selectCmd))
-	note(l.Exchange(ctx, echoCmd))
-	note(l.Exchange(ctx, tearCmd))
-	note(l.(link.Resetter).Reset(ctx, true))
-	note(l.(link.Resetter).Reset(ctx, false))
-	if err := l.(link.PowerCycler).PowerOff(ctx); err != nil {
-		t.Fatal(err)
-	}
-	note(l.(link.PowerCycler).PowerOn(ctx))
-	note(l.Exchange(ctx, echoCmd))
-	return out
-}
-
-func bytesHex(b []byte) string {
-	const digits = "0123456789ABCDEF"
-	var s strings.Builder
-	for _, c := range b {
-		s.WriteByte(digits[c>>4])
-		s.WriteByte(digits[c&15])
-	}
-	return s.String()
-}
+func bytesHex(b []byte) string { return fmt.Sprintf("%X", b) }
 
 func writeTrace(t *testing.T) (string, []string) {
 	t.Helper()
@@ -87,8 +36,8 @@ func writeTrace(t *testing.T) (string, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := Wrap(link.NewDirect(&selectCard{}, "ref", testATR), f)
-	live := script(t, tr)
+	tr := Wrap(link.NewDirect(&linktest.ScriptCard{}, "ref", testATR), f)
+	live := linktest.Script(t, tr)
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -100,10 +49,7 @@ func writeTrace(t *testing.T) (string, []string) {
 
 func TestWrapAndReplay(t *testing.T) {
 	path, live := writeTrace(t)
-	want := []string{
-		"6F0A8408F05350444C4142019000", "CAFE9000", "error: " + link.ErrRemoved.Error(),
-		bytesHex(testATR), bytesHex(testATR), bytesHex(testATR), "CAFE9000",
-	}
+	want := linktest.ScriptWant()
 	if strings.Join(live, "|") != strings.Join(want, "|") {
 		t.Fatalf("live = %q, want %q", live, want)
 	}
@@ -117,7 +63,7 @@ func TestWrapAndReplay(t *testing.T) {
 	if l.String() != "replay:"+path {
 		t.Fatalf("String() = %q", l.String())
 	}
-	replayed := script(t, l)
+	replayed := linktest.Script(t, l)
 	if strings.Join(replayed, "|") != strings.Join(live, "|") {
 		t.Fatalf("replay = %q\nlive   = %q", replayed, live)
 	}
@@ -165,7 +111,7 @@ func TestReplayMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := l.Close()
-	if err == nil || !strings.Contains(err.Error(), "6 of 7 records unused") {
+	if err == nil || !strings.Contains(err.Error(), "6 of 7 recorded operations unused") {
 		t.Fatalf("Close with unused records: %v", err)
 	}
 	if _, err := l.Exchange(ctx, echoCmd); !errors.Is(err, link.ErrClosed) {
@@ -189,7 +135,7 @@ func (w *failingWriter) Write(b []byte) (int, error) {
 
 func TestTracerWriteError(t *testing.T) {
 	// SHB, IDB and the ATR record succeed; the first APDU record fails.
-	tr := Wrap(link.NewDirect(&selectCard{}, "ref", testATR), &failingWriter{after: 3})
+	tr := Wrap(link.NewDirect(&linktest.ScriptCard{}, "ref", testATR), &failingWriter{after: 3})
 	resp, err := tr.Exchange(context.Background(), echoCmd)
 	if err != nil || bytesHex(resp) != "CAFE9000" {
 		t.Fatalf("a trace write error disturbed the exchange: %X, %v", resp, err)
@@ -208,20 +154,15 @@ func (bareLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 func (bareLink) String() string { return "bare" }
 func (bareLink) Close() error   { return nil }
 
-func TestTracerWithoutAbilities(t *testing.T) {
+// A trace of a link without an ATR (the recorded link has exactly its
+// abilities: rigs/link/record) replays without one.
+func TestTraceWithoutATR(t *testing.T) {
 	var buf bytes.Buffer
 	tr := Wrap(bareLink{}, &buf)
-	ctx := context.Background()
-	if _, ok := tr.(link.Resetter); ok {
-		t.Error("the trace of a link without Resetter claims to reset")
-	}
-	if _, ok := tr.(link.PowerCycler); ok {
-		t.Error("the trace of a link without PowerCycler claims to cycle power")
-	}
 	if _, ok := tr.(link.ATRer); ok {
 		t.Error("the trace of a link without ATRer claims an ATR")
 	}
-	if _, err := tr.Exchange(ctx, []byte{0, 0xB0, 0, 0}); err != nil {
+	if _, err := tr.Exchange(context.Background(), []byte{0, 0xB0, 0, 0}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := NewReplayer(&buf, "bare")
@@ -585,7 +526,7 @@ func TestTsharkDecodesSelect(t *testing.T) {
 
 func FuzzPcapngReader(f *testing.F) {
 	var buf bytes.Buffer
-	tr := Wrap(link.NewDirect(&selectCard{}, "ref", testATR), &buf)
+	tr := Wrap(link.NewDirect(&linktest.ScriptCard{}, "ref", testATR), &buf)
 	tr.Exchange(context.Background(), selectCmd)
 	tr.Exchange(context.Background(), tearCmd)
 	f.Add(buf.Bytes())
@@ -607,22 +548,23 @@ func FuzzPcapngReader(f *testing.F) {
 			}
 			ParseSIMRecord(p.LinkType, p.Data)
 		}
-		rp, err := NewReplayer(bytes.NewReader(in), "fuzz")
+		tr, err := ReadTranscript(bytes.NewReader(in))
 		if err != nil {
 			return
 		}
+		rp := record.NewPlaybackRules(tr, "fuzz", replayRules)
 		// Replay every record in order: it must be consumed exactly.
 		ctx := context.Background()
-		for _, rec := range rp.records {
-			if rec.rec.SubType == SIMATR {
+		for _, e := range tr.Events {
+			if e.Op != record.OpExchange {
 				rp.PowerOn(ctx)
 				continue
 			}
-			n := rec.cmdLen
-			if n < 0 {
-				n = max(len(rec.rec.Payload)-2, 0)
+			n := len(e.Command)
+			if e.Joined {
+				n = max(n-2, 0)
 			}
-			rp.Exchange(ctx, rec.rec.Payload[:n])
+			rp.Exchange(ctx, e.Command[:n])
 		}
 		rp.Close()
 	})
@@ -638,7 +580,7 @@ func TestWrapCaseTagsRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	current := "" // outside any case while the ATR of Begin is written
-	tr := WrapCase(link.NewDirect(&selectCard{}, "ref", testATR), f, nil, func() string { return current })
+	tr := WrapCase(link.NewDirect(&linktest.ScriptCard{}, "ref", testATR), f, nil, func() string { return current })
 	ctx := context.Background()
 	current = "TC-APP-001"
 	if _, err := tr.Exchange(ctx, selectCmd); err != nil {

@@ -37,5 +37,5 @@ func ExampleRecord() {
 	fmt.Println(pb.Close())
 	// Output:
 	// 9000 <nil>
-	// record: 1 of 2 recorded operations unused, next: 00B0000010 -> 9000
+	// record: playback:ref: 1 of 2 recorded operations unused, next: 00B0000010 -> 9000
 }

@@ -26,7 +26,8 @@ import (
 //	{"at":"...","us":540,"op":"reset-cold","atr":"3B8A..."}
 //
 //	field       meaning
-//	op          exchange (default), reset-warm, reset-cold, power-off, power-on
+//	op          exchange (default), reset-warm, reset-cold, power-off, power-on,
+//	            atr (an ATR from a reset or a power-on)
 //	at          when the operation started (RFC 3339, UTC)
 //	us          how long it took, in microseconds
 //	command     command APDU (exchange)
@@ -35,17 +36,19 @@ import (
 //	error       error text when the operation failed
 //	is          the link error it wraps: no-card, removed, closed,
 //	            deadline, canceled; empty for any other error
+//	case        the conformance case that sent it, when known
 const Format = "spdlab-link/1"
 
-// recordedError is an error read back from a transcript. It keeps the
-// original text and wraps the link error it wrapped when recorded.
-type recordedError struct {
-	text string
-	kind error
+// RecordedError is an error read back from a recording (a transcript or
+// a trace). It keeps the recorded text and wraps the link error it wrapped
+// when recorded (link.ErrRemoved, ...), or nil.
+type RecordedError struct {
+	Text string
+	Kind error
 }
 
-func (e *recordedError) Error() string { return e.text }
-func (e *recordedError) Unwrap() error { return e.kind }
+func (e *RecordedError) Error() string { return e.Text }
+func (e *RecordedError) Unwrap() error { return e.Kind }
 
 func kindName(err error) string { return link.ErrorKind(err) }
 
@@ -68,6 +71,7 @@ type line struct {
 	ATR        string `json:"atr,omitempty"`
 	Error      string `json:"error,omitempty"`
 	Is         string `json:"is,omitempty"`
+	Case       string `json:"case,omitempty"`
 }
 
 // JSONL is an Encoder that writes the transcript format to a writer, a
@@ -92,6 +96,7 @@ func (j *JSONL) Encode(e Event) error {
 		Command:  upperHex(e.Command),
 		Response: upperHex(e.Response),
 		ATR:      upperHex(e.ATR),
+		Case:     e.Case,
 	}
 	if e.Op != OpExchange {
 		l.Op = e.Op
@@ -184,11 +189,11 @@ func (l line) event() (Event, error) {
 	if l.Transcript != "" || l.Link != "" {
 		return Event{}, errors.New("a second header")
 	}
-	e := Event{Op: l.Op, Duration: time.Duration(l.Micros) * time.Microsecond}
+	e := Event{Op: l.Op, Duration: time.Duration(l.Micros) * time.Microsecond, Case: l.Case}
 	switch e.Op {
 	case "":
 		e.Op = OpExchange
-	case OpExchange, OpResetWarm, OpResetCold, OpPowerOff, OpPowerOn:
+	case OpExchange, OpResetWarm, OpResetCold, OpPowerOff, OpPowerOn, OpATR:
 	default:
 		return Event{}, fmt.Errorf("unknown op %q", l.Op)
 	}
@@ -218,7 +223,7 @@ func (l line) event() (Event, error) {
 	}
 	switch {
 	case l.Error != "":
-		e.Err = &recordedError{text: l.Error, kind: kind}
+		e.Err = &RecordedError{Text: l.Error, Kind: kind}
 	case l.Is != "":
 		return Event{}, errors.New(`"is" without "error"`)
 	}

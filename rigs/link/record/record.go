@@ -32,6 +32,10 @@ const (
 	OpResetCold Op = "reset-cold"
 	OpPowerOff  Op = "power-off"
 	OpPowerOn   Op = "power-on"
+	// OpATR is an Answer To Reset whose recording does not say which
+	// operation (a reset or a power-on) it answered: a trace written by
+	// another tool.
+	OpATR Op = "atr"
 )
 
 // Event is one recorded operation on a link.
@@ -43,10 +47,20 @@ type Event struct {
 	Response []byte // OpExchange, on success
 	ATR      []byte // resets and OpPowerOn, on success
 	Err      error  // the operation's error, or nil
+	// Case is the conformance case that sent the operation ("TC-PAY-001"),
+	// when the recording says.
+	Case string
+	// Joined marks an exchange recorded as one run of bytes, the command
+	// followed by the response, without saying where the command ends (a
+	// trace written by another tool): Command holds the whole run, and
+	// playback answers what follows the command it is given.
+	Joined bool
 }
 
 func (e Event) String() string {
 	switch {
+	case e.Op == OpExchange && e.Joined:
+		return fmt.Sprintf("%X (command and response)", e.Command)
 	case e.Op == OpExchange && e.Err != nil:
 		return fmt.Sprintf("%X -> error %v", e.Command, e.Err)
 	case e.Op == OpExchange:

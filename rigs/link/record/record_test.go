@@ -10,84 +10,19 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/link/linktest"
 )
-
-// counterCard answers SELECT with 9000, 80 10 with a counter that grows
-// with every call, and 80 30 with a tear (nil).
-type counterCard struct {
-	n  byte
-	on int
-}
-
-func (c *counterCard) Process(cmd []byte) []byte {
-	switch {
-	case len(cmd) >= 2 && cmd[1] == 0xA4:
-		return []byte{0x90, 0x00}
-	case len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == 0x10:
-		c.n++
-		return []byte{c.n, 0x90, 0x00}
-	case len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == 0x30:
-		return nil
-	}
-	return []byte{0x6D, 0x00}
-}
-
-func (c *counterCard) PowerOn()  { c.on++ }
-func (c *counterCard) PowerOff() {}
-func (c *counterCard) Reset()    {}
-
-var testATR = []byte{0x3B, 0x80, 0x80, 0x01, 0x01}
-
-var (
-	selectCmd  = []byte{0x00, 0xA4, 0x04, 0x00, 0x02, 0xF0, 0x53}
-	counterCmd = []byte{0x80, 0x10, 0x00, 0x00}
-	tearCmd    = []byte{0x80, 0x30, 0x00, 0x00}
-)
-
-// script runs the same operations on any link and returns what it saw.
-func script(t *testing.T, l link.Link) []string {
-	t.Helper()
-	ctx := context.Background()
-	var out []string
-	note := func(b []byte, err error) {
-		if err != nil {
-			out = append(out, "error: "+err.Error())
-			return
-		}
-		out = append(out, strings.ToUpper(string(bytesHex(b))))
-	}
-	note(l.Exchange(ctx, selectCmd))
-	note(l.Exchange(ctx, counterCmd))
-	note(l.Exchange(ctx, tearCmd))
-	note(l.(link.Resetter).Reset(ctx, true))
-	if err := l.(link.PowerCycler).PowerOff(ctx); err != nil {
-		t.Fatal(err)
-	}
-	note(l.(link.PowerCycler).PowerOn(ctx))
-	note(l.Exchange(ctx, counterCmd))
-	return out
-}
-
-func bytesHex(b []byte) string {
-	const digits = "0123456789ABCDEF"
-	var s strings.Builder
-	for _, c := range b {
-		s.WriteByte(digits[c>>4])
-		s.WriteByte(digits[c&15])
-	}
-	return s.String()
-}
 
 func TestRecordWriteReadPlayback(t *testing.T) {
-	direct := link.NewDirect(&counterCard{}, "ref", testATR)
+	direct := link.NewDirect(&linktest.ScriptCard{}, "ref", linktest.ScriptATR)
 	rec := Record(direct)
-	live := script(t, rec.Link())
-	want := []string{"9000", "019000", "error: " + link.ErrRemoved.Error(), bytesHex(testATR), bytesHex(testATR), "029000"}
+	live := linktest.Script(t, rec.Link())
+	want := linktest.ScriptWant()
 	if strings.Join(live, "|") != strings.Join(want, "|") {
 		t.Fatalf("live script = %q, want %q", live, want)
 	}
-	if n := len(rec.Events()); n != 7 {
-		t.Fatalf("recorded %d operations, want 7", n)
+	if n := len(rec.Events()); n != 8 {
+		t.Fatalf("recorded %d operations, want 8", n)
 	}
 
 	path := filepath.Join(t.TempDir(), "ref.jsonl")
@@ -98,10 +33,10 @@ func TestRecordWriteReadPlayback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(pb.ATR(), testATR) || pb.String() != "playback:ref" {
+	if !bytes.Equal(pb.ATR(), linktest.ScriptATR) || pb.String() != "playback:ref" {
 		t.Fatalf("playback ATR %X name %q", pb.ATR(), pb.String())
 	}
-	played := script(t, pb)
+	played := linktest.Script(t, pb)
 	if strings.Join(played, "|") != strings.Join(live, "|") {
 		t.Fatalf("playback = %q, live = %q", played, live)
 	}
@@ -122,24 +57,24 @@ func TestRecordWriteReadPlayback(t *testing.T) {
 	if err := rec.Link().Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := direct.Exchange(context.Background(), selectCmd); !errors.Is(err, link.ErrClosed) {
+	if _, err := direct.Exchange(context.Background(), linktest.ScriptSelect); !errors.Is(err, link.ErrClosed) {
 		t.Fatal("closing the recorded link left the live link open")
 	}
 }
 
 func TestPlaybackMismatch(t *testing.T) {
 	tr := &Transcript{Link: "x", Events: []Event{
-		{Op: OpExchange, Command: selectCmd, Response: []byte{0x90, 0x00}},
-		{Op: OpExchange, Command: counterCmd, Response: []byte{0x01, 0x90, 0x00}},
+		{Op: OpExchange, Command: linktest.ScriptSelect, Response: []byte{0x90, 0x00}},
+		{Op: OpExchange, Command: linktest.ScriptEcho, Response: []byte{0x01, 0x90, 0x00}},
 	}}
 	ctx := context.Background()
 
 	pb := NewPlayback(tr)
-	if _, err := pb.Exchange(ctx, counterCmd); !errors.Is(err, ErrMismatch) {
+	if _, err := pb.Exchange(ctx, linktest.ScriptEcho); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("wrong first command: %v", err)
 	}
 	// The failure sticks, also for the command that would have matched.
-	if _, err := pb.Exchange(ctx, selectCmd); !errors.Is(err, ErrMismatch) {
+	if _, err := pb.Exchange(ctx, linktest.ScriptSelect); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("command after a mismatch: %v", err)
 	}
 	if err := pb.Close(); !errors.Is(err, ErrMismatch) {
@@ -147,14 +82,14 @@ func TestPlaybackMismatch(t *testing.T) {
 	}
 
 	pb = NewPlayback(tr)
-	if _, err := pb.Exchange(ctx, selectCmd); err != nil {
+	if _, err := pb.Exchange(ctx, linktest.ScriptSelect); err != nil {
 		t.Fatal(err)
 	}
 	err := pb.Close()
 	if err == nil || !strings.Contains(err.Error(), "1 of 2 recorded operations unused") {
 		t.Fatalf("Close with one unused exchange: %v", err)
 	}
-	if _, err := pb.Exchange(ctx, counterCmd); !errors.Is(err, link.ErrClosed) {
+	if _, err := pb.Exchange(ctx, linktest.ScriptEcho); !errors.Is(err, link.ErrClosed) {
 		t.Fatalf("Exchange after Close: %v", err)
 	}
 
@@ -164,14 +99,14 @@ func TestPlaybackMismatch(t *testing.T) {
 	}
 
 	pb = NewPlayback(&Transcript{})
-	if _, err := pb.Exchange(ctx, selectCmd); !errors.Is(err, ErrMismatch) {
+	if _, err := pb.Exchange(ctx, linktest.ScriptSelect); !errors.Is(err, ErrMismatch) {
 		t.Fatalf("exchange beyond the recording: %v", err)
 	}
 
 	pb = NewPlayback(tr)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := pb.Exchange(cctx, selectCmd); !errors.Is(err, context.Canceled) {
+	if _, err := pb.Exchange(cctx, linktest.ScriptSelect); !errors.Is(err, context.Canceled) {
 		t.Fatalf("exchange with a cancelled context: %v", err)
 	}
 	if pb.Remaining() != 2 {
@@ -204,7 +139,7 @@ func TestRecorderWithoutAbilities(t *testing.T) {
 		t.Error("link.As finds a Resetter under the recorded link of a link without one")
 	}
 	ctx := context.Background()
-	if _, err := l.Exchange(ctx, selectCmd); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := l.Exchange(ctx, linktest.ScriptSelect); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
@@ -231,7 +166,7 @@ type resetOnly struct {
 
 func (r *resetOnly) Reset(ctx context.Context, cold bool) ([]byte, error) {
 	r.resets++
-	return testATR, nil
+	return linktest.ScriptATR, nil
 }
 
 // wrapper is a link that wraps another and adds nothing.
@@ -259,18 +194,18 @@ func TestRecorderExactAbilities(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := rec.Events()
-	if inner.resets != 1 || len(ev) != 1 || ev[0].Op != OpResetCold || !bytes.Equal(ev[0].ATR, testATR) {
+	if inner.resets != 1 || len(ev) != 1 || ev[0].Op != OpResetCold || !bytes.Equal(ev[0].ATR, linktest.ScriptATR) {
 		t.Fatalf("reset reached the link %d times, recorded %v", inner.resets, ev)
 	}
 	if u, ok := l.(link.Unwrapper); !ok || u.Unwrap() != (wrapper{inner}) {
 		t.Fatal("the recorded link does not unwrap to the link it wraps")
 	}
 
-	full := Record(link.NewDirect(&counterCard{}, "ref", testATR)).Link()
+	full := Record(link.NewDirect(&linktest.ScriptCard{}, "ref", linktest.ScriptATR)).Link()
 	_, rs := full.(link.Resetter)
 	_, pc := full.(link.PowerCycler)
 	a, at := full.(link.ATRer)
-	if !rs || !pc || !at || !bytes.Equal(a.ATR(), testATR) {
+	if !rs || !pc || !at || !bytes.Equal(a.ATR(), linktest.ScriptATR) {
 		t.Fatalf("the recorded link of link.Direct: Resetter %v, PowerCycler %v, ATRer %v", rs, pc, at)
 	}
 }
@@ -282,8 +217,8 @@ func (failWriter) Write(b []byte) (int, error) { return 0, errors.New("disk full
 
 func TestStreamJSONL(t *testing.T) {
 	var buf bytes.Buffer
-	rec := Stream(link.NewDirect(&counterCard{}, "ref", testATR), NewJSONL(&buf))
-	live := script(t, rec.Link())
+	rec := Stream(link.NewDirect(&linktest.ScriptCard{}, "ref", linktest.ScriptATR), NewJSONL(&buf))
+	live := linktest.Script(t, rec.Link())
 	if rec.Events() != nil {
 		t.Fatal("Stream kept operations in memory")
 	}
@@ -294,13 +229,13 @@ func TestStreamJSONL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	played := script(t, NewPlayback(tr))
-	if strings.Join(played, "|") != strings.Join(live, "|") || tr.Link != "ref" || !bytes.Equal(tr.ATR, testATR) {
+	played := linktest.Script(t, NewPlayback(tr))
+	if strings.Join(played, "|") != strings.Join(live, "|") || tr.Link != "ref" || !bytes.Equal(tr.ATR, linktest.ScriptATR) {
 		t.Fatalf("streamed transcript plays %q, live %q", played, live)
 	}
 
-	bad := Stream(link.NewDirect(&counterCard{}, "ref", testATR), NewJSONL(failWriter{}))
-	if _, err := bad.Link().Exchange(context.Background(), selectCmd); err != nil {
+	bad := Stream(link.NewDirect(&linktest.ScriptCard{}, "ref", linktest.ScriptATR), NewJSONL(failWriter{}))
+	if _, err := bad.Link().Exchange(context.Background(), linktest.ScriptSelect); err != nil {
 		t.Fatalf("a failing encoder disturbed the link: %v", err)
 	}
 	if err := bad.Link().Close(); err == nil || !strings.Contains(err.Error(), "disk full") {
@@ -310,16 +245,17 @@ func TestStreamJSONL(t *testing.T) {
 
 func TestTranscriptFormat(t *testing.T) {
 	at := time.Date(2026, 11, 26, 1, 2, 3, 4000, time.UTC)
-	tr := &Transcript{Link: "usb-emu", ATR: testATR, Events: []Event{
-		{Op: OpExchange, At: at, Duration: 112 * time.Microsecond, Command: selectCmd, Response: []byte{0x90, 0x00}},
-		{Op: OpResetCold, At: at, Duration: time.Millisecond, ATR: testATR},
+	tr := &Transcript{Link: "usb-emu", ATR: linktest.ScriptATR, Events: []Event{
+		{Op: OpExchange, At: at, Duration: 112 * time.Microsecond, Command: []byte{0x00, 0xA4, 0x04, 0x00, 0x02, 0xF0, 0x53},
+			Response: []byte{0x90, 0x00}, Case: "TC-PAY-001"},
+		{Op: OpResetCold, At: at, Duration: time.Millisecond, ATR: linktest.ScriptATR},
 	}}
 	var buf bytes.Buffer
 	if _, err := tr.WriteTo(&buf); err != nil {
 		t.Fatal(err)
 	}
 	want := `{"transcript":"spdlab-link/1","link":"usb-emu","atr":"3B80800101"}
-{"at":"2026-11-26T01:02:03.000004Z","us":112,"command":"00A4040002F053","response":"9000"}
+{"at":"2026-11-26T01:02:03.000004Z","us":112,"command":"00A4040002F053","response":"9000","case":"TC-PAY-001"}
 {"op":"reset-cold","at":"2026-11-26T01:02:03.000004Z","us":1000,"atr":"3B80800101"}
 `
 	if buf.String() != want {
@@ -371,7 +307,7 @@ func TestReadTranscriptErrors(t *testing.T) {
 
 func FuzzReadTranscript(f *testing.F) {
 	f.Add([]byte(`{"transcript":"spdlab-link/1","link":"ref","atr":"3B80800101"}
-{"at":"2026-11-26T01:02:03.000004Z","us":112,"command":"00A4040002F053","response":"9000"}
+{"at":"2026-11-26T01:02:03.000004Z","us":112,"command":"00A4040002F053","response":"9000","case":"TC-PAY-001"}
 {"command":"80300000","error":"link: card removed or unpowered during exchange","is":"removed"}
 {"op":"reset-cold","atr":"3B80800101"}
 `))
