@@ -141,13 +141,17 @@ func defineServiceFaults(d Driver) {
 					s.net.Clear()
 					if o.Status == terminal.NotDone {
 						Expect(o.Retry).To(BeTrue(), "%s", o)
+						tr.Serial = o.Serial
 						o = done(c.tm.SendOnline(ctx, tr))
 					}
-					Expect(o.Transfer.State).To(Equal(backend.TransferClaimed))
+					Expect(o.Transfer.State).To(Equal(backend.TransferInFlight))
 					Expect(s.issuerBalance(ctx, c)).To(Equal(c.f.Profile.Balance-1_00), "moved once")
+					Expect(c.f.snapshot(ctx).Balance).To(Equal(c.f.Profile.Balance-1_00), "debited once on the device")
+					done(payee.tm.Claim(ctx, id, terminal.Verification{}))
 					Expect(c.f.release()).To(Succeed())
 				}
 				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + int64(len(backendtest.Faults))*1_00))
+				Expect(payee.f.snapshot(ctx).Balance).To(Equal(payee.f.Profile.Balance + int64(len(backendtest.Faults))*1_00))
 				s.conserved(ctx)
 			}, SpecTimeout(120*time.Second))
 	})

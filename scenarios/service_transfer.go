@@ -81,25 +81,56 @@ func defineServiceTransfers(d Driver) {
 				s.conserved(ctx)
 			}, SpecTimeout(90*time.Second))
 
-		It("MUST transfer online through the backend: held and claimed, or expired and reclaimed, each once",
-			Case("TC-SVC-022", Positive, "SPD-KEY-4", "C13", "C16", "C17", "C30"), func(ctx SpecContext) {
+		It("MUST transfer online on both devices: the payer's debits, the payee's imports, the issuer follows them; unclaimed and expired, reclaimed once",
+			Case("TC-SVC-022", Positive, Negative, "SPD-XFR-5", "SPD-XFR-4", "SPD-KEY-4", "C13", "C16", "C17", "C30"), func(ctx SpecContext) {
 				s := newServiceLab(d)
 				payer := s.customer(ctx, d, nil)
 				payee := s.customer(ctx, d, nil)
-				tr := terminal.OnlineTransfer{ID: "SUITE-X1", Payee: payee.f.Profile.DeviceID, Amount: 8_00, Hold: true,
-					Expires: s.clock.Now().Add(time.Hour)}
+				other := s.customer(ctx, d, nil)
+				tr := terminal.OnlineTransfer{ID: "SUITE-X1", Payee: payee.f.Profile.DeviceID, Amount: 8_00, Expires: s.clock.Now().Add(time.Hour)}
 				o := done(payer.tm.SendOnline(ctx, tr))
 				Expect(o.Transfer.State).To(Equal(backend.TransferInFlight))
-				Expect(done(payer.tm.SendOnline(ctx, tr)).Transfer.Repeated).To(BeTrue(), "sent again, it takes effect once")
-				Expect(done(payee.tm.Claim(ctx, "SUITE-X1", terminal.Verification{})).Transfer.State).To(Equal(backend.TransferClaimed))
+				Expect(payer.f.snapshot(ctx).Balance).To(Equal(payer.f.Profile.Balance-8_00), "the payer's device debited (TRANSFER)")
+				Expect(payer.f.snapshot(ctx).Ledger).To(Equal(0), "its transfer-out record settled and was acknowledged")
+				Expect(s.issuerBalance(ctx, payer)).To(Equal(payer.f.Profile.Balance-8_00), "the issuer's view of the payer follows its device")
+				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance), "nothing credited before the payee's device imports")
+				Expect(s.conserved(ctx).InFlight).To(Equal(int64(8_00)))
+				retry := tr
+				retry.Serial = o.Serial
+				Expect(done(payer.tm.SendOnline(ctx, retry)).Transfer.Repeated).To(BeTrue(), "sent again, it takes effect once")
+				Expect(payer.f.snapshot(ctx).Balance).To(Equal(payer.f.Profile.Balance - 8_00))
+
+				// Another device cannot take it: its terminal says so, and
+				// the device itself refuses the medium the backend carries.
+				notDone(other.tm.Claim(ctx, "SUITE-X1", terminal.Verification{}), "not this one")
+				other.f.login(ctx)
+				other.f.refuses(ctx, spd.TransferIn(o.Transfer.Medium, s.clock.Now()), sw6A80, "an online transfer imported by a device it does not name")
+				Expect(other.f.snapshot(ctx).Balance).To(Equal(other.f.Profile.Balance))
+
+				c := done(payee.tm.Claim(ctx, "SUITE-X1", terminal.Verification{}))
+				Expect(c.Transfer.State).To(Equal(backend.TransferClaimed))
+				Expect(payee.f.snapshot(ctx).Balance).To(Equal(payee.f.Profile.Balance+8_00), "the payee's device credited (TRANSFER IN)")
+				Expect(payee.f.snapshot(ctx).Ledger).To(Equal(0), "its import record settled and was acknowledged")
 				Expect(s.issuerBalance(ctx, payee)).To(Equal(payee.f.Profile.Balance + 8_00))
+				done(payee.tm.Claim(ctx, "SUITE-X1", terminal.Verification{}))
+				Expect(payee.f.snapshot(ctx).Balance).To(Equal(payee.f.Profile.Balance+8_00), "claimed again, credited once")
+				payee.f.login(ctx)
+				payee.f.refuses(ctx, spd.TransferIn(o.Transfer.Medium, s.clock.Now()), sw6984, "imported a second time")
+				// The payer's device closes the transfer at its next contact.
+				done(payer.tm.Sync(ctx))
+				payer.f.login(ctx)
+				payer.f.refuses(ctx, spd.TransferShow(o.Serial, s.clock.Now()), sw6A83, "a claimed transfer shown again")
 
 				tr.ID = "SUITE-X2"
-				done(payer.tm.SendOnline(ctx, tr))
+				o = done(payer.tm.SendOnline(ctx, tr))
 				notDone(payer.tm.ReclaimOnline(ctx, "SUITE-X2", terminal.Verification{}), "refused")
 				s.clock.Advance(2 * time.Hour)
+				notDone(payee.tm.Claim(ctx, "SUITE-X2", terminal.Verification{}), "")
+				Expect(payee.f.snapshot(ctx).Balance).To(Equal(payee.f.Profile.Balance+8_00), "an expired medium is not imported")
 				done(payer.tm.ReclaimOnline(ctx, "SUITE-X2", terminal.Verification{}))
-				notDone(payee.tm.Claim(ctx, "SUITE-X2", terminal.Verification{}), "refused")
+				Expect(payer.f.snapshot(ctx).Balance).To(Equal(payer.f.Profile.Balance-8_00), "the second transfer credited back on the payer's device")
+				Expect(done(payer.tm.ReclaimOnline(ctx, "SUITE-X2", terminal.Verification{})).Reason).To(ContainSubstring("done once"), "reclaimed again")
+				Expect(payer.f.snapshot(ctx).Balance).To(Equal(payer.f.Profile.Balance-8_00), "credited back once")
 				Expect(s.issuerBalance(ctx, payer)).To(Equal(payer.f.Profile.Balance - 8_00))
 				Expect(s.conserved(ctx).InFlight).To(Equal(int64(0)))
 			}, SpecTimeout(90*time.Second))

@@ -37,9 +37,9 @@ Flows:
   transfer --to DEVICE-ID --amount 5.00 [--valid 24h]      offline, bound to the payee
   receive  --medium TEXT | --medium-png FILE               import a transfer shown by the payer
   reclaim  --serial N             take back an expired transfer nobody imported
-  send     --to DEVICE-ID --amount 5.00 --id ID [--hold --valid 1h]   online, through the backend
-  claim    --id ID                take a held online transfer (the payee)
-  reclaim-online --id ID          take back an expired held online transfer (the payer)
+  send     --to DEVICE-ID --amount 5.00 [--id ID] [--valid 24h] [--serial N]   online: the device debits, the backend carries the medium
+  claim    --id ID                the payee's device imports an online transfer
+  reclaim-online --id ID          take back an expired online transfer nobody claimed (the payer)
   verify                          run the verification checks only
 
 Verification flags (any flow): --pin PIN (default the lab's test PIN), --bio, --answer TEXT,
@@ -337,9 +337,8 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 	to := fs.String("to", "", "transfer, send: the payee device ID (hex)")
 	mediumText := fs.String("medium", "", "receive: the transfer medium text")
 	mediumPNG := fs.String("medium-png", "", "receive: a PNG of the transfer medium")
-	serial := fs.Uint64("serial", 0, "reclaim: the transfer serial")
+	serial := fs.Uint64("serial", 0, "reclaim: the transfer serial; send: resend the transfer of this serial the device made already (a retry)")
 	id := fs.String("id", "", "send, claim, reclaim-online: the transfer ID")
-	hold := fs.Bool("hold", false, "send: hold the value until the payee claims it")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -505,11 +504,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		tr := terminal.OnlineTransfer{ID: *id, Payee: to, Amount: amt, Hold: *hold, Verify: v}
-		if *hold {
-			tr.Expires = validFor(24 * time.Hour)
-		}
-		o = tm.SendOnline(ctx, tr)
+		o = tm.SendOnline(ctx, terminal.OnlineTransfer{ID: *id, Payee: to, Amount: amt, Expires: validFor(24 * time.Hour), Serial: *serial, Verify: v})
 	case "claim":
 		o = tm.Claim(ctx, *id, v)
 	case "reclaim-online":

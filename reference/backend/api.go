@@ -170,6 +170,11 @@ type Contact struct {
 type ContactReply struct {
 	DeviceID string            `json:"device_id"`
 	Updates  []ParameterUpdate `json:"updates"`
+	// Acknowledge holds host-signed ACKNOWLEDGE commands (APDU bytes) that
+	// close the device's outgoing transfers closed at the backend (their
+	// transfer-in or reclaim settled) in the last CloseNotice, whichever
+	// device settled first; a device ignores a serial it no longer keeps.
+	Acknowledge [][]byte `json:"acknowledge,omitempty"`
 }
 
 // ParameterUpdate is a change of a device's parameters (spd.ParameterUpdate),
@@ -256,22 +261,21 @@ type Revocation struct {
 	Time       time.Time `json:"time,omitempty"`
 }
 
-// TransferRequest moves value between two devices through the backend:
-// POST /v1/transfers. TransferID is chosen by the payer side and makes the
-// request idempotent.
+// TransferRequest hands the backend an online transfer: POST
+// /v1/transfers. The payer's device has made it with TRANSFER (SPEC.md
+// SPD-XFR-1, SPD-XFR-5): its balance is debited and the medium is bound to
+// the payee's device. The backend settles the transfer-out record at once
+// (the value is in flight) and carries the medium to the payee's terminal,
+// whose device imports it with TRANSFER IN (a claim). TransferID is chosen
+// by the payer side and makes the request idempotent.
 type TransferRequest struct {
 	TransferID string `json:"transfer_id"`
-	From       string `json:"from"`
-	To         string `json:"to"`
-	Amount     int64  `json:"amount"`
-	// Hold keeps the value in flight until the payee claims it or, after
-	// Expires, the payer reclaims it. Without Hold the transfer completes
-	// at once.
-	Hold    bool      `json:"hold,omitempty"`
-	Expires time.Time `json:"expires,omitempty"`
-	// Signature is the payer device's INTERNAL AUTHENTICATE answer to the
-	// challenge Challenge() (SPD-KEY-4): the device consents to the terms.
-	Signature []byte `json:"signature"`
+	// Medium is the transfer medium (Kind 2) the payer's device answered
+	// to TRANSFER: the envelope of SPEC.md section 7, signed by its key.
+	Medium []byte `json:"medium"`
+	// Record is the payer device's signed transfer-out record of it
+	// (READ PENDING, SPEC.md section 8).
+	Record []byte `json:"record"`
 }
 
 // TransferState is where a transfer stands.
@@ -279,29 +283,71 @@ type TransferState string
 
 // Transfer states.
 const (
-	TransferInFlight  TransferState = "in_flight"
-	TransferClaimed   TransferState = "claimed"
+	// TransferInFlight: the payer's device debited, the payee's has not
+	// imported it yet.
+	TransferInFlight TransferState = "in_flight"
+	// TransferClaimed: the payee's device imported it and its transfer-in
+	// record settled.
+	TransferClaimed TransferState = "claimed"
+	// TransferReclaimOrdered: expired and not imported, the backend signed
+	// a RECLAIM for the payer's device; a transfer-in of it is refused.
+	TransferReclaimOrdered TransferState = "reclaim_ordered"
+	// TransferReclaimed: the payer's reclaim record settled.
 	TransferReclaimed TransferState = "reclaimed"
 )
 
-// Transfer is a transfer's record: GET /v1/transfers/{id}.
+// Transfer is a transfer's record: GET /v1/transfers/{id}, and the answer
+// of each step.
 type Transfer struct {
 	TransferID string        `json:"transfer_id"`
 	From       string        `json:"from"`
 	To         string        `json:"to"`
 	Amount     int64         `json:"amount"`
+	Serial     uint64        `json:"serial,omitempty"`
 	State      TransferState `json:"state"`
 	Expires    time.Time     `json:"expires,omitempty"`
 	Repeated   bool          `json:"repeated,omitempty"`
+	// Medium is the transfer medium for the payee's device (TRANSFER IN).
+	Medium []byte `json:"medium,omitempty"`
+	// Acknowledge holds the host-signed ACKNOWLEDGE commands (APDU bytes)
+	// for the device whose record this step settled: the payer's after a
+	// transfer, the payee's after a claim.
+	Acknowledge [][]byte `json:"acknowledge,omitempty"`
+	// Reclaim is the host-signed RECLAIM command (APDU bytes) for the
+	// payer's device, answered by the reclaim step.
+	Reclaim []byte `json:"reclaim,omitempty"`
 }
 
-// TransferAction claims or reclaims a held transfer: POST
-// /v1/transfers/{id}/claim (DeviceID is the payee) or .../reclaim (the payer).
+// TransferAction claims an online transfer (POST /v1/transfers/{id}/claim:
+// DeviceID is the payee, Record its device's signed transfer-in record of
+// the medium) or asks for its RECLAIM (POST /v1/transfers/{id}/reclaim:
+// DeviceID is the payer, Signature its device's INTERNAL AUTHENTICATE
+// answer to TransferActionChallenge).
 type TransferAction struct {
-	DeviceID string `json:"device_id"`
-	// Signature is that device's INTERNAL AUTHENTICATE answer to
-	// TransferActionChallenge.
-	Signature []byte `json:"signature"`
+	DeviceID  string `json:"device_id"`
+	Record    []byte `json:"record,omitempty"`
+	Signature []byte `json:"signature,omitempty"`
+}
+
+// ReclaimRequest asks for the host-signed RECLAIM of an offline transfer
+// nobody imported: POST /v1/reclaims. Medium is the transfer medium as the
+// payer's device shows it again (TRANSFER SHOW), signed by its key.
+type ReclaimRequest struct {
+	Medium []byte `json:"medium"`
+}
+
+// ReclaimOrder is the backend's RECLAIM order for the payer's device
+// (SPEC.md SPD-XFR-4): signed only after the transfer expired and while no
+// import receipt of it has reached the backend; from then on the backend
+// refuses to settle one. Repeated is set when it was ordered before.
+type ReclaimOrder struct {
+	Payer    string    `json:"payer"`
+	Serial   uint64    `json:"serial"`
+	Amount   int64     `json:"amount"`
+	Expires  time.Time `json:"expires"`
+	Time     time.Time `json:"time"`
+	Command  []byte    `json:"command"`
+	Repeated bool      `json:"repeated,omitempty"`
 }
 
 // Audit proves value is conserved: GET /v1/audit. Each figure comes from

@@ -195,43 +195,19 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		return a, internal(err)
 	}
 
-	// transfers: online transfers.
-	err = scanRows(ctx, tx, `SELECT id, from_device, to_device, amount, state FROM transfers ORDER BY id`, func(v []any) {
-		id, from, to, state := fmt.Sprint(v[0]), fmt.Sprint(v[1]), fmt.Sprint(v[2]), fmt.Sprint(v[4])
-		amount, ok := amountOf(v[3])
-		where := Discrepancy{Source: "transfers", Transfer: id, DeviceID: from}
-		if !ok {
-			where.Detail = fmt.Sprintf("amount is %s, not an amount in 0..2^53", describe(v[3]))
-			bad(where)
-			return
-		}
-		fd, td := devs[from], devs[to]
-		if fd == nil || td == nil {
-			where.Detail = "names a device that is not registered"
-			bad(where)
-			return
-		}
-		fd.moved.add(-amount)
-		switch TransferState(state) {
-		case TransferInFlight:
-			inFlight.add(amount)
-			a.TransfersHeld++
-		case TransferClaimed:
-			td.moved.add(amount)
-		case TransferReclaimed:
-			fd.moved.add(amount)
-		default:
-			where.Detail = fmt.Sprintf("state %q is not a transfer state", state)
-			bad(where)
-		}
-	})
-	if err != nil {
-		return a, internal(err)
-	}
-
 	// offline_transfers: value between a payer's transfer-out and the
 	// payee's transfer-in (or the payer's reclaim).
-	err = scanRows(ctx, tx, `SELECT payer, serial, amount, out_settled, in_settled, reclaimed, in_held FROM offline_transfers ORDER BY payer, serial`, func(v []any) {
+	type xferKey struct {
+		payer  string
+		serial int64
+	}
+	type xferState struct {
+		payee                        string
+		amount                       int64
+		out, in, reclaimed, reclaim1 bool
+	}
+	xfers := map[xferKey]xferState{}
+	err = scanRows(ctx, tx, `SELECT payer, serial, amount, out_settled, in_settled, reclaimed, in_held, payee, reclaim_ordered_at FROM offline_transfers ORDER BY payer, serial`, func(v []any) {
 		payer := fmt.Sprint(v[0])
 		where := Discrepancy{Source: "offline_transfers", DeviceID: payer, Transfer: fmt.Sprintf("serial %v", v[1])}
 		amount, ok := amountOf(v[2])
@@ -249,7 +225,13 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 			return
 		}
 		out, in, reclaimed, held := flags[0] == 1, flags[1] == 1, flags[2] == 1, flags[3] == 1
+		serial, _ := v[1].(int64)
+		ordered, _ := v[8].(int64)
+		xfers[xferKey{payer, serial}] = xferState{payee: fmt.Sprint(v[7]), amount: amount, out: out, in: in, reclaimed: reclaimed, reclaim1: ordered != 0}
 		switch {
+		case ordered != 0 && (in || held):
+			where.Detail = "a transfer-in of a transfer the backend ordered reclaimed (the import was credited after the RECLAIM order)"
+			bad(where)
 		case (in || reclaimed) && !out, in && reclaimed, held && (in || out || reclaimed):
 			where.Detail = fmt.Sprintf("impossible state: out %v, in %v, reclaimed %v, held %v (value credited that was never debited, or spent twice)", out, in, reclaimed, held)
 			bad(where)
@@ -257,6 +239,69 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 			inFlight.add(amount)
 			a.TransfersHeld++
 		}
+	})
+	if err != nil {
+		return a, internal(err)
+	}
+
+	// transfers: online transfers. Each is the backend's note of a
+	// transfer the devices made (TRANSFER, TRANSFER IN): the value moved
+	// with their records (offline_transfers), so each row must agree with
+	// them. A row without a serial moved value at the issuer alone, on
+	// neither device (made before the devices took part): it is counted,
+	// and reported, as the one-sided transfer it is.
+	err = scanRows(ctx, tx, `SELECT id, from_device, to_device, amount, state, serial FROM transfers ORDER BY id`, func(v []any) {
+		id, from, to, state := fmt.Sprint(v[0]), fmt.Sprint(v[1]), fmt.Sprint(v[2]), fmt.Sprint(v[4])
+		amount, ok := amountOf(v[3])
+		serial, sok := v[5].(int64)
+		where := Discrepancy{Source: "transfers", Transfer: id, DeviceID: from}
+		if !ok || !sok || serial < 0 {
+			where.Detail = fmt.Sprintf("amount is %s and serial %s: not an amount in 0..2^53 and a serial", describe(v[3]), describe(v[5]))
+			bad(where)
+			return
+		}
+		fd, td := devs[from], devs[to]
+		if fd == nil || td == nil {
+			where.Detail = "names a device that is not registered"
+			bad(where)
+			return
+		}
+		if serial != 0 {
+			x, found := xfers[xferKey{from, serial}]
+			want := map[TransferState]bool{TransferInFlight: found && x.out && !x.in && !x.reclaimed && !x.reclaim1,
+				TransferReclaimOrdered: found && x.out && !x.in && !x.reclaimed && x.reclaim1,
+				TransferClaimed:        found && x.out && x.in, TransferReclaimed: found && x.out && x.reclaimed}
+			switch {
+			case !found || !x.out:
+				where.Detail = fmt.Sprintf("transfer %d of %s: the payer's settled transfer-out record is missing (value moved without the payer's debit)", serial, from)
+			case x.amount != amount || x.payee != to:
+				where.Detail = fmt.Sprintf("transfer %d of %s: %d to %s, the devices' records say %d to %s", serial, from, amount, to, x.amount, x.payee)
+				where.Expected, where.Found = ptr(x.amount), ptr(amount)
+			case !want[TransferState(state)]:
+				where.Detail = fmt.Sprintf("state %q differs from the devices' records (transfer-in settled %v, reclaimed %v)", state, x.in, x.reclaimed)
+			default:
+				return
+			}
+			bad(where)
+			return
+		}
+		fd.moved.add(-amount)
+		switch TransferState(state) {
+		case TransferInFlight:
+			inFlight.add(amount)
+			a.TransfersHeld++
+		case TransferClaimed:
+			td.moved.add(amount)
+		case TransferReclaimed:
+			fd.moved.add(amount)
+		default:
+			where.Detail = fmt.Sprintf("state %q is not a transfer state", state)
+			bad(where)
+			return
+		}
+		where.Detail = "moved value at the issuer alone: neither device debited or credited it (no transfer medium, no device record); the devices' own balances differ from the issuer's by this amount"
+		where.Found = ptr(amount)
+		bad(where)
 	})
 	if err != nil {
 		return a, internal(err)

@@ -3,6 +3,7 @@ package backend
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spdlab/spdlab/reference/spd"
 )
@@ -185,5 +186,51 @@ func TestTransferInFromUnregisteredPayer(t *testing.T) {
 	a := l.audit()
 	if dev.Balance != 10000 || a.InFlight < 0 || a.HeldIn != 2500 {
 		t.Fatalf("payee %d (want 10000), audit %+v", dev.Balance, a)
+	}
+}
+
+// TestAuditOneSidedTransfer: value moved between two devices at the issuer
+// alone (as online transfers once did: the issuer's balances moved, the
+// devices' did not, and the audit said conserved) is a discrepancy naming
+// the transfer; so is an online transfer whose payer's debit record is
+// missing, or whose state its devices' records contradict.
+func TestAuditOneSidedTransfer(t *testing.T) {
+	l := newLab(t, nil)
+	p, q := newSimDevice(t, "payer"), newSimDevice(t, "payee")
+	l.register(p, 1000, "")
+	l.register(q, 1000, "")
+	l.tamper(`UPDATE devices SET balance=balance-500 WHERE id=$1`, p.id)
+	l.tamper(`UPDATE devices SET balance=balance+500 WHERE id=$1`, q.id)
+	l.tamper(`INSERT INTO transfers(id, from_device, to_device, amount, state, expires_at, created_at, done_at) VALUES('T-OLD', $1, $2, 500, 'claimed', 0, 0, 0)`, p.id, q.id)
+	a, err := l.c.Audit(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Conserved || len(a.Discrepancies) != 1 || a.Discrepancies[0].Source != "transfers" || a.Discrepancies[0].Transfer != "T-OLD" ||
+		!strings.Contains(a.Discrepancies[0].Detail, "issuer alone") {
+		t.Fatalf("a one-sided transfer: %+v", a)
+	}
+	l.tamper(`DELETE FROM transfers`)
+	l.tamper(`UPDATE devices SET balance=1000`)
+	l.audit()
+
+	// A transfer row naming a serial the payer's records never debited.
+	l.tamper(`INSERT INTO transfers(id, from_device, to_device, amount, state, expires_at, created_at, done_at, serial) VALUES('T-NEW', $1, $2, 500, 'in_flight', 0, 0, 0, 9)`, p.id, q.id)
+	a, _ = l.c.Audit(bg)
+	if a.Conserved || len(a.Discrepancies) != 1 || !strings.Contains(a.Discrepancies[0].Detail, "transfer-out record is missing") {
+		t.Fatalf("a transfer without the payer's debit: %+v", a)
+	}
+	// A real one, then its state changed to claimed without the import.
+	l.tamper(`DELETE FROM transfers`)
+	now := l.clock.Now()
+	med, out := p.transferOut(q, 1, 200, now, now.Add(time.Hour))
+	if _, err := l.term.Transfer(bg, TransferRequest{TransferID: "T1", Medium: med, Record: out}); err != nil {
+		t.Fatal(err)
+	}
+	l.audit()
+	l.tamper(`UPDATE transfers SET state='claimed'`)
+	a, _ = l.c.Audit(bg)
+	if a.Conserved || len(a.Discrepancies) != 1 || a.Discrepancies[0].Transfer != "T1" {
+		t.Fatalf("a claimed state without the import: %+v", a)
 	}
 }

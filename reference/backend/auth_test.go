@@ -35,10 +35,11 @@ func authRoutes(d *simDevice, rec []byte) []route {
 		{"POST", "/v1/otp/verify", OTPAnswer{ID: "x", Code: "123456"}, RoleTerminal},
 		{"POST", "/v1/revocations", Revocation{DeviceID: d.id}, RoleIssuer},
 		{"GET", "/v1/revocations", nil, RoleTerminal},
-		{"POST", "/v1/transfers", TransferRequest{TransferID: "t", From: d.id, To: d.id, Amount: 1}, RoleTerminal},
+		{"POST", "/v1/transfers", TransferRequest{TransferID: "t", Medium: []byte{1}, Record: rec}, RoleTerminal},
 		{"GET", "/v1/transfers/t", nil, RoleTerminal},
 		{"POST", "/v1/transfers/t/claim", TransferAction{DeviceID: d.id}, RoleTerminal},
 		{"POST", "/v1/transfers/t/reclaim", TransferAction{DeviceID: d.id}, RoleTerminal},
+		{"POST", "/v1/reclaims", ReclaimRequest{Medium: []byte{1}}, RoleTerminal},
 		{"GET", "/v1/audit", nil, RoleIssuer},
 	}
 }

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/issuer"
+	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -705,11 +707,17 @@ func TestOTP(t *testing.T) {
 	}
 }
 
+// TestTransfers: an online transfer moves value on both devices. The
+// payer's device debited (TRANSFER) before the backend hears of it; the
+// backend settles that debit, carries the medium, and credits the payee
+// only with the payee device's own import record; after expiry it signs a
+// RECLAIM only while no import reached it, and refuses the import after.
 func TestTransfers(t *testing.T) {
 	l := newLab(t, nil)
-	p, q := newSimDevice(t, "payer"), newSimDevice(t, "payee")
+	p, q, r := newSimDevice(t, "payer"), newSimDevice(t, "payee"), newSimDevice(t, "other")
 	l.register(p, 1000, "")
 	l.register(q, 0, "")
+	l.register(r, 0, "")
 	balance := func(id string) int64 {
 		d, err := l.c.Device(bg, id)
 		if err != nil {
@@ -717,85 +725,174 @@ func TestTransfers(t *testing.T) {
 		}
 		return d.Balance
 	}
+	now := l.clock.Now()
+	med, out := p.transferOut(q, 1, 200, now, now.Add(time.Hour))
 
-	tr, err := l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 100}))
-	if err != nil || tr.State != TransferClaimed || balance(devID("payer")) != 900 || balance(devID("payee")) != 100 {
-		t.Fatalf("immediate: %+v %v", tr, err)
-	}
-	again, err := l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 100}))
-	if err != nil || !again.Repeated || balance(devID("payer")) != 900 {
-		t.Fatalf("repeat: %+v %v", again, err)
-	}
+	// Refused: nothing stored.
 	before := l.snapshot()
-	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t1", From: devID("payer"), To: devID("payee"), Amount: 101}))
-	wantCode(t, err, 409, CodeConflict)
-	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payee"), Amount: 5000}))
-	wantCode(t, err, 422, CodeInsufficient)
-	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("nobody"), Amount: 1}))
-	wantCode(t, err, 404, CodeUnknownDevice)
-	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payer"), Amount: 1}))
+	_, err := l.term.Transfer(bg, TransferRequest{TransferID: "t1", Medium: med})
 	wantCode(t, err, 400, CodeMalformed)
-	_, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "t2", From: devID("payer"), To: devID("payee"), Amount: 0}))
+	_, err = l.term.Transfer(bg, TransferRequest{TransferID: "t1", Record: out})
 	wantCode(t, err, 400, CodeMalformed)
-	// The payer's consent is required and bound to the terms.
-	_, err = l.c.Transfer(bg, TransferRequest{TransferID: "t3", From: devID("payer"), To: devID("payee"), Amount: 10})
+	otherMed, otherOut := p.transferOut(q, 2, 300, now, now.Add(time.Hour))
+	_, err = l.term.Transfer(bg, TransferRequest{TransferID: "t1", Medium: otherMed, Record: out})
+	wantCode(t, err, 400, CodeMalformed)
+	forged, _ := r.transferOut(q, 1, 200, now, now.Add(time.Hour)) // signed by another device's key
+	forgedInfo, _ := medium.Parse(forged)
+	forgedInfo.Info.DeviceID, forgedInfo.Info.PayerID = p.raw, p.raw
+	forged, _ = medium.Sign(forgedInfo.Info, r.key)
+	_, err = l.term.Transfer(bg, TransferRequest{TransferID: "t1", Medium: forged, Record: out})
 	wantCode(t, err, 403, CodeBadSignature)
-	_, err = l.c.Transfer(bg, q.transfer(TransferRequest{TransferID: "t3", From: devID("payer"), To: devID("payee"), Amount: 10}))
-	wantCode(t, err, 403, CodeBadSignature)
-	signed := p.transfer(TransferRequest{TransferID: "t3", From: devID("payer"), To: devID("payee"), Amount: 10})
-	signed.Amount = 999
-	_, err = l.c.Transfer(bg, signed)
-	wantCode(t, err, 403, CodeBadSignature)
+	_, err = l.term.Transfer(bg, TransferRequest{TransferID: "t1", Medium: med, Record: q.transferIn(p, 1, 200, now)})
+	wantCode(t, err, 400, CodeMalformed)
 	if l.snapshot() != before {
 		t.Fatal("refused transfers changed the stored state")
 	}
 
-	// Held: in flight until claimed.
-	tr, err = l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "h1", From: devID("payer"), To: devID("payee"), Amount: 200, Hold: true, Expires: l.clock.Now().Add(time.Hour)}))
-	if err != nil || tr.State != TransferInFlight || balance(devID("payer")) != 700 {
-		t.Fatalf("held: %+v %v", tr, err)
+	tr, err := l.term.Transfer(bg, TransferRequest{TransferID: "t1", Medium: med, Record: out})
+	if err != nil || tr.State != TransferInFlight || tr.From != p.id || tr.To != q.id || tr.Amount != 200 || tr.Serial != 1 || len(tr.Acknowledge) != 1 {
+		t.Fatalf("transfer: %+v %v", tr, err)
+	}
+	if balance(p.id) != 800 || balance(q.id) != 0 {
+		t.Fatal("the payer's debit did not settle, or the payee was credited before its device imported")
 	}
 	if a := l.audit(); a.InFlight != 200 || a.TransfersHeld != 1 {
 		t.Fatalf("audit: %+v", a)
 	}
-	_, err = l.c.ClaimTransfer(bg, "h1", p.action(TransferClaimed, "h1"))
-	wantCode(t, err, 403, CodeTransferState)
-	forged := q.action(TransferClaimed, "h1")
-	forged.Signature = p.authenticate(TransferActionChallenge(TransferClaimed, "h1", q.id))
-	_, err = l.c.ClaimTransfer(bg, "h1", forged)
-	wantCode(t, err, 403, CodeBadSignature)
-	_, err = l.c.ReclaimTransfer(bg, "h1", p.action(TransferReclaimed, "h1"))
-	wantCode(t, err, 409, CodeTransferState)
-	tr, err = l.c.ClaimTransfer(bg, "h1", q.action(TransferClaimed, "h1"))
-	if err != nil || tr.State != TransferClaimed || balance(devID("payee")) != 300 {
-		t.Fatalf("claim: %+v %v", tr, err)
+	again, err := l.term.Transfer(bg, TransferRequest{TransferID: "t1", Medium: med, Record: out})
+	if err != nil || !again.Repeated || balance(p.id) != 800 {
+		t.Fatalf("repeat: %+v %v", again, err)
 	}
-	tr, err = l.c.ClaimTransfer(bg, "h1", q.action(TransferClaimed, "h1"))
-	if err != nil || !tr.Repeated || balance(devID("payee")) != 300 {
-		t.Fatalf("claim again: %+v %v", tr, err)
+	_, err = l.term.Transfer(bg, TransferRequest{TransferID: "t9", Medium: med, Record: out})
+	wantCode(t, err, 409, CodeConflict)
+	_, err = l.term.Transfer(bg, TransferRequest{TransferID: "t1", Medium: otherMed, Record: otherOut})
+	wantCode(t, err, 409, CodeConflict)
+	got, err := l.term.TransferState(bg, "t1")
+	if err != nil || !bytes.Equal(got.Medium, med) {
+		t.Fatalf("the payee's terminal gets the medium: %+v %v", got, err)
 	}
 
-	// Held, unclaimed, expired: the payer reclaims; the payee is too late.
-	if _, err := l.c.Transfer(bg, p.transfer(TransferRequest{TransferID: "h2", From: devID("payer"), To: devID("payee"), Amount: 50, Hold: true})); err != nil {
+	// The claim: the payee's import record, and only that.
+	before = l.snapshot()
+	_, err = l.term.ClaimTransfer(bg, "t1", TransferAction{DeviceID: r.id, Record: r.transferIn(p, 1, 200, now)})
+	wantCode(t, err, 403, CodeTransferState)
+	_, err = l.term.ClaimTransfer(bg, "t1", TransferAction{DeviceID: q.id, Record: q.transferIn(p, 1, 201, now)})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.term.ClaimTransfer(bg, "t1", TransferAction{DeviceID: q.id})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.term.ClaimTransfer(bg, "nosuch", TransferAction{DeviceID: q.id, Record: q.transferIn(p, 1, 200, now)})
+	wantCode(t, err, 404, CodeUnknownTransfer)
+	if l.snapshot() != before {
+		t.Fatal("refused claims changed the stored state")
+	}
+	q.atc = 0
+	in := q.transferIn(p, 1, 200, now)
+	tr, err = l.term.ClaimTransfer(bg, "t1", TransferAction{DeviceID: q.id, Record: in})
+	if err != nil || tr.State != TransferClaimed || len(tr.Acknowledge) != 1 || balance(q.id) != 200 || balance(p.id) != 800 {
+		t.Fatalf("claim: %+v %v", tr, err)
+	}
+	tr, err = l.term.ClaimTransfer(bg, "t1", TransferAction{DeviceID: q.id, Record: in})
+	if err != nil || !tr.Repeated || balance(q.id) != 200 {
+		t.Fatalf("claim again: %+v %v", tr, err)
+	}
+	_, err = l.term.ReclaimTransfer(bg, "t1", p.action(TransferReclaimed, "t1"))
+	wantCode(t, err, 409, CodeTransferState) // not expired
+	l.clock.Advance(2 * time.Hour)
+	_, err = l.term.ReclaimTransfer(bg, "t1", p.action(TransferReclaimed, "t1"))
+	wantCode(t, err, 409, CodeConflict) // imported
+	if a := l.audit(); a.InFlight != 0 || a.Balances != 1000 {
+		t.Fatalf("audit: %+v", a)
+	}
+
+	// Unclaimed, expired: the payer's device gets a RECLAIM order, and the
+	// payee's import is refused from then on.
+	now = l.clock.Now()
+	med2, out2 := p.transferOut(q, 2, 50, now, now.Add(time.Hour))
+	if _, err := l.term.Transfer(bg, TransferRequest{TransferID: "t2", Medium: med2, Record: out2}); err != nil {
 		t.Fatal(err)
 	}
-	l.clock.Advance(25 * time.Hour)
-	_, err = l.c.ClaimTransfer(bg, "h2", q.action(TransferClaimed, "h2"))
+	_, err = l.term.ReclaimTransfer(bg, "t2", p.action(TransferReclaimed, "t2"))
 	wantCode(t, err, 409, CodeTransferState)
-	tr, err = l.c.ReclaimTransfer(bg, "h2", p.action(TransferReclaimed, "h2"))
-	if err != nil || tr.State != TransferReclaimed || balance(devID("payer")) != 700 {
+	l.clock.Advance(2 * time.Hour)
+	_, err = l.term.ReclaimTransfer(bg, "t2", q.action(TransferReclaimed, "t2"))
+	wantCode(t, err, 403, CodeTransferState) // the payee
+	forgedAction := p.action(TransferReclaimed, "t2")
+	forgedAction.Signature = q.authenticate(TransferActionChallenge(TransferReclaimed, "t2", p.id))
+	_, err = l.term.ReclaimTransfer(bg, "t2", forgedAction)
+	wantCode(t, err, 403, CodeBadSignature)
+	tr, err = l.term.ReclaimTransfer(bg, "t2", p.action(TransferReclaimed, "t2"))
+	if err != nil || tr.State != TransferReclaimOrdered || len(tr.Reclaim) == 0 || balance(p.id) != 750 {
 		t.Fatalf("reclaim: %+v %v", tr, err)
 	}
-	_, err = l.c.ClaimTransfer(bg, "h2", q.action(TransferClaimed, "h2"))
-	wantCode(t, err, 409, CodeTransferState)
-	_, err = l.c.ClaimTransfer(bg, "nosuch", q.action(TransferClaimed, "nosuch"))
-	wantCode(t, err, 404, CodeUnknownTransfer)
-	got, err := l.c.TransferState(bg, "h2")
-	if err != nil || got.State != TransferReclaimed || got.Amount != 50 {
-		t.Fatalf("get: %+v %v", got, err)
+	cmd, err := apdu.ParseCommand(tr.Reclaim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := spd.OpenIssuerData(l.srv.PublicKey(), spd.INSReclaim, p.raw, cmd.Data)
+	if err != nil {
+		t.Fatalf("RECLAIM not signed with the host key for the payer: %v", err)
+	}
+	_ = body
+	_, err = l.term.ClaimTransfer(bg, "t2", TransferAction{DeviceID: q.id, Record: q.transferIn(p, 2, 50, now)})
+	wantCode(t, err, 409, CodeConflict)
+	p.atc++
+	rc := p.sign(spd.PendingRecord{ATC: p.atc, Kind: spd.KindReclaim, Mode: spd.ModeOffline, Amount: 50, Time: l.clock.Now(), Serial: 2, Counterpart: q.raw})
+	if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{rc}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = l.term.TransferState(bg, "t2")
+	if err != nil || got.State != TransferReclaimed || balance(p.id) != 800 {
+		t.Fatalf("after the reclaim settled: %+v %v", got, err)
 	}
 	if a := l.audit(); a.InFlight != 0 || a.Balances != 1000 {
 		t.Fatalf("audit: %+v", a)
+	}
+}
+
+// TestTransferClosesPayerEitherOrder: whichever device settles first, the
+// payer's device is told to close the transfer (ACKNOWLEDGE DF61): in the
+// batch that closes it, and at every contact of the payer after.
+func TestTransferClosesPayerEitherOrder(t *testing.T) {
+	for _, payerFirst := range []bool{true, false} {
+		l := newLab(t, nil)
+		p, q := newSimDevice(t, "payer"), newSimDevice(t, "payee")
+		l.register(p, 1000, "")
+		l.register(q, 0, "")
+		now := l.clock.Now()
+		_, out := p.transferOut(q, 5, 300, now, now.Add(time.Hour))
+		in := q.transferIn(p, 5, 300, now)
+		first, second := out, in
+		if !payerFirst {
+			first, second = in, out
+		}
+		for _, rec := range [][]byte{first, second} {
+			if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{rec}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reply, err := l.term.Contact(bg, p.id, Contact{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reply.Acknowledge) != 1 {
+			t.Fatalf("payer first %v: the payer's contact carries %d ACKNOWLEDGE commands, want 1", payerFirst, len(reply.Acknowledge))
+		}
+		cmd, err := apdu.ParseCommand(reply.Acknowledge[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := spd.OpenIssuerData(l.srv.PublicKey(), spd.INSAcknowledge, p.raw, cmd.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sa, err := spd.ParseAcknowledgement(body)
+		if err != nil || len(sa.Serials) != 1 || sa.Serials[0] != 5 || len(sa.ATCs) != 0 {
+			t.Fatalf("payer first %v: ACKNOWLEDGE %+v %v", payerFirst, sa, err)
+		}
+		if reply, err := l.term.Contact(bg, q.id, Contact{}); err != nil || len(reply.Acknowledge) != 0 {
+			t.Fatalf("the payee closes nothing: %+v %v", reply, err)
+		}
+		l.audit()
 	}
 }
 

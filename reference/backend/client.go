@@ -189,7 +189,9 @@ func (c *Client) Revocations(ctx context.Context) ([]Revocation, error) {
 	return list, err
 }
 
-// Transfer moves value between two devices, at once or held in flight.
+// Transfer hands the backend an online transfer the payer's device made
+// (its medium and transfer-out record): the debit settles and the medium
+// waits for the payee's device.
 func (c *Client) Transfer(ctx context.Context, req TransferRequest) (Transfer, error) {
 	var t Transfer
 	err := c.do(ctx, http.MethodPost, "/v1/transfers", req, &t)
@@ -203,20 +205,29 @@ func (c *Client) TransferState(ctx context.Context, id string) (Transfer, error)
 	return t, err
 }
 
-// ClaimTransfer moves a held transfer to its payee; a is signed by the
-// payee (TransferActionChallenge with TransferClaimed).
+// ClaimTransfer settles the payee device's import of an online transfer
+// (a.Record, its transfer-in record).
 func (c *Client) ClaimTransfer(ctx context.Context, id string, a TransferAction) (Transfer, error) {
 	var t Transfer
 	err := c.do(ctx, http.MethodPost, "/v1/transfers/"+esc(id)+"/claim", a, &t)
 	return t, err
 }
 
-// ReclaimTransfer returns an expired, unclaimed transfer to its payer; a is
-// signed by the payer (TransferActionChallenge with TransferReclaimed).
+// ReclaimTransfer asks for the RECLAIM of an expired, unclaimed online
+// transfer; a is signed by the payer (TransferActionChallenge with
+// TransferReclaimed).
 func (c *Client) ReclaimTransfer(ctx context.Context, id string, a TransferAction) (Transfer, error) {
 	var t Transfer
 	err := c.do(ctx, http.MethodPost, "/v1/transfers/"+esc(id)+"/reclaim", a, &t)
 	return t, err
+}
+
+// OrderReclaim asks for the host-signed RECLAIM of an expired offline
+// transfer nobody imported (the medium as TRANSFER SHOW answers it).
+func (c *Client) OrderReclaim(ctx context.Context, req ReclaimRequest) (ReclaimOrder, error) {
+	var o ReclaimOrder
+	err := c.do(ctx, http.MethodPost, "/v1/reclaims", req, &o)
+	return o, err
 }
 
 // Audit returns the conservation audit.

@@ -210,6 +210,8 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	reply := ContactReply{DeviceID: id, Updates: []ParameterUpdate{}}
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	var closed []uint64
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		reply.Updates = reply.Updates[:0] // a write may run again: nothing of an aborted run is kept
 		d, err := s.loadDevice(ctx, tx, id)
@@ -254,8 +256,15 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request) {
 		if err := rows.Err(); err != nil {
 			return internal(err)
 		}
-		return nil
+		closed, err = s.closedSerials(ctx, tx, id, now)
+		return err
 	})
+	if err == nil && len(closed) > 0 {
+		var acks []DeviceAcknowledgement
+		if acks, err = s.deviceAcknowledgements(nil, map[string][]uint64{id: closed}, now); err == nil {
+			reply.Acknowledge = acks[0].Commands
+		}
+	}
 	if err != nil {
 		writeErr(w, err)
 		return

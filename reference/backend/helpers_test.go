@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/clock"
+	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -151,10 +152,25 @@ func (d *simDevice) authenticate(challenge []byte) []byte {
 	return sig
 }
 
-// transfer signs a transfer request as its payer.
-func (d *simDevice) transfer(r TransferRequest) TransferRequest {
-	r.Signature = d.authenticate(r.Challenge())
-	return r
+// transferOut is what the device's TRANSFER makes (SPEC.md SPD-XFR-1): the
+// next ATC, the transfer medium signed by its key, and its signed
+// transfer-out record.
+func (d *simDevice) transferOut(to *simDevice, serial uint64, amount int64, at, expiry time.Time) (med, rec []byte) {
+	d.atc++
+	info := medium.ServiceInfo{Kind: medium.KindTransfer, DeviceID: d.raw, PayerID: d.raw, PayeeID: to.raw, Serial: serial,
+		Amount: amount, Currency: 156, ATC: d.atc, Issued: at, Expiry: expiry}
+	med, err := medium.Sign(info, d.key)
+	if err != nil {
+		panic(err)
+	}
+	return med, d.sign(spd.PendingRecord{ATC: d.atc, Kind: spd.KindTransferOut, Mode: spd.ModeOffline, Amount: amount, Time: at, Serial: serial, Counterpart: to.raw})
+}
+
+// transferIn is the signed record of the device's TRANSFER IN of a
+// transfer from payer.
+func (d *simDevice) transferIn(from *simDevice, serial uint64, amount int64, at time.Time) []byte {
+	d.atc++
+	return d.sign(spd.PendingRecord{ATC: d.atc, Kind: spd.KindTransferIn, Mode: spd.ModeOffline, Amount: amount, Time: at, Serial: serial, Counterpart: from.raw})
 }
 
 // action signs a claim or reclaim as d.

@@ -31,6 +31,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/transfers/{id}", term(s.handleGetTransfer))
 	m.HandleFunc("POST /v1/transfers/{id}/claim", term(s.handleClaim))
 	m.HandleFunc("POST /v1/transfers/{id}/reclaim", term(s.handleReclaim))
+	m.HandleFunc("POST /v1/reclaims", term(s.handleReclaimOrder))
 	m.HandleFunc("GET /v1/audit", issuer(s.handleAudit))
 	m.HandleFunc("GET /v1/payees/{payee}", issuer(s.handlePayee))
 	m.HandleFunc("GET /v1/accounts/{id}/bill", issuer(s.handleBill))

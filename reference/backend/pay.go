@@ -212,6 +212,12 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request) {
 // transfer-out into it, the payee's transfer-in or the payer's reclaim out
 // of it; a transfer imported and also reclaimed is refused as a double spend.
 func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []DeviceRecord) (SettlementAck, error) {
+	return s.settleWith(ctx, batch, recs, nil)
+}
+
+// settleWith is settle with also, when then is not nil, then's work in the
+// batch's transaction (after the records'): an error of then stores nothing.
+func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []DeviceRecord, then func(context.Context, *sql.Tx) error) (SettlementAck, error) {
 	for i, rec := range recs {
 		if err := s.verifyRecord(ctx, rec); err != nil {
 			return SettlementAck{}, asAPIErr(err).at(i)
@@ -317,7 +323,7 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 				credits.add(rec)
 			default:
 				var payer string
-				payer, state, err = s.settleTransferRecord(ctx, tx, dev, rec, load)
+				payer, state, err = s.settleTransferRecord(ctx, tx, dev, rec, load, now)
 				if err != nil {
 					return asAPIErr(err).at(i)
 				}
@@ -341,6 +347,9 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 			if _, err := setBalance.ExecContext(ctx, devs[id].balance, id); err != nil {
 				return internal(err)
 			}
+		}
+		if then != nil {
+			return then(ctx, tx)
 		}
 		return nil
 	})
@@ -369,7 +378,13 @@ func (s *Server) settle(ctx context.Context, batch SettlementBatch, recs []Devic
 // nothing, and is credited when the payer's transfer-out settles; a payer
 // that is not registered, or is revoked, never settles one, so the value
 // stays held and the audit shows it.
-func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *deviceRow, rec DeviceRecord, load func(string) (*deviceRow, error)) (string, int, error) {
+//
+// The transfer closes when its transfer-in or reclaim settles: closed_at
+// is set, so that the payer's contacts carry its ACKNOWLEDGE whichever
+// device settled first, and the online transfer naming it (if any) moves
+// to claimed or reclaimed. A transfer-in of a transfer the backend ordered
+// reclaimed is refused.
+func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *deviceRow, rec DeviceRecord, load func(string) (*deviceRow, error), now time.Time) (string, int, error) {
 	if rec.Serial == 0 {
 		return "", 0, newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: %v record without a serial", rec.Device, rec.ATC, rec.Kind)
 	}
@@ -387,10 +402,10 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 		payee                      string
 		amount                     int64
 		out, in, reclaimed, inHeld bool
-		inATC                      int64
+		inATC, closedAt, orderedAt int64
 	}
-	err := tx.QueryRowContext(ctx, `SELECT payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc FROM offline_transfers WHERE payer=$1 AND serial=$2`,
-		payer, int64(rec.Serial)).Scan(&t.payee, &t.amount, &t.out, &t.in, &t.reclaimed, &t.inHeld, &t.inATC)
+	err := tx.QueryRowContext(ctx, `SELECT payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc, closed_at, reclaim_ordered_at FROM offline_transfers WHERE payer=$1 AND serial=$2`,
+		payer, int64(rec.Serial)).Scan(&t.payee, &t.amount, &t.out, &t.in, &t.reclaimed, &t.inHeld, &t.inATC, &t.closedAt, &t.orderedAt)
 	found := err == nil
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return "", 0, internal(err)
@@ -439,6 +454,9 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 		if t.in || t.inHeld || t.reclaimed {
 			return refuse("already imported or reclaimed (double spend)")
 		}
+		if t.orderedAt != 0 {
+			return refuse(fmt.Sprintf("the backend ordered it reclaimed at %s, after it expired: an import after the expiry is not credited", unixTime(t.orderedAt).Format(time.RFC3339)))
+		}
 		if t.out {
 			if err := checkCredit(rec.Device, dev.balance, rec.Amount); err != nil {
 				return "", 0, err
@@ -463,12 +481,26 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 	default:
 		return "", 0, newErr(http.StatusBadRequest, CodeMalformed, "device %s ATC %d: unknown kind %v", rec.Device, rec.ATC, rec.Kind)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO offline_transfers(payer, serial, payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc)
-		VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT(payer, serial) DO UPDATE SET payee=excluded.payee,
+	closing := t.closedAt == 0 && t.out && (t.in || t.reclaimed)
+	if closing {
+		t.closedAt = now.Unix()
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO offline_transfers(payer, serial, payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc, closed_at)
+		VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT(payer, serial) DO UPDATE SET payee=excluded.payee,
 		out_settled=excluded.out_settled, in_settled=excluded.in_settled, reclaimed=excluded.reclaimed,
-		in_held=excluded.in_held, in_atc=excluded.in_atc`,
-		payer, int64(rec.Serial), payee, rec.Amount, yesNo(t.out), yesNo(t.in), yesNo(t.reclaimed), yesNo(t.inHeld), t.inATC); err != nil {
+		in_held=excluded.in_held, in_atc=excluded.in_atc, closed_at=excluded.closed_at`,
+		payer, int64(rec.Serial), payee, rec.Amount, yesNo(t.out), yesNo(t.in), yesNo(t.reclaimed), yesNo(t.inHeld), t.inATC, t.closedAt); err != nil {
 		return "", 0, internal(err)
+	}
+	if closing {
+		st := TransferClaimed
+		if t.reclaimed {
+			st = TransferReclaimed
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET state=$1, done_at=$2 WHERE from_device=$3 AND serial=$4`,
+			string(st), now.Unix(), payer, int64(rec.Serial)); err != nil {
+			return "", 0, internal(err)
+		}
 	}
 	if rec.Kind == spd.KindTransferOut && !t.in {
 		return "", state, nil // still open: the import has not settled

@@ -1,45 +1,39 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"errors"
 	"net/http"
 	"time"
 
+	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
-// Transfers move value between devices through the backend (C13, C16, C17).
-// An immediate transfer moves the value in one transaction; a held one
-// takes it from the payer into flight, where it waits for the payee to
-// claim it or, once expired, for the payer to reclaim it. Every step is
-// idempotent: a step repeated answers the same with Repeated set.
+// Transfers move value between devices (C13, C16, C17) on the devices
+// themselves: the payer's device debits with TRANSFER before the transfer
+// medium exists, the payee's credits with TRANSFER IN, and each signs a
+// record of it (SPEC.md SPD-XFR-1..5). Offline, the medium travels from
+// screen to camera and the records settle in batches; online, the backend
+// carries the medium: POST /v1/transfers settles the payer's transfer-out
+// record at once and keeps the medium, a claim settles the payee's
+// transfer-in record, and a reclaim answers a host-signed RECLAIM for the
+// payer's device after expiry. The issuer's books move only with the
+// devices' signed records (offline_transfers), so the issuer's view and the
+// devices' views of both balances agree. Every step is idempotent: a step
+// repeated answers the same with Repeated set.
 
-// Challenge is what the payer device signs with INTERNAL AUTHENTICATE to
-// authorise the transfer: SHA-256 over
-//
-//	"SPDXFER1" | len | transfer ID | from | to | amount (8) | hold (1) | expires, Unix seconds (8, 0 for none)
-//
-// with device IDs as their ASCII hex.
-func (r TransferRequest) Challenge() []byte {
-	b := []byte("SPDXFER1")
-	b = append(b, byte(len(r.TransferID)))
-	b = append(b, r.TransferID...)
-	b = append(b, r.From...)
-	b = append(b, r.To...)
-	b = binary.BigEndian.AppendUint64(b, uint64(r.Amount))
-	b = append(b, boolByte(r.Hold))
-	b = binary.BigEndian.AppendUint64(b, uint64(timeUnix(r.Expires)))
-	sum := sha256.Sum256(b)
-	return sum[:]
-}
+// CloseNotice is how long after a transfer closed (its transfer-in or
+// reclaim settled) the payer's contacts carry the ACKNOWLEDGE that closes
+// it on the payer's device.
+const CloseNotice = 30 * 24 * time.Hour
 
-// TransferActionChallenge is what the claiming payee or reclaiming payer
-// signs with INTERNAL AUTHENTICATE: SHA-256 over
+// TransferActionChallenge is what the reclaiming payer signs with INTERNAL
+// AUTHENTICATE: SHA-256 over
 //
 //	"SPDXACT1" | "claim" or "reclaim" | len | transfer ID | device ID
 func TransferActionChallenge(action TransferState, transferID, deviceID string) []byte {
@@ -69,21 +63,58 @@ func (s *Server) checkDeviceConsent(ctx context.Context, id string, challenge, s
 	return nil
 }
 
-func (s *Server) loadTransfer(ctx context.Context, q interface {
+type queryRower interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, id string) (Transfer, bool, error) {
+}
+
+func (s *Server) loadTransfer(ctx context.Context, q queryRower, id string) (Transfer, bool, error) {
 	t := Transfer{TransferID: id}
-	var exp int64
-	err := q.QueryRowContext(ctx, `SELECT from_device, to_device, amount, state, expires_at FROM transfers WHERE id=$1`, id).
-		Scan(&t.From, &t.To, &t.Amount, &t.State, &exp)
+	var exp, serial int64
+	err := q.QueryRowContext(ctx, `SELECT from_device, to_device, amount, state, expires_at, serial, medium FROM transfers WHERE id=$1`, id).
+		Scan(&t.From, &t.To, &t.Amount, &t.State, &exp, &serial, &t.Medium)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, false, nil
 	}
 	if err != nil {
 		return t, false, internal(err)
 	}
-	t.Expires = unixTime(exp)
+	t.Expires, t.Serial = unixTime(exp), uint64(serial)
 	return t, true, nil
+}
+
+// transferMedium parses a transfer medium and checks it against the
+// payer's registered key.
+func (s *Server) transferMedium(ctx context.Context, b []byte) (*medium.Medium, string, error) {
+	m, err := medium.Parse(b)
+	if err != nil {
+		return nil, "", newErr(http.StatusBadRequest, CodeMalformed, "medium: %v", err)
+	}
+	if m.Info.Kind != medium.KindTransfer || len(m.Info.PayeeID) != spd.DeviceIDLen || len(m.Info.DeviceID) != spd.DeviceIDLen ||
+		!bytes.Equal(m.Info.PayerID, m.Info.DeviceID) || m.Info.Serial == 0 || m.Info.Amount <= 0 || m.Info.Amount > maxAmount {
+		return nil, "", newErr(http.StatusBadRequest, CodeMalformed, "medium: not a transfer medium of SPEC.md section 7 (kind %v)", m.Info.Kind)
+	}
+	payer := spd.DeviceIDString(m.Info.DeviceID)
+	pub, err := s.deviceKey(ctx, payer)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := m.Verify(pub); err != nil {
+		return nil, "", newErr(http.StatusForbidden, CodeBadSignature, "medium: not signed by the registered key of device %s", payer)
+	}
+	return m, payer, nil
+}
+
+// recordOf parses a device record given with a transfer step and checks
+// its kind and signature.
+func (s *Server) recordOf(ctx context.Context, b []byte, kind spd.PaymentKind) (DeviceRecord, error) {
+	rec, err := ParseDeviceRecord(b)
+	if err != nil {
+		return rec, newErr(http.StatusBadRequest, CodeMalformed, "record: %v", err)
+	}
+	if rec.Kind != kind || rec.Serial == 0 || len(rec.Counterpart) != spd.DeviceIDLen {
+		return rec, newErr(http.StatusBadRequest, CodeMalformed, "record: a %v record, want %v with a serial and the other device", rec.Kind, kind)
+	}
+	return rec, s.verifyRecord(ctx, rec)
 }
 
 func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
@@ -91,102 +122,103 @@ func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	for _, err := range []error{
-		checkText("transfer_id", req.TransferID, 1, 64),
-		checkDeviceID("from", req.From),
-		checkDeviceID("to", req.To),
-		checkAmount("amount", req.Amount, false),
-	} {
-		if err != nil {
-			writeErr(w, err)
-			return
-		}
-	}
-	if req.From == req.To {
-		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "payer and payee are the same device"))
-		return
-	}
-	if !req.Hold && !req.Expires.IsZero() {
-		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "expires applies to held transfers only"))
-		return
-	}
-	ctx := r.Context()
-	if err := s.checkDeviceConsent(ctx, req.From, req.Challenge(), req.Signature); err != nil {
+	t, err := s.transfer(r.Context(), req)
+	if err != nil {
+		s.keepEvidence(r.Context(), err, "transfer "+req.TransferID)
 		writeErr(w, err)
 		return
+	}
+	writeJSON(w, statusOr(!t.Repeated), t)
+}
+
+func (s *Server) transfer(ctx context.Context, req TransferRequest) (Transfer, error) {
+	var t Transfer
+	if err := checkText("transfer_id", req.TransferID, 1, 64); err != nil {
+		return t, err
+	}
+	rec, err := s.recordOf(ctx, req.Record, spd.KindTransferOut)
+	if err != nil {
+		return t, err
+	}
+	m, payer, err := s.transferMedium(ctx, req.Medium)
+	if err != nil {
+		return t, err
+	}
+	info := m.Info
+	if payer != rec.Device || !bytes.Equal(info.PayeeID, rec.Counterpart) || info.Serial != rec.Serial ||
+		info.Amount != rec.Amount || info.Currency != rec.Currency {
+		return t, newErr(http.StatusBadRequest, CodeMalformed, "the medium (payer %s, serial %d, amount %d) is not the transfer of the record (%s, %d, %d)",
+			payer, info.Serial, info.Amount, rec.Device, rec.Serial, rec.Amount)
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
-	expires := req.Expires.UTC().Truncate(time.Second)
-	if req.Hold && expires.IsZero() {
-		expires = now.Add(s.cfg.TransferLifetime)
+	t = Transfer{TransferID: req.TransferID, From: payer, To: spd.DeviceIDString(info.PayeeID), Amount: rec.Amount,
+		Serial: rec.Serial, State: TransferInFlight, Expires: info.Expiry.UTC(), Medium: req.Medium}
+	if !t.Expires.After(now) {
+		return t, newErr(http.StatusConflict, CodeTransferState, "the medium expired at %s: the payer reclaims it (POST /v1/reclaims)", t.Expires.Format(time.RFC3339))
 	}
-	if req.Hold && !expires.After(now) {
-		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "expires is not in the future"))
-		return
-	}
-	t := Transfer{TransferID: req.TransferID, From: req.From, To: req.To, Amount: req.Amount, State: TransferClaimed}
-	if req.Hold {
-		t.State, t.Expires = TransferInFlight, expires
-	}
-	created := false
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		old, found, err := s.loadTransfer(ctx, tx, req.TransferID)
-		if err != nil {
-			return err
-		}
-		if found {
-			heldNow := !old.Expires.IsZero()
-			if old.From != req.From || old.To != req.To || old.Amount != req.Amount || heldNow != req.Hold {
-				return newErr(http.StatusConflict, CodeConflict, "transfer %q exists with other terms", req.TransferID)
-			}
-			t, t.Repeated = old, true
-			return nil
-		}
-		from, err := s.loadDevice(ctx, tx, req.From)
-		if err != nil {
-			return err
-		}
-		to, err := s.loadDevice(ctx, tx, req.To)
-		if err != nil {
-			return err
-		}
-		if from.revoked {
-			return errRevoked(req.From)
-		}
-		if to.revoked {
-			return errRevoked(req.To)
-		}
-		if from.currency != to.currency {
-			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "devices hold different currencies (%d, %d)", from.currency, to.currency)
-		}
-		if req.Amount > from.balance {
-			return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "amount %d over the payer's balance %d", req.Amount, from.balance)
-		}
-		if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, -req.Amount, req.From); err != nil {
-			return internal(err)
-		}
-		done := int64(0)
-		if !req.Hold {
-			if err := checkCredit(req.To, to.balance, req.Amount); err != nil {
+	ack, err := s.settleWith(ctx, SettlementBatch{BatchID: "transfer " + req.TransferID, Records: [][]byte{req.Record}}, []DeviceRecord{rec},
+		func(ctx context.Context, tx *sql.Tx) error {
+			old, found, err := s.loadTransfer(ctx, tx, req.TransferID)
+			if err != nil {
 				return err
 			}
-			if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, req.Amount, req.To); err != nil {
+			if found {
+				if old.From != t.From || old.Serial != t.Serial {
+					return newErr(http.StatusConflict, CodeConflict, "transfer %q exists with other terms", req.TransferID)
+				}
+				t.State, t.Repeated = old.State, true
+				return nil
+			}
+			var other string
+			err = tx.QueryRowContext(ctx, `SELECT id FROM transfers WHERE from_device=$1 AND serial=$2`, t.From, int64(t.Serial)).Scan(&other)
+			if err == nil {
+				return newErr(http.StatusConflict, CodeConflict, "transfer %d of %s was sent before as %q", t.Serial, t.From, other)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
 				return internal(err)
 			}
-			done = now.Unix()
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, from_device, to_device, amount, state, expires_at, created_at, done_at)
-			VALUES($1, $2, $3, $4, $5, $6, $7, $8)`, req.TransferID, req.From, req.To, req.Amount, string(t.State), timeUnix(t.Expires), now.Unix(), done); err != nil {
-			return internal(err)
-		}
-		created = true
-		return nil
-	})
+			payee, err := s.loadDevice(ctx, tx, t.To)
+			if err != nil {
+				return err
+			}
+			if payee.revoked {
+				return errRevoked(t.To)
+			}
+			if payee.currency != rec.Currency {
+				return newErr(http.StatusUnprocessableEntity, CodeMalformed, "devices hold different currencies (%d, %d)", rec.Currency, payee.currency)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE offline_transfers SET expires_at=$1 WHERE payer=$2 AND serial=$3`,
+				t.Expires.Unix(), t.From, int64(t.Serial)); err != nil {
+				return internal(err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, from_device, to_device, amount, state, expires_at, created_at, done_at, serial, medium)
+				VALUES($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)`, t.TransferID, t.From, t.To, t.Amount, string(TransferInFlight),
+				t.Expires.Unix(), now.Unix(), int64(t.Serial), req.Medium); err != nil {
+				return internal(err)
+			}
+			return nil
+		})
 	if err != nil {
-		writeErr(w, err)
-		return
+		return t, err
 	}
-	writeJSON(w, statusOr(created), t)
+	if t.Repeated {
+		if cur, _, err := s.loadTransfer(ctx, s.rdb, t.TransferID); err == nil {
+			t.State = cur.State
+		}
+	}
+	t.Acknowledge = commandsFor(ack, t.From)
+	return t, nil
+}
+
+// commandsFor returns the ACKNOWLEDGE commands of an acknowledgement for
+// one device.
+func commandsFor(ack SettlementAck, id string) [][]byte {
+	for _, a := range ack.Acknowledgements {
+		if a.DeviceID == id {
+			return a.Commands
+		}
+	}
+	return nil
 }
 
 func (s *Server) handleGetTransfer(w http.ResponseWriter, r *http.Request) {
@@ -206,16 +238,70 @@ func (s *Server) handleGetTransfer(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t)
 }
 
+// handleClaim settles the payee's transfer-in record of an online transfer
+// its device imported: the payee is credited against the payer's settled
+// transfer-out.
 func (s *Server) handleClaim(w http.ResponseWriter, r *http.Request) {
-	s.finishTransfer(w, r, TransferClaimed)
-}
-func (s *Server) handleReclaim(w http.ResponseWriter, r *http.Request) {
-	s.finishTransfer(w, r, TransferReclaimed)
+	id, err := pathID(r, "id")
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	var a TransferAction
+	if !s.decode(w, r, &a) {
+		return
+	}
+	t, err := s.claim(r.Context(), id, a)
+	if err != nil {
+		s.keepEvidence(r.Context(), err, "claim "+id)
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
 }
 
-// finishTransfer moves a held transfer's value to the payee (claim) or back
-// to the payer (reclaim, only after expiry).
-func (s *Server) finishTransfer(w http.ResponseWriter, r *http.Request, to TransferState) {
+func (s *Server) claim(ctx context.Context, id string, a TransferAction) (Transfer, error) {
+	if err := checkDeviceID("device_id", a.DeviceID); err != nil {
+		return Transfer{}, err
+	}
+	t, found, err := s.loadTransfer(ctx, s.rdb, id)
+	if err == nil && !found {
+		err = newErr(http.StatusNotFound, CodeUnknownTransfer, "no transfer %q", id)
+	}
+	if err != nil {
+		return t, err
+	}
+	if a.DeviceID != t.To {
+		return t, newErr(http.StatusForbidden, CodeTransferState, "device %q may not claim transfer %q", a.DeviceID, id)
+	}
+	if t.Serial == 0 {
+		return t, newErr(http.StatusConflict, CodeTransferState, "transfer %q was made at the issuer alone, without the devices: it cannot be claimed", id)
+	}
+	rec, err := s.recordOf(ctx, a.Record, spd.KindTransferIn)
+	if err != nil {
+		return t, err
+	}
+	if rec.Device != t.To || spd.DeviceIDString(rec.Counterpart) != t.From || rec.Serial != t.Serial || rec.Amount != t.Amount {
+		return t, newErr(http.StatusBadRequest, CodeMalformed, "the record (payee %s, payer %s, serial %d, amount %d) is not the import of transfer %q",
+			rec.Device, spd.DeviceIDString(rec.Counterpart), rec.Serial, rec.Amount, id)
+	}
+	ack, err := s.settle(ctx, SettlementBatch{BatchID: "claim " + id, Records: [][]byte{a.Record}}, []DeviceRecord{rec})
+	if err != nil {
+		return t, err
+	}
+	cur, _, err := s.loadTransfer(ctx, s.rdb, id)
+	if err != nil {
+		return t, err
+	}
+	cur.Repeated = len(ack.Entries) == 1 && ack.Entries[0].Status == AlreadySettled
+	cur.Medium = nil
+	cur.Acknowledge = commandsFor(ack, t.To)
+	return cur, nil
+}
+
+// handleReclaim answers the payer of an expired online transfer nobody
+// imported with a host-signed RECLAIM for its device.
+func (s *Server) handleReclaim(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r, "id")
 	if err != nil {
 		writeErr(w, err)
@@ -230,67 +316,159 @@ func (s *Server) finishTransfer(w http.ResponseWriter, r *http.Request, to Trans
 		writeErr(w, err)
 		return
 	}
-	if err := s.checkDeviceConsent(ctx, a.DeviceID, TransferActionChallenge(to, id, a.DeviceID), a.Signature); err != nil {
+	if err := s.checkDeviceConsent(ctx, a.DeviceID, TransferActionChallenge(TransferReclaimed, id, a.DeviceID), a.Signature); err != nil {
 		writeErr(w, err)
 		return
 	}
-	now := s.cfg.Now()
-	var t Transfer
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var found bool
-		var err error
-		t, found, err = s.loadTransfer(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if !found {
-			return newErr(http.StatusNotFound, CodeUnknownTransfer, "no transfer %q", id)
-		}
-		party := t.To
-		if to == TransferReclaimed {
-			party = t.From
-		}
-		if a.DeviceID != party {
-			return newErr(http.StatusForbidden, CodeTransferState, "device %q may not %s transfer %q", a.DeviceID, verb(to), id)
-		}
-		if t.State == to {
-			t.Repeated = true
-			return nil
-		}
-		if t.State != TransferInFlight {
-			return newErr(http.StatusConflict, CodeTransferState, "transfer %q is %s", id, t.State)
-		}
-		expired := !now.Before(t.Expires)
-		if to == TransferClaimed && expired {
-			return newErr(http.StatusConflict, CodeTransferState, "transfer %q expired at %s", id, t.Expires.Format(time.RFC3339))
-		}
-		if to == TransferReclaimed && !expired {
-			return newErr(http.StatusConflict, CodeTransferState, "transfer %q can be reclaimed from %s", id, t.Expires.Format(time.RFC3339))
-		}
-		dev, err := s.loadDevice(ctx, tx, party)
-		if err != nil {
-			return err
-		}
-		if dev.revoked {
-			return errRevoked(party)
-		}
-		if err := checkCredit(party, dev.balance, t.Amount); err != nil {
-			return err
-		}
-		if _, err := tx.StmtContext(ctx, s.stmts.addBalance).ExecContext(ctx, t.Amount, party); err != nil {
-			return internal(err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET state=$1, done_at=$2 WHERE id=$3`, string(to), now.Unix(), id); err != nil {
-			return internal(err)
-		}
-		t.State = to
-		return nil
-	})
+	t, found, err := s.loadTransfer(ctx, s.rdb, id)
+	if err == nil && !found {
+		err = newErr(http.StatusNotFound, CodeUnknownTransfer, "no transfer %q", id)
+	}
+	if err == nil && a.DeviceID != t.From {
+		err = newErr(http.StatusForbidden, CodeTransferState, "device %q may not reclaim transfer %q", a.DeviceID, id)
+	}
+	if err == nil && t.Serial == 0 {
+		err = newErr(http.StatusConflict, CodeTransferState, "transfer %q was made at the issuer alone, without the devices: it cannot be reclaimed", id)
+	}
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, t)
+	if t.State == TransferReclaimed {
+		t.Medium, t.Repeated = nil, true
+		writeJSON(w, http.StatusOK, t)
+		return
+	}
+	payee, _ := parseDeviceID(t.To)
+	o, err := s.orderReclaim(ctx, t.From, t.Serial, t.Amount, payee, t.Expires)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	cur, _, err := s.loadTransfer(ctx, s.rdb, id)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	cur.Medium, cur.Reclaim, cur.Repeated = nil, o.Command, o.Repeated
+	writeJSON(w, http.StatusOK, cur)
+}
+
+// handleReclaimOrder answers POST /v1/reclaims: the RECLAIM of an offline
+// transfer, for the medium its payer's device shows again.
+func (s *Server) handleReclaimOrder(w http.ResponseWriter, r *http.Request) {
+	var req ReclaimRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	ctx := r.Context()
+	m, payer, err := s.transferMedium(ctx, req.Medium)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	o, err := s.orderReclaim(ctx, payer, m.Info.Serial, m.Info.Amount, m.Info.PayeeID, m.Info.Expiry.UTC())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, statusOr(!o.Repeated), o)
+}
+
+// orderReclaim signs the RECLAIM of the payer's transfer serial (SPEC.md
+// SPD-XFR-4) when it has expired and no import receipt of it reached the
+// backend, and records the order in the same transaction, so that a
+// transfer-in of it settles never after. A repeated order is signed again
+// with the first order's time.
+func (s *Server) orderReclaim(ctx context.Context, payer string, serial uint64, amount int64, payee []byte, expires time.Time) (ReclaimOrder, error) {
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	o := ReclaimOrder{Payer: payer, Serial: serial, Amount: amount, Expires: expires, Time: now}
+	if !now.After(expires) {
+		return o, newErr(http.StatusConflict, CodeTransferState, "transfer %d of %s can be reclaimed after %s", serial, payer, expires.Format(time.RFC3339))
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		o.Time, o.Repeated = now, false
+		dev, err := s.loadDevice(ctx, tx, payer)
+		if err != nil {
+			return err
+		}
+		if dev.revoked {
+			return errRevoked(payer)
+		}
+		var known struct {
+			amount                                   int64
+			in, inHeld, reclaimed, out, orderedAt, x int64
+		}
+		err = tx.QueryRowContext(ctx, `SELECT amount, in_settled, in_held, reclaimed, out_settled, reclaim_ordered_at, expires_at FROM offline_transfers WHERE payer=$1 AND serial=$2`,
+			payer, int64(serial)).Scan(&known.amount, &known.in, &known.inHeld, &known.reclaimed, &known.out, &known.orderedAt, &known.x)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = tx.ExecContext(ctx, `INSERT INTO offline_transfers(payer, serial, payee, amount, out_settled, in_settled, reclaimed, in_held, in_atc, reclaim_ordered_at, expires_at)
+				VALUES($1, $2, $3, $4, 0, 0, 0, 0, 0, $5, $6)`, payer, int64(serial), spd.DeviceIDString(payee), amount, now.Unix(), expires.Unix())
+			if err != nil {
+				return internal(err)
+			}
+		case err != nil:
+			return internal(err)
+		case known.amount != amount:
+			return newErr(http.StatusConflict, CodeConflict, "transfer %d of %s: amount %d, its record's is %d", serial, payer, amount, known.amount)
+		case known.in == 1 || known.inHeld == 1:
+			return newErr(http.StatusConflict, CodeConflict, "transfer %d of %s was imported by the payee (its transfer-in reached the backend): no reclaim", serial, payer)
+		case known.reclaimed == 1:
+			return newErr(http.StatusConflict, CodeConflict, "transfer %d of %s was reclaimed and settled already", serial, payer)
+		case known.orderedAt != 0:
+			o.Time, o.Repeated = unixTime(known.orderedAt), true
+		default:
+			if _, err := tx.ExecContext(ctx, `UPDATE offline_transfers SET reclaim_ordered_at=$1, expires_at=$2 WHERE payer=$3 AND serial=$4`,
+				now.Unix(), expires.Unix(), payer, int64(serial)); err != nil {
+				return internal(err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE transfers SET state=$1 WHERE from_device=$2 AND serial=$3 AND state=$4`,
+			string(TransferReclaimOrdered), payer, int64(serial), string(TransferInFlight)); err != nil {
+			return internal(err)
+		}
+		return nil
+	})
+	if err != nil {
+		return o, err
+	}
+	raw, err := parseDeviceID(payer)
+	if err != nil {
+		return o, internal(err)
+	}
+	cmd, err := spd.Reclaim(s.signer, raw, spd.SerialAt{Serial: serial, Time: o.Time})
+	if err == nil {
+		o.Command, err = cmd.Bytes()
+	}
+	if err != nil {
+		return o, internal(err)
+	}
+	return o, nil
+}
+
+// closedSerials lists the payer's outgoing transfers closed at the backend
+// since a CloseNotice ago.
+func (s *Server) closedSerials(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, payer string, now time.Time) ([]uint64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT serial FROM offline_transfers WHERE payer=$1 AND closed_at>=$2 ORDER BY serial`, payer, now.Add(-CloseNotice).Unix())
+	if err != nil {
+		return nil, internal(err)
+	}
+	defer rows.Close()
+	var out []uint64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return nil, internal(err)
+		}
+		out = append(out, uint64(n))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, internal(err)
+	}
+	return out, nil
 }
 
 func verb(s TransferState) string {

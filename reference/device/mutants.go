@@ -172,6 +172,7 @@ var Mutants = []Mutant{
 	{"xferin-expiry-inclusive", "SPD-XFR-3", "refuses a transfer medium at exactly its expiry"},
 	{"reclaim-at-expiry", "SPD-XFR-4", "reclaims at exactly the expiry"},
 	{"reclaim-twice", "SPD-XFR-4", "reclaims the same transfer twice"},
+	{"xfer-no-debit", "SPD-XFR-5", "debits nothing on TRANSFER, so a transfer moves value at the host alone"},
 
 	// Persistence: the command's changes are committed write by write.
 	{"nonatomic-pay", "SPD-STO-1", "commits PAY's counters and ledger record separately"},

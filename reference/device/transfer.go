@@ -81,7 +81,9 @@ func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
 	nc := d.c
 	nc.ATC++
 	nc.TransferSerial++
-	nc.Balance -= req.Amount
+	if !d.bug("xfer-no-debit") {
+		nc.Balance -= req.Amount
+	}
 	serial := nc.TransferSerial
 	t := transfer{Amount: req.Amount, Payee: req.Payee, Expiry: spd.Unix(req.Expiry), ATC: nc.ATC, Time: spd.Unix(req.Time)}
 	rec := record{Kind: spd.KindTransferOut, Mode: spd.ModeOffline, ATC: nc.ATC, Amount: req.Amount, Time: t.Time,

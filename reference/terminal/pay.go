@@ -512,6 +512,12 @@ func (t *Terminal) sync(ctx context.Context) Outcome {
 		}
 		o.Applied++
 	}
+	// Outgoing transfers closed at the backend (imported or reclaimed,
+	// whichever device settled first): the device closes them.
+	if err := t.sendCommands(ctx, reply.Acknowledge); err != nil {
+		o.Status, o.Reason = NotDone, fmt.Sprintf("the device refused the acknowledgement of its closed transfers: %v", err)
+		return o
+	}
 	if b, err := t.card.Balance(ctx); err == nil {
 		o.Balance = b
 	}

@@ -360,8 +360,10 @@ func TestReclaimExpiredTransfer(t *testing.T) {
 	l.audit()
 }
 
-// Online transfers: held and claimed; held, expired and reclaimed; an ID
-// sent again takes effect once.
+// Online transfers move value on both devices: the payer's debits, the
+// payee's imports when claimed, the issuer follows; unclaimed and expired,
+// the payer's device is credited back once; an ID sent again takes effect
+// once.
 func TestTransferOnline(t *testing.T) {
 	l := newLab(t)
 	ctx := context.Background()
@@ -369,12 +371,21 @@ func TestTransferOnline(t *testing.T) {
 	d2, p2 := l.device(nil)
 	payer := l.terminal(procLink{d1}, l.user(p1))
 	payee := l.terminal(procLink{d2}, l.user(p2))
-	tr := terminal.OnlineTransfer{ID: "X-1", Payee: p2.DeviceID, Amount: 8_00, Hold: true, Expires: l.clock.Now().Add(time.Hour)}
+	tr := terminal.OnlineTransfer{ID: "X-1", Payee: p2.DeviceID, Amount: 8_00, Expires: l.clock.Now().Add(time.Hour)}
 	l.faults.At("/v1/transfers", backendtest.LostAnswer)
 	mustDone(t, payer.SendOnline(ctx, tr))
+	if _, b := counters(t, payer); b != p1.Balance-8_00 {
+		t.Fatalf("payer device balance %d after the transfer", b)
+	}
+	if _, b := counters(t, payee); b != p2.Balance || l.issuerBalance(p2) != p2.Balance {
+		t.Fatalf("payee credited before its device imported: device %d", b)
+	}
 	mustDone(t, payee.Claim(ctx, "X-1", terminal.Verification{}))
 	if b := l.issuerBalance(p2); b != p2.Balance+8_00 {
 		t.Fatalf("payee issuer balance %d", b)
+	}
+	if _, b := counters(t, payee); b != p2.Balance+8_00 {
+		t.Fatalf("payee device balance %d after the claim", b)
 	}
 	tr2 := tr
 	tr2.ID = "X-2"
@@ -385,6 +396,9 @@ func TestTransferOnline(t *testing.T) {
 	mustNotDone(t, payee.Claim(ctx, "X-2", terminal.Verification{}), "")
 	if b := l.issuerBalance(p1); b != p1.Balance-8_00 {
 		t.Fatalf("payer issuer balance %d", b)
+	}
+	if _, b := counters(t, payer); b != p1.Balance-8_00 {
+		t.Fatalf("payer device balance %d after the reclaim", b)
 	}
 	// Without an ID the terminal names the transfer itself.
 	o := payer.SendOnline(ctx, terminal.OnlineTransfer{Payee: p2.DeviceID, Amount: 1_00})
@@ -566,7 +580,7 @@ func TestOtherOnlineStepsFaults(t *testing.T) {
 			mustDone(t, tm.Verify(ctx, terminal.Verification{SMS: true}))
 
 			// Claim: the value moves once.
-			tr := terminal.OnlineTransfer{ID: "C-" + f.String(), Payee: p2.DeviceID, Amount: 2_00, Hold: true, Expires: l.clock.Now().Add(time.Hour)}
+			tr := terminal.OnlineTransfer{ID: "C-" + f.String(), Payee: p2.DeviceID, Amount: 2_00, Expires: l.clock.Now().Add(time.Hour)}
 			mustDone(t, tm.SendOnline(ctx, tr))
 			before := l.issuerBalance(p2)
 			l.faults.At("/v1/transfers/", f, f, f)

@@ -1,6 +1,7 @@
 package terminal
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -234,15 +235,41 @@ func (t *Terminal) ReclaimTransfer(ctx context.Context, serial uint64) Outcome {
 }
 
 func (t *Terminal) reclaimTransfer(ctx context.Context, serial uint64) Outcome {
-	if t.cfg.HostOrders == nil {
-		return notDone(FlowReclaim, "no host orders configured: the backend's API does not issue RECLAIM")
-	}
 	if err := t.Attached(ctx); err != nil {
 		return notDone(FlowReclaim, "%v", err)
 	}
-	cmd, err := t.cfg.HostOrders.Reclaim(ctx, t.bound, spd.SerialAt{Serial: serial, Time: t.now()})
-	if err != nil {
-		return notDone(FlowReclaim, "host order: %v", err)
+	var cmd apdu.Command
+	switch {
+	case t.Online(ctx):
+		// The backend signs the order after checking that the transfer
+		// expired and that no import of it reached it (SPD-XFR-4); it
+		// needs the medium, which the device shows again.
+		if _, err := t.verify(ctx, Verification{}, fmt.Sprintf("reclaim transfer %d", serial), true); err != nil {
+			return notDone(FlowReclaim, "%v; nothing was credited", err)
+		}
+		shown, err := t.card.TransferShow(ctx, spd.SerialAt{Serial: serial, Time: t.now()})
+		if err != nil {
+			return notDone(FlowReclaim, "TRANSFER SHOW: %v; nothing was credited", err)
+		}
+		var order backend.ReclaimOrder
+		err = t.call(ctx, func(ctx context.Context, c *backend.Client) error {
+			var err error
+			order, err = c.OrderReclaim(ctx, backend.ReclaimRequest{Medium: shown.Envelope})
+			return err
+		})
+		if err != nil {
+			return notDone(FlowReclaim, "the backend gave no RECLAIM order (%v); nothing was credited", err)
+		}
+		if cmd, err = apdu.ParseCommand(order.Command); err != nil {
+			return notDone(FlowReclaim, "the backend's RECLAIM order is malformed: %v", err)
+		}
+	case t.cfg.HostOrders != nil:
+		var err error
+		if cmd, err = t.cfg.HostOrders.Reclaim(ctx, t.bound, spd.SerialAt{Serial: serial, Time: t.now()}); err != nil {
+			return notDone(FlowReclaim, "host order: %v", err)
+		}
+	default:
+		return notDone(FlowReclaim, "%v and no host orders configured: only the issuer's host signs RECLAIM", ErrOffline)
 	}
 	res, err := t.card.Reclaim(ctx, cmd)
 	if err != nil {
@@ -257,21 +284,28 @@ func (t *Terminal) reclaimTransfer(ctx context.Context, serial uint64) Outcome {
 		Reason: "credited back; the reclaim settles on the next settlement"}
 }
 
-// OnlineTransfer moves value to another device through the backend (C13).
+// OnlineTransfer moves value to another device through the backend (C13,
+// C16, C17; SPD-XFR-5): the payer's device debits with TRANSFER, as
+// offline, and the backend settles the debit and carries the transfer
+// medium to the payee's device, which imports it when its terminal claims
+// it. Both devices' balances move, and the issuer's with them.
 type OnlineTransfer struct {
 	// ID makes the transfer idempotent: sent again, it takes effect once.
 	ID     string
 	Payee  []byte
 	Amount int64
-	// Hold keeps the value in flight until the payee claims it, or the
-	// payer reclaims it after Expires.
-	Hold    bool
+	// Expires: after it the payee's device refuses the medium and the
+	// payer may reclaim it; zero: 24 hours from now.
 	Expires time.Time
-	Verify  Verification
+	// Serial, on a retry of a transfer the device made already (the
+	// outcome of the first attempt names it), sends that transfer again
+	// (TRANSFER SHOW) instead of debiting the device a second time.
+	Serial uint64
+	Verify Verification
 }
 
-// SendOnline transfers value through the backend, after verifying the
-// cardholder on the device.
+// SendOnline has the device make the transfer and hands it to the backend,
+// which settles the debit at once and keeps the medium for the payee.
 func (t *Terminal) SendOnline(ctx context.Context, tr OnlineTransfer) Outcome {
 	return t.report(ctx, t.sendOnline(ctx, tr))
 }
@@ -289,56 +323,253 @@ func (t *Terminal) sendOnline(ctx context.Context, tr OnlineTransfer) Outcome {
 	if !t.Online(ctx) {
 		return notDone(FlowOnlineTransfer, "%v; nothing was transferred", ErrOffline)
 	}
-	if _, err := t.verify(ctx, tr.Verify, fmt.Sprintf("transfer %d to %s online", tr.Amount, spd.DeviceIDString(tr.Payee)), false); err != nil {
+	if _, err := t.verify(ctx, tr.Verify, fmt.Sprintf("transfer %d to %s online", tr.Amount, spd.DeviceIDString(tr.Payee)), true); err != nil {
 		return notDone(FlowOnlineTransfer, "%v; nothing was transferred", err)
 	}
-	req := backend.TransferRequest{TransferID: tr.ID, From: spd.DeviceIDString(t.bound), To: spd.DeviceIDString(tr.Payee),
-		Amount: tr.Amount, Hold: tr.Hold, Expires: tr.Expires}
-	// The device consents to the terms with its certified key (SPD-KEY-4).
-	sig, err := t.card.InternalAuthenticate(ctx, req.Challenge())
-	if err != nil {
-		return notDone(FlowOnlineTransfer, "the device did not sign the transfer: %v; nothing was transferred", err)
+	now := t.now()
+	var res spd.Result
+	var err error
+	if tr.Serial != 0 {
+		if res, err = t.card.TransferShow(ctx, spd.SerialAt{Serial: tr.Serial, Time: now}); err != nil {
+			return notDone(FlowOnlineTransfer, "TRANSFER SHOW %d: %v; nothing was transferred again", tr.Serial, err)
+		}
+	} else {
+		expiry := tr.Expires
+		if expiry.IsZero() {
+			expiry = now.Add(24 * time.Hour)
+		}
+		before, err := t.card.ATC(ctx)
+		if err != nil {
+			return notDone(FlowOnlineTransfer, "%v: %v; nothing was transferred", ErrDetached, err)
+		}
+		res, err = t.card.TransferOut(ctx, spd.TransferRequest{Amount: tr.Amount, Currency: t.currency, Payee: tr.Payee, Time: now, Expiry: expiry})
+		if err != nil {
+			var ok bool
+			if res, ok = t.recoverTransfer(ctx, before, now); !ok {
+				return notDone(FlowOnlineTransfer, "TRANSFER: %v; nothing was transferred", err)
+			}
+		}
 	}
-	req.Signature = sig
-	return t.transferCall(ctx, FlowOnlineTransfer, tr.ID, func(ctx context.Context, c *backend.Client) (backend.Transfer, error) {
-		return c.Transfer(ctx, req)
+	if err := res.Verify(t.devKey); err != nil {
+		return notDone(FlowOnlineTransfer, "the transfer medium does not verify: %v", err)
+	}
+	info := res.Info()
+	if !t.sameDevice(info.PayerID) || !bytes.Equal(info.PayeeID, tr.Payee) || info.Amount != tr.Amount {
+		return notDone(FlowOnlineTransfer, "transfer %d of the device is %d to %s, not this transfer", info.Serial, info.Amount, spd.DeviceIDString(info.PayeeID))
+	}
+	o := Outcome{Flow: FlowOnlineTransfer, Online: true, Amount: info.Amount, Currency: info.Currency, Balance: info.Balance,
+		ATC: info.ATC, Serial: info.Serial, Payee: spd.DeviceIDString(info.PayeeID), Result: &res}
+	debited := fmt.Sprintf("the device debited %d (transfer serial %d, ID %q)", info.Amount, info.Serial, tr.ID)
+	rec, err := t.record(ctx, info.ATC)
+	if err != nil {
+		// Its record left the ledger: a settlement took it; the backend
+		// may have had this transfer already.
+		got, gerr := t.transferState(ctx, tr.ID)
+		if gerr != nil || got.From != spd.DeviceIDString(t.bound) || got.Serial != info.Serial {
+			o.Status, o.Reason = NotDone, fmt.Sprintf("%s; its ledger record is gone (%v) and the backend does not have the transfer: show the medium to the payee (spdlab terminal transfer) or reclaim it after it expires", debited, err)
+			return o
+		}
+		got.Repeated = true
+		o.Status, o.Transfer, o.Reason = Done, &got, "the backend had it already; done once"
+		return o
+	}
+	req := backend.TransferRequest{TransferID: tr.ID, Medium: res.Envelope, Record: rec.Marshal()}
+	var got backend.Transfer
+	err = t.call(ctx, func(ctx context.Context, c *backend.Client) error {
+		var err error
+		got, err = c.Transfer(ctx, req)
+		return err
 	})
+	if err != nil {
+		var ae *backend.APIError
+		o.Status = NotDone
+		if errors.As(err, &ae) && ae.Status < 500 {
+			o.Reason = fmt.Sprintf("%s; the backend refused it (%s: %s): the debit settles at the next settlement, and the value returns with a reclaim after the transfer expires", debited, ae.Code, ae.Reason)
+			return o
+		}
+		o.Retry = true
+		o.Reason = fmt.Sprintf("%s; the backend did not confirm (%v): send it again with ID %q and serial %d, it takes effect once", debited, err, tr.ID, info.Serial)
+		return o
+	}
+	o.Status, o.Transfer, o.Reason = Done, &got, "debited on the device and in flight at the backend until the payee's device imports it (claim), or the payer reclaims it after "+got.Expires.Format(time.RFC3339)
+	if got.Repeated {
+		o.Reason = "the backend had it already; done once"
+	}
+	if err := t.sendCommands(ctx, got.Acknowledge); err != nil {
+		o.Reason += fmt.Sprintf("; the device did not take the acknowledgement (%v): its record settles as already settled next time", err)
+	}
+	return o
 }
 
-// Claim takes a held online transfer for this device (the payee).
+// transferState reads an online transfer at the backend.
+func (t *Terminal) transferState(ctx context.Context, id string) (backend.Transfer, error) {
+	var got backend.Transfer
+	err := t.call(ctx, func(ctx context.Context, c *backend.Client) error {
+		var err error
+		got, err = c.TransferState(ctx, id)
+		return err
+	})
+	return got, err
+}
+
+// sendCommands sends the device host-signed commands (ACKNOWLEDGE).
+func (t *Terminal) sendCommands(ctx context.Context, cmds [][]byte) error {
+	for _, raw := range cmds {
+		cmd, err := apdu.ParseCommand(raw)
+		if err != nil {
+			return err
+		}
+		if err := t.card.Send(ctx, cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// findRecord returns the newest ledger record that match accepts.
+func (t *Terminal) findRecord(ctx context.Context, match func(spd.PendingRecord) bool) (spd.PendingRecord, bool, error) {
+	recs, err := t.card.PendingRecords(ctx)
+	if err != nil {
+		return spd.PendingRecord{}, false, err
+	}
+	for i := len(recs) - 1; i >= 0; i-- {
+		if match(recs[i]) {
+			return recs[i], true, nil
+		}
+	}
+	return spd.PendingRecord{}, false, nil
+}
+
+// Claim takes an online transfer for this device (the payee): the terminal
+// gets the medium from the backend, the device imports it (TRANSFER IN:
+// its balance rises), and the backend settles the import record and
+// credits the payee at the issuer.
 func (t *Terminal) Claim(ctx context.Context, id string, v Verification) Outcome {
-	return t.report(ctx, t.finishOnline(ctx, FlowClaim, id, v))
+	return t.report(ctx, t.claim(ctx, id, v))
 }
 
-// ReclaimOnline takes back a held online transfer the payee did not claim
-// before it expired (this device is the payer).
+func (t *Terminal) claim(ctx context.Context, id string, v Verification) Outcome {
+	if t.bound == nil {
+		return notDone(FlowClaim, "%v", ErrNotAttached)
+	}
+	if !t.Online(ctx) {
+		return notDone(FlowClaim, "%v; nothing was credited", ErrOffline)
+	}
+	me := spd.DeviceIDString(t.bound)
+	tr, err := t.transferState(ctx, id)
+	if err != nil {
+		var ae *backend.APIError
+		if errors.As(err, &ae) && ae.Status < 500 {
+			return notDone(FlowClaim, "the backend has no transfer %q for this device (%s: %s); nothing was credited", id, ae.Code, ae.Reason)
+		}
+		o := notDone(FlowClaim, "not confirmed by the backend (%v): claim %q again; nothing was credited", err, id)
+		o.Retry = true
+		return o
+	}
+	if tr.To != me {
+		return notDone(FlowClaim, "transfer %q is for device %s, not this one; nothing was credited", id, tr.To)
+	}
+	if tr.State == backend.TransferClaimed {
+		tr.Repeated = true
+		return Outcome{Flow: FlowClaim, Status: Done, Online: true, Amount: tr.Amount, Transfer: &tr, Payee: tr.To, Serial: tr.Serial,
+			Reason: "claimed before; done once"}
+	}
+	if tr.State != backend.TransferInFlight {
+		return notDone(FlowClaim, "transfer %q is %s; nothing was credited", id, tr.State)
+	}
+	payer, err := hex.DecodeString(tr.From)
+	if err != nil {
+		return notDone(FlowClaim, "transfer %q names payer %q", id, tr.From)
+	}
+	imported := t.receiveTransfer(ctx, medium.Text(tr.Medium), v)
+	match := func(r spd.PendingRecord) bool {
+		return r.Kind == spd.KindTransferIn && r.Serial == tr.Serial && bytes.Equal(r.Counterpart, payer)
+	}
+	rec, found, err := t.findRecord(ctx, match)
+	if err != nil || !found {
+		if imported.Status != Done {
+			imported.Flow = FlowClaim
+			return imported
+		}
+		return notDone(FlowClaim, "the device imported the transfer but its record is not in the ledger (%v): it settles at the next settlement", err)
+	}
+	a := backend.TransferAction{DeviceID: me, Record: rec.Marshal()}
+	o := t.transferCall(ctx, FlowClaim, id, func(ctx context.Context, c *backend.Client) (backend.Transfer, error) {
+		return c.ClaimTransfer(ctx, id, a)
+	})
+	o.Serial = tr.Serial
+	if o.Status != Done {
+		o.Reason = "the device imported it (its balance rose); " + o.Reason + "; the import record settles at the next settlement"
+		return o
+	}
+	if b, err := t.card.Balance(ctx); err == nil {
+		o.Balance = b
+	}
+	if err := t.sendCommands(ctx, o.Transfer.Acknowledge); err != nil {
+		o.Reason = strings.TrimPrefix(o.Reason+fmt.Sprintf("; the device did not take the acknowledgement (%v): its record settles as already settled next time", err), "; ")
+	}
+	return o
+}
+
+// ReclaimOnline takes back an online transfer the payee did not claim
+// before it expired (this device is the payer): the backend signs a
+// RECLAIM, the device credits itself back, and its reclaim record settles.
 func (t *Terminal) ReclaimOnline(ctx context.Context, id string, v Verification) Outcome {
-	return t.report(ctx, t.finishOnline(ctx, FlowOnlineReclaim, id, v))
+	return t.report(ctx, t.reclaimOnline(ctx, id, v))
 }
 
-func (t *Terminal) finishOnline(ctx context.Context, f Flow, id string, v Verification) Outcome {
+func (t *Terminal) reclaimOnline(ctx context.Context, id string, v Verification) Outcome {
+	f := FlowOnlineReclaim
 	if t.bound == nil {
 		return notDone(f, "%v", ErrNotAttached)
 	}
-	if _, err := t.verify(ctx, v, string(f)+" transfer "+id, false); err != nil {
+	if _, err := t.verify(ctx, v, "reclaim transfer "+id, false); err != nil {
 		return notDone(f, "%v", err)
 	}
 	me := spd.DeviceIDString(t.bound)
-	action := backend.TransferClaimed
-	if f == FlowOnlineReclaim {
-		action = backend.TransferReclaimed
-	}
-	sig, err := t.card.InternalAuthenticate(ctx, backend.TransferActionChallenge(action, id, me))
+	sig, err := t.card.InternalAuthenticate(ctx, backend.TransferActionChallenge(backend.TransferReclaimed, id, me))
 	if err != nil {
 		return notDone(f, "the device did not sign: %v", err)
 	}
 	a := backend.TransferAction{DeviceID: me, Signature: sig}
-	return t.transferCall(ctx, f, id, func(ctx context.Context, c *backend.Client) (backend.Transfer, error) {
-		if f == FlowClaim {
-			return c.ClaimTransfer(ctx, id, a)
-		}
+	o := t.transferCall(ctx, f, id, func(ctx context.Context, c *backend.Client) (backend.Transfer, error) {
 		return c.ReclaimTransfer(ctx, id, a)
 	})
+	if o.Status != Done {
+		return o
+	}
+	tr := o.Transfer
+	o.Serial = tr.Serial
+	if tr.State == backend.TransferReclaimed {
+		o.Reason = "reclaimed and settled before; done once"
+		return o
+	}
+	cmd, err := apdu.ParseCommand(tr.Reclaim)
+	if err != nil {
+		return notDone(f, "the backend's RECLAIM order is malformed: %v", err)
+	}
+	res, err := t.card.Reclaim(ctx, cmd)
+	if err != nil && !errors.Is(err, &apdu.SWError{SW: apdu.SWRefDataNotUsable}) {
+		return notDone(f, "RECLAIM: %v; nothing was credited", err)
+	}
+	if err == nil {
+		if err := res.Verify(t.devKey); err != nil {
+			return notDone(f, "the device's result does not verify: %v", err)
+		}
+	}
+	rec, found, err := t.findRecord(ctx, func(r spd.PendingRecord) bool { return r.Kind == spd.KindReclaim && r.Serial == tr.Serial })
+	if err != nil || !found {
+		o.Reason = "credited back on the device; its reclaim record settles at the next settlement"
+	} else if sum, _, err := t.settleRecords(ctx, []spd.PendingRecord{rec}); err != nil || len(sum.refused) > 0 {
+		o.Reason = fmt.Sprintf("credited back on the device; its reclaim record did not settle now (%v %v): it settles at the next settlement", err, sum.refused)
+	} else {
+		o.Reason = "credited back on the device and at the issuer"
+		tr.State = backend.TransferReclaimed
+	}
+	if b, err := t.card.Balance(ctx); err == nil {
+		o.Balance = b
+	}
+	return o
 }
 
 // transferCall runs an idempotent transfer call and turns its answer into
