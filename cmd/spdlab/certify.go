@@ -26,8 +26,14 @@ func (t *suiteT) Fail() { t.failed = true }
 // dutList is a repeatable --dut flag: one DUT string per sample.
 type dutList []string
 
-func (l *dutList) String() string     { return strings.Join(*l, ", ") }
-func (l *dutList) Set(s string) error { *l = append(*l, s); return nil }
+func (l *dutList) String() string { return strings.Join(*l, ", ") }
+func (l *dutList) Set(s string) error {
+	if err := dut.Check(s); err != nil {
+		return err
+	}
+	*l = append(*l, s)
+	return nil
+}
 
 func runCertify(ctx context.Context, e *env, args []string) error {
 	flags := newFlags(e, "certify", "--dut DUT [--dut DUT2 ...] [--ics FILE] --out DIR [--shard i/n] [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE] [--timeout D]")
@@ -46,9 +52,16 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
-	if len(duts) == 0 || *out == "" || flags.NArg() != 0 {
+	switch {
+	case len(args) == 0:
 		flags.Usage()
 		return errUsage
+	case len(duts) == 0:
+		return usageErrorf("--dut DUT is required: the device to certify (%s)", dut.Usage)
+	case *out == "":
+		return usageErrorf("--out DIR is required: the directory the report is written to")
+	case flags.NArg() != 0:
+		return usageErrorf("unexpected argument %q (every option is a flag)", flags.Arg(0))
 	}
 	var shard *reports.Shard
 	if *shardFlag != "" {

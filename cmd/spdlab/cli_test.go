@@ -76,7 +76,11 @@ func TestHelpExitsZeroWithFlagDescriptions(t *testing.T) {
 				t.Errorf("%s: exit %d, want 0\n%s", name, code, errOut)
 				continue
 			}
-			help := out + errOut
+			// Help that was asked for goes to standard output, whole.
+			if errOut != "" {
+				t.Errorf("%s writes to standard error:\n%s", name, errOut)
+			}
+			help := out
 			if !strings.Contains(help, "usage: spdlab "+c.args[0]) {
 				t.Errorf("%s prints no usage line:\n%s", name, help)
 			}
@@ -96,9 +100,53 @@ func TestHelpExitsZeroWithFlagDescriptions(t *testing.T) {
 	}
 	// Commands whose help is a list of their subcommands or flows.
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"ics", "--help"}, {"terminal", "--help"}, {"help", "certify"}} {
-		if code, _, errOut := spdlab(t, args...); code != 0 || !strings.Contains(errOut, "usage: spdlab") {
-			t.Errorf("spdlab %s: exit %d, want 0 with a usage\n%s", strings.Join(args, " "), code, errOut)
+		if code, out, errOut := spdlab(t, args...); code != 0 || !strings.Contains(out, "usage: spdlab") || errOut != "" {
+			t.Errorf("spdlab %s: exit %d, want 0 with a usage on standard output\n%s%s", strings.Join(args, " "), code, out, errOut)
 		}
+	}
+}
+
+// A usage mistake made with some arguments (a flag that is unknown, lacks
+// its value or has one that does not parse; a DUT string that does not
+// parse; a required flag left out) is told in one line on standard error
+// that says what is wrong and names the command's help, and exits 2; the
+// command does nothing else.
+func TestUsageMistakesOneLine(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "report")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"certify", "--dut", "ref", "--out", out, "--bogus"}, "spdlab certify: unknown flag -bogus (see 'spdlab certify --help')"},
+		{[]string{"certify", "--out", out, "--dut"}, "spdlab certify: flag -dut needs a value"},
+		{[]string{"certify", "--dut", "ref", "--out", out, "--timeout", "5x"}, `spdlab certify: -timeout "5x": not a duration`},
+		{[]string{"certify", "--dut", "nonsense", "--out", out}, `spdlab certify: -dut "nonsense": dut: unknown DUT "nonsense" (want ref, faulty:MODE,`},
+		{[]string{"certify", "--dut", "usb:zz:1", "--out", out}, `-dut "usb:zz:1": dut: usb wants VID:PID in hex`},
+		{[]string{"certify", "--dut", "serial", "--out", out}, "dut: serial needs a port path, as in serial:/dev/ttyUSB0"},
+		{[]string{"certify", "--dut", "ref+latency=fast", "--out", out}, "dut: fault latency=fast"},
+		{[]string{"certify", "--dut", "ref"}, "spdlab certify: --out DIR is required"},
+		{[]string{"certify", "--out", out}, "spdlab certify: --dut DUT is required"},
+		{[]string{"certify", "--dut", "ref", "--out", out, "extra"}, `spdlab certify: unexpected argument "extra"`},
+		{[]string{"demo", "--dut", "bogus:1"}, `spdlab demo: -dut "bogus:1": dut: unknown DUT "bogus:1"`},
+		{[]string{"terminal", "status", "--dut", "sd:"}, "spdlab terminal status: -dut \"sd:\": dut: sd needs the card's mount point"},
+		{[]string{"report", "--json", "x.json"}, "spdlab report: to write a report, give --dut DUT"},
+		{[]string{"report", "--merge", "shard-1"}, "spdlab report: --merge needs --out DIR"},
+		{[]string{"report", "--golden", "g"}, "spdlab report: --golden DIR takes one of --record REPORT_DIR or --compare REPORT_DIR"},
+		{[]string{"medium", "decode", "--bogus", "x"}, "spdlab medium decode: unknown flag -bogus (see 'spdlab medium decode --help')"},
+		{[]string{"cases", "--format", "md", "--label-filter"}, "spdlab cases: flag -label-filter needs a value"},
+	} {
+		name := "spdlab " + strings.Join(c.args, " ")
+		code, stdout, errOut := spdlab(t, c.args...)
+		if code != 2 || stdout != "" {
+			t.Errorf("%s: exit %d, want 2 and nothing on standard output\n%s%s", name, code, stdout, errOut)
+		}
+		if !strings.Contains(errOut, c.want) || strings.Count(errOut, "\n") != 1 || !strings.HasSuffix(errOut, "--help')\n") {
+			t.Errorf("%s: want one line with %q naming the help, got:\n%s", name, c.want, errOut)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a usage mistake made the report directory: %v", err)
 	}
 }
 
@@ -111,7 +159,7 @@ func TestUsageMistakesExitTwo(t *testing.T) {
 		{nil, "usage: spdlab COMMAND"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"certify"}, "-dut"},
-		{[]string{"certify", "--nonsense"}, "flag provided but not defined: -nonsense"},
+		{[]string{"certify", "--nonsense"}, "spdlab certify: unknown flag -nonsense (see 'spdlab certify --help')"},
 		{[]string{"emulate"}, "FORM is how the device appears"},
 		{[]string{"emulate", "smartcard"}, `unknown form "smartcard" (want sim, esim, serial or sd)`},
 		{[]string{"medium"}, "usage: spdlab medium decode"},
@@ -143,7 +191,7 @@ func TestVersion(t *testing.T) {
 // certify's --dut help names every kind of DUT, the replay and the
 // faulty devices with each of their modes.
 func TestCertifyDUTHelp(t *testing.T) {
-	_, _, help := spdlab(t, "certify", "--help")
+	_, help, _ := spdlab(t, "certify", "--help")
 	for _, want := range []string{"ref", "pcsc:READER", "serial:PATH", "usb:VID:PID", "sd:DIR", "usb-emu", "serial-emu", "sd-emu", "pcsc-emu", "replay:FILE", "faulty:MODE"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("certify --help does not name DUT %s", want)

@@ -91,7 +91,7 @@ func tickingClock(t time.Time) func() time.Time {
 
 func runDemo(ctx context.Context, e *env, args []string) (err error) {
 	flags := newFlags(e, "demo", "[--dut DUT] [--out DIR] [--backend URL [--auth-token-file FILE]] [--trace FILE] [--seed N]")
-	dutSpec := flags.String("dut", "ref", "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
+	dutSpec := dutFlag(flags, "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
 	outDir := flags.String("out", "", "write every coded medium shown as a PNG in this directory")
 	tracePath := flags.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file; replay it with --dut replay:FILE")
 	seed := flags.String("seed", "", "make the run repeatable: a fixed clock, and an emulated device's keys and signatures derived from this seed (same seed, byte-identical trace)")

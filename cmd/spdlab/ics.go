@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -20,7 +21,7 @@ func runICS(ctx context.Context, e *env, args []string) error {
 		if len(args) == 0 {
 			return errUsage
 		}
-		return nil
+		return flag.ErrHelp
 	}
 	switch args[0] {
 	case "template":

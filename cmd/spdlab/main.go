@@ -14,8 +14,13 @@
 //	spdlab terminal  status|pay|settle|sync|show|token|transfer|receive|reclaim|send|claim|verify ...
 //	spdlab version
 //
-// Every command prints its flags with -h or --help and exits 0; a usage
-// mistake prints them and exits 2; a failure exits 1.
+// Exit status: 0 on success (for certify: the device is CERTIFIED), and for
+// -h or --help, which print the command's flags with their descriptions to
+// standard output; 2 for a usage mistake (an unknown command or flag, a
+// missing or malformed argument, a DUT string that does not parse), told in
+// one line on standard error that names the help to read; 1 for a failure
+// (a missing file, a device that cannot be opened, a run that is not a
+// certificate), told in a line that starts "spdlab: ".
 //
 // A DUT string chooses how the device is reached: ref, pcsc[:READER],
 // serial:PATH, usb:VID:PID, usb-emu, sd:DIR, replay:FILE, faulty:MODE
@@ -23,6 +28,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -30,9 +36,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spdlab/spdlab/rigs/dut"
 )
@@ -54,6 +62,17 @@ type env struct {
 
 // errUsage marks a usage error: the subcommand has printed its help.
 var errUsage = errors.New("usage")
+
+// usageError is a usage mistake the subcommand has not explained yet: run
+// prints it as one line naming the command's help, and exits 2.
+type usageError struct{ msg string }
+
+func (u *usageError) Error() string { return u.msg }
+
+// usageErrorf makes a usageError.
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
 
 // commands is the table of subcommands.
 var commands = map[string]command{
@@ -101,7 +120,7 @@ func run(ctx context.Context, e *env, args []string) int {
 			// spdlab help COMMAND is spdlab COMMAND --help.
 			return run(ctx, e, []string{args[1], "--help"})
 		}
-		usage(e.stderr)
+		usage(e.stdout)
 		return 0
 	}
 	c, ok := commands[args[0]]
@@ -110,9 +129,34 @@ func run(ctx context.Context, e *env, args []string) int {
 		usage(e.stderr)
 		return 2
 	}
-	if err := c.run(ctx, e, args[1:]); err != nil {
+	// Help that was asked for goes to standard output (so that it can be
+	// paged or searched); everything else a subcommand writes to standard
+	// error stays there. A subcommand given a help flag prints its help and
+	// returns at once, so holding its standard error until then delays
+	// nothing.
+	stderr := e.stderr
+	var held *bytes.Buffer
+	if asksHelp(args[1:]) {
+		held = new(bytes.Buffer)
+		e.stderr = held
+	}
+	err := c.run(ctx, e, args[1:])
+	if held != nil {
+		e.stderr = stderr
+		if errors.Is(err, flag.ErrHelp) {
+			e.stdout.Write(held.Bytes())
+		} else {
+			stderr.Write(held.Bytes())
+		}
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
+		}
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(e.stderr, "spdlab %s: %s (see 'spdlab %s --help')\n", args[0], ue.msg, args[0])
+			return 2
 		}
 		if errors.Is(err, errUsage) || e.usageShown {
 			return 2
@@ -123,6 +167,19 @@ func run(ctx context.Context, e *env, args []string) int {
 	return 0
 }
 
+// asksHelp reports whether args hold a help flag before any "--".
+func asksHelp(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if isHelp(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // isHelp reports whether arg asks for help.
 func isHelp(arg string) bool {
 	return arg == "-h" || arg == "-help" || arg == "--help"
@@ -130,16 +187,66 @@ func isHelp(arg string) bool {
 
 // newFlags makes a flag set for a subcommand that prints to e.stderr.
 // Parse returns flag.ErrHelp for -h and --help after printing the
-// synopsis and every flag with its description; run exits 0 for it.
+// synopsis and every flag with its description; run exits 0 for it. A
+// flag Parse cannot take (unknown, without its value, a value that does
+// not parse) is told in one line that names the help, not with the whole
+// help; run exits 2 for it. Calling Usage from the subcommand prints the
+// whole help.
 func newFlags(e *env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("spdlab "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	// The flag package writes its parse error to Output, then calls
+	// Usage: the error is caught here and told by Usage.
+	var parseErr bytes.Buffer
+	fs.SetOutput(&parseErr)
 	fs.Usage = func() {
 		e.usageShown = true
+		if msg := strings.TrimSpace(parseErr.String()); msg != "" {
+			parseErr.Reset()
+			fmt.Fprintf(e.stderr, "spdlab %s: %s (see 'spdlab %s --help')\n", name, flagMistake(fs, msg), name)
+			return
+		}
+		fs.SetOutput(e.stderr)
+		defer fs.SetOutput(&parseErr)
 		fmt.Fprintf(e.stderr, "usage: spdlab %s %s\n", name, synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// invalidFlagValue matches the flag package's error for a value Set
+// refused.
+var invalidFlagValue = regexp.MustCompile(`^invalid value (".*") for flag -(\S+): (.*)$`)
+
+// flagMistake words the flag package's parse errors as a user reads them.
+func flagMistake(fs *flag.FlagSet, msg string) string {
+	if f, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		return "unknown flag " + f
+	}
+	if f, ok := strings.CutPrefix(msg, "flag needs an argument: "); ok {
+		return "flag " + f + " needs a value"
+	}
+	if m := invalidFlagValue.FindStringSubmatch(msg); m != nil {
+		why := m[3]
+		if why == "parse error" {
+			why = "not a valid value"
+			if f := fs.Lookup(m[2]); f != nil {
+				if g, ok := f.Value.(flag.Getter); ok {
+					switch g.Get().(type) {
+					case time.Duration:
+						why = "not a duration (write 90s, 45m or 2h)"
+					case int, int64, uint, uint64:
+						why = "not a whole number"
+					case bool:
+						why = "not true or false"
+					case float64:
+						why = "not a number"
+					}
+				}
+			}
+		}
+		return "-" + m[2] + " " + m[1] + ": " + why
+	}
+	return msg
 }
 
 // certifyDUTUsage describes certify's --dut flag: every DUT form rigs/dut
@@ -154,4 +261,25 @@ func certifyDUTUsage() string {
 		"or one emulated DUT (ref, usb-emu, serial-emu, sd-emu, pcsc-emu), " +
 		"replay:FILE (answers from a trace recorded with --trace), " +
 		"or faulty:MODE (the reference device with one defect, to see the suite fail it: " + strings.Join(modes, ", ") + ")"
+}
+
+// dutSpec is a --dut flag that takes one DUT string, checked as it is
+// parsed: a string rigs/dut cannot read is a usage mistake.
+type dutSpec string
+
+func (d *dutSpec) String() string { return string(*d) }
+func (d *dutSpec) Set(s string) error {
+	if err := dut.Check(s); err != nil {
+		return err
+	}
+	*d = dutSpec(s)
+	return nil
+}
+
+// dutFlag defines --dut on fs, "ref" unless given, and returns where its
+// value is kept.
+func dutFlag(fs *flag.FlagSet, usage string) *string {
+	d := dutSpec("ref")
+	fs.Var(&d, "dut", usage)
+	return (*string)(&d)
 }

@@ -32,10 +32,16 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
+	if len(args) == 0 {
+		flags.Usage()
+		return errUsage
+	}
 	if *golden != "" {
-		if flags.NArg() != 0 || (*record == "") == (*compare == "") {
-			flags.Usage()
-			return errUsage
+		if flags.NArg() != 0 {
+			return usageErrorf("unexpected argument %q with --golden", flags.Arg(0))
+		}
+		if (*record == "") == (*compare == "") {
+			return usageErrorf("--golden DIR takes one of --record REPORT_DIR or --compare REPORT_DIR")
 		}
 		return goldenReport(e, *golden, *record, *compare)
 	}
@@ -43,22 +49,28 @@ func runReport(ctx context.Context, e *env, args []string) error {
 		return printTimes(e, flags.Args())
 	}
 	if *merge {
-		if *out == "" || flags.NArg() == 0 {
-			flags.Usage()
-			return errUsage
+		if *out == "" {
+			return usageErrorf("--merge needs --out DIR, the directory of the merged report")
+		}
+		if flags.NArg() == 0 {
+			return usageErrorf("--merge needs the shard report directories after the flags")
 		}
 		return mergeReports(e, flags.Args(), *out, *keyPath, *labKey, *trustPath)
 	}
 	if flags.NArg() != 0 {
-		flags.Usage()
-		return errUsage
+		return usageErrorf("unexpected argument %q (only --merge and --times take directories after the flags)", flags.Arg(0))
 	}
 	if *verify != "" {
 		return verifyReport(e, *verify, *labKey, *trustPath)
 	}
-	if *jsonPath == "" || *out == "" || *dut == "" {
-		flags.Usage()
-		return errUsage
+	for _, f := range []struct{ name, value, what string }{
+		{"json", *jsonPath, "FILE, the Ginkgo JSON report of the run"},
+		{"dut", *dut, "DUT, the device the run was against"},
+		{"out", *out, "DIR, the directory the report is written to"},
+	} {
+		if f.value == "" {
+			return usageErrorf("to write a report, give --%s %s (--verify, --merge, --times and --golden are the other uses)", f.name, f.what)
+		}
 	}
 	lab, key, err := reports.OpenLab(*keyPath)
 	if err != nil {

@@ -303,7 +303,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 	}
 	flow := args[0]
 	fs := newFlags(e, "terminal "+flow, "[flags]")
-	dutSpec := fs.String("dut", "ref", "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
+	dutSpec := dutFlag(fs, "device under test (ref, usb-emu, serial-emu, sd-emu, pcsc[:READER], serial:PATH, usb:VID:PID, sd:DIR)")
 	state := fs.String("state", "", "keep an emulated device's memory in this file across invocations")
 	newDevice := fs.Bool("new-device", false, "personalise a blank device even where --state names files that exist")
 	tracePath := fs.String("trace", "", "record every APDU exchange as pcapng (GSMTAP) in this file")

@@ -140,7 +140,7 @@ func Open(ctx context.Context, spec string, opt Options) (*DUT, error) {
 	kind, arg, _ := strings.Cut(base, ":")
 	open, ok := openers[kind]
 	if !ok {
-		return nil, fmt.Errorf("dut: unknown DUT %q (want ref, pcsc[:READER], serial:PATH, usb:VID:PID, usb-emu, esim-emu, sd:DIR, replay:FILE, pcsc-emu, serial-emu, sd-emu)", spec)
+		return nil, fmt.Errorf("dut: unknown DUT %q (want %s)", spec, Usage)
 	}
 	f, err := parseFaults(kind, list)
 	if err != nil {
