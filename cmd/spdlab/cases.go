@@ -61,7 +61,7 @@ func runCases(ctx context.Context, e *env, args []string) error {
 		"abilities from what its source asks of the DUT (need, needFresh). scenarios/CATALOGUE.md is\n"+
 		"this list as Markdown: "+catalogueRegenerate+"\n")
 	format := flags.String("format", "md", "output format: md (Markdown tables by area), json or yaml")
-	labels := flags.String("label-filter", "", "list only the cases matching this Ginkgo label expression, e.g. 'C2 || C4', 'SPD-PAY-1', 'TC-PAY-001'")
+	labels := labelFilterFlag(flags, "list only the cases matching this Ginkgo label expression, e.g. 'C2 || C4', 'SPD-PAY-1', 'TC-PAY-001'")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -75,11 +75,6 @@ func runCases(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "spdlab cases: unknown --format %q (want md, json or yaml)\n", *format)
 		flags.Usage()
 		return errUsage
-	}
-	if *labels != "" {
-		if _, err := types.ParseLabelFilter(*labels); err != nil {
-			return fmt.Errorf("cases: --label-filter %q: %w", *labels, err)
-		}
 	}
 	cases, err := catalogue(*labels)
 	if err != nil {

@@ -125,6 +125,9 @@ func TestUsageMistakesOneLine(t *testing.T) {
 		{[]string{"certify", "--dut", "usb:zz:1", "--out", out}, `-dut "usb:zz:1": dut: usb wants VID:PID in hex`},
 		{[]string{"certify", "--dut", "serial", "--out", out}, "dut: serial needs a port path, as in serial:/dev/ttyUSB0"},
 		{[]string{"certify", "--dut", "ref+latency=fast", "--out", out}, "dut: fault latency=fast"},
+		{[]string{"certify", "--dut", "ref", "--out", out, "--focus", "("}, `spdlab certify: -focus "(": error parsing regexp: missing closing )`},
+		{[]string{"certify", "--dut", "ref", "--out", out, "--label-filter", "(("}, `spdlab certify: -label-filter "((": syntax error parsing label filter: Mismatched '('`},
+		{[]string{"cases", "--label-filter", "C2 &&"}, `spdlab cases: -label-filter "C2 &&": syntax error parsing label filter: Unexpected EOF.`},
 		{[]string{"certify", "--dut", "ref"}, "spdlab certify: --out DIR is required"},
 		{[]string{"certify", "--out", out}, "spdlab certify: --dut DUT is required"},
 		{[]string{"certify", "--dut", "ref", "--out", out, "extra"}, `spdlab certify: unexpected argument "extra"`},
@@ -141,7 +144,7 @@ func TestUsageMistakesOneLine(t *testing.T) {
 		if code != 2 || stdout != "" {
 			t.Errorf("%s: exit %d, want 2 and nothing on standard output\n%s%s", name, code, stdout, errOut)
 		}
-		if !strings.Contains(errOut, c.want) || strings.Count(errOut, "\n") != 1 || !strings.HasSuffix(errOut, "--help')\n") {
+		if !strings.Contains(errOut, c.want) || strings.Count(errOut, "\n") != 1 || !strings.HasSuffix(errOut, "--help')\n") || strings.Contains(errOut, "\x1b") {
 			t.Errorf("%s: want one line with %q naming the help, got:\n%s", name, c.want, errOut)
 		}
 	}

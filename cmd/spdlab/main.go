@@ -42,6 +42,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/onsi/ginkgo/v2/types"
+
 	"github.com/spdlab/spdlab/rigs/dut"
 )
 
@@ -282,4 +284,65 @@ func dutFlag(fs *flag.FlagSet, usage string) *string {
 	d := dutSpec("ref")
 	fs.Var(&d, "dut", usage)
 	return (*string)(&d)
+}
+
+// labelFilter is a --label-filter flag, checked as it is parsed: an
+// expression Ginkgo cannot read is a usage mistake, found before a device
+// is opened.
+type labelFilter string
+
+func (l *labelFilter) String() string { return string(*l) }
+func (l *labelFilter) Set(s string) error {
+	if _, err := types.ParseLabelFilter(s); err != nil {
+		return plainGinkgoError(err)
+	}
+	*l = labelFilter(s)
+	return nil
+}
+
+// labelFilterFlag defines --label-filter on fs.
+func labelFilterFlag(fs *flag.FlagSet, usage string) *string {
+	var l labelFilter
+	fs.Var(&l, "label-filter", usage)
+	return (*string)(&l)
+}
+
+// focusRegexp is a --focus flag, checked as it is parsed: Ginkgo compiles
+// it only when the suite starts, and panics on one that does not compile.
+type focusRegexp string
+
+func (f *focusRegexp) String() string { return string(*f) }
+func (f *focusRegexp) Set(s string) error {
+	if _, err := regexp.Compile(s); err != nil {
+		return err
+	}
+	*f = focusRegexp(s)
+	return nil
+}
+
+// focusFlag defines --focus on fs.
+func focusFlag(fs *flag.FlagSet, usage string) *string {
+	var f focusRegexp
+	fs.Var(&f, "focus", usage)
+	return (*string)(&f)
+}
+
+// ansi matches a terminal colour or style sequence.
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
+
+// plainGinkgoError words a Ginkgo error in one line without colour: its
+// heading and the last line of its message (the line before it repeats
+// the input with the fault highlighted).
+func plainGinkgoError(err error) error {
+	var ge types.GinkgoError
+	if !errors.As(err, &ge) {
+		return errors.New(ansi.ReplaceAllString(err.Error(), ""))
+	}
+	msg := ""
+	for _, l := range strings.Split(ansi.ReplaceAllString(ge.Message, ""), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			msg = l
+		}
+	}
+	return fmt.Errorf("%s: %s", strings.ToLower(ge.Heading), msg)
 }
