@@ -16,6 +16,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/issuer"
+	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/tlv"
 	"github.com/spdlab/spdlab/reference/vectors"
@@ -27,10 +28,13 @@ import (
 // a twin: a new reference device that receives the same commands in
 // twinLink. The first response in which the device under test and its twin
 // differ is reported, even where no case asserts anything, so a vendor sees
-// divergence early. What differs by design is not compared: signatures,
-// device keys and certificates, random challenges and token values. Where
-// a command carries something of the device's own (its certificate in
-// PERSONALISE, a token it generated), the twin is sent its own instead.
+// divergence early. Every byte of every response is compared but for the
+// device's own values of SPEC.md section 1.3 (ownValue): signatures are
+// skipped; the device's key, certificate, challenges, token values and
+// payment nonces are paired with the twin's at their first appearance and
+// must then stay consistent. Where a command carries something of the
+// device's own (its certificate in PERSONALISE, a token it generated), the
+// twin is sent its own instead.
 
 // Divergence is the first response in which a device and its reference
 // twin differed.
@@ -122,8 +126,10 @@ type twinLink struct {
 	id       []byte            // device ID of the last INITIALISE
 	dutKey   []byte            // the device's public key (INITIALISE answer)
 	refKey   []byte            // the twin's
-	tokens   map[string][]byte // the device's token -> the twin's
-	nonces   map[string]bool   // the terminal nonces (9F37) PAY commands carried
+	tokens   map[string][]byte // the device's token -> the twin's (commands are translated)
+	nonces   map[string]bool   // the terminal nonces (9F37) PAY and PRESENT CODE carried
+	pairs    map[string][]byte // a value of the twin's own -> the device's (SPEC.md 1.3)
+	shown    map[string][]byte // a value of the device's own -> the twin's
 	chain    *twinChain        // a long answer the device is handing out
 	eraseOff uint32            // the device's erase counter minus the twin's
 	diverged bool              // compare no more: reported, or lost step
@@ -160,6 +166,7 @@ func (l *twinLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 		return got, nil
 	}
 	l.chain = nil
+	l.noteNonce(cmd)
 	twinCmd := l.translate(cmd)
 	want, rerr := l.whole(ctx, twinCmd)
 	if rerr != nil {
@@ -172,6 +179,21 @@ func (l *twinLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 	}
 	l.check(cmd, twinCmd, got, want)
 	return got, nil
+}
+
+// noteNonce keeps the terminal nonce (9F37) a PAY or PRESENT CODE carries:
+// a record showing it holds the terminal's, not one of the device's own.
+func (l *twinLink) noteNonce(cmd []byte) {
+	c, err := apdu.ParseCommand(cmd)
+	if err != nil || c.CLA != spd.CLAProprietary || (spd.INS(c.INS) != spd.INSPay && spd.INS(c.INS) != spd.INSPresentCode) {
+		return
+	}
+	if n := tagIn(c.Data, spd.TagTerminalNonce); n != nil {
+		if l.nonces == nil {
+			l.nonces = map[string]bool{}
+		}
+		l.nonces[string(n)] = true
+	}
 }
 
 // twinChain is a long answer the device hands out in parts (61xx).
@@ -380,11 +402,6 @@ func (l *twinLink) learn(cmd, got, want []byte) {
 		}
 		l.dutKey = tagIn(got[:len(got)-2], spd.TagDevicePublicKey)
 		l.refKey = tagIn(want[:len(want)-2], spd.TagDevicePublicKey)
-	case spd.INSGenerateToken:
-		dt, rt := tagIn(got[:len(got)-2], spd.TagToken), tagIn(want[:len(want)-2], spd.TagToken)
-		if len(dt) == spd.TokenLen && len(rt) == spd.TokenLen {
-			l.tokens[string(dt)] = rt
-		}
 	}
 }
 
@@ -411,11 +428,66 @@ func tagIn(b []byte, tag tlv.Tag) []byte {
 	return find(objs)
 }
 
-// byDesign are the objects whose values differ between two conforming
-// devices: signatures, device keys and certificates.
-// The erase counter (DF2F) too: a sample's counts its erases before the run,
-// the twin's starts at 0; TEST ERASE orders are moved by the difference.
-var byDesign = map[tlv.Tag]bool{spd.TagSignature: true, spd.TagDevicePublicKey: true, spd.TagCertificate: true, spd.TagEraseCounter: true}
+// Own values (SPEC.md section 1.3): what two conforming devices given the
+// same commands answer differently. A signature differs every time and is
+// not compared; the erase counter counts a sample's history and TEST ERASE
+// orders are moved by the difference (learn, translate); every other own
+// value is paired with the twin's at its first appearance (pair).
+type own int
+
+const (
+	notOwn own = iota
+	ownSignature
+	ownHistory
+	ownPaired
+)
+
+// ownValue classifies the object tag, a child of parent (0 at the top),
+// among its siblings, in the answer to cmd, by SPEC.md section 1.3.
+func (l *twinLink) ownValue(cmd []byte, parent tlv.Tag, siblings []tlv.TLV, tag tlv.Tag, twin []byte) own {
+	if len(cmd) >= 2 && cmd[0] == spd.CLAProprietary && (spd.INS(cmd[1]) == spd.INSParseMedium || spd.INS(cmd[1]) == spd.INSReadMedia) {
+		// What PARSE MEDIUM and SHOW MEDIUM answer is another's medium, or
+		// one stored on the device, exactly: none of it is the device's own.
+		return notOwn
+	}
+	switch {
+	case tag == spd.TagSignature:
+		return ownSignature
+	case tag == spd.TagEraseCounter:
+		return ownHistory
+	case tag == spd.TagDevicePublicKey, tag == spd.TagCertificate:
+		return ownPaired
+	case tag == spd.TagToken && parent == medium.TagAppTemplate && bytes.Equal(objValue(siblings, medium.TagKind), []byte{byte(medium.KindToken)}):
+		return ownPaired // a token the device made: 12 random bytes, then the ATC
+	case tag == spd.TagTerminalNonce && parent == spd.TagRecord && !l.nonces[string(twin)]:
+		return ownPaired // the twin drew it: the command carried none
+	}
+	return notOwn
+}
+
+// pair checks a value of the device's own (what, g) against the twin's
+// (w), of the same length unless it is a certificate: the first time either appears they are paired; from then on the
+// device must show g wherever the twin shows w, and never show g for
+// another of the twin's values.
+func (l *twinLink) pair(what string, g, w []byte, sameLength bool) string {
+	if sameLength && len(g) != len(w) {
+		return fmt.Sprintf("%s of %d bytes, the reference's of %d", what, len(g), len(w))
+	}
+	if l.pairs == nil {
+		l.pairs, l.shown = map[string][]byte{}, map[string][]byte{}
+	}
+	if p, ok := l.pairs[string(w)]; ok {
+		if !bytes.Equal(p, g) {
+			return fmt.Sprintf("%s is %X, where the device showed %X before", what, g, p)
+		}
+		return ""
+	}
+	if q, ok := l.shown[string(g)]; ok && !bytes.Equal(q, w) {
+		return fmt.Sprintf("%s %X repeats a value the device showed for another of the reference's", what, g)
+	}
+	l.pairs[string(w)], l.shown[string(g)] = bytes.Clone(g), bytes.Clone(w)
+	return ""
+}
 
 // compare says how the device's answer differs from the twin's, or "".
 func (l *twinLink) compare(cmd, got, want []byte) string {
@@ -427,41 +499,20 @@ func (l *twinLink) compare(cmd, got, want []byte) string {
 		return fmt.Sprintf("status word %X, the reference answers %X", gsw, wsw)
 	}
 	gd, wd := got[:len(got)-2], want[:len(want)-2]
-	if len(cmd) >= 2 && cmd[0] == 0x00 && (cmd[1] == byte(spd.INSGetChallenge) || cmd[1] == byte(spd.INSInternalAuthenticate)) {
-		if len(gd) == 0 != (len(wd) == 0) {
-			return "one answered data, the other none"
+	if len(cmd) >= 2 && cmd[0] == 0x00 {
+		// Answers that are one own value whole (SPEC.md 1.3).
+		switch spd.INS(cmd[1]) {
+		case spd.INSGetChallenge:
+			return l.pair("the challenge", gd, wd, true)
+		case spd.INSInternalAuthenticate:
+			if len(gd) == 0 != (len(wd) == 0) {
+				return "one answered a signature, the other none"
+			}
+			return ""
 		}
-		return "" // random challenge, or a signature
-	}
-	for dutTok, refTok := range l.tokens {
-		wd = bytes.ReplaceAll(wd, refTok, []byte(dutTok))
 	}
 	if bytes.Equal(gd, wd) {
 		return ""
-	}
-	if c, err := apdu.ParseCommand(cmd); err == nil && c.CLA == 0x80 && c.INS == byte(spd.INSPay) {
-		if n := tagIn(c.Data, spd.TagTerminalNonce); n != nil {
-			if l.nonces == nil {
-				l.nonces = map[string]bool{}
-			}
-			l.nonces[string(n)] = true
-		}
-	}
-	if len(cmd) >= 2 && cmd[0] == 0x80 && (cmd[1] == byte(spd.INSReadPending) || cmd[1] == byte(spd.INSPresentCode)) {
-		// A record's payment nonce is the device's own random one when the
-		// PAY (or the PRESENT CODE that made it) carried none (SPD-PAY-8);
-		// the terminal's must agree.
-		gn, wn := tagIn(gd, spd.TagTerminalNonce), tagIn(wd, spd.TagTerminalNonce)
-		if len(gn) == len(wn) && len(wn) > 0 && !l.nonces[string(wn)] && !l.nonces[string(gn)] {
-			wd = bytes.ReplaceAll(wd, wn, gn)
-		}
-	}
-	if len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSGenerateToken) {
-		// The new token is random by design; everything else must agree.
-		gt, wt := tagIn(gd, spd.TagToken), tagIn(wd, spd.TagToken)
-		if len(gt) == spd.TokenLen && len(wt) == spd.TokenLen {
-			wd = bytes.ReplaceAll(wd, wt, gt)
-		}
 	}
 	go1, err1 := tlv.Parse(gd)
 	wo, err2 := tlv.Parse(wd)
@@ -471,36 +522,66 @@ func (l *twinLink) compare(cmd, got, want []byte) string {
 		}
 		return "one answer is BER-TLV, the other is not"
 	}
-	return diffTLV("", go1, wo)
+	return l.diffTLV(cmd, "", 0, go1, wo)
 }
 
-// diffTLV compares two TLV lists, skipping byDesign values.
-func diffTLV(path string, g, w []tlv.TLV) string {
+// diffTLV compares two TLV lists, children of parent, object by object,
+// under the rule of SPEC.md 1.3.
+func (l *twinLink) diffTLV(cmd []byte, path string, parent tlv.Tag, g, w []tlv.TLV) string {
 	if len(g) != len(w) {
 		return fmt.Sprintf("%s holds %d objects, the reference's %d", topOr(path), len(g), len(w))
 	}
 	for i := range g {
 		p := path + "/" + g[i].Tag.String()
-		switch {
-		case g[i].Tag != w[i].Tag:
+		if g[i].Tag != w[i].Tag {
 			return fmt.Sprintf("object %d of %s is %s, the reference's %s", i+1, topOr(path), g[i].Tag, w[i].Tag)
-		case byDesign[g[i].Tag]:
-		case g[i].Tag.Constructed():
-			if why := diffTLV(p, g[i].Children, w[i].Children); why != "" {
+		}
+		if g[i].Tag.Constructed() {
+			if why := l.diffTLV(cmd, p, g[i].Tag, g[i].Children, w[i].Children); why != "" {
 				return why
 			}
-		case !bytes.Equal(g[i].Value, w[i].Value):
-			// A signed medium carried whole in a primitive object (PRESENT
-			// CODE's result, DF60) is compared object by object, so that its
-			// signature is skipped as everywhere else.
-			if gn, wn, ok := nested(g[i].Value, w[i].Value); ok {
-				if why := diffTLV(p, gn, wn); why != "" {
-					return why
-				}
-				continue
+			continue
+		}
+		switch l.ownValue(cmd, parent, w, w[i].Tag, w[i].Value) {
+		case ownSignature, ownHistory:
+			continue
+		case ownPaired:
+			if g[i].Tag == spd.TagToken && len(g[i].Value) == spd.TokenLen && len(w[i].Value) == spd.TokenLen &&
+				!bytes.Equal(g[i].Value[spd.TokenLen-4:], w[i].Value[spd.TokenLen-4:]) {
+				return fmt.Sprintf("%s ends in the ATC %X, the reference's %X", p, g[i].Value[spd.TokenLen-4:], w[i].Value[spd.TokenLen-4:])
 			}
+			if why := l.pair(p, g[i].Value, w[i].Value, g[i].Tag != spd.TagCertificate); why != "" {
+				return why
+			}
+			if g[i].Tag == spd.TagToken {
+				l.tokens[string(g[i].Value)] = bytes.Clone(w[i].Value)
+			}
+			continue
+		}
+		if bytes.Equal(g[i].Value, w[i].Value) {
+			continue
+		}
+		if d, ok := l.pairs[string(w[i].Value)]; ok {
+			// The twin shows an own value of its (a token paid under, say)
+			// where the device must show its pair.
+			if !bytes.Equal(g[i].Value, d) {
+				return fmt.Sprintf("%s is %X, where the device showed %X before", p, g[i].Value, d)
+			}
+			continue
+		}
+		// The result medium a payment code carries whole (E5/DF60) is the
+		// device's own signed medium: compared object by object, so that its
+		// signature is skipped as everywhere else.
+		if parent != spd.TagPaymentCode || g[i].Tag != spd.TagTransferMedium {
 			return fmt.Sprintf("%s is %X, the reference's %X", p, g[i].Value, w[i].Value)
 		}
+		if gn, wn, ok := nested(g[i].Value, w[i].Value); ok {
+			if why := l.diffTLV(cmd, p, g[i].Tag, gn, wn); why != "" {
+				return why
+			}
+			continue
+		}
+		return fmt.Sprintf("%s is %X, the reference's %X", p, g[i].Value, w[i].Value)
 	}
 	return ""
 }
