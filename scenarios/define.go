@@ -16,6 +16,7 @@ func Define(d Driver) {
 	defineMedia(d)
 	defineParsing(d)
 	defineDeviceMedia(d)
+	defineHostAssertions(d)
 	defineESIM(d)
 	defineOptical(d)
 	defineInvariants(d)

@@ -48,6 +48,11 @@ const (
 	ESIM          Capability = "esim"           // eUICC ATR and logical channels (SPD-ESIM-*)
 )
 
+// HostAssertion is the feature of host-signed verification outcomes a
+// payment carries (profile DF74/DF75, PAY DF76; SPD-HVA-*).
+const HostAssertion Capability = "host-assertion"
+
+
 // Abilities of the rig: what the lab can do to the device it holds.
 const (
 	// Fresh: the lab can give each case a blank device: a new emulated
@@ -67,7 +72,7 @@ const (
 
 // Features lists every ICS feature, in the order the ICS documents them.
 var Features = []Capability{PayBalance, PayAccount, PayUses, Offline, Tokens, Transfers,
-	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia, ESIM}
+	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia, ESIM, HostAssertion}
 
 // IsFeature reports whether c is a feature a device declares (rather than
 // an ability of the rig).

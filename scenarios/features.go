@@ -44,6 +44,7 @@ var requirementFeatures = map[string]Capability{
 	"SPD-STM-":  StoredMedia,
 	"SPD-ESIM-": ESIM,
 	"SPD-PRC-":  Offline,
+	"SPD-HVA-":  HostAssertion,
 }
 
 // featuresCited lists the optional features the labels cite.
@@ -168,6 +169,8 @@ func payDataFeatures(data []byte) []Capability {
 			if len(o.Value) == 1 && o.Value[0] != 0 {
 				out = append(out, Attribute)
 			}
+		case 0xDF76:
+			out = append(out, HostAssertion)
 		}
 	}
 	return out
@@ -209,5 +212,8 @@ func adaptProfile(p *spdProfile, pr Profile) {
 	}
 	if !pr.Has(Biometric) {
 		p.BioTemplate, p.BioThreshold = nil, 0
+	}
+	if !pr.Has(HostAssertion) {
+		p.HostChecks, p.HostThreshold = 0, 0
 	}
 }

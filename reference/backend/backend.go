@@ -116,6 +116,10 @@ type Config struct {
 	KeepClonesInService bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Identities is the issuer's directory of identity questions that
+	// POST /v1/assertions checks answers against (C33). Nil: an empty
+	// in-memory one (Server.Identities).
+	Identities IdentityBook
 }
 
 // Server is the backend: storage, keys and the HTTP handlers.
@@ -140,6 +144,7 @@ type Server struct {
 	creds        credentials
 	hc           healthCheck
 	otpClients   clientLimiter
+	identities   IdentityBook
 
 	srvMu sync.Mutex
 	srv   *http.Server
@@ -186,6 +191,9 @@ func Open(cfg Config) (*Server, error) {
 	if cfg.Gateway == nil {
 		s.outbox = &Outbox{}
 		s.cfg.Gateway = s.outbox
+	}
+	if s.identities = cfg.Identities; s.identities == nil {
+		s.identities = &Identities{}
 	}
 	if cfg.PostgresURL != "" {
 		s.eng = &postgresEngine{url: cfg.PostgresURL}

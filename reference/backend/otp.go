@@ -174,51 +174,14 @@ func (s *Server) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	v := OTPVerdict{ID: a.ID}
+	var v OTPVerdict
 	// A wrong code must cost a try even though the answer is an error, so
 	// the transaction commits and the error is returned afterwards.
 	var verdictErr error
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var hash []byte
-		var expires int64
-		var tries, used int
-		err := tx.QueryRowContext(ctx, `SELECT device_id, purpose, code_hash, expires_at, tries_left, used FROM otps WHERE id=$1`, a.ID).
-			Scan(&v.DeviceID, &v.Purpose, &hash, &expires, &tries, &used)
-		if errors.Is(err, sql.ErrNoRows) {
-			return newErr(http.StatusNotFound, CodeUnknownOTP, "no one-time code %q", a.ID)
-		}
-		if err != nil {
-			return internal(err)
-		}
-		_, failures, err := s.otpDeviceState(ctx, tx, v.DeviceID, s.cfg.Now())
-		if err != nil {
-			return internal(err)
-		}
-		switch {
-		case failures >= s.cfg.OTP.Failures:
-			return s.errOTPLocked(v.DeviceID)
-		case used != 0:
-			return newErr(http.StatusConflict, CodeConflict, "one-time code already used")
-		case s.cfg.Now().Unix() > expires:
-			return newErr(http.StatusGone, CodeOTPExpired, "one-time code expired")
-		case tries <= 0:
-			return newErr(http.StatusForbidden, CodeOTPLocked, "one-time code locked after too many wrong answers")
-		}
-		if subtle.ConstantTimeCompare(hash, otpHash(a.ID, a.Code)) != 1 {
-			tries--
-			if _, err := tx.ExecContext(ctx, `UPDATE otps SET tries_left=$1 WHERE id=$2`, tries, a.ID); err != nil {
-				return internal(err)
-			}
-			e := newErr(http.StatusUnauthorized, CodeOTPWrong, "wrong one-time code")
-			e.body.TriesLeft = &tries
-			verdictErr = e
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE otps SET used=1 WHERE id=$1`, a.ID); err != nil {
-			return internal(err)
-		}
-		v.Verified = true
-		return nil
+		var err error
+		v, verdictErr, err = s.answerOTP(ctx, tx, a)
+		return err
 	})
 	if err == nil {
 		err = verdictErr
@@ -228,4 +191,50 @@ func (s *Server) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// answerOTP checks the answer a to a one-time code in tx: a right answer
+// spends the code (Verified); a wrong one costs a try, which tx must
+// commit, and comes back as wrong; err is an answer that changes nothing.
+func (s *Server) answerOTP(ctx context.Context, tx *sql.Tx, a OTPAnswer) (v OTPVerdict, wrong, err error) {
+	v.ID = a.ID
+	var hash []byte
+	var expires int64
+	var tries, used int
+	err = tx.QueryRowContext(ctx, `SELECT device_id, purpose, code_hash, expires_at, tries_left, used FROM otps WHERE id=$1`, a.ID).
+		Scan(&v.DeviceID, &v.Purpose, &hash, &expires, &tries, &used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return v, nil, newErr(http.StatusNotFound, CodeUnknownOTP, "no one-time code %q", a.ID)
+	}
+	if err != nil {
+		return v, nil, internal(err)
+	}
+	_, failures, err := s.otpDeviceState(ctx, tx, v.DeviceID, s.cfg.Now())
+	if err != nil {
+		return v, nil, internal(err)
+	}
+	switch {
+	case failures >= s.cfg.OTP.Failures:
+		return v, nil, s.errOTPLocked(v.DeviceID)
+	case used != 0:
+		return v, nil, newErr(http.StatusConflict, CodeConflict, "one-time code already used")
+	case s.cfg.Now().Unix() > expires:
+		return v, nil, newErr(http.StatusGone, CodeOTPExpired, "one-time code expired")
+	case tries <= 0:
+		return v, nil, newErr(http.StatusForbidden, CodeOTPLocked, "one-time code locked after too many wrong answers")
+	}
+	if subtle.ConstantTimeCompare(hash, otpHash(a.ID, a.Code)) != 1 {
+		tries--
+		if _, err := tx.ExecContext(ctx, `UPDATE otps SET tries_left=$1 WHERE id=$2`, tries, a.ID); err != nil {
+			return v, nil, internal(err)
+		}
+		e := newErr(http.StatusUnauthorized, CodeOTPWrong, "wrong one-time code")
+		e.body.TriesLeft = &tries
+		return v, e, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE otps SET used=1 WHERE id=$1`, a.ID); err != nil {
+		return v, nil, internal(err)
+	}
+	v.Verified = true
+	return v, nil, nil
 }

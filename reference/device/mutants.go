@@ -44,6 +44,13 @@ var Mutants = []Mutant{
 	{"code-record-unsigned", "SPD-PRC-1", "puts a payment code's record in with a signature over the body without the domain"},
 	{"code-before-commit", "SPD-PRC-1", "answers a payment code without committing its payment (no ledger record, no ATC)"},
 
+	// Host assertions (SPEC.md 4.10).
+	{"assertion-not-required", "SPD-HVA-1", "pays without the host assertion its profile requires"},
+	{"assertion-unsigned", "SPD-HVA-2", "reads a host assertion's body without verifying its signature"},
+	{"assertion-any-atc", "SPD-HVA-2", "accepts a host assertion made for another ATC (a replayed one)"},
+	{"assertion-any-payment", "SPD-HVA-2", "accepts a host assertion made for another amount, currency or payee"},
+	{"assertion-no-expiry", "SPD-HVA-2", "accepts an expired host assertion"},
+
 	// Selection, command structure and processing order.
 	{"select-keeps-session", "SPD-APP-1", "SELECT of an unknown AID answers 6A82 but leaves the application selected"},
 	{"reselect-keeps-verified", "SPD-APP-2", "SELECT of the application keeps the cardholder verified"},

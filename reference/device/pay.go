@@ -106,6 +106,9 @@ func (d *Device) doPay(cmd apdu.Command) ([]byte, apdu.SW) {
 	if !d.verified {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
+	if sw := d.checkAssertion(req); sw != apdu.SWOK {
+		return nil, sw
+	}
 	env, _, sw := d.payment(spd.INSPay, req, 0)
 	return env, sw
 }

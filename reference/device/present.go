@@ -27,6 +27,9 @@ func (d *Device) doPresentCode(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
 	pay := req.Pay()
+	if sw := d.checkAssertion(pay); sw != apdu.SWOK {
+		return nil, sw
+	}
 	if d.bug("code-no-challenge") {
 		pay.PayeeNonce = nil
 	}

@@ -235,6 +235,9 @@ type PayRequest struct {
 	RequiredTier  uint8  // 0: no attribute requirement
 	Token         []byte // token to pay under; nil: the account token
 	Channel       medium.Channel
+	// Assertion is DF76, the host assertion of SPEC.md 4.10 (body and
+	// signature, SealAssertion); nil: none.
+	Assertion []byte
 }
 
 // Pay builds the PAY command.
@@ -256,6 +259,7 @@ func Pay(r PayRequest) apdu.Command {
 	if r.Channel != 0 {
 		b.u(TagChannel, 1, uint64(r.Channel))
 	}
+	b.opt(TagHostAssertion, r.Assertion)
 	return proprietary(INSPay, byte(r.Kind), byte(r.Mode), b.must(), apdu.MaxShortLe)
 }
 
@@ -270,7 +274,7 @@ func ParsePayRequest(p1, p2 byte, data []byte) (PayRequest, error) {
 		return PayRequest{}, ErrBadP1P2
 	}
 	f, err := parseFields(data, TagAmount, TagCurrency, TagTime, TagPayee, TagPayeeNonce, TagTerminalNonce,
-		TagLocation, TagRequiredTier, TagToken, TagChannel)
+		TagLocation, TagRequiredTier, TagToken, TagChannel, TagHostAssertion)
 	if err != nil {
 		return PayRequest{}, err
 	}
@@ -326,6 +330,12 @@ func ParsePayRequest(p1, p2 byte, data []byte) (PayRequest, error) {
 	}
 	if r.Channel == 0 {
 		r.Channel = medium.ChannelInStore
+	}
+	if v, ok := f.get(TagHostAssertion); ok {
+		if err := CheckAssertionForm(v); err != nil {
+			return PayRequest{}, err
+		}
+		r.Assertion = append([]byte(nil), v...)
 	}
 	return r, nil
 }

@@ -174,6 +174,10 @@ type Profile struct {
 	Adjustments     []RegionAdjustment
 	HostPublicKey   *ecdsa.PublicKey // nil: the CA key signs host orders
 	TestSample      bool             // DF5F 01: the CA may return the device to blank (TEST ERASE)
+	// HostChecks (DF74) are the checks the issuer's host must assert before
+	// a payment of at least HostThreshold (DF75; SPEC.md 4.10); 0: none.
+	HostChecks    HostChecks
+	HostThreshold int64
 	Time            time.Time        // personalisation time; starts the sync clock
 }
 
@@ -262,6 +266,17 @@ func (p Profile) Marshal() ([]byte, error) {
 	if p.TestSample {
 		b.u(TagTestSample, 1, 1)
 	}
+	if p.HostChecks != 0 {
+		if !p.HostChecks.Valid() {
+			return nil, fmt.Errorf("spd: profile host checks %s out of 1..7", p.HostChecks)
+		}
+		b.u(TagHostChecks, 1, uint64(p.HostChecks))
+		if p.HostThreshold > 0 {
+			b.amount(TagHostThreshold, p.HostThreshold)
+		}
+	} else if p.HostThreshold != 0 {
+		return nil, errors.New("spd: profile host threshold without host checks")
+	}
 	b.time(TagTime, p.Time)
 	return b.Bytes()
 }
@@ -271,7 +286,8 @@ func (p Profile) Marshal() ([]byte, error) {
 func ParseProfile(body []byte) (Profile, error) {
 	f, err := parseFields(body, TagCertificate, TagCurrency, TagBalance, TagUses, TagAccount, TagToken,
 		TagPIN, TagPUK, TagPINTryLimit, TagBioTemplate, TagBioThreshold, TagLimits, TagTier,
-		TagTierDiscounts, TagRegions, TagRegionAdjust, TagHostPublicKey, TagTestSample, TagTime)
+		TagTierDiscounts, TagRegions, TagRegionAdjust, TagHostPublicKey, TagTestSample, TagHostChecks,
+		TagHostThreshold, TagTime)
 	if err != nil {
 		return Profile{}, err
 	}
@@ -377,6 +393,19 @@ func ParseProfile(body []byte) (Profile, error) {
 			return Profile{}, malformed("test sample flag must be one byte 00 or 01")
 		}
 		p.TestSample = v[0] == 1
+	}
+	if f.has(TagHostThreshold) && !f.has(TagHostChecks) {
+		return Profile{}, malformed("host threshold (DF75) without host checks (DF74)")
+	}
+	hc, err := f.uint(TagHostChecks, 1)
+	if err != nil {
+		return Profile{}, err
+	}
+	if p.HostChecks = HostChecks(hc); f.has(TagHostChecks) && !p.HostChecks.Valid() {
+		return Profile{}, malformed("host checks %02X out of 1..7", hc)
+	}
+	if p.HostThreshold, err = f.amount(TagHostThreshold); err != nil {
+		return Profile{}, err
 	}
 	if p.Time, err = f.time(TagTime); err != nil {
 		return Profile{}, err

@@ -42,12 +42,14 @@ type PresentRequest struct {
 	Token        []byte
 	Nonce        []byte    // 9F37: the terminal's payment nonce, optional (SPD-PAY-8)
 	Expiry       time.Time // zero: Time + DefaultCodeLife
+	Assertion    []byte    // DF76: a host assertion (SPEC.md 4.10), optional
 }
 
 // PresentCode builds the PRESENT CODE command.
 func PresentCode(r PresentRequest) apdu.Command {
 	pay := Pay(PayRequest{Kind: r.Kind, Mode: ModeOffline, Amount: r.Amount, Currency: r.Currency, Time: r.Time,
-		Payee: r.Payee, PayeeNonce: r.Challenge, Region: r.Region, RequiredTier: r.RequiredTier, Token: r.Token, TerminalNonce: r.Nonce})
+		Payee: r.Payee, PayeeNonce: r.Challenge, Region: r.Region, RequiredTier: r.RequiredTier, Token: r.Token, TerminalNonce: r.Nonce,
+		Assertion: r.Assertion})
 	data := pay.Data
 	if !r.Expiry.IsZero() {
 		var b builder
@@ -64,7 +66,7 @@ func ParsePresentRequest(p1, p2 byte, data []byte) (PresentRequest, error) {
 		return PresentRequest{}, ErrBadP1P2
 	}
 	f, err := parseFields(data, TagAmount, TagCurrency, TagTime, TagPayee, TagPayeeNonce, TagLocation,
-		TagRequiredTier, TagToken, TagTerminalNonce, TagExpiry)
+		TagRequiredTier, TagToken, TagTerminalNonce, TagExpiry, TagHostAssertion)
 	if err != nil {
 		return PresentRequest{}, err
 	}
@@ -83,7 +85,8 @@ func ParsePresentRequest(p1, p2 byte, data []byte) (PresentRequest, error) {
 		return PresentRequest{}, err
 	}
 	r := PresentRequest{Kind: pay.Kind, Amount: pay.Amount, Currency: pay.Currency, Time: pay.Time, Payee: pay.Payee,
-		Challenge: pay.PayeeNonce, Region: pay.Region, RequiredTier: pay.RequiredTier, Token: pay.Token, Nonce: pay.TerminalNonce, Expiry: exp}
+		Challenge: pay.PayeeNonce, Region: pay.Region, RequiredTier: pay.RequiredTier, Token: pay.Token, Nonce: pay.TerminalNonce, Expiry: exp,
+		Assertion: pay.Assertion}
 	if !f.has(TagExpiry) {
 		r.Expiry = r.Time.Add(DefaultCodeLife)
 	}
@@ -97,7 +100,7 @@ func ParsePresentRequest(p1, p2 byte, data []byte) (PresentRequest, error) {
 func (r PresentRequest) Pay() PayRequest {
 	return PayRequest{Kind: r.Kind, Mode: ModeOffline, Amount: r.Amount, Currency: r.Currency, Time: r.Time,
 		Payee: r.Payee, PayeeNonce: r.Challenge, Region: r.Region, RequiredTier: r.RequiredTier, Token: r.Token,
-		TerminalNonce: r.Nonce, Channel: medium.ChannelInStore}
+		TerminalNonce: r.Nonce, Channel: medium.ChannelInStore, Assertion: r.Assertion}
 }
 
 // PaymentCode is the E5 object PRESENT CODE answers: the signed payment

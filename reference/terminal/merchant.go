@@ -353,6 +353,12 @@ func (t *Terminal) presentCode(ctx context.Context, p Presented, v Verification)
 	if p.Life > 0 {
 		req.Expiry = now.Add(p.Life)
 	}
+	if v.Host != 0 {
+		var err error
+		if req.Assertion, err = t.hostAssertion(ctx, v.Host, req.Amount, req.Payee, "show a payment code"); err != nil {
+			return fail("%v; nothing was paid", err)
+		}
+	}
 	code, err := t.card.PresentCode(ctx, req)
 	if errors.Is(err, spd.ErrDeclined) {
 		o := fail("declined by the device: %s", code.Result.Info().Reason)

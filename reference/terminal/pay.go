@@ -187,11 +187,22 @@ func (t *Terminal) pay(ctx context.Context, p Payment) Outcome {
 	if p.Order.Reference != "" {
 		req.PayeeNonce = []byte(p.Order.Reference)
 	}
+	if p.Verify.Host != 0 {
+		if req.Assertion, err = t.hostAssertion(ctx, p.Verify.Host, req.Amount, req.Payee, purpose); err != nil {
+			return notDone(FlowPay, "%v; nothing was paid", err)
+		}
+	}
 	atcBefore, err := t.card.ATC(ctx)
 	if err != nil {
 		return notDone(FlowPay, "%v: %v; nothing was paid", ErrDetached, err)
 	}
 	res, err := t.card.Pay(ctx, req)
+	var refused *apdu.SWError
+	if errors.As(err, &refused) {
+		// The device answered: a status word other than 9000 changes
+		// nothing (SPD-APP-4).
+		return notDone(FlowPay, "the device refused PAY (%v); nothing was paid", err)
+	}
 	if err != nil && !errors.Is(err, spd.ErrDeclined) {
 		// The device may or may not have paid: its counter says which.
 		return t.resolvePay(ctx, atcBefore, p, err)

@@ -334,6 +334,11 @@ type Verification struct {
 	RequiredTier uint8
 	// Consent asks the user to agree first.
 	Consent bool
+	// Host are the checks the issuer's host makes and asserts to the
+	// device with the payment (SPEC.md 4.10): an SMS code it sends, the
+	// identity question it keeps, the user's consent. A device whose
+	// profile requires them refuses a payment without the assertion.
+	Host spd.HostChecks
 }
 
 // verified is what a verification leaves for the service.
