@@ -16,11 +16,28 @@ const catalogueRegenerate = "go run ./cmd/spdlab cases --format md > scenarios/C
 // suite as it is now: whoever adds, removes or relabels a case regenerates
 // it in the same commit.
 func TestCatalogueIsCurrent(t *testing.T) {
-	want, err := os.ReadFile("scenarios/CATALOGUE.md")
+	generatedIsCurrent(t, "scenarios/CATALOGUE.md", "md", catalogueRegenerate)
+}
+
+// labelsRegenerate rewrites the committed labels file.
+const labelsRegenerate = "go run ./cmd/spdlab cases --format go > scenarios/labels_test.go"
+
+// scenarios/labels_test.go names every case's labels as literals, so that
+// `ginkgo labels ./scenarios` lists them; it too is regenerated when a
+// case is added, removed or relabelled.
+func TestLabelsFileIsCurrent(t *testing.T) {
+	generatedIsCurrent(t, "scenarios/labels_test.go", "go", labelsRegenerate)
+}
+
+// generatedIsCurrent fails when the committed file path differs from what
+// `spdlab cases --format format` prints now.
+func generatedIsCurrent(t *testing.T, path, format, regenerate string) {
+	t.Helper()
+	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v; write it with: %s", err, catalogueRegenerate)
+		t.Fatalf("%v; write it with: %s", err, regenerate)
 	}
-	cmd := exec.Command("go", "run", "./cmd/spdlab", "cases", "--format", "md")
+	cmd := exec.Command("go", "run", "./cmd/spdlab", "cases", "--format", format)
 	var got, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &got, &errOut
 	if err := cmd.Run(); err != nil {
@@ -39,7 +56,7 @@ func TestCatalogueIsCurrent(t *testing.T) {
 			w = wl[i]
 		}
 		if g != w {
-			t.Fatalf("scenarios/CATALOGUE.md is stale (the suite's cases changed); regenerate it from the module root with:\n\t%s\nfirst difference, line %d:\n\tcommitted: %s\n\tsuite now: %s", catalogueRegenerate, i+1, w, g)
+			t.Fatalf("%s is stale (the suite's cases changed); regenerate it from the module root with:\n\t%s\nfirst difference, line %d:\n\tcommitted: %s\n\tsuite now: %s", path, regenerate, i+1, w, g)
 		}
 	}
 }
