@@ -490,6 +490,7 @@ const (
 	CodeRateLimited     = "rate_limited"
 	CodeMediaType       = "unsupported_media_type"
 	CodeMethod          = "method_not_allowed"
+	CodeDamaged         = "damaged_record"
 	CodeInternal        = "internal"
 )
 

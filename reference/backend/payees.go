@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -169,7 +170,7 @@ func (s *Server) handleBill(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.Account = MaskAccount(account)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT raw FROM records WHERE device_id=$1 AND kind=$2 AND state=$3 AND time >= $4 AND time < $5 ORDER BY time, atc`,
+	rows, err := s.rdb.QueryContext(ctx, `SELECT atc, raw FROM records WHERE device_id=$1 AND kind=$2 AND state=$3 AND time >= $4 AND time < $5 ORDER BY time, atc`,
 		id, int(spd.KindAccount), stateSettled, from.Unix(), to.Unix())
 	if err != nil {
 		writeErr(w, internal(err))
@@ -177,14 +178,21 @@ func (s *Server) handleBill(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var atc any
 		var raw []byte
-		if err := rows.Scan(&raw); err != nil {
+		if err := rows.Scan(&atc, &raw); err != nil {
 			writeErr(w, internal(err))
 			return
 		}
 		rec, err := ParseDeviceRecord(raw)
+		if err == nil && (rec.Device != id || rec.Kind != spd.KindAccount) {
+			err = fmt.Errorf("the device's signed bytes are %s's kind %v record", rec.Device, rec.Kind)
+		}
 		if err != nil {
-			writeErr(w, newErr(http.StatusInternalServerError, CodeInternal, "device %s: a stored record does not parse (the audit names it): %v", id, err))
+			// The stored books are damaged: the bill is not made from a
+			// record that is not the device's own; the row stays as it is
+			// and the audit names it.
+			writeErr(w, newErr(http.StatusConflict, CodeDamaged, "device %s ATC %v: a stored account payment is not the device's signed record (%v): no bill is made from damaged books; the record is kept and GET /v1/audit names it", id, atc, err))
 			return
 		}
 		b.Lines = append(b.Lines, BillLine{ATC: rec.ATC, Time: rec.Time.UTC(), Amount: rec.Amount, Payee: PayeeName(rec.Payee), Token: rec.Token})

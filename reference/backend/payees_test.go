@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +102,42 @@ func TestPayeeBalanceTamperingIsFound(t *testing.T) {
 		}
 		if a.Conserved || !found {
 			t.Fatalf("after %s: conserved %v, discrepancies %+v", tamper, a.Conserved, a.Discrepancies)
+		}
+	}
+}
+
+// TestBillOfDamagedBooks: a stored account payment that is no longer the
+// device's signed record makes GET bill answer a defined error naming it
+// (409 damaged_record, not 500), keeps the row, and the audit names it.
+func TestBillOfDamagedBooks(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "billed")
+	l.register(d, 10_000, "")
+	nov := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	r := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindAccount, Mode: spd.ModeOffline, Amount: 150, Time: nov, Payee: []byte("SHOP-B")})
+	if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{r}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, damage := range []string{`UPDATE records SET raw=X'00'`, `UPDATE records SET raw=$1`} {
+		args := []any{}
+		if strings.Contains(damage, "$1") {
+			// Another device's well-formed record in this row.
+			e := newSimDevice(t, "elsewhere")
+			args = append(args, e.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindAccount, Mode: spd.ModeOffline, Amount: 150, Time: nov}))
+		}
+		l.tamper(damage, args...)
+		_, err := l.c.Bill(bg, d.id, "2026-11")
+		ae := wantCode(t, err, 409, CodeDamaged)
+		if !strings.Contains(ae.Reason, "ATC 1") {
+			t.Fatalf("the refusal does not name the record: %s", ae.Reason)
+		}
+		var n int
+		if err := l.srv.rdb.QueryRow(`SELECT count(*) FROM records WHERE device_id=$1 AND atc=1`, d.id).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("the damaged record is gone: %d %v", n, err)
+		}
+		a, err := l.c.Audit(bg)
+		if err != nil || a.Conserved || len(a.Discrepancies) == 0 || a.Discrepancies[0].Source != "records" {
+			t.Fatalf("the audit does not name the damaged record: %+v %v", a, err)
 		}
 	}
 }
