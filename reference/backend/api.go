@@ -119,6 +119,9 @@ const (
 	// Held: a transfer-in stored but not credited until its payer's
 	// transfer-out settles (API.md, "Value and the audit").
 	Held SettlementStatus = "held"
+	// Reversed: the issuer reversed this payment (POST /v1/reversals);
+	// it is never settled and the device drops it.
+	Reversed SettlementStatus = "reversed"
 )
 
 // SettlementEntry is one record's outcome.
@@ -189,9 +192,40 @@ type ParameterUpdate struct {
 	Limits  *spd.Limits `json:"limits,omitempty"`
 	Tier    *uint8      `json:"tier,omitempty"`
 	State   *uint8      `json:"state,omitempty"`
+	// Reverses, set by the backend only, is the ATC of the device's
+	// payment record this update reverses (POST /v1/reversals): its top-up
+	// or uses give back what the device paid for a payment the issuer
+	// never settled. It is not issued value and does not move the
+	// issuer's view of the balance, which never took the payment.
+	Reverses uint32 `json:"reverses,omitempty"`
 	// Command is the UPDATE PARAMETERS command APDU to send to the device
 	// (in answers only).
 	Command []byte `json:"command,omitempty"`
+}
+
+// ReversalRequest reverses a payment a device made that the issuer
+// refused, or will not settle, after the device paid: POST /v1/reversals
+// (issuer credential).
+type ReversalRequest struct {
+	// Record is the device's signed payment record (READ PENDING).
+	Record []byte `json:"record"`
+	// Reason says why, for the books (1..200 printable characters).
+	Reason string `json:"reason"`
+}
+
+// Reversal is a reversed payment: the record is kept, answered
+// "reversed" by every later settlement (the device drops it from its
+// ledger on the acknowledgement), and the device is given back what it
+// paid by the update Update, delivered at its next contact.
+type Reversal struct {
+	DeviceID string           `json:"device_id"`
+	ATC      uint32           `json:"atc"`
+	Kind     string           `json:"kind"`
+	Amount   int64            `json:"amount"`
+	Reason   string           `json:"reason"`
+	Time     time.Time        `json:"time"`
+	Update   *ParameterUpdate `json:"update,omitempty"`
+	Repeated bool             `json:"repeated,omitempty"`
 }
 
 // TokenRequest mints or registers a payment token with domain controls

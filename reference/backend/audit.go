@@ -1,10 +1,13 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/spdlab/spdlab/reference/spd"
 )
@@ -100,6 +103,12 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		return a, internal(err)
 	}
 
+	type reversalKey struct {
+		id  string
+		atc int64
+	}
+	reversing := map[reversalKey]ParameterUpdate{}  // updates that give back a reversed payment
+	reversed := map[reversalKey]spd.PendingRecord{} // reversed payment records
 	// params: the top-ups queued, the rest of the issued value.
 	err = scanRows(ctx, tx, `SELECT device_id, counter, body FROM params ORDER BY device_id, counter`, func(v []any) {
 		id := fmt.Sprint(v[0])
@@ -114,6 +123,12 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		}
 		if devs[id] == nil {
 			bad(Discrepancy{Source: "params", DeviceID: id, Detail: fmt.Sprintf("update %v names no registered device", v[1])})
+			return
+		}
+		if u.Reverses != 0 {
+			// Gives back a reversed payment: not issued, checked below
+			// against the reversed record.
+			reversing[reversalKey{id, int64(u.Reverses)}] = u
 			return
 		}
 		devs[id].topUps.add(u.TopUp)
@@ -183,6 +198,8 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		case (k == spd.KindTransferIn || k == spd.KindReclaim) && state == stateSettled:
 			d.moved.add(amount)
 			a.RecordsSettled++
+		case k.IsPayment() && state == stateReversed:
+			reversed[reversalKey{id, atc}] = rec.PendingRecord
 		case k == spd.KindTransferIn && state == stateHeldIn:
 			heldIn.add(amount)
 			a.RecordsHeldIn++
@@ -305,6 +322,35 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 	})
 	if err != nil {
 		return a, internal(err)
+	}
+
+	// reversals: each reversing update gives back exactly what its
+	// reversed record paid, and each reversed payment is given back.
+	for _, key := range slices.SortedFunc(maps.Keys(reversing), func(a, b reversalKey) int {
+		return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.atc, b.atc))
+	}) {
+		u := reversing[key]
+		rec, ok := reversed[key]
+		delete(reversed, key)
+		where := Discrepancy{Source: "params", DeviceID: key.id, ATC: ptr(key.atc)}
+		switch {
+		case !ok:
+			where.Detail, where.Found = "an update gives back a payment the issuer holds no reversed record of (value given that was never paid)", ptr(u.TopUp)
+		case rec.Kind == spd.KindBalance && (u.TopUp != rec.Amount || u.AddUses != 0):
+			where.Detail, where.Expected, where.Found = "the update that reverses this payment gives back another amount", ptr(rec.Amount), ptr(u.TopUp)
+		case rec.Kind == spd.KindUse && (u.AddUses != 1 || u.TopUp != 0):
+			where.Detail = "the update that reverses this use gives back other than one use"
+		case rec.Kind == spd.KindAccount:
+			where.Detail = "an update gives back an account payment, which never took the device's balance"
+		default:
+			continue
+		}
+		bad(where)
+	}
+	for key, rec := range reversed {
+		if rec.Kind != spd.KindAccount && (rec.Amount > 0 || rec.Kind == spd.KindUse) {
+			bad(Discrepancy{Source: "records", DeviceID: key.id, ATC: ptr(key.atc), Detail: "a reversed payment that no update gives back", Expected: ptr(rec.Amount)})
+		}
 	}
 
 	// payees: each merchant's balance is what the settled records that

@@ -230,6 +230,14 @@ func (c *Client) OrderReclaim(ctx context.Context, req ReclaimRequest) (ReclaimO
 	return o, err
 }
 
+// Reverse reverses a payment the issuer will not settle (issuer
+// credential): the device is given back what it paid at its next contact.
+func (c *Client) Reverse(ctx context.Context, req ReversalRequest) (Reversal, error) {
+	var r Reversal
+	err := c.do(ctx, http.MethodPost, "/v1/reversals", req, &r)
+	return r, err
+}
+
 // Audit returns the conservation audit.
 func (c *Client) Audit(ctx context.Context) (Audit, error) {
 	var a Audit

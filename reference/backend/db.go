@@ -16,6 +16,7 @@ const (
 	stateHeld     = 2
 	stateDeclined = 3
 	stateHeldIn   = 4
+	stateReversed = 5 // a payment the issuer reversed (POST /v1/reversals): never settled
 )
 
 // writeStmts are the hot statements, prepared once on the writing connection.

@@ -314,8 +314,8 @@ func (s *Server) handleQueueParameter(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &u) {
 		return
 	}
-	if u.Counter != 0 || u.Command != nil {
-		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "counter and command are assigned by the backend"))
+	if u.Counter != 0 || u.Command != nil || u.Reverses != 0 {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "counter, command and reverses are assigned by the backend"))
 		return
 	}
 	if err := checkAmount("top_up", u.TopUp, true); err != nil {

@@ -102,9 +102,11 @@ var fuzzEndpoints = []struct{ path, seed string }{
 	{"/v1/otp", `{"device_id":"{id}","purpose":"pay"}`},
 	{"/v1/otp/verify", `{"otp_id":"00","code":"123456"}`},
 	{"/v1/revocations", `{"device_id":"{id}","reason":"lost"}`},
-	{"/v1/transfers", `{"transfer_id":"t1","from":"{id}","to":"{id}","amount":1,"hold":true,"signature":"MEQ="}`},
-	{"/v1/transfers/t1/claim", `{"device_id":"{id}","signature":"MEQ="}`},
+	{"/v1/transfers", `{"transfer_id":"t1","medium":"hQVTVkwwMWEA","record":"4QM="}`},
+	{"/v1/transfers/t1/claim", `{"device_id":"{id}","record":"4QM="}`},
 	{"/v1/transfers/t1/reclaim", `{"device_id":"{id}","signature":"MEQ="}`},
+	{"/v1/reclaims", `{"medium":"hQVTVkwwMWEA"}`},
+	{"/v1/reversals", `{"record":"4QM=","reason":"refused"}`},
 }
 
 // FuzzRequestBodies sends outside bytes to every endpoint that takes a

@@ -34,6 +34,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/transfers/{id}/claim", term(s.handleClaim))
 	m.HandleFunc("POST /v1/transfers/{id}/reclaim", term(s.handleReclaim))
 	m.HandleFunc("POST /v1/reclaims", term(s.handleReclaimOrder))
+	m.HandleFunc("POST /v1/reversals", issuer(s.handleReverse))
 	m.HandleFunc("GET /v1/audit", issuer(s.handleAudit))
 	m.HandleFunc("GET /v1/payees/{payee}", issuer(s.handlePayee))
 	m.HandleFunc("GET /v1/accounts/{id}/bill", issuer(s.handleBill))

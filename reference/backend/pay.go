@@ -117,6 +117,9 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 			return err
 		}
 		if found {
+			if old.state == stateReversed && rec.sameBody(old.bodyHash) {
+				return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: the issuer reversed this payment; it is not paid", rec.Device, rec.ATC)
+			}
 			if !rec.sameBody(old.bodyHash) || old.result == nil {
 				return errConflict(rec, req.Record)
 			}
@@ -295,6 +298,8 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 					e.Status, e.Account = AlreadySettled, old.account
 				case stateHeldIn:
 					e.Status, e.Account = Held, old.account
+				case stateReversed:
+					e.Status, e.Account = Reversed, old.account
 				case stateHeld:
 					// An authorisation held online: capture it.
 					if _, err := tx.StmtContext(ctx, s.stmts.updRecord).ExecContext(ctx, stateSettled, batch.BatchID, now.Unix(), rec.Device, int64(rec.ATC)); err != nil {

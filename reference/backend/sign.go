@@ -83,6 +83,8 @@ func (k SettlementAck) SignedBytes() []byte {
 			st = 2
 		case Held:
 			st = 3
+		case Reversed:
+			st = 4
 		}
 		b = append(b, st)
 	}

@@ -1,0 +1,81 @@
+package backend
+
+import (
+	"testing"
+
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// TestReversals: a payment the device made that the issuer will not
+// settle is reversed, by the issuer alone: the device gets its value back
+// at its next contact (not as issued value), the record is answered
+// "reversed" and acknowledged by every settlement, never paid, and the
+// audit checks the reversal against the record.
+func TestReversals(t *testing.T) {
+	l := newLab(t, nil)
+	d, other := newSimDevice(t, "reversed"), newSimDevice(t, "other")
+	l.register(d, 1000, "")
+	l.register(other, 1000, "")
+	now := l.clock.Now()
+	pay := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindBalance, Mode: spd.ModeOffline, Amount: 300, Time: now, Payee: []byte("SHOP")})
+	use := d.sign(spd.PendingRecord{ATC: 2, Kind: spd.KindUse, Mode: spd.ModeOffline, Time: now})
+	settled := d.sign(spd.PendingRecord{ATC: 3, Kind: spd.KindBalance, Mode: spd.ModeOffline, Amount: 100, Time: now})
+	if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{settled}}); err != nil {
+		t.Fatal(err)
+	}
+
+	before := l.snapshot()
+	_, err := l.term.Reverse(bg, ReversalRequest{Record: pay, Reason: "refused at settlement"})
+	wantCode(t, err, 403, CodeForbidden)
+	_, err = l.c.Reverse(bg, ReversalRequest{Record: pay})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Reverse(bg, ReversalRequest{Record: settled, Reason: "x"})
+	wantCode(t, err, 409, CodeConflict)
+	forged := other.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindBalance, Mode: spd.ModeOffline, Amount: 300, Time: now})
+	copy(forged[len(forged)-8:], []byte{1, 2, 3, 4, 5, 6, 7, 8})
+	_, err = l.c.Reverse(bg, ReversalRequest{Record: forged, Reason: "x"})
+	if err == nil {
+		t.Fatal("a forged record reversed")
+	}
+	out := d.sign(spd.PendingRecord{ATC: 9, Kind: spd.KindTransferOut, Mode: spd.ModeOffline, Amount: 1, Time: now, Serial: 1, Counterpart: other.raw})
+	_, err = l.c.Reverse(bg, ReversalRequest{Record: out, Reason: "x"})
+	wantCode(t, err, 400, CodeMalformed)
+	if l.snapshot() != before {
+		t.Fatal("refused reversals changed the stored state")
+	}
+
+	rv, err := l.c.Reverse(bg, ReversalRequest{Record: pay, Reason: "the payee's account is closed"})
+	if err != nil || rv.Repeated || rv.Update == nil || rv.Update.TopUp != 300 || rv.Update.Reverses != 1 || len(rv.Update.Command) == 0 {
+		t.Fatalf("reversal: %+v %v", rv, err)
+	}
+	if rv, err = l.c.Reverse(bg, ReversalRequest{Record: pay, Reason: "again"}); err != nil || !rv.Repeated {
+		t.Fatalf("reversal again: %+v %v", rv, err)
+	}
+	if rv, err = l.c.Reverse(bg, ReversalRequest{Record: use, Reason: "bus cancelled"}); err != nil || rv.Update == nil || rv.Update.AddUses != 1 {
+		t.Fatalf("reversal of a use: %+v %v", rv, err)
+	}
+	a := l.audit()
+	if a.Issued != 2000 || a.Balances != 1900 || a.Settled != 100 {
+		t.Fatalf("a reversal is not issued value: %+v", a)
+	}
+	reply, err := l.term.Contact(bg, d.id, Contact{})
+	if err != nil || len(reply.Updates) != 2 || reply.Updates[0].Reverses != 1 {
+		t.Fatalf("the device is given back its payment at contact: %+v %v", reply, err)
+	}
+	// Settled later, the record is acknowledged as reversed and pays nobody.
+	ack, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{pay, use}})
+	if err != nil || ack.Entries[0].Status != Reversed || ack.Entries[1].Status != Reversed || len(ack.Acknowledgements[0].ATCs) != 2 {
+		t.Fatalf("settling a reversed payment: %+v %v", ack, err)
+	}
+	_, err = l.term.Authorise(bg, AuthorisationRequest{Record: pay, Channel: "qr"})
+	wantCode(t, err, 409, CodeConflict)
+	if a := l.audit(); a.Settled != 100 || a.PayeesPaid != 100 || len(a.Flagged) != 0 {
+		t.Fatalf("a reversed payment was paid, or its device flagged: %+v", a)
+	}
+	// A reversing update that gives back more than the record paid.
+	l.tamper(`UPDATE params SET body=$1 WHERE device_id=$2 AND counter=1`, []byte(`{"counter":1,"top_up":900,"reverses":1}`), d.id)
+	a, _ = l.c.Audit(bg)
+	if a.Conserved || len(a.Discrepancies) != 1 || a.Discrepancies[0].Source != "params" {
+		t.Fatalf("a tampered reversal: %+v", a)
+	}
+}
