@@ -325,9 +325,17 @@ func TestUnknownReader(t *testing.T) {
 func TestWaitForCardHonoursContext(t *testing.T) {
 	// Hold the slot with the card out, so that the reader stays empty.
 	e := serve(t, simtest.NewCard(), emulator.FormSIM)
-	e.Remove()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// pcscd tells its clients about the card some time after it has
+	// powered it (longer on a busy machine): wait until it has, or the
+	// removal below could be seen before the insertion, and the
+	// insertion, seen late, would answer the WaitForCard that must not
+	// find a card.
+	if err := pcsc.WaitForCard(ctx, reader); err != nil {
+		t.Fatal(err)
+	}
+	e.Remove()
 	if err := pcsc.WaitForRemoval(ctx, reader); err != nil {
 		t.Fatal(err)
 	}

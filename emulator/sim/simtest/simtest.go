@@ -282,7 +282,10 @@ func RequireTool(tb testing.TB, name, debianPackage string) string {
 
 // Serve runs an emulator for card with cfg until the test ends, and waits
 // until pcscd has seen and powered the card (it may power it down again
-// soon after: pcscd powers cards on demand). cfg.SlotWait defaults to five
+// soon after: pcscd powers cards on demand). pcscd tells its clients
+// about the card some time after it has powered it, longer on a busy
+// machine: a test that acts on PC/SC's view of the reader (a removal it
+// waits for, say) first waits for the card there (pcsc.WaitForCard). cfg.SlotWait defaults to five
 // minutes, so that test binaries sharing the vpcd slot take turns, also
 // with a conformance run or a certification that holds it for minutes
 // (make test runs those beside the race-detector tests).
