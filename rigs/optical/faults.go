@@ -91,6 +91,13 @@ func (f Fault) Apply(img image.Image) (*image.Gray, error) {
 	return nil, fmt.Errorf("optical: unknown fault %v", f.Kind)
 }
 
+// The pixel loops below (blur, sample, rotate, noise, contrast, keystone)
+// are compiled without race-detector instrumentation (//go:norace): each
+// reads its input image and writes only the image it allocates, so there
+// is nothing for the detector to find in them, and instrumenting every
+// pixel access made the suite's optical cases take ten times as long
+// under -race (make test's check-hygiene). The goroutines that call them
+// (the suite's, Decode's callers') are still checked.
 func toGray(img image.Image) *image.Gray {
 	b := img.Bounds()
 	return &image.Gray{Pix: medium.Luminance(img), Stride: b.Dx(), Rect: image.Rect(0, 0, b.Dx(), b.Dy())}
@@ -112,6 +119,7 @@ func clamp(v float64) uint8 {
 // convolution at half the cost of floating point (the smoothing retries of
 // Decode blur every image that does not read at first). Only the columns
 // and rows within the kernel's radius of an edge need clamping.
+//go:norace
 func blur(g *image.Gray, sigma float64) *image.Gray {
 	if sigma == 0 {
 		return g
@@ -174,6 +182,7 @@ func blur(g *image.Gray, sigma float64) *image.Gray {
 
 // sample reads g at a real position by bilinear interpolation; outside is
 // white.
+//go:norace
 func sample(g *image.Gray, x, y float64) float64 {
 	w, h := g.Rect.Dx(), g.Rect.Dy()
 	x0, y0 := math.Floor(x), math.Floor(y)
@@ -198,6 +207,7 @@ func sample(g *image.Gray, x, y float64) float64 {
 	return top*(1-fy) + bottom*fy
 }
 
+//go:norace
 func rotate(g *image.Gray, degrees float64) *image.Gray {
 	a := degrees * math.Pi / 180
 	sin, cos := math.Sin(a), math.Cos(a)
@@ -224,6 +234,7 @@ func rotate(g *image.Gray, degrees float64) *image.Gray {
 	return out
 }
 
+//go:norace
 func noise(g *image.Gray, sigma float64, seed uint64) *image.Gray {
 	rng := rand.New(rand.NewPCG(seed, 0x5350444C4142)) // "SPDLAB"
 	out := image.NewGray(g.Rect)
@@ -233,6 +244,7 @@ func noise(g *image.Gray, sigma float64, seed uint64) *image.Gray {
 	return out
 }
 
+//go:norace
 func contrast(g *image.Gray, c float64) *image.Gray {
 	out := image.NewGray(g.Rect)
 	for i, p := range g.Pix {
@@ -243,6 +255,7 @@ func contrast(g *image.Gray, c float64) *image.Gray {
 
 // keystone maps the image onto a trapezoid whose top edge is inset by s of
 // the width on each side.
+//go:norace
 func keystone(g *image.Gray, s float64) *image.Gray {
 	w, h := float64(g.Rect.Dx()), float64(g.Rect.Dy())
 	inset := s * w
