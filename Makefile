@@ -2,7 +2,7 @@
 GO        ?= go
 FUZZTIME  ?= 30s
 BENCHTIME ?= 1s
-DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu serial-emu+noise=0.0002
+DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu serial-emu+noise=0.0002 ref+removal
 OUT       ?= out
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

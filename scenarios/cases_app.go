@@ -34,6 +34,7 @@ func defineConformance(d Driver) {
 	Describe("Tokens and media, every way", func() { defineTokenMediaCases(d) })
 	Describe("Transfers, every way", func() { defineTransferCases(d) })
 	Describe("Persistence under power cuts", func() { defineTearingCases(d) })
+	Describe("Card pulled out of its reader", func() { defineRemovalCases(d) })
 	Describe("Test samples", func() { defineEraseCases(d) })
 	Describe("Every command sent wrong", func() { defineNegativeCases(d) })
 	Describe("Optional features", func() { defineOptionalCases(d) })

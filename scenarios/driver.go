@@ -63,6 +63,10 @@ const (
 	Tearing Capability = "tearing"
 	// PowerCycle: the link can remove and reapply power.
 	PowerCycle Capability = "power-cycle"
+	// CardRemoval: the lab can pull the card out of its reader, at once or
+	// in the middle of a chosen command, and put it back (an emulated DUT
+	// named with the removal fault, usb-emu+removal).
+	CardRemoval Capability = "card-removal"
 	// Disposable: the lab may make a device that it cannot return to blank
 	// by TEST ERASE (a production personalisation, without DF5F): a new
 	// emulated device, or a sample the vendor's reset hook returns to
@@ -126,6 +130,12 @@ type Device struct {
 	// TearAt arms a power cut at the nth persistent write from now; nil
 	// unless the profile has Tearing.
 	TearAt func(n int)
+	// PullDuring pulls the card out of its reader during the nth command
+	// from now, before the card sees it or (after) once the card has run
+	// it and before its answer leaves; Reinsert puts it back unpowered.
+	// Both nil unless the profile has CardRemoval.
+	PullDuring func(n int, after bool)
+	Reinsert   func()
 	// Close releases the device and whatever serves it.
 	Close func() error
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spdlab/spdlab/emulator/fault"
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -108,6 +109,7 @@ func (d *DUTDriver) Profile() Profile {
 		caps[Tearing] = true
 		caps[PowerCycle] = true
 		caps[Disposable] = true
+		caps[CardRemoval] = dut.NamesRemoval(d.Specs[0])
 		if strings.HasPrefix(d.Specs[0], "pcsc-emu") {
 			p.MaxDevices = dut.PCSCEmuSlots
 		}
@@ -179,6 +181,16 @@ func (d *DUTDriver) Open(ctx context.Context) (*Device, error) {
 		dev := &Device{Link: u.Link, Close: u.Close}
 		if u.Device != nil {
 			dev.TearAt = func(n int) { u.TearAt(n) }
+		}
+		if r := u.Removal(); r != nil {
+			dev.PullDuring = func(n int, after bool) {
+				mode := fault.RemoveBeforeCommand
+				if after {
+					mode = fault.RemoveAfterCommand
+				}
+				r.RemoveDuring(n, mode)
+			}
+			dev.Reinsert = r.Insert
 		}
 		return d.withTwin(ctx, dev)
 	}

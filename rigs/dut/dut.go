@@ -31,10 +31,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/emulator/fault"
 	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/store"
 	"github.com/spdlab/spdlab/rigs/link"
@@ -80,6 +82,13 @@ func Emulated(spec string) bool {
 		strings.HasPrefix(spec, "pcsc-emu:")
 }
 
+// NamesRemoval reports whether spec names the removal fault, so that a
+// DUT opened from it has a Removal.
+func NamesRemoval(spec string) bool {
+	_, list := splitFaults(spec)
+	return slices.Contains(list, "removal")
+}
+
 // TearAt arms a power cut at the nth persistent write of an emulated
 // device. It reports false for real hardware.
 func (d *DUT) TearAt(n int) bool {
@@ -88,6 +97,18 @@ func (d *DUT) TearAt(n int) bool {
 	}
 	d.Device.TearAt(n)
 	return true
+}
+
+// Removal is the slot the card of an emulated DUT named with the removal
+// fault ("usb-emu+removal") sits in, nil without it: the lab pulls the card
+// and puts it back through it.
+func (d *DUT) Removal() *fault.Removal {
+	for _, f := range d.faults {
+		if r, ok := f.(*fault.Removal); ok {
+			return r
+		}
+	}
+	return nil
 }
 
 // Close closes the link and stops whatever serves the device, in reverse

@@ -26,6 +26,10 @@ import (
 //	noise=P        the serial line flips a bit in, drops and           serial-emu
 //	               duplicates each byte with probability P, both
 //	               ways (fault.Line); the framing must recover
+//	removal        the card can be pulled out of its slot, at once     ref, usb-emu, serial-emu, sd-emu
+//	               or in the middle of a chosen command, and put
+//	               back (fault.Removal, DUT.Removal): the suite's
+//	               card-removal cases
 //
 // A correct host and device give the same answers through every one of
 // them: the conformance suite runs on such DUTs as on the plain ones.
@@ -35,6 +39,7 @@ type faults struct {
 	timed   bool
 	ta1     int // the PPS's TA1, or -1 for the ATR's rates
 	noise   *fault.LineNoise
+	removal bool
 }
 
 // faultKinds are the DUT kinds that take faults.
@@ -104,15 +109,21 @@ func parseFaults(kind string, list []string) (faults, error) {
 				return f, fmt.Errorf("dut: fault noise=%s: want a probability per byte from 0 to 0.001, such as noise=0.0002 (above it, frames of extended APDUs rarely arrive whole)", value)
 			}
 			f.noise = &fault.LineNoise{FlipRate: p, DropRate: p, DupRate: p, Seed: 1}
+		case "removal":
+			if value != "" {
+				return f, fmt.Errorf("dut: fault removal takes no value, got removal=%s", value)
+			}
+			f.removal = true
 		default:
-			return f, fmt.Errorf("dut: unknown fault %q (want latency=D, t0[=TA1], t1[=TA1] or noise=P)", item)
+			return f, fmt.Errorf("dut: unknown fault %q (want latency=D, t0[=TA1], t1[=TA1], noise=P or removal)", item)
 		}
 	}
 	return f, nil
 }
 
 // card wraps dev, which answers with atr, in the faults: timing innermost,
-// so that latency comes on top of the line's time.
+// so that latency comes on top of the line's time; the slot a card can be
+// pulled from outermost, so that the emulator sees the card leave.
 func (f faults) card(d *DUT, dev emulator.Card, atr []byte) (emulator.Card, error) {
 	card := dev
 	if f.timed {
@@ -135,6 +146,11 @@ func (f faults) card(d *DUT, dev emulator.Card, atr []byte) (emulator.Card, erro
 		l := fault.NewLatency(card, *f.latency)
 		card = l
 		d.faults = append(d.faults, l)
+	}
+	if f.removal {
+		r := fault.NewRemoval(card)
+		card = r
+		d.faults = append(d.faults, r)
 	}
 	return card, nil
 }

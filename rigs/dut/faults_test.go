@@ -3,6 +3,7 @@ package dut
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"testing/cryptotest"
@@ -10,6 +11,7 @@ import (
 	"github.com/spdlab/spdlab/emulator/fault"
 	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/rigs/link"
 )
 
 // TestSameScriptThroughFaults runs the exchange script through emulated
@@ -76,6 +78,7 @@ func TestFaultSpecs(t *testing.T) {
 		{"ref+t1=zz", "TA1 byte"},
 		{"ref+t1=70", "reserved"},
 		{"ref+warp", "unknown fault"},
+		{"ref+removal=1", "takes no value"},
 	} {
 		_, err := Open(context.Background(), tt.spec, Options{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -84,5 +87,54 @@ func TestFaultSpecs(t *testing.T) {
 	}
 	if base, list := splitFaults("usb-emu+t1+latency=2ms"); base != "usb-emu" || strings.Join(list, ",") != "t1,latency=2ms" {
 		t.Errorf("splitFaults = %q, %q", base, list)
+	}
+}
+
+// A DUT named with the removal fault has a slot its card can be pulled
+// from; one without it has none.
+func TestRemovalFault(t *testing.T) {
+	for _, spec := range []string{"ref+removal", "usb-emu+removal"} {
+		t.Run(spec, func(t *testing.T) {
+			ctx := context.Background()
+			d, err := Open(ctx, spec, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			r := d.Removal()
+			if r == nil || !NamesRemoval(spec) {
+				t.Fatalf("%s: no removal slot", spec)
+			}
+			c := spd.NewClient(d.Link)
+			if _, err := c.Select(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r.RemoveDuring(1, fault.RemoveBeforeCommand)
+			if _, err := c.Select(ctx); !errors.Is(err, link.ErrRemoved) {
+				t.Fatalf("SELECT while the card was pulled: %v, want link.ErrRemoved", err)
+			}
+			if r.Present() || r.Removals() != 1 {
+				t.Fatalf("after the pull: present %v, %d removals", r.Present(), r.Removals())
+			}
+			r.Insert()
+			pc := d.Link.(link.PowerCycler)
+			if err := pc.PowerOff(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pc.PowerOn(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Select(ctx); err != nil {
+				t.Fatalf("SELECT once the card is back: %v", err)
+			}
+		})
+	}
+	d, err := Open(context.Background(), "ref", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Removal() != nil || NamesRemoval("ref+t1") {
+		t.Fatal("a DUT without the removal fault has a removal slot")
 	}
 }
