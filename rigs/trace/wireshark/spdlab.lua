@@ -257,7 +257,7 @@ local function dissect_atr(tvb, pinfo, tree)
   local k = t0 % 16
   t:add(f.atr_t0, tvb(1, 1)):append_text(string.format(" (%d historical bytes)", k))
   local off, y, i = 2, math.floor(t0 / 16), 1
-  local protocols = {}
+  local protocols, offered, global15 = {}, {}, false
   local tck_needed = false
   while y ~= 0 and off < n do
     local names = { "TA", "TB", "TC", "TD" }
@@ -271,8 +271,16 @@ local function dissect_atr(tvb, pinfo, tree)
       end
     end
     if td == nil then break end
+    -- Each protocol offered is named once (TD1 T=1 and TD2 T=1 offer T=1,
+    -- the second introducing its specific bytes); T=15 introduces global
+    -- interface bytes, not a protocol (ISO/IEC 7816-3 8.2.3).
     local proto = td % 16
-    table.insert(protocols, "T=" .. proto)
+    if proto == 15 then
+      global15 = true
+    elseif not offered[proto] then
+      offered[proto] = true
+      table.insert(protocols, "T=" .. proto)
+    end
     if proto ~= 0 then tck_needed = true end
     y = math.floor(td / 16)
     i = i + 1
@@ -284,7 +292,9 @@ local function dissect_atr(tvb, pinfo, tree)
     off = off + k
   end
   if tck_needed and off < n then t:add(f.atr_tck, tvb(off, 1)) end
-  local p = #protocols > 0 and table.concat(protocols, ", ") or "T=0"
+  if #protocols == 0 then table.insert(protocols, "T=0") end
+  if global15 then table.insert(protocols, "T=15 global interface bytes") end
+  local p = table.concat(protocols, ", ")
   pinfo.cols.info:set(string.format("ATR %s (%s)", tostring(tvb(0, n):bytes()), p))
 end
 
