@@ -108,9 +108,7 @@ func defineCommandCases(d Driver) {
 
 	It("MUST check the life-cycle state before P1/P2 and the data field before verification",
 		Case("TC-APP-011", Positive, Negative, "SPD-APP-3", "SPD-APP-4", "SPD-LC-3"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			bad := spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00))
 			bad.P1 = 0x09
 			f.refuses(ctx, bad, sw6A86, "PAY kind 09, selected, not verified: P1 (step 5) before verification (step 7)")
@@ -190,9 +188,7 @@ func defineCommandCases(d Driver) {
 
 	It("MUST answer GET CHALLENGE with 16 fresh random bytes for Le 10 or 00, and 6700 for any other Le or a data field",
 		Case("TC-KEY-002", Positive, Negative, "SPD-KEY-1", "SPD-APP-3", "C33"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			before := f.state(ctx)
 			seen := map[string]bool{}
 			for _, ne := range []int{16, 256, 16, 256} {
@@ -216,9 +212,7 @@ func defineCommandCases(d Driver) {
 	It("MUST sign INTERNAL AUTHENTICATE over its domain, device ID and a 1..64-byte challenge, and refuse other lengths with 6700",
 		Case("TC-KEY-003", Positive, Negative, "SPD-KEY-4", "SPD-VER-3", "C33"), func(ctx SpecContext) {
 			need(d, CertVerify)
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			for _, n := range []int{1, 16, 64} {
 				ch := bytes.Repeat([]byte{byte(n)}, n)
 				sig, sw := f.raw(ctx, rawCmd(spd.InternalAuthenticate(ch)))

@@ -50,9 +50,7 @@ func defineEraseCases(d Driver) {
 	It("MUST keep the erase counter across TEST ERASE and refuse a recorded TEST ERASE after re-personalisation with 6984",
 		Case("TC-TST-002", Positive, Negative, "SPD-TST-2", "SPD-TST-1", "C40"), func(ctx SpecContext) {
 			p := TestProfile() // a test sample (DF5F 01)
-			f := personalised(ctx, d, &p)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, &p)
 			n0, err := f.Client.EraseCounter(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			if dd, ok := d.(*DUTDriver); ok && dd.Emulated() {
@@ -80,9 +78,7 @@ func defineEraseCases(d Driver) {
 			need(d, Disposable)
 			prod := TestProfile()
 			prod.TestSample = false
-			g := personalised(ctx, d, &prod)
-			_, err := g.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			g := selected(ctx, d, &prod)
 			n0, err := g.Client.EraseCounter(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			cmd, err := spd.TestErase(g.Issuer.CA, g.Profile.DeviceID, n0+1)

@@ -78,9 +78,7 @@ func defineLifeCycleCases(d Driver) {
 
 	It("MUST refuse INITIALISE once personalised with 6985 and keep its key",
 		Case("TC-LC-006", Negative, "SPD-LC-1", "SPD-KEY-1", "C40"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			f.refuses(ctx, spd.Initialise(&f.Issuer.CA.PublicKey, f.Profile.DeviceID), sw6985, "INITIALISE on a personalised device")
 			pub, err := f.Client.GetData(ctx, spd.TagDevicePublicKey)
 			Expect(err).NotTo(HaveOccurred())
@@ -254,9 +252,7 @@ func defineLifeCycleCases(d Driver) {
 
 	It("MUST apply an update counter once: equal or lower counters 6984, higher applies",
 		Case("TC-UPD-002", Positive, Negative, "SPD-UPD-1", "C3", "C14", "C15"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			f.update(ctx, spd.ParameterUpdate{Counter: 5, TopUp: 1_00, Time: Clock})
 			for _, c := range []uint32{5, 4, 1} {
 				f.refuses(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
@@ -287,9 +283,7 @@ func defineLifeCycleCases(d Driver) {
 
 	It("MUST move the last sync time only forward, by UPDATE PARAMETERS and ACKNOWLEDGE",
 		Case("TC-UPD-003", Positive, "SPD-LED-3", "SPD-LED-4", "C7"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			Expect(f.state(ctx).LastSync).To(Equal(spd.Unix(Clock)), "PERSONALISE sets the first sync time")
 			f.update(ctx, spd.ParameterUpdate{Counter: 1, Time: Clock.Add(2 * time.Hour)})
 			Expect(f.state(ctx).LastSync).To(Equal(spd.Unix(Clock.Add(2 * time.Hour))))

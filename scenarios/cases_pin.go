@@ -14,9 +14,7 @@ import (
 func definePINCases(d Driver) {
 	It("MUST refuse a malformed PIN with 6A80 without spending a try",
 		Case("TC-PIN-007", Negative, "SPD-PIN-2", "SPD-APP-3", "C32"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			for _, pin := range []string{"12a4", "123", "1234567890123", "25 8", "２５８０"} {
 				f.refuses(ctx, spd.VerifyPIN(pin), sw6A80, "VERIFY of the malformed PIN "+pin)
 			}
@@ -42,9 +40,7 @@ func definePINCases(d Driver) {
 
 	It("MUST answer an empty VERIFY with the tries left, 9000 when verified, 6983 when blocked, spending nothing",
 		Case("TC-PIN-009", Positive, Negative, "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			f.refuses(ctx, spd.PINStatus(), sw63C(3), "PIN status, not verified")
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000))
 			f.refuses(ctx, spd.PINStatus(), sw9000, "PIN status, verified")
@@ -59,12 +55,10 @@ func definePINCases(d Driver) {
 
 	It("MUST leave the session verified after CHANGE REFERENCE DATA and take the new PIN",
 		Case("TC-PIN-010", Positive, Negative, "SPD-PIN-3", "SPD-PIN-1", "C32"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			Expect(f.sw(ctx, spd.ChangePIN(TestPIN, "864213"))).To(Equal(sw9000))
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 1_00), 1_00)
-			_, err = f.Client.Select(ctx)
+			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw63C(2)), "the old PIN no longer verifies")
 			Expect(f.sw(ctx, spd.VerifyPIN("864213"))).To(Equal(sw9000))
@@ -73,9 +67,7 @@ func definePINCases(d Driver) {
 
 	It("MUST spend a try on CHANGE REFERENCE DATA with a wrong old PIN and keep the PIN",
 		Case("TC-PIN-011", Positive, Negative, "SPD-PIN-2", "C32"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			Expect(f.sw(ctx, spd.ChangePIN("0000", "4444"))).To(Equal(sw63C(2)))
 			Expect(f.Client.PINTries(ctx)).To(Equal(2))
 			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "no verification from a failed change")
@@ -87,9 +79,7 @@ func definePINCases(d Driver) {
 
 	It("MUST count wrong PUKs down, unblock with the right one restoring the PIN tries, and keep the PIN when none is given",
 		Case("TC-PIN-012", Positive, Negative, "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			for i := 2; i >= 0; i-- {
 				Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(sw63C(i)))
 			}
@@ -109,9 +99,7 @@ func definePINCases(d Driver) {
 
 	It("MUST unblock on a host-signed RESET RETRY COUNTER with a fresh counter, restoring PIN and PUK tries, once",
 		Case("TC-PIN-013", Positive, Negative, "SPD-PIN-3", "SPD-KEY-3", "SPD-UPD-1", "C32", "C14"), func(ctx SpecContext) {
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			for i := 2; i >= 0; i-- {
 				Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(sw63C(i)))
 			}
@@ -144,9 +132,7 @@ func definePINCases(d Driver) {
 	It("MUST match a biometric sample at exactly the threshold distance and refuse one just beyond with 63C4",
 		Case("TC-BIO-002", Positive, Negative, "SPD-BIO-1", "C32", "C33"), func(ctx SpecContext) {
 			need(d, Biometric)
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			// TestProfile's threshold is 400: 20^2 is at it, 20^2+1^2 beyond.
 			beyond := append([]byte(nil), TestBioTemplate...)
 			beyond[3] += 20
@@ -165,9 +151,7 @@ func definePINCases(d Driver) {
 			need(d, Biometric)
 			p := TestProfile()
 			p.BioTemplate, p.BioThreshold = nil, 0
-			f := personalised(ctx, d, &p)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, &p)
 			f.refuses(ctx, spd.VerifyBiometric(TestBioTemplate), sw6A88, "biometric VERIFY without a template")
 			f.refuses(ctx, apdu.Command{CLA: 0x00, INS: 0x20, P2: 0x81}, sw6A88, "biometric status without a template")
 		}, SpecTimeout(30*time.Second))
@@ -175,9 +159,7 @@ func definePINCases(d Driver) {
 	It("MUST count biometric failures on their own counter to 6983, leaving the PIN's",
 		Case("TC-BIO-004", Positive, Negative, "SPD-BIO-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
 			need(d, Biometric)
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			far := make([]byte, 16)
 			for i := range far {
 				far[i] = TestBioTemplate[i] ^ 0x80

@@ -130,9 +130,7 @@ func defineTokenMediaCases(d Driver) {
 	It("MUST refuse GENERATE TOKEN with an expiry not after the time, controls out of range, or without verification",
 		Case("TC-TOK-009", Negative, "SPD-TOK-1", "SPD-PIN-1", "SPD-APP-3", "C22"), func(ctx SpecContext) {
 			need(d, Tokens)
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			f.refuses(ctx, spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: inStore}), sw6982, "GENERATE TOKEN not verified")
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000))
 			for why, r := range map[string]spd.TokenRequest{
@@ -178,9 +176,7 @@ func defineTokenMediaCases(d Driver) {
 	It("MUST refuse GENERATE MEDIUM without verification, with a bad expiry, nonce or P1-P2, changing nothing",
 		Case("TC-MED-007", Negative, "SPD-MED-1", "SPD-PIN-1", "SPD-APP-3", "C1"), func(ctx SpecContext) {
 			need(d, Media)
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			f.refuses(ctx, spd.GenerateMedium(spd.MediumRequest{Time: Clock}), sw6982, "not verified")
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000))
 			f.refuses(ctx, spd.GenerateMedium(spd.MediumRequest{Time: Clock, Expiry: Clock}), sw6A80, "expiry at the time")
@@ -196,9 +192,7 @@ func defineTokenMediaCases(d Driver) {
 	It("MUST refuse in PARSE MEDIUM a medium certified by another CA or re-signed, and answer the exact template of one the issuer certified",
 		Case("TC-MED-008", Negative, "SPD-MED-4", "SPD-KEY-2", "SPD-KEY-5", "C1", "C6", "C39"), func(ctx SpecContext) {
 			need(d, ParseMedium)
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			info := medium.ServiceInfo{Kind: medium.KindStoredValue, AID: spd.AID, Balance: 5_00, Uses: 1, ATC: 3, Currency: 978,
 				Token: bytes.Repeat([]byte{7}, 16), Issued: Clock, Expiry: Clock.Add(time.Hour)}
 			genuine := newForger(f.Issuer)

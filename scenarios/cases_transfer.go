@@ -57,9 +57,7 @@ func defineTransferCases(d Driver) {
 	It("MUST refuse a transfer to itself, in another currency, with a bad expiry, above the balance or unverified, changing nothing",
 		Case("TC-XFR-005", Negative, "SPD-XFR-1", "SPD-PIN-1", "SPD-APP-3", "C13", "C17"), func(ctx SpecContext) {
 			need(d, Transfers)
-			f := personalised(ctx, d, nil)
-			_, err := f.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			f := selected(ctx, d, nil)
 			req := func(mod func(*spd.TransferRequest)) apdu.Command {
 				r := spd.TransferRequest{Amount: 5_00, Currency: 978, Payee: nowhere, Time: Clock, Expiry: Clock.Add(time.Hour)}
 				mod(&r)
@@ -271,14 +269,12 @@ func defineTransferCases(d Driver) {
 	It("MUST import a transfer that takes the balance to exactly 2^62 and refuse one above it with 6A80",
 		Case("TC-XFR-013", Positive, Negative, "SPD-XFR-2", "SPD-UPD-1", "C13"), func(ctx SpecContext) {
 			need(d, Transfers)
-			payee := personalised(ctx, d, nil)
-			_, err := payee.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			payee := selected(ctx, d, nil)
 			payee.update(ctx, spd.ParameterUpdate{Counter: 1, TopUp: 1<<62 - 5_00 - payee.Profile.Balance, Time: Clock})
 			payee.login(ctx)
 			forger := newForger(payee.Issuer)
 			me := payee.Profile.DeviceID
-			_, err = payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 5_00, 1, Clock.Add(time.Hour))), Time: Clock})
+			_, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 5_00, 1, Clock.Add(time.Hour))), Time: Clock})
 			Expect(err).NotTo(HaveOccurred(), "a transfer of 5.00 onto 2^62 - 5.00")
 			Expect(payee.Client.Balance(ctx)).To(Equal(int64(1<<62)), "the balance is exactly 2^62")
 			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, 2, Clock.Add(time.Hour))), Clock), sw6A80,
@@ -288,9 +284,7 @@ func defineTransferCases(d Driver) {
 	It("MUST refuse TRANSFER IN without verification with 6982",
 		Case("TC-XFR-012", Negative, "SPD-XFR-2", "SPD-PIN-1", "C17", "C32"), func(ctx SpecContext) {
 			need(d, Transfers)
-			payee := personalised(ctx, d, nil)
-			_, err := payee.Client.Select(ctx)
-			Expect(err).NotTo(HaveOccurred())
+			payee := selected(ctx, d, nil)
 			forger := newForger(payee.Issuer)
 			env := forger.sign(transferMedium(forger.ID, payee.Profile.DeviceID, 1_00, 1, Clock.Add(time.Hour)))
 			payee.refuses(ctx, spd.TransferIn(env, Clock), sw6982, "TRANSFER IN not verified")

@@ -17,6 +17,7 @@ import (
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/tlv"
+	"github.com/spdlab/spdlab/rigs/link"
 )
 
 // Status words of SPEC.md section 1.1, written out here rather than taken
@@ -103,6 +104,28 @@ func (f *Fixture) state(ctx context.Context) DeviceState {
 		s.Records = append(s.Records, r)
 	}
 	return s
+}
+
+// selected is personalised (fixture.go) with the application selected
+// and the cardholder not verified: the start of most cases.
+func selected(ctx context.Context, d Driver, p *spd.Profile) *Fixture {
+	GinkgoHelper()
+	f := personalised(ctx, d, p)
+	_, err := f.Client.Select(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	return f
+}
+
+// torn sends cmd with a power cut armed at its nth persistent write,
+// checks that the device answered nothing to it (SPD-STO-2), and powers
+// the device on again with the application selected (reconnect).
+func (f *Fixture) torn(ctx context.Context, cmd apdu.Command, n int, what string) {
+	GinkgoHelper()
+	f.Device.TearAt(n)
+	_, err := f.Client.Transmit(ctx, cmd)
+	f.Device.TearAt(0)
+	Expect(err).To(MatchError(link.ErrRemoved), "%s torn at its persistent write %d answers nothing", what, n)
+	reconnect(ctx, f)
 }
 
 // refuses sends cmd, expects exactly sw and checks that nothing the

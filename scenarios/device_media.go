@@ -80,9 +80,7 @@ func defineDeviceMedia(d Driver) {
 	Describe("Merchant codes read by the device and media stored on it", func() {
 		It("MUST read a merchant order code with its own parsing unit: the order and payee the terminal reads, byte for byte as SPEC.md 4.7 writes them",
 			Case("TC-MPM-001", Positive, Negative, "SPD-MPM-1", "SPD-PAY-7", "SPD-FORM-2", "C5", "C6", "C39", "C45", "C48"), func(ctx SpecContext) {
-				f := personalised(ctx, d, nil)
-				_, err := f.Client.Select(ctx)
-				Expect(err).NotTo(HaveOccurred())
+				f := selected(ctx, d, nil)
 				before := f.snapshot(ctx)
 
 				// A known answer: every field of the E2 template.
@@ -245,13 +243,11 @@ func defineDeviceMedia(d Driver) {
 
 		It("MUST refuse to show a stored medium after its expiry, by the terminal's time or the device's last sync",
 			Case("TC-STM-002", Negative, "SPD-STM-3", "SPD-UPD-1", "C10", "C14"), func(ctx SpecContext) {
-				f := personalised(ctx, d, nil)
-				_, err := f.Client.Select(ctx)
-				Expect(err).NotTo(HaveOccurred())
+				f := selected(ctx, d, nil)
 				code := merchantCode(mpm("00", "01"), mpm("26", mpm("00", "spdlab")+mpm("01", "FAIR-2026")), mpm("53", "978"))
 				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "fair", Format: spd.FormatMerchantCode, Content: []byte(code),
 					Expiry: Clock.Add(2 * time.Hour)}))).To(Equal(apdu.SWOK))
-				_, err = f.Client.ShowMedium(ctx, "fair", Clock.Add(2*time.Hour))
+				_, err := f.Client.ShowMedium(ctx, "fair", Clock.Add(2*time.Hour))
 				Expect(err).NotTo(HaveOccurred(), "shown up to and including its expiry")
 				Expect(f.sw(ctx, spd.ShowMedium("fair", Clock.Add(2*time.Hour+time.Second)))).To(Equal(apdu.SWConditionsNotSat))
 
@@ -269,9 +265,7 @@ func defineDeviceMedia(d Driver) {
 
 		It("MUST hold at least 4 media and 4096 bytes, refuse a new label beyond its capacity without change, and make room by dropping expired media",
 			Case("TC-STM-003", Positive, Negative, "SPD-STM-4", "SPD-STM-3", "SPD-APP-4", "C38"), func(ctx SpecContext) {
-				f := personalised(ctx, d, nil)
-				_, err := f.Client.Select(ctx)
-				Expect(err).NotTo(HaveOccurred())
+				f := selected(ctx, d, nil)
 				// 1024-byte codes: four fill the minimum in count and in bytes.
 				filler := func(i int) []byte { return sizedCode(fmt.Sprintf("SHOP-%02d", i), spd.MaxMediumContent) }
 				Expect(filler(0)).To(HaveLen(1024))

@@ -61,31 +61,27 @@ func defineVerification(d Driver) {
 				}, SpecTimeout(30*time.Second))
 		})
 
-		It("MUST decrement the PIN try counter before comparing, so a power cut cannot save a try",
+		It("MUST decrement the try counter before comparing in VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER, so a power cut cannot save a try",
 			Serial, Case("TC-PIN-006", Positive, "SPD-PIN-2", "C32"), func(ctx SpecContext) {
 				need(d, Tearing)
-				f := personalised(ctx, d, nil)
-				_, err := f.Client.Select(ctx)
-				Expect(err).NotTo(HaveOccurred())
-				// Cut power at the second persistent write of a VERIFY with the
-				// right PIN (the restore): the decrement, the first write, must
-				// have been made before the comparison.
-				f.Device.TearAt(2)
-				_, err = f.Client.Transmit(ctx, spd.VerifyPIN(TestPIN))
-				f.Device.TearAt(0)
-				Expect(err).To(MatchError(link.ErrRemoved), "the torn VERIFY answered")
-				reconnect(ctx, f)
-				tries, err := f.Client.PINTries(ctx)
-				Expect(err).NotTo(HaveOccurred())
-				Expect(tries).To(Equal(2), "the torn VERIFY must have cost a try")
+				f := selected(ctx, d, nil)
+				// Each presentation of the right secret is cut at its second
+				// persistent write (the restore): the decrement, the first
+				// write, must have been made before the comparison.
+				f.torn(ctx, spd.VerifyPIN(TestPIN), 2, "a VERIFY of the right PIN")
+				Expect(f.Client.PINTries(ctx)).To(Equal(2), "the torn VERIFY cost a try")
+				f.torn(ctx, spd.ChangePIN(TestPIN, "864213"), 2, "a CHANGE REFERENCE DATA with the right old PIN")
+				Expect(f.Client.PINTries(ctx)).To(Equal(1), "the torn CHANGE REFERENCE DATA cost a try")
+				Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000), "the torn change set no new PIN")
+				Expect(f.Client.PINTries(ctx)).To(Equal(3))
+				f.torn(ctx, spd.UnblockPIN(TestPUK, ""), 2, "a RESET RETRY COUNTER with the right PUK")
+				Expect(f.sw(ctx, spd.UnblockPIN("00000000", ""))).To(Equal(sw63C(8)), "the torn unblock cost a PUK try: 10, 9, then 8 left")
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST accept a biometric sample within the threshold and refuse a far one",
 			Case("TC-BIO-001", Positive, Negative, "SPD-BIO-1", "SPD-BIO-2", "C32", "C33"), func(ctx SpecContext) {
 				need(d, Biometric)
-				f := personalised(ctx, d, nil)
-				_, err := f.Client.Select(ctx)
-				Expect(err).NotTo(HaveOccurred())
+				f := selected(ctx, d, nil)
 				near := append([]byte(nil), TestBioTemplate...)
 				near[0] += 10
 				near[5] += 5

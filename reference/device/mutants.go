@@ -213,6 +213,8 @@ var Mutants = []Mutant{
 	// Verification, sessions and host orders, further.
 	{"terminated-verifies", "SPD-LC-3", "answers VERIFY on a terminated device"},
 	{"change-pin-any-old", "SPD-PIN-3", "sets the new PIN of CHANGE REFERENCE DATA whatever the old PIN"},
+	{"change-pin-compare-first", "SPD-PIN-2", "CHANGE REFERENCE DATA compares the old PIN before spending the try"},
+	{"puk-compare-first", "SPD-PIN-2", "RESET RETRY COUNTER compares the PUK before spending the PUK try"},
 	{"verify-malformed-ends-session", "SPD-PIN-2", "ends the verified status on a malformed PIN (6A80 keeps it)"},
 	{"bio-tries-before", "SPD-BIO-2", "reports the biometric tries left before the decrement in 63Cx"},
 	{"ack-replay-6984", "SPD-LED-4", "answers 6984 to an acknowledgement whose records it already dropped (not idempotent)"},

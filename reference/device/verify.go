@@ -46,7 +46,7 @@ func (d *Device) checkSecret(triesKey string, limit int, match func() bool) apdu
 	if left <= 0 && !(d.bug("blocked-accepts-right") && match()) {
 		return apdu.SWAuthBlocked
 	}
-	if d.bug("verify-compare-first") && triesKey == keyPINTries && match() {
+	if ((d.bug("verify-compare-first") && triesKey == keyPINTries) || (d.bug("puk-compare-first") && triesKey == keyPUKTries)) && match() {
 		return d.put(triesKey, []byte{byte(limit)})
 	}
 	if sw := d.put(triesKey, []byte{byte(max(left-1, 0))}); sw != apdu.SWOK {
@@ -171,7 +171,12 @@ func (d *Device) doChangePIN(cmd apdu.Command) ([]byte, apdu.SW) {
 	if d.bug("change-pin-no-try") && !equalSecret(c.Old, d.pin) && d.tries(keyPINTries) > 0 {
 		return nil, apdu.VerifyFailed(d.tries(keyPINTries))
 	}
-	sw := d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(c.Old, d.pin) || d.bug("change-pin-any-old") })
+	var sw apdu.SW
+	if d.bug("change-pin-compare-first") && equalSecret(c.Old, d.pin) {
+		sw = d.put(keyPINTries, []byte{byte(d.prof.PINTryLimit)})
+	} else {
+		sw = d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(c.Old, d.pin) || d.bug("change-pin-any-old") })
+	}
 	if sw != apdu.SWOK {
 		return nil, sw
 	}
