@@ -41,6 +41,7 @@ func authRoutes(d *simDevice, rec []byte) []route {
 		{"POST", "/v1/transfers/t/reclaim", TransferAction{DeviceID: d.id}, RoleTerminal},
 		{"POST", "/v1/reclaims", ReclaimRequest{Medium: []byte{1}}, RoleTerminal},
 		{"POST", "/v1/reversals", ReversalRequest{Record: rec, Reason: "x"}, RoleIssuer},
+		{"POST", "/v1/payees", PayeeRegistration{Payee: "SHOP-Z"}, RoleIssuer},
 		{"GET", "/v1/audit", nil, RoleIssuer},
 	}
 }

@@ -238,6 +238,14 @@ func (c *Client) Reverse(ctx context.Context, req ReversalRequest) (Reversal, er
 	return r, err
 }
 
+// RegisterPayee registers a payee (issuer credential); the answer holds
+// the payee's own credential, shown once.
+func (c *Client) RegisterPayee(ctx context.Context, req PayeeRegistration) (RegisteredPayee, error) {
+	var p RegisteredPayee
+	err := c.do(ctx, http.MethodPost, "/v1/payees", req, &p)
+	return p, err
+}
+
 // Audit returns the conservation audit.
 func (c *Client) Audit(ctx context.Context) (Audit, error) {
 	var a Audit

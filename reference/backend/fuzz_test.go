@@ -107,6 +107,7 @@ var fuzzEndpoints = []struct{ path, seed string }{
 	{"/v1/transfers/t1/reclaim", `{"device_id":"{id}","signature":"MEQ="}`},
 	{"/v1/reclaims", `{"medium":"hQVTVkwwMWEA"}`},
 	{"/v1/reversals", `{"record":"4QM=","reason":"refused"}`},
+	{"/v1/payees", `{"payee":"SHOP-A"}`},
 }
 
 // FuzzRequestBodies sends outside bytes to every endpoint that takes a

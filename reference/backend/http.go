@@ -36,7 +36,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/reclaims", term(s.handleReclaimOrder))
 	m.HandleFunc("POST /v1/reversals", issuer(s.handleReverse))
 	m.HandleFunc("GET /v1/audit", issuer(s.handleAudit))
-	m.HandleFunc("GET /v1/payees/{payee}", issuer(s.handlePayee))
+	m.HandleFunc("POST /v1/payees", issuer(s.handleRegisterPayee))
+	m.HandleFunc("GET /v1/payees/{payee}", s.payeeOrIssuer(s.handlePayee))
 	m.HandleFunc("GET /v1/accounts/{id}/bill", issuer(s.handleBill))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, newErr(http.StatusNotFound, CodeNotFound, "no endpoint %s %s", r.Method, r.URL.Path))

@@ -141,3 +141,52 @@ func TestBillOfDamagedBooks(t *testing.T) {
 		}
 	}
 }
+
+// TestPayeeRegistration: the issuer registers a payee, which gets a
+// credential of its own that reads its account and no other; nobody else
+// reads it, a terminal neither; registering twice is refused; a payee
+// credited before it registered keeps what it was paid.
+func TestPayeeRegistration(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "shopper")
+	l.register(d, 10_000, "")
+	r := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindBalance, Mode: spd.ModeOffline, Amount: 400, Time: l.clock.Now(), Payee: []byte("SHOP-A")})
+	if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{r}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := l.term.RegisterPayee(bg, PayeeRegistration{Payee: "SHOP-A"})
+	wantCode(t, err, 403, CodeForbidden)
+	a, err := l.c.RegisterPayee(bg, PayeeRegistration{Payee: "SHOP-A"})
+	if err != nil || a.Balance != 400 || a.Records != 1 || len(a.Credential) < MinTokenLen {
+		t.Fatalf("registration of a payee paid before: %+v %v", a, err)
+	}
+	_, err = l.c.RegisterPayee(bg, PayeeRegistration{Payee: "SHOP-A"})
+	wantCode(t, err, 409, CodeConflict)
+	b, err := l.c.RegisterPayee(bg, PayeeRegistration{Payee: "SHOP-B"})
+	if err != nil || b.Balance != 0 {
+		t.Fatalf("registration of a new payee: %+v %v", b, err)
+	}
+	_, err = l.c.RegisterPayee(bg, PayeeRegistration{Payee: ""})
+	wantCode(t, err, 400, CodeMalformed)
+
+	shopA, _ := NewClient(l.http.URL, nil)
+	shopA.Credential = a.Credential
+	if p, err := shopA.Payee(bg, "SHOP-A"); err != nil || p.Balance != 400 {
+		t.Fatalf("the payee reads its own account: %+v %v", p, err)
+	}
+	_, err = shopA.Payee(bg, "SHOP-B")
+	wantCode(t, err, 401, CodeUnauthorised)
+	_, err = shopA.Audit(bg)
+	wantCode(t, err, 401, CodeUnauthorised)
+	_, err = l.term.Payee(bg, "SHOP-A")
+	wantCode(t, err, 403, CodeForbidden)
+	anon, _ := NewClient(l.http.URL, nil)
+	_, err = anon.Payee(bg, "SHOP-A")
+	wantCode(t, err, 401, CodeUnauthorised)
+	if p, err := l.c.Payee(bg, "SHOP-B"); err != nil || p.Balance != 0 {
+		t.Fatalf("the issuer reads a registered payee never paid: %+v %v", p, err)
+	}
+	if a := l.audit(); a.PayeesPaid != 400 || a.Payees != 2 {
+		t.Fatalf("audit: %+v", a)
+	}
+}
