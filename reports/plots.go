@@ -67,21 +67,39 @@ func areaPlot(rows []AreaRow) template.HTML {
 	return template.HTML(b.String())
 }
 
+// logDurationSpread is the ratio of the longest to the shortest case
+// above which durationPlot draws a logarithmic axis: on a linear one a
+// few slow cases (the optical ones take seconds) flatten every other bar
+// to nothing.
+const logDurationSpread = 50
+
 // durationPlot is a bar per case that ran, in case order, its height its
-// duration on a linear scale, coloured by verdict.
+// duration, coloured by verdict: on a linear scale, or on a logarithmic
+// one (a grid line a decade) when the durations spread over more than
+// logDurationSpread.
 func durationPlot(cases []Case) template.HTML {
 	var ran []Case
-	var max time.Duration
+	var max, min time.Duration
 	for _, c := range cases {
 		if c.Verdict == Passed || c.Verdict == Failed {
 			ran = append(ran, c)
 			if c.Duration > max {
 				max = c.Duration
 			}
+			if c.Duration > 0 && (min == 0 || c.Duration < min) {
+				min = c.Duration
+			}
 		}
 	}
 	if len(ran) == 0 || max <= 0 {
 		return `<p class="muted">No case ran.</p>`
+	}
+	if max/min > logDurationSpread {
+		hi := niceFloor(max)
+		if hi < max {
+			hi *= 10
+		}
+		return durationPlotLog(ran, niceFloor(min), hi)
 	}
 	const left, top, plotH, bottom = 70, 10, 220, 70
 	bw := 10.0
@@ -111,6 +129,55 @@ func durationPlot(cases []Case) template.HTML {
 			prevArea = a
 			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#9e9e9e"/>`, x, x, top+plotH, top+plotH+6)
 			if x-lastLabel >= 16 { // areas of one or two cases would overprint their neighbours
+				lastLabel = x
+				fmt.Fprintf(&b, `<text transform="translate(%.1f %d) rotate(50)">%s</text>`, x+2, top+plotH+10, html.EscapeString(strings.TrimPrefix(a, "TC-")))
+			}
+		}
+	}
+	fmt.Fprintf(&b, `<line x1="%d" x2="%.1f" y1="%d" y2="%d" stroke="#616161"/>`, left, float64(left)+plotW, top+plotH, top+plotH)
+	b.WriteString(`</svg>`)
+	b.WriteString(legend())
+	return template.HTML(b.String())
+}
+
+// durationPlotLog draws durationPlot's bars on a logarithmic axis from lo
+// to hi, powers of ten.
+func durationPlotLog(ran []Case, lo, hi time.Duration) template.HTML {
+	const left, top, plotH, bottom = 70, 10, 220, 70
+	bw := 10.0
+	if len(ran) < 40 {
+		bw = 18
+	}
+	plotW := bw * float64(len(ran))
+	w, h := left+int(math.Ceil(plotW))+20, top+plotH+bottom
+	llo, lhi := math.Log10(float64(lo)), math.Log10(float64(hi))
+	if lhi <= llo {
+		lhi = llo + 1
+	}
+	height := func(d time.Duration) float64 {
+		if d < lo {
+			d = lo
+		}
+		return (math.Log10(float64(d)) - llo) / (lhi - llo) * plotH
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="duration of each case" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="10">`, w, h, w, h)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" fill="#616161">log scale</text>`, left+int(plotW), top+8)
+	for d := lo; d <= hi; d *= 10 {
+		y := float64(top+plotH) - height(d)
+		fmt.Fprintf(&b, `<line x1="%d" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#e0e0e0"/><text x="%d" y="%.1f" text-anchor="end">%s</text>`,
+			left, float64(left)+plotW, y, y, left-4, y+3, html.EscapeString(FormatDuration(d)))
+	}
+	prevArea, lastLabel := "", -100.0
+	for i, c := range ran {
+		x := float64(left) + float64(i)*bw
+		bh := math.Max(height(c.Duration), 1)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %s</title></rect>`,
+			x+1, float64(top+plotH)-bh, bw-2, bh, verdictFill[c.Verdict], html.EscapeString(c.ID), c.Verdict, html.EscapeString(FormatDuration(c.Duration)))
+		if a := c.Area(); a != prevArea {
+			prevArea = a
+			fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#9e9e9e"/>`, x, x, top+plotH, top+plotH+6)
+			if x-lastLabel >= 16 {
 				lastLabel = x
 				fmt.Fprintf(&b, `<text transform="translate(%.1f %d) rotate(50)">%s</text>`, x+2, top+plotH+10, html.EscapeString(strings.TrimPrefix(a, "TC-")))
 			}
