@@ -79,6 +79,7 @@ check-builds:
 ## allows the Ginkgo and Gomega dot imports), and the race detector on every package that
 ## starts a goroutine, found by grep so that a new one is never left out
 check-hygiene:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 	$(GO) run $(STATICCHECK) ./...
 	@pkgs=$$(grep -rlE --include='*.go' '^[[:space:]]+go [A-Za-z_(]' . | xargs -n1 dirname | sort -u); \

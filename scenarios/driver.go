@@ -52,7 +52,6 @@ const (
 // payment carries (profile DF74/DF75, PAY DF76; SPD-HVA-*).
 const HostAssertion Capability = "host-assertion"
 
-
 // Abilities of the rig: what the lab can do to the device it holds.
 const (
 	// Fresh: the lab can give each case a blank device: a new emulated

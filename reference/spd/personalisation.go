@@ -178,7 +178,7 @@ type Profile struct {
 	// a payment of at least HostThreshold (DF75; SPEC.md 4.10); 0: none.
 	HostChecks    HostChecks
 	HostThreshold int64
-	Time            time.Time        // personalisation time; starts the sync clock
+	Time          time.Time // personalisation time; starts the sync clock
 }
 
 func digits(s string, min, max int) bool {

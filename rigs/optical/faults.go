@@ -119,6 +119,7 @@ func clamp(v float64) uint8 {
 // convolution at half the cost of floating point (the smoothing retries of
 // Decode blur every image that does not read at first). Only the columns
 // and rows within the kernel's radius of an edge need clamping.
+//
 //go:norace
 func blur(g *image.Gray, sigma float64) *image.Gray {
 	if sigma == 0 {
@@ -182,6 +183,7 @@ func blur(g *image.Gray, sigma float64) *image.Gray {
 
 // sample reads g at a real position by bilinear interpolation; outside is
 // white.
+//
 //go:norace
 func sample(g *image.Gray, x, y float64) float64 {
 	w, h := g.Rect.Dx(), g.Rect.Dy()
@@ -255,6 +257,7 @@ func contrast(g *image.Gray, c float64) *image.Gray {
 
 // keystone maps the image onto a trapezoid whose top edge is inset by s of
 // the width on each side.
+//
 //go:norace
 func keystone(g *image.Gray, s float64) *image.Gray {
 	w, h := float64(g.Rect.Dx()), float64(g.Rect.Dy())
