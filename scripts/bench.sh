@@ -66,4 +66,5 @@ go build -o "$sc/spdlab" ./cmd/spdlab
 (cd "$sc/serial/reports" && "$sc/spdlab" report --times "${dirs[@]##*/}")
 echo
 echo "== all DUTs side by side (make test-scenarios; aim < 60 s)"
-OUT="$sc/parallel" bash scripts/scenarios.sh "${duts[@]}" | grep '^==' || true
+# The verdict lines, and the tail of the log of any DUT not certified.
+OUT="$sc/parallel" bash scripts/scenarios.sh "${duts[@]}" | grep -E '^==|^   [^ ]+\| ' || true
