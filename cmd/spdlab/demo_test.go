@@ -17,6 +17,14 @@ func demoTrace(t *testing.T, name string, args ...string) string {
 	if code != 0 || !strings.Contains(out, "\ndone\n") {
 		t.Fatalf("demo %v: exit %d\n%s%s", args, code, out, errOut)
 	}
+	// The user sees the presented code paid to the merchant at the issuer
+	// and the medium stored on the device.
+	for _, want := range []string{"Presented a payment code for EUR 3.20", "payee MERCHANT-0042 credited EUR 3.20 (GET /v1/payees)",
+		`"cafe-lab-order" shown until`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("demo %v: no %q in\n%s", args, want, out)
+		}
+	}
 	return path
 }
 

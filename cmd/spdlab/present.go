@@ -2,11 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/spdlab/spdlab/reference/backend"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/terminal"
@@ -125,6 +131,11 @@ func (d *demo) presentAndStore(ctx context.Context, c *spd.Client, p spd.Profile
 	} else {
 		return fmt.Errorf("a replayed code was not refused: %v", err)
 	}
+	credited, err := d.settleLane(ctx, lane, p, payee, issued)
+	if err != nil {
+		return fmt.Errorf("merchant settlement: %w", err)
+	}
+	d.detail("back on-line, the lane settled its batch at the issuer: payee %s credited %s (GET /v1/payees)", payee, money(credited))
 
 	store, err := spd.StoreMedium(d.issuer.HostKey(), p.DeviceID, spd.StoreOrder{Counter: 1, Label: "cafe-lab-order",
 		Format: spd.FormatMerchantCode, Content: []byte(orderCode), Expiry: d.now.Add(24 * time.Hour), Time: d.now})
@@ -148,4 +159,54 @@ func (d *demo) presentAndStore(ctx context.Context, c *spd.Client, p spd.Profile
 	d.say("The issuer stored the merchant's order code on the device (C10, C38): %d medium listed, %q shown until %s",
 		len(list), shown.Label, shown.Expiry.Format(time.DateTime))
 	return nil
+}
+
+// settleLane hands the lane's kept codes to an issuer host started for
+// the demo (SQLite in a temporary directory, on 127.0.0.1) with the
+// demo's issuer keys, and returns what the payee was credited
+// (SPD-PRC-3, SPD-LED-5).
+func (d *demo) settleLane(ctx context.Context, lane *terminal.Merchant, p spd.Profile, payee string, at time.Time) (int64, error) {
+	dir, err := os.MkdirTemp("", "spdlab-demo-host-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	ca, err := x509.ParseCertificate(d.issuer.CACertificate)
+	if err != nil {
+		return 0, err
+	}
+	token, err := backend.NewToken()
+	if err != nil {
+		return 0, err
+	}
+	srv, err := backend.Open(backend.Config{DBPath: filepath.Join(dir, "issuer.db"), IssuerToken: token,
+		Keys: backend.Keys{Signer: d.issuer.HostKey(), IssuerCA: ca}, Now: func() time.Time { return at }})
+	if err != nil {
+		return 0, err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	defer hs.Close()
+	be, err := backend.NewClient("http://"+ln.Addr().String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	be.Credential = token
+	if _, err := be.Register(ctx, terminal.Enrolment(p, "")); err != nil {
+		return 0, err
+	}
+	lane.Connect(be)
+	if _, err := lane.Settle(ctx); err != nil {
+		return 0, err
+	}
+	got, err := be.Payee(ctx, payee)
+	if err != nil {
+		return 0, err
+	}
+	return got.Balance, nil
 }
