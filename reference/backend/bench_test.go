@@ -31,7 +31,12 @@ import (
 // same clients sending the same requests over HTTP to a server that does
 // only what no authorisation can skip (decode, verify the device's
 // signature, sign the answer) and stores nothing. On a shared machine the
-// absolute latencies follow the load; their ratios to the floor do not.
+// absolute latencies follow the load; their ratios to the floor less so.
+// Each also reports the process's CPU time per record or request
+// (cpu-us/op, client and server together, as both run in this process)
+// and its ratio to the floor's (x-floor-cpu): the work done, which the
+// machine's load hardly changes, where the latencies and rates measure
+// the share of the machine the benchmark got as much as the backend.
 
 const (
 	benchDevices  = 64
@@ -119,9 +124,9 @@ func benchSettle(b *testing.B, full bool) {
 	devs := benchDevicesFor(b, l, "settle")
 	batches := settlementBatches(devs, b.N)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	settleAll(b, c, batches)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	b.StopTimer()
 	rate := float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(rate, "records/s")
@@ -129,19 +134,31 @@ func benchSettle(b *testing.B, full bool) {
 	if a.RecordsSettled != int64(b.N) {
 		b.Fatalf("%d records settled, want %d", a.RecordsSettled, b.N)
 	}
-	floor, verifyFloor := settleFloors(b, devs, batches)
+	floor, verifyFloor, floorCPU := settleFloors(b, devs, batches)
 	b.ReportMetric(floor, "floor-records/s")
 	b.ReportMetric(rate/floor, "of-floor")
 	b.ReportMetric(verifyFloor, "verify-floor-records/s")
 	b.ReportMetric(rate/verifyFloor, "of-verify-floor")
+	reportCPU(b, cpu, floorCPU)
+}
+
+// reportCPU reports the CPU time per op of the benchmark and of its floor,
+// and their ratio.
+func reportCPU(b *testing.B, cpu, floor time.Duration) {
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+	b.ReportMetric(per(cpu), "cpu-us/op")
+	b.ReportMetric(per(floor), "floor-cpu-us/op")
+	if floor > 0 {
+		b.ReportMetric(float64(cpu)/float64(floor), "x-floor-cpu")
+	}
 }
 
 // settleFloors returns two floors in records per second: inserting the same
 // rows into a bare SQLite table (same journal and sync settings, one
 // transaction per batch, a prepared statement, no HTTP, no checks), and
 // that plus verifying every record's signature on all cores first, the
-// work no settlement can skip.
-func settleFloors(b *testing.B, devs []*simDevice, batches [][][]byte) (float64, float64) {
+// work no settlement can skip; and the CPU time of the two together.
+func settleFloors(b *testing.B, devs []*simDevice, batches [][][]byte) (float64, float64, time.Duration) {
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(b.TempDir(), "floor.db")+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
 		b.Fatal(err)
@@ -172,7 +189,7 @@ func settleFloors(b *testing.B, devs []*simDevice, batches [][][]byte) (float64,
 	for _, d := range devs {
 		keys[d.id] = &d.key.PublicKey
 	}
-	vstart := time.Now()
+	vstart, cpu0 := time.Now(), processCPU()
 	var wg sync.WaitGroup
 	for w := range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
@@ -205,8 +222,8 @@ func settleFloors(b *testing.B, devs []*simDevice, batches [][][]byte) (float64,
 			b.Fatal(err)
 		}
 	}
-	insert := time.Since(start)
-	return float64(n) / insert.Seconds(), float64(n) / (insert + verify).Seconds()
+	insert, cpu := time.Since(start), processCPU()-cpu0
+	return float64(n) / insert.Seconds(), float64(n) / (insert + verify).Seconds(), cpu
 }
 
 func BenchmarkAuthorise(b *testing.B) { benchAuthorise(b, false) }
@@ -220,20 +237,24 @@ func benchAuthorise(b *testing.B, full bool) {
 	devs := benchDevicesFor(b, l, "auth")
 	reqs := authorisations(devs, b.N)
 	b.ResetTimer()
+	cpu0 := processCPU()
 	lat := authoriseAll(b, c, reqs)
+	cpu := processCPU() - cpu0
 	b.StopTimer()
 	p50, p99 := reportLatency(b, lat)
-	f50, f99 := reportLatency(b, authoriseFloor(b, devs, reqs), "floor-")
+	floor, floorCPU := authoriseFloor(b, devs, reqs)
+	f50, f99 := reportLatency(b, floor, "floor-")
 	b.ReportMetric(p50/f50, "x-floor-p50")
 	b.ReportMetric(p99/f99, "x-floor-p99")
+	reportCPU(b, cpu, floorCPU)
 }
 
 // authoriseFloor sends reqs from the same number of clients to a server
 // that decodes each request, verifies the record's signature with the
 // device key and answers a signed approval: an authorisation's work less
 // the backend's own (no database, no token or balance checks). It returns
-// the latencies.
-func authoriseFloor(b *testing.B, devs []*simDevice, reqs []AuthorisationRequest) []time.Duration {
+// the latencies and the CPU time they took.
+func authoriseFloor(b *testing.B, devs []*simDevice, reqs []AuthorisationRequest) ([]time.Duration, time.Duration) {
 	keys := make(map[string]*ecdsa.PublicKey, len(devs))
 	for _, d := range devs {
 		keys[d.id] = &d.key.PublicKey
@@ -274,7 +295,9 @@ func authoriseFloor(b *testing.B, devs []*simDevice, reqs []AuthorisationRequest
 	if err != nil {
 		b.Fatal(err)
 	}
-	return authoriseAll(b, c, reqs)
+	cpu0 := processCPU()
+	lat := authoriseAll(b, c, reqs)
+	return lat, processCPU() - cpu0
 }
 
 // BenchmarkAuthoriseDuringSettlement measures authorisations while other
@@ -309,7 +332,8 @@ func BenchmarkAuthoriseDuringSettlement(b *testing.B) {
 	close(stop)
 	wg.Wait()
 	p50, p99 := reportLatency(b, lat)
-	f50, f99 := reportLatency(b, authoriseFloor(b, devs, reqs), "floor-")
+	floor, _ := authoriseFloor(b, devs, reqs)
+	f50, f99 := reportLatency(b, floor, "floor-")
 	b.ReportMetric(p50/f50, "x-floor-p50")
 	b.ReportMetric(p99/f99, "x-floor-p99")
 }
