@@ -43,6 +43,17 @@ done
 printf '1000 reference devices in one process: %.1f KiB of heap per device, %.0f payments/s\n' \
 	"$(metric BenchmarkManyDevices KiB/device)" "$(metric BenchmarkManyDevices payments/s)"
 grep -E '^Benchmark(Settle|Authorise)' "$out" | sed 's/^/backend: /' || true
+# bmetric BENCHMARK UNIT: UNIT on BENCHMARK's own result line (the backend's
+# benchmarks share units).
+bmetric() {
+	grep -E "^$1(-[0-9]+)?[[:space:]]" "$out" | tail -1 | grep -oE "[0-9.]+[[:space:]]+$2([[:space:]]|\$)" | awk '{print $1}'
+}
+printf 'backend settlement, 8 stations, batches of 100 (BenchmarkSettle): %.0f records/s (aim >= 5,000) = %.2fx its verify-and-insert floor; CPU %.0f us a record = %.2fx the floor'"'"'s\n' \
+	"$(bmetric BenchmarkSettle records/s)" "$(bmetric BenchmarkSettle of-verify-floor)" \
+	"$(bmetric BenchmarkSettle cpu-us/op)" "$(bmetric BenchmarkSettle x-floor-cpu)"
+printf 'backend authorisation, 8 clients (BenchmarkAuthorise): p50 %.2f ms, p99 %.2f ms (aim < 5 ms) = %.2fx the p99 of a server that only verifies and signs (%.2f ms); CPU %.0f us a request = %.2fx the floor'"'"'s\n' \
+	"$(bmetric BenchmarkAuthorise p50-ms)" "$(bmetric BenchmarkAuthorise p99-ms)" "$(bmetric BenchmarkAuthorise x-floor-p99)" \
+	"$(bmetric BenchmarkAuthorise floor-p99-ms)" "$(bmetric BenchmarkAuthorise cpu-us/op)" "$(bmetric BenchmarkAuthorise x-floor-cpu)"
 printf 'backend, 4 stations, 2 backends on one PostgreSQL database / 1 backend on SQLite, same run: settlement records/s %.2fx, authorisation p99 %.2fx\n' \
 	"$(metric BenchmarkStationsPostgres pg-x-sqlite-settle)" "$(metric BenchmarkStationsPostgres pg-x-sqlite-auth-p99)"
 
