@@ -236,7 +236,7 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		clear(closed) // a write may run again: nothing of an aborted run is kept
 		devs := make(map[string]*deviceRow)
-		credits := make(payeeCredits)
+		credits := s.newPayeeCredits(tx, now.Unix())
 		load := func(id string) (*deviceRow, error) {
 			if d := devs[id]; d != nil {
 				return d, nil
@@ -280,7 +280,9 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 						return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: amount %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance).at(i)
 					}
 					dev.balance -= rec.Amount
-					credits.add(rec)
+					if err := credits.add(ctx, rec); err != nil {
+						return err
+					}
 					e.Status, e.Account = Settled, dev.account
 					continue
 				}
@@ -305,7 +307,9 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 					if _, err := tx.StmtContext(ctx, s.stmts.updRecord).ExecContext(ctx, stateSettled, batch.BatchID, now.Unix(), rec.Device, int64(rec.ATC)); err != nil {
 						return internal(err)
 					}
-					credits.add(rec)
+					if err := credits.add(ctx, rec); err != nil {
+						return err
+					}
 					e.Status, e.Account = Settled, old.account
 				default:
 					return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d was declined online and cannot settle", rec.Device, rec.ATC).at(i)
@@ -325,7 +329,9 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 					return asAPIErr(err).at(i)
 				}
 				dev.balance -= rec.Amount
-				credits.add(rec)
+				if err := credits.add(ctx, rec); err != nil {
+					return asAPIErr(err).at(i)
+				}
 			default:
 				var payer string
 				payer, state, err = s.settleTransferRecord(ctx, tx, dev, rec, load, now)
@@ -344,7 +350,7 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 				e.Status = Held
 			}
 		}
-		if err := credits.book(ctx, s, tx, now.Unix()); err != nil {
+		if err := credits.book(ctx); err != nil {
 			return err
 		}
 		setBalance := tx.StmtContext(ctx, s.stmts.setBalance)

@@ -50,28 +50,46 @@ func (s *Server) creditPayee(ctx context.Context, tx *sql.Tx, rec DeviceRecord, 
 // settled payment records' amounts, and their count.
 type payeeCredit struct{ amount, records int64 }
 
-// payeeCredits gathers a settlement batch's credits per payee, to book
-// them with one statement per payee at the end of its transaction (most
-// batches pay one or a few payees).
-type payeeCredits map[string]payeeCredit
-
-// add credits the payee of rec when rec is a payment record.
-func (c payeeCredits) add(rec DeviceRecord) {
-	if !rec.Kind.IsPayment() {
-		return
-	}
-	name := PayeeName(rec.Payee)
-	p := c[name]
-	p.amount += rec.Amount
-	p.records++
-	c[name] = p
+// payeeCredits are a settlement batch's credits to payees. With the single
+// writer (SQLite) they are gathered per payee and booked with one
+// statement each at the end of the transaction (most batches pay one or a
+// few payees). With concurrent writers (PostgreSQL) each record's credit is
+// booked at once, as the record is: the first one locks the payee's row
+// early, so settlements paying one payee queue on it rather than run to
+// their end and be aborted (BenchmarkStationsPostgres: 0.09 to 0.19
+// transactions run again per record booked at once, 0.35 to 0.99 gathered).
+type payeeCredits struct {
+	s    *Server
+	tx   *sql.Tx
+	now  int64
+	sum  map[string]payeeCredit
+	each bool
 }
 
-// book books the credits in tx, payees in name order (so that concurrent
-// transactions of the PostgreSQL engine take their row locks in one order).
-func (c payeeCredits) book(ctx context.Context, s *Server, tx *sql.Tx, now int64) error {
-	for _, name := range slices.Sorted(maps.Keys(c)) {
-		if err := s.bookPayeeCredit(ctx, tx, name, c[name], now); err != nil {
+func (s *Server) newPayeeCredits(tx *sql.Tx, now int64) *payeeCredits {
+	return &payeeCredits{s: s, tx: tx, now: now, sum: make(map[string]payeeCredit), each: !s.eng.singleWriter()}
+}
+
+// add credits the payee of rec when rec is a payment record.
+func (c *payeeCredits) add(ctx context.Context, rec DeviceRecord) error {
+	if !rec.Kind.IsPayment() {
+		return nil
+	}
+	if c.each {
+		return c.s.creditPayee(ctx, c.tx, rec, c.now)
+	}
+	name := PayeeName(rec.Payee)
+	p := c.sum[name]
+	p.amount += rec.Amount
+	p.records++
+	c.sum[name] = p
+	return nil
+}
+
+// book books the gathered credits, payees in name order.
+func (c *payeeCredits) book(ctx context.Context) error {
+	for _, name := range slices.Sorted(maps.Keys(c.sum)) {
+		if err := c.s.bookPayeeCredit(ctx, c.tx, name, c.sum[name], c.now); err != nil {
 			return err
 		}
 	}
