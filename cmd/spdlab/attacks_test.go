@@ -280,3 +280,30 @@ func TestAttacksOnBackend(t *testing.T) {
 		}
 	})
 }
+
+// An issuer host on SQLite syncs every commit to disk unless told not to:
+// an answered settlement must survive a power cut, not only a crash.
+func TestBackendDurableByDefault(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ", synchronous=FULL, issuer "},
+		{[]string{"--sync-full=false"}, ", synchronous=NORMAL: a power cut may lose answered commits"},
+	} {
+		dir := t.TempDir()
+		ctx, cancel := context.WithCancel(context.Background())
+		var log syncBuffer
+		served := make(chan int, 1)
+		args := append([]string{"backend", "--db", filepath.Join(dir, "issuer.db"), "--listen", "127.0.0.1:0", "--issuer-token-file", filepath.Join(dir, "lab.token")}, c.args...)
+		go func() { served <- run(ctx, &env{stdout: &log, stderr: &log}, args) }()
+		for i := 0; i < 500 && !strings.Contains(log.String(), "serving on"); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-served
+		if !strings.Contains(log.String(), "serving on") || !strings.Contains(log.String(), c.want) {
+			t.Errorf("spdlab %s said %q, want its serving line to say %q", strings.Join(args, " "), log.String(), c.want)
+		}
+	}
+}

@@ -46,7 +46,7 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 	termFile := flags.String("terminal-token-file", "", "file holding the terminals' bearer token (device-side calls only); made like --issuer-token-file")
 	devOpen := flags.Bool("dev-open", false, "DEVELOPMENT ONLY: serve every call without a credential when no issuer token is given")
 	initialise := flags.Bool("init", false, "initialise --db even if it is an existing empty file or a PostgreSQL database without tables (a missing file is always created)")
-	syncFull := flags.Bool("sync-full", false, "SQLite: synchronous=FULL, durable against power loss, one fsync per commit (PostgreSQL commits are durable by its own settings)")
+	syncFull := flags.Bool("sync-full", true, "SQLite: synchronous=FULL, durable against power loss, one fsync per group commit; --sync-full=false (synchronous=NORMAL) survives a crash of the process but may lose answered commits to a power cut (PostgreSQL commits are durable by its own settings)")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +79,10 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 		cfg.PostgresURL, dbName = *db, backend.RedactURL(*db)
 	} else {
 		cfg.DBPath = *db
+		dbName += ", synchronous=NORMAL: a power cut may lose answered commits"
+		if *syncFull {
+			dbName = *db + ", synchronous=FULL"
+		}
 	}
 	srv, err := backend.Open(cfg)
 	if err != nil {

@@ -21,7 +21,8 @@
 // transaction), writers are serialised and group-committed in the process,
 // the WAL is checkpointed in the background (never inside a commit), and an answer (an
 // authorisation result, a settlement acknowledgement) is sent only after its
-// transaction committed. By default synchronous=NORMAL: in WAL mode a commit
+// transaction committed. The zero Config gives synchronous=NORMAL (the
+// spdlab backend command sets SyncFull unless told not to): in WAL mode a commit
 // is then durable against a crash of the backend process (SIGKILL included,
 // which the crash test exercises), because the WAL frames are in the
 // operating system's cache when COMMIT returns; a power loss or kernel crash
