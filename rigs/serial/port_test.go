@@ -65,6 +65,18 @@ func serveScript(t *testing.T, master *os.File, answer func(f serialframe.Frame,
 	return d
 }
 
+// wantCommandSent fails t unless every COMMAND frame came want times.
+func (d *scriptedDevice) wantCommandSent(t *testing.T, want int, while string) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, n := range d.attempts {
+		if serialframe.Type(k[0]) == serialframe.TypeCommand && n != want {
+			t.Fatalf("command sent %d times%s, want %d", n, while, want)
+		}
+	}
+}
+
 func reply(t serialframe.Type, seq byte, payload ...byte) []byte {
 	b, _ := serialframe.AppendFrame(nil, serialframe.Frame{Type: t, Seq: seq, Payload: payload})
 	return b
@@ -150,13 +162,7 @@ func TestRetransmission(t *testing.T) {
 	if !bytes.Equal(got, resp) {
 		t.Fatalf("response % X, want % X", got, resp)
 	}
-	dev.mu.Lock()
-	defer dev.mu.Unlock()
-	for k, n := range dev.attempts {
-		if serialframe.Type(k[0]) == serialframe.TypeCommand && n != 4 {
-			t.Fatalf("command sent %d times, want 4", n)
-		}
-	}
+	dev.wantCommandSent(t, 4, "")
 }
 
 func TestRefusals(t *testing.T) {
@@ -254,13 +260,7 @@ func TestLostReplyToExtendedCommand(t *testing.T) {
 	if !bytes.Equal(got, resp) {
 		t.Fatalf("response % X, want % X", got, resp)
 	}
-	dev.mu.Lock()
-	defer dev.mu.Unlock()
-	for k, n := range dev.attempts {
-		if serialframe.Type(k[0]) == serialframe.TypeCommand && n != 2 {
-			t.Fatalf("command sent %d times, want 2", n)
-		}
-	}
+	dev.wantCommandSent(t, 2, "")
 }
 
 // A long reply still arriving when the retransmission timeout ends is
@@ -292,11 +292,5 @@ func TestLongReplyInTransit(t *testing.T) {
 	if !bytes.Equal(got, resp) {
 		t.Fatalf("response of %d bytes, want %d", len(got), len(resp))
 	}
-	dev.mu.Lock()
-	defer dev.mu.Unlock()
-	for k, n := range dev.attempts {
-		if serialframe.Type(k[0]) == serialframe.TypeCommand && n != 1 {
-			t.Fatalf("command sent %d times while its reply was arriving, want once", n)
-		}
-	}
+	dev.wantCommandSent(t, 1, " while its reply was arriving")
 }
