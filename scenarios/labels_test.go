@@ -64,6 +64,8 @@ var _ = ginkgo.Label(
 	"TC-KAT-013",
 	"TC-KAT-014",
 	"TC-KAT-015",
+	"TC-KAT-016",
+	"TC-KAT-017",
 	"TC-KEY-001",
 	"TC-KEY-002",
 	"TC-KEY-003",

@@ -50,6 +50,8 @@ var katCases = []struct{ id, sequence string }{
 	{"TC-KAT-013", "test-erase"},
 	{"TC-KAT-014", "parse-merchant"},
 	{"TC-KAT-015", "stored-media"},
+	{"TC-KAT-016", "present-code"},
+	{"TC-KAT-017", "host-assertion"},
 }
 
 func defineVectors(d Driver) {
@@ -115,6 +117,8 @@ func runVectors(ctx context.Context, d Driver, file vectors.File, seq vectors.Se
 					need(d, Biometric)
 				case "DF5C":
 					need(d, Location)
+				case "DF74":
+					need(d, HostAssertion)
 				}
 			}
 		}
@@ -330,6 +334,33 @@ func (k *katRun) check(v vectors.Variable, cmd, w, g, all []byte, obj katTLV, pa
 	switch v.Check {
 	case "signature-medium":
 		msg = all[:obj.start]
+	case "signature-envelope":
+		// A medium envelope (SPEC.md 7.1) carried as a value, as the
+		// payment code's DF60: everything before its 9F45 as the vector
+		// has it, then a signature by the device key over those bytes.
+		wl, err := katParse(w)
+		if err != nil || len(wl) != 3 || wl[2].tag != "9F45" {
+			return fmt.Errorf("vector: %X is not an envelope", w)
+		}
+		gl, err := katParse(g)
+		if err != nil {
+			return fmt.Errorf("envelope: %w", err)
+		}
+		if len(gl) != 3 || gl[2].tag != "9F45" {
+			return fmt.Errorf("envelope objects %s, want [85 61 9F45]", tagList(gl))
+		}
+		if !bytes.Equal(g[:gl[2].start], w[:wl[2].start]) {
+			if err := k.walk("envelope", wl[:2], gl[:2], nil, cmd, w, g, nil); err != nil {
+				return err
+			}
+			return fmt.Errorf("envelope %X, want %X before its signature", g[:gl[2].start], w[:wl[2].start])
+		}
+		msg, sig := g[:gl[2].start], g[gl[2].valStart:gl[2].end]
+		digest := sha256.Sum256(msg)
+		if !ecdsa.VerifyASN1(k.devKey, digest[:], sig) {
+			return fmt.Errorf("envelope signature %X does not verify with the device key", sig)
+		}
+		return nil
 	case "signature-record":
 		if parent == nil || parent.tag != "E1" {
 			return errors.New("record signature outside E1")

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"testing"
 
 	"github.com/spdlab/spdlab/reference/vectors"
@@ -120,9 +121,37 @@ func TestKATCompareRefuses(t *testing.T) {
 					resigned++
 				}
 			}
+			// The same for a medium carried as a value (a payment code's
+			// DF60): changed, signed again, its enclosing lengths made
+			// right.
+			for _, v := range st.Variable {
+				if v.Check != "signature-envelope" {
+					continue
+				}
+				env := want[v.Offset : v.Offset+v.Length]
+				objs, err := katParse(env)
+				if err != nil || len(objs) != 3 {
+					t.Fatalf("%s step %d (%s): %s is not an envelope", seq.Name, i, st.Name, v.Path)
+				}
+				for j := 0; j < objs[2].start; j++ {
+					bad := append([]byte(nil), env[:objs[2].start]...)
+					bad[j] ^= 0x01
+					digest := sha256.Sum256(bad)
+					sig, err := ecdsa.SignASN1(rand.Reader, devPriv, digest[:])
+					if err != nil {
+						t.Fatal(err)
+					}
+					bad = append(bad, katEncode([]byte{0x9F, 0x45}, sig)...)
+					resp := append(katReplace(t, want[:len(want)-2], strings.Split(v.Path, "/"), bad), want[len(want)-2:]...)
+					if err := k.compare(st, cmd, want, resp); err == nil {
+						t.Errorf("%s step %d (%s): byte %d of %s changed and signed again, still accepted", seq.Name, i, st.Name, j, v.Path)
+					}
+					resigned++
+				}
+			}
 			// A signature over other bytes fails.
 			for _, v := range st.Variable {
-				if v.Check == "signature-medium" || v.Check == "signature-record" {
+				if v.Check == "signature-medium" || v.Check == "signature-record" || v.Check == "signature-envelope" {
 					bad := append([]byte(nil), want...)
 					bad[v.Offset+v.Length-1] ^= 0x01
 					if err := k.compare(st, cmd, want, bad); err == nil {
@@ -135,6 +164,34 @@ func TestKATCompareRefuses(t *testing.T) {
 	if seen < 1000 || resigned < 1000 {
 		t.Fatalf("only %d bytes flipped, %d of them signed again", seen, resigned)
 	}
+}
+
+// katReplace puts value in place of the value of the object at path in
+// data, the lengths of the objects enclosing it made right.
+func katReplace(t *testing.T, data []byte, path []string, value []byte) []byte {
+	t.Helper()
+	objs, err := katParse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	found := false
+	for _, o := range objs {
+		if o.tag != path[0] || found {
+			out = append(out, data[o.start:o.end]...)
+			continue
+		}
+		found = true
+		v := value
+		if len(path) > 1 {
+			v = katReplace(t, data[o.valStart:o.end], path[1:], value)
+		}
+		out = append(out, katEncode(data[o.start:o.start+len(o.tag)/2], v)...)
+	}
+	if !found {
+		t.Fatalf("no %s in %X", path[0], data)
+	}
+	return out
 }
 
 func mustHex(t *testing.T, s string) []byte {

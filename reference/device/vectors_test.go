@@ -60,6 +60,12 @@ func vectorKey(label string) *ecdsa.PrivateKey {
 
 func at(d time.Duration) time.Time { return vectorClock.Add(d) }
 
+// withHostChecks requires host assertions of an SMS code and the identity
+// question from 10.00 on (ICS feature host-assertion, SPEC.md 4.10).
+func withHostChecks(p *spd.Profile) {
+	p.HostChecks, p.HostThreshold = spd.CheckSMS|spd.CheckIdentity, 10_00
+}
+
 // profileOption adds an optional feature's data to the vector profile.
 type profileOption func(*spd.Profile)
 
@@ -247,7 +253,33 @@ var (
 	// (SPD-PAY-8).
 	ownNonce  = v("E1/9F37", "random")
 	certInMed = v("61/DF11", "certificate")
+	// The parts of a payment code (SPEC.md 4.9) a device makes itself:
+	// the signature of the result medium inside DF60, the pending
+	// record's signature, the certificate.
+	codeMedium = v("E5/DF60", "signature-envelope")
+	codeRecord = v("E5/E1/9F45", "signature-record")
+	codeNonce  = v("E5/E1/9F37", "random")
+	codeCert   = v("E5/DF11", "certificate")
 )
+
+// vectorNonce is a terminal's payment nonce (9F37) numbered n.
+func vectorNonce(n byte) []byte {
+	b := make([]byte, 16)
+	for i := range b {
+		b[i] = n<<4 | byte(i)
+	}
+	return b
+}
+
+// seal signs a host assertion (SPEC.md 4.10) with key for the device id.
+func (g *gen) seal(key *ecdsa.PrivateKey, id []byte, a spd.Assertion) []byte {
+	g.t.Helper()
+	v, err := spd.SealAssertion(key, id, a)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return v
+}
 
 func pay(kind spd.PaymentKind, mode spd.Mode, amount int64, when time.Duration, region uint16) spd.PayRequest {
 	return spd.PayRequest{Kind: kind, Mode: mode, Amount: amount, Currency: 978, Time: at(when), Region: region}
@@ -545,6 +577,93 @@ var sequenceDefs = []sequenceDef{
 				return spd.Reclaim(k, id, spd.SerialAt{Serial: 9, Time: at(6 * time.Hour)})
 			}))
 		}},
+	{"present-code", "PRESENT CODE: payment codes bound to the merchant's challenge or to their time window, a decline, the refusals, and the pending record a code carries as READ PENDING answers it",
+		[]string{"SPD-PRC-1", "SPD-PRC-2", "SPD-PAY-4", "SPD-PAY-8", "SPD-LED-1", "SPD-LED-2", "SPD-LED-3", "SPD-PIN-1"},
+		func(g *gen) {
+			g.prefix(true)
+			first := spd.PresentRequest{Kind: spd.KindBalance, Amount: 8_40, Currency: 978, Time: at(10 * time.Minute),
+				Payee: []byte("MERCHANT-0042"), Challenge: []byte("CHALLENGE-5521"), Nonce: vectorNonce(1), Expiry: at(12 * time.Minute)}
+			g.send("PRESENT CODE with the merchant's challenge and payee, a life of 120 s", spd.PresentCode(first), codeMedium, codeRecord, codeCert)
+			g.send("PRESENT CODE bound to its time window (no challenge, the default life)", spd.PresentCode(spd.PresentRequest{Kind: spd.KindBalance,
+				Amount: 3_00, Currency: 978, Time: at(11 * time.Minute), Nonce: vectorNonce(2)}), codeMedium, codeRecord, codeCert)
+			g.send("PRESENT CODE of one use (the device's own nonce)", spd.PresentCode(spd.PresentRequest{Kind: spd.KindUse,
+				Currency: 978, Time: at(12 * time.Minute), Payee: []byte("TRANSIT-7")}), codeMedium, codeNonce, codeRecord, codeCert)
+			g.send("PRESENT CODE declined: over the offline pending limit", spd.PresentCode(spd.PresentRequest{Kind: spd.KindBalance,
+				Amount: 20_00, Currency: 978, Time: at(13 * time.Minute), Payee: []byte("MERCHANT-0042"), Nonce: vectorNonce(3)}), codeMedium)
+			g.send("PRESENT CODE with a life of 301 s", spd.PresentCode(spd.PresentRequest{Kind: spd.KindBalance, Amount: 1_00, Currency: 978,
+				Time: at(14 * time.Minute), Expiry: at(14*time.Minute + 301*time.Second)}))
+			g.send("PRESENT CODE with its end at its time", spd.PresentCode(spd.PresentRequest{Kind: spd.KindBalance, Amount: 1_00, Currency: 978,
+				Time: at(14 * time.Minute), Expiry: at(14 * time.Minute)}))
+			g.send("PRESENT CODE in another currency", spd.PresentCode(spd.PresentRequest{Kind: spd.KindBalance, Amount: 1_00, Currency: 840,
+				Time: at(14 * time.Minute)}))
+			g.send("PRESENT CODE with P2 01", cmdOf(0x80, 0x78, 0x01, 0x01, spd.PresentCode(spd.PresentRequest{Kind: spd.KindBalance,
+				Amount: 1_00, Currency: 978, Time: at(14 * time.Minute)}).Data, apdu.MaxShortLe))
+			g.send("READ PENDING 0 (the first code's record)", spd.ReadPending(0), sigRecord)
+			g.send("READ PENDING 1", spd.ReadPending(1), sigRecord)
+			g.send("READ PENDING 2 (the device's own nonce)", spd.ReadPending(2), ownNonce, sigRecord)
+			g.send("READ PENDING beyond the ledger", spd.ReadPending(3))
+			for _, tag := range []uint32{0xDF04, 0xDF06, 0x9F36, 0xDF05, 0xDF22} {
+				g.send(fmt.Sprintf("GET DATA %04X", tag), getData(tag))
+			}
+			g.send("SELECT (ends the verification)", spd.Select())
+			g.send("PRESENT CODE not verified", spd.PresentCode(spd.PresentRequest{Kind: spd.KindBalance, Amount: 1_00, Currency: 978,
+				Time: at(15 * time.Minute)}))
+		}},
+	{"host-assertion", "PAY under a profile that requires host assertions (SPEC.md 4.10): below and from the threshold, and each way an assertion is refused",
+		[]string{"SPD-HVA-1", "SPD-HVA-2", "SPD-PAY-1", "SPD-PAY-4"},
+		func(g *gen) {
+			g.prefix(true, withHostChecks)
+			g.send("PAY below the threshold without an assertion", spd.Pay(pay(spd.KindBalance, spd.ModeOnline, 5_00, 10*time.Minute, 276)), sigMedium)
+			big := pay(spd.KindBalance, spd.ModeOnline, 12_00, 11*time.Minute, 276)
+			big.Payee = []byte("MERCHANT-0042")
+			good := spd.Assertion{Checks: spd.CheckSMS | spd.CheckIdentity, ATC: 2, Amount: 12_00, Currency: 978,
+				Payee: []byte("MERCHANT-0042"), Expiry: at(14 * time.Minute)}
+			with := func(name string, v []byte, vars ...vectors.Variable) {
+				r := big
+				r.Assertion = v
+				g.send(name, spd.Pay(r), vars...)
+			}
+			g.send("PAY from the threshold without an assertion", spd.Pay(big))
+			with("PAY with an assertion signed by the CA key, not the host key", g.seal(g.env.ca, vectorID, good))
+			with("PAY with an assertion made for the peer device", g.seal(g.env.host, peerID, good))
+			other := good
+			other.Amount = 13_00
+			with("PAY with an assertion made for another amount", g.seal(g.env.host, vectorID, other))
+			other = good
+			other.Payee = []byte("MERCHANT-0043")
+			with("PAY with an assertion made for another payee", g.seal(g.env.host, vectorID, other))
+			other = good
+			other.Checks = spd.CheckSMS | spd.CheckConsent
+			with("PAY with an assertion lacking the identity question", g.seal(g.env.host, vectorID, other))
+			other = good
+			other.ATC = 3
+			with("PAY with an assertion for the ATC after next", g.seal(g.env.host, vectorID, other))
+			other = good
+			other.Expiry = at(10 * time.Minute)
+			with("PAY with an expired assertion", g.seal(g.env.host, vectorID, other))
+			body, err := good.Body()
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			body[3] = 0x08 // DF74 08: no such check
+			bad, err := spd.SealIssuerData(g.env.host, spd.INSHostAssertion, vectorID, body)
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			with("PAY with a signed assertion whose checks are 08", bad)
+			with("PAY with an assertion without its signature", body)
+			valid := g.seal(g.env.host, vectorID, good)
+			with("PAY with the assertion made for it", valid, sigMedium)
+			with("PAY again with the same assertion (replayed)", valid)
+			small := pay(spd.KindBalance, spd.ModeOnline, 2_00, 12*time.Minute, 276)
+			small.Assertion = g.seal(g.env.ca, vectorID, spd.Assertion{Checks: spd.CheckConsent, ATC: 3, Amount: 2_00, Currency: 978,
+				Expiry: at(14 * time.Minute)})
+			g.send("PAY below the threshold with a forged assertion", spd.Pay(small))
+			g.send("READ PENDING 1 (the asserted payment)", spd.ReadPending(1), ownNonce, sigRecord)
+			for _, tag := range []uint32{0xDF04, 0x9F36} {
+				g.send(fmt.Sprintf("GET DATA %04X", tag), getData(tag))
+			}
+		}},
 	{"status-words", "The status-word precedence of SPEC.md section 1.2 on the commands every device implements",
 		[]string{"SPD-APP-1", "SPD-APP-2", "SPD-APP-3", "SPD-APP-5", "SPD-KEY-3", "SPD-LC-3"},
 		func(g *gen) {
@@ -654,7 +773,7 @@ func generateVectors(t testing.TB) vectors.File {
 	env.peer = makePeer(t, env)
 	f := vectors.File{
 		Profile:  "spdlab reference, version 1",
-		Revision: "2026-11-30",
+		Revision: "2026-12-01",
 		Description: "Known-answer vectors of reference/SPEC.md (Annex A explains the format). Made by the reference device " +
 			"with the keys below; every step's command and whole response (data then status word) in hex.",
 	}

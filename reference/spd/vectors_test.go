@@ -143,6 +143,12 @@ func rebuild(t *testing.T, f vectors.File, cmd apdu.Command) (apdu.Command, bool
 				r.Channel = 0 // the parser fills in the default; the builder leaves it out
 			}
 			return spd.Pay(r), true, err
+		case spd.INSPresentCode:
+			r, err := spd.ParsePresentRequest(cmd.P1, cmd.P2, cmd.Data)
+			if !has(spd.TagExpiry) {
+				r.Expiry = time.Time{} // the parser fills in the default; the builder leaves it out
+			}
+			return spd.PresentCode(r), true, err
 		case spd.INSReadPending:
 			return spd.ReadPending(int(cmd.P1)<<8 | int(cmd.P2)), true, nil
 		case spd.INSAcknowledge:
@@ -297,7 +303,8 @@ func TestVectorCommandsFromBuilders(t *testing.T) {
 	}
 	for _, ins := range []spd.INS{spd.INSInitialise, spd.INSPersonalise, spd.INSActivate, spd.INSPay, spd.INSReadPending,
 		spd.INSAcknowledge, spd.INSUpdateParameters, spd.INSGenerateMedium, spd.INSGenerateToken, spd.INSTransfer,
-		spd.INSTransferIn, spd.INSReclaim, spd.INSParseMedium, spd.INSTestErase} {
+		spd.INSTransferIn, spd.INSReclaim, spd.INSParseMedium, spd.INSTestErase, spd.INSStoreMedium, spd.INSReadMedia,
+		spd.INSPresentCode} {
 		if !covered[fmt.Sprintf("80 %02X", byte(ins))] {
 			t.Errorf("no vector of %s", ins)
 		}
@@ -315,9 +322,27 @@ func TestVectorLayouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var media, records int
-	check := func(name string, data []byte, signer *ecdsa.PublicKey) {
+	var media, records, codes int
+	var check func(name string, data []byte, signer *ecdsa.PublicKey)
+	check = func(name string, data []byte, signer *ecdsa.PublicKey) {
 		switch {
+		case len(data) > 0 && data[0] == byte(spd.TagPaymentCode):
+			c, err := spd.ParsePaymentCode(data)
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				return
+			}
+			if again := c.Marshal(); !bytes.Equal(again, data) {
+				t.Errorf("%s: payment code re-encodes to\n %X\nnot\n %X", name, again, data)
+			}
+			check(name+" result", c.Result.Envelope, signer)
+			if c.Record != nil {
+				check(name+" record", c.Record.Marshal(), signer)
+				if err := c.Agree(); err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+			}
+			codes++
 		case bytes.HasPrefix(data, []byte{0x85, 0x05, 'S', 'V', 'L', '0', '1'}):
 			m, err := medium.Parse(data)
 			if err != nil {
@@ -362,8 +387,8 @@ func TestVectorLayouts(t *testing.T) {
 			check(fmt.Sprintf("%s step %d (%s)", seq.Name, i, st.Name), resp[:len(resp)-2], pub)
 		}
 	}
-	if media < 10 || records < 5 {
-		t.Errorf("%d media and %d pending records in the vectors", media, records)
+	if media < 10 || records < 5 || codes < 4 {
+		t.Errorf("%d media, %d pending records and %d payment codes in the vectors", media, records, codes)
 	}
-	t.Logf("%d media and %d pending records re-encoded", media, records)
+	t.Logf("%d media, %d pending records and %d payment codes re-encoded", media, records, codes)
 }

@@ -100,7 +100,8 @@ type Variable struct {
 	From int `json:"from,omitempty"`
 	To   int `json:"to,omitempty"`
 	// Check is how to check it: device-key, certificate, random,
-	// signature-medium, signature-record, signature-authenticate.
+	// signature-medium, signature-envelope, signature-record,
+	// signature-authenticate.
 	Check string `json:"check"`
 	// Offset and Length locate the variable bytes in this vector's
 	// response, for reading the vector by eye.
