@@ -76,6 +76,10 @@ type Fixture struct {
 	Pub      *ecdsa.PublicKey
 	rec      *record.Recorder
 	released bool
+	// verified holds the pending records whose signatures were checked
+	// under verifiedPub (verifyRecord).
+	verified    map[string]bool
+	verifiedPub *ecdsa.PublicKey
 }
 
 // open opens a device, records its exchanges (attached to the report on
@@ -89,7 +93,7 @@ func open(ctx context.Context, d Driver) *Fixture {
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
 	rec := record.Record(featureGate{Link: dev.Link, d: d})
 	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec.Link()), Issuer: d.Issuer(), rec: rec}
-	caseLinks[rec] = 0 // checkPolarity (polarity.go)
+	caseLinks[f] = 0 // checkPolarity (polarity.go)
 	openDevices.Add(1)
 	DeferCleanup(func() {
 		// Every case keeps its exchanges as evidence; the console shows

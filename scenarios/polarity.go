@@ -23,13 +23,15 @@ const (
 	Negative = "negative"
 )
 
-// caseLinks are the recorded links of the devices opened so far (open
-// adds them), each with the number of its exchanges earlier cases saw: a
-// device an Ordered container opens in BeforeAll serves several cases.
-// caseDeclined is set when the running case saw a signed decline with its
-// exact reason (declines).
+// caseLinks are the devices opened and not yet counted after their
+// release (open adds them), each with the number of its exchanges earlier
+// cases saw: a device an Ordered container opens in BeforeAll serves
+// several cases. refusalsSeen drops a device once it has counted its
+// exchanges after its release, so that each case looks at the devices it
+// may have used, not at every device of the run. caseDeclined is set when
+// the running case saw a signed decline with its exact reason (declines).
 var (
-	caseLinks    = map[*record.Recorder]int{}
+	caseLinks    = map[*Fixture]int{}
 	caseDeclined bool
 )
 
@@ -49,9 +51,12 @@ func refusalWord(sw apdu.SW) bool {
 // answered.
 func refusalsSeen() int {
 	n := 0
-	for r, seen := range caseLinks {
-		all := r.Events()
-		caseLinks[r] = len(all)
+	for f, seen := range caseLinks {
+		all := f.rec.Events()
+		caseLinks[f] = len(all)
+		if f.released {
+			delete(caseLinks, f)
+		}
 		for _, e := range all[seen:] {
 			if e.Op != record.OpExchange || e.Err != nil || len(e.Response) < 2 {
 				continue
