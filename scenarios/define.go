@@ -17,6 +17,7 @@ func Define(d Driver) {
 	defineParsing(d)
 	defineDeviceMedia(d)
 	defineHostAssertions(d)
+	defineExchange(d)
 	defineClaims(d)
 	defineESIM(d)
 	defineOptical(d)

@@ -52,6 +52,10 @@ const (
 // payment carries (profile DF74/DF75, PAY DF76; SPD-HVA-*).
 const HostAssertion Capability = "host-assertion"
 
+// Exchange is the feature of EXCHANGE: stored value into uses or another
+// currency at a host-signed rate (SPEC.md 4.11, SPD-EXC-*).
+const Exchange Capability = "exchange"
+
 // Abilities of the rig: what the lab can do to the device it holds.
 const (
 	// Fresh: the lab can give each case a blank device: a new emulated
@@ -75,7 +79,7 @@ const (
 
 // Features lists every ICS feature, in the order the ICS documents them.
 var Features = []Capability{PayBalance, PayAccount, PayUses, Offline, Tokens, Transfers,
-	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia, ESIM, HostAssertion}
+	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia, ESIM, HostAssertion, Exchange}
 
 // IsFeature reports whether c is a feature a device declares (rather than
 // an ability of the rig).

@@ -45,6 +45,7 @@ var requirementFeatures = map[string]Capability{
 	"SPD-ESIM-": ESIM,
 	"SPD-PRC-":  Offline,
 	"SPD-HVA-":  HostAssertion,
+	"SPD-EXC-":  Exchange,
 }
 
 // featuresCited lists the optional features the labels cite.
@@ -128,6 +129,8 @@ func commandFeatures(cmd []byte) []Capability {
 		return []Capability{ParseMedium}
 	case 0x74, 0x76:
 		return []Capability{StoredMedia}
+	case 0x7C: // EXCHANGE (SPEC.md 4.11)
+		return []Capability{Exchange}
 	}
 	return nil
 }

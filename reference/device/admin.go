@@ -241,11 +241,7 @@ func (d *Device) doReadPending(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWRecordNotFound
 	}
 	r := d.pend[i]
-	pr := spd.PendingRecord{
-		DeviceID: d.id, ATC: r.ATC, Kind: r.Kind, Mode: r.Mode, Amount: r.Amount,
-		Currency: d.prof.Currency, Token: r.Token, Time: unixTime(r.Time), Payee: r.Payee,
-		PayeeNonce: r.PayeeNonce, Nonce: r.Nonce, Serial: r.Serial, Counterpart: r.Counterpart,
-	}
+	pr := d.pendingRecord(r)
 	if d.bug("record-nonce-per-read") && len(pr.Nonce) != 0 {
 		pr.Nonce = d.randBytes(len(pr.Nonce))
 	}

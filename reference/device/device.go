@@ -362,6 +362,7 @@ var proprietaryHandlers = map[spd.INS]handler{
 	spd.INSReadMedia:        (*Device).doReadMedia,
 	spd.INSTestErase:        (*Device).doTestErase,
 	spd.INSPresentCode:      (*Device).doPresentCode,
+	spd.INSExchange:         (*Device).doExchange,
 }
 
 // allowed lists the states each command runs in (SPEC.md section 2).
@@ -376,6 +377,7 @@ var allowed = map[spd.INS][]spd.State{
 	spd.INSActivate:             {spd.StatePersonalised},
 	spd.INSPay:                  {spd.StateActive},
 	spd.INSPresentCode:          {spd.StateActive},
+	spd.INSExchange:             {spd.StateActive},
 	spd.INSReadPending:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked, spd.StateTerminated},
 	spd.INSAcknowledge:          {spd.StatePersonalised, spd.StateActive, spd.StateBlocked, spd.StateTerminated},
 	spd.INSUpdateParameters:     {spd.StatePersonalised, spd.StateActive, spd.StateBlocked},

@@ -44,6 +44,18 @@ var Mutants = []Mutant{
 	{"code-record-unsigned", "SPD-PRC-1", "puts a payment code's record in with a signature over the body without the domain"},
 	{"code-before-commit", "SPD-PRC-1", "answers a payment code without committing its payment (no ledger record, no ATC)"},
 
+	// Exchange (SPEC.md 4.11).
+	{"exchange-unverified", "SPD-PIN-1", "exchanges without cardholder verification"},
+	{"exchange-rate-unsigned", "SPD-EXC-2", "reads an exchange rate's body without verifying its signature"},
+	{"exchange-rate-any-kind", "SPD-EXC-2", "accepts a rate made for the other kind of exchange or another currency"},
+	{"exchange-rate-replay", "SPD-EXC-2", "accepts a rate made for another ATC (a replayed one)"},
+	{"exchange-rate-no-expiry", "SPD-EXC-2", "accepts an expired exchange rate"},
+	{"exchange-no-remainder", "SPD-EXC-3", "debits the whole amount offered, keeping no truncation remainder"},
+	{"exchange-uses-wrap", "SPD-EXC-3", "lets an exchange's uses wrap past 2^32-1 instead of 6A80"},
+	{"exchange-no-uses", "SPD-EXC-1", "debits the balance of an exchange into uses but adds no use"},
+	{"exchange-no-atc", "SPD-PAY-4", "leaves the ATC as it was on an exchange"},
+	{"nonatomic-exchange", "SPD-STO-1", "commits EXCHANGE's counters and ledger record separately"},
+
 	// Host assertions (SPEC.md 4.10).
 	{"assertion-not-required", "SPD-HVA-1", "pays without the host assertion its profile requires"},
 	{"assertion-unsigned", "SPD-HVA-2", "reads a host assertion's body without verifying its signature"},
@@ -356,6 +368,7 @@ func (d *Device) begin(ins spd.INS) store.Tx {
 		spd.INSResetRetryCounter: "nonatomic-unblock", spd.INSPersonalise: "nonatomic-personalise",
 		spd.INSStoreMedium: "nonatomic-store-medium", spd.INSTestErase: "nonatomic-test-erase",
 		spd.INSGenerateToken: "nonatomic-generate-token", spd.INSPresentCode: "nonatomic-present-code",
+		spd.INSExchange: "nonatomic-exchange",
 	}
 	if n, ok := names[ins]; ok && d.bug(n) {
 		return &splitTx{st: d.st}

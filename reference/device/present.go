@@ -60,11 +60,15 @@ func (d *Device) doPresentCode(cmd apdu.Command) ([]byte, apdu.SW) {
 // pendingRecord is r as READ PENDING exports it (SPEC.md section 8),
 // unsigned.
 func (d *Device) pendingRecord(r record) spd.PendingRecord {
-	return spd.PendingRecord{
+	pr := spd.PendingRecord{
 		DeviceID: d.id, ATC: r.ATC, Kind: r.Kind, Mode: r.Mode, Amount: r.Amount,
 		Currency: d.prof.Currency, Token: r.Token, Time: unixTime(r.Time), Payee: r.Payee,
 		PayeeNonce: r.PayeeNonce, Nonce: r.Nonce, Serial: r.Serial, Counterpart: r.Counterpart,
 	}
+	if x := r.Exchange; x != nil {
+		pr.Exchange, pr.TargetCurrency, pr.RateNumerator, pr.RateDenominator, pr.Target = x.Kind, x.TargetCurrency, x.Numerator, x.Denominator, x.Target
+	}
+	return pr
 }
 
 // clampLife is the mutant code-life-unbounded: a requested life beyond

@@ -117,7 +117,9 @@ func parseCounters(b []byte) (counters, error) {
 // PENDING signs it on export).
 //
 //	kind (1) mode (1) ATC (4) amount (8) time (4) serial (8)
-//	token len (1) token, payee len (1) payee, counterpart len (1) counterpart
+//	token len (1) token, payee len (1) payee, counterpart len (1) counterpart,
+//	payee nonce len (1) payee nonce, nonce len (1) nonce,
+//	exchange len (1) exchange: kind (1) target currency (2) n (4) d (4) target (8)
 type record struct {
 	Kind        spd.PaymentKind
 	Mode        spd.Mode
@@ -130,11 +132,37 @@ type record struct {
 	Counterpart []byte
 	PayeeNonce  []byte // DF07 of the PAY (SPD-PAY-8)
 	Nonce       []byte // the payment nonce 9F37 (SPD-PAY-8)
+	Exchange    *exchangeRec
+}
+
+// exchangeRec is what an exchange record (kind 07) bought, at which rate.
+type exchangeRec struct {
+	Kind           spd.ExchangeKind
+	TargetCurrency uint16
+	Numerator      uint32
+	Denominator    uint32
+	Target         uint64
+}
+
+const exchangeLen = 19
+
+func (x *exchangeRec) marshal() []byte {
+	if x == nil {
+		return nil
+	}
+	b := make([]byte, exchangeLen)
+	b[0] = byte(x.Kind)
+	binary.BigEndian.PutUint16(b[1:], x.TargetCurrency)
+	binary.BigEndian.PutUint32(b[3:], x.Numerator)
+	binary.BigEndian.PutUint32(b[7:], x.Denominator)
+	binary.BigEndian.PutUint64(b[11:], x.Target)
+	return b
 }
 
 // A stored record is 26 fixed bytes, then length-prefixed token, payee,
-// counterpart, payee nonce and payment nonce. Records written before the
-// payment nonce existed end after the counterpart.
+// counterpart, payee nonce, payment nonce and, for an exchange, the
+// exchange. Records written before the payment nonce existed end after
+// the counterpart; a record of any other kind ends after the nonce.
 func (r record) marshal() []byte {
 	b := make([]byte, 26, 26+5+len(r.Token)+len(r.Payee)+len(r.Counterpart)+len(r.PayeeNonce)+len(r.Nonce))
 	b[0], b[1] = byte(r.Kind), byte(r.Mode)
@@ -142,7 +170,11 @@ func (r record) marshal() []byte {
 	binary.BigEndian.PutUint64(b[6:], uint64(r.Amount))
 	binary.BigEndian.PutUint32(b[14:], r.Time)
 	binary.BigEndian.PutUint64(b[18:], r.Serial)
-	for _, v := range [][]byte{r.Token, r.Payee, r.Counterpart, r.PayeeNonce, r.Nonce} {
+	parts := [][]byte{r.Token, r.Payee, r.Counterpart, r.PayeeNonce, r.Nonce}
+	if r.Exchange != nil {
+		parts = append(parts, r.Exchange.marshal())
+	}
+	for _, v := range parts {
 		b = append(b, byte(len(v)))
 		b = append(b, v...)
 	}
@@ -162,12 +194,18 @@ func parseRecord(b []byte) (record, error) {
 		Serial: binary.BigEndian.Uint64(b[18:]),
 	}
 	rest := b[26:]
-	var parts [5][]byte
-	legacy := false
+	var parts [6][]byte
+	legacy, hasExchange := false, false
 	for i := range parts {
 		if i == 3 && len(rest) == 0 {
 			legacy = true // a record from before the payment nonce
 			break
+		}
+		if i == 5 && len(rest) == 0 {
+			break // a record that is no exchange
+		}
+		if i == 5 {
+			hasExchange = true
 		}
 		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
 			return record{}, fmt.Errorf("%w: record truncated", errCorrupt)
@@ -182,6 +220,15 @@ func parseRecord(b []byte) (record, error) {
 		return record{}, fmt.Errorf("%w: record with trailing bytes", errCorrupt)
 	}
 	r.Token, r.Payee, r.Counterpart, r.PayeeNonce, r.Nonce = parts[0], parts[1], parts[2], parts[3], parts[4]
+	if x := parts[5]; hasExchange {
+		if len(x) != exchangeLen || r.Kind != spd.KindExchange {
+			return record{}, fmt.Errorf("%w: exchange of %d bytes in a record of kind %v", errCorrupt, len(x), r.Kind)
+		}
+		r.Exchange = &exchangeRec{Kind: spd.ExchangeKind(x[0]), TargetCurrency: binary.BigEndian.Uint16(x[1:]),
+			Numerator: binary.BigEndian.Uint32(x[3:]), Denominator: binary.BigEndian.Uint32(x[7:]), Target: binary.BigEndian.Uint64(x[11:])}
+	} else if r.Kind == spd.KindExchange {
+		return record{}, fmt.Errorf("%w: exchange record without its exchange", errCorrupt)
+	}
 	if legacy && r.Kind.IsPayment() {
 		// A payment record from before SPD-PAY-8 gets a nonce fixed by its
 		// stored bytes, so that every export of it is the same record.

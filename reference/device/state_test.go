@@ -20,6 +20,8 @@ func TestStateCodecs(t *testing.T) {
 		{Kind: spd.KindBalance, Mode: spd.ModeOffline, ATC: 1, Amount: 2, Time: 3, Token: bytes.Repeat([]byte{1}, 16), Payee: []byte("SHOP")},
 		{Kind: spd.KindTransferOut, Mode: spd.ModeOffline, ATC: 4, Amount: 5, Time: 6, Serial: 7, Counterpart: []byte("PAYEE001")},
 		{Kind: spd.KindUse},
+		{Kind: spd.KindExchange, ATC: 8, Amount: 900, Time: 9, Token: bytes.Repeat([]byte{1}, 16), Nonce: []byte("NONCE-01"),
+			Exchange: &exchangeRec{Kind: spd.ExchangeCurrency, TargetCurrency: 840, Numerator: 3, Denominator: 4, Target: 675}},
 	}
 	for _, r := range records {
 		if got, err := parseRecord(r.marshal()); err != nil || !reflect.DeepEqual(got, r) {
@@ -38,6 +40,8 @@ func TestStateCodecs(t *testing.T) {
 		"short counters": c.marshal()[:10],
 		"record cut":     records[0].marshal()[:30],
 		"record tail":    append(records[2].marshal(), 0),
+		"exchange cut":   records[3].marshal()[:len(records[3].marshal())-1],
+		"exchange lost":  records[3].marshal()[:len(records[3].marshal())-20],
 	} {
 		var err error
 		if name == "short counters" {

@@ -56,7 +56,7 @@ func value(t testing.TB, st store.Store) int64 {
 			t.Fatal(err)
 		}
 		switch r.Kind {
-		case spd.KindBalance, spd.KindTransferOut:
+		case spd.KindBalance, spd.KindTransferOut, spd.KindExchange:
 			v += r.Amount
 		case spd.KindTransferIn, spd.KindReclaim:
 			v -= r.Amount
@@ -149,6 +149,8 @@ func tearCases() []tearCase {
 			req.Token = res.Info().Token
 			return r, spd.Pay(req)
 		}},
+		exchangeTearCase("EXCHANGE into uses", spd.ExchangeUses, 0, 1, 300),
+		exchangeTearCase("EXCHANGE into currency", spd.ExchangeCurrency, 840, 10_834, 10_000),
 		{name: "GENERATE MEDIUM", conserving: true, setup: func(t *testing.T) (*rig, apdu.Command) {
 			return loggedIn(t, "TEAR0001"), spd.GenerateMedium(spd.MediumRequest{Time: t0, PayeeNonce: []byte("N1")})
 		}},
@@ -338,4 +340,21 @@ func personalisationScript(r *rig, p spd.Profile) ([]apdu.Command, error) {
 		scripts[id] = s
 	}
 	return s, err
+}
+
+func exchangeTearCase(name string, k spd.ExchangeKind, target uint16, n, d uint32) tearCase {
+	return tearCase{name: name, conserving: true, setup: func(t *testing.T) (*rig, apdu.Command) {
+		r := loggedIn(t, "TEAR0001")
+		at := t0.Add(time.Hour)
+		atc, err := r.c.ATC(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rate, err := spd.SealRate(r.is.HostKey(), r.profile.DeviceID, spd.Rate{Kind: k, ATC: atc + 1, Currency: 978,
+			TargetCurrency: target, Numerator: n, Denominator: d, Expiry: at.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, spd.Exchange(spd.ExchangeRequest{Kind: k, Amount: 1000, Currency: 978, Time: at, Rate: rate, Nonce: []byte("TEARNONCE")})
+	}}
 }

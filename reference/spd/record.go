@@ -33,6 +33,11 @@ import (
 //	DF09  1..32 Payee      payee account or device (optional)
 //	DF07  1..32 PayeeNonce payee nonce or order reference of the PAY (optional)
 //	9F37  4..32 Nonce      payment nonce: the terminal's, or the device's own
+//	DF78  1     Exchange   what an exchange bought (kind 07 only)
+//	DF79  2     TargetCurrency the currency an exchange bought (kind 07, DF78 02)
+//	DF7A  4     RateNumerator  the exchange rate's n (kind 07 only)
+//	DF7B  4     RateDenominator the exchange rate's d (kind 07 only)
+//	DF7C  8     Target     uses or minor units an exchange bought (kind 07 only)
 //	DF0A  8     Serial     transfer serial (transfer kinds only)
 //	DF08  8     Counterpart payer (transfer-in) or payee (transfer-out) device (optional)
 //	9F45  var   Signature  device key, ECDSA-SHA256 (DER) over
@@ -51,7 +56,13 @@ type PendingRecord struct {
 	Nonce       []byte
 	Serial      uint64
 	Counterpart []byte
-	Signature   []byte
+	// The exchange (kind 07, SPEC.md 4.11): what it bought, at which rate.
+	Exchange        ExchangeKind
+	TargetCurrency  uint16
+	RateNumerator   uint32
+	RateDenominator uint32
+	Target          uint64
+	Signature       []byte
 }
 
 const recordDomain = "SPDLAB-PR1"
@@ -74,6 +85,15 @@ func (r PendingRecord) Body() []byte {
 	b.opt(TagPayee, r.Payee)
 	b.opt(TagPayeeNonce, r.PayeeNonce)
 	b.opt(TagTerminalNonce, r.Nonce)
+	if r.Kind == KindExchange {
+		b.u(TagExchangeKind, 1, uint64(r.Exchange))
+		if r.Exchange == ExchangeCurrency {
+			b.u(TagTargetCurrency, 2, uint64(r.TargetCurrency))
+		}
+		b.u(TagRateNumerator, 4, uint64(r.RateNumerator))
+		b.u(TagRateDenom, 4, uint64(r.RateDenominator))
+		b.u(TagExchangeTarget, 8, r.Target)
+	}
 	if r.Serial != 0 {
 		b.u(TagSerial, 8, r.Serial)
 	}
@@ -134,8 +154,9 @@ func ParsePendingRecord(b []byte) (PendingRecord, error) {
 		return PendingRecord{}, malformed("pending record: tag %s, want E1", obj.Tag)
 	}
 	f, err := parseFields(obj.Value, TagDeviceID, TagATC, TagRecordKind, TagRecordMode, TagAmount,
-		TagCurrency, TagToken, TagTime, TagPayee, TagPayeeNonce, TagTerminalNonce, TagSerial, TagCounterpart,
-		TagSignature)
+		TagCurrency, TagToken, TagTime, TagPayee, TagPayeeNonce, TagTerminalNonce,
+		TagExchangeKind, TagTargetCurrency, TagRateNumerator, TagRateDenom, TagExchangeTarget,
+		TagSerial, TagCounterpart, TagSignature)
 	if err != nil {
 		return PendingRecord{}, err
 	}
@@ -156,7 +177,7 @@ func ParsePendingRecord(b []byte) (PendingRecord, error) {
 		return PendingRecord{}, err
 	}
 	r.Kind = PaymentKind(kind)
-	if r.Kind < KindBalance || r.Kind > KindReclaim {
+	if r.Kind < KindBalance || r.Kind > KindExchange {
 		return PendingRecord{}, malformed("pending record: unknown kind %d", kind)
 	}
 	mode, err := f.uint(TagRecordMode, 1)
@@ -198,15 +219,19 @@ func ParsePendingRecord(b []byte) (PendingRecord, error) {
 	}
 	// SPEC.md section 8: serial and other device for transfer records
 	// (kinds 04-06) only, the payee for payment records (01-03) only.
-	if transfer := r.Kind >= KindTransferOut; transfer != (r.Serial != 0) || transfer != (len(r.Counterpart) != 0) {
+	if transfer := r.Kind.IsTransfer(); transfer != (r.Serial != 0) || transfer != (len(r.Counterpart) != 0) {
 		return PendingRecord{}, malformed("pending record: kind %d with serial (DF0A) %t, other device (DF08) %t",
 			kind, r.Serial != 0, len(r.Counterpart) != 0)
 	}
-	if r.Kind >= KindTransferOut && (len(r.Payee) != 0 || len(r.PayeeNonce) != 0) {
+	if !r.Kind.IsPayment() && (len(r.Payee) != 0 || len(r.PayeeNonce) != 0) {
 		return PendingRecord{}, malformed("pending record: kind %d with a payee (DF09) or payee nonce (DF07)", kind)
 	}
-	// SPD-PAY-8: a payment record always binds a nonce, a transfer record never.
-	if payment := r.Kind < KindTransferOut; payment != (len(r.Nonce) != 0) {
+	if err := r.parseExchange(f); err != nil {
+		return PendingRecord{}, err
+	}
+	// SPD-PAY-8: a payment or exchange record always binds a nonce, a
+	// transfer record never.
+	if payment := r.Kind.HasNonce(); payment != (len(r.Nonce) != 0) {
 		return PendingRecord{}, malformed("pending record: kind %d with payment nonce (9F37) %t", kind, len(r.Nonce) != 0)
 	}
 	if r.Signature, err = f.bytes(TagSignature, 8, 80); err != nil {
@@ -216,4 +241,51 @@ func ParsePendingRecord(b []byte) (PendingRecord, error) {
 		return PendingRecord{}, malformed("pending record: not in canonical form")
 	}
 	return r, nil
+}
+
+// parseExchange reads the exchange fields of a record: exactly those of
+// kind 07 (SPEC.md section 8), none for any other kind.
+func (r *PendingRecord) parseExchange(f fields) error {
+	if r.Kind != KindExchange {
+		for _, t := range []tlv.Tag{TagExchangeKind, TagTargetCurrency, TagRateNumerator, TagRateDenom, TagExchangeTarget} {
+			if f.has(t) {
+				return malformed("pending record: kind %v with tag %s", r.Kind, t)
+			}
+		}
+		return nil
+	}
+	if err := f.require(TagExchangeKind, TagRateNumerator, TagRateDenom, TagExchangeTarget); err != nil {
+		return err
+	}
+	k, err := f.uint(TagExchangeKind, 1)
+	if err != nil {
+		return err
+	}
+	if r.Exchange = ExchangeKind(k); !r.Exchange.Valid() {
+		return malformed("pending record: exchange kind %02X", k)
+	}
+	if (r.Exchange == ExchangeCurrency) != f.has(TagTargetCurrency) {
+		return malformed("pending record: exchange into %v with currency bought (DF79) %t", r.Exchange, f.has(TagTargetCurrency))
+	}
+	tc, err := f.uint(TagTargetCurrency, 2)
+	if err != nil {
+		return err
+	}
+	n, err := f.uint(TagRateNumerator, 4)
+	if err != nil {
+		return err
+	}
+	d, err := f.uint(TagRateDenom, 4)
+	if err != nil {
+		return err
+	}
+	t, err := f.uint(TagExchangeTarget, 8)
+	if err != nil {
+		return err
+	}
+	if n == 0 || d == 0 || t == 0 || t > 1<<62 {
+		return malformed("pending record: exchange rate %d/%d, target %d", n, d, t)
+	}
+	r.TargetCurrency, r.RateNumerator, r.RateDenominator, r.Target = uint16(tc), uint32(n), uint32(d), t
+	return nil
 }

@@ -97,6 +97,7 @@ var insNames = map[INS]string{
 	INSReadMedia:            "LIST MEDIA / SHOW MEDIUM",
 	INSTestErase:            "TEST ERASE",
 	INSPresentCode:          "PRESENT CODE",
+	INSExchange:             "EXCHANGE",
 }
 
 // String names the instruction as SPEC.md does.
@@ -225,6 +226,7 @@ const (
 	KindTransferOut PaymentKind = 0x04 // value debited into a transfer medium
 	KindTransferIn  PaymentKind = 0x05 // transfer medium imported (the import receipt)
 	KindReclaim     PaymentKind = 0x06 // expired transfer credited back to the payer
+	KindExchange    PaymentKind = 0x07 // stored value exchanged into uses or another currency (SPEC.md 4.11)
 )
 
 func (k PaymentKind) String() string {
@@ -241,12 +243,22 @@ func (k PaymentKind) String() string {
 		return "transfer-in"
 	case KindReclaim:
 		return "reclaim"
+	case KindExchange:
+		return "exchange"
 	}
 	return fmt.Sprintf("kind %02X", byte(k))
 }
 
 // IsPayment reports whether k is one of the three payments of C2.
 func (k PaymentKind) IsPayment() bool { return k >= KindBalance && k <= KindUse }
+
+// IsTransfer reports whether k is a record of a transfer (out, in,
+// reclaim): the kinds that carry a serial and the other device.
+func (k PaymentKind) IsTransfer() bool { return k >= KindTransferOut && k <= KindReclaim }
+
+// HasNonce reports whether a record of kind k binds a payment nonce
+// (SPD-PAY-8, SPD-EXC-4): the payments and the exchange.
+func (k PaymentKind) HasNonce() bool { return k.IsPayment() || k == KindExchange }
 
 // Mode is PAY's P2: whether the terminal is online.
 type Mode byte
