@@ -23,7 +23,7 @@ import (
 func defineConformance(d Driver) {
 	AfterEach(checkPolarity)
 	ReportAfterSuite("tear points", func(r Report) {
-		if s := tearPointsSummary(r); s != "" {
+		if s := TearPointsSummary(r); s != "" {
 			fmt.Fprintln(os.Stdout, s)
 		}
 	})

@@ -114,10 +114,10 @@ func (f *Fixture) sweep(ctx context.Context, t tearable) int {
 	return 0
 }
 
-// tearPointsSummary totals the tear points the sweeps of a run reported
+// TearPointsSummary totals the tear points the sweeps of a run reported
 // (their "tear points: COMMAND" entries), per command and in all; "" when
 // no sweep ran.
-func tearPointsSummary(r Report) string {
+func TearPointsSummary(r Report) string {
 	total, commands := 0, 0
 	for _, s := range r.SpecReports {
 		for _, e := range s.ReportEntries {

@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/ginkgo/v2/types"
 	"github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reports"
@@ -36,7 +39,7 @@ func (l *dutList) Set(s string) error {
 }
 
 func runCertify(ctx context.Context, e *env, args []string) error {
-	flags := newFlags(e, "certify", "--dut DUT [--dut DUT2 ...] [--ics FILE] --out DIR [--shard i/n] [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE] [--timeout D]")
+	flags := newFlags(e, "certify", "--dut DUT [--dut DUT2 ...] [--ics FILE] --out DIR [--procs N] [--shard i/n] [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE] [--timeout D]")
 	var duts dutList
 	flags.Var(&duts, "dut", certifyDUTUsage())
 	icsPath := flags.String("ics", "", "the device's implementation conformance statement (required for a physical DUT; 'spdlab ics template' writes one); an emulated DUT uses the reference device's")
@@ -49,6 +52,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	goldenDir := flags.String("golden", "", "golden evidence directory: an empty or new one records each case's verdict and exchanges; an existing one is compared with this run, and any changed or missing case fails the command")
 	against := flags.String("against", "", "ref: run a reference device in lockstep with every device and report the first response that differs (divergences.json)")
 	shardFlag := flags.String("shard", "", "run only shard i/n of the cases (the same split on every run and machine); join the n shard reports with spdlab report --merge")
+	procsFlag := flags.Int("procs", 0, fmt.Sprintf("run the cases in this many processes at once, each with its own devices, and join them into one report, the same as a serial run's (0: %d for an emulated DUT on this machine, one a CPU up to 4; 1 for pcsc-emu, whose processes share the two vpcd slots, at most 2; a physical DUT or a replay runs its cases one at a time and refuses more than 1)", autoProcs()))
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -71,6 +75,10 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		}
 		shard = &s
 	}
+	proc, err := processFromEnv()
+	if err != nil {
+		return err
+	}
 	var statement *ics.ICS
 	if *icsPath != "" {
 		s, err := loadICS(*icsPath)
@@ -83,9 +91,19 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("set-up: %w", err)
 	}
-	lab, key, err := reports.OpenLab(*keyPath)
+	procs, err := certifyProcs(*procsFlag, duts, driver.Emulated())
 	if err != nil {
-		return fmt.Errorf("set-up: %w", err)
+		return err
+	}
+	if proc != nil {
+		procs = 1
+	}
+	var lab reports.Lab
+	var key *ecdsa.PrivateKey
+	if proc == nil {
+		if lab, key, err = reports.OpenLab(*keyPath); err != nil {
+			return fmt.Errorf("set-up: %w", err)
+		}
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
@@ -101,12 +119,22 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		}
 		defer tf.Close()
 		traceFile = tf
-		driver.Options = dut.Options{Trace: tf, TraceCase: scenarios.CurrentCase}
+	}
+	if traceFile != nil && proc == nil {
+		driver.Options = dut.Options{Trace: traceFile, TraceCase: scenarios.CurrentCase}
 	}
 	driver.Against = *against
 	ids, err := driver.Probe(ctx)
 	if err != nil {
 		return fmt.Errorf("set-up: %w (no report written: nothing was tested)", err)
+	}
+	if proc != nil {
+		// A process of a run: its trace holds its cases' links alone (the
+		// run's trace has the probe once).
+		if traceFile != nil {
+			driver.Options = dut.Options{Trace: traceFile, TraceCase: scenarios.CurrentCase}
+		}
+		return runCertifyProcess(e, proc, driver, shard, *focus, *labels, *timeout, *out, traceFile)
 	}
 	for _, id := range ids {
 		fmt.Fprintf(e.stdout, "sample %s: reader %q, ATR %s, state %v, device ID %s\n", id.Spec, id.Reader, orNone(id.ATR), id.State, orNone(id.DeviceID))
@@ -115,41 +143,50 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout, "note: one sample named; cases that need two devices (transfers) are not applicable. Name a second sample with another --dut.")
 	}
 
-	if shard != nil {
-		ginkgo.BeforeEach(func() {
-			if id := reports.CaseID(ginkgo.CurrentSpecReport().Labels()); id != "" && !shard.Has(id) {
-				ginkgo.Skip(shard.SkipReason(id))
-			}
-		})
-	}
-	scenarios.Define(driver)
-	gomega.RegisterFailHandler(ginkgo.Fail)
-	suiteConfig, reporterConfig := ginkgo.GinkgoConfiguration()
-	if *focus != "" {
-		suiteConfig.FocusStrings = []string{*focus}
-	}
-	suiteConfig.LabelFilter = *labels
-	suiteConfig.Timeout = *timeout
-	jsonPath := filepath.Join(*out, "ginkgo.json")
-	reporterConfig.JSONReport = jsonPath
-	var t suiteT
 	name := strings.Join(duts, " + ")
-	reporterConfig = startProgress(e, reporterConfig)
-	ginkgo.RunSpecs(&t, "spdlab conformance on "+name, suiteConfig, reporterConfig)
-
-	rs, err := reports.LoadGinkgoJSON(jsonPath)
-	if err != nil {
-		return err
-	}
-	if *against != "" {
-		b, err := json.MarshalIndent(driver.Divergences(), "", "  ")
+	jsonPath := filepath.Join(*out, reports.FileGinkgo)
+	var rs []types.Report
+	var divergences []scenarios.Divergence
+	if procs > 1 {
+		run := certifyRun{duts: duts, icsPath: *icsPath, focus: *focus, labels: *labels, shard: *shardFlag,
+			against: *against, timeout: *timeout, trace: traceFile != nil}
+		var traceOut io.Writer
+		if traceFile != nil {
+			traceOut = traceFile
+		}
+		res, err := runProcesses(ctx, e, procs, run, traceOut)
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(*out, "divergences.json"), append(b, '\n'), 0o644); err != nil {
+		if err := reports.WriteGinkgoJSON(jsonPath, res.report); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "\n%s\n", scenarios.DivergenceSummary(driver.Divergences()))
+		rs, divergences = []types.Report{res.report}, res.divergences
+	} else {
+		skipOtherShards(shard)
+		scenarios.Define(driver)
+		gomega.RegisterFailHandler(ginkgo.Fail)
+		suiteConfig, reporterConfig := ginkgo.GinkgoConfiguration()
+		if *focus != "" {
+			suiteConfig.FocusStrings = []string{*focus}
+		}
+		suiteConfig.LabelFilter = *labels
+		suiteConfig.Timeout = *timeout
+		reporterConfig.JSONReport = jsonPath
+		var t suiteT
+		reporterConfig = startProgress(e, reporterConfig)
+		ginkgo.RunSpecs(&t, "spdlab conformance on "+name, suiteConfig, reporterConfig)
+		if rs, err = reports.LoadGinkgoJSON(jsonPath); err != nil {
+			return err
+		}
+		divergences = driver.Divergences()
+	}
+
+	if *against != "" {
+		if err := writeDivergences(*out, divergences); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "\n%s\n", scenarios.DivergenceSummary(divergences))
 	}
 	if traceFile != nil {
 		// The trace is complete: close it before the manifest digests it.
@@ -174,6 +211,62 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	}
 	if !c.Certified {
 		return fmt.Errorf("%s: %s", name, c.Verdict)
+	}
+	return nil
+}
+
+// skipOtherShards makes the suite about to run skip the cases of other
+// shards than s (nil: none).
+func skipOtherShards(s *reports.Shard) {
+	if s == nil {
+		return
+	}
+	ginkgo.BeforeEach(func() {
+		if id := reports.CaseID(ginkgo.CurrentSpecReport().Labels()); id != "" && !s.Has(id) {
+			ginkgo.Skip(s.SkipReason(id))
+		}
+	})
+}
+
+// writeDivergences writes ds as dir's divergences.json.
+func writeDivergences(dir string, ds []scenarios.Divergence) error {
+	b, err := json.MarshalIndent(ds, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "divergences.json"), append(b, '\n'), 0o644)
+}
+
+// runCertifyProcess runs the suite as process p of a run (procs.go): the
+// specs it claims first, in the run's order, its Ginkgo report, trace and
+// divergences in out, its progress as procEvents on e.stdout.
+func runCertifyProcess(e *env, p *certifyProcess, driver *scenarios.DUTDriver, shard *reports.Shard, focus, labels string, timeout time.Duration, out string, traceFile *os.File) error {
+	// Standard output carries the progress events alone; the suite's own
+	// prints (the tearing sweep's total) go to standard error.
+	events := e.stdout
+	os.Stdout = os.Stderr
+	claimSpecs(p)
+	skipOtherShards(shard)
+	scenarios.Define(driver)
+	gomega.RegisterFailHandler(ginkgo.Fail)
+	suiteConfig, reporterConfig := ginkgo.GinkgoConfiguration()
+	if focus != "" {
+		suiteConfig.FocusStrings = []string{focus}
+	}
+	suiteConfig.LabelFilter = labels
+	suiteConfig.Timeout = timeout
+	suiteConfig.RandomSeed = p.Seed
+	reporterConfig.JSONReport = filepath.Join(out, reports.FileGinkgo)
+	reporterConfig = reportProgress(events, reporterConfig)
+	var t suiteT
+	ginkgo.RunSpecs(&t, "spdlab conformance on "+strings.Join(driver.Specs, " + "), suiteConfig, reporterConfig)
+	if driver.Against != "" {
+		if err := writeDivergences(out, driver.Divergences()); err != nil {
+			return err
+		}
+	}
+	if traceFile != nil {
+		return traceFile.Close()
 	}
 	return nil
 }
