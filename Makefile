@@ -8,7 +8,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools dmtx-utils chromium postgresql
 
-.PHONY: all deps services build run test test-unit test-backend-postgres test-scenarios test-certify mutants check-builds check-hygiene bench fuzz vet clean
+.PHONY: all deps services build run test test-unit test-backend-postgres test-scenarios test-certify mutants check-builds check-hygiene check-static check-race bench fuzz vet clean
 
 all: build
 
@@ -34,8 +34,9 @@ run: build
 
 ## test: every check and unit test, the conformance suite on every emulated transport,
 ## certification of devices reached as hardware is, and the mutants, in two lanes side by
-## side (scripts/test.sh: vet, check-builds, check-hygiene | go test ./..., test-backend-postgres, test-scenarios,
-## test-certify, mutants; TEST_LANES=1 runs them one after the other); prints each step's time
+## side (scripts/test.sh: check-race, check-builds, check-static, vet | the suite binary, go test
+## of the packages check-race leaves out, test-backend-postgres, test-scenarios, test-certify,
+## mutants; TEST_LANES=1 runs them one after the other); prints each step's time
 test: services
 	@GO="$(GO)" MAKE="$(MAKE)" OUT="$(OUT)" bash scripts/test.sh
 
@@ -75,14 +76,22 @@ check-builds:
 	GOOS=darwin $(GO) build ./...
 	GOOS=darwin $(GO) vet ./...
 
-## check-hygiene: go.mod and go.sum tidy, staticcheck clean (scenarios/staticcheck.conf
-## allows the Ginkgo and Gomega dot imports), and the race detector on every package that
-## starts a goroutine, found by grep so that a new one is never left out
-check-hygiene:
+## check-hygiene: go.mod and go.sum tidy, staticcheck clean (check-static), and the race
+## detector on every package that starts a goroutine (check-race)
+check-hygiene: check-static check-race
+
+## check-static: gofmt, go.mod and go.sum tidy, staticcheck clean (scenarios/staticcheck.conf
+## allows the Ginkgo and Gomega dot imports)
+check-static:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt: these files need gofmt -w:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 	$(GO) run $(STATICCHECK) ./...
-	@pkgs=$$(grep -rlE --include='*.go' '^[[:space:]]+go [A-Za-z_(]' . | xargs -n1 dirname | sort -u); \
+
+## check-race: the race detector on every package that starts a goroutine, found by grep so
+## that a new one is never left out (scripts/race-packages.sh); make test runs the tests of
+## these packages only here, the others' without it
+check-race:
+	@pkgs=$$(bash scripts/race-packages.sh); \
 	  echo "$(GO) test -race -count=1 -timeout 15m" $$pkgs; \
 	  $(GO) test -race -count=1 -timeout 15m $$pkgs
 

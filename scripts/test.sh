@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# make test's steps, in two lanes that run side by side: the static checks
-# (vet, the cgo-free and macOS builds, tidiness, staticcheck, the race
-# detector) in one, the tests (every package, the backend's again on
-# PostgreSQL, the conformance suite on
-# every emulated DUT, certification of devices reached as hardware is, the
-# mutants; the suite binary built once for all of them) in the other.
-# Every step still runs, each in the order of its lane; a lane stops at its
-# first failing step and the script fails when either lane does. Much of
-# each lane waits rather than computes (pcscd's polling in the PC/SC tests,
-# single-threaded links, processes started one after another), so on a
-# 2-core machine the other lane fills those gaps.
+# make test's steps, in two lanes that run side by side: the checks (the
+# race detector on every package that starts a goroutine, the cgo-free and
+# macOS builds, gofmt, tidiness and staticcheck, vet) in one, the tests (the
+# suite binary, every other package's tests, the backend's again on
+# PostgreSQL, the conformance suite on every emulated DUT, certification of
+# devices reached as hardware is, the mutants; the suite binary built once
+# for all of them) in the other. Every step still runs, each in the order
+# of its lane; a lane stops at its first failing step and the script fails
+# when either lane does.
 #
-# Every output line carries its lane's name; each step's wall time is
-# printed when it ends, and a table of them at the end, so a CI log shows
-# where the time goes.
+# Each test runs once: the packages that start goroutines only under the
+# race detector (make check-race), the others only in the tests lane
+# (scripts/race-packages.sh --others). On a fresh clone the build cache is
+# empty and most of the time goes to compiling; two go commands compiling
+# the same package at once both compile it, so each lane starts with a
+# build configuration the other does not use (race; plain, through the
+# suite binary) and the steps that share one come after it. Much of the
+# rest waits rather than computes (single-threaded links, timers, processes
+# started one after another), and the other lane fills those gaps.
+#
+# Every output line carries its lane's name; each step's wall time and CPU
+# time are printed when it ends, and a table of them at the end, so a CI
+# log shows where the time goes.
 #
 #   scripts/test.sh            TEST_LANES=1 runs the two lanes one after the other
 #
@@ -27,17 +35,18 @@ times=$(mktemp -d)
 trap 'rm -rf "$times"' EXIT
 
 checks=(
-	"$GO vet ./..."
+	"$MAKE --no-print-directory check-race"
 	"$MAKE --no-print-directory check-builds"
-	"$MAKE --no-print-directory check-hygiene"
+	"$MAKE --no-print-directory check-static"
+	"$GO vet ./..."
 )
 # The suite binary is built once, for test-scenarios and mutants both.
 mkdir -p "$OUT"
 suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
-	"$GO test -count=1 -timeout 20m ./..."
-	"$MAKE --no-print-directory test-backend-postgres"
 	"$GO test -c -o $suite ./scenarios"
+	"$GO test -count=1 -timeout 20m \$(bash scripts/race-packages.sh --others)"
+	"$MAKE --no-print-directory test-backend-postgres"
 	"SUITE=$suite $MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"$MAKE --no-print-directory test-certify OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
@@ -46,18 +55,31 @@ tests=(
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
+# cputime FILE: writes to FILE the CPU seconds (user and system) of this
+# shell's finished children so far, from bash's times (its second line,
+# "XmY.YYYs XmZ.ZZZs"); times runs in this shell, not in a subshell of $(...).
+cputime() {
+	times >"$1.times"
+	awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.1f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1.times" >"$1"
+}
+
 # lane NAME STEP...: runs the steps in turn, each line of their output
-# prefixed with NAME; records "SECONDS RC STEP" per step in $times/NAME.
+# prefixed with NAME; records "SECONDS CPU RC STEP" per step in $times/NAME
+# (CPU: the seconds of CPU the step's processes took, user and system,
+# which on 2 cores tells a step that computes from one that waits).
 lane() {
-	local name=$1 step t0 rc
+	local name=$1 step t0 rc cpu
 	shift
 	for step in "$@"; do
 		echo "[$name] == $step"
 		t0=$EPOCHREALTIME
+		cputime "$times/$name.cpu0"
 		bash -c "$step" 2>&1 | sed -u "s/^/[$name] /"
 		rc=${PIPESTATUS[0]}
-		echo "$(since "$t0") $rc $step" >>"$times/$name"
-		echo "[$name] == $step: $(since "$t0") s, exit $rc"
+		cputime "$times/$name.cpu1"
+		cpu=$(awk 'NR == 1 { a = $1 } NR == 2 { printf "%.1f", $1 - a }' "$times/$name.cpu0" "$times/$name.cpu1")
+		echo "$(since "$t0") $cpu $rc $step" >>"$times/$name"
+		echo "[$name] == $step: $(since "$t0") s, $cpu s of CPU, exit $rc"
 		((rc == 0)) || return "$rc"
 	done
 }
@@ -79,14 +101,15 @@ else
 	rc2=$?
 fi
 total=$(since "$t0")
+cputime "$times/all.cpu"
 
 echo
 echo "== make test: the time of each step"
 for name in checks tests; do
 	[[ -s $times/$name ]] || continue
-	while read -r secs rc step; do
-		printf '%-7s %7.1f s  exit %-3s %s\n' "$name" "$secs" "$rc" "$step"
+	while read -r secs cpu rc step; do
+		printf '%-7s %7.1f s  %7.1f s CPU  exit %-3s %s\n' "$name" "$secs" "$cpu" "$rc" "$step"
 	done <"$times/$name"
 done
-printf '== make test: %.1f s wall time (lanes %s)\n' "$total" "${TEST_LANES:-2}"
+printf '== make test: %.1f s wall time, %s s of CPU (lanes %s)\n' "$total" "$(cat "$times/all.cpu")" "${TEST_LANES:-2}"
 ((rc1 == 0 && rc2 == 0))

@@ -96,7 +96,7 @@ func (f Fault) Apply(img image.Image) (*image.Gray, error) {
 // reads its input image and writes only the image it allocates, so there
 // is nothing for the detector to find in them, and instrumenting every
 // pixel access made the suite's optical cases take ten times as long
-// under -race (make test's check-hygiene). The goroutines that call them
+// under -race (make test's check-race). The goroutines that call them
 // (the suite's, Decode's callers') are still checked.
 func toGray(img image.Image) *image.Gray {
 	b := img.Bounds()
