@@ -1,6 +1,7 @@
 package optical
 
 import (
+	"bytes"
 	"fmt"
 	"image"
 	"math"
@@ -120,6 +121,14 @@ func clamp(v float64) uint8 {
 // Decode blur every image that does not read at first). Only the columns
 // and rows within the kernel's radius of an edge need clamping.
 //
+// The sums are exact integers, so the order they are taken in does not
+// change a pixel: the kernel is symmetric, and each pass adds the two
+// pixels that share a weight before multiplying, a whole row at a time. A
+// rendered code repeats each row of modules for its height in pixels, so
+// a source row equal to the one above it takes that row's first pass; and
+// where every row under the kernel is the same (a quiet zone, the bars of
+// a Code 128), the second pass is that row times the kernel's sum.
+//
 //go:norace
 func blur(g *image.Gray, sigma float64) *image.Gray {
 	if sigma == 0 {
@@ -135,50 +144,112 @@ func blur(g *image.Gray, sigma float64) *image.Gray {
 	}
 	const one = 1 << 12
 	kernel := make([]uint32, len(weights))
+	ksum := uint32(0)
 	for i, wt := range weights {
 		kernel[i] = uint32(math.Round(wt / sum * one))
+		ksum += kernel[i]
 	}
 	w, h := g.Rect.Dx(), g.Rect.Dy()
 	// Row pass: grey levels times 256 (a sum of at most 255 times a
-	// little over 4096, shifted down by 4, fits 16 bits).
+	// little over 4096, shifted down by 4, fits 16 bits). runStart[y] is
+	// the first row of the run of equal source rows that holds row y.
 	tmp := make([]uint16, w*h)
+	acc := make([]uint32, w)
+	runStart := make([]int, h)
 	for y := range h {
 		src := g.Pix[y*g.Stride : y*g.Stride+w]
 		dst := tmp[y*w : (y+1)*w]
-		for x := range w {
-			var acc uint32
-			if x >= r && x+r < w {
-				win := src[x-r : x+r+1]
-				k := kernel[:len(win)]
-				for i, v := range win {
-					acc += k[i] * uint32(v)
-				}
-			} else {
-				for i, k := range kernel {
-					acc += k * uint32(src[min(max(x+i-r, 0), w-1)])
-				}
-			}
-			dst[x] = uint16(min((acc+8)>>4, 0xFFFF))
+		if y > 0 && bytes.Equal(src, g.Pix[(y-1)*g.Stride:(y-1)*g.Stride+w]) {
+			runStart[y] = runStart[y-1]
+			copy(dst, tmp[(y-1)*w:y*w])
+			continue
+		}
+		runStart[y] = y
+		blurRow(src, acc, kernel, r)
+		for x, v := range acc {
+			dst[x] = uint16(min((v+8)>>4, 0xFFFF))
 		}
 	}
 	// Column pass: grey levels times 2^20.
 	out := image.NewGray(image.Rect(0, 0, w, h))
-	acc := make([]uint32, w)
+	prevRun := -1 // the run of equal rows the row above was made of alone
 	for y := range h {
-		clear(acc)
-		for i, k := range kernel {
-			row := tmp[min(max(y+i-r, 0), h-1)*w:][:w]
-			a := acc[:len(row)]
-			for x, v := range row {
-				a[x] += k * uint32(v)
+		lo, hi := max(y-r, 0), min(y+r, h-1)
+		dst := out.Pix[y*out.Stride : y*out.Stride+w]
+		if run := runStart[hi]; run <= lo {
+			// Every row under the kernel is the same.
+			if run == prevRun {
+				copy(dst, out.Pix[(y-1)*out.Stride:(y-1)*out.Stride+w])
+				continue
+			}
+			for x, v := range tmp[lo*w : lo*w+w] {
+				dst[x] = uint8(min((ksum*uint32(v)+1<<19)>>20, 255))
+			}
+			prevRun = run
+			continue
+		}
+		prevRun = -1
+		row := func(i int) []uint16 { return tmp[min(max(y+i-r, 0), h-1)*w:][:w] }
+		k := kernel[r]
+		for x, v := range row(r) {
+			acc[x] = k * uint32(v)
+		}
+		for i := range r {
+			k := kernel[i]
+			a, b := row(i), row(2*r-i)
+			a, b = a[:len(acc)], b[:len(acc)]
+			for x := range acc {
+				acc[x] += k * (uint32(a[x]) + uint32(b[x]))
 			}
 		}
-		dst := out.Pix[y*out.Stride : y*out.Stride+w]
 		for x, v := range acc {
 			dst[x] = uint8(min((v+1<<19)>>20, 255))
 		}
 	}
 	return out
+}
+
+// blurRow sets acc to the convolution of src with kernel (radius r),
+// clamping at the ends.
+//
+//go:norace
+func blurRow(src []uint8, acc, kernel []uint32, r int) {
+	w := len(src)
+	for x := range min(r, w) {
+		acc[x] = blurAt(src, kernel, r, x)
+	}
+	for x := max(w-r, r); x < w; x++ {
+		acc[x] = blurAt(src, kernel, r, x)
+	}
+	if w <= 2*r {
+		return
+	}
+	// The interior: x from r to w-r-1 reads src[x-r .. x+r].
+	n := w - 2*r
+	a := acc[r : r+n]
+	k := kernel[r]
+	for j, v := range src[r : r+n] {
+		a[j] = k * uint32(v)
+	}
+	for i := range r {
+		k := kernel[i]
+		s1, s2 := src[i:i+n], src[2*r-i:2*r-i+n]
+		for j := range a {
+			a[j] += k * (uint32(s1[j]) + uint32(s2[j]))
+		}
+	}
+}
+
+// blurAt is the convolution at x with the ends clamped.
+//
+//go:norace
+func blurAt(src []uint8, kernel []uint32, r, x int) uint32 {
+	var acc uint32
+	w := len(src)
+	for i, k := range kernel {
+		acc += k * uint32(src[min(max(x+i-r, 0), w-1)])
+	}
+	return acc
 }
 
 // sample reads g at a real position by bilinear interpolation; outside is
