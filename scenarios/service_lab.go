@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -16,6 +18,7 @@ import (
 	"github.com/spdlab/spdlab/reference/backend"
 	"github.com/spdlab/spdlab/reference/backend/backendtest"
 	"github.com/spdlab/spdlab/reference/clock"
+	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/merchant"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/terminal"
@@ -63,8 +66,13 @@ func newServiceLab(d Driver) *serviceLab {
 	Expect(err).NotTo(HaveOccurred())
 	terminalToken, err := backend.NewToken()
 	Expect(err).NotTo(HaveOccurred())
-	srv, err := backend.Open(backend.Config{DBPath: filepath.Join(dir, "backend.db"), Now: clk.Now,
-		Keys: backend.Keys{Signer: is.HostKey(), IssuerCA: ca}, IssuerToken: issuerToken, TerminalToken: terminalToken})
+	db := filepath.Join(dir, "backend.db")
+	keys := backend.Keys{Signer: is.HostKey(), IssuerCA: ca}
+	books, err := newBooks(is, keys)
+	Expect(err).NotTo(HaveOccurred(), "making the backend's empty books")
+	Expect(os.WriteFile(db, books, 0o600)).To(Succeed())
+	srv, err := backend.Open(backend.Config{DBPath: db, Now: clk.Now,
+		Keys: keys, IssuerToken: issuerToken, TerminalToken: terminalToken})
 	Expect(err).NotTo(HaveOccurred())
 	hs := httptest.NewServer(srv.Handler())
 	DeferCleanup(func() {
@@ -76,6 +84,59 @@ func newServiceLab(d Driver) *serviceLab {
 	admin.Credential = issuerToken
 	return &serviceLab{srv: srv, url: hs.URL, admin: admin, terminalToken: terminalToken, clock: clk,
 		net: backendtest.NewNetwork(nil, clk)}
+}
+
+// emptyBooks are the database files of backends that have booked nothing
+// yet, one for each issuer, made once per run: every lab's backend opens a
+// copy, as a backend restarting on its books does, instead of migrating a
+// new file (most of a lab's set-up). Nothing in one depends on the lab:
+// the migrations record the lab's start time, Clock, and the credentials
+// are the backend's configuration, not its books.
+var emptyBooks struct {
+	sync.Mutex
+	file map[*issuer.Issuer][]byte
+}
+
+func newBooks(is *issuer.Issuer, keys backend.Keys) ([]byte, error) {
+	emptyBooks.Lock()
+	defer emptyBooks.Unlock()
+	if b, ok := emptyBooks.file[is]; ok {
+		return b, nil
+	}
+	b, err := makeEmptyBooks(keys)
+	if err != nil {
+		return nil, err
+	}
+	if emptyBooks.file == nil {
+		emptyBooks.file = map[*issuer.Issuer][]byte{}
+	}
+	emptyBooks.file[is] = b
+	return b, nil
+}
+
+func makeEmptyBooks(keys backend.Keys) ([]byte, error) {
+	dir, err := os.MkdirTemp("", "spdlab-books-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	db := filepath.Join(dir, "backend.db")
+	token, err := backend.NewToken()
+	if err != nil {
+		return nil, err
+	}
+	srv, err := backend.Open(backend.Config{DBPath: db, Now: clock.NewSimulated(Clock).Now, Keys: keys, IssuerToken: token})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Close(); err != nil {
+		return nil, err
+	}
+	// Closed, SQLite has moved its write-ahead log into the file.
+	if fi, err := os.Stat(db + "-wal"); err == nil && fi.Size() > 0 {
+		return nil, fmt.Errorf("scenarios: the backend left %d bytes in its write-ahead log after closing", fi.Size())
+	}
+	return os.ReadFile(db)
 }
 
 // Identity question of the suite's users.
