@@ -46,10 +46,11 @@ test: services
 test-backend-postgres:
 	$(GO) test -count=1 -timeout 15m ./reference/backend/ -args -store=postgres
 
-## test-scenarios: the suite on every DUT in DUTS side by side (SCENARIO_JOBS at once, default
-## all); reports in $(OUT)/reports/<dut>, each verdict printed
+## test-scenarios: spdlab certify on every DUT in DUTS side by side (SCENARIO_JOBS at once,
+## default all), each running its cases in parallel processes where the DUT allows
+## (SCENARIO_PROCS, certify --procs); reports in $(OUT)/reports/<dut>, each verdict printed
 test-scenarios: build
-	@OUT=$(OUT) bash scripts/scenarios.sh $(DUTS)
+	@OUT=$(OUT) SPDLAB=bin/spdlab bash scripts/scenarios.sh $(DUTS)
 
 ## test-certify: certify reference devices reached only as hardware is (a separate emulator
 ## process per sample, --dut serial:PATH, sd:DIR and pcsc:READER with an ICS) and check every

@@ -17,11 +17,11 @@ import (
 // invariant case (NOT CERTIFIED).
 func TestScenariosScriptReportsEachVerdict(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs the suite binary")
+		t.Skip("builds spdlab and certifies two DUTs")
 	}
 	out := t.TempDir()
 	cmd := exec.Command("bash", "scripts/scenarios.sh", "ref", "faulty:stale-balance")
-	cmd.Env = append(os.Environ(), "OUT="+out, "SCENARIO_ARGS=--ginkgo.label-filter=TC-INV-001")
+	cmd.Env = append(os.Environ(), "OUT="+out, "SCENARIO_ARGS=--label-filter=TC-INV-001")
 	got, err := cmd.CombinedOutput()
 	if _, ok := err.(*exec.ExitError); !ok {
 		t.Fatalf("scenarios.sh must exit non-zero when a DUT is not CERTIFIED; err=%v\n%s", err, got)

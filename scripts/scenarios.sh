@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Runs the conformance suite on each DUT named in $@, side by side: one
-# suite binary (built once), one process per DUT, each with its own devices
-# (pcsc-emu's processes share the two vpcd slots through their lock files).
-# Writes OUT/reports/<dut> (certificate, JUnit, HTML, signed manifest) and
-# OUT/scenarios-<dut>.log, prints each DUT's verdict and wall time, and
-# fails when any DUT is not certified.
+# `spdlab certify` per DUT (the CLI built once), each running its cases in
+# parallel processes where the DUT allows (certify --procs: each process its
+# own devices; pcsc-emu's processes share the two vpcd slots through their
+# lock files). Writes OUT/reports/<dut> (certificate, JUnit, HTML, signed
+# manifest, trace) and OUT/scenarios-<dut>.log, prints each DUT's verdict and
+# wall time, and fails when any DUT is not certified.
 #
 # Environment:
 #   OUT             output directory (default out, relative to the repo root)
 #   SCENARIO_JOBS   how many DUTs run at once (default: all of them)
-#   SCENARIO_ARGS   extra arguments for the suite binary (e.g. -ginkgo.label-filter=...)
-#   SUITE           a suite binary already built from this checkout (go test -c
-#                   ./scenarios), used instead of building one
+#   SCENARIO_PROCS  processes per DUT (certify --procs; default: certify's,
+#                   one a CPU up to 4 for an emulated DUT, 1 for pcsc-emu)
+#   SCENARIO_ARGS   extra arguments for certify (e.g. --label-filter=TC-PAY-001)
+#   SPDLAB          an spdlab binary already built from this checkout, used
+#                   instead of building one
+#   LAB_KEY         the lab key that signs the reports (default: the lab's own,
+#                   `spdlab labkey init`, else a throwaway key made for the run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -21,27 +26,39 @@ mkdir -p "$out/reports"
 duts=("$@")
 jobs=${SCENARIO_JOBS:-${#duts[@]}}
 
-# The suite binary is this run's own, so that runs at once never replace
-# each other's.
+# The binary is this run's own, so that runs at once never replace each
+# other's.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-suite=${SUITE:-}
-if [[ -z $suite ]]; then
-	suite=$tmp/scenarios.test
-	go test -c -o "$suite" ./scenarios
+spdlab=${SPDLAB:-}
+if [[ -z $spdlab ]]; then
+	spdlab=$tmp/spdlab
+	go build -o "$spdlab" ./cmd/spdlab
 fi
-[[ $suite = /* ]] || suite=$root/$suite
+[[ $spdlab = /* ]] || spdlab=$root/$spdlab
+key=${LAB_KEY:-}
+if [[ -z $key ]]; then
+	key=$tmp/lab-key.pem
+	def=${XDG_CONFIG_HOME:-$HOME/.config}/spdlab/lab-key.pem
+	if [[ -s $def ]]; then
+		key=$def
+	else
+		"$spdlab" labkey init --key "$key" --name "no lab (throwaway key of a test run)" >/dev/null
+	fi
+fi
+procs=()
+[[ -z ${SCENARIO_PROCS:-} ]] || procs=(--procs "$SCENARIO_PROCS")
 
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now.
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; }
 
-# run DUT: the suite on DUT, in the package directory as `go test` runs it.
+# run DUT: certify DUT into its report directory.
 run() {
 	local dut=$1 rep="$out/reports/$1" log="$out/scenarios-$1.log" t0 rc=0
 	rm -rf "$rep"
 	t0=$EPOCHREALTIME
-	(cd scenarios && "$suite" -test.count=1 -test.timeout=15m \
-		--dut="$dut" --report-dir="$rep" --ginkgo.no-color ${SCENARIO_ARGS:-}) >"$log" 2>&1 || rc=$?
+	NO_COLOR=1 "$spdlab" certify --dut "$dut" --out "$rep" --key "$key" --timeout 15m \
+		"${procs[@]}" ${SCENARIO_ARGS:-} >"$log" 2>&1 || rc=$?
 	since "$t0" >"$rep.seconds"
 	echo "$rc" >"$rep.rc"
 }

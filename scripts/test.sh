@@ -5,7 +5,7 @@
 # suite binary, every other package's tests, the backend's again on
 # PostgreSQL, the conformance suite on every emulated DUT, certification of
 # devices reached as hardware is, the mutants; the suite binary built once
-# for all of them) in the other. Every step still runs, each in the order
+# for them) in the other. Every step still runs, each in the order
 # of its lane; a lane stops at its first failing step and the script fails
 # when either lane does.
 #
@@ -40,14 +40,14 @@ checks=(
 	"$MAKE --no-print-directory check-static"
 	"$GO vet ./..."
 )
-# The suite binary is built once, for test-scenarios and mutants both.
+# The suite binary is built once, for the mutants.
 mkdir -p "$OUT"
 suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
 	"$GO test -c -o $suite ./scenarios"
 	"$GO test -count=1 -timeout 20m \$(bash scripts/race-packages.sh --others)"
 	"$MAKE --no-print-directory test-backend-postgres"
-	"SUITE=$suite $MAKE --no-print-directory test-scenarios OUT=$OUT"
+	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"$MAKE --no-print-directory test-certify OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
 )
