@@ -34,6 +34,11 @@ const (
 	// EntryOpticalRates is a []OpticalRate: how the case's media read
 	// through graded camera faults.
 	EntryOpticalRates = "optical decode rates"
+	// EntryClaimsAsserted is a []string: the claims (C1..C50) the case
+	// checked in their own terms, each with an assertion on the behaviour
+	// the claim describes. A claim a case is labelled with but did not
+	// assert is carried by its label alone.
+	EntryClaimsAsserted = "claims asserted"
 )
 
 // MediumEntry is the value of an EntryMedium report entry: the image of a
@@ -144,6 +149,13 @@ func (cs *Case) readEntries(entries []types.ReportEntry) {
 				continue
 			}
 			cs.Optical = append(cs.Optical, rs...)
+		case EntryClaimsAsserted:
+			var cl []string
+			if err := json.Unmarshal(entryJSON(e), &cl); err != nil {
+				cs.Notes = append(cs.Notes, "claims asserted unreadable: "+err.Error())
+				continue
+			}
+			cs.Asserted = append(cs.Asserted, cl...)
 		}
 	}
 }

@@ -21,6 +21,11 @@ type ClaimRow struct {
 // NotCovered marks a claim or requirement no case of the run checks.
 const NotCovered Verdict = "not covered"
 
+// LabelOnly marks a claim the cases of the run are labelled with but
+// none, passing, asserted in its own terms (EntryClaimsAsserted): a label
+// is not a check.
+const LabelOnly Verdict = "label only"
+
 // Claims is how many claims CLAIMS.md numbers.
 const Claims = 50
 

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,6 +92,9 @@ type Case struct {
 	Media []Medium `json:"media,omitempty"`
 	// Optical are the case's optical decode rates.
 	Optical []OpticalRate `json:"optical,omitempty"`
+	// Asserted are the claims of Claims the case checked in their own
+	// terms (EntryClaimsAsserted); the others it carries by label alone.
+	Asserted []string `json:"asserted,omitempty"`
 	// Notes are report entries of the case that could not be read.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -126,6 +130,9 @@ type Certificate struct {
 	Findings []string `json:"findings,omitempty"`
 	// Claims maps each claim (C1..C50) to the verdict summed over its
 	// cases: failed if any failed, passed if any passed, else not applicable.
+	// A case that passed counts for a claim only if it asserted it (Case
+	// Asserted); a claim whose cases all passed without asserting it is
+	// LabelOnly.
 	Claims map[string]Verdict `json:"claims"`
 }
 
@@ -173,6 +180,7 @@ func ParseGinkgoJSON(b []byte) ([]types.Report, error) {
 // run stopped, or skipped without NotApplicablePrefix, is not run.
 func Build(info RunInfo, rs []types.Report) Certificate {
 	c := Certificate{Claims: map[string]Verdict{}}
+	labelOnly := map[string]bool{}
 	for i, r := range rs {
 		if i == 0 {
 			c.Suite = r.SuiteDescription
@@ -240,7 +248,18 @@ func Build(info RunInfo, rs []types.Report) Certificate {
 			c.NotRun++
 		}
 		for _, cl := range cs.Claims {
+			if cs.Verdict == Passed && !slices.Contains(cs.Asserted, cl) {
+				// A pass that asserted nothing of the claim does not
+				// carry it.
+				labelOnly[cl] = true
+				continue
+			}
 			c.Claims[cl] = merge(c.Claims[cl], cs.Verdict)
+		}
+	}
+	for cl := range labelOnly {
+		if _, ok := c.Claims[cl]; !ok {
+			c.Claims[cl] = LabelOnly
 		}
 	}
 	c.verdict()

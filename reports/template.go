@@ -18,7 +18,7 @@ th{background:#f3f3f3}
 table.kv th{width:13em;font-weight:600}
 code,.mono,td.id{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12px}
 td.id{white-space:nowrap}
-.passed{background:var(--pass)}.failed{background:var(--fail)}.not-applicable{background:var(--na);color:var(--na-ink)}.not-run{background:var(--nr)}.not-covered{background:#fff;color:#9e9e9e}
+.passed{background:var(--pass)}.failed{background:var(--fail)}.not-applicable{background:var(--na);color:var(--na-ink)}.not-run{background:var(--nr)}.not-covered{background:#fff;color:#9e9e9e}.label-only{background:#fff;color:#b71c1c;border:1px dashed #b71c1c}
 .tag{display:inline-block;padding:0 .35em;margin:1px;border-radius:3px;font-family:ui-monospace,monospace;font-size:11px;text-decoration:none;color:inherit;border:1px solid rgba(0,0,0,.12)}
 .banner{padding:.8em 1em;border-radius:6px;margin:1em 0;border:2px solid}
 .banner .verdict{font-size:1.6em;font-weight:700;letter-spacing:.02em}

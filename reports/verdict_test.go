@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +32,9 @@ type tinySuite struct {
 }
 
 func pass(id string) {
-	ginkgo.It("passes "+id, ginkgo.Label(id, "SPD-APP-1", "C1"), func() {})
+	ginkgo.It("passes "+id, ginkgo.Label(id, "SPD-APP-1", "C1"), func() {
+		ginkgo.AddReportEntry(EntryClaimsAsserted, []string{"C1"}, ginkgo.ReportEntryVisibilityNever)
+	})
 }
 
 func na(id, why string) {
@@ -48,6 +51,14 @@ var tinySuites = map[string]tinySuite{
 	"failed": {define: func() {
 		pass("TC-A-001")
 		ginkgo.It("fails", ginkgo.Label("TC-A-002", "SPD-PAY-1", "C2"), func() { ginkgo.Fail("expected 6985, got 9000") })
+		na("TC-B-001", "ICS features.Biometric is false")
+	}},
+	"label-only": {define: func() {
+		pass("TC-A-001")
+		ginkgo.It("passes with a label it does not assert", ginkgo.Label("TC-A-002", "SPD-PAY-1", "C2", "C3"), func() {
+			ginkgo.AddReportEntry(EntryClaimsAsserted, []string{"C2"}, ginkgo.ReportEntryVisibilityNever)
+		})
+		ginkgo.It("passes asserting nothing", ginkgo.Label("TC-A-003", "SPD-PAY-1", "C2", "C4"), func() {})
 		na("TC-B-001", "ICS features.Biometric is false")
 	}},
 	"transcripts-pass": {define: func() { paymentCases(false) }},
@@ -346,6 +357,31 @@ func TestVerdictRules(t *testing.T) {
 				t.Errorf("certified with findings %q", c.Findings)
 			}
 		})
+	}
+}
+
+// TestClaimsByAssertion checks that a claim counts as passed only by a
+// passing case that asserted it: one carried by labels alone is LabelOnly,
+// whatever other claims its cases asserted.
+func TestClaimsByAssertion(t *testing.T) {
+	c := Build(RunInfo{CaseCount: 4}, runTiny(t, "label-only"))
+	want := map[string]Verdict{"C1": Passed, "C2": Passed, "C3": LabelOnly, "C4": LabelOnly, "C32": NotApplicable}
+	for cl, v := range want {
+		if c.Claims[cl] != v {
+			t.Errorf("%s is %q, want %q (claims %v)", cl, c.Claims[cl], v, c.Claims)
+		}
+	}
+	for _, cs := range c.Cases {
+		if cs.ID == "TC-A-002" && !slices.Equal(cs.Asserted, []string{"C2"}) {
+			t.Errorf("TC-A-002 asserted %v, want [C2]", cs.Asserted)
+		}
+	}
+	rows := c.ClaimRows()
+	if rows[2].Claim != "C3" || rows[2].Verdict != LabelOnly || rows[4].Verdict != NotCovered {
+		t.Errorf("claim rows %v", rows[:5])
+	}
+	if !c.Certified {
+		t.Errorf("a label without an assertion is the suite's gap, not the device's: %s", c.Summary())
 	}
 }
 

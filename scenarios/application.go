@@ -17,7 +17,7 @@ func defineApplication(d Driver) {
 				f := open(ctx, d)
 				sel, err := f.Client.Select(ctx)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(sel.AID).To(Equal(spd.AID))
+				Expect(sel.AID).To(Equal(spd.AID), asserts("C28", "the SPD runs its own application, selected by its AID"))
 				if d.Profile().Has(Fresh) {
 					Expect(sel.State).To(Equal(spd.StateBlank))
 				}

@@ -131,7 +131,7 @@ func defineHostAssertions(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST refuse a forged, misdirected, replayed, expired or other-payment host assertion with its status word, changing nothing",
-			Case("TC-HVA-003", Negative, "SPD-HVA-2", "SPD-KEY-3", "C14", "C33", "C40", "C46"),
+			Case("TC-HVA-003", Negative, "SPD-HVA-2", "SPD-KEY-3", "C14", "C33", "C40"),
 			func(ctx SpecContext) {
 				need(d, PayBalance)
 				f := personalised(ctx, d, hvaProfile())

@@ -49,7 +49,7 @@ func defineClaims(d Driver) {
 				period := s.clock.Now().UTC().Format("2006-01")
 				billA, err := s.admin.Bill(ctx, a.id(), period)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(billA.Total).To(Equal(int64(7_00)), "the account payment is billed to the account bound to device A")
+				Expect(billA.Total).To(Equal(int64(7_00)), asserts("C21", "the account payment is billed to the account bound to device A"))
 				Expect(billA.Account).To(Equal(masked(a.f.Profile.Account)), "the bill names A's account, masked")
 				billB, err := s.admin.Bill(ctx, b.id(), period)
 				Expect(err).NotTo(HaveOccurred())
@@ -58,10 +58,10 @@ func defineClaims(d Driver) {
 				// C26: the SPD's identification serves as the token: the
 				// token the payment carried is A's account token, and the
 				// vault resolves it to device A and no other.
-				Expect(o.Token).To(Equal(a.f.Profile.AccountToken), "the payment ran under A's account token")
+				Expect(o.Token).To(Equal(a.f.Profile.AccountToken), asserts("C24", "the payment ran under A's account token in place of the account"))
 				tokA, err := s.admin.Token(ctx, strings.ToUpper(hex.EncodeToString(a.f.Profile.AccountToken)))
 				Expect(err).NotTo(HaveOccurred())
-				Expect(tokA.DeviceID).To(Equal(a.id()), "the vault binds A's token to device A")
+				Expect(tokA.DeviceID).To(Equal(a.id()), asserts("C26", "the SPD's identification serves as the token: the vault binds A's token to device A alone"))
 				Expect(bytes.Equal(a.f.Profile.AccountToken, b.f.Profile.AccountToken)).To(BeFalse(), "each SPD has its own token")
 
 				// C27: the token is overlaid on every output: result,
@@ -70,7 +70,7 @@ func defineClaims(d Driver) {
 				done(a.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("2.00", "CLM-3")), Kind: spd.KindAccount, Network: terminal.OfflineOnly}))
 				rec := a.f.state(ctx).Records
 				Expect(rec).NotTo(BeEmpty())
-				Expect(rec[len(rec)-1].Token).To(Equal(a.f.Profile.AccountToken), "the pending record carries the token")
+				Expect(rec[len(rec)-1].Token).To(Equal(a.f.Profile.AccountToken), asserts("C27", "the token overlays the account in the pending record"))
 				if d.Profile().Has(Media) {
 					env := a.f.medium(ctx)
 					m, err := medium.Parse(env)
@@ -103,7 +103,7 @@ func defineClaims(d Driver) {
 				r := f.pays(ctx, spd.PayRequest{Kind: spd.KindBalance, Mode: spd.ModeOnline, Amount: 1, Currency: 978, Time: Clock,
 					Region: Home, Payee: []byte(codePayee), TerminalNonce: []byte("CLM-NONCE-02")}, 1)
 				Expect(r.Info().Currency).To(Equal(uint16(978)), "the result names the currency")
-				Expect(r.Info().Balance).To(Equal(f.Profile.Balance-1), "one minor unit left the balance")
+				Expect(r.Info().Balance).To(Equal(f.Profile.Balance-1), asserts("C11", "value moves as digital currency, one minor unit of the issuer's currency"))
 				// Another currency is not this value.
 				f.refuses(ctx, spd.Pay(spd.PayRequest{Kind: spd.KindBalance, Mode: spd.ModeOnline, Amount: 1_00, Currency: 840,
 					Time: Clock, Region: Home}), sw6A80, "PAY in US dollars on a euro device")
@@ -117,7 +117,7 @@ func defineClaims(d Driver) {
 				_, err = s.admin.QueueParameter(ctx, c.id(), backend.ParameterUpdate{TopUp: 5_00})
 				Expect(err).NotTo(HaveOccurred())
 				done(c.tm.Sync(ctx))
-				Expect(f.Client.Balance(ctx)).To(Equal(f.Profile.Balance-1+5_00), "the issuer's top-up")
+				Expect(f.Client.Balance(ctx)).To(Equal(f.Profile.Balance-1+5_00), asserts("C3", asserts("C14", "the issuer's top-up updates the balance after the payment, at the next sync")))
 				// Settlement keeps every unit: the issuer's books and the
 				// device agree, and the audit is conserved.
 				done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("3.00", "CLM-2")), Kind: spd.KindBalance, Network: terminal.OfflineOnly}))
@@ -161,7 +161,7 @@ func defineClaims(d Driver) {
 					Expect(err).NotTo(HaveOccurred())
 					for _, cmd := range script {
 						if cmd.INS == 0x52 {
-							f.refuses0(ctx, cmd, sw6982, "PERSONALISE by "+kinds[(i+1)%len(kinds)]+" of a device initialised for "+kinds[i])
+							f.refuses0(ctx, cmd, sw6982, asserts("C40", "PERSONALISE by "+kinds[(i+1)%len(kinds)]+" of a device initialised for "+kinds[i]))
 						}
 					}
 					got, err := is.Personalise(ctx, f.Client, p)
@@ -169,7 +169,7 @@ func defineClaims(d Driver) {
 					f.Profile, f.Pub = got, got.DevicePublicKey
 					cert, err := x509.ParseCertificate(got.Certificate)
 					Expect(err).NotTo(HaveOccurred())
-					Expect(cert.Issuer.Organization).To(Equal([]string{kinds[i]}), "the device certificate names its issuing institution")
+					Expect(cert.Issuer.Organization).To(Equal([]string{kinds[i]}), asserts("C41", "the device certificate names its issuing institution, whichever its kind"))
 					Expect(cert.CheckSignatureFrom(mustCA(is))).To(Succeed(), "%s signed the certificate", kinds[i])
 					Expect(cert.CheckSignatureFrom(mustCA(next))).NotTo(Succeed(), "no other institution signed it")
 					// Its host orders come from that issuer alone.

@@ -239,7 +239,7 @@ func defineLifeCycleCases(d Driver) {
 			Expect(f.sw(ctx, order(1, &blocked))).To(Equal(sw9000))
 			s := f.state(ctx)
 			Expect(s.State).To(Equal(spd.StateBlocked))
-			Expect(s.Balance).To(Equal(p.Balance+10_00), "the update's top-up applied with its state move")
+			Expect(s.Balance).To(Equal(p.Balance+10_00), asserts("C14", "the issuer's host order updated the balance with its state move"))
 			Expect(s.Uses).To(Equal(p.Uses + 2))
 			Expect(s.Tier).To(Equal([]byte{3}))
 			Expect(s.UpdateCounter).To(Equal(uint32(1)))

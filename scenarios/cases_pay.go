@@ -81,7 +81,7 @@ func definePaymentCases(d Driver) {
 				after, err := f.Client.ATC(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(after).To(Equal(before+1), what)
-				Expect(got).To(Equal(after), "%s shows the new ATC", what)
+				Expect(got).To(Equal(after), asserts("C15", "%s: the SPD updated its ATC and shows it"), what)
 				Expect(seen).NotTo(ContainElement(after))
 				seen = append(seen, after)
 			}

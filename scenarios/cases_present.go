@@ -78,20 +78,20 @@ func definePresentedCodes(d Driver) {
 				want.Ledger++
 				want.Pending += 12_50
 				want.Balance -= 12_50
-				Expect(after.Snapshot).To(Equal(want), "the code's payment is committed: balance, ATC, ledger, pending")
+				Expect(after.Snapshot).To(Equal(want), asserts("C2", asserts("C7", "the code's payment, offline, is deducted from the stored balance and committed: balance, ATC, ledger, pending")))
 				in := code.Result.Info()
 				Expect(in.ATC).To(Equal(after.ATC), "the code carries the new ATC")
 				Expect(in.Balance).To(Equal(after.Balance))
 				Expect(in.PayeeNonce).To(Equal([]byte(codeChallenge)), "the code binds the merchant's challenge")
 				Expect(string(in.PayeeID)).To(Equal(codePayee))
 				Expect(in.Expiry).To(Equal(Clock.Add(time.Minute)), "default life: 9A + 60 s")
-				Expect(in.Token).To(Equal(f.Profile.AccountToken), "the code carries the token, never the account")
+				Expect(in.Token).To(Equal(f.Profile.AccountToken), asserts("C20", "the dynamically generated code carries the token, never the account"))
 				Expect(code.Marshal()).NotTo(ContainSubstring(string(f.Profile.Account)))
 				// The record in the code is the ledger's (READ PENDING).
 				last := after.Records[len(after.Records)-1]
 				mine := *code.Record
 				mine.Signature = nil
-				Expect(mine).To(Equal(last), "the code's record is the ledger's record of the payment")
+				Expect(mine).To(Equal(last), asserts("C46", "the code's record is the ledger's record of the payment"))
 
 				// A second code is another payment: a new ATC; a time-based
 				// code (no challenge) with the longest life.
@@ -158,16 +158,16 @@ func definePresentedCodes(d Driver) {
 
 				ch, err := lane.Scan(ctx, code.Text(), challenge)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(ch.Online).To(BeTrue(), "charged on-line")
-				Expect(ch.Authorisation.Status).To(Equal(backend.Approved))
+				Expect(ch.Online).To(BeTrue(), asserts("C9", "the merchant's reader parsed the code with the issuer's rules and charged it on-line"))
+				Expect(ch.Authorisation.Status).To(Equal(backend.Approved), asserts("C30", "the backend's result reaches the merchant in real time"))
 				Expect(ch.Amount).To(Equal(int64(8_00)))
-				Expect(s.issuerBalance(ctx, c)).To(Equal(before-8_00), "the issuer charged the code")
-				Expect(s.payeeCredit(ctx, codePayee)).To(Equal([2]int64{8_00, 1}), "the merchant is credited the code once")
+				Expect(s.issuerBalance(ctx, c)).To(Equal(before-8_00), asserts("C8", "the code the SPD showed was read by an external reader and paid"))
+				Expect(s.payeeCredit(ctx, codePayee)).To(Equal([2]int64{8_00, 1}), asserts("C50", "the merchant that scanned the shown code is paid, once"))
 
 				// The same code again, at the same lane and at a second lane
 				// of the same merchant: the backend has seen it.
 				_, err = lane.Scan(ctx, code.Text(), challenge)
-				Expect(errors.Is(err, terminal.ErrCodeReplayed)).To(BeTrue(), "replayed at the lane: %v", err)
+				Expect(errors.Is(err, terminal.ErrCodeReplayed)).To(BeTrue(), asserts("C31", "a replayed code fails: %v"), err)
 				lane2 := s.merchant(d, codePayee, "LANE2", true)
 				_, err = lane2.Scan(ctx, code.Text(), challenge)
 				Expect(errors.Is(err, terminal.ErrCodeReplayed)).To(BeTrue(), "replayed at another lane: %v", err)
@@ -197,7 +197,7 @@ func definePresentedCodes(d Driver) {
 				stored, err := c.f.Client.PendingRecords(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(stored).To(HaveLen(1))
-				Expect(stored[0].Body()).To(Equal(code.Record.Body()), "the ledger keeps the very record the code carries")
+				Expect(stored[0].Body()).To(Equal(code.Record.Body()), asserts("C46", "the storage unit keeps the very record the code hands over"))
 				before := s.issuerBalance(ctx, c)
 				lane1 := s.merchant(d, codePayee, "LANE1", false)
 				lane2 := s.merchant(d, codePayee, "LANE2", false)
@@ -210,7 +210,7 @@ func definePresentedCodes(d Driver) {
 				// know, and keeps it too.
 				_, err = lane2.Scan(ctx, code.Text(), nil)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(s.issuerBalance(ctx, c)).To(Equal(before), "nothing moves before settlement")
+				Expect(s.issuerBalance(ctx, c)).To(Equal(before), asserts("C47", "payment and settlement are separate: nothing moves at the issuer before settlement"))
 
 				lane1.Connect(s.merchantBackend())
 				lane2.Connect(s.merchantBackend())
@@ -218,7 +218,7 @@ func definePresentedCodes(d Driver) {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(got.Paid).To(HaveLen(1), "the first lane's settlement pays the code")
 				Expect(got.Replays).To(BeEmpty())
-				Expect(s.issuerBalance(ctx, c)).To(Equal(before-6_00), "settled once")
+				Expect(s.issuerBalance(ctx, c)).To(Equal(before-6_00), asserts("C4", asserts("C49", "settlement deducts the pending amount from the account's stored value, once")))
 				Expect(s.payeeCredit(ctx, codePayee)).To(Equal([2]int64{6_00, 1}), "settlement credits the merchant")
 				got, err = lane2.Settle(ctx)
 				Expect(err).NotTo(HaveOccurred())
@@ -235,7 +235,7 @@ func definePresentedCodes(d Driver) {
 				Expect(st.AlreadySettled).To(Equal(1))
 				n, err := c.f.Client.PendingCount(ctx)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(n).To(Equal(0), "the device's ledger is cleared after settlement (C46)")
+				Expect(n).To(Equal(0), asserts("C46", "the device's ledger no longer holds the record after settlement"))
 				s.conserved(ctx)
 			}, SpecTimeout(90*time.Second))
 	})

@@ -118,7 +118,7 @@ func defineVaultCases(d Driver) {
 					Expect(errors.As(err, &refused)).To(BeTrue(), "the backend authorised a payment its vault must refuse: %v", err)
 					Expect(refused.Status).To(Equal(http.StatusUnprocessableEntity))
 					Expect(refused.Code).To(Equal(backend.CodeTokenRefused))
-					Expect(refused.Reason).To(Equal(vc.reason(tok)))
+					Expect(refused.Reason).To(Equal(vc.reason(tok)), asserts("C22", "the vault enforces the token's domain control: "+vc.control))
 					Expect(vaultState(ctx, s, c, tok)).To(Equal(before), "a refused token payment moves nothing at the issuer")
 				}, SpecTimeout(60*time.Second))
 		}

@@ -5,7 +5,11 @@ import . "github.com/onsi/ginkgo/v2"
 // Define registers every conformance case against d. Call it once, from
 // the suite's test main (or `spdlab certify`), before RunSpecs.
 func Define(d Driver) {
-	BeforeEach(func() { needCitedFeatures(d) })
+	BeforeEach(func() {
+		beginClaims()
+		needCitedFeatures(d)
+	})
+	AfterEach(endClaims)
 	defineApplication(d)
 	defineLifeCycle(d)
 	defineVerification(d)

@@ -95,7 +95,8 @@ func defineDeviceMedia(d Driver) {
 				inner := tlvHex("DF09", []byte("ACC-0001-9F2C")) + tlvHex("DF07", []byte("ORDER-20261126-0042")) +
 					tlvHex("9F02", []byte{0, 0, 0, 0, 0, 0, 0x0E, 0x42}) + tlvHex("5F2A", []byte{0x00, 0x9C}) +
 					tlvHex("DF64", []byte("SPDLAB NOODLE BAR")) + tlvHex("DF65", []byte("SHANGHAI")) + tlvHex("DF66", []byte{0x12})
-				Expect(strings.ToUpper(hex.EncodeToString(resp.Data))).To(Equal(fmt.Sprintf("E2%02X%s", len(inner)/2, inner)))
+				Expect(strings.ToUpper(hex.EncodeToString(resp.Data))).To(Equal(fmt.Sprintf("E2%02X%s", len(inner)/2, inner)),
+					asserts("C6", asserts("C39", "the SPD parses the merchant's code by the rules it was encoded with (EMV QRCPS MPM)")))
 
 				// The device reads what the terminal reads, for codes of every shape.
 				codes := map[string]string{
@@ -114,8 +115,8 @@ func defineDeviceMedia(d Driver) {
 					Expect(err).NotTo(HaveOccurred(), name)
 					want, err := terminal.ScanOrder(c)
 					Expect(err).NotTo(HaveOccurred(), name)
-					Expect(string(got.Payee)).To(Equal(want.Payee), name)
-					Expect(string(got.Reference)).To(Equal(want.Reference), name)
+					Expect(string(got.Payee)).To(Equal(want.Payee), asserts("C48", asserts("C5", name+": the payee account the SPD's parsing unit read from the merchant's code")))
+					Expect(string(got.Reference)).To(Equal(want.Reference), asserts("C5", name+": the order information the SPD read"))
 					Expect(got.Name).To(Equal(want.Merchant), name)
 					Expect(got.City).To(Equal(want.City), name)
 					if want.Code.Amount != "" {
@@ -203,7 +204,7 @@ func defineDeviceMedia(d Driver) {
 
 				shown, err := f.Client.ShowMedium(ctx, "voucher", Clock.Add(time.Hour))
 				Expect(err).NotTo(HaveOccurred())
-				Expect(shown.Content).To(Equal(voucher.Envelope), "shown exactly as stored")
+				Expect(shown.Content).To(Equal(voucher.Envelope), asserts("C10", asserts("C38", "a medium the issuer pre-stored on the SPD is shown exactly as stored")))
 				m, err := terminal.ReadMedium(medium.Text(shown.Content), &f.Issuer.CA.PublicKey, Clock.Add(time.Hour))
 				Expect(err).NotTo(HaveOccurred(), "a reader with the issuer key verifies the shown medium")
 				Expect(m.Info.DeviceID).To(Equal(voucher.Info().DeviceID))
@@ -225,7 +226,7 @@ func defineDeviceMedia(d Driver) {
 				forged, err := spd.StoreMedium(rogue.HostKey(), f.Profile.DeviceID, spd.StoreOrder{Counter: counter + 1, Label: "forged",
 					Format: spd.FormatMerchantCode, Content: []byte(code), Time: Clock, Expiry: Clock.Add(time.Hour)})
 				Expect(err).NotTo(HaveOccurred())
-				Expect(f.sw(ctx, forged)).To(Equal(apdu.SWSecurityNotSatisfied), "signed by another host")
+				Expect(f.sw(ctx, forged)).To(Equal(apdu.SWSecurityNotSatisfied), asserts("C40", "STORE MEDIUM signed by a host other than the device's issuer's"))
 				tampered := []byte(string(voucher.Envelope))
 				tampered[len(tampered)-3] ^= 0x01
 				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "tampered", Format: spd.FormatEnvelope, Content: tampered}))).

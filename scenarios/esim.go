@@ -83,12 +83,12 @@ func defineESIM(d Driver) {
 			Case("TC-ESIM-001", Positive, "SPD-ESIM-3", "SPD-FORM-3", "C35", "C36"), func(ctx SpecContext) {
 				f := open(ctx, d)
 				a, ok := f.rec.Link().(link.ATRer)
-				Expect(ok).To(BeTrue(), "an eSIM is reached through ISO/IEC 7816-3 contacts and has an ATR")
+				Expect(ok).To(BeTrue(), asserts("C36", "an eSIM is reached through ISO/IEC 7816-3 contacts and has an ATR"))
 				atr := a.ATR()
 				Expect(checkATR(atr)).To(Succeed())
 				euicc, err := eUICCIndicated(atr)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(euicc).To(BeTrue(), "first TB after T=15 with b8 and b2 set, ATR % X", atr)
+				Expect(euicc).To(BeTrue(), asserts("C35", "the ATR indicates an eUICC: first TB after T=15 with b8 and b2 set, ATR % X"), atr)
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST answer the eUICC ATR again at every warm reset and power-on, as a card whose logical channels the reset closed",

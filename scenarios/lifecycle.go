@@ -71,7 +71,7 @@ func defineLifeCycle(d Driver) {
 				_, _ = rand.Read(challenge)
 				id, err := f.Client.Authenticate(ctx, &f.Issuer.CA.PublicKey, challenge)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(id).To(Equal(f.Profile.DeviceID))
+				Expect(id).To(Equal(f.Profile.DeviceID), asserts("C33", "the device's certificate and its signature over the terminal's challenge confirm the device"))
 				rogue, err := issuer.Generate("rogue")
 				Expect(err).NotTo(HaveOccurred())
 				_, err = f.Client.Authenticate(ctx, &rogue.CA.PublicKey, challenge)

@@ -27,7 +27,7 @@ func defineMedia(d Driver) {
 				s := f.snapshot(ctx)
 				info := m.Info
 				Expect(info.Kind).To(Equal(medium.KindStoredValue))
-				Expect(info.Balance).To(Equal(s.Balance))
+				Expect(info.Balance).To(Equal(s.Balance), asserts("C12", "the SPD generates a coded medium from its parameters: the balance"))
 				Expect(uint32(info.Uses)).To(Equal(s.Uses))
 				Expect(info.Token).To(Equal(f.Profile.AccountToken))
 				Expect(info.PayeeNonce).To(Equal(nonce))
@@ -49,7 +49,7 @@ func defineMedia(d Driver) {
 					got, gotFormat, err := medium.DecodeImage(img)
 					Expect(err).NotTo(HaveOccurred(), format.String())
 					Expect(gotFormat).To(Equal(format))
-					Expect(got).To(Equal(text), format.String())
+					Expect(got).To(Equal(text), asserts("C34", format.String()+" decodes back to the medium's text"))
 					m, err := medium.ParseText(got)
 					Expect(err).NotTo(HaveOccurred())
 					Expect(m.Verify(f.Pub)).To(Succeed())

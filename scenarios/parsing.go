@@ -31,8 +31,8 @@ func defineParsing(d Driver) {
 				info, err := reader.Client.ParseMedium(ctx, shown.Envelope)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(info.DeviceID).To(Equal(shower.Profile.DeviceID))
-				Expect(info.Balance).To(Equal(shown.Info().Balance))
-				Expect(info.Token).To(Equal(shower.Profile.AccountToken))
+				Expect(info.Balance).To(Equal(shown.Info().Balance), asserts("C1", "the SPD parses another's coded medium into its service information: the stored-value amount"))
+				Expect(info.Token).To(Equal(shower.Profile.AccountToken), asserts("C45", "the parsing unit answers the medium's token over the transmission unit"))
 
 				changed := bytes.Clone(shown.Envelope)
 				i := bytes.Index(changed, []byte{0xDF, 0x04, 0x08})
@@ -78,18 +78,20 @@ func defineParsing(d Driver) {
 				need(d, PowerCycle)
 				f := personalised(ctx, d, nil)
 				if a, ok := f.rec.Link().(link.ATRer); ok {
-					Expect(checkATR(a.ATR())).To(Succeed())
+					Expect(checkATR(a.ATR())).To(Succeed(), asserts("C36", "a SIM, eSIM or USB device reset through contacts or CCID answers a valid T=1 ATR"))
 				}
 				f.login(ctx)
 				res := f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, 7_00))
 				Expect(res.Success()).To(BeTrue())
 				before := f.snapshot(ctx)
 				reconnect(ctx, f) // the SPD leaves the terminal's interface and comes back
-				Expect(f.snapshot(ctx)).To(Equal(before), "state kept across detaching")
+				Expect(f.snapshot(ctx)).To(Equal(before), asserts("C42", asserts("C43", asserts("C44",
+					"connected only while paying, or worn and taken off: the state is kept across detaching"))))
 				Expect(f.sw(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOffline, 1_00)))).To(Equal(apdu.SWSecurityNotSatisfied),
 					"verification does not survive detaching")
 				f.login(ctx)
-				Expect(f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, 1_00)).Success()).To(BeTrue())
+				Expect(f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, 1_00)).Success()).To(BeTrue(),
+					asserts("C37", "the same APDUs pay again over the link the rig reaches the device by, as over any other (SPD-FORM-1)"))
 			}, SpecTimeout(60*time.Second))
 	})
 }

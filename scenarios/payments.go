@@ -21,7 +21,7 @@ func definePayments(d Driver) {
 				r := payment(spd.KindBalance, spd.ModeOnline, 12_34)
 				r.PayeeNonce = []byte("ORDER-0001")
 				res := f.pay(ctx, r)
-				Expect(res.Success()).To(BeTrue(), "reason: %s", res.Info().Reason)
+				Expect(res.Success()).To(BeTrue(), asserts("C31", "the result is a success (reason: %s)"), res.Info().Reason)
 				info := res.Info()
 				Expect(info.Kind).To(Equal(medium.KindPaymentResult))
 				Expect(info.Amount).To(Equal(int64(12_34)))
@@ -29,8 +29,8 @@ func definePayments(d Driver) {
 				Expect(info.DeviceID).To(Equal(f.Profile.DeviceID))
 				after := f.snapshot(ctx)
 				Expect(after.Balance).To(Equal(before.Balance - 12_34))
-				Expect(after.ATC).To(Equal(before.ATC + 1))
-				Expect(info.Balance).To(Equal(after.Balance), "result shows the new balance")
+				Expect(after.ATC).To(Equal(before.ATC+1), asserts("C3", "the payment updated the ATC"))
+				Expect(info.Balance).To(Equal(after.Balance), asserts("C29", "the result the SPD reports to the terminal shows the new balance"))
 				Expect(info.ATC).To(Equal(after.ATC))
 			}, SpecTimeout(30*time.Second))
 
@@ -102,10 +102,12 @@ func definePayments(d Driver) {
 				f.login(ctx)
 				// 12.34 leaves truncation remainders: 1234 - trunc(246.8) = 988,
 				// then abroad 988 + trunc(49.4) = 1037.
-				f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 12_34), 9_88)
+				res := f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 12_34), 9_88)
+				Expect(res.Info().Amount).To(Equal(int64(9_88)), asserts("C18", "the amount adjusted by the tier-2 discount"))
 				r := payment(spd.KindBalance, spd.ModeOnline, 12_34)
 				r.Region = Abroad
-				f.pays(ctx, r, 10_37)
+				res = f.pays(ctx, r, 10_37)
+				Expect(res.Info().Amount).To(Equal(int64(10_37)), asserts("C18", "the amount adjusted by the tier discount and the location"))
 			}, SpecTimeout(30*time.Second))
 	})
 }

@@ -23,14 +23,14 @@ func defineTokens(d Driver) {
 				info := res.Info()
 				Expect(info.Kind).To(Equal(medium.KindToken))
 				Expect(info.Token).To(HaveLen(spd.TokenLen))
-				Expect(info.Token).NotTo(Equal(f.Profile.AccountToken), "a dynamic token, not the static account token")
+				Expect(info.Token).NotTo(Equal(f.Profile.AccountToken), asserts("C25", "a token the SPD generated itself, not the static account token"))
 				Expect(info.Controls).NotTo(BeNil())
-				Expect(*info.Controls).To(Equal(controls))
+				Expect(*info.Controls).To(Equal(controls), asserts("C22", "the token carries its domain controls"))
 				Expect(string(res.Envelope)).NotTo(ContainSubstring(string(f.Profile.Account)), "the account never leaves the device")
 
 				again, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: controls})
 				Expect(err).NotTo(HaveOccurred())
-				Expect(again.Info().Token).NotTo(Equal(info.Token), "tokens are unique")
+				Expect(again.Info().Token).NotTo(Equal(info.Token), asserts("C20", "dynamically generated tokens are unique"))
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST enforce a token's transaction count, amount, validity and channel",
@@ -51,7 +51,7 @@ func defineTokens(d Driver) {
 				f.declines(ctx, withToken(1_00, Clock.Add(2*time.Hour), medium.ChannelInStore), reasonTokenExpired)
 
 				ok := f.pays(ctx, withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore), 5_00)
-				Expect(ok.Info().Token).To(Equal(tok), "the token replaces the account in the result")
+				Expect(ok.Info().Token).To(Equal(tok), asserts("C24", "the token replaces the account in the result"))
 				f.pays(ctx, withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore), 5_00)
 				f.declines(ctx, withToken(5_00, Clock.Add(time.Minute), medium.ChannelInStore), reasonTokenUsedUp)
 
@@ -59,7 +59,7 @@ func defineTokens(d Driver) {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(recs).To(HaveLen(2))
 				for _, r := range recs {
-					Expect(r.Token).To(Equal(tok), "settlement sees the token, the backend detokenises")
+					Expect(r.Token).To(Equal(tok), asserts("C23", "the token is used in the settlement step too; the backend detokenises"))
 				}
 			}, SpecTimeout(30*time.Second))
 

@@ -29,9 +29,9 @@ func defineTransfers(d Driver) {
 				info := res.Info()
 				Expect(info.Kind).To(Equal(medium.KindTransfer))
 				Expect(info.Amount).To(Equal(int64(15_00)))
-				Expect(info.PayerID).To(Equal(payer.Profile.DeviceID))
-				Expect(info.PayeeID).To(Equal(payee.Profile.DeviceID))
-				Expect(payer.Client.Balance(ctx)).To(Equal(pb.Balance-15_00), "debited before the medium is shown")
+				Expect(info.PayerID).To(Equal(payer.Profile.DeviceID), asserts("C19", "the medium carries the first identity, the payer's device"))
+				Expect(info.PayeeID).To(Equal(payee.Profile.DeviceID), asserts("C17", "the second medium names the second user's device"))
+				Expect(payer.Client.Balance(ctx)).To(Equal(pb.Balance-15_00), asserts("C13", asserts("C16", "the transfer medium is generated from the adjusted balance, debited before the medium is shown")))
 
 				in, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: res.Envelope, Time: Clock.Add(time.Minute)})
 				Expect(err).NotTo(HaveOccurred())

@@ -25,7 +25,8 @@ func defineVerification(d Driver) {
 
 			It("MUST refuse PAY before VERIFY with 6982",
 				Case("TC-PIN-001", Negative, "SPD-PIN-1", "C32", "C33"), func(ctx SpecContext) {
-					Expect(f.sw(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 100)))).To(Equal(apdu.SWSecurityNotSatisfied))
+					Expect(f.sw(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 100)))).To(Equal(apdu.SWSecurityNotSatisfied),
+						asserts("C32", "no payment before the cardholder's password is verified"))
 				}, SpecTimeout(30*time.Second))
 
 			It("MUST answer a wrong PIN with 63Cx counting down",
