@@ -293,7 +293,7 @@ func bitmap(img image.Image) (*gozxing.BinaryBitmap, error) {
 	if img == nil || img.Bounds().Empty() {
 		return nil, errors.New("medium: empty image")
 	}
-	lum := Luminance(img)
+	lum := luminanceOf(img)
 	b := img.Bounds()
 	src, err := gozxing.NewPlanarYUVLuminanceSource(lum, b.Dx(), b.Dy(), 0, 0, b.Dx(), b.Dy(), false)
 	if err != nil {
@@ -345,6 +345,16 @@ func decodeAs(bmp *gozxing.BinaryBitmap, f Format, pure bool) (text string, err 
 		text = fromLatin1(text)
 	}
 	return text, nil
+}
+
+// luminanceOf is Luminance(img), sharing the pixels of a grey image whose
+// rows lie side by side from its origin instead of copying them: the
+// readers only read the grey levels they are given.
+func luminanceOf(img image.Image) []byte {
+	if g, ok := img.(*image.Gray); ok && g.Stride == g.Rect.Dx() && len(g.Pix) == g.Stride*g.Rect.Dy() {
+		return g.Pix
+	}
+	return Luminance(img)
 }
 
 // Luminance returns the image's grey levels, row by row, one byte per

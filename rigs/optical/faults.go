@@ -64,11 +64,14 @@ func (f Fault) String() string { return fmt.Sprintf("%v %g", f.Kind, f.Strength)
 
 // Apply returns img with the fault, as a grey image (what a decoder sees).
 func (f Fault) Apply(img image.Image) (*image.Gray, error) {
-	g := toGray(img)
+	g := grayOf(img)
 	switch f.Kind {
 	case Blur:
 		if f.Strength < 0 || f.Strength > 50 {
 			return nil, fmt.Errorf("optical: blur sigma %g out of 0..50", f.Strength)
+		}
+		if f.Strength == 0 {
+			return toGray(img), nil // a new image, as every other fault gives
 		}
 		return blur(g, f.Strength), nil
 	case Rotation:
@@ -102,6 +105,16 @@ func (f Fault) Apply(img image.Image) (*image.Gray, error) {
 func toGray(img image.Image) *image.Gray {
 	b := img.Bounds()
 	return &image.Gray{Pix: medium.Luminance(img), Stride: b.Dx(), Rect: image.Rect(0, 0, b.Dx(), b.Dy())}
+}
+
+// grayOf is img itself when it is already a grey image with its rows
+// side by side from the origin, else toGray(img): for the transforms,
+// which read their input and write only the image they make.
+func grayOf(img image.Image) *image.Gray {
+	if g, ok := img.(*image.Gray); ok && g.Rect.Min == (image.Point{}) && g.Stride == g.Rect.Dx() {
+		return g
+	}
+	return toGray(img)
 }
 
 func clamp(v float64) uint8 {

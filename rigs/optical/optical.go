@@ -64,7 +64,7 @@ func Decode(img image.Image) (string, medium.Format, error) {
 	if err == nil {
 		return text, f, nil
 	}
-	g := toGray(img)
+	g := grayOf(img)
 	for _, sigma := range []float64{1, 2} {
 		if text, f, err2 := medium.DecodeImage(blur(g, sigma)); err2 == nil {
 			return text, f, nil
@@ -84,7 +84,7 @@ func DecodeAs(img image.Image, f medium.Format) (string, error) {
 	if err == nil {
 		return text, nil
 	}
-	g := toGray(img)
+	g := grayOf(img)
 	for _, sigma := range []float64{1, 2} {
 		if text, err2 := medium.DecodeImageAs(blur(g, sigma), f); err2 == nil {
 			return text, nil
