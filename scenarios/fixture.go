@@ -80,6 +80,11 @@ type Fixture struct {
 	// under verifiedPub (verifyRecord).
 	verified    map[string]bool
 	verifiedPub *ecdsa.PublicKey
+	// seen is the state the last state read found, and seenAt the
+	// recorder's operation count after it: while the count stays, no
+	// command reached the device since, and state answers seen again.
+	seen   *DeviceState
+	seenAt int
 }
 
 // open opens a device, records its exchanges (attached to the report on

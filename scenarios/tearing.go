@@ -39,10 +39,6 @@ type tearable struct {
 	// once: the command cannot run again from its new state (ACTIVATE); a
 	// cut that already left the new state ends the sweep.
 	once bool
-	// probes: isNew sends commands of its own (a VERIFY of the new PIN),
-	// which may change what the device shows, so the state is read again
-	// before the next cut instead of taken from the last check.
-	probes bool
 }
 
 // sweep cuts power at every persistent write of t.command in turn (n = 1,
@@ -61,11 +57,10 @@ func (f *Fixture) sweep(ctx context.Context, t tearable) int {
 		}
 	}
 	session()
-	// After a cut the device is powered on and in session again, and
-	// nothing else reaches it before the next cut: the state read to check
-	// one cut is the state before the next (unless t.probes).
-	before := f.state(ctx)
 	for n := 1; n <= 64; n++ {
+		// Read once per cut: nothing reaches the device between the
+		// check of one cut and the next (f.state), unless isNew did.
+		before := f.state(ctx)
 		cmd := t.command(before)
 		f.Device.TearAt(n)
 		resp, err := f.Client.Transmit(ctx, cmd)
@@ -103,11 +98,6 @@ func (f *Fixture) sweep(ctx context.Context, t tearable) int {
 		if isNew && t.once {
 			AddReportEntry("tear points: "+t.name, fmt.Sprintf("%d persistent writes torn, each left the old state or the new; the last completed the command", n))
 			return n
-		}
-		if t.probes {
-			before = f.state(ctx)
-		} else {
-			before = after
 		}
 	}
 	Fail(t.name + " did not complete within 64 persistent writes")
@@ -435,13 +425,13 @@ func defineTearingCases(d Driver) {
 			verifies := func(pin string) bool { return f.sw(ctx, spd.VerifyPIN(pin)) == sw9000 }
 			block()
 			f.sweep(ctx, tearable{name: "RESET RETRY COUNTER (PUK, new PIN)",
-				command: func(DeviceState) apdu.Command { return spd.UnblockPIN(TestPUK, "9753") }, probes: true,
-				isNew: func(b, a DeviceState) bool { w := b; w.PINTries = 3; return equalState(w, a) && verifies("9753") }})
+				command: func(DeviceState) apdu.Command { return spd.UnblockPIN(TestPUK, "9753") },
+				isNew:   func(b, a DeviceState) bool { w := b; w.PINTries = 3; return equalState(w, a) && verifies("9753") }})
 			cur := "9753"
 			other := map[string]string{"9753": TestPIN, TestPIN: "9753"}
 			f.sweep(ctx, tearable{name: "CHANGE REFERENCE DATA",
 				command:   func(DeviceState) apdu.Command { return spd.ChangePIN(cur, other[cur]) },
-				spendsTry: true, probes: true,
+				spendsTry: true,
 				isNew: func(b, a DeviceState) bool {
 					w := b
 					w.PINTries = 3

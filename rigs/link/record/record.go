@@ -114,6 +114,7 @@ type Recorder struct {
 	mu   sync.Mutex
 	encs []Encoder
 	err  error
+	ops  int // operations recorded so far (Operations)
 }
 
 // Record wraps l and keeps every operation in memory (Events,
@@ -158,11 +159,21 @@ func (r *Recorder) Link() link.Link { return r.view }
 func (r *Recorder) add(e Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.ops++
 	for _, enc := range r.encs {
 		if err := enc.Encode(e); err != nil && r.err == nil {
 			r.err = fmt.Errorf("record: recording %s of %s: %w", e.Op, r.l, err)
 		}
 	}
+}
+
+// Operations returns how many operations (exchanges, resets, power
+// changes) crossed the link so far, for Stream too: a caller that saw the
+// device at one count knows nothing reached it while the count stays.
+func (r *Recorder) Operations() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ops
 }
 
 // Events returns a copy of what Record kept so far (nil for Stream).
