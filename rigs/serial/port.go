@@ -39,6 +39,9 @@ type Config struct {
 	// fails with link.ErrNoCard (1 s). A device that sends WAIT frames, NAKs
 	// or frames damaged on the line is not silent: on a noisy line many
 	// replies in a row can be lost, and each is answered by a retransmission.
+	// Silence is judged only when a timer fires on time: after the host
+	// itself was not scheduled for a while (a busy machine), what the
+	// device sent meanwhile is read first.
 	SilenceTimeout time.Duration
 	// MaxAttempts bounds how often one request is sent (32).
 	MaxAttempts int
@@ -68,6 +71,11 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// stallLimit is how late a timer may fire before the host counts the
+// wait as its own stall (it was not scheduled: a busy machine) rather than
+// as the device's silence.
+const stallLimit = 200 * time.Millisecond
 
 // Port is a link.Link to a device on a serial line.
 type Port struct {
@@ -346,13 +354,18 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	due := time.Now().Add(timeout) // when the timer is meant to fire
+	set := func(d time.Duration) {
+		timer.Reset(d)
+		due = time.Now().Add(d)
+	}
 	rearm := func(d time.Duration) {
 		timer.Stop()
 		select {
 		case <-timer.C:
 		default:
 		}
-		timer.Reset(d)
+		set(d)
 	}
 	for {
 		select {
@@ -404,19 +417,24 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 
 		case <-timer.C:
 			quiet := time.Since(heard())
-			if quiet >= p.cfg.SilenceTimeout {
+			// A timer that fires long after it was due means this
+			// process did not run meanwhile (a busy machine): bytes the
+			// device sent may still wait unread, so the silence is
+			// judged again at the next timer, not now.
+			stalled := time.Since(due) > stallLimit
+			if quiet >= p.cfg.SilenceTimeout && !stalled {
 				return nil, fmt.Errorf("serial: no answer from a device on %s for %v: %w", p.path, quiet.Round(time.Millisecond), link.ErrNoCard)
 			}
 			if quiet < p.cfg.RetransmitTimeout && time.Since(start) < transitLimit {
 				// Bytes are still arriving: a reply is on its way.
-				timer.Reset(p.cfg.RetransmitTimeout)
+				set(p.cfg.RetransmitTimeout)
 				continue
 			}
 			timeout = min(2*timeout, maxTimeout)
 			if err := send(); err != nil {
 				return nil, err
 			}
-			timer.Reset(timeout)
+			set(timeout)
 		}
 	}
 }
