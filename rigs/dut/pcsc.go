@@ -276,22 +276,44 @@ func (s *vpcdSession) park() {
 	default:
 	}
 	vpcdPool.idle[s.slot] = s
-	s.idle = time.AfterFunc(idleRelease, func() {
-		vpcdPool.Lock()
-		if vpcdPool.idle[s.slot] != s {
-			vpcdPool.Unlock()
-			return
+	s.idle = time.AfterFunc(idleRelease, func() { _ = releaseIdle(s) })
+}
+
+// ReleaseIdleSlots lets go at once of the vpcd slots this process holds
+// while no device of it uses them (pcsc-emu keeps a slot for idleRelease
+// after its last device closed), and returns once other programs can take
+// them: the card has left and pcscd has seen it go. A process done with
+// pcsc-emu while it goes on running, such as the parent of a parallel
+// certification after its probe, calls it so that the processes it starts
+// need not wait for the slot. A device opened later takes a slot anew.
+func ReleaseIdleSlots() error { return releaseIdle(nil) }
+
+// releaseIdle stops the idle session only, or every idle session when only
+// is nil; a device that wants the slot meanwhile waits for the stop.
+func releaseIdle(only *vpcdSession) error {
+	vpcdPool.Lock()
+	var sessions []*vpcdSession
+	var stopped []chan struct{}
+	for i, s := range vpcdPool.idle {
+		if only != nil && s != only {
+			continue
 		}
-		delete(vpcdPool.idle, s.slot)
-		stopped := make(chan struct{})
-		vpcdPool.stopping[s.slot] = stopped
-		vpcdPool.Unlock()
-		s.stop()
+		s.idle.Stop()
+		delete(vpcdPool.idle, i)
+		ch := make(chan struct{})
+		vpcdPool.stopping[i] = ch
+		sessions, stopped = append(sessions, s), append(stopped, ch)
+	}
+	vpcdPool.Unlock()
+	var errs []error
+	for k, s := range sessions {
+		errs = append(errs, s.stop())
 		vpcdPool.Lock()
 		delete(vpcdPool.stopping, s.slot)
-		close(stopped)
+		close(stopped[k])
 		vpcdPool.Unlock()
-	})
+	}
+	return errors.Join(errs...)
 }
 
 // openSettled opens reader, waiting a bounded while for pcscd to show the

@@ -15,3 +15,6 @@ var errNoPCSC = errors.New("dut: this spdlab was built without cgo, so it has no
 func openPCSC(ctx context.Context, d *DUT, arg string, opt Options) error { return errNoPCSC }
 
 func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error { return errNoPCSC }
+
+// ReleaseIdleSlots has no vpcd slot to let go of in a build without cgo.
+func ReleaseIdleSlots() error { return nil }

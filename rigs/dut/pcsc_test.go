@@ -4,9 +4,13 @@ package dut
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/spdlab/spdlab/emulator/sim"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -59,4 +63,46 @@ func TestPCSCEmuSwapsDevicesBehindOneConnection(t *testing.T) {
 			t.Fatalf("after device %d: %d connections, %d swaps, %d power-ups; want 1, %d, >= %d", i+1, st.Connections, st.Swaps, st.PowerUps, i, i+1)
 		}
 	}
+}
+
+// ReleaseIdleSlots hands the slot a closed device left idle back to other
+// programs at once: its lock is free and the card is out of the reader.
+func TestReleaseIdleSlotsFreesTheSlotAtOnce(t *testing.T) {
+	skipWithoutPCSC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := Open(ctx, "pcsc-emu", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	vpcdPool.Lock()
+	s := vpcdPool.idle[0]
+	vpcdPool.Unlock()
+	if s == nil {
+		t.Fatal("no idle session for slot 0 after Close")
+	}
+	if err := ReleaseIdleSlots(); err != nil {
+		t.Fatal(err)
+	}
+	vpcdPool.Lock()
+	left, stopping := len(vpcdPool.idle), len(vpcdPool.stopping)
+	vpcdPool.Unlock()
+	if left != 0 || stopping != 0 {
+		t.Fatalf("after ReleaseIdleSlots: %d idle sessions, %d stopping; want none", left, stopping)
+	}
+	if st := s.em.Status(); st.Connected {
+		t.Fatalf("the emulator is still connected to vpcd: %+v", st)
+	}
+	f, err := os.Open(sim.SlotLockPath(vpcdSlots[0].address))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("slot 0's lock is still held after ReleaseIdleSlots: %v", err)
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 }
