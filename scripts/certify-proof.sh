@@ -10,7 +10,8 @@
 #   4. a DUT that cannot be opened is a set-up error with no report;
 #   5. `report --verify --lab-key` accepts the report and rejects one signed
 #      by another key and one whose ginkgo.json changed.
-# Usage: certify-proof.sh pcsc|serial|sd   (BIN names the spdlab binary)
+# Usage: certify-proof.sh pcsc|serial|sd   (BIN names the spdlab binary; SUITE,
+# when set, a suite binary built from this checkout, go test -c ./scenarios)
 set -euo pipefail
 transport=${1:?usage: certify-proof.sh pcsc|serial|sd}
 BIN=$(realpath "${BIN:-bin/spdlab}")
@@ -150,7 +151,11 @@ if "$BIN" report --verify "$work/tampered" --lab-key "$work/lab.pub.pem" >/dev/n
 fi
 if [ "$transport" = serial ]; then
 	say "6. the standalone suite binary follows the same rules"
-	(cd "$(dirname "$0")/.." && go test -c -o "$work/scenarios.test" ./scenarios) || fail "could not build the suite binary"
+	if [ -n "${SUITE:-}" ]; then
+		cp "$SUITE" "$work/scenarios.test" || fail "could not copy the suite binary $SUITE"
+	else
+		(cd "$(dirname "$0")/.." && go test -c -o "$work/scenarios.test" ./scenarios) || fail "could not build the suite binary"
+	fi
 	start_sample 0 spd
 	start_sample 1 spd
 	(cd "$work" && ./scenarios.test --dut "${dut[0]}" --dut "${dut[1]}" --ics "$work/ics.yaml" --report-dir "$work/standalone" >"$work/standalone.log" 2>&1) ||

@@ -54,7 +54,7 @@ tests=(
 	"$GO test -count=1 -timeout 20m \$(bash scripts/race-packages.sh --others)"
 	"$MAKE --no-print-directory test-backend-postgres"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
-	"$MAKE --no-print-directory test-certify OUT=$OUT"
+	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
 )
 
