@@ -54,6 +54,14 @@ printf 'backend settlement, 8 stations, batches of 100 (BenchmarkSettle): %.0f r
 printf 'backend authorisation, 8 clients (BenchmarkAuthorise): p50 %.2f ms, p99 %.2f ms (aim < 5 ms) = %.2fx the p99 of a server that only verifies and signs (%.2f ms); CPU %.0f us a request = %.2fx the floor'"'"'s\n' \
 	"$(bmetric BenchmarkAuthorise p50-ms)" "$(bmetric BenchmarkAuthorise p99-ms)" "$(bmetric BenchmarkAuthorise x-floor-p99)" \
 	"$(bmetric BenchmarkAuthorise floor-p99-ms)" "$(bmetric BenchmarkAuthorise cpu-us/op)" "$(bmetric BenchmarkAuthorise x-floor-cpu)"
+# aim VALUE OP LIMIT: "met" or "not met" for VALUE OP LIMIT (OP < or >=).
+aim() { awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN { ok = (op == "<") ? v + 0 < l + 0 : v + 0 >= l + 0; print (v == "" ? "not measured" : ok ? "met" : "not met") }'; }
+p99=$(bmetric BenchmarkAuthorise p99-ms)
+fp99=$(bmetric BenchmarkAuthorise floor-p99-ms)
+rate=$(bmetric BenchmarkSettle records/s)
+vfloor=$(awk -v r="$rate" -v x="$(bmetric BenchmarkSettle of-verify-floor)" 'BEGIN { if (x > 0) printf "%.0f", r / x }')
+echo "backend aims in this run: authorisation p99 < 5 ms with 8 clients: $(aim "$p99" '<' 5) ($p99 ms; the floor's own p99 $fp99 ms: $(aim "$fp99" '<' 5) by the floor);" \
+	"settlement >= 5,000 records/s: $(aim "$rate" '>=' 5000) ($rate records/s; the verify-and-insert floor ${vfloor:-?} records/s: $(aim "$vfloor" '>=' 5000) by the floor)"
 printf 'backend, 4 stations, 2 backends on one PostgreSQL database / 1 backend on SQLite, same run: settlement records/s %.2fx, authorisation p99 %.2fx\n' \
 	"$(metric BenchmarkStationsPostgres pg-x-sqlite-settle)" "$(metric BenchmarkStationsPostgres pg-x-sqlite-auth-p99)"
 
