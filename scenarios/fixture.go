@@ -76,10 +76,6 @@ type Fixture struct {
 	Pub      *ecdsa.PublicKey
 	rec      *record.Recorder
 	released bool
-	// verified holds the pending records whose signatures were checked
-	// under verifiedPub (verifyRecord).
-	verified    map[string]bool
-	verifiedPub *ecdsa.PublicKey
 	// seen is the state the last state read found, and seenAt the
 	// recorder's operation count after it: while the count stays, no
 	// command reached the device since, and state answers seen again.
