@@ -28,6 +28,12 @@ import (
 // the run has claimed.
 const OtherProcessPrefix = "other process: "
 
+// DeferredPrefix starts the Skip message of a spec a process of a run left
+// for a later process: it needs more of a rig the processes share than
+// this process holds. The run gives the specs every process left so to one
+// process of their own, which holds the whole rig.
+const DeferredPrefix = "deferred: "
+
 // SpecClaims are one process's claims on specs, kept as files in a directory
 // every process of the run shares: the first process to create a spec's
 // file (a hard link, which fails when the name exists) runs it.
@@ -110,9 +116,64 @@ func OtherProcessReason(owner string) string {
 	return OtherProcessPrefix + "runs in process " + owner
 }
 
-// otherProcess reports whether a spec was skipped as another process's.
+// otherProcess reports whether a spec was skipped as another process's,
+// or deferred to a later one.
 func otherProcess(s types.SpecReport) bool {
-	return s.State.Is(types.SpecStateSkipped) && strings.HasPrefix(strings.TrimSpace(s.Failure.Message), OtherProcessPrefix)
+	msg := strings.TrimSpace(s.Failure.Message)
+	return s.State.Is(types.SpecStateSkipped) && (strings.HasPrefix(msg, OtherProcessPrefix) || strings.HasPrefix(msg, DeferredPrefix))
+}
+
+// LeftOver lists the claim keys of the specs of rs (the reports of the
+// processes of a run so far, process 1 first) that no process ran: each
+// was deferred by the process that claimed it. Run them in a process of
+// their own, with the claims of every other spec taken (Done).
+func LeftOver(rs []types.Report) (left, done []string) {
+	ran := map[string]bool{}
+	for _, r := range rs {
+		for _, s := range r.SpecReports {
+			if s.LeafNodeType == types.NodeTypeIt && !otherProcess(s) {
+				ran[SpecKey(s)] = true
+			}
+		}
+	}
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	for _, s := range rs[0].SpecReports {
+		if s.LeafNodeType != types.NodeTypeIt {
+			continue
+		}
+		k := ClaimKey(s)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if ran[SpecKey(s)] {
+			done = append(done, k)
+		} else {
+			left = append(left, k)
+		}
+	}
+	return left, done
+}
+
+// Owners maps the case ID of every spec of merged, a report MergeProcesses
+// made from rs, to the index in rs of the process that ran it.
+func Owners(rs []types.Report) map[string]int {
+	o := map[string]int{}
+	for i, r := range rs {
+		for _, s := range r.SpecReports {
+			if s.LeafNodeType == types.NodeTypeIt && !otherProcess(s) {
+				if id := CaseID(s.Labels()); id != "" {
+					if _, ok := o[id]; !ok {
+						o[id] = i
+					}
+				}
+			}
+		}
+	}
+	return o
 }
 
 // ErrBadProcesses is wrapped by every refusal of MergeProcesses.

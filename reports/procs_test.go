@@ -94,3 +94,32 @@ func TestMergeProcesses(t *testing.T) {
 		t.Errorf("a spec two processes ran: %v", err)
 	}
 }
+
+// The specs every process deferred are left over for a process of their
+// own, with the claims of the others taken; Owners says who ran each case.
+func TestLeftOver(t *testing.T) {
+	deferred := DeferredPrefix + "the case needs more than the 1 device(s) this process holds of the rig"
+	p1 := types.Report{SpecReports: types.SpecReports{
+		procSpec("1", types.SpecStatePassed, ""), procSpec("2", types.SpecStateSkipped, claimed), procSpec("3", types.SpecStateSkipped, deferred),
+	}}
+	p2 := types.Report{SpecReports: types.SpecReports{
+		procSpec("1", types.SpecStateSkipped, claimed), procSpec("2", types.SpecStatePassed, ""), procSpec("3", types.SpecStateSkipped, claimed),
+	}}
+	left, done := LeftOver([]types.Report{p1, p2})
+	if len(left) != 1 || !strings.Contains(left[0], "3 @") || len(done) != 2 {
+		t.Fatalf("left %q, done %q", left, done)
+	}
+	if _, err := MergeProcesses([]types.Report{p1, p2}); err == nil {
+		t.Error("merged reports in which no process ran a deferred spec")
+	}
+	p3 := types.Report{SpecReports: types.SpecReports{
+		procSpec("1", types.SpecStateSkipped, claimed), procSpec("2", types.SpecStateSkipped, claimed), procSpec("3", types.SpecStatePassed, ""),
+	}}
+	m, err := MergeProcesses([]types.Report{p1, p2, p3})
+	if err != nil || len(m.SpecReports) != 3 || m.SpecReports[2].State != types.SpecStatePassed {
+		t.Errorf("merged %v, %v", m.SpecReports, err)
+	}
+	if o := Owners([]types.Report{p1, p2, p3}); o["TC-PAY-001"] != 0 || o["TC-PAY-002"] != 1 || o["TC-PAY-003"] != 2 {
+		t.Errorf("owners %v", o)
+	}
+}

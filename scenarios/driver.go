@@ -117,6 +117,12 @@ type Profile struct {
 	// MaxDevices is how many devices the driver can have open at once
 	// (0: no limit). A case that needs more is not applicable.
 	MaxDevices int
+	// Share, when above 0, is how many of the rig's devices this process
+	// may have open at once: the processes of a parallel run share one
+	// rig (certify --procs on pcsc-emu). A case that needs more is
+	// deferred (reports.DeferredPrefix) to a process that has the whole
+	// rig, not found not applicable.
+	Share int
 	// ICS is the device's implementation conformance statement; its
 	// capacities bound the capacity cases.
 	ICS *ics.ICS

@@ -47,6 +47,9 @@ type DUTDriver struct {
 	// Against, when "ref", gives every device a reference twin that runs
 	// in lockstep; Divergences lists where they first differed.
 	Against string
+	// Share is Profile.Share: how many of the rig's devices this process
+	// may hold, when the processes of a parallel run share the rig.
+	Share int
 
 	diff    differential
 	mu      sync.Mutex
@@ -103,7 +106,7 @@ func (d *DUTDriver) Profile() Profile {
 	for _, f := range Features {
 		caps[f] = s.Has(string(f))
 	}
-	p := Profile{Name: strings.Join(d.Specs, " + "), Capabilities: caps, ICS: s}
+	p := Profile{Name: strings.Join(d.Specs, " + "), Capabilities: caps, ICS: s, Share: d.Share}
 	caps[Fresh] = true // the ICS guarantees a reset (ics.Parse)
 	if d.Emulated() {
 		caps[Tearing] = true

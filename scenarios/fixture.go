@@ -15,6 +15,7 @@ import (
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reports"
 	"github.com/spdlab/spdlab/rigs/link/record"
 )
 
@@ -89,6 +90,9 @@ func open(ctx context.Context, d Driver) *Fixture {
 	GinkgoHelper()
 	if max := d.Profile().MaxDevices; max > 0 && int(openDevices.Load()) >= max {
 		Skip(fmt.Sprintf("%srig lacks a sample beyond %d (%s): name more samples with --dut", NotApplicablePrefix, max, d.Profile().Name))
+	}
+	if share := d.Profile().Share; share > 0 && int(openDevices.Load()) >= share {
+		Skip(fmt.Sprintf("%sthe case needs more than the %d device(s) this process holds of the rig", reports.DeferredPrefix, share))
 	}
 	dev, err := d.Open(ctx)
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")

@@ -52,7 +52,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	goldenDir := flags.String("golden", "", "golden evidence directory: an empty or new one records each case's verdict and exchanges; an existing one is compared with this run, and any changed or missing case fails the command")
 	against := flags.String("against", "", "ref: run a reference device in lockstep with every device and report the first response that differs (divergences.json)")
 	shardFlag := flags.String("shard", "", "run only shard i/n of the cases (the same split on every run and machine); join the n shard reports with spdlab report --merge")
-	procsFlag := flags.Int("procs", 0, fmt.Sprintf("run the cases in this many processes at once, each with its own devices, and join them into one report, the same as a serial run's (0: %d for an emulated DUT on this machine, one a CPU up to 4; 1 for pcsc-emu, whose processes share the two vpcd slots, at most 2; a physical DUT or a replay runs its cases one at a time and refuses more than 1)", autoProcs()))
+	procsFlag := flags.Int("procs", 0, fmt.Sprintf("run the cases in this many processes at once, each with its own devices, and join them into one report, the same as a serial run's (0: %d for an emulated DUT on this machine, one a CPU up to 4; 1 for pcsc-emu, whose processes share the two vpcd slots, at most 2, the cases that need both slots run after them; a physical DUT or a replay runs its cases one at a time and refuses more than 1)", autoProcs()))
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -124,6 +124,9 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		driver.Options = dut.Options{Trace: traceFile, TraceCase: scenarios.CurrentCase}
 	}
 	driver.Against = *against
+	if proc != nil {
+		driver.Share = proc.Share
+	}
 	ids, err := driver.Probe(ctx)
 	if err != nil {
 		return fmt.Errorf("set-up: %w (no report written: nothing was tested)", err)

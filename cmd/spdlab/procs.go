@@ -36,9 +36,11 @@ import (
 // (reports.SpecClaims), so the slow cases spread over the processes.
 //
 // A process of a run is `spdlab certify` started by the run with
-// envProcess set to "K/N SEED CLAIMS": it is process K of N, orders the
-// specs with SEED as every process of the run does, claims specs in the
-// directory CLAIMS, writes its Ginkgo report and trace to its own --out,
+// envProcess set to "K/N SEED SHARE CLAIMS": it is process K of N, orders
+// the specs with SEED as every process of the run does, holds at most
+// SHARE devices of a rig the processes share (0: no limit), claims specs
+// in the directory CLAIMS, writes its Ginkgo report and trace to its own
+// --out,
 // and prints one JSON object a line on standard output for the run's
 // progress (procEvent); what else it prints goes to its standard error,
 // which the run shows when the process fails. It signs nothing: the run
@@ -83,11 +85,12 @@ func certifyProcs(asked int, specs []string, emulated bool) (int, error) {
 type certifyProcess struct {
 	Index, Count int
 	Seed         int64
+	Share        int
 	Claims       string
 }
 
 func (p certifyProcess) env() string {
-	return fmt.Sprintf("%s=%d/%d %d %s", envProcess, p.Index, p.Count, p.Seed, p.Claims)
+	return fmt.Sprintf("%s=%d/%d %d %d %s", envProcess, p.Index, p.Count, p.Seed, p.Share, p.Claims)
 }
 
 // processFromEnv reads envProcess, nil when it is unset, and unsets it so
@@ -98,9 +101,9 @@ func processFromEnv() (*certifyProcess, error) {
 		return nil, nil
 	}
 	os.Unsetenv(envProcess)
-	f := strings.SplitN(v, " ", 3)
-	if len(f) != 3 {
-		return nil, fmt.Errorf("%s=%q: want \"K/N SEED DIR\"", envProcess, v)
+	f := strings.SplitN(v, " ", 4)
+	if len(f) != 4 {
+		return nil, fmt.Errorf("%s=%q: want \"K/N SEED SHARE DIR\"", envProcess, v)
 	}
 	k, n, err := reports.ParseProcess(f[0])
 	if err != nil {
@@ -110,7 +113,11 @@ func processFromEnv() (*certifyProcess, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: seed %q: %w", envProcess, f[1], err)
 	}
-	return &certifyProcess{Index: k, Count: n, Seed: seed, Claims: f[2]}, nil
+	share, err := strconv.Atoi(f[2])
+	if err != nil || share < 0 {
+		return nil, fmt.Errorf("%s: share %q is not a number of devices", envProcess, f[2])
+	}
+	return &certifyProcess{Index: k, Count: n, Seed: seed, Share: share, Claims: f[3]}, nil
 }
 
 // procEvent is one line a process prints for the run's progress: the
@@ -149,7 +156,8 @@ func reportProgress(w io.Writer, rc types.ReporterConfig) types.ReporterConfig {
 	}
 	ginkgo.ReportBeforeSuite(func(r ginkgo.Report) { emit(procEvent{Total: r.PreRunStats.SpecsThatWillRun}) })
 	ginkgo.ReportAfterEach(func(s ginkgo.SpecReport) {
-		if s.LeafNodeType != types.NodeTypeIt || strings.HasPrefix(s.Failure.Message, reports.OtherProcessPrefix) {
+		if s.LeafNodeType != types.NodeTypeIt || strings.HasPrefix(s.Failure.Message, reports.OtherProcessPrefix) ||
+			strings.HasPrefix(s.Failure.Message, reports.DeferredPrefix) {
 			return
 		}
 		// The progress line needs the outcome, not the evidence.
@@ -208,9 +216,38 @@ type procResult struct {
 	divergences []scenarios.Divergence
 }
 
+// rigShare is how many devices each of n processes may hold of the rig
+// they share (0: each has its own devices).
+func rigShare(specs []string, n int) int {
+	switch {
+	case n > 1 && strings.HasPrefix(specs[0], "pcsc-emu"):
+		return max(dut.PCSCEmuSlots/n, 1)
+	case n > 1:
+		return sharedRigForTest
+	}
+	return 0
+}
+
+// sharedRigForTest, when above 0, makes every parallel run share a rig of
+// this many devices a process, as pcsc-emu's do: only the tests set it,
+// to run that path on ref.
+var sharedRigForTest = 0
+
+// procRun is one process of a run as runProcesses starts it.
+type procRun struct {
+	certifyProcess
+	dir    string
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+	done   chan error
+}
+
 // runProcesses runs the suite in n processes of this program, shows their
 // progress on e.stdout, appends their traces to traceOut (nil: no trace)
-// in the order of the cases, and returns the joined report.
+// in the order of the cases, and returns the joined report. When the
+// processes share a rig (pcsc-emu), each holds its share of the devices,
+// and the cases that need more run afterwards in one more process that
+// holds the whole rig.
 func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut io.Writer) (procResult, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -229,81 +266,122 @@ func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut i
 		return procResult{}, err
 	}
 	seed := time.Now().Unix()
-	fmt.Fprintf(e.stdout, "%d processes, each with its own devices (--procs %d)\n", n, n)
+	share := rigShare(run.duts, n)
+	if share > 0 {
+		fmt.Fprintf(e.stdout, "%d processes sharing the rig, %d device(s) each; cases that need more run after them in one process (--procs %d)\n", n, share, n)
+	} else {
+		fmt.Fprintf(e.stdout, "%d processes, each with its own devices (--procs %d)\n", n, n)
+	}
 
 	p := newProgress(e.stdout, colorWanted(e.stdout))
 	var begin sync.Once
-	type proc struct {
-		dir    string
-		cmd    *exec.Cmd
-		stderr bytes.Buffer
-		done   chan error
-	}
-	procs := make([]*proc, n)
-	for k := range procs {
-		pr := &proc{dir: filepath.Join(work, fmt.Sprintf("process-%d", k+1)), done: make(chan error, 1)}
-		procs[k] = pr
-		if err := os.Mkdir(pr.dir, 0o755); err != nil {
-			return procResult{}, err
-		}
-		pr.cmd = exec.CommandContext(ctx, exe, run.args(pr.dir)...)
-		pr.cmd.Env = append(os.Environ(), certifyProcess{Index: k + 1, Count: n, Seed: seed, Claims: claims}.env())
-		pr.cmd.Stderr = &pr.stderr
-		// An interrupted run lets each process write what it has.
-		pr.cmd.Cancel = func() error { return pr.cmd.Process.Signal(os.Interrupt) }
-		pr.cmd.WaitDelay = 30 * time.Second
-		out, err := pr.cmd.StdoutPipe()
-		if err != nil {
-			return procResult{}, err
-		}
-		if err := pr.cmd.Start(); err != nil {
-			return procResult{}, fmt.Errorf("--procs: starting process %d: %w", k+1, err)
-		}
-		go func() {
-			sc := bufio.NewScanner(out)
-			sc.Buffer(nil, 16<<20)
-			for sc.Scan() {
-				var ev procEvent
-				if json.Unmarshal(sc.Bytes(), &ev) != nil {
-					fmt.Fprintf(e.stdout, "process %d: %s\n", k+1, sc.Bytes())
-					continue
-				}
-				if ev.Total > 0 {
-					begin.Do(func() { p.begin(ev.Total) })
-				}
-				if ev.Spec != nil {
-					p.spec(*ev.Spec)
-				}
+	// phase runs procs to their end.
+	phase := func(procs []*procRun) error {
+		for _, pr := range procs {
+			if err := os.Mkdir(pr.dir, 0o755); err != nil {
+				return err
 			}
-			pr.done <- pr.cmd.Wait()
-		}()
-	}
-	var failed []string
-	for k, pr := range procs {
-		if err := <-pr.done; err != nil {
-			msg := strings.TrimSpace(pr.stderr.String())
-			if len(msg) > 2000 {
-				msg = "..." + msg[len(msg)-2000:]
+			pr.done = make(chan error, 1)
+			pr.cmd = exec.CommandContext(ctx, exe, run.args(pr.dir)...)
+			pr.cmd.Env = append(os.Environ(), pr.env())
+			pr.cmd.Stderr = &pr.stderr
+			// An interrupted run lets each process write what it has.
+			pr.cmd.Cancel = func() error { return pr.cmd.Process.Signal(os.Interrupt) }
+			pr.cmd.WaitDelay = 30 * time.Second
+			out, err := pr.cmd.StdoutPipe()
+			if err != nil {
+				return err
 			}
-			failed = append(failed, fmt.Sprintf("process %d: %v\n%s", k+1, err, msg))
+			if err := pr.cmd.Start(); err != nil {
+				return fmt.Errorf("--procs: starting process %d: %w", pr.Index, err)
+			}
+			go func() {
+				sc := bufio.NewScanner(out)
+				sc.Buffer(nil, 16<<20)
+				for sc.Scan() {
+					var ev procEvent
+					if json.Unmarshal(sc.Bytes(), &ev) != nil {
+						fmt.Fprintf(e.stdout, "process %d: %s\n", pr.Index, sc.Bytes())
+						continue
+					}
+					if ev.Total > 0 {
+						begin.Do(func() { p.begin(ev.Total) })
+					}
+					if ev.Spec != nil {
+						p.spec(*ev.Spec)
+					}
+				}
+				pr.done <- pr.cmd.Wait()
+			}()
 		}
+		var failed []string
+		for _, pr := range procs {
+			if err := <-pr.done; err != nil {
+				msg := strings.TrimSpace(pr.stderr.String())
+				if len(msg) > 2000 {
+					msg = "..." + msg[len(msg)-2000:]
+				}
+				failed = append(failed, fmt.Sprintf("process %d: %v\n%s", pr.Index, err, msg))
+			}
+		}
+		if len(failed) > 0 {
+			return fmt.Errorf("--procs: %s", strings.Join(failed, "\n"))
+		}
+		return nil
 	}
-	if len(failed) > 0 {
-		return procResult{}, fmt.Errorf("--procs: %s", strings.Join(failed, "\n"))
+	load := func(procs []*procRun) ([]types.Report, error) {
+		var rs []types.Report
+		for _, pr := range procs {
+			r, err := reports.LoadGinkgoJSON(filepath.Join(pr.dir, reports.FileGinkgo))
+			if err != nil {
+				return nil, fmt.Errorf("--procs: process %d: %w", pr.Index, err)
+			}
+			if len(r) != 1 {
+				return nil, fmt.Errorf("--procs: process %d reported %d suites, want 1", pr.Index, len(r))
+			}
+			rs = append(rs, r[0])
+		}
+		return rs, nil
 	}
 
-	var rs []types.Report
-	var res procResult
-	for k, pr := range procs {
-		r, err := reports.LoadGinkgoJSON(filepath.Join(pr.dir, reports.FileGinkgo))
-		if err != nil {
-			return procResult{}, fmt.Errorf("--procs: process %d: %w", k+1, err)
-		}
-		if len(r) != 1 {
-			return procResult{}, fmt.Errorf("--procs: process %d reported %d suites, want 1", k+1, len(r))
-		}
-		rs = append(rs, r[0])
+	var procs []*procRun
+	for k := 1; k <= n; k++ {
+		procs = append(procs, &procRun{certifyProcess: certifyProcess{Index: k, Count: n, Seed: seed, Share: share, Claims: claims},
+			dir: filepath.Join(work, fmt.Sprintf("process-%d", k))})
 	}
+	if err := phase(procs); err != nil {
+		return procResult{}, err
+	}
+	rs, err := load(procs)
+	if err != nil {
+		return procResult{}, err
+	}
+	if left, done := reports.LeftOver(rs); share > 0 && len(left) > 0 {
+		// The deferred cases, in a process of their own that holds the
+		// whole rig: it may claim them alone.
+		last := filepath.Join(work, "claims-last")
+		if err := os.Mkdir(last, 0o755); err != nil {
+			return procResult{}, err
+		}
+		taken := reports.NewSpecClaims(last, 0)
+		for _, k := range done {
+			if _, _, err := taken.Take(k); err != nil {
+				return procResult{}, err
+			}
+		}
+		fmt.Fprintf(e.stdout, "%d case(s) need more of the rig than a process holds: process %d runs them, holding the whole rig\n", len(left), n+1)
+		pr := &procRun{certifyProcess: certifyProcess{Index: n + 1, Count: n + 1, Seed: seed, Claims: last},
+			dir: filepath.Join(work, fmt.Sprintf("process-%d", n+1))}
+		if err := phase([]*procRun{pr}); err != nil {
+			return procResult{}, err
+		}
+		r, err := load([]*procRun{pr})
+		if err != nil {
+			return procResult{}, err
+		}
+		procs, rs = append(procs, pr), append(rs, r...)
+	}
+	var res procResult
 	if res.report, err = reports.MergeProcesses(rs); err != nil {
 		return procResult{}, err
 	}
@@ -326,8 +404,11 @@ func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut i
 		}
 		return len(order)
 	}
+	// A process that deferred a case may have opened a device for it
+	// first: only what the process that ran a case recorded is the case's.
+	owners := reports.Owners(rs)
 	if run.against != "" {
-		for _, pr := range procs {
+		for i, pr := range procs {
 			b, err := os.ReadFile(filepath.Join(pr.dir, "divergences.json"))
 			if err != nil {
 				return procResult{}, fmt.Errorf("--procs: %w", err)
@@ -336,13 +417,17 @@ func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut i
 			if err := json.Unmarshal(b, &ds); err != nil {
 				return procResult{}, fmt.Errorf("--procs: %s: %w", pr.dir, err)
 			}
-			res.divergences = append(res.divergences, ds...)
+			for _, d := range ds {
+				if o, ok := owners[d.Case]; !ok || o == i {
+					res.divergences = append(res.divergences, d)
+				}
+			}
 		}
 		slices.SortStableFunc(res.divergences, func(a, b scenarios.Divergence) int { return rank(a.Case) - rank(b.Case) })
 	}
 	if traceOut != nil {
 		var sections []trace.Section
-		for _, pr := range procs {
+		for i, pr := range procs {
 			b, err := os.ReadFile(filepath.Join(pr.dir, "trace.pcapng"))
 			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return procResult{}, fmt.Errorf("--procs: %w", err)
@@ -351,7 +436,11 @@ func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut i
 			if err != nil {
 				return procResult{}, fmt.Errorf("--procs: %s: %w", pr.dir, err)
 			}
-			sections = append(sections, s...)
+			for _, x := range s {
+				if o, ok := owners[x.Case]; !ok || o == i {
+					sections = append(sections, x)
+				}
+			}
 		}
 		// Each case's links in the order the run has its cases, as a
 		// serial run writes them.

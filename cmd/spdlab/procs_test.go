@@ -19,11 +19,19 @@ import (
 
 // envCLI makes this test binary run as spdlab with its arguments, for the
 // tests that run spdlab as a program (a suite runs once per process).
-const envCLI = "SPDLAB_TEST_AS_CLI"
+// envSharedRig makes it share the rig of a parallel run as pcsc-emu's
+// processes do, one device a process (sharedRigForTest).
+const (
+	envCLI       = "SPDLAB_TEST_AS_CLI"
+	envSharedRig = "SPDLAB_TEST_SHARED_RIG"
+)
 
 // TestMain runs this test binary as spdlab when it is started as a process
 // of certify --procs (which starts os.Executable) or by certifyCLI.
 func TestMain(m *testing.M) {
+	if os.Getenv(envSharedRig) != "" {
+		sharedRigForTest = 1
+	}
 	if os.Getenv(envProcess) != "" || os.Getenv(envCLI) != "" {
 		os.Unsetenv(envCLI)
 		os.Exit(run(context.Background(), &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))
@@ -40,10 +48,10 @@ type cliRun struct {
 }
 
 // certifyCLI runs spdlab certify with args as a program, writing into out.
-func certifyCLI(t *testing.T, out string, args ...string) cliRun {
+func certifyCLI(t *testing.T, out string, env []string, args ...string) cliRun {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"certify", "--out", out}, args...)...)
-	cmd.Env = append(os.Environ(), envCLI+"=1")
+	cmd.Env = append(append(os.Environ(), envCLI+"=1"), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -119,6 +127,9 @@ func TestCertifyProcs(t *testing.T) {
 		// result: TC-PAY-006 fails on it (scripts/mutant-killers.txt), among
 		// the other payment cases, which pass.
 		"mutant": {"--dut", "faulty:stale-result", "--procs", "2", "--label-filter", "/^TC-PAY-/"},
+		// The processes share a rig of one device each, as pcsc-emu's
+		// do: the cases that need two run after them, in a third.
+		"shared": append([]string{"--dut", "ref", "--procs", "2"}, part...),
 	}
 	got := map[string]cliRun{}
 	var mu sync.Mutex
@@ -127,7 +138,11 @@ func TestCertifyProcs(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := certifyCLI(t, filepath.Join(dir, name), append(args, "--key", key)...)
+			var env []string
+			if name == "shared" {
+				env = []string{envSharedRig + "=1"}
+			}
+			r := certifyCLI(t, filepath.Join(dir, name), env, append(args, "--key", key)...)
 			mu.Lock()
 			got[name] = r
 			mu.Unlock()
@@ -156,6 +171,15 @@ func TestCertifyProcs(t *testing.T) {
 	}
 	if len(serial.traceCases) < 20 || !mapsEqual(serial.traceCases, parallel.traceCases) {
 		t.Errorf("trace sections per case: --procs 2 %v, --procs 1 %v", parallel.traceCases, serial.traceCases)
+	}
+	shared := got["shared"]
+	if shared.code != serial.code || shared.cert.Verdict != serial.cert.Verdict || !slices.Equal(outcomes(shared.cert), outcomes(serial.cert)) ||
+		!mapsEqual(serial.traceCases, shared.traceCases) {
+		t.Errorf("--procs 2 sharing a rig of one device a process: exit %d, %s, cases %v, trace sections %v; --procs 1: %s, %v, %v\n%s",
+			shared.code, shared.cert.Verdict, outcomes(shared.cert), shared.traceCases, serial.cert.Verdict, outcomes(serial.cert), serial.traceCases, shared.stderr)
+	}
+	if !strings.Contains(shared.stdout, "2 processes sharing the rig, 1 device(s) each") {
+		t.Errorf("--procs 2 sharing a rig does not say so:\n%s", shared.stdout)
 	}
 
 	if mutant.code != 1 || mutant.cert.Verdict != reports.VerdictNotCertified {
