@@ -73,8 +73,15 @@ duts=(ref usb-emu serial-emu sd-emu pcsc-emu)
 sc=$(mktemp -d)
 trap 'rm -f "$out"; rm -rf "$sc"' EXIT
 echo
-echo "== the conformance suite on each DUT, one at a time"
-SCENARIO_JOBS=1 OUT="$sc/serial" bash scripts/scenarios.sh "${duts[@]}" || true
+echo "== the conformance suite on each DUT, one at a time, each in one process"
+SCENARIO_JOBS=1 SCENARIO_PROCS=1 OUT="$sc/serial" bash scripts/scenarios.sh "${duts[@]}" || true
+echo
+echo "== ref in parallel processes (certify's default --procs) against one process, same run"
+SCENARIO_JOBS=1 OUT="$sc/procs" bash scripts/scenarios.sh ref | grep -E '^== ref' || true
+if [[ -s $sc/serial/reports/ref.seconds && -s $sc/procs/reports/ref.seconds ]]; then
+	awk -v a="$(cat "$sc/serial/reports/ref.seconds")" -v b="$(cat "$sc/procs/reports/ref.seconds")" \
+		'BEGIN { printf "ref: default --procs %.1f s, --procs 1 %.1f s: %.2fx\n", b, a, b / a }'
+fi
 dirs=()
 for d in "${duts[@]}"; do
 	[[ -s $sc/serial/reports/$d/ginkgo.json ]] && dirs+=("$sc/serial/reports/$d")

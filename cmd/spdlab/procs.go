@@ -128,13 +128,21 @@ type procEvent struct {
 }
 
 // claimSpecs makes the suite about to run in process p run only the specs
-// p claims first. Register it before any other BeforeEach, so that the
+// p claims first; when the processes share a rig, the Serial specs are
+// left to the process that runs after them with the whole rig. Register it before any other BeforeEach, so that the
 // process that claims a spec is the one that decides anything else about
 // it (another shard's, not applicable).
 func claimSpecs(p *certifyProcess) {
 	claims := reports.NewSpecClaims(p.Claims, p.Index)
 	ginkgo.BeforeEach(func() {
-		ok, owner, err := claims.Take(reports.ClaimKey(ginkgo.CurrentSpecReport()))
+		s := ginkgo.CurrentSpecReport()
+		if p.Share > 0 && s.IsSerial {
+			// Serial: the case power-cycles or tears the rig, which the
+			// processes share: it runs in the process that has the rig
+			// alone, after them.
+			ginkgo.Skip(reports.DeferredPrefix + "a Serial case runs alone on the rig the processes share")
+		}
+		ok, owner, err := claims.Take(reports.ClaimKey(s))
 		if err != nil {
 			ginkgo.Fail(err.Error())
 		}
