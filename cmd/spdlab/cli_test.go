@@ -17,6 +17,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/merchant"
+	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reports"
 	"github.com/spdlab/spdlab/rigs/dut"
 )
@@ -249,6 +250,23 @@ func TestDecodersPointToEachOther(t *testing.T) {
 	code, out, errOut := spdlab(t, "merchant", "decode", key)
 	if code != 1 || out != "" || !strings.Contains(errOut, "is a device's coded medium") || !strings.Contains(errOut, "spdlab medium decode") {
 		t.Errorf("merchant decode of a medium: exit %d\n%s%s", code, out, errOut)
+	}
+	// A payment code (SPEC.md 4.9) is not a medium either: medium decode
+	// names merchant scan.
+	key2, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	declined, at := 1, time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	res, err := medium.Sign(medium.ServiceInfo{Kind: medium.KindPaymentResult, DeviceID: []byte{0x5D, 0x1A, 0xB0, 0, 0, 0, 0, 7},
+		Balance: 1_00, ATC: 4, Currency: 978, Amount: 2_00, Issued: at, Expiry: at, Result: &declined, Reason: "insufficient balance"}, key2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := spd.PaymentCode{Result: spd.Result{Envelope: res}}.Text()
+	code, out, errOut = spdlab(t, "medium", "decode", pc)
+	if code != 1 || out != "" || !strings.Contains(errOut, "is a device's payment code") || !strings.Contains(errOut, "spdlab merchant scan") {
+		t.Errorf("medium decode of a payment code: exit %d\n%s%s", code, out, errOut)
 	}
 	// Text that is neither keeps the decoder's own message.
 	code, _, errOut = spdlab(t, "medium", "decode", "not a code")

@@ -300,7 +300,8 @@ func (d *demo) run(ctx context.Context, payer *dut.DUT) error {
 	d.say("Showed a stored-value medium for a merchant's scanner (C8, C9): balance %s, %d uses, token, no account; signature and certificate verify",
 		money(sv.Info().Balance), sv.Info().Uses)
 
-	if err := d.presentAndStore(ctx, c, p, payee, code); err != nil {
+	codeATC, err := d.presentAndStore(ctx, c, p, payee, code)
+	if err != nil {
 		return err
 	}
 
@@ -309,14 +310,16 @@ func (d *demo) run(ctx context.Context, payer *dut.DUT) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.show("07-token", medium.Text(tok.Envelope), medium.QR); err != nil {
+	if _, err := d.show("10-token", medium.Text(tok.Envelope), medium.QR); err != nil {
 		return err
 	}
 	d.say("Generated a one-time payment token %X: 1 payment, at most %s, in store, for an hour (C20, C22)",
 		tok.Info().Token, money(tok.Info().Controls.MaxAmount))
 
-	// Settlement: the issuer's host acknowledges the records it settled.
-	ack, err := spd.Acknowledge(d.issuer.HostKey(), p.DeviceID, spd.Acknowledgement{SyncTime: d.now, ATCs: atcs})
+	// Settlement: the issuer's host acknowledges the records it settled:
+	// the terminal's, and the payment code's, which the merchant's lane
+	// handed in (C46: the ledger keeps a record until it is settled).
+	ack, err := spd.Acknowledge(d.issuer.HostKey(), p.DeviceID, spd.Acknowledgement{SyncTime: d.now, ATCs: append(atcs, codeATC)})
 	if err != nil {
 		return err
 	}
@@ -331,7 +334,8 @@ func (d *demo) run(ctx context.Context, payer *dut.DUT) error {
 	if err != nil {
 		return err
 	}
-	d.say("Back online: the host settled %d records and acknowledged them; %d left pending, balance %s", len(atcs), left, money(bal))
+	d.say("Back online: the host settled the terminal's %d records and acknowledged them with the payment code's (ATC %d), which the merchant's lane settled; %d left pending, balance %s",
+		len(atcs), codeATC, left, money(bal))
 	fmt.Fprintln(d.out, "\ndone")
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/merchant"
+	"github.com/spdlab/spdlab/reference/spd"
 )
 
 // decodedMedium is what `spdlab medium decode` prints, and what `spdlab
@@ -104,6 +105,9 @@ func mediumDecode(e *env, args []string) error {
 	if err != nil {
 		if _, merr := merchant.Decode(strings.TrimSpace(text)); merr == nil {
 			return fmt.Errorf("medium: %s is a merchant order code (EMV QRCPS merchant-presented, starting 000201), not a coded medium: read it with spdlab merchant decode %s", describeArg(args[0]), shellQuote(args[0]))
+		}
+		if _, perr := spd.ParsePaymentCodeText(strings.TrimSpace(text)); perr == nil {
+			return fmt.Errorf("medium: %s is a device's payment code (SPEC.md 4.9, object E5: a result medium and its pending record), not a coded medium: check it as a merchant does with spdlab merchant scan %s --payee ACCOUNT", describeArg(args[0]), shellQuote(args[0]))
 		}
 		return err
 	}

@@ -96,15 +96,16 @@ func merchantScan(ctx context.Context, e *env, args []string) error {
 // off-line merchant lane reads it from its image, checks it and keeps it
 // for settlement, and refuses it scanned again (C8, C9, C50); then the
 // issuer stores the merchant's order code on the device, which lists it
-// and shows it (C10, C38).
-func (d *demo) presentAndStore(ctx context.Context, c *spd.Client, p spd.Profile, payee, orderCode string) error {
+// and shows it (C10, C38). It returns the code's ATC, which the lane's
+// settlement settled at the issuer.
+func (d *demo) presentAndStore(ctx context.Context, c *spd.Client, p spd.Profile, payee, orderCode string) (uint32, error) {
 	// The lane's display shows a challenge; the demo's is fixed so that
 	// a recorded demo trace replays (a lane draws one with Challenge).
 	challenge := []byte("7F3A90C1")
 	code, err := c.PresentCode(ctx, spd.PresentRequest{Kind: spd.KindBalance, Amount: 3_20, Currency: p.Currency, Time: d.now,
 		Region: scenarios.Home, Payee: []byte(payee), Challenge: challenge})
 	if err != nil {
-		return fmt.Errorf("PRESENT CODE: %w", err)
+		return 0, fmt.Errorf("PRESENT CODE: %w", err)
 	}
 	// The merchant scans at once: the lane's clock is the moment the
 	// code was made (a replayed trace carries the recorded run's times).
@@ -112,15 +113,15 @@ func (d *demo) presentAndStore(ctx context.Context, c *spd.Client, p spd.Profile
 	lane, err := terminal.NewMerchant(terminal.MerchantConfig{Payee: payee, IssuerCA: &d.issuer.CA.PublicKey,
 		Clock: func() time.Time { return issued }, Name: "LANE1"})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	read, err := d.show("08-payment-code", code.Text(), medium.QR)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ch, err := lane.Scan(ctx, read, challenge)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	in := code.Result.Info()
 	d.say("Presented a payment code for %s to the merchant's scanner (C8, C9, C50): challenge %s, ATC %d, valid to %s",
@@ -129,36 +130,36 @@ func (d *demo) presentAndStore(ctx context.Context, c *spd.Client, p spd.Profile
 	if _, err := lane.Scan(ctx, read, challenge); errors.Is(err, terminal.ErrCodeReplayed) {
 		d.detail("scanned again (a photographed copy): refused, %v", err)
 	} else {
-		return fmt.Errorf("a replayed code was not refused: %v", err)
+		return 0, fmt.Errorf("a replayed code was not refused: %v", err)
 	}
 	credited, err := d.settleLane(ctx, lane, p, payee, issued)
 	if err != nil {
-		return fmt.Errorf("merchant settlement: %w", err)
+		return 0, fmt.Errorf("merchant settlement: %w", err)
 	}
 	d.detail("back on-line, the lane settled its batch at the issuer: payee %s credited %s (GET /v1/payees)", payee, money(credited))
 
 	store, err := spd.StoreMedium(d.issuer.HostKey(), p.DeviceID, spd.StoreOrder{Counter: 1, Label: "cafe-lab-order",
 		Format: spd.FormatMerchantCode, Content: []byte(orderCode), Expiry: d.now.Add(24 * time.Hour), Time: d.now})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := c.Send(ctx, store); err != nil {
-		return fmt.Errorf("STORE MEDIUM: %w", err)
+		return 0, fmt.Errorf("STORE MEDIUM: %w", err)
 	}
 	list, err := c.ListMedia(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	shown, err := c.ShowMedium(ctx, "cafe-lab-order", d.now)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := d.show("09-stored-medium", string(shown.Content), medium.QR); err != nil {
-		return err
+		return 0, err
 	}
 	d.say("The issuer stored the merchant's order code on the device (C10, C38): %d medium listed, %q shown until %s",
 		len(list), shown.Label, shown.Expiry.Format(time.DateTime))
-	return nil
+	return ch.ATC, nil
 }
 
 // settleLane hands the lane's kept codes to an issuer host started for
