@@ -151,6 +151,11 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	var rs []types.Report
 	var divergences []scenarios.Divergence
 	if procs > 1 {
+		// The processes open the DUT's devices themselves: the vpcd slots
+		// the probe's pcsc-emu device left idle go to them at once.
+		if err := dut.ReleaseIdleSlots(); err != nil {
+			return fmt.Errorf("set-up: %w", err)
+		}
 		run := certifyRun{duts: duts, icsPath: *icsPath, focus: *focus, labels: *labels, shard: *shardFlag,
 			against: *against, timeout: *timeout, trace: traceFile != nil}
 		var traceOut io.Writer

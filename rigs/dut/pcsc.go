@@ -33,10 +33,12 @@ func openPCSC(ctx context.Context, d *DUT, reader string, opt Options) error {
 
 // How long pcsc-emu waits, reporting the holder, for a vpcd slot another
 // process holds: a whole conformance run on pcsc-emu in another process
-// holds slot 0 for its duration (a few minutes on a busy machine).
+// holds slot 0 for its duration, a few minutes on a busy machine and more
+// than 10 on a crowded one (two make test-scenarios at once, load average
+// above 70, 2 CPUs).
 const (
-	pcscEmuSlotWait      = 10 * time.Minute
-	pcscEmuNamedSlotWait = 10 * time.Minute
+	pcscEmuSlotWait      = 30 * time.Minute
+	pcscEmuNamedSlotWait = 30 * time.Minute
 	// pcscdPowerWait bounds how long pcscd may take to see and power a
 	// card once the emulator is connected (it polls vpcd every 400 ms).
 	pcscdPowerWait = 15 * time.Second
