@@ -12,4 +12,4 @@ if [[ ${1:-} != --others ]]; then
 	exit
 fi
 root=$PWD
-go list -f '{{.Dir}}' ./... | sed "s|^$root\$|.|; s|^$root/|./|" | sort -u | comm -23 - <(echo "$race")
+${GO:-go} list -f '{{.Dir}}' ./... | sed "s|^$root\$|.|; s|^$root/|./|" | sort -u | comm -23 - <(echo "$race")
