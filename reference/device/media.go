@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/merchant"
 	"github.com/spdlab/spdlab/reference/spd"
 )
 
@@ -50,11 +52,27 @@ func (d *Device) doParseMerchant(cmd apdu.Command) ([]byte, apdu.SW) {
 	if err != nil {
 		return nil, parseErr(err)
 	}
+	if d.bug("merchant-crc-unchecked") {
+		text = withRightCRC(text)
+	}
 	o, err := spd.OrderFromCode(text)
 	if err != nil {
 		return nil, apdu.SWWrongData
 	}
+	if d.bug("merchant-no-reference") {
+		o.Reference = nil
+	}
 	return o.Encode(), apdu.SWOK
+}
+
+// withRightCRC is the mutant merchant-crc-unchecked: a code ending in
+// object 63 gets the CRC it should have, so that a wrong one passes.
+func withRightCRC(text string) string {
+	const crcObject = "6304" // ID 63, length 04
+	if n := len(text) - 4; n > 0 && strings.HasSuffix(text[:n], crcObject) {
+		return text[:n] + fmt.Sprintf("%04X", merchant.Checksum(text[:n]))
+	}
+	return text
 }
 
 // checkEnvelope applies PARSE MEDIUM's checks to a medium envelope:
@@ -126,7 +144,7 @@ func (d *Device) doStoreMedium(cmd apdu.Command) ([]byte, apdu.SW) {
 	if err != nil {
 		return nil, parseErr(err)
 	}
-	if o.Counter <= d.c.UpdateCounter {
+	if o.Counter <= d.c.UpdateCounter && !d.bug("media-counter-replay") {
 		return nil, apdu.SWRefDataNotUsable
 	}
 	switch o.Format {
@@ -157,7 +175,7 @@ func (d *Device) doStoreMedium(cmd apdu.Command) ([]byte, apdu.SW) {
 			size += len(m.content)
 		}
 	}
-	if (!replacing && count >= maxMedia) || size+len(o.Content) > maxMediaBytes {
+	if ((!replacing && count >= maxMedia) || size+len(o.Content) > maxMediaBytes) && !d.bug("media-no-capacity") {
 		return nil, apdu.SWNotEnoughMemory
 	}
 	nc := d.c
@@ -205,7 +223,7 @@ func (d *Device) doReadMedia(cmd apdu.Command) ([]byte, apdu.SW) {
 			return nil, d.fail(errCorrupt)
 		}
 		expiry := binary.BigEndian.Uint32(b[1:5])
-		if spd.Unix(now) > expiry || d.c.LastSync > expiry {
+		if (spd.Unix(now) > expiry || d.c.LastSync > expiry) && !d.bug("media-shows-expired") {
 			return nil, apdu.SWConditionsNotSat
 		}
 		return spd.StoredMedium{Label: label, Format: spd.MediumFormat(b[0]),

@@ -44,6 +44,13 @@ var Mutants = []Mutant{
 	{"code-record-unsigned", "SPD-PRC-1", "puts a payment code's record in with a signature over the body without the domain"},
 	{"code-before-commit", "SPD-PRC-1", "answers a payment code without committing its payment (no ledger record, no ATC)"},
 
+	// Merchant codes and stored media (SPEC.md 4.7, 4.8).
+	{"merchant-no-reference", "SPD-MPM-1", "leaves the order reference (DF07) out of a parsed merchant code"},
+	{"merchant-crc-unchecked", "SPD-MPM-1", "parses a merchant code whatever its CRC (object 63)"},
+	{"media-counter-replay", "SPD-STM-1", "stores a medium under an update counter not above the last applied"},
+	{"media-shows-expired", "SPD-STM-3", "shows a stored medium after its expiry"},
+	{"media-no-capacity", "SPD-STM-4", "stores a new medium beyond its capacity"},
+
 	// Exchange (SPEC.md 4.11).
 	{"exchange-unverified", "SPD-PIN-1", "exchanges without cardholder verification"},
 	{"exchange-rate-unsigned", "SPD-EXC-2", "reads an exchange rate's body without verifying its signature"},
