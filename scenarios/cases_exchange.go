@@ -11,8 +11,11 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/backend"
+	"github.com/spdlab/spdlab/reference/backend/backendtest"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/terminal"
 	"github.com/spdlab/spdlab/reference/tlv"
 )
 
@@ -158,6 +161,7 @@ func (f *Fixture) exchanges(ctx context.Context, rate excRate, amount int64, non
 }
 
 func defineExchange(d Driver) {
+	defineExchangeService(d)
 	Describe("EXCHANGE of stored value at a host-signed rate (SPEC.md 4.11)", func() {
 		It("MUST exchange stored value into uses and into another currency at the signed rate, in one step with its signed record",
 			Case("TC-EXC-001", Positive, "SPD-EXC-1", "SPD-EXC-2", "SPD-EXC-3", "SPD-PAY-4", "SPD-LED-1", "SPD-LED-2", "C13", "C1", "C2", "C3", "C4", "C11", "C14"),
@@ -442,5 +446,76 @@ func defineExchange(d Driver) {
 						}})
 				}
 			}, SpecTimeout(60*time.Second))
+	})
+}
+
+// defineExchangeService runs 4.11 end to end: the terminal has the lab's
+// backend sign the rate, the DUT exchanges at it, and the backend settles
+// the exchange record and keeps the books conserved with it.
+func defineExchangeService(d Driver) {
+	Describe("EXCHANGE through the issuer's host (SPEC.md 4.11)", func() {
+		It("MUST exchange at the rate the host signs and settle the exchange once, the audit conserving the exchanged value; a rate the host refuses or a stale one exchanges nothing",
+			Case("TC-EXC-007", Positive, Negative, "SPD-EXC-4", "SPD-EXC-5", "SPD-EXC-2", "SPD-LED-5", "C13", "C4", "C7", "C30", "C46", "C47"),
+			func(ctx SpecContext) {
+				s := newServiceLab(d)
+				c := s.customer(ctx, d, nil)
+				start := c.f.snapshot(ctx)
+				// Into uses at the lab issuer's 2.50 a use: 10.00 buys 4,
+				// settled at once and acknowledged on the device.
+				o := done(c.tm.Exchange(ctx, terminal.ExchangeOrder{Kind: spd.ExchangeUses, Amount: 10_00}))
+				Expect(o.Bought).To(Equal(uint64(4)))
+				Expect(o.Amount).To(Equal(int64(10_00)))
+				Expect(o.Online).To(BeTrue(), "settled at once: %s", o)
+				after := c.f.snapshot(ctx)
+				Expect(after.Balance).To(Equal(start.Balance - 10_00))
+				Expect(after.Uses).To(Equal(start.Uses + 4))
+				Expect(after.Ledger).To(BeZero(), "the host's ACKNOWLEDGE dropped the settled record")
+				Expect(s.issuerBalance(ctx, c)).To(Equal(start.Balance - 10_00))
+				a := s.conserved(ctx)
+				Expect(a.Exchanged).To(Equal(int64(10_00)))
+				Expect(a.UsesSold).To(Equal(int64(4)))
+				Expect(a.Issued).To(Equal(a.Balances + a.Pending + a.Settled + a.InFlight + a.Exchanged))
+				// Into USD at 1.0834, the backend away for the settlement: the
+				// record waits in the ledger and settles on the next Settle,
+				// once.
+				s.net.At("/v1/settlements", backendtest.Unreachable, backendtest.Unreachable, backendtest.Unreachable)
+				o = done(c.tm.Exchange(ctx, terminal.ExchangeOrder{Kind: spd.ExchangeCurrency, Amount: 20_01, Target: 840}))
+				Expect(o.Bought).To(Equal(uint64(21_67)))
+				Expect(o.Amount).To(Equal(int64(20_01)))
+				Expect(o.Pending).To(BeTrue(), "the settlement did not reach the backend: %s", o)
+				Expect(c.f.snapshot(ctx).Ledger).To(Equal(1))
+				Expect(s.issuerBalance(ctx, c)).To(Equal(start.Balance - 10_00))
+				s.net.Clear()
+				st := done(c.tm.Settle(ctx))
+				Expect(st.Settled).To(Equal(1))
+				Expect(c.f.snapshot(ctx).Ledger).To(BeZero())
+				Expect(s.issuerBalance(ctx, c)).To(Equal(start.Balance - 30_01))
+				a = s.conserved(ctx)
+				Expect(a.Exchanged).To(Equal(int64(30_01)))
+				Expect(a.PaidOut).To(HaveKeyWithValue("840", int64(21_67)))
+
+				// Refused by the host: a pair the issuer does not sell; then
+				// a rate made for the next ATC goes stale when a payment takes
+				// that ATC first, and the device refuses it (6984).
+				before := c.f.snapshot(ctx)
+				notDone(c.tm.Exchange(ctx, terminal.ExchangeOrder{Kind: spd.ExchangeCurrency, Amount: 5_00, Target: 392}), backend.CodeNoRate)
+				rate, err := s.admin.Rate(ctx, backend.RateRequest{DeviceID: c.id(), ATC: before.ATC + 1, Kind: backend.ExchangeUses})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(c.f.snapshot(ctx)).To(Equal(before), "a rate changes nothing on the device")
+				if d.Profile().Has(PayBalance) {
+					done(c.tm.Pay(ctx, terminal.Payment{Order: scan(merchantOrder("1.00", "EXC-1")), Kind: spd.KindBalance}))
+				} else {
+					done(c.tm.Exchange(ctx, terminal.ExchangeOrder{Kind: spd.ExchangeUses, Amount: 2_50}))
+				}
+				c.f.login(ctx)
+				c.f.refuses(ctx, excCommand(excUses, 5_00, rate.Rate, nil), sw6984, "a rate the host made for an ATC a payment took")
+				// A revoked device gets no rate.
+				_, err = s.admin.Revoke(ctx, backend.Revocation{DeviceID: c.id(), Reason: "lost"})
+				Expect(err).NotTo(HaveOccurred())
+				mid := c.f.snapshot(ctx)
+				notDone(c.tm.Exchange(ctx, terminal.ExchangeOrder{Kind: spd.ExchangeUses, Amount: 5_00}), backend.CodeRevoked)
+				Expect(c.f.snapshot(ctx)).To(Equal(mid), "nothing was exchanged")
+				s.conserved(ctx)
+			}, SpecTimeout(90*time.Second))
 	})
 }

@@ -181,11 +181,11 @@ func (l *twinLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 	return got, nil
 }
 
-// noteNonce keeps the terminal nonce (9F37) a PAY or PRESENT CODE carries:
+// noteNonce keeps the terminal nonce (9F37) a PAY, PRESENT CODE or EXCHANGE carries:
 // a record showing it holds the terminal's, not one of the device's own.
 func (l *twinLink) noteNonce(cmd []byte) {
 	c, err := apdu.ParseCommand(cmd)
-	if err != nil || c.CLA != spd.CLAProprietary || (spd.INS(c.INS) != spd.INSPay && spd.INS(c.INS) != spd.INSPresentCode) {
+	if err != nil || c.CLA != spd.CLAProprietary || (spd.INS(c.INS) != spd.INSPay && spd.INS(c.INS) != spd.INSPresentCode && spd.INS(c.INS) != spd.INSExchange) {
 		return
 	}
 	if n := tagIn(c.Data, spd.TagTerminalNonce); n != nil {
@@ -569,10 +569,11 @@ func (l *twinLink) diffTLV(cmd []byte, path string, parent tlv.Tag, g, w []tlv.T
 			}
 			continue
 		}
-		// The result medium a payment code carries whole (E5/DF60) is the
-		// device's own signed medium: compared object by object, so that its
-		// signature is skipped as everywhere else.
-		if parent != spd.TagPaymentCode || g[i].Tag != spd.TagTransferMedium {
+		// The result medium a payment code or an exchange carries whole
+		// (E5/DF60, E6/DF60) is the device's own signed medium: compared
+		// object by object, so that its signature is skipped as everywhere
+		// else.
+		if (parent != spd.TagPaymentCode && parent != spd.TagExchangeResult) || g[i].Tag != spd.TagTransferMedium {
 			return fmt.Sprintf("%s is %X, the reference's %X", p, g[i].Value, w[i].Value)
 		}
 		if gn, wn, ok := nested(g[i].Value, w[i].Value); ok {

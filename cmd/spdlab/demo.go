@@ -316,6 +316,29 @@ func (d *demo) run(ctx context.Context, payer *dut.DUT) error {
 	d.say("Generated a one-time payment token %X: 1 payment, at most %s, in store, for an hour (C20, C22)",
 		tok.Info().Token, money(tok.Info().Controls.MaxAmount))
 
+	// Exchange: the issuer's host signs the rate of the device's next ATC
+	// (POST /v1/rates quotes the same), the device checks it and exchanges.
+	atc, err := c.ATC(ctx)
+	if err != nil {
+		return err
+	}
+	rate, err := spd.SealRate(d.issuer.HostKey(), p.DeviceID, spd.Rate{Kind: spd.ExchangeUses, ATC: atc + 1, Currency: p.Currency,
+		Numerator: 1, Denominator: 2_50, Expiry: d.now.Add(2 * time.Minute)})
+	if err != nil {
+		return err
+	}
+	x, err := c.Exchange(ctx, spd.ExchangeRequest{Kind: spd.ExchangeUses, Amount: 10_00, Currency: p.Currency, Time: d.now,
+		Rate: rate, Nonce: []byte("DEMO-EXCHANGE-1")})
+	if err != nil {
+		return fmt.Errorf("EXCHANGE: %w", err)
+	}
+	if err := x.Verify(p.DevicePublicKey); err != nil {
+		return err
+	}
+	d.say("Exchanged %s of stored value into %d uses at the issuer's signed rate of %s a use (C13): balance %s, %d uses; signed and recorded for settlement",
+		money(x.Record.Amount), x.Record.Target, money(2_50), money(x.Result.Info().Balance), x.Result.Info().Uses)
+	atcs = append(atcs, x.Record.ATC)
+
 	// Settlement: the issuer's host acknowledges the records it settled:
 	// the terminal's, and the payment code's, which the merchant's lane
 	// handed in (C46: the ledger keeps a record until it is settled).

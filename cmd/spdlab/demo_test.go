@@ -20,7 +20,7 @@ func demoTrace(t *testing.T, name string, args ...string) string {
 	// The user sees the presented code paid to the merchant at the issuer
 	// and the medium stored on the device.
 	for _, want := range []string{"Presented a payment code for EUR 3.20", "payee MERCHANT-0042 credited EUR 3.20 (GET /v1/payees)",
-		`"cafe-lab-order" shown until`} {
+		`"cafe-lab-order" shown until`, "into 4 uses at the issuer's signed rate of EUR 2.50 a use (C13)"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("demo %v: no %q in\n%s", args, want, out)
 		}

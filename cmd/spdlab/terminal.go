@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,8 @@ Flows:
   send     --to DEVICE-ID --amount 5.00 [--id ID] [--valid 24h] [--serial N]   online: the device debits, the backend carries the medium
   claim    --id ID                the payee's device imports an online transfer
   reclaim-online --id ID          take back an expired online transfer nobody claimed (the payer)
+  exchange --amount 10.00 [--into uses|CURRENCY]     stored value into uses, or into another currency
+           (ISO 4217 numeric, e.g. 840) paid to the account, at the rate the backend signs
   verify                          run the verification checks only
 
 Verification flags (any flow): --pin PIN (default the lab's test PIN), --bio, --answer TEXT,
@@ -182,6 +185,13 @@ func describe(o terminal.Outcome) string {
 	}
 	if o.Serial != 0 {
 		fmt.Fprintf(&b, ", transfer serial %d", o.Serial)
+	}
+	if o.Flow == terminal.FlowExchange && o.Bought != 0 {
+		if o.BoughtCurrency != 0 {
+			fmt.Fprintf(&b, ": bought %d minor units of currency %03d for the account", o.Bought, o.BoughtCurrency)
+		} else {
+			fmt.Fprintf(&b, ": bought %d uses, %d now; balance %s", o.Bought, o.Uses, money(o.Balance))
+		}
 	}
 	if o.Token != nil && o.Flow == terminal.FlowToken {
 		fmt.Fprintf(&b, ", token %X", o.Token)
@@ -339,6 +349,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 	mediumPNG := fs.String("medium-png", "", "receive: a PNG of the transfer medium")
 	serial := fs.Uint64("serial", 0, "reclaim: the transfer serial; send: resend the transfer of this serial the device made already (a retry)")
 	id := fs.String("id", "", "send, claim, reclaim-online: the transfer ID")
+	into := fs.String("into", "uses", "exchange: uses, or the ISO 4217 numeric currency to buy (840)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -347,7 +358,7 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 		return errUsage
 	}
 	switch flow {
-	case "status", "pay", "settle", "sync", "show", "token", "transfer", "receive", "reclaim", "send", "claim", "reclaim-online", "verify":
+	case "status", "pay", "settle", "sync", "show", "token", "transfer", "receive", "reclaim", "send", "claim", "reclaim-online", "verify", "exchange":
 	default:
 		fmt.Fprintf(e.stderr, "spdlab terminal: unknown flow %q\nusage: spdlab terminal %s\n", flow, terminalSynopsis)
 		return errUsage
@@ -511,6 +522,22 @@ func runTerminal(ctx context.Context, e *env, args []string) error {
 		o = tm.ReclaimOnline(ctx, *id, v)
 	case "verify":
 		o = tm.Verify(ctx, v)
+	case "exchange":
+		x := terminal.ExchangeOrder{Kind: spd.ExchangeUses, Amount: amt, Verify: v}
+		if *into != "uses" {
+			c, err := strconv.ParseUint(*into, 10, 16)
+			if err != nil || c == 0 || c > 999 {
+				return fmt.Errorf("--into %q: want uses or an ISO 4217 numeric currency (840)", *into)
+			}
+			x.Kind, x.Target = spd.ExchangeCurrency, uint16(c)
+		}
+		switch {
+		case amt == 0:
+			return errors.New("exchange needs --amount")
+		case be == nil:
+			return errors.New("exchange needs --backend URL: the issuer's host signs the rate (spdlab backend serves one)")
+		}
+		o = tm.Exchange(ctx, x)
 	}
 	if o.Status != terminal.Done {
 		return errors.New("not done")

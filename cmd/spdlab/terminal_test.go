@@ -98,6 +98,18 @@ func TestTerminalCommands(t *testing.T) {
 	cli(0, append([]string{"terminal", "transfer", "--to", payee[1], "--amount", "3.00"}, a...)...)
 	cli(0, append([]string{"terminal", "receive", "--medium-png", filepath.Join(dir, "transfer.png")}, b...)...)
 	cli(1, append([]string{"terminal", "receive", "--medium-png", filepath.Join(dir, "transfer.png")}, b...)...)
+	// Exchange at the rate the backend signs: 10.00 buys 4 uses at 2.50;
+	// 7.00 EUR buys 7.58 USD at 1.0834; a currency the issuer does not
+	// sell is refused.
+	out = cli(0, append([]string{"terminal", "exchange", "--amount", "10.00"}, b...)...)
+	if !strings.Contains(out, "DONE      exchange EUR 10.00 (exchange), confirmed online by the backend: bought 4 uses") {
+		t.Fatalf("exchange into uses:\n%s", out)
+	}
+	out = cli(0, append([]string{"terminal", "exchange", "--amount", "7.00", "--into", "840"}, b...)...)
+	if !strings.Contains(out, "bought 758 minor units of currency 840") {
+		t.Fatalf("exchange into USD:\n%s", out)
+	}
+	cli(1, append([]string{"terminal", "exchange", "--amount", "7.00", "--into", "392"}, b...)...)
 	cli(0, append([]string{"terminal", "settle"}, b...)...)
 	cli(0, append([]string{"terminal", "settle"}, a...)...)
 	out = cli(0, append([]string{"terminal", "status"}, a...)...)

@@ -409,6 +409,15 @@ type Audit struct {
 	// payer's transfer-out has not settled (outside the equation: no
 	// balance holds it on the issuer's side).
 	HeldIn int64 `json:"held_in"`
+	// Exchanged is the stored value settled exchange records (kind 07,
+	// SPEC.md 4.11) took from device balances: part of the equation,
+	// issued = balances + pending + settled + in_flight + exchanged.
+	Exchanged int64 `json:"exchanged"`
+	// UsesSold is the uses those exchanges bought; PaidOut, by currency
+	// bought (ISO 4217 numeric, three digits), the minor units they paid to
+	// the designated accounts.
+	UsesSold int64            `json:"uses_sold"`
+	PaidOut  map[string]int64 `json:"paid_out,omitempty"`
 	// ReportedBalances sums what devices last reported on contact (devices
 	// that never reported count their issuer view), for comparison.
 	ReportedBalances int64 `json:"reported_balances"`

@@ -69,8 +69,9 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		}
 		return d
 	}
-	var issued, balances, reported, pending, settled, inFlight, heldIn, billed total
-	owed := map[string]*total{} // payee -> the settled records that name it
+	var issued, balances, reported, pending, settled, inFlight, heldIn, billed, exchanged, usesSold total
+	paidOut := map[uint16]*total{} // currency bought -> minor units paid to designated accounts
+	owed := map[string]*total{}    // payee -> the settled records that name it
 
 	// devices: the issuer's view of each balance.
 	err = scanRows(ctx, tx, `SELECT id, initial, issued, balance, reported_balance, reported_atc FROM devices ORDER BY id`, func(v []any) {
@@ -200,6 +201,23 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 			a.RecordsSettled++
 		case k.IsPayment() && state == stateReversed:
 			reversed[reversalKey{id, atc}] = rec.PendingRecord
+		case k == spd.KindExchange && state == stateSettled:
+			exchanged.add(amount)
+			d.moved.add(-amount)
+			a.RecordsSettled++
+			if rec.Target > maxAmount {
+				where.Detail = fmt.Sprintf("an exchange's target %d is above 2^53", rec.Target)
+				bad(where)
+				return
+			}
+			if rec.Exchange == spd.ExchangeCurrency {
+				if paidOut[rec.TargetCurrency] == nil {
+					paidOut[rec.TargetCurrency] = &total{}
+				}
+				paidOut[rec.TargetCurrency].add(int64(rec.Target))
+			} else {
+				usesSold.add(int64(rec.Target))
+			}
 		case k == spd.KindTransferIn && state == stateHeldIn:
 			heldIn.add(amount)
 			a.RecordsHeldIn++
@@ -426,16 +444,26 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 	a.Issued, a.Balances, a.ReportedBalances, a.Pending, a.Settled, a.InFlight, a.HeldIn =
 		issued.v, balances.v, reported.v, pending.v, settled.v, inFlight.v, heldIn.v
 	var right total
-	for _, t := range []total{balances, pending, settled, inFlight} {
+	a.Exchanged, a.UsesSold = exchanged.v, usesSold.v
+	for cur, t := range paidOut {
+		if a.PaidOut == nil {
+			a.PaidOut = map[string]int64{}
+		}
+		a.PaidOut[fmt.Sprintf("%03d", cur)] = t.v
+		if t.overflow {
+			bad(Discrepancy{Source: "totals", Detail: fmt.Sprintf("paid_out of currency %03d overflows", cur)})
+		}
+	}
+	for _, t := range []total{balances, pending, settled, inFlight, exchanged} {
 		right.add(t.v)
 	}
-	for name, t := range map[string]total{"payees_paid": paid, "billed": billed, "issued": issued, "balances": balances, "pending": pending, "settled": settled, "in_flight": inFlight, "held_in": heldIn, "reported_balances": reported, "the right side": right} {
+	for name, t := range map[string]total{"payees_paid": paid, "billed": billed, "issued": issued, "balances": balances, "pending": pending, "settled": settled, "in_flight": inFlight, "held_in": heldIn, "reported_balances": reported, "exchanged": exchanged, "uses_sold": usesSold, "the right side": right} {
 		if t.overflow {
 			bad(Discrepancy{Source: "totals", Detail: name + " overflows"})
 		}
 	}
 	if !issued.overflow && !right.overflow && issued.v != right.v {
-		bad(Discrepancy{Source: "totals", Detail: "issued differs from balances + pending + settled + in_flight", Expected: ptr(issued.v), Found: ptr(right.v)})
+		bad(Discrepancy{Source: "totals", Detail: "issued differs from balances + pending + settled + in_flight + exchanged", Expected: ptr(issued.v), Found: ptr(right.v)})
 	}
 	if a.Flagged, err = flaggedDevices(ctx, tx); err != nil {
 		return a, internal(err)

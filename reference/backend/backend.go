@@ -121,6 +121,9 @@ type Config struct {
 	// POST /v1/assertions checks answers against (C33). Nil: an empty
 	// in-memory one (Server.Identities).
 	Identities IdentityBook
+	// Rates are the exchange rates POST /v1/rates signs (SPEC.md 4.11,
+	// SPD-EXC-5). Nil: DefaultRates.
+	Rates []RateOffer
 }
 
 // Server is the backend: storage, keys and the HTTP handlers.

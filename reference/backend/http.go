@@ -26,6 +26,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/otp", s.limitClient(term(s.handleRequestOTP)))
 	m.HandleFunc("POST /v1/otp/verify", s.limitClient(term(s.handleVerifyOTP)))
 	m.HandleFunc("POST /v1/assertions", s.limitClient(term(s.handleAssert)))
+	m.HandleFunc("POST /v1/rates", term(s.handleRate))
 	m.HandleFunc("GET /v1/devices/{id}/identity", term(s.handleIdentityQuestion))
 	m.HandleFunc("POST /v1/revocations", issuer(s.handleRevoke))
 	m.HandleFunc("GET /v1/revocations", term(s.handleRevocations))

@@ -332,6 +332,14 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 				if err := credits.add(ctx, rec); err != nil {
 					return asAPIErr(err).at(i)
 				}
+			case rec.Kind == spd.KindExchange:
+				// An exchange (SPEC.md 4.11, SPD-EXC-4): the stored value the
+				// device debited leaves its balance, exchanged into uses it
+				// holds or into another currency paid to its account.
+				if rec.Amount > dev.balance {
+					return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: exchange of %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance).at(i)
+				}
+				dev.balance -= rec.Amount
 			default:
 				var payer string
 				payer, state, err = s.settleTransferRecord(ctx, tx, dev, rec, load, now)

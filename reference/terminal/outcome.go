@@ -48,6 +48,7 @@ const (
 	FlowOnlineReclaim  Flow = "reclaim-online"
 	FlowVerify         Flow = "verify"
 	FlowPresentCode    Flow = "present-code"
+	FlowExchange       Flow = "exchange"
 )
 
 // Outcome is the result of one flow as the terminal reports it to the user
@@ -78,6 +79,11 @@ type Outcome struct {
 	Reference string
 	Serial    uint64 // transfer serial
 	Token     []byte
+	// Bought is what an exchange bought (SPEC.md 4.11): uses, or minor
+	// units of BoughtCurrency.
+	Bought         uint64
+	BoughtCurrency uint16
+	Uses           uint32 // the device's uses after an exchange
 
 	// Result is the device's signed result or medium, when it answered one.
 	Result *spd.Result
@@ -125,6 +131,13 @@ func (o Outcome) String() string {
 	}
 	if o.ATC != 0 {
 		fmt.Fprintf(&b, ", ATC %d", o.ATC)
+	}
+	if o.Flow == FlowExchange && o.Bought != 0 {
+		if o.BoughtCurrency != 0 {
+			fmt.Fprintf(&b, ", bought %d minor units of currency %03d", o.Bought, o.BoughtCurrency)
+		} else {
+			fmt.Fprintf(&b, ", bought %d uses (%d now)", o.Bought, o.Uses)
+		}
 	}
 	switch {
 	case o.Online:

@@ -37,6 +37,15 @@ var Varying = map[tlv.Tag]string{
 	spd.TagSignature:       "signature",
 }
 
+// Nested lists the primitive data objects whose value is itself a
+// sequence of data objects signed by the host (SPEC.md 4.10, 4.11):
+// MatchDeterministic compares their objects one by one, so that the time
+// and the signature inside them vary as they do at the top level.
+var Nested = map[tlv.Tag]string{
+	spd.TagHostAssertion: "host assertion",
+	spd.TagExchangeRate:  "exchange rate",
+}
+
 // MatchDeterministic accepts a command that differs from the recorded one
 // only where runs differ by design. Both must be well-formed command
 // APDUs with the same CLA, INS, P1, P2 and Le. Their data fields are
@@ -95,6 +104,16 @@ func matchObjects(got, want []tlv.TLV, path string) error {
 		}
 		if _, ok := Varying[g.Tag]; ok {
 			continue
+		}
+		if _, ok := Nested[g.Tag]; ok && !bytes.Equal(g.Value, w.Value) {
+			gk, gerr := tlv.Parse(g.Value)
+			wk, werr := tlv.Parse(w.Value)
+			if gerr == nil && werr == nil {
+				if err := matchObjects(gk, wk, path+g.Tag.String()+"/"); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if g.Tag.Constructed() && (len(g.Children) > 0 || len(w.Children) > 0) {
 			if err := matchObjects(g.Children, w.Children, path+g.Tag.String()+"/"); err != nil {

@@ -93,6 +93,7 @@ local commands = {
   ["80 72 01"] = "PARSE MEDIUM (merchant code)",
   ["80 74"] = "STORE MEDIUM",
   ["80 78"] = "PRESENT CODE",
+  ["80 7C"] = "EXCHANGE",
   ["80 76 00"] = "LIST MEDIA",
   ["80 76 01"] = "SHOW MEDIUM",
   ["80 5E"] = "TEST ERASE",
@@ -115,7 +116,7 @@ local status = {
   [0x6700] = "wrong length",
   [0x6982] = "cardholder not verified; or issuer or host signature does not verify",
   [0x6983] = "PIN, PUK or biometric blocked",
-  [0x6984] = "replayed update counter; transfer already imported or reclaimed",
+  [0x6984] = "replayed update counter; transfer already imported or reclaimed; host assertion or exchange rate for another ATC",
   [0x6985] = "not selected; not allowed in this state; conditions not satisfied",
   [0x6A80] = "incorrect data field",
   [0x6A82] = "SELECT of an unknown AID",
@@ -142,7 +143,7 @@ local tags = {
   [0x85] = "payload format indicator", [0x9A] = "time", [0x5F24] = "expiry", [0x5F2A] = "currency",
   [0x9F02] = "amount", [0x9F36] = "ATC", [0x9F37] = "payment nonce", [0x9F45] = "device signature",
   [0xE1] = "pending record", [0xE2] = "merchant order template", [0xE3] = "stored media list",
-  [0xE4] = "stored medium", [0xE5] = "payment code",
+  [0xE4] = "stored medium", [0xE5] = "payment code", [0xE6] = "exchange result",
   [0xDF01] = "medium kind", [0xDF02] = "device ID", [0xDF03] = "account token", [0xDF04] = "balance",
   [0xDF05] = "pending total", [0xDF06] = "uses", [0xDF07] = "payee nonce / order reference",
   [0xDF08] = "payer / counterpart", [0xDF09] = "payee", [0xDF0A] = "transfer serial",
@@ -161,7 +162,10 @@ local tags = {
   [0xDF60] = "medium envelope", [0xDF61] = "closed transfer serials", [0xDF62] = "last sync time",
   [0xDF63] = "merchant order code", [0xDF64] = "merchant name", [0xDF65] = "merchant city",
   [0xDF66] = "point of initiation", [0xDF70] = "medium label", [0xDF71] = "medium format",
-  [0xDF72] = "medium content", [0xDF73] = "medium size",
+  [0xDF72] = "medium content", [0xDF73] = "medium size", [0xDF74] = "host checks",
+  [0xDF75] = "host check threshold", [0xDF76] = "host assertion", [0xDF77] = "exchange rate",
+  [0xDF78] = "exchange kind", [0xDF79] = "currency bought", [0xDF7A] = "rate numerator",
+  [0xDF7B] = "rate denominator", [0xDF7C] = "exchange target",
 }
 
 local gd_objects = tags -- GET DATA names its object by P1 P2

@@ -1,0 +1,179 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"net/http"
+	"time"
+
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+// Exchange rates (SPEC.md 4.11, SPD-EXC-5): the issuer's host signs, for
+// one device and the ATC its exchange will take, the rate at which the
+// device exchanges stored value into uses or another currency: POST
+// /v1/rates. The device checks the rate itself; the exchange comes back
+// as a kind 07 record in a settlement batch (SPD-EXC-4).
+
+// RateLifetime is how long a rate the host signs stays valid (at most
+// spd.MaxRateLife).
+const RateLifetime = 2 * time.Minute
+
+// CodeNoRate is the error code of a rate the issuer does not offer.
+const CodeNoRate = "no_rate"
+
+// Exchange kinds as the API names them.
+const (
+	ExchangeUses     = "uses"
+	ExchangeCurrency = "currency"
+)
+
+// RateOffer is one rate the issuer sets: Numerator target units (uses, or
+// minor units of Target) for Denominator minor units of Currency.
+type RateOffer struct {
+	Kind string // ExchangeUses or ExchangeCurrency
+	// Currency is the currency sold (a device's); 0 for a price of uses
+	// that applies to every currency.
+	Currency uint16
+	// Target is the currency bought (ExchangeCurrency only).
+	Target      uint16
+	Numerator   uint32
+	Denominator uint32
+}
+
+// DefaultRates are the lab issuer's rates: a use for 2.50 of any currency,
+// and a few currency pairs.
+var DefaultRates = []RateOffer{
+	{Kind: ExchangeUses, Numerator: 1, Denominator: 250},
+	{Kind: ExchangeCurrency, Currency: 978, Target: 840, Numerator: 10_834, Denominator: 10_000},
+	{Kind: ExchangeCurrency, Currency: 840, Target: 978, Numerator: 9_230, Denominator: 10_000},
+	{Kind: ExchangeCurrency, Currency: 156, Target: 978, Numerator: 1_274, Denominator: 10_000},
+	{Kind: ExchangeCurrency, Currency: 156, Target: 840, Numerator: 1_380, Denominator: 10_000},
+}
+
+// RateRequest asks the host for the rate of a device's next exchange: POST
+// /v1/rates.
+type RateRequest struct {
+	DeviceID string `json:"device_id"`
+	// ATC is the ATC the exchange will take: the device's ATC plus one.
+	ATC  uint32 `json:"atc"`
+	Kind string `json:"kind"` // "uses" or "currency"
+	// Target is the currency bought (kind "currency").
+	Target uint16 `json:"target,omitempty"`
+}
+
+// ExchangeRate is the host's answer: the rate and the DF77 value (body and
+// signature) the terminal passes to the device unchanged.
+type ExchangeRate struct {
+	DeviceID    string    `json:"device_id"`
+	ATC         uint32    `json:"atc"`
+	Kind        string    `json:"kind"`
+	Currency    uint16    `json:"currency"`
+	Target      uint16    `json:"target,omitempty"`
+	Numerator   uint32    `json:"numerator"`
+	Denominator uint32    `json:"denominator"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	Rate        []byte    `json:"rate"`
+}
+
+func (s *Server) rates() []RateOffer {
+	if s.cfg.Rates != nil {
+		return s.cfg.Rates
+	}
+	return DefaultRates
+}
+
+// offer finds the issuer's rate of kind for a device of currency cur.
+func (s *Server) offer(kind string, cur, target uint16) (RateOffer, bool) {
+	for _, o := range s.rates() {
+		if o.Kind != kind || o.Numerator == 0 || o.Denominator == 0 {
+			continue
+		}
+		switch kind {
+		case ExchangeUses:
+			if o.Currency == 0 || o.Currency == cur {
+				return o, true
+			}
+		case ExchangeCurrency:
+			if o.Currency == cur && o.Target == target && target != cur {
+				return o, true
+			}
+		}
+	}
+	return RateOffer{}, false
+}
+
+func (s *Server) handleRate(w http.ResponseWriter, r *http.Request) {
+	var req RateRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	out, err := s.signRate(r.Context(), req)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// signRate signs the rate req asks for (SPD-EXC-5): only for a registered
+// device that is not revoked, at the issuer's rate for its currency.
+func (s *Server) signRate(ctx context.Context, req RateRequest) (ExchangeRate, error) {
+	if err := checkDeviceID("device_id", req.DeviceID); err != nil {
+		return ExchangeRate{}, err
+	}
+	var kind spd.ExchangeKind
+	switch req.Kind {
+	case ExchangeUses:
+		kind = spd.ExchangeUses
+		if req.Target != 0 {
+			return ExchangeRate{}, newErr(http.StatusBadRequest, CodeMalformed, "target: an exchange into uses buys no currency")
+		}
+	case ExchangeCurrency:
+		kind = spd.ExchangeCurrency
+		if req.Target == 0 || req.Target > 999 {
+			return ExchangeRate{}, newErr(http.StatusBadRequest, CodeMalformed, "target: an ISO 4217 numeric currency 1..999")
+		}
+	default:
+		return ExchangeRate{}, newErr(http.StatusBadRequest, CodeMalformed, "kind: %q, want %q or %q", req.Kind, ExchangeUses, ExchangeCurrency)
+	}
+	devID, err := parseDeviceID(req.DeviceID)
+	if err != nil {
+		return ExchangeRate{}, newErr(http.StatusBadRequest, CodeMalformed, "device_id: %v", err)
+	}
+	var out ExchangeRate
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		d, err := s.loadDevice(ctx, tx, req.DeviceID)
+		if err != nil {
+			return err
+		}
+		if d.revoked {
+			return errRevoked(req.DeviceID)
+		}
+		cur := uint16(d.currency)
+		o, ok := s.offer(req.Kind, cur, req.Target)
+		if !ok {
+			return newErr(http.StatusNotFound, CodeNoRate, "the issuer offers no rate for %s of currency %d (target %d)", req.Kind, cur, req.Target)
+		}
+		exp := s.cfg.Now().Add(RateLifetime).UTC().Truncate(time.Second)
+		rate := spd.Rate{Kind: kind, ATC: req.ATC, Currency: cur, Numerator: o.Numerator, Denominator: o.Denominator, Expiry: exp}
+		if kind == spd.ExchangeCurrency {
+			rate.TargetCurrency = req.Target
+		}
+		v, err := spd.SealRate(s.signer, devID, rate)
+		if err != nil {
+			return internal(err)
+		}
+		out = ExchangeRate{DeviceID: req.DeviceID, ATC: req.ATC, Kind: req.Kind, Currency: cur, Target: rate.TargetCurrency,
+			Numerator: o.Numerator, Denominator: o.Denominator, ExpiresAt: exp, Rate: v}
+		return nil
+	})
+	return out, err
+}
+
+// Rate asks the host for an exchange rate (POST /v1/rates).
+func (c *Client) Rate(ctx context.Context, req RateRequest) (ExchangeRate, error) {
+	var out ExchangeRate
+	err := c.do(ctx, http.MethodPost, "/v1/rates", req, &out)
+	return out, err
+}

@@ -1,0 +1,113 @@
+package backend
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/spdlab/spdlab/reference/spd"
+)
+
+func TestRates(t *testing.T) {
+	l := newLab(t, nil)
+	bg := context.Background()
+	d := newSimDevice(t, "rate-dev")
+	l.register(d, 100_00, "")
+	// Uses: the price that applies to every currency; currency: the pair.
+	got, err := l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: 4, Kind: ExchangeUses})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := spd.OpenRate(l.srv.PublicKey(), d.raw, got.Rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := l.clock.Now().Add(RateLifetime).UTC().Truncate(time.Second)
+	if r.Kind != spd.ExchangeUses || r.ATC != 4 || r.Currency != 156 || r.Numerator != 1 || r.Denominator != 250 || !r.Expiry.Equal(exp) {
+		t.Fatalf("rate %+v", r)
+	}
+	if got.ExpiresAt.Sub(l.clock.Now()) > spd.MaxRateLife {
+		t.Fatalf("a rate valid until %s", got.ExpiresAt)
+	}
+	got, err = l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: 5, Kind: ExchangeCurrency, Target: 978})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = spd.OpenRate(l.srv.PublicKey(), d.raw, got.Rate); err != nil || r.TargetCurrency != 978 || r.Numerator != 1_274 {
+		t.Fatalf("rate %+v %v", r, err)
+	}
+	// Refused: a pair the issuer does not offer, its own currency, an
+	// unknown device, a malformed kind, a revoked device.
+	before := l.snapshot()
+	_, err = l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: 5, Kind: ExchangeCurrency, Target: 392})
+	wantCode(t, err, http.StatusNotFound, CodeNoRate)
+	_, err = l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: 5, Kind: ExchangeCurrency, Target: 156})
+	wantCode(t, err, http.StatusNotFound, CodeNoRate)
+	_, err = l.term.Rate(bg, RateRequest{DeviceID: devID("nobody"), ATC: 5, Kind: ExchangeUses})
+	wantCode(t, err, http.StatusNotFound, CodeUnknownDevice)
+	_, err = l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: 5, Kind: "gold"})
+	wantCode(t, err, http.StatusBadRequest, CodeMalformed)
+	_, err = l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: 5, Kind: ExchangeUses, Target: 978})
+	wantCode(t, err, http.StatusBadRequest, CodeMalformed)
+	if after := l.snapshot(); after != before {
+		t.Fatal("a refused rate changed the books")
+	}
+	if _, err := l.c.Revoke(bg, Revocation{DeviceID: d.id, Reason: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: 5, Kind: ExchangeUses})
+	wantCode(t, err, http.StatusForbidden, CodeRevoked)
+}
+
+func TestSettleExchange(t *testing.T) {
+	l := newLab(t, nil)
+	bg := context.Background()
+	d := newSimDevice(t, "xchg-dev")
+	l.register(d, 100_00, "")
+	at := l.clock.Now()
+	uses := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 750, Time: at, Nonce: []byte("EXC-NONCE-1"),
+		Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 3})
+	cur := d.sign(spd.PendingRecord{ATC: 2, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 10_00, Time: at, Nonce: []byte("EXC-NONCE-2"),
+		Exchange: spd.ExchangeCurrency, TargetCurrency: 978, RateNumerator: 1_274, RateDenominator: 10_000, Target: 127})
+	ack, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{uses, cur}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ack.Entries {
+		if e.Status != Settled || e.Kind != "exchange" {
+			t.Fatalf("entry %+v", e)
+		}
+	}
+	dev, err := l.c.Device(bg, d.id)
+	if err != nil || dev.Balance != 100_00-750-10_00 {
+		t.Fatalf("device %+v %v", dev, err)
+	}
+	a := l.audit()
+	if a.Exchanged != 17_50 || a.UsesSold != 3 || a.PaidOut["978"] != 127 || a.Issued != a.Balances+a.Pending+a.Settled+a.InFlight+a.Exchanged {
+		t.Fatalf("audit %+v", a)
+	}
+	// Sent again, it settles nothing more.
+	ack, err = l.term.Settle(bg, SettlementBatch{Records: [][]byte{uses}})
+	if err != nil || ack.Entries[0].Status != AlreadySettled {
+		t.Fatalf("again: %+v %v", ack, err)
+	}
+	// An exchange above the issuer's view of the balance is refused.
+	big := d.sign(spd.PendingRecord{ATC: 3, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 1_000_00, Time: at, Nonce: []byte("EXC-NONCE-3"),
+		Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 400})
+	_, err = l.term.Settle(bg, SettlementBatch{Records: [][]byte{big}})
+	wantCode(t, err, http.StatusUnprocessableEntity, CodeInsufficient)
+	// Online authorisation is for payments: an exchange settles in a batch.
+	_, err = l.term.Authorise(bg, AuthorisationRequest{Record: d.sign(spd.PendingRecord{ATC: 4, Kind: spd.KindExchange, Mode: spd.ModeOnline,
+		Amount: 250, Time: at, Nonce: []byte("EXC-NONCE-4"), Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 1})})
+	wantCode(t, err, http.StatusBadRequest, CodeMalformed)
+	// The same ATC with another body is a conflict (the device is taken
+	// for a clone).
+	other := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 500, Time: at, Nonce: []byte("EXC-NONCE-1"),
+		Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 2})
+	_, err = l.term.Settle(bg, SettlementBatch{Records: [][]byte{other}})
+	wantCode(t, err, http.StatusConflict, CodeConflict)
+	if a2 := l.audit(); a2.Exchanged != a.Exchanged {
+		t.Fatalf("exchanged %d after a retry and a conflict, want %d", a2.Exchanged, a.Exchanged)
+	}
+}
