@@ -39,9 +39,12 @@ func openPCSC(ctx context.Context, d *DUT, reader string, opt Options) error {
 const (
 	pcscEmuSlotWait      = 30 * time.Minute
 	pcscEmuNamedSlotWait = 30 * time.Minute
-	// pcscdPowerWait bounds how long pcscd may take to see and power a
-	// card once the emulator is connected (it polls vpcd every 400 ms).
+	// pcscdPowerWait bounds how long vpcd may take to poll a card once
+	// the emulator is connected (pcscd polls it every 400 ms).
 	pcscdPowerWait = 15 * time.Second
+	// pcscdAutoPowerWait is how long pcscd may poll a new card before it
+	// powers it on its own, which it does at the first poll that finds it.
+	pcscdAutoPowerWait = 2 * time.Second
 	// idleRelease is how long a slot this process holds stays unused
 	// before it is let go for other programs. A conformance run takes
 	// its slot when it probes the DUT, before any case, and keeps it
@@ -162,7 +165,17 @@ func (s *vpcdSession) attach(ctx context.Context, i int, dev emulator.Card, wait
 			return nil, s, err
 		}
 		r, err := openSettled(ctx, slot.reader)
-		return r, s, err
+		if err != nil || s.em.Status().PowerUps > 0 {
+			return r, s, err
+		}
+		// pcscd shows the card but never powered it: a cold reset does.
+		st := s.em.Status()
+		if _, err := r.Reset(ctx, true); err != nil || s.em.Status().PowerUps == 0 {
+			r.Close()
+			return nil, s, fmt.Errorf("dut: pcsc-emu: pcscd polls the emulated SIM in %q (%d vpcd controls) but neither powered it nor passed a cold reset on (%v): is another PC/SC program holding the reader?",
+				slot.reader, st.Controls, err)
+		}
+		return r, s, nil
 	}
 	if err := s.em.Swap(dev); err != nil {
 		return nil, s, fmt.Errorf("dut: pcsc-emu: %w", err)
@@ -186,8 +199,9 @@ func (s *vpcdSession) attach(ctx context.Context, i int, dev emulator.Card, wait
 }
 
 // startSession runs a SIM emulator holding card on slot i and waits until
-// pcscd has seen the card and powered it. Every error says what was
-// waited for: the slot's holder, vpcd, or pcscd.
+// pcscd has seen the card and powered it, or has polled it for
+// pcscdAutoPowerWait without (attach then powers it). Every error says
+// what was waited for: the slot's holder, vpcd, or pcscd.
 func startSession(ctx context.Context, i int, card emulator.Card, wait time.Duration) (*vpcdSession, error) {
 	slot := vpcdSlots[i]
 	// Connections come and go; only trouble is news.
@@ -196,7 +210,7 @@ func startSession(ctx context.Context, i int, card emulator.Card, wait time.Dura
 	runCtx, cancel := context.WithCancel(context.Background())
 	s := &vpcdSession{slot: i, em: em, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- em.Run(runCtx) }()
-	var connectedAt, unreachableSince time.Time
+	var connectedAt, polledAt, unreachableSince time.Time
 	for {
 		st := em.Status()
 		if st.Connected && st.PowerUps > 0 {
@@ -204,6 +218,17 @@ func startSession(ctx context.Context, i int, card emulator.Card, wait time.Dura
 		}
 		if st.Connected && connectedAt.IsZero() {
 			connectedAt = time.Now()
+		}
+		if st.Connected && st.Controls > 0 && polledAt.IsZero() {
+			polledAt = time.Now()
+		}
+		if !polledAt.IsZero() && time.Since(polledAt) > pcscdAutoPowerWait {
+			// pcscd reads the card's ATR at every poll but has not
+			// powered it, as it does a card it sees arrive: it may have
+			// missed the last card's removal (the slot changed hands
+			// within one poll). The host's connect and cold reset
+			// power it (attach).
+			return s, nil
 		}
 		select {
 		case err := <-s.done:
@@ -231,12 +256,8 @@ func startSession(ctx context.Context, i int, card emulator.Card, wait time.Dura
 		}
 		if !connectedAt.IsZero() && time.Since(connectedAt) > pcscdPowerWait {
 			s.stop()
-			if st.Controls == 0 {
-				return nil, fmt.Errorf("dut: pcsc-emu: vpcd at %s accepted the emulated SIM but has not polled it in %v: another card program is connected to that slot without taking its lock %s (see the README, \"Sharing the vpcd slots\")",
-					slot.address, pcscdPowerWait, sim.SlotLockPath(slot.address))
-			}
-			return nil, fmt.Errorf("dut: pcsc-emu: pcscd polls the emulated SIM in %q (%d vpcd controls) but did not power it in %v: is another PC/SC program holding the reader?",
-				slot.reader, st.Controls, pcscdPowerWait)
+			return nil, fmt.Errorf("dut: pcsc-emu: vpcd at %s accepted the emulated SIM but has not polled it in %v: another card program is connected to that slot without taking its lock %s (see the README, \"Sharing the vpcd slots\")",
+				slot.address, pcscdPowerWait, sim.SlotLockPath(slot.address))
 		}
 	}
 }

@@ -4,6 +4,7 @@ package dut
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -11,7 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/spdlab/spdlab/emulator/sim"
+	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/store"
 )
 
 // Devices opened one after another on pcsc-emu share one vpcd connection:
@@ -105,4 +108,45 @@ func TestReleaseIdleSlotsFreesTheSlotAtOnce(t *testing.T) {
 		t.Fatalf("slot 0's lock is still held after ReleaseIdleSlots: %v", err)
 	}
 	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+}
+
+// A slot handed on within one of pcscd's polls (the card before it left
+// 10 ms earlier) still gives a powered device that answers: pcscd may
+// take the new card for the old one and not power it on its own, and the
+// host's connect and cold reset then do.
+func TestPCSCEmuAfterASlotHandedOnWithinAPoll(t *testing.T) {
+	skipWithoutPCSC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := ReleaseIdleSlots(); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		other := sim.New(device.New(store.NewMemory(), device.Config{}), sim.Config{Address: vpcdSlots[0].address, SlotWait: time.Minute, RemovalGap: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+		octx, ocancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- other.Run(octx) }()
+		for st := other.Status(); !st.Connected || st.PowerUps == 0; st = other.Status() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		ocancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		d, err := Open(ctx, "pcsc-emu:0", Options{})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		sel, err := spd.NewClient(d.Link).Select(ctx)
+		if err != nil || sel.State != spd.StateBlank {
+			d.Close()
+			t.Fatalf("round %d: SELECT: %v, state %v; want a blank device", round, err, sel.State)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := ReleaseIdleSlots(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
