@@ -96,7 +96,7 @@ check-static:
 ## that a new one is never left out (scripts/race-packages.sh); make test runs the tests of
 ## these packages only here, the others' without it
 check-race:
-	@pkgs=$$(bash scripts/race-packages.sh); \
+	@pkgs=$$(bash scripts/race-packages.sh) && [ -n "$$pkgs" ] || exit 1; \
 	  echo "$(GO) test -race -count=1 -timeout 15m" $$pkgs; \
 	  $(GO) test -race -count=1 -timeout 15m $$pkgs
 

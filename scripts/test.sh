@@ -51,7 +51,7 @@ mkdir -p "$OUT"
 suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
 	"$GO test -c -o $suite ./scenarios"
-	"$GO test -count=1 -timeout 20m \$(bash scripts/race-packages.sh --others)"
+	"pkgs=\$(bash scripts/race-packages.sh --others) && $GO test -count=1 -timeout 20m \$pkgs"
 	"$MAKE --no-print-directory test-backend-postgres"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
