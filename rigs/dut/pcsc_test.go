@@ -17,12 +17,17 @@ import (
 	"github.com/spdlab/spdlab/reference/store"
 )
 
+// slotTestWait bounds these tests: a conformance run on pcsc-emu in
+// another process (make test runs one beside them) may hold slot 0 for
+// minutes, and pcsc-emu waits for it as long as pcscEmuSlotWait.
+const slotTestWait = pcscEmuSlotWait
+
 // Devices opened one after another on pcsc-emu share one vpcd connection:
 // each new blank device is swapped in and announced with a cold reset, and
 // pcscd never sees a removal or an insertion.
 func TestPCSCEmuSwapsDevicesBehindOneConnection(t *testing.T) {
 	skipWithoutPCSC(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slotTestWait)
 	defer cancel()
 	var first *vpcdSession
 	for i := range 3 {
@@ -72,7 +77,7 @@ func TestPCSCEmuSwapsDevicesBehindOneConnection(t *testing.T) {
 // programs at once: its lock is free and the card is out of the reader.
 func TestReleaseIdleSlotsFreesTheSlotAtOnce(t *testing.T) {
 	skipWithoutPCSC(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slotTestWait)
 	defer cancel()
 	d, err := Open(ctx, "pcsc-emu", Options{})
 	if err != nil {
@@ -116,13 +121,13 @@ func TestReleaseIdleSlotsFreesTheSlotAtOnce(t *testing.T) {
 // host's connect and cold reset then do.
 func TestPCSCEmuAfterASlotHandedOnWithinAPoll(t *testing.T) {
 	skipWithoutPCSC(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), slotTestWait)
 	defer cancel()
 	if err := ReleaseIdleSlots(); err != nil {
 		t.Fatal(err)
 	}
 	for round := range 3 {
-		other := sim.New(device.New(store.NewMemory(), device.Config{}), sim.Config{Address: vpcdSlots[0].address, SlotWait: time.Minute, RemovalGap: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+		other := sim.New(device.New(store.NewMemory(), device.Config{}), sim.Config{Address: vpcdSlots[0].address, SlotWait: slotTestWait, RemovalGap: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 		octx, ocancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- other.Run(octx) }()
