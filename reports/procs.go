@@ -193,6 +193,7 @@ func MergeProcesses(rs []types.Report) (types.Report, error) {
 	if len(rs) == 0 {
 		return bad("no process report")
 	}
+	stopped := Stopped(rs)
 	ran := map[string]types.SpecReport{}
 	for i, r := range rs {
 		for _, s := range r.SpecReports {
@@ -201,11 +202,18 @@ func MergeProcesses(rs []types.Report) (types.Report, error) {
 			}
 			k := SpecKey(s)
 			if prev, dup := ran[k]; dup {
-				if notRun(prev) && notRun(s) {
+				switch {
+				case notRun(prev) && notRun(s):
 					// A filter left it out: every process says so.
 					continue
+				case skipped(s) && stopped:
+					// The run stopped before this process reached it.
+					continue
+				case skipped(prev) && stopped:
+					// ... or before the other one did.
+				default:
+					return bad("process %d ran %q, which another process ran too", i+1, s.LeafNodeText)
 				}
-				return bad("process %d ran %q, which another process ran too", i+1, s.LeafNodeText)
 			}
 			ran[k] = s
 		}
@@ -235,7 +243,12 @@ func MergeProcesses(rs []types.Report) (types.Report, error) {
 				}
 				k := SpecKey(s)
 				got, ok := ran[k]
-				if !ok {
+				switch {
+				case !ok && stopped:
+					// The run was cut short before any process ran it: it
+					// stays as process 1 skipped it, a case not run.
+					got = s
+				case !ok:
 					return bad("no process ran %q (a process stopped before it)", s.LeafNodeText)
 				}
 				seen[k] = true
@@ -247,11 +260,38 @@ func MergeProcesses(rs []types.Report) (types.Report, error) {
 			}
 		}
 	}
-	if len(seen) != len(ran) {
-		return bad("processes ran %d specs that process 1 does not have (%d)", len(ran)-len(seen), len(seen))
+	if n := countSeen(seen, ran); n != len(ran) {
+		return bad("processes ran %d specs that process 1 does not have", len(ran)-n)
 	}
 	merged.RunTime = merged.EndTime.Sub(merged.StartTime)
 	return merged, nil
+}
+
+// Stopped reports whether any of the processes' reports says its run was
+// interrupted, timed out or aborted.
+func Stopped(rs []types.Report) bool {
+	for _, r := range rs {
+		if interruption(r) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// skipped reports whether a spec did not run (skipped, pending).
+func skipped(s types.SpecReport) bool {
+	return s.State.Is(types.SpecStateSkipped | types.SpecStatePending)
+}
+
+// countSeen is how many of the specs processes ran the join has taken.
+func countSeen(seen map[string]bool, ran map[string]types.SpecReport) int {
+	n := 0
+	for k := range ran {
+		if seen[k] {
+			n++
+		}
+	}
+	return n
 }
 
 // notRun reports whether a spec was left out before any of its nodes ran

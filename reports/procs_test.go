@@ -123,3 +123,20 @@ func TestLeftOver(t *testing.T) {
 		t.Errorf("owners %v", o)
 	}
 }
+
+// A run cut short keeps the specs no process reached as not run, so that
+// its verdict is INTERRUPTED rather than no report at all.
+func TestMergeProcessesInterrupted(t *testing.T) {
+	p1 := types.Report{SpecReports: types.SpecReports{procSpec("1", types.SpecStatePassed, ""), procSpec("2", types.SpecStateSkipped, claimed)}}
+	// Process 2 claimed spec 2 and was interrupted before it ran it.
+	p2 := types.Report{SpecialSuiteFailureReasons: []string{"Interrupted by User"},
+		SpecReports: types.SpecReports{procSpec("1", types.SpecStateSkipped, claimed), procSpec("2", types.SpecStateSkipped, claimed)}}
+	m, err := MergeProcesses([]types.Report{p1, p2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Build(RunInfo{CaseCount: 2}, []types.Report{m})
+	if c.Verdict != VerdictInterrupted || c.Passed != 1 || c.NotRun != 1 {
+		t.Errorf("interrupted run: %s, %d passed, %d not run", c.Verdict, c.Passed, c.NotRun)
+	}
+}

@@ -364,7 +364,7 @@ func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut i
 	if err != nil {
 		return procResult{}, err
 	}
-	if left, done := reports.LeftOver(rs); share > 0 && len(left) > 0 {
+	if left, done := reports.LeftOver(rs); share > 0 && len(left) > 0 && !reports.Stopped(rs) {
 		// The deferred cases, in a process of their own that holds the
 		// whole rig: it may claim them alone.
 		last := filepath.Join(work, "claims-last")
