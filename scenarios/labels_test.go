@@ -73,6 +73,7 @@ var _ = ginkgo.Label(
 	"TC-KAT-015",
 	"TC-KAT-016",
 	"TC-KAT-017",
+	"TC-KAT-018",
 	"TC-KEY-001",
 	"TC-KEY-002",
 	"TC-KEY-003",

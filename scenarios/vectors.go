@@ -52,6 +52,7 @@ var katCases = []struct{ id, sequence string }{
 	{"TC-KAT-015", "stored-media"},
 	{"TC-KAT-016", "present-code"},
 	{"TC-KAT-017", "host-assertion"},
+	{"TC-KAT-018", "exchange"},
 }
 
 func defineVectors(d Driver) {

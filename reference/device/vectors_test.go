@@ -260,6 +260,10 @@ var (
 	codeRecord = v("E5/E1/9F45", "signature-record")
 	codeNonce  = v("E5/E1/9F37", "random")
 	codeCert   = v("E5/DF11", "certificate")
+	// The parts of an exchange result (SPEC.md 4.11) a device makes.
+	exchMedium = v("E6/DF60", "signature-envelope")
+	exchRecord = v("E6/E1/9F45", "signature-record")
+	exchNonce  = v("E6/E1/9F37", "random")
 )
 
 // vectorNonce is a terminal's payment nonce (9F37) numbered n.
@@ -608,6 +612,51 @@ var sequenceDefs = []sequenceDef{
 			g.send("SELECT (ends the verification)", spd.Select())
 			g.send("PRESENT CODE not verified", spd.PresentCode(spd.PresentRequest{Kind: spd.KindBalance, Amount: 1_00, Currency: 978,
 				Time: at(15 * time.Minute)}))
+		}},
+	{"exchange", "EXCHANGE into uses and into another currency at host-signed rates (SPEC.md 4.11): the truncation remainder, the record as READ PENDING answers it, and each way a rate or an exchange is refused",
+		[]string{"SPD-EXC-1", "SPD-EXC-2", "SPD-EXC-3", "SPD-PAY-4", "SPD-LED-1", "SPD-LED-2", "SPD-PIN-1"},
+		func(g *gen) {
+			g.prefix(true)
+			seal := func(key *ecdsa.PrivateKey, id []byte, r spd.Rate) []byte {
+				v, err := spd.SealRate(key, id, r)
+				if err != nil {
+					g.t.Fatal(err)
+				}
+				return v
+			}
+			ex := func(name string, k spd.ExchangeKind, amount int64, rate, nonce []byte, vars ...vectors.Variable) {
+				g.send(name, spd.Exchange(spd.ExchangeRequest{Kind: k, Amount: amount, Currency: 978, Time: at(10 * time.Minute),
+					Rate: rate, Nonce: nonce}), vars...)
+			}
+			uses := spd.Rate{Kind: spd.ExchangeUses, ATC: 1, Currency: 978, Numerator: 1, Denominator: 3_00, Expiry: at(12 * time.Minute)}
+			ex("EXCHANGE with a rate signed by the CA key", spd.ExchangeUses, 10_00, seal(g.env.ca, vectorID, uses), nil)
+			ex("EXCHANGE with a rate made for the peer device", spd.ExchangeUses, 10_00, seal(g.env.host, peerID, uses), nil)
+			ex("EXCHANGE into a currency with a rate for uses", spd.ExchangeCurrency, 10_00, seal(g.env.host, vectorID, uses), nil)
+			other := uses
+			other.ATC = 2
+			ex("EXCHANGE with a rate for the ATC after next", spd.ExchangeUses, 10_00, seal(g.env.host, vectorID, other), nil)
+			other = uses
+			other.Expiry = at(9 * time.Minute)
+			ex("EXCHANGE with an expired rate", spd.ExchangeUses, 10_00, seal(g.env.host, vectorID, other), nil)
+			valid := seal(g.env.host, vectorID, uses)
+			ex("EXCHANGE of 2.99 at 3.00 a use (buys nothing)", spd.ExchangeUses, 2_99, valid, nil)
+			ex("EXCHANGE above the balance", spd.ExchangeUses, 1_000_00, valid, nil)
+			ex("EXCHANGE with P1 03", 3, 10_00, valid, nil)
+			ex("EXCHANGE of 10.00 at 3.00 a use: 3 uses for 9.00", spd.ExchangeUses, 10_00, valid, vectorNonce(1), exchMedium, exchRecord)
+			ex("EXCHANGE again with the same rate (replayed)", spd.ExchangeUses, 10_00, valid, nil)
+			cur := spd.Rate{Kind: spd.ExchangeCurrency, ATC: 2, Currency: 978, TargetCurrency: 840, Numerator: 10_834, Denominator: 10_000,
+				Expiry: at(12 * time.Minute)}
+			ex("EXCHANGE of 20.01 EUR into USD at 1.0834 (the device's own nonce)", spd.ExchangeCurrency, 20_01, seal(g.env.host, vectorID, cur), nil,
+				exchMedium, exchNonce, exchRecord)
+			g.send("READ PENDING 0 (the exchange into uses)", spd.ReadPending(0), sigRecord)
+			g.send("READ PENDING 1 (the device's own nonce)", spd.ReadPending(1), ownNonce, sigRecord)
+			for _, tag := range []uint32{0xDF04, 0xDF06, 0x9F36, 0xDF05, 0xDF22} {
+				g.send(fmt.Sprintf("GET DATA %04X", tag), getData(tag))
+			}
+			g.send("SELECT (ends the verification)", spd.Select())
+			next := uses
+			next.ATC = 3
+			ex("EXCHANGE not verified", spd.ExchangeUses, 3_00, seal(g.env.host, vectorID, next), nil)
 		}},
 	{"host-assertion", "PAY under a profile that requires host assertions (SPEC.md 4.10): below and from the threshold, and each way an assertion is refused",
 		[]string{"SPD-HVA-1", "SPD-HVA-2", "SPD-PAY-1", "SPD-PAY-4"},

@@ -149,6 +149,9 @@ func rebuild(t *testing.T, f vectors.File, cmd apdu.Command) (apdu.Command, bool
 				r.Expiry = time.Time{} // the parser fills in the default; the builder leaves it out
 			}
 			return spd.PresentCode(r), true, err
+		case spd.INSExchange:
+			r, err := spd.ParseExchangeRequest(cmd.P1, cmd.P2, cmd.Data)
+			return spd.Exchange(r), true, err
 		case spd.INSReadPending:
 			return spd.ReadPending(int(cmd.P1)<<8 | int(cmd.P2)), true, nil
 		case spd.INSAcknowledge:
@@ -304,7 +307,7 @@ func TestVectorCommandsFromBuilders(t *testing.T) {
 	for _, ins := range []spd.INS{spd.INSInitialise, spd.INSPersonalise, spd.INSActivate, spd.INSPay, spd.INSReadPending,
 		spd.INSAcknowledge, spd.INSUpdateParameters, spd.INSGenerateMedium, spd.INSGenerateToken, spd.INSTransfer,
 		spd.INSTransferIn, spd.INSReclaim, spd.INSParseMedium, spd.INSTestErase, spd.INSStoreMedium, spd.INSReadMedia,
-		spd.INSPresentCode} {
+		spd.INSPresentCode, spd.INSExchange} {
 		if !covered[fmt.Sprintf("80 %02X", byte(ins))] {
 			t.Errorf("no vector of %s", ins)
 		}
@@ -322,7 +325,7 @@ func TestVectorLayouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var media, records, codes int
+	var media, records, codes, exchanges int
 	var check func(name string, data []byte, signer *ecdsa.PublicKey)
 	check = func(name string, data []byte, signer *ecdsa.PublicKey) {
 		switch {
@@ -343,6 +346,21 @@ func TestVectorLayouts(t *testing.T) {
 				}
 			}
 			codes++
+		case len(data) > 0 && data[0] == byte(spd.TagExchangeResult):
+			x, err := spd.ParseExchangeResult(data)
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				return
+			}
+			if again := x.Marshal(); !bytes.Equal(again, data) {
+				t.Errorf("%s: exchange result re-encodes to\n %X\nnot\n %X", name, again, data)
+			}
+			if err := x.Verify(signer); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+			check(name+" result", x.Result.Envelope, signer)
+			check(name+" record", x.Record.Marshal(), signer)
+			exchanges++
 		case bytes.HasPrefix(data, []byte{0x85, 0x05, 'S', 'V', 'L', '0', '1'}):
 			m, err := medium.Parse(data)
 			if err != nil {
@@ -387,8 +405,8 @@ func TestVectorLayouts(t *testing.T) {
 			check(fmt.Sprintf("%s step %d (%s)", seq.Name, i, st.Name), resp[:len(resp)-2], pub)
 		}
 	}
-	if media < 10 || records < 5 || codes < 4 {
-		t.Errorf("%d media, %d pending records and %d payment codes in the vectors", media, records, codes)
+	if media < 10 || records < 5 || codes < 4 || exchanges < 2 {
+		t.Errorf("%d media, %d pending records, %d payment codes and %d exchange results in the vectors", media, records, codes, exchanges)
 	}
-	t.Logf("%d media, %d pending records and %d payment codes re-encoded", media, records, codes)
+	t.Logf("%d media, %d pending records, %d payment codes and %d exchange results re-encoded", media, records, codes, exchanges)
 }
