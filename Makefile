@@ -48,7 +48,8 @@ test-backend-postgres:
 
 ## test-scenarios: spdlab certify on every DUT in DUTS side by side (SCENARIO_JOBS at once,
 ## default all), each running its cases in parallel processes where the DUT allows
-## (SCENARIO_PROCS, certify --procs); reports in $(OUT)/reports/<dut>, each verdict printed
+## (SCENARIO_PROCS, certify --procs; default the CPUs shared among the DUTs at once);
+## reports in $(OUT)/reports/<dut>, each verdict printed
 test-scenarios: build
 	@OUT=$(OUT) SPDLAB=bin/spdlab bash scripts/scenarios.sh $(DUTS)
 
