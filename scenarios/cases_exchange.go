@@ -301,7 +301,7 @@ func defineExchange(d Driver) {
 				f.refuses(ctx, send(excUses, f.excSeal(next.body())), sw6985, "a rate that expired before the last sync time")
 			}, SpecTimeout(60*time.Second))
 
-		It("MUST refuse an exchange that buys nothing, passes its limits, exceeds the balance or breaks the command, with its status word, changing nothing",
+		It("MUST refuse an exchange that buys nothing, passes its limits, exceeds the balance, breaks the command or comes in a blocked or terminated device, with its status word, changing nothing",
 			Case("TC-EXC-004", Negative, "SPD-EXC-3", "SPD-EXC-1", "SPD-PIN-1", "SPD-LC-3", "SPD-APP-4", "C13", "C18", "C32"),
 			func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
@@ -393,6 +393,14 @@ func defineExchange(d Driver) {
 				f.update(ctx, spd.ParameterUpdate{Counter: 2, State: &active})
 				f.login(ctx)
 				f.exchanges(ctx, r, 3_00, nil)
+				// Not in a terminated device, whose state check comes before
+				// verification (section 1.1, step 4).
+				terminated := spd.StateTerminated
+				next := f.excNext(ctx, excUses, 1, 3_00)
+				f.update(ctx, spd.ParameterUpdate{Counter: 3, State: &terminated})
+				_, err = f.Client.Select(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				f.refuses(ctx, excCommand(excUses, 3_00, f.excSeal(next.body()), nil), sw6985, "EXCHANGE in a terminated device")
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST refuse an exchange into a full ledger with 6A84, changing nothing",
