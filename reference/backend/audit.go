@@ -202,6 +202,10 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 		case k.IsPayment() && state == stateReversed:
 			reversed[reversalKey{id, atc}] = rec.PendingRecord
 		case k == spd.KindExchange && state == stateSettled:
+			if want, ok := exchangePrice(rec.PendingRecord); !ok || want != amount {
+				where.Detail, where.Expected, where.Found = "an exchange's debit is not the price of its target at its rate", ptr(want), ptr(amount)
+				bad(where)
+			}
 			exchanged.add(amount)
 			d.moved.add(-amount)
 			a.RecordsSettled++

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"database/sql"
+	"math/big"
 	"net/http"
 	"time"
 
@@ -176,4 +177,22 @@ func (c *Client) Rate(ctx context.Context, req RateRequest) (ExchangeRate, error
 	var out ExchangeRate
 	err := c.do(ctx, http.MethodPost, "/v1/rates", req, &out)
 	return out, err
+}
+
+// exchangePrice is the debit SPEC.md 4.11 sets for an exchange record's
+// target at its rate: ceil(t*d/n). A record whose debit differs paid out
+// more (or less) than its rate allows; ok is false when the record has no
+// rate.
+func exchangePrice(r spd.PendingRecord) (int64, bool) {
+	if r.RateNumerator == 0 || r.RateDenominator == 0 {
+		return 0, false
+	}
+	n := new(big.Int).SetUint64(uint64(r.RateNumerator))
+	v := new(big.Int).Mul(new(big.Int).SetUint64(r.Target), new(big.Int).SetUint64(uint64(r.RateDenominator)))
+	v.Add(v, new(big.Int).Sub(n, big.NewInt(1)))
+	v.Quo(v, n)
+	if !v.IsInt64() {
+		return 0, false
+	}
+	return v.Int64(), true
 }

@@ -68,7 +68,8 @@ func TestSettleExchange(t *testing.T) {
 	at := l.clock.Now()
 	uses := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 750, Time: at, Nonce: []byte("EXC-NONCE-1"),
 		Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 3})
-	cur := d.sign(spd.PendingRecord{ATC: 2, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 10_00, Time: at, Nonce: []byte("EXC-NONCE-2"),
+	// 10.00 CNY at 0.1274 buys 1.27 EUR, whose price is 9.97 CNY.
+	cur := d.sign(spd.PendingRecord{ATC: 2, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 9_97, Time: at, Nonce: []byte("EXC-NONCE-2"),
 		Exchange: spd.ExchangeCurrency, TargetCurrency: 978, RateNumerator: 1_274, RateDenominator: 10_000, Target: 127})
 	ack, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{uses, cur}})
 	if err != nil {
@@ -80,11 +81,11 @@ func TestSettleExchange(t *testing.T) {
 		}
 	}
 	dev, err := l.c.Device(bg, d.id)
-	if err != nil || dev.Balance != 100_00-750-10_00 {
+	if err != nil || dev.Balance != 100_00-750-9_97 {
 		t.Fatalf("device %+v %v", dev, err)
 	}
 	a := l.audit()
-	if a.Exchanged != 17_50 || a.UsesSold != 3 || a.PaidOut["978"] != 127 || a.Issued != a.Balances+a.Pending+a.Settled+a.InFlight+a.Exchanged {
+	if a.Exchanged != 17_47 || a.UsesSold != 3 || a.PaidOut["978"] != 127 || a.Issued != a.Balances+a.Pending+a.Settled+a.InFlight+a.Exchanged {
 		t.Fatalf("audit %+v", a)
 	}
 	// Sent again, it settles nothing more.
@@ -92,6 +93,12 @@ func TestSettleExchange(t *testing.T) {
 	if err != nil || ack.Entries[0].Status != AlreadySettled {
 		t.Fatalf("again: %+v %v", ack, err)
 	}
+	// A debit that is not the price of the target at the rate (7 uses at
+	// 2.50 for 7.50) is refused: the device paid out more than its rate.
+	cheap := d.sign(spd.PendingRecord{ATC: 3, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 7_50, Time: at, Nonce: []byte("EXC-NONCE-5"),
+		Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 7})
+	_, err = l.term.Settle(bg, SettlementBatch{Records: [][]byte{cheap}})
+	wantCode(t, err, http.StatusUnprocessableEntity, CodeMalformed)
 	// An exchange above the issuer's view of the balance is refused.
 	big := d.sign(spd.PendingRecord{ATC: 3, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 1_000_00, Time: at, Nonce: []byte("EXC-NONCE-3"),
 		Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 400})

@@ -336,6 +336,10 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 				// An exchange (SPEC.md 4.11, SPD-EXC-4): the stored value the
 				// device debited leaves its balance, exchanged into uses it
 				// holds or into another currency paid to its account.
+				if want, ok := exchangePrice(rec.PendingRecord); !ok || want != rec.Amount {
+					return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %s ATC %d: an exchange debit of %d for %d at %d/%d, whose price is %d",
+						rec.Device, rec.ATC, rec.Amount, rec.Target, rec.RateNumerator, rec.RateDenominator, want).at(i)
+				}
 				if rec.Amount > dev.balance {
 					return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: exchange of %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance).at(i)
 				}
