@@ -37,16 +37,26 @@ start_sample() {
 	pcsc)
 		"$BIN" emulate sim --app "$app" --vpcd "${slots[$n]}" --slot-wait 5m --state "$work/sample$n-$app.state" >"$work/sample$n.log" 2>&1 &
 		pids+=($!)
-		# pcscd sees the card within its polling interval, once the
-		# emulator has the slot (another test may hold it for a while).
-		local pid=$!
-		for _ in $(seq 3100); do
-			opensc-tool --list-readers 2>/dev/null | grep -q "Yes.*${readers[$n]}" && break
+		# The emulator says "connected to vpcd" once the slot is its own
+		# (another test may hold it for a while). Until pcscd has seen the
+		# previous card go and this one come, the reader may still show
+		# the previous holder's card: one APDU answered through pcscd
+		# (any status word) shows it reaches this emulator.
+		local pid=$! i
+		for i in $(seq 3100); do
+			grep -q 'connected to vpcd' "$work/sample$n.log" && break
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
-		opensc-tool --list-readers 2>/dev/null | grep -q "Yes.*${readers[$n]}" ||
-			fail "pcscd does not show a card in ${readers[$n]}: $(cat "$work/sample$n.log")"
+		grep -q 'connected to vpcd' "$work/sample$n.log" ||
+			fail "the SIM emulator did not get vpcd slot ${slots[$n]}: $(cat "$work/sample$n.log")"
+		for i in $(seq 300); do
+			opensc-tool --reader "${readers[$n]}" --send-apdu 00:A4:04:00:00 >/dev/null 2>&1 && break
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		opensc-tool --reader "${readers[$n]}" --send-apdu 00:A4:04:00:00 >/dev/null 2>&1 ||
+			fail "no APDU reaches the card in ${readers[$n]} through pcscd: $(cat "$work/sample$n.log")"
 		dut[$n]="pcsc:${readers[$n]}"
 		;;
 	serial)
