@@ -187,19 +187,19 @@ var looseAllowed = []struct{ file, text, why string }{
 	{"esim.go", "Expect(sw).To(BeElementOf(sw6D00, sw6A88)", "the ISD-R is another application, whose answers SPEC.md leaves to GlobalPlatform"},
 }
 
-// TestNoLooseStatusMatchers fails when a case accepts "any error": every
-// status word and decline reason the suite checks is one exact value.
-func TestNoLooseStatusMatchers(t *testing.T) {
+// sourceFile is one of the suite's own source files (not a test file).
+type sourceFile struct{ name, text string }
+
+// suiteSources reads the suite's source files from the working directory,
+// skipping the test where they are not there: a standalone suite binary
+// (go test -c) run where a vendor keeps it.
+func suiteSources(t *testing.T) []sourceFile {
+	t.Helper()
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatalf("no suite source: %v", err)
 	}
-	if len(files) == 0 {
-		// A standalone suite binary (go test -c) run where a vendor
-		// keeps it: the source this test reads is not there.
-		t.Skip("scenarios: the suite's source is not in the working directory (a standalone suite binary)")
-	}
-	used := map[int]bool{}
+	var out []sourceFile
 	for _, file := range files {
 		if strings.HasSuffix(file, "_test.go") {
 			continue
@@ -208,8 +208,22 @@ func TestNoLooseStatusMatchers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		out = append(out, sourceFile{file, string(b)})
+	}
+	if len(out) == 0 {
+		t.Skip("scenarios: the suite's source is not in the working directory (a standalone suite binary)")
+	}
+	return out
+}
+
+// TestNoLooseStatusMatchers fails when a case accepts "any error": every
+// status word and decline reason the suite checks is one exact value.
+func TestNoLooseStatusMatchers(t *testing.T) {
+	used := map[int]bool{}
+	for _, src := range suiteSources(t) {
+		file := src.name
 	lines:
-		for n, line := range strings.Split(string(b), "\n") {
+		for n, line := range strings.Split(src.text, "\n") {
 			for _, re := range looseMatchers {
 				if !re.MatchString(line) {
 					continue
@@ -240,23 +254,10 @@ var assertsCall = regexp.MustCompile(`asserts\("C([0-9]+)"`)
 // asserted which claim (the report's claim grid); this is the check that
 // needs no device.
 func TestEveryClaimAsserted(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Skip("scenarios: the suite's source is not in the working directory (a standalone suite binary)")
-	}
 	asserted := map[int]int{}
-	for _, file := range files {
-		if strings.HasSuffix(file, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range assertsCall.FindAllStringSubmatch(string(b), -1) {
+	for _, src := range suiteSources(t) {
+		file := src.name
+		for _, m := range assertsCall.FindAllStringSubmatch(src.text, -1) {
 			n, _ := strconv.Atoi(m[1])
 			if n < 1 || n > 50 {
 				t.Errorf("%s asserts C%d: CLAIMS.md numbers C1..C50", file, n)
