@@ -80,7 +80,7 @@ lane() {
 		echo "[$name] == $step"
 		t0=$EPOCHREALTIME
 		cputime "$times/$name.cpu0"
-		bash -c "$step" 2>&1 | sed -u "s/^/[$name] /"
+		bash -c "$step" 2>&1 | sed -u "s/^/[$name] /" | tee "$times/$name.out"
 		rc=${PIPESTATUS[0]}
 		cputime "$times/$name.cpu1"
 		cpu=$(awk 'NR == 1 { a = $1 } NR == 2 { printf "%.1f", $1 - a }' "$times/$name.cpu0" "$times/$name.cpu1")
@@ -118,4 +118,16 @@ for name in checks tests; do
 	done <"$times/$name"
 done
 printf '== make test: %.1f s wall time, %s s of CPU (lanes %s)\n' "$total" "$(cat "$times/all.cpu")" "${TEST_LANES:-2}"
+# A failing step's own lines about what failed come again last, so that the
+# end of a long log (all that some CI views keep) names the failing test.
+for name in checks tests; do
+	[[ -s $times/$name ]] || continue
+	read -r _ _ rc step < <(tail -1 "$times/$name")
+	((rc == 0)) && continue
+	echo "== make test: $name failed in: $step; what it said of the failure (the full output is above):"
+	grep -E -e '--- FAIL|^\[[a-z]+\] (FAIL|panic:|fatal error:)|\[FAIL\]|NOT CERTIFIED|\.go:[0-9]+: |Error [0-9]|timed out|exit status' \
+		"$times/$name.out" | tail -n 40
+	echo "== make test: failed in $name: $(grep -oE -e '--- FAIL: [^ ]+|^\[[a-z]+\] FAIL[[:space:]]+[^ ]+|\[FAIL\] .*|NOT CERTIFIED.*' "$times/$name.out" |
+		sed -E 's/^--- FAIL: //; s/^\[[a-z]+\] FAIL[[:space:]]+/package /' | sort -u | head -20 | paste -sd ' ' -)"
+done
 ((rc1 == 0 && rc2 == 0))
