@@ -6,6 +6,7 @@ import (
 	"image"
 	"math"
 	"math/rand/v2"
+	"sync"
 
 	"github.com/makiuchi-d/gozxing/common"
 
@@ -265,34 +266,55 @@ func blurAt(src []uint8, kernel []uint32, r, x int) uint32 {
 	return acc
 }
 
-// sample reads g at a real position by bilinear interpolation; outside is
-// white.
+// subpixel is the fixed-point unit of sampleFixed's positions: 1/1024 of
+// a pixel (the products of its weights still fit 32 bits), so that a bilinear sample is within one grey level of an interpolation
+// in floating point (the tests' sample).
+const (
+	subpixel      = 1 << subpixelShift
+	subpixelShift = 10
+)
+
+// sampleFixed is the bilinear sample at (x, y) given in 1/subpixel of a
+// pixel, in integers: the four neighbours weighted by the fractions left,
+// rounded to the nearest grey level; outside the image is white.
 //
 //go:norace
-func sample(g *image.Gray, x, y float64) float64 {
+func sampleFixed(g *image.Gray, x, y int) uint8 {
+	ix, iy := x>>subpixelShift, y>>subpixelShift
+	fx, fy := uint32(x&(subpixel-1)), uint32(y&(subpixel-1))
 	w, h := g.Rect.Dx(), g.Rect.Dy()
-	x0, y0 := math.Floor(x), math.Floor(y)
-	fx, fy := x-x0, y-y0
-	ix, iy := int(x0), int(y0)
-	var p00, p10, p01, p11 float64
-	if ix >= 0 && iy >= 0 && ix+1 < w && iy+1 < h {
-		i := iy*g.Stride + ix
-		p00, p10 = float64(g.Pix[i]), float64(g.Pix[i+1])
-		p01, p11 = float64(g.Pix[i+g.Stride]), float64(g.Pix[i+g.Stride+1])
-	} else {
-		at := func(xi, yi int) float64 {
-			if xi < 0 || yi < 0 || xi >= w || yi >= h {
-				return 255
-			}
-			return float64(g.Pix[yi*g.Stride+xi])
-		}
-		p00, p10, p01, p11 = at(ix, iy), at(ix+1, iy), at(ix, iy+1), at(ix+1, iy+1)
+	if uint(ix) < uint(w-1) && uint(iy) < uint(h-1) {
+		return bilinear(g.Pix, iy*g.Stride+ix, g.Stride, fx, fy)
 	}
-	top := p00*(1-fx) + p10*fx
-	bottom := p01*(1-fx) + p11*fx
-	return top*(1-fy) + bottom*fy
+	at := func(xi, yi int) uint32 {
+		if xi < 0 || yi < 0 || xi >= w || yi >= h {
+			return 255
+		}
+		return uint32(g.Pix[yi*g.Stride+xi])
+	}
+	return mix(at(ix, iy), at(ix+1, iy), at(ix, iy+1), at(ix+1, iy+1), fx, fy)
 }
 
+// bilinear is sampleFixed inside the image: pix[i] is the top left
+// neighbour, stride the distance to the one below it.
+//
+//go:norace
+func bilinear(pix []uint8, i, stride int, fx, fy uint32) uint8 {
+	top := uint32(pix[i])*(subpixel-fx) + uint32(pix[i+1])*fx
+	bottom := uint32(pix[i+stride])*(subpixel-fx) + uint32(pix[i+stride+1])*fx
+	return uint8((top*(subpixel-fy) + bottom*fy + subpixel*subpixel/2) >> (2 * subpixelShift))
+}
+
+// mix weighs four neighbours by the fractions fx, fy (in 1/subpixel).
+func mix(p00, p10, p01, p11, fx, fy uint32) uint8 {
+	top := p00*(subpixel-fx) + p10*fx
+	bottom := p01*(subpixel-fx) + p11*fx
+	return uint8((top*(subpixel-fy) + bottom*fy + subpixel*subpixel/2) >> (2 * subpixelShift))
+}
+
+// rotate turns g about its centre by degrees, counter-clockwise on screen,
+// onto a canvas that holds the corners, white around them.
+//
 //go:norace
 func rotate(g *image.Gray, degrees float64) *image.Gray {
 	a := degrees * math.Pi / 180
@@ -304,43 +326,106 @@ func rotate(g *image.Gray, degrees float64) *image.Gray {
 	cx, cy := w/2, h/2
 	ncx, ncy := float64(nw)/2, float64(nh)/2
 	for y := range nh {
-		for x := range nw {
-			// Inverse rotation of the output pixel centre; image y grows
-			// downwards, so counter-clockwise on screen is this sign.
-			dx, dy := float64(x)+0.5-ncx, float64(y)+0.5-ncy
-			sx := cos*dx - sin*dy + cx - 0.5
-			sy := sin*dx + cos*dy + cy - 0.5
-			if sx <= -1 || sy <= -1 || sx >= w || sy >= h {
-				out.Pix[y*out.Stride+x] = 255 // all four neighbours outside
-				continue
-			}
-			out.Pix[y*out.Stride+x] = clamp(sample(g, sx, sy))
-		}
+		// Inverse rotation of the output pixel centre; image y grows
+		// downwards, so counter-clockwise on screen is this sign. Along
+		// the row the source position moves by (cos, sin) a pixel.
+		dx, dy := 0.5-ncx, float64(y)+0.5-ncy
+		sampleLine(out.Pix[y*out.Stride:y*out.Stride+nw], g,
+			cos*dx-sin*dy+cx-0.5, sin*dx+cos*dy+cy-0.5, cos, sin)
 	}
 	return out
 }
 
+// sampleLine fills dst with samples of g along a line: the first at
+// (x, y), each next one (dx, dy) further. It steps the position in fixed
+// point with 32 bits below the pixel, so that the steps add up to far
+// less than 1/subpixel of error across any image.
+//
+//go:norace
+func sampleLine(dst []uint8, g *image.Gray, x, y, dx, dy float64) {
+	const one = 1 << 32
+	step := func(v float64) int64 {
+		return int64(math.Floor(max(min(v, 1<<30), -(1<<30))*one + 0.5))
+	}
+	sx, sy, stepX, stepY := step(x), step(y), step(dx), step(dy)
+	w, h := g.Rect.Dx(), g.Rect.Dy()
+	for i := range dst {
+		ix, iy := int(sx>>32), int(sy>>32)
+		fx, fy := uint32(sx>>(32-subpixelShift))&(subpixel-1), uint32(sy>>(32-subpixelShift))&(subpixel-1)
+		switch {
+		case uint(ix) < uint(w-1) && uint(iy) < uint(h-1):
+			dst[i] = bilinear(g.Pix, iy*g.Stride+ix, g.Stride, fx, fy)
+		case ix < -1 || iy < -1 || ix >= w || iy >= h:
+			dst[i] = 255 // all four neighbours outside
+		default:
+			dst[i] = sampleFixed(g, ix<<subpixelShift|int(fx), iy<<subpixelShift|int(fy))
+		}
+		sx += stepX
+		sy += stepY
+	}
+}
+
+// noise adds Gaussian noise of sigma grey levels. Each pixel's draw is a
+// quantile of the standard normal distribution at one of 65536 equally
+// likely probabilities, picked by 16 bits of a PCG stream seeded with
+// seed: the normal distribution to within 1/65536 of probability (its
+// tails cut at 4.3 sigma), at a table look-up a pixel.
+//
 //go:norace
 func noise(g *image.Gray, sigma float64, seed uint64) *image.Gray {
-	rng := rand.New(rand.NewPCG(seed, 0x5350444C4142)) // "SPDLAB"
+	rng := rand.NewPCG(seed, 0x5350444C4142) // "SPDLAB"
+	q := normalQuantiles()
+	// The draws in grey levels, times 16 for rounding.
+	var draws [1 << 16]int32
+	for i, z := range q {
+		draws[i] = int32(math.Round(float64(z) * sigma * 16))
+	}
 	out := image.NewGray(g.Rect)
+	var bits uint64
 	for i, p := range g.Pix {
-		out.Pix[i] = clamp(float64(p) + rng.NormFloat64()*sigma)
+		if i%4 == 0 {
+			bits = rng.Uint64()
+		}
+		v := (int32(p)*16 + draws[uint16(bits)] + 8) >> 4
+		bits >>= 16
+		out.Pix[i] = uint8(min(max(v, 0), 255))
 	}
 	return out
 }
 
+// normalQuantiles are the standard normal distribution's quantiles at the
+// probabilities (i + 1/2) / 65536.
+var normalQuantiles = sync.OnceValue(func() *[1 << 16]float32 {
+	var q [1 << 16]float32
+	for i := range q {
+		p := (float64(i) + 0.5) / (1 << 16)
+		q[i] = float32(math.Sqrt2 * math.Erfinv(2*p-1))
+	}
+	return &q
+})
+
+// contrast pulls every grey level towards mid-grey, through a table of
+// the 256 levels.
+//
 //go:norace
 func contrast(g *image.Gray, c float64) *image.Gray {
+	var level [256]uint8
+	for p := range level {
+		level[p] = clamp(127.5 + (float64(p)-127.5)*c)
+	}
 	out := image.NewGray(g.Rect)
 	for i, p := range g.Pix {
-		out.Pix[i] = clamp(127.5 + (float64(p)-127.5)*c)
+		out.Pix[i] = level[p]
 	}
 	return out
 }
 
 // keystone maps the image onto a trapezoid whose top edge is inset by s of
-// the width on each side.
+// the width on each side. The map from the trapezoid back to the source
+// rectangle is a perspective transform that keeps horizontal lines
+// horizontal (the trapezoid's top and bottom are parallel, as the
+// rectangle's are), so along an output row it is affine: the row's two
+// end pixels give the line sampleLine follows.
 //
 //go:norace
 func keystone(g *image.Gray, s float64) *image.Gray {
@@ -351,15 +436,15 @@ func keystone(g *image.Gray, s float64) *image.Gray {
 		inset, 0, w-inset, 0, w, h, 0, h,
 		0, 0, w, 0, w, h, 0, h)
 	out := image.NewGray(g.Rect)
-	pt := make([]float64, 2*g.Rect.Dx())
+	nw := g.Rect.Dx()
 	for y := range g.Rect.Dy() {
-		for x := range g.Rect.Dx() {
-			pt[2*x], pt[2*x+1] = float64(x)+0.5, float64(y)+0.5
+		ends := []float64{0.5, float64(y) + 0.5, float64(nw) - 0.5, float64(y) + 0.5}
+		t.TransformPoints(ends)
+		dx := 0.0
+		if nw > 1 {
+			dx = (ends[2] - ends[0]) / float64(nw-1)
 		}
-		t.TransformPoints(pt)
-		for x := range g.Rect.Dx() {
-			out.Pix[y*out.Stride+x] = clamp(sample(g, pt[2*x]-0.5, pt[2*x+1]-0.5))
-		}
+		sampleLine(out.Pix[y*out.Stride:y*out.Stride+nw], g, ends[0]-0.5, ends[1]-0.5, dx, 0)
 	}
 	return out
 }

@@ -1,11 +1,14 @@
 package optical
 
 import (
+	"fmt"
 	"image"
 	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/makiuchi-d/gozxing/common"
 
 	"github.com/spdlab/spdlab/reference/medium"
 )
@@ -128,4 +131,125 @@ func timeOf(f func()) float64 {
 	t0 := time.Now()
 	f()
 	return time.Since(t0).Seconds()
+}
+
+// sample reads g at a real position by bilinear interpolation; outside is
+// white. It is the definition that sampleFixed computes in fixed point.
+func sample(g *image.Gray, x, y float64) float64 {
+	w, h := g.Rect.Dx(), g.Rect.Dy()
+	x0, y0 := math.Floor(x), math.Floor(y)
+	fx, fy := x-x0, y-y0
+	ix, iy := int(x0), int(y0)
+	at := func(xi, yi int) float64 {
+		if xi < 0 || yi < 0 || xi >= w || yi >= h {
+			return 255
+		}
+		return float64(g.Pix[yi*g.Stride+xi])
+	}
+	p00, p10, p01, p11 := at(ix, iy), at(ix+1, iy), at(ix, iy+1), at(ix+1, iy+1)
+	top := p00*(1-fx) + p10*fx
+	bottom := p01*(1-fx) + p11*fx
+	return top*(1-fy) + bottom*fy
+}
+
+// rotateDirect is the rotation's definition: each output pixel centre
+// turned back onto the source and sampled in floating point.
+func rotateDirect(g *image.Gray, degrees float64) *image.Gray {
+	a := degrees * math.Pi / 180
+	sin, cos := math.Sin(a), math.Cos(a)
+	w, h := float64(g.Rect.Dx()), float64(g.Rect.Dy())
+	nw := int(math.Ceil(math.Abs(w*cos) + math.Abs(h*sin)))
+	nh := int(math.Ceil(math.Abs(w*sin) + math.Abs(h*cos)))
+	out := image.NewGray(image.Rect(0, 0, nw, nh))
+	cx, cy := w/2, h/2
+	ncx, ncy := float64(nw)/2, float64(nh)/2
+	for y := range nh {
+		for x := range nw {
+			dx, dy := float64(x)+0.5-ncx, float64(y)+0.5-ncy
+			sx := cos*dx - sin*dy + cx - 0.5
+			sy := sin*dx + cos*dy + cy - 0.5
+			out.Pix[y*out.Stride+x] = clamp(sample(g, sx, sy))
+		}
+	}
+	return out
+}
+
+// keystoneDirect is the keystone's definition, in floating point.
+func keystoneDirect(g *image.Gray, s float64) *image.Gray {
+	w, h := float64(g.Rect.Dx()), float64(g.Rect.Dy())
+	inset := s * w
+	t := common.PerspectiveTransform_QuadrilateralToQuadrilateral(
+		inset, 0, w-inset, 0, w, h, 0, h,
+		0, 0, w, 0, w, h, 0, h)
+	out := image.NewGray(g.Rect)
+	for y := range g.Rect.Dy() {
+		for x := range g.Rect.Dx() {
+			pt := []float64{float64(x) + 0.5, float64(y) + 0.5}
+			t.TransformPoints(pt)
+			out.Pix[y*out.Stride+x] = clamp(sample(g, pt[0]-0.5, pt[1]-0.5))
+		}
+	}
+	return out
+}
+
+// TestGeometryIsWithinAGreyLevelOfItsDefinition: rotation and keystone,
+// sampled in fixed point, give every pixel within one grey level of the
+// same transform in floating point.
+func TestGeometryIsWithinAGreyLevelOfItsDefinition(t *testing.T) {
+	for name, g := range blurInputs(t) {
+		if g.Rect.Min != (image.Point{}) {
+			g = toGray(g)
+		}
+		type pair struct{ got, want *image.Gray }
+		cases := map[string]pair{}
+		for _, deg := range []float64{0, 4, -10, 25, 90, 181} {
+			cases[fmt.Sprintf("rotation %g", deg)] = pair{rotate(g, deg), rotateDirect(g, deg)}
+		}
+		for _, s := range []float64{0, 0.015, 0.2, 0.45} {
+			cases[fmt.Sprintf("keystone %g", s)] = pair{keystone(g, s), keystoneDirect(g, s)}
+		}
+		for fault, p := range cases {
+			if p.got.Rect != p.want.Rect {
+				t.Fatalf("%s, %s: %v, want %v", name, fault, p.got.Rect, p.want.Rect)
+			}
+			for i := range p.want.Pix {
+				if d := int(p.got.Pix[i]) - int(p.want.Pix[i]); d < -1 || d > 1 {
+					w := p.want.Rect.Dx()
+					t.Fatalf("%s, %s: pixel (%d,%d) is %d, the definition gives %d", name, fault, i%w, i/w, p.got.Pix[i], p.want.Pix[i])
+				}
+			}
+		}
+	}
+}
+
+// TestNoiseIsGaussian: on a flat mid-grey image the noise's mean is 0
+// and its standard deviation sigma, and its tails hold the normal
+// distribution's share (4.55 % beyond 2 sigma).
+func TestNoiseIsGaussian(t *testing.T) {
+	g := image.NewGray(image.Rect(0, 0, 400, 400))
+	for i := range g.Pix {
+		g.Pix[i] = 128
+	}
+	const sigma = 20
+	out := noise(g, sigma, 5)
+	var sum, sq float64
+	beyond := 0
+	for _, p := range out.Pix {
+		d := float64(p) - 128
+		sum += d
+		sq += d * d
+		if math.Abs(d) > 2*sigma {
+			beyond++
+		}
+	}
+	n := float64(len(out.Pix))
+	mean := sum / n
+	sd := math.Sqrt(sq/n - mean*mean)
+	tail := float64(beyond) / n
+	// A draw beyond 2 sigma rounds to a level more than 2 sigma away
+	// when it lies more than half a level beyond.
+	wantTail := math.Erfc((2*sigma + 0.5) / sigma / math.Sqrt2)
+	if math.Abs(mean) > 0.2 || math.Abs(sd-sigma) > 0.2 || math.Abs(tail-wantTail) > 0.002 {
+		t.Fatalf("mean %.3f, standard deviation %.3f, %.4f beyond 2 sigma; want 0, %d, %.4f", mean, sd, tail, sigma, wantTail)
+	}
 }

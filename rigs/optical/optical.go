@@ -16,7 +16,7 @@
 //	fault         all read at    first failure (format)
 //	blur          sigma 2.5 px   3 px (DataMatrix); QR and Code 128 at 4 px
 //	rotation      15 degrees     20 (Code 128); DataMatrix 45; QR reads at 45
-//	noise         sigma 120      200 (QR, DataMatrix); Code 128 reads at 200
+//	noise         sigma 120      200 (DataMatrix); QR and Code 128 read at 200
 //	low contrast  0.25           0.15 (DataMatrix), 0.1 (QR), 0.05 (Code 128)
 //	perspective   keystone 0.1   0.15 (QR), 0.25 (DataMatrix); Code 128 reads at 0.35
 //
