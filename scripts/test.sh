@@ -11,7 +11,10 @@
 #
 # Each test runs once: the packages that start goroutines only under the
 # race detector (make check-race), the others only in the tests lane
-# (scripts/race-packages.sh --others). On a fresh clone the build cache is
+# (scripts/race-packages.sh --others), but for the tests of cmd/spdlab that
+# run the whole conformance suite in a child process (named ...WholeSuite):
+# under the race detector that child takes minutes and they skip, and the
+# suite's own race run is ./scenarios'; they run here without it. On a fresh clone the build cache is
 # empty and most of the time goes to compiling; two go commands compiling
 # the same package at once both compile it, so each lane starts with a
 # build configuration the other does not use (race; plain, through the
@@ -52,6 +55,7 @@ suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
 	"$GO test -c -o $suite ./scenarios"
 	"pkgs=\$(bash scripts/race-packages.sh --others) && $GO test -count=1 -timeout 20m \$pkgs"
+	"$GO test -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
 	"$MAKE --no-print-directory test-backend-postgres"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"

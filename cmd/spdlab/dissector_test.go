@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -57,6 +59,29 @@ func specCommands(t *testing.T) []string {
 }
 
 // tshark runs tshark with the shipped dissector on a trace.
+// tsharkRows runs tshark once on trace and returns, for each record, the
+// values of fields by field name (several occurrences joined by "|").
+func tsharkRows(t *testing.T, trace string, fields ...string) []map[string]string {
+	t.Helper()
+	args := []string{"-T", "fields", "-E", "separator=/t", "-E", "occurrence=a", "-E", "aggregator=|"}
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	var rows []map[string]string
+	for _, l := range strings.Split(strings.TrimSuffix(tshark(t, trace, args...), "\n"), "\n") {
+		vs := strings.Split(l, "\t")
+		if len(vs) != len(fields) {
+			t.Fatalf("tshark printed %d fields, want %d: %q", len(vs), len(fields), l)
+		}
+		r := make(map[string]string, len(fields))
+		for i, f := range fields {
+			r[f] = vs[i]
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
 func tshark(t *testing.T, trace string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("tshark", append([]string{"-X", "lua_script:" + dissector, "-r", trace}, args...)...)
@@ -75,7 +100,8 @@ func tshark(t *testing.T, trace string, args ...string) string {
 // 4 in the trace of a whole certify run, decodes ATR records as ATRs,
 // status words by their SPEC meaning and links GET RESPONSE to the
 // exchange it continues.
-func TestDissectorNamesEveryCommand(t *testing.T) {
+func TestDissectorNamesEveryCommandWholeSuite(t *testing.T) {
+	wholeSuite(t)
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Skip("tshark is not installed (make deps installs it with the other Debian packages): " + err.Error())
 	}
@@ -91,9 +117,13 @@ func TestDissectorNamesEveryCommand(t *testing.T) {
 	if out, errOut, err := child("certify", "--dut", "ref", "--key", key, "--out", filepath.Join(dir, "out"), "--trace", trace); err != nil {
 		t.Fatalf("certify --dut ref: %v\n%s%s", err, out, errOut)
 	}
+	// tshark reads the trace of a whole run once (each pass takes seconds),
+	// every field this test looks at in one row a record.
+	rows := tsharkRows(t, trace, "frame.protocols", "spdlab.command", "spdlab.atr.ts", "spdlab.atr.historical_text",
+		"spdlab.sw", "spdlab.sw.meaning", "spdlab.tlv.name", "spdlab.case", "spdlab.cla", "spdlab.ins", "spdlab.p1", "spdlab.p2")
 	seen := map[string]bool{}
-	for _, l := range strings.Split(tshark(t, trace, "-T", "fields", "-e", "spdlab.command"), "\n") {
-		seen[strings.TrimSpace(l)] = true
+	for _, r := range rows {
+		seen[r["spdlab.command"]] = true
 	}
 	names := specCommands(t)
 	if len(names) < 25 {
@@ -105,14 +135,29 @@ func TestDissectorNamesEveryCommand(t *testing.T) {
 		}
 	}
 
-	atrs := tshark(t, trace, "-Y", "spdlab.atr", "-T", "fields", "-e", "spdlab.atr.ts", "-e", "spdlab.atr.historical_text")
-	if !strings.Contains(atrs, "0x3b\tSPDLAB SIM") {
-		t.Errorf("ATR records do not decode as ATRs:\n%.300s", atrs)
+	atrs, sws, tlv := 0, "", ""
+	for _, r := range rows {
+		protos := strings.Split(r["frame.protocols"], ":")
+		isATR := r["spdlab.atr.ts"] != ""
+		if slices.Contains(protos, "gsm_sim") || isATR && r["spdlab.command"] != "" {
+			t.Errorf("a record decoded as something else: %v", r)
+		}
+		if isATR {
+			atrs++
+			if r["spdlab.atr.ts"] != "0x3b" || r["spdlab.atr.historical_text"] != "SPDLAB SIM" {
+				t.Errorf("an ATR record does not decode as the emulated SIM's ATR: %v", r)
+			}
+		}
+		if sw, err := strconv.ParseUint(strings.TrimPrefix(r["spdlab.sw"], "0x"), 16, 16); err == nil && sw == 0x6a86 {
+			sws += r["spdlab.sw.meaning"] + "\n"
+		}
+		if r["spdlab.command"] == "PAY" {
+			tlv += r["spdlab.tlv.name"] + "\n"
+		}
 	}
-	if bad := tshark(t, trace, "-Y", "gsm_sim || spdlab.atr && spdlab.command"); bad != "" {
-		t.Errorf("records decoded as something else:\n%.300s", bad)
+	if atrs == 0 {
+		t.Error("no ATR record decodes as an ATR")
 	}
-	sws := tshark(t, trace, "-Y", "spdlab.sw == 0x6a86", "-T", "fields", "-e", "spdlab.sw.meaning")
 	if !strings.Contains(sws, "incorrect P1/P2") {
 		t.Errorf("6A86 without its SPEC meaning:\n%.300s", sws)
 	}
@@ -142,20 +187,19 @@ func TestDissectorNamesEveryCommand(t *testing.T) {
 	if strings.TrimSpace(back) != "2" {
 		t.Errorf("the 61xx answer does not link to its GET RESPONSE: %q", back)
 	}
-	tlv := tshark(t, trace, "-Y", `spdlab.command == "PAY"`, "-T", "fields", "-e", "spdlab.tlv.name")
 	for _, want := range []string{"amount", "currency", "time", "device signature", "service information template"} {
 		if !strings.Contains(tlv, want) {
 			t.Errorf("PAY's TLV objects lack %q", want)
 		}
 	}
-	checkCaseTags(t, trace, filepath.Join(dir, "out"))
+	checkCaseTags(t, rows, filepath.Join(dir, "out"))
 }
 
 // checkCaseTags: every record certify writes once the cases run carries
 // the ID of the case that sent it, and filtering the trace by one case
 // finds that case's exchanges, in the order of its transcript in the
 // report.
-func checkCaseTags(t *testing.T, trace, out string) {
+func checkCaseTags(t *testing.T, rows []map[string]string, out string) {
 	t.Helper()
 	cert, err := reports.ReadCertificate(out)
 	if err != nil {
@@ -166,8 +210,11 @@ func checkCaseTags(t *testing.T, trace, out string) {
 		inReport[cs.ID] = true
 	}
 	tagged := 0
-	for _, l := range strings.Split(strings.TrimSpace(tshark(t, trace, "-Y", "spdlab", "-T", "fields", "-e", "spdlab.case")), "\n") {
-		switch {
+	for _, r := range rows {
+		if !slices.Contains(strings.Split(r["frame.protocols"], ":"), "spdlab") {
+			continue
+		}
+		switch l := r["spdlab.case"]; {
 		case l != "" && !inReport[l]:
 			t.Fatalf("a record is tagged with %q, no case of the report", l)
 		case l != "":
@@ -193,11 +240,13 @@ func checkCaseTags(t *testing.T, trace, out string) {
 		}
 	}
 	var got []string
-	for _, l := range strings.Split(strings.TrimSpace(tshark(t, trace, "-Y", `spdlab.case == "TC-PAY-001" && spdlab.command`,
-		"-T", "fields", "-e", "spdlab.cla", "-e", "spdlab.ins", "-e", "spdlab.p1", "-e", "spdlab.p2")), "\n") {
+	for _, r := range rows {
+		if r["spdlab.case"] != "TC-PAY-001" || r["spdlab.command"] == "" {
+			continue
+		}
 		var h string
-		for _, f := range strings.Split(l, "\t") {
-			h += strings.ToUpper(strings.TrimPrefix(f, "0x"))
+		for _, f := range []string{"spdlab.cla", "spdlab.ins", "spdlab.p1", "spdlab.p2"} {
+			h += strings.ToUpper(strings.TrimPrefix(r[f], "0x"))
 		}
 		got = append(got, h)
 	}

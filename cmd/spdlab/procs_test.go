@@ -103,7 +103,7 @@ func outcomes(c reports.Certificate) []string {
 // A run of ref in two processes has the verdict, cases, outcomes,
 // transcripts and trace of a serial run; a device that fails one case
 // (a mutant) fails the whole run whichever process ran the case.
-func TestCertifyProcs(t *testing.T) {
+func TestCertifyProcsWholeSuite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole suite twice")
 	}
@@ -226,5 +226,15 @@ func TestCertifyProcsRefused(t *testing.T) {
 		if code != 2 || !strings.Contains(stderr, c.want) {
 			t.Errorf("%v: exit %d, %q; want exit 2 and %q", c.args, code, stderr, c.want)
 		}
+	}
+}
+
+// mustBeNamedWholeSuite fails a test that calls wholeSuite without WholeSuite
+// in its name: make test selects those tests by name for its run without the
+// race detector, so a test not so named would run nowhere.
+func mustBeNamedWholeSuite(t *testing.T) {
+	t.Helper()
+	if !strings.Contains(strings.SplitN(t.Name(), "/", 2)[0], "WholeSuite") {
+		t.Fatalf("%s runs the whole suite (wholeSuite) but its name lacks WholeSuite, so make test would never run it", t.Name())
 	}
 }
