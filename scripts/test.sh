@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
 # make test's steps, in two lanes that run side by side: the checks (the
 # race detector on every package that starts a goroutine, the cgo-free and
-# macOS builds, gofmt, tidiness and staticcheck, vet) in one, the tests (the
-# suite binary, every other package's tests, the backend's again on
-# PostgreSQL, the conformance suite on every emulated DUT, certification of
-# devices reached as hardware is, the mutants; the suite binary built once
-# for them) in the other. Every step still runs, each in the order
-# of its lane; a lane stops at its first failing step and the script fails
-# when either lane does.
+# macOS builds, gofmt, tidiness and staticcheck, vet, then the backend's
+# tests again on PostgreSQL, which mostly wait on the server) in one, the
+# tests (the suite binary, every other package's tests, the conformance
+# suite on every emulated DUT, certification of devices reached as hardware
+# is, the mutants; the suite binary built once for them) in the other. Every
+# step still runs, each in the order of its lane; a lane stops at its first
+# failing step and the script fails when either lane does.
 #
 # Each test runs once: the packages that start goroutines only under the
 # race detector (make check-race), the others only in the tests lane
 # (scripts/race-packages.sh --others), but for the tests of cmd/spdlab that
 # run the whole conformance suite in a child process (named ...WholeSuite):
 # under the race detector that child takes minutes and they skip, and the
-# suite's own race run is ./scenarios'; they run here without it. On a fresh clone the build cache is
-# empty and most of the time goes to compiling; two go commands compiling
-# the same package at once both compile it, so each lane starts with a
-# build configuration the other does not use (race; plain, through the
-# suite binary) and the steps that share one come after it. Much of the
-# rest waits rather than computes (single-threaded links, timers, processes
-# started one after another), and the other lane fills those gaps.
+# suite's own race run is ./scenarios'; they run in the tests lane without
+# it. On a fresh clone the build cache is empty and most of the time goes
+# to compiling; two go commands compiling the same package at once both
+# compile it, so each lane starts with a build configuration the other does
+# not use (race; plain, through the suite binary) and the steps that share
+# one come after it. Much of the rest waits rather than computes
+# (single-threaded links, timers, processes started one after another), and
+# the other lane fills those gaps.
 #
 # Every output line carries its lane's name; each step's wall time and CPU
 # time are printed when it ends, and a table of them at the end, so a CI
@@ -48,6 +49,7 @@ checks=(
 	"$MAKE --no-print-directory check-builds"
 	"$MAKE --no-print-directory check-static"
 	"$GO vet ./..."
+	"$MAKE --no-print-directory test-backend-postgres"
 )
 # The suite binary is built once, for the mutants.
 mkdir -p "$OUT"
@@ -56,7 +58,6 @@ tests=(
 	"$GO test -c -o $suite ./scenarios"
 	"pkgs=\$(bash scripts/race-packages.sh --others) && $GO test -count=1 -timeout 20m \$pkgs"
 	"$GO test -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
-	"$MAKE --no-print-directory test-backend-postgres"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
