@@ -137,18 +137,21 @@ type Server struct {
 	// abortAttempt, set by tests, aborts a write's transaction after its
 	// work with the error it returns, as the database would.
 	abortAttempt func(attempt int) error
-	closing      chan struct{}
-	closeOnce    sync.Once
-	writerDone   chan struct{}
-	stmts        writeStmts
-	signer       *ecdsa.PrivateKey
-	outbox       *Outbox
-	keys         keyCache
-	mux          *http.ServeMux
-	creds        credentials
-	hc           healthCheck
-	otpClients   clientLimiter
-	identities   IdentityBook
+	// failCommit, set by tests, fails the single writer's commit of a
+	// group of n writes with the error it returns, as the database would.
+	failCommit func(n int) error
+	closing    chan struct{}
+	closeOnce  sync.Once
+	writerDone chan struct{}
+	stmts      writeStmts
+	signer     *ecdsa.PrivateKey
+	outbox     *Outbox
+	keys       keyCache
+	mux        *http.ServeMux
+	creds      credentials
+	hc         healthCheck
+	otpClients clientLimiter
+	identities IdentityBook
 
 	srvMu sync.Mutex
 	srv   *http.Server

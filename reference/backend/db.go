@@ -83,10 +83,14 @@ func (w *writeStmts) close() {
 // fn's error rolls back fn's changes and nothing else.
 //
 // Writes are group-committed: one goroutine owns the writing connection,
-// takes every write waiting at that moment (up to maxGroup), runs each in a
-// SAVEPOINT of one transaction and commits them together, then answers
-// each. Writers are thus serialised in the process (SQLite never sees two)
-// and the commit cost is shared. No answer is given before the commit.
+// runs the first write waiting in a transaction, then every write that is
+// waiting once it is done, each in a SAVEPOINT of the same transaction,
+// until none is waiting (or maxGroup ran), and commits them together, then
+// answers each. Writes that arrive while the group runs join it, so the
+// commit is shared by as many as arrive during one another's work rather
+// than only by those already waiting when the group began. Writers are thus
+// serialised in the process (SQLite never sees two). No answer is given
+// before the commit, and a failed commit fails every write of the group.
 //
 // The transaction does not follow ctx's cancellation: a client that goes
 // away mid-transaction finds its request done or not done, as after a
@@ -198,73 +202,94 @@ func (s *Server) writer() {
 		case <-s.closing:
 			return
 		}
-		group := []*writeJob{first}
-	drain:
-		for len(group) < maxGroup {
-			select {
-			case j := <-s.jobs:
-				group = append(group, j)
-			default:
-				break drain
-			}
-		}
-		errs := s.commitGroup(group)
+		group, errs := s.commitGroup(first, s.waitingJob)
 		for i, j := range group {
 			j.done <- errs[i]
 		}
 	}
 }
 
-// commitGroup runs the jobs in one transaction and returns each one's error.
-func (s *Server) commitGroup(group []*writeJob) (errs []error) {
-	errs = make([]error, len(group))
-	fail := func(err error) []error {
+// waitingJob returns a write waiting to run, or nil.
+func (s *Server) waitingJob() *writeJob {
+	select {
+	case j := <-s.jobs:
+		return j
+	default:
+		return nil
+	}
+}
+
+// commitGroup runs first in a transaction, then each write next returns
+// until it returns nil or maxGroup ran, each of those in a savepoint that
+// its error rolls back, and commits. It returns the writes it ran and each
+// one's error: a failed begin or commit (or a panic) fails them all, and
+// then none of their changes is stored. A failing first write rolls the
+// transaction back at once and ends the group (no savepoint needed: it is
+// alone in it).
+func (s *Server) commitGroup(first *writeJob, next func() *writeJob) (group []*writeJob, errs []error) {
+	group, errs = []*writeJob{first}, []error{nil}
+	fail := func(err error) {
 		for i := range errs {
 			if errs[i] == nil {
 				errs[i] = internal(err)
 			}
 		}
-		return errs
 	}
 	ctx := context.Background()
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		return fail(err)
+		fail(err)
+		return group, errs
 	}
 	defer func() {
 		if p := recover(); p != nil {
 			tx.Rollback()
-			errs = fail(fmt.Errorf("backend: write panicked: %v", p))
+			fail(fmt.Errorf("backend: write panicked: %v", p))
 		}
 	}()
-	if len(group) == 1 {
-		if errs[0] = group[0].fn(group[0].ctx, tx); errs[0] != nil {
-			tx.Rollback()
-			return errs
+	if errs[0] = first.fn(first.ctx, tx); errs[0] != nil {
+		tx.Rollback()
+		return group, errs
+	}
+	var savepoint, rollbackTo, release *sql.Stmt
+	for len(group) < maxGroup {
+		j := next()
+		if j == nil {
+			break
 		}
-	} else {
-		savepoint, rollbackTo, release := tx.StmtContext(ctx, s.stmts.savepoint), tx.StmtContext(ctx, s.stmts.rollbackTo), tx.StmtContext(ctx, s.stmts.release)
-		for i, j := range group {
-			if _, err := savepoint.ExecContext(ctx); err != nil {
+		if savepoint == nil {
+			savepoint, rollbackTo, release = tx.StmtContext(ctx, s.stmts.savepoint), tx.StmtContext(ctx, s.stmts.rollbackTo), tx.StmtContext(ctx, s.stmts.release)
+		}
+		group, errs = append(group, j), append(errs, nil)
+		if _, err := savepoint.ExecContext(ctx); err != nil {
+			tx.Rollback()
+			fail(err)
+			return group, errs
+		}
+		if errs[len(errs)-1] = j.fn(j.ctx, tx); errs[len(errs)-1] != nil {
+			if _, err := rollbackTo.ExecContext(ctx); err != nil {
 				tx.Rollback()
-				return fail(err)
+				fail(err)
+				return group, errs
 			}
-			if errs[i] = j.fn(j.ctx, tx); errs[i] != nil {
-				if _, err := rollbackTo.ExecContext(ctx); err != nil {
-					tx.Rollback()
-					return fail(err)
-				}
-			}
-			if _, err := release.ExecContext(ctx); err != nil {
-				tx.Rollback()
-				return fail(err)
-			}
+		}
+		if _, err := release.ExecContext(ctx); err != nil {
+			tx.Rollback()
+			fail(err)
+			return group, errs
+		}
+	}
+	if s.failCommit != nil {
+		if err := s.failCommit(len(group)); err != nil {
+			tx.Rollback()
+			fail(err)
+			return group, errs
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fail(err)
+		fail(err)
 	}
-	return errs
+	return group, errs
 }
 
 // apiErr is an answer other than 2xx.
