@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -264,8 +265,11 @@ type OpticalSummary struct {
 	Format      string
 	Level       int
 	Read, Tried int
-	Faults      []string
-	Failed      []string // "medium: fault" that did not read
+	// Faults are every fault met at the level, each named once in the
+	// order first met: the suite spreads a level's faults over the media
+	// of a format, so one medium may meet one of them and another two.
+	Faults []string
+	Failed []string // "medium: fault" that did not read
 }
 
 // Rate is Read/Tried in percent.
@@ -290,10 +294,15 @@ func (c Certificate) OpticalRates() []OpticalSummary {
 			if !ok {
 				i = len(out)
 				idx[k] = i
-				out = append(out, OpticalSummary{Format: r.Format, Level: r.Level, Faults: r.Faults})
+				out = append(out, OpticalSummary{Format: r.Format, Level: r.Level})
 			}
 			out[i].Read += r.Read
 			out[i].Tried += r.Tried
+			for _, f := range r.Faults {
+				if !slices.Contains(out[i].Faults, f) {
+					out[i].Faults = append(out[i].Faults, f)
+				}
+			}
 			for _, f := range r.Failed {
 				out[i].Failed = append(out[i].Failed, r.Medium+": "+f)
 			}

@@ -159,3 +159,19 @@ func TestRoundTripsAndOpticalRates(t *testing.T) {
 		t.Errorf("QR level 0: %+v", s)
 	}
 }
+
+// A level's faults spread over several media are each named once in the
+// summary, in the order first met, and its counts are the sum.
+func TestOpticalRatesNameEveryFaultMet(t *testing.T) {
+	c := Certificate{Cases: []Case{{Optical: []OpticalRate{
+		{Medium: "token", Format: "QR", Level: 1, Read: 1, Tried: 1, Faults: []string{"rotation 4"}},
+		{Medium: "transfer", Format: "QR", Level: 1, Read: 1, Tried: 2, Faults: []string{"noise 15", "rotation 4"}, Failed: []string{"noise 15"}},
+	}}, {Optical: []OpticalRate{
+		{Medium: "merchant code", Format: "QR", Level: 1, Read: 1, Tried: 1, Faults: []string{"blur 1"}},
+	}}}}
+	s := c.OpticalRates()
+	if len(s) != 1 || s[0].Read != 3 || s[0].Tried != 4 || strings.Join(s[0].Faults, ", ") != "rotation 4, noise 15, blur 1" ||
+		strings.Join(s[0].Failed, ", ") != "transfer: noise 15" {
+		t.Fatalf("%+v", s)
+	}
+}

@@ -130,9 +130,9 @@ h4{font-size:.95em;margin:.8em 0 .3em}
 {{range .}}<tr><td>{{.Command}}</td><td>{{.N}}</td><td>{{.Cases}}</td><td>{{dur .Min}}</td><td>{{dur .Median}}</td><td>{{dur .P90}}</td><td>{{dur .Max}}</td><td>{{dur .Total}}</td></tr>
 {{end}}</table></details>{{end}}
 <h3 id="optical">Optical decode rate by format and degradation</h3>
-<p class="muted">Each coded medium the optical cases made, rendered and passed through graded camera faults (rigs/optical), then decoded: the share of images that read back to the same text. Level 0 is the clean render and must read; the degraded levels are measured, not required.</p>
+<p class="muted">Each coded medium the optical cases made, rendered and passed through graded camera faults (rigs/optical), then decoded: the share of images that read back to the same text. Level 0 is the clean render of every medium and must read; at each degraded level the five faults (blur, rotation, noise, low contrast, perspective) are spread over the media of a format, one fault a medium and each fault on one medium at least (a format's only medium meets all five), and are measured, not required.</p>
 {{.OpticalPlot}}
-{{with .Optical}}<table class="num" id="optical-rates"><tr><th>Format</th><th>Level</th><th>Faults (one image each)</th><th>Read</th><th>Rate</th><th>Did not read</th></tr>
+{{with .Optical}}<table class="num" id="optical-rates"><tr><th>Format</th><th>Level</th><th>Faults met</th><th>Read</th><th>Rate</th><th>Did not read</th></tr>
 {{range .}}<tr><td>{{.Format}}</td><td>{{.Level}}</td><td>{{if .Faults}}{{join .Faults}}{{else}}clean{{end}}</td><td>{{.Read}} of {{.Tried}}</td><td>{{.Percent}}</td><td>{{join .Failed}}</td></tr>
 {{end}}</table>{{end}}
 </section>
