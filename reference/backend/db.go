@@ -22,6 +22,7 @@ const (
 // writeStmts are the hot statements, prepared once on the writing connection.
 type writeStmts struct {
 	selRecord, insRecord, updRecord *sql.Stmt
+	selAuthorisation                *sql.Stmt
 	insNewRecord                    *sql.Stmt
 	selDevice, addBalance           *sql.Stmt
 	selToken, useToken              *sql.Stmt
@@ -34,6 +35,15 @@ const selDeviceSQL = `SELECT d.balance, d.currency, d.account,
 	EXISTS(SELECT 1 FROM revocations r WHERE (r.kind='device' AND r.subject=d.id)
 		OR (r.kind='cert' AND d.cert_serial<>'' AND r.subject=d.cert_serial))
 	FROM devices d WHERE d.id=$1`
+
+// selAuthorisationSQL reads what an authorisation decides on in one
+// statement: the device (as selDeviceSQL) and the record stored for its
+// ATC, if any (NULL state otherwise).
+const selAuthorisationSQL = `SELECT d.balance, d.currency, d.account,
+	EXISTS(SELECT 1 FROM revocations r WHERE (r.kind='device' AND r.subject=d.id)
+		OR (r.kind='cert' AND d.cert_serial<>'' AND r.subject=d.cert_serial)),
+	rec.state, rec.result, rec.body_hash
+	FROM devices d LEFT JOIN records rec ON rec.device_id=d.id AND rec.atc=$2 WHERE d.id=$1`
 
 // creditPayeeSQL credits a payee with $2 over $3 settled records.
 const creditPayeeSQL = `INSERT INTO payees(payee, balance, records, updated_at) VALUES($1, $2, $3, $4)
@@ -56,6 +66,7 @@ func (w *writeStmts) prepare(db *sql.DB, savepoints bool) error {
 		VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT(device_id, atc) DO NOTHING`)
 	w.updRecord = p(`UPDATE records SET state=$1, batch=$2, at=$3 WHERE device_id=$4 AND atc=$5`)
 	w.selDevice = p(selDeviceSQL)
+	w.selAuthorisation = p(selAuthorisationSQL)
 	w.addBalance = p(`UPDATE devices SET balance=balance+$1 WHERE id=$2`)
 	w.selToken = p(`SELECT device_id, max_uses, uses, max_amount, not_before, not_after, channels FROM tokens WHERE token=$1`)
 	w.useToken = p(`UPDATE tokens SET uses=uses+1 WHERE token=$1`)
@@ -71,7 +82,7 @@ func (w *writeStmts) prepare(db *sql.DB, savepoints bool) error {
 }
 
 func (w *writeStmts) close() {
-	for _, st := range []*sql.Stmt{w.selRecord, w.insRecord, w.insNewRecord, w.updRecord, w.selDevice, w.addBalance, w.selToken, w.useToken,
+	for _, st := range []*sql.Stmt{w.selRecord, w.selAuthorisation, w.insRecord, w.insNewRecord, w.updRecord, w.selDevice, w.addBalance, w.selToken, w.useToken,
 		w.setBalance, w.creditPayee, w.savepoint, w.release, w.rollbackTo} {
 		if st != nil {
 			st.Close()

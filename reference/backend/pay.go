@@ -35,6 +35,24 @@ func (s *Server) loadRecord(ctx context.Context, tx *sql.Tx, dev string, atc uin
 	return e, true, nil
 }
 
+// loadAuthorisation reads the device of an authorisation and the record
+// stored for its ATC (found false when there is none) in one statement.
+func (s *Server) loadAuthorisation(ctx context.Context, tx *sql.Tx, dev string, atc uint32) (deviceRow, existingRecord, bool, error) {
+	var d deviceRow
+	var e existingRecord
+	var state sql.NullInt64
+	err := tx.StmtContext(ctx, s.stmts.selAuthorisation).QueryRowContext(ctx, dev, int64(atc)).
+		Scan(&d.balance, &d.currency, &d.account, &d.revoked, &state, &e.result, &e.bodyHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, e, false, errUnknownDevice(dev)
+	}
+	if err != nil {
+		return d, e, false, internal(err)
+	}
+	e.state = int(state.Int64)
+	return d, e, state.Valid, nil
+}
+
 func (s *Server) insertRecord(ctx context.Context, tx *sql.Tx, rec DeviceRecord, state int, account, channel, batch string, at int64, result, raw []byte) error {
 	_, err := tx.StmtContext(ctx, s.stmts.insRecord).ExecContext(ctx, rec.Device, int64(rec.ATC), rec.Amount, int(rec.Currency),
 		rec.Token, int(rec.Kind), int(rec.Mode), rec.Time.Unix(), rec.bodyHash, state, account, channel, batch, at, result, raw)
@@ -112,7 +130,7 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 	now := s.cfg.Now().UTC().Truncate(time.Second)
 	var stored []byte
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		old, found, err := s.loadRecord(ctx, tx, rec.Device, rec.ATC)
+		dev, old, found, err := s.loadAuthorisation(ctx, tx, rec.Device, rec.ATC)
 		if err != nil {
 			return err
 		}
@@ -125,10 +143,6 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 			}
 			stored = old.result
 			return nil
-		}
-		dev, err := s.loadDevice(ctx, tx, rec.Device)
-		if err != nil {
-			return err
 		}
 		if dev.revoked {
 			return errRevoked(rec.Device)
