@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/spdlab/spdlab/reports"
+	"github.com/spdlab/spdlab/rigs/dut"
 	"github.com/spdlab/spdlab/scenarios/ics"
 )
 
@@ -65,7 +66,13 @@ func TestConformance(t *testing.T) {
 	suiteDriver = d
 	Define(d)
 	suiteConfig, reporterConfig := GinkgoConfiguration()
+	// A case's device is swapped in behind the emulator of the last one
+	// (serial-emu, sd-emu); they all go once the suite has run.
+	d.Options.KeepEmulators = true
 	RunSpecs(t, "spdlab conformance on "+d.Profile().Name, suiteConfig, reporterConfig)
+	if err := dut.ReleaseIdleEmulators(); err != nil {
+		t.Errorf("stopping the emulators: %v", err)
+	}
 }
 
 // The standalone suite follows certify's rules: it prints the verdict and

@@ -183,7 +183,11 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		reporterConfig.JSONReport = jsonPath
 		var t suiteT
 		reporterConfig = startProgress(e, reporterConfig)
+		// A case's device is swapped in behind the emulator of the last
+		// one (serial-emu, sd-emu); they all go once the suite has run.
+		driver.Options.KeepEmulators = true
 		ginkgo.RunSpecs(&t, "spdlab conformance on "+name, suiteConfig, reporterConfig)
+		_ = dut.ReleaseIdleEmulators()
 		if rs, err = reports.LoadGinkgoJSON(jsonPath); err != nil {
 			return err
 		}
@@ -267,7 +271,9 @@ func runCertifyProcess(e *env, p *certifyProcess, driver *scenarios.DUTDriver, s
 	reporterConfig.JSONReport = filepath.Join(out, reports.FileGinkgo)
 	reporterConfig = reportProgress(events, reporterConfig)
 	var t suiteT
+	driver.Options.KeepEmulators = true
 	ginkgo.RunSpecs(&t, "spdlab conformance on "+strings.Join(driver.Specs, " + "), suiteConfig, reporterConfig)
+	_ = dut.ReleaseIdleEmulators()
 	if driver.Against != "" {
 		if err := writeDivergences(out, driver.Divergences()); err != nil {
 			return err

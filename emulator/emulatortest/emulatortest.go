@@ -112,3 +112,10 @@ func (c *CounterCard) Resets() int {
 	defer c.mu.Unlock()
 	return c.resets
 }
+
+// Powered reports whether the card has power (PowerOn after any PowerOff).
+func (c *CounterCard) Powered() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.powered
+}

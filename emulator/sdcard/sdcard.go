@@ -10,6 +10,9 @@
 // fallback for file systems that report nothing, reads it every
 // Config.PollInterval. It executes each block once: a block whose SEQ it
 // has already acted on gets the cached reply rewritten, never a second run.
+// Swap puts another card behind the same channel files, as when one card
+// is taken out of a reader and another put in; a host opens a session with
+// the new card (RESET 00) as with any card.
 package sdcard
 
 import (
@@ -88,7 +91,9 @@ type Device struct {
 
 	blocks, commands, duplicates, refused atomic.Uint64
 
-	// Serving state, owned by the serve goroutine.
+	// Serving state: the serve goroutine holds serving while it acts on
+	// CMD.BIN, Swap while it changes the card.
+	serving   sync.Mutex
 	powered   bool
 	haveLast  bool
 	lastSeq   uint32
@@ -152,8 +157,10 @@ func (d *Device) Start() error {
 		d.notify = -1
 	}
 	d.started = true
-	d.card.PowerOn()
-	d.powered = true
+	if d.card != nil {
+		d.card.PowerOn()
+		d.powered = true
+	}
 	go d.serve()
 	return nil
 }
@@ -190,6 +197,35 @@ func (d *Device) Stats() Stats {
 	return Stats{Blocks: d.blocks.Load(), Commands: d.commands.Load(), Duplicates: d.duplicates.Load(), Refused: d.refused.Load()}
 }
 
+// Swap takes the card out and puts card in its place behind the same
+// channel files, once a block being acted on is answered: the old card
+// loses power, the new one is powered on, and a chained command or
+// response in progress is dropped. The SEQ of the last block acted on is
+// kept, so that the block still in CMD.BIN is never run on the new card. A
+// nil card leaves the channel empty: every block gets ERROR 04 (unpowered)
+// until the next Swap. A host opens a session with the new card (RESET 00),
+// as with any card.
+func (d *Device) Swap(card emulator.Card) error {
+	d.mu.Lock()
+	closed, started := d.closed, d.started
+	d.mu.Unlock()
+	if closed {
+		return errors.New("sdcard: Swap after Close")
+	}
+	d.serving.Lock()
+	defer d.serving.Unlock()
+	if d.powered {
+		d.card.PowerOff()
+	}
+	d.card, d.powered = card, false
+	d.chain, d.pending = nil, nil
+	if card != nil && started {
+		card.PowerOn()
+		d.powered = true
+	}
+	return nil
+}
+
 // Close stops serving, removes the channel files (the card is gone from
 // the mount point) and powers the card off.
 func (d *Device) Close() error {
@@ -215,10 +251,12 @@ func (d *Device) Close() error {
 	os.Remove(filepath.Join(chDir, sdblock.CommandFile))
 	os.Remove(filepath.Join(chDir, sdblock.ResponseFile))
 	os.Remove(chDir) // only when empty
+	d.serving.Lock()
 	if d.powered {
 		d.card.PowerOff()
 		d.powered = false
 	}
+	d.serving.Unlock()
 	return nil
 }
 
@@ -228,7 +266,9 @@ func (d *Device) serve() {
 	if d.notify >= 0 {
 		fds = append(fds, unix.PollFd{Fd: int32(d.notify), Events: unix.POLLIN})
 	}
+	d.serving.Lock()
 	d.check(true)
+	d.serving.Unlock()
 	for {
 		wait := d.cfg.PollInterval
 		if d.bad != nil && !d.badDone {
@@ -259,7 +299,9 @@ func (d *Device) serve() {
 		if !event {
 			d.refresh()
 		}
+		d.serving.Lock()
 		d.check(event)
+		d.serving.Unlock()
 	}
 }
 
@@ -371,6 +413,9 @@ func (d *Device) execute(b sdblock.Block) sdblock.Block {
 	fail := func(r sdblock.Reason) sdblock.Block {
 		reply.Kind, reply.APDU = sdblock.KindError, []byte{byte(r)}
 		return reply
+	}
+	if d.card == nil { // taken out (Swap): nothing answers but the channel
+		return fail(sdblock.ReasonUnpowered)
 	}
 	ack := func() sdblock.Block { reply.Kind = sdblock.KindAck; return reply }
 	atr := func() sdblock.Block {

@@ -355,3 +355,53 @@ func TestSDLinkKeepsTheContract(t *testing.T) {
 		return openChannel(t, dir, channel.Config{})
 	})
 }
+
+// TestSwapPutsAnotherCardBehindTheChannel: after Swap the old card has lost
+// power and the block left in CMD.BIN is not run on the new card, a host
+// channel opened anew reaches the new card, and with no card every block
+// is refused as unpowered.
+func TestSwapPutsAnotherCardBehindTheChannel(t *testing.T) {
+	first, second := emulatortest.NewCounterCard(), emulatortest.NewCounterCard()
+	d, dir := startDevice(t, first, Config{PollInterval: time.Millisecond})
+	ctx := ctxT(t)
+	c := openChannel(t, dir, channel.Config{})
+	if _, err := c.Exchange(ctx, emulatortest.CountCommand(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := d.Swap(second); err != nil {
+		t.Fatal(err)
+	}
+	if first.Powered() || !second.Powered() {
+		t.Fatalf("after Swap the old card powered %v, the new one %v", first.Powered(), second.Powered())
+	}
+	time.Sleep(5 * time.Millisecond) // a few polls of CMD.BIN, which still holds COUNT 1
+	if n := second.Executions(1); n != 0 {
+		t.Fatalf("the block left in CMD.BIN ran %d times on the new card", n)
+	}
+	c = openChannel(t, dir, channel.Config{})
+	for id := uint32(1); id <= 2; id++ {
+		if _, err := c.Exchange(ctx, emulatortest.CountCommand(id)); err != nil {
+			t.Fatal(err)
+		}
+		if n := second.Executions(id); n != 1 {
+			t.Fatalf("COUNT %d ran %d times on the new card", id, n)
+		}
+	}
+	if first.Executions(2) != 0 {
+		t.Fatal("the old card ran a command after Swap")
+	}
+	if err := d.Swap(nil); err != nil {
+		t.Fatal(err)
+	}
+	if second.Powered() {
+		t.Fatal("the card taken out still has power")
+	}
+	if _, err := c.Exchange(ctx, emulatortest.CountCommand(3)); !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("a command with no card answered %v, want link.ErrRemoved", err)
+	}
+	d.Close()
+	if err := d.Swap(first); err == nil {
+		t.Fatal("Swap after Close succeeded")
+	}
+}

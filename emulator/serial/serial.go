@@ -91,7 +91,9 @@ type Device struct {
 
 	frames, commands, duplicates, dropped atomic.Uint64
 
-	// Serving state, owned by the serve goroutine.
+	// Serving state: the serve goroutine holds serving while it handles a
+	// frame, Swap while it changes the card.
+	serving   sync.Mutex
 	powered   bool
 	haveLast  bool
 	lastSeq   byte
@@ -127,8 +129,10 @@ func (d *Device) Start() (string, error) {
 		d.line = d.cfg.Line(master)
 	}
 	d.started = true
-	d.card.PowerOn()
-	d.powered = true
+	if d.card != nil {
+		d.card.PowerOn()
+		d.powered = true
+	}
 	go d.serve()
 	return d.path, nil
 }
@@ -185,6 +189,33 @@ func (d *Device) Stats() Stats {
 	return Stats{Frames: d.frames.Load(), Commands: d.commands.Load(), Duplicates: d.duplicates.Load(), Dropped: d.dropped.Load()}
 }
 
+// Swap takes the card out and puts card in its place behind the same pty,
+// once a request being handled is answered: the old card loses power, the
+// new one is powered on, and the reply cached for a repeated SEQ is
+// forgotten. A nil card leaves the device empty: every request gets
+// NAK 04 (unpowered) until the next Swap. The host's port stays open; a
+// host opens a session with the new card (RESET 00), as with any device.
+func (d *Device) Swap(card emulator.Card) error {
+	d.mu.Lock()
+	closed, started := d.closed, d.started
+	d.mu.Unlock()
+	if closed {
+		return errors.New("serial: Swap after Close")
+	}
+	d.serving.Lock()
+	defer d.serving.Unlock()
+	if d.powered {
+		d.card.PowerOff()
+	}
+	d.card, d.powered = card, false
+	d.haveLast, d.lastReply = false, nil
+	if card != nil && started {
+		card.PowerOn()
+		d.powered = true
+	}
+	return nil
+}
+
 // Close stops serving, removes the links, closes the pty and powers the
 // card off.
 func (d *Device) Close() error {
@@ -208,10 +239,12 @@ func (d *Device) Close() error {
 	}
 	d.links = nil
 	d.mu.Unlock()
+	d.serving.Lock()
 	if d.powered {
 		d.card.PowerOff()
 		d.powered = false
 	}
+	d.serving.Unlock()
 	return err
 }
 
@@ -232,7 +265,9 @@ func (d *Device) serve() {
 			return
 		}
 		d.frames.Add(1)
+		d.serving.Lock()
 		d.handle(f)
+		d.serving.Unlock()
 	}
 	for {
 		n, err := d.line.Read(buf)
@@ -275,6 +310,9 @@ func (d *Device) handle(f serialframe.Frame) {
 // execute runs one request on the card and returns the reply.
 func (d *Device) execute(f serialframe.Frame) (serialframe.Type, []byte) {
 	nak := func(r serialframe.Reason) (serialframe.Type, []byte) { return serialframe.TypeNak, []byte{byte(r)} }
+	if d.card == nil { // taken out (Swap): nothing answers but the line
+		return nak(serialframe.ReasonUnpowered)
+	}
 	switch f.Type {
 	case serialframe.TypeCommand:
 		if !d.powered {

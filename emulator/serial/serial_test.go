@@ -469,3 +469,49 @@ func TestSerialLinkKeepsTheContract(t *testing.T) {
 		return openPort(t, path, fastConfig)
 	})
 }
+
+// TestSwapPutsAnotherCardBehindThePTY: after Swap the old card has lost
+// power and gets nothing more, a host port opened on the same pty reaches
+// the new card, and with no card every request is refused as unpowered.
+func TestSwapPutsAnotherCardBehindThePTY(t *testing.T) {
+	first, second := emulatortest.NewCounterCard(), emulatortest.NewCounterCard()
+	d, path := startDevice(t, first, Config{})
+	ctx := ctxT(t)
+	p := openPort(t, path, fastConfig)
+	if _, err := p.Exchange(ctx, emulatortest.CountCommand(1)); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if err := d.Swap(second); err != nil {
+		t.Fatal(err)
+	}
+	if first.Powered() || !second.Powered() {
+		t.Fatalf("after Swap the old card powered %v, the new one %v", first.Powered(), second.Powered())
+	}
+	p = openPort(t, path, fastConfig)
+	// COUNT 1 runs again: on the new card it is the first.
+	for id := uint32(1); id <= 2; id++ {
+		if _, err := p.Exchange(ctx, emulatortest.CountCommand(id)); err != nil {
+			t.Fatal(err)
+		}
+		if n, old := second.Executions(id), first.Executions(id); n != 1 || old != map[uint32]int{1: 1, 2: 0}[id] {
+			t.Fatalf("COUNT %d ran %d times on the new card, %d on the old", id, n, old)
+		}
+	}
+	if err := d.Swap(nil); err != nil {
+		t.Fatal(err)
+	}
+	if second.Powered() {
+		t.Fatal("the card taken out still has power")
+	}
+	if _, err := p.Exchange(ctx, emulatortest.CountCommand(3)); !errors.Is(err, link.ErrRemoved) {
+		t.Fatalf("a command with no card answered %v, want link.ErrRemoved", err)
+	}
+	if second.Executions(3) != 0 {
+		t.Fatal("a card taken out ran a command")
+	}
+	d.Close()
+	if err := d.Swap(first); err == nil {
+		t.Fatal("Swap after Close succeeded")
+	}
+}

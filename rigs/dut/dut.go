@@ -58,6 +58,12 @@ type Options struct {
 	// TraceCase, when set, names the case each record of the trace
 	// belongs to (a "spdlab case=ID" packet comment; rigs/trace WrapCase).
 	TraceCase func() string
+	// KeepEmulators keeps the emulator of a serial-emu or sd-emu device
+	// once the device is closed, and puts the next device of the same DUT
+	// string behind it rather than starting another (emupool.go): a
+	// conformance run opens a device for every case. Whoever sets it calls
+	// ReleaseIdleEmulators when done with the devices.
+	KeepEmulators bool
 
 	faults faults // named in the DUT string (faults.go)
 }

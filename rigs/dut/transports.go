@@ -2,6 +2,7 @@ package dut
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -28,19 +29,31 @@ func openSerial(ctx context.Context, d *DUT, path string, opt Options) error {
 }
 
 // openSerialEmu serves a new reference device on a pseudo-terminal and
-// opens that pty with the serial rig, exactly as a USB-serial adapter.
+// opens that pty with the serial rig, exactly as a USB-serial adapter. With
+// Options.KeepEmulators the pty of an earlier device of the same DUT
+// string is used again when one is idle (emupool.go).
 func openSerialEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 	card, err := newCard(d, opt, emulator.ATR(emulator.FormUART))
 	if err != nil {
 		return err
 	}
-	em := emuserial.New(card, emuserial.Config{Line: opt.faults.line(d)})
-	d.onClose(em.Close)
-	path, err := em.Start()
+	s, err := takeEmulator(d, d.Spec, opt.KeepEmulators, card, func(card emulator.Card) (*emuSession, error) {
+		em := emuserial.New(card, emuserial.Config{Line: opt.faults.line(d)})
+		path, err := em.Start()
+		if err != nil {
+			em.Close()
+			return nil, err
+		}
+		return &emuSession{path: path, swap: em.Swap, stop: em.Close}, nil
+	})
 	if err != nil {
 		return err
 	}
-	return openSerial(ctx, d, path, opt)
+	if err := openSerial(ctx, d, s.path, opt); err != nil {
+		s.failed = true
+		return err
+	}
+	return nil
 }
 
 func openSD(ctx context.Context, d *DUT, dir string, opt Options) error {
@@ -56,23 +69,34 @@ func openSD(ctx context.Context, d *DUT, dir string, opt Options) error {
 }
 
 // openSDEmu serves a new reference device through a file channel in a
-// fresh directory standing for the card's mount point.
+// fresh directory standing for the card's mount point. With
+// Options.KeepEmulators the directory of an earlier device of the same DUT
+// string is used again when one is idle (emupool.go).
 func openSDEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 	card, err := newCard(d, opt, emulator.ATR(emulator.FormSD))
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "spdlab-sd-")
+	s, err := takeEmulator(d, d.Spec, opt.KeepEmulators, card, func(card emulator.Card) (*emuSession, error) {
+		dir, err := os.MkdirTemp("", "spdlab-sd-")
+		if err != nil {
+			return nil, fmt.Errorf("dut: %w", err)
+		}
+		em := sdcard.New(card, dir, sdcard.Config{})
+		stop := func() error { return errors.Join(em.Close(), os.RemoveAll(dir)) }
+		if err := em.Start(); err != nil {
+			return nil, errors.Join(err, stop())
+		}
+		return &emuSession{path: dir, swap: em.Swap, stop: stop}, nil
+	})
 	if err != nil {
-		return fmt.Errorf("dut: %w", err)
-	}
-	d.onClose(func() error { return os.RemoveAll(dir) })
-	em := sdcard.New(card, dir, sdcard.Config{})
-	d.onClose(em.Close)
-	if err := em.Start(); err != nil {
 		return err
 	}
-	return openSD(ctx, d, dir, opt)
+	if err := openSD(ctx, d, s.path, opt); err != nil {
+		s.failed = true
+		return err
+	}
+	return nil
 }
 
 func openUSB(ctx context.Context, d *DUT, arg string, opt Options) error {
