@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -125,6 +126,17 @@ func throughOptics(shown []shownMedium) []OpticalRate {
 			}
 		}
 	}
+	// The longest first, so that no CPU is left with a long one at the
+	// end while the others idle: the highest level's images mostly fail
+	// and go through every smoothing retry of DecodeAs, and a larger
+	// image takes longer at any level.
+	order := slices.Clone(shots)
+	slices.SortStableFunc(order, func(a, b *shot) int {
+		if a.level != b.level {
+			return b.level - a.level
+		}
+		return len(clean[b.medium].Pix) - len(clean[a.medium].Pix)
+	})
 	next := make(chan *shot)
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(shots)) {
@@ -146,7 +158,7 @@ func throughOptics(shown []shownMedium) []OpticalRate {
 			}
 		}()
 	}
-	for _, s := range shots {
+	for _, s := range order {
 		next <- s
 	}
 	close(next)
