@@ -35,7 +35,13 @@ func recordMedium(name string, f medium.Format, text string, img image.Image) {
 	GinkgoHelper()
 	var b bytes.Buffer
 	Expect(medium.WritePNG(&b, img)).To(Succeed(), "%s as %s", name, f)
-	AddReportEntry(reports.EntryMedium, reports.MediumEntry{Name: name, Format: f.String(), Text: text, PNG: b.Bytes()},
+	recordMediumPNG(name, f, text, b.Bytes())
+}
+
+// recordMediumPNG is recordMedium for an image already written as a PNG
+// (medium.WritePNG).
+func recordMediumPNG(name string, f medium.Format, text string, png []byte) {
+	AddReportEntry(reports.EntryMedium, reports.MediumEntry{Name: name, Format: f.String(), Text: text, PNG: png},
 		ReportEntryVisibilityNever)
 }
 

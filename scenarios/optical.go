@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"encoding/base32"
 	"fmt"
 	"image"
@@ -101,16 +102,35 @@ func throughOptics(shown []shownMedium) []OpticalRate {
 		read   bool
 		err    error // the fault could not be applied
 	}
+	// Render each text once, in parallel: the PNG kept as evidence and the
+	// grey levels every shot of it reads or distorts.
+	type render struct {
+		gray *image.Gray
+		png  []byte
+		err  error
+	}
+	renders := make([]render, len(shown))
+	inParallel(len(shown), func(i int) {
+		m, r := shown[i], &renders[i]
+		img, err := optical.Render(m.text, m.format, 6)
+		if err != nil {
+			r.err = err
+			return
+		}
+		var b bytes.Buffer
+		if r.err = medium.WritePNG(&b, img); r.err != nil {
+			return
+		}
+		bounds := img.Bounds()
+		r.png = b.Bytes()
+		r.gray = &image.Gray{Pix: medium.Luminance(img), Stride: bounds.Dx(), Rect: image.Rect(0, 0, bounds.Dx(), bounds.Dy())}
+	})
 	clean := make([]*image.Gray, len(shown))
 	images := map[medium.Format][]int{} // the media shown in each format
 	for i, m := range shown {
-		img, err := optical.Render(m.text, m.format, 6)
-		Expect(err).NotTo(HaveOccurred(), "%s as %s", m.name, m.format)
-		recordMedium(m.name, m.format, m.text, img)
-		// Every shot reads or distorts the render's grey levels: take
-		// them once.
-		b := img.Bounds()
-		clean[i] = &image.Gray{Pix: medium.Luminance(img), Stride: b.Dx(), Rect: image.Rect(0, 0, b.Dx(), b.Dy())}
+		Expect(renders[i].err).NotTo(HaveOccurred(), "%s as %s", m.name, m.format)
+		recordMediumPNG(m.name, m.format, m.text, renders[i].png)
+		clean[i] = renders[i].gray
 		images[m.format] = append(images[m.format], i)
 	}
 	var shots []*shot
@@ -137,32 +157,20 @@ func throughOptics(shown []shownMedium) []OpticalRate {
 		}
 		return len(clean[b.medium].Pix) - len(clean[a.medium].Pix)
 	})
-	next := make(chan *shot)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(shots)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for s := range next {
-				m, seen := shown[s.medium], clean[s.medium]
-				if s.fault.Kind != 0 {
-					g, err := s.fault.Apply(seen)
-					if err != nil {
-						s.err = err
-						continue
-					}
-					seen = g
-				}
-				got, err := optical.DecodeAs(seen, m.format)
-				s.read = err == nil && got == m.text
+	inParallel(len(order), func(i int) {
+		s := order[i]
+		m, seen := shown[s.medium], clean[s.medium]
+		if s.fault.Kind != 0 {
+			g, err := s.fault.Apply(seen)
+			if err != nil {
+				s.err = err
+				return
 			}
-		}()
-	}
-	for _, s := range order {
-		next <- s
-	}
-	close(next)
-	wg.Wait()
+			seen = g
+		}
+		got, err := optical.DecodeAs(seen, m.format)
+		s.read = err == nil && got == m.text
+	})
 	var out []OpticalRate
 	for i, m := range shown {
 		for level := range opticalLevels {
@@ -189,6 +197,27 @@ func throughOptics(shown []shownMedium) []OpticalRate {
 		}
 	}
 	return out
+}
+
+// inParallel calls do(0) to do(n-1) on every CPU at once, taking the
+// indices in order, and returns when every call has.
+func inParallel(n int, do func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				do(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // TokenReference is the short text of a token for Code 128 (SPEC.md
