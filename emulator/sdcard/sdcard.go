@@ -88,6 +88,7 @@ type Device struct {
 	cmdFD   int
 	rspFD   int
 	err     error
+	busy    *emulator.TimeExtension
 
 	blocks, commands, duplicates, refused atomic.Uint64
 
@@ -105,15 +106,19 @@ type Device struct {
 	badDone   bool
 	raw       []byte
 	out       []byte
+	busyBlock []byte // written by busy's timer
 	events    []byte
 }
 
 // New returns a Device serving card in dir. Nothing is touched until Start
 // or Run.
 func New(card emulator.Card, dir string, cfg Config) *Device {
-	return &Device{card: card, dir: dir, cfg: cfg.withDefaults(), done: make(chan struct{}),
+	d := &Device{card: card, dir: dir, cfg: cfg.withDefaults(), done: make(chan struct{}),
 		stopR: -1, stopW: -1, notify: -1, cmdFD: -1, rspFD: -1,
-		raw: make([]byte, sdblock.BlockSize), out: make([]byte, sdblock.BlockSize), events: make([]byte, 4096)}
+		raw: make([]byte, sdblock.BlockSize), out: make([]byte, sdblock.BlockSize),
+		busyBlock: make([]byte, sdblock.BlockSize), events: make([]byte, 4096)}
+	d.busy = emulator.NewTimeExtension(d.cfg.BusyInterval, d.writeBusy)
+	return d
 }
 
 // Dir returns the directory served.
@@ -242,6 +247,7 @@ func (d *Device) Close() error {
 	}
 	unix.Write(d.stopW, []byte{1})
 	<-d.done
+	d.busy.Stop()
 	for _, fd := range []int{d.cmdFD, d.rspFD, d.stopR, d.stopW, d.notify} {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -524,33 +530,18 @@ func (d *Device) nextSegment(reply sdblock.Block) sdblock.Block {
 	return reply
 }
 
-// process runs a command here, while a timer writes BUSY blocks if it
+// process runs a command here, while d.busy writes BUSY blocks if it
 // takes longer than BusyInterval.
 func (d *Device) process(cmd []byte, seq uint32) []byte {
 	d.commands.Add(1)
-	var (
-		mu      sync.Mutex
-		stopped bool
-		timer   *time.Timer
-	)
-	busy := make([]byte, sdblock.BlockSize)
-	mu.Lock() // the callback may run before timer is assigned
-	timer = time.AfterFunc(d.cfg.BusyInterval, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		if (sdblock.Block{Kind: sdblock.KindBusy, Seq: seq}).Marshal(busy) == nil {
-			d.writeRaw(busy)
-		}
-		timer.Reset(d.cfg.BusyInterval)
-	})
-	mu.Unlock()
-	resp := d.card.Process(cmd)
-	mu.Lock()
-	stopped = true
-	timer.Stop()
-	mu.Unlock()
-	return resp
+	d.busy.Begin(seq)
+	defer d.busy.End()
+	return d.card.Process(cmd)
+}
+
+// writeBusy writes the BUSY block of the command block with SEQ seq.
+func (d *Device) writeBusy(seq uint32) {
+	if (sdblock.Block{Kind: sdblock.KindBusy, Seq: seq}).Marshal(d.busyBlock) == nil {
+		d.writeRaw(d.busyBlock)
+	}
 }

@@ -88,6 +88,7 @@ type Device struct {
 	closed  bool
 	done    chan struct{}
 	err     error // why serving stopped, when not by Close
+	wait    *emulator.TimeExtension
 
 	frames, commands, duplicates, dropped atomic.Uint64
 
@@ -104,7 +105,9 @@ type Device struct {
 
 // New returns a Device serving card. Nothing is opened until Start or Run.
 func New(card emulator.Card, cfg Config) *Device {
-	return &Device{card: card, cfg: cfg.withDefaults(), done: make(chan struct{})}
+	d := &Device{card: card, cfg: cfg.withDefaults(), done: make(chan struct{})}
+	d.wait = emulator.NewTimeExtension(d.cfg.WaitInterval, d.sendWait)
+	return d
 }
 
 // Start opens a pseudo-terminal in raw mode, powers the card on and serves
@@ -232,6 +235,7 @@ func (d *Device) Close() error {
 	}
 	err := d.master.Close()
 	<-d.done
+	d.wait.Stop()
 	d.slave.Close()
 	d.mu.Lock()
 	for _, l := range d.links {
@@ -371,34 +375,20 @@ func (d *Device) execute(f serialframe.Frame) (serialframe.Type, []byte) {
 	return nak(serialframe.ReasonUnexpected)
 }
 
-// process runs the command here, while a timer sends WAIT frames if it
+// process runs the command here, while d.wait sends WAIT frames if it
 // takes longer than WaitInterval.
 func (d *Device) process(f serialframe.Frame) []byte {
 	d.commands.Add(1)
-	var (
-		mu      sync.Mutex
-		stopped bool
-		timer   *time.Timer
-	)
-	mu.Lock() // the callback may run before timer is assigned
-	timer = time.AfterFunc(d.cfg.WaitInterval, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		if wait, err := serialframe.AppendFrame(nil, serialframe.Frame{Type: serialframe.TypeWait, Seq: f.Seq}); err == nil {
-			d.write(wait)
-		}
-		timer.Reset(d.cfg.WaitInterval)
-	})
-	mu.Unlock()
-	resp := d.card.Process(f.Payload)
-	mu.Lock()
-	stopped = true
-	timer.Stop()
-	mu.Unlock()
-	return resp
+	d.wait.Begin(uint32(f.Seq))
+	defer d.wait.End()
+	return d.card.Process(f.Payload)
+}
+
+// sendWait sends the WAIT frame of the command with SEQ seq.
+func (d *Device) sendWait(seq uint32) {
+	if wait, err := serialframe.AppendFrame(nil, serialframe.Frame{Type: serialframe.TypeWait, Seq: byte(seq)}); err == nil {
+		d.write(wait)
+	}
 }
 
 func (d *Device) send(t serialframe.Type, seq byte, payload []byte) {
