@@ -78,26 +78,39 @@ func (c Config) withDefaults() Config {
 const stallLimit = 200 * time.Millisecond
 
 // Port is a link.Link to a device on a serial line.
+//
+// The goroutine that sends a request reads the reply itself, with the
+// read timeout of the port as the retransmission timer: a reply wakes
+// that one thread, and a request costs no timer of the Go runtime, which
+// matters when the device answers within tens of microseconds (an
+// emulator on a pty) on a busy machine.
 type Port struct {
 	name string
 	path string
 	cfg  Config
-	line io.ReadWriteCloser
+	line line
 
-	mu  sync.Mutex // one request at a time
+	mu  sync.Mutex // one request at a time; the fields below are its own
 	seq byte
 	atr []byte
-	buf []byte
+	buf []byte // the request frame
+	rx  []byte // bytes read from the line
+	dec *serialframe.Decoder
+	in  []inbound // frames decoded and not yet looked at
+	// lastByte is when bytes last came from the line: a reply still
+	// arriving is not a lost one.
+	lastByte time.Time
 
-	inbound    chan inbound
-	readerDone chan struct{}
-	stop       chan struct{} // closed by Close
-	readErr    error         // set before readerDone closes
-	closed     atomic.Bool
-	closeOnce  sync.Once
-	// lastByte is when the reader last got bytes from the line (Unix
-	// nanoseconds): a reply still arriving is not a lost one.
-	lastByte atomic.Int64
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+// line is the port as Port uses it: go.bug.st/serial's Port, whose Read
+// returns 0 bytes and no error once the read timeout passes with nothing
+// to read, and whose Close ends a Read in progress.
+type line interface {
+	io.ReadWriteCloser
+	SetReadTimeout(time.Duration) error
 }
 
 type inbound struct {
@@ -154,49 +167,41 @@ func OpenConfig(ctx context.Context, path string, cfg Config) (*Port, error) {
 	return p, nil
 }
 
-// newPort starts the reader of line. The first SEQ is random so that a
-// new session is unlikely to repeat the last SEQ of an old one even before
+// newPort makes the Port of line. The first SEQ is random so that a new
+// session is unlikely to repeat the last SEQ of an old one even before
 // RESET 00 clears the device's cache.
-func newPort(line io.ReadWriteCloser, name, path string, cfg Config) *Port {
-	p := &Port{
-		name:       name,
-		path:       path,
-		cfg:        cfg,
-		line:       line,
-		seq:        byte(rand.UintN(256)),
-		inbound:    make(chan inbound, 64),
-		readerDone: make(chan struct{}),
-		stop:       make(chan struct{}),
+func newPort(l line, name, path string, cfg Config) *Port {
+	return &Port{
+		name: name,
+		path: path,
+		cfg:  cfg,
+		line: l,
+		seq:  byte(rand.UintN(256)),
+		rx:   make([]byte, 4096),
+		dec:  serialframe.NewDecoder(serialframe.MaxPayload),
 	}
-	go p.read()
-	return p
 }
 
-func (p *Port) read() {
-	defer close(p.readerDone)
-	dec := serialframe.NewDecoder(serialframe.MaxPayload)
-	buf := make([]byte, 4096)
-	emit := func(f serialframe.Frame, err error) {
-		select {
-		case p.inbound <- inbound{frame: f, err: err}:
-		case <-p.stop:
-		}
+// ctxPoll bounds one wait for bytes, so that a request whose context ends
+// while the device is quiet returns soon after.
+const ctxPoll = 50 * time.Millisecond
+
+// readLine waits up to d for bytes from the line and decodes them into
+// p.in. It returns whether any came, or why the line failed.
+func (p *Port) readLine(d time.Duration) (bool, error) {
+	if err := p.line.SetReadTimeout(max(d, time.Millisecond)); err != nil {
+		return false, err
 	}
-	for {
-		n, err := p.line.Read(buf)
-		if n > 0 {
-			p.lastByte.Store(time.Now().UnixNano())
-			dec.Feed(buf[:n], emit)
-		}
-		if err != nil {
-			p.readErr = err
-			return
-		}
-		if n == 0 && p.closed.Load() {
-			p.readErr = link.ErrClosed
-			return
-		}
+	n, err := p.line.Read(p.rx)
+	if n > 0 {
+		p.lastByte = time.Now()
+		p.dec.Feed(p.rx[:n], p.emit)
 	}
+	return n > 0, err
+}
+
+func (p *Port) emit(f serialframe.Frame, err error) {
+	p.in = append(p.in, inbound{frame: f, err: err})
 }
 
 // Exchange implements link.Link. It resolves 61xx and 6Cxx (link.Resolve).
@@ -270,14 +275,13 @@ func (p *Port) MaxResponse() int { return serialframe.MaxPayload }
 // String implements link.Link.
 func (p *Port) String() string { return p.name }
 
-// Close implements link.Link. It closes the port; the device keeps power.
+// Close implements link.Link. It closes the port, ending a request in
+// progress with link.ErrClosed; the device keeps power.
 func (p *Port) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
-		close(p.stop)
 		err = p.line.Close()
-		<-p.readerDone
 	})
 	return err
 }
@@ -307,14 +311,8 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 		return nil, err
 	}
 	p.buf = enc[:0]
-	// Drop whatever is queued from earlier requests.
-	for drained := false; !drained; {
-		select {
-		case <-p.inbound:
-		default:
-			drained = true
-		}
-	}
+	// Frames decoded after the end of an earlier request are stale.
+	p.in = p.in[:0]
 
 	// The retransmission timeout covers the request's time on the line
 	// and a short reply's. A longer reply (an extended APDU's) is not
@@ -330,7 +328,10 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 
 	attempts := 0
 	heard := func() time.Time {
-		return time.Unix(0, max(p.lastByte.Load(), start.UnixNano()))
+		if p.lastByte.After(start) {
+			return p.lastByte
+		}
+		return start
 	}
 	send := func() error {
 		if attempts >= p.cfg.MaxAttempts {
@@ -352,39 +353,17 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 	if err := send(); err != nil {
 		return nil, err
 	}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	due := time.Now().Add(timeout) // when the timer is meant to fire
-	set := func(d time.Duration) {
-		timer.Reset(d)
-		due = time.Now().Add(d)
-	}
-	rearm := func(d time.Duration) {
-		timer.Stop()
-		select {
-		case <-timer.C:
-		default:
-		}
-		set(d)
-	}
+	due := time.Now().Add(timeout) // when the retransmission timer fires
 	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("serial: %s: %s seq %d: %w", p.name, typ, seq, ctx.Err())
-
-		case <-p.readerDone:
-			if p.closed.Load() {
-				return nil, link.ErrClosed
-			}
-			return nil, fmt.Errorf("serial: %s went away: %v: %w", p.path, p.readErr, link.ErrRemoved)
-
-		case in := <-p.inbound:
+		for len(p.in) > 0 {
+			in := p.in[0]
+			p.in = p.in[1:]
 			if in.err != nil {
 				// Damaged bytes from the device: ask again now.
 				if err := send(); err != nil {
 					return nil, err
 				}
-				rearm(timeout)
+				due = time.Now().Add(timeout)
 				continue
 			}
 			f := in.frame
@@ -393,7 +372,7 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 				if err := send(); err != nil {
 					return nil, err
 				}
-				rearm(timeout)
+				due = time.Now().Add(timeout)
 				continue
 			}
 			if f.Seq != seq {
@@ -403,7 +382,7 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 			case want:
 				return f.Payload, nil
 			case serialframe.TypeWait:
-				rearm(timeout)
+				due = time.Now().Add(timeout)
 			case serialframe.TypeNak:
 				r := serialframe.ReasonBadPayload
 				if len(f.Payload) == 1 {
@@ -414,27 +393,40 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 				}
 				return nil, fmt.Errorf("serial: %s refused %s seq %d: %s", p.name, typ, seq, r)
 			}
-
-		case <-timer.C:
-			quiet := time.Since(heard())
-			// A timer that fires long after it was due means this
-			// process did not run meanwhile (a busy machine): bytes the
-			// device sent may still wait unread, so the silence is
-			// judged again at the next timer, not now.
-			stalled := time.Since(due) > stallLimit
-			if quiet >= p.cfg.SilenceTimeout && !stalled {
-				return nil, fmt.Errorf("serial: no answer from a device on %s for %v: %w", p.path, quiet.Round(time.Millisecond), link.ErrNoCard)
-			}
-			if quiet < p.cfg.RetransmitTimeout && time.Since(start) < transitLimit {
-				// Bytes are still arriving: a reply is on its way.
-				set(p.cfg.RetransmitTimeout)
-				continue
-			}
-			timeout = min(2*timeout, maxTimeout)
-			if err := send(); err != nil {
-				return nil, err
-			}
-			set(timeout)
 		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("serial: %s: %s seq %d: %w", p.name, typ, seq, err)
+		}
+
+		if wait := time.Until(due); wait > 0 {
+			if _, err := p.readLine(min(wait, ctxPoll)); err != nil {
+				if p.closed.Load() {
+					return nil, link.ErrClosed
+				}
+				return nil, fmt.Errorf("serial: %s went away: %v: %w", p.path, err, link.ErrRemoved)
+			}
+			continue
+		}
+
+		// The retransmission timer fired: nothing to read now.
+		quiet := time.Since(heard())
+		// A timer that fires long after it was due means this process
+		// did not run meanwhile (a busy machine): bytes the device sent
+		// may still wait unread, so the silence is judged again at the
+		// next timer, not now.
+		stalled := time.Since(due) > stallLimit
+		if quiet >= p.cfg.SilenceTimeout && !stalled {
+			return nil, fmt.Errorf("serial: no answer from a device on %s for %v: %w", p.path, quiet.Round(time.Millisecond), link.ErrNoCard)
+		}
+		if quiet < p.cfg.RetransmitTimeout && time.Since(start) < transitLimit {
+			// Bytes are still arriving: a reply is on its way.
+			due = time.Now().Add(p.cfg.RetransmitTimeout)
+			continue
+		}
+		timeout = min(2*timeout, maxTimeout)
+		if err := send(); err != nil {
+			return nil, err
+		}
+		due = time.Now().Add(timeout)
 	}
 }

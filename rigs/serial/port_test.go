@@ -294,3 +294,27 @@ func TestLongReplyInTransit(t *testing.T) {
 	}
 	dev.wantCommandSent(t, 1, " while its reply was arriving")
 }
+
+// TestRequestEndsWithContextOrClose: a request waiting on a device that
+// sends WAIT frames and never the reply ends when its context does, and
+// another waiting so ends when the port is closed, with link.ErrClosed.
+func TestRequestEndsWithContextOrClose(t *testing.T) {
+	master, path := testPTY(t)
+	serveScript(t, master, openScript(func(f serialframe.Frame, attempt int) []byte {
+		return reply(serialframe.TypeWait, f.Seq)
+	}))
+	p, err := OpenConfig(context.Background(), path, quickConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if _, err := p.Exchange(ctx, []byte{0x00, 0xA4, 0x04, 0x00}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a request whose context ended: %v, want context.Canceled", err)
+	}
+	time.AfterFunc(20*time.Millisecond, func() { p.Close() })
+	if _, err := p.Exchange(context.Background(), []byte{0x00, 0xA4, 0x04, 0x00}); !errors.Is(err, link.ErrClosed) {
+		t.Fatalf("a request on a port closed meanwhile: %v, want link.ErrClosed", err)
+	}
+}
