@@ -205,7 +205,7 @@ func Open(cfg Config) (*Server, error) {
 	if cfg.PostgresURL != "" {
 		s.eng = &postgresEngine{url: cfg.PostgresURL}
 	} else {
-		s.eng = &sqliteEngine{path: cfg.DBPath}
+		s.eng = &sqliteEngine{path: cfg.DBPath, walRestart: walRestartFrames}
 	}
 	var err error
 	if s.wdb, s.rdb, err = s.eng.open(cfg); err != nil {

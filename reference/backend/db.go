@@ -217,7 +217,16 @@ func (s *Server) writer() {
 		for i, j := range group {
 			j.done <- errs[i]
 		}
+		if c, ok := s.eng.(checkpointFinisher); ok {
+			c.finishCheckpoint(context.Background(), s.wdb)
+		}
 	}
+}
+
+// checkpointFinisher is an engine whose single writer finishes its
+// checkpoints between two groups (sqliteEngine.finishCheckpoint).
+type checkpointFinisher interface {
+	finishCheckpoint(ctx context.Context, wdb *sql.DB)
 }
 
 // waitingJob returns a write waiting to run, or nil.
