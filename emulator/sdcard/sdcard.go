@@ -89,6 +89,9 @@ type Device struct {
 	rspFD   int
 	err     error
 	busy    *emulator.TimeExtension
+	// watch is notify in the runtime's poller: serve waits there, parked
+	// rather than in a system call. Close closes it to stop serve.
+	watch *os.File
 
 	blocks, commands, duplicates, refused atomic.Uint64
 
@@ -160,6 +163,9 @@ func (d *Device) Start() error {
 	if d.notify = newWatcher(); d.notify >= 0 && !addWatch(d.notify, cmdPath) {
 		unix.Close(d.notify)
 		d.notify = -1
+	}
+	if d.notify >= 0 {
+		d.watch = os.NewFile(uintptr(d.notify), "inotify:"+cmdPath)
 	}
 	d.started = true
 	if d.card != nil {
@@ -246,7 +252,13 @@ func (d *Device) Close() error {
 		return nil
 	}
 	unix.Write(d.stopW, []byte{1})
+	if d.watch != nil {
+		d.watch.Close()
+	}
 	<-d.done
+	if d.watch != nil {
+		d.notify = -1 // closed with watch
+	}
 	d.busy.Stop()
 	for _, fd := range []int{d.cmdFD, d.rspFD, d.stopR, d.stopW, d.notify} {
 		if fd >= 0 {
@@ -267,6 +279,10 @@ func (d *Device) Close() error {
 }
 
 func (d *Device) serve() {
+	if d.watch != nil {
+		d.serveWatched()
+		return
+	}
 	defer close(d.done)
 	fds := []unix.PollFd{{Fd: int32(d.stopR), Events: unix.POLLIN}}
 	if d.notify >= 0 {
@@ -304,6 +320,49 @@ func (d *Device) serve() {
 		}
 		if !event {
 			d.refresh()
+		}
+		d.serving.Lock()
+		d.check(event)
+		d.serving.Unlock()
+	}
+}
+
+// serveWatched is serve where inotify reports the host's writes: it waits
+// for a report in the runtime's poller, and reads CMD.BIN every
+// PollInterval besides.
+func (d *Device) serveWatched() {
+	defer close(d.done)
+	d.serving.Lock()
+	d.check(true)
+	d.serving.Unlock()
+	next := time.Now().Add(d.cfg.PollInterval) // the next read of CMD.BIN without a report
+	var deadline time.Time
+	for {
+		until := next
+		if d.bad != nil && !d.badDone {
+			if settled := d.badSince.Add(d.cfg.SettleTime); settled.Before(until) {
+				until = settled
+			}
+		}
+		if !until.Equal(deadline) {
+			d.watch.SetReadDeadline(until)
+			deadline = until
+		}
+		_, err := d.watch.Read(d.events)
+		event := err == nil
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			d.mu.Lock()
+			if !d.closed {
+				d.err = fmt.Errorf("sdcard: waiting for %s: %w", d.dir, err)
+			}
+			d.mu.Unlock()
+			return
+		}
+		if !event {
+			if now := time.Now(); !now.Before(next) {
+				d.refresh()
+				next = now.Add(d.cfg.PollInterval)
+			}
 		}
 		d.serving.Lock()
 		d.check(event)

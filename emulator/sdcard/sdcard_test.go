@@ -405,3 +405,23 @@ func TestSwapPutsAnotherCardBehindTheChannel(t *testing.T) {
 		t.Fatal("Swap after Close succeeded")
 	}
 }
+
+// TestWaitEndsWithContextOrClose: a host waiting for a card that works
+// on (BUSY blocks, then a long silence) stops waiting when its context
+// ends, and when its channel is closed, with link.ErrClosed.
+func TestWaitEndsWithContextOrClose(t *testing.T) {
+	card := emulatortest.NewCounterCard()
+	_, dir := startDevice(t, card, Config{BusyInterval: time.Hour})
+	c := openChannel(t, dir, channel.Config{RetransmitTimeout: time.Hour, SilenceTimeout: time.Hour})
+	slow := []byte{0x80, 0x20, 0x00, 0x00, 0x02, 0x01, 0xF4} // 500 ms of work, in silence
+	ctx, cancel := context.WithCancel(ctxT(t))
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if _, err := c.Exchange(ctx, slow); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a wait whose context ended: %v, want context.Canceled", err)
+	}
+	c = openChannel(t, dir, channel.Config{RetransmitTimeout: time.Hour, SilenceTimeout: time.Hour})
+	time.AfterFunc(20*time.Millisecond, func() { c.Close() })
+	if _, err := c.Exchange(ctxT(t), slow); !errors.Is(err, link.ErrClosed) {
+		t.Fatalf("a wait on a channel closed meanwhile: %v, want link.ErrClosed", err)
+	}
+}

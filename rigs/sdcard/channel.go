@@ -62,8 +62,13 @@ type Config struct {
 	// is declared absent: link.ErrNoCard (2 s).
 	SilenceTimeout time.Duration
 	// PollMin and PollMax bound the wait between reads of RSP.BIN (10 µs
-	// doubling to 2 ms). Where the file system reports changes (inotify,
-	// as with the emulator) a reply also ends the wait at once.
+	// doubling to 2 ms) with direct I/O (a real card, which changes its
+	// sectors unseen by the kernel), where inotify also ends a wait when
+	// it reports a change. With buffered I/O and inotify (the emulator's
+	// directory), every write to RSP.BIN goes through this kernel and is
+	// reported: the host waits for the report, in the Go runtime's
+	// poller, and reads RSP.BIN again without one only when it rewrites
+	// its block.
 	PollMin, PollMax time.Duration
 	// OpenTimeout bounds the session-opening RESET 00 of Open when the
 	// caller's context has no deadline (2 s).
@@ -98,6 +103,10 @@ type Channel struct {
 	cmdFD  int
 	rspFD  int
 	notify int // inotify descriptor watching RSP.BIN, or -1
+	// watch is notify in the runtime's poller, when every write to
+	// RSP.BIN is reported (buffered I/O): a request waits for the report
+	// there, parked rather than in a system call.
+	watch *os.File
 
 	mu     sync.Mutex
 	seq    uint32
@@ -153,6 +162,9 @@ func OpenConfig(ctx context.Context, dir string, cfg Config) (*Channel, error) {
 		}
 	}
 	c.notify = watchWrites(rspPath)
+	if c.notify >= 0 && !c.direct {
+		c.watch = os.NewFile(uintptr(c.notify), "inotify:"+rspPath)
+	}
 	// Continue after the highest SEQ either file holds, so the first
 	// block of this session differs from the card's last one.
 	for _, fd := range []int{c.cmdFD, c.rspFD} {
@@ -318,8 +330,14 @@ func (c *Channel) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	if c.watch != nil {
+		c.watch.Close() // ends a request's wait
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.watch != nil {
+		c.notify = -1 // closed with watch
+	}
 	for _, fd := range []int{c.cmdFD, c.rspFD, c.notify} {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -357,6 +375,11 @@ func (c *Channel) request(ctx context.Context, kind sdblock.Kind, apdu []byte, m
 	retransmit := c.cfg.RetransmitTimeout
 	rewriteAt := start.Add(retransmit)
 	wait := c.cfg.PollMin
+	var deadline time.Time
+	if c.watch != nil {
+		// The context's end wakes the wait for inotify's report.
+		defer context.AfterFunc(ctx, func() { c.watch.SetReadDeadline(time.Unix(1, 0)) })()
+	}
 	rewrites := 0
 	for {
 		b, err := c.readBlock(c.rspFD)
@@ -403,6 +426,38 @@ func (c *Channel) request(ctx context.Context, kind sdblock.Kind, apdu []byte, m
 			retransmit = min(2*retransmit, 8*c.cfg.RetransmitTimeout)
 			rewriteAt = now.Add(retransmit)
 		}
+		if c.watch != nil {
+			// The reply's write will be reported: wait for that. The
+			// deadline moves only with a rewrite or a BUSY block, so
+			// that an exchange sets no runtime timer but its first.
+			until := rewriteAt
+			if silent := lastHeard.Add(c.cfg.SilenceTimeout); silent.Before(until) {
+				until = silent
+			}
+			if !until.Equal(deadline) {
+				c.watch.SetReadDeadline(until)
+				deadline = until
+				if err := ctx.Err(); err != nil { // before the wake-up below was undone
+					return sdblock.Block{}, fmt.Errorf("sdcard: %s: %s seq %d: %w", c.dir, kind, seq, err)
+				}
+			}
+			_, err := c.watch.Read(c.events)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if time.Now().Before(deadline) {
+					// Woken for a context's end, perhaps an earlier
+					// request's: set the deadline again.
+					deadline = time.Time{}
+				}
+				err = nil
+			}
+			if err != nil {
+				if c.closed.Load() {
+					return sdblock.Block{}, link.ErrClosed
+				}
+				return sdblock.Block{}, fmt.Errorf("sdcard: waiting for %s: %w", c.dir, err)
+			}
+			continue
+		}
 		c.sleep(wait)
 		wait = min(2*wait, c.cfg.PollMax)
 	}
@@ -432,6 +487,19 @@ func (c *Channel) sleep(d time.Duration) {
 }
 
 func (c *Channel) drainEvents() {
+	if c.watch != nil {
+		// Through the file, which Close may close meanwhile.
+		if rc, err := c.watch.SyscallConn(); err == nil {
+			rc.Read(func(fd uintptr) bool {
+				for {
+					if n, err := unix.Read(int(fd), c.events); n <= 0 || err != nil {
+						return true
+					}
+				}
+			})
+		}
+		return
+	}
 	if c.notify < 0 {
 		return
 	}
