@@ -1,6 +1,8 @@
 // Package serial reaches an SPD on a serial line: a UART behind
 // /dev/ttyUSB0, a USB-serial bridge, or the pseudo-terminal of the serial
-// emulator (emulator/serial). It opens the port with go.bug.st/serial and
+// emulator (emulator/serial). It opens and sets up the port with
+// go.bug.st/serial (on Unix it reads and writes through a second,
+// non-blocking descriptor of the port, pollable_unix.go) and
 // returns a link.Link that carries ISO/IEC 7816-4 APDUs in the frames of
 // reference/wire/serialframe, with retransmission, so that lost,
 // duplicated and corrupted bytes on the line neither lose nor repeat a
@@ -79,16 +81,21 @@ const stallLimit = 200 * time.Millisecond
 
 // Port is a link.Link to a device on a serial line.
 //
-// The goroutine that sends a request reads the reply itself, with the
-// read timeout of the port as the retransmission timer: a reply wakes
-// that one thread, and a request costs no timer of the Go runtime, which
-// matters when the device answers within tens of microseconds (an
-// emulator on a pty) on a busy machine.
+// The goroutine that sends a request reads the reply itself, until the
+// retransmission timer's time: on Unix through a second descriptor of the
+// port in the Go runtime's poller (pollable_unix.go), elsewhere with the
+// read timeout of go.bug.st/serial. A reply then wakes no thread but the
+// one that reads it, which matters when the device answers within tens of
+// microseconds (an emulator on a pty) on a busy machine.
 type Port struct {
 	name string
 	path string
 	cfg  Config
 	line line
+	// rw is the port in the runtime's poller, read and written instead
+	// of line when it could be opened; deadline is its read deadline.
+	rw       *os.File
+	deadline time.Time
 
 	mu  sync.Mutex // one request at a time; the fields below are its own
 	seq byte
@@ -146,13 +153,19 @@ func OpenConfig(ctx context.Context, path string, cfg Config) (*Port, error) {
 		}
 		return nil, fmt.Errorf("serial: port %s: %w", path, err)
 	}
+	// Without the second descriptor, go.bug.st/serial's reads serve.
+	rw, _ := openPollable(path)
 	sp, err := bugst.Open(path, &bugst.Mode{BaudRate: cfg.BaudRate})
 	if err != nil {
+		if rw != nil {
+			rw.Close()
+		}
 		return nil, fmt.Errorf("serial: open %s: %w", path, err)
 	}
 	// Bytes left in the driver from an earlier session are stale.
 	_ = sp.ResetInputBuffer()
 	p := newPort(sp, "serial:"+path, path, cfg)
+	p.rw = rw
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.OpenTimeout)
@@ -182,22 +195,59 @@ func newPort(l line, name, path string, cfg Config) *Port {
 	}
 }
 
-// ctxPoll bounds one wait for bytes, so that a request whose context ends
-// while the device is quiet returns soon after.
+// ctxPoll bounds one wait for bytes through go.bug.st/serial, so that a
+// request whose context ends while the device is quiet returns soon after.
+// (The poller's wait ends with the context: request.)
 const ctxPoll = 50 * time.Millisecond
 
-// readLine waits up to d for bytes from the line and decodes them into
-// p.in. It returns whether any came, or why the line failed.
-func (p *Port) readLine(d time.Duration) (bool, error) {
-	if err := p.line.SetReadTimeout(max(d, time.Millisecond)); err != nil {
-		return false, err
+// readUntil waits for bytes from the line until due at most and decodes
+// them into p.in. It returns why the line failed, if it did.
+func (p *Port) readUntil(due time.Time) error {
+	var n int
+	var err error
+	if p.rw != nil {
+		if !due.Equal(p.deadline) {
+			p.rw.SetReadDeadline(due)
+			p.deadline = due
+		}
+		n, err = p.rw.Read(p.rx)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if time.Now().Before(due) {
+				// Woken for a context's end, perhaps an earlier
+				// request's: set the deadline again.
+				p.deadline = time.Time{}
+			}
+			err = nil
+		}
+	} else {
+		if err := p.line.SetReadTimeout(max(min(time.Until(due), ctxPoll), time.Millisecond)); err != nil {
+			return err
+		}
+		n, err = p.line.Read(p.rx)
 	}
-	n, err := p.line.Read(p.rx)
 	if n > 0 {
 		p.lastByte = time.Now()
 		p.dec.Feed(p.rx[:n], p.emit)
 	}
-	return n > 0, err
+	return err
+}
+
+// write sends b whole.
+func (p *Port) write(b []byte) error {
+	for len(b) > 0 {
+		var n int
+		var err error
+		if p.rw != nil {
+			n, err = p.rw.Write(b)
+		} else {
+			n, err = p.line.Write(b)
+		}
+		if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func (p *Port) emit(f serialframe.Frame, err error) {
@@ -281,6 +331,9 @@ func (p *Port) Close() error {
 	var err error
 	p.closeOnce.Do(func() {
 		p.closed.Store(true)
+		if p.rw != nil {
+			p.rw.Close() // ends a request's wait
+		}
 		err = p.line.Close()
 	})
 	return err
@@ -338,15 +391,11 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 			return fmt.Errorf("serial: %s: %s seq %d unanswered after %d attempts on a noisy line", p.name, typ, seq, attempts)
 		}
 		attempts++
-		for b := enc; len(b) > 0; {
-			n, err := p.line.Write(b)
-			if err != nil {
-				if p.closed.Load() {
-					return link.ErrClosed
-				}
-				return fmt.Errorf("serial: write to %s: %w: %w", p.path, err, link.ErrRemoved)
+		if err := p.write(enc); err != nil {
+			if p.closed.Load() {
+				return link.ErrClosed
 			}
-			b = b[n:]
+			return fmt.Errorf("serial: write to %s: %w: %w", p.path, err, link.ErrRemoved)
 		}
 		return nil
 	}
@@ -354,6 +403,10 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 		return nil, err
 	}
 	due := time.Now().Add(timeout) // when the retransmission timer fires
+	if p.rw != nil {
+		// The context's end wakes the wait in the poller.
+		defer context.AfterFunc(ctx, func() { p.rw.SetReadDeadline(time.Unix(1, 0)) })()
+	}
 	for {
 		for len(p.in) > 0 {
 			in := p.in[0]
@@ -398,8 +451,8 @@ func (p *Port) request(ctx context.Context, typ serialframe.Type, payload []byte
 			return nil, fmt.Errorf("serial: %s: %s seq %d: %w", p.name, typ, seq, err)
 		}
 
-		if wait := time.Until(due); wait > 0 {
-			if _, err := p.readLine(min(wait, ctxPoll)); err != nil {
+		if time.Now().Before(due) {
+			if err := p.readUntil(due); err != nil {
 				if p.closed.Load() {
 					return nil, link.ErrClosed
 				}

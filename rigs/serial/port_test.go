@@ -123,7 +123,14 @@ func TestOpenSilentPort(t *testing.T) {
 	}
 }
 
+// TestRetransmission runs with the port in the runtime's poller and, as
+// where that is not available, with go.bug.st/serial's reads.
 func TestRetransmission(t *testing.T) {
+	t.Run("poller", func(t *testing.T) { testRetransmission(t, true) })
+	t.Run("go.bug.st", func(t *testing.T) { testRetransmission(t, false) })
+}
+
+func testRetransmission(t *testing.T, poller bool) {
 	master, path := testPTY(t)
 	resp := []byte{0x01, 0x02, 0x90, 0x00}
 	dev := serveScript(t, master, openScript(func(f serialframe.Frame, attempt int) []byte {
@@ -152,6 +159,13 @@ func TestRetransmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	if (p.rw != nil) != poller {
+		if poller {
+			t.Skip("no port in the runtime's poller here")
+		}
+		p.rw.Close()
+		p.rw = nil
+	}
 	if !bytes.Equal(p.ATR(), testATR) {
 		t.Fatalf("ATR % X", p.ATR())
 	}
@@ -299,6 +313,11 @@ func TestLongReplyInTransit(t *testing.T) {
 // sends WAIT frames and never the reply ends when its context does, and
 // another waiting so ends when the port is closed, with link.ErrClosed.
 func TestRequestEndsWithContextOrClose(t *testing.T) {
+	t.Run("poller", func(t *testing.T) { testRequestEnds(t, true) })
+	t.Run("go.bug.st", func(t *testing.T) { testRequestEnds(t, false) })
+}
+
+func testRequestEnds(t *testing.T, poller bool) {
 	master, path := testPTY(t)
 	serveScript(t, master, openScript(func(f serialframe.Frame, attempt int) []byte {
 		return reply(serialframe.TypeWait, f.Seq)
@@ -308,6 +327,13 @@ func TestRequestEndsWithContextOrClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
+	if (p.rw != nil) != poller {
+		if poller {
+			t.Skip("no port in the runtime's poller here")
+		}
+		p.rw.Close()
+		p.rw = nil
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(20*time.Millisecond, cancel)
 	if _, err := p.Exchange(ctx, []byte{0x00, 0xA4, 0x04, 0x00}); !errors.Is(err, context.Canceled) {
