@@ -14,19 +14,20 @@
 #                                    MUTANT_TRANSPORTS="ref usb-emu" (default)
 #                                    MUTANT_JOBS=2 parallel runs
 #                                    MUTANT_ALL=1 every killing case, no fail-fast
-#                                    SUITE=FILE a suite binary already built
-#                                    from this checkout (go test -c ./scenarios)
+#                                    SUITE=FILE a suite binary built from this
+#                                    checkout (go test -c ./scenarios); built
+#                                    there when FILE does not exist
 set -euo pipefail
 out=${1:-out/mutants}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(cd "$out" && pwd)
 suite=${SUITE:-}
-if [[ -z $suite ]]; then
-	suite=$out/scenarios.test
-	go test -c -o "$suite" "$root/scenarios/"
+[[ -z $suite || $suite = /* ]] || suite=$root/$suite
+if [[ -z $suite || ! -x $suite ]]; then
+	suite=${suite:-$out/scenarios.test}
+	(cd "$root" && go test -c -o "$suite" ./scenarios/)
 fi
-[[ $suite = /* ]] || suite=$root/$suite
 export suite
 
 catalogue=$(sed -n 's/^\t{"\([a-z0-9-]*\)", "\(SPD-[A-Z0-9]*-[0-9]*\)", .*/\1 \2/p' "$root/reference/device/mutants.go")

@@ -2,12 +2,12 @@
 # make test's steps, in two lanes that run side by side: the checks (the
 # race detector on every package that starts a goroutine, the cgo-free and
 # macOS builds, gofmt, tidiness and staticcheck, vet, then the backend's
-# tests again on PostgreSQL, which mostly wait on the server) in one, the
-# tests (the suite binary, every other package's tests, the conformance
-# suite on every emulated DUT, certification of devices reached as hardware
-# is, the mutants; the suite binary built once for them) in the other. Every
-# step still runs, each in the order of its lane; a lane stops at its first
-# failing step and the script fails when either lane does.
+# tests again on PostgreSQL, which mostly wait on the server, and the
+# mutants) in one, the tests (the suite binary, every other package's tests,
+# the conformance suite on every emulated DUT, certification of devices
+# reached as hardware is) in the other. Every step still runs, each in the
+# order of its lane; a lane stops at its first failing step and the script
+# fails when either lane does.
 #
 # Each test runs once: the packages that start goroutines only under the
 # race detector (make check-race), the others only in the tests lane
@@ -50,8 +50,11 @@ checks=(
 	"$MAKE --no-print-directory check-static"
 	"$GO vet ./..."
 	"$MAKE --no-print-directory test-backend-postgres"
+	"SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OUT=$OUT"
 )
-# The suite binary is built once, for the mutants.
+# The suite binary is built once, for certification; the mutants, in the
+# other lane, link their own from the same compiled packages (make mutants
+# builds it when SUITE does not exist yet).
 mkdir -p "$OUT"
 suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
@@ -60,7 +63,6 @@ tests=(
 	"$GO test -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
-	"SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
 )
 
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now.
