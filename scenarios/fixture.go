@@ -82,6 +82,11 @@ type Fixture struct {
 	// command reached the device since, and state answers seen again.
 	seen   *DeviceState
 	seenAt int
+	// verified holds the encodings (signature included) of the pending
+	// records whose signatures verified under verifiedBy: the very same
+	// bytes read again need no second verification.
+	verified   map[string]bool
+	verifiedBy *ecdsa.PublicKey
 }
 
 // open opens a device, records its exchanges (attached to the report on

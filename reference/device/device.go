@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,10 +38,10 @@ import (
 // Zero values take the defaults named on each field.
 type Config struct {
 	// Seed, when set, makes the device key and every random value
-	// (challenges, tokens) a deterministic function of it, and the device
-	// signs with deterministic ECDSA (RFC 6979), so that the known-answer
-	// vectors of SPEC.md Annex A replay byte for byte. Tests only: a real
-	// device draws from crypto/rand.
+	// (challenges, tokens) a deterministic function of it (the device
+	// signs with deterministic ECDSA, RFC 6979, seeded or not), so that
+	// the known-answer vectors of SPEC.md Annex A replay byte for byte.
+	// Tests only: a real device draws from crypto/rand.
 	Seed []byte
 	// MaxLedger bounds the pending ledger (default 64 records).
 	MaxLedger int
@@ -111,6 +112,7 @@ type Device struct {
 	verified bool
 	rest     []byte // the part of the last response not yet fetched
 	mut      mutantState
+	memo     sigMemo
 }
 
 // New returns a powered device on st. A new store holds a blank device.
@@ -507,14 +509,43 @@ func (g *drbg) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// signDigest signs a SHA-256 digest with the device key: hedged ECDSA
-// from crypto/rand, or RFC 6979 deterministic ECDSA when Config.Seed is set.
+// signDigest signs a SHA-256 digest with the device key, RFC 6979
+// deterministic ECDSA: the signature is a function of the key and the
+// digest, so a record that READ PENDING exports again carries the same
+// bytes every time, and the device answers a digest it has signed under
+// the same key from its memo (sigMemo) instead of signing it again.
 func (d *Device) signDigest(digest []byte) ([]byte, error) {
-	if len(d.cfg.Seed) > 0 {
+	if d.key == nil || len(digest) != sha256.Size {
 		return d.key.Sign(nil, digest, crypto.SHA256)
 	}
-	return ecdsa.SignASN1(rand.Reader, d.key, digest)
+	if d.memo.key == nil || !d.memo.key.Equal(d.key) {
+		d.memo = sigMemo{key: d.key, sigs: map[[sha256.Size]byte][]byte{}}
+	}
+	k := [sha256.Size]byte(digest)
+	if sig, ok := d.memo.sigs[k]; ok {
+		return slices.Clone(sig), nil
+	}
+	sig, err := d.key.Sign(nil, digest, crypto.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.memo.sigs) >= sigMemoSize {
+		clear(d.memo.sigs)
+	}
+	d.memo.sigs[k] = sig
+	return slices.Clone(sig), nil
 }
+
+// sigMemo holds the signatures the device made under one key, by digest
+// (volatile, like a cache in RAM: it changes no answer, since RFC 6979
+// signs a digest the same way every time). Its size bounds it; the
+// ledger's 64 records, read again and again, fit with room to spare.
+type sigMemo struct {
+	key  *ecdsa.PrivateKey
+	sigs map[[sha256.Size]byte][]byte
+}
+
+const sigMemoSize = 256
 
 // signer is the device key as medium.Sign uses it.
 type signer struct{ d *Device }
