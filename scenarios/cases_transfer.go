@@ -251,15 +251,18 @@ func defineTransferCases(d Driver) {
 			payee.login(ctx)
 			forger := newForger(payee.Issuer)
 			me := payee.Profile.DeviceID
+			// The ledger fills every 64 imports (SPD-LED-1): the ATCs the
+			// signed results name are acknowledged, which must empty it.
+			var atcs []uint32
 			for serial := uint64(1); serial <= 256; serial++ {
-				_, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 1, serial, Clock.Add(time.Hour))), Time: Clock})
+				res, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 1, serial, Clock.Add(time.Hour))), Time: Clock})
 				Expect(err).NotTo(HaveOccurred(), "import %d", serial)
+				atcs = append(atcs, res.Info().ATC)
 				if serial%64 == 0 {
-					var atcs []uint32
-					for _, r := range payee.state(ctx).Records {
-						atcs = append(atcs, r.ATC)
-					}
+					Expect(payee.Client.PendingCount(ctx)).To(Equal(64), "the ledger after import %d", serial)
 					Expect(payee.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, ATCs: atcs})).To(Equal(sw9000))
+					Expect(payee.Client.PendingCount(ctx)).To(Equal(0), "the ledger after acknowledging imports %d to %d", serial-63, serial)
+					atcs = atcs[:0]
 				}
 			}
 			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, 257, Clock.Add(time.Hour))), Clock), sw6A84, "the 257th import")

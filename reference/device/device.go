@@ -113,6 +113,7 @@ type Device struct {
 	rest     []byte // the part of the last response not yet fetched
 	mut      mutantState
 	memo     sigMemo
+	certs    certMemo
 }
 
 // New returns a powered device on st. A new store holds a blank device.
@@ -546,6 +547,42 @@ type sigMemo struct {
 }
 
 const sigMemoSize = 256
+
+// certMemo holds the device certificates that verified under one issuer
+// CA (spd.VerifyDeviceCertificate), with the key and device ID each
+// certifies: a pure function of the certificate and the CA, memoised in
+// RAM so that the media of one payer (TRANSFER IN, PARSE MEDIUM) do not
+// have their certificate's signature checked again. Only certificates
+// that verified are kept; any other is checked every time.
+type certMemo struct {
+	ca    *ecdsa.PublicKey
+	certs map[string]certified
+}
+
+type certified struct {
+	pub *ecdsa.PublicKey
+	id  []byte
+}
+
+const certMemoSize = 64
+
+func (m *certMemo) get(cert []byte, ca *ecdsa.PublicKey) (certified, bool) {
+	if ca == nil || m.ca == nil || !m.ca.Equal(ca) {
+		return certified{}, false
+	}
+	c, ok := m.certs[string(cert)]
+	return c, ok
+}
+
+func (m *certMemo) put(cert []byte, ca, pub *ecdsa.PublicKey, id []byte) {
+	if ca == nil {
+		return
+	}
+	if m.ca == nil || !m.ca.Equal(ca) || len(m.certs) >= certMemoSize {
+		m.ca, m.certs = ca, map[string]certified{}
+	}
+	m.certs[string(cert)] = certified{pub: pub, id: bytes.Clone(id)}
+}
 
 // signer is the device key as medium.Sign uses it.
 type signer struct{ d *Device }

@@ -495,7 +495,13 @@ func (d *Device) dropOldest() {
 // (spd.VerifyDeviceCertificate); the rogue-CA mutants skip the CA's
 // signature and take the key and device ID the certificate claims.
 func (d *Device) certified(cert []byte, mutant string) (*ecdsa.PublicKey, []byte, error) {
+	if c, ok := d.certs.get(cert, d.caPub); ok {
+		return c.pub, bytes.Clone(c.id), nil
+	}
 	pub, id, err := spd.VerifyDeviceCertificate(cert, d.caPub)
+	if err == nil {
+		d.certs.put(cert, d.caPub, pub, id)
+	}
 	if err == nil || !d.bug(mutant) {
 		return pub, id, err
 	}
