@@ -28,8 +28,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
 )
@@ -560,8 +562,25 @@ type certMemo struct {
 }
 
 type certified struct {
-	pub *ecdsa.PublicKey
-	id  []byte
+	pub                 *ecdsa.PublicKey
+	id                  []byte
+	notBefore, notAfter time.Time
+}
+
+// verify checks a medium carrying the certificate, as
+// medium.VerifyCertificate does after the certificate's own checks (which
+// it passed when it was memoised: signed by the CA with ECDSA-SHA256, a
+// P-256 key): the medium issued within the certificate's validity (a 9A
+// of 0 as 1970-01-01, SPD-MED-6), and signed by the certified key.
+func (c certified) verify(m *medium.Medium) error {
+	iss := m.Info.Issued
+	if iss.IsZero() {
+		iss = time.Unix(0, 0).UTC()
+	}
+	if iss.Before(c.notBefore) || iss.After(c.notAfter) {
+		return errors.New("device: medium issued outside its device certificate's validity")
+	}
+	return m.Verify(c.pub)
 }
 
 const certMemoSize = 64
@@ -574,14 +593,14 @@ func (m *certMemo) get(cert []byte, ca *ecdsa.PublicKey) (certified, bool) {
 	return c, ok
 }
 
-func (m *certMemo) put(cert []byte, ca, pub *ecdsa.PublicKey, id []byte) {
+func (m *certMemo) put(cert []byte, ca *ecdsa.PublicKey, c certified) {
 	if ca == nil {
 		return
 	}
 	if m.ca == nil || !m.ca.Equal(ca) || len(m.certs) >= certMemoSize {
 		m.ca, m.certs = ca, map[string]certified{}
 	}
-	m.certs[string(cert)] = certified{pub: pub, id: bytes.Clone(id)}
+	m.certs[string(cert)] = c
 }
 
 // signer is the device key as medium.Sign uses it.

@@ -570,6 +570,9 @@ func TestTransfers(t *testing.T) {
 		t.Fatalf("payee balance %d", b)
 	}
 	payee.expect(t, spd.TransferIn(res.Envelope, t0.Add(time.Hour)), apdu.SWRefDataNotUsable)
+	// The payer's certificate is remembered now (certMemo); the medium's
+	// own signature is still checked.
+	payee.expect(t, spd.TransferIn(tampered, t0.Add(time.Hour)), apdu.SWSecurityNotSatisfied)
 	recs, _ := payee.c.PendingRecords(ctx)
 	if len(recs) != 1 || recs[0].Kind != spd.KindTransferIn || recs[0].Serial != 1 || string(recs[0].Counterpart) != "PAYER001" {
 		t.Fatalf("import receipt %+v", recs)
