@@ -380,6 +380,19 @@ func TestSwapPutsAnotherCardBehindTheChannel(t *testing.T) {
 		t.Fatalf("the block left in CMD.BIN ran %d times on the new card", n)
 	}
 	c = openChannel(t, dir, channel.Config{})
+	if err := d.Swap(emulatortest.NewCounterCard()); err != nil {
+		t.Fatal(err)
+	}
+	// The channel stays open: a new session with the card swapped in.
+	if atr, err := c.OpenSession(ctx); err != nil || !bytes.Equal(atr, emulator.ATR(emulator.FormSD)) {
+		t.Fatalf("session with a new card: ATR % X, %v", atr, err)
+	}
+	if err := d.Swap(second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.OpenSession(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for id := uint32(1); id <= 2; id++ {
 		if _, err := c.Exchange(ctx, emulatortest.CountCommand(id)); err != nil {
 			t.Fatal(err)

@@ -471,8 +471,9 @@ func TestSerialLinkKeepsTheContract(t *testing.T) {
 }
 
 // TestSwapPutsAnotherCardBehindThePTY: after Swap the old card has lost
-// power and gets nothing more, a host port opened on the same pty reaches
-// the new card, and with no card every request is refused as unpowered.
+// power and gets nothing more, the host's port, with a new session,
+// reaches the new card, and with no card every request is refused as
+// unpowered.
 func TestSwapPutsAnotherCardBehindThePTY(t *testing.T) {
 	first, second := emulatortest.NewCounterCard(), emulatortest.NewCounterCard()
 	d, path := startDevice(t, first, Config{})
@@ -481,14 +482,16 @@ func TestSwapPutsAnotherCardBehindThePTY(t *testing.T) {
 	if _, err := p.Exchange(ctx, emulatortest.CountCommand(1)); err != nil {
 		t.Fatal(err)
 	}
-	p.Close()
 	if err := d.Swap(second); err != nil {
 		t.Fatal(err)
 	}
 	if first.Powered() || !second.Powered() {
 		t.Fatalf("after Swap the old card powered %v, the new one %v", first.Powered(), second.Powered())
 	}
-	p = openPort(t, path, fastConfig)
+	// The port stays open: a new session with the new card.
+	if atr, err := p.OpenSession(ctx); err != nil || !bytes.Equal(atr, emulator.ATR(emulator.FormUART)) {
+		t.Fatalf("session with the new card: ATR % X, %v", atr, err)
+	}
 	// COUNT 1 runs again: on the new card it is the first.
 	for id := uint32(1); id <= 2; id++ {
 		if _, err := p.Exchange(ctx, emulatortest.CountCommand(id)); err != nil {

@@ -1,39 +1,67 @@
 package dut
 
 import (
+	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
+	"github.com/spdlab/spdlab/rigs/link"
+	sdrig "github.com/spdlab/spdlab/rigs/sdcard"
+	serialrig "github.com/spdlab/spdlab/rigs/serial"
 )
 
 // An emulator behind an OS interface (serial-emu's pty, sd-emu's file
 // channel) costs more to set up and take down than the suite's short cases
-// take: a pty to open and put in raw mode, a directory and two channel
-// files to make and remove (milliseconds on a busy disk). With
-// Options.KeepEmulators, such an emulator is kept once its device is
-// closed, and the next device of the same DUT string is swapped in behind
-// it (the emulators' Swap) and reached by a newly opened rig, which opens
-// a session with it (RESET 00) exactly as with a device just plugged in.
-// Each device still gets an emulator of its own while it is open; two open
-// at once get two.
+// take: a pty to open and put in raw mode and a port to open on it, a
+// directory and two channel files to make and remove (milliseconds on a
+// busy disk). With Options.KeepEmulators, such an emulator and the rig's
+// port or channel on it are kept once their device is closed, and the
+// next device of the same DUT string is swapped in behind them (the
+// emulators' Swap); the rig opens a session with it (RESET 00, the rigs'
+// OpenSession) exactly as with a device just plugged in. Each device still
+// gets an emulator of its own while it is open; two open at once get two.
 
 // emuIdleRelease is how long an emulator no device uses is kept before it
 // is stopped (its pty closed, its directory removed).
 const emuIdleRelease = 2 * time.Second
 
-// emuSession is an emulator kept for the devices of one DUT string.
+// keptRig is the rig's link to a kept emulator: rigs/serial's Port or
+// rigs/sdcard's Channel.
+type keptRig interface {
+	link.Link
+	link.Resetter
+	link.PowerCycler
+	link.ATRer
+	link.Limits
+	OpenSession(ctx context.Context) ([]byte, error)
+}
+
+var (
+	_ keptRig = (*serialrig.Port)(nil)
+	_ keptRig = (*sdrig.Channel)(nil)
+)
+
+// emuSession is an emulator, and the rig's link to it, kept for the
+// devices of one DUT string.
 type emuSession struct {
-	key  string // the DUT string, faults included
-	path string // the pty or directory a rig opens
+	key string // the DUT string, faults included
 	// swap puts a card behind the emulator (nil: none); stop ends it.
 	swap func(emulator.Card) error
 	stop func() error
+	rig  keptRig
 	idle *time.Timer
-	// failed: a rig could not open a session through it, so it is stopped
-	// rather than kept; so is one opened without Options.KeepEmulators.
-	failed bool
+}
+
+// end closes the rig's link and stops the emulator.
+func (s *emuSession) end() error {
+	var errs []error
+	if s.rig != nil {
+		errs = append(errs, s.rig.Close())
+	}
+	return errors.Join(append(errs, s.stop())...)
 }
 
 // emuPool holds the sessions no device uses now, by DUT string.
@@ -42,43 +70,62 @@ var emuPool = struct {
 	idle map[string][]*emuSession
 }{idle: map[string][]*emuSession{}}
 
-// takeEmulator puts card behind an idle emulator kept for key, or starts a
-// new one with start, and arranges for d's Close to give it back (keep) or
-// to stop it.
-func takeEmulator(d *DUT, key string, keep bool, card emulator.Card, start func(emulator.Card) (*emuSession, error)) (*emuSession, error) {
-	emuPool.Lock()
+// openEmulated puts card behind an emulator for d's DUT string and makes
+// d.Link the rig's link to it. With keep it takes an idle kept emulator
+// when there is one, and d's Close gives it back; otherwise, or when the
+// kept one fails, start starts an emulator (returning what a rig opens,
+// how to swap its card and how to stop it) and openRig opens the rig on it.
+func openEmulated(ctx context.Context, d *DUT, keep bool, card emulator.Card,
+	start func(emulator.Card) (path string, swap func(emulator.Card) error, stop func() error, err error),
+	openRig func(ctx context.Context, path string) (keptRig, error)) error {
 	var s *emuSession
-	if list := emuPool.idle[key]; keep && len(list) > 0 {
-		s = list[len(list)-1]
-		emuPool.idle[key] = list[:len(list)-1]
-		s.idle.Stop()
+	if keep {
+		emuPool.Lock()
+		if list := emuPool.idle[d.Spec]; len(list) > 0 {
+			s = list[len(list)-1]
+			emuPool.idle[d.Spec] = list[:len(list)-1]
+			s.idle.Stop()
+		}
+		emuPool.Unlock()
 	}
-	emuPool.Unlock()
 	if s != nil {
-		if err := s.swap(card); err != nil {
-			return nil, errors.Join(err, s.stop())
+		err := s.swap(card)
+		if err == nil {
+			_, err = s.rig.OpenSession(ctx)
 		}
-	} else {
-		var err error
-		if s, err = start(card); err != nil {
-			return nil, err
+		if err != nil {
+			// A new emulator for this device, as without keep.
+			s.swap(nil)
+			s.end()
+			s = nil
 		}
-		s.key = key
 	}
-	s.failed = !keep
+	if s == nil {
+		path, swap, stop, err := start(card)
+		if err != nil {
+			return err
+		}
+		s = &emuSession{key: d.Spec, swap: swap, stop: stop}
+		if s.rig, err = openRig(ctx, path); err != nil {
+			return errors.Join(err, s.end())
+		}
+	}
+	if !keep {
+		d.Link = s.rig // closed by d's Close before the emulator stops
+		d.onClose(s.stop)
+		return nil
+	}
+	d.Link = &keptLink{keptRig: s.rig}
 	d.onClose(s.park)
-	return s, nil
+	return nil
 }
 
-// park takes the card out of the emulator and keeps it for the next device
-// of its DUT string; it stops the emulator when none comes within
-// emuIdleRelease.
+// park takes the card out of the emulator and keeps the emulator for the
+// next device of its DUT string; it stops the emulator when none comes
+// within emuIdleRelease.
 func (s *emuSession) park() error {
-	if s.failed {
-		return s.stop()
-	}
 	if err := s.swap(nil); err != nil {
-		return errors.Join(err, s.stop())
+		return errors.Join(err, s.end())
 	}
 	emuPool.Lock()
 	defer emuPool.Unlock()
@@ -87,11 +134,62 @@ func (s *emuSession) park() error {
 	return nil
 }
 
+// keptLink is the link of a device behind a kept emulator: the rig's
+// link, which outlives the device, with every ability of it, except that
+// its Close leaves the rig's link open for the next device.
+type keptLink struct {
+	keptRig
+	closed atomic.Bool
+}
+
+// Close implements link.Link: the link refuses every request from now on.
+func (k *keptLink) Close() error {
+	k.closed.Store(true)
+	return nil
+}
+
+// Exchange implements link.Link.
+func (k *keptLink) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	if k.closed.Load() {
+		return nil, link.ErrClosed
+	}
+	return k.keptRig.Exchange(ctx, command)
+}
+
+// Reset implements link.Resetter.
+func (k *keptLink) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	if k.closed.Load() {
+		return nil, link.ErrClosed
+	}
+	return k.keptRig.Reset(ctx, cold)
+}
+
+// PowerOff implements link.PowerCycler.
+func (k *keptLink) PowerOff(ctx context.Context) error {
+	if k.closed.Load() {
+		return link.ErrClosed
+	}
+	return k.keptRig.PowerOff(ctx)
+}
+
+// PowerOn implements link.PowerCycler.
+func (k *keptLink) PowerOn(ctx context.Context) ([]byte, error) {
+	if k.closed.Load() {
+		return nil, link.ErrClosed
+	}
+	return k.keptRig.PowerOn(ctx)
+}
+
+// OpenSession belongs to whoever keeps the rig's link.
+func (k *keptLink) OpenSession(context.Context) ([]byte, error) {
+	return nil, errors.New("dut: the session of a kept emulator's link is the DUT's")
+}
+
 // ReleaseIdleEmulators stops at once the serial-emu and sd-emu emulators
 // this process keeps for devices to come (Options.KeepEmulators), their
-// ptys closed and their directories removed. A process that opens devices
-// with KeepEmulators calls it when it is done with them, so as to leave no
-// directory behind.
+// ports and channels closed, their ptys closed and their directories
+// removed. A process that opens devices with KeepEmulators calls it when
+// it is done with them, so as to leave no directory behind.
 func ReleaseIdleEmulators() error { return releaseEmulators(nil) }
 
 // releaseEmulators stops the idle session only, or every idle session when
@@ -118,7 +216,7 @@ func releaseEmulators(only *emuSession) error {
 	emuPool.Unlock()
 	var errs []error
 	for _, s := range stop {
-		errs = append(errs, s.stop())
+		errs = append(errs, s.end())
 	}
 	return errors.Join(errs...)
 }

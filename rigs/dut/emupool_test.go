@@ -10,11 +10,13 @@ import (
 
 	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/rigs/link"
 )
 
 // TestEmulatorKeptForTheNextDevice: with KeepEmulators, a serial-emu or
 // sd-emu device opened after another was closed is reached through the
-// same pty or directory and is a new blank device; one opened while
+// same pty or directory and is a new blank device, while the closed one's
+// link refuses requests; one opened while
 // another is open gets an emulator of its own; ReleaseIdleEmulators stops
 // the idle ones. Without KeepEmulators, closing the device stops its
 // emulator.
@@ -50,6 +52,9 @@ func TestEmulatorKeptForTheNextDevice(t *testing.T) {
 			}
 			if second.Device == first.Device {
 				t.Fatal("the second device is the first one")
+			}
+			if _, err := first.Link.Exchange(ctx, spd.Select().MustBytes()); !errors.Is(err, link.ErrClosed) {
+				t.Fatalf("the closed device's link, once its emulator serves the next: %v, want link.ErrClosed", err)
 			}
 			sel, err := spd.NewClient(second.Link).Select(ctx)
 			if err != nil {

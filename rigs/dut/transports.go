@@ -30,30 +30,26 @@ func openSerial(ctx context.Context, d *DUT, path string, opt Options) error {
 
 // openSerialEmu serves a new reference device on a pseudo-terminal and
 // opens that pty with the serial rig, exactly as a USB-serial adapter. With
-// Options.KeepEmulators the pty of an earlier device of the same DUT
-// string is used again when one is idle (emupool.go).
+// Options.KeepEmulators the pty and port of an earlier device of the same
+// DUT string are used again when they are idle (emupool.go).
 func openSerialEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 	card, err := newCard(d, opt, emulator.ATR(emulator.FormUART))
 	if err != nil {
 		return err
 	}
-	s, err := takeEmulator(d, d.Spec, opt.KeepEmulators, card, func(card emulator.Card) (*emuSession, error) {
-		em := emuserial.New(card, emuserial.Config{Line: opt.faults.line(d)})
-		path, err := em.Start()
-		if err != nil {
-			em.Close()
-			return nil, err
-		}
-		return &emuSession{path: path, swap: em.Swap, stop: em.Close}, nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := openSerial(ctx, d, s.path, opt); err != nil {
-		s.failed = true
-		return err
-	}
-	return nil
+	return openEmulated(ctx, d, opt.KeepEmulators, card,
+		func(card emulator.Card) (string, func(emulator.Card) error, func() error, error) {
+			em := emuserial.New(card, emuserial.Config{Line: opt.faults.line(d)})
+			path, err := em.Start()
+			if err != nil {
+				em.Close()
+				return "", nil, nil, err
+			}
+			return path, em.Swap, em.Close, nil
+		},
+		func(ctx context.Context, path string) (keptRig, error) {
+			return serialrig.OpenConfig(ctx, path, serialrig.Config{})
+		})
 }
 
 func openSD(ctx context.Context, d *DUT, dir string, opt Options) error {
@@ -70,33 +66,29 @@ func openSD(ctx context.Context, d *DUT, dir string, opt Options) error {
 
 // openSDEmu serves a new reference device through a file channel in a
 // fresh directory standing for the card's mount point. With
-// Options.KeepEmulators the directory of an earlier device of the same DUT
-// string is used again when one is idle (emupool.go).
+// Options.KeepEmulators the directory and channel of an earlier device of
+// the same DUT string are used again when they are idle (emupool.go).
 func openSDEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 	card, err := newCard(d, opt, emulator.ATR(emulator.FormSD))
 	if err != nil {
 		return err
 	}
-	s, err := takeEmulator(d, d.Spec, opt.KeepEmulators, card, func(card emulator.Card) (*emuSession, error) {
-		dir, err := os.MkdirTemp("", "spdlab-sd-")
-		if err != nil {
-			return nil, fmt.Errorf("dut: %w", err)
-		}
-		em := sdcard.New(card, dir, sdcard.Config{})
-		stop := func() error { return errors.Join(em.Close(), os.RemoveAll(dir)) }
-		if err := em.Start(); err != nil {
-			return nil, errors.Join(err, stop())
-		}
-		return &emuSession{path: dir, swap: em.Swap, stop: stop}, nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := openSD(ctx, d, s.path, opt); err != nil {
-		s.failed = true
-		return err
-	}
-	return nil
+	return openEmulated(ctx, d, opt.KeepEmulators, card,
+		func(card emulator.Card) (string, func(emulator.Card) error, func() error, error) {
+			dir, err := os.MkdirTemp("", "spdlab-sd-")
+			if err != nil {
+				return "", nil, nil, fmt.Errorf("dut: %w", err)
+			}
+			em := sdcard.New(card, dir, sdcard.Config{})
+			stop := func() error { return errors.Join(em.Close(), os.RemoveAll(dir)) }
+			if err := em.Start(); err != nil {
+				return "", nil, nil, errors.Join(err, stop())
+			}
+			return dir, em.Swap, stop, nil
+		},
+		func(ctx context.Context, dir string) (keptRig, error) {
+			return sdrig.OpenConfig(ctx, dir, sdrig.Config{})
+		})
 }
 
 func openUSB(ctx context.Context, d *DUT, arg string, opt Options) error {

@@ -285,6 +285,14 @@ func (c *Channel) Reset(ctx context.Context, cold bool) ([]byte, error) {
 	return c.setATR(c.request(ctx, sdblock.KindReset, []byte{mode}, false, sdblock.KindATR))
 }
 
+// OpenSession opens a new session with the card (RESET 00), as Open does
+// once the channel files are open, and returns its ATR. A host that keeps
+// the channel open while the card behind it is replaced calls it for the
+// new card.
+func (c *Channel) OpenSession(ctx context.Context) ([]byte, error) {
+	return c.setATR(c.request(ctx, sdblock.KindReset, []byte{sdblock.ResetOpen}, false, sdblock.KindATR))
+}
+
 // PowerOff implements link.PowerCycler.
 func (c *Channel) PowerOff(ctx context.Context) error {
 	_, err := c.request(ctx, sdblock.KindPower, []byte{sdblock.PowerOff}, false, sdblock.KindAck)

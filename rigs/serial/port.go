@@ -290,6 +290,21 @@ func (p *Port) Reset(ctx context.Context, cold bool) ([]byte, error) {
 	return append([]byte(nil), atr...), nil
 }
 
+// OpenSession opens a new session with the device (RESET 00), as Open does
+// once the port is open: the device forgets the reply it keeps for a
+// repeated SEQ and answers with its ATR. A host that keeps the port open
+// while the device on the line is replaced calls it for the new device.
+func (p *Port) OpenSession(ctx context.Context) ([]byte, error) {
+	atr, err := p.request(ctx, serialframe.TypeReset, []byte{serialframe.ResetOpen}, serialframe.TypeATR)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.atr = atr
+	p.mu.Unlock()
+	return append([]byte(nil), atr...), nil
+}
+
 // PowerOff implements link.PowerCycler.
 func (p *Port) PowerOff(ctx context.Context) error {
 	_, err := p.request(ctx, serialframe.TypePower, []byte{serialframe.PowerOff}, serialframe.TypeAck)
