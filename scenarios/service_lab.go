@@ -267,3 +267,12 @@ func (f *Fixture) declinedThrough(o terminal.Outcome, reason string) {
 	Expect(o.Result.Info().Reason).To(Equal(reason))
 	caseDeclined = true
 }
+
+// shownPNG is the image of a code a terminal showed its user, as the
+// screen draws it (terminal.Code.PNG), for a case that scans the screen.
+func shownPNG(c terminal.Code) []byte {
+	GinkgoHelper()
+	png, err := c.PNG()
+	Expect(err).NotTo(HaveOccurred(), "drawing the %s the terminal showed", c.Title)
+	return png
+}

@@ -101,7 +101,7 @@ func defineServicePayments(d Driver) {
 				done(c.tm.ShowMedium(ctx, []byte("NONCE-42"), terminal.Verification{}))
 				codes := c.user.Codes()
 				Expect(codes).NotTo(BeEmpty())
-				text, _, err := medium.DecodePNG(bytes.NewReader(codes[len(codes)-1].PNG))
+				text, _, err := medium.DecodePNG(bytes.NewReader(shownPNG(codes[len(codes)-1])))
 				Expect(err).NotTo(HaveOccurred())
 				m, err := terminal.ReadMedium(text, &d.Issuer().CA.PublicKey, s.clock.Now())
 				Expect(err).NotTo(HaveOccurred(), "the merchant's scanner reads and verifies it")
@@ -117,7 +117,7 @@ func defineServicePayments(d Driver) {
 				tok := done(c.tm.IssueToken(ctx, terminal.TokenOrder{Expiry: s.clock.Now().Add(time.Hour),
 					Controls: medium.TokenControls{MaxTransactions: 1, MaxAmount: 20_00, Channels: medium.ChannelInStore}}))
 				codes := c.user.Codes()
-				text, _, err := medium.DecodePNG(bytes.NewReader(codes[len(codes)-1].PNG))
+				text, _, err := medium.DecodePNG(bytes.NewReader(shownPNG(codes[len(codes)-1])))
 				Expect(err).NotTo(HaveOccurred())
 				m, err := terminal.ReadMedium(text, &d.Issuer().CA.PublicKey, s.clock.Now())
 				Expect(err).NotTo(HaveOccurred())

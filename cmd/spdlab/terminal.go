@@ -143,7 +143,11 @@ func (u *cliUser) Consent(ctx context.Context, question string) (bool, error) {
 func (u *cliUser) ShowCode(ctx context.Context, c terminal.Code) error {
 	name := strings.ReplaceAll(c.Title, " ", "-") + ".png"
 	path := filepath.Join(u.outDir, name)
-	if err := os.WriteFile(path, c.PNG, 0o644); err != nil {
+	png, err := c.PNG()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(u.out, "  %s shown as %s: %s\n  text: %s\n", c.Title, c.Format, path, c.Text)

@@ -238,7 +238,11 @@ func order(t *testing.T, amount string) terminal.Order {
 // codeText reads a shown code back from its PNG, as a scanner would.
 func codeText(t *testing.T, c terminal.Code) string {
 	t.Helper()
-	text, _, err := medium.DecodePNG(bytes.NewReader(c.PNG))
+	png, err := c.PNG()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _, err := medium.DecodePNG(bytes.NewReader(png))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -513,13 +513,12 @@ func notDone(f Flow, format string, args ...any) Outcome {
 	return Outcome{Flow: f, Status: NotDone, Reason: fmt.Sprintf(format, args...)}
 }
 
-// show renders text as a QR code PNG and shows it to the user.
+// show shows text to the user as a QR code (Code.PNG draws it).
 func (t *Terminal) show(ctx context.Context, title, text string) error {
-	png, err := medium.RenderPNG(text, medium.QR, 4)
-	if err != nil {
-		return fmt.Errorf("terminal: render %s: %w", title, err)
+	if text == "" {
+		return fmt.Errorf("terminal: nothing to show as the %s", title)
 	}
-	return t.cfg.User.ShowCode(ctx, Code{Title: title, Text: text, Format: medium.QR, PNG: png})
+	return t.cfg.User.ShowCode(ctx, Code{Title: title, Text: text, Format: medium.QR})
 }
 
 // ReadMedium reads a coded medium a device showed (the merchant's or the

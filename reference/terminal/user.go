@@ -56,13 +56,22 @@ type Step struct {
 	SW apdu.SW
 }
 
-// Code is a coded medium the terminal shows.
+// Code is a coded medium the terminal shows: its text, which PNG draws as
+// a symbol of Format for whoever looks at the screen.
 type Code struct {
 	Title  string
 	Text   string // what the image carries
 	Format medium.Format
-	PNG    []byte
 }
+
+// CodeScale is the pixels per module of a shown code's image.
+const CodeScale = 4
+
+// PNG draws the code as the terminal's screen shows it (medium.RenderPNG,
+// CodeScale pixels per module). It is drawn when a user asks for it, so
+// that a user who takes the text alone (ScriptedUser, whose codes a test
+// may read from the text or from the image) does not pay for an image.
+func (c Code) PNG() ([]byte, error) { return medium.RenderPNG(c.Text, c.Format, CodeScale) }
 
 // ErrNoAnswer is returned by a ScriptedUser asked something its script
 // does not answer.
