@@ -96,10 +96,14 @@ check-static:
 
 ## check-race: the race detector on every package that starts a goroutine, found by grep so
 ## that a new one is never left out (scripts/race-packages.sh); make test runs the tests of
-## these packages only here, the others' without it
+## these packages only here, the others' without it. A race-built program sleeps 1 s as it
+## exits (GORACE atexit_sleep_ms) and these tests start hundreds of them as child processes
+## (tiny suites, certify's processes): GORACE_ATEXIT_MS sets that sleep, default 0
+GORACE_ATEXIT_MS ?= 0
 check-race:
 	@pkgs=$$(bash scripts/race-packages.sh) && [ -n "$$pkgs" ] || exit 1; \
-	  echo "$(GO) test -race -count=1 -timeout 15m" $$pkgs; \
+	  export GORACE="atexit_sleep_ms=$(GORACE_ATEXIT_MS) $$GORACE"; \
+	  echo "GORACE='$$GORACE' $(GO) test -race -count=1 -timeout 15m" $$pkgs; \
 	  $(GO) test -race -count=1 -timeout 15m $$pkgs
 
 ## bench: transport round trips, payment and medium figures, each as a ratio to its floor

@@ -180,6 +180,9 @@ func TestReportInBrowser(t *testing.T) {
 			[]string{"PAY before VERIFY: expected 6982, got 9000", "<details open", "1 case(s) failed"}},
 	} {
 		t.Run(tc.suite, func(t *testing.T) {
+			// Chromium mostly waits (it starts a dozen processes): the two
+			// reports render side by side.
+			t.Parallel()
 			dir := filepath.Join(t.TempDir(), tc.suite)
 			c, err := Write(dir, info, runTiny(t, tc.suite), key)
 			if err != nil {
