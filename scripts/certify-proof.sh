@@ -24,7 +24,9 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "certify-proof ($transport): FAIL: $*" >&2; exit 1; }
-say() { echo "certify-proof ($transport): $*"; }
+# say: a step's heading, with the seconds since the proof started.
+t0=$EPOCHREALTIME
+say() { echo "certify-proof ($transport): $* [$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }')]"; }
 
 slots=("127.0.0.1:35963" "127.0.0.1:35964")
 readers=("Virtual PCD 00 00" "Virtual PCD 00 01")
