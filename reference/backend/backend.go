@@ -134,6 +134,11 @@ type Server struct {
 	rdb     *sql.DB // reads
 	jobs    chan *writeJob
 	retries atomic.Int64 // writes run again (engines without a single writer)
+	// authorising counts the authorisations past their decoding and not
+	// yet handed to the writer (their device signature being verified):
+	// writes on their way, which the single writer waits for briefly
+	// before it commits (joiningJob).
+	authorising atomic.Int64
 	// abortAttempt, set by tests, aborts a write's transaction after its
 	// work with the error it returns, as the database would.
 	abortAttempt func(attempt int) error

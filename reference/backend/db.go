@@ -99,7 +99,9 @@ func (w *writeStmts) close() {
 // until none is waiting (or maxGroup ran), and commits them together, then
 // answers each. Writes that arrive while the group runs join it, so the
 // commit is shared by as many as arrive during one another's work rather
-// than only by those already waiting when the group began. Writers are thus
+// than only by those already waiting when the group began; while
+// authorisations are being verified the writer also holds the group open
+// for up to commitWait for them (joiningJob). Writers are thus
 // serialised in the process (SQLite never sees two). No answer is given
 // before the commit, and a failed commit fails every write of the group.
 //
@@ -206,6 +208,9 @@ type writeJob struct {
 // writer is the goroutine that owns the writing connection.
 func (s *Server) writer() {
 	defer close(s.writerDone)
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	defer wait.Stop()
 	for {
 		var first *writeJob
 		select {
@@ -213,7 +218,8 @@ func (s *Server) writer() {
 		case <-s.closing:
 			return
 		}
-		group, errs := s.commitGroup(first, s.waitingJob)
+		group, errs := s.commitGroup(first, s.joiningJob(wait))
+		wait.Stop()
 		for i, j := range group {
 			j.done <- errs[i]
 		}
@@ -235,6 +241,44 @@ func (s *Server) waitingJob() *writeJob {
 	case j := <-s.jobs:
 		return j
 	default:
+		return nil
+	}
+}
+
+// commitWait bounds how long the single writer holds a group open, before
+// its commit, for authorisations still being verified (joiningJob).
+const commitWait = 150 * time.Microsecond
+
+// joiningJob returns the next function of one group (commitGroup): a write
+// waiting to run; else, while authorisations are being verified (their
+// writes on the way), the first write to arrive within commitWait of the
+// first such wait of the group; else nil. A group's commit is shared by
+// all its writes (its begin and commit, the payee's and devices' pages
+// written once), so a commit delayed that little for a write about to
+// arrive costs less CPU than two commits, as PostgreSQL's commit_delay
+// with commit_siblings. A write alone, with no authorisation on the way,
+// commits at once. The timer belongs to the writer and is stopped when
+// the group ends.
+func (s *Server) joiningJob(t *time.Timer) func() *writeJob {
+	started, over := false, false
+	return func() *writeJob {
+		if j := s.waitingJob(); j != nil {
+			return j
+		}
+		if over || s.authorising.Load() == 0 {
+			return nil
+		}
+		if !started {
+			started = true
+			t.Reset(commitWait)
+		}
+		select {
+		case j := <-s.jobs:
+			return j
+		case <-t.C:
+		case <-s.closing:
+		}
+		over = true
 		return nil
 	}
 }

@@ -124,7 +124,10 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 	if err != nil {
 		return res, newErr(http.StatusBadRequest, CodeMalformed, "record: %v", err)
 	}
-	if err := s.verifyRecord(ctx, rec); err != nil {
+	s.authorising.Add(1)
+	err = s.verifyRecord(ctx, rec)
+	s.authorising.Add(-1)
+	if err != nil {
 		return res, err
 	}
 	now := s.cfg.Now().UTC().Truncate(time.Second)
