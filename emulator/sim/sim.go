@@ -360,11 +360,11 @@ func (e *Emulator) Run(ctx context.Context) error {
 // Swap puts card in the slot in place of the one there, behind the same
 // vpcd connection: the card leaves (losing power, Card.PowerOff) and the
 // new one is there, unpowered, without pcscd seeing a removal. Whoever
-// swaps announces the new card to pcscd with a cold reset (SCardReconnect
-// with SCARD_UNPOWER_CARD), which pcscd passes on to vpcd at once: vpcd's
-// power off and power on then power the new card and read its ATR. A
-// command that comes first activates the new card, as a reader does a
-// card it finds inserted. The old card must have no command in progress.
+// swaps announces the new card to pcscd with a reset (SCardReconnect with
+// SCARD_RESET_CARD, or SCARD_UNPOWER_CARD for a cold one), which pcscd
+// passes on to vpcd at once: vpcd's reset (or power off and power on)
+// then powers the new card and reads its ATR. A command that comes first
+// activates the new card, as a reader does a card it finds inserted. The old card must have no command in progress.
 // The ATR is the emulator's, whichever card is in the slot.
 func (e *Emulator) Swap(card emulator.Card) error {
 	if card == nil {

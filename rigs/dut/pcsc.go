@@ -57,7 +57,7 @@ const (
 // vpcdSession is a SIM emulator holding one vpcd slot for as long as this
 // process keeps using it: pcscd sees one card insertion, and every device
 // after the first is swapped in behind the same connection (sim.Swap) and
-// announced with a cold reset, which pcscd passes on to vpcd at once.
+// announced with a reset, which pcscd passes on to vpcd at once.
 type vpcdSession struct {
 	slot   int
 	em     *sim.Emulator
@@ -81,10 +81,6 @@ var vpcdPool = struct {
 // the same order and two of them never wait on each other); pcsc-emu:N
 // takes slot N of vpcdSlots.
 func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
-	readers, err := pcsc.ListReaders()
-	if err != nil {
-		return fmt.Errorf("dut: pcsc-emu: %w", err)
-	}
 	var candidates []int
 	wait := pcscEmuSlotWait
 	if arg != "" {
@@ -104,12 +100,11 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 		return err
 	}
 	var tried []string
+	// pcscd's readers, listed once a slot this process holds no session
+	// on is tried: a kept session's reader is known to be there.
+	var readers []string
 	for _, i := range candidates {
 		slot := vpcdSlots[i]
-		if !slices.Contains(readers, slot.reader) {
-			tried = append(tried, fmt.Sprintf("%s (%s): pcscd has no such reader", slot.reader, slot.address))
-			continue
-		}
 		vpcdPool.Lock()
 		for vpcdPool.stopping[i] != nil {
 			// This process is letting go of the slot after it went
@@ -134,6 +129,22 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 		vpcdPool.Unlock()
 		if s != nil {
 			s.idle.Stop()
+		} else {
+			if readers == nil {
+				if readers, err = pcsc.ListReaders(); err != nil {
+					vpcdPool.Lock()
+					delete(vpcdPool.busy, i)
+					vpcdPool.Unlock()
+					return fmt.Errorf("dut: pcsc-emu: %w", err)
+				}
+			}
+			if !slices.Contains(readers, slot.reader) {
+				vpcdPool.Lock()
+				delete(vpcdPool.busy, i)
+				vpcdPool.Unlock()
+				tried = append(tried, fmt.Sprintf("%s (%s): pcscd has no such reader", slot.reader, slot.address))
+				continue
+			}
 		}
 		r, s, err := s.attach(ctx, i, dev, wait)
 		if err != nil {
@@ -153,7 +164,7 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 }
 
 // attach puts dev in slot i: on the session s when this process already
-// holds the slot (a swap and a cold reset), or on a new session (one
+// holds the slot (a swap and a reset), or on a new session (one
 // insertion that pcscd sees by polling). It returns the PC/SC rig's link
 // to the card and the session serving it.
 func (s *vpcdSession) attach(ctx context.Context, i int, dev emulator.Card, wait time.Duration) (*pcsc.Reader, *vpcdSession, error) {
@@ -184,16 +195,19 @@ func (s *vpcdSession) attach(ctx context.Context, i int, dev emulator.Card, wait
 	if err != nil {
 		return nil, s, err
 	}
-	// Announce the new card: pcscd passes a cold reset to vpcd at once,
-	// and vpcd powers the card off and on and reads its ATR.
+	// Announce the new card with a warm reset (SCARD_RESET_CARD): pcscd
+	// passes it to vpcd at once, and vpcd resets the card and reads its
+	// ATR. The swapped-in card is unpowered, so the reset powers it up
+	// (sim.Swap), as a cold reset would; it takes one vpcd control instead
+	// of a cold reset's power off and power on.
 	ups := s.em.Status().PowerUps
-	if _, err := r.Reset(ctx, true); err != nil {
+	if _, err := r.Reset(ctx, false); err != nil {
 		r.Close()
-		return nil, s, fmt.Errorf("dut: pcsc-emu: cold reset announcing a new card in %q: %w", slot.reader, err)
+		return nil, s, fmt.Errorf("dut: pcsc-emu: reset announcing a new card in %q: %w", slot.reader, err)
 	}
 	if st := s.em.Status(); st.PowerUps == ups {
 		r.Close()
-		return nil, s, fmt.Errorf("dut: pcsc-emu: a cold reset in %q did not reach the emulated SIM (status %+v)", slot.reader, st)
+		return nil, s, fmt.Errorf("dut: pcsc-emu: a reset in %q did not reach the emulated SIM (status %+v)", slot.reader, st)
 	}
 	return r, s, nil
 }
