@@ -139,6 +139,9 @@ type Server struct {
 	// writes on their way, which the single writer waits for briefly
 	// before it commits (joiningJob).
 	authorising atomic.Int64
+	// commitWait is how long the single writer holds a group open for
+	// them: defaultCommitWait (tests change it).
+	commitWait time.Duration
 	// abortAttempt, set by tests, aborts a write's transaction after its
 	// work with the error it returns, as the database would.
 	abortAttempt func(attempt int) error
@@ -224,6 +227,7 @@ func Open(cfg Config) (*Server, error) {
 	s.writerDone = make(chan struct{})
 	if s.eng.singleWriter() {
 		s.jobs = make(chan *writeJob, 4*maxGroup)
+		s.commitWait = defaultCommitWait
 		go s.writer()
 	} else {
 		close(s.writerDone)

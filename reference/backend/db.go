@@ -101,7 +101,7 @@ func (w *writeStmts) close() {
 // commit is shared by as many as arrive during one another's work rather
 // than only by those already waiting when the group began; while
 // authorisations are being verified the writer also holds the group open
-// for up to commitWait for them (joiningJob). Writers are thus
+// for up to defaultCommitWait for them (joiningJob). Writers are thus
 // serialised in the process (SQLite never sees two). No answer is given
 // before the commit, and a failed commit fails every write of the group.
 //
@@ -245,18 +245,18 @@ func (s *Server) waitingJob() *writeJob {
 	}
 }
 
-// commitWait bounds how long the single writer holds a group open, before
-// its commit, for authorisations still being verified (joiningJob).
-const commitWait = 150 * time.Microsecond
+// defaultCommitWait bounds how long the single writer holds a group open,
+// before its commit, for authorisations still being verified (joiningJob).
+const defaultCommitWait = 150 * time.Microsecond
 
 // joiningJob returns the next function of one group (commitGroup): a write
 // waiting to run; else, while authorisations are being verified (their
-// writes on the way), the first write to arrive within commitWait of the
-// first such wait of the group; else nil. A group's commit is shared by
-// all its writes (its begin and commit, the payee's and devices' pages
-// written once), so a commit delayed that little for a write about to
-// arrive costs less CPU than two commits, as PostgreSQL's commit_delay
-// with commit_siblings. A write alone, with no authorisation on the way,
+// writes on the way), the first write to arrive within Server.commitWait
+// of the first such wait of the group; else nil. A group's commit is
+// shared by all its writes (its begin and commit, the payee's and
+// devices' pages written once), so a commit delayed that little for a
+// write about to arrive costs less CPU than two commits, as PostgreSQL's
+// commit_delay with commit_siblings. A write alone, with no authorisation on the way,
 // commits at once. The timer belongs to the writer and is stopped when
 // the group ends.
 func (s *Server) joiningJob(t *time.Timer) func() *writeJob {
@@ -270,7 +270,7 @@ func (s *Server) joiningJob(t *time.Timer) func() *writeJob {
 		}
 		if !started {
 			started = true
-			t.Reset(commitWait)
+			t.Reset(s.commitWait)
 		}
 		select {
 		case j := <-s.jobs:

@@ -229,3 +229,82 @@ func TestGroupedAuthorisationsOfOneDevice(t *testing.T) {
 		t.Fatalf("audit: %d records settled, want 5", a.RecordsSettled)
 	}
 }
+
+// TestJoiningJob checks when the single writer holds a group open: for a
+// write already waiting, or while an authorisation is being verified
+// (until a write arrives, the wait ends or the backend closes), and then
+// not again in the same group; never when no authorisation is on the way.
+func TestJoiningJob(t *testing.T) {
+	newServer := func(wait time.Duration) (*Server, *time.Timer) {
+		s := &Server{jobs: make(chan *writeJob, 4), closing: make(chan struct{}), commitWait: wait}
+		tm := time.NewTimer(time.Hour)
+		tm.Stop()
+		t.Cleanup(func() { tm.Stop() })
+		return s, tm
+	}
+	waiting, later := &writeJob{}, &writeJob{}
+
+	// A write already waiting joins, on the way or not.
+	s, tm := newServer(time.Hour)
+	s.jobs <- waiting
+	if j := s.joiningJob(tm)(); j != waiting {
+		t.Fatalf("waiting write: got %p, want %p", j, waiting)
+	}
+	// None waiting, none on the way: the group ends (a wait here would
+	// be an hour's).
+	if j := s.joiningJob(tm)(); j != nil {
+		t.Fatalf("nothing on the way: got %p, want nil", j)
+	}
+
+	// An authorisation on the way: the writer waits for its write.
+	s, tm = newServer(time.Hour)
+	s.authorising.Add(1)
+	go func() { s.jobs <- later }()
+	if j := s.joiningJob(tm)(); j != later {
+		t.Fatalf("write on the way: got %p, want %p", j, later)
+	}
+
+	// The wait ends: nil, and no second wait in the same group (a second
+	// wait on the spent timer would never end).
+	s, tm = newServer(time.Nanosecond)
+	s.authorising.Add(1)
+	next := s.joiningJob(tm)
+	if j := next(); j != nil {
+		t.Fatalf("wait over: got %p, want nil", j)
+	}
+	if j := next(); j != nil {
+		t.Fatalf("after the wait: got %p, want nil", j)
+	}
+	// ... but a write that came meanwhile still joins.
+	s.jobs <- waiting
+	if j := next(); j != waiting {
+		t.Fatalf("after the wait, a waiting write: got %p, want %p", j, waiting)
+	}
+
+	// The backend closing ends the wait.
+	s, tm = newServer(time.Hour)
+	s.authorising.Add(1)
+	close(s.closing)
+	if j := s.joiningJob(tm)(); j != nil {
+		t.Fatalf("closing: got %p, want nil", j)
+	}
+}
+
+// TestAuthorisingCount checks that an authorisation counts as on its way
+// to the writer only while it is verified: approved or refused, none is
+// left counted (a count left behind would hold every group open).
+func TestAuthorisingCount(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "payer")
+	l.register(d, 1000, "")
+	now := l.clock.Now()
+	if _, err := l.c.Authorise(bg, AuthorisationRequest{Record: d.record(300, "", now), Channel: "qr"}); err != nil {
+		t.Fatal(err)
+	}
+	forger := newSimDevice(t, "payer")
+	_, err := l.c.Authorise(bg, AuthorisationRequest{Record: forger.recordATC(9, 10, "", now), Channel: "qr"})
+	wantCode(t, err, 403, CodeBadSignature)
+	if n := l.srv.authorising.Load(); n != 0 {
+		t.Fatalf("%d authorisations still counted on their way", n)
+	}
+}
