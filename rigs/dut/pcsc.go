@@ -156,31 +156,11 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 			}
 			return err
 		}
-		d.Link = emulatedSIM{r}
+		d.Link = r
 		d.onClose(func() error { s.park(); return nil })
 		return nil
 	}
 	return fmt.Errorf("dut: pcsc-emu: no vpcd slot to use: %s", strings.Join(tried, "; "))
-}
-
-// emulatedSIM is the PC/SC rig's link to the emulated SIM in a vpcd slot.
-// Exchanges run on the caller's goroutine: the emulator answers every
-// command vpcd passes it (a torn or unpowered card with MuteAnswer), so a
-// transmit never waits on the card beyond its own processing, and the rig
-// need not run it on a goroutine of its own so as to return at once when
-// ctx ends (pcsc.Reader does for a context that can end, and the handover
-// to that goroutine and back costs tens of microseconds on each of a
-// run's thousands of commands). A context that has ended still fails the
-// exchange before it starts. Reset and the power controls are the rig's
-// own.
-type emulatedSIM struct{ *pcsc.Reader }
-
-// Exchange implements link.Link.
-func (l emulatedSIM) Exchange(ctx context.Context, command []byte) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return l.Reader.Exchange(context.WithoutCancel(ctx), command)
 }
 
 // attach puts dev in slot i: on the session s when this process already
