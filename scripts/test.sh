@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # make test's steps, in two lanes that run side by side: the checks (the
-# race detector on every package that starts a goroutine, the cgo-free and
-# macOS builds, gofmt, tidiness and staticcheck, vet, then the backend's
-# tests again on PostgreSQL, which mostly wait on the server, and the
-# mutants) in one, the tests (the suite binary, every other package's tests,
-# the conformance suite on every emulated DUT, certification of devices
-# reached as hardware is) in the other. Every step still runs, each in the
-# order of its lane; a lane stops at its first failing step and the script
-# fails when either lane does.
+# race detector on every package that starts a goroutine, gofmt, tidiness
+# and staticcheck, vet, then the backend's tests again on PostgreSQL, which
+# mostly wait on the server, and the mutants) in one, the tests (the suite
+# binary, every other package's tests, the conformance suite on every
+# emulated DUT, certification of devices reached as hardware is, then the
+# cgo-free and macOS builds) in the other. Every step still runs, each in
+# the order of its lane; a lane stops at its first failing step and the
+# script fails when either lane does.
 #
 # Each test runs once: the packages that start goroutines only under the
 # race detector (make check-race), the others only in the tests lane
@@ -46,7 +46,6 @@ trap 'rm -rf "$times"' EXIT
 
 checks=(
 	"$MAKE --no-print-directory check-race"
-	"$MAKE --no-print-directory check-builds"
 	"$MAKE --no-print-directory check-static"
 	"$GO vet ./..."
 	"$MAKE --no-print-directory test-backend-postgres"
@@ -63,6 +62,7 @@ tests=(
 	"$GO test -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
+	"$MAKE --no-print-directory check-builds"
 )
 
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now.
