@@ -56,9 +56,10 @@ test-scenarios: build
 
 ## test-certify: certify reference devices reached only as hardware is (a separate emulator
 ## process per sample, --dut serial:PATH, sd:DIR and pcsc:READER with an ICS) and check every
-## verdict rule; the three transports side by side, each one's log printed when all are done
+## verdict rule; the three transports side by side with the campaign checks on the in-process
+## reference device (shards, differential runs, golden evidence), each log printed when all are done
 test-certify: build
-	@mkdir -p $(OUT); ts="serial sd"; \
+	@mkdir -p $(OUT); ts="serial sd campaign"; \
 	if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then ts="$$ts pcsc"; \
 	else echo "== certify-proof pcsc: skipped, pcscd is not running (sudo bash .ci/pcscd)"; fi; \
 	pids=""; for t in $$ts; do BIN=bin/spdlab bash scripts/certify-proof.sh $$t >$(OUT)/certify-proof-$$t.log 2>&1 & pids="$$pids $$!"; done; \

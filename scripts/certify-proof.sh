@@ -10,10 +10,16 @@
 #   4. a DUT that cannot be opened is a set-up error with no report;
 #   5. `report --verify --lab-key` accepts the report and rejects one signed
 #      by another key and one whose ginkgo.json changed.
-# Usage: certify-proof.sh pcsc|serial|sd   (BIN names the spdlab binary; SUITE,
-# when set, a suite binary built from this checkout, go test -c ./scenarios)
+# serial also checks 6. the standalone suite binary's verdicts and 7. a device
+# declaring no optional feature; campaign (no samples: the reference device
+# in process) checks 8. shards merging into the whole run's certificate,
+# 9. a differential run naming the first divergence and 10. golden evidence.
+# make test-certify runs the four side by side.
+# Usage: certify-proof.sh pcsc|serial|sd|campaign   (BIN names the spdlab
+# binary; SUITE, when set, a suite binary built from this checkout, go test
+# -c ./scenarios)
 set -euo pipefail
-transport=${1:?usage: certify-proof.sh pcsc|serial|sd}
+transport=${1:?usage: certify-proof.sh pcsc|serial|sd|campaign}
 BIN=$(realpath "${BIN:-bin/spdlab}")
 work=$(mktemp -d /tmp/spdlab-proof-XXXXXX)
 pids=()
@@ -96,6 +102,7 @@ stop_samples() {
 "$BIN" ics check "$work/ics.yaml" >/dev/null
 
 declare -a dut
+if [ "$transport" != campaign ]; then
 start_sample 0 spd
 start_sample 1 spd
 
@@ -201,7 +208,10 @@ for x in other:
 sys.exit(1 if other or not ics or not c["certified"] else 0)
 PY
 	stop_samples
+fi
+fi
 
+if [ "$transport" = campaign ]; then
 	say "8. shards of one campaign merge into the whole run's certificate"
 	for i in 1 2 3; do
 		"$BIN" certify --dut ref --shard "$i/3" --key "$work/lab.pem" --out "$work/shard$i" >"$work/shard$i.log" 2>&1 &&
