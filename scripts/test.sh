@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # make test's steps, in two lanes that run side by side: the checks (the
-# race detector on every package that starts a goroutine, gofmt, tidiness
-# and staticcheck, vet, then the backend's tests again on PostgreSQL, which
-# mostly wait on the server, and the mutants) in one, the tests (the suite
-# binary, every other package's tests, the conformance suite on every
-# emulated DUT, certification of devices reached as hardware is, then the
-# cgo-free and macOS builds) in the other. Every step still runs, each in
-# the order of its lane; a lane stops at its first failing step and the
+# race detector on every package that starts a goroutine, then the
+# backend's tests again on PostgreSQL, which mostly wait on the server, and
+# the mutants) in one, the tests (the suite binary, every other package's
+# tests, the conformance suite on every emulated DUT, certification of
+# devices reached as hardware is, then the cgo-free and macOS builds, gofmt,
+# tidiness, staticcheck and vet) in the other. Every step still runs, each
+# in the order of its lane; a lane stops at its first failing step and the
 # script fails when either lane does.
 #
 # Each test runs once: the packages that start goroutines only under the
@@ -46,8 +46,6 @@ trap 'rm -rf "$times"' EXIT
 
 checks=(
 	"$MAKE --no-print-directory check-race"
-	"$MAKE --no-print-directory check-static"
-	"$GO vet ./..."
 	"$MAKE --no-print-directory test-backend-postgres"
 	"SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OUT=$OUT"
 )
@@ -63,6 +61,8 @@ tests=(
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
 	"$MAKE --no-print-directory check-builds"
+	"$MAKE --no-print-directory check-static"
+	"$GO vet ./..."
 )
 
 # since T0: seconds from T0 (an $EPOCHREALTIME) to now.
