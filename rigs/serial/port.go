@@ -280,14 +280,7 @@ func (p *Port) Reset(ctx context.Context, cold bool) ([]byte, error) {
 	if cold {
 		mode = serialframe.ResetCold
 	}
-	atr, err := p.request(ctx, serialframe.TypeReset, []byte{mode}, serialframe.TypeATR)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	p.atr = atr
-	p.mu.Unlock()
-	return append([]byte(nil), atr...), nil
+	return p.requestATR(ctx, serialframe.TypeReset, []byte{mode})
 }
 
 // OpenSession opens a new session with the device (RESET 00), as Open does
@@ -295,7 +288,13 @@ func (p *Port) Reset(ctx context.Context, cold bool) ([]byte, error) {
 // repeated SEQ and answers with its ATR. A host that keeps the port open
 // while the device on the line is replaced calls it for the new device.
 func (p *Port) OpenSession(ctx context.Context) ([]byte, error) {
-	atr, err := p.request(ctx, serialframe.TypeReset, []byte{serialframe.ResetOpen}, serialframe.TypeATR)
+	return p.requestATR(ctx, serialframe.TypeReset, []byte{serialframe.ResetOpen})
+}
+
+// requestATR sends a RESET or POWER frame answered by an ATR, keeps the
+// ATR as the port's and returns a copy of it.
+func (p *Port) requestATR(ctx context.Context, typ serialframe.Type, data []byte) ([]byte, error) {
+	atr, err := p.request(ctx, typ, data, serialframe.TypeATR)
 	if err != nil {
 		return nil, err
 	}
@@ -313,14 +312,7 @@ func (p *Port) PowerOff(ctx context.Context) error {
 
 // PowerOn implements link.PowerCycler.
 func (p *Port) PowerOn(ctx context.Context) ([]byte, error) {
-	atr, err := p.request(ctx, serialframe.TypePower, []byte{serialframe.PowerOn}, serialframe.TypeATR)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	p.atr = atr
-	p.mu.Unlock()
-	return append([]byte(nil), atr...), nil
+	return p.requestATR(ctx, serialframe.TypePower, []byte{serialframe.PowerOn})
 }
 
 // ATR implements link.ATRer: the ATR of the last session open, reset or
