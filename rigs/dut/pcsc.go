@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
@@ -57,13 +58,18 @@ const (
 // vpcdSession is a SIM emulator holding one vpcd slot for as long as this
 // process keeps using it: pcscd sees one card insertion, and every device
 // after the first is swapped in behind the same connection (sim.Swap) and
-// announced with a reset, which pcscd passes on to vpcd at once.
+// announced with a reset, which pcscd passes on to vpcd at once. The PC/SC
+// rig's connection to the card (SCardConnect's handle) is kept with it:
+// each device's link is that connection (pcscLink), so a device costs a
+// swap and a reset, not a PC/SC context, a reader list, a connect and a
+// disconnect.
 type vpcdSession struct {
 	slot   int
 	em     *sim.Emulator
 	cancel context.CancelFunc
 	done   chan error // Run's result, once
 	idle   *time.Timer
+	r      *pcsc.Reader // the PC/SC connection to the slot's card, once made
 }
 
 // vpcdPool holds this process's sessions, by slot.
@@ -156,7 +162,8 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 			}
 			return err
 		}
-		d.Link = r
+		s.r = r
+		d.Link = &pcscLink{Reader: r}
 		d.onClose(func() error { s.park(); return nil })
 		return nil
 	}
@@ -188,12 +195,23 @@ func (s *vpcdSession) attach(ctx context.Context, i int, dev emulator.Card, wait
 		}
 		return r, s, nil
 	}
+	r := s.r
+	if r != nil {
+		// The last device's link is closed, but a command of it that
+		// outlived its case may still be on its way: the card it went
+		// to leaves only once it has its answer.
+		if err := r.Idle(ctx); err != nil {
+			return nil, s, fmt.Errorf("dut: pcsc-emu: the last device's command in %q is still in progress: %w", slot.reader, err)
+		}
+	}
 	if err := s.em.Swap(dev); err != nil {
 		return nil, s, fmt.Errorf("dut: pcsc-emu: %w", err)
 	}
-	r, err := openSettled(ctx, slot.reader)
-	if err != nil {
-		return nil, s, err
+	if r == nil {
+		var err error
+		if r, err = openSettled(ctx, slot.reader); err != nil {
+			return nil, s, err
+		}
 	}
 	// Announce the new card with a warm reset (SCARD_RESET_CARD): pcscd
 	// passes it to vpcd at once, and vpcd resets the card and reads its
@@ -202,11 +220,11 @@ func (s *vpcdSession) attach(ctx context.Context, i int, dev emulator.Card, wait
 	// of a cold reset's power off and power on.
 	ups := s.em.Status().PowerUps
 	if _, err := r.Reset(ctx, false); err != nil {
-		r.Close()
+		s.r = r // stop closes it
 		return nil, s, fmt.Errorf("dut: pcsc-emu: reset announcing a new card in %q: %w", slot.reader, err)
 	}
 	if st := s.em.Status(); st.PowerUps == ups {
-		r.Close()
+		s.r = r
 		return nil, s, fmt.Errorf("dut: pcsc-emu: a reset in %q did not reach the emulated SIM (status %+v)", slot.reader, st)
 	}
 	return r, s, nil
@@ -287,6 +305,14 @@ func (s *vpcdSession) stop() error {
 	s.cancel()
 	err := <-s.done
 	s.done <- err
+	if s.r != nil {
+		// After the emulator: a command still on its way to the card
+		// ends with the connection to vpcd, and Close waits for it.
+		if cerr := s.r.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("dut: pcsc-emu: closing the PC/SC connection to %q: %w", vpcdSlots[s.slot].reader, cerr)
+		}
+		s.r = nil
+	}
 	wctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if s.em.Status().Connections > 0 {
@@ -367,4 +393,58 @@ func openSettled(ctx context.Context, reader string) (*pcsc.Reader, error) {
 		_ = pcsc.WaitForCard(wctx, reader)
 		cancel()
 	}
+}
+
+// pcscLink is a device's link to the card in a kept session's slot: the
+// session's PC/SC connection, which outlives the device, with every ability
+// of it, except that its Close leaves the connection open for the next
+// device.
+type pcscLink struct {
+	*pcsc.Reader
+	closed atomic.Bool
+}
+
+var (
+	_ link.Link        = (*pcscLink)(nil)
+	_ link.Resetter    = (*pcscLink)(nil)
+	_ link.PowerCycler = (*pcscLink)(nil)
+	_ link.ATRer       = (*pcscLink)(nil)
+)
+
+// Close implements link.Link: the link refuses every request from now on.
+func (l *pcscLink) Close() error {
+	l.closed.Store(true)
+	return nil
+}
+
+// Exchange implements link.Link.
+func (l *pcscLink) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	if l.closed.Load() {
+		return nil, link.ErrClosed
+	}
+	return l.Reader.Exchange(ctx, command)
+}
+
+// Reset implements link.Resetter.
+func (l *pcscLink) Reset(ctx context.Context, cold bool) ([]byte, error) {
+	if l.closed.Load() {
+		return nil, link.ErrClosed
+	}
+	return l.Reader.Reset(ctx, cold)
+}
+
+// PowerOff implements link.PowerCycler.
+func (l *pcscLink) PowerOff(ctx context.Context) error {
+	if l.closed.Load() {
+		return link.ErrClosed
+	}
+	return l.Reader.PowerOff(ctx)
+}
+
+// PowerOn implements link.PowerCycler.
+func (l *pcscLink) PowerOn(ctx context.Context) ([]byte, error) {
+	if l.closed.Load() {
+		return nil, link.ErrClosed
+	}
+	return l.Reader.PowerOn(ctx)
 }

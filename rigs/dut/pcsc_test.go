@@ -4,6 +4,7 @@ package dut
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/reference/store"
+	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/rigs/pcsc"
 )
 
 // slotTestWait bounds these tests: a conformance run on pcsc-emu in
@@ -24,14 +27,17 @@ import (
 // minutes, and pcsc-emu waits for it as long as pcscEmuSlotWait.
 const slotTestWait = pcscEmuSlotWait
 
-// Devices opened one after another on pcsc-emu share one vpcd connection:
-// each new blank device is swapped in and announced with a cold reset, and
-// pcscd never sees a removal or an insertion.
+// Devices opened one after another on pcsc-emu share one vpcd connection
+// and one PC/SC connection: each new blank device is swapped in and
+// announced with a reset, pcscd never sees a removal or an insertion, and
+// a closed device's link refuses requests while the next device's works.
 func TestPCSCEmuSwapsDevicesBehindOneConnection(t *testing.T) {
 	skipWithoutPCSC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), slotTestWait)
 	defer cancel()
 	var first *vpcdSession
+	var reader *pcsc.Reader
+	var closed link.Link
 	for i := range 3 {
 		d, err := Open(ctx, "pcsc-emu", Options{})
 		if err != nil {
@@ -46,6 +52,12 @@ func TestPCSCEmuSwapsDevicesBehindOneConnection(t *testing.T) {
 		if sel.State != spd.StateBlank {
 			t.Errorf("device %d is %s, want a new blank device", i+1, sel.State)
 		}
+		if closed != nil {
+			if _, err := closed.Exchange(ctx, spd.Select().MustBytes()); !errors.Is(err, link.ErrClosed) {
+				t.Errorf("device %d: the closed device %d's link answered a command (err %v), want link.ErrClosed", i+1, i, err)
+			}
+		}
+		closed = d.Link
 		vpcdPool.Lock()
 		s := vpcdPool.idle[0]
 		busy := vpcdPool.busy[0]
@@ -67,6 +79,12 @@ func TestPCSCEmuSwapsDevicesBehindOneConnection(t *testing.T) {
 		}
 		if s != first {
 			t.Fatalf("device %d was served by a new emulator session, want the first one's", i+1)
+		}
+		if reader == nil {
+			reader = s.r
+		}
+		if s.r == nil || s.r != reader {
+			t.Fatalf("device %d was reached through a new PC/SC connection, want the first one's", i+1)
 		}
 		st := s.em.Status()
 		if st.Connections != 1 || st.Swaps != uint64(i) || st.PowerUps < uint64(i+1) {

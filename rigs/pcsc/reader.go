@@ -134,6 +134,17 @@ func (r *Reader) acquire(ctx context.Context) error {
 
 func (r *Reader) release() { <-r.sem }
 
+// Idle returns once no command is in progress on the reader, such as a
+// transmit that went on after its caller's ctx ended, or when ctx ends
+// (with an error).
+func (r *Reader) Idle(ctx context.Context) error {
+	if err := r.acquire(ctx); err != nil {
+		return err
+	}
+	r.release()
+	return nil
+}
+
 // run calls f holding the reader. When ctx ends first, run returns at once
 // and f finishes in the background (PC/SC cannot interrupt a transmit).
 func (r *Reader) run(ctx context.Context, f func() error) error {
