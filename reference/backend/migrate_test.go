@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -14,7 +16,8 @@ import (
 
 // Every engine has the same numbered migrations: a schema change is made
 // for both, and a database of either engine at version N has the same
-// tables and columns.
+// tables and columns (an engine may rebuild a table, as SQLite's 0006
+// does, where the other needs nothing).
 func TestMigrationsOfEveryEngine(t *testing.T) {
 	sq, err := migrationsOf((&sqliteEngine{}).migrations())
 	if err != nil {
@@ -27,33 +30,57 @@ func TestMigrationsOfEveryEngine(t *testing.T) {
 	if len(sq) == 0 || len(sq) != len(pg) {
 		t.Fatalf("SQLite has %d migrations, PostgreSQL %d", len(sq), len(pg))
 	}
+	sqTables, pgTables := map[string][]string{}, map[string][]string{}
 	for i := range sq {
 		if sq[i].version != pg[i].version || sq[i].name != pg[i].name {
 			t.Errorf("migration %d: SQLite %04d_%s, PostgreSQL %04d_%s", i, sq[i].version, sq[i].name, pg[i].version, pg[i].name)
 		}
-		if a, b := tablesOf(sq[i].sql), tablesOf(pg[i].sql); a != b {
-			t.Errorf("migration %04d_%s: SQLite makes %s\nPostgreSQL makes %s", sq[i].version, sq[i].name, a, b)
+		applyTables(sqTables, sq[i].sql)
+		applyTables(pgTables, pg[i].sql)
+		if a, b := tablesString(sqTables), tablesString(pgTables); a != b {
+			t.Errorf("after migration %04d_%s: SQLite has %s\nPostgreSQL has %s", sq[i].version, sq[i].name, a, b)
 		}
 	}
 }
 
-// tablesOf lists the tables and columns a migration creates or adds.
-func tablesOf(script string) string {
-	var out []string
-	table := regexp.MustCompile(`(?s)CREATE TABLE (\w+)\((.*?)\)[^(]*?;`)
-	for _, m := range table.FindAllStringSubmatch(script, -1) {
-		var cols []string
-		for _, line := range strings.Split(m[2], ",\n") {
-			f := strings.Fields(line)
-			if len(f) > 0 && f[0] != "PRIMARY" {
-				cols = append(cols, f[0])
+// The statements of a migration that change tables and columns.
+var (
+	createTable = regexp.MustCompile(`(?s)^CREATE TABLE (\w+)\((.*?)\)[^(]*?$`)
+	addColumn   = regexp.MustCompile(`^ALTER TABLE (\w+) ADD COLUMN (\w+)`)
+	renameTable = regexp.MustCompile(`^ALTER TABLE (\w+) RENAME TO (\w+)$`)
+	dropTable   = regexp.MustCompile(`^DROP TABLE (?:IF EXISTS )?(\w+)$`)
+	sqlComment  = regexp.MustCompile(`(?m)^--.*$`)
+)
+
+// applyTables applies to tables (name to columns) the tables and columns
+// a migration creates, adds, renames and drops.
+func applyTables(tables map[string][]string, script string) {
+	for _, st := range strings.Split(sqlComment.ReplaceAllString(script, ""), ";") {
+		st = strings.TrimSpace(st)
+		if m := createTable.FindStringSubmatch(st); m != nil {
+			var cols []string
+			for _, line := range strings.Split(m[2], ",\n") {
+				f := strings.Fields(line)
+				if len(f) > 0 && f[0] != "PRIMARY" {
+					cols = append(cols, f[0])
+				}
 			}
+			tables[m[1]] = cols
+		} else if m := addColumn.FindStringSubmatch(st); m != nil {
+			tables[m[1]] = append(tables[m[1]], m[2])
+		} else if m := renameTable.FindStringSubmatch(st); m != nil {
+			tables[m[2]] = tables[m[1]]
+			delete(tables, m[1])
+		} else if m := dropTable.FindStringSubmatch(st); m != nil {
+			delete(tables, m[1])
 		}
-		out = append(out, m[1]+"("+strings.Join(cols, ",")+")")
 	}
-	add := regexp.MustCompile(`ALTER TABLE (\w+) ADD COLUMN (\w+)`)
-	for _, m := range add.FindAllStringSubmatch(script, -1) {
-		out = append(out, m[1]+"+"+m[2])
+}
+
+func tablesString(tables map[string][]string) string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(tables)) {
+		out = append(out, name+"("+strings.Join(tables[name], ",")+")")
 	}
 	return strings.Join(out, " ")
 }
@@ -199,4 +226,96 @@ func fstestFS(names []string) fs.FS {
 		m[n] = &fstest.MapFile{Data: []byte("SELECT 1;")}
 	}
 	return m
+}
+
+// firstMigrations is the SQLite engine with only its first n migrations:
+// a database as a backend of that schema version left it.
+type firstMigrations struct {
+	*sqliteEngine
+	n int
+}
+
+func (e firstMigrations) migrations() fs.FS {
+	ms, _ := migrationsOf(e.sqliteEngine.migrations())
+	m := fstest.MapFS{}
+	for _, mg := range ms[:e.n] {
+		m[fmt.Sprintf("%04d_%s.sql", mg.version, mg.name)] = &fstest.MapFile{Data: []byte(mg.sql)}
+	}
+	return m
+}
+
+// 0006 moves SQLite's records into a rowid table in arrival order with a
+// unique (device_id, atc) index: every record is kept as it was, and a
+// second record of a (device, ATC) is still refused.
+func TestMigrateRecordsInArrivalOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v5.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(context.Background(), db, firstMigrations{&sqliteEngine{}, 5}, 0); err != nil {
+		t.Fatal(err)
+	}
+	const rec = `INSERT INTO records(device_id, atc, amount, currency, token, kind, mode, time, body_hash, state, account, channel, batch, at, result, raw)
+		VALUES($1, $2, $3, 156, '', 1, 1, 100, $4, $5, 'A', 'qr', $6, $7, $8, $9)`
+	for i := range 40 {
+		dev := fmt.Sprintf("dev-%d", i%3)
+		var result []byte
+		if i%2 == 0 {
+			result = []byte(fmt.Sprintf(`{"atc":%d}`, i))
+		}
+		if _, err := db.Exec(rec, dev, 40-i, 10+i, []byte{byte(i)}, 1+i%3, fmt.Sprint("b", i%4), 1000+i, result, []byte{0xA5, byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const all = `SELECT device_id, atc, amount, currency, token, kind, mode, time, hex(body_hash), state, account, channel, batch, at, coalesce(hex(result), 'NULL'), hex(raw) FROM records ORDER BY device_id, atc`
+	before := recordRows(t, db, all)
+	db.Close()
+	s, err := Open(Config{DBPath: path, IssuerToken: testIssuerToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if after := recordRows(t, s.rdb, all); !slices.Equal(after, before) {
+		t.Errorf("records after 0006:\n%s\nbefore:\n%s", strings.Join(after, "\n"), strings.Join(before, "\n"))
+	}
+	var withoutRowid int
+	if err := s.rdb.QueryRow(`SELECT wr FROM pragma_table_list WHERE name='records'`).Scan(&withoutRowid); err != nil || withoutRowid != 0 {
+		t.Errorf("records WITHOUT ROWID %d, %v; want a rowid table", withoutRowid, err)
+	}
+	if _, err := s.wdb.Exec(rec, "dev-1", 39, 1, []byte{1}, 1, "", 0, nil, []byte{1}); err == nil || !strings.Contains(err.Error(), "UNIQUE") {
+		t.Errorf("a second record of (dev-1, 39): %v", err)
+	}
+	if got := schemaRows(t, s.rdb); len(got) < 6 || got[5] != "records_in_arrival_order@6" {
+		t.Errorf("schema_migrations %v", got)
+	}
+}
+
+func recordRows(t *testing.T, db *sql.DB, q string) []string {
+	t.Helper()
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []string
+	for rows.Next() {
+		v := make([]any, len(cols))
+		p := make([]any, len(cols))
+		for i := range v {
+			p[i] = &v[i]
+		}
+		if err := rows.Scan(p...); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprint(v...))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) == 0 {
+		t.Fatal("no records")
+	}
+	return out
 }
