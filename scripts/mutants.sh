@@ -28,7 +28,6 @@ if [[ -z $suite || ! -x $suite ]]; then
 	suite=${suite:-$out/scenarios.test}
 	(cd "$root" && go test -c -o "$suite" ./scenarios/)
 fi
-export suite
 
 catalogue=$(sed -n 's/^\t{"\([a-z0-9-]*\)", "\(SPD-[A-Z0-9]*-[0-9]*\)", .*/\1 \2/p' "$root/reference/device/mutants.go")
 [[ -n $catalogue ]] || { echo "mutants: no mutants found in reference/device/mutants.go"; exit 1; }
@@ -41,9 +40,12 @@ jobs=${MUTANT_JOBS:-2}
 # transport, is tried first; then the device cases, the slow device cases
 # (tearing sweeps, capacities, and the optical cases, which spend seconds
 # decoding images) and the service flows, each run stopping at its first
-# failure.
+# failure. A hinted kill takes the suite binary about 0.1 s of CPU, so run
+# starts no other program: it reads the log with bash alone (a grep, awk
+# and paste pipeline per run, and xargs starting a bash per run, cost as
+# much CPU as the suite itself over the 350 runs).
 run() {
-	local name=$1 transport=$2 hint=${3:-} dut log killer
+	local name=$1 transport=$2 hint=${3:-} dut log killer filter line rest id ran
 	dut="faulty:$name"
 	[[ $transport == ref ]] || dut="faulty:$name@$transport"
 	log="$out/$name@$transport.log"
@@ -56,22 +58,53 @@ run() {
 	fi
 	for filter in "${filters[@]}"; do
 		# A filtered run is never a certificate, so the suite exits non-zero
-		# even when every case passed: a kill is a failed case.
-		(cd "$root/scenarios" && "$suite" -test.run '^TestConformance$' -test.timeout 10m \
-			$failfast -ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut") >"$log" 2>&1 || true
-		if ! grep -q '^Ran [0-9]* of' "$log"; then
+		# even when every case passed: a kill is a failed case. (The working
+		# directory is scenarios/, as go test gives the suite.)
+		"$suite" -test.run '^TestConformance$' -test.timeout 10m \
+			$failfast -ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut" >"$log" 2>&1 || true
+		# Every failed case, in the order they failed (one with fail-fast):
+		# the case IDs of the "  [FAIL] ..." lines, each once.
+		ran='' killer=''
+		while IFS= read -r line || [[ -n $line ]]; do
+			if [[ $line == 'Ran '[0-9]*' of'* ]]; then
+				ran=1
+			elif [[ $line == '  [FAIL] '* ]]; then
+				rest=$line
+				while [[ $rest =~ TC-[A-Z]*-[0-9]* ]]; do
+					id=${BASH_REMATCH[0]}
+					[[ ,$killer, == *,"$id",* ]] || killer+=${killer:+,}$id
+					rest=${rest#*"$id"}
+				done
+			fi
+		done <"$log"
+		if [[ -z $ran ]]; then
 			killer=setup-failure
 			break
 		fi
-		# Every failed case, in the order they failed (one with fail-fast).
-		killer=$(grep '^  \[FAIL\] .*TC-[A-Z]*-[0-9]*' "$log" | grep -o 'TC-[A-Z]*-[0-9]*' | awk '!seen[$0]++' | paste -sd, -)
 		[[ -z $killer ]] || break
 		killer=-
 	done
 	echo "$name $transport $killer"
 }
-export -f run
-export out root
+
+# runs FILE: runs each line "NAME TRANSPORT HINT" of standard input, $jobs
+# at once, appending what each prints to FILE.
+runs() {
+	local running=0 name transport hint
+	while read -r name transport hint; do
+		run "$name" "$transport" "$hint" >>"$1" &
+		running=$((running + 1))
+		if ((running >= jobs)); then
+			wait -n || true
+			running=$((running - 1))
+		fi
+	done
+	wait
+}
+
+cd "$root/scenarios"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 
 # The first transport runs every mutant; the others start from the case
 # that killed it there.
@@ -79,15 +112,19 @@ first=${transports%% *}
 # scripts/mutant-killers.txt names, for each mutant, the case that killed
 # it last time: it runs first (a hint only: a mutant it no longer kills goes
 # through the whole suite). Refresh it from $out/killers.txt.
-known=$(cat "$root/scripts/mutant-killers.txt" 2>/dev/null || true)
-# A missing hint is "-": xargs -L joins a line that ends in a blank to the next.
-results=$(for n in $names; do h=$(awk -v n="$n" '$1 == n {print $2}' <<<"$known"); echo "$n $first ${h:--}"; done |
-	xargs -P "$jobs" -L 1 bash -c 'run "$0" "$1" "$2"')
-awk -v f="$first" '$2 == f && $3 ~ /^TC-/ {split($3, k, ","); print $1, k[1]}' <<<"$results" >"$out/killers.txt"
-hints=$results
+declare -A known=() req=() killed=()
+if [[ -r $root/scripts/mutant-killers.txt ]]; then
+	while read -r n k _; do [[ -z $n ]] || known[$n]=$k; done <"$root/scripts/mutant-killers.txt"
+fi
+while read -r n r; do req[$n]=$r; done <<<"$catalogue"
+# A missing hint is "-".
+for n in $names; do echo "$n $first ${known[$n]:--}"; done | runs "$tmp/$first"
+awk -v f="$first" '$2 == f && $3 ~ /^TC-/ {split($3, k, ","); print $1, k[1]}' "$tmp/$first" >"$out/killers.txt"
 for t in ${transports#"$first"}; do
-	more=$(awk -v t="$t" '{print $1, t, $3}' <<<"$hints" | xargs -P "$jobs" -L 1 bash -c 'run "$0" "$1" "$2"')
-	results+=$'\n'$more
+	while read -r n _ k; do echo "$n $t $k"; done <"$tmp/$first" | runs "$tmp/$t"
+done
+for t in $transports; do
+	while read -r n tr k; do killed[$n@$tr]=$k; done <"$tmp/$t"
 done
 
 if [[ -n ${MUTANT_ALL:-} ]]; then
@@ -101,11 +138,10 @@ for t in $transports; do printf ' %-14s' "$t"; done
 echo
 survivors=0 total=0
 for n in $names; do
-	req=$(awk -v n="$n" '$1 == n {print $2}' <<<"$catalogue")
-	printf '%-26s %-10s' "$n" "${req:-?}"
+	printf '%-26s %-10s' "$n" "${req[$n]:-?}"
 	total=$((total + 1))
 	for t in $transports; do
-		k=$(awk -v n="$n" -v t="$t" '$1 == n && $2 == t {print $3}' <<<"$results")
+		k=${killed[$n@$t]:-}
 		printf ' %-14s' "${k:-?}"
 		if [[ $k == - || $k == setup-failure || -z $k ]]; then survivors=$((survivors + 1)); fi
 	done
