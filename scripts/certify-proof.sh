@@ -238,7 +238,10 @@ PY
 	fi
 
 	say "9. a differential run names the first response that differs"
-	"$BIN" certify --dut faulty:stale-balance --against ref --key "$work/lab.pem" --out "$work/diff" >"$work/diff.log" 2>&1 &&
+	# The same run of the faulty device is compared with step 8's golden
+	# evidence too (step 10 looks at what it says): --against and --golden
+	# each judge the run's own exchanges, so one run serves both.
+	"$BIN" certify --dut faulty:stale-balance --against ref --golden "$work/golden" --key "$work/lab.pem" --out "$work/diff" >"$work/diff.log" 2>&1 &&
 		fail "a faulty device was certified"
 	grep -q 'diverged from the reference; the first:' "$work/diff.log" || fail "the differential run reports no divergence"
 	python3 - "$work/diff/divergences.json" <<'PY' || fail "divergences.json does not name the first divergence"
@@ -251,9 +254,7 @@ PY
 	say "10. golden evidence: recorded once, then every run is compared with it"
 	grep -q 'golden: recorded' "$work/whole.log" || fail "the whole run of step 8 recorded no golden evidence"
 	"$BIN" certify --dut ref --key "$work/lab.pem" --out "$work/g2" --golden "$work/golden" >"$work/g2.log" 2>&1 || fail "a second run of ref differs from its golden evidence: $(grep -A5 'golden:' "$work/g2.log")"
-	if "$BIN" certify --dut faulty:stale-balance --key "$work/lab.pem" --out "$work/g3" --golden "$work/golden" >"$work/g3.log" 2>&1; then
-		fail "a faulty device matched the golden evidence"
-	fi
-	grep -q 'difference(s) from' "$work/g3.log" || fail "the golden comparison names no difference"
+	# The faulty device's run of step 9 was compared with the evidence.
+	grep -q 'golden: [0-9]* difference(s) from' "$work/diff.log" || fail "the golden comparison of a faulty device's run (step 9) names no difference"
 fi
 say "all verdicts as they must be"
