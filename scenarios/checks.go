@@ -17,7 +17,6 @@ import (
 	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
-	"github.com/spdlab/spdlab/reference/tlv"
 	"github.com/spdlab/spdlab/rigs/link"
 )
 
@@ -102,25 +101,16 @@ func (s DeviceState) clone() DeviceState {
 	return s
 }
 
-// readState asks the device for its DeviceState.
+// readState asks the device for its DeviceState: its data objects in one
+// read (readObjects), then each ledger record.
 func (f *Fixture) readState(ctx context.Context) DeviceState {
 	GinkgoHelper()
-	s := DeviceState{Snapshot: f.snapshot(ctx)}
-	u := func(tag tlv.Tag) uint32 {
-		v, err := f.Client.GetData(ctx, tag)
-		Expect(err).NotTo(HaveOccurred(), "GET DATA %s", tag)
-		n, err := spd.Uint(v)
-		Expect(err).NotTo(HaveOccurred())
-		return uint32(n)
-	}
-	s.LastSync, s.UpdateCounter = u(spd.TagLastSync), u(spd.TagUpdateCounter)
-	s.PINTries = int(u(spd.TagPINTries))
-	var err error
-	s.Tier, err = f.Client.GetData(ctx, spd.TagTier)
-	Expect(err).NotTo(HaveOccurred())
-	s.Limits, err = f.Client.GetData(ctx, spd.TagLimits)
-	Expect(err).NotTo(HaveOccurred())
-	// The snapshot has just read the number of records (GET DATA DF22):
+	o := f.readObjects(ctx, stateTags...)
+	s := DeviceState{Snapshot: o.snapshot()}
+	s.LastSync, s.UpdateCounter = uint32(o.uint(spd.TagLastSync, 4)), uint32(o.uint(spd.TagUpdateCounter, 4))
+	s.PINTries = int(o.uint(spd.TagPINTries, 1))
+	s.Tier, s.Limits = o[spd.TagTier], o[spd.TagLimits]
+	// The read has just given the number of records (GET DATA DF22):
 	// read each of them, rather than the number again.
 	for i := range s.Ledger {
 		r, err := f.Client.ReadPending(ctx, i)

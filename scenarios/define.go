@@ -22,6 +22,7 @@ func Define(d Driver) {
 	defineDeviceMedia(d)
 	defineHostAssertions(d)
 	defineExchange(d)
+	defineGetDataList(d)
 	defineClaims(d)
 	defineESIM(d)
 	defineOptical(d)

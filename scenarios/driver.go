@@ -56,6 +56,10 @@ const HostAssertion Capability = "host-assertion"
 // currency at a host-signed rate (SPEC.md 4.11, SPD-EXC-*).
 const Exchange Capability = "exchange"
 
+// GetDataList is the feature of GET DATA of a tag list: several data
+// objects in one command (SPEC.md 4.2.1, SPD-GDL-*).
+const GetDataList Capability = "get-data-list"
+
 // Abilities of the rig: what the lab can do to the device it holds.
 const (
 	// Fresh: the lab can give each case a blank device: a new emulated
@@ -79,7 +83,7 @@ const (
 
 // Features lists every ICS feature, in the order the ICS documents them.
 var Features = []Capability{PayBalance, PayAccount, PayUses, Offline, Tokens, Transfers,
-	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia, ESIM, HostAssertion, Exchange}
+	Biometric, Location, Attribute, CertVerify, Media, ParseMedium, ParseMerchant, StoredMedia, ESIM, HostAssertion, Exchange, GetDataList}
 
 // IsFeature reports whether c is a feature a device declares (rather than
 // an ability of the rig).

@@ -46,6 +46,7 @@ var requirementFeatures = map[string]Capability{
 	"SPD-PRC-":  Offline,
 	"SPD-HVA-":  HostAssertion,
 	"SPD-EXC-":  Exchange,
+	"SPD-GDL-":  GetDataList,
 }
 
 // featuresCited lists the optional features the labels cite.
@@ -87,6 +88,8 @@ func commandFeatures(cmd []byte) []Capability {
 		return []Capability{Biometric}
 	case cla == 0x00 && ins == 0x88:
 		return []Capability{CertVerify}
+	case cla == 0x00 && ins == 0xCB: // GET DATA list (SPEC.md 4.2.1)
+		return []Capability{GetDataList}
 	case cla != 0x80:
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
+	"github.com/spdlab/spdlab/reference/tlv"
 	"github.com/spdlab/spdlab/reports"
 	"github.com/spdlab/spdlab/rigs/link/record"
 )
@@ -184,21 +186,63 @@ type Snapshot struct {
 
 func (f *Fixture) snapshot(ctx context.Context) Snapshot {
 	GinkgoHelper()
-	var s Snapshot
-	var err error
-	s.Balance, err = f.Client.Balance(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	s.Pending, err = f.Client.Pending(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	s.Uses, err = f.Client.Uses(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	s.ATC, err = f.Client.ATC(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	s.Ledger, err = f.Client.PendingCount(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	s.State, err = f.Client.State(ctx)
-	Expect(err).NotTo(HaveOccurred())
-	return s
+	return f.readObjects(ctx, snapshotTags...).snapshot()
+}
+
+// snapshotTags are the data objects of a Snapshot; stateTags those of a
+// DeviceState (SPEC.md 4.2), in the order the suite asks for them.
+var (
+	snapshotTags = []tlv.Tag{spd.TagBalance, spd.TagPending, spd.TagUses, spd.TagATC, spd.TagPendingCount, spd.TagState}
+	stateTags    = append(slices.Clone(snapshotTags), spd.TagLastSync, spd.TagUpdateCounter, spd.TagPINTries, spd.TagTier, spd.TagLimits)
+)
+
+// dataObjects are the values of some data objects of SPEC.md 4.2, read
+// at one moment.
+type dataObjects map[tlv.Tag][]byte
+
+// readObjects reads the values of tags: in one GET DATA list (SPEC.md
+// 4.2.1) when the DUT declares get-data-list, else one GET DATA each. A
+// refusal names the tags (or the tag) asked for.
+func (f *Fixture) readObjects(ctx context.Context, tags ...tlv.Tag) dataObjects {
+	GinkgoHelper()
+	out := dataObjects{}
+	if f.Driver.Profile().Has(GetDataList) {
+		values, err := f.Client.GetDataList(ctx, tags...)
+		Expect(err).NotTo(HaveOccurred(), "GET DATA list %v", tags)
+		for i, tag := range tags {
+			out[tag] = values[i]
+		}
+		return out
+	}
+	for _, tag := range tags {
+		v, err := f.Client.GetData(ctx, tag)
+		Expect(err).NotTo(HaveOccurred(), "GET DATA %s", tag)
+		out[tag] = v
+	}
+	return out
+}
+
+// uint decodes the value of tag, an integer of exactly size bytes
+// (SPEC.md 4.2).
+func (o dataObjects) uint(tag tlv.Tag, size int) uint64 {
+	GinkgoHelper()
+	v := o[tag]
+	Expect(v).To(HaveLen(size), "GET DATA %s: %d bytes, SPEC.md 4.2 gives %d", tag, len(v), size)
+	n, err := spd.Uint(v)
+	Expect(err).NotTo(HaveOccurred(), "GET DATA %s", tag)
+	return n
+}
+
+func (o dataObjects) snapshot() Snapshot {
+	GinkgoHelper()
+	return Snapshot{
+		Balance: int64(o.uint(spd.TagBalance, 8)),
+		Pending: int64(o.uint(spd.TagPending, 8)),
+		Uses:    uint32(o.uint(spd.TagUses, 4)),
+		ATC:     uint32(o.uint(spd.TagATC, 4)),
+		Ledger:  int(o.uint(spd.TagPendingCount, 2)),
+		State:   spd.State(o.uint(spd.TagState, 1)),
+	}
 }
 
 // hostOrder signs a host command for the fixture's device.

@@ -65,6 +65,76 @@ func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
 	if cmd.P1 == 0 {
 		tag = tlv.Tag(cmd.P2)
 	}
+	v, sw := d.dataValue(tag)
+	if sw != apdu.SWOK {
+		return nil, sw
+	}
+	return spd.DataObject(tag, v), apdu.SWOK
+}
+
+// doGetDataList answers GET DATA of a tag list (SPEC.md 4.2.1): every
+// tag's object as GET DATA answers it, in the list's order, or the first
+// failing check's status word and nothing. It changes nothing.
+func (d *Device) doGetDataList(cmd apdu.Command) ([]byte, apdu.SW) {
+	if (cmd.P1 != spd.P1GetDataList || cmd.P2 != spd.P2GetDataList) && !d.bug("getdatalist-any-p1p2") {
+		return nil, apdu.SWIncorrectP1P2
+	}
+	if len(cmd.Data) == 0 {
+		return nil, apdu.SWWrongLength
+	}
+	tags, err := spd.ParseGetDataList(cmd.Data)
+	if err != nil {
+		return nil, apdu.SWWrongData
+	}
+	// Every tag is known (4.2, DF11 aside) before any is read, wherever
+	// the unknown one sits in the list; then each is read in the state.
+	var asked []tlv.Tag
+	for _, tag := range tags {
+		if tag == spd.TagCertificate || !isDataObject(tag) {
+			if d.bug("getdatalist-skips-unknown") {
+				continue
+			}
+			return nil, apdu.SWRefDataNotFound
+		}
+		asked = append(asked, tag)
+	}
+	if d.bug("getdatalist-omits-last") && len(asked) > 1 {
+		asked = asked[:len(asked)-1]
+	}
+	var out []byte
+	for _, tag := range asked {
+		v, sw := d.dataValue(tag)
+		if sw != apdu.SWOK {
+			return nil, sw
+		}
+		if d.bug("getdatalist-stale-atc") && tag == spd.TagATC && d.c.ATC > 0 {
+			v = u32(d.c.ATC - 1)
+		}
+		out = append(out, spd.DataObject(tag, v)...)
+	}
+	if d.bug("getdatalist-bumps-atc") && d.prof != nil {
+		nc := d.c
+		nc.ATC++
+		d.commitCounters(nc)
+	}
+	return out, apdu.SWOK
+}
+
+// isDataObject reports whether tag is a data object of SPEC.md 4.2.
+func isDataObject(tag tlv.Tag) bool {
+	switch tag {
+	case spd.TagState, spd.TagEraseCounter, spd.TagDeviceID, spd.TagDevicePublicKey,
+		spd.TagCertificate, spd.TagBalance, spd.TagUses, spd.TagATC, spd.TagPending, spd.TagPendingCount,
+		spd.TagLimits, spd.TagCurrency, spd.TagToken, spd.TagTier, spd.TagPINTries, spd.TagUpdateCounter, spd.TagLastSync:
+		return true
+	}
+	return false
+}
+
+// dataValue is the value of GET DATA's object tag (SPEC.md 4.2), or the
+// status word that refuses it: GET DATA and GET DATA list both answer
+// through it, so that they always agree.
+func (d *Device) dataValue(tag tlv.Tag) ([]byte, apdu.SW) {
 	var v []byte
 	switch tag {
 	case spd.TagState:
@@ -89,6 +159,9 @@ func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
 			v = d.prof.Certificate
 		case spd.TagBalance:
 			v = u64(uint64(d.c.Balance))
+			if d.bug("stale-balance") && d.mut.oldBalance != nil {
+				v = bytes.Clone(d.mut.oldBalance)
+			}
 		case spd.TagUses:
 			v = u32(d.c.Uses)
 		case spd.TagATC:
@@ -122,7 +195,7 @@ func (d *Device) doGetData(cmd apdu.Command) ([]byte, apdu.SW) {
 		}
 		return nil, apdu.SWRefDataNotFound
 	}
-	return spd.DataObject(tag, v), apdu.SWOK
+	return v, apdu.SWOK
 }
 
 func (d *Device) doInitialise(cmd apdu.Command) ([]byte, apdu.SW) {

@@ -342,6 +342,7 @@ type handler func(d *Device, cmd apdu.Command) ([]byte, apdu.SW)
 var isoHandlers = map[spd.INS]handler{
 	spd.INSSelect:               (*Device).doSelect,
 	spd.INSGetData:              (*Device).doGetData,
+	spd.INSGetDataList:          (*Device).doGetDataList,
 	spd.INSGetChallenge:         (*Device).doGetChallenge,
 	spd.INSInternalAuthenticate: (*Device).doInternalAuthenticate,
 	spd.INSVerify:               (*Device).doVerify,

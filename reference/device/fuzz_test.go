@@ -35,6 +35,7 @@ func FuzzProcess(f *testing.F) {
 		spd.Select(),
 		spd.GetData(spd.TagBalance),
 		spd.GetData(spd.TagCertificate),
+		spd.GetDataList(spd.TagBalance, spd.TagATC, spd.TagPendingCount),
 		spd.GetChallenge(),
 		spd.InternalAuthenticate([]byte("challenge")),
 		spd.VerifyPIN("0000"),

@@ -63,6 +63,13 @@ var Mutants = []Mutant{
 	{"exchange-no-atc", "SPD-PAY-4", "leaves the ATC as it was on an exchange"},
 	{"nonatomic-exchange", "SPD-STO-1", "commits EXCHANGE's counters and ledger record separately"},
 
+	// GET DATA list (SPEC.md 4.2.1).
+	{"getdatalist-omits-last", "SPD-GDL-1", "leaves the last tag's object out of a GET DATA list answer"},
+	{"getdatalist-stale-atc", "SPD-GDL-1", "answers the ATC in a GET DATA list as it was before the last transaction"},
+	{"getdatalist-skips-unknown", "SPD-GDL-2", "answers a GET DATA list naming an unknown tag with the known tags' objects instead of 6A88"},
+	{"getdatalist-any-p1p2", "SPD-GDL-2", "answers a GET DATA list whatever its P1-P2 instead of 6A86"},
+	{"getdatalist-bumps-atc", "SPD-GDL-3", "adds one to the ATC on every GET DATA list"},
+
 	// Host assertions (SPEC.md 4.10).
 	{"assertion-not-required", "SPD-HVA-1", "pays without the host assertion its profile requires"},
 	{"assertion-unsigned", "SPD-HVA-2", "reads a host assertion's body without verifying its signature"},
@@ -265,7 +272,6 @@ func (d *Device) mutateResponse(command, resp []byte) []byte {
 		return resp
 	}
 	isPay := len(command) >= 4 && command[0] == spd.CLAProprietary && spd.INS(command[1]) == spd.INSPay
-	getBalance := spd.GetData(spd.TagBalance).MustBytes()
 	switch {
 	case d.bug("tear-answers") && resp == nil && d.dead:
 		return swOnly(apdu.SWMemoryFailure)
@@ -283,8 +289,6 @@ func (d *Device) mutateResponse(command, resp []byte) []byte {
 		if resp[len(resp)-2] == 0x90 || resp[len(resp)-2] == 0x61 {
 			d.mut.firstPay = bytes.Clone(resp)
 		}
-	case d.bug("stale-balance") && bytes.Equal(command, getBalance) && d.mut.oldBalance != nil:
-		return bytes.Clone(d.mut.oldBalance)
 	}
 	return resp
 }
@@ -296,7 +300,7 @@ func (d *Device) noteBeforeCommand(command []byte) {
 		return
 	}
 	if len(command) >= 4 && command[0] == spd.CLAProprietary && spd.INS(command[1]) == spd.INSPay {
-		d.mut.oldBalance = apdu.Response{Data: spd.DataObject(spd.TagBalance, u64(uint64(d.c.Balance))), SW: apdu.SWOK}.Bytes()
+		d.mut.oldBalance = u64(uint64(d.c.Balance)) // answered by dataValue, to GET DATA and GET DATA list alike
 	}
 }
 

@@ -92,6 +92,16 @@ func (c *Client) GetData(ctx context.Context, tag tlv.Tag) ([]byte, error) {
 	return ParseDataObject(tag, data)
 }
 
+// GetDataList reads the values of several data objects in one command
+// (SPEC.md 4.2.1, ICS feature get-data-list), in the order of tags.
+func (c *Client) GetDataList(ctx context.Context, tags ...tlv.Tag) ([][]byte, error) {
+	data, err := c.Do(ctx, GetDataList(tags...))
+	if err != nil {
+		return nil, err
+	}
+	return ParseDataObjects(tags, data)
+}
+
 func (c *Client) getUint(ctx context.Context, tag tlv.Tag, size int) (uint64, error) {
 	v, err := c.GetData(ctx, tag)
 	if err != nil {

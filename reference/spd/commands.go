@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spdlab/spdlab/reference/apdu"
@@ -37,6 +38,78 @@ func GetResponse(ne int) apdu.Command { return iso(INSGetResponse, 0, 0, nil, ne
 // GetData reads one data object (SPEC.md section 4.2).
 func GetData(tag tlv.Tag) apdu.Command {
 	return iso(INSGetData, byte(tag>>8), byte(tag), nil, apdu.MaxShortLe)
+}
+
+// P1-P2 of GET DATA list: the current application (ISO/IEC 7816-4 3FFF).
+const (
+	P1GetDataList byte = 0x3F
+	P2GetDataList byte = 0xFF
+)
+
+// MaxDataListTags is the most tags a GET DATA list names: each tag of
+// SPEC.md 4.2 but DF11 once (SPEC.md 4.2.1).
+const MaxDataListTags = 16
+
+// GetDataList asks for the data objects of tags in one command, in that
+// order (SPEC.md 4.2.1): 00 CB 3F FF with the tag list 5C.
+func GetDataList(tags ...tlv.Tag) apdu.Command {
+	var list []byte
+	for _, t := range tags {
+		list = append(list, t.Bytes()...)
+	}
+	var b builder
+	b.Add(TagTagList, list)
+	return iso(INSGetDataList, P1GetDataList, P2GetDataList, b.must(), apdu.MaxShortLe)
+}
+
+// ParseGetDataList decodes GET DATA list's data field (used by the
+// device): exactly one 5C object holding 1 or more tags, none repeated.
+// Every error is ErrMalformed (6A80); whether the tags are data objects
+// of SPEC.md 4.2 is the device's to check.
+func ParseGetDataList(data []byte) ([]tlv.Tag, error) {
+	obj, err := tlv.ParseOne(data)
+	if err != nil {
+		return nil, malformed("tag list: %w", err)
+	}
+	if obj.Tag != TagTagList {
+		return nil, malformed("tag list: data object %s, want %s", obj.Tag, TagTagList)
+	}
+	tags, err := tlv.ParseTags(obj.Value)
+	if err != nil {
+		return nil, malformed("tag list: %w", err)
+	}
+	if len(tags) == 0 {
+		return nil, malformed("tag list: empty")
+	}
+	for i, t := range tags {
+		if slices.Contains(tags[:i], t) {
+			return nil, malformed("tag list: tag %s named twice", t)
+		}
+	}
+	return tags, nil
+}
+
+// ParseDataObjects decodes a GET DATA list answer: exactly the data
+// objects of tags, in that order, nothing before, between or after them.
+// It returns their values, which alias data.
+func ParseDataObjects(tags []tlv.Tag, data []byte) ([][]byte, error) {
+	values := make([][]byte, 0, len(tags))
+	rest := data
+	for i, tag := range tags {
+		obj, next, err := tlv.Next(rest)
+		if err != nil {
+			return nil, malformed("data object %d of %d (%s): %w", i+1, len(tags), tag, err)
+		}
+		if obj.Tag != tag {
+			return nil, malformed("data object %d of %d: tag %s, want %s", i+1, len(tags), obj.Tag, tag)
+		}
+		values = append(values, obj.Value)
+		rest = next
+	}
+	if len(rest) != 0 {
+		return nil, malformed("data objects: %d bytes after the %d asked for", len(rest), len(tags))
+	}
+	return values, nil
 }
 
 // GetChallenge asks for a 16-byte random challenge.

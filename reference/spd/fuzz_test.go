@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spdlab/spdlab/reference/medium"
+	"github.com/spdlab/spdlab/reference/tlv"
 )
 
 // Fuzz targets for every parser of bytes from outside: the card's answers
@@ -170,6 +171,44 @@ func FuzzParseRequests(f *testing.F) {
 			if again, err := ParseLimits(l.Marshal()); err != nil || again != l {
 				t.Fatalf("limits do not round-trip: %v", err)
 			}
+		}
+	})
+}
+
+func FuzzParseGetDataList(f *testing.F) {
+	f.Add(GetDataList(TagBalance, TagATC, TagPendingCount).Data)
+	f.Add(GetDataList(TagState).Data)
+	f.Add([]byte{0x5C, 0x04, 0xDF, 0x04, 0xDF, 0x04})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tags, err := ParseGetDataList(b)
+		if err != nil {
+			return
+		}
+		if len(tags) == 0 {
+			t.Fatalf("tag list %X parsed to no tags", b)
+		}
+		if got := GetDataList(tags...).Data; !bytes.Equal(got, b) {
+			t.Fatalf("tag list %X does not round-trip: %X", b, got)
+		}
+	})
+}
+
+func FuzzParseDataObjects(f *testing.F) {
+	answer := append(DataObject(TagBalance, []byte{0, 0, 0, 0, 0, 0, 1, 0}), DataObject(TagATC, []byte{0, 0, 0, 7})...)
+	f.Add(answer)
+	f.Add(append(answer, 0x00))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tags := []tlv.Tag{TagBalance, TagATC}
+		values, err := ParseDataObjects(tags, b)
+		if err != nil {
+			return
+		}
+		var back []byte
+		for i, v := range values {
+			back = append(back, DataObject(tags[i], v)...)
+		}
+		if !bytes.Equal(back, b) {
+			t.Fatalf("data objects %X do not round-trip: %X", b, back)
 		}
 	})
 }

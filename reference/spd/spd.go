@@ -48,6 +48,7 @@ const (
 	INSSelect               INS = 0xA4
 	INSGetResponse          INS = 0xC0
 	INSGetData              INS = 0xCA
+	INSGetDataList          INS = 0xCB // GET DATA of a tag list (SPEC.md 4.2.1)
 	INSGetChallenge         INS = 0x84
 	INSInternalAuthenticate INS = 0x88
 	INSVerify               INS = 0x20
@@ -75,6 +76,7 @@ var insNames = map[INS]string{
 	INSSelect:               "SELECT",
 	INSGetResponse:          "GET RESPONSE",
 	INSGetData:              "GET DATA",
+	INSGetDataList:          "GET DATA list",
 	INSGetChallenge:         "GET CHALLENGE",
 	INSInternalAuthenticate: "INTERNAL AUTHENTICATE",
 	INSVerify:               "VERIFY",
@@ -140,6 +142,7 @@ const (
 	TagChannel         tlv.Tag = 0xDF0E
 	TagCertificate     tlv.Tag = 0xDF11
 	TagState           tlv.Tag = 0xDF20
+	TagTagList         tlv.Tag = 0x5C // GET DATA list's data field (SPEC.md 4.2.1)
 	TagPendingCount    tlv.Tag = 0xDF22
 	TagPINTries        tlv.Tag = 0xDF23
 	TagDevicePublicKey tlv.Tag = 0xDF24

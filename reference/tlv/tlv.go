@@ -499,3 +499,22 @@ func (b *Builder) Bytes() ([]byte, error) {
 	}
 	return bytes.Clone(b.buf), nil
 }
+
+// ParseTags decodes b as a sequence of tags with nothing between them (a
+// tag list, ISO/IEC 7816-4 data object 5C): each of 1 to 3 bytes, with no
+// padding byte (00, FF) and no leading zero subsequent byte. An empty b is
+// an empty list.
+func ParseTags(b []byte) ([]Tag, error) {
+	var tags []Tag
+	for off := 0; off < len(b); {
+		t, n, err := readTag(b[off:])
+		if err != nil {
+			se := err.(*SyntaxError)
+			se.Offset += off
+			return nil, se
+		}
+		tags = append(tags, t)
+		off += n
+	}
+	return tags, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -327,4 +328,48 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func FuzzParseTags(f *testing.F) {
+	f.Add([]byte{0xDF, 0x04, 0x9F, 0x36, 0x5A})
+	f.Add([]byte{0x5F, 0x81, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tags, err := ParseTags(b)
+		if err != nil {
+			return
+		}
+		// Each tag is well formed and the list re-encodes to b.
+		var back []byte
+		for _, tag := range tags {
+			if err := tag.Valid(); err != nil {
+				t.Fatalf("ParseTags gave %s: %v", tag, err)
+			}
+			back = append(back, tag.Bytes()...)
+		}
+		if !bytes.Equal(back, b) {
+			t.Fatalf("tags %v re-encode to % X, parsed from % X", tags, back, b)
+		}
+	})
+}
+
+func TestParseTags(t *testing.T) {
+	for _, c := range []struct {
+		in   []byte
+		want []Tag
+		ok   bool
+	}{
+		{nil, nil, true},
+		{[]byte{0xDF, 0x04, 0x9F, 0x36, 0x5A}, []Tag{0xDF04, 0x9F36, 0x5A}, true},
+		{[]byte{0x5F, 0x81, 0x01}, []Tag{0x5F8101}, true},
+		{[]byte{0xDF}, nil, false},
+		{[]byte{0xDF, 0x81, 0x81, 0x01}, nil, false},
+		{[]byte{0x5A, 0x00}, nil, false},
+		{[]byte{0xFF}, nil, false},
+		{[]byte{0x5F, 0x80, 0x01}, nil, false},
+	} {
+		got, err := ParseTags(c.in)
+		if (err == nil) != c.ok || !slices.Equal(got, c.want) {
+			t.Errorf("ParseTags(% X) = %v, %v; want %v (ok %v)", c.in, got, err, c.want, c.ok)
+		}
+	}
 }

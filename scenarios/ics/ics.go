@@ -33,7 +33,7 @@ const ProfileVersion = 1
 var Features = []string{
 	"pay-balance", "pay-account", "pay-uses", "offline", "tokens", "transfers",
 	"biometric", "location", "attribute", "certificate", "generate-medium", "parse-medium",
-	"parse-merchant", "stored-media", "esim", "host-assertion", "exchange",
+	"parse-merchant", "stored-media", "esim", "host-assertion", "exchange", "get-data-list",
 }
 
 // Form factors and transports an ICS may name.

@@ -9,7 +9,7 @@
 --
 -- It takes UDP port 4729 from Wireshark's GSMTAP dissector and shows:
 --   * every command of SPEC.md section 4 by name (CLA INS P1 P2 -> name), PAY's
---     kind and mode, GET DATA's object;
+--     kind and mode, GET DATA's object, GET DATA list's tags;
 --   * the status word with its meaning in SPEC.md section 1.1;
 --   * the data fields and responses as BER-TLV trees with the profile's tag names;
 --   * ATR records (GSMTAP SIM sub-type 1) as an ATR: TS, T0, the interface bytes,
@@ -69,6 +69,7 @@ local commands = {
   ["00 A4"] = "SELECT",
   ["00 C0"] = "GET RESPONSE",
   ["00 CA"] = "GET DATA",
+  ["00 CB"] = "GET DATA list",
   ["00 84"] = "GET CHALLENGE",
   ["00 88"] = "INTERNAL AUTHENTICATE",
   ["00 20 00 80"] = "VERIFY PIN",
@@ -123,7 +124,7 @@ local status = {
   [0x6A83] = "record, transfer serial or stored medium not found",
   [0x6A84] = "ledger, token table, transfer table, import list or media store full",
   [0x6A86] = "incorrect P1/P2",
-  [0x6A88] = "GET DATA of an unknown tag; no enrolled biometric template",
+  [0x6A88] = "GET DATA of an unknown tag (or DF11 in a GET DATA list); no enrolled biometric template",
   [0x6D00] = "INS not supported",
   [0x6E00] = "CLA not supported",
 }
@@ -139,7 +140,7 @@ end
 
 -- BER-TLV tags of the profile (SPEC.md sections 4, 7 and 8).
 local tags = {
-  [0x4F] = "AID", [0x61] = "service information template", [0x6F] = "FCI", [0x84] = "AID (FCI)",
+  [0x4F] = "AID", [0x5C] = "tag list", [0x61] = "service information template", [0x6F] = "FCI", [0x84] = "AID (FCI)",
   [0x85] = "payload format indicator", [0x9A] = "time", [0x5F24] = "expiry", [0x5F2A] = "currency",
   [0x9F02] = "amount", [0x9F36] = "ATC", [0x9F37] = "payment nonce", [0x9F45] = "device signature",
   [0xE1] = "pending record", [0xE2] = "merchant order template", [0xE3] = "stored media list",
@@ -323,6 +324,24 @@ local function dissect_apdu(tvb, pinfo, tree, cmdlen)
   elseif name == "GET DATA" then
     local tag = p1 == 0 and p2 or p1 * 256 + p2
     detail = string.format(" %s (%s)", tag_hex(tag), gd_objects[tag] or "unknown object")
+  elseif name == "GET DATA list" and n >= 7 and tvb(4, 1):uint() > 2 and tvb(5, 1):uint() == 0x5C then
+    -- 00 CB 3F FF Lc 5C len tags...: name each tag of the list.
+    local len = tvb(6, 1):uint()
+    local names, off, stop = {}, 7, math.min(7 + len, n)
+    while off < stop do
+      local tag = tvb(off, 1):uint()
+      off = off + 1
+      if tag % 32 == 31 then
+        repeat
+          if off >= stop then break end
+          local nb = tvb(off, 1):uint()
+          tag = tag * 256 + nb
+          off = off + 1
+        until nb < 128
+      end
+      table.insert(names, tag_hex(tag))
+    end
+    detail = " " .. table.concat(names, " ")
   elseif name == "READ PENDING" then
     detail = string.format(" #%d", p1 * 256 + p2)
   end
