@@ -108,15 +108,18 @@ func TestDissectorNamesEveryCommandWholeSuite(t *testing.T) {
 	if err := exec.Command("tshark", "-v").Run(); err != nil {
 		t.Skip("tshark does not run here: " + err.Error())
 	}
+	t.Parallel() // with TestCertifyProcsWholeSuite: they share a run
 	dir := t.TempDir()
-	key := filepath.Join(dir, "lab.pem")
-	if _, err := reports.InitLab(key, "dissector test lab"); err != nil {
-		t.Fatal(err)
+	// The trace of a whole run of ref in two processes, which
+	// TestCertifyProcsWholeSuite compares with a serial run's.
+	out, run, ok := parallelRefRun(t)
+	if !ok {
+		t.FailNow()
 	}
-	trace := filepath.Join(dir, "trace.pcapng")
-	if out, errOut, err := child("certify", "--dut", "ref", "--key", key, "--out", filepath.Join(dir, "out"), "--trace", trace); err != nil {
-		t.Fatalf("certify --dut ref: %v\n%s%s", err, out, errOut)
+	if run.code != 0 || run.cert.Verdict != reports.VerdictCertified {
+		t.Fatalf("certify --dut ref --procs 2: exit %d, %s\n%s%s", run.code, run.cert.Verdict, run.stdout, run.stderr)
 	}
+	trace := filepath.Join(out, "trace.pcapng")
 	// tshark reads the trace of a whole run once (each pass takes seconds),
 	// every field this test looks at in one row a record.
 	rows := tsharkRows(t, trace, "frame.protocols", "spdlab.command", "spdlab.atr.ts", "spdlab.atr.historical_text",
@@ -192,7 +195,7 @@ func TestDissectorNamesEveryCommandWholeSuite(t *testing.T) {
 			t.Errorf("PAY's TLV objects lack %q", want)
 		}
 	}
-	checkCaseTags(t, rows, filepath.Join(dir, "out"))
+	checkCaseTags(t, rows, out)
 }
 
 // checkCaseTags: every record certify writes once the cases run carries

@@ -36,8 +36,59 @@ func TestMain(m *testing.M) {
 		os.Unsetenv(envCLI)
 		os.Exit(run(context.Background(), &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if parallelRef.dir != "" {
+		os.RemoveAll(parallelRef.dir)
+	}
+	os.Exit(code)
 }
+
+// parallelRef is one run of `certify --dut ref --procs 2` on the whole
+// suite (on the payment and application cases under the race detector),
+// made once for the two tests that look at such a run, which each made
+// their own before (a whole run of ref takes about 9 s of CPU):
+// TestCertifyProcsWholeSuite compares it with a serial run, and
+// TestDissectorNamesEveryCommandWholeSuite dissects its trace. TestMain
+// removes its directory.
+var parallelRef struct {
+	once sync.Once
+	dir  string // holds the lab key and the run's --out, out
+	run  cliRun
+	err  error
+}
+
+// parallelRefRun returns the --out directory and the result of the
+// parallelRef run, made by the first caller; ok is false, with an error
+// reported on t, when the run could not be made (a run that fails is the
+// callers' to judge).
+func parallelRefRun(t *testing.T) (out string, r cliRun, ok bool) {
+	t.Helper()
+	parallelRef.once.Do(func() {
+		if parallelRef.dir, parallelRef.err = os.MkdirTemp("", "spdlab-procs-test-"); parallelRef.err != nil {
+			return
+		}
+		key := filepath.Join(parallelRef.dir, "lab.pem")
+		if _, parallelRef.err = reports.InitLab(key, "procs test lab"); parallelRef.err != nil {
+			return
+		}
+		args := []string{"--dut", "ref", "--procs", "2", "--key", key}
+		if raceDetector {
+			args = append(args, raceProcsFilter...)
+		}
+		parallelRef.run = certifyCLI(t, filepath.Join(parallelRef.dir, "out"), nil, args...)
+	})
+	if parallelRef.err != nil {
+		t.Errorf("the --procs 2 run of ref: %v", parallelRef.err)
+		return "", cliRun{}, false
+	}
+	return filepath.Join(parallelRef.dir, "out"), parallelRef.run, true
+}
+
+// raceProcsFilter narrows the runs of ref of TestCertifyProcsWholeSuite
+// under the race detector, where the whole suite takes minutes: the
+// payment and application cases are enough to race the run's goroutines,
+// and a filtered run is a partial one.
+var raceProcsFilter = []string{"--label-filter", "/^TC-(PAY|APP)-/"}
 
 // cliRun is one spdlab run as a program.
 type cliRun struct {
@@ -107,6 +158,9 @@ func TestCertifyProcsWholeSuite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole suite twice")
 	}
+	// Side by side with the dissector's test, which waits for the same
+	// --procs 2 run and then spends seconds in tshark.
+	t.Parallel()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "lab.pem")
 	if code, _, stderr := spdlab(t, "labkey", "init", "--key", key, "--name", "procs test lab"); code != 0 {
@@ -115,14 +169,13 @@ func TestCertifyProcsWholeSuite(t *testing.T) {
 	whole := reports.VerdictCertified
 	var part []string
 	if raceDetector {
-		// Under the race detector the whole suite takes minutes: the
-		// payment and application cases are enough to race the run's
-		// goroutines, and a filtered run is a partial one.
-		whole, part = reports.VerdictPartial, []string{"--label-filter", "/^TC-(PAY|APP)-/"}
+		whole, part = reports.VerdictPartial, raceProcsFilter
 	}
 	runs := map[string][]string{
-		"serial":   append([]string{"--dut", "ref", "--procs", "1"}, part...),
-		"parallel": append([]string{"--dut", "ref", "--procs", "2"}, part...),
+		"serial": append([]string{"--dut", "ref", "--procs", "1"}, part...),
+		// The --procs 2 run is parallelRef's, shared with the dissector's
+		// test.
+		"parallel": nil,
 		// stale-result answers a PAY replayed after a tear with the old
 		// result: TC-PAY-006 fails on it (scripts/mutant-killers.txt), among
 		// the other payment cases, which pass.
@@ -142,7 +195,15 @@ func TestCertifyProcsWholeSuite(t *testing.T) {
 			if name == "shared" {
 				env = []string{envSharedRig + "=1"}
 			}
-			r := certifyCLI(t, filepath.Join(dir, name), env, append(args, "--key", key)...)
+			var r cliRun
+			if name == "parallel" {
+				var ok bool
+				if _, r, ok = parallelRefRun(t); !ok {
+					return
+				}
+			} else {
+				r = certifyCLI(t, filepath.Join(dir, name), env, append(args, "--key", key)...)
+			}
 			mu.Lock()
 			got[name] = r
 			mu.Unlock()
