@@ -77,6 +77,7 @@ var _ = ginkgo.Label(
 	"TC-KAT-016",
 	"TC-KAT-017",
 	"TC-KAT-018",
+	"TC-KAT-019",
 	"TC-KEY-001",
 	"TC-KEY-002",
 	"TC-KEY-003",

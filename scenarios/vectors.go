@@ -53,6 +53,7 @@ var katCases = []struct{ id, sequence string }{
 	{"TC-KAT-016", "present-code"},
 	{"TC-KAT-017", "host-assertion"},
 	{"TC-KAT-018", "exchange"},
+	{"TC-KAT-019", "get-data-list"},
 }
 
 func defineVectors(d Driver) {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -657,6 +658,38 @@ var sequenceDefs = []sequenceDef{
 			next := uses
 			next.ATC = 3
 			ex("EXCHANGE not verified", spd.ExchangeUses, 3_00, seal(g.env.host, vectorID, next), nil)
+		}},
+	{"get-data-list", "GET DATA list (SPEC.md 4.2.1): several data objects in one command, blank and personalised, in the order asked, and each way a list is refused",
+		[]string{"SPD-GDL-1", "SPD-GDL-2"},
+		func(g *gen) {
+			list := func(tags ...uint32) apdu.Command {
+				var ts []tlv.Tag
+				for _, t := range tags {
+					ts = append(ts, tlv.Tag(t))
+				}
+				return spd.GetDataList(ts...)
+			}
+			g.send("SELECT (blank)", spd.Select())
+			g.send("GET DATA list DF20 DF2F (blank)", list(0xDF20, 0xDF2F))
+			g.send("GET DATA list DF20 DF04 (blank: DF04 not readable)", list(0xDF20, 0xDF04))
+			g.send("GET DATA list DF04 DF7F (blank: unknown before not readable)", list(0xDF04, 0xDF7F))
+			g.prefix(true)
+			// Every tag of 4.2 but DF11 and DF24 (the device's own key).
+			every := []uint32{0xDF20, 0xDF02, 0xDF04, 0xDF06, 0x9F36, 0xDF05, 0xDF22, 0xDF50, 0x5F2A, 0xDF03, 0xDF5A, 0xDF23,
+				0xDF2C, 0xDF62, 0xDF2F}
+			g.send("GET DATA list of every tag but DF11 and DF24", list(every...))
+			reversed := slices.Clone(every)
+			slices.Reverse(reversed)
+			g.send("GET DATA list of the same tags in reverse", list(reversed...))
+			g.send("VERIFY wrong PIN", spd.VerifyPIN("0000"))
+			g.send("GET DATA list DF23 9F36 after a wrong PIN", list(0xDF23, 0x9F36))
+			good := list(0xDF04, 0x9F36)
+			g.send("GET DATA list with P1-P2 00 00", cmdOf(0x00, 0xCB, 0x00, 0x00, good.Data, apdu.MaxShortLe))
+			g.send("GET DATA list without a data field", cmdOf(0x00, 0xCB, 0x3F, 0xFF, nil, apdu.MaxShortLe))
+			g.send("GET DATA list with an empty list", cmdOf(0x00, 0xCB, 0x3F, 0xFF, []byte{0x5C, 0x00}, apdu.MaxShortLe))
+			g.send("GET DATA list naming DF04 twice", list(0xDF04, 0x9F36, 0xDF04))
+			g.send("GET DATA list with an unknown tag last", list(0xDF04, 0x9F36, 0x9F7F))
+			g.send("GET DATA list with DF11", list(0xDF04, 0xDF11))
 		}},
 	{"host-assertion", "PAY under a profile that requires host assertions (SPEC.md 4.10): below and from the threshold, and each way an assertion is refused",
 		[]string{"SPD-HVA-1", "SPD-HVA-2", "SPD-PAY-1", "SPD-PAY-4"},
