@@ -36,6 +36,11 @@ import (
 //     and the time.
 //   - Waiting: try LOCK_EX|LOCK_NB, and again every slotPoll until the wait
 //     the program allows is over; spdlab reports the holder it waited for.
+//   - A record found in the file on taking the lock was left by a holder
+//     that ended without letting go (it exited or was killed, its card's
+//     connection closed by the kernel): pcscd may not have seen that card
+//     leave yet. spdlab then keeps its card out of the slot for its removal
+//     gap (Config.RemovalGap) before it connects.
 
 // slotPoll is how often a waiting claimant tries the lock again.
 const slotPoll = 20 * time.Millisecond
@@ -55,8 +60,10 @@ func SlotLockPath(address string) string {
 // claimSlot takes the advisory lock on the vpcd slot at address, waiting up
 // to wait for another holder (in this process or another) to let go.
 // waiting, when not nil, is told once who holds the slot when claimSlot
-// has to wait. The lock file is never removed (see the protocol above).
-func claimSlot(ctx context.Context, address string, wait time.Duration, waiting func(Holder)) (release func(), err error) {
+// has to wait. left is the holder whose record was still in the file when
+// the lock was taken (PID 0 when none): it ended without letting go. The
+// lock file is never removed (see the protocol above).
+func claimSlot(ctx context.Context, address string, wait time.Duration, waiting func(Holder)) (release func(), left Holder, err error) {
 	path := SlotLockPath(address)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
 	writable := err == nil
@@ -70,7 +77,7 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 		f, err = os.Open(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
+		return nil, Holder{}, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
 	}
 	start := time.Now()
 	told := false
@@ -81,7 +88,7 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
-			return nil, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
+			return nil, Holder{}, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
 		}
 		if !told && waiting != nil && wait > 0 {
 			waiting(slotHolder(f))
@@ -90,13 +97,14 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 		if time.Since(start) >= wait {
 			h := slotHolder(f)
 			f.Close()
-			return nil, &SlotBusyError{Address: address, Reader: ReaderName(address), Holder: h, Waited: time.Since(start), Lock: path}
+			return nil, Holder{}, &SlotBusyError{Address: address, Reader: ReaderName(address), Holder: h, Waited: time.Since(start), Lock: path}
 		}
 		if !sleep(ctx, min(slotPoll, wait-time.Since(start))) {
 			f.Close()
-			return nil, ctx.Err()
+			return nil, Holder{}, ctx.Err()
 		}
 	}
+	left = readHolderRecord(f)
 	if writable {
 		writeHolderRecord(f)
 	}
@@ -106,7 +114,7 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 		}
 		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 		_ = f.Close()
-	}, nil
+	}, left, nil
 }
 
 // writeHolderRecord replaces the file's content with this process's record.

@@ -159,3 +159,46 @@ func TestSlotHeldByAnOutsideProgram(t *testing.T) {
 		t.Fatalf("Run while flock(1) holds the slot: %v, want a SlotBusyError naming pid %d (flock)", err, cmd.Process.Pid)
 	}
 }
+
+// A holder that ended without letting go of the slot (killed, or exited
+// with its card still in) leaves its record in the lock file, and the
+// kernel closed its card's connection a moment ago: the next emulator
+// keeps its card out for the removal gap before it connects, so that pcscd
+// sees that card leave and the new one arrive, and says so in Status.
+func TestSlotLeftWithoutLettingGoKeepsTheRemovalGap(t *testing.T) {
+	v := newFakeVPCD(t)
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Skipf("cannot run true(1): %v", err)
+	}
+	rec := fmt.Sprintf("pid=%d\nsince=%s\ncommand=true\n", gone.Process.Pid, time.Now().UTC().Format(time.RFC3339Nano))
+	if err := os.WriteFile(sim.SlotLockPath(v.addr()), []byte(rec), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	e := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), RemovalGap: 10 * time.Second, Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	want := fmt.Sprintf("removal gap after pid %d", gone.Process.Pid)
+	deadline := time.Now().Add(10 * time.Second)
+	for st := e.Status(); !strings.Contains(st.Waiting, want); st = e.Status() {
+		if st.Connections > 0 || time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("status %+v: want the emulator out of the slot, waiting %q", st, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = v.ln.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	if c, err := v.ln.Accept(); err == nil {
+		c.Close()
+		t.Fatal("the emulator connected within the removal gap")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st := e.Status(); st.Connections != 0 {
+		t.Fatalf("status %+v after Run: want no connection made", st)
+	}
+}
