@@ -150,6 +150,12 @@ type Server struct {
 	failCommit func(n int) error
 	closing    chan struct{}
 	closeOnce  sync.Once
+	// writing is held by the goroutine running a group of writes (the
+	// leader, see write), and by Close from then on; commitTimer is the
+	// leader's, for joiningJob.
+	writing     sync.Mutex
+	commitTimer *time.Timer
+	// writerDone is closed once no group runs any more (Close).
 	writerDone chan struct{}
 	stmts      writeStmts
 	signer     *ecdsa.PrivateKey
@@ -228,7 +234,8 @@ func Open(cfg Config) (*Server, error) {
 	if s.eng.singleWriter() {
 		s.jobs = make(chan *writeJob, 4*maxGroup)
 		s.commitWait = defaultCommitWait
-		go s.writer()
+		s.commitTimer = time.NewTimer(time.Hour)
+		s.commitTimer.Stop()
 	} else {
 		close(s.writerDone)
 	}
@@ -341,7 +348,15 @@ func (s *Server) Close() error {
 	}
 	s.srvMu.Unlock()
 	if s.closing != nil {
-		s.closeOnce.Do(func() { close(s.closing) })
+		s.closeOnce.Do(func() {
+			close(s.closing)
+			if s.jobs != nil {
+				// Wait for the group running, and keep any other from
+				// starting.
+				s.writing.Lock()
+				close(s.writerDone)
+			}
+		})
 		<-s.writerDone
 	}
 	s.stmts.close()

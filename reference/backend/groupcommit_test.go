@@ -308,3 +308,121 @@ func TestAuthorisingCount(t *testing.T) {
 		t.Fatalf("%d authorisations still counted on their way", n)
 	}
 }
+
+// TestLeaderHandsOver checks that the caller whose goroutine runs a group
+// (the leader) returns once its own write is answered, handing the writes
+// still waiting to another caller: z, queued behind a full group (maxGroup
+// writes with the leader's), holds its group until the leader has
+// returned, which it could not do if the leader ran z's group itself.
+func TestLeaderHandsOver(t *testing.T) {
+	sqliteOnly(t)
+	l := newLab(t, nil)
+	s := l.srv
+	queued := func(n int) {
+		for wait := time.Now(); len(s.jobs) < n; time.Sleep(time.Millisecond) {
+			if time.Since(wait) > time.Minute {
+				t.Errorf("only %d of %d writes queued", len(s.jobs), n)
+				return
+			}
+		}
+	}
+	started, leaderDone := make(chan struct{}), make(chan error, 1)
+	go func() {
+		leaderDone <- s.write(bg, func(context.Context, *sql.Tx) error {
+			close(started)
+			queued(maxGroup)
+			return nil
+		})
+	}()
+	<-started
+	var others sync.WaitGroup
+	for range maxGroup - 1 {
+		others.Go(func() {
+			if err := s.write(bg, func(context.Context, *sql.Tx) error { return nil }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	queued(maxGroup - 1)
+	release, zDone := make(chan struct{}), make(chan error, 1)
+	go func() {
+		zDone <- s.write(bg, func(context.Context, *sql.Tx) error {
+			<-release
+			return nil
+		})
+	}()
+	select {
+	case err := <-leaderDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		close(release)
+		t.Fatal("the leader did not return while a write queued after its group ran")
+	}
+	others.Wait()
+	close(release)
+	if err := <-zDone; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCloseWithWritesQueued checks that Close waits for the group running
+// and answers the writes still queued as refused (not run, no hang).
+func TestCloseWithWritesQueued(t *testing.T) {
+	sqliteOnly(t)
+	l := newLab(t, nil)
+	s := l.srv
+	started, release := make(chan struct{}), make(chan struct{})
+	leaderDone := make(chan error, 1)
+	go func() {
+		leaderDone <- s.write(bg, func(context.Context, *sql.Tx) error {
+			close(started)
+			<-release
+			return nil
+		})
+	}()
+	<-started
+	const n = 3
+	var ran atomic.Int32
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			errs <- s.write(bg, func(context.Context, *sql.Tx) error {
+				ran.Add(1)
+				return nil
+			})
+		}()
+	}
+	for wait := time.Now(); len(s.jobs) < n; time.Sleep(time.Millisecond) {
+		if time.Since(wait) > time.Minute {
+			t.Fatalf("only %d of %d writes queued", len(s.jobs), n)
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	for !s.closingNow() {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := <-leaderDone; err != nil {
+		t.Fatalf("the write running at Close: %v", err)
+	}
+	// Each queued write either joined the running group (and ran) or
+	// was refused without running.
+	var answered int32
+	for range n {
+		switch err := <-errs; {
+		case err == nil:
+			answered++
+		case !errors.Is(err, errClosed):
+			t.Errorf("a write queued at Close: %v, want nil or %v", err, errClosed)
+		}
+	}
+	if answered != ran.Load() {
+		t.Errorf("%d queued writes answered done, %d ran", answered, ran.Load())
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
