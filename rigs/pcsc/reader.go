@@ -27,6 +27,7 @@ type Reader struct {
 	gone   bool        // card is nil because the card was removed
 	atr    []byte
 	closed bool
+	rsp    []byte // the response buffer of transmitInto, made at the first command
 }
 
 // settle bounds how long Reset and PowerOn wait for a card that is
@@ -206,12 +207,16 @@ func (r *Reader) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 // command (SCARD_W_RESET_CARD: pcscd refused to send) is reconnected and the
 // command sent once more.
 func (r *Reader) transmit(command []byte) ([]byte, error) {
-	resp, err := r.card.Transmit(command)
+	if r.rsp == nil {
+		r.rsp = make([]byte, maxResponse)
+	}
+	resp, err := transmitInto(r.card, command, r.rsp)
 	if errors.Is(err, scard.ErrResetCard) {
 		if err = r.card.Reconnect(scard.ShareExclusive, scard.ProtocolAny, scard.LeaveCard); err == nil {
-			resp, err = r.card.Transmit(command)
+			resp, err = transmitInto(r.card, command, r.rsp)
 		}
 	}
+	resp = append([]byte(nil), resp...) // r.rsp is the next command's
 	if errors.Is(err, scard.ErrRemovedCard) || errors.Is(err, scard.ErrNoSmartcard) {
 		// The handle is dead: let it go, so that other programs (and
 		// Reset) can connect to the next card.
