@@ -68,6 +68,7 @@ func dryRun(t *testing.T) map[string][]string {
 // cited by no case, when a case cites a requirement SPEC.md does not
 // define, or when a device case cites none.
 func TestEveryRequirementCited(t *testing.T) {
+	withoutRace(t)
 	// SPEC.md as embedded in the build, so the suite binary checks itself
 	// wherever it runs.
 	defined := map[string]bool{}
@@ -126,6 +127,7 @@ var noNegative = map[string]string{}
 // Positive case or a Negative one (checkPolarity holds a Negative case to
 // its label whenever the suite runs).
 func TestEveryRequirementPositiveAndNegative(t *testing.T) {
+	withoutRace(t)
 	pos, neg := map[string][]string{}, map[string][]string{}
 	for id, labels := range dryRun(t) {
 		p, n := slices.Contains(labels, Positive), slices.Contains(labels, Negative)
@@ -219,6 +221,7 @@ func suiteSources(t *testing.T) []sourceFile {
 // TestNoLooseStatusMatchers fails when a case accepts "any error": every
 // status word and decline reason the suite checks is one exact value.
 func TestNoLooseStatusMatchers(t *testing.T) {
+	withoutRace(t)
 	used := map[int]bool{}
 	for _, src := range suiteSources(t) {
 		file := src.name
@@ -254,6 +257,7 @@ var assertsCall = regexp.MustCompile(`asserts\("C([0-9]+)"`)
 // asserted which claim (the report's claim grid); this is the check that
 // needs no device.
 func TestEveryClaimAsserted(t *testing.T) {
+	withoutRace(t)
 	asserted := map[int]int{}
 	for _, src := range suiteSources(t) {
 		file := src.name

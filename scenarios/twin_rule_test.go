@@ -134,6 +134,7 @@ func alterations(resp []byte) map[string][]byte {
 // of SPEC.md 1.3) or it is the erase counter, which is compared by its
 // moves (TEST ERASE orders move by the difference).
 func TestTwinRuleOnVectors(t *testing.T) {
+	withoutRace(t)
 	file, err := vectors.Load()
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,7 @@ func FuzzKATResponse(f *testing.F) {
 // answer passes once the device key is known, and each kind of change
 // fails.
 func TestKATCompareRefuses(t *testing.T) {
+	withoutRace(t)
 	file, err := vectors.Load()
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,10 @@
 # run the whole conformance suite in a child process (named ...WholeSuite):
 # under the race detector that child takes minutes and they skip, and the
 # suite's own race run is ./scenarios'; they run in the tests lane without
-# it. On a fresh clone the build cache is empty and most of the time goes
-# to compiling; two go commands compiling the same package at once both
+# it. The tests of ./scenarios that check the suite's sources and vectors
+# in one goroutine (withoutRaceTests) skip under it too, and the suite
+# binary runs them in the tests lane. On a fresh clone the build cache is
+# empty and most of the time goes to compiling; two go commands compiling the same package at once both
 # compile it, so each lane starts with a build configuration the other does
 # not use (race; plain, through the suite binary) and the steps that share
 # one come after it. Much of the rest waits rather than computes
@@ -56,6 +58,7 @@ mkdir -p "$OUT"
 suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
 	"$GO test -c -o $suite ./scenarios"
+	"cd scenarios && $suite -test.count=1 -test.run \"\$(bash ../scripts/race-packages.sh --without-race)\""
 	"pkgs=\$(bash scripts/race-packages.sh --others) && $GO test -count=1 -timeout 20m \$pkgs"
 	"$GO test -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
