@@ -150,12 +150,6 @@ type Server struct {
 	failCommit func(n int) error
 	closing    chan struct{}
 	closeOnce  sync.Once
-	// writing is held by the goroutine running a group of writes (the
-	// leader, see write), and by Close from then on; commitTimer is the
-	// leader's, for joiningJob.
-	writing     sync.Mutex
-	commitTimer *time.Timer
-	// writerDone is closed once no group runs any more (Close).
 	writerDone chan struct{}
 	stmts      writeStmts
 	signer     *ecdsa.PrivateKey
@@ -234,8 +228,7 @@ func Open(cfg Config) (*Server, error) {
 	if s.eng.singleWriter() {
 		s.jobs = make(chan *writeJob, 4*maxGroup)
 		s.commitWait = defaultCommitWait
-		s.commitTimer = time.NewTimer(time.Hour)
-		s.commitTimer.Stop()
+		go s.writer()
 	} else {
 		close(s.writerDone)
 	}
@@ -348,15 +341,7 @@ func (s *Server) Close() error {
 	}
 	s.srvMu.Unlock()
 	if s.closing != nil {
-		s.closeOnce.Do(func() {
-			close(s.closing)
-			if s.jobs != nil {
-				// Wait for the group running, and keep any other from
-				// starting.
-				s.writing.Lock()
-				close(s.writerDone)
-			}
-		})
+		s.closeOnce.Do(func() { close(s.closing) })
 		<-s.writerDone
 	}
 	s.stmts.close()

@@ -93,26 +93,17 @@ func (w *writeStmts) close() {
 // write runs fn in a write transaction and returns after it committed;
 // fn's error rolls back fn's changes and nothing else.
 //
-// Writes are group-committed: a write queues, and the goroutine of the
-// first write to find nobody running them (the group's leader, holding
-// Server.writing) runs the first write waiting in a transaction, then
-// every write that is waiting once it is done, each in a SAVEPOINT of the
-// same transaction, until none is waiting (or maxGroup ran), and commits
-// them together, then answers each. Writes that arrive while the group runs
-// join it, so the commit is shared by as many as arrive during one
-// another's work rather than only by those already waiting when the group
-// began; while authorisations are being verified the leader also holds
-// the group open for up to defaultCommitWait for them (joiningJob). Writers
-// are thus serialised in the process (SQLite never sees two). No answer is
-// given before the commit, and a failed commit fails every write of the
-// group.
-//
-// The leader runs the group on its own goroutine, already running, rather
-// than waking a writing goroutine and being woken by it: on the 2-core lab
-// machine each such hand-over between goroutines was a wait for a core of
-// its own. Once its own write is answered it hands the writes still
-// waiting to the goroutine of the first of them (lead), so that no caller
-// runs others' writes for longer than its own group.
+// Writes are group-committed: one goroutine owns the writing connection,
+// runs the first write waiting in a transaction, then every write that is
+// waiting once it is done, each in a SAVEPOINT of the same transaction,
+// until none is waiting (or maxGroup ran), and commits them together, then
+// answers each. Writes that arrive while the group runs join it, so the
+// commit is shared by as many as arrive during one another's work rather
+// than only by those already waiting when the group began; while
+// authorisations are being verified the writer also holds the group open
+// for up to defaultCommitWait for them (joiningJob). Writers are thus
+// serialised in the process (SQLite never sees two). No answer is given
+// before the commit, and a failed commit fails every write of the group.
 //
 // The transaction does not follow ctx's cancellation: a client that goes
 // away mid-transaction finds its request done or not done, as after a
@@ -127,90 +118,16 @@ func (s *Server) write(ctx context.Context, fn func(ctx context.Context, tx *sql
 	case <-s.closing:
 		return errClosed
 	}
-	if s.writing.TryLock() {
-		s.lead(j, nil)
-	}
-	for {
+	select {
+	case err := <-j.done:
+		return err
+	case <-s.writerDone:
 		select {
 		case err := <-j.done:
-			if err == errLead {
-				// Handed the writes waiting, j first (it left the queue).
-				s.lead(j, j)
-				continue
-			}
 			return err
-		case <-s.writerDone:
-			select {
-			case err := <-j.done:
-				return err
-			default:
-				return errClosed
-			}
-		}
-	}
-}
-
-// closingNow reports whether Close has begun.
-func (s *Server) closingNow() bool {
-	select {
-	case <-s.closing:
-		return true
-	default:
-		return false
-	}
-}
-
-// errLead, sent on a waiting write's done, hands it Server.writing and the
-// writes waiting, itself first: it leads the next group.
-var errLead = errors.New("backend: lead the next group")
-
-// lead runs groups of the waiting writes while the caller holds
-// s.writing, first (when not nil, a write already taken off the queue)
-// first, until mine (the caller's write) is answered. Then it hands the
-// writes still waiting to the goroutine of the first of them, or, with
-// none waiting, lets s.writing go; a write queued after the last look and
-// before the unlock, whose goroutine found s.writing held, is then run
-// here. Between groups it lets the engine finish a checkpoint. It stops at
-// Close.
-func (s *Server) lead(mine, first *writeJob) {
-	answered := false
-	for {
-		// mine may be answered already: by the group of the leader that
-		// let s.writing go just before the caller took it.
-		answered = answered || (first != mine && len(mine.done) > 0)
-		if first == nil {
-			first = s.waitingJob()
-		}
-		select {
-		case <-s.closing:
-			if first != nil {
-				first.done <- errClosed
-			}
-			s.writing.Unlock()
-			return
 		default:
+			return errClosed
 		}
-		if first == nil || answered {
-			if first != nil {
-				first.done <- errLead
-				return
-			}
-			s.writing.Unlock()
-			if len(s.jobs) == 0 || !s.writing.TryLock() {
-				return
-			}
-			continue
-		}
-		group, errs := s.commitGroup(first, s.joiningJob(s.commitTimer))
-		s.commitTimer.Stop()
-		for i, j := range group {
-			answered = answered || j == mine
-			j.done <- errs[i]
-		}
-		if c, ok := s.eng.(checkpointFinisher); ok {
-			c.finishCheckpoint(context.Background(), s.wdb)
-		}
-		first = nil
 	}
 }
 
@@ -286,6 +203,30 @@ type writeJob struct {
 	ctx  context.Context
 	fn   func(ctx context.Context, tx *sql.Tx) error
 	done chan error
+}
+
+// writer is the goroutine that owns the writing connection.
+func (s *Server) writer() {
+	defer close(s.writerDone)
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	defer wait.Stop()
+	for {
+		var first *writeJob
+		select {
+		case first = <-s.jobs:
+		case <-s.closing:
+			return
+		}
+		group, errs := s.commitGroup(first, s.joiningJob(wait))
+		wait.Stop()
+		for i, j := range group {
+			j.done <- errs[i]
+		}
+		if c, ok := s.eng.(checkpointFinisher); ok {
+			c.finishCheckpoint(context.Background(), s.wdb)
+		}
+	}
 }
 
 // checkpointFinisher is an engine whose single writer finishes its
