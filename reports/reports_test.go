@@ -27,7 +27,7 @@ func newKey(t *testing.T) *ecdsa.PrivateKey {
 // JSON and a trace file in the directory as certify leaves them.
 func writeRun(t *testing.T, key *ecdsa.PrivateKey) (string, Certificate) {
 	t.Helper()
-	rs := runTiny(t, "failed")
+	rs := runTinyOnce(t, "failed")
 	dir := t.TempDir()
 	gj, err := json.Marshal(rs)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -248,13 +249,55 @@ func TestMain(m *testing.M) {
 // runTiny runs one tiny suite in a child process and returns its report.
 func runTiny(t *testing.T, name string) []types.Report {
 	t.Helper()
+	rs, err := ParseGinkgoJSON(runTinyJSON(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// runTinyJSON runs one tiny suite in a child process and returns its
+// Ginkgo JSON report.
+func runTinyJSON(t *testing.T, name string) []byte {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), FileGinkgo)
 	cmd := exec.CommandContext(context.Background(), os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), suiteEnv+"="+name, suiteEnv+"_JSON="+out)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("tiny suite %s: %v\n%s", name, err, b)
 	}
-	rs, err := LoadGinkgoJSON(out)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tinyReports holds the Ginkgo JSON report of each tiny suite run by
+// runTinyOnce.
+var tinyReports struct {
+	sync.Mutex
+	json map[string][]byte
+}
+
+// runTinyOnce returns the report of one run of a tiny suite, run by the
+// first caller, parsed anew for each: for the tests that need a run's
+// report as their input (writeRun's, about ten of them), not two runs of
+// the same suite. A child process of the race-built test binary takes
+// about half a second of CPU.
+func runTinyOnce(t *testing.T, name string) []types.Report {
+	t.Helper()
+	tinyReports.Lock()
+	b, ok := tinyReports.json[name]
+	if !ok {
+		b = runTinyJSON(t, name)
+		if tinyReports.json == nil {
+			tinyReports.json = map[string][]byte{}
+		}
+		tinyReports.json[name] = b
+	}
+	tinyReports.Unlock()
+	rs, err := ParseGinkgoJSON(b)
 	if err != nil {
 		t.Fatal(err)
 	}
