@@ -616,7 +616,9 @@ func (s *session) loop() serveEnd {
 			}
 			continue
 		}
-		e.log.Debug("command", "apdu", fmt.Sprintf("% X", msg))
+		if e.log.Enabled(context.Background(), slog.LevelDebug) {
+			e.log.Debug("command", "apdu", fmt.Sprintf("% X", msg))
+		}
 		resp := s.card.Process(append([]byte(nil), msg...))
 		if resp == nil {
 			s.tear()
