@@ -267,7 +267,7 @@ func (e *Emulator) Run(ctx context.Context) error {
 		e.mu.Unlock()
 	}()
 
-	release, left, err := claimSlot(ctx, e.cfg.Address, e.cfg.SlotWait, func(h Holder) {
+	release, left, leftBy, err := claimSlot(ctx, e.cfg.Address, e.cfg.SlotWait, func(h Holder) {
 		e.setWaiting(fmt.Sprintf("vpcd slot %s held by %s", e.cfg.Address, h))
 		e.log.Warn("vpcd slot busy: waiting", "reader", ReaderName(e.cfg.Address), "holder", h.String(), "up_to", e.cfg.SlotWait)
 	})
@@ -301,16 +301,16 @@ func (e *Emulator) Run(ctx context.Context) error {
 			time.Sleep(time.Until(lastEnd.Add(e.cfg.RemovalGap)))
 		}
 	}()
-	if left.PID != 0 {
-		// The last holder ended without letting go: its card's
-		// connection closed as it ended, maybe a moment ago. Keep the
-		// slot empty for the removal gap, so that pcscd sees that card
+	if gap := time.Until(leftBy.Add(e.cfg.RemovalGap)); left.PID != 0 && gap > 0 {
+		// The last holder ended without letting go, a moment ago: its
+		// card's connection closed as it ended. Keep the slot empty for
+		// the rest of the removal gap, so that pcscd sees that card
 		// leave and this one arrive (and powers it), rather than taking
 		// this card for the last one.
 		left.Command = ""
 		e.setWaiting(fmt.Sprintf("vpcd slot %s: removal gap after %s, which ended without letting go of the slot", e.cfg.Address, left))
-		e.log.Info("vpcd slot left without being let go: keeping the card out for the removal gap", "last_holder", left.String(), "gap", e.cfg.RemovalGap)
-		if !sleep(ctx, e.cfg.RemovalGap) {
+		e.log.Info("vpcd slot left without being let go: keeping the card out for the removal gap", "last_holder", left.String(), "wait", gap)
+		if !sleep(ctx, gap) {
 			return nil
 		}
 		e.setWaiting("")

@@ -11,6 +11,6 @@ import (
 func SlotLockPath(address string) string { return "" }
 
 // claimSlot cannot lock here; one emulator per slot is up to the user.
-func claimSlot(ctx context.Context, address string, wait time.Duration, waiting func(Holder)) (func(), Holder, error) {
-	return func() {}, Holder{}, nil
+func claimSlot(ctx context.Context, address string, wait time.Duration, waiting func(Holder)) (func(), Holder, time.Time, error) {
+	return func() {}, Holder{}, time.Time{}, nil
 }

@@ -39,11 +39,17 @@ import (
 //   - A record found in the file on taking the lock was left by a holder
 //     that ended without letting go (it exited or was killed, its card's
 //     connection closed by the kernel): pcscd may not have seen that card
-//     leave yet. spdlab then keeps its card out of the slot for its removal
-//     gap (Config.RemovalGap) before it connects.
+//     leave yet. spdlab's holders touch the file (its modification time)
+//     every slotHeartbeat while they hold it, so the holder ended at most
+//     slotHeartbeat after the file's time; spdlab keeps its card out of
+//     the slot until its removal gap (Config.RemovalGap) has passed since
+//     then, which is at once for a holder that ended a while ago.
 
 // slotPoll is how often a waiting claimant tries the lock again.
 const slotPoll = 20 * time.Millisecond
+
+// slotHeartbeat is how often a holder touches the lock file.
+const slotHeartbeat = 250 * time.Millisecond
 
 // SlotLockPath returns the lock file that guards the vpcd slot at address.
 func SlotLockPath(address string) string {
@@ -61,9 +67,10 @@ func SlotLockPath(address string) string {
 // to wait for another holder (in this process or another) to let go.
 // waiting, when not nil, is told once who holds the slot when claimSlot
 // has to wait. left is the holder whose record was still in the file when
-// the lock was taken (PID 0 when none): it ended without letting go. The
-// lock file is never removed (see the protocol above).
-func claimSlot(ctx context.Context, address string, wait time.Duration, waiting func(Holder)) (release func(), left Holder, err error) {
+// the lock was taken (PID 0 when none): it ended without letting go, at the
+// latest at leftBy. The lock file is never removed (see the protocol
+// above).
+func claimSlot(ctx context.Context, address string, wait time.Duration, waiting func(Holder)) (release func(), left Holder, leftBy time.Time, err error) {
 	path := SlotLockPath(address)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
 	writable := err == nil
@@ -77,7 +84,7 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 		f, err = os.Open(path)
 	}
 	if err != nil {
-		return nil, Holder{}, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
+		return nil, Holder{}, time.Time{}, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
 	}
 	start := time.Now()
 	told := false
@@ -88,7 +95,7 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
-			return nil, Holder{}, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
+			return nil, Holder{}, time.Time{}, fmt.Errorf("sim: vpcd slot lock %s: %w", path, err)
 		}
 		if !told && waiting != nil && wait > 0 {
 			waiting(slotHolder(f))
@@ -97,24 +104,51 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 		if time.Since(start) >= wait {
 			h := slotHolder(f)
 			f.Close()
-			return nil, Holder{}, &SlotBusyError{Address: address, Reader: ReaderName(address), Holder: h, Waited: time.Since(start), Lock: path}
+			return nil, Holder{}, time.Time{}, &SlotBusyError{Address: address, Reader: ReaderName(address), Holder: h, Waited: time.Since(start), Lock: path}
 		}
 		if !sleep(ctx, min(slotPoll, wait-time.Since(start))) {
 			f.Close()
-			return nil, Holder{}, ctx.Err()
+			return nil, Holder{}, time.Time{}, ctx.Err()
 		}
 	}
 	left = readHolderRecord(f)
+	if left.PID != 0 {
+		if fi, err := f.Stat(); err == nil {
+			leftBy = fi.ModTime().Add(slotHeartbeat)
+		}
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
 	if writable {
 		writeHolderRecord(f)
+		go func() {
+			defer close(stopped)
+			t := time.NewTicker(slotHeartbeat)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					// UTIME_NOW needs write access only, not
+					// ownership of the file (another user may
+					// have made it).
+					now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+					_ = unix.UtimesNanoAt(unix.AT_FDCWD, path, now, 0)
+				}
+			}
+		}()
+	} else {
+		close(stopped)
 	}
 	return func() {
+		close(stop)
+		<-stopped
 		if writable {
 			_ = f.Truncate(0)
 		}
 		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
 		_ = f.Close()
-	}, left, nil
+	}, left, leftBy, nil
 }
 
 // writeHolderRecord replaces the file's content with this process's record.

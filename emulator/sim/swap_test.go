@@ -1,12 +1,16 @@
 package sim_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,5 +204,84 @@ func TestSlotLeftWithoutLettingGoKeepsTheRemovalGap(t *testing.T) {
 	}
 	if st := e.Status(); st.Connections != 0 {
 		t.Fatalf("status %+v after Run: want no connection made", st)
+	}
+}
+
+// A holder that ended without letting go long before (its lock file, which
+// holders touch while they hold it, was last touched an hour ago) costs
+// the next emulator no wait: pcscd has long seen its card leave.
+func TestSlotLeftLongAgoCostsNoWait(t *testing.T) {
+	v := newFakeVPCD(t)
+	path := sim.SlotLockPath(v.addr())
+	rec := "pid=1\nsince=2000-01-01T00:00:00Z\ncommand=gone\n"
+	if err := os.WriteFile(path, []byte(rec), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	then := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(path, then, then); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	var mu sync.Mutex
+	e := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), RemovalGap: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	c := v.accept()
+	c.transmit([]byte{0x04})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(log.String(), "removal gap") {
+		t.Fatalf("the emulator waited a removal gap after a holder that ended an hour ago:\n%s", log.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// While an emulator holds a slot it touches the lock file, so that a
+// claimant after it can tell how long ago it was last there.
+func TestSlotHolderTouchesTheLockFile(t *testing.T) {
+	v := newFakeVPCD(t)
+	path := sim.SlotLockPath(v.addr())
+	e := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), RemovalGap: 10 * time.Millisecond, Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	v.accept()
+	then := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(path, then, then); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.ModTime().After(then.Add(time.Minute)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lock file's time is still %v: the holder does not touch it", fi.ModTime())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
