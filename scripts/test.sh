@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # make test's steps, in two lanes that run side by side: the checks (the
 # race detector on every package that starts a goroutine, then the
-# backend's tests again on PostgreSQL, which mostly wait on the server, and
-# the mutants) in one, the tests (the suite binary, every other package's
-# tests, the conformance suite on every emulated DUT, certification of
-# devices reached as hardware is, then the cgo-free and macOS builds, gofmt,
-# tidiness, staticcheck and vet) in the other. Every step still runs, each
+# backend's tests again on PostgreSQL, which mostly wait on the server, the
+# mutants, then gofmt, tidiness and staticcheck) in one, the tests (the
+# suite binary, every other package's tests, the conformance suite on every
+# emulated DUT, certification of devices reached as hardware is, then the
+# cgo-free and macOS builds and vet) in the other. Every step still runs, each
 # in the order of its lane; a lane stops at its first failing step and the
 # script fails when either lane does.
 #
@@ -50,6 +50,7 @@ checks=(
 	"$MAKE --no-print-directory check-race"
 	"$MAKE --no-print-directory test-backend-postgres"
 	"SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OUT=$OUT"
+	"$MAKE --no-print-directory check-static"
 )
 # The suite binary is built once, for certification; the mutants, in the
 # other lane, link their own from the same compiled packages (make mutants
@@ -58,13 +59,12 @@ mkdir -p "$OUT"
 suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
 	"$GO test -c -o $suite ./scenarios"
-	"cd scenarios && $suite -test.count=1 -test.run \"\$(bash ../scripts/race-packages.sh --without-race)\""
+	"cd scenarios && pat=\$(bash ../scripts/race-packages.sh --without-race) && $suite -test.count=1 -test.run \"\$pat\""
 	"pkgs=\$(bash scripts/race-packages.sh --others) && $GO test -count=1 -timeout 20m \$pkgs"
 	"$GO test -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
 	"$MAKE --no-print-directory check-builds"
-	"$MAKE --no-print-directory check-static"
 	"$GO vet ./..."
 )
 
