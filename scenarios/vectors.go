@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -536,7 +537,8 @@ func (k *katRun) eraseShift(ctx context.Context, f *Fixture, steps []vectors.Ste
 	GinkgoHelper()
 	uses := false
 	for _, st := range steps {
-		if cmd := unhexKAT(st.Command); len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSTestErase) {
+		cmd := unhexKAT(st.Command)
+		if len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSTestErase) || readsEraseCounter(cmd) {
 			uses = true
 		}
 	}
@@ -552,8 +554,22 @@ func (k *katRun) eraseShift(ctx context.Context, f *Fixture, steps []vectors.Ste
 	return binary.BigEndian.Uint32(resp[3:7])
 }
 
+// readsEraseCounter reports whether cmd reads the erase counter: GET DATA
+// DF2F, or a GET DATA list (SPEC.md 4.2.1) that names DF2F.
+func readsEraseCounter(cmd []byte) bool {
+	if bytes.Equal(cmd, []byte{0x00, 0xCA, 0xDF, 0x2F, 0x00}) {
+		return true
+	}
+	if len(cmd) < 5 || cmd[0] != 0x00 || cmd[1] != byte(spd.INSGetDataList) {
+		return false
+	}
+	tags, err := spd.ParseGetDataList(dataField(cmd))
+	return err == nil && slices.Contains(tags, spd.TagEraseCounter)
+}
+
 // shiftErase moves a TEST ERASE order's counter, re-signed with the
-// vectors' CA key, and a GET DATA DF2F answer, up by shift.
+// vectors' CA key, and the DF2F object of a GET DATA or GET DATA list
+// answer, up by shift.
 func (k *katRun) shiftErase(cmd, want []byte, shift uint32) ([]byte, []byte, error) {
 	switch {
 	case len(cmd) >= 2 && cmd[0] == 0x80 && cmd[1] == byte(spd.INSTestErase):
@@ -565,9 +581,19 @@ func (k *katRun) shiftErase(cmd, want []byte, shift uint32) ([]byte, []byte, err
 		n := binary.BigEndian.Uint32(data[objs[0].valStart:objs[0].valEnd]) + shift
 		b, err := k.sealOrder(cmd, katEncode([]byte{0xDF, 0x2F}, binary.BigEndian.AppendUint32(nil, n)))
 		return b, want, err
-	case bytes.Equal(cmd, []byte{0x00, 0xCA, 0xDF, 0x2F, 0x00}) && len(want) == 9 && bytes.Equal(want[:3], []byte{0xDF, 0x2F, 0x04}):
+	case readsEraseCounter(cmd) && len(want) >= 2:
+		// The answer's data objects, when it has them (a refusal is the
+		// status word alone): DF2F's value moves up by shift.
+		objs, err := katParse(want[:len(want)-2])
+		if err != nil {
+			return cmd, want, nil
+		}
 		w := bytes.Clone(want)
-		binary.BigEndian.PutUint32(w[3:7], binary.BigEndian.Uint32(want[3:7])+shift)
+		for _, o := range objs {
+			if o.tag == "DF2F" && o.valEnd-o.valStart == 4 {
+				binary.BigEndian.PutUint32(w[o.valStart:o.valEnd], binary.BigEndian.Uint32(want[o.valStart:o.valEnd])+shift)
+			}
+		}
 		return cmd, w, nil
 	}
 	return cmd, want, nil

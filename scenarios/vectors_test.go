@@ -206,7 +206,8 @@ func mustHex(t *testing.T, s string) []byte {
 
 // TestKATShiftErase checks the TEST ERASE substitution for a sample erased
 // before: the counter moves up, the order is signed again by the vectors'
-// CA key over SPD-KEY-3's message, and GET DATA DF2F answers move with it.
+// CA key over SPD-KEY-3's message, and the DF2F object of GET DATA and
+// GET DATA list answers moves with it.
 func TestKATShiftErase(t *testing.T) {
 	file, err := vectors.Load()
 	if err != nil {
@@ -217,7 +218,7 @@ func TestKATShiftErase(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := &katRun{ca: ca, id: mustHex(t, file.Keys.Device.ID)}
-	orders, answers := 0, 0
+	orders, answers, lists := 0, 0, 0
 	for _, seq := range file.Sequences {
 		for _, st := range seq.Steps {
 			cmd, want := mustHex(t, st.Command), mustHex(t, st.Response)
@@ -247,6 +248,27 @@ func TestKATShiftErase(t *testing.T) {
 				if gotWant[6] != want[6]+3 {
 					t.Fatalf("DF2F answer %X, want %X moved up by 3", gotWant, want)
 				}
+			case cmd[1] == 0xCB && readsEraseCounter(cmd) && len(want) > 2:
+				// A GET DATA list naming DF2F: its DF2F object moves up,
+				// every other byte stays.
+				lists++
+				objs, err := katParse(want[:len(want)-2])
+				if err != nil || !bytes.Equal(got, cmd) || len(gotWant) != len(want) {
+					t.Fatalf("step %q: GET DATA list answer %X shifted to %X: %v", st.Name, want, gotWant, err)
+				}
+				moved := 0
+				for _, o := range objs {
+					if o.tag == "DF2F" {
+						moved++
+						if gotWant[o.valEnd-1] != want[o.valEnd-1]+3 || !bytes.Equal(gotWant[o.start:o.valEnd-1], want[o.start:o.valEnd-1]) {
+							t.Fatalf("step %q: DF2F in %X, want %X's moved up by 3", st.Name, gotWant, want)
+						}
+						copy(gotWant[o.valStart:o.valEnd], want[o.valStart:o.valEnd])
+					}
+				}
+				if moved != 1 || !bytes.Equal(gotWant, want) {
+					t.Fatalf("step %q: %d DF2F objects moved, or another byte changed: %X against %X", st.Name, moved, gotWant, want)
+				}
 			default:
 				if !bytes.Equal(got, cmd) || !bytes.Equal(gotWant, want) {
 					t.Fatalf("step %q changed by the shift", st.Name)
@@ -254,7 +276,7 @@ func TestKATShiftErase(t *testing.T) {
 			}
 		}
 	}
-	if orders < 2 || answers < 1 {
-		t.Fatalf("%d TEST ERASE orders and %d DF2F answers in the vectors", orders, answers)
+	if orders < 2 || answers < 1 || lists < 1 {
+		t.Fatalf("%d TEST ERASE orders, %d DF2F answers and %d GET DATA lists naming DF2F in the vectors", orders, answers, lists)
 	}
 }
