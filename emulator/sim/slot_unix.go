@@ -119,7 +119,7 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 	}
 	stop, stopped := make(chan struct{}), make(chan struct{})
 	if writable {
-		writeHolderRecord(f)
+		rec := writeHolderRecord(f)
 		go func() {
 			defer close(stopped)
 			t := time.NewTicker(slotHeartbeat)
@@ -129,11 +129,12 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 				case <-stop:
 					return
 				case <-t.C:
-					// UTIME_NOW needs write access only, not
-					// ownership of the file (another user may
-					// have made it).
-					now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
-					_ = unix.UtimesNanoAt(unix.AT_FDCWD, path, now, 0)
+					// Writing the record's first byte again
+					// moves the file's modification time on
+					// every Unix with the descriptor we hold:
+					// setting times needs ownership of the file,
+					// which another user may have made.
+					_, _ = f.WriteAt(rec[:1], 0)
 				}
 			}
 		}()
@@ -152,12 +153,13 @@ func claimSlot(ctx context.Context, address string, wait time.Duration, waiting 
 }
 
 // writeHolderRecord replaces the file's content with this process's record.
-func writeHolderRecord(f *os.File) {
+func writeHolderRecord(f *os.File) []byte {
 	cmd := commandLine(os.Getpid())
-	rec := fmt.Sprintf("pid=%d\nsince=%s\ncommand=%s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339Nano), cmd)
+	rec := []byte(fmt.Sprintf("pid=%d\nsince=%s\ncommand=%s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339Nano), cmd))
 	if f.Truncate(0) == nil {
-		_, _ = f.WriteAt([]byte(rec), 0)
+		_, _ = f.WriteAt(rec, 0)
 	}
+	return rec
 }
 
 // slotHolder tells who holds the lock on f: the kernel's lock table names
