@@ -76,7 +76,34 @@ func BenchmarkRoundTrip(b *testing.B) {
 		b.ReportMetric(float64(med.Nanoseconds())/1e3, spec+"-median-us")
 		b.ReportMetric(float64(p99.Nanoseconds())/1e3, spec+"-p99-us")
 		b.ReportMetric(float64(med)/float64(baseMed), spec+"-x-ref")
+		if spec == "serial-emu" {
+			reportPTYFloor(b, n, ds)
+		}
 	}
+}
+
+// reportPTYFloor reports the round trip of bare bytes over a pty in raw
+// mode (ptyRoundTrips), serial-emu's floor, and serial-emu's median and
+// mean (ds) as ratios to it: how much of serial-emu's round trip is the
+// rig and the emulator, how much the kernel's pty and its wake-ups.
+func reportPTYFloor(b *testing.B, n int, ds []time.Duration) {
+	floor := ptyRoundTrips(b, n)
+	if floor == nil {
+		return
+	}
+	med := quantile(floor, 0.5)
+	b.ReportMetric(float64(med.Nanoseconds())/1e3, "pty-floor-median-us")
+	b.ReportMetric(float64(mean(floor).Nanoseconds())/1e3, "pty-floor-mean-us")
+	b.ReportMetric(float64(quantile(ds, 0.5))/float64(med), "serial-emu-x-pty-median")
+	b.ReportMetric(float64(mean(ds))/float64(mean(floor)), "serial-emu-x-pty-mean")
+}
+
+func mean(ds []time.Duration) time.Duration {
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
 }
 
 // BenchmarkManyDevices serves 1000 personalised reference devices from
