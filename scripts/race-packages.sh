@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints the module's packages (as ./dir) that start a goroutine, found by
 # grep so that a new one is never left out: make check-race runs their
-# tests under the race detector. With --others, prints every other package
+# tests under the race detector, those whose tests use pcscd's vpcd slots
+# first. With --others, prints every other package
 # of the module instead: make test runs those without it, so that no test
 # runs twice (the race run of a package checks all its plain run checks).
 # With --without-race, prints the -test.run pattern of the tests of
@@ -15,7 +16,17 @@ if [[ ${1:-} == --without-race ]]; then
 fi
 race=$(grep -rlE --include='*.go' '^[[:space:]]+go [A-Za-z_(]' . | xargs -n1 dirname | sort -u)
 if [[ ${1:-} != --others ]]; then
-	echo "$race"
+	# First the packages whose tests serve cards on pcscd's vpcd slots (go
+	# test runs packages in the order given): in make test they then run
+	# while the other lane compiles and runs tests that need no PC/SC,
+	# rather than queueing for the slots behind its pcsc-emu suite and
+	# certification, which hold them for minutes.
+	vpcd=$(grep -rlE --include='*_test.go' 'simtest\.|"pcsc-emu"|"--vpcd"' . | xargs -r -n1 dirname | sort -u |
+		comm -12 - <(echo "$race"))
+	{
+		echo "$vpcd" | sort -r | grep . || true
+		comm -23 <(echo "$race") <(echo "$vpcd")
+	}
 	exit
 fi
 root=$PWD
