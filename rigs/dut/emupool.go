@@ -3,6 +3,7 @@ package dut
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,10 +32,7 @@ const emuIdleRelease = 2 * time.Second
 // keptRig is the rig's link to a kept emulator: rigs/serial's Port or
 // rigs/sdcard's Channel.
 type keptRig interface {
-	link.Link
-	link.Resetter
-	link.PowerCycler
-	link.ATRer
+	sharedRig
 	link.Limits
 	OpenSession(ctx context.Context) ([]byte, error)
 }
@@ -115,7 +113,7 @@ func openEmulated(ctx context.Context, d *DUT, keep bool, card emulator.Card,
 		d.onClose(s.stop)
 		return nil
 	}
-	d.Link = &keptLink{keptRig: s.rig}
+	d.Link = keptEmuLink{keptLink: &keptLink{sharedRig: s.rig}, Limits: s.rig}
 	d.onClose(s.park)
 	return nil
 }
@@ -134,11 +132,21 @@ func (s *emuSession) park() error {
 	return nil
 }
 
-// keptLink is the link of a device behind a kept emulator: the rig's
-// link, which outlives the device, with every ability of it, except that
-// its Close leaves the rig's link open for the next device.
+// sharedRig is a link that its session keeps from one device to the next:
+// rigs/serial's Port and rigs/sdcard's Channel behind a kept emulator,
+// rigs/pcsc's Reader on a kept vpcd slot.
+type sharedRig interface {
+	link.Link
+	link.Resetter
+	link.PowerCycler
+	link.ATRer
+}
+
+// keptLink is one device's link to a rig its session keeps: every ability
+// of the rig, except that its Close leaves the rig open for the next
+// device and refuses this device's further requests.
 type keptLink struct {
-	keptRig
+	sharedRig
 	closed atomic.Bool
 }
 
@@ -153,7 +161,7 @@ func (k *keptLink) Exchange(ctx context.Context, command []byte) ([]byte, error)
 	if k.closed.Load() {
 		return nil, link.ErrClosed
 	}
-	return k.keptRig.Exchange(ctx, command)
+	return k.sharedRig.Exchange(ctx, command)
 }
 
 // Reset implements link.Resetter.
@@ -161,7 +169,7 @@ func (k *keptLink) Reset(ctx context.Context, cold bool) ([]byte, error) {
 	if k.closed.Load() {
 		return nil, link.ErrClosed
 	}
-	return k.keptRig.Reset(ctx, cold)
+	return k.sharedRig.Reset(ctx, cold)
 }
 
 // PowerOff implements link.PowerCycler.
@@ -169,7 +177,7 @@ func (k *keptLink) PowerOff(ctx context.Context) error {
 	if k.closed.Load() {
 		return link.ErrClosed
 	}
-	return k.keptRig.PowerOff(ctx)
+	return k.sharedRig.PowerOff(ctx)
 }
 
 // PowerOn implements link.PowerCycler.
@@ -177,12 +185,24 @@ func (k *keptLink) PowerOn(ctx context.Context) ([]byte, error) {
 	if k.closed.Load() {
 		return nil, link.ErrClosed
 	}
-	return k.keptRig.PowerOn(ctx)
+	return k.sharedRig.PowerOn(ctx)
 }
 
-// OpenSession belongs to whoever keeps the rig's link.
-func (k *keptLink) OpenSession(context.Context) ([]byte, error) {
-	return nil, errors.New("dut: the session of a kept emulator's link is the DUT's")
+// String names the rig.
+func (k *keptLink) String() string { return fmt.Sprint(k.sharedRig) }
+
+var (
+	_ sharedRig   = (*keptLink)(nil)
+	_ sharedRig   = keptEmuLink{}
+	_ link.Limits = keptEmuLink{}
+)
+
+// keptEmuLink is the link of a device behind a kept serial-emu or sd-emu
+// emulator: keptLink, with the rig's limits. The rig's session
+// (OpenSession) is the kept emulator's, not the device's.
+type keptEmuLink struct {
+	*keptLink
+	link.Limits
 }
 
 // ReleaseIdleEmulators stops at once the serial-emu and sd-emu emulators

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spdlab/spdlab/emulator"
@@ -60,7 +59,7 @@ const (
 // after the first is swapped in behind the same connection (sim.Swap) and
 // announced with a reset, which pcscd passes on to vpcd at once. The PC/SC
 // rig's connection to the card (SCardConnect's handle) is kept with it:
-// each device's link is that connection (pcscLink), so a device costs a
+// each device's link is that connection (keptLink), so a device costs a
 // swap and a reset, not a PC/SC context, a reader list, a connect and a
 // disconnect.
 type vpcdSession struct {
@@ -163,7 +162,7 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 			return err
 		}
 		s.r = r
-		d.Link = &pcscLink{Reader: r}
+		d.Link = &keptLink{sharedRig: r} // Close leaves the connection open for the next device
 		d.onClose(func() error { s.park(); return nil })
 		return nil
 	}
@@ -393,58 +392,4 @@ func openSettled(ctx context.Context, reader string) (*pcsc.Reader, error) {
 		_ = pcsc.WaitForCard(wctx, reader)
 		cancel()
 	}
-}
-
-// pcscLink is a device's link to the card in a kept session's slot: the
-// session's PC/SC connection, which outlives the device, with every ability
-// of it, except that its Close leaves the connection open for the next
-// device.
-type pcscLink struct {
-	*pcsc.Reader
-	closed atomic.Bool
-}
-
-var (
-	_ link.Link        = (*pcscLink)(nil)
-	_ link.Resetter    = (*pcscLink)(nil)
-	_ link.PowerCycler = (*pcscLink)(nil)
-	_ link.ATRer       = (*pcscLink)(nil)
-)
-
-// Close implements link.Link: the link refuses every request from now on.
-func (l *pcscLink) Close() error {
-	l.closed.Store(true)
-	return nil
-}
-
-// Exchange implements link.Link.
-func (l *pcscLink) Exchange(ctx context.Context, command []byte) ([]byte, error) {
-	if l.closed.Load() {
-		return nil, link.ErrClosed
-	}
-	return l.Reader.Exchange(ctx, command)
-}
-
-// Reset implements link.Resetter.
-func (l *pcscLink) Reset(ctx context.Context, cold bool) ([]byte, error) {
-	if l.closed.Load() {
-		return nil, link.ErrClosed
-	}
-	return l.Reader.Reset(ctx, cold)
-}
-
-// PowerOff implements link.PowerCycler.
-func (l *pcscLink) PowerOff(ctx context.Context) error {
-	if l.closed.Load() {
-		return link.ErrClosed
-	}
-	return l.Reader.PowerOff(ctx)
-}
-
-// PowerOn implements link.PowerCycler.
-func (l *pcscLink) PowerOn(ctx context.Context) ([]byte, error) {
-	if l.closed.Load() {
-		return nil, link.ErrClosed
-	}
-	return l.Reader.PowerOn(ctx)
 }
