@@ -1,11 +1,13 @@
 package reports
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -46,19 +48,11 @@ func Write(dir string, info RunInfo, rs []types.Report, key *ecdsa.PrivateKey) (
 	if err := writeMedia(dir, c); err != nil {
 		return c, err
 	}
-	var page bytes.Buffer
-	if err := c.WriteHTML(&page); err != nil {
+	if err := writeFile(filepath.Join(dir, FileHTML), c.WriteHTML); err != nil {
 		return c, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, FileHTML), page.Bytes(), 0o644); err != nil {
-		return c, fmt.Errorf("reports: %w", err)
-	}
-	var junit bytes.Buffer
-	if err := c.WriteJUnit(&junit); err != nil {
+	if err := writeFile(filepath.Join(dir, FileJUnit), c.WriteJUnit); err != nil {
 		return c, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, FileJUnit), junit.Bytes(), 0o644); err != nil {
-		return c, fmt.Errorf("reports: %w", err)
 	}
 	cj, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -79,6 +73,32 @@ func Write(dir string, info RunInfo, rs []types.Report, key *ecdsa.PrivateKey) (
 		return c, fmt.Errorf("reports: %w", err)
 	}
 	return c, nil
+}
+
+// writeFile creates the file at path and streams write's output into it
+// through a buffer: a page of several megabytes is never held whole in
+// memory. On failure the file is removed, so a half-written page never
+// looks like a report.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("reports: %w", err)
+	}
+	w := bufio.NewWriterSize(f, 256<<10)
+	err = write(w)
+	if err == nil {
+		err = w.Flush()
+		if err != nil {
+			err = fmt.Errorf("reports: %w", err)
+		}
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("reports: %w", cerr)
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 // ParseCertificate reads a certificate.json written by Write.
