@@ -217,14 +217,19 @@ type RoundTrip struct {
 // RoundTrips gathers the round-trip time of every exchange of the run by
 // command name (SPEC.md's), busiest first.
 func (c Certificate) RoundTrips() []RoundTrip {
+	return c.roundTrips(c.decodeTranscripts())
+}
+
+// roundTrips is RoundTrips from c's transcripts decoded as ts.
+func (c Certificate) roundTrips(ts transcripts) []RoundTrip {
 	idx := map[string]int{}
 	var rows []RoundTrip
-	for _, cs := range c.Cases {
-		for i, t := range cs.Transcript {
+	for k, cs := range c.Cases {
+		for i := range cs.Transcript {
 			if i >= len(cs.RoundTrips) {
 				break
 			}
-			steps := DecodeTranscript(t)
+			steps := ts[k][i]
 			for j, d := range cs.RoundTrips[i] {
 				if j >= len(steps) || steps[j].Op != "exchange" || steps[j].Error != "" {
 					continue

@@ -209,7 +209,7 @@ type page struct {
 
 type kv struct{ K, V string }
 
-func (c Certificate) page() page {
+func (c Certificate) page(ts transcripts) page {
 	p := page{Certificate: c, NA: c.byReason(NotApplicable), NotRunBy: c.byReason(NotRun),
 		Trace: c.Traceability(), Claimed: c.ClaimRows(), Areas: c.areas(), TraceSummary: map[Verdict]int{}}
 	for _, r := range p.Trace {
@@ -217,15 +217,15 @@ func (c Certificate) page() page {
 			p.TraceSummary[r.Verdict]++
 		}
 	}
-	for _, cs := range c.Cases {
+	for k, cs := range c.Cases {
 		v := caseView{Case: cs}
-		for i, t := range cs.Transcript {
+		for i := range cs.Transcript {
 			var times []time.Duration
 			if i < len(cs.RoundTrips) {
 				times = cs.RoundTrips[i]
 			}
 			var steps []timedStep
-			for j, s := range DecodeTranscript(t) {
+			for j, s := range ts[k][i] {
 				ts := timedStep{Step: s}
 				if j < len(times) {
 					ts.Time = times[j]
@@ -242,7 +242,7 @@ func (c Certificate) page() page {
 	}
 	p.AreaPlot = areaPlot(p.Areas)
 	p.DurationPlot = durationPlot(c.Cases)
-	p.RoundTrips = c.RoundTrips()
+	p.RoundTrips = c.roundTrips(ts)
 	p.LatencyPlot = latencyPlot(p.RoundTrips, c.Run.DUT)
 	p.Optical = c.OpticalRates()
 	p.OpticalPlot = opticalPlot(p.Optical)
@@ -292,7 +292,12 @@ var certTemplate = template.Must(template.New("cert").Funcs(template.FuncMap{
 // WriteHTML writes the certificate as one self-contained HTML page: no
 // script, nothing loaded from anywhere, printable.
 func (c Certificate) WriteHTML(w io.Writer) error {
-	if err := certTemplate.Execute(w, c.page()); err != nil {
+	return c.writeHTML(w, c.decodeTranscripts())
+}
+
+// writeHTML is WriteHTML from c's transcripts decoded as ts.
+func (c Certificate) writeHTML(w io.Writer, ts transcripts) error {
+	if err := certTemplate.Execute(w, c.page(ts)); err != nil {
 		return fmt.Errorf("reports: html: %w", err)
 	}
 	return nil

@@ -89,6 +89,11 @@ func firstLine(s string) string {
 // WriteJUnit writes the certificate as JUnit XML: one testsuite per case
 // area, one testcase per case, named by its ID and title.
 func (c Certificate) WriteJUnit(w io.Writer) error {
+	return c.writeJUnit(w, c.decodeTranscripts())
+}
+
+// writeJUnit is WriteJUnit from c's transcripts decoded as ts.
+func (c Certificate) writeJUnit(w io.Writer, ts transcripts) error {
 	run := []junitProperty{
 		{"spdlab.verdict", c.Verdict},
 		{"spdlab.dut", c.Run.DUT},
@@ -114,7 +119,7 @@ func (c Certificate) WriteJUnit(w io.Writer) error {
 	byArea := map[string]*junitSuite{}
 	var areas []string
 	var total time.Duration
-	for _, cs := range c.Cases {
+	for k, cs := range c.Cases {
 		a := cs.Area()
 		s, ok := byArea[a]
 		if !ok {
@@ -141,11 +146,11 @@ func (c Certificate) WriteJUnit(w io.Writer) error {
 			s.Skipped++
 		}
 		var out strings.Builder
-		for i, t := range cs.Transcript {
+		for i, steps := range ts[k] {
 			if i > 0 {
 				out.WriteString("\n")
 			}
-			for _, st := range DecodeTranscript(t) {
+			for _, st := range steps {
 				out.WriteString(st.String())
 				out.WriteByte('\n')
 			}

@@ -57,6 +57,26 @@ func DecodeTranscript(text string) []Step {
 	return steps
 }
 
+// transcripts is a run's decoded transcripts: [i][j] is the steps of
+// transcript j of case i. The page, its round-trip times and the JUnit
+// XML all show them; Write decodes them once for the three.
+type transcripts [][][]Step
+
+// decodeTranscripts decodes every transcript of every case of c.
+func (c Certificate) decodeTranscripts() transcripts {
+	ts := make(transcripts, len(c.Cases))
+	for i, cs := range c.Cases {
+		if len(cs.Transcript) == 0 {
+			continue
+		}
+		ts[i] = make([][]Step, len(cs.Transcript))
+		for j, t := range cs.Transcript {
+			ts[i][j] = DecodeTranscript(t)
+		}
+	}
+	return ts
+}
+
 func decodeStep(l string) Step {
 	s := Step{Raw: l}
 	left, right, ok := strings.Cut(l, " -> ")

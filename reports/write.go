@@ -48,10 +48,11 @@ func Write(dir string, info RunInfo, rs []types.Report, key *ecdsa.PrivateKey) (
 	if err := writeMedia(dir, c); err != nil {
 		return c, err
 	}
-	if err := writeFile(filepath.Join(dir, FileHTML), c.WriteHTML); err != nil {
+	ts := c.decodeTranscripts()
+	if err := writeFile(filepath.Join(dir, FileHTML), func(w io.Writer) error { return c.writeHTML(w, ts) }); err != nil {
 		return c, err
 	}
-	if err := writeFile(filepath.Join(dir, FileJUnit), c.WriteJUnit); err != nil {
+	if err := writeFile(filepath.Join(dir, FileJUnit), func(w io.Writer) error { return c.writeJUnit(w, ts) }); err != nil {
 		return c, err
 	}
 	cj, err := json.MarshalIndent(c, "", "  ")
