@@ -37,7 +37,7 @@ func generatedIsCurrent(t *testing.T, path, format, regenerate string) {
 	if err != nil {
 		t.Fatalf("%v; write it with: %s", err, regenerate)
 	}
-	cmd := exec.Command("go", "run", "./cmd/spdlab", "cases", "--format", format)
+	cmd := exec.Command(spdlabBinary(t), "cases", "--format", format)
 	var got, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &got, &errOut
 	if err := cmd.Run(); err != nil {

@@ -2,26 +2,77 @@ package spdlab_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"testing"
 )
+
+// spdlabBuild is the spdlab binary the tests of this package share: the
+// catalogue's and the labels' (spdlab cases) and scripts/scenarios.sh's.
+// Each made its own before (go run twice, then the script's go build), and
+// linking spdlab takes 3-5 s of CPU after a change to any package it uses.
+// TestMain removes its directory.
+var spdlabBuild struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// spdlabBinary returns the shared spdlab binary, built by the first caller
+// through scripts/scenarios.sh's own build step (SPDLAB naming a file that
+// does not exist yet, no DUT to run), so that the script's build is still
+// tested as a run without SPDLAB uses it.
+func spdlabBinary(t *testing.T) string {
+	t.Helper()
+	spdlabBuild.once.Do(func() {
+		if spdlabBuild.dir, spdlabBuild.err = os.MkdirTemp("", "spdlab-root-test-"); spdlabBuild.err != nil {
+			return
+		}
+		path := filepath.Join(spdlabBuild.dir, "spdlab")
+		cmd := exec.Command("bash", "scripts/scenarios.sh")
+		cmd.Env = append(os.Environ(), "SPDLAB="+path, "OUT="+filepath.Join(spdlabBuild.dir, "out"))
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			_, err = os.Stat(path)
+		}
+		if err != nil {
+			spdlabBuild.err = fmt.Errorf("scripts/scenarios.sh building spdlab into SPDLAB=%s: %v\n%s", path, err, out)
+			return
+		}
+		spdlabBuild.path = path
+	})
+	if spdlabBuild.err != nil {
+		t.Fatal(spdlabBuild.err)
+	}
+	return spdlabBuild.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if spdlabBuild.dir != "" {
+		os.RemoveAll(spdlabBuild.dir)
+	}
+	os.Exit(code)
+}
 
 // `make test-scenarios` (scripts/scenarios.sh) writes each DUT's report under
 // OUT/reports/<dut> (never relative to the suite's package directory) and
 // prints the verdict each certificate states, failing unless every DUT is
 // CERTIFIED. One case on two DUTs keeps it short: a filtered run on the
 // reference device is a PARTIAL RUN, and the stale-balance mutant fails the
-// invariant case (NOT CERTIFIED).
+// invariant case (NOT CERTIFIED). It runs the spdlab binary the package's
+// tests share, as make test-scenarios runs the one make build links.
 func TestScenariosScriptReportsEachVerdict(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds spdlab and certifies two DUTs")
 	}
 	out := t.TempDir()
 	cmd := exec.Command("bash", "scripts/scenarios.sh", "ref", "faulty:stale-balance")
-	cmd.Env = append(os.Environ(), "OUT="+out, "SCENARIO_ARGS=--label-filter=TC-INV-001")
+	cmd.Env = append(os.Environ(), "OUT="+out, "SCENARIO_ARGS=--label-filter=TC-INV-001", "SPDLAB="+spdlabBinary(t))
 	got, err := cmd.CombinedOutput()
 	if _, ok := err.(*exec.ExitError); !ok {
 		t.Fatalf("scenarios.sh must exit non-zero when a DUT is not CERTIFIED; err=%v\n%s", err, got)

@@ -18,7 +18,9 @@
 #                   in one process each and 42.8 s in two (load average 20).
 #   SCENARIO_ARGS   extra arguments for certify (e.g. --label-filter=TC-PAY-001)
 #   SPDLAB          an spdlab binary already built from this checkout, used
-#                   instead of building one
+#                   instead of building one; when no such file exists yet,
+#                   the script builds it there and leaves it (the root
+#                   package's tests build the binary they share this way)
 #   LAB_KEY         the lab key that signs the reports (default: the lab's own,
 #                   `spdlab labkey init`, else a throwaway key made for the run)
 set -euo pipefail
@@ -34,12 +36,9 @@ jobs=${SCENARIO_JOBS:-${#duts[@]}}
 # other's.
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-spdlab=${SPDLAB:-}
-if [[ -z $spdlab ]]; then
-	spdlab=$tmp/spdlab
-	go build -o "$spdlab" ./cmd/spdlab
-fi
+spdlab=${SPDLAB:-$tmp/spdlab}
 [[ $spdlab = /* ]] || spdlab=$root/$spdlab
+[[ -e $spdlab ]] || go build -o "$spdlab" ./cmd/spdlab
 key=${LAB_KEY:-}
 if [[ -z $key ]]; then
 	key=$tmp/lab-key.pem
