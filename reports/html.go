@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spdlab/spdlab/reference"
@@ -264,30 +265,35 @@ func FormatDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-var certTemplate = template.Must(template.New("cert").Funcs(template.FuncMap{
-	"join":  func(s []string) string { return strings.Join(s, ", ") },
-	"class": func(v Verdict) string { return strings.ReplaceAll(string(v), " ", "-") },
-	"dur":   FormatDuration,
-	"utc":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"sub":   func(a, b time.Time) string { return FormatDuration(b.Sub(a)) },
-	"verdictClass": func(v string) string {
-		switch v {
-		case VerdictCertified:
-			return "v-certified"
-		case VerdictNotCertified:
-			return "v-failed"
-		}
-		return "v-nocert"
-	},
-	"open":  func(v Verdict) bool { return v == Failed },
-	"bytes": func(hex string) int { return len(hex) / 2 },
-	"orNone": func(s string) string {
-		if s == "" {
-			return "none"
-		}
-		return s
-	},
-}).Parse(pageTemplate))
+// certTemplate is the page's template, parsed on first use: a process
+// that writes no page (the suite binary of a mutant run, most spdlab
+// commands) does not pay for parsing it.
+var certTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("cert").Funcs(template.FuncMap{
+		"join":  func(s []string) string { return strings.Join(s, ", ") },
+		"class": func(v Verdict) string { return strings.ReplaceAll(string(v), " ", "-") },
+		"dur":   FormatDuration,
+		"utc":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+		"sub":   func(a, b time.Time) string { return FormatDuration(b.Sub(a)) },
+		"verdictClass": func(v string) string {
+			switch v {
+			case VerdictCertified:
+				return "v-certified"
+			case VerdictNotCertified:
+				return "v-failed"
+			}
+			return "v-nocert"
+		},
+		"open":  func(v Verdict) bool { return v == Failed },
+		"bytes": func(hex string) int { return len(hex) / 2 },
+		"orNone": func(s string) string {
+			if s == "" {
+				return "none"
+			}
+			return s
+		},
+	}).Parse(pageTemplate))
+})
 
 // WriteHTML writes the certificate as one self-contained HTML page: no
 // script, nothing loaded from anywhere, printable.
@@ -297,7 +303,7 @@ func (c Certificate) WriteHTML(w io.Writer) error {
 
 // writeHTML is WriteHTML from c's transcripts decoded as ts.
 func (c Certificate) writeHTML(w io.Writer, ts transcripts) error {
-	if err := certTemplate.Execute(w, c.page(ts)); err != nil {
+	if err := certTemplate().Execute(w, c.page(ts)); err != nil {
 		return fmt.Errorf("reports: html: %w", err)
 	}
 	return nil

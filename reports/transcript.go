@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/spdlab/spdlab/reference"
 	"github.com/spdlab/spdlab/reference/apdu"
@@ -40,7 +41,8 @@ type Step struct {
 	Error     string `json:"error,omitempty"`
 }
 
-var tagNames = reference.TagNames()
+// tagNames is SPEC.md's tag names, read from its tables on first use.
+var tagNames = sync.OnceValue(reference.TagNames)
 
 // DecodeTranscript decodes a transcript report entry, one Step per
 // non-empty line. A line it cannot decode is kept whole in Raw with
@@ -165,7 +167,7 @@ func tlvTree(b []byte) string {
 func writeTLV(sb *strings.Builder, o tlv.TLV, depth int) {
 	sb.WriteString(strings.Repeat("  ", depth))
 	tag := o.Tag.String()
-	name := tagNames[tag]
+	name := tagNames()[tag]
 	if name != "" {
 		name = "  " + name
 	}
