@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -37,6 +38,19 @@ func (l *dutList) Set(s string) error {
 	*l = append(*l, s)
 	return nil
 }
+
+// certifyGCPercent is the garbage collector's target (GOGC) of a certify
+// process that runs the suite itself (--procs 1, and each process of
+// --procs N), unless GOGC is set. Such a process is short-lived and its
+// live heap stays small (some 25 MB for ref) while it allocates many times
+// that (devices, keys, images, transcripts, the reports): at Go's default
+// of 100 a certify --dut ref --procs 1 run collects some 85 times, at 400
+// some 17, for about 7% less CPU; its peak resident memory goes from about
+// 120 MB to about 230 MB. The run that joins the reports of its --procs N
+// processes keeps the default: it holds them all at once, and at 400 its
+// heap grew to 300 MB and the run took more CPU, not less (fresh memory is
+// paid for in page faults).
+const certifyGCPercent = 400
 
 func runCertify(ctx context.Context, e *env, args []string) error {
 	flags := newFlags(e, "certify", "--dut DUT [--dut DUT2 ...] [--ics FILE] --out DIR [--procs N] [--shard i/n] [--focus REGEX] [--label-filter EXPR] [--key FILE] [--trace FILE] [--timeout D]")
@@ -97,6 +111,9 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	}
 	if proc != nil {
 		procs = 1
+	}
+	if procs == 1 && os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(certifyGCPercent))
 	}
 	var lab reports.Lab
 	var key *ecdsa.PrivateKey
