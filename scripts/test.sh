@@ -50,19 +50,32 @@ export GOFLAGS
 times=$(mktemp -d)
 trap 'rm -rf "$times"' EXIT
 
+# The suite binary is built once, by the tests lane's first step, and used
+# by certification and by the mutants in the other lane (the same binary
+# make mutants would link itself, from the same packages with the same
+# flags; its vet is the lane's last step): the step links it under a
+# temporary name, renames it and writes its exit status to $suite.status,
+# which the mutants step waits for (suite_built). With TEST_LANES=1 the
+# checks lane runs first, and make mutants builds its own, as it does alone.
+mkdir -p "$OUT"
+suite=$(cd "$OUT" && pwd)/scenarios.test
+rm -f "$suite.status"
+export suite
+suite_built() {
+	until [[ -s $suite.status ]]; do sleep 0.5; done
+	[[ $(<"$suite.status") == 0 ]] || { echo "the tests lane could not build the suite binary $suite"; return 1; }
+}
+export -f suite_built
+mutants="SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OUT=$OUT"
+[[ ${TEST_LANES:-2} == 1 ]] || mutants="suite_built && SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
 checks=(
 	"$MAKE --no-print-directory check-race"
 	"$MAKE --no-print-directory test-backend-postgres"
-	"SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OUT=$OUT"
+	"$mutants"
 	"$MAKE --no-print-directory check-static"
 )
-# The suite binary is built once, for certification; the mutants, in the
-# other lane, link their own from the same compiled packages (make mutants
-# builds it when SUITE does not exist yet).
-mkdir -p "$OUT"
-suite=$(cd "$OUT" && pwd)/scenarios.test
 tests=(
-	"$GO test -vet=off -c -o $suite ./scenarios"
+	"$GO test -vet=off -c -o $suite.tmp ./scenarios && mv $suite.tmp $suite; rc=\$?; echo \$rc >$suite.status; exit \$rc"
 	"cd scenarios && pat=\$(bash ../scripts/race-packages.sh --without-race) && $suite -test.count=1 -test.run \"\$pat\""
 	"pkgs=\$(bash scripts/race-packages.sh --others) && $GO test -vet=off -count=1 -timeout 20m \$pkgs"
 	"$GO test -vet=off -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
