@@ -7,7 +7,6 @@ import (
 	"image"
 	"image/color"
 	"image/draw"
-	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,17 +87,15 @@ func screenshot(t *testing.T, browser, page string, height int, flags ...string)
 	if len(console) > 0 {
 		t.Errorf("console messages while rendering:\n%s", strings.Join(console, "\n"))
 	}
-	f, err := os.Open(shot)
+	b, err := os.ReadFile(shot)
 	if err != nil {
 		t.Fatalf("no screenshot: %v", err)
 	}
-	defer f.Close()
-	img, err = png.Decode(f)
+	img, err = decodeScreenshot(b)
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
 	if keep := os.Getenv("SPDLAB_REPORT_SCREENSHOTS"); keep != "" {
-		b, _ := os.ReadFile(shot)
 		os.WriteFile(filepath.Join(keep, filepath.Base(filepath.Dir(page))+"-"+strconv.Itoa(height)+".png"), b, 0o644)
 	}
 	return stdout, img
