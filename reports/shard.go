@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -236,11 +237,16 @@ func dutKind(dut string) string {
 	return strings.Join(kinds, "+")
 }
 
-// WriteGinkgoJSON writes one Ginkgo report as Ginkgo's JSON report format.
+// WriteGinkgoJSON writes one Ginkgo report in Ginkgo's JSON report format
+// (a list of suite reports, what ginkgo --json-report writes), unindented
+// and ending in a newline, streamed into the file. Programs read it
+// (LoadGinkgoJSON, spdlab report --json); indenting a run's 9 MB cost
+// about as much CPU as encoding it.
 func WriteGinkgoJSON(path string, r types.Report) error {
-	b, err := json.MarshalIndent([]types.Report{r}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("reports: %w", err)
-	}
-	return os.WriteFile(path, b, 0o644)
+	return writeFile(path, func(w io.Writer) error {
+		if err := json.NewEncoder(w).Encode([]types.Report{r}); err != nil {
+			return fmt.Errorf("reports: %w", err)
+		}
+		return nil
+	})
 }

@@ -197,15 +197,20 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		}
 		suiteConfig.LabelFilter = *labels
 		suiteConfig.Timeout = *timeout
-		reporterConfig.JSONReport = jsonPath
 		var t suiteT
 		reporterConfig = startProgress(e, reporterConfig)
+		// Last, as Ginkgo's own --json-report: the report holds the
+		// ReportAfterSuite nodes before it.
+		suiteReport := reportGinkgoJSON(jsonPath)
 		// A case's device is swapped in behind the emulator of the last
 		// one (serial-emu, sd-emu); they all go once the suite has run.
 		driver.Options.KeepEmulators = true
 		ginkgo.RunSpecs(&t, "spdlab conformance on "+name, suiteConfig, reporterConfig)
 		_ = dut.ReleaseIdleEmulators()
-		if rs, err = reports.LoadGinkgoJSON(jsonPath); err != nil {
+		if r, ok := suiteReport(); ok {
+			rs = []types.Report{r}
+		} else if rs, err = reports.LoadGinkgoJSON(jsonPath); err != nil {
+			// The suite never reached its report (it did not start).
 			return err
 		}
 		divergences = driver.Divergences()
@@ -257,6 +262,25 @@ func skipOtherShards(s *reports.Shard) {
 	})
 }
 
+// reportGinkgoJSON registers, before the suite runs, the ReportAfterSuite
+// node that writes the suite's Ginkgo report to path (reports.WriteGinkgoJSON:
+// Ginkgo's JSON report format, unindented), in place of Ginkgo's own
+// --json-report, which indents it. The function it returns gives the
+// report the node wrote, and false if the node never ran.
+func reportGinkgoJSON(path string) func() (types.Report, bool) {
+	var (
+		report types.Report
+		done   bool
+	)
+	ginkgo.ReportAfterSuite("Ginkgo JSON report", func(r ginkgo.Report) {
+		report, done = r, true
+		if err := reports.WriteGinkgoJSON(path, r); err != nil {
+			ginkgo.Fail(fmt.Sprintf("Failed to generate JSON report:\n%s", err))
+		}
+	})
+	return func() (types.Report, bool) { return report, done }
+}
+
 // writeDivergences writes ds as dir's divergences.json.
 func writeDivergences(dir string, ds []scenarios.Divergence) error {
 	b, err := json.MarshalIndent(ds, "", "  ")
@@ -285,8 +309,8 @@ func runCertifyProcess(e *env, p *certifyProcess, driver *scenarios.DUTDriver, s
 	suiteConfig.LabelFilter = labels
 	suiteConfig.Timeout = timeout
 	suiteConfig.RandomSeed = p.Seed
-	reporterConfig.JSONReport = filepath.Join(out, reports.FileGinkgo)
 	reporterConfig = reportProgress(events, reporterConfig)
+	reportGinkgoJSON(filepath.Join(out, reports.FileGinkgo))
 	var t suiteT
 	driver.Options.KeepEmulators = true
 	ginkgo.RunSpecs(&t, "spdlab conformance on "+strings.Join(driver.Specs, " + "), suiteConfig, reporterConfig)
