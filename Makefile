@@ -43,9 +43,11 @@ test: services
 
 ## test-backend-postgres: the backend's tests on PostgreSQL: Debian's postgresql binaries, a
 ## private server the tests start (initdb on a temporary directory, 127.0.0.1 and a free port,
-## as the postgres user when run as root) and stop; without the binaries they skip, unless CI is set
+## as the postgres user when run as root) and stop; without the binaries they skip, unless CI is set.
+## PG_TESTFLAGS: more go test flags (make test: -vet=off, as its go vet ./... vets the package)
+PG_TESTFLAGS ?=
 test-backend-postgres:
-	$(GO) test -count=1 -timeout 15m ./reference/backend/ -args -store=postgres
+	$(GO) test $(PG_TESTFLAGS) -count=1 -timeout 15m ./reference/backend/ -args -store=postgres
 
 ## test-scenarios: spdlab certify on every DUT in DUTS side by side (SCENARIO_JOBS at once,
 ## default all), each running its cases in parallel processes where the DUT allows
@@ -75,12 +77,14 @@ mutants: deps
 ## without libpcsclite and libusb), and the whole module builds for macOS. Each of
 ## the two is a build of everything (the standard library too) that nothing else uses,
 ## so it is compiled without optimisation (CHECK_GCFLAGS; 40% less CPU for the largest
-## package, modernc.org/sqlite/lib): what compiles and links does so either way
+## package, modernc.org/sqlite/lib): what compiles and links does so either way. The
+## test of rigs/usb leaves out go test's vet: the go vet ./... before it vets that
+## package and its tests in the same configuration, with every analyzer
 CHECK_GCFLAGS ?= -gcflags='all=-N -l'
 check-builds:
 	CGO_ENABLED=0 $(GO) build $(CHECK_GCFLAGS) -o /dev/null ./cmd/spdlab
 	CGO_ENABLED=0 $(GO) vet $(CHECK_GCFLAGS) ./...
-	CGO_ENABLED=0 $(GO) test $(CHECK_GCFLAGS) -count=1 -run 'WithoutCgo' ./rigs/usb
+	CGO_ENABLED=0 $(GO) test -vet=off $(CHECK_GCFLAGS) -count=1 -run 'WithoutCgo' ./rigs/usb
 	GOOS=darwin $(GO) build $(CHECK_GCFLAGS) ./...
 	GOOS=darwin $(GO) vet $(CHECK_GCFLAGS) ./...
 

@@ -43,8 +43,9 @@ OUT=${OUT:-out}
 # with it). The go test steps of this lane (no -race) leave out go test's
 # own vet, a few of vet's analyzers on each package: the lane ends with
 # `go vet ./...`, every analyzer on every package and its tests, in the
-# same build configuration. (check-race keeps it: it also vets the files
-# built only with -race.)
+# same build configuration; so does the checks lane's PostgreSQL pass of
+# reference/backend. (check-race keeps it: it also vets the files built
+# only with -race.)
 GOFLAGS="$($GO env GOFLAGS) -ldflags=-w"
 export GOFLAGS
 times=$(mktemp -d)
@@ -70,7 +71,7 @@ mutants="SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OU
 [[ ${TEST_LANES:-2} == 1 ]] || mutants="suite_built && SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
 checks=(
 	"$MAKE --no-print-directory check-race"
-	"$MAKE --no-print-directory test-backend-postgres"
+	"$MAKE --no-print-directory test-backend-postgres PG_TESTFLAGS=-vet=off"
 	"$mutants"
 	"$MAKE --no-print-directory check-static"
 )
