@@ -52,9 +52,9 @@ test-backend-postgres:
 ## test-scenarios: spdlab certify on every DUT in DUTS side by side (SCENARIO_JOBS at once,
 ## default all), each running its cases in parallel processes where the DUT allows
 ## (SCENARIO_PROCS, certify --procs; default the CPUs shared among the DUTs at once);
-## reports in $(OUT)/reports/<dut>, each verdict printed
+## reports in $(OUT)/reports/<dut>, each verdict printed, golden evidence in $(OUT)/golden/<dut>
 test-scenarios: build
-	@OUT=$(OUT) SPDLAB=bin/spdlab bash scripts/scenarios.sh $(DUTS)
+	@OUT=$(OUT) SPDLAB=bin/spdlab GOLDEN=$(OUT)/golden bash scripts/scenarios.sh $(DUTS)
 
 ## test-certify: certify reference devices reached only as hardware is (a separate emulator
 ## process per sample, --dut serial:PATH, sd:DIR and pcsc:READER with an ICS) and check every
@@ -64,7 +64,7 @@ test-certify: build
 	@mkdir -p $(OUT); ts="serial sd campaign"; \
 	if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then ts="$$ts pcsc"; \
 	else echo "== certify-proof pcsc: skipped, pcscd is not running (sudo bash .ci/pcscd)"; fi; \
-	pids=""; for t in $$ts; do BIN=bin/spdlab bash scripts/certify-proof.sh $$t >$(OUT)/certify-proof-$$t.log 2>&1 & pids="$$pids $$!"; done; \
+	pids=""; for t in $$ts; do BIN=bin/spdlab GOLDEN=$(OUT)/golden/ref bash scripts/certify-proof.sh $$t >$(OUT)/certify-proof-$$t.log 2>&1 & pids="$$pids $$!"; done; \
 	rc=0; for p in $$pids; do wait $$p || rc=1; done; \
 	for t in $$ts; do cat $(OUT)/certify-proof-$$t.log; done; exit $$rc
 

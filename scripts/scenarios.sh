@@ -21,6 +21,12 @@
 #                   instead of building one; when no such file exists yet,
 #                   the script builds it there and leaves it (the root
 #                   package's tests build the binary they share this way)
+#   GOLDEN          a directory in which each DUT's run also records its
+#                   golden evidence (certify --golden GOLDEN/<dut>) and, when
+#                   the DUT is certified, GOLDEN/<dut>.spdlab: the SHA-256 of
+#                   the spdlab binary that recorded it. make test-certify's
+#                   campaign proof compares its run of ref with ref's evidence
+#                   when it runs the same binary, instead of recording its own
 #   LAB_KEY         the lab key that signs the reports (default: the lab's own,
 #                   `spdlab labkey init`, else a throwaway key made for the run)
 set -euo pipefail
@@ -39,6 +45,11 @@ trap 'rm -rf "$tmp"' EXIT
 spdlab=${SPDLAB:-$tmp/spdlab}
 [[ $spdlab = /* ]] || spdlab=$root/$spdlab
 [[ -e $spdlab ]] || go build -o "$spdlab" ./cmd/spdlab
+golden=${GOLDEN:-}
+if [[ -n $golden ]]; then
+	[[ $golden = /* ]] || golden=$root/$golden
+	mkdir -p "$golden"
+fi
 key=${LAB_KEY:-}
 if [[ -z $key ]]; then
 	key=$tmp/lab-key.pem
@@ -65,13 +76,20 @@ since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }'; 
 
 # run DUT: certify DUT into its report directory.
 run() {
-	local dut=$1 rep="$out/reports/$1" log="$out/scenarios-$1.log" t0 rc=0
+	local dut=$1 rep="$out/reports/$1" log="$out/scenarios-$1.log" t0 rc=0 record=()
 	rm -rf "$rep"
+	if [[ -n $golden ]]; then
+		rm -rf "${golden:?}/$dut" "$golden/$dut.spdlab"
+		record=(--golden "$golden/$dut")
+	fi
 	t0=$EPOCHREALTIME
 	NO_COLOR=1 "$spdlab" certify --dut "$dut" --out "$rep" --key "$key" --timeout 15m \
-		$(procs "$dut") ${SCENARIO_ARGS:-} >"$log" 2>&1 || rc=$?
+		$(procs "$dut") "${record[@]}" ${SCENARIO_ARGS:-} >"$log" 2>&1 || rc=$?
 	since "$t0" >"$rep.seconds"
 	echo "$rc" >"$rep.rc"
+	if [[ -n $golden ]] && ((rc == 0)) && grep -q '^golden: recorded' "$log"; then
+		sha256sum <"$spdlab" | cut -d' ' -f1 >"$golden/$dut.spdlab"
+	fi
 }
 
 t0=$EPOCHREALTIME
