@@ -3,6 +3,7 @@ package reports
 import (
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -112,8 +113,8 @@ func decodeStep(l string) Step {
 		if c.CLA&0x80 == 0 && c.CLA != 0x00 {
 			s.Name += fmt.Sprintf(" (CLA %02X)", c.CLA)
 		}
-		s.Header = fmt.Sprintf("%02X %02X %02X %02X", c.CLA, c.INS, c.P1, c.P2)
-		s.Data = strings.ToUpper(hex.EncodeToString(c.Data))
+		s.Header = spacedHex(c.CLA, c.INS, c.P1, c.P2)
+		s.Data = upperHex(c.Data)
 		s.DataTLV = tlvTree(c.Data)
 		s.Ne = c.Ne
 	}
@@ -130,10 +131,10 @@ func decodeStep(l string) Step {
 		s.Error = err.Error()
 		return s
 	}
-	s.SW = fmt.Sprintf("%04X", uint16(r.SW))
+	s.SW = upperHex([]byte{byte(r.SW >> 8), byte(r.SW)})
 	s.SWMeaning = swMeaning(r.SW)
 	s.OK = r.SW == apdu.SWOK || r.SW.SW1() == 0x61
-	s.Resp = strings.ToUpper(hex.EncodeToString(r.Data))
+	s.Resp = upperHex(r.Data)
 	s.RespTLV = tlvTree(r.Data)
 	return s
 }
@@ -165,24 +166,69 @@ func tlvTree(b []byte) string {
 }
 
 func writeTLV(sb *strings.Builder, o tlv.TLV, depth int) {
-	sb.WriteString(strings.Repeat("  ", depth))
+	for range depth {
+		sb.WriteString("  ")
+	}
 	tag := o.Tag.String()
 	name := tagNames()[tag]
-	if name != "" {
-		name = "  " + name
-	}
+	sb.WriteString(tag)
 	if o.Tag.Constructed() && o.Children != nil {
-		fmt.Fprintf(sb, "%s%s\n", tag, name)
+		if name != "" {
+			sb.WriteString("  " + name)
+		}
+		sb.WriteByte('\n')
 		for _, c := range o.Children {
 			writeTLV(sb, c, depth+1)
 		}
 		return
 	}
-	v := strings.ToUpper(hex.EncodeToString(o.Value))
-	if len(v) > 64 {
-		v = v[:64] + fmt.Sprintf("... (%d bytes)", len(o.Value))
+	// TAG [LEN] VALUE, the value in upper-case hex cut to 64 digits.
+	sb.WriteString(" [")
+	sb.WriteString(strconv.Itoa(len(o.Value)))
+	sb.WriteString("] ")
+	v := o.Value
+	if len(v) > 32 {
+		v = v[:32]
 	}
-	fmt.Fprintf(sb, "%s [%d] %s%s\n", tag, len(o.Value), v, name)
+	var buf [64]byte
+	sb.Write(hexUpper(buf[:0], v))
+	if len(o.Value) > 32 {
+		sb.WriteString("... (" + strconv.Itoa(len(o.Value)) + " bytes)")
+	}
+	if name != "" {
+		sb.WriteString("  " + name)
+	}
+	sb.WriteByte('\n')
+}
+
+const upperDigits = "0123456789ABCDEF"
+
+// hexUpper appends b to dst in upper-case hex.
+func hexUpper(dst, b []byte) []byte {
+	for _, c := range b {
+		dst = append(dst, upperDigits[c>>4], upperDigits[c&0x0F])
+	}
+	return dst
+}
+
+// upperHex is b in upper-case hex.
+func upperHex(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return string(hexUpper(make([]byte, 0, 2*len(b)), b))
+}
+
+// spacedHex is bs in upper-case hex, a space between bytes: "80 60 00 00".
+func spacedHex(bs ...byte) string {
+	b := make([]byte, 0, 3*len(bs))
+	for i, c := range bs {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, upperDigits[c>>4], upperDigits[c&0x0F])
+	}
+	return string(b)
 }
 
 // String is the step on one line of text: "PAY 80 60 00 00 [27 bytes] ->
