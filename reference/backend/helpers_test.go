@@ -42,15 +42,20 @@ type lab struct {
 	cfg   Config
 }
 
+// labStart is the time on a new lab's clock.
+var labStart = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// newLab opens a backend on a new database (labDB) with a simulated clock
+// at labStart, serves it over HTTP, and closes both when the test ends.
 func newLab(t testing.TB, mod func(*Config)) *lab {
 	t.Helper()
-	return newLabOn(t, testDB(t), mod)
+	return newLabOn(t, labDB(t), mod)
 }
 
 // newLabOn is newLab on database db (an SQLite path or a PostgreSQL URL).
 func newLabOn(t testing.TB, db string, mod func(*Config)) *lab {
 	t.Helper()
-	clk := clock.NewSimulated(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	clk := clock.NewSimulated(labStart)
 	cfg := dbConfig(db)
 	cfg.Now, cfg.IssuerToken, cfg.TerminalToken = clk.Now, testIssuerToken, testTerminalToken
 	if mod != nil {

@@ -120,7 +120,7 @@ func schemaRows(t *testing.T, db *sql.DB) []string {
 // A new database gets every migration, recorded once; opening it again
 // applies none.
 func TestMigrateOnce(t *testing.T) {
-	l := newLab(t, nil)
+	l := newLabOn(t, testDB(t), nil)
 	ms, _ := migrationsOf(l.srv.eng.migrations())
 	first := schemaRows(t, l.srv.rdb)
 	if len(first) != len(ms) {

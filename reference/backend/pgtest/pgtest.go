@@ -221,8 +221,41 @@ func (s *Server) chooseStrategy() {
 // NewDatabase creates an empty database (a copy of template0) and returns
 // its URL.
 func (s *Server) NewDatabase(ctx context.Context) (string, error) {
+	return s.copyDatabase(ctx, "template0")
+}
+
+// CopyDatabase creates a database that is a copy of the database at
+// dbURL, one of this server's, and returns its URL. Nothing may be
+// connected to the original meanwhile (PostgreSQL refuses to copy a
+// database in use).
+func (s *Server) CopyDatabase(ctx context.Context, dbURL string) (string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: %w", err)
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	if s.URL(name) != dbURL || !validName(name) {
+		return "", fmt.Errorf("pgtest: %s is not a database of this server", dbURL)
+	}
+	return s.copyDatabase(ctx, name)
+}
+
+// validName reports whether name is a database name NewDatabase makes.
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) copyDatabase(ctx context.Context, template string) (string, error) {
 	name := fmt.Sprintf("t%d_%s", s.n.Add(1), randomHex(4))
-	if _, err := s.admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"+s.strategy); err != nil {
+	if _, err := s.admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template+s.strategy); err != nil {
 		return "", fmt.Errorf("pgtest: create database: %w", err)
 	}
 	return s.URL(name), nil

@@ -1,6 +1,7 @@
 package pgtest
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -25,6 +26,23 @@ func TestRequired(t *testing.T) {
 		t.Setenv("CI", v)
 		if Required() != want {
 			t.Errorf("CI=%q: Required() = %v", v, !want)
+		}
+	}
+}
+
+// CopyDatabase copies only a database of its own server, by a name
+// NewDatabase could have made: the name goes into CREATE DATABASE.
+func TestCopyDatabaseRefusesOtherDatabases(t *testing.T) {
+	s := &Server{port: 5999, password: "pw"}
+	for _, u := range []string{
+		"postgres://spdlab:pw@127.0.0.1:6000/t1_ab?sslmode=disable",    // another port
+		"postgres://spdlab:other@127.0.0.1:5999/t1_ab?sslmode=disable", // another password
+		s.URL("t1_ab; DROP DATABASE x"),
+		s.URL(""),
+		"%zz",
+	} {
+		if _, err := s.CopyDatabase(context.Background(), u); err == nil || !strings.Contains(err.Error(), "pgtest: ") {
+			t.Errorf("CopyDatabase(%q): %v, want a refusal", u, err)
 		}
 	}
 }
