@@ -277,27 +277,38 @@ func runTinyJSON(t *testing.T, name string) []byte {
 // runTinyOnce.
 var tinyReports struct {
 	sync.Mutex
-	json map[string][]byte
+	runs map[string]*tinyRun
+}
+
+// tinyRun is one run of a tiny suite, made by the first test that needs it.
+type tinyRun struct {
+	once sync.Once
+	json []byte
 }
 
 // runTinyOnce returns the report of one run of a tiny suite, run by the
 // first caller, parsed anew for each: for the tests that need a run's
-// report as their input (writeRun's, about ten of them), not two runs of
-// the same suite. A child process of the race-built test binary takes
-// about half a second of CPU.
+// report as their input (writeRun's, about ten of them, and the verdict
+// rules, several on one suite's run), not two runs of the same suite. A
+// child process of the race-built test binary takes about half a second
+// of CPU. Callers wanting different suites do not wait for each other.
 func runTinyOnce(t *testing.T, name string) []types.Report {
 	t.Helper()
 	tinyReports.Lock()
-	b, ok := tinyReports.json[name]
-	if !ok {
-		b = runTinyJSON(t, name)
-		if tinyReports.json == nil {
-			tinyReports.json = map[string][]byte{}
+	r := tinyReports.runs[name]
+	if r == nil {
+		r = &tinyRun{}
+		if tinyReports.runs == nil {
+			tinyReports.runs = map[string]*tinyRun{}
 		}
-		tinyReports.json[name] = b
+		tinyReports.runs[name] = r
 	}
 	tinyReports.Unlock()
-	rs, err := ParseGinkgoJSON(b)
+	r.once.Do(func() { r.json = runTinyJSON(t, name) })
+	if r.json == nil {
+		t.Fatalf("tiny suite %s did not run: see the first test that ran it", name)
+	}
+	rs, err := ParseGinkgoJSON(r.json)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,16 +365,13 @@ func TestVerdictRules(t *testing.T) {
 		{suite: "report-after-suite-failed", info: RunInfo{CaseCount: 1}, verdict: VerdictNotCertified, counts: [4]int{1, 0, 0, 0},
 			suiteFail: "ReportAfterSuite: report writer broke"},
 	}
-	reports := map[string][]types.Report{}
 	for _, tc := range tests {
 		name := tc.suite + "/" + tc.verdict
 		t.Run(name, func(t *testing.T) {
-			rs, ok := reports[tc.suite]
-			if !ok {
-				rs = runTiny(t, tc.suite)
-				reports[tc.suite] = rs
-			}
-			c := Build(tc.info, rs)
+			// A tiny suite's child process mostly waits (it starts,
+			// writes its report, ends): the rules run side by side.
+			t.Parallel()
+			c := Build(tc.info, runTinyOnce(t, tc.suite))
 			if c.Verdict != tc.verdict || c.Certified != (tc.verdict == VerdictCertified) {
 				t.Errorf("verdict %q certified=%v, want %q\n%s", c.Verdict, c.Certified, tc.verdict, c.Summary())
 			}
