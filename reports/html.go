@@ -181,11 +181,23 @@ type caseView struct {
 	Steps [][]timedStep
 }
 
-// timedStep is a transcript step with its round-trip time, 0 when the
-// case recorded none.
+// timedStep is a transcript step (Step's fields but Raw) with its
+// round-trip time, 0 when the case recorded none. It copies the fields
+// rather than embed a Step: the template looks up every field of every
+// step by name, and reflect finds a field of an embedded struct only by
+// searching the embedded structs, with allocations, on each look-up.
 type timedStep struct {
-	Step
-	Time time.Duration
+	Op, Name, Header, Data, DataTLV string
+	Ne                              int
+	SW, SWMeaning                   string
+	OK                              bool
+	Resp, RespTLV, ATR, Error       string
+	Time                            time.Duration
+}
+
+func newTimedStep(s Step, t time.Duration) timedStep {
+	return timedStep{Op: s.Op, Name: s.Name, Header: s.Header, Data: s.Data, DataTLV: s.DataTLV, Ne: s.Ne,
+		SW: s.SW, SWMeaning: s.SWMeaning, OK: s.OK, Resp: s.Resp, RespTLV: s.RespTLV, ATR: s.ATR, Error: s.Error, Time: t}
 }
 
 // page is what the HTML template renders.
@@ -227,11 +239,11 @@ func (c Certificate) page(ts transcripts) page {
 			}
 			var steps []timedStep
 			for j, s := range ts[k][i] {
-				ts := timedStep{Step: s}
+				var t time.Duration
 				if j < len(times) {
-					ts.Time = times[j]
+					t = times[j]
 				}
-				steps = append(steps, ts)
+				steps = append(steps, newTimedStep(s, t))
 			}
 			v.Steps = append(v.Steps, steps)
 		}
