@@ -55,18 +55,27 @@ trap 'rm -rf "$times"' EXIT
 # by certification and by the mutants in the other lane (the same binary
 # make mutants would link itself, from the same packages with the same
 # flags; its vet is the lane's last step): the step links it under a
-# temporary name, renames it and writes its exit status to $suite.status,
-# which the mutants step waits for (suite_built). With TEST_LANES=1 the
-# checks lane runs first, and make mutants builds its own, as it does alone.
+# temporary name, renames it and writes its exit status to $suite.status
+# (publish_suite), which the mutants step waits for (suite_built). With
+# TEST_LANES=1 the checks lane runs first, and make mutants builds its own,
+# as it does alone.
 mkdir -p "$OUT"
 suite=$(cd "$OUT" && pwd)/scenarios.test
 rm -f "$suite.status"
 export suite
+# publish_suite COMMAND...: runs COMMAND, which writes $suite.tmp, renames
+# that to $suite, and writes the exit status to $suite.status.
+publish_suite() {
+	"$@" && mv "$suite.tmp" "$suite"
+	local rc=$?
+	echo "$rc" >"$suite.status"
+	return "$rc"
+}
 suite_built() {
 	until [[ -s $suite.status ]]; do sleep 0.5; done
 	[[ $(<"$suite.status") == 0 ]] || { echo "the tests lane could not build the suite binary $suite"; return 1; }
 }
-export -f suite_built
+export -f publish_suite suite_built
 mutants="SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OUT=$OUT"
 [[ ${TEST_LANES:-2} == 1 ]] || mutants="suite_built && SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
 checks=(
@@ -76,7 +85,7 @@ checks=(
 	"$MAKE --no-print-directory check-static"
 )
 tests=(
-	"$GO test -vet=off -c -o $suite.tmp ./scenarios && mv $suite.tmp $suite; rc=\$?; echo \$rc >$suite.status; exit \$rc"
+	"publish_suite $GO test -vet=off -c -o $suite.tmp ./scenarios"
 	"cd scenarios && pat=\$(bash ../scripts/race-packages.sh --without-race) && $suite -test.count=1 -test.run \"\$pat\""
 	"pkgs=\$(bash scripts/race-packages.sh --others) && $GO test -vet=off -count=1 -timeout 20m \$pkgs"
 	"$GO test -vet=off -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
