@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,9 +29,90 @@ import (
 
 const reader = simtest.Reader
 
+// serve puts card in the test slot of vpcd behind a SIM emulator of form
+// and returns the emulator. The tests share one emulator while they ask
+// for the same form: the first starts it (an insertion, which pcscd sees
+// by polling, and powers), the next ones swap their card in behind the
+// same vpcd connection (sim.Swap): the card is there unpowered, and the
+// test's connect, first command or reset powers it, as for a card a reader
+// finds inserted. An emulator of its own each test waited, as it ended,
+// for the emulator's removal gap (a second) and then for pcscd's poll to
+// see the next card. A card a test removed (Emulator.Remove) goes back in
+// for the next test. The emulator's counters (Status) run on across tests:
+// a test compares them before and after.
 func serve(t testing.TB, card emulator.Card, form emulator.Form) *sim.Emulator {
 	t.Helper()
-	return simtest.Serve(t, card, sim.Config{Address: simtest.Address, Form: form})
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.em != nil && shared.form != form {
+		stopSharedLocked(t)
+	}
+	if shared.em == nil {
+		shared.em, shared.stop = simtest.Start(t, card, sim.Config{Address: simtest.Address, Form: form})
+		shared.form = form
+		return shared.em
+	}
+	e := shared.em
+	if err := e.Swap(card); err != nil {
+		t.Fatal(err)
+	}
+	if !e.Status().Inserted {
+		// The last test took the card out: a new insertion, seen by
+		// pcscd's poll, as the first test's was.
+		ups := e.Status().PowerUps
+		e.Insert()
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			st := e.Status()
+			if st.Connected && st.PowerUps > ups {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pcscd did not power the card put back in (status %+v)", st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return e
+}
+
+// shared is the emulator the tests share (serve).
+var shared struct {
+	sync.Mutex
+	form emulator.Form
+	em   *sim.Emulator
+	stop func() error
+}
+
+// stopShared stops the shared emulator, if any; the card leaves and the
+// slot is let go once the removal gap is over.
+func stopShared(t testing.TB) {
+	shared.Lock()
+	defer shared.Unlock()
+	stopSharedLocked(t)
+}
+
+func stopSharedLocked(t testing.TB) {
+	if shared.em == nil {
+		return
+	}
+	err := shared.stop()
+	shared.em, shared.stop = nil, nil
+	if err != nil && t != nil {
+		t.Errorf("sim: Run: %v", err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	shared.Lock()
+	if shared.em != nil {
+		if err := shared.stop(); err != nil {
+			os.Stderr.WriteString("sim: Run: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	shared.Unlock()
+	os.Exit(code)
 }
 
 func open(t testing.TB) *pcsc.Reader {
@@ -283,13 +365,14 @@ func TestTearThenRecoverOnPowerUp(t *testing.T) {
 	ctx := context.Background()
 	expect(t, r, simtest.Select(), ok)
 	on0, _, _ := card.PowerEvents()
+	st0 := e.Status()
 
 	_, err := r.Exchange(ctx, []byte{0x80, simtest.InsTear, 0, 0})
 	if !errors.Is(err, link.ErrRemoved) {
 		t.Fatalf("torn command: %v, want link.ErrRemoved", err)
 	}
-	if st := e.Status(); st.Tears != 1 || !st.Mute {
-		t.Fatalf("after tear: %+v", st)
+	if st := e.Status(); st.Tears != st0.Tears+1 || !st.Mute {
+		t.Fatalf("after tear: %+v (before: %+v)", st, st0)
 	}
 	// The card stays in the reader, mute until it is powered again.
 	if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, link.ErrRemoved) {
@@ -305,8 +388,8 @@ func TestTearThenRecoverOnPowerUp(t *testing.T) {
 		t.Fatal("card still mute after power-up")
 	}
 	expect(t, r, simtest.Select(), ok)
-	if st := e.Status(); st.Connections != 1 || st.Unanswered != 2 {
-		t.Fatalf("after recovery: %+v; want the card on its first vpcd connection and 2 commands unanswered", st)
+	if st := e.Status(); st.Connections != st0.Connections || st.Unanswered != st0.Unanswered+2 {
+		t.Fatalf("after recovery: %+v (before the tear: %+v); want the card on the same vpcd connection and 2 commands unanswered", st, st0)
 	}
 }
 
@@ -394,6 +477,7 @@ func BenchmarkSelectDelayedACK(b *testing.B) {
 }
 
 func benchSelect(b *testing.B, delayedACK bool) {
+	stopShared(b) // this emulator's own configuration needs the slot
 	simtest.Serve(b, simtest.NewCard(), sim.Config{Address: simtest.Address, NoQuickAck: delayedACK})
 	measure(b, open(b))
 }

@@ -291,25 +291,39 @@ func RequireTool(tb testing.TB, name, debianPackage string) string {
 // (make test runs those beside the race-detector tests).
 func Serve(tb testing.TB, card emulator.Card, cfg sim.Config) *sim.Emulator {
 	tb.Helper()
+	e, stop := Start(tb, card, cfg)
+	tb.Cleanup(func() {
+		if err := stop(); err != nil {
+			tb.Errorf("sim: Run: %v", err)
+		}
+	})
+	return e
+}
+
+// Start is Serve for an emulator that outlives the test starting it
+// (tests sharing one, swapping their cards in): it runs until stop, which
+// returns Run's error once the emulator has let go of the slot.
+func Start(tb testing.TB, card emulator.Card, cfg sim.Config) (e *sim.Emulator, stop func() error) {
+	tb.Helper()
 	EnsurePCSCD(tb)
 	if cfg.SlotWait == 0 {
 		cfg.SlotWait = 5 * time.Minute
 	}
-	e := sim.New(card, cfg)
+	e = sim.New(card, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	tb.Cleanup(func() {
+	stop = func() error {
 		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("sim: Run: %v", err)
-		}
-	})
+		err := <-done
+		done <- err
+		return err
+	}
 	deadline := time.Now().Add(cfg.SlotWait + 10*time.Second)
 	for {
 		st := e.Status()
 		if st.Connected && st.PowerUps > 0 {
-			return e
+			return e, stop
 		}
 		select {
 		case err := <-done:
@@ -318,6 +332,7 @@ func Serve(tb testing.TB, card emulator.Card, cfg sim.Config) *sim.Emulator {
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			stop()
 			tb.Fatalf("pcscd did not power the emulated card within %v (status %+v)", cfg.SlotWait+10*time.Second, st)
 		}
 	}
