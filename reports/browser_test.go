@@ -182,7 +182,7 @@ func TestReportInBrowser(t *testing.T) {
 			// reports render side by side.
 			t.Parallel()
 			dir := filepath.Join(t.TempDir(), tc.suite)
-			c, err := Write(dir, info, runTiny(t, tc.suite), key)
+			c, err := Write(dir, info, runTinyOnce(t, tc.suite), key)
 			if err != nil {
 				t.Fatal(err)
 			}

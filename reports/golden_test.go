@@ -9,7 +9,7 @@ import (
 
 func TestGolden(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "golden")
-	good := Build(RunInfo{CaseCount: 3}, runTiny(t, "transcripts-pass"))
+	good := Build(RunInfo{CaseCount: 3}, runTinyOnce(t, "transcripts-pass"))
 	if err := RecordGolden(dir, good); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestGolden(t *testing.T) {
 	}
 
 	// A regression: PAY before VERIFY now succeeds.
-	bad := Build(RunInfo{CaseCount: 3}, runTiny(t, "transcripts-fail"))
+	bad := Build(RunInfo{CaseCount: 3}, runTinyOnce(t, "transcripts-fail"))
 	diffs, err = CompareGolden(dir, bad)
 	if err != nil {
 		t.Fatal(err)

@@ -54,7 +54,7 @@ func TestDecodeTranscript(t *testing.T) {
 }
 
 func TestTraceability(t *testing.T) {
-	c := Build(RunInfo{CaseCount: 3}, runTiny(t, "failed"))
+	c := Build(RunInfo{CaseCount: 3}, runTinyOnce(t, "failed"))
 	c.Cases = append(c.Cases, Case{ID: "TC-X-001", Requirements: []string{"SPD-ZZZ-9"}, Verdict: Passed})
 	rows := c.Traceability()
 	got := map[string]TraceRow{}

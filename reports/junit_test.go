@@ -20,8 +20,8 @@ import (
 // that library does not read, are checked with encoding/xml.
 func TestJUnitConsumer(t *testing.T) {
 	key := newKey(t)
-	rs := runTiny(t, "transcripts-fail")
-	rs = append(rs, runTiny(t, "after-suite-failed")...)
+	rs := runTinyOnce(t, "transcripts-fail")
+	rs = append(rs, runTinyOnce(t, "after-suite-failed")...)
 	dir := t.TempDir()
 	c, err := Write(dir, RunInfo{DUT: "serial:/dev/ttyUSB0", CaseCount: 4, Lab: Lab{Name: "ACME test lab"},
 		ICS:          ICS{YAML: "vendor: ACME\n"},
@@ -155,7 +155,7 @@ func TestJUnitXunitViewer(t *testing.T) {
 		t.Skipf("this xunit-viewer keeps its parser elsewhere: %v", err)
 	}
 	dir := t.TempDir()
-	if _, err := Write(dir, RunInfo{DUT: "ref", CaseCount: 3}, runTiny(t, "transcripts-fail"), newKey(t)); err != nil {
+	if _, err := Write(dir, RunInfo{DUT: "ref", CaseCount: 3}, runTinyOnce(t, "transcripts-fail"), newKey(t)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

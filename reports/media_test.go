@@ -53,7 +53,7 @@ func readWith(t *testing.T, format, path string) string {
 func TestMediaInReport(t *testing.T) {
 	key := newKey(t)
 	dir := filepath.Join(t.TempDir(), "run")
-	c, err := Write(dir, RunInfo{DUT: "ref", CaseCount: 3}, runTiny(t, "transcripts-fail"), key)
+	c, err := Write(dir, RunInfo{DUT: "ref", CaseCount: 3}, runTinyOnce(t, "transcripts-fail"), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestMediaInReport(t *testing.T) {
 
 // Round-trip times and optical rates are summed over the run.
 func TestRoundTripsAndOpticalRates(t *testing.T) {
-	c := Build(RunInfo{CaseCount: 3}, runTiny(t, "transcripts-pass"))
+	c := Build(RunInfo{CaseCount: 3}, runTinyOnce(t, "transcripts-pass"))
 	rt := map[string]RoundTrip{}
 	n := 0
 	for _, r := range c.RoundTrips() {

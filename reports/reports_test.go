@@ -103,7 +103,7 @@ func TestWriteRecordsRun(t *testing.T) {
 		}
 	}
 	info := RunInfo{ICS: ICS{YAML: "a: 1\n", SHA256: strings.Repeat("0", 64)}}
-	if _, err := Write(t.TempDir(), info, runTiny(t, "certified"), key); err == nil {
+	if _, err := Write(t.TempDir(), info, runTinyOnce(t, "certified"), key); err == nil {
 		t.Fatal("an ICS digest that does not match its text was accepted")
 	}
 }

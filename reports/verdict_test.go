@@ -246,7 +246,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runTiny runs one tiny suite in a child process and returns its report.
+// runTiny runs one tiny suite in a child process and returns its report:
+// for a test that compares two runs of a suite. A test that needs a run's
+// report as its input takes runTinyOnce's.
 func runTiny(t *testing.T, name string) []types.Report {
 	t.Helper()
 	rs, err := ParseGinkgoJSON(runTinyJSON(t, name))
@@ -288,10 +290,11 @@ type tinyRun struct {
 
 // runTinyOnce returns the report of one run of a tiny suite, run by the
 // first caller, parsed anew for each: for the tests that need a run's
-// report as their input (writeRun's, about ten of them, and the verdict
-// rules, several on one suite's run), not two runs of the same suite. A
-// child process of the race-built test binary takes about half a second
-// of CPU. Callers wanting different suites do not wait for each other.
+// report as their input (writeRun's, the verdict rules, the page, JUnit,
+// media and browser tests, about thirty), not a run of the same suite
+// each. A child process of the race-built test binary takes a quarter to
+// half a second of CPU. Callers wanting different suites do not wait for
+// each other.
 func runTinyOnce(t *testing.T, name string) []types.Report {
 	t.Helper()
 	tinyReports.Lock()
@@ -415,7 +418,7 @@ func TestVerdictRules(t *testing.T) {
 // passing case that asserted it: one carried by labels alone is LabelOnly,
 // whatever other claims its cases asserted.
 func TestClaimsByAssertion(t *testing.T) {
-	c := Build(RunInfo{CaseCount: 4}, runTiny(t, "label-only"))
+	c := Build(RunInfo{CaseCount: 4}, runTinyOnce(t, "label-only"))
 	want := map[string]Verdict{"C1": Passed, "C2": Passed, "C3": LabelOnly, "C4": LabelOnly, "C32": NotApplicable}
 	for cl, v := range want {
 		if c.Claims[cl] != v {
@@ -437,7 +440,7 @@ func TestClaimsByAssertion(t *testing.T) {
 }
 
 func TestSummary(t *testing.T) {
-	c := Build(RunInfo{CaseCount: 3}, runTiny(t, "failed"))
+	c := Build(RunInfo{CaseCount: 3}, runTinyOnce(t, "failed"))
 	want := "NOT CERTIFIED: 1 passed, 1 failed, 1 not applicable, 0 not run (suite: 3 cases)\n  - 1 case(s) failed"
 	if c.Summary() != want {
 		t.Fatalf("summary\n%s\nwant\n%s", c.Summary(), want)
