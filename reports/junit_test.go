@@ -88,8 +88,17 @@ func TestJUnitConsumer(t *testing.T) {
 	// Per-testcase properties: case ID, requirements, claims; a case with
 	// two requirements names both.
 	var doc struct {
-		Suites []struct {
-			Cases []struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Suites   []struct {
+			Name     string `xml:"name,attr"`
+			Tests    int    `xml:"tests,attr"`
+			Failures int    `xml:"failures,attr"`
+			Errors   int    `xml:"errors,attr"`
+			Skipped  int    `xml:"skipped,attr"`
+			Cases    []struct {
 				Name  string `xml:"name,attr"`
 				Props []struct {
 					Name  string `xml:"name,attr"`
@@ -100,6 +109,17 @@ func TestJUnitConsumer(t *testing.T) {
 	}
 	if err := xml.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
+	}
+	// The counts a dashboard shows before it opens a suite: each suite's
+	// and the whole file's tests, failures, errors and skips.
+	if got := fmt.Sprintf("%d/%d/%d/%d", doc.Tests, doc.Failures, doc.Errors, doc.Skipped); got != "5/1/1/1" {
+		t.Errorf("testsuites tests/failures/errors/skipped %s, want 5/1/1/1", got)
+	}
+	for _, s := range doc.Suites {
+		want := map[string]string{"TC-A": "1/0/0/0", "TC-BIO": "1/0/0/1", "TC-PAY": "1/0/0/0", "TC-PIN": "1/1/0/0", "suite": "1/0/1/0"}[s.Name]
+		if got := fmt.Sprintf("%d/%d/%d/%d", s.Tests, s.Failures, s.Errors, s.Skipped); got != want {
+			t.Errorf("testsuite %s tests/failures/errors/skipped %s, want %s", s.Name, got, want)
+		}
 	}
 	props := map[string][]string{}
 	for _, s := range doc.Suites {
