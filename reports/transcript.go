@@ -222,11 +222,11 @@ func upperHex(b []byte) string {
 // spacedHex is bs in upper-case hex, a space between bytes: "80 60 00 00".
 func spacedHex(bs ...byte) string {
 	b := make([]byte, 0, 3*len(bs))
-	for i, c := range bs {
+	for i := range bs {
 		if i > 0 {
 			b = append(b, ' ')
 		}
-		b = append(b, upperDigits[c>>4], upperDigits[c&0x0F])
+		b = hexUpper(b, bs[i:i+1])
 	}
 	return string(b)
 }

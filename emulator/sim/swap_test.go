@@ -103,13 +103,7 @@ func TestSlotBusyNamesTheSlotAndItsHolder(t *testing.T) {
 }
 
 func TestSlotLockFileStaysAndRecordsItsHolder(t *testing.T) {
-	v := newFakeVPCD(t)
-	path := sim.SlotLockPath(v.addr())
-	e := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), RemovalGap: 10 * time.Millisecond, Logger: quiet()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	v.accept()
+	path, stop := holdFakeSlot(t)
 	rec, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -117,8 +111,7 @@ func TestSlotLockFileStaysAndRecordsItsHolder(t *testing.T) {
 	if !strings.Contains(string(rec), fmt.Sprintf("pid=%d\n", os.Getpid())) || !strings.Contains(string(rec), "since=") {
 		t.Fatalf("lock record while held: %q", rec)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
@@ -255,13 +248,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 // While an emulator holds a slot it touches the lock file, so that a
 // claimant after it can tell how long ago it was last there.
 func TestSlotHolderTouchesTheLockFile(t *testing.T) {
-	v := newFakeVPCD(t)
-	path := sim.SlotLockPath(v.addr())
-	e := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), RemovalGap: 10 * time.Millisecond, Logger: quiet()})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	v.accept()
+	path, stop := holdFakeSlot(t)
 	then := time.Now().Add(-time.Hour)
 	if err := os.Chtimes(path, then, then); err != nil {
 		t.Fatal(err)
@@ -280,8 +267,24 @@ func TestSlotHolderTouchesTheLockFile(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// holdFakeSlot runs an emulator that takes the slot of a new fake vpcd,
+// waits until the fake has its connection, and returns the slot's lock
+// file and a stop that ends the emulator and returns Run's error.
+func holdFakeSlot(t *testing.T) (path string, stop func() error) {
+	t.Helper()
+	v := newFakeVPCD(t)
+	e := sim.New(simtest.NewCard(), sim.Config{Address: v.addr(), RemovalGap: 10 * time.Millisecond, Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	v.accept()
+	return sim.SlotLockPath(v.addr()), func() error {
+		cancel()
+		return <-done
 	}
 }

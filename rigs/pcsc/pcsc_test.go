@@ -45,7 +45,9 @@ func serve(t testing.TB, card emulator.Card, form emulator.Form) *sim.Emulator {
 	shared.Lock()
 	defer shared.Unlock()
 	if shared.em != nil && shared.form != form {
-		stopSharedLocked(t)
+		if err := stopSharedLocked(); err != nil {
+			t.Errorf("sim: Run: %v", err)
+		}
 	}
 	if shared.em == nil {
 		shared.em, shared.stop = simtest.Start(t, card, sim.Config{Address: simtest.Address, Form: form})
@@ -83,35 +85,29 @@ var shared struct {
 	stop func() error
 }
 
-// stopShared stops the shared emulator, if any; the card leaves and the
-// slot is let go once the removal gap is over.
-func stopShared(t testing.TB) {
+// stopShared stops the shared emulator, if any, and returns Run's error;
+// the card leaves and the slot is let go once the removal gap is over.
+func stopShared() error {
 	shared.Lock()
 	defer shared.Unlock()
-	stopSharedLocked(t)
+	return stopSharedLocked()
 }
 
-func stopSharedLocked(t testing.TB) {
+func stopSharedLocked() error {
 	if shared.em == nil {
-		return
+		return nil
 	}
 	err := shared.stop()
 	shared.em, shared.stop = nil, nil
-	if err != nil && t != nil {
-		t.Errorf("sim: Run: %v", err)
-	}
+	return err
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	shared.Lock()
-	if shared.em != nil {
-		if err := shared.stop(); err != nil {
-			os.Stderr.WriteString("sim: Run: " + err.Error() + "\n")
-			code = 1
-		}
+	if err := stopShared(); err != nil {
+		os.Stderr.WriteString("sim: Run: " + err.Error() + "\n")
+		code = 1
 	}
-	shared.Unlock()
 	os.Exit(code)
 }
 
@@ -477,7 +473,10 @@ func BenchmarkSelectDelayedACK(b *testing.B) {
 }
 
 func benchSelect(b *testing.B, delayedACK bool) {
-	stopShared(b) // this emulator's own configuration needs the slot
+	// This emulator's own configuration needs the slot.
+	if err := stopShared(); err != nil {
+		b.Errorf("sim: Run: %v", err)
+	}
 	simtest.Serve(b, simtest.NewCard(), sim.Config{Address: simtest.Address, NoQuickAck: delayedACK})
 	measure(b, open(b))
 }
