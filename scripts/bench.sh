@@ -51,7 +51,7 @@ bmetric() {
 printf 'backend settlement, 8 stations, batches of 100 (BenchmarkSettle): %.0f records/s (aim >= 5,000) = %.2fx its verify-and-insert floor; CPU %.0f us a record = %.2fx the floor'"'"'s\n' \
 	"$(bmetric BenchmarkSettle records/s)" "$(bmetric BenchmarkSettle of-verify-floor)" \
 	"$(bmetric BenchmarkSettle cpu-us/op)" "$(bmetric BenchmarkSettle x-floor-cpu)"
-printf 'backend authorisation, 8 clients (BenchmarkAuthorise): p50 %.2f ms, p99 %.2f ms (aim < 5 ms) = %.2fx the p99 of a server that only verifies and signs (%.2f ms); CPU %.0f us a request = %.2fx the floor'"'"'s\n' \
+printf 'backend authorisation, 8 clients, GOGC 400 as spdlab backend serves (BenchmarkAuthorise): p50 %.2f ms, p99 %.2f ms (aim < 5 ms) = %.2fx the p99 of a server that only verifies and signs (%.2f ms); CPU %.0f us a request = %.2fx the floor'"'"'s\n' \
 	"$(bmetric BenchmarkAuthorise p50-ms)" "$(bmetric BenchmarkAuthorise p99-ms)" "$(bmetric BenchmarkAuthorise x-floor-p99)" \
 	"$(bmetric BenchmarkAuthorise floor-p99-ms)" "$(bmetric BenchmarkAuthorise cpu-us/op)" "$(bmetric BenchmarkAuthorise x-floor-cpu)"
 # aim VALUE OP LIMIT: "met" or "not met" for VALUE OP LIMIT (OP < or >=).

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -283,7 +284,11 @@ func TestAttacksOnBackend(t *testing.T) {
 
 // An issuer host on SQLite syncs every commit to disk unless told not to:
 // an answered settlement must survive a power cut, not only a crash.
+// spdlab backend syncs SQLite in full unless told otherwise, and serves at
+// its own garbage collector target (backend.HostGCPercent) when GOGC is not
+// set, putting back the one it found when it stops.
 func TestBackendDurableByDefault(t *testing.T) {
+	t.Setenv("GOGC", "") // as unset: spdlab backend chooses its own target
 	for _, c := range []struct {
 		args []string
 		want string
@@ -297,13 +302,28 @@ func TestBackendDurableByDefault(t *testing.T) {
 		served := make(chan int, 1)
 		args := append([]string{"backend", "--db", filepath.Join(dir, "issuer.db"), "--listen", "127.0.0.1:0", "--issuer-token-file", filepath.Join(dir, "lab.token")}, c.args...)
 		go func() { served <- run(ctx, &env{stdout: &log, stderr: &log}, args) }()
+		before := gcPercent()
 		for i := 0; i < 500 && !strings.Contains(log.String(), "serving on"); i++ {
 			time.Sleep(10 * time.Millisecond)
 		}
+		serving := gcPercent()
 		cancel()
 		<-served
 		if !strings.Contains(log.String(), "serving on") || !strings.Contains(log.String(), c.want) {
 			t.Errorf("spdlab %s said %q, want its serving line to say %q", strings.Join(args, " "), log.String(), c.want)
 		}
+		if serving != backend.HostGCPercent {
+			t.Errorf("spdlab backend served at GOGC %d, want %d (backend.HostGCPercent) when GOGC is not set", serving, backend.HostGCPercent)
+		}
+		if after := gcPercent(); after != before {
+			t.Errorf("GOGC was %d before spdlab backend ran and %d after it stopped", before, after)
+		}
 	}
+}
+
+// gcPercent is the garbage collector's current target (GOGC).
+func gcPercent() int {
+	m := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(m)
+	return int(m[0].Value.Uint64())
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,9 @@ func runBackend(ctx context.Context, e *env, args []string) error {
 		if *syncFull {
 			dbName = *db + ", synchronous=FULL"
 		}
+	}
+	if os.Getenv("GOGC") == "" {
+		defer debug.SetGCPercent(debug.SetGCPercent(backend.HostGCPercent))
 	}
 	srv, err := backend.Open(cfg)
 	if err != nil {

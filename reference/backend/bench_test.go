@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -46,7 +48,16 @@ const (
 	benchAuthConc = 8
 )
 
+// benchClient returns an issuer's client of l for a benchmark, and sets
+// the garbage collector's target to the one `spdlab backend` serves at
+// (HostGCPercent) for the rest of the benchmark, unless GOGC is set: the
+// backend is measured as it runs, and its floors beside it in the same
+// process at the same target.
 func benchClient(b *testing.B, l *lab) *Client {
+	if os.Getenv("GOGC") == "" {
+		old := debug.SetGCPercent(HostGCPercent)
+		b.Cleanup(func() { debug.SetGCPercent(old) })
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}
 	b.Cleanup(tr.CloseIdleConnections)
 	c, err := NewClient(l.http.URL, &http.Client{Timeout: 30 * time.Second, Transport: tr})
