@@ -74,18 +74,18 @@ mutants: deps
 	@bash scripts/mutants.sh $(OUT)/mutants
 
 ## check-builds: the CLI builds and its USB rig answers without cgo (so
-## without libpcsclite and libusb), and the whole module builds for macOS. Each of
-## the two is a build of everything (the standard library too) that nothing else uses,
-## so it is compiled without optimisation (CHECK_GCFLAGS; 40% less CPU for the largest
-## package, modernc.org/sqlite/lib): what compiles and links does so either way. The
-## test of rigs/usb leaves out go test's vet: the go vet ./... before it vets that
-## package and its tests in the same configuration, with every analyzer
+## without libpcsclite and libusb), and the whole module type-checks for macOS, where
+## cross-compiling is also without cgo: go vet there compiles every package another
+## imports and checks each one and its tests with every analyzer. Files that build only
+## without cgo are the same on both; those that build only on Linux are vetted by the
+## go vet ./... of make test, with cgo. Each of the two configurations compiles
+## everything (the standard library too) that nothing else uses, so without
+## optimisation (CHECK_GCFLAGS; 40% less CPU for the largest package,
+## modernc.org/sqlite/lib): what compiles and links does so either way.
 CHECK_GCFLAGS ?= -gcflags='all=-N -l'
 check-builds:
 	CGO_ENABLED=0 $(GO) build $(CHECK_GCFLAGS) -o /dev/null ./cmd/spdlab
-	CGO_ENABLED=0 $(GO) vet $(CHECK_GCFLAGS) ./...
 	CGO_ENABLED=0 $(GO) test -vet=off $(CHECK_GCFLAGS) -count=1 -run 'WithoutCgo' ./rigs/usb
-	GOOS=darwin $(GO) build $(CHECK_GCFLAGS) ./...
 	GOOS=darwin $(GO) vet $(CHECK_GCFLAGS) ./...
 
 ## check-hygiene: go.mod and go.sum tidy, staticcheck clean (check-static), and the race

@@ -22,12 +22,19 @@ var spdlabBuild struct {
 	err       error
 }
 
-// spdlabBinary returns the shared spdlab binary, built by the first caller
-// through scripts/scenarios.sh's own build step (SPDLAB naming a file that
-// does not exist yet, no DUT to run), so that the script's build is still
-// tested as a run without SPDLAB uses it.
+// spdlabBinary returns the shared spdlab binary: the one named by
+// $SPDLAB_TEST_BIN, which make test builds once for the tests of its run,
+// else one built by the first caller through scripts/scenarios.sh's own
+// build step (SPDLAB naming a file that does not exist yet, no DUT to run),
+// so that the script's build is tested as a run without SPDLAB uses it.
 func spdlabBinary(t *testing.T) string {
 	t.Helper()
+	if bin := os.Getenv("SPDLAB_TEST_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("SPDLAB_TEST_BIN: %v", err)
+		}
+		return bin
+	}
 	spdlabBuild.once.Do(func() {
 		if spdlabBuild.dir, spdlabBuild.err = os.MkdirTemp("", "spdlab-root-test-"); spdlabBuild.err != nil {
 			return

@@ -242,9 +242,17 @@ func (p *backendProc) kill() {
 	<-p.done
 }
 
-// buildSpdlab builds cmd/spdlab into dir.
+// buildSpdlab returns an spdlab binary of this checkout: the one named by
+// $SPDLAB_TEST_BIN, which make test builds once for the tests of its run,
+// else one built into dir.
 func buildSpdlab(t *testing.T, dir string) string {
 	t.Helper()
+	if bin := os.Getenv("SPDLAB_TEST_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("SPDLAB_TEST_BIN: %v", err)
+		}
+		return bin
+	}
 	bin := filepath.Join(dir, "spdlab")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/spdlab/spdlab/cmd/spdlab")
 	if out, err := cmd.CombinedOutput(); err != nil {
