@@ -533,3 +533,30 @@ func TestNoPCSCD(t *testing.T) {
 		t.Fatalf("the error does not say what to do:\n%s", out)
 	}
 }
+
+// A power cycle at once, with nothing between PowerOff and PowerOn, still
+// reaches the card as a power-off and a power-on: PowerOff must unpower
+// the card itself (SCARD_UNPOWER_CARD). A disconnect that leaves the card
+// powered looks the same in TestPowerCycle, which waits for the power-off
+// and so gives pcscd the time to power off a card that nobody holds (under
+// a second); here the card would still be powered when PowerOn connects,
+// and see neither. vpcd hands the card the power-off and the power-on in
+// order on one connection, so PowerOn's ATR comes after both.
+func TestPowerCycleAtOnce(t *testing.T) {
+	card := simtest.NewCard()
+	serve(t, card, emulator.FormSIM)
+	r := open(t)
+	ctx := context.Background()
+	expect(t, r, simtest.Select(), ok)
+	on0, off0, _ := card.PowerEvents()
+	if err := r.PowerOff(ctx); err != nil {
+		t.Fatalf("PowerOff: %v", err)
+	}
+	if _, err := r.PowerOn(ctx); err != nil {
+		t.Fatalf("PowerOn: %v", err)
+	}
+	if on1, off1, _ := card.PowerEvents(); on1 != on0+1 || off1 != off0+1 {
+		t.Errorf("PowerOff then PowerOn: the card saw %d power-offs and %d power-ons, want 1 and 1", off1-off0, on1-on0)
+	}
+	expect(t, r, simtest.Echo([]byte{1}), []byte{0x69, 0x85})
+}
