@@ -258,7 +258,25 @@ func TestWarmAndColdReset(t *testing.T) {
 	expect(t, r, simtest.Echo([]byte{1}), []byte{0x69, 0x85})
 }
 
+// PowerOff and PowerOn reach the card as one power-off and one power-on,
+// waiting for the power-off between them or not. Without the wait, PowerOff
+// must unpower the card itself (SCARD_UNPOWER_CARD): a disconnect that
+// leaves the card powered passes with the wait, which gives pcscd the time
+// to power off a card that nobody holds (under a second), but at once the
+// card is still powered when PowerOn connects, and sees neither. vpcd hands
+// the card the power-off and the power-on in order on one connection, so
+// PowerOn's ATR comes after both.
 func TestPowerCycle(t *testing.T) {
+	for _, wait := range []bool{true, false} {
+		name := "at once"
+		if wait {
+			name = "waiting for the power-off"
+		}
+		t.Run(name, func(t *testing.T) { powerCycle(t, wait) })
+	}
+}
+
+func powerCycle(t *testing.T, wait bool) {
 	card := simtest.NewCard()
 	serve(t, card, emulator.FormSIM)
 	r := open(t)
@@ -268,18 +286,18 @@ func TestPowerCycle(t *testing.T) {
 	if err := r.PowerOff(ctx); err != nil {
 		t.Fatalf("PowerOff: %v", err)
 	}
-	if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, pcsc.ErrUnpowered) {
-		t.Fatalf("Exchange after PowerOff: %v, want ErrUnpowered", err)
-	}
-	// vpcd passes the power-off to the card side without waiting for it,
-	// so the card may see it a moment after SCardDisconnect returns.
-	_, off1, _ := card.PowerEvents()
-	for deadline := time.Now().Add(5 * time.Second); off1 < off0+1 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-		_, off1, _ = card.PowerEvents()
-	}
-	if off1 != off0+1 {
-		t.Errorf("PowerOff: card saw %d power-offs, want %d", off1, off0+1)
+	if wait {
+		if _, err := r.Exchange(ctx, simtest.Select()); !errors.Is(err, pcsc.ErrUnpowered) {
+			t.Fatalf("Exchange after PowerOff: %v, want ErrUnpowered", err)
+		}
+		// vpcd passes the power-off to the card side without waiting
+		// for it, so the card may see it a moment after SCardDisconnect
+		// returns.
+		_, off1, _ := card.PowerEvents()
+		for deadline := time.Now().Add(5 * time.Second); off1 < off0+1 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+			_, off1, _ = card.PowerEvents()
+		}
 	}
 	atr, err := r.PowerOn(ctx)
 	if err != nil {
@@ -288,8 +306,8 @@ func TestPowerCycle(t *testing.T) {
 	if !bytes.Equal(atr, emulator.ATR(emulator.FormSIM)) {
 		t.Errorf("PowerOn ATR = % X", atr)
 	}
-	if on1, _, _ := card.PowerEvents(); on1 != on0+1 {
-		t.Errorf("PowerOn: card saw %d power-ons, want %d", on1, on0+1)
+	if on1, off1, _ := card.PowerEvents(); on1 != on0+1 || off1 != off0+1 {
+		t.Errorf("PowerOff then PowerOn: the card saw %d power-offs and %d power-ons, want 1 and 1", off1-off0, on1-on0)
 	}
 	expect(t, r, simtest.Echo([]byte{1}), []byte{0x69, 0x85})
 	expect(t, r, simtest.Select(), ok)
@@ -532,31 +550,4 @@ func TestNoPCSCD(t *testing.T) {
 	if !strings.Contains(string(out), "pcsc: cannot reach pcscd (is the pcscd service running?") {
 		t.Fatalf("the error does not say what to do:\n%s", out)
 	}
-}
-
-// A power cycle at once, with nothing between PowerOff and PowerOn, still
-// reaches the card as a power-off and a power-on: PowerOff must unpower
-// the card itself (SCARD_UNPOWER_CARD). A disconnect that leaves the card
-// powered looks the same in TestPowerCycle, which waits for the power-off
-// and so gives pcscd the time to power off a card that nobody holds (under
-// a second); here the card would still be powered when PowerOn connects,
-// and see neither. vpcd hands the card the power-off and the power-on in
-// order on one connection, so PowerOn's ATR comes after both.
-func TestPowerCycleAtOnce(t *testing.T) {
-	card := simtest.NewCard()
-	serve(t, card, emulator.FormSIM)
-	r := open(t)
-	ctx := context.Background()
-	expect(t, r, simtest.Select(), ok)
-	on0, off0, _ := card.PowerEvents()
-	if err := r.PowerOff(ctx); err != nil {
-		t.Fatalf("PowerOff: %v", err)
-	}
-	if _, err := r.PowerOn(ctx); err != nil {
-		t.Fatalf("PowerOn: %v", err)
-	}
-	if on1, off1, _ := card.PowerEvents(); on1 != on0+1 || off1 != off0+1 {
-		t.Errorf("PowerOff then PowerOn: the card saw %d power-offs and %d power-ons, want 1 and 1", off1-off0, on1-on0)
-	}
-	expect(t, r, simtest.Echo([]byte{1}), []byte{0x69, 0x85})
 }
