@@ -162,3 +162,36 @@ func TestChangedBalanceIsFound(t *testing.T) {
 		t.Fatalf("audit: %+v", a)
 	}
 }
+
+// A database file the backend creates, or an empty one it initialises, has
+// pages of pageSize bytes; an existing one keeps its own.
+func TestNewDatabasePageSize(t *testing.T) {
+	sqliteOnly(t)
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "existing.db")
+	db, err := sql.Open("sqlite", existing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{"PRAGMA page_size=4096", "PRAGMA journal_mode=WAL"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	empty := filepath.Join(dir, "empty.db")
+	os.WriteFile(empty, nil, 0o600)
+	for path, want := range map[string]int{filepath.Join(dir, "new.db"): pageSize, empty: pageSize, existing: 4096} {
+		s, err := Open(Config{DBPath: path, IssuerToken: testIssuerToken, Initialise: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		err = s.rdb.QueryRow("PRAGMA page_size").Scan(&got)
+		s.Close()
+		if err != nil || got != want {
+			t.Errorf("%s: page size %d (%v), want %d", filepath.Base(path), got, err, want)
+		}
+	}
+}
