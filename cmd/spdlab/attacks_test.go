@@ -283,10 +283,9 @@ func TestAttacksOnBackend(t *testing.T) {
 }
 
 // An issuer host on SQLite syncs every commit to disk unless told not to:
-// an answered settlement must survive a power cut, not only a crash.
-// spdlab backend syncs SQLite in full unless told otherwise, and serves at
-// its own garbage collector target (backend.HostGCPercent) when GOGC is not
-// set, putting back the one it found when it stops.
+// an answered settlement must survive a power cut, not only a crash. It
+// serves at its own garbage collector target (backend.HostGCPercent) when
+// GOGC is not set, and puts back the one it found when it stops.
 func TestBackendDurableByDefault(t *testing.T) {
 	t.Setenv("GOGC", "") // as unset: spdlab backend chooses its own target
 	for _, c := range []struct {

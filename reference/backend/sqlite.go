@@ -55,7 +55,7 @@ func (e *sqliteEngine) open(cfg Config) (wdb, rdb *sql.DB, err error) {
 		}
 		return "file:" + e.path + "?" + q.Encode()
 	}
-	existed, err := preflight(e.path, cfg.Initialise)
+	existed, blank, err := preflight(e.path, cfg.Initialise)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -72,7 +72,7 @@ func (e *sqliteEngine) open(cfg Config) (wdb, rdb *sql.DB, err error) {
 			return nil, nil, err
 		}
 	}
-	if fi, err := os.Stat(e.path); errors.Is(err, fs.ErrNotExist) || (err == nil && fi.Size() == 0) {
+	if blank {
 		if err := createSQLiteFile(e.path); err != nil {
 			return nil, nil, err
 		}
@@ -233,20 +233,21 @@ func (e *sqliteEngine) check(ctx context.Context, db *sql.DB) error {
 }
 
 // preflight looks at the database file before SQLite opens it and says
-// whether it existed.
-func preflight(path string, initialise bool) (bool, error) {
+// whether it existed, and whether it is blank: absent, or empty (0 bytes),
+// which only initialise accepts.
+func preflight(path string, initialise bool) (existed, blank bool, err error) {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
+		return false, true, nil
 	case err != nil:
-		return false, fmt.Errorf("backend: database %s: %w", path, err)
+		return false, false, fmt.Errorf("backend: database %s: %w", path, err)
 	case !fi.Mode().IsRegular():
-		return false, fmt.Errorf("backend: database %s is not a regular file", path)
+		return false, false, fmt.Errorf("backend: database %s is not a regular file", path)
 	case fi.Size() == 0 && !initialise:
-		return true, fmt.Errorf("backend: database %s is empty (0 bytes): refusing to start as a new issuer over it; restore it from a backup, or initialise it deliberately (Config.Initialise, spdlab backend --init)", path)
+		return true, true, fmt.Errorf("backend: database %s is empty (0 bytes): refusing to start as a new issuer over it; restore it from a backup, or initialise it deliberately (Config.Initialise, spdlab backend --init)", path)
 	}
-	return true, nil
+	return true, fi.Size() == 0, nil
 }
 
 // checkSQLiteFile checks an existing database file: SQLite's own
