@@ -122,20 +122,33 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("set-up: %w", err)
 		}
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	// Until the suite runs nothing in --out changes: a run whose set-up
+	// fails leaves an earlier report there, and its trace, as they were,
+	// and no directory it made.
+	made, err := makeDirs(*out)
+	if err != nil {
 		return err
 	}
 	if *tracePath == "" {
 		*tracePath = filepath.Join(*out, "trace.pcapng")
 	}
 	var traceFile *os.File
+	var trace *pendingFile // the run's trace, named when its report is written
+	defer func() { trace.discard() }()
 	if *tracePath != "off" {
-		tf, err := os.Create(*tracePath)
-		if err != nil {
-			return err
+		if proc != nil {
+			// A process writes in a directory of the run's own.
+			if traceFile, err = os.Create(*tracePath); err != nil {
+				return err
+			}
+			defer traceFile.Close()
+		} else {
+			if trace, err = createPending(*tracePath); err != nil {
+				removeDirs(made)
+				return err
+			}
+			traceFile = trace.File
 		}
-		defer tf.Close()
-		traceFile = tf
 	}
 	if traceFile != nil && proc == nil {
 		driver.Options = dut.Options{Trace: traceFile, TraceCase: scenarios.CurrentCase}
@@ -146,6 +159,8 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	}
 	ids, err := driver.Probe(ctx)
 	if err != nil {
+		trace.discard()
+		removeDirs(made)
 		return fmt.Errorf("set-up: %w (no report written: nothing was tested)", err)
 	}
 	if proc != nil {
@@ -222,9 +237,10 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "\n%s\n", scenarios.DivergenceSummary(divergences))
 	}
-	if traceFile != nil {
-		// The trace is complete: close it before the manifest digests it.
-		if err := traceFile.Close(); err != nil {
+	if trace != nil {
+		// The trace is complete: it takes its name before the manifest
+		// digests it.
+		if err := trace.commit(); err != nil {
 			return fmt.Errorf("trace: %w", err)
 		}
 	}
