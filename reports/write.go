@@ -15,19 +15,25 @@ import (
 )
 
 // Files written by Write, relative to its directory. FileGinkgo is the
-// name the suite's own JSON report should have there.
+// name the suite's own JSON report should have there, FileTrace the run's
+// trace's and FileDivergences a run's divergences from the reference
+// device's (certify --against); media go under DirMedia.
 const (
 	FileHTML        = "report.html"
 	FileJUnit       = "junit.xml"
 	FileCertificate = "certificate.json"
 	FileManifest    = "manifest.json"
 	FileGinkgo      = "ginkgo.json"
+	FileTrace       = "trace.pcapng"
+	FileDivergences = "divergences.json"
+	DirMedia        = "media"
 )
 
 // Write builds the certificate of a run from info and rs, writes the HTML
 // page, JUnit XML and certificate.json into dir, and then signs with key a
-// manifest of every regular file in dir (the Ginkgo report, a trace and
-// anything else the run left there included). The lab's key fingerprint
+// manifest of every regular file in dir (the Ginkgo report and the trace
+// the run left there included; OutDirFiles and ClearOutDir keep anything
+// else out). The lab's key fingerprint
 // in the certificate is computed from key, and the tool version and
 // commit are read from the build when info leaves them empty.
 func Write(dir string, info RunInfo, rs []types.Report, key *ecdsa.PrivateKey) (Certificate, error) {

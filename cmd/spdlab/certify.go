@@ -124,13 +124,21 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	}
 	// Until the suite runs nothing in --out changes: a run whose set-up
 	// fails leaves an earlier report there, and its trace, as they were,
-	// and no directory it made.
+	// and no directory it made. A report's manifest signs every file in
+	// its directory: --out may hold an earlier report, which the run
+	// replaces whole, and nothing else.
+	var stale []string
+	if proc == nil {
+		if stale, err = reports.OutDirFiles(*out); err != nil {
+			return fmt.Errorf("set-up: %w", err)
+		}
+	}
 	made, err := makeDirs(*out)
 	if err != nil {
 		return err
 	}
 	if *tracePath == "" {
-		*tracePath = filepath.Join(*out, "trace.pcapng")
+		*tracePath = filepath.Join(*out, reports.FileTrace)
 	}
 	var traceFile *os.File
 	var trace *pendingFile // the run's trace, named when its report is written
@@ -162,6 +170,9 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		trace.discard()
 		removeDirs(made)
 		return fmt.Errorf("set-up: %w (no report written: nothing was tested)", err)
+	}
+	if err := reports.ClearOutDir(*out, stale); err != nil {
+		return err
 	}
 	if proc != nil {
 		// A process of a run: its trace holds its cases' links alone (the
@@ -303,7 +314,7 @@ func writeDivergences(dir string, ds []scenarios.Divergence) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "divergences.json"), append(b, '\n'), 0o644)
+	return os.WriteFile(filepath.Join(dir, reports.FileDivergences), append(b, '\n'), 0o644)
 }
 
 // runCertifyProcess runs the suite as process p of a run (procs.go): the

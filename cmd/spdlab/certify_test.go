@@ -19,10 +19,7 @@ import (
 // that was not there is not made.
 func TestCertifySetUpFailureLeavesOut(t *testing.T) {
 	dir := t.TempDir()
-	key := filepath.Join(dir, "lab-key.pem")
-	if code, _, stderr := spdlab(t, "labkey", "init", "--key", key, "--name", "set-up test lab"); code != 0 {
-		t.Fatal(stderr)
-	}
+	key := labKeyIn(t, dir)
 	out := filepath.Join(dir, "out")
 	first := certifyCLI(t, out, nil, "--dut", "ref", "--label-filter", "TC-APP-001", "--key", key)
 	if first.cert.Verdict != reports.VerdictPartial {
@@ -68,6 +65,58 @@ func TestCertifySetUpFailureLeavesOut(t *testing.T) {
 	if want := []string{"custom.pcapng", "lab-key.pem", "lab-key.pub.pem", "out"}; strings.Join(names, " ") != strings.Join(want, " ") {
 		t.Errorf("%s holds %v after the failed runs, want %v (no directory made, no temporary file left)", dir, names, want)
 	}
+}
+
+// A report written over an earlier one in --out replaces it whole: the
+// earlier run's divergences (certify --against) do not stay to be signed
+// as the new run's. A file in --out that no report writes (the lab's
+// notes) stops certify and report --json before anything there changes.
+func TestCertifyReplacesEarlierReport(t *testing.T) {
+	dir := t.TempDir()
+	key := labKeyIn(t, dir)
+	out := filepath.Join(dir, "out")
+	divergences := filepath.Join(out, reports.FileDivergences)
+	certifyCLI(t, out, nil, "--dut", "ref", "--against", "ref", "--label-filter", "TC-APP-001", "--key", key)
+	if _, err := os.Stat(divergences); err != nil {
+		t.Fatalf("the run with --against wrote no %s: %v", reports.FileDivergences, err)
+	}
+	second := certifyCLI(t, out, nil, "--dut", "ref", "--label-filter", "TC-APP-001", "--key", key)
+	if second.cert.Verdict != reports.VerdictPartial {
+		t.Fatalf("the second run: exit %d, verdict %q\n%s%s", second.code, second.cert.Verdict, second.stdout, second.stderr)
+	}
+	if _, err := os.Stat(divergences); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the earlier run's %s is still in --out, signed with the second run's report (%v)", reports.FileDivergences, err)
+	}
+	if code, stdout, stderr := spdlab(t, "report", "--verify", out, "--lab-key", reports.PublicKeyPath(key)); code != 0 {
+		t.Errorf("the second report does not verify: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if err := os.WriteFile(filepath.Join(out, "notes.txt"), []byte("sample 2 was dropped\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := dirDigests(t, out)
+	for _, args := range [][]string{
+		{"certify", "--dut", "ref", "--key", key, "--out", out},
+		{"report", "--json", filepath.Join(out, reports.FileGinkgo), "--dut", "ref", "--key", key, "--out", out},
+	} {
+		code, _, stderr := spdlab(t, args...)
+		if code != 1 || !strings.Contains(stderr, "notes.txt") {
+			t.Errorf("spdlab %s with notes.txt in --out: exit %d, %q; want exit 1 naming the file", args[0], code, stderr)
+		}
+		if after := dirDigests(t, out); !maps.Equal(before, after) {
+			t.Errorf("spdlab %s changed --out:\nbefore %v\nafter  %v", args[0], before, after)
+		}
+	}
+}
+
+// labKeyIn makes a lab key in dir (lab-key.pem, lab-key.pub.pem) and
+// returns its path.
+func labKeyIn(t *testing.T, dir string) string {
+	t.Helper()
+	key := filepath.Join(dir, "lab-key.pem")
+	if code, _, stderr := spdlab(t, "labkey", "init", "--key", key, "--name", "test lab of "+t.Name()); code != 0 {
+		t.Fatal(stderr)
+	}
+	return key
 }
 
 // dirDigests returns the start of the SHA-256 of each file in dir (hidden

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/onsi/ginkgo/v2/types"
@@ -31,7 +30,7 @@ func mergeReports(e *env, dirs []string, out, keyPath, labKey, trustPath string)
 		return err
 	}
 	info.Lab = lab
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	if err := replaceOutDir(out); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	if err := reports.WriteGinkgoJSON(filepath.Join(out, reports.FileGinkgo), merged); err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+
+	"github.com/spdlab/spdlab/reports"
 )
 
 // pendingFile is a file written under a temporary name beside path and
@@ -81,4 +83,18 @@ func removeDirs(made []string) {
 			return
 		}
 	}
+}
+
+// replaceOutDir makes dir ready for a report: it makes it if missing and
+// removes an earlier report there; anything else in dir is an error
+// (reports.OutDirFiles), and then dir is left as it was.
+func replaceOutDir(dir string) error {
+	stale, err := reports.OutDirFiles(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return reports.ClearOutDir(dir, stale)
 }

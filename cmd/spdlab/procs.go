@@ -209,7 +209,7 @@ func (r certifyRun) args(dir string) []string {
 	add("--shard", r.shard)
 	add("--against", r.against)
 	if r.trace {
-		a = append(a, "--trace", filepath.Join(dir, "trace.pcapng"))
+		a = append(a, "--trace", filepath.Join(dir, reports.FileTrace))
 	} else {
 		a = append(a, "--trace", "off")
 	}
@@ -417,7 +417,7 @@ func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut i
 	owners := reports.Owners(rs)
 	if run.against != "" {
 		for i, pr := range procs {
-			b, err := os.ReadFile(filepath.Join(pr.dir, "divergences.json"))
+			b, err := os.ReadFile(filepath.Join(pr.dir, reports.FileDivergences))
 			if err != nil {
 				return procResult{}, fmt.Errorf("--procs: %w", err)
 			}
@@ -436,7 +436,7 @@ func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut i
 	if traceOut != nil {
 		var sections []trace.Section
 		for i, pr := range procs {
-			b, err := os.ReadFile(filepath.Join(pr.dir, "trace.pcapng"))
+			b, err := os.ReadFile(filepath.Join(pr.dir, reports.FileTrace))
 			if err != nil && !errors.Is(err, os.ErrNotExist) {
 				return procResult{}, fmt.Errorf("--procs: %w", err)
 			}

@@ -85,8 +85,10 @@ func runReport(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("report: %s: %w", *jsonPath, err)
 	}
 	// The Ginkgo report is the run's evidence: keep it in the directory
-	// the manifest signs.
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	// the manifest signs, which holds this report alone (an earlier one
+	// there is replaced; it may have been the source of the JSON, read
+	// above).
+	if err := replaceOutDir(*out); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(*out, reports.FileGinkgo), raw, 0o644); err != nil {
