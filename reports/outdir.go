@@ -51,7 +51,7 @@ func OutDirFiles(dir string) ([]string, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		if listed[rel] || isReportFile(rel) {
+		if listed[rel] || IsReportFile(rel) {
 			files = append(files, rel)
 		} else {
 			foreign = append(foreign, rel)
@@ -71,9 +71,9 @@ func OutDirFiles(dir string) ([]string, error) {
 	return files, nil
 }
 
-// isReportFile reports whether rel is the name of a file spdlab writes in
-// a report directory.
-func isReportFile(rel string) bool {
+// IsReportFile reports whether rel (slash-separated, relative to a report
+// directory) names a file spdlab writes there.
+func IsReportFile(rel string) bool {
 	switch rel {
 	case FileManifest, FileCertificate, FileHTML, FileJUnit, FileGinkgo, FileTrace, FileDivergences:
 		return true

@@ -80,6 +80,10 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		return usageErrorf("--out DIR is required: the directory the report is written to")
 	case flags.NArg() != 0:
 		return usageErrorf("unexpected argument %q (every option is a flag)", flags.Arg(0))
+	case *goldenDir != "" && within(*goldenDir, *out):
+		return usageErrorf("--golden %s is inside --out %s: the report's manifest signs every file there, and golden evidence is not the run's; give a directory outside it", *goldenDir, *out)
+	case *tracePath != "" && *tracePath != "off" && clobbersReport(*tracePath, *out):
+		return usageErrorf("--trace %s is a file of the report in --out %s, which the report would overwrite or be overwritten by; leave --trace out for %s there, or name a file of your own", *tracePath, *out, reports.FileTrace)
 	}
 	var shard *reports.Shard
 	if *shardFlag != "" {

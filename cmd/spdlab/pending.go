@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spdlab/spdlab/reports"
 )
@@ -97,4 +98,36 @@ func replaceOutDir(dir string) error {
 		return err
 	}
 	return reports.ClearOutDir(dir, stale)
+}
+
+// within reports whether path is dir or under it.
+func within(path, dir string) bool {
+	rel, ok := relTo(path, dir)
+	return ok && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// clobbersReport reports whether path names a file that a report written
+// to dir writes (its pages, certificate, manifest, Ginkgo report,
+// divergences, media) other than its trace.
+func clobbersReport(path, dir string) bool {
+	rel, ok := relTo(path, dir)
+	return ok && rel != reports.FileTrace && reports.IsReportFile(rel)
+}
+
+// relTo is path relative to dir, slash-separated, both made absolute
+// first; false when that cannot be done.
+func relTo(path, dir string) (string, bool) {
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", false
+	}
+	rel, err := filepath.Rel(d, p)
+	if err != nil {
+		return "", false
+	}
+	return filepath.ToSlash(rel), true
 }
