@@ -261,6 +261,11 @@ m, w = (json.load(open(p)) for p in sys.argv[1:])
 key = lambda c: sorted((x["id"], x["verdict"]) for x in c["cases"])
 sys.exit(0 if key(m) == key(w) and m["verdict"] == w["verdict"] == "CERTIFIED" else 1)
 PY
+	# The merged report carries the shards' traces whole, signed with it.
+	merged_trace=$(stat -c %s "$work/merged/trace.pcapng" 2>/dev/null || echo 0)
+	shard_traces=$(cat "$work"/shard{1,2,3}/trace.pcapng | wc -c)
+	[ "$merged_trace" -gt 0 ] && [ "$merged_trace" -eq "$shard_traces" ] ||
+		fail "the merged report's trace has $merged_trace bytes, the shards' $shard_traces"
 	if "$BIN" report --merge --out "$work/merged2" --key "$work/lab.pem" --lab-key "$work/lab.pub.pem" "$work/shard1" "$work/shard3" >"$work/merge2.log" 2>&1; then
 		fail "two of three shards merged"
 	fi

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/spdlab/spdlab/reports"
+	"github.com/spdlab/spdlab/rigs/trace"
 )
 
 // mergeReports joins the shard reports of one campaign (certify --shard)
@@ -36,6 +40,9 @@ func mergeReports(e *env, dirs []string, out, keyPath, labKey, trustPath string)
 	if err := reports.WriteGinkgoJSON(filepath.Join(out, reports.FileGinkgo), merged); err != nil {
 		return err
 	}
+	if err := mergeTraces(dirs, merged, filepath.Join(out, reports.FileTrace)); err != nil {
+		return err
+	}
 	c, err := reports.Write(out, info, []types.Report{merged}, key)
 	if err != nil {
 		return err
@@ -45,4 +52,72 @@ func mergeReports(e *env, dirs []string, out, keyPath, labKey, trustPath string)
 		return fmt.Errorf("report: merged run: %s", c.Verdict)
 	}
 	return nil
+}
+
+// mergeTraces writes to path the traces of the shard reports in dirs
+// (each signed with its shard, which Merge verified), joined as one run's:
+// first each shard's sections outside any case (its probe of the
+// samples), in the order of dirs, then every case's links in the order
+// the merged run has its cases. Shards without a trace add nothing; when
+// none has one, no file is written.
+func mergeTraces(dirs []string, merged types.Report, path string) error {
+	rank := caseRank(merged)
+	var sections []trace.Section
+	found := false
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, reports.FileTrace))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		found = true
+		s, err := trace.Sections(b)
+		if err != nil {
+			return fmt.Errorf("report: %s: %w", filepath.Join(dir, reports.FileTrace), err)
+		}
+		sections = append(sections, s...)
+	}
+	if !found {
+		return nil
+	}
+	slices.SortStableFunc(sections, func(a, b trace.Section) int {
+		return sectionRank(rank, a) - sectionRank(rank, b)
+	})
+	var joined []byte
+	for _, s := range sections {
+		joined = append(joined, s.Bytes...)
+	}
+	if err := os.WriteFile(path, joined, 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// sectionRank orders a section outside any case before every case's.
+func sectionRank(rank func(string) int, s trace.Section) int {
+	if s.Case == "" {
+		return -1
+	}
+	return rank(s.Case)
+}
+
+// caseRank returns the rank of a case ID in r, the order r has its cases
+// in (their first spec); an ID r lacks comes after all of them.
+func caseRank(r types.Report) func(id string) int {
+	order := map[string]int{}
+	for i, s := range r.SpecReports {
+		if id := reports.CaseID(s.Labels()); id != "" {
+			if _, ok := order[id]; !ok {
+				order[id] = i
+			}
+		}
+	}
+	return func(id string) int {
+		if i, ok := order[id]; ok {
+			return i
+		}
+		return len(order)
+	}
 }

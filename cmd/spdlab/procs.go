@@ -398,20 +398,7 @@ func runProcesses(ctx context.Context, e *env, n int, run certifyRun, traceOut i
 	}
 	p.end(res.report)
 
-	order := map[string]int{}
-	for i, s := range res.report.SpecReports {
-		if id := reports.CaseID(s.Labels()); id != "" {
-			if _, ok := order[id]; !ok {
-				order[id] = i
-			}
-		}
-	}
-	rank := func(id string) int {
-		if i, ok := order[id]; ok {
-			return i
-		}
-		return len(order)
-	}
+	rank := caseRank(res.report)
 	// A process that deferred a case may have opened a device for it
 	// first: only what the process that ran a case recorded is the case's.
 	owners := reports.Owners(rs)
