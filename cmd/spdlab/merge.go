@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spdlab/spdlab/reports"
 	"github.com/spdlab/spdlab/rigs/trace"
+	"github.com/spdlab/spdlab/scenarios"
 )
 
 // mergeReports joins the shard reports of one campaign (certify --shard)
@@ -34,6 +36,10 @@ func mergeReports(e *env, dirs []string, out, keyPath, labKey, trustPath string)
 		return err
 	}
 	info.Lab = lab
+	divergences, differential, err := mergeDivergences(dirs, merged)
+	if err != nil {
+		return err
+	}
 	if err := replaceOutDir(out); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
@@ -42,6 +48,12 @@ func mergeReports(e *env, dirs []string, out, keyPath, labKey, trustPath string)
 	}
 	if err := mergeTraces(dirs, merged, filepath.Join(out, reports.FileTrace)); err != nil {
 		return err
+	}
+	if differential {
+		if err := writeDivergences(out, divergences); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s\n", scenarios.DivergenceSummary(divergences))
 	}
 	c, err := reports.Write(out, info, []types.Report{merged}, key)
 	if err != nil {
@@ -120,4 +132,42 @@ func caseRank(r types.Report) func(id string) int {
 		}
 		return len(order)
 	}
+}
+
+// mergeDivergences joins the divergences the shards in dirs found from
+// the reference device (certify --against: its divergences.json, an
+// empty list when none), in the joined run's order of their cases. A
+// campaign is differential in every shard or in none: false when none
+// has the file, and an error naming the first shard without it when only
+// some have.
+func mergeDivergences(dirs []string, merged types.Report) ([]scenarios.Divergence, bool, error) {
+	var all []scenarios.Divergence
+	var with, without []string
+	for _, dir := range dirs {
+		path := filepath.Join(dir, reports.FileDivergences)
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			without = append(without, dir)
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("report: %w", err)
+		}
+		var ds []scenarios.Divergence
+		if err := json.Unmarshal(b, &ds); err != nil {
+			return nil, false, fmt.Errorf("report: %s: %w", path, err)
+		}
+		with = append(with, dir)
+		all = append(all, ds...)
+	}
+	switch {
+	case len(with) == 0:
+		return nil, false, nil
+	case len(without) > 0:
+		return nil, false, fmt.Errorf("%w: %s ran against the reference device (%s) and %s did not: a campaign is differential in all its shards or in none",
+			reports.ErrBadMerge, with[0], reports.FileDivergences, without[0])
+	}
+	rank := caseRank(merged)
+	slices.SortStableFunc(all, func(a, b scenarios.Divergence) int { return rank(a.Case) - rank(b.Case) })
+	return all, true, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/onsi/ginkgo/v2/types"
@@ -115,4 +116,48 @@ func shardSections(t *testing.T, dir string) [][]byte {
 		out = append(out, x.Bytes)
 	}
 	return out
+}
+
+// The shards' divergences from the reference device join in the merged
+// run's order of their cases; a campaign with none has none, and one
+// differential in only some shards is refused, naming one of each.
+func TestMergeDivergences(t *testing.T) {
+	var merged types.Report
+	for _, id := range []string{"TC-A-001", "TC-B-001", "TC-C-001"} {
+		merged.SpecReports = append(merged.SpecReports, types.SpecReport{LeafNodeType: types.NodeTypeIt, LeafNodeLabels: []string{id}})
+	}
+	shard := func(divergences string) string {
+		d := t.TempDir()
+		if divergences != "" {
+			if err := os.WriteFile(filepath.Join(d, reports.FileDivergences), []byte(divergences), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	one := shard(`[{"case": "TC-C-001", "name": "PAY"}, {"case": "TC-A-001", "name": "SELECT"}]`)
+	two := shard(`[]`)
+	three := shard(`[{"case": "TC-B-001", "name": "VERIFY"}]`)
+	ds, differential, err := mergeDivergences([]string{one, two, three}, merged)
+	if err != nil || !differential {
+		t.Fatalf("mergeDivergences: %v, differential %v", err, differential)
+	}
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.Case+" "+d.Name)
+	}
+	if want := []string{"TC-A-001 SELECT", "TC-B-001 VERIFY", "TC-C-001 PAY"}; !slices.Equal(got, want) {
+		t.Errorf("merged divergences %q, want %q", got, want)
+	}
+	if ds, differential, err := mergeDivergences([]string{shard(""), shard("")}, merged); err != nil || differential || ds != nil {
+		t.Errorf("shards without divergences: %v, %v, %v", ds, differential, err)
+	}
+	plain := shard("")
+	_, _, err = mergeDivergences([]string{one, plain}, merged)
+	if !errors.Is(err, reports.ErrBadMerge) || !strings.Contains(err.Error(), one) || !strings.Contains(err.Error(), plain) {
+		t.Errorf("a campaign differential in one shard of two: %v", err)
+	}
+	if _, _, err := mergeDivergences([]string{shard("{not json")}, merged); err == nil {
+		t.Error("a divergences.json that does not parse was merged")
+	}
 }
