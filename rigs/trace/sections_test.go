@@ -40,3 +40,36 @@ func TestSections(t *testing.T) {
 		t.Error("a trace without a section header split without an error")
 	}
 }
+
+// FuzzSections: any bytes either fail to split, or split into sections
+// that each begin with a section header block and join back into exactly
+// the bytes given (certify --procs and report --merge join them so).
+func FuzzSections(f *testing.F) {
+	var b bytes.Buffer
+	for _, id := range []string{"", "TC-PAY-001", "TC-APP-002"} {
+		l := WrapCase(link.NewDirect(&linktest.ScriptCard{}, "ref", testATR), &b, nil, func() string { return id })
+		if _, err := l.Exchange(context.Background(), []byte{0x00, 0xA4, 0x04, 0x00}); err != nil {
+			f.Fatal(err)
+		}
+		l.Close()
+	}
+	f.Add(b.Bytes())
+	f.Add(b.Bytes()[:b.Len()/2])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Sections(data)
+		if err != nil {
+			return
+		}
+		var joined []byte
+		for i, x := range s {
+			if len(x.Bytes) < 12 || !bytes.Equal(x.Bytes[:4], []byte{0x0A, 0x0D, 0x0D, 0x0A}) {
+				t.Fatalf("section %d does not begin with a section header block: % x", i, x.Bytes[:min(len(x.Bytes), 12)])
+			}
+			joined = append(joined, x.Bytes...)
+		}
+		if !bytes.Equal(joined, data) {
+			t.Fatalf("%d sections join into %d bytes, not the %d given", len(s), len(joined), len(data))
+		}
+	})
+}
