@@ -57,7 +57,7 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 	var duts dutList
 	flags.Var(&duts, "dut", certifyDUTUsage())
 	icsPath := flags.String("ics", "", "the device's implementation conformance statement (required for a physical DUT; 'spdlab ics template' writes one); an emulated DUT uses the reference device's")
-	out := flags.String("out", "", "directory for the report (report.html, junit.xml, certificate.json, manifest.json, ginkgo.json)")
+	out := flags.String("out", "", "directory for the report (report.html, junit.xml, certificate.json, manifest.json, ginkgo.json, trace.pcapng): new, empty, or holding an earlier report, which this one replaces; the manifest signs every file in it")
 	focus := focusFlag(flags, "run only cases whose description matches this regular expression (a partial run: never a certificate)")
 	labels := labelFilterFlag(flags, "run only cases matching this Ginkgo label expression, e.g. 'C2 || C4' or 'TC-PAY-001' (a partial run: never a certificate)")
 	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made by 'spdlab labkey init'")

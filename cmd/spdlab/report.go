@@ -19,7 +19,7 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	flags := newFlags(e, "report", "--json FILE --dut DUT --out DIR [--key FILE] | --verify DIR (--lab-key PUB | --trust FILE) | --merge --out DIR [--key FILE] (--lab-key PUB | --trust FILE) SHARD_DIR... | --times DIR... | --golden GDIR (--record DIR | --compare DIR)")
 	jsonPath := flags.String("json", "", "Ginkgo JSON report of a conformance run")
 	dut := flags.String("dut", "", "the device under test the run was against")
-	out := flags.String("out", "", "directory for report.html, junit.xml, certificate.json, manifest.json")
+	out := flags.String("out", "", "directory for report.html, junit.xml, certificate.json, manifest.json: new, empty, or holding an earlier report, which this one replaces; the manifest signs every file in it")
 	keyPath := flags.String("key", reports.DefaultLabKeyPath(), "lab signing key (PEM, EC P-256), made once with 'spdlab labkey init'")
 	verify := flags.String("verify", "", "verify the manifest and every file of a report directory")
 	labKey := flags.String("lab-key", "", "with --verify or --merge: the trusted lab's public key (PEM, as 'spdlab labkey init' writes it)")
