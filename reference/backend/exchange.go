@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"math/big"
 	"net/http"
 	"time"
@@ -165,6 +166,13 @@ func (s *Server) signRate(ctx context.Context, req RateRequest) (ExchangeRate, e
 		if err != nil {
 			return internal(err)
 		}
+		// Kept, so that the exchange made at it settles (settledRate).
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rates(device_id, atc, kind, target_currency, numerator, denominator, expires_at, created_at)
+			VALUES($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT(device_id, atc, kind, target_currency, numerator, denominator) DO UPDATE SET expires_at=excluded.expires_at`,
+			req.DeviceID, int64(req.ATC), int(kind), int(rate.TargetCurrency), int64(o.Numerator), int64(o.Denominator), exp.Unix(), s.cfg.Now().Unix()); err != nil {
+			return internal(err)
+		}
 		out = ExchangeRate{DeviceID: req.DeviceID, ATC: req.ATC, Kind: req.Kind, Currency: cur, Target: rate.TargetCurrency,
 			Numerator: o.Numerator, Denominator: o.Denominator, ExpiresAt: exp, Rate: v}
 		return nil
@@ -177,6 +185,29 @@ func (c *Client) Rate(ctx context.Context, req RateRequest) (ExchangeRate, error
 	var out ExchangeRate
 	err := c.do(ctx, http.MethodPost, "/v1/rates", req, &out)
 	return out, err
+}
+
+// signedRate refuses an exchange record unless the host signed its rate
+// (POST /v1/rates) for its device and ATC, kind and target currency, and
+// the record was made before the rate expired (SPD-EXC-4, SPD-EXC-5). The
+// record carries its rate in the device's own words: a device that made
+// up a rate would otherwise be paid out at it.
+func (s *Server) signedRate(ctx context.Context, tx *sql.Tx, rec DeviceRecord) error {
+	var exp int64
+	err := tx.QueryRowContext(ctx, `SELECT expires_at FROM rates WHERE device_id=$1 AND atc=$2 AND kind=$3 AND target_currency=$4 AND numerator=$5 AND denominator=$6`,
+		rec.Device, int64(rec.ATC), int(rec.Exchange), int(rec.TargetCurrency), int64(rec.RateNumerator), int64(rec.RateDenominator)).Scan(&exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return newErr(http.StatusUnprocessableEntity, CodeNoRate, "device %s ATC %d: an exchange at %d/%d (target currency %d) that the host never signed for this device and ATC",
+			rec.Device, rec.ATC, rec.RateNumerator, rec.RateDenominator, rec.TargetCurrency)
+	}
+	if err != nil {
+		return internal(err)
+	}
+	if rec.Time.Unix() > exp {
+		return newErr(http.StatusUnprocessableEntity, CodeNoRate, "device %s ATC %d: an exchange made at %s, after its rate expired at %s",
+			rec.Device, rec.ATC, rec.Time.UTC().Format(time.RFC3339), unixTime(exp).Format(time.RFC3339))
+	}
+	return nil
 }
 
 // exchangePrice is the debit SPEC.md 4.11 sets for an exchange record's

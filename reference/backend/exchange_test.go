@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,11 +67,56 @@ func TestSettleExchange(t *testing.T) {
 	d := newSimDevice(t, "xchg-dev")
 	l.register(d, 100_00, "")
 	at := l.clock.Now()
+	// The host signs each exchange's rate for the device's next ATC
+	// (POST /v1/rates), as a terminal asks before the EXCHANGE.
+	rate := func(atc uint32, kind string, target uint16) ExchangeRate {
+		t.Helper()
+		r, err := l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: atc, Kind: kind, Target: target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for atc := uint32(1); atc <= 4; atc++ {
+		if r := rate(atc, ExchangeUses, 0); r.Numerator != 1 || r.Denominator != 250 {
+			t.Fatalf("rate of a use: %+v", r)
+		}
+	}
+	if r := rate(2, ExchangeCurrency, 978); r.Numerator != 1_274 || r.Denominator != 10_000 {
+		t.Fatalf("rate of CNY into EUR: %+v", r)
+	}
 	uses := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 750, Time: at, Nonce: []byte("EXC-NONCE-1"),
 		Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 3})
 	// 10.00 CNY at 0.1274 buys 1.27 EUR, whose price is 9.97 CNY.
 	cur := d.sign(spd.PendingRecord{ATC: 2, Kind: spd.KindExchange, Mode: spd.ModeOnline, Amount: 9_97, Time: at, Nonce: []byte("EXC-NONCE-2"),
 		Exchange: spd.ExchangeCurrency, TargetCurrency: 978, RateNumerator: 1_274, RateDenominator: 10_000, Target: 127})
+	// A rate the host never signed is refused, whatever the device says:
+	// 1.00 CNY for 1000.00 EUR, its price paid in full; the host's own
+	// rate of another ATC, or of the ATC for another currency; and an
+	// exchange made after its rate expired.
+	for why, r := range map[string]spd.PendingRecord{
+		"a rate made up":                    {ATC: 3, Amount: 1_00, Exchange: spd.ExchangeCurrency, TargetCurrency: 978, RateNumerator: 1_000_00, RateDenominator: 1_00, Target: 1_000_00},
+		"another ATC's":                     {ATC: 5, Amount: 7_50, Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 3},
+		"into another currency than signed": {ATC: 2, Amount: 9_97, Exchange: spd.ExchangeCurrency, TargetCurrency: 840, RateNumerator: 1_274, RateDenominator: 10_000, Target: 127},
+		"after it expired": {ATC: 3, Amount: 7_50, Exchange: spd.ExchangeUses, RateNumerator: 1, RateDenominator: 250, Target: 3,
+			Time: at.Add(RateLifetime + time.Second)},
+	} {
+		r.Kind, r.Mode, r.Nonce = spd.KindExchange, spd.ModeOnline, []byte("EXC-NONCE-X")
+		if r.Time.IsZero() {
+			r.Time = at
+		}
+		_, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{d.sign(r)}})
+		want := "never signed"
+		if why == "after it expired" {
+			want = "after its rate expired"
+		}
+		if ae := wantCode(t, err, http.StatusUnprocessableEntity, CodeNoRate); !strings.Contains(ae.Reason, want) {
+			t.Errorf("%s: %q, want it to say %q", why, ae.Reason, want)
+		}
+		if a := l.audit(); a.Exchanged != 0 || len(a.PaidOut) != 0 {
+			t.Fatalf("%s: audit %+v after its refusal", why, a)
+		}
+	}
 	ack, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{uses, cur}})
 	if err != nil {
 		t.Fatal(err)

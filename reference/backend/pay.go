@@ -357,6 +357,9 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 					return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %s ATC %d: an exchange debit of %d for %d at %d/%d, whose price is %d",
 						rec.Device, rec.ATC, rec.Amount, rec.Target, rec.RateNumerator, rec.RateDenominator, want).at(i)
 				}
+				if err := s.signedRate(ctx, tx, rec); err != nil {
+					return asAPIErr(err).at(i)
+				}
 				if rec.Amount > dev.balance {
 					return newErr(http.StatusUnprocessableEntity, CodeInsufficient, "device %s ATC %d: exchange of %d over the balance %d", rec.Device, rec.ATC, rec.Amount, dev.balance).at(i)
 				}
