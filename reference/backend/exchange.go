@@ -166,7 +166,7 @@ func (s *Server) signRate(ctx context.Context, req RateRequest) (ExchangeRate, e
 		if err != nil {
 			return internal(err)
 		}
-		// Kept, so that the exchange made at it settles (settledRate).
+		// Kept, so that the exchange made at it settles (signedRate).
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rates(device_id, atc, kind, target_currency, numerator, denominator, expires_at, created_at)
 			VALUES($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT(device_id, atc, kind, target_currency, numerator, denominator) DO UPDATE SET expires_at=excluded.expires_at`,

@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"testing"
 
 	"github.com/spdlab/spdlab/rigs/link"
@@ -12,14 +13,7 @@ import (
 // A trace of three links splits into three sections, each tagged with the
 // case of its first record, that join back into the same bytes.
 func TestSections(t *testing.T) {
-	var b bytes.Buffer
-	for _, id := range []string{"TC-PAY-001", "", "TC-APP-002"} {
-		l := WrapCase(link.NewDirect(&linktest.ScriptCard{}, "ref", testATR), &b, nil, func() string { return id })
-		if _, err := l.Exchange(context.Background(), []byte{0x00, 0xA4, 0x04, 0x00}); err != nil {
-			t.Fatal(err)
-		}
-		l.Close()
-	}
+	b := bytes.NewBuffer(linkTrace(t, "TC-PAY-001", "", "TC-APP-002"))
 	s, err := Sections(b.Bytes())
 	if err != nil {
 		t.Fatal(err)
@@ -45,16 +39,9 @@ func TestSections(t *testing.T) {
 // that each begin with a section header block and join back into exactly
 // the bytes given (certify --procs and report --merge join them so).
 func FuzzSections(f *testing.F) {
-	var b bytes.Buffer
-	for _, id := range []string{"", "TC-PAY-001", "TC-APP-002"} {
-		l := WrapCase(link.NewDirect(&linktest.ScriptCard{}, "ref", testATR), &b, nil, func() string { return id })
-		if _, err := l.Exchange(context.Background(), []byte{0x00, 0xA4, 0x04, 0x00}); err != nil {
-			f.Fatal(err)
-		}
-		l.Close()
-	}
-	f.Add(b.Bytes())
-	f.Add(b.Bytes()[:b.Len()/2])
+	b := linkTrace(f, "", "TC-PAY-001", "TC-APP-002")
+	f.Add(b)
+	f.Add(b[:len(b)/2])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Sections(data)
@@ -63,7 +50,7 @@ func FuzzSections(f *testing.F) {
 		}
 		var joined []byte
 		for i, x := range s {
-			if len(x.Bytes) < 12 || !bytes.Equal(x.Bytes[:4], []byte{0x0A, 0x0D, 0x0D, 0x0A}) {
+			if len(x.Bytes) < 12 || binary.LittleEndian.Uint32(x.Bytes) != uint32(BlockSHB) {
 				t.Fatalf("section %d does not begin with a section header block: % x", i, x.Bytes[:min(len(x.Bytes), 12)])
 			}
 			joined = append(joined, x.Bytes...)
@@ -72,4 +59,19 @@ func FuzzSections(f *testing.F) {
 			t.Fatalf("%d sections join into %d bytes, not the %d given", len(s), len(joined), len(data))
 		}
 	})
+}
+
+// linkTrace is the trace of one link a case ID, each sending one SELECT
+// as that case ("" outside any): one section each.
+func linkTrace(tb testing.TB, ids ...string) []byte {
+	tb.Helper()
+	var b bytes.Buffer
+	for _, id := range ids {
+		l := WrapCase(link.NewDirect(&linktest.ScriptCard{}, "ref", testATR), &b, nil, func() string { return id })
+		if _, err := l.Exchange(context.Background(), []byte{0x00, 0xA4, 0x04, 0x00}); err != nil {
+			tb.Fatal(err)
+		}
+		l.Close()
+	}
+	return b.Bytes()
 }
