@@ -55,6 +55,11 @@ func runReport(ctx context.Context, e *env, args []string) error {
 		if flags.NArg() == 0 {
 			return usageErrorf("--merge needs the shard report directories after the flags")
 		}
+		for _, dir := range flags.Args() {
+			if within(*out, dir) || within(dir, *out) {
+				return usageErrorf("--out %s and the shard report %s are one inside the other: the merged report replaces what --out holds, and each shard's manifest signs every file in its directory; give --out a directory of its own", *out, dir)
+			}
+		}
 		return mergeReports(e, flags.Args(), *out, *keyPath, *labKey, *trustPath)
 	}
 	if flags.NArg() != 0 {
