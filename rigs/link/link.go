@@ -57,8 +57,10 @@ type Limits interface {
 
 // Errors a caller can act on.
 var (
-	// ErrNoCard: no device is present (reader empty, port silent).
-	ErrNoCard = errors.New("link: no card present")
+	// ErrNoCard: no device is present (reader empty, port missing or
+	// silent). Its text says "device", as the link serves serial, USB and
+	// SD devices as well as cards in readers.
+	ErrNoCard = errors.New("link: no device present")
 	// ErrRemoved: the device went away or lost power during an exchange;
 	// whether the command took effect is unknown to the host.
 	ErrRemoved = errors.New("link: card removed or unpowered during exchange")

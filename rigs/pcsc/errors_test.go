@@ -22,7 +22,7 @@ func TestErrorMapping(t *testing.T) {
 		{scard.ErrServiceStopped, ErrNoService, "pcsc: cannot reach pcscd"},
 		{scard.ErrNoReadersAvailable, ErrNoReader, "no reader attached"},
 		{scard.ErrUnknownReader, ErrNoReader, "pcsc: no such reader"},
-		{scard.ErrNoSmartcard, link.ErrNoCard, "no card present"},
+		{scard.ErrNoSmartcard, link.ErrNoCard, "link: no device present (reader Virtual PCD 00 00)"},
 		{scard.ErrRemovedCard, link.ErrRemoved, "removed"},
 		{scard.ErrNotTransacted, link.ErrRemoved, "removed"},
 		{scard.ErrUnresponsiveCard, link.ErrRemoved, "removed"},
