@@ -410,15 +410,16 @@ func defineExchange(d Driver) {
 		It("MUST refuse an exchange into a full ledger with 6A84, changing nothing",
 			Label("slow"), Case("TC-EXC-005", Negative, "SPD-EXC-1", "SPD-LED-1", "SPD-APP-4", "C13", "C4", "C7"),
 			func(ctx SpecContext) {
+				n := capacities(d).Ledger
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
-				for i := 0; i < ledgerCapacity; i++ {
+				for i := 0; i < n; i++ {
 					r := f.excNext(ctx, excUses, 1, 1)
 					Expect(f.sw(ctx, excCommand(excUses, 1, f.excSeal(r.body()), nil))).To(Equal(sw9000), "exchange %d", i+1)
 				}
-				Expect(f.Client.PendingCount(ctx)).To(Equal(ledgerCapacity))
+				Expect(f.Client.PendingCount(ctx)).To(Equal(n))
 				r := f.excNext(ctx, excUses, 1, 1)
-				f.refuses(ctx, excCommand(excUses, 1, f.excSeal(r.body()), nil), sw6A84, "the 65th record")
+				f.refuses(ctx, excCommand(excUses, 1, f.excSeal(r.body()), nil), sw6A84, fmt.Sprintf("record %d of a ledger of %d", n+1, n))
 				// A debit above the balance comes first.
 				f.refuses(ctx, excCommand(excUses, 100_00, f.excSeal(r.body()), nil), sw6985, "a debit above the balance into a full ledger")
 			}, SpecTimeout(60*time.Second))

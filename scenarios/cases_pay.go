@@ -267,21 +267,22 @@ func definePaymentCases(d Driver) {
 			f.refuses(ctx, bad, sw6A80, "a required tier of 4")
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST refuse the 65th ledger record with 6A84 and change nothing, for payments of either mode and transfers",
+	It("MUST refuse a ledger record beyond its capacity (the ICS's capacities.ledger) with 6A84 and change nothing, for payments of either mode and transfers",
 		Label("slow"), Case("TC-LED-001", Negative, "SPD-LED-1", "SPD-APP-4", "C4", "C7"), func(ctx SpecContext) {
+			n := capacities(d).Ledger
 			p := TestProfile()
-			p.Limits = spd.Limits{MaxPayment: 0, MaxPending: 1_000_00, MaxOfflineCount: 100, MaxOfflineAge: 0}
+			p.Limits = spd.Limits{MaxPayment: 0, MaxPending: 1_000_00, MaxOfflineCount: max(100, n/2+1), MaxOfflineAge: 0}
 			f := personalised(ctx, d, &p)
 			f.login(ctx)
-			for i := 0; i < ledgerCapacity; i++ {
+			for i := 0; i < n; i++ {
 				kind := []spd.PaymentKind{spd.KindBalance, spd.KindAccount}[i%2]
 				mode := []spd.Mode{spd.ModeOnline, spd.ModeOffline}[i/2%2]
 				res := f.pay(ctx, payment(kind, mode, 1))
 				Expect(res.Success()).To(BeTrue(), "payment %d: %s", i+1, res.Info().Reason)
 			}
-			Expect(f.Client.PendingCount(ctx)).To(Equal(ledgerCapacity))
-			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1)), sw6A84, "the 65th record, online")
-			f.refuses(ctx, spd.Pay(payment(spd.KindUse, spd.ModeOffline, 0)), sw6A84, "the 65th record, offline use")
+			Expect(f.Client.PendingCount(ctx)).To(Equal(n))
+			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1)), sw6A84, fmt.Sprintf("record %d of a ledger of %d, online", n+1, n))
+			f.refuses(ctx, spd.Pay(payment(spd.KindUse, spd.ModeOffline, 0)), sw6A84, fmt.Sprintf("record %d of a ledger of %d, offline use", n+1, n))
 			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_000_00)), sw6A84, "a full ledger before any decline")
 			f.refuses(ctx, spd.TransferOut(spd.TransferRequest{Amount: 1, Currency: 978, Payee: []byte{0x5D, 0x1A, 0xEE, 0, 0, 0, 0, 9},
 				Time: Clock, Expiry: Clock.Add(time.Hour)}), sw6A84, "a transfer into a full ledger")

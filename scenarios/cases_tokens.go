@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"bytes"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -69,8 +70,11 @@ func defineTokenMediaCases(d Driver) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			seen := map[string]bool{}
+			// Each token expires before the next is made, so that a device
+			// of any token capacity (SPEC.md section 11) has room for it.
 			for i := 0; i < 4; i++ {
-				res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: inStore})
+				at := Clock.Add(time.Duration(i) * 2 * time.Minute)
+				res, err := f.Client.GenerateToken(ctx, spd.TokenRequest{Time: at, Expiry: at.Add(time.Minute), Controls: inStore})
 				Expect(err).NotTo(HaveOccurred())
 				info := res.Info()
 				Expect(info.Token).To(HaveLen(16))
@@ -80,21 +84,23 @@ func defineTokenMediaCases(d Driver) {
 				Expect(seen[random]).To(BeFalse(), "two tokens share their random part")
 				Expect(bytes.Count(info.Token[:12], info.Token[:1])).To(BeNumerically("<", 12), "a constant random part")
 				seen[random] = true
-				Expect(info.Expiry.Equal(Clock.Add(time.Hour))).To(BeTrue())
+				Expect(info.Expiry.Equal(at.Add(time.Minute))).To(BeTrue())
 				Expect(info.Certificate).To(Equal(f.Profile.Certificate))
 			}
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST keep at most 8 live tokens and refuse the 9th with 6A84, changing nothing",
+	It("MUST keep as many live tokens as its capacity (the ICS's capacities.tokens) and refuse one more with 6A84, changing nothing",
 		Case("TC-TOK-007", Positive, Negative, "SPD-TOK-1", "SPD-APP-4", "C22"), func(ctx SpecContext) {
 			need(d, Tokens)
+			n := capacities(d).Tokens
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			var toks [][]byte
-			for i := 0; i < tokenCapacity; i++ {
+			for i := 0; i < n; i++ {
 				toks = append(toks, f.newToken(ctx, Clock, Clock.Add(time.Hour), inStore))
 			}
-			f.refuses(ctx, spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: inStore}), sw6A84, "the 9th live token")
+			f.refuses(ctx, spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: inStore}), sw6A84,
+				fmt.Sprintf("live token %d of a table of %d", n+1, n))
 			for _, t := range toks {
 				r := payment(spd.KindBalance, spd.ModeOnline, 1)
 				r.Token = t
@@ -105,21 +111,24 @@ func defineTokenMediaCases(d Driver) {
 	It("MUST drop expired and used-up tokens to make room for a new one",
 		Case("TC-TOK-008", Positive, Negative, "SPD-TOK-1", "SPD-TOK-2", "C22", "C23"), func(ctx SpecContext) {
 			need(d, Tokens)
+			n := capacities(d).Tokens
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
-			short := f.newToken(ctx, Clock, Clock.Add(time.Minute), inStore)
+			// A full table whose first token is good for one payment.
 			once := f.newToken(ctx, Clock, Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 1, MaxAmount: 5_00, Channels: medium.ChannelInStore})
-			for i := 2; i < tokenCapacity; i++ {
+			for i := 1; i < n; i++ {
 				f.newToken(ctx, Clock, Clock.Add(time.Hour), inStore)
 			}
-			f.refuses(ctx, spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: inStore}), sw6A84,
-				"a 9th token while all 8 are live at the request's time")
+			full := spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Hour), Controls: inStore})
+			f.refuses(ctx, full, sw6A84, fmt.Sprintf("token %d while all %d are live at the request's time", n+1, n))
 			r := payment(spd.KindBalance, spd.ModeOnline, 1_00)
 			r.Token = once
 			f.pays(ctx, r, 1_00)
-			f.newToken(ctx, Clock, Clock.Add(time.Hour), inStore) // in place of the used-up one
+			// In place of the used-up one, a token that expires first.
+			short := f.newToken(ctx, Clock, Clock.Add(time.Minute), inStore)
+			f.refuses(ctx, full, sw6A84, fmt.Sprintf("token %d once the used-up one was replaced", n+1))
 			f.refuses(ctx, spd.GenerateToken(spd.TokenRequest{Time: Clock.Add(time.Minute), Expiry: Clock.Add(time.Hour), Controls: inStore}), sw6A84,
-				"a 9th token while the short one is live at exactly its expiry")
+				fmt.Sprintf("token %d while the short one is live at exactly its expiry", n+1))
 			f.newToken(ctx, Clock.Add(2*time.Minute), Clock.Add(time.Hour), inStore) // in place of the expired one
 			r.Token, r.Time = short, Clock
 			f.declines(ctx, r, reasonUnknownToken)

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"bytes"
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -80,19 +81,27 @@ func defineTransferCases(d Driver) {
 			Expect(f.Client.Balance(ctx)).To(Equal(int64(0)), "the whole balance may go")
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST keep at most 16 outgoing transfers, refuse the 17th with 6A84, and make room when the host closes one",
+	It("MUST keep as many outgoing transfers as its capacity (the ICS's capacities.transfers), refuse one more with 6A84, and make room when the host closes one",
 		Case("TC-XFR-006", Positive, Negative, "SPD-XFR-1", "SPD-LED-4", "C13", "C30"), func(ctx SpecContext) {
 			need(d, Transfers)
+			n := capacities(d).Transfers
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
-			for i := 0; i < transferCapacity; i++ {
+			// Each transfer adds a ledger record (SPD-LED-1): the ledger is
+			// emptied whenever it is full, and before each refusal, so
+			// that the refusal is the transfer table's.
+			for i := 0; i < n; i++ {
+				f.roomInLedger(ctx)
 				f.transferTo(ctx, nowhere, 1, Clock.Add(time.Hour))
 			}
+			f.emptyLedger(ctx)
 			cmd := spd.TransferOut(spd.TransferRequest{Amount: 1, Currency: 978, Payee: nowhere, Time: Clock, Expiry: Clock.Add(time.Hour)})
-			f.refuses(ctx, cmd, sw6A84, "the 17th outgoing transfer")
-			Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, Serials: []uint64{3}})).To(Equal(sw9000))
+			f.refuses(ctx, cmd, sw6A84, fmt.Sprintf("outgoing transfer %d of a table of %d", n+1, n))
+			Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, Serials: []uint64{uint64(min(3, n))}})).To(Equal(sw9000))
+			f.roomInLedger(ctx)
 			f.transferTo(ctx, nowhere, 1, Clock.Add(time.Hour))
-			f.refuses(ctx, cmd, sw6A84, "16 again")
+			f.emptyLedger(ctx)
+			f.refuses(ctx, cmd, sw6A84, fmt.Sprintf("%d kept again", n))
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST show an outstanding transfer again changing nothing, and answer 6A83 once it is closed, reclaimed or unknown",
@@ -244,29 +253,34 @@ func defineTransferCases(d Driver) {
 			Expect(f.Client.Balance(ctx)).To(Equal(f.Profile.Balance), "value conserved: debited once, credited back once")
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST remember 256 imports and refuse the 257th with 6A84",
+	It("MUST remember as many imports as its capacity (the ICS's capacities.imports) and refuse one more with 6A84",
 		Label("slow"), Case("TC-XFR-011", Positive, Negative, "SPD-XFR-2", "SPD-LED-1", "C13"), func(ctx SpecContext) {
 			need(d, Transfers)
+			caps := capacities(d)
+			n, ledger := uint64(caps.Imports), caps.Ledger
 			payee := personalised(ctx, d, nil)
 			payee.login(ctx)
 			forger := newForger(payee.Issuer)
 			me := payee.Profile.DeviceID
-			// The ledger fills every 64 imports (SPD-LED-1): the ATCs the
-			// signed results name are acknowledged, which must empty it.
+			// The ledger fills every ledger-capacity imports (SPD-LED-1):
+			// the ATCs the signed results name are acknowledged, which must
+			// empty it. After the last import the ledger is not full, so the
+			// refusal is the import list's.
 			var atcs []uint32
-			for serial := uint64(1); serial <= 256; serial++ {
+			for serial := uint64(1); serial <= n; serial++ {
 				res, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 1, serial, Clock.Add(time.Hour))), Time: Clock})
 				Expect(err).NotTo(HaveOccurred(), "import %d", serial)
 				atcs = append(atcs, res.Info().ATC)
-				if serial%64 == 0 {
-					Expect(payee.Client.PendingCount(ctx)).To(Equal(64), "the ledger after import %d", serial)
+				if len(atcs) == ledger {
+					Expect(payee.Client.PendingCount(ctx)).To(Equal(ledger), "the ledger after import %d", serial)
 					Expect(payee.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, ATCs: atcs})).To(Equal(sw9000))
-					Expect(payee.Client.PendingCount(ctx)).To(Equal(0), "the ledger after acknowledging imports %d to %d", serial-63, serial)
+					Expect(payee.Client.PendingCount(ctx)).To(Equal(0), "the ledger after acknowledging imports %d to %d", serial-uint64(ledger)+1, serial)
 					atcs = atcs[:0]
 				}
 			}
-			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, 257, Clock.Add(time.Hour))), Clock), sw6A84, "the 257th import")
-			Expect(payee.Client.Balance(ctx)).To(Equal(payee.Profile.Balance + 256))
+			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, n+1, Clock.Add(time.Hour))), Clock), sw6A84,
+				fmt.Sprintf("import %d of a list of %d", n+1, n))
+			Expect(payee.Client.Balance(ctx)).To(Equal(payee.Profile.Balance + int64(n)))
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST import a transfer that takes the balance to exactly 2^62 and refuse one above it with 6A80",

@@ -18,6 +18,7 @@ import (
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/rigs/link"
+	"github.com/spdlab/spdlab/scenarios/ics"
 )
 
 // Status words of SPEC.md section 1.1, written out here rather than taken
@@ -59,9 +60,6 @@ const (
 	reasonCountLimit    = "over the offline count limit"
 	reasonSyncTooOld    = "too long offline since the last sync"
 	defaultMediumExpiry = 300 * time.Second
-	ledgerCapacity      = 64 // SPEC.md section 11, the reference device
-	tokenCapacity       = 8
-	transferCapacity    = 16
 )
 
 // DeviceState is everything about a device the profile lets a terminal
@@ -270,6 +268,34 @@ func (f *Fixture) acknowledge(ctx context.Context, a spd.Acknowledgement) apdu.S
 	}))
 }
 
+// emptyLedger has the host acknowledge every record of the pending ledger
+// (SPD-LED-4), which must leave it empty.
+func (f *Fixture) emptyLedger(ctx context.Context) {
+	GinkgoHelper()
+	recs := f.state(ctx).Records
+	if len(recs) == 0 {
+		return
+	}
+	atcs := make([]uint32, len(recs))
+	for i, r := range recs {
+		atcs[i] = r.ATC
+	}
+	Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, ATCs: atcs})).To(Equal(sw9000), "acknowledging the %d records of the ledger", len(recs))
+	Expect(f.Client.PendingCount(ctx)).To(Equal(0), "the ledger after the host acknowledged every record")
+}
+
+// roomInLedger empties the pending ledger when it holds as many records as
+// the device's capacity (SPEC.md section 11), so that a case that makes
+// more records than the capacity runs on a device of any capacity.
+func (f *Fixture) roomInLedger(ctx context.Context) {
+	GinkgoHelper()
+	n, err := f.Client.PendingCount(ctx)
+	Expect(err).NotTo(HaveOccurred())
+	if n >= capacities(f.Driver).Ledger {
+		f.emptyLedger(ctx)
+	}
+}
+
 // reclaimOrder is a host-signed RECLAIM of serial at t.
 func (f *Fixture) reclaimOrder(serial uint64, t time.Time) apdu.Command {
 	GinkgoHelper()
@@ -349,4 +375,15 @@ func (g certifiedForger) sign(info medium.ServiceInfo) []byte {
 func transferMedium(payer, payee []byte, amount int64, serial uint64, expiry time.Time) medium.ServiceInfo {
 	return medium.ServiceInfo{Kind: medium.KindTransfer, AID: spd.AID, DeviceID: payer, PayerID: payer, PayeeID: payee,
 		Amount: amount, Serial: serial, Currency: 978, Balance: 0, Uses: 0, ATC: 1, Issued: Clock, Expiry: expiry}
+}
+
+// capacities are the capacities of the device under test that the capacity
+// cases fill to exactly their value before they expect 6A84 (SPEC.md
+// section 11): those its ICS declares, the reference device's when the
+// driver has no statement.
+func capacities(d Driver) ics.Capacities {
+	if s := d.Profile().ICS; s != nil {
+		return s.Capacities
+	}
+	return ics.Reference().Capacities
 }

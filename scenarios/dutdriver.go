@@ -16,6 +16,7 @@ import (
 
 	"github.com/spdlab/spdlab/emulator/fault"
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/spd"
 	"github.com/spdlab/spdlab/rigs/dut"
@@ -87,6 +88,32 @@ func NewDUTDriver(specs []string, s *ics.ICS) (*DUTDriver, error) {
 	return &DUTDriver{Specs: specs, ICS: s}, nil
 }
 
+// options are the options devices are opened with: d.Options, with an
+// emulated device made to the capacities of the statement (SPEC.md section
+// 11), where d.Options leaves them unset. An emulated DUT run with an ICS
+// emulates the product the statement describes; without one, the
+// reference device's statement gives the reference capacities.
+func (d *DUTDriver) options() dut.Options {
+	o := d.Options
+	o.Device = withCapacities(o.Device, d.statement().Capacities)
+	return o
+}
+
+// withCapacities is c with each capacity it leaves unset taken from caps.
+func withCapacities(c device.Config, caps ics.Capacities) device.Config {
+	for _, f := range []struct {
+		v   *int
+		cap int
+	}{
+		{&c.MaxLedger, caps.Ledger}, {&c.MaxTokens, caps.Tokens}, {&c.MaxTransfers, caps.Transfers}, {&c.MaxImports, caps.Imports},
+	} {
+		if *f.v == 0 {
+			*f.v = f.cap
+		}
+	}
+	return c
+}
+
 // Emulated reports whether the driver makes its devices itself.
 func (d *DUTDriver) Emulated() bool { return len(d.Specs) == 1 && dut.Emulated(d.Specs[0]) }
 
@@ -143,7 +170,7 @@ func (d *DUTDriver) Probe(ctx context.Context) ([]Identity, error) {
 	var out []Identity
 	power := map[int]bool{}
 	for i, sp := range d.Specs {
-		u, err := dut.Open(ctx, sp, d.Options)
+		u, err := dut.Open(ctx, sp, d.options())
 		if err != nil {
 			return nil, fmt.Errorf("scenarios: opening %s: %w", sp, err)
 		}
@@ -177,7 +204,7 @@ func (d *DUTDriver) Probe(ctx context.Context) ([]Identity, error) {
 // Open implements Driver.
 func (d *DUTDriver) Open(ctx context.Context) (*Device, error) {
 	if d.Emulated() {
-		u, err := dut.Open(ctx, d.Specs[0], d.Options)
+		u, err := dut.Open(ctx, d.Specs[0], d.options())
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +272,7 @@ func (d *DUTDriver) blank(ctx context.Context, i int) (*dut.DUT, error) {
 			return nil, err
 		}
 	}
-	u, err := dut.Open(ctx, spec, d.Options)
+	u, err := dut.Open(ctx, spec, d.options())
 	if err != nil {
 		return nil, fmt.Errorf("scenarios: opening sample %s: %w", spec, err)
 	}

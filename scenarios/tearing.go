@@ -244,16 +244,17 @@ func defineTearingCases(d Driver) {
 				}, isNew: onlyATC})
 			// The token table is not in the snapshot: count it. Every
 			// GENERATE TOKEN the sweep left new spent an ATC and must have
-			// stored its token with it, so exactly tokenCapacity - made
-			// more fit before 6A84 (a device that moved the ATC without
-			// storing the token has room for more).
+			// stored its token with it, so exactly its capacity (the ICS's)
+			// less made more fit before 6A84 (a device that moved the ATC
+			// without storing the token has room for more).
 			made := int(f.state(ctx).ATC - atc)
-			Expect(made).To(BeNumerically("<=", tokenCapacity), "the sweep made %d tokens", made)
-			for i := made; i < tokenCapacity; i++ {
+			tokens := capacities(d).Tokens
+			Expect(made).To(BeNumerically("<=", tokens), "the sweep made %d tokens", made)
+			for i := made; i < tokens; i++ {
 				f.newToken(ctx, Clock, Clock.Add(time.Minute), c)
 			}
 			f.refuses(ctx, spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Minute), Controls: c}), sw6A84,
-				fmt.Sprintf("%d live tokens: the %d the sweep made and %d more", tokenCapacity, made, tokenCapacity-made))
+				fmt.Sprintf("%d live tokens: the %d the sweep made and %d more", tokens, made, tokens-made))
 			// A minute later they have expired and are dropped first.
 			tok := f.newToken(ctx, Clock.Add(2*time.Minute), Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 20, MaxAmount: 10_00, Channels: medium.ChannelInStore})
 			r := payment(spd.KindBalance, spd.ModeOnline, 1)

@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reference/device"
 	"github.com/spdlab/spdlab/reference/issuer"
 	"github.com/spdlab/spdlab/reference/medium"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -77,7 +78,9 @@ func (d *DUTDriver) twin(ctx context.Context, dev *Device) (*Device, error) {
 	if d.Against != "ref" {
 		return nil, fmt.Errorf("scenarios: --against %q: only ref is a reference", d.Against)
 	}
-	ref, err := dut.Open(ctx, "ref", dut.Options{})
+	// The reference twin has the capacities the DUT's statement declares:
+	// it is the device the statement describes.
+	ref, err := dut.Open(ctx, "ref", dut.Options{Device: withCapacities(device.Config{}, d.statement().Capacities)})
 	if err != nil {
 		return nil, err
 	}

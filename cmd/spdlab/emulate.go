@@ -53,6 +53,7 @@ flags:`)
 	slotWait := flags.Duration("slot-wait", 30*time.Second, "sim, esim: how long to wait for another program to free the vpcd slot")
 	linkPath := flags.String("link", "", "serial: also make PATH a symbolic link to the pty")
 	dir := flags.String("dir", "", "sd: the directory standing for the card's mount point (default: a new temporary directory)")
+	icsPath := flags.String("ics", "", "spd: make the device to the capacities of this implementation conformance statement (its ledger, tokens, transfers and imports; SPEC.md section 11), to emulate a product whose capacities are not the reference device's (default: the reference device's)")
 	if len(args) == 0 || isHelp(args[0]) {
 		flags.Usage()
 		if len(args) == 0 {
@@ -75,6 +76,15 @@ flags:`)
 		fmt.Fprintf(e.stderr, "spdlab emulate: unexpected argument %q\n", flags.Arg(0))
 		flags.Usage()
 		return errUsage
+	}
+	var cfg device.Config
+	if *icsPath != "" {
+		s, err := loadICS(*icsPath)
+		if err != nil {
+			return err
+		}
+		c := s.Capacities
+		cfg = device.Config{MaxLedger: c.Ledger, MaxTokens: c.Tokens, MaxTransfers: c.Transfers, MaxImports: c.Imports}
 	}
 	var st store.Store = store.NewMemory()
 	if *statePath != "" {
@@ -104,7 +114,7 @@ flags:`)
 	var dev emulator.Card
 	switch *app {
 	case "spd":
-		dev = device.New(st, device.Config{})
+		dev = device.New(st, cfg)
 	case "select-only":
 		dev = selectOnlyCard{}
 	default:
