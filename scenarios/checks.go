@@ -269,19 +269,37 @@ func (f *Fixture) acknowledge(ctx context.Context, a spd.Acknowledgement) apdu.S
 }
 
 // emptyLedger has the host acknowledge every record of the pending ledger
-// (SPD-LED-4), which must leave it empty.
-func (f *Fixture) emptyLedger(ctx context.Context) {
+// (SPD-LED-4), which must leave it empty, and returns the records it
+// acknowledged.
+func (f *Fixture) emptyLedger(ctx context.Context) []spd.PendingRecord {
+	GinkgoHelper()
+	return f.settle(ctx, nil)
+}
+
+// settle has the host acknowledge every record of the pending ledger and
+// close the outgoing transfers of serials in one ACKNOWLEDGE (SPD-LED-4),
+// as a settlement does; the ledger must be empty after it. It returns the
+// records it acknowledged, for a case that accounts for value over the
+// records the device made (conserved).
+func (f *Fixture) settle(ctx context.Context, serials []uint64) []spd.PendingRecord {
 	GinkgoHelper()
 	recs := f.state(ctx).Records
-	if len(recs) == 0 {
-		return
+	if len(recs) == 0 && len(serials) == 0 {
+		return nil
 	}
 	atcs := make([]uint32, len(recs))
 	for i, r := range recs {
 		atcs[i] = r.ATC
 	}
-	Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, ATCs: atcs})).To(Equal(sw9000), "acknowledging the %d records of the ledger", len(recs))
+	// An acknowledgement names at most spd.MaxAckEntries of each (4.6).
+	for len(atcs) > 0 || len(serials) > 0 {
+		a := spd.Acknowledgement{SyncTime: Clock, ATCs: atcs[:min(len(atcs), spd.MaxAckEntries)], Serials: serials[:min(len(serials), spd.MaxAckEntries)]}
+		Expect(f.acknowledge(ctx, a)).To(Equal(sw9000),
+			"acknowledging %d of the %d records of the ledger and closing %d outgoing transfers", len(a.ATCs), len(recs), len(a.Serials))
+		atcs, serials = atcs[len(a.ATCs):], serials[len(a.Serials):]
+	}
 	Expect(f.Client.PendingCount(ctx)).To(Equal(0), "the ledger after the host acknowledged every record")
+	return recs
 }
 
 // roomInLedger empties the pending ledger when it holds as many records as

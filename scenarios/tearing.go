@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +40,13 @@ type tearable struct {
 	// once: the command cannot run again from its new state (ACTIVATE); a
 	// cut that already left the new state ends the sweep.
 	once bool
+	// room, when set, makes room before each cut for one more command on
+	// a device of any conforming capacity (SPEC.md section 11), given the
+	// state before it: a sweep makes a record, token or transfer at every
+	// cut that leaves the new state, more than a small ledger or table
+	// holds. It may send untorn commands of its own (the host settling the
+	// ledger, say); the sweep then reads the state before the cut afresh.
+	room func(now DeviceState)
 }
 
 // sweep cuts power at every persistent write of t.command in turn (n = 1,
@@ -58,8 +66,12 @@ func (f *Fixture) sweep(ctx context.Context, t tearable) int {
 	}
 	session()
 	for n := 1; n <= 64; n++ {
+		if t.room != nil {
+			t.room(f.state(ctx))
+		}
 		// Read once per cut: nothing reaches the device between the
-		// check of one cut and the next (f.state), unless isNew did.
+		// check of one cut and the next (f.state), unless isNew or room
+		// did.
 		before := f.state(ctx)
 		cmd := t.command(before)
 		f.Device.TearAt(n)
@@ -148,12 +160,16 @@ func grew(before, after DeviceState, want Snapshot, match func(spd.PendingRecord
 
 // conserved checks SPD-STO-1's value equation on a device that started
 // with opening and has no payments of kind 01: the balance is the opening
-// balance less the transfers out, plus the transfers in and reclaims its
-// ledger holds.
-func conserved(s DeviceState, opening int64) {
+// balance less the transfers out, plus the transfers in and reclaims of
+// every record it made, those its ledger holds and those the host
+// acknowledged from it (settled, as settle returned them).
+func conserved(s DeviceState, opening int64, settled []spd.PendingRecord) {
 	GinkgoHelper()
 	v := opening
-	for _, r := range s.Records {
+	seen := map[uint32]bool{}
+	for _, r := range slices.Concat(settled, s.Records) {
+		Expect(seen[r.ATC]).To(BeFalse(), "the ledger holds record ATC %d again after the host acknowledged it", r.ATC)
+		seen[r.ATC] = true
 		switch r.Kind {
 		case spd.KindTransferOut:
 			v -= r.Amount
@@ -161,7 +177,24 @@ func conserved(s DeviceState, opening int64) {
 			v += r.Amount
 		}
 	}
-	Expect(s.Balance).To(Equal(v), "balance = opening - transfers out + transfers in + reclaims")
+	Expect(s.Balance).To(Equal(v), "balance = opening - transfers out + transfers in + reclaims, over the %d records acknowledged and the %d in the ledger", len(settled), len(s.Records))
+}
+
+// ledgerRoom is the room (tearable) of a command that adds a ledger
+// record: when the ledger holds as many records as the device's capacity
+// (SPEC.md section 11), the host acknowledges them all (emptyLedger),
+// adding them to *settled when settled is not nil.
+func (f *Fixture) ledgerRoom(ctx context.Context, settled *[]spd.PendingRecord) func(DeviceState) {
+	return func(now DeviceState) {
+		GinkgoHelper()
+		if now.Ledger < capacities(f.Driver).Ledger {
+			return
+		}
+		recs := f.emptyLedger(ctx)
+		if settled != nil {
+			*settled = append(*settled, recs...)
+		}
+	}
 }
 
 func defineTearingCases(d Driver) {
@@ -171,6 +204,9 @@ func defineTearingCases(d Driver) {
 			p := tierProfile(1)
 			p.Limits = spd.Limits{MaxPayment: 50_00, MaxPending: 1_000_00, MaxOfflineCount: 100, MaxOfflineAge: 72 * time.Hour}
 			f := personalised(ctx, d, p)
+			// Each cut that leaves the new state adds a record: the host
+			// acknowledges a full ledger before the next cut.
+			room := f.ledgerRoom(ctx, nil)
 			total := 0
 			for _, c := range []struct {
 				kind    spd.PaymentKind
@@ -187,7 +223,7 @@ func defineTearingCases(d Driver) {
 			} {
 				c := c
 				total += f.sweep(ctx, tearable{
-					name: fmt.Sprintf("PAY kind %s %s", c.kind, c.mode), verified: true,
+					name: fmt.Sprintf("PAY kind %s %s", c.kind, c.mode), verified: true, room: room,
 					command: func(DeviceState) apdu.Command { return spd.Pay(payment(c.kind, c.mode, c.amount)) },
 					isNew: func(b, a DeviceState) bool {
 						w := b.Snapshot
@@ -209,7 +245,7 @@ func defineTearingCases(d Driver) {
 			// PRESENT CODE commits an offline payment of kind 01 before the
 			// code exists (SPD-PRC-1): the same old-or-new, with its record.
 			code := presentRequest(1_11, codeChallenge)
-			total += f.sweep(ctx, tearable{name: "PRESENT CODE", verified: true,
+			total += f.sweep(ctx, tearable{name: "PRESENT CODE", verified: true, room: room,
 				command: func(DeviceState) apdu.Command { return spd.PresentCode(code) },
 				isNew: func(b, a DeviceState) bool {
 					w := b.Snapshot
@@ -238,28 +274,51 @@ func defineTearingCases(d Driver) {
 				command: func(DeviceState) apdu.Command { return spd.GenerateMedium(spd.MediumRequest{Time: Clock}) }, isNew: onlyATC})
 			c := medium.TokenControls{MaxTransactions: 100, MaxAmount: 10_00, Channels: medium.ChannelInStore}
 			atc := f.state(ctx).ATC
-			f.sweep(ctx, tearable{name: "GENERATE TOKEN", verified: true,
-				command: func(DeviceState) apdu.Command {
-					return spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Minute), Controls: c})
-				}, isNew: onlyATC})
 			// The token table is not in the snapshot: count it. Every
 			// GENERATE TOKEN the sweep left new spent an ATC and must have
-			// stored its token with it, so exactly its capacity (the ICS's)
-			// less made more fit before 6A84 (a device that moved the ATC
-			// without storing the token has room for more).
-			made := int(f.state(ctx).ATC - atc)
+			// stored its token with it. The sweep makes its tokens a table
+			// at a time (the ICS's capacity of live tokens): those of one
+			// table at one request time, expiring a minute after it, the
+			// next table's two minutes later, when those have expired and
+			// are dropped first. So exactly the capacity less those made at
+			// one time more fit before 6A84 (a device that moved the ATC
+			// without storing the token has room for more): with none more
+			// for a whole table, before the sweep moves to the next time.
 			tokens := capacities(d).Tokens
-			Expect(made).To(BeNumerically("<=", tokens), "the sweep made %d tokens", made)
-			for i := made; i < tokens; i++ {
-				f.newToken(ctx, Clock, Clock.Add(time.Minute), c)
+			made := func(s DeviceState) int { return int(s.ATC - atc) }
+			// at is the request time of the token made after k others.
+			at := func(k int) time.Time { return Clock.Add(time.Duration(k/tokens) * 2 * time.Minute) }
+			generate := func(t time.Time) apdu.Command {
+				return spd.GenerateToken(spd.TokenRequest{Time: t, Expiry: t.Add(time.Minute), Controls: c})
 			}
-			f.refuses(ctx, spd.GenerateToken(spd.TokenRequest{Time: Clock, Expiry: Clock.Add(time.Minute), Controls: c}), sw6A84,
-				fmt.Sprintf("%d live tokens: the %d the sweep made and %d more", tokens, made, tokens-made))
+			tables := 0
+			f.sweep(ctx, tearable{name: "GENERATE TOKEN", verified: true,
+				room: func(now DeviceState) {
+					if k := made(now); k/tokens > tables {
+						tables = k / tokens
+						f.refuses(ctx, generate(at(k-1)), sw6A84,
+							fmt.Sprintf("%d live tokens: the %d the sweep made at Clock+%s", tokens, tokens, at(k-1).Sub(Clock)))
+					}
+				},
+				command: func(b DeviceState) apdu.Command { return generate(at(made(b))) }, isNew: onlyATC})
+			k := made(f.state(ctx))
+			last := at(k - 1)
+			live := k - (k-1)/tokens*tokens
+			for i := live; i < tokens; i++ {
+				f.newToken(ctx, last, last.Add(time.Minute), c)
+			}
+			f.refuses(ctx, generate(last), sw6A84,
+				fmt.Sprintf("%d live tokens: the %d the sweep made at Clock+%s and %d more", tokens, live, last.Sub(Clock), tokens-live))
 			// A minute later they have expired and are dropped first.
-			tok := f.newToken(ctx, Clock.Add(2*time.Minute), Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 20, MaxAmount: 10_00, Channels: medium.ChannelInStore})
+			tok := f.newToken(ctx, last.Add(2*time.Minute), last.Add(time.Hour), medium.TokenControls{MaxTransactions: 20, MaxAmount: 10_00, Channels: medium.ChannelInStore})
 			r := payment(spd.KindBalance, spd.ModeOnline, 1)
 			r.Token = tok
-			f.sweep(ctx, tearable{name: "PAY under a token", verified: true,
+			// Each payment adds a record: the host acknowledges a full
+			// ledger, and the records it acknowledged are counted with
+			// those the ledger holds.
+			var settled []spd.PendingRecord
+			room := f.ledgerRoom(ctx, &settled)
+			f.sweep(ctx, tearable{name: "PAY under a token", verified: true, room: room,
 				command: func(DeviceState) apdu.Command { return spd.Pay(r) },
 				isNew: func(b, a DeviceState) bool {
 					w := b.Snapshot
@@ -269,19 +328,22 @@ func defineTearingCases(d Driver) {
 					w.Balance--
 					return grew(b, a, w, func(p spd.PendingRecord) bool { return string(p.Token) == string(tok) })
 				}})
-			// Each payment the ledger holds was counted against the token
-			// with it, however many tears: the rest of its 20 uses are left.
+			// Each payment the ledger holds, or the host acknowledged from
+			// it, was counted against the token with it, however many
+			// tears: the rest of its 20 uses are left.
 			f.login(ctx)
 			used := 0
-			for _, rec := range f.state(ctx).Records {
+			for _, rec := range slices.Concat(settled, f.state(ctx).Records) {
 				if string(rec.Token) == string(tok) {
 					used++
 				}
 			}
 			Expect(used).To(BeNumerically("<", 20))
 			for ; used < 20; used++ {
+				room(f.state(ctx))
 				f.pays(ctx, r, 1)
 			}
+			room(f.state(ctx))
 			f.declines(ctx, r, reasonTokenUsedUp)
 		}, SpecTimeout(60*time.Second))
 
@@ -289,7 +351,29 @@ func defineTearingCases(d Driver) {
 		Serial, Label("slow"), Case("TC-STO-003", Positive, Negative, "SPD-STO-1", "SPD-XFR-1", "SPD-XFR-2", "SPD-XFR-4", "C13", "C16"), func(ctx SpecContext) {
 			need(d, Tearing)
 			f := personalised(ctx, d, nil)
+			caps := capacities(d)
+			// Each cut that leaves the new state adds a record and a
+			// TRANSFER keeps an outgoing transfer: before a cut, the host
+			// settles a full ledger, and closes the outgoing transfers when
+			// the device keeps as many as its capacity (SPEC.md section
+			// 11). The value equation counts the records it acknowledged
+			// with those the ledger holds.
+			var settled []spd.PendingRecord
+			ledgerRoom := f.ledgerRoom(ctx, &settled)
+			// kept: the serials of the outgoing transfers the device keeps,
+			// outstanding or reclaimed, oldest first.
+			var kept []uint64
+			closeKept := func() {
+				settled = append(settled, f.settle(ctx, kept)...)
+				kept = nil
+			}
 			f.sweep(ctx, tearable{name: "TRANSFER", verified: true,
+				room: func(now DeviceState) {
+					if len(kept) >= caps.Transfers {
+						closeKept()
+					}
+					ledgerRoom(f.state(ctx))
+				},
 				command: func(DeviceState) apdu.Command {
 					return spd.TransferOut(spd.TransferRequest{Amount: 2_00, Currency: 978, Payee: nowhere, Time: Clock, Expiry: Clock.Add(time.Hour)})
 				},
@@ -298,13 +382,17 @@ func defineTearingCases(d Driver) {
 					w.ATC++
 					w.Ledger++
 					w.Balance -= 2_00
-					return grew(b, a, w, func(r spd.PendingRecord) bool {
+					ok := grew(b, a, w, func(r spd.PendingRecord) bool {
 						return r.Kind == spd.KindTransferOut && r.Amount == 2_00 && r.Serial > 0
 					})
+					if ok {
+						kept = append(kept, a.Records[len(a.Records)-1].Serial)
+					}
+					return ok
 				}})
 			forger := newForger(f.Issuer)
 			serial := uint64(0)
-			f.sweep(ctx, tearable{name: "TRANSFER IN", verified: true,
+			f.sweep(ctx, tearable{name: "TRANSFER IN", verified: true, room: ledgerRoom,
 				command: func(DeviceState) apdu.Command {
 					serial++
 					return spd.TransferIn(forger.sign(transferMedium(forger.ID, f.Profile.DeviceID, 5_00, serial, Clock.Add(time.Hour))), Clock)
@@ -319,18 +407,33 @@ func defineTearingCases(d Driver) {
 					})
 				}})
 			// A reclaim succeeds once per transfer: have enough outstanding
-			// for every cut that leaves the new state.
-			for i := 0; i < 8; i++ {
-				f.transferTo(ctx, nowhere, 2_00, Clock.Add(time.Hour))
+			// for every cut that leaves the new state, 8 more as far as the
+			// device keeps them, and, whenever every one is reclaimed, the
+			// host closes them and the cardholder makes one more.
+			transfer := func() {
+				ledgerRoom(f.state(ctx))
+				res := f.transferTo(ctx, nowhere, 2_00, Clock.Add(time.Hour))
+				kept = append(kept, res.Info().Serial)
 			}
-			var serials []uint64
-			for _, r := range f.state(ctx).Records {
-				if r.Kind == spd.KindTransferOut {
-					serials = append(serials, r.Serial)
-				}
+			for i := 0; i < 8 && len(kept) < caps.Transfers; i++ {
+				transfer()
 			}
+			serials := slices.Clone(kept)
 			next := 0
 			f.sweep(ctx, tearable{name: "RECLAIM", verified: false,
+				room: func(now DeviceState) {
+					if next < len(serials) {
+						ledgerRoom(now)
+						return
+					}
+					closeKept()
+					f.login(ctx)
+					transfer()
+					serials = append(serials, kept[len(kept)-1])
+					// The sweep's session again: selected, not verified.
+					_, err := f.Client.Select(ctx)
+					Expect(err).NotTo(HaveOccurred())
+				},
 				command: func(DeviceState) apdu.Command { return f.reclaimOrder(serials[next], Clock.Add(2*time.Hour)) },
 				isNew: func(b, a DeviceState) bool {
 					w := b.Snapshot
@@ -346,7 +449,7 @@ func defineTearingCases(d Driver) {
 					return ok
 				}})
 			f.refuses(ctx, f.reclaimOrder(serials[next-1], Clock.Add(3*time.Hour)), sw6984, "a reclaim is applied exactly once")
-			conserved(f.state(ctx), f.Profile.Balance)
+			conserved(f.state(ctx), f.Profile.Balance, settled)
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST leave the old state or the new after a power cut at any persistent write of ACKNOWLEDGE and UPDATE PARAMETERS",
