@@ -12,8 +12,9 @@
 #      rejects one signed by another key and one whose ginkgo.json changed
 #      (what verification looks at, the manifest's digests and signature, is
 #      the same whatever transport made the report).
-# serial also checks 6. the standalone suite binary's verdicts and 7. a device
-# declaring no optional feature; campaign (no samples: the reference device
+# serial also checks 6. the standalone suite binary's verdicts, 7. a device
+# declaring no optional feature and 7b. one with the minimum capacities
+# (certified when its ICS says so, not when the ICS claims more); campaign (no samples: the reference device
 # in process) checks 8. shards merging into the whole run's certificate,
 # 9. a differential run naming the first divergence and 10. golden evidence.
 # make test-certify runs the four side by side.
@@ -41,13 +42,14 @@ say() { echo "certify-proof ($transport): $* [$(awk -v a="$t0" -v b="$EPOCHREALT
 slots=("127.0.0.1:35963" "127.0.0.1:35964")
 readers=("Virtual PCD 00 00" "Virtual PCD 00 01")
 
-# start_sample N APP: serve sample N (0 or 1) with app spd or select-only,
-# and print its DUT string.
+# start_sample N APP [FLAG...]: serve sample N (0 or 1) with app spd or
+# select-only (and emulate's FLAGs), and set its DUT string in dut[N].
 start_sample() {
 	local n=$1 app=$2
+	shift 2
 	case $transport in
 	pcsc)
-		"$BIN" emulate sim --app "$app" --vpcd "${slots[$n]}" --slot-wait 5m --state "$work/sample$n-$app.state" >"$work/sample$n.log" 2>&1 &
+		"$BIN" emulate sim "$@" --app "$app" --vpcd "${slots[$n]}" --slot-wait 5m --state "$work/sample$n-$app.state" >"$work/sample$n.log" 2>&1 &
 		pids+=($!)
 		# The emulator says "connected to vpcd" once the slot is its own
 		# (another test may hold it for a while). Until pcscd has seen the
@@ -72,7 +74,7 @@ start_sample() {
 		dut[$n]="pcsc:${readers[$n]}"
 		;;
 	serial)
-		"$BIN" emulate serial --app "$app" --link "$work/sample$n" >"$work/sample$n.log" 2>&1 &
+		"$BIN" emulate serial "$@" --app "$app" --link "$work/sample$n" >"$work/sample$n.log" 2>&1 &
 		pids+=($!)
 		for _ in $(seq 100); do [ -e "$work/sample$n" ] && break; sleep 0.05; done
 		[ -e "$work/sample$n" ] || fail "the serial emulator did not start: $(cat "$work/sample$n.log")"
@@ -80,7 +82,7 @@ start_sample() {
 		;;
 	sd)
 		mkdir -p "$work/sd$n"
-		"$BIN" emulate sd --app "$app" --dir "$work/sd$n" >"$work/sample$n.log" 2>&1 &
+		"$BIN" emulate sd "$@" --app "$app" --dir "$work/sd$n" >"$work/sample$n.log" 2>&1 &
 		pids+=($!)
 		for _ in $(seq 100); do grep -q 'microSD channel' "$work/sample$n.log" && break; sleep 0.05; done
 		grep -q 'microSD channel' "$work/sample$n.log" || fail "the SD emulator did not start: $(cat "$work/sample$n.log")"
@@ -224,6 +226,26 @@ for x in other:
 sys.exit(1 if other or not ics or not c["certified"] else 0)
 PY
 	stop_samples
+
+	say "7b. a device with the minimum capacities runs every case within them; one that has less than its ICS says fails"
+	sed -e 's/^  ledger: 64 /  ledger: 16 /; s/^  tokens: 8 /  tokens: 1 /; s/^  transfers: 16 /  transfers: 1  /; s/^  imports: 256 /  imports: 32  /' \
+		"$work/ics.yaml" >"$work/small.yaml"
+	grep -q '^  transfers: 1 ' "$work/small.yaml" || fail "the template's capacities changed: edit the sed of step 7b"
+	"$BIN" ics check "$work/small.yaml" >/dev/null || fail "the minimum-capacity statement does not check"
+	start_sample 0 spd --ics "$work/small.yaml"
+	"$BIN" certify --dut "${dut[0]}" --ics "$work/small.yaml" --key "$work/lab.pem" --out "$work/small" >"$work/small.log" 2>&1 ||
+		{ tail -30 "$work/small.log"; fail "a device with the minimum capacities, declared so, was not certified"; }
+	if "$BIN" certify --dut "${dut[0]}" --ics "$work/ics.yaml" --key "$work/lab.pem" --out "$work/overstated" >"$work/overstated.log" 2>&1; then
+		fail "a device with the minimum capacities was certified against a statement declaring the reference device's"
+	fi
+	for id in TC-LED-001 TC-TOK-007 TC-XFR-006 TC-XFR-011; do
+		grep -q "$id FAILED" "$work/overstated.log" || { grep FAILED "$work/overstated.log"; fail "$id did not fail on a device below its declared capacity"; }
+	done
+	stop_samples
+	# A sample reached as hardware cannot be torn: the reference device in
+	# process, made to the same statement, runs the tearing sweeps too.
+	"$BIN" certify --procs 1 --dut ref --ics "$work/small.yaml" --key "$work/lab.pem" --out "$work/small-ref" >"$work/small-ref.log" 2>&1 ||
+		{ grep FAILED "$work/small-ref.log"; tail -3 "$work/small-ref.log"; fail "the reference device made to the minimum capacities was not certified"; }
 fi
 fi
 
