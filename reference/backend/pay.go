@@ -138,11 +138,16 @@ func (s *Server) authorise(ctx context.Context, req AuthorisationRequest) (Autho
 			return err
 		}
 		if found {
-			if old.state == stateReversed && rec.sameBody(old.bodyHash) {
-				return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: the issuer reversed this payment; it is not paid", rec.Device, rec.ATC)
-			}
-			if !rec.sameBody(old.bodyHash) || old.result == nil {
+			switch {
+			case !rec.sameBody(old.bodyHash):
 				return errConflict(rec, req.Record)
+			case old.state == stateReversed:
+				return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: the issuer reversed this payment; it is not paid", rec.Device, rec.ATC)
+			case old.result == nil:
+				// The same record, settled in a batch (or a transfer or
+				// exchange the backend keeps): not a clone, and not
+				// authorised again.
+				return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d: this record is %s at the issuer already (in a settlement, not by an authorisation): it is not authorised again", rec.Device, rec.ATC, stateName(old.state))
 			}
 			stored = old.result
 			return nil
