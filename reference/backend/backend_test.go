@@ -849,6 +849,57 @@ func TestTransfers(t *testing.T) {
 	}
 }
 
+// TestOnlineTransferOfASettledImport: the medium and transfer-out record of
+// a transfer whose import already reached the backend (the payee's
+// transfer-in settled offline, before or after the payer's transfer-out)
+// sent to POST /v1/transfers are stored in the state the devices' records
+// give (claimed), so the books stay conserved. Before, the transfer was
+// stored in flight against records that closed it: the audit found a
+// discrepancy and /healthz turned 503.
+func TestOnlineTransferOfASettledImport(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		batches func(out, in []byte) [][][]byte // settled before POST /v1/transfers
+	}{
+		{"transfer-out and import settled", func(out, in []byte) [][][]byte { return [][][]byte{{out, in}} }},
+		{"import settled alone, held", func(out, in []byte) [][][]byte { return [][][]byte{{in}} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t, nil)
+			p, q := newSimDevice(t, "payer"), newSimDevice(t, "payee")
+			l.register(p, 1000, "")
+			l.register(q, 0, "")
+			now := l.clock.Now()
+			med, out := p.transferOut(q, 5, 300, now, now.Add(time.Hour))
+			in := q.transferIn(p, 5, 300, now)
+			for _, b := range tc.batches(out, in) {
+				if _, err := l.term.Settle(bg, SettlementBatch{Records: b}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tr, err := l.term.Transfer(bg, TransferRequest{TransferID: "late", Medium: med, Record: out})
+			if err != nil || tr.State != TransferClaimed {
+				t.Fatalf("transfer: %+v %v", tr, err)
+			}
+			a := l.audit()
+			if a.InFlight != 0 || a.Balances != 1000 {
+				t.Fatalf("audit: %+v", a)
+			}
+			if err := l.c.Health(bg); err != nil {
+				t.Fatal(err)
+			}
+			got, err := l.term.ClaimTransfer(bg, "late", TransferAction{DeviceID: q.id, Record: in})
+			if err != nil || got.State != TransferClaimed || !got.Repeated {
+				t.Fatalf("claim: %+v %v", got, err)
+			}
+			l.clock.Advance(2 * time.Hour)
+			_, err = l.term.ReclaimTransfer(bg, "late", p.action(TransferReclaimed, "late"))
+			wantCode(t, err, 409, CodeConflict)
+			l.audit()
+		})
+	}
+}
+
 // TestTransferClosesPayerEitherOrder: whichever device settles first, the
 // payer's device is told to close the transfer (ACKNOWLEDGE DF61): in the
 // batch that closes it, and at every contact of the payer after.

@@ -191,9 +191,29 @@ func (s *Server) transfer(ctx context.Context, req TransferRequest) (Transfer, e
 				t.Expires.Unix(), t.From, int64(t.Serial)); err != nil {
 				return internal(err)
 			}
+			// The transfer may have gone on without the backend's copy of
+			// the medium: its import (or reclaim) settled in a batch before
+			// or with this transfer-out. The transfer is stored in the
+			// state the devices' records give, never in flight beside
+			// records that closed it.
+			var in, reclaimed, ordered int64
+			if err := tx.QueryRowContext(ctx, `SELECT in_settled, reclaimed, reclaim_ordered_at FROM offline_transfers WHERE payer=$1 AND serial=$2`,
+				t.From, int64(t.Serial)).Scan(&in, &reclaimed, &ordered); err != nil {
+				return internal(err)
+			}
+			var doneAt int64
+			t.State = TransferInFlight // a write may run again: nothing of an aborted run is kept
+			switch {
+			case in == 1:
+				t.State, doneAt = TransferClaimed, now.Unix()
+			case reclaimed == 1:
+				t.State, doneAt = TransferReclaimed, now.Unix()
+			case ordered != 0:
+				t.State = TransferReclaimOrdered
+			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO transfers(id, from_device, to_device, amount, state, expires_at, created_at, done_at, serial, medium)
-				VALUES($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)`, t.TransferID, t.From, t.To, t.Amount, string(TransferInFlight),
-				t.Expires.Unix(), now.Unix(), int64(t.Serial), req.Medium); err != nil {
+				VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, t.TransferID, t.From, t.To, t.Amount, string(t.State),
+				t.Expires.Unix(), now.Unix(), doneAt, int64(t.Serial), req.Medium); err != nil {
 				return internal(err)
 			}
 			return nil
