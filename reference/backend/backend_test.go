@@ -622,6 +622,12 @@ func TestParameterUpdates(t *testing.T) {
 	wantCode(t, err, 400, CodeMalformed)
 	_, err = l.c.Contact(bg, devID("nobody"), Contact{})
 	wantCode(t, err, 404, CodeUnknownDevice)
+	// A reported balance is an amount (0..2^53): a terminal cannot store
+	// one the audit would find out of range (and turn /healthz to 503).
+	for _, b := range []int64{-1, maxAmount + 1, 1 << 62} {
+		_, err = l.term.Contact(bg, d.id, Contact{Balance: &b})
+		wantCode(t, err, 400, CodeMalformed)
+	}
 	_, err = l.c.QueueParameter(bg, devID("nobody"), ParameterUpdate{TopUp: 1})
 	wantCode(t, err, 404, CodeUnknownDevice)
 	_, err = l.c.QueueParameter(bg, d.id, ParameterUpdate{})

@@ -204,8 +204,8 @@ func (s *Server) handleContact(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &c) {
 		return
 	}
-	if c.Applied < 0 || (c.Balance != nil && *c.Balance < 0) {
-		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "applied and balance must not be negative"))
+	if c.Applied < 0 || (c.Balance != nil && (*c.Balance < 0 || *c.Balance > maxAmount)) {
+		writeErr(w, newErr(http.StatusBadRequest, CodeMalformed, "applied must not be negative, and balance is an amount in 0..2^53"))
 		return
 	}
 	ctx := r.Context()
