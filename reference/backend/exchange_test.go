@@ -164,3 +164,42 @@ func TestSettleExchange(t *testing.T) {
 		t.Fatalf("exchanged %d after a retry and a conflict, want %d", a2.Exchanged, a.Exchanged)
 	}
 }
+
+// TestExchangeTargetOverLimit: an exchange whose target (the minor units
+// or uses it bought) passes 2^53 is refused with 422 over_limit and stores
+// nothing. Before, at a rate above 1 it settled, and the audit then found
+// the stored exchange out of range: the books were no longer conserved.
+func TestExchangeTargetOverLimit(t *testing.T) {
+	l := newLab(t, func(c *Config) {
+		c.Rates = []RateOffer{{Kind: ExchangeCurrency, Currency: 156, Target: 392, Numerator: 20, Denominator: 1}}
+	})
+	d := newSimDevice(t, "xchg-big")
+	l.register(d, maxAmount/2, "")
+	at := l.clock.Now()
+	if _, err := l.term.Rate(bg, RateRequest{DeviceID: d.id, ATC: 1, Kind: ExchangeCurrency, Target: 392}); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []uint64{maxAmount + 20, maxAmount + 1} {
+		r := spd.PendingRecord{ATC: 1, Kind: spd.KindExchange, Mode: spd.ModeOnline, Time: at, Nonce: []byte("EXC-NONCE-1"),
+			Exchange: spd.ExchangeCurrency, TargetCurrency: 392, RateNumerator: 20, RateDenominator: 1, Target: target}
+		price, _ := exchangePrice(r)
+		r.Amount = price
+		before := l.snapshot()
+		_, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{d.sign(r)}})
+		wantCode(t, err, http.StatusUnprocessableEntity, CodeLimit)
+		if l.snapshot() != before {
+			t.Fatal("the refused exchange changed the stored state")
+		}
+		l.audit()
+	}
+	// At the limit it settles.
+	r := spd.PendingRecord{ATC: 1, Kind: spd.KindExchange, Mode: spd.ModeOnline, Time: at, Nonce: []byte("EXC-NONCE-1"),
+		Exchange: spd.ExchangeCurrency, TargetCurrency: 392, RateNumerator: 20, RateDenominator: 1, Target: maxAmount}
+	r.Amount, _ = exchangePrice(r)
+	if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{d.sign(r)}}); err != nil {
+		t.Fatal(err)
+	}
+	if a := l.audit(); a.PaidOut["392"] != maxAmount {
+		t.Fatalf("audit %+v", a)
+	}
+}

@@ -362,6 +362,12 @@ func (s *Server) settleWith(ctx context.Context, batch SettlementBatch, recs []D
 					return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %s ATC %d: an exchange debit of %d for %d at %d/%d, whose price is %d",
 						rec.Device, rec.ATC, rec.Amount, rec.Target, rec.RateNumerator, rec.RateDenominator, want).at(i)
 				}
+				if rec.Target > maxAmount {
+					// The device allows 2^62; the issuer pays out and
+					// counts at most 2^53 (Amounts in API.md).
+					return newErr(http.StatusUnprocessableEntity, CodeLimit, "device %s ATC %d: an exchange buying %d, past %d",
+						rec.Device, rec.ATC, rec.Target, int64(maxAmount)).at(i)
+				}
 				if err := s.signedRate(ctx, tx, rec); err != nil {
 					return asAPIErr(err).at(i)
 				}
