@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -232,5 +233,33 @@ func TestAuditOneSidedTransfer(t *testing.T) {
 	a, _ = l.c.Audit(bg)
 	if a.Conserved || len(a.Discrepancies) != 1 || a.Discrepancies[0].Transfer != "T1" {
 		t.Fatalf("a claimed state without the import: %+v", a)
+	}
+}
+
+// TestReportedBalancesCannotDamageTheBooks: what devices report on contact
+// is their own claim, outside the equation. 1025 devices each reporting
+// the most a contact takes (2^53) sum past 2^63: the audit saturates
+// reported_balances and stays conserved, and /healthz keeps serving.
+// Before, the sum's overflow was a discrepancy: a terminal could turn a
+// large lab's /healthz to 503 with contacts alone.
+func TestReportedBalancesCannotDamageTheBooks(t *testing.T) {
+	l := newLab(t, nil)
+	key := newSimDevice(t, "shared-key").pkix()
+	top := int64(maxAmount)
+	for i := range 1025 {
+		id := devID(fmt.Sprintf("reporter-%d", i))
+		if _, err := l.srv.register(bg, Registration{DeviceID: id, PublicKey: key, Account: "ACC", Currency: 156, InitialBalance: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.term.Contact(bg, id, Contact{Balance: &top}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := l.audit()
+	if a.ReportedBalances != maxInt64 || a.Balances != 1025 {
+		t.Fatalf("audit: reported %d, balances %d", a.ReportedBalances, a.Balances)
+	}
+	if err := l.c.Health(bg); err != nil {
+		t.Fatal(err)
 	}
 }
