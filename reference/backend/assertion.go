@@ -24,8 +24,9 @@ const AssertionLifetime = 2 * time.Minute
 
 // Error codes of POST /v1/assertions besides the one-time code's.
 const (
-	CodeIdentityWrong = "identity_wrong"
-	CodeNoIdentity    = "no_identity"
+	CodeIdentityWrong  = "identity_wrong"
+	CodeIdentityLocked = "identity_locked"
+	CodeNoIdentity     = "no_identity"
 )
 
 // AssertionRequest asks the host to assert the checks it can make now
@@ -176,24 +177,22 @@ func (s *Server) handleAssert(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	var checks spd.HostChecks
+	identityRight := false
 	if req.IdentityAnswer != "" {
 		id, err := s.identity(ctx, req.DeviceID)
 		if err != nil {
 			writeErr(w, err)
 			return
 		}
-		if subtle.ConstantTimeCompare(id.Digest, IdentityDigest(req.IdentityAnswer)) != 1 {
-			writeErr(w, newErr(http.StatusUnauthorized, CodeIdentityWrong, "wrong answer to the identity question"))
-			return
-		}
-		checks |= spd.CheckIdentity
+		identityRight = subtle.ConstantTimeCompare(id.Digest, IdentityDigest(req.IdentityAnswer)) == 1
 	}
 	if req.Consent {
 		checks |= spd.CheckConsent
 	}
 	var out HostAssertion
-	// A wrong SMS code costs a try even though no assertion is made, so
-	// the transaction commits and the error is returned afterwards.
+	// A wrong SMS code or identity answer costs a try even though no
+	// assertion is made, so the transaction commits and the error is
+	// returned afterwards.
 	var wrong error
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		wrong = nil
@@ -208,6 +207,12 @@ func (s *Server) handleAssert(w http.ResponseWriter, r *http.Request) {
 			return newErr(http.StatusUnprocessableEntity, CodeMalformed, "currency %d is not the device's (%d)", req.Currency, d.currency)
 		}
 		c := checks
+		if req.IdentityAnswer != "" {
+			if wrong, err = s.answerIdentity(ctx, tx, req.DeviceID, identityRight); err != nil || wrong != nil {
+				return err
+			}
+			c |= spd.CheckIdentity
+		}
 		if req.OTPID != "" {
 			v, bad, err := s.answerOTP(ctx, tx, OTPAnswer{ID: req.OTPID, Code: req.OTPCode})
 			if err != nil {
@@ -253,6 +258,31 @@ func (c *Client) Assert(ctx context.Context, req AssertionRequest) (HostAssertio
 	var out HostAssertion
 	err := c.do(ctx, http.MethodPost, "/v1/assertions", req, &out)
 	return out, err
+}
+
+// answerIdentity counts an answer to a device's identity question in tx:
+// after OTPLimits.Failures wrong answers within OTPLimits.Window every
+// answer of the device is refused (identity_locked), the right one
+// included, until the window has passed; a wrong one is recorded, which tx
+// must commit, and comes back as wrong.
+func (s *Server) answerIdentity(ctx context.Context, tx *sql.Tx, id string, right bool) (wrong, err error) {
+	now := s.cfg.Now()
+	var failures int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM identity_failures WHERE device_id=$1 AND at>$2`,
+		id, now.Add(-s.cfg.OTP.Window).Unix()).Scan(&failures); err != nil {
+		return nil, internal(err)
+	}
+	if failures >= s.cfg.OTP.Failures {
+		return nil, newErr(http.StatusForbidden, CodeIdentityLocked, "device %s: %d wrong answers to the identity question within %s; its identity answers are locked until the window passes",
+			id, failures, s.cfg.OTP.Window)
+	}
+	if right {
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO identity_failures(device_id, at) VALUES($1, $2)`, id, now.Unix()); err != nil {
+		return nil, internal(err)
+	}
+	return newErr(http.StatusUnauthorized, CodeIdentityWrong, "wrong answer to the identity question"), nil
 }
 
 // IdentityQuestion reads the identity question of a device (GET

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -104,4 +105,36 @@ func TestHostAssertions(t *testing.T) {
 func errAssert(l *lab, r AssertionRequest) error {
 	_, err := l.term.Assert(context.Background(), r)
 	return err
+}
+
+// TestIdentityGuessingLocksOut: the answer to the identity question falls
+// to guessing no more than a one-time code does. After OTPLimits.Failures
+// wrong answers for a device within the window, every identity answer of
+// that device, the right one included, is 403 identity_locked and asserts
+// nothing, until the window has passed; other devices are not affected.
+// Before, a terminal could try answers without limit (60 a minute from
+// each address).
+func TestIdentityGuessingLocksOut(t *testing.T) {
+	l := newLab(t, func(c *Config) { c.OTP.PerClient = 1000 })
+	d, other := newSimDevice(t, "guessed"), newSimDevice(t, "bystander")
+	l.register(d, 100_00, "")
+	l.register(other, 100_00, "")
+	ids := l.srv.Identities().(*Identities)
+	ids.Set(d.id, "Name of your first pet?", "Rex")
+	ids.Set(other.id, "Name of your first pet?", "Tom")
+	ask := func(id, answer string) error {
+		return errAssert(l, AssertionRequest{DeviceID: id, ATC: 1, Amount: 1_00, Currency: 156, IdentityAnswer: answer})
+	}
+	for i := range l.srv.cfg.OTP.Failures {
+		wantCode(t, ask(d.id, fmt.Sprintf("guess %d", i)), 401, CodeIdentityWrong)
+	}
+	wantCode(t, ask(d.id, "guess again"), 403, CodeIdentityLocked)
+	wantCode(t, ask(d.id, "Rex"), 403, CodeIdentityLocked)
+	if err := ask(other.id, "Tom"); err != nil {
+		t.Fatalf("another device: %v", err)
+	}
+	l.clock.Advance(l.srv.cfg.OTP.Window + time.Second)
+	if err := ask(d.id, "Rex"); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
 }

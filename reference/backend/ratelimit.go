@@ -15,7 +15,9 @@ import (
 //   - per device: at most OTPLimits.PerDevice codes sent per Window; after
 //     Failures wrong answers (over all its codes) within Window, the device
 //     is locked out of one-time codes, right answers included, until the
-//     window has passed (otp_locked);
+//     window has passed (otp_locked); after Failures wrong answers to its
+//     identity question within Window (counted apart, table
+//     identity_failures), its identity answers likewise (identity_locked);
 //   - per client (the remote address): at most PerClient requests to the
 //     OTP endpoints per minute;
 //   - all devices: at most SMSPerHour codes sent per hour.
