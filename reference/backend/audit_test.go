@@ -190,6 +190,61 @@ func TestTransferInFromUnregisteredPayer(t *testing.T) {
 	}
 }
 
+// TestTransferAcrossCurrenciesRefused: a transfer moves value in the
+// payer's currency (SPEC.md SPD-XFR-2: the payee's device refuses a medium
+// in another currency). A transfer-in record in another currency than its
+// payer's is 422 malformed and credits nothing, whether the payer's
+// transfer-out settles with it, before it, or after it (the transfer-in
+// held). Before, a payee device that imported 2500 minor units of CNY and
+// signed them as EUR was credited 2500 EUR cents.
+func TestTransferAcrossCurrenciesRefused(t *testing.T) {
+	register := func(l *lab, d *simDevice, currency uint16) {
+		t.Helper()
+		if _, err := l.c.Register(bg, Registration{DeviceID: d.id, PublicKey: d.pkix(), Account: "ACC-" + d.name, Currency: currency, InitialBalance: 10000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, order := range []string{"transfer-out first", "in one batch", "transfer-in first"} {
+		t.Run(order, func(t *testing.T) {
+			l := newLab(t, nil)
+			p, q := newSimDevice(t, "cny-payer"), newSimDevice(t, "eur-payee")
+			register(l, q, 978)
+			now := l.clock.Now()
+			out := p.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindTransferOut, Mode: spd.ModeOffline, Amount: 2500, Currency: 156, Time: now, Serial: 5, Counterpart: q.raw})
+			in := q.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindTransferIn, Mode: spd.ModeOffline, Amount: 2500, Currency: 978, Time: now, Serial: 5, Counterpart: p.raw})
+			var refused [][]byte
+			switch order {
+			case "transfer-out first":
+				register(l, p, 156)
+				if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{out}}); err != nil {
+					t.Fatal(err)
+				}
+				refused = [][]byte{in}
+			case "in one batch":
+				register(l, p, 156)
+				refused = [][]byte{out, in}
+			case "transfer-in first":
+				// The payer is not registered yet: the transfer-in is held.
+				if _, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{in}}); err != nil {
+					t.Fatal(err)
+				}
+				register(l, p, 156)
+				refused = [][]byte{out}
+			}
+			before := l.snapshot()
+			_, err := l.term.Settle(bg, SettlementBatch{Records: refused})
+			wantCode(t, err, 422, CodeMalformed)
+			if l.snapshot() != before {
+				t.Fatal("the refused transfer changed the stored state")
+			}
+			if dev, _ := l.c.Device(bg, q.id); dev.Balance != 10000 {
+				t.Fatalf("payee credited: %d", dev.Balance)
+			}
+			l.audit()
+		})
+	}
+}
+
 // TestAuditOneSidedTransfer: value moved between two devices at the issuer
 // alone (as online transfers once did: the issuer's balances moved, the
 // devices' did not, and the audit said conserved) is a discrepancy naming

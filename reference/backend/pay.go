@@ -495,6 +495,9 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 			if err != nil {
 				return "", 0, err
 			}
+			if pd.currency != rec.Currency {
+				return "", 0, errTransferCurrency(rec, payee, pd.currency)
+			}
 			if err := checkCredit(payee, pd.balance, rec.Amount); err != nil {
 				return "", 0, err
 			}
@@ -507,6 +510,18 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 	case spd.KindTransferIn:
 		if t.in || t.inHeld || t.reclaimed {
 			return refuse("already imported or reclaimed (double spend)")
+		}
+		// A transfer moves value in its payer's currency (SPEC.md
+		// SPD-XFR-2): an import in another one is not credited. A payer
+		// not registered yet is checked when its transfer-out settles.
+		var payerCurrency uint16
+		switch err := tx.QueryRowContext(ctx, `SELECT currency FROM devices WHERE id=$1`, payer).Scan(&payerCurrency); {
+		case err == nil:
+			if payerCurrency != rec.Currency {
+				return "", 0, errTransferCurrency(rec, payer, payerCurrency)
+			}
+		case !errors.Is(err, sql.ErrNoRows):
+			return "", 0, internal(err)
 		}
 		if t.orderedAt != 0 {
 			return refuse(fmt.Sprintf("the backend ordered it reclaimed at %s, after it expired: an import after the expiry is not credited", unixTime(t.orderedAt).Format(time.RFC3339)))
@@ -560,6 +575,13 @@ func (s *Server) settleTransferRecord(ctx context.Context, tx *sql.Tx, dev *devi
 		return "", state, nil // still open: the import has not settled
 	}
 	return payer, state, nil
+}
+
+// errTransferCurrency refuses a transfer record whose currency is not the
+// other device's.
+func errTransferCurrency(rec DeviceRecord, other string, currency uint16) error {
+	return newErr(http.StatusUnprocessableEntity, CodeMalformed, "device %s ATC %d: transfer %d in currency %d, device %s holds %d: a transfer moves value in one currency",
+		rec.Device, rec.ATC, rec.Serial, rec.Currency, other, currency)
 }
 
 // deviceAcknowledgements builds, for each device of a settled batch, the
