@@ -15,7 +15,8 @@ import (
 // Reversals give a device back what it paid for a payment the issuer
 // refused, or will not settle, after the device had paid (a record
 // refused at settlement: a token the vault refused, a revoked payee, an
-// amount over the issuer's view of the balance). The record is stored in
+// amount over the issuer's view of the balance), or declined online after
+// the device had paid. The record is stored in
 // state reversed, in the same transaction as a parameter update that
 // returns its amount (kind 01: a top-up) or its use (kind 03: one use
 // added) at the device's next contact; a kind 02 payment returns nothing,
@@ -72,15 +73,23 @@ func (s *Server) reverse(ctx context.Context, req ReversalRequest) (Reversal, er
 		if err != nil {
 			return err
 		}
+		declined := false
 		if found {
 			if !rec.sameBody(old.bodyHash) {
 				return errConflict(rec, req.Record)
 			}
-			if old.state != stateReversed {
+			switch old.state {
+			case stateReversed:
+				rv.Repeated = true
+				return nil
+			case stateDeclined:
+				// Declined online after the device had paid: never paid
+				// at the issuer, and never to be; reversed like a record
+				// refused at settlement.
+				declined = true
+			default:
 				return newErr(http.StatusConflict, CodeConflict, "device %s ATC %d is %s at the issuer: only a payment never settled is reversed", rec.Device, rec.ATC, stateName(old.state))
 			}
-			rv.Repeated = true
-			return nil
 		}
 		dev, err := s.loadDevice(ctx, tx, rec.Device)
 		if err != nil {
@@ -93,7 +102,12 @@ func (s *Server) reverse(ctx context.Context, req ReversalRequest) (Reversal, er
 		if err != nil {
 			return internal(err)
 		}
-		if err := s.insertRecord(ctx, tx, rec, stateReversed, dev.account, "reversal", "", now.Unix(), result, req.Record); err != nil {
+		if declined {
+			if _, err := tx.ExecContext(ctx, `UPDATE records SET state=$1, channel='reversal', at=$2, result=$3 WHERE device_id=$4 AND atc=$5 AND state=$6`,
+				stateReversed, now.Unix(), result, rec.Device, int64(rec.ATC), stateDeclined); err != nil {
+				return internal(err)
+			}
+		} else if err := s.insertRecord(ctx, tx, rec, stateReversed, dev.account, "reversal", "", now.Unix(), result, req.Record); err != nil {
 			return err
 		}
 		if u == nil {

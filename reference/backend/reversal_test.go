@@ -79,3 +79,41 @@ func TestReversals(t *testing.T) {
 		t.Fatalf("a tampered reversal: %+v", a)
 	}
 }
+
+// TestReversalOfADeclinedPayment: a payment the device made (it debits
+// first) and the backend then declined online is never paid; the issuer
+// reverses it like one refused at settlement: the device gets the amount
+// back at its next contact, every settlement answers the record "reversed"
+// and acknowledges it, and the books stay conserved. Before, the reversal
+// was 409 conflict: the value stayed lost to the device, and the record,
+// which no settlement would take (409, declined online), stayed on its
+// ledger for good.
+func TestReversalOfADeclinedPayment(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "declined")
+	l.register(d, 100, "")
+	pay := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindBalance, Mode: spd.ModeOnline, Amount: 300, Time: l.clock.Now(), Payee: []byte("SHOP")})
+	res, err := l.term.Authorise(bg, AuthorisationRequest{Record: pay, Channel: "qr"})
+	if err != nil || res.Status != Declined {
+		t.Fatalf("authorisation: %+v %v", res, err)
+	}
+	_, err = l.term.Settle(bg, SettlementBatch{Records: [][]byte{pay}})
+	wantCode(t, err, 409, CodeConflict)
+
+	rv, err := l.c.Reverse(bg, ReversalRequest{Record: pay, Reason: "declined online after the device paid"})
+	if err != nil || rv.Repeated || rv.Update == nil || rv.Update.TopUp != 300 || rv.Update.Reverses != 1 {
+		t.Fatalf("reversal: %+v %v", rv, err)
+	}
+	if rv, err = l.c.Reverse(bg, ReversalRequest{Record: pay, Reason: "again"}); err != nil || !rv.Repeated {
+		t.Fatalf("reversal again: %+v %v", rv, err)
+	}
+	ack, err := l.term.Settle(bg, SettlementBatch{Records: [][]byte{pay}})
+	if err != nil || ack.Entries[0].Status != Reversed || len(ack.Acknowledgements[0].ATCs) != 1 {
+		t.Fatalf("settling the reversed payment: %+v %v", ack, err)
+	}
+	_, err = l.term.Authorise(bg, AuthorisationRequest{Record: pay, Channel: "qr"})
+	wantCode(t, err, 409, CodeConflict)
+	if a := l.audit(); a.Issued != 100 || a.Balances != 100 || a.Settled != 0 || len(a.Flagged) != 0 {
+		t.Fatalf("audit: %+v", a)
+	}
+}
