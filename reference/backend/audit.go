@@ -140,7 +140,7 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 	}
 
 	// records: each checked against the device's own signed bytes.
-	err = scanRows(ctx, tx, `SELECT device_id, atc, kind, state, amount, raw FROM records ORDER BY device_id, atc`, func(v []any) {
+	err = scanRows(ctx, tx, `SELECT device_id, atc, kind, state, amount, raw, body_hash FROM records ORDER BY device_id, atc`, func(v []any) {
 		id := fmt.Sprint(v[0])
 		atc, _ := v[1].(int64)
 		kind, _ := v[2].(int64)
@@ -165,6 +165,12 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 			return
 		case rec.Amount != amount:
 			where.Detail, where.Expected, where.Found = "the row's amount differs from the device's signed record", ptr(rec.Amount), ptr(amount)
+			bad(where)
+			return
+		case !rec.sameBody(hashOf(v[6])):
+			// The body hash tells a retry of the record from a clone's:
+			// a wrong one would have the same record refused as a clone.
+			where.Detail = "the row's body hash is not the hash of the device's signed record"
 			bad(where)
 			return
 		}
@@ -480,6 +486,17 @@ func (s *Server) Audit(ctx context.Context) (Audit, error) {
 	}
 	a.Conserved = len(a.Discrepancies) == 0
 	return a, nil
+}
+
+// hashOf is a stored hash as bytes (nil for a value of another type).
+func hashOf(v any) []byte {
+	switch x := v.(type) {
+	case []byte:
+		return x
+	case string:
+		return []byte(x)
+	}
+	return nil
 }
 
 // scanRows calls fn with each row's values, as the driver gives them.

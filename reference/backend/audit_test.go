@@ -66,10 +66,15 @@ func TestAuditNamesEachDiscrepancy(t *testing.T) {
 	p, q := newSimDevice(t, "p"), newSimDevice(t, "q")
 	l.register(p, 1000, "")
 	l.register(q, 500, "")
-	if _, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{p.record(100, "", l.clock.Now()), p.record(50, "", l.clock.Now())}}); err != nil {
+	first := p.record(100, "", l.clock.Now())
+	if _, err := l.c.Settle(bg, SettlementBatch{Records: [][]byte{first, p.record(50, "", l.clock.Now())}}); err != nil {
 		t.Fatal(err)
 	}
 	l.audit()
+	firstRec, err := ParseDeviceRecord(first)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, q   string
 		args      []any
@@ -93,6 +98,11 @@ func TestAuditNamesEachDiscrepancy(t *testing.T) {
 			`UPDATE devices SET balance = 500 WHERE id = $1`, []any{q.id}, 0},
 		{"record state", `UPDATE records SET state = 9 WHERE device_id = $1 AND atc = 1`, []any{p.id}, "records", p.id, 1, "not a state",
 			`UPDATE records SET state = 1 WHERE device_id = $1 AND atc = 1`, []any{p.id}, 0},
+		// The body hash is what tells a retry from a clone: a changed one
+		// would have the same record, sent again, refused as a clone and
+		// its device revoked.
+		{"record body hash", `UPDATE records SET body_hash = $2 WHERE device_id = $1 AND atc = 1`, []any{p.id, make([]byte, 32)}, "records", p.id, 1, "body hash",
+			`UPDATE records SET body_hash = $2 WHERE device_id = $1 AND atc = 1`, []any{p.id, firstRec.bodyHash}, 0},
 	} {
 		l.tamper(tc.q, tc.args...)
 		a, err := l.c.Audit(bg)
