@@ -43,6 +43,10 @@ func ParseDeviceRecord(b []byte) (DeviceRecord, error) {
 	if r.Amount < 0 || r.Amount > maxAmount {
 		return DeviceRecord{}, fmt.Errorf("backend: device record: amount %d out of range", r.Amount)
 	}
+	if r.Kind == spd.KindUse && r.Amount != 0 {
+		// SPD-PAY-3: a use write-off moves one use, never stored value.
+		return DeviceRecord{}, fmt.Errorf("backend: device record: a use (kind 03) of amount %d, want 0", r.Amount)
+	}
 	sum := sha256.Sum256(r.Body())
 	return DeviceRecord{PendingRecord: r, Device: spd.DeviceIDString(r.DeviceID), Token: tokenString(r.Token), bodyHash: sum[:]}, nil
 }

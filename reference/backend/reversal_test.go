@@ -117,3 +117,27 @@ func TestReversalOfADeclinedPayment(t *testing.T) {
 		t.Fatalf("audit: %+v", a)
 	}
 }
+
+// TestUseRecordCarriesNoAmount: a use write-off (kind 03) moves one use,
+// never stored value (SPEC.md SPD-PAY-3: its record is of amount 0). A
+// kind 03 record with an amount is 400 malformed at authorisation,
+// settlement and reversal, and changes nothing. Before, the host took the
+// amount from the issuer's view of the balance and paid it to the payee,
+// while the device's own balance, which a use does not touch, kept it.
+func TestUseRecordCarriesNoAmount(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "rider")
+	l.register(d, 1000, "")
+	use := d.sign(spd.PendingRecord{ATC: 1, Kind: spd.KindUse, Mode: spd.ModeOffline, Amount: 500, Time: l.clock.Now(), Payee: []byte("BUS")})
+	before := l.snapshot()
+	_, err := l.term.Authorise(bg, AuthorisationRequest{Record: use, Channel: "qr"})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.term.Settle(bg, SettlementBatch{Records: [][]byte{use}})
+	wantCode(t, err, 400, CodeMalformed)
+	_, err = l.c.Reverse(bg, ReversalRequest{Record: use, Reason: "x"})
+	wantCode(t, err, 400, CodeMalformed)
+	if l.snapshot() != before {
+		t.Fatal("a use record with an amount changed the stored state")
+	}
+	l.audit()
+}
