@@ -150,6 +150,7 @@ func defineDeviceMedia(d Driver) {
 					"CRC":              good[:len(good)-1] + string(wrong),
 					"no spdlab payee":  merchantCode(mpm("00", "01"), mpm("26", mpm("00", "com.other")+mpm("01", "X-1")), mpm("53", "978")),
 					"payee over 32":    merchantCode(mpm("00", "01"), mpm("26", mpm("00", "spdlab")+mpm("01", long))),
+					"bill over 32":     merchantCode(mpm("00", "01"), mpm("26", mpm("00", "spdlab")+mpm("01", "P")), mpm("62", mpm("01", long))),
 					"three decimals":   merchantCode(mpm("00", "01"), mpm("26", mpm("00", "spdlab")+mpm("01", "P")), mpm("54", "1.005")),
 					"currency letters": merchantCode(mpm("00", "01"), mpm("26", mpm("00", "spdlab")+mpm("01", "P")), mpm("53", "EUR")),
 					"byte lengths":     merchantCode(mpm("00", "01"), mpm("26", mpm("00", "spdlab")+mpm("01", "P")), "5906"+"食堂"),

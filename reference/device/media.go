@@ -56,6 +56,9 @@ func (d *Device) doParseMerchant(cmd apdu.Command) ([]byte, apdu.SW) {
 		text = withRightCRC(text)
 	}
 	o, err := spd.OrderFromCode(text)
+	if err != nil && d.bug("merchant-reference-unbounded") {
+		o, err = orderLongReference(text)
+	}
 	if err != nil {
 		return nil, apdu.SWWrongData
 	}
@@ -73,6 +76,24 @@ func withRightCRC(text string) string {
 		return text[:n] + fmt.Sprintf("%04X", merchant.Checksum(text[:n]))
 	}
 	return text
+}
+
+// orderLongReference is the mutant merchant-reference-unbounded: a code
+// whose bill number is longer than 32 bytes is read with it as it is.
+func orderLongReference(text string) (spd.MerchantOrder, error) {
+	m, err := merchant.Decode(text)
+	if err != nil || m.Additional == nil || len(m.Additional.BillNumber) <= spd.MaxOrderField {
+		return spd.MerchantOrder{}, errors.New("device: merchant code")
+	}
+	bill := m.Additional.BillNumber
+	m.Additional.BillNumber = ""
+	short, err := merchant.Encode(m)
+	if err != nil {
+		return spd.MerchantOrder{}, err
+	}
+	o, err := spd.OrderFromCode(short)
+	o.Reference = []byte(bill)
+	return o, err
 }
 
 // checkEnvelope applies PARSE MEDIUM's checks to a medium envelope:

@@ -47,6 +47,7 @@ var Mutants = []Mutant{
 	// Merchant codes and stored media (SPEC.md 4.7, 4.8).
 	{"merchant-no-reference", "SPD-MPM-1", "leaves the order reference (DF07) out of a parsed merchant code"},
 	{"merchant-crc-unchecked", "SPD-MPM-1", "parses a merchant code whatever its CRC (object 63)"},
+	{"merchant-reference-unbounded", "SPD-MPM-1", "reads a merchant code whose bill number is longer than 32 bytes"},
 	{"media-counter-replay", "SPD-STM-1", "stores a medium under an update counter not above the last applied"},
 	{"media-shows-expired", "SPD-STM-3", "shows a stored medium after its expiry"},
 	{"media-no-capacity", "SPD-STM-4", "stores a new medium beyond its capacity"},
