@@ -44,8 +44,8 @@ func defineTokenMediaCases(d Driver) {
 			f.pays(ctx, r, 19_20)
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST accept a token payment at exactly the token's expiry and decline it one second later",
-		Case("TC-TOK-005", Positive, Negative, "SPD-TOK-2", "C22", "C23"), func(ctx SpecContext) {
+	It("MUST accept a token payment at exactly the token's expiry, decline it one second later, and check the token's controls before the per-payment limit",
+		Case("TC-TOK-005", Positive, Negative, "SPD-TOK-2", "SPD-PAY-6", "C22", "C23", "C31"), func(ctx SpecContext) {
 			need(d, Tokens)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -55,8 +55,10 @@ func defineTokenMediaCases(d Driver) {
 			f.declines(ctx, r, reasonTokenExpired)
 			r.Time = Clock.Add(time.Hour)
 			f.pays(ctx, r, 1_00)
-			// Decline order: expired (4) before over the amount (6) and the channel (7).
-			r.Time, r.Amount, r.Channel = Clock.Add(2*time.Hour), 30_00, medium.ChannelOnline
+			// Decline order: expired (4) before over the token amount (6) and the
+			// channel (7), and each before the per-payment limit (8): 60.00 is
+			// above the token's 20.00 and the profile's 50.00 alike.
+			r.Time, r.Amount, r.Channel = Clock.Add(2*time.Hour), 60_00, medium.ChannelOnline
 			f.declines(ctx, r, reasonTokenExpired)
 			r.Time = Clock
 			f.declines(ctx, r, reasonTokenAmount)

@@ -179,6 +179,7 @@ var Mutants = []Mutant{
 	{"token-capacity-9", "SPD-TOK-1", "keeps a 9th live token"},
 	{"token-no-purge", "SPD-TOK-1", "does not drop expired or used-up tokens before refusing with 6A84"},
 	{"token-record-account", "SPD-TOK-2", "records token payments under the account token"},
+	{"limit-before-token", "SPD-PAY-6", "checks the per-payment limit before the token's controls"},
 
 	// Media.
 	{"medium-no-atc", "SPD-PAY-4", "does not add one to the ATC on GENERATE MEDIUM"},

@@ -192,6 +192,9 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 	if d.bug("token-amount-raw") && req.Kind != spd.KindUse {
 		tokAmount = req.Amount
 	}
+	if d.bug("limit-before-token") && d.c.Limits.MaxPayment > 0 && amount > d.c.Limits.MaxPayment {
+		return decline(ReasonOverPaymentLimit)
+	}
 	if tokName != "" {
 		switch {
 		case now > tok.Expiry || (d.bug("token-expiry-inclusive") && now == tok.Expiry):
