@@ -157,6 +157,25 @@ func defineTokenMediaCases(d Driver) {
 			f.newToken(ctx, Clock, Clock.Add(time.Second), medium.TokenControls{MaxTransactions: 1 << 20, MaxAmount: 1 << 62, Channels: 7})
 		}, SpecTimeout(30*time.Second))
 
+	It("MUST enforce a token's controls on a use write-off paid under it",
+		Case("TC-TOK-010", Positive, Negative, "SPD-TOK-2", "SPD-PAY-3", "C2", "C22", "C23"), func(ctx SpecContext) {
+			need(d, Tokens)
+			f := personalised(ctx, d, nil)
+			f.login(ctx)
+			once := f.newToken(ctx, Clock, Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 1, MaxAmount: 5_00, Channels: medium.ChannelInStore})
+			use := payment(spd.KindUse, spd.ModeOnline, 0)
+			use.Token, use.Time = once, Clock.Add(time.Hour+time.Second)
+			f.declines(ctx, use, reasonTokenExpired)
+			use.Time, use.Channel = Clock, medium.ChannelOnline
+			f.declines(ctx, use, reasonTokenChannel)
+			use.Channel = medium.ChannelInStore
+			f.pays(ctx, use, 0)
+			f.declines(ctx, use, reasonTokenUsedUp)
+			r := payment(spd.KindBalance, spd.ModeOnline, 1_00)
+			r.Token = once
+			f.declines(ctx, r, reasonTokenUsedUp)
+		}, SpecTimeout(30*time.Second))
+
 	It("MUST raise the ATC on GENERATE MEDIUM and show the new ATC, the pending total and a default validity of 300 s",
 		Case("TC-MED-006", Positive, "SPD-MED-1", "SPD-PAY-4", "C1", "C8", "C9"), func(ctx SpecContext) {
 			need(d, Media)

@@ -222,6 +222,7 @@ var _ = ginkgo.Label(
 	"TC-TOK-007",
 	"TC-TOK-008",
 	"TC-TOK-009",
+	"TC-TOK-010",
 	"TC-TST-001",
 	"TC-TST-002",
 	"TC-TST-003",

@@ -180,6 +180,7 @@ var Mutants = []Mutant{
 	{"token-no-purge", "SPD-TOK-1", "does not drop expired or used-up tokens before refusing with 6A84"},
 	{"token-record-account", "SPD-TOK-2", "records token payments under the account token"},
 	{"limit-before-token", "SPD-PAY-6", "checks the per-payment limit before the token's controls"},
+	{"token-use-unchecked", "SPD-TOK-2", "skips a token's controls for a use write-off (kind 03) paid under it"},
 
 	// Media.
 	{"medium-no-atc", "SPD-PAY-4", "does not add one to the ATC on GENERATE MEDIUM"},
