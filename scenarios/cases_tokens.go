@@ -157,10 +157,12 @@ func defineTokenMediaCases(d Driver) {
 			f.newToken(ctx, Clock, Clock.Add(time.Second), medium.TokenControls{MaxTransactions: 1 << 20, MaxAmount: 1 << 62, Channels: 7})
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST enforce a token's controls on a use write-off paid under it",
-		Case("TC-TOK-010", Positive, Negative, "SPD-TOK-2", "SPD-PAY-3", "C2", "C22", "C23"), func(ctx SpecContext) {
+	It("MUST enforce a token's controls on a use write-off paid under it, and count against a token only the payments made under it",
+		Case("TC-TOK-010", Positive, Negative, "SPD-TOK-2", "SPD-PAY-3", "SPD-PAY-6", "C2", "C22", "C23", "C31"), func(ctx SpecContext) {
 			need(d, Tokens)
-			f := personalised(ctx, d, nil)
+			p := TestProfile()
+			p.Uses = 1
+			f := personalised(ctx, d, &p)
 			f.login(ctx)
 			once := f.newToken(ctx, Clock, Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 1, MaxAmount: 5_00, Channels: medium.ChannelInStore})
 			use := payment(spd.KindUse, spd.ModeOnline, 0)
@@ -173,6 +175,17 @@ func defineTokenMediaCases(d Driver) {
 			f.declines(ctx, use, reasonTokenUsedUp)
 			r := payment(spd.KindBalance, spd.ModeOnline, 1_00)
 			r.Token = once
+			f.declines(ctx, r, reasonTokenUsedUp)
+
+			// A payment that passes the token's controls and is then declined
+			// (no use left, decline 10) is no payment: it changes nothing,
+			// the token's count included.
+			single := f.newToken(ctx, Clock, Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 1, MaxAmount: 5_00, Channels: medium.ChannelInStore})
+			use.Token = single
+			f.declines(ctx, use, reasonNoUses)
+			f.declines(ctx, use, reasonNoUses)
+			r.Token = single
+			f.pays(ctx, r, 1_00)
 			f.declines(ctx, r, reasonTokenUsedUp)
 		}, SpecTimeout(30*time.Second))
 

@@ -181,6 +181,7 @@ var Mutants = []Mutant{
 	{"token-record-account", "SPD-TOK-2", "records token payments under the account token"},
 	{"limit-before-token", "SPD-PAY-6", "checks the per-payment limit before the token's controls"},
 	{"token-use-unchecked", "SPD-TOK-2", "skips a token's controls for a use write-off (kind 03) paid under it"},
+	{"token-counts-declines", "SPD-PAY-6", "counts a payment against its token when a check after the token's controls declines it"},
 
 	// Media.
 	{"medium-no-atc", "SPD-PAY-4", "does not add one to the ATC on GENERATE MEDIUM"},

@@ -129,6 +129,9 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		offAmount = total
 	}
 	now := spd.Unix(req.Time)
+	var tok token
+	var tokName string
+	tokChecked := false // the token's controls passed (the mutant token-counts-declines)
 	decline := func(reason string) ([]byte, *record, apdu.SW) {
 		info := d.baseInfo(medium.KindPaymentResult, d.c, total, now)
 		if expiry != 0 {
@@ -139,6 +142,14 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		info.Amount, info.PayeeNonce, info.PayeeID, info.Token = req.Amount, req.PayeeNonce, req.Payee, req.Token
 		if len(info.Token) == 0 {
 			info.Token = d.prof.AccountToken
+		}
+		if d.bug("token-counts-declines") && tokChecked {
+			tok.Used++
+			tx := d.st.Begin()
+			tx.Put(tokKey(req.Token), tok.marshal())
+			if d.commit(tx) == apdu.SWOK {
+				d.tokens[tokName] = tok
+			}
 		}
 		if d.bug("decline-spends-atc") {
 			nc := d.c
@@ -151,8 +162,6 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 
 	// Token domain controls (C20-C24).
 	tokenUsed := d.prof.AccountToken
-	var tok token
-	var tokName string
 	if len(req.Token) > 0 && !bytes.Equal(req.Token, d.prof.AccountToken) {
 		tokName = hex.EncodeToString(req.Token)
 		t, ok := d.tokens[tokName]
@@ -206,6 +215,7 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		case tok.Channels&uint8(req.Channel) == 0 && !d.bug("token-channel-ignored"):
 			return decline(ReasonTokenChannel)
 		}
+		tokChecked = true
 	}
 	lim := d.c.Limits
 	if d.bug("decline-order") && req.Kind == spd.KindBalance && amount > d.c.Balance {
