@@ -225,6 +225,19 @@ func definePaymentCases(d Driver) {
 			f.pays(ctx, r, 1_00)
 		}, SpecTimeout(30*time.Second))
 
+	It("MUST read a max offline count of 0 as no offline payment at all",
+		Case("TC-OFF-009", Positive, Negative, "SPD-LED-3", "C7"), func(ctx SpecContext) {
+			need(d, Offline)
+			p := TestProfile()
+			p.Limits.MaxOfflineCount = 0
+			f := personalised(ctx, d, &p)
+			f.login(ctx)
+			f.declines(ctx, payment(spd.KindBalance, spd.ModeOffline, 1_00), reasonCountLimit)
+			f.declines(ctx, payment(spd.KindAccount, spd.ModeOffline, 1_00), reasonCountLimit)
+			f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 1_00), 1_00)
+			f.declines(ctx, payment(spd.KindUse, spd.ModeOffline, 0), reasonCountLimit)
+		}, SpecTimeout(30*time.Second))
+
 	It("MUST decline a payment with no region when the profile lists regions, and accept any region when it lists none",
 		Case("TC-LOC-002", Negative, "SPD-VER-1", "C18", "C33"), func(ctx SpecContext) {
 			need(d, Location)

@@ -140,6 +140,7 @@ var _ = ginkgo.Label(
 	"TC-OFF-006",
 	"TC-OFF-007",
 	"TC-OFF-008",
+	"TC-OFF-009",
 	"TC-OPT-001",
 	"TC-PAY-001",
 	"TC-PAY-002",

@@ -248,7 +248,8 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		switch {
 		case offAmount+amount > lim.MaxPending:
 			return decline(reason(ReasonOverPendingLimit))
-		case offCount+1 > lim.MaxOfflineCount && !(d.bug("offline-count-plus-one") && offCount == lim.MaxOfflineCount):
+		case offCount+1 > lim.MaxOfflineCount && !(d.bug("offline-count-plus-one") && offCount == lim.MaxOfflineCount) &&
+			!(d.bug("offline-count-zero-unlimited") && lim.MaxOfflineCount == 0):
 			return decline(reason(ReasonOverCountLimit))
 		case lim.MaxOfflineAge > 0 && int64(now)-int64(d.c.LastSync) > int64(lim.MaxOfflineAge/time.Second) && !d.bug("offline-age-ignored"):
 			return decline(reason(ReasonSyncTooOld))
