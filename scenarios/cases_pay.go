@@ -225,7 +225,7 @@ func definePaymentCases(d Driver) {
 			f.pays(ctx, r, 1_00)
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST read a max offline count of 0 as no offline payment at all",
+	It("MUST read a max offline count of 0 as no offline payment, and a max offline pending of 0 as no offline amount",
 		Case("TC-OFF-009", Positive, Negative, "SPD-LED-3", "C7"), func(ctx SpecContext) {
 			need(d, Offline)
 			p := TestProfile()
@@ -235,6 +235,16 @@ func definePaymentCases(d Driver) {
 			f.declines(ctx, payment(spd.KindBalance, spd.ModeOffline, 1_00), reasonCountLimit)
 			f.declines(ctx, payment(spd.KindAccount, spd.ModeOffline, 1_00), reasonCountLimit)
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 1_00), 1_00)
+			// Max offline pending 0 is no exception (max payment and max seconds
+			// since sync take 0 as no limit): offline, only an amount of 0.
+			f.update(ctx, spd.ParameterUpdate{Counter: 1, Limits: &spd.Limits{MaxPayment: 50_00, MaxPending: 0, MaxOfflineCount: 5,
+				MaxOfflineAge: p.Limits.MaxOfflineAge}, Time: Clock})
+			f.declines(ctx, payment(spd.KindBalance, spd.ModeOffline, 1), reasonPendingLimit)
+			f.declines(ctx, payment(spd.KindAccount, spd.ModeOffline, 1_00), reasonPendingLimit)
+			f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 1_00), 1_00)
+			f.pays(ctx, payment(spd.KindUse, spd.ModeOffline, 0), 0)
+			f.update(ctx, spd.ParameterUpdate{Counter: 2, Limits: &spd.Limits{MaxPayment: 50_00, MaxPending: 30_00, MaxOfflineCount: 0,
+				MaxOfflineAge: p.Limits.MaxOfflineAge}, Time: Clock})
 			f.declines(ctx, payment(spd.KindUse, spd.ModeOffline, 0), reasonCountLimit)
 		}, SpecTimeout(30*time.Second))
 

@@ -246,7 +246,7 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 			return r
 		}
 		switch {
-		case offAmount+amount > lim.MaxPending:
+		case offAmount+amount > lim.MaxPending && !(d.bug("offline-pending-zero-unlimited") && lim.MaxPending == 0):
 			return decline(reason(ReasonOverPendingLimit))
 		case offCount+1 > lim.MaxOfflineCount && !(d.bug("offline-count-plus-one") && offCount == lim.MaxOfflineCount) &&
 			!(d.bug("offline-count-zero-unlimited") && lim.MaxOfflineCount == 0):
