@@ -203,7 +203,7 @@ func definePaymentCases(d Driver) {
 			f.declines(ctx, payment(spd.KindUse, spd.ModeOffline, 0), reasonCountLimit)
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST allow offline payments until exactly max seconds since the last sync and decline one second later",
+	It("MUST allow offline payments until exactly max seconds since the last sync, and at a time before it, and decline one second later",
 		Case("TC-OFF-007", Positive, Negative, "SPD-LED-3", "C7"), func(ctx SpecContext) {
 			need(d, Offline)
 			f := personalised(ctx, d, nil)
@@ -216,6 +216,10 @@ func definePaymentCases(d Driver) {
 			f.pays(ctx, r, 1_00)
 			Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock.Add(age)})).To(Equal(sw9000))
 			f.login(ctx)
+			// A terminal whose clock is behind the last sync time: no time
+			// has passed since the sync, as far as the limit goes.
+			r.Time = Clock
+			f.pays(ctx, r, 1_00)
 			r.Time = Clock.Add(2*age + time.Second)
 			f.declines(ctx, r, reasonSyncTooOld)
 			r.Time = Clock.Add(2 * age)

@@ -239,6 +239,10 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		}
 	}
 	if req.Mode == spd.ModeOffline && !(d.bug("offline-account-unlimited") && req.Kind == spd.KindAccount) {
+		since := int64(now) - int64(d.c.LastSync) // negative for a time before the last sync
+		if d.bug("offline-age-unsigned") {
+			since = int64(now - d.c.LastSync)
+		}
 		reason := func(r string) string {
 			if d.bug("offline-reason-generic") {
 				return "offline limit"
@@ -251,7 +255,7 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		case offCount+1 > lim.MaxOfflineCount && !(d.bug("offline-count-plus-one") && offCount == lim.MaxOfflineCount) &&
 			!(d.bug("offline-count-zero-unlimited") && lim.MaxOfflineCount == 0):
 			return decline(reason(ReasonOverCountLimit))
-		case lim.MaxOfflineAge > 0 && int64(now)-int64(d.c.LastSync) > int64(lim.MaxOfflineAge/time.Second) && !d.bug("offline-age-ignored"):
+		case lim.MaxOfflineAge > 0 && since > int64(lim.MaxOfflineAge/time.Second) && !d.bug("offline-age-ignored"):
 			return decline(reason(ReasonSyncTooOld))
 		}
 	}
