@@ -106,7 +106,7 @@ func definePresentedCodes(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST refuse a code life beyond 300 s, a P2 other than 00 and an unverified cardholder, and decline within the offline limits, changing nothing",
-			Case("TC-PRC-002", Negative, "SPD-PRC-1", "SPD-PRC-2", "SPD-PIN-1", "C7", "C8", "C32"),
+			Case("TC-PRC-002", Negative, "SPD-PRC-1", "SPD-PRC-2", "SPD-PIN-1", "SPD-LED-3", "C7", "C8", "C32"),
 			func(ctx SpecContext) {
 				need(d, PayBalance)
 				f := personalised(ctx, d, nil)
@@ -128,6 +128,16 @@ func definePresentedCodes(d Driver) {
 				Expect(code.Result.Verify(f.Pub)).To(Succeed())
 				Expect(code.Result.Info().Reason).To(Equal("over the offline pending limit"))
 				caseDeclined = true
+				Expect(f.state(ctx)).To(Equal(before), "a declined code changes nothing")
+				// Too long since the last sync (decline 13): the offline limits
+				// are those of PAY P2 01, every one of them.
+				stale := presentRequest(1_00, codeChallenge)
+				stale.Time = Clock.Add(f.Profile.Limits.MaxOfflineAge + time.Second)
+				code, err = f.Client.PresentCode(ctx, stale)
+				Expect(errors.Is(err, spd.ErrDeclined)).To(BeTrue(), "a code a second past max seconds since sync: %v", err)
+				Expect(code.Record).To(BeNil(), "a declined code holds no record")
+				Expect(code.Result.Verify(f.Pub)).To(Succeed())
+				Expect(code.Result.Info().Reason).To(Equal(reasonSyncTooOld))
 				Expect(f.state(ctx)).To(Equal(before), "a declined code changes nothing")
 				// A new session without VERIFY.
 				_, err = f.Client.Select(ctx)

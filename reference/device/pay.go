@@ -255,7 +255,8 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		case offCount+1 > lim.MaxOfflineCount && !(d.bug("offline-count-plus-one") && offCount == lim.MaxOfflineCount) &&
 			!(d.bug("offline-count-zero-unlimited") && lim.MaxOfflineCount == 0):
 			return decline(reason(ReasonOverCountLimit))
-		case lim.MaxOfflineAge > 0 && since > int64(lim.MaxOfflineAge/time.Second) && !d.bug("offline-age-ignored"):
+		case lim.MaxOfflineAge > 0 && since > int64(lim.MaxOfflineAge/time.Second) && !d.bug("offline-age-ignored") &&
+			!(d.bug("code-age-unchecked") && ins == spd.INSPresentCode):
 			return decline(reason(ReasonSyncTooOld))
 		}
 	}
