@@ -145,6 +145,36 @@ func definePresentedCodes(d Driver) {
 				f.refuses(ctx, spd.PresentCode(presentRequest(1_00, codeChallenge)), apdu.SW(0x6982), "PRESENT CODE unverified")
 			}, SpecTimeout(60*time.Second))
 
+		It("MUST make a code of the account kind as PAY P2 01 of that kind: pending under the account token, the balance untouched",
+			Case("TC-PRC-005", Positive, "SPD-PRC-1", "SPD-PAY-2", "C2", "C4", "C8", "C21", "C50"),
+			func(ctx SpecContext) {
+				need(d, PayAccount)
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				r := presentRequest(7_00, codeChallenge)
+				r.Kind = spd.KindAccount
+				before := f.state(ctx)
+				code, err := f.Client.PresentCode(ctx, r)
+				Expect(err).NotTo(HaveOccurred())
+				checkCode(code, &d.Issuer().CA.PublicKey, f.Pub)
+				after := f.state(ctx)
+				want := before.Snapshot
+				want.ATC++
+				want.Ledger++
+				want.Pending += 7_00
+				Expect(after.Snapshot).To(Equal(want), asserts("C4", "the code's account payment is pending under the account, the stored balance untouched"))
+				Expect(code.Record.Kind).To(Equal(spd.KindAccount), "the code's record is of the account kind")
+				Expect(code.Record.Amount).To(Equal(int64(7_00)))
+				Expect(code.Record.Token).To(Equal(f.Profile.AccountToken))
+				in := code.Result.Info()
+				Expect(in.Balance).To(Equal(after.Balance), "the code shows the balance, untouched")
+				Expect(in.Pending).To(Equal(after.Pending))
+				last := after.Records[len(after.Records)-1]
+				mine := *code.Record
+				mine.Signature = nil
+				Expect(mine).To(Equal(last), "the code's record is the ledger's record of the payment")
+			}, SpecTimeout(60*time.Second))
+
 		It("MUST let an on-line merchant charge a code once and refuse it replayed, photographed for another merchant, or for another challenge",
 			Case("TC-PRC-003", Negative, "SPD-PRC-3", "SPD-PRC-2", "C8", "C9", "C30", "C31", "C50"),
 			func(ctx SpecContext) {

@@ -169,6 +169,7 @@ var _ = ginkgo.Label(
 	"TC-PRC-002",
 	"TC-PRC-003",
 	"TC-PRC-004",
+	"TC-PRC-005",
 	"TC-STM-001",
 	"TC-STM-002",
 	"TC-STM-003",

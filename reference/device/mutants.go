@@ -44,6 +44,7 @@ var Mutants = []Mutant{
 	{"code-record-unsigned", "SPD-PRC-1", "puts a payment code's record in with a signature over the body without the domain"},
 	{"code-before-commit", "SPD-PRC-1", "answers a payment code without committing its payment (no ledger record, no ATC)"},
 	{"code-age-unchecked", "SPD-LED-3", "ignores the max seconds since sync for PRESENT CODE"},
+	{"code-account-debits", "SPD-PRC-1", "makes a kind 02 PRESENT CODE a kind 01 payment from the stored balance"},
 
 	// Merchant codes and stored media (SPEC.md 4.7, 4.8).
 	{"merchant-no-reference", "SPD-MPM-1", "leaves the order reference (DF07) out of a parsed merchant code"},

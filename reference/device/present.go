@@ -30,6 +30,9 @@ func (d *Device) doPresentCode(cmd apdu.Command) ([]byte, apdu.SW) {
 	if sw := d.checkAssertion(pay); sw != apdu.SWOK {
 		return nil, sw
 	}
+	if d.bug("code-account-debits") && pay.Kind == spd.KindAccount {
+		pay.Kind = spd.KindBalance
+	}
 	if d.bug("code-no-challenge") {
 		pay.PayeeNonce = nil
 	}
