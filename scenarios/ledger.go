@@ -66,7 +66,7 @@ func defineLedger(d Driver) {
 				Expect(f.pay(ctx, r).Success()).To(BeTrue(), "online is not bound by the offline age")
 			}, SpecTimeout(30*time.Second))
 
-		It("MUST clear exactly the acknowledged records, once, and refuse a forged acknowledgement",
+		It("MUST clear exactly the acknowledged records, once, ignoring ATCs it does not hold, and refuse a forged acknowledgement",
 			Case("TC-OFF-004", Positive, Negative, "SPD-LED-4", "SPD-KEY-3", "C4"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
@@ -97,6 +97,12 @@ func defineLedger(d Driver) {
 				Expect(f.Client.Pending(ctx)).To(Equal(int64(2_00)))
 				// The same acknowledgement again clears nothing more.
 				f.refuses(ctx, ack, sw9000, "the same acknowledgement again")
+				// ATCs the device does not hold are ignored wherever they stand:
+				// one it dropped and one it never used, before the one it holds.
+				Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute),
+					ATCs: []uint32{recs[0].ATC, 0xFFFFFFFF, recs[1].ATC}})).To(Equal(sw9000))
+				Expect(f.Client.PendingCount(ctx)).To(Equal(0), "the record named after ATCs the device does not hold is dropped")
+				Expect(f.Client.Pending(ctx)).To(Equal(int64(0)))
 			}, SpecTimeout(30*time.Second))
 
 		It("MUST bind the payee, the payee nonce and a payment nonce into every payment record, the same on every export, and refuse a nonce of a wrong length",

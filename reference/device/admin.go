@@ -338,6 +338,9 @@ func (d *Device) doAcknowledge(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	drop := map[uint32]bool{}
 	for _, atc := range a.ATCs {
+		if d.bug("ack-stops-at-unknown") && !slices.ContainsFunc(d.pend, func(r record) bool { return r.ATC == atc }) {
+			break
+		}
 		drop[atc] = true
 	}
 	if d.bug("ack-replay-6984") && len(a.ATCs) > 0 && !slices.ContainsFunc(d.pend, func(r record) bool { return drop[r.ATC] }) {

@@ -124,6 +124,7 @@ var Mutants = []Mutant{
 	{"ack-drops-all", "SPD-LED-4", "drops every ledger record on any acknowledgement"},
 	{"ack-ignores-serials", "SPD-LED-4", "ignores the serial list of ACKNOWLEDGE"},
 	{"ack-no-sync", "SPD-LED-3", "does not move the last sync time on ACKNOWLEDGE"},
+	{"ack-stops-at-unknown", "SPD-LED-4", "stops dropping records at the first ATC of an acknowledgement it does not hold"},
 
 	// Cardholder verification.
 	{"verify-compare-first", "SPD-PIN-2", "compares the PIN before making the decrement persistent"},
