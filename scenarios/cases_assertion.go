@@ -124,6 +124,12 @@ func defineHostAssertions(d Driver) {
 					r.Assertion = f.hvaFor(ctx, short, r)
 					f.refuses(ctx, spd.Pay(r), sw6982, "an assertion of "+short.String()+" where SMS and consent are required")
 				}
+				// The threshold is of the requested amount, before adjustment: at
+				// tier 1 (10 % off) the threshold amount is charged 9.00 and
+				// still needs an assertion.
+				tier := uint8(1)
+				f.update(ctx, spd.ParameterUpdate{Counter: 1, Tier: &tier, Time: Clock})
+				f.refuses(ctx, spd.Pay(hvaPayment(hvaThreshold)), sw6982, "PAY of the threshold amount, adjusted below it, without an assertion")
 				if d.Profile().Has(Offline) {
 					pr := presentRequest(12_00, codeChallenge)
 					f.refuses(ctx, spd.PresentCode(pr), sw6982, "PRESENT CODE above the threshold without an assertion")

@@ -79,6 +79,7 @@ var Mutants = []Mutant{
 	{"assertion-any-atc", "SPD-HVA-2", "accepts a host assertion made for another ATC (a replayed one)"},
 	{"assertion-any-payment", "SPD-HVA-2", "accepts a host assertion made for another amount, currency or payee"},
 	{"assertion-no-expiry", "SPD-HVA-2", "accepts an expired host assertion"},
+	{"assertion-threshold-adjusted", "SPD-HVA-1", "compares the adjusted amount, not the requested one, with the host assertion threshold"},
 
 	// Selection, command structure and processing order.
 	{"select-keeps-session", "SPD-APP-1", "SELECT of an unknown AID answers 6A82 but leaves the application selected"},
