@@ -252,6 +252,24 @@ func definePaymentCases(d Driver) {
 			f.declines(ctx, payment(spd.KindUse, spd.ModeOffline, 0), reasonCountLimit)
 		}, SpecTimeout(30*time.Second))
 
+	It("MUST count neither against the offline count nor against the offline pending limit a transfer out, whose record is of mode 01",
+		Case("TC-OFF-010", Positive, Negative, "SPD-LED-3", "SPD-XFR-1", "C7", "C13"), func(ctx SpecContext) {
+			need(d, Offline)
+			p := TestProfile()
+			p.Limits.MaxOfflineCount, p.Limits.MaxPending = 1, 5_00
+			f := personalised(ctx, d, &p)
+			f.login(ctx)
+			f.transferTo(ctx, []byte{0x5D, 0x1A, 0xEE, 0, 0, 0, 0, 9}, 10_00, Clock.Add(time.Hour))
+			recs := f.state(ctx).Records
+			Expect(recs).To(HaveLen(1))
+			Expect(recs[0].Kind).To(Equal(spd.KindTransferOut))
+			Expect(recs[0].Mode).To(Equal(spd.ModeOffline), "a device writes mode 01 for a transfer out (section 8)")
+			// "Offline payment records" are of kinds 01-03 alone (SPEC.md 4.4).
+			f.pays(ctx, payment(spd.KindBalance, spd.ModeOffline, 5_00), 5_00)
+			f.declines(ctx, payment(spd.KindBalance, spd.ModeOffline, 1), reasonPendingLimit)
+			f.declines(ctx, payment(spd.KindAccount, spd.ModeOffline, 0), reasonCountLimit)
+		}, SpecTimeout(30*time.Second))
+
 	It("MUST decline a payment with no region when the profile lists regions, and accept any region when it lists none",
 		Case("TC-LOC-002", Negative, "SPD-VER-1", "C18", "C33"), func(ctx SpecContext) {
 			need(d, Location)

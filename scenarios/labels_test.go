@@ -141,6 +141,7 @@ var _ = ginkgo.Label(
 	"TC-OFF-007",
 	"TC-OFF-008",
 	"TC-OFF-009",
+	"TC-OFF-010",
 	"TC-OPT-001",
 	"TC-PAY-001",
 	"TC-PAY-002",

@@ -45,6 +45,9 @@ func (d *Device) doSelect(cmd apdu.Command) ([]byte, apdu.SW) {
 // the amount and number of offline payment records.
 func (d *Device) pendingTotals() (total, offAmount int64, offCount int) {
 	for _, r := range d.pend {
+		if d.bug("offline-count-transfers") && !r.Kind.IsPayment() && r.Mode == spd.ModeOffline {
+			offCount++
+		}
 		if !r.Kind.IsPayment() && !(d.bug("pending-counts-transfers") && r.Kind == spd.KindTransferOut) {
 			continue
 		}

@@ -161,6 +161,7 @@ var Mutants = []Mutant{
 	{"offline-count-zero-unlimited", "SPD-LED-3", "takes a max offline count of 0 as no limit instead of no offline payment"},
 	{"offline-pending-zero-unlimited", "SPD-LED-3", "takes a max offline pending of 0 as no limit instead of no offline amount"},
 	{"offline-age-unsigned", "SPD-LED-3", "declines an offline payment whose time is before the last sync time as too long offline (unsigned difference)"},
+	{"offline-count-transfers", "SPD-LED-3", "counts offline transfer records (kinds 04, 05) against the offline count limit"},
 	{"decline-order", "SPD-PAY-6", "checks the balance before the per-payment limit"},
 	{"location-absent-ok", "SPD-VER-1", "accepts a PAY without a region when the profile lists regions"},
 	{"tier-inclusive", "SPD-VER-2", "declines a PAY whose required tier equals the device's"},
