@@ -175,6 +175,41 @@ func definePresentedCodes(d Driver) {
 				Expect(mine).To(Equal(last), "the code's record is the ledger's record of the payment")
 			}, SpecTimeout(60*time.Second))
 
+		It("MUST enforce a token's controls on a code paid under it, on the in-store channel, and count the code against it",
+			Case("TC-PRC-006", Positive, Negative, "SPD-PRC-1", "SPD-TOK-2", "C8", "C20", "C22", "C23", "C50"),
+			func(ctx SpecContext) {
+				need(d, PayBalance)
+				f := personalised(ctx, d, nil)
+				f.login(ctx)
+				once := f.newToken(ctx, Clock, Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 1, MaxAmount: 5_00, Channels: medium.ChannelInStore})
+				online := f.newToken(ctx, Clock, Clock.Add(time.Hour), medium.TokenControls{MaxTransactions: 5, MaxAmount: 5_00, Channels: medium.ChannelOnline})
+				declined := func(r spd.PresentRequest, reason string) {
+					GinkgoHelper()
+					before := f.state(ctx)
+					code, err := f.Client.PresentCode(ctx, r)
+					Expect(errors.Is(err, spd.ErrDeclined)).To(BeTrue(), "want the decline %q: %v", reason, err)
+					Expect(code.Record).To(BeNil(), "a declined code holds no record")
+					Expect(code.Result.Verify(f.Pub)).To(Succeed())
+					Expect(code.Result.Info().Reason).To(Equal(reason))
+					caseDeclined = true
+					Expect(f.state(ctx)).To(Equal(before), "a declined code changes nothing")
+				}
+				r := presentRequest(1_00, codeChallenge)
+				r.Token = once
+				r.Time = Clock.Add(time.Hour + time.Second)
+				declined(r, reasonTokenExpired)
+				r.Time, r.Amount = Clock, 5_01
+				declined(r, reasonTokenAmount)
+				r.Token, r.Amount = online, 1_00
+				declined(r, reasonTokenChannel)
+				r.Token = once
+				code, err := f.Client.PresentCode(ctx, r)
+				Expect(err).NotTo(HaveOccurred())
+				checkCode(code, &d.Issuer().CA.PublicKey, f.Pub)
+				Expect(code.Record.Token).To(Equal(once), asserts("C20", "the code carries the token paid under"))
+				declined(r, reasonTokenUsedUp)
+			}, SpecTimeout(60*time.Second))
+
 		It("MUST let an on-line merchant charge a code once and refuse it replayed, photographed for another merchant, or for another challenge",
 			Case("TC-PRC-003", Negative, "SPD-PRC-3", "SPD-PRC-2", "C8", "C9", "C30", "C31", "C50"),
 			func(ctx SpecContext) {

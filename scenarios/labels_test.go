@@ -171,6 +171,7 @@ var _ = ginkgo.Label(
 	"TC-PRC-003",
 	"TC-PRC-004",
 	"TC-PRC-005",
+	"TC-PRC-006",
 	"TC-STM-001",
 	"TC-STM-002",
 	"TC-STM-003",

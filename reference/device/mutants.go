@@ -190,6 +190,7 @@ var Mutants = []Mutant{
 	{"limit-before-token", "SPD-PAY-6", "checks the per-payment limit before the token's controls"},
 	{"token-use-unchecked", "SPD-TOK-2", "skips a token's controls for a use write-off (kind 03) paid under it"},
 	{"token-counts-declines", "SPD-PAY-6", "counts a payment against its token when a check after the token's controls declines it"},
+	{"code-token-unchecked", "SPD-TOK-2", "skips a token's controls for PRESENT CODE"},
 
 	// Media.
 	{"medium-no-atc", "SPD-PAY-4", "does not add one to the ATC on GENERATE MEDIUM"},

@@ -204,7 +204,7 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 	if d.bug("limit-before-token") && d.c.Limits.MaxPayment > 0 && amount > d.c.Limits.MaxPayment {
 		return decline(ReasonOverPaymentLimit)
 	}
-	if tokName != "" && !(d.bug("token-use-unchecked") && req.Kind == spd.KindUse) {
+	if tokName != "" && !(d.bug("token-use-unchecked") && req.Kind == spd.KindUse) && !(d.bug("code-token-unchecked") && ins == spd.INSPresentCode) {
 		switch {
 		case now > tok.Expiry || (d.bug("token-expiry-inclusive") && now == tok.Expiry):
 			return decline(ReasonTokenExpired)
