@@ -170,8 +170,8 @@ func (f *Fixture) refuses(ctx context.Context, cmd apdu.Command, sw apdu.SW, why
 }
 
 // declines pays r, expects a signed decline with exactly reason, showing
-// the unchanged balance, uses and ATC, and checks that nothing changed
-// (SPD-PAY-6).
+// the unchanged balance, uses and ATC, the requested amount and the token
+// named, and checks that nothing changed (SPD-PAY-6, SPEC.md 7.3).
 func (f *Fixture) declines(ctx context.Context, r spd.PayRequest, reason string) spd.Result {
 	GinkgoHelper()
 	before := f.state(ctx)
@@ -184,6 +184,11 @@ func (f *Fixture) declines(ctx context.Context, r spd.PayRequest, reason string)
 	Expect(uint32(info.Uses)).To(Equal(before.Uses))
 	Expect(info.ATC).To(Equal(before.ATC), "a decline shows the current ATC")
 	Expect(info.Amount).To(Equal(r.Amount), "a decline shows the requested amount")
+	token := r.Token
+	if token == nil {
+		token = f.Profile.AccountToken
+	}
+	Expect(info.Token).To(Equal(token), "a decline shows the token the PAY named (the account token when it named none)")
 	Expect(f.state(ctx)).To(Equal(before), "a declined payment changes nothing")
 	return res
 }

@@ -163,6 +163,7 @@ var Mutants = []Mutant{
 	{"offline-age-unsigned", "SPD-LED-3", "declines an offline payment whose time is before the last sync time as too long offline (unsigned difference)"},
 	{"offline-count-transfers", "SPD-LED-3", "counts offline transfer records (kinds 04, 05) against the offline count limit"},
 	{"decline-order", "SPD-PAY-6", "checks the balance before the per-payment limit"},
+	{"decline-account-token", "SPD-PAY-6", "shows the account token in the result of a payment declined under another token"},
 	{"location-absent-ok", "SPD-VER-1", "accepts a PAY without a region when the profile lists regions"},
 	{"tier-inclusive", "SPD-VER-2", "declines a PAY whose required tier equals the device's"},
 	{"result-old-counters", "SPD-PAY-5", "shows the balance and ATC before the payment in its result"},

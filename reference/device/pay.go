@@ -140,7 +140,7 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		failure := 1
 		info.Result, info.Reason = &failure, reason
 		info.Amount, info.PayeeNonce, info.PayeeID, info.Token = req.Amount, req.PayeeNonce, req.Payee, req.Token
-		if len(info.Token) == 0 {
+		if len(info.Token) == 0 || d.bug("decline-account-token") {
 			info.Token = d.prof.AccountToken
 		}
 		if d.bug("token-counts-declines") && tokChecked {
