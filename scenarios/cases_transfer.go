@@ -271,8 +271,8 @@ func defineTransferCases(d Driver) {
 			Expect(f.Client.Balance(ctx)).To(Equal(f.Profile.Balance), "value conserved: debited once, credited back once")
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST remember as many imports as its capacity (the ICS's capacities.imports) and refuse one more with 6A84",
-		Label("slow"), Case("TC-XFR-011", Positive, Negative, "SPD-XFR-2", "SPD-LED-1", "C13"), func(ctx SpecContext) {
+	It("MUST remember as many imports as its capacity (the ICS's capacities.imports) and refuse one more with 6A84, and refuse TRANSFER IN and RECLAIM into a full ledger with 6A84",
+		Label("slow"), Case("TC-XFR-011", Positive, Negative, "SPD-XFR-2", "SPD-XFR-4", "SPD-LED-1", "C13"), func(ctx SpecContext) {
 			need(d, Transfers)
 			caps := capacities(d)
 			n, ledger := uint64(caps.Imports), caps.Ledger
@@ -280,25 +280,52 @@ func defineTransferCases(d Driver) {
 			payee.login(ctx)
 			forger := newForger(payee.Issuer)
 			me := payee.Profile.DeviceID
-			// The ledger fills every ledger-capacity imports (SPD-LED-1):
-			// the ATCs the signed results name are acknowledged, which must
-			// empty it. After the last import the ledger is not full, so the
-			// refusal is the import list's.
-			var atcs []uint32
-			for serial := uint64(1); serial <= n; serial++ {
-				res, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 1, serial, Clock.Add(time.Hour))), Time: Clock})
-				Expect(err).NotTo(HaveOccurred(), "import %d", serial)
-				atcs = append(atcs, res.Info().ATC)
-				if len(atcs) == ledger {
-					Expect(payee.Client.PendingCount(ctx)).To(Equal(ledger), "the ledger after import %d", serial)
-					Expect(payee.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, ATCs: atcs})).To(Equal(sw9000))
-					Expect(payee.Client.PendingCount(ctx)).To(Equal(0), "the ledger after acknowledging imports %d to %d", serial-uint64(ledger)+1, serial)
-					atcs = atcs[:0]
-				}
+			imported := uint64(0)
+			importOne := func() {
+				GinkgoHelper()
+				imported++
+				_, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 1, imported, Clock.Add(time.Hour))), Time: Clock})
+				Expect(err).NotTo(HaveOccurred(), "import %d", imported)
 			}
+			// A full ledger (SPD-LED-1) refuses TRANSFER IN and RECLAIM as
+			// it does PAY and TRANSFER: an outgoing transfer to reclaim is
+			// its first record, imports fill it while the import list has
+			// room, payments of 0.01 when the ledger is the larger.
+			out := payee.transferTo(ctx, nowhere, 1, Clock.Add(time.Hour))
+			paid := int64(0)
+			for {
+				count, err := payee.Client.PendingCount(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				if count == ledger {
+					break
+				}
+				if imported+1 < n {
+					importOne()
+					continue
+				}
+				if !d.Profile().Has(PayBalance) {
+					Skip(fmt.Sprintf("%sthe ledger of %d records outlasts %d imports, and ICS features.pay-balance is false: no other record fills it", NotApplicablePrefix, ledger, n))
+				}
+				payee.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 1), 1)
+				paid++
+			}
+			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, imported+1, Clock.Add(time.Hour))), Clock), sw6A84,
+				"TRANSFER IN into a full ledger")
+			payee.refuses(ctx, payee.reclaimOrder(out.Info().Serial, Clock.Add(2*time.Hour)), sw6A84, "RECLAIM into a full ledger")
+			payee.emptyLedger(ctx)
+			// The rest of the import list, the ledger emptied when it fills
+			// and before the refusal, so that the refusal is the list's.
+			for imported < n {
+				payee.roomInLedger(ctx)
+				importOne()
+			}
+			payee.roomInLedger(ctx)
 			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, n+1, Clock.Add(time.Hour))), Clock), sw6A84,
 				fmt.Sprintf("import %d of a list of %d", n+1, n))
-			Expect(payee.Client.Balance(ctx)).To(Equal(payee.Profile.Balance + int64(n)))
+			Expect(payee.Client.Balance(ctx)).To(Equal(payee.Profile.Balance - 1 - paid + int64(n)))
+			_, err := payee.Client.Reclaim(ctx, payee.reclaimOrder(out.Info().Serial, Clock.Add(2*time.Hour)))
+			Expect(err).NotTo(HaveOccurred(), "the RECLAIM the full ledger refused, with room again")
+			Expect(payee.Client.Balance(ctx)).To(Equal(payee.Profile.Balance - paid + int64(n)))
 		}, SpecTimeout(60*time.Second))
 
 	It("MUST import a transfer that takes the balance to exactly 2^62 and refuse one above it with 6A80",

@@ -153,7 +153,7 @@ func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 	if _, seen := d.st.Get(key); seen && !d.bug("xferin-replay") {
 		return nil, apdu.SWRefDataNotUsable
 	}
-	if d.imports >= d.cfg.MaxImports || len(d.pend) >= d.cfg.MaxLedger {
+	if d.imports >= d.cfg.MaxImports || (len(d.pend) >= d.cfg.MaxLedger && !d.bug("xferin-ledger-unbounded")) {
 		return nil, apdu.SWNotEnoughMemory
 	}
 	if d.c.Balance > maxAmount-in.Amount && !d.bug("xferin-over-max") {
@@ -211,7 +211,7 @@ func (d *Device) doReclaim(cmd apdu.Command) ([]byte, apdu.SW) {
 	if now <= t.Expiry && !(d.bug("reclaim-at-expiry") && now == t.Expiry) {
 		return nil, apdu.SWConditionsNotSat
 	}
-	if len(d.pend) >= d.cfg.MaxLedger {
+	if len(d.pend) >= d.cfg.MaxLedger && !d.bug("reclaim-ledger-unbounded") {
 		return nil, apdu.SWNotEnoughMemory
 	}
 	nc := d.c
