@@ -129,8 +129,8 @@ func definePINCases(d Driver) {
 			Expect(f.sw(ctx, spd.VerifyPIN("7777"))).To(Equal(sw9000), "the host set the new PIN")
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST match a biometric sample at exactly the threshold distance and refuse one just beyond with 63C4",
-		Case("TC-BIO-002", Positive, Negative, "SPD-BIO-1", "C32", "C33"), func(ctx SpecContext) {
+	It("MUST match a biometric sample at exactly the threshold distance, refuse one just beyond with 63C4, and end verification on it",
+		Case("TC-BIO-002", Positive, Negative, "SPD-BIO-1", "SPD-PIN-1", "C32", "C33"), func(ctx SpecContext) {
 			need(d, Biometric)
 			f := selected(ctx, d, nil)
 			// TestProfile's threshold is 400: 20^2 is at it, 20^2+1^2 beyond.
@@ -144,6 +144,11 @@ func definePINCases(d Driver) {
 			Expect(f.sw(ctx, spd.VerifyBiometric(at))).To(Equal(sw9000), "distance 400")
 			f.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 1_00), 1_00)
 			Expect(f.sw(ctx, spd.VerifyBiometric(make([]byte, 15)))).To(Equal(sw6700), "a sample of 15 bytes")
+			// SPD-PIN-1: a failed VERIFY ends the verified status, the
+			// biometric's as the PIN's (TC-PIN-008).
+			Expect(f.sw(ctx, spd.VerifyBiometric(beyond))).To(Equal(sw63C(4)), "distance 401 when verified")
+			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY after a refused sample in a verified session")
+			f.refuses(ctx, spd.PINStatus(), sw63C(3), "PIN status after the refused sample: not verified")
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST answer biometric VERIFY with 6A88 when no template is enrolled",

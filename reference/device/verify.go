@@ -125,6 +125,7 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 		if len(cmd.Data) != spd.BioTemplateLen {
 			return nil, apdu.SWWrongLength
 		}
+		was := d.verified && d.bug("bio-fail-keeps-session")
 		d.verified = false
 		sample := cmd.Data
 		matches := func() bool {
@@ -139,7 +140,7 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 			key, limit = keyPINTries, d.prof.PINTryLimit
 		}
 		sw := d.checkSecret(key, limit, matches)
-		d.verified = sw == apdu.SWOK
+		d.verified = sw == apdu.SWOK || was
 		return nil, sw
 	}
 	return nil, apdu.SWIncorrectP1P2
