@@ -161,8 +161,8 @@ func definePINCases(d Driver) {
 			f.refuses(ctx, apdu.Command{CLA: 0x00, INS: 0x20, P2: 0x81}, sw6A88, "biometric status without a template")
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST count biometric failures on their own counter to 6983, leaving the PIN's",
-		Case("TC-BIO-004", Positive, Negative, "SPD-BIO-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+	It("MUST count biometric failures on their own counter to 6983, leaving the PIN's, and end verification on a sample once blocked",
+		Case("TC-BIO-004", Positive, Negative, "SPD-BIO-2", "SPD-PIN-3", "SPD-PIN-1", "C32"), func(ctx SpecContext) {
 			need(d, Biometric)
 			f := selected(ctx, d, nil)
 			far := make([]byte, 16)
@@ -176,5 +176,10 @@ func definePINCases(d Driver) {
 			f.refuses(ctx, spd.VerifyBiometric(TestBioTemplate), sw6983, "the enrolled sample once blocked")
 			f.refuses(ctx, apdu.Command{CLA: 0x00, INS: 0x20, P2: 0x81}, sw6983, "biometric status once blocked")
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000), "the PIN still verifies")
+			// SPEC.md 1.2, VERIFY: every check from "counter 0" on ends the
+			// verified status first, so a sample refused 6983 ends it too.
+			Expect(f.sw(ctx, spd.VerifyBiometric(TestBioTemplate))).To(Equal(sw6983), "the enrolled sample once blocked, in a verified session")
+			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY after a sample refused 6983")
+			f.refuses(ctx, spd.PINStatus(), sw63C(3), "PIN status after a sample refused 6983: not verified")
 		}, SpecTimeout(30*time.Second))
 }

@@ -260,6 +260,7 @@ var Mutants = []Mutant{
 	{"ack-replay-6984", "SPD-LED-4", "answers 6984 to an acknowledgement whose records it already dropped (not idempotent)"},
 	{"xferin-sig-unchecked", "SPD-XFR-2", "imports a transfer medium whose own signature does not verify"},
 	{"bio-fail-keeps-session", "SPD-PIN-1", "keeps the session verified after a failed biometric VERIFY"},
+	{"blocked-keeps-session", "SPD-PIN-1", "answers 6983 to a PIN or biometric sample presented when blocked without ending the verified status"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }

@@ -99,6 +99,9 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 			}
 			return nil, apdu.SWWrongData
 		}
+		if d.bug("blocked-keeps-session") && d.tries(keyPINTries) == 0 {
+			return nil, apdu.SWAuthBlocked
+		}
 		was := d.verified && d.bug("verify-fail-keeps-session")
 		d.verified = false
 		pin := string(cmd.Data)
@@ -124,6 +127,9 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 		}
 		if len(cmd.Data) != spd.BioTemplateLen {
 			return nil, apdu.SWWrongLength
+		}
+		if d.bug("blocked-keeps-session") && d.tries(keyBioTries) == 0 {
+			return nil, apdu.SWAuthBlocked
 		}
 		was := d.verified && d.bug("bio-fail-keeps-session")
 		d.verified = false
