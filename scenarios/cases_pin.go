@@ -181,5 +181,13 @@ func definePINCases(d Driver) {
 			Expect(f.sw(ctx, spd.VerifyBiometric(TestBioTemplate))).To(Equal(sw6983), "the enrolled sample once blocked, in a verified session")
 			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY after a sample refused 6983")
 			f.refuses(ctx, spd.PINStatus(), sw63C(3), "PIN status after a sample refused 6983: not verified")
+			// SPD-BIO-2: nothing but re-personalisation unblocks the
+			// biometric; the PUK restores the PIN's counter alone.
+			for i := 2; i >= 0; i-- {
+				Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(sw63C(i)))
+			}
+			Expect(f.sw(ctx, spd.UnblockPIN(TestPUK, ""))).To(Equal(sw9000))
+			f.refuses(ctx, apdu.Command{CLA: 0x00, INS: 0x20, P2: 0x81}, sw6983, "biometric status after a PUK unblock")
+			f.refuses(ctx, spd.VerifyBiometric(TestBioTemplate), sw6983, "the enrolled sample after a PUK unblock")
 		}, SpecTimeout(30*time.Second))
 }

@@ -261,6 +261,7 @@ var Mutants = []Mutant{
 	{"xferin-sig-unchecked", "SPD-XFR-2", "imports a transfer medium whose own signature does not verify"},
 	{"bio-fail-keeps-session", "SPD-PIN-1", "keeps the session verified after a failed biometric VERIFY"},
 	{"blocked-keeps-session", "SPD-PIN-1", "answers 6983 to a PIN or biometric sample presented when blocked without ending the verified status"},
+	{"puk-resets-bio", "SPD-BIO-2", "restores the biometric try counter on a PUK unblock"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }

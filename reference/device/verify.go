@@ -218,6 +218,9 @@ func (d *Device) doResetRetryCounter(cmd apdu.Command) ([]byte, apdu.SW) {
 		if !d.bug("puk-keeps-block") {
 			tx.Put(keyPINTries, []byte{byte(d.prof.PINTryLimit)})
 		}
+		if d.bug("puk-resets-bio") {
+			tx.Put(keyBioTries, []byte{byte(d.cfg.BioTryLimit)})
+		}
 		if c.NewPIN != "" {
 			tx.Put(keyPIN, []byte(c.NewPIN))
 		}
