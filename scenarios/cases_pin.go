@@ -77,8 +77,8 @@ func definePINCases(d Driver) {
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000))
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST count wrong PUKs down, unblock with the right one restoring the PIN tries, and keep the PIN when none is given",
-		Case("TC-PIN-012", Positive, Negative, "SPD-PIN-2", "SPD-PIN-3", "C32"), func(ctx SpecContext) {
+	It("MUST count wrong PUKs down, unblock with the right one restoring the PIN tries without verifying, and keep the PIN when none is given",
+		Case("TC-PIN-012", Positive, Negative, "SPD-PIN-2", "SPD-PIN-3", "SPD-PIN-1", "C32"), func(ctx SpecContext) {
 			f := selected(ctx, d, nil)
 			for i := 2; i >= 0; i-- {
 				Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(sw63C(i)))
@@ -89,6 +89,8 @@ func definePINCases(d Driver) {
 			Expect(f.Client.PINTries(ctx)).To(Equal(0), "a wrong PUK unblocks nothing")
 			Expect(f.sw(ctx, spd.UnblockPIN(TestPUK, ""))).To(Equal(sw9000))
 			Expect(f.Client.PINTries(ctx)).To(Equal(3), "the PUK restores the PIN tries")
+			// SPD-PIN-3: an unblock verifies no one; the PIN must be presented.
+			f.refuses(ctx, spd.PINStatus(), sw63C(3), "PIN status after a PUK unblock: not verified")
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000), "the PIN is kept")
 			for left := 9; left >= 1; left-- {
 				Expect(f.sw(ctx, spd.UnblockPIN("00000000", ""))).To(Equal(sw63C(left)), "the right PUK restored the PUK tries")
@@ -118,6 +120,7 @@ func definePINCases(d Driver) {
 			s := f.state(ctx)
 			Expect(s.PINTries).To(Equal(3))
 			Expect(s.UpdateCounter).To(Equal(uint32(3)), "the host unblock shares the update counter")
+			f.refuses(ctx, spd.PINStatus(), sw63C(3), "PIN status after a host unblock: not verified")
 			f.refuses(ctx, unblock(3, "5555"), sw6984, "the same host unblock again")
 			f.refuses(ctx, unblock(2, "5555"), sw6984, "an older host unblock")
 			f.refuses(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
