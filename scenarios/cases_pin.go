@@ -27,6 +27,12 @@ func definePINCases(d Driver) {
 				f.refuses(ctx, spd.VerifyPIN(pin), sw6A80, "VERIFY of the malformed PIN "+pin+" when verified")
 				f.refuses(ctx, spd.PINStatus(), sw9000, "PIN status after the malformed PIN "+pin+": still verified")
 			}
+			// CHANGE REFERENCE DATA ends the verified status only after its
+			// data field passes its row (SPEC.md 1.2): a 6A80 keeps it.
+			for _, c := range []struct{ old, pin string }{{TestPIN, "12a4"}, {TestPIN, "123"}, {"", "4444"}} {
+				f.refuses(ctx, spd.ChangePIN(c.old, c.pin), sw6A80, "CHANGE REFERENCE DATA from "+c.old+" to the PIN "+c.pin+" when verified")
+				f.refuses(ctx, spd.PINStatus(), sw9000, "PIN status after CHANGE REFERENCE DATA refused 6A80: still verified")
+			}
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST end verification on a failed VERIFY",

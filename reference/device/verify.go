@@ -172,6 +172,9 @@ func (d *Device) doChangePIN(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	c, err := spd.ParseChangePIN(cmd.Data)
 	if err != nil {
+		if d.bug("change-pin-malformed-ends-session") {
+			d.verified = false
+		}
 		return nil, parseErr(err)
 	}
 	d.verified = false
