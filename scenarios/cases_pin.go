@@ -71,16 +71,22 @@ func definePINCases(d Driver) {
 			Expect(f.Client.PINTries(ctx)).To(Equal(3))
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST spend a try on CHANGE REFERENCE DATA with a wrong old PIN and keep the PIN",
+	It("MUST spend a try on CHANGE REFERENCE DATA with a wrong old PIN, keep the PIN, and restore the profile's try limit on a match",
 		Case("TC-PIN-011", Positive, Negative, "SPD-PIN-2", "C32"), func(ctx SpecContext) {
-			f := selected(ctx, d, nil)
-			Expect(f.sw(ctx, spd.ChangePIN("0000", "4444"))).To(Equal(sw63C(2)))
-			Expect(f.Client.PINTries(ctx)).To(Equal(2))
+			// A try limit other than the 3 of TestProfile: a match restores
+			// the counter to the profile's DF57 (SPD-PIN-2), not to a default.
+			p := TestProfile()
+			p.PINTryLimit = 5
+			f := selected(ctx, d, &p)
+			Expect(f.Client.PINTries(ctx)).To(Equal(5), "personalised with DF57 = 5")
+			Expect(f.sw(ctx, spd.ChangePIN("0000", "4444"))).To(Equal(sw63C(4)))
+			Expect(f.Client.PINTries(ctx)).To(Equal(4))
 			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "no verification from a failed change")
 			bad := spd.ChangePIN(TestPIN, "12a4")
 			f.refuses(ctx, bad, sw6A80, "CHANGE REFERENCE DATA to a malformed PIN")
-			Expect(f.sw(ctx, spd.VerifyPIN("4444"))).To(Equal(sw63C(1)), "the new PIN of the failed change was not set")
+			Expect(f.sw(ctx, spd.VerifyPIN("4444"))).To(Equal(sw63C(3)), "the new PIN of the failed change was not set")
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000))
+			Expect(f.Client.PINTries(ctx)).To(Equal(5), "the match restored the profile's limit")
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST count wrong PUKs down, unblock with the right one restoring the PIN tries without verifying, and keep the PIN when none is given",

@@ -105,7 +105,11 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 		was := d.verified && d.bug("verify-fail-keeps-session")
 		d.verified = false
 		pin := string(cmd.Data)
-		sw := d.checkSecret(keyPINTries, d.prof.PINTryLimit, func() bool { return equalSecret(pin, d.pin) })
+		limit := d.prof.PINTryLimit
+		if d.bug("pin-limit-3") {
+			limit = 3
+		}
+		sw := d.checkSecret(keyPINTries, limit, func() bool { return equalSecret(pin, d.pin) })
 		d.verified = sw == apdu.SWOK || was
 		return nil, sw
 	case spd.P2Biometric:
