@@ -42,7 +42,7 @@ func defineConformance(d Driver) {
 }
 
 func defineCommandCases(d Driver) {
-	It("MUST deselect the application on SELECT of another AID",
+	It("MUST deselect the application on SELECT of another AID, a longer one that starts with its own included",
 		Case("TC-APP-007", Positive, Negative, "SPD-APP-1", "SPD-APP-2", "C28"), func(ctx SpecContext) {
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -50,6 +50,17 @@ func defineCommandCases(d Driver) {
 			Expect(sw).To(Equal(sw6A82))
 			_, sw = f.raw(ctx, rawCmd(spd.GetData(spd.TagBalance)))
 			Expect(sw).To(Equal(sw6985), "GET DATA after SELECT of another AID: the application is deselected")
+			// SPEC.md 1.2, SELECT: a data field other than exactly the 8-byte
+			// AID answers 6A82, also one that starts with the AID.
+			for _, extra := range [][]byte{{0x00}, {0x02}, {0x01, 0x01}} {
+				_, err := f.Client.Select(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				longer := append(append([]byte(nil), spd.AID...), extra...)
+				_, sw = f.raw(ctx, rawCmd(apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, Data: longer, Ne: 256}))
+				Expect(sw).To(Equal(sw6A82), "SELECT of the AID followed by % X", extra)
+				_, sw = f.raw(ctx, rawCmd(spd.GetData(spd.TagBalance)))
+				Expect(sw).To(Equal(sw6985), "GET DATA after SELECT of the AID followed by % X: the application is deselected", extra)
+			}
 			_, err := f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			f.refuses(ctx, spd.Pay(payment(spd.KindBalance, spd.ModeOnline, 1_00)), sw6982, "PAY: verification ended with the deselection")

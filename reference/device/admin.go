@@ -34,7 +34,8 @@ func (d *Device) doSelect(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	verified := d.verified && d.bug("reselect-keeps-verified")
 	d.clearSession()
-	if !bytes.Equal(cmd.Data, spd.AID) && !(d.bug("select-partial-aid") && len(cmd.Data) > 0 && bytes.HasPrefix(spd.AID, cmd.Data)) {
+	if !bytes.Equal(cmd.Data, spd.AID) && !(d.bug("select-partial-aid") && len(cmd.Data) > 0 && bytes.HasPrefix(spd.AID, cmd.Data)) &&
+		!(d.bug("select-aid-prefix") && bytes.HasPrefix(cmd.Data, spd.AID)) {
 		return nil, apdu.SWFileNotFound
 	}
 	d.selected, d.verified = true, verified
