@@ -98,9 +98,21 @@ func defineLifeCycleCases(d Driver) {
 			Expect(sw).To(Equal(sw6985), "no profile was loaded")
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST refuse with 6A80 a PERSONALISE whose certificate names another key, and stay initialised",
-		Case("TC-LC-008", Negative, "SPD-KEY-2", "SPD-LC-1", "C33", "C40"), func(ctx SpecContext) {
+	It("MUST refuse with 6A80 a PERSONALISE whose certificate names another key, the key of an earlier INITIALISE included, and stay initialised",
+		Case("TC-LC-008", Negative, "SPD-KEY-2", "SPD-KEY-1", "SPD-LC-1", "C33", "C40"), func(ctx SpecContext) {
 			f, p := initialised(ctx, d)
+			// SPD-KEY-1: INITIALISE again makes a new key pair and destroys
+			// the first, whose certificate then certifies another key.
+			first := p.DevicePublicKey
+			pub, err := f.Client.Initialise(ctx, &f.Issuer.CA.PublicKey, p.DeviceID)
+			Expect(err).NotTo(HaveOccurred(), "INITIALISE again while initialised")
+			Expect(spd.PublicKeyBytes(pub)).NotTo(Equal(spd.PublicKeyBytes(first)), "the second INITIALISE made a new key pair")
+			Expect(f.Client.GetData(ctx, spd.TagDevicePublicKey)).To(Equal(spd.PublicKeyBytes(pub)), "GET DATA DF24 names the new key")
+			stale, err := f.Issuer.Certify(p.DeviceID, first)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(f.sw(ctx, personaliseWith(f.Issuer, p, stale))).To(Equal(sw6A80), "a certificate for the key of the first INITIALISE")
+			Expect(f.Client.State(ctx)).To(Equal(spd.StateInitialised))
+			p.DevicePublicKey = pub
 			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			Expect(err).NotTo(HaveOccurred())
 			cert, err := f.Issuer.Certify(p.DeviceID, &key.PublicKey)

@@ -266,6 +266,7 @@ var Mutants = []Mutant{
 	{"change-pin-malformed-ends-session", "SPD-APP-3", "ends the verified status on a CHANGE REFERENCE DATA refused 6A80 (its data field breaks its row)"},
 	{"pin-limit-3", "SPD-PIN-2", "restores the PIN try counter to 3 on a match instead of the profile's try limit (DF57)"},
 	{"select-aid-prefix", "SPD-APP-1", "selects the application by a data field that starts with its AID and goes on (a longer AID)"},
+	{"initialise-keeps-key", "SPD-KEY-1", "keeps the key pair of the earlier INITIALISE on a second one"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }
