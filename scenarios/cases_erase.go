@@ -56,6 +56,14 @@ func defineEraseCases(d Driver) {
 			if dd, ok := d.(*DUTDriver); ok && dd.Emulated() {
 				Expect(n0).To(Equal(uint32(0)), "a new device's erase counter is 0")
 			}
+			// SPD-TST-1: TEST ERASE destroys every stored medium too; the
+			// sample personalised again holds none of its earlier life.
+			media := d.Profile().Has(StoredMedia)
+			if media {
+				code := merchantCode(mpm("00", "01"), mpm("26", mpm("00", "spdlab")+mpm("01", "ERASED-1")), mpm("53", "978"))
+				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "before-erase", Format: spd.FormatMerchantCode, Content: []byte(code)}))).
+					To(Equal(sw9000))
+			}
 			recorded, err := spd.TestErase(f.Issuer.CA, p.DeviceID, n0+5)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(f.sw(ctx, recorded)).To(Equal(sw9000))
@@ -65,6 +73,12 @@ func defineEraseCases(d Driver) {
 			_, err = f.Client.Select(ctx)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(f.Client.EraseCounter(ctx)).To(Equal(n0+5), "the erase counter survives TEST ERASE")
+			if media {
+				list, err := f.Client.ListMedia(ctx)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(list).To(BeEmpty(), "no stored medium survives TEST ERASE")
+				f.refuses(ctx, spd.ShowMedium("before-erase", Clock), sw6A83, "SHOW MEDIUM of a medium stored before TEST ERASE")
+			}
 			f.refuses(ctx, recorded, sw6984, "the recorded TEST ERASE replayed")
 			older, err := spd.TestErase(f.Issuer.CA, p.DeviceID, n0+4)
 			Expect(err).NotTo(HaveOccurred())

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/spd"
@@ -486,7 +487,7 @@ func (d *Device) doTestErase(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	tx := d.begin(spd.INSTestErase)
 	for _, k := range d.st.Keys("") {
-		if k != keyErase {
+		if k != keyErase && !(d.bug("erase-keeps-media") && strings.HasPrefix(k, prefixMedia)) {
 			tx.Delete(k)
 		}
 	}

@@ -267,6 +267,7 @@ var Mutants = []Mutant{
 	{"pin-limit-3", "SPD-PIN-2", "restores the PIN try counter to 3 on a match instead of the profile's try limit (DF57)"},
 	{"select-aid-prefix", "SPD-APP-1", "selects the application by a data field that starts with its AID and goes on (a longer AID)"},
 	{"initialise-keeps-key", "SPD-KEY-1", "keeps the key pair of the earlier INITIALISE on a second one"},
+	{"erase-keeps-media", "SPD-TST-1", "keeps the stored media through TEST ERASE"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }
