@@ -265,7 +265,7 @@ func defineDeviceMedia(d Driver) {
 				Expect(list).To(HaveLen(1), "listed until a store makes room")
 			}, SpecTimeout(60*time.Second))
 
-		It("MUST hold at least 4 media and 4096 bytes, refuse a new label beyond its capacity without change, and make room by dropping expired media",
+		It("MUST hold at least 4 media and 4096 bytes, refuse a new label beyond its capacity without change but replace a held one, and make room by dropping expired media",
 			Case("TC-STM-003", Positive, Negative, "SPD-STM-4", "SPD-STM-3", "SPD-APP-4", "C38"), func(ctx SpecContext) {
 				f := selected(ctx, d, nil)
 				// 1024-byte codes: four fill the minimum in count and in bytes.
@@ -290,6 +290,15 @@ func defineDeviceMedia(d Driver) {
 				listed, err := f.Client.ListMedia(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(listed).To(HaveLen(stored), "the refused store left no trace")
+				// SPD-STM-4 refuses a new label beyond the capacity; a label
+				// the device holds is replaced, full or not (4.8).
+				replacement := sizedCode("SHOP-R1", spd.MaxMediumContent)
+				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "m01", Format: spd.FormatMerchantCode, Content: replacement}))).
+					To(Equal(apdu.SWOK), "a full store replaces a label it holds")
+				shown, err := f.Client.ShowMedium(ctx, "m01", Clock)
+				Expect(err).NotTo(HaveOccurred())
+				Expect(shown.Content).To(Equal(replacement), "the replaced medium")
+				Expect(f.Client.ListMedia(ctx)).To(HaveLen(stored), "a replacement adds no medium")
 				before := f.snapshot(ctx)
 				counter, _ := f.Client.UpdateCounter(ctx)
 				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "late", Format: spd.FormatMerchantCode, Content: filler(99)}))).

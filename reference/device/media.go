@@ -188,7 +188,10 @@ func (d *Device) doStoreMedium(cmd apdu.Command) ([]byte, apdu.SW) {
 	for _, m := range list {
 		switch {
 		case m.label == o.Label:
-			replacing = true
+			replacing = !d.bug("media-replace-full")
+			if !replacing {
+				count++
+			}
 		case m.expiry < now:
 			tx.Delete(mediaKey(m.label))
 		default:

@@ -268,6 +268,7 @@ var Mutants = []Mutant{
 	{"select-aid-prefix", "SPD-APP-1", "selects the application by a data field that starts with its AID and goes on (a longer AID)"},
 	{"initialise-keeps-key", "SPD-KEY-1", "keeps the key pair of the earlier INITIALISE on a second one"},
 	{"erase-keeps-media", "SPD-TST-1", "keeps the stored media through TEST ERASE"},
+	{"media-replace-full", "SPD-STM-4", "counts a STORE MEDIUM that replaces a stored label as a new medium: 6A84 when the store is full"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }
