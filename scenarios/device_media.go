@@ -306,8 +306,15 @@ func defineDeviceMedia(d Driver) {
 				Expect(f.Client.UpdateCounter(ctx)).To(Equal(counter), "a refused store spends no update counter")
 				Expect(f.snapshot(ctx)).To(Equal(before))
 
+				// m00 expires at Clock + 1 h: at that time it is still shown
+				// (TC-STM-002), so it is not dropped; a second later it is.
 				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "late", Format: spd.FormatMerchantCode, Content: filler(99),
-					Time: Clock.Add(2 * time.Hour)}))).To(Equal(apdu.SWOK), "the medium expired at the order's time makes room")
+					Time: Clock.Add(time.Hour)}))).To(Equal(apdu.SWNotEnoughMemory), "a medium whose expiry is the order's time is kept")
+				Expect(f.snapshot(ctx)).To(Equal(before))
+				_, err = f.Client.ShowMedium(ctx, "m00", Clock.Add(time.Hour))
+				Expect(err).NotTo(HaveOccurred(), "m00 kept at its expiry")
+				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "late", Format: spd.FormatMerchantCode, Content: filler(99),
+					Time: Clock.Add(time.Hour + time.Second)}))).To(Equal(apdu.SWOK), "the medium expired at the order's time makes room")
 				listed, err = f.Client.ListMedia(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				labels := []string{}
