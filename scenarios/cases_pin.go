@@ -191,6 +191,10 @@ func definePINCases(d Driver) {
 			f.refuses(ctx, spd.VerifyBiometric(TestBioTemplate), sw6983, "the enrolled sample once blocked")
 			f.refuses(ctx, apdu.Command{CLA: 0x00, INS: 0x20, P2: 0x81}, sw6983, "biometric status once blocked")
 			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000), "the PIN still verifies")
+			// SPEC.md 1.2, VERIFY P2 81: an empty VERIFY answers 6983 when
+			// blocked before it answers 9000 when verified.
+			f.refuses(ctx, apdu.Command{CLA: 0x00, INS: 0x20, P2: 0x81}, sw6983, "biometric status once blocked, in a verified session")
+			f.refuses(ctx, spd.PINStatus(), sw9000, "PIN status after the biometric status: still verified")
 			// SPEC.md 1.2, VERIFY: every check from "counter 0" on ends the
 			// verified status first, so a sample refused 6983 ends it too.
 			Expect(f.sw(ctx, spd.VerifyBiometric(TestBioTemplate))).To(Equal(sw6983), "the enrolled sample once blocked, in a verified session")
