@@ -21,6 +21,7 @@ func defineTransfers(d Driver) {
 				payer.login(ctx)
 				payee.login(ctx)
 				pb, qb := payer.snapshot(ctx), payee.snapshot(ctx)
+				qs := payee.state(ctx)
 
 				res, err := payer.Client.TransferOut(ctx, spd.TransferRequest{Amount: 15_00, Currency: 978,
 					Payee: payee.Profile.DeviceID, Time: Clock, Expiry: Clock.Add(24 * time.Hour)})
@@ -37,6 +38,9 @@ func defineTransfers(d Driver) {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(in.Verify(payee.Pub)).To(Succeed())
 				Expect(payee.Client.Balance(ctx)).To(Equal(qb.Balance + 15_00))
+				// The last sync time moves only with PERSONALISE, ACKNOWLEDGE
+				// and UPDATE PARAMETERS (SPD-LED-3): never with a terminal's time.
+				Expect(payee.state(ctx).LastSync).To(Equal(qs.LastSync), "TRANSFER IN at a later terminal time leaves the last sync time")
 
 				Expect(payee.sw(ctx, spd.TransferIn(res.Envelope, Clock.Add(2*time.Minute)))).To(Equal(apdu.SWRefDataNotUsable), "second import")
 				Expect(payee.Client.Balance(ctx)).To(Equal(qb.Balance+15_00), "a replayed transfer credits nothing")

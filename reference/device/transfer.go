@@ -162,6 +162,9 @@ func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 	nc := d.c
 	nc.ATC++
 	nc.Balance += in.Amount
+	if d.bug("xferin-syncs") && now > nc.LastSync {
+		nc.LastSync = now
+	}
 	rec := record{Kind: spd.KindTransferIn, Mode: spd.ModeOffline, ATC: nc.ATC, Amount: in.Amount, Time: now,
 		Serial: in.Serial, Token: d.prof.AccountToken, Counterpart: bytes.Clone(in.PayerID)}
 	total, _, _ := d.pendingTotals()
