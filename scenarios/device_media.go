@@ -263,6 +263,13 @@ func defineDeviceMedia(d Driver) {
 				list, err := f.Client.ListMedia(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(list).To(HaveLen(1), "listed until a store makes room")
+				// STORE MEDIUM carries the host's time (9A) but is no sync: the
+				// last sync time moves only with PERSONALISE, ACKNOWLEDGE and
+				// UPDATE PARAMETERS (SPD-LED-3).
+				sync := f.state(ctx).LastSync
+				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "later", Format: spd.FormatMerchantCode, Content: []byte(code),
+					Time: Clock.Add(4 * time.Hour), Expiry: Clock.Add(5 * time.Hour)}))).To(Equal(apdu.SWOK))
+				Expect(f.state(ctx).LastSync).To(Equal(sync), "STORE MEDIUM of a later host time leaves the last sync time")
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST hold at least 4 media and 4096 bytes, refuse a new label beyond its capacity without change but replace a held one, and make room by dropping expired media",

@@ -204,6 +204,9 @@ func (d *Device) doStoreMedium(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	nc := d.c
 	nc.UpdateCounter = o.Counter
+	if d.bug("store-medium-syncs") && now > nc.LastSync {
+		nc.LastSync = now
+	}
 	tx.Put(keyCounters, nc.marshal())
 	tx.Put(mediaKey(o.Label), storedMedium{format: o.Format, expiry: spd.Unix(o.Expiry), content: o.Content}.marshal())
 	if sw := d.commit(tx); sw != apdu.SWOK {
