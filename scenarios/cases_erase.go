@@ -44,6 +44,15 @@ func defineEraseCases(d Driver) {
 			Expect(sel.DeviceID).To(BeEmpty(), "a blank device has no device ID")
 			Expect(f.Client.EraseCounter(ctx)).To(Equal(n0 + 1))
 			f.refuses0(ctx, erase(f.Issuer.CA, n0+2), sw6985, "TEST ERASE of a blank device")
+			// An initialised device holds no profile, so no DF5F: section 12
+			// asks for DF5F only from personalised on, and erases it.
+			_, err = f.Client.Initialise(ctx, &f.Issuer.CA.PublicKey, f.Profile.DeviceID)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(f.sw(ctx, erase(f.Issuer.CA, n0+2))).To(Equal(sw9000), "TEST ERASE of an initialised device")
+			sel, err = f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(sel.State).To(Equal(spd.StateBlank))
+			Expect(f.Client.EraseCounter(ctx)).To(Equal(n0 + 2))
 
 		}, SpecTimeout(30*time.Second))
 

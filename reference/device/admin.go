@@ -479,7 +479,7 @@ func (d *Device) doTestErase(cmd apdu.Command) ([]byte, apdu.SW) {
 	if err != nil {
 		return nil, parseErr(err)
 	}
-	if d.c.State != spd.StateInitialised && (d.prof == nil || !d.prof.TestSample) {
+	if (d.c.State != spd.StateInitialised || d.bug("erase-initialised-refused")) && (d.prof == nil || !d.prof.TestSample) {
 		return nil, apdu.SWConditionsNotSat
 	}
 	if n <= d.eraseCounter() {
