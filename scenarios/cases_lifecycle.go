@@ -85,8 +85,8 @@ func defineLifeCycleCases(d Driver) {
 			Expect(pub).To(Equal(spd.PublicKeyBytes(f.Pub)), "the certified key is still the device's")
 		}, SpecTimeout(30*time.Second))
 
-	It("MUST refuse with 6A80 a PERSONALISE whose certificate names another device ID, and stay initialised",
-		Case("TC-LC-007", Negative, "SPD-KEY-2", "SPD-LC-1", "C33", "C40"), func(ctx SpecContext) {
+	It("MUST refuse with 6A80 a PERSONALISE whose certificate names another device ID, and with 6982 one signed by the CA an INITIALISE replaced, and stay initialised",
+		Case("TC-LC-007", Negative, "SPD-KEY-2", "SPD-LC-1", "SPD-KEY-3", "C33", "C40"), func(ctx SpecContext) {
 			f, p := initialised(ctx, d)
 			other := append([]byte(nil), p.DeviceID...)
 			other[7] ^= 0xFF
@@ -96,6 +96,21 @@ func defineLifeCycleCases(d Driver) {
 			Expect(f.Client.State(ctx)).To(Equal(spd.StateInitialised))
 			_, sw := f.raw(ctx, rawCmd(spd.GetData(spd.TagBalance)))
 			Expect(sw).To(Equal(sw6985), "no profile was loaded")
+			// SPD-LC-1: INITIALISE again with another issuer's CA key
+			// replaces the CA key, so the first CA's PERSONALISE no longer
+			// verifies (6982) even for a certificate of the device's key.
+			second, err := issuer.Generate("second")
+			Expect(err).NotTo(HaveOccurred())
+			pub, err := f.Client.Initialise(ctx, &second.CA.PublicKey, p.DeviceID)
+			Expect(err).NotTo(HaveOccurred())
+			p.DevicePublicKey = pub
+			good, err := f.Issuer.Certify(p.DeviceID, pub)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(f.sw(ctx, personaliseWith(f.Issuer, p, good))).To(Equal(sw6982), "PERSONALISE signed by the CA of the earlier INITIALISE")
+			Expect(f.Client.State(ctx)).To(Equal(spd.StateInitialised))
+			// The lab's own CA again, so the sample goes back to blank as usual.
+			_, err = f.Client.Initialise(ctx, &f.Issuer.CA.PublicKey, p.DeviceID)
+			Expect(err).NotTo(HaveOccurred())
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse with 6A80 a PERSONALISE whose certificate names another key, the key of an earlier INITIALISE included, and stay initialised",

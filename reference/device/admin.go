@@ -218,6 +218,9 @@ func (d *Device) doInitialise(cmd apdu.Command) ([]byte, apdu.SW) {
 	if d.bug("initialise-keeps-key") && d.key != nil {
 		key = d.key
 	}
+	if d.bug("initialise-keeps-ca") && d.caPub != nil {
+		ca = d.caPub
+	}
 	caBytes := spd.PublicKeyBytes(ca)
 	raw := make([]byte, 0, 8+65+32)
 	raw = append(raw, id...)

@@ -274,6 +274,7 @@ var Mutants = []Mutant{
 	{"xferin-syncs", "SPD-LED-3", "moves the last sync time to the terminal time of a TRANSFER IN"},
 	{"store-medium-syncs", "SPD-LED-3", "moves the last sync time to the time of a STORE MEDIUM order"},
 	{"erase-initialised-refused", "SPD-TST-1", "refuses TEST ERASE of an initialised device (no profile yet) with 6985"},
+	{"initialise-keeps-ca", "SPD-LC-1", "keeps the CA key of the earlier INITIALISE on a second one"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }
