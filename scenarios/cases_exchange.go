@@ -388,6 +388,13 @@ func defineExchange(d Driver) {
 				_, err := f.Client.Select(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				f.refuses(ctx, cmd, sw6982, "EXCHANGE without VERIFY")
+				// The precedence of 1.2: verification before the rate, so an
+				// expired or replayed rate answers 6982 too when not verified.
+				expired, replayed := r, r
+				expired.expiry = Clock.Add(-time.Minute)
+				replayed.atc += 5
+				f.refuses(ctx, excCommand(excUses, 3_00, f.excSeal(expired.body()), nil), sw6982, "EXCHANGE without VERIFY at an expired rate")
+				f.refuses(ctx, excCommand(excUses, 3_00, f.excSeal(replayed.body()), nil), sw6982, "EXCHANGE without VERIFY at a rate for another ATC")
 				// Not in a blocked device; again once active.
 				f.login(ctx)
 				blocked, active := spd.StateBlocked, spd.StateActive

@@ -20,6 +20,11 @@ func (d *Device) doExchange(cmd apdu.Command) ([]byte, apdu.SW) {
 	if req.Currency != d.prof.Currency {
 		return nil, apdu.SWWrongData
 	}
+	if d.bug("exchange-rate-before-verify") {
+		if _, sw := d.openRate(req); sw != apdu.SWOK {
+			return nil, sw
+		}
+	}
 	if !d.verified && !d.bug("exchange-unverified") {
 		return nil, apdu.SWSecurityNotSatisfied
 	}

@@ -275,6 +275,7 @@ var Mutants = []Mutant{
 	{"store-medium-syncs", "SPD-LED-3", "moves the last sync time to the time of a STORE MEDIUM order"},
 	{"erase-initialised-refused", "SPD-TST-1", "refuses TEST ERASE of an initialised device (no profile yet) with 6985"},
 	{"initialise-keeps-ca", "SPD-LC-1", "keeps the CA key of the earlier INITIALISE on a second one"},
+	{"exchange-rate-before-verify", "SPD-APP-3", "checks an exchange rate before cardholder verification"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }
