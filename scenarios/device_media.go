@@ -255,8 +255,14 @@ func defineDeviceMedia(d Driver) {
 
 				counter, err := f.Client.UpdateCounter(ctx)
 				Expect(err).NotTo(HaveOccurred())
+				// A last sync time at the expiry itself is not after it: shown.
 				Expect(f.Client.Send(ctx, f.hostOrder(func(key *ecdsaKey, id []byte) (apdu.Command, error) {
-					return spd.UpdateParameters(key, id, spd.ParameterUpdate{Counter: counter + 1, Time: Clock.Add(3 * time.Hour)})
+					return spd.UpdateParameters(key, id, spd.ParameterUpdate{Counter: counter + 1, Time: Clock.Add(2 * time.Hour)})
+				}))).To(Succeed())
+				_, err = f.Client.ShowMedium(ctx, "fair", Clock)
+				Expect(err).NotTo(HaveOccurred(), "shown with the last sync time at its expiry")
+				Expect(f.Client.Send(ctx, f.hostOrder(func(key *ecdsaKey, id []byte) (apdu.Command, error) {
+					return spd.UpdateParameters(key, id, spd.ParameterUpdate{Counter: counter + 2, Time: Clock.Add(3 * time.Hour)})
 				}))).To(Succeed())
 				Expect(f.sw(ctx, spd.ShowMedium("fair", Clock))).To(Equal(apdu.SWConditionsNotSat),
 					"the host's later sync time shows it expired, whatever the terminal claims")

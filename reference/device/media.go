@@ -250,7 +250,7 @@ func (d *Device) doReadMedia(cmd apdu.Command) ([]byte, apdu.SW) {
 			return nil, d.fail(errCorrupt)
 		}
 		expiry := binary.BigEndian.Uint32(b[1:5])
-		if (spd.Unix(now) > expiry || d.c.LastSync > expiry) && !d.bug("media-shows-expired") {
+		if (spd.Unix(now) > expiry || d.c.LastSync > expiry || (d.bug("media-sync-inclusive") && d.c.LastSync == expiry)) && !d.bug("media-shows-expired") {
 			return nil, apdu.SWConditionsNotSat
 		}
 		return spd.StoredMedium{Label: label, Format: spd.MediumFormat(b[0]),
