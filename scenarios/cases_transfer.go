@@ -233,6 +233,12 @@ func defineTransferCases(d Driver) {
 			_, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: m1, Time: exp})
 			Expect(err).NotTo(HaveOccurred(), "at exactly the expiry")
 			m2 := forger.sign(transferMedium(forger.ID, me, 1_00, 2, exp))
+			// A last sync time at the expiry itself is not after it.
+			m3 := forger.sign(transferMedium(forger.ID, me, 1_00, 3, exp))
+			Expect(payee.acknowledge(ctx, spd.Acknowledgement{SyncTime: exp})).To(Equal(sw9000))
+			payee.login(ctx)
+			_, err = payee.Client.TransferIn(ctx, spd.TransferImport{Medium: m3, Time: Clock})
+			Expect(err).NotTo(HaveOccurred(), "the device synced at exactly the expiry")
 			Expect(payee.acknowledge(ctx, spd.Acknowledgement{SyncTime: exp.Add(time.Second)})).To(Equal(sw9000))
 			payee.login(ctx)
 			payee.refuses(ctx, spd.TransferIn(m2, Clock), sw6985, "a terminal time before the expiry, but the device synced after it")

@@ -146,7 +146,8 @@ func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 	}
 	now := spd.Unix(req.Time)
 	exp := spd.Unix(in.Expiry)
-	if now > exp || (d.c.LastSync > exp && !d.bug("xferin-sync-unchecked")) || (d.bug("xferin-expiry-inclusive") && now == exp) {
+	if now > exp || (d.c.LastSync > exp && !d.bug("xferin-sync-unchecked")) || (d.bug("xferin-expiry-inclusive") && now == exp) ||
+		(d.bug("xferin-sync-inclusive") && d.c.LastSync == exp) {
 		return nil, apdu.SWConditionsNotSat
 	}
 	key := impKey(in.PayerID, in.Serial)
