@@ -95,6 +95,11 @@ func definePINCases(d Driver) {
 			for i := 2; i >= 0; i-- {
 				Expect(f.sw(ctx, spd.VerifyPIN("0000"))).To(Equal(sw63C(i)))
 			}
+			// A data field that breaks the row (SPEC.md 1.2) answers 6A80
+			// before the PUK counter: no PUK try is spent (SPD-APP-4).
+			for _, c := range []struct{ puk, pin string }{{"1234abcd", ""}, {"12345678901234567", ""}, {"", ""}, {TestPUK, "12a4"}} {
+				f.refuses(ctx, spd.UnblockPIN(c.puk, c.pin), sw6A80, "RESET RETRY COUNTER with the PUK "+c.puk+" and the new PIN "+c.pin)
+			}
 			for left := 9; left >= 7; left-- {
 				Expect(f.sw(ctx, spd.UnblockPIN("00000000", ""))).To(Equal(sw63C(left)), "wrong PUK")
 			}

@@ -278,6 +278,7 @@ var Mutants = []Mutant{
 	{"exchange-rate-before-verify", "SPD-APP-3", "checks an exchange rate before cardholder verification"},
 	{"media-sync-inclusive", "SPD-STM-3", "refuses to show a medium whose expiry is the last sync time itself"},
 	{"xferin-sync-inclusive", "SPD-XFR-3", "refuses a transfer medium whose expiry is the last sync time itself"},
+	{"puk-malformed-try", "SPD-PIN-2", "spends a PUK try on a RESET RETRY COUNTER whose data field breaks its row (6A80)"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }

@@ -216,6 +216,11 @@ func (d *Device) doResetRetryCounter(cmd apdu.Command) ([]byte, apdu.SW) {
 	case spd.P1UnblockPUK:
 		c, err := spd.ParseUnblockPUK(cmd.Data)
 		if err != nil {
+			if d.bug("puk-malformed-try") {
+				if left := d.tries(keyPUKTries); left > 0 {
+					d.put(keyPUKTries, []byte{byte(left - 1)})
+				}
+			}
 			return nil, parseErr(err)
 		}
 		if d.bug("puk-no-try") && !equalSecret(c.PUK, d.prof.PUK) && d.tries(keyPUKTries) > 0 {
