@@ -103,6 +103,11 @@ func defineTransferCases(d Driver) {
 			f.emptyLedger(ctx)
 			cmd := spd.TransferOut(spd.TransferRequest{Amount: 1, Currency: 978, Payee: nowhere, Time: Clock, Expiry: Clock.Add(time.Hour)})
 			f.refuses(ctx, cmd, sw6A84, fmt.Sprintf("outgoing transfer %d of a table of %d", n+1, n))
+			// SPEC.md 1.2, TRANSFER: the balance before the capacity.
+			balance, err := f.Client.Balance(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			f.refuses(ctx, spd.TransferOut(spd.TransferRequest{Amount: balance + 1, Currency: 978, Payee: nowhere, Time: Clock, Expiry: Clock.Add(time.Hour)}),
+				sw6985, fmt.Sprintf("outgoing transfer %d above the balance", n+1))
 			Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, Serials: []uint64{uint64(min(3, n))}})).To(Equal(sw9000))
 			f.roomInLedger(ctx)
 			f.transferTo(ctx, nowhere, 1, Clock.Add(time.Hour))
@@ -318,6 +323,11 @@ func defineTransferCases(d Driver) {
 			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, imported+1, Clock.Add(time.Hour))), Clock), sw6A84,
 				"TRANSFER IN into a full ledger")
 			payee.refuses(ctx, payee.reclaimOrder(out.Info().Serial, Clock.Add(2*time.Hour)), sw6A84, "RECLAIM into a full ledger")
+			// SPEC.md 1.2: a replay (TRANSFER IN) and a time not after the
+			// expiry (RECLAIM) answer before the capacity.
+			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, 1, Clock.Add(time.Hour))), Clock), sw6984,
+				"an import replayed into a full ledger")
+			payee.refuses(ctx, payee.reclaimOrder(out.Info().Serial, Clock.Add(30*time.Minute)), sw6985, "RECLAIM before the expiry into a full ledger")
 			payee.emptyLedger(ctx)
 			// The rest of the import list, the ledger emptied when it fills
 			// and before the refusal, so that the refusal is the list's.

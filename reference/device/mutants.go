@@ -279,6 +279,9 @@ var Mutants = []Mutant{
 	{"media-sync-inclusive", "SPD-STM-3", "refuses to show a medium whose expiry is the last sync time itself"},
 	{"xferin-sync-inclusive", "SPD-XFR-3", "refuses a transfer medium whose expiry is the last sync time itself"},
 	{"puk-malformed-try", "SPD-PIN-2", "spends a PUK try on a RESET RETRY COUNTER whose data field breaks its row (6A80)"},
+	{"xfer-capacity-before-balance", "SPD-APP-3", "checks the ledger and transfer capacity before the balance on TRANSFER (6A84 instead of 6985)"},
+	{"xferin-full-before-replay", "SPD-APP-3", "checks the import list and ledger capacity before the replay on TRANSFER IN (6A84 instead of 6984)"},
+	{"reclaim-full-before-expiry", "SPD-APP-3", "checks the ledger capacity before the expiry on RECLAIM (6A84 instead of 6985)"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }

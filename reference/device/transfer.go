@@ -69,6 +69,9 @@ func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
 	if !d.verified {
 		return nil, apdu.SWSecurityNotSatisfied
 	}
+	if d.bug("xfer-capacity-before-balance") && (len(d.pend) >= d.cfg.MaxLedger || len(d.xfers) >= d.cfg.MaxTransfers) {
+		return nil, apdu.SWNotEnoughMemory
+	}
 	if req.Amount > d.c.Balance && d.bug("xfer-over-balance-6a80") {
 		return nil, apdu.SWWrongData
 	}
@@ -151,6 +154,9 @@ func (d *Device) doTransferIn(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWConditionsNotSat
 	}
 	key := impKey(in.PayerID, in.Serial)
+	if d.bug("xferin-full-before-replay") && (d.imports >= d.cfg.MaxImports || len(d.pend) >= d.cfg.MaxLedger) {
+		return nil, apdu.SWNotEnoughMemory
+	}
 	if _, seen := d.st.Get(key); seen && !d.bug("xferin-replay") {
 		return nil, apdu.SWRefDataNotUsable
 	}
@@ -212,6 +218,9 @@ func (d *Device) doReclaim(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWRefDataNotUsable
 	}
 	now := spd.Unix(s.Time)
+	if d.bug("reclaim-full-before-expiry") && len(d.pend) >= d.cfg.MaxLedger {
+		return nil, apdu.SWNotEnoughMemory
+	}
 	if now <= t.Expiry && !(d.bug("reclaim-at-expiry") && now == t.Expiry) {
 		return nil, apdu.SWConditionsNotSat
 	}
