@@ -212,5 +212,11 @@ func definePINCases(d Driver) {
 			Expect(f.sw(ctx, spd.UnblockPIN(TestPUK, ""))).To(Equal(sw9000))
 			f.refuses(ctx, apdu.Command{CLA: 0x00, INS: 0x20, P2: 0x81}, sw6983, "biometric status after a PUK unblock")
 			f.refuses(ctx, spd.VerifyBiometric(TestBioTemplate), sw6983, "the enrolled sample after a PUK unblock")
+			counter, err := f.Client.UpdateCounter(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(f.sw(ctx, f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
+				return spd.UnblockByHost(k, id, spd.Unblock{Counter: counter + 1})
+			}))).To(Equal(sw9000))
+			f.refuses(ctx, spd.VerifyBiometric(TestBioTemplate), sw6983, "the enrolled sample after a host unblock")
 		}, SpecTimeout(30*time.Second))
 }

@@ -282,6 +282,7 @@ var Mutants = []Mutant{
 	{"xfer-capacity-before-balance", "SPD-APP-3", "checks the ledger and transfer capacity before the balance on TRANSFER (6A84 instead of 6985)"},
 	{"xferin-full-before-replay", "SPD-APP-3", "checks the import list and ledger capacity before the replay on TRANSFER IN (6A84 instead of 6984)"},
 	{"reclaim-full-before-expiry", "SPD-APP-3", "checks the ledger capacity before the expiry on RECLAIM (6A84 instead of 6985)"},
+	{"host-unblock-resets-bio", "SPD-BIO-2", "restores the biometric try counter on a host RESET RETRY COUNTER"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }

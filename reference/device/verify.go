@@ -270,6 +270,9 @@ func (d *Device) doResetRetryCounter(cmd apdu.Command) ([]byte, apdu.SW) {
 		if !d.bug("host-unblock-keeps-puk") {
 			tx.Put(keyPUKTries, []byte{byte(d.cfg.PUKTryLimit)})
 		}
+		if d.bug("host-unblock-resets-bio") {
+			tx.Put(keyBioTries, []byte{byte(d.cfg.BioTryLimit)})
+		}
 		if u.NewPIN != "" {
 			tx.Put(keyPIN, []byte(u.NewPIN))
 		}
