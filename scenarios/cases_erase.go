@@ -44,6 +44,10 @@ func defineEraseCases(d Driver) {
 			Expect(sel.DeviceID).To(BeEmpty(), "a blank device has no device ID")
 			Expect(f.Client.EraseCounter(ctx)).To(Equal(n0 + 1))
 			f.refuses0(ctx, erase(f.Issuer.CA, n0+2), sw6985, "TEST ERASE of a blank device")
+			// Section 12: state blank (6985) comes before P1-P2 (6A86).
+			blankP1 := erase(f.Issuer.CA, n0+2)
+			blankP1.P1 = 1
+			f.refuses0(ctx, blankP1, sw6985, "TEST ERASE P1 01 of a blank device")
 			// An initialised device holds no profile, so no DF5F: section 12
 			// asks for DF5F only from personalised on, and erases it.
 			_, err = f.Client.Initialise(ctx, &f.Issuer.CA.PublicKey, f.Profile.DeviceID)

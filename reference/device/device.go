@@ -422,6 +422,9 @@ func (d *Device) dispatch(cmd apdu.Command) ([]byte, apdu.SW) {
 	if d.bug("p1p2-before-state") && ins == spd.INSPay && (cmd.P1 == 0 || cmd.P1 > 3 || cmd.P2 > 1) {
 		return nil, apdu.SWIncorrectP1P2
 	}
+	if d.bug("erase-p1p2-before-state") && ins == spd.INSTestErase && d.selected && (cmd.P1 != 0 || cmd.P2 != 0) {
+		return nil, apdu.SWIncorrectP1P2
+	}
 	if ins != spd.INSSelect {
 		if !d.selected && !(d.bug("getdata-unselected") && ins == spd.INSGetData) {
 			return nil, apdu.SWConditionsNotSat

@@ -283,6 +283,7 @@ var Mutants = []Mutant{
 	{"xferin-full-before-replay", "SPD-APP-3", "checks the import list and ledger capacity before the replay on TRANSFER IN (6A84 instead of 6984)"},
 	{"reclaim-full-before-expiry", "SPD-APP-3", "checks the ledger capacity before the expiry on RECLAIM (6A84 instead of 6985)"},
 	{"host-unblock-resets-bio", "SPD-BIO-2", "restores the biometric try counter on a host RESET RETRY COUNTER"},
+	{"erase-p1p2-before-state", "SPD-APP-3", "checks TEST ERASE's P1-P2 before the blank state (6A86 instead of 6985)"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }
