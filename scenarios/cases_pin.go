@@ -179,6 +179,11 @@ func definePINCases(d Driver) {
 			f := selected(ctx, d, &p)
 			f.refuses(ctx, spd.VerifyBiometric(TestBioTemplate), sw6A88, "biometric VERIFY without a template")
 			f.refuses(ctx, apdu.Command{CLA: 0x00, INS: 0x20, P2: 0x81}, sw6A88, "biometric status without a template")
+			// 6A88 comes before "counter 0" (SPEC.md 1.2, VERIFY): it keeps
+			// the verified status.
+			Expect(f.sw(ctx, spd.VerifyPIN(TestPIN))).To(Equal(sw9000))
+			f.refuses(ctx, spd.VerifyBiometric(TestBioTemplate), sw6A88, "biometric VERIFY without a template, verified")
+			f.refuses(ctx, spd.PINStatus(), sw9000, "PIN status after the 6A88: still verified")
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST count biometric failures on their own counter to 6983, leaving the PIN's, and end verification on a sample once blocked",

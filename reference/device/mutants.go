@@ -284,6 +284,7 @@ var Mutants = []Mutant{
 	{"reclaim-full-before-expiry", "SPD-APP-3", "checks the ledger capacity before the expiry on RECLAIM (6A84 instead of 6985)"},
 	{"host-unblock-resets-bio", "SPD-BIO-2", "restores the biometric try counter on a host RESET RETRY COUNTER"},
 	{"erase-p1p2-before-state", "SPD-APP-3", "checks TEST ERASE's P1-P2 before the blank state (6A86 instead of 6985)"},
+	{"bio-no-template-ends-session", "SPD-APP-3", "ends the verified status on a biometric VERIFY answered 6A88 (no template)"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
 }

@@ -119,6 +119,9 @@ func (d *Device) doVerify(cmd apdu.Command) ([]byte, apdu.SW) {
 			return nil, apdu.VerifyFailed(d.tries(keyBioTries))
 		}
 		if len(d.prof.BioTemplate) == 0 {
+			if d.bug("bio-no-template-ends-session") {
+				d.verified = false
+			}
 			return nil, apdu.SWRefDataNotFound
 		}
 		if len(cmd.Data) == 0 {
