@@ -235,8 +235,11 @@ PY
 	start_sample 0 spd --ics "$work/small.yaml"
 	"$BIN" certify --dut "${dut[0]}" --ics "$work/small.yaml" --key "$work/lab.pem" --out "$work/small" >"$work/small.log" 2>&1 ||
 		{ tail -30 "$work/small.log"; fail "a device with the minimum capacities, declared so, was not certified"; }
-	if "$BIN" certify --dut "${dut[0]}" --ics "$work/ics.yaml" --key "$work/lab.pem" --out "$work/overstated" >"$work/overstated.log" 2>&1; then
-		fail "a device with the minimum capacities was certified against a statement declaring the reference device's"
+	# Only the capacity cases: a filtered run is never a certificate, and
+	# what is checked is that each of them fails.
+	if "$BIN" certify --dut "${dut[0]}" --ics "$work/ics.yaml" --key "$work/lab.pem" --label-filter '/^TC-(LED-001|TOK-007|XFR-006|XFR-011)$/' \
+		--out "$work/overstated" >"$work/overstated.log" 2>&1; then
+		fail "a run of the capacity cases on a device with the minimum capacities, against a statement declaring the reference device's, exited 0"
 	fi
 	for id in TC-LED-001 TC-TOK-007 TC-XFR-006 TC-XFR-011; do
 		grep -q "$id FAILED" "$work/overstated.log" || { grep FAILED "$work/overstated.log"; fail "$id did not fail on a device below its declared capacity"; }
