@@ -66,16 +66,33 @@ func defineLedger(d Driver) {
 				Expect(f.pay(ctx, r).Success()).To(BeTrue(), "online is not bound by the offline age")
 			}, SpecTimeout(30*time.Second))
 
-		It("MUST clear exactly the acknowledged records, once, ignoring ATCs it does not hold, and refuse a forged acknowledgement",
-			Case("TC-OFF-004", Positive, Negative, "SPD-LED-4", "SPD-KEY-3", "C4"), func(ctx SpecContext) {
+		It("MUST clear exactly the acknowledged records, once, keeping the rest oldest first, ignoring ATCs it does not hold, and refuse a forged acknowledgement",
+			Case("TC-OFF-004", Positive, Negative, "SPD-LED-4", "SPD-LED-2", "SPD-KEY-3", "C4"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
-				for _, amt := range []int64{1_00, 2_00, 3_00} {
+				for _, amt := range []int64{1_00, 2_00, 3_00, 4_00, 5_00} {
 					Expect(f.pay(ctx, payment(spd.KindBalance, spd.ModeOffline, amt)).Success()).To(BeTrue())
 				}
 				recs, err := f.Client.PendingRecords(ctx)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(recs).To(HaveLen(3))
+				Expect(recs).To(HaveLen(5))
+				// left checks that READ PENDING answers exactly the records
+				// want, oldest first (SPD-LED-2), and the pending total and
+				// count with them.
+				left := func(why string, want ...int) {
+					GinkgoHelper()
+					got, err := f.Client.PendingRecords(ctx)
+					Expect(err).NotTo(HaveOccurred())
+					Expect(got).To(HaveLen(len(want)), "%s: the records left", why)
+					var sum int64
+					for i, k := range want {
+						Expect(got[i].ATC).To(Equal(recs[k].ATC), "%s: READ PENDING P1-P2 = %d answers the records left oldest first", why, i)
+						Expect(got[i].Body()).To(Equal(recs[k].Body()), "%s: READ PENDING %d answers the record as it was made", why, i)
+						sum += recs[k].Amount
+					}
+					Expect(f.Client.PendingCount(ctx)).To(Equal(len(want)), "%s: DF22", why)
+					Expect(f.Client.Pending(ctx)).To(Equal(sum), "%s: DF05", why)
+				}
 
 				forged := f.hostOrder(func(_ *ecdsaKey, id []byte) (apdu.Command, error) {
 					rogue, err := issuer.Generate("rogue")
@@ -86,22 +103,23 @@ func defineLedger(d Driver) {
 				})
 				f.refuses(ctx, forged, sw6982, "an acknowledgement signed by another host")
 
+				// Two records from the middle: the rest keep their order.
 				ack := f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
-					return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute), ATCs: []uint32{recs[0].ATC, recs[2].ATC}})
+					return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute), ATCs: []uint32{recs[1].ATC, recs[3].ATC}})
 				})
 				Expect(f.sw(ctx, ack)).To(Equal(apdu.SWOK))
-				left, err := f.Client.PendingRecords(ctx)
-				Expect(err).NotTo(HaveOccurred())
-				Expect(left).To(HaveLen(1))
-				Expect(left[0].ATC).To(Equal(recs[1].ATC))
-				Expect(f.Client.Pending(ctx)).To(Equal(int64(2_00)))
+				left("after acknowledging the 2nd and 4th records", 0, 2, 4)
 				// The same acknowledgement again clears nothing more.
 				f.refuses(ctx, ack, sw9000, "the same acknowledgement again")
-				// ATCs the device does not hold are ignored wherever they stand:
-				// one it dropped and one it never used, before the one it holds.
+				// The oldest record: the next becomes the first.
 				Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute),
-					ATCs: []uint32{recs[0].ATC, 0xFFFFFFFF, recs[1].ATC}})).To(Equal(sw9000))
-				Expect(f.Client.PendingCount(ctx)).To(Equal(0), "the record named after ATCs the device does not hold is dropped")
+					ATCs: []uint32{recs[0].ATC}})).To(Equal(sw9000))
+				left("after acknowledging the oldest record", 2, 4)
+				// ATCs the device does not hold are ignored wherever they stand:
+				// one it dropped and one it never used, before the ones it holds.
+				Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute),
+					ATCs: []uint32{recs[0].ATC, 0xFFFFFFFF, recs[2].ATC, recs[4].ATC}})).To(Equal(sw9000))
+				Expect(f.Client.PendingCount(ctx)).To(Equal(0), "the records named after ATCs the device does not hold are dropped")
 				Expect(f.Client.Pending(ctx)).To(Equal(int64(0)))
 			}, SpecTimeout(30*time.Second))
 

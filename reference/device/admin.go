@@ -384,7 +384,7 @@ func (d *Device) doAcknowledge(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, sw
 	}
 	d.c = nc
-	d.pend = keep
+	d.pend = d.mutantAckLedger(a.ATCs, drop, keep)
 	for s := range closed {
 		delete(d.xfers, s)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"slices"
 
 	"github.com/spdlab/spdlab/reference/apdu"
 	"github.com/spdlab/spdlab/reference/medium"
@@ -126,6 +127,7 @@ var Mutants = []Mutant{
 	{"ack-ignores-serials", "SPD-LED-4", "ignores the serial list of ACKNOWLEDGE"},
 	{"ack-no-sync", "SPD-LED-3", "does not move the last sync time on ACKNOWLEDGE"},
 	{"ack-stops-at-unknown", "SPD-LED-4", "stops dropping records at the first ATC of an acknowledgement it does not hold"},
+	{"ack-reorders-ledger", "SPD-LED-2", "refills an acknowledged record's ledger slot with the last record, so READ PENDING is no longer oldest first"},
 
 	// Cardholder verification.
 	{"verify-compare-first", "SPD-PIN-2", "compares the PIN before making the decrement persistent"},
@@ -306,6 +308,27 @@ func (d *Device) bug(name string) bool { return d.cfg.Mutant == name }
 type mutantState struct {
 	firstPay   []byte
 	oldBalance []byte
+}
+
+// mutantAckLedger is the ledger an acknowledgement leaves: keep, the
+// records held but not named by atcs (drop), in ATC order, unless an
+// acknowledge mutant gets it wrong. pend is still the ledger before it.
+func (d *Device) mutantAckLedger(atcs []uint32, drop map[uint32]bool, keep []record) []record {
+	switch {
+	case d.bug("ack-reorders-ledger"):
+		// Each dropped record's slot is refilled with the last record.
+		out := slices.Clone(d.pend)
+		for i := 0; i < len(out); {
+			if drop[out[i].ATC] {
+				out[i] = out[len(out)-1]
+				out = out[:len(out)-1]
+				continue
+			}
+			i++
+		}
+		return out
+	}
+	return keep
 }
 
 // mutateResponse applies the whole-device mutants to one exchange.
