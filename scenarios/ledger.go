@@ -66,7 +66,7 @@ func defineLedger(d Driver) {
 				Expect(f.pay(ctx, r).Success()).To(BeTrue(), "online is not bound by the offline age")
 			}, SpecTimeout(30*time.Second))
 
-		It("MUST clear exactly the acknowledged records, once, keeping the rest oldest first, ignoring ATCs it does not hold, and refuse a forged acknowledgement",
+		It("MUST clear exactly the acknowledged records, named in any order, once, keeping the rest oldest first, ignoring ATCs it does not hold, and refuse a forged acknowledgement",
 			Case("TC-OFF-004", Positive, Negative, "SPD-LED-4", "SPD-LED-2", "SPD-KEY-3", "C4"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
@@ -103,9 +103,10 @@ func defineLedger(d Driver) {
 				})
 				f.refuses(ctx, forged, sw6982, "an acknowledgement signed by another host")
 
-				// Two records from the middle: the rest keep their order.
+				// Two records from the middle, named newest first (not in the
+				// ledger's order): exactly they go, the rest keep their order.
 				ack := f.hostOrder(func(k *ecdsaKey, id []byte) (apdu.Command, error) {
-					return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute), ATCs: []uint32{recs[1].ATC, recs[3].ATC}})
+					return spd.Acknowledge(k, id, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute), ATCs: []uint32{recs[3].ATC, recs[1].ATC}})
 				})
 				Expect(f.sw(ctx, ack)).To(Equal(apdu.SWOK))
 				left("after acknowledging the 2nd and 4th records", 0, 2, 4)

@@ -128,6 +128,7 @@ var Mutants = []Mutant{
 	{"ack-no-sync", "SPD-LED-3", "does not move the last sync time on ACKNOWLEDGE"},
 	{"ack-stops-at-unknown", "SPD-LED-4", "stops dropping records at the first ATC of an acknowledgement it does not hold"},
 	{"ack-reorders-ledger", "SPD-LED-2", "refills an acknowledged record's ledger slot with the last record, so READ PENDING is no longer oldest first"},
+	{"ack-stale-index", "SPD-LED-4", "drops records by positions found before dropping any, from the last ATC named to the first: the wrong records when the ATCs do not ascend"},
 
 	// Cardholder verification.
 	{"verify-compare-first", "SPD-PIN-2", "compares the PIN before making the decrement persistent"},
@@ -314,6 +315,17 @@ type mutantState struct {
 // records held but not named by atcs (drop), in ATC order, unless an
 // acknowledge mutant gets it wrong. pend is still the ledger before it.
 func (d *Device) mutantAckLedger(atcs []uint32, drop map[uint32]bool, keep []record) []record {
+	// at is the ledger positions of the ATCs named and held, in the
+	// acknowledgement's order, found before any record is dropped.
+	at := func() []int {
+		var at []int
+		for _, atc := range atcs {
+			if i := slices.IndexFunc(d.pend, func(r record) bool { return r.ATC == atc }); i >= 0 {
+				at = append(at, i)
+			}
+		}
+		return at
+	}
 	switch {
 	case d.bug("ack-reorders-ledger"):
 		// Each dropped record's slot is refilled with the last record.
@@ -325,6 +337,16 @@ func (d *Device) mutantAckLedger(atcs []uint32, drop map[uint32]bool, keep []rec
 				continue
 			}
 			i++
+		}
+		return out
+	case d.bug("ack-stale-index"):
+		// Removed from the last ATC named to the first, the positions
+		// unadjusted: right only when the ATCs ascend.
+		out, at := slices.Clone(d.pend), at()
+		for k := len(at) - 1; k >= 0; k-- {
+			if at[k] < len(out) {
+				out = slices.Delete(out, at[k], at[k]+1)
+			}
 		}
 		return out
 	}
