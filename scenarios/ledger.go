@@ -66,7 +66,7 @@ func defineLedger(d Driver) {
 				Expect(f.pay(ctx, r).Success()).To(BeTrue(), "online is not bound by the offline age")
 			}, SpecTimeout(30*time.Second))
 
-		It("MUST clear exactly the acknowledged records, named in any order, once, keeping the rest oldest first, ignoring ATCs it does not hold, and refuse a forged acknowledgement",
+		It("MUST clear exactly the acknowledged records, named in any order or twice, once, keeping the rest oldest first, ignoring ATCs it does not hold, and refuse a forged acknowledgement",
 			Case("TC-OFF-004", Positive, Negative, "SPD-LED-4", "SPD-LED-2", "SPD-KEY-3", "C4"), func(ctx SpecContext) {
 				f := personalised(ctx, d, nil)
 				f.login(ctx)
@@ -112,10 +112,11 @@ func defineLedger(d Driver) {
 				left("after acknowledging the 2nd and 4th records", 0, 2, 4)
 				// The same acknowledgement again clears nothing more.
 				f.refuses(ctx, ack, sw9000, "the same acknowledgement again")
-				// The oldest record: the next becomes the first.
+				// The oldest record, named twice: it goes, once, and the next
+				// becomes the first.
 				Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute),
-					ATCs: []uint32{recs[0].ATC}})).To(Equal(sw9000))
-				left("after acknowledging the oldest record", 2, 4)
+					ATCs: []uint32{recs[0].ATC, recs[0].ATC}})).To(Equal(sw9000))
+				left("after acknowledging the oldest record, named twice", 2, 4)
 				// ATCs the device does not hold are ignored wherever they stand:
 				// one it dropped and one it never used, before the ones it holds.
 				Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock.Add(time.Minute),

@@ -129,6 +129,7 @@ var Mutants = []Mutant{
 	{"ack-stops-at-unknown", "SPD-LED-4", "stops dropping records at the first ATC of an acknowledgement it does not hold"},
 	{"ack-reorders-ledger", "SPD-LED-2", "refills an acknowledged record's ledger slot with the last record, so READ PENDING is no longer oldest first"},
 	{"ack-stale-index", "SPD-LED-4", "drops records by positions found before dropping any, from the last ATC named to the first: the wrong records when the ATCs do not ascend"},
+	{"ack-duplicate-drops-next", "SPD-LED-4", "drops a record once for each time an acknowledgement names its ATC: the record after it too when named twice"},
 
 	// Cardholder verification.
 	{"verify-compare-first", "SPD-PIN-2", "compares the PIN before making the decrement persistent"},
@@ -343,6 +344,16 @@ func (d *Device) mutantAckLedger(atcs []uint32, drop map[uint32]bool, keep []rec
 		// Removed from the last ATC named to the first, the positions
 		// unadjusted: right only when the ATCs ascend.
 		out, at := slices.Clone(d.pend), at()
+		for k := len(at) - 1; k >= 0; k-- {
+			if at[k] < len(out) {
+				out = slices.Delete(out, at[k], at[k]+1)
+			}
+		}
+		return out
+	case d.bug("ack-duplicate-drops-next"):
+		// Removed from the highest position down, once per ATC named.
+		out, at := slices.Clone(d.pend), at()
+		slices.Sort(at)
 		for k := len(at) - 1; k >= 0; k-- {
 			if at[k] < len(out) {
 				out = slices.Delete(out, at[k], at[k]+1)
