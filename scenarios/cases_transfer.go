@@ -18,8 +18,8 @@ import (
 var nowhere = []byte{0x5D, 0x1A, 0xEE, 0x00, 0x00, 0x00, 0x00, 0x09}
 
 func defineTransferCases(d Driver) {
-	It("MUST debit, number the transfer from 1, record it in the ledger outside the pending total, and show a medium naming payer and payee",
-		Case("TC-XFR-004", Positive, "SPD-XFR-1", "SPD-LED-1", "SPD-PAY-4", "C13", "C16", "C17"), func(ctx SpecContext) {
+	It("MUST debit, number the transfer from 1, record it in the ledger outside the pending total, also when the host acknowledges it, and show a medium naming payer and payee",
+		Case("TC-XFR-004", Positive, "SPD-XFR-1", "SPD-LED-1", "SPD-LED-4", "SPD-PAY-4", "C13", "C16", "C17"), func(ctx SpecContext) {
 			need(d, Transfers)
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
@@ -59,6 +59,15 @@ func defineTransferCases(d Driver) {
 				Expect(rec.ATC).To(Equal(after.ATC))
 			}
 			Expect(f.Client.Pending(ctx)).To(Equal(int64(2_00)))
+			// The host acknowledges the transfers' records, not the payment's:
+			// the pending total, which never counted them, stays the payment's.
+			recs := f.state(ctx).Records
+			Expect(recs).To(HaveLen(3))
+			Expect(f.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, ATCs: []uint32{recs[1].ATC, recs[2].ATC}})).To(Equal(sw9000))
+			left := f.state(ctx)
+			Expect(left.Records).To(HaveLen(1), "the payment's record is left")
+			Expect(left.Records[0].ATC).To(Equal(recs[0].ATC))
+			Expect(left.Pending).To(Equal(int64(2_00)), "the pending total (DF05) after acknowledging the transfers' records")
 		}, SpecTimeout(30*time.Second))
 
 	It("MUST refuse a transfer to itself, in another currency, with a bad expiry, above the balance or unverified, changing nothing",

@@ -130,6 +130,7 @@ var Mutants = []Mutant{
 	{"ack-reorders-ledger", "SPD-LED-2", "refills an acknowledged record's ledger slot with the last record, so READ PENDING is no longer oldest first"},
 	{"ack-stale-index", "SPD-LED-4", "drops records by positions found before dropping any, from the last ATC named to the first: the wrong records when the ATCs do not ascend"},
 	{"ack-duplicate-drops-next", "SPD-LED-4", "drops a record once for each time an acknowledgement names its ATC: the record after it too when named twice"},
+	{"ack-total-minus-transfers", "SPD-LED-4", "lowers the pending total DF05 by the amount of every record an acknowledgement drops, transfer records too"},
 
 	// Cardholder verification.
 	{"verify-compare-first", "SPD-PIN-2", "compares the PIN before making the decrement persistent"},
@@ -310,6 +311,7 @@ func (d *Device) bug(name string) bool { return d.cfg.Mutant == name }
 type mutantState struct {
 	firstPay   []byte
 	oldBalance []byte
+	totalSkew  int64 // ack-total-minus-transfers: DF05 below the payments held
 }
 
 // mutantAckLedger is the ledger an acknowledgement leaves: keep, the
@@ -360,6 +362,17 @@ func (d *Device) mutantAckLedger(atcs []uint32, drop map[uint32]bool, keep []rec
 			}
 		}
 		return out
+	case d.bug("ack-total-minus-transfers"):
+		// A running total lowered by every record dropped, the transfer
+		// records it never counted too; set right when the ledger empties.
+		for _, r := range d.pend {
+			if drop[r.ATC] && !r.Kind.IsPayment() {
+				d.mut.totalSkew += r.Amount
+			}
+		}
+		if len(keep) == 0 {
+			d.mut.totalSkew = 0
+		}
 	}
 	return keep
 }
