@@ -177,9 +177,10 @@ func defineCommandCases(d Driver) {
 
 	It("MUST answer a response longer than 256 bytes whole, and GET RESPONSE with nothing pending or with a data field 6985",
 		Case("TC-APP-013", Positive, Negative, "SPD-APP-5"), func(ctx SpecContext) {
-			// Every link resolves 61xx below it (rigs/link.Resolve), so the
-			// suite sees the whole response; the device's own chaining is
-			// checked by reference/device's tests.
+			// Through Exchange every link resolves 61xx below it
+			// (rigs/link.Resolve), so the case sees the whole response; the
+			// device's own chaining is checked through raw exchanges by
+			// TC-APP-014 to TC-APP-016.
 			f := personalised(ctx, d, nil)
 			f.login(ctx)
 			f.refuses(ctx, spd.GetResponse(256), sw6985, "GET RESPONSE with nothing pending")
@@ -196,6 +197,134 @@ func defineCommandCases(d Driver) {
 			withData.Data = []byte{0x01}
 			f.refuses(ctx, withData, sw6985, "GET RESPONSE with a data field")
 		}, SpecTimeout(30*time.Second))
+
+	It("MUST answer a response longer than Ne with its first Ne bytes and 61xx, and GET RESPONSE with the next part by its own Le",
+		Case("TC-APP-014", Positive, Negative, "SPD-APP-5"), func(ctx SpecContext) {
+			need(d, RawExchange)
+			f := selected(ctx, d, nil)
+			c := chainingOf(ctx, f, d)
+			whole := c.whole
+			// GET DATA of the certificate with Le absent (Ne 256), Le 00
+			// (256) and shorter Le, each followed by GET RESPONSE with Le
+			// values of its own, absent (256) and 00 among them.
+			for _, run := range []struct {
+				ne   int   // GET DATA's Ne, 0 for Le absent
+				gets []int // GET RESPONSE's Ne, in turn, 0 for Le absent
+			}{
+				{0, []int{0}},
+				{256, []int{256}},
+				{1, []int{7, 0, 100}},
+				{16, []int{256, 5}},
+				{100, []int{1, 255, 0}},
+				{255, []int{3}},
+			} {
+				got, sw := c.send(ctx, spd.GetData(spd.TagCertificate), run.ne)
+				ne := neOf(run.ne)
+				Expect(got).To(Equal(whole[:ne]), "GET DATA DF11 with Ne %d answers the first %d bytes", ne, ne)
+				Expect(sw).To(Equal(moreWord(len(whole)-ne)), "GET DATA DF11 with Ne %d: 61xx with the %d bytes remaining", ne, len(whole)-ne)
+				parts := append([]byte(nil), got...)
+				for i := 0; sw != sw9000; i++ {
+					Expect(i).To(BeNumerically("<", 1000), "GET RESPONSE never ends the response")
+					gne := neOf(run.gets[i%len(run.gets)])
+					rest := whole[len(parts):]
+					got, sw = c.send(ctx, spd.GetResponse(0), run.gets[i%len(run.gets)])
+					if len(rest) > gne {
+						Expect(got).To(Equal(rest[:gne]), "GET RESPONSE with Ne %d, %d bytes pending: the next %d", gne, len(rest), gne)
+						Expect(sw).To(Equal(moreWord(len(rest)-gne)), "GET RESPONSE with Ne %d, %d bytes pending", gne, len(rest))
+					} else {
+						Expect(got).To(Equal(rest), "GET RESPONSE with Ne %d, %d bytes pending: all of them", gne, len(rest))
+						Expect(sw).To(Equal(sw9000), "GET RESPONSE with Ne %d, %d bytes pending: the last part", gne, len(rest))
+					}
+					parts = append(parts, got...)
+				}
+				Expect(parts).To(Equal(whole), "the parts make the whole response")
+				c.idle(ctx, "GET RESPONSE after the last part")
+			}
+			// A response of at most Ne bytes is answered whole.
+			got, sw := c.send(ctx, spd.GetData(spd.TagBalance), 0)
+			Expect(sw).To(Equal(sw9000))
+			Expect(got).To(HaveLen(2+1+8), "GET DATA DF04 with Le absent: DF04, length and 8 bytes")
+		}, SpecTimeout(60*time.Second))
+
+	It("MUST discard a pending response on GET RESPONSE refused 6A86 or 6985 and on any other command",
+		Case("TC-APP-015", Positive, Negative, "SPD-APP-5"), func(ctx SpecContext) {
+			need(d, RawExchange)
+			f := selected(ctx, d, nil)
+			c := chainingOf(ctx, f, d)
+			bad := []apdu.Command{
+				{CLA: 0x00, INS: byte(spd.INSGetResponse), P1: 0x01, P2: 0x00, Ne: 16},
+				{CLA: 0x00, INS: byte(spd.INSGetResponse), P1: 0x00, P2: 0x01, Ne: 16},
+				{CLA: 0x00, INS: byte(spd.INSGetResponse), P1: 0x01, P2: 0x00, Data: []byte{0x01}, Ne: 16},
+			}
+			for _, cmd := range bad {
+				c.pending(ctx, 16)
+				got, sw := c.send(ctx, cmd, cmd.Ne)
+				Expect(sw).To(Equal(sw6A86), "GET RESPONSE P1-P2 %02X %02X (data %X) with a response pending", cmd.P1, cmd.P2, cmd.Data)
+				Expect(got).To(BeEmpty())
+				c.idle(ctx, fmt.Sprintf("GET RESPONSE after one with P1-P2 %02X %02X answered 6A86", cmd.P1, cmd.P2))
+			}
+			c.pending(ctx, 16)
+			withData := spd.GetResponse(16)
+			withData.Data = []byte{0x01}
+			got, sw := c.send(ctx, withData, 16)
+			Expect(sw).To(Equal(sw6985), "GET RESPONSE with a data field and a response pending")
+			Expect(got).To(BeEmpty())
+			c.idle(ctx, "GET RESPONSE after one with a data field answered 6985")
+			// Any other command, whatever it answers; after part of the
+			// response was fetched as well as before.
+			for _, other := range []struct {
+				cmd  apdu.Command
+				want apdu.SW
+				why  string
+			}{
+				{spd.GetData(spd.TagBalance), sw9000, "GET DATA DF04"},
+				{spd.GetData(0xDF7F), sw6A88, "GET DATA of an unknown tag"},
+				{apdu.Command{CLA: 0x00, INS: 0x84, P1: 0x01, Ne: 16}, sw6A86, "GET CHALLENGE with P1 01"},
+			} {
+				for _, fetched := range []bool{false, true} {
+					c.pending(ctx, 16)
+					if fetched {
+						_, sw := c.send(ctx, spd.GetResponse(16), 16)
+						Expect(sw).To(Equal(moreWord(len(c.whole)-32)), "GET RESPONSE with Ne 16 after the first 16 bytes")
+					}
+					_, sw := c.send(ctx, other.cmd, other.cmd.Ne)
+					Expect(sw).To(Equal(other.want), other.why)
+					c.idle(ctx, "GET RESPONSE after "+other.why+" with a response pending")
+				}
+			}
+			// SELECT too: the application is selected again.
+			c.pending(ctx, 16)
+			_, err := f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			c.idle(ctx, "GET RESPONSE after SELECT with a response pending")
+		}, SpecTimeout(60*time.Second))
+
+	It("MUST discard a pending response on a warm reset and on power-off and power-on",
+		Serial, Case("TC-APP-016", Positive, Negative, "SPD-APP-5"), func(ctx SpecContext) {
+			need(d, RawExchange)
+			need(d, PowerCycle)
+			f := selected(ctx, d, nil)
+			c := chainingOf(ctx, f, d)
+			r, ok := f.rec.Link().(link.Resetter)
+			if !ok {
+				Skip(Why(PowerCycle, d.Profile().Name))
+			}
+			c.pending(ctx, 16)
+			_, err := r.Reset(ctx, false)
+			Expect(err).NotTo(HaveOccurred())
+			c.idle(ctx, "GET RESPONSE after a warm reset with a response pending")
+			_, err = f.Client.Select(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			c.pending(ctx, 16)
+			pc, ok := f.rec.Link().(link.PowerCycler)
+			if !ok {
+				Skip(Why(PowerCycle, d.Profile().Name))
+			}
+			Expect(pc.PowerOff(ctx)).To(Succeed())
+			_, err = pc.PowerOn(ctx)
+			Expect(err).NotTo(HaveOccurred())
+			c.idle(ctx, "GET RESPONSE after power-off and power-on with a response pending")
+		}, SpecTimeout(60*time.Second))
 
 	It("MUST answer GET CHALLENGE with 16 fresh random bytes for Le 10 or 00, and 6700 for any other Le or a data field",
 		Case("TC-KEY-002", Positive, Negative, "SPD-KEY-1", "SPD-APP-3", "C33"), func(ctx SpecContext) {

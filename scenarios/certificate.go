@@ -14,7 +14,7 @@ import (
 const SuiteVersion = "2"
 
 // RigAbilities lists every ability of a rig, in the order reports show them.
-var RigAbilities = []Capability{Fresh, Tearing, PowerCycle, Disposable, CardRemoval}
+var RigAbilities = []Capability{Fresh, Tearing, PowerCycle, Disposable, CardRemoval, RawExchange}
 
 // RunInfo describes a run of the suite through d for its certificate:
 // the samples as Probe found them, the statement (read from icsFile, or

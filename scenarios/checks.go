@@ -410,3 +410,74 @@ func capacities(d Driver) ics.Capacities {
 	}
 	return ics.Reference().Capacities
 }
+
+// chaining sends commands as they are (link.RawExchanger) to see the
+// device's own response chaining (SPD-APP-5); whole is the certificate
+// (GET DATA DF11) as the resolved path reads it, the long response the
+// chaining cases split.
+type chaining struct {
+	f     *Fixture
+	raw   link.RawExchanger
+	whole []byte
+}
+
+// chainingOf reads the certificate of a personalised, selected device
+// through the resolved path and finds the raw exchange of the fixture's
+// recorded link.
+func chainingOf(ctx context.Context, f *Fixture, d Driver) *chaining {
+	GinkgoHelper()
+	raw, ok := f.rec.Link().(link.RawExchanger)
+	if !ok {
+		Skip(Why(RawExchange, d.Profile().Name))
+	}
+	whole, sw := f.raw(ctx, rawCmd(spd.GetData(spd.TagCertificate)))
+	Expect(sw).To(Equal(sw9000), "GET DATA DF11 of a personalised device")
+	Expect(len(whole)).To(BeNumerically(">", 256+16), "the certificate object is longer than 272 bytes (the lab's issuer makes it)")
+	return &chaining{f: f, raw: raw, whole: whole}
+}
+
+// send sends cmd raw with its Ne set to ne (0: Le absent) and returns the
+// data and status word as the device answered them.
+func (c *chaining) send(ctx context.Context, cmd apdu.Command, ne int) ([]byte, apdu.SW) {
+	GinkgoHelper()
+	cmd.Ne = ne
+	b := rawCmd(cmd)
+	resp, err := c.raw.ExchangeRaw(ctx, b)
+	Expect(err).NotTo(HaveOccurred(), "% X", b)
+	Expect(len(resp)).To(BeNumerically(">=", 2), "the answer to % X", b)
+	n := len(resp) - 2
+	return resp[:n], apdu.SW(uint16(resp[n])<<8 | uint16(resp[n+1]))
+}
+
+// pending leaves the certificate pending after its first ne bytes.
+func (c *chaining) pending(ctx context.Context, ne int) {
+	GinkgoHelper()
+	got, sw := c.send(ctx, spd.GetData(spd.TagCertificate), ne)
+	Expect(sw).To(Equal(moreWord(len(c.whole)-ne)), "GET DATA DF11 with Ne %d", ne)
+	Expect(got).To(Equal(c.whole[:ne]))
+}
+
+// idle checks that nothing is pending: GET RESPONSE answers 6985 and no
+// data.
+func (c *chaining) idle(ctx context.Context, why string) {
+	GinkgoHelper()
+	got, sw := c.send(ctx, spd.GetResponse(0), 256)
+	Expect(sw).To(Equal(sw6985), why)
+	Expect(got).To(BeEmpty(), why)
+}
+
+// neOf is the Ne of an Le: 256 when absent (0).
+func neOf(ne int) int {
+	if ne == 0 {
+		return apdu.MaxShortLe
+	}
+	return ne
+}
+
+// moreWord is 61xx for n bytes remaining: xx = n, 00 for 256 or more.
+func moreWord(n int) apdu.SW {
+	if n >= 256 {
+		return apdu.SWBytesAvailable
+	}
+	return apdu.SWBytesAvailable | apdu.SW(n)
+}

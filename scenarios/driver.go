@@ -74,6 +74,11 @@ const (
 	// in the middle of a chosen command, and put it back (an emulated DUT
 	// named with the removal fault, usb-emu+removal).
 	CardRemoval Capability = "card-removal"
+	// RawExchange: the link can send one command APDU and bring back the
+	// device's answer as it is, 61xx and 6Cxx unresolved
+	// (rigs/link.RawExchanger), so that the device's own response chaining
+	// (SPD-APP-5) is seen.
+	RawExchange Capability = "raw-exchange"
 	// Disposable: the lab may make a device that it cannot return to blank
 	// by TEST ERASE (a production personalisation, without DF5F): a new
 	// emulated device, or a sample the vendor's reset hook returns to

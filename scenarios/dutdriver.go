@@ -56,6 +56,7 @@ type DUTDriver struct {
 	mu      sync.Mutex
 	inUse   map[int]bool
 	powerOK map[int]bool // samples whose link can cycle power (Probe)
+	rawOK   map[int]bool // samples whose link can exchange raw (Probe)
 	probed  bool
 }
 
@@ -125,8 +126,9 @@ func (d *DUTDriver) statement() *ics.ICS {
 }
 
 // Profile implements Driver: the ICS's features, and the rig abilities of
-// the DUT kind (an emulated device can be torn and power-cycled; a sample
-// can be power-cycled when its link can, as Probe found).
+// the DUT kind (an emulated device can be torn and power-cycled, and its
+// link exchanges raw; a sample can be power-cycled, or exchange raw, when
+// its link can, as Probe found).
 func (d *DUTDriver) Profile() Profile {
 	s := d.statement()
 	caps := map[Capability]bool{}
@@ -140,6 +142,7 @@ func (d *DUTDriver) Profile() Profile {
 		caps[PowerCycle] = true
 		caps[Disposable] = true
 		caps[CardRemoval] = dut.NamesRemoval(d.Specs[0])
+		caps[RawExchange] = true // every emulated DUT's link is a link.RawExchanger
 		if strings.HasPrefix(d.Specs[0], "pcsc-emu") {
 			p.MaxDevices = dut.PCSCEmuSlots
 		}
@@ -148,6 +151,7 @@ func (d *DUTDriver) Profile() Profile {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	caps[PowerCycle] = d.probed && len(d.powerOK) == len(d.Specs)
+	caps[RawExchange] = d.probed && len(d.rawOK) == len(d.Specs)
 	caps[Disposable] = s.Samples.Reset == ics.ResetHook
 	p.MaxDevices = len(d.Specs)
 	return p
@@ -168,7 +172,7 @@ type Identity struct {
 // must not start. For an emulated DUT it opens one new device.
 func (d *DUTDriver) Probe(ctx context.Context) ([]Identity, error) {
 	var out []Identity
-	power := map[int]bool{}
+	power, raw := map[int]bool{}, map[int]bool{}
 	for i, sp := range d.Specs {
 		u, err := dut.Open(ctx, sp, d.options())
 		if err != nil {
@@ -180,6 +184,9 @@ func (d *DUTDriver) Probe(ctx context.Context) ([]Identity, error) {
 		}
 		if _, ok := u.Link.(link.PowerCycler); ok {
 			power[i] = true
+		}
+		if _, ok := link.As[link.RawExchanger](u.Link); ok {
+			raw[i] = true
 		}
 		sel, err := spd.NewClient(u.Link).Select(ctx)
 		cerr := u.Close()
@@ -196,7 +203,7 @@ func (d *DUTDriver) Probe(ctx context.Context) ([]Identity, error) {
 		out = append(out, id)
 	}
 	d.mu.Lock()
-	d.powerOK, d.probed = power, true
+	d.powerOK, d.rawOK, d.probed = power, raw, true
 	d.mu.Unlock()
 	return out, nil
 }

@@ -193,16 +193,49 @@ type featureGate struct {
 var errUndeclared = errors.New("scenarios: command of a feature the ICS does not declare")
 
 func (g featureGate) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
+	if err := g.check(cmd); err != nil {
+		return nil, err
+	}
+	return g.Link.Exchange(ctx, cmd)
+}
+
+// check skips the running case when cmd needs a feature the DUT does not
+// declare; outside a case it answers errUndeclared.
+func (g featureGate) check(cmd []byte) error {
 	for _, f := range commandFeatures(cmd) {
 		if g.d.Profile().Has(f) {
 			continue
 		}
 		if CurrentSpecReport().LeafNodeText == "" {
-			return nil, fmt.Errorf("%w: %s", errUndeclared, f)
+			return fmt.Errorf("%w: %s", errUndeclared, f)
 		}
 		Skip(Why(f, g.d.Profile().Name))
 	}
-	return g.Link.Exchange(ctx, cmd)
+	return nil
+}
+
+// gated is l behind a featureGate, with exactly l's abilities: its raw
+// exchanges (link.RawExchanger) pass the same gate as its exchanges.
+func gated(l link.Link, d Driver) link.Link {
+	g := featureGate{Link: l, d: d}
+	a := link.AbilitiesOf(l)
+	if a.Raw != nil {
+		a.Raw = rawGate{g: g, raw: a.Raw}
+	}
+	return link.Compose(g, a)
+}
+
+// rawGate is a featureGate's raw exchange.
+type rawGate struct {
+	g   featureGate
+	raw link.RawExchanger
+}
+
+func (r rawGate) ExchangeRaw(ctx context.Context, cmd []byte) ([]byte, error) {
+	if err := r.g.check(cmd); err != nil {
+		return nil, err
+	}
+	return r.raw.ExchangeRaw(ctx, cmd)
 }
 
 // Unwrap gives the gated link: resets, power and ATR are the gated

@@ -103,7 +103,7 @@ func open(ctx context.Context, d Driver) *Fixture {
 	}
 	dev, err := d.Open(ctx)
 	Expect(err).NotTo(HaveOccurred(), "opening the DUT")
-	rec := record.Record(featureGate{Link: dev.Link, d: d})
+	rec := record.Record(gated(dev.Link, d))
 	f := &Fixture{Driver: d, Device: dev, Client: spd.NewClient(rec.Link()), Issuer: d.Issuer(), rec: rec}
 	caseLinks[f] = 0 // checkPolarity (polarity.go)
 	openDevices.Add(1)

@@ -99,6 +99,12 @@ func (d *DUTDriver) twin(ctx context.Context, dev *Device) (*Device, error) {
 	if has.ATRer != nil {
 		a.ATRer = l
 	}
+	if has.Raw != nil {
+		// The device's own chaining is checked against the twin's whole
+		// answers (exchangeRaw).
+		l.dutRaw = has.Raw
+		a.Raw = twinRaw{l}
+	}
 	closeDUT := dev.Close
 	return &Device{Link: link.Compose(l, a), TearAt: dev.TearAt, Close: func() error {
 		return errors.Join(closeDUT(), ref.Close())
@@ -134,6 +140,7 @@ type twinLink struct {
 	pairs    map[string][]byte // a value of the twin's own -> the device's (SPEC.md 1.3)
 	shown    map[string][]byte // a value of the device's own -> the twin's
 	chain    *twinChain        // a long answer the device is handing out
+	dutRaw   link.RawExchanger // the device's raw exchanges, nil without
 	eraseOff uint32            // the device's erase counter minus the twin's
 	diverged bool              // compare no more: reported, or lost step
 }
@@ -184,6 +191,62 @@ func (l *twinLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 	return got, nil
 }
 
+// twinRaw is the twin's link.RawExchanger.
+type twinRaw struct{ l *twinLink }
+
+func (r twinRaw) ExchangeRaw(ctx context.Context, cmd []byte) ([]byte, error) {
+	return r.l.exchangeRaw(ctx, cmd)
+}
+
+// exchangeRaw sends cmd as it is to the device. The twin answers the
+// same commands whole (twinLink.whole), as for Exchange: a long answer the
+// device hands out in parts (61xx) is compared once whole, where its own
+// values (SPEC.md 1.3) can be told apart, and each part's length and 61xx
+// count are checked against the whole (SPD-APP-5). A GET RESPONSE the
+// device refuses while parts are pending ends them: it goes to the twin,
+// which has none pending and answers it the same way (6A86 for P1-P2 not
+// 00 00, 6985 with a data field).
+func (l *twinLink) exchangeRaw(ctx context.Context, cmd []byte) ([]byte, error) {
+	got, err := l.dutRaw.ExchangeRaw(ctx, cmd)
+	if l.diverged {
+		return got, err
+	}
+	if err != nil {
+		l.diverged = true
+		return got, err
+	}
+	if c := l.chain; c != nil && isGetResponse(cmd) && (more(got) || okSW(got)) {
+		c.add(cmd, got)
+		if more(got) {
+			return got, nil
+		}
+		l.chain = nil
+		if i, why := c.counts(); why != "" {
+			l.report(c.cmds[i], c.cmds[i], c.answers[i], nil, why)
+			return got, nil
+		}
+		l.check(c.cmd, c.twinCmd, append(c.data, got[len(got)-2:]...), c.twin)
+		return got, nil
+	}
+	l.chain = nil
+	l.noteNonce(cmd)
+	twinCmd := l.translate(cmd)
+	want, rerr := l.whole(ctx, twinCmd)
+	if rerr != nil {
+		l.diverged = true
+		return got, nil
+	}
+	if len(got) >= 2 && more(got) && okSW(want) {
+		// (Where the twin refused the command, the device's 61xx is a
+		// divergence at once: check reports it.)
+		l.chain = &twinChain{cmd: cmd, twinCmd: twinCmd, twin: want}
+		l.chain.add(cmd, got)
+		return got, nil
+	}
+	l.check(cmd, twinCmd, got, want)
+	return got, nil
+}
+
 // noteNonce keeps the terminal nonce (9F37) a PAY, PRESENT CODE or EXCHANGE carries:
 // a record showing it holds the terminal's, not one of the device's own.
 func (l *twinLink) noteNonce(cmd []byte) {
@@ -202,6 +265,49 @@ func (l *twinLink) noteNonce(cmd []byte) {
 // twinChain is a long answer the device hands out in parts (61xx).
 type twinChain struct {
 	cmd, twinCmd, data, twin []byte
+	// The parts raw exchanges brought (exchangeRaw): each command and
+	// the device's answer to it.
+	cmds, answers [][]byte
+}
+
+// add keeps a part the device answered to cmd.
+func (c *twinChain) add(cmd, answer []byte) {
+	c.data = append(c.data, answer[:len(answer)-2]...)
+	c.cmds = append(c.cmds, bytes.Clone(cmd))
+	c.answers = append(c.answers, bytes.Clone(answer))
+}
+
+// counts checks the parts against the whole (SPD-APP-5): each part but
+// the last is its command's Ne bytes, with 61xx counting the bytes left
+// after it (00 for 256 or more); the last is at most its command's Ne. It
+// returns the first part that breaks this and why.
+func (c *twinChain) counts() (int, string) {
+	left := len(c.data)
+	for i, a := range c.answers {
+		n := len(a) - 2
+		left -= n
+		ne := apdu.MaxShortLe
+		if p, err := apdu.ParseCommand(c.cmds[i]); err == nil && p.Ne > 0 {
+			ne = p.Ne
+		}
+		if !more(a) {
+			if n > ne {
+				return i, fmt.Sprintf("the last part is %d bytes, more than the command's Ne %d", n, ne)
+			}
+			continue
+		}
+		want := byte(left)
+		if left >= 256 {
+			want = 0
+		}
+		switch {
+		case n != ne:
+			return i, fmt.Sprintf("part %d is %d bytes where the command's Ne is %d and more remained", i+1, n, ne)
+		case a[n+1] != want:
+			return i, fmt.Sprintf("part %d ends 61%02X, but %d bytes remained (61%02X)", i+1, a[n+1], left, want)
+		}
+	}
+	return 0, ""
 }
 
 func more(r []byte) bool { return len(r) >= 2 && r[len(r)-2] == 0x61 }
@@ -228,10 +334,14 @@ func (l *twinLink) whole(ctx context.Context, cmd []byte) ([]byte, error) {
 // records the first divergence.
 func (l *twinLink) check(cmd, twinCmd, got, want []byte) {
 	l.learn(cmd, got, want)
-	why := l.compare(cmd, got, want)
-	if why == "" {
-		return
+	if why := l.compare(cmd, got, want); why != "" {
+		l.report(cmd, twinCmd, got, want, why)
 	}
+}
+
+// report records the first divergence: the device's answer got to cmd
+// differs from the twin's want to twinCmd, as why says.
+func (l *twinLink) report(cmd, twinCmd, got, want []byte, why string) {
 	l.diverged = true
 	v := Divergence{Case: currentCase(), Command: strings.ToUpper(hex.EncodeToString(cmd)), Name: commandName(cmd),
 		Device: strings.ToUpper(hex.EncodeToString(got)), Reference: strings.ToUpper(hex.EncodeToString(want)), Why: why}
@@ -614,6 +724,7 @@ func (l *twinLink) Reset(ctx context.Context, cold bool) ([]byte, error) {
 		return nil, fmt.Errorf("scenarios: %s cannot reset", l.dut)
 	}
 	atr, err := r.Reset(ctx, cold)
+	l.chain = nil
 	if rr, ok := l.ref.(link.Resetter); ok && err == nil {
 		_, _ = rr.Reset(ctx, cold)
 	}
@@ -625,6 +736,7 @@ func (l *twinLink) PowerOff(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("scenarios: %s cannot cycle power", l.dut)
 	}
+	l.chain = nil
 	if rp, ok := l.ref.(link.PowerCycler); ok {
 		_ = rp.PowerOff(ctx)
 	}
@@ -636,6 +748,7 @@ func (l *twinLink) PowerOn(ctx context.Context) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("scenarios: %s cannot cycle power", l.dut)
 	}
+	l.chain = nil
 	if rp, ok := l.ref.(link.PowerCycler); ok {
 		_, _ = rp.PowerOn(ctx)
 	}

@@ -222,7 +222,7 @@ func catalogue(labelFilter string) ([]catalogueCase, error) {
 					c.Features = append(c.Features, f)
 				}
 			}
-			for _, a := range []scenarios.Capability{scenarios.Fresh, scenarios.PowerCycle, scenarios.Tearing} {
+			for _, a := range []scenarios.Capability{scenarios.Fresh, scenarios.PowerCycle, scenarios.Tearing, scenarios.RawExchange} {
 				if needs[a] {
 					c.RigAbilities = append(c.RigAbilities, a)
 				}
@@ -266,7 +266,7 @@ func writeCatalogueMarkdown(w io.Writer, cases []catalogueCase, filter string) e
 		"CLAIMS.md behind them as Ginkgo labels (`spdlab certify --label-filter` selects by any of them).\n" +
 		"A case is *not applicable* to a device whose ICS leaves out a feature it needs, or on a rig that\n" +
 		"lacks an ability it needs: `fresh-device` (a blank sample per case), `power-cycle`, `tearing`\n" +
-		"(a power cut at the Nth persistent write). *Ordered* cases run in sequence after their group's set-up.\n\n")
+		"(a power cut at the Nth persistent write), `raw-exchange` (commands sent as they are, 61xx unresolved). *Ordered* cases run in sequence after their group's set-up.\n\n")
 	areas := []string{}
 	byArea := map[string][]catalogueCase{}
 	for _, c := range cases {

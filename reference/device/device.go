@@ -151,7 +151,11 @@ func (d *Device) PowerOn() {
 }
 
 func (d *Device) powerOn() {
+	rest := d.rest
 	d.clearSession()
+	if d.bug("power-keeps-pending") {
+		d.rest = rest
+	}
 	d.powered, d.dead, d.broken = true, false, false
 	if err := d.st.Recover(); err != nil {
 		d.broken = true
@@ -166,7 +170,11 @@ func (d *Device) powerOn() {
 func (d *Device) PowerOff() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	rest := d.rest
 	d.clearSession()
+	if d.bug("power-keeps-pending") {
+		d.rest = rest
+	}
 	d.powered = false
 }
 
@@ -175,8 +183,12 @@ func (d *Device) PowerOff() {
 func (d *Device) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	rest := d.rest
 	if !d.bug("reset-keeps-session") {
 		d.clearSession()
+	}
+	if d.bug("reset-keeps-pending") {
+		d.rest = rest
 	}
 }
 
@@ -292,7 +304,9 @@ func (d *Device) process(raw []byte) []byte {
 	if cmd.CLA == spd.CLAISO && spd.INS(cmd.INS) == spd.INSGetResponse {
 		return d.getResponse(cmd)
 	}
-	d.rest = nil
+	if !d.bug("command-keeps-pending") {
+		d.rest = nil
+	}
 	data, sw := d.dispatch(cmd)
 	if sw != apdu.SWOK {
 		return swOnly(sw)
@@ -310,11 +324,19 @@ func (d *Device) chain(data []byte, ne int) []byte {
 		return apdu.Response{Data: data, SW: apdu.SWOK}.Bytes()
 	}
 	d.rest = data[ne:]
-	return apdu.Response{Data: data[:ne], SW: moreSW(len(d.rest))}.Bytes()
+	n := len(d.rest)
+	if d.bug("more-count-total") {
+		n = len(data)
+	}
+	return apdu.Response{Data: data[:ne], SW: d.moreSW(n)}.Bytes()
 }
 
-func moreSW(n int) apdu.SW {
-	if n > 255 {
+// moreSW is 61xx for n bytes remaining: xx = n, 00 for 256 or more.
+func (d *Device) moreSW(n int) apdu.SW {
+	switch {
+	case n > 255 && d.bug("more-count-wraps"):
+		n &= 0xFF
+	case n > 255:
 		n = 0
 	}
 	return apdu.SWBytesAvailable | apdu.SW(n)
@@ -322,18 +344,29 @@ func moreSW(n int) apdu.SW {
 
 func (d *Device) getResponse(cmd apdu.Command) []byte {
 	if cmd.P1 != 0 || cmd.P2 != 0 {
-		d.rest = nil
+		if d.bug("getresponse-p1p2-6985") && len(d.rest) > 0 {
+			d.rest = nil
+			return swOnly(apdu.SWConditionsNotSat)
+		}
+		if !d.bug("getresponse-6a86-keeps") {
+			d.rest = nil
+		}
 		return swOnly(apdu.SWIncorrectP1P2)
 	}
 	if d.bug("getresponse-idle-9000") && len(d.rest) == 0 {
 		return swOnly(apdu.SWOK)
 	}
 	if len(d.rest) == 0 || len(cmd.Data) != 0 {
-		d.rest = nil
+		if !d.bug("getresponse-data-keeps") || len(d.rest) == 0 {
+			d.rest = nil
+		}
 		return swOnly(apdu.SWConditionsNotSat)
 	}
 	rest := d.rest
 	d.rest = nil
+	if d.bug("getresponse-ignores-le") {
+		return d.chain(rest, 0) // Ne 256, whatever the Le
+	}
 	return d.chain(rest, cmd.Ne)
 }
 

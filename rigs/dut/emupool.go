@@ -140,6 +140,7 @@ type sharedRig interface {
 	link.Resetter
 	link.PowerCycler
 	link.ATRer
+	link.RawExchanger
 }
 
 // keptLink is one device's link to a rig its session keeps: every ability
@@ -162,6 +163,14 @@ func (k *keptLink) Exchange(ctx context.Context, command []byte) ([]byte, error)
 		return nil, link.ErrClosed
 	}
 	return k.sharedRig.Exchange(ctx, command)
+}
+
+// ExchangeRaw implements link.RawExchanger.
+func (k *keptLink) ExchangeRaw(ctx context.Context, command []byte) ([]byte, error) {
+	if k.closed.Load() {
+		return nil, link.ErrClosed
+	}
+	return k.sharedRig.ExchangeRaw(ctx, command)
 }
 
 // Reset implements link.Resetter.

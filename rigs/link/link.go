@@ -23,7 +23,8 @@ type Link interface {
 	// Exchange sends one command APDU and returns the response APDU,
 	// status word included. It honours ctx's deadline and cancellation.
 	// Transport-level status words (61xx, 6Cxx) are resolved below the
-	// link, as Resolve does: callers see the final response, whole.
+	// link, as Resolve does: callers see the final response, whole. A
+	// link that can also pass them on unresolved is a RawExchanger.
 	Exchange(ctx context.Context, command []byte) ([]byte, error)
 	// String names the link in reports, for example "pcsc:Virtual PCD 00 00".
 	String() string
@@ -42,6 +43,15 @@ type Resetter interface {
 type PowerCycler interface {
 	PowerOff(ctx context.Context) error
 	PowerOn(ctx context.Context) (atr []byte, err error)
+}
+
+// RawExchanger can send one command APDU and return the device's answer
+// as it is: a 61xx or 6Cxx status word reaches the caller unresolved, and
+// nothing else is sent to the device (no GET RESPONSE, no second command).
+// It is what a conformance case needs to check the device's own response
+// chaining (SPEC.md SPD-APP-5); every other caller uses Exchange.
+type RawExchanger interface {
+	ExchangeRaw(ctx context.Context, command []byte) ([]byte, error)
 }
 
 // ATRer returns the Answer To Reset seen when the link was opened.
@@ -93,10 +103,11 @@ type Direct struct {
 }
 
 var (
-	_ Link        = (*Direct)(nil)
-	_ Resetter    = (*Direct)(nil)
-	_ PowerCycler = (*Direct)(nil)
-	_ ATRer       = (*Direct)(nil)
+	_ Link         = (*Direct)(nil)
+	_ Resetter     = (*Direct)(nil)
+	_ PowerCycler  = (*Direct)(nil)
+	_ ATRer        = (*Direct)(nil)
+	_ RawExchanger = (*Direct)(nil)
 )
 
 // NewDirect returns a Link to app, named name in reports, reporting atr as
@@ -116,6 +127,16 @@ func (d *Direct) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Resolve(ctx, d.process, command)
+}
+
+// ExchangeRaw implements RawExchanger: the application's answer as it is.
+func (d *Direct) ExchangeRaw(ctx context.Context, command []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.process(ctx, command)
 }
 
 // process sends one command to the application; d.mu is held.

@@ -37,10 +37,11 @@ type Reader struct {
 const settle = 3 * time.Second
 
 var (
-	_ link.Link        = (*Reader)(nil)
-	_ link.Resetter    = (*Reader)(nil)
-	_ link.PowerCycler = (*Reader)(nil)
-	_ link.ATRer       = (*Reader)(nil)
+	_ link.Link         = (*Reader)(nil)
+	_ link.Resetter     = (*Reader)(nil)
+	_ link.PowerCycler  = (*Reader)(nil)
+	_ link.ATRer        = (*Reader)(nil)
+	_ link.RawExchanger = (*Reader)(nil)
 )
 
 // Open connects to the card in reader ("" = the first reader holding a
@@ -178,6 +179,18 @@ func (r *Reader) run(ctx context.Context, f func() error) error {
 // error matching link.ErrRemoved; whether the command took effect is then
 // unknown.
 func (r *Reader) Exchange(ctx context.Context, command []byte) ([]byte, error) {
+	return r.exchange(ctx, command, true)
+}
+
+// ExchangeRaw implements link.RawExchanger: one SCardTransmit, the card's
+// answer as it is (61xx and 6Cxx unresolved). Errors are Exchange's.
+func (r *Reader) ExchangeRaw(ctx context.Context, command []byte) ([]byte, error) {
+	return r.exchange(ctx, command, false)
+}
+
+// exchange sends command, resolving 61xx and 6Cxx (link.Resolve) when
+// resolve is set.
+func (r *Reader) exchange(ctx context.Context, command []byte, resolve bool) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -194,6 +207,10 @@ func (r *Reader) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 			return ErrUnpowered
 		}
 		var err error
+		if !resolve {
+			resp, err = r.transmit(cmd)
+			return err
+		}
 		resp, err = link.Resolve(ctx, func(_ context.Context, c []byte) ([]byte, error) { return r.transmit(c) }, cmd)
 		return err
 	})

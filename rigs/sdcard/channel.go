@@ -118,11 +118,12 @@ type Channel struct {
 }
 
 var (
-	_ link.Link        = (*Channel)(nil)
-	_ link.Resetter    = (*Channel)(nil)
-	_ link.PowerCycler = (*Channel)(nil)
-	_ link.ATRer       = (*Channel)(nil)
-	_ link.Limits      = (*Channel)(nil)
+	_ link.Link         = (*Channel)(nil)
+	_ link.Resetter     = (*Channel)(nil)
+	_ link.PowerCycler  = (*Channel)(nil)
+	_ link.ATRer        = (*Channel)(nil)
+	_ link.RawExchanger = (*Channel)(nil)
+	_ link.Limits       = (*Channel)(nil)
 )
 
 // Open opens the channel in dir (a card's mount point) with the default
@@ -232,6 +233,12 @@ func (c *Channel) readBlock(fd int) (sdblock.Block, error) {
 // (link.Resolve).
 func (c *Channel) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 	return link.Resolve(ctx, c.exchange, command)
+}
+
+// ExchangeRaw implements link.RawExchanger: one command APDU, the card's
+// answer as it is (61xx and 6Cxx unresolved).
+func (c *Channel) ExchangeRaw(ctx context.Context, command []byte) ([]byte, error) {
+	return c.exchange(ctx, command)
 }
 
 // exchange sends one command APDU. Commands and responses longer than a

@@ -126,10 +126,11 @@ type inbound struct {
 }
 
 var (
-	_ link.Link     = (*Port)(nil)
-	_ link.Resetter = (*Port)(nil)
-	_ link.ATRer    = (*Port)(nil)
-	_ link.Limits   = (*Port)(nil)
+	_ link.Link         = (*Port)(nil)
+	_ link.Resetter     = (*Port)(nil)
+	_ link.ATRer        = (*Port)(nil)
+	_ link.RawExchanger = (*Port)(nil)
+	_ link.Limits       = (*Port)(nil)
 
 	_ link.PowerCycler = (*Port)(nil)
 )
@@ -257,6 +258,12 @@ func (p *Port) emit(f serialframe.Frame, err error) {
 // Exchange implements link.Link. It resolves 61xx and 6Cxx (link.Resolve).
 func (p *Port) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 	return link.Resolve(ctx, p.exchange, command)
+}
+
+// ExchangeRaw implements link.RawExchanger: one COMMAND frame, the
+// device's answer as it is (61xx and 6Cxx unresolved).
+func (p *Port) ExchangeRaw(ctx context.Context, command []byte) ([]byte, error) {
+	return p.exchange(ctx, command)
 }
 
 // exchange sends one command APDU in one COMMAND frame.

@@ -53,6 +53,7 @@ const (
 	keyError      = "error="
 	keyOp         = "op="
 	keyCase       = "case="
+	keyRaw        = "raw"
 )
 
 // kindName names err's link sentinel for a trace comment, "other" when it
@@ -136,6 +137,10 @@ func (e *Encoder) Encode(ev record.Event) error {
 		payload := make([]byte, 0, len(ev.Command)+len(ev.Response))
 		payload = append(payload, ev.Command...)
 		comments := []string{commentPrefix + keyCmdLen + strconv.Itoa(len(ev.Command))}
+		if ev.Raw {
+			// Sent as it is: the response's 61xx or 6Cxx is the device's.
+			comments = append(comments, commentPrefix+keyRaw)
+		}
 		if ev.Err != nil {
 			comments = append(comments, commentPrefix+keyError+kindName(ev.Err)+": "+strings.ToValidUTF8(ev.Err.Error(), "?"))
 		} else {
@@ -274,6 +279,8 @@ func event(rec SIMRecord, pkt Packet) (record.Event, error) {
 			err := &record.RecordedError{Text: text}
 			err.Kind, _ = link.KindError(kind)
 			e.Err = err
+		case c == keyRaw:
+			e.Raw = true
 		case strings.HasPrefix(c, keyCase):
 			e.Case = strings.TrimPrefix(c, keyCase)
 		case strings.HasPrefix(c, keyOp):

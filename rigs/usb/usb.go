@@ -96,10 +96,11 @@ type Link struct {
 }
 
 var (
-	_ link.Link        = (*Link)(nil)
-	_ link.Resetter    = (*Link)(nil)
-	_ link.PowerCycler = (*Link)(nil)
-	_ link.ATRer       = (*Link)(nil)
+	_ link.Link         = (*Link)(nil)
+	_ link.Resetter     = (*Link)(nil)
+	_ link.PowerCycler  = (*Link)(nil)
+	_ link.ATRer        = (*Link)(nil)
+	_ link.RawExchanger = (*Link)(nil)
 )
 
 // New opens a link over pipe and powers the card on. It does not take
@@ -130,6 +131,14 @@ func (l *Link) Exchange(ctx context.Context, command []byte) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return link.Resolve(ctx, l.xfrBlock, command)
+}
+
+// ExchangeRaw implements link.RawExchanger: one PC_to_RDR_XfrBlock, its
+// answer as the card gave it (61xx and 6Cxx unresolved).
+func (l *Link) ExchangeRaw(ctx context.Context, command []byte) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.xfrBlock(ctx, command)
 }
 
 // xfrBlock sends one command APDU; l.mu is held.

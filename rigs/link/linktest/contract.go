@@ -1,7 +1,8 @@
 // Package linktest is the contract every link.Link keeps, as a test each
 // transport runs (Contract) against a device application with a fixed
 // script (ContractCard): 61xx and 6Cxx resolved below the link, responses
-// whole and byte for byte, link.ErrClosed after Close. Recording and
+// whole and byte for byte, link.ErrClosed after Close; and, for a link
+// that has one, a raw exchange (link.RawExchanger) that resolves nothing. Recording and
 // playing back what crosses a link is package rigs/link/record.
 package linktest
 
@@ -141,6 +142,36 @@ func Contract(t *testing.T, open func(t *testing.T, card *ContractCard) link.Lin
 		}
 		if got := exchange(t, l, []byte{0x00, 0xC0, 0x00, 0x00, 0x10}); !bytes.Equal(got, []byte{0x69, 0x85}) {
 			t.Fatalf("%s answered GET RESPONSE with nothing pending with % X, want 69 85", l, got)
+		}
+	})
+	t.Run("raw exchange leaves 61xx and 6Cxx to the caller", func(t *testing.T) {
+		card := &ContractCard{}
+		l := open(t, card)
+		defer l.Close()
+		raw, ok := link.As[link.RawExchanger](l)
+		if !ok {
+			t.Skipf("%s has no raw exchange (link.RawExchanger)", l)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmds := [][]byte{{0x80, 0x01, 0x00, 0x00, 0x00}, {0x00, 0xC0, 0x00, 0x00, 0x64}, {0x80, 0x02, 0x00, 0x00, 0x10}}
+		wants := [][]byte{
+			append(bytes.Clone(ContractLong[:200]), 0x61, 0x64),
+			append(bytes.Clone(ContractLong[200:]), 0x90, 0x00),
+			{0x6C, 0x04},
+		}
+		before := len(card.Seen())
+		for i, cmd := range cmds {
+			got, err := raw.ExchangeRaw(ctx, cmd)
+			if err != nil {
+				t.Fatalf("%s: ExchangeRaw(% X): %v", l, cmd, err)
+			}
+			if !bytes.Equal(got, wants[i]) {
+				t.Fatalf("%s: ExchangeRaw(% X) answered %d bytes ending % X, want %d ending % X", l, cmd, len(got), got[max(len(got)-4, 0):], len(wants[i]), wants[i][max(len(wants[i])-4, 0):])
+			}
+		}
+		if seen := card.Seen()[before:]; len(seen) != len(cmds) {
+			t.Fatalf("%s: %d raw exchanges sent the card %d commands", l, len(cmds), len(seen))
 		}
 	})
 	t.Run("closed link fails with ErrClosed", func(t *testing.T) {

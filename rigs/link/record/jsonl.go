@@ -72,6 +72,7 @@ type line struct {
 	Error      string `json:"error,omitempty"`
 	Is         string `json:"is,omitempty"`
 	Case       string `json:"case,omitempty"`
+	Raw        bool   `json:"raw,omitempty"`
 }
 
 // JSONL is an Encoder that writes the transcript format to a writer, a
@@ -97,6 +98,7 @@ func (j *JSONL) Encode(e Event) error {
 		Response: upperHex(e.Response),
 		ATR:      upperHex(e.ATR),
 		Case:     e.Case,
+		Raw:      e.Raw,
 	}
 	if e.Op != OpExchange {
 		l.Op = e.Op
@@ -189,7 +191,7 @@ func (l line) event() (Event, error) {
 	if l.Transcript != "" || l.Link != "" {
 		return Event{}, errors.New("a second header")
 	}
-	e := Event{Op: l.Op, Duration: time.Duration(l.Micros) * time.Microsecond, Case: l.Case}
+	e := Event{Op: l.Op, Duration: time.Duration(l.Micros) * time.Microsecond, Case: l.Case, Raw: l.Raw}
 	switch e.Op {
 	case "":
 		e.Op = OpExchange
@@ -232,6 +234,8 @@ func (l line) event() (Event, error) {
 		return Event{}, errors.New("exchange without a command")
 	case e.Op == OpExchange && e.Err == nil && len(e.Response) < 2:
 		return Event{}, errors.New("exchange without an error or a response of at least 2 bytes")
+	case e.Op != OpExchange && e.Raw:
+		return Event{}, fmt.Errorf("%s marked raw", e.Op)
 	case e.Op != OpExchange && (e.Command != nil || e.Response != nil):
 		return Event{}, fmt.Errorf("%s with a command or response", e.Op)
 	}

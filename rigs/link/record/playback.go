@@ -28,10 +28,11 @@ type Playback struct {
 }
 
 var (
-	_ link.Link        = (*Playback)(nil)
-	_ link.Resetter    = (*Playback)(nil)
-	_ link.PowerCycler = (*Playback)(nil)
-	_ link.ATRer       = (*Playback)(nil)
+	_ link.Link         = (*Playback)(nil)
+	_ link.Resetter     = (*Playback)(nil)
+	_ link.PowerCycler  = (*Playback)(nil)
+	_ link.ATRer        = (*Playback)(nil)
+	_ link.RawExchanger = (*Playback)(nil)
 )
 
 // Rules say how a Playback matches what it is asked to do against what was
@@ -96,7 +97,7 @@ func (p *Playback) fail(format string, args ...any) error {
 // For an exchange it returns the recorded response, which follows the
 // command it was given when the recording did not say where the command
 // ended (Event.Joined).
-func (p *Playback) take(ctx context.Context, op Op, command []byte) (Event, error) {
+func (p *Playback) take(ctx context.Context, op Op, command []byte, raw bool) (Event, error) {
 	if err := ctx.Err(); err != nil {
 		return Event{}, err
 	}
@@ -120,6 +121,10 @@ func (p *Playback) take(ctx context.Context, op Op, command []byte) (Event, erro
 		return Event{}, p.fail("operation %d is %s, recorded %s", p.next+1, what, e)
 	}
 	if op == OpExchange {
+		if raw != e.Raw {
+			how := map[bool]string{false: "resolved", true: "raw"}
+			return Event{}, p.fail("operation %d is a %s exchange of %X, recorded %s", p.next+1, how[raw], command, e)
+		}
 		switch {
 		case e.Joined:
 			// The command's exact bytes must start the recorded run.
@@ -159,7 +164,18 @@ func abbrev(b []byte) string {
 
 // Exchange implements link.Link.
 func (p *Playback) Exchange(ctx context.Context, command []byte) ([]byte, error) {
-	e, err := p.take(ctx, OpExchange, command)
+	return p.exchange(ctx, command, false)
+}
+
+// ExchangeRaw implements link.RawExchanger: it answers from a recorded
+// raw exchange (Event.Raw) only, as an exchange answers from a resolved
+// one only.
+func (p *Playback) ExchangeRaw(ctx context.Context, command []byte) ([]byte, error) {
+	return p.exchange(ctx, command, true)
+}
+
+func (p *Playback) exchange(ctx context.Context, command []byte, raw bool) ([]byte, error) {
+	e, err := p.take(ctx, OpExchange, command, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +187,7 @@ func (p *Playback) Exchange(ctx context.Context, command []byte) ([]byte, error)
 
 // atrOp plays back an operation that answers an ATR.
 func (p *Playback) atrOp(ctx context.Context, op Op) ([]byte, error) {
-	e, err := p.take(ctx, op, nil)
+	e, err := p.take(ctx, op, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +218,7 @@ func (p *Playback) PowerOff(ctx context.Context) error {
 		}
 		return nil
 	}
-	e, err := p.take(ctx, OpPowerOff, nil)
+	e, err := p.take(ctx, OpPowerOff, nil, false)
 	if err != nil {
 		return err
 	}

@@ -55,12 +55,19 @@ type Event struct {
 	// trace written by another tool): Command holds the whole run, and
 	// playback answers what follows the command it is given.
 	Joined bool
+	// Raw marks an exchange sent as it is (link.RawExchanger): Response
+	// is the device's answer with any 61xx or 6Cxx unresolved.
+	Raw bool
 }
 
 func (e Event) String() string {
 	switch {
 	case e.Op == OpExchange && e.Joined:
 		return fmt.Sprintf("%X (command and response)", e.Command)
+	case e.Op == OpExchange && e.Raw && e.Err != nil:
+		return fmt.Sprintf("%X -> error %v (raw)", e.Command, e.Err)
+	case e.Op == OpExchange && e.Raw:
+		return fmt.Sprintf("%X -> %X (raw)", e.Command, e.Response)
 	case e.Op == OpExchange && e.Err != nil:
 		return fmt.Sprintf("%X -> error %v", e.Command, e.Err)
 	case e.Op == OpExchange:
@@ -110,6 +117,7 @@ type Recorder struct {
 	rs link.Resetter
 	pc link.PowerCycler
 	at link.ATRer
+	rw link.RawExchanger
 
 	mu   sync.Mutex
 	encs []Encoder
@@ -137,7 +145,7 @@ func Stream(l link.Link, encs ...Encoder) *Recorder {
 func newRecorder(l link.Link, encs []Encoder) *Recorder {
 	r := &Recorder{l: l, now: time.Now, encs: encs}
 	a := link.AbilitiesOf(l)
-	r.rs, r.pc, r.at = a.Resetter, a.PowerCycler, a.ATRer
+	r.rs, r.pc, r.at, r.rw = a.Resetter, a.PowerCycler, a.ATRer, a.Raw
 	var atr []byte
 	if r.at != nil {
 		atr = r.at.ATR()
@@ -152,7 +160,8 @@ func newRecorder(l link.Link, encs []Encoder) *Recorder {
 }
 
 // Link returns the recorded link: l with exactly l's abilities among
-// link.Resetter, link.PowerCycler and link.ATRer, each operation recorded.
+// link.Resetter, link.PowerCycler, link.ATRer and link.RawExchanger, each
+// operation recorded (a raw exchange with Event.Raw set).
 // It is a link.Unwrapper of l.
 func (r *Recorder) Link() link.Link { return r.view }
 
@@ -209,9 +218,15 @@ func (r *Recorder) Err() error {
 	return r.err
 }
 
-func (r *Recorder) exchange(ctx context.Context, command []byte) ([]byte, error) {
-	e := Event{Op: OpExchange, At: r.now(), Command: append([]byte(nil), command...)}
-	resp, err := r.l.Exchange(ctx, command)
+func (r *Recorder) exchange(ctx context.Context, command []byte, raw bool) ([]byte, error) {
+	e := Event{Op: OpExchange, At: r.now(), Command: append([]byte(nil), command...), Raw: raw}
+	var resp []byte
+	var err error
+	if raw {
+		resp, err = r.rw.ExchangeRaw(ctx, command)
+	} else {
+		resp, err = r.l.Exchange(ctx, command)
+	}
 	e.Duration = r.now().Sub(e.At)
 	if err == nil {
 		e.Response = append([]byte(nil), resp...)
@@ -261,13 +276,19 @@ func (r *Recorder) powerOn(ctx context.Context) ([]byte, error) {
 type linkPart struct{ r *Recorder }
 
 func (p linkPart) Exchange(ctx context.Context, command []byte) ([]byte, error) {
-	return p.r.exchange(ctx, command)
+	return p.r.exchange(ctx, command, false)
 }
 func (p linkPart) String() string    { return p.r.l.String() }
 func (p linkPart) Unwrap() link.Link { return p.r.l }
 
 // Close closes the wrapped link and reports any encoder error.
 func (p linkPart) Close() error { return errors.Join(p.r.l.Close(), p.r.Err()) }
+
+type rawPart struct{ r *Recorder }
+
+func (p rawPart) ExchangeRaw(ctx context.Context, command []byte) ([]byte, error) {
+	return p.r.exchange(ctx, command, true)
+}
 
 type resetPart struct{ r *Recorder }
 
@@ -297,6 +318,9 @@ func (r *Recorder) newView() link.Link {
 	}
 	if r.at != nil {
 		a.ATRer = atrPart{r}
+	}
+	if r.rw != nil {
+		a.Raw = rawPart{r}
 	}
 	return link.Compose(linkPart{r}, a)
 }
