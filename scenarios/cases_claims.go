@@ -141,7 +141,7 @@ func defineClaims(d Driver) {
 				issuers := make([]*issuer.Issuer, len(kinds))
 				for i, k := range kinds {
 					var err error
-					issuers[i], err = issuer.Generate(k)
+					issuers[i], err = newIssuer(k)
 					Expect(err).NotTo(HaveOccurred())
 				}
 				for i, is := range issuers {

@@ -99,7 +99,7 @@ func defineLifeCycleCases(d Driver) {
 			// SPD-LC-1: INITIALISE again with another issuer's CA key
 			// replaces the CA key, so the first CA's PERSONALISE no longer
 			// verifies (6982) even for a certificate of the device's key.
-			second, err := issuer.Generate("second")
+			second, err := newIssuer("second")
 			Expect(err).NotTo(HaveOccurred())
 			pub, err := f.Client.Initialise(ctx, &second.CA.PublicKey, p.DeviceID)
 			Expect(err).NotTo(HaveOccurred())

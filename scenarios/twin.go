@@ -111,10 +111,14 @@ func (d *DUTDriver) twin(ctx context.Context, dev *Device) (*Device, error) {
 	}}, nil
 }
 
-// knownIssuers are the CA keys the lab holds: its test issuer's and the
-// known-answer vectors'.
+// knownIssuers are the CA keys the lab holds: its test issuer's, the
+// known-answer vectors' and those of the issuers cases made themselves to
+// initialise devices with (newIssuer).
 func (d *DUTDriver) knownIssuers() []*ecdsa.PrivateKey {
 	keys := []*ecdsa.PrivateKey{d.Issuer().CA}
+	caseIssuers.Lock()
+	keys = append(keys, caseIssuers.keys...)
+	caseIssuers.Unlock()
 	if f, err := vectors.Load(); err == nil {
 		if b, err := hex.DecodeString(f.Keys.CA.Private); err == nil {
 			if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), b); err == nil {
@@ -123,6 +127,28 @@ func (d *DUTDriver) knownIssuers() []*ecdsa.PrivateKey {
 		}
 	}
 	return keys
+}
+
+// caseIssuers are the CA keys of the issuers cases made with newIssuer.
+var caseIssuers struct {
+	sync.Mutex
+	keys []*ecdsa.PrivateKey
+}
+
+// newIssuer makes an issuer for a case that initialises a device with its
+// CA key, and lets a reference twin (--against ref) know the key, as it
+// knows the lab's: the twin then personalises itself with that issuer's
+// certificates as the device under test is, rather than diverging at
+// every PERSONALISE that follows.
+func newIssuer(name string) (*issuer.Issuer, error) {
+	is, err := issuer.Generate(name)
+	if err != nil {
+		return nil, err
+	}
+	caseIssuers.Lock()
+	caseIssuers.keys = append(caseIssuers.keys, is.CA)
+	caseIssuers.Unlock()
+	return is, nil
 }
 
 // twinLink is a device under test and its reference twin behind one link.

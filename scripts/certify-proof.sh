@@ -246,9 +246,13 @@ PY
 	done
 	stop_samples
 	# A sample reached as hardware cannot be torn: the reference device in
-	# process, made to the same statement, runs the tearing sweeps too.
-	"$BIN" certify --procs 1 --dut ref --ics "$work/small.yaml" --key "$work/lab.pem" --out "$work/small-ref" >"$work/small-ref.log" 2>&1 ||
+	# process, made to the same statement, runs the tearing sweeps too, and
+	# the cases a sample cannot run (new blank devices, other issuers), each
+	# beside its reference twin made to the statement: no response may
+	# differ.
+	"$BIN" certify --procs 1 --dut ref --ics "$work/small.yaml" --against ref --key "$work/lab.pem" --out "$work/small-ref" >"$work/small-ref.log" 2>&1 ||
 		{ grep FAILED "$work/small-ref.log"; tail -3 "$work/small-ref.log"; fail "the reference device made to the minimum capacities was not certified"; }
+	grep -q 'no response differed' "$work/small-ref.log" || { grep -A5 'against ref' "$work/small-ref.log"; fail "the reference device in process diverged from its reference twin"; }
 fi
 fi
 
