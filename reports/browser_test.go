@@ -155,7 +155,18 @@ func countPixels(pix []byte, keys []uint32, n []int) {
 	}
 }
 
+// mustBeNamedInBrowser fails a test marked inBrowser whose name does not
+// end in InBrowser: make test runs them by that name, and would run it
+// nowhere.
+func mustBeNamedInBrowser(t *testing.T) {
+	t.Helper()
+	if !strings.HasSuffix(strings.SplitN(t.Name(), "/", 2)[0], "InBrowser") {
+		t.Fatalf("%s renders in Chromium (inBrowser) but its name does not end in InBrowser, so make test would never run it", t.Name())
+	}
+}
+
 func TestReportInBrowser(t *testing.T) {
+	inBrowser(t)
 	browser := chromium(t)
 	key := newKey(t)
 	info := RunInfo{

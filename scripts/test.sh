@@ -19,7 +19,9 @@
 # suite's own race run is ./scenarios'; they run in the tests lane without
 # it. The tests of ./scenarios that check the suite's sources and vectors
 # in one goroutine (withoutRaceTests) skip under it too, and the suite
-# binary runs them in the tests lane. On a fresh clone the build cache is
+# binary runs them in the tests lane; so do the tests of ./reports that
+# render a report in headless Chromium (named ...InBrowser), whose time is
+# Chromium's. On a fresh clone the build cache is
 # empty and most of the time goes to compiling; two go commands compiling the same package at once both
 # compile it, so each lane starts with a build configuration the other does
 # not use (race; plain, through the suite binary) and the steps that share
@@ -106,6 +108,7 @@ tests=(
 	"cd scenarios && pat=\$(bash ../scripts/race-packages.sh --without-race) && $suite -test.count=1 -test.run \"\$pat\""
 	"pkgs=\$(bash scripts/race-packages.sh --others) && SPDLAB_TEST_BIN=$spdlab_bin $GO test -vet=off -count=1 -timeout 20m \$pkgs"
 	"$GO test -vet=off -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
+	"$GO test -vet=off -count=1 -run InBrowser ./reports"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
 	"$MAKE --no-print-directory check-builds"
