@@ -300,25 +300,33 @@ func defineTransferCases(d Driver) {
 			payee.login(ctx)
 			forger := newForger(payee.Issuer)
 			me := payee.Profile.DeviceID
+			// atcs are the ATCs of the records the ledger holds, from the
+			// signed results that made them: acknowledging them must empty
+			// the ledger (SPD-LED-4).
+			var atcs []uint32
 			imported := uint64(0)
 			importOne := func() {
 				GinkgoHelper()
 				imported++
-				_, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 1, imported, Clock.Add(time.Hour))), Time: Clock})
+				res, err := payee.Client.TransferIn(ctx, spd.TransferImport{Medium: forger.sign(transferMedium(forger.ID, me, 1, imported, Clock.Add(time.Hour))), Time: Clock})
 				Expect(err).NotTo(HaveOccurred(), "import %d", imported)
+				atcs = append(atcs, res.Info().ATC)
+			}
+			acknowledge := func() {
+				GinkgoHelper()
+				Expect(payee.Client.PendingCount(ctx)).To(Equal(len(atcs)), "the ledger after import %d", imported)
+				Expect(payee.acknowledge(ctx, spd.Acknowledgement{SyncTime: Clock, ATCs: atcs})).To(Equal(sw9000))
+				Expect(payee.Client.PendingCount(ctx)).To(Equal(0), "the ledger after acknowledging up to import %d", imported)
+				atcs = atcs[:0]
 			}
 			// A full ledger (SPD-LED-1) refuses TRANSFER IN and RECLAIM as
 			// it does PAY and TRANSFER: an outgoing transfer to reclaim is
 			// its first record, imports fill it while the import list has
 			// room, payments of 0.01 when the ledger is the larger.
 			out := payee.transferTo(ctx, nowhere, 1, Clock.Add(time.Hour))
+			atcs = append(atcs, out.Info().ATC)
 			paid := int64(0)
-			for {
-				count, err := payee.Client.PendingCount(ctx)
-				Expect(err).NotTo(HaveOccurred())
-				if count == ledger {
-					break
-				}
+			for len(atcs) < ledger {
 				if imported+1 < n {
 					importOne()
 					continue
@@ -326,9 +334,11 @@ func defineTransferCases(d Driver) {
 				if !d.Profile().Has(PayBalance) {
 					Skip(fmt.Sprintf("%sthe ledger of %d records outlasts %d imports, and ICS features.pay-balance is false: no other record fills it", NotApplicablePrefix, ledger, n))
 				}
-				payee.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 1), 1)
+				res := payee.pays(ctx, payment(spd.KindBalance, spd.ModeOnline, 1), 1)
+				atcs = append(atcs, res.Info().ATC)
 				paid++
 			}
+			Expect(payee.Client.PendingCount(ctx)).To(Equal(ledger), "the ledger filled")
 			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, imported+1, Clock.Add(time.Hour))), Clock), sw6A84,
 				"TRANSFER IN into a full ledger")
 			payee.refuses(ctx, payee.reclaimOrder(out.Info().Serial, Clock.Add(2*time.Hour)), sw6A84, "RECLAIM into a full ledger")
@@ -337,14 +347,18 @@ func defineTransferCases(d Driver) {
 			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, 1, Clock.Add(time.Hour))), Clock), sw6984,
 				"an import replayed into a full ledger")
 			payee.refuses(ctx, payee.reclaimOrder(out.Info().Serial, Clock.Add(30*time.Minute)), sw6985, "RECLAIM before the expiry into a full ledger")
-			payee.emptyLedger(ctx)
+			acknowledge()
 			// The rest of the import list, the ledger emptied when it fills
 			// and before the refusal, so that the refusal is the list's.
 			for imported < n {
-				payee.roomInLedger(ctx)
+				if len(atcs) == ledger {
+					acknowledge()
+				}
 				importOne()
 			}
-			payee.roomInLedger(ctx)
+			if len(atcs) == ledger {
+				acknowledge()
+			}
 			payee.refuses(ctx, spd.TransferIn(forger.sign(transferMedium(forger.ID, me, 1, n+1, Clock.Add(time.Hour))), Clock), sw6A84,
 				fmt.Sprintf("import %d of a list of %d", n+1, n))
 			Expect(payee.Client.Balance(ctx)).To(Equal(payee.Profile.Balance - 1 - paid + int64(n)))
