@@ -121,26 +121,14 @@ func definePresentedCodes(d Driver) {
 				p2.P2 = 0x01
 				f.refuses(ctx, p2, apdu.SW(0x6A86), "PRESENT CODE with P2 01")
 				// Over the offline pending limit (30.00): a signed decline.
-				before := f.state(ctx)
-				code, err := f.Client.PresentCode(ctx, presentRequest(30_01, codeChallenge))
-				Expect(errors.Is(err, spd.ErrDeclined)).To(BeTrue(), "a code over the offline pending limit: %v", err)
-				Expect(code.Record).To(BeNil(), "a declined code holds no record")
-				Expect(code.Result.Verify(f.Pub)).To(Succeed())
-				Expect(code.Result.Info().Reason).To(Equal("over the offline pending limit"))
-				caseDeclined = true
-				Expect(f.state(ctx)).To(Equal(before), "a declined code changes nothing")
+				f.declinesCode(ctx, presentRequest(30_01, codeChallenge), reasonPendingLimit)
 				// Too long since the last sync (decline 13): the offline limits
 				// are those of PAY P2 01, every one of them.
 				stale := presentRequest(1_00, codeChallenge)
 				stale.Time = Clock.Add(f.Profile.Limits.MaxOfflineAge + time.Second)
-				code, err = f.Client.PresentCode(ctx, stale)
-				Expect(errors.Is(err, spd.ErrDeclined)).To(BeTrue(), "a code a second past max seconds since sync: %v", err)
-				Expect(code.Record).To(BeNil(), "a declined code holds no record")
-				Expect(code.Result.Verify(f.Pub)).To(Succeed())
-				Expect(code.Result.Info().Reason).To(Equal(reasonSyncTooOld))
-				Expect(f.state(ctx)).To(Equal(before), "a declined code changes nothing")
+				f.declinesCode(ctx, stale, reasonSyncTooOld)
 				// A new session without VERIFY.
-				_, err = f.Client.Select(ctx)
+				_, err := f.Client.Select(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				f.refuses(ctx, spd.PresentCode(presentRequest(1_00, codeChallenge)), apdu.SW(0x6982), "PRESENT CODE unverified")
 			}, SpecTimeout(60*time.Second))
@@ -185,33 +173,22 @@ func definePresentedCodes(d Driver) {
 				// a device with room for one live token (SPEC.md section 11)
 				// runs the case.
 				online := f.newToken(ctx, Clock, Clock.Add(time.Minute), medium.TokenControls{MaxTransactions: 5, MaxAmount: 5_00, Channels: medium.ChannelOnline})
-				declined := func(r spd.PresentRequest, reason string) {
-					GinkgoHelper()
-					before := f.state(ctx)
-					code, err := f.Client.PresentCode(ctx, r)
-					Expect(errors.Is(err, spd.ErrDeclined)).To(BeTrue(), "want the decline %q: %v", reason, err)
-					Expect(code.Record).To(BeNil(), "a declined code holds no record")
-					Expect(code.Result.Verify(f.Pub)).To(Succeed())
-					Expect(code.Result.Info().Reason).To(Equal(reason))
-					caseDeclined = true
-					Expect(f.state(ctx)).To(Equal(before), "a declined code changes nothing")
-				}
 				r := presentRequest(1_00, codeChallenge)
 				r.Token = online
-				declined(r, reasonTokenChannel)
+				f.declinesCode(ctx, r, reasonTokenChannel)
 				at := Clock.Add(2 * time.Minute)
 				once := f.newToken(ctx, at, at.Add(time.Hour), medium.TokenControls{MaxTransactions: 1, MaxAmount: 5_00, Channels: medium.ChannelInStore})
 				r.Token = once
 				r.Time = at.Add(time.Hour + time.Second)
-				declined(r, reasonTokenExpired)
+				f.declinesCode(ctx, r, reasonTokenExpired)
 				r.Time, r.Amount = at, 5_01
-				declined(r, reasonTokenAmount)
+				f.declinesCode(ctx, r, reasonTokenAmount)
 				r.Amount = 1_00
 				code, err := f.Client.PresentCode(ctx, r)
 				Expect(err).NotTo(HaveOccurred())
 				checkCode(code, &d.Issuer().CA.PublicKey, f.Pub)
 				Expect(code.Record.Token).To(Equal(once), asserts("C20", "the code carries the token paid under"))
-				declined(r, reasonTokenUsedUp)
+				f.declinesCode(ctx, r, reasonTokenUsedUp)
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST let an on-line merchant charge a code once and refuse it replayed, photographed for another merchant, or for another challenge",

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"math/big"
 	"slices"
 	"time"
@@ -167,6 +168,21 @@ func (f *Fixture) refuses(ctx context.Context, cmd apdu.Command, sw apdu.SW, why
 	before := f.state(ctx)
 	Expect(f.sw(ctx, cmd)).To(Equal(sw), why)
 	Expect(f.state(ctx)).To(Equal(before), "%s: a refused command changes nothing", why)
+}
+
+// declinesCode presents r (PRESENT CODE) and expects a signed decline with
+// exactly reason: no record, a result that verifies with the device key,
+// and nothing changed (SPD-PRC-1: declined as PAY P2 01 would be).
+func (f *Fixture) declinesCode(ctx context.Context, r spd.PresentRequest, reason string) {
+	GinkgoHelper()
+	before := f.state(ctx)
+	code, err := f.Client.PresentCode(ctx, r)
+	Expect(errors.Is(err, spd.ErrDeclined)).To(BeTrue(), "want the decline %q: %v", reason, err)
+	Expect(code.Record).To(BeNil(), "a declined code holds no record")
+	Expect(code.Result.Verify(f.Pub)).To(Succeed())
+	Expect(code.Result.Info().Reason).To(Equal(reason))
+	caseDeclined = true
+	Expect(f.state(ctx)).To(Equal(before), "a declined code changes nothing")
 }
 
 // declines pays r, expects a signed decline with exactly reason, showing

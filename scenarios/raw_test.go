@@ -52,7 +52,7 @@ func TestTwinRawExchanges(t *testing.T) {
 		ref := link.NewDirect(&partsCard{counts: tc.ref}, "ref", nil)
 		l := &twinLink{dut: dut, ref: ref, diff: &differential{}, tokens: map[string][]byte{}, dutRaw: dut}
 		for _, cmd := range [][]byte{get, gr, gr, gr} {
-			if _, err := l.exchangeRaw(ctx, cmd); err != nil {
+			if _, err := (twinRaw{l}).ExchangeRaw(ctx, cmd); err != nil {
 				t.Fatal(err)
 			}
 		}

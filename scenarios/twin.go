@@ -101,7 +101,7 @@ func (d *DUTDriver) twin(ctx context.Context, dev *Device) (*Device, error) {
 	}
 	if has.Raw != nil {
 		// The device's own chaining is checked against the twin's whole
-		// answers (exchangeRaw).
+		// answers (twinRaw, exchange).
 		l.dutRaw = has.Raw
 		a.Raw = twinRaw{l}
 	}
@@ -180,7 +180,27 @@ func (l *twinLink) Unwrap() link.Link {
 }
 
 func (l *twinLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
-	got, err := l.dut.Exchange(ctx, cmd)
+	return l.exchange(ctx, cmd, l.dut.Exchange, false)
+}
+
+// twinRaw is the twin's link.RawExchanger.
+type twinRaw struct{ l *twinLink }
+
+func (r twinRaw) ExchangeRaw(ctx context.Context, cmd []byte) ([]byte, error) {
+	return r.l.exchange(ctx, cmd, r.l.dutRaw.ExchangeRaw, true)
+}
+
+// exchange sends cmd to the device with send (its Exchange, or its
+// ExchangeRaw when raw) and the same command to the twin, answered whole
+// (twinLink.whole): a long answer the device hands out in parts (61xx) is
+// compared once whole, where its own values (SPEC.md 1.3) can be told
+// apart. Of raw parts, each part's length and 61xx count are checked
+// against the whole (SPD-APP-5), and a GET RESPONSE the device refuses
+// while parts are pending ends them: it goes to the twin, which has none
+// pending and answers it the same way (6A86 for P1-P2 not 00 00, 6985 with
+// a data field).
+func (l *twinLink) exchange(ctx context.Context, cmd []byte, send func(context.Context, []byte) ([]byte, error), raw bool) ([]byte, error) {
+	got, err := send(ctx, cmd)
 	if l.diverged {
 		return got, err
 	}
@@ -189,67 +209,19 @@ func (l *twinLink) Exchange(ctx context.Context, cmd []byte) ([]byte, error) {
 		l.diverged = true
 		return got, err
 	}
-	if l.chain != nil && isGetResponse(cmd) {
+	if c := l.chain; c != nil && isGetResponse(cmd) && (!raw || more(got) || okSW(got)) {
 		// The device hands out the rest of a long answer; the twin's whole
 		// answer is already here.
-		l.chain.data = append(l.chain.data, got[:len(got)-2]...)
-		if more(got) {
-			return got, nil
-		}
-		c := l.chain
-		l.chain = nil
-		l.check(c.cmd, c.twinCmd, append(c.data, got[len(got)-2:]...), c.twin)
-		return got, nil
-	}
-	l.chain = nil
-	l.noteNonce(cmd)
-	twinCmd := l.translate(cmd)
-	want, rerr := l.whole(ctx, twinCmd)
-	if rerr != nil {
-		l.diverged = true
-		return got, nil
-	}
-	if len(got) >= 2 && more(got) {
-		l.chain = &twinChain{cmd: cmd, twinCmd: twinCmd, data: append([]byte(nil), got[:len(got)-2]...), twin: want}
-		return got, nil
-	}
-	l.check(cmd, twinCmd, got, want)
-	return got, nil
-}
-
-// twinRaw is the twin's link.RawExchanger.
-type twinRaw struct{ l *twinLink }
-
-func (r twinRaw) ExchangeRaw(ctx context.Context, cmd []byte) ([]byte, error) {
-	return r.l.exchangeRaw(ctx, cmd)
-}
-
-// exchangeRaw sends cmd as it is to the device. The twin answers the
-// same commands whole (twinLink.whole), as for Exchange: a long answer the
-// device hands out in parts (61xx) is compared once whole, where its own
-// values (SPEC.md 1.3) can be told apart, and each part's length and 61xx
-// count are checked against the whole (SPD-APP-5). A GET RESPONSE the
-// device refuses while parts are pending ends them: it goes to the twin,
-// which has none pending and answers it the same way (6A86 for P1-P2 not
-// 00 00, 6985 with a data field).
-func (l *twinLink) exchangeRaw(ctx context.Context, cmd []byte) ([]byte, error) {
-	got, err := l.dutRaw.ExchangeRaw(ctx, cmd)
-	if l.diverged {
-		return got, err
-	}
-	if err != nil {
-		l.diverged = true
-		return got, err
-	}
-	if c := l.chain; c != nil && isGetResponse(cmd) && (more(got) || okSW(got)) {
 		c.add(cmd, got)
 		if more(got) {
 			return got, nil
 		}
 		l.chain = nil
-		if i, why := c.counts(); why != "" {
-			l.report(c.cmds[i], c.cmds[i], c.answers[i], nil, why)
-			return got, nil
+		if raw {
+			if i, why := c.counts(); why != "" {
+				l.report(c.cmds[i], c.cmds[i], c.answers[i], nil, why)
+				return got, nil
+			}
 		}
 		l.check(c.cmd, c.twinCmd, append(c.data, got[len(got)-2:]...), c.twin)
 		return got, nil
@@ -262,9 +234,9 @@ func (l *twinLink) exchangeRaw(ctx context.Context, cmd []byte) ([]byte, error) 
 		l.diverged = true
 		return got, nil
 	}
-	if len(got) >= 2 && more(got) && okSW(want) {
-		// (Where the twin refused the command, the device's 61xx is a
-		// divergence at once: check reports it.)
+	// (Where the twin refused the command, a raw 61xx of the device's is a
+	// divergence at once: check reports it.)
+	if len(got) >= 2 && more(got) && (!raw || okSW(want)) {
 		l.chain = &twinChain{cmd: cmd, twinCmd: twinCmd, twin: want}
 		l.chain.add(cmd, got)
 		return got, nil
@@ -291,8 +263,7 @@ func (l *twinLink) noteNonce(cmd []byte) {
 // twinChain is a long answer the device hands out in parts (61xx).
 type twinChain struct {
 	cmd, twinCmd, data, twin []byte
-	// The parts raw exchanges brought (exchangeRaw): each command and
-	// the device's answer to it.
+	// The parts the device answered: each command and its answer.
 	cmds, answers [][]byte
 }
 
