@@ -58,6 +58,8 @@ type DUTDriver struct {
 	powerOK map[int]bool // samples whose link can cycle power (Probe)
 	rawOK   map[int]bool // samples whose link can exchange raw (Probe)
 	probed  bool
+
+	caseMutants map[string]string // MutateCases
 }
 
 var _ Driver = (*DUTDriver)(nil)
@@ -211,7 +213,7 @@ func (d *DUTDriver) Probe(ctx context.Context) ([]Identity, error) {
 // Open implements Driver.
 func (d *DUTDriver) Open(ctx context.Context) (*Device, error) {
 	if d.Emulated() {
-		u, err := dut.Open(ctx, d.Specs[0], d.options())
+		u, err := dut.Open(ctx, d.emulatedSpec(), d.options())
 		if err != nil {
 			return nil, err
 		}

@@ -31,6 +31,7 @@ var (
 	reportDir = flag.String("report-dir", "", "write the certification report (HTML, JUnit, certificate, signed manifest) here")
 	against   = flag.String("against", "", "ref: run a reference device in lockstep with every device and report the first response that differs")
 	keyPath   = flag.String("key", "", "lab signing key for --report-dir (default: the lab key of `spdlab labkey init`, else a throwaway key recorded as no lab)")
+	mutants   = flag.String("mutants", "", "mutation testing (scripts/mutants.sh): a file of lines CASE MUTANT; each case named runs on that mutant of the reference device, on the -dut's transport (ref or usb-emu); never a certificate")
 
 	suiteDriver *DUTDriver
 	suiteIDs    []Identity
@@ -63,6 +64,21 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("set-up: %v (nothing was tested)", err)
 	}
 	d.Against = *against
+	if *mutants != "" {
+		b, err := os.ReadFile(*mutants)
+		if err == nil {
+			var m map[string]string
+			if m, err = ParseCaseMutants(b); err == nil {
+				err = d.MutateCases(m)
+			}
+		}
+		if err == nil && *reportDir != "" {
+			err = errors.New("a run with mutated cases is never a certificate: it writes no report (leave out --report-dir)")
+		}
+		if err != nil {
+			t.Fatalf("set-up: --mutants %s: %v", *mutants, err)
+		}
+	}
 	suiteDriver = d
 	Define(d)
 	suiteConfig, reporterConfig := GinkgoConfiguration()
@@ -78,6 +94,11 @@ func TestConformance(t *testing.T) {
 // The standalone suite follows certify's rules: it prints the verdict and
 // fails unless the device is certified.
 var _ = ReportAfterSuite("certification verdict", func(r Report) {
+	if suiteDriver.Mutated() {
+		msg := fmt.Sprintf("MUTATION RUN: not a certificate: the cases %s names ran on mutants", *mutants)
+		fmt.Fprintln(os.Stdout, msg)
+		Fail(msg)
+	}
 	info := suiteDriver.RunInfo(suiteIDs, *icsPath, r)
 	var c reports.Certificate
 	if *reportDir == "" {

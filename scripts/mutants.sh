@@ -2,11 +2,15 @@
 # Mutation testing of the conformance suite: runs the suite against every
 # mutant of reference/device (device.Mutants), each a reference device with
 # one deliberate defect, on the in-process link (faulty:NAME) and behind the
-# USB CCID emulator (faulty:NAME@usb-emu). Each run stops at its first
+# USB CCID emulator (faulty:NAME@usb-emu). Each mutant is first tried on
+# the case that killed it last time (scripts/mutant-killers.txt; on
+# usb-emu, the case that killed it in process), many mutants to one suite
+# process, each on its own case (the suite's -mutants flag; batches below).
+# A mutant that case does not kill runs alone: each run stops at its first
 # failing case (Ginkgo fail-fast); the device cases run first and the
-# service cases (terminal and backend flows, some on real timers) only for a
-# mutant the device cases let through. Prints every mutant with the case
-# that killed it on each transport, and fails unless every mutant is killed.
+# service cases (terminal and backend flows) only for a mutant the device
+# cases let through. Prints every mutant with the case that killed it on
+# each transport, and fails unless every mutant is killed.
 # With MUTANT_ALL=1 each run goes through the whole suite instead and names
 # every case that failed (slower: for studying the catalogue, not make test).
 #
@@ -87,6 +91,62 @@ run() {
 	echo "$name $transport $killer"
 }
 
+# batches TRANSPORT: reads "NAME HINT" lines and tries each mutant that
+# has a hint on it in mutation runs of the suite (its -mutants flag): run k
+# gives each hint case its k-th mutant, so that one suite process tries a
+# mutant per case it runs (a process a mutant spent most of its CPU
+# starting up and building the case tree: 0.1 s each, 470 times). Each
+# case has devices of its own, as in every run, so a failed case is its
+# mutant's kill. Prints "NAME TRANSPORT KILLER" for each mutant killed; a
+# mutant its hint did not kill, or in a run that did not finish, is left to
+# run alone.
+batches() {
+	local t=$1 dut=ref plan=$tmp/plan@$1 r rounds running=0
+	[[ $t == ref ]] || dut=$t
+	awk '$2 ~ /^TC-[A-Z]+-[0-9]+$/ {print ++k[$2], $2, $1}' >"$plan"
+	rounds=$(awk '$1 > m {m = $1} END {print m + 0}' "$plan")
+	for ((r = 1; r <= rounds; r++)); do
+		awk -v r="$r" '$1 == r {print $2, $3}' "$plan" >"$tmp/round$r@$t"
+		batch "$t" "$dut" "$tmp/round$r@$t" "$out/round$r@$t.log" >"$tmp/killed$r@$t" &
+		running=$((running + 1))
+		if ((running >= jobs)); then
+			wait -n || true
+			running=$((running - 1))
+		fi
+	done
+	wait
+	for ((r = 1; r <= rounds; r++)); do cat "$tmp/killed$r@$t"; done
+}
+
+# batch TRANSPORT DUT PLAN LOG: one mutation run of the cases PLAN names
+# ("CASE MUTANT" lines), every case run (no fail-fast); prints "NAME
+# TRANSPORT CASE" for each case that failed.
+batch() {
+	local t=$1 dut=$2 plan=$3 log=$4 c m line rest id ran='' filter
+	local -A mutant=() seen=()
+	while read -r c m; do mutant[$c]=$m; done <"$plan"
+	filter="/^($(awk '{print $1}' "$plan" | paste -sd '|'))\$/"
+	"$suite" -test.run '^TestConformance$' -test.timeout 10m \
+		-ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut" -mutants="$plan" >"$log" 2>&1 || true
+	local -a kills=()
+	while IFS= read -r line || [[ -n $line ]]; do
+		if [[ $line == 'Ran '[0-9]*' of'* ]]; then
+			ran=1
+		elif [[ $line == '  [FAIL] '* ]]; then
+			rest=$line
+			while [[ $rest =~ TC-[A-Z]*-[0-9]* ]]; do
+				id=${BASH_REMATCH[0]}
+				rest=${rest#*"$id"}
+				if [[ -n ${mutant[$id]:-} && -z ${seen[$id]:-} ]]; then
+					seen[$id]=1
+					kills+=("${mutant[$id]} $t $id")
+				fi
+			done
+		fi
+	done <"$log"
+	[[ -z $ran ]] || for line in "${kills[@]}"; do echo "$line"; done
+}
+
 # runs FILE: runs each line "NAME TRANSPORT HINT" of standard input, $jobs
 # at once, appending what each prints to FILE.
 runs() {
@@ -117,11 +177,23 @@ if [[ -r $root/scripts/mutant-killers.txt ]]; then
 	while read -r n k _; do [[ -z $n ]] || known[$n]=$k; done <"$root/scripts/mutant-killers.txt"
 fi
 while read -r n r; do req[$n]=$r; done <<<"$catalogue"
-# A missing hint is "-".
-for n in $names; do echo "$n $first ${known[$n]:--}"; done | runs "$tmp/$first"
-awk -v f="$first" '$2 == f && $3 ~ /^TC-/ {split($3, k, ","); print $1, k[1]}' "$tmp/$first" >"$out/killers.txt"
+# try TRANSPORT: reads "NAME HINT" lines (a missing hint is "-") and
+# writes "NAME TRANSPORT KILLER" for each to $tmp/TRANSPORT: first the
+# mutation runs of the hints (batches; not with MUTANT_ALL, which names
+# every case that kills a mutant), then a run of its own for each mutant
+# they left.
+try() {
+	local t=$1
+	cat >"$tmp/todo@$t"
+	: >"$tmp/$t"
+	[[ -n ${MUTANT_ALL:-} ]] || batches "$t" <"$tmp/todo@$t" >"$tmp/$t"
+	awk -v t="$t" 'NR == FNR {done[$1] = 1; next} !($1 in done) {print $1, t, $2}' "$tmp/$t" "$tmp/todo@$t" | runs "$tmp/$t"
+}
+for n in $names; do echo "$n ${known[$n]:--}"; done | try "$first"
+awk -v f="$first" 'NR == FNR {if ($2 == f && $3 ~ /^TC-/) {split($3, k, ","); killer[$1] = k[1]}; next}
+	$1 in killer {print $1, killer[$1]}' "$tmp/$first" <(tr ' ' '\n' <<<"$names") >"$out/killers.txt"
 for t in ${transports#"$first"}; do
-	while read -r n _ k; do echo "$n $t $k"; done <"$tmp/$first" | runs "$tmp/$t"
+	while read -r n _ k; do echo "$n $k"; done <"$tmp/$first" | try "$t"
 done
 for t in $transports; do
 	while read -r n tr k; do killed[$n@$tr]=$k; done <"$tmp/$t"
