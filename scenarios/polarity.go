@@ -8,6 +8,7 @@ import (
 	"github.com/onsi/ginkgo/v2/types"
 
 	"github.com/spdlab/spdlab/reference/apdu"
+	"github.com/spdlab/spdlab/reports"
 	"github.com/spdlab/spdlab/rigs/link/record"
 )
 
@@ -84,16 +85,6 @@ func checkPolarity() {
 	}
 	negative := slices.Contains(r.Labels(), Negative)
 	if negative && seen == 0 && !caseDeclined {
-		Fail(fmt.Sprintf("%s is labelled %s, but the device refused nothing and declined nothing", caseID(r.Labels()), Negative))
+		Fail(fmt.Sprintf("%s is labelled %s, but the device refused nothing and declined nothing", reports.CaseID(r.Labels()), Negative))
 	}
-}
-
-// caseID is the case ID among a spec's labels.
-func caseID(labels []string) string {
-	for _, l := range labels {
-		if len(l) > 3 && l[:3] == "TC-" {
-			return l
-		}
-	}
-	return ""
 }

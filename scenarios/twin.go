@@ -354,19 +354,10 @@ func (l *twinLink) report(cmd, twinCmd, got, want []byte, why string) {
 }
 
 func currentCase() string {
-	if id := caseIDOf(CurrentSpecReport().Labels()); id != "" {
+	if id := CurrentCase(); id != "" {
 		return id
 	}
 	return "(outside a case)"
-}
-
-func caseIDOf(labels []string) string {
-	for _, l := range labels {
-		if strings.HasPrefix(l, "TC-") {
-			return l
-		}
-	}
-	return ""
 }
 
 func commandName(cmd []byte) string {
