@@ -18,7 +18,7 @@
 # sample failing the capacity cases when the ICS claims more); campaign (no samples: the reference device
 # in process) checks 8. shards merging into the whole run's certificate,
 # 9. a differential run naming the first divergence and 10. golden evidence.
-# make test-certify runs the four side by side.
+# make test-certify runs the four, two at a time (CERTIFY_JOBS).
 # Usage: certify-proof.sh pcsc|serial|sd|campaign   (BIN names the spdlab
 # binary; SUITE, when set, a suite binary built from this checkout, go test
 # -c ./scenarios; GOLDEN, when set, golden evidence of ref that
