@@ -1192,3 +1192,82 @@ func TestParseKeys(t *testing.T) {
 		t.Fatal("junk CA accepted")
 	}
 }
+
+// A body that names a key twice, in the same case or another, is refused
+// whole: encoding/json would act on the last, where another reader of the
+// same bytes may take the first.
+func TestDuplicateKeysRefused(t *testing.T) {
+	l := newLab(t, nil)
+	d := newSimDevice(t, "dev")
+	l.register(d, 1000, "")
+	before := l.snapshot()
+	rec, _ := json.Marshal(d.record(1, "", l.clock.Now()))
+	other, _ := json.Marshal(d.record(999, "", l.clock.Now()))
+	for _, body := range []string{
+		`{"record": ` + string(other) + `, "channel": "qr", "record": ` + string(rec) + `}`,
+		`{"Record": ` + string(other) + `, "channel": "qr", "record": ` + string(rec) + `}`,
+		`{"record": ` + string(rec) + `, "channel": "nfc", "CHANNEL": "qr"}`,
+		`{"record": ` + string(rec) + `, "channel": "qr", "merchant": "m1", "Merchant": "m2"}`,
+	} {
+		status, eb := post(t, l, "/v1/authorisations", strings.NewReader(body))
+		if status != 400 || eb.Code != CodeMalformed || !strings.Contains(eb.Reason, "named twice") {
+			t.Errorf("%.60s...: %d %+v, want 400 %s naming the key", body, status, eb, CodeMalformed)
+		}
+	}
+	if l.snapshot() != before {
+		t.Fatal("a body naming a key twice changed the stored state")
+	}
+	// The same keys in different objects, and in order, are one request.
+	status, eb := post(t, l, "/v1/authorisations", strings.NewReader(`{"record": `+string(rec)+`, "channel": "qr"}`))
+	if status != http.StatusCreated && status != http.StatusOK {
+		t.Fatalf("the request with each key once: %d %+v", status, eb)
+	}
+}
+
+func TestUniqueKeys(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		dup  string // the key named twice, "" for none
+	}{
+		{`{"a": 1, "b": {"a": 2, "c": [{"a": 3}, {"a": 4}]}, "c": "a"}`, ""},
+		{`[{"a": 1}, {"a": 1}]`, ""},
+		{`{"a": ["a", "a"], "b": "a"}`, ""},
+		{`{"a": 1, "a": 2}`, "a"},
+		{`{"a": {"x": 1, "X": 2}}`, "X"},
+		{`{"records": [{"atc": 1}, {"atc": 2, "ATC": 3}]}`, "ATC"},
+		{`{"k": 1, "\u212a": 2}`, "\u212a"},
+		{`{"s": 1, "\u017f": 2}`, "\u017f"},
+		{`{"a": {}, "b": [], "a": null}`, "a"},
+		{`{"a": 1, "a"`, "a"},
+		{`{nope`, ""},
+		{`{"a": 1, "\u0061": 2}`, "a"},
+		{`{"a\"": 1, "a": 2, "b": "x\\", "c": "{\"c\": 1, \"c\": 2}"}`, ""},
+		{manyKeys(40, "k7"), "k7"},
+		{manyKeys(40, "K39"), "K39"},
+		{manyKeys(40, "\u212a3"), "K3"},
+		{manyKeys(40, ""), ""},
+	} {
+		err := uniqueKeys([]byte(tc.body))
+		switch {
+		case tc.dup == "" && err != nil:
+			t.Errorf("%s: %v", tc.body, err)
+		case tc.dup != "" && (err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.dup))):
+			t.Errorf("%s: %v, want %q named twice", tc.body, err, tc.dup)
+		}
+	}
+}
+
+// manyKeys is an object of keys k0..k(n-1), and then dup when it is not
+// empty.
+func manyKeys(n int, dup string) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		fmt.Fprintf(&b, `"k%d": %d, `, i, i)
+	}
+	if dup != "" {
+		fmt.Fprintf(&b, `"%s": 0, `, dup)
+	}
+	b.WriteString(`"end": 0}`)
+	return b.String()
+}

@@ -122,6 +122,7 @@ func FuzzRequestBodies(f *testing.F) {
 	for i, e := range fuzzEndpoints {
 		f.Add(uint8(i), []byte(strings.ReplaceAll(e.seed, "{id}", d.id)))
 		f.Add(uint8(i), []byte(`{"amount":-1,"top_up":1e30,"initial_balance":9223372036854775808}`))
+		f.Add(uint8(i), []byte(`{"device_id":"x","Device_ID":"`+d.id+`","records":[{"a":1},{"a":[{"b":2,"B":3}]}]}`))
 	}
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		e := fuzzEndpoints[int(which)%len(fuzzEndpoints)]
@@ -141,4 +142,73 @@ func FuzzRequestBodies(f *testing.F) {
 			t.Fatalf("%s %q: audit %+v %v", e.path, body, a, err)
 		}
 	})
+}
+
+// FuzzUniqueKeys checks decodeJSON's duplicate-key scan against a slow
+// reading of the same bytes with encoding/json's tokens: on valid JSON
+// they agree on whether an object names a key twice (in any case).
+func FuzzUniqueKeys(f *testing.F) {
+	for _, s := range []string{`{"a":1,"A":2}`, `{"a":{"b":[{"c":1},{"c":2}]},"b":"a"}`, `{"a\"":1,"\u0061":2}`, `[{"k":1,"\u212a":2}]`, `{"s":1,"ſ":2}`, `"x"`, `{`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := uniqueKeys(b) != nil
+		if !json.Valid(b) {
+			return
+		}
+		if want := slowDuplicateKey(b); got != want {
+			t.Fatalf("uniqueKeys says duplicate %v, the token reading %v, for %q", got, want, b)
+		}
+	})
+}
+
+// slowDuplicateKey reads b token by token and reports whether an object
+// names a key twice under strings.EqualFold.
+func slowDuplicateKey(b []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	type frame struct {
+		obj     bool
+		keys    []string
+		wantKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		top := func() *frame {
+			if len(stack) == 0 {
+				return nil
+			}
+			return stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				stack = append(stack, &frame{obj: true, wantKey: true})
+				continue
+			case '[':
+				stack = append(stack, &frame{})
+				continue
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if fr := top(); fr != nil && fr.obj && fr.wantKey {
+				for _, k := range fr.keys {
+					if strings.EqualFold(k, v) {
+						return true
+					}
+				}
+				fr.keys = append(fr.keys, v)
+				fr.wantKey = false
+				continue
+			}
+		}
+		if fr := top(); fr != nil && fr.obj {
+			fr.wantKey = true
+		}
+	}
 }

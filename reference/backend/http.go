@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 )
 
 func (s *Server) routes() {
@@ -89,8 +91,12 @@ func readBody(r io.Reader, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// decodeJSON decodes exactly one JSON value with no unknown fields.
+// decodeJSON decodes exactly one JSON value with no unknown fields and no
+// object naming a key twice.
 func decodeJSON(b []byte, v any) error {
+	if err := uniqueKeys(b); err != nil {
+		return newErr(http.StatusBadRequest, CodeMalformed, "malformed JSON: %v", err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -183,3 +189,81 @@ func statusOr(created bool) int {
 	}
 	return http.StatusOK
 }
+
+// uniqueKeys refuses a JSON text in which an object names a key twice,
+// the same or differing only in case: encoding/json keeps the last of
+// them and matches a field's name in any case, where another reader of the
+// same body (a gateway, an audit log) may take the first, so that the two
+// would act on different requests. It scans the bytes once, unescaping
+// only keys that hold an escape ("\u0061" is "a"); invalid JSON is left to
+// the decoder.
+func uniqueKeys(b []byte) error {
+	type object struct {
+		keys    []string        // the keys so far, while few
+		many    map[string]bool // then folded (foldKey)
+		wantKey bool
+	}
+	// stack holds the open objects and arrays, an array as nil.
+	var stack []*object
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '{':
+			stack = append(stack, &object{wantKey: true})
+		case '[':
+			stack = append(stack, nil)
+		case '}', ']':
+			if len(stack) == 0 {
+				return nil
+			}
+			stack = stack[:len(stack)-1]
+		case ',':
+			if len(stack) > 0 && stack[len(stack)-1] != nil {
+				stack[len(stack)-1].wantKey = true
+			}
+		case '"':
+			j, escaped := i+1, false
+			for ; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+					escaped = true
+				}
+			}
+			if j >= len(b) {
+				return nil
+			}
+			if len(stack) > 0 && stack[len(stack)-1] != nil && stack[len(stack)-1].wantKey {
+				o := stack[len(stack)-1]
+				o.wantKey = false
+				k := string(b[i+1 : j])
+				if escaped && json.Unmarshal(b[i:j+1], &k) != nil {
+					return nil
+				}
+				if o.many == nil {
+					for _, seen := range o.keys {
+						if strings.EqualFold(seen, k) {
+							return fmt.Errorf("key %q named twice in one object (keys are matched in any case)", k)
+						}
+					}
+					if o.keys = append(o.keys, k); len(o.keys) > 16 {
+						o.many = map[string]bool{}
+						for _, seen := range o.keys {
+							o.many[foldKey(seen)] = true
+						}
+					}
+				} else {
+					f := foldKey(k)
+					if o.many[f] {
+						return fmt.Errorf("key %q named twice in one object (keys are matched in any case)", k)
+					}
+					o.many[f] = true
+				}
+			}
+			i = j
+		}
+	}
+	return nil
+}
+
+// foldKey is k folded as strings.EqualFold compares: "ſ" is "s", "K"
+// (Kelvin) is "k".
+func foldKey(k string) string { return strings.ToLower(strings.ToUpper(k)) }
