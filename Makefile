@@ -58,14 +58,16 @@ test-scenarios: build
 
 ## test-certify: certify reference devices reached only as hardware is (a separate emulator
 ## process per sample, --dut serial:PATH, sd:DIR and pcsc:READER with an ICS) and check every
-## verdict rule, and the campaign checks on the in-process reference device (shards, differential
-## runs, golden evidence); CERTIFY_JOBS of the four proofs at once, the longest first, each log
-## printed when all are done. Two at once is the quickest: on the idle 2-core machine all four at
-## once took 51.3 s and 86.0 s of CPU, two 42.0 s and 67.5 s, one 54.5 s and 59.3 s
+## verdict rule, the standalone suite binary and the ICS's features and capacities on serial
+## samples (ics), and the campaign checks on the in-process reference device (shards,
+## differential runs, golden evidence): scripts/certify-proof.sh, CERTIFY_JOBS proofs at once in
+## the order that ends soonest on two, each log printed when all are done. Two at once is the
+## quickest: on the idle 2-core machine all of them at once took 51.3 s and 86.0 s of CPU, two
+## 42.0 s and 67.5 s, one 54.5 s and 59.3 s
 CERTIFY_JOBS ?= 2
 test-certify: build
-	@mkdir -p $(OUT); ts="serial campaign sd"; \
-	if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then ts="$$ts pcsc"; \
+	@mkdir -p $(OUT); ts="serial ics sd campaign"; \
+	if [ -S /run/pcscd/pcscd.comm ] || [ -n "$$CI" ]; then ts="pcsc $$ts"; \
 	else echo "== certify-proof pcsc: skipped, pcscd is not running (sudo bash .ci/pcscd)"; fi; \
 	rc=0; printf '%s\n' $$ts | BIN=bin/spdlab GOLDEN=$(OUT)/golden/ref OUT=$(OUT) \
 	  xargs -P $(CERTIFY_JOBS) -I{} sh -c 'bash scripts/certify-proof.sh {} >"$$OUT/certify-proof-{}.log" 2>&1' || rc=1; \

@@ -12,20 +12,28 @@
 #      rejects one signed by another key and one whose ginkgo.json changed
 #      (what verification looks at, the manifest's digests and signature, is
 #      the same whatever transport made the report).
-# serial also checks 6. the standalone suite binary's verdicts, 7. a device
-# declaring no optional feature and 7b. one with the minimum capacities
-# (certified when its ICS says so, in process with its reference twin; a
-# sample failing the capacity cases when the ICS claims more); campaign (no samples: the reference device
-# in process) checks 8. shards merging into the whole run's certificate,
-# 9. a differential run naming the first divergence and 10. golden evidence.
-# make test-certify runs the four, two at a time (CERTIFY_JOBS).
-# Usage: certify-proof.sh pcsc|serial|sd|campaign   (BIN names the spdlab
+# ics (serial samples too) checks 6. the standalone suite binary's verdicts,
+# 7. a device declaring no optional feature and 7b. one with the minimum
+# capacities (certified when its ICS says so, in process with its
+# reference twin; a sample failing the capacity cases when the ICS claims
+# more); campaign (no samples: the reference device in process) checks 8.
+# shards merging into the whole run's certificate, 9. a differential run
+# naming the first divergence and 10. golden evidence. make test-certify
+# runs the five, two at a time (CERTIFY_JOBS).
+# Usage: certify-proof.sh pcsc|serial|sd|ics|campaign   (BIN names the spdlab
 # binary; SUITE, when set, a suite binary built from this checkout, go test
 # -c ./scenarios; GOLDEN, when set, golden evidence of ref that
 # scripts/scenarios.sh recorded, which campaign uses when GOLDEN.spdlab says
 # this BIN recorded it, and otherwise records its own)
 set -euo pipefail
-transport=${1:?usage: certify-proof.sh pcsc|serial|sd|campaign}
+proof=${1:?usage: certify-proof.sh pcsc|serial|sd|ics|campaign}
+# transport: how samples are reached (ics's are serial); campaign has none.
+transport=$proof
+[ "$proof" != ics ] || transport=serial
+case $proof in
+pcsc | serial | sd | ics | campaign) ;;
+*) echo "certify-proof: unknown proof $proof (want pcsc, serial, sd, ics or campaign)" >&2; exit 2 ;;
+esac
 BIN=$(realpath "${BIN:-bin/spdlab}")
 work=$(mktemp -d /tmp/spdlab-proof-XXXXXX)
 pids=()
@@ -35,10 +43,10 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-fail() { echo "certify-proof ($transport): FAIL: $*" >&2; exit 1; }
+fail() { echo "certify-proof ($proof): FAIL: $*" >&2; exit 1; }
 # say: a step's heading, with the seconds since the proof started.
 t0=$EPOCHREALTIME
-say() { echo "certify-proof ($transport): $* [$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }')]"; }
+say() { echo "certify-proof ($proof): $* [$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }')]"; }
 
 slots=("127.0.0.1:35963" "127.0.0.1:35964")
 readers=("Virtual PCD 00 00" "Virtual PCD 00 01")
@@ -109,7 +117,7 @@ stop_samples() {
 "$BIN" ics check "$work/ics.yaml" >/dev/null
 
 declare -a dut
-if [ "$transport" != campaign ]; then
+if [ "$proof" = pcsc ] || [ "$proof" = serial ] || [ "$proof" = sd ]; then
 start_sample 0 spd
 start_sample 1 spd
 
@@ -182,7 +190,8 @@ if [ "$transport" = sd ]; then
 		fail "a report whose ginkgo.json changed verifies"
 	fi
 fi
-if [ "$transport" = serial ]; then
+fi
+if [ "$proof" = ics ]; then
 	say "6. the standalone suite binary follows the same rules"
 	if [ -n "${SUITE:-}" ]; then
 		cp "$SUITE" "$work/scenarios.test" || fail "could not copy the suite binary $SUITE"
@@ -254,9 +263,8 @@ PY
 		{ grep FAILED "$work/small-ref.log"; tail -3 "$work/small-ref.log"; fail "the reference device made to the minimum capacities was not certified"; }
 	grep -q 'no response differed' "$work/small-ref.log" || { grep -A5 'against ref' "$work/small-ref.log"; fail "the reference device in process diverged from its reference twin"; }
 fi
-fi
 
-if [ "$transport" = campaign ]; then
+if [ "$proof" = campaign ]; then
 	say "8. shards of one campaign merge into the whole run's certificate"
 	# Each run in one process (certify's default for ref is a process a
 	# CPU): make test runs the proofs side by side with its other steps,
