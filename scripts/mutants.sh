@@ -101,18 +101,15 @@ run() {
 # mutant its hint did not kill, or in a run that did not finish, is left to
 # run alone.
 batches() {
-	local t=$1 dut=ref plan=$tmp/plan@$1 r rounds running=0
+	local t=$1 dut=ref plan=$tmp/plan@$1 r rounds
+	running=0
 	[[ $t == ref ]] || dut=$t
 	awk '$2 ~ /^TC-[A-Z]+-[0-9]+$/ {print ++k[$2], $2, $1}' >"$plan"
 	rounds=$(awk '$1 > m {m = $1} END {print m + 0}' "$plan")
 	for ((r = 1; r <= rounds; r++)); do
 		awk -v r="$r" '$1 == r {print $2, $3}' "$plan" >"$tmp/round$r@$t"
 		batch "$t" "$dut" "$tmp/round$r@$t" "$out/round$r@$t.log" >"$tmp/killed$r@$t" &
-		running=$((running + 1))
-		if ((running >= jobs)); then
-			wait -n || true
-			running=$((running - 1))
-		fi
+		pooled
 	done
 	wait
 	for ((r = 1; r <= rounds; r++)); do cat "$tmp/killed$r@$t"; done
@@ -150,16 +147,24 @@ batch() {
 # runs FILE: runs each line "NAME TRANSPORT HINT" of standard input, $jobs
 # at once, appending what each prints to FILE.
 runs() {
-	local running=0 name transport hint
+	local name transport hint
+	running=0
 	while read -r name transport hint; do
 		run "$name" "$transport" "$hint" >>"$1" &
-		running=$((running + 1))
-		if ((running >= jobs)); then
-			wait -n || true
-			running=$((running - 1))
-		fi
+		pooled
 	done
 	wait
+}
+
+# pooled counts a job its caller has just started in the background and,
+# with $jobs of them running, waits for one to end. The caller sets
+# running=0 before its first job and waits for the last.
+pooled() {
+	running=$((running + 1))
+	if ((running >= jobs)); then
+		wait -n || true
+		running=$((running - 1))
+	fi
 }
 
 cd "$root/scenarios"
