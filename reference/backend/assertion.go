@@ -264,12 +264,15 @@ func (c *Client) Assert(ctx context.Context, req AssertionRequest) (HostAssertio
 // after OTPLimits.Failures wrong answers within OTPLimits.Window every
 // answer of the device is refused (identity_locked), the right one
 // included, until the window has passed; a wrong one is recorded, which tx
-// must commit, and comes back as wrong.
+// must commit, and comes back as wrong, and the device's wrong answers
+// from before the window are dropped, so that a device keeps at most
+// Failures of them.
 func (s *Server) answerIdentity(ctx context.Context, tx *sql.Tx, id string, right bool) (wrong, err error) {
 	now := s.cfg.Now()
+	since := now.Add(-s.cfg.OTP.Window).Unix()
 	var failures int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM identity_failures WHERE device_id=$1 AND at>$2`,
-		id, now.Add(-s.cfg.OTP.Window).Unix()).Scan(&failures); err != nil {
+		id, since).Scan(&failures); err != nil {
 		return nil, internal(err)
 	}
 	if failures >= s.cfg.OTP.Failures {
@@ -278,6 +281,9 @@ func (s *Server) answerIdentity(ctx context.Context, tx *sql.Tx, id string, righ
 	}
 	if right {
 		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM identity_failures WHERE device_id=$1 AND at<=$2`, id, since); err != nil {
+		return nil, internal(err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO identity_failures(device_id, at) VALUES($1, $2)`, id, now.Unix()); err != nil {
 		return nil, internal(err)

@@ -137,4 +137,12 @@ func TestIdentityGuessingLocksOut(t *testing.T) {
 	if err := ask(d.id, "Rex"); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
+	// A wrong answer after the window drops the device's wrong answers
+	// from before it: the table keeps at most Failures a device, not one
+	// for every wrong answer ever given.
+	wantCode(t, ask(d.id, "guess after the window"), 401, CodeIdentityWrong)
+	var kept int
+	if err := l.srv.rdb.QueryRow(`SELECT count(*) FROM identity_failures WHERE device_id=$1`, d.id).Scan(&kept); err != nil || kept != 1 {
+		t.Fatalf("wrong answers kept for the device: %d (%v), want the 1 within the window", kept, err)
+	}
 }

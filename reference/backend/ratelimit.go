@@ -17,7 +17,8 @@ import (
 //     is locked out of one-time codes, right answers included, until the
 //     window has passed (otp_locked); after Failures wrong answers to its
 //     identity question within Window (counted apart, table
-//     identity_failures), its identity answers likewise (identity_locked);
+//     identity_failures, which keeps a device's wrong answers of the last
+//     Window only), its identity answers likewise (identity_locked);
 //   - per client (the remote address): at most PerClient requests to the
 //     OTP endpoints per minute;
 //   - all devices: at most SMSPerHour codes sent per hour.
