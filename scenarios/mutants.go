@@ -3,6 +3,7 @@ package scenarios
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -33,13 +34,13 @@ func ParseCaseMutants(b []byte) (map[string]string, error) {
 		}
 		f := strings.Fields(line)
 		if len(f) != 2 || !strings.HasPrefix(f[0], "TC-") {
-			return nil, fmt.Errorf("line %d: want CASE MUTANT, as TC-PAY-006 stale-result; got %q", n, line)
+			return nil, fmt.Errorf("scenarios: mutation plan line %d: want CASE MUTANT, as TC-PAY-006 stale-result; got %q", n, line)
 		}
 		if prev, ok := m[f[0]]; ok {
-			return nil, fmt.Errorf("line %d: %s already runs on mutant %s: a case runs on one mutant a run", n, f[0], prev)
+			return nil, fmt.Errorf("scenarios: mutation plan line %d: %s already runs on mutant %s: a case runs on one mutant a run", n, f[0], prev)
 		}
 		if _, ok := device.LookupMutant(f[1]); !ok {
-			return nil, fmt.Errorf("line %d: %q is not a mutant of device.Mutants (make mutants lists them)", n, f[1])
+			return nil, fmt.Errorf("scenarios: mutation plan line %d: %q is not a mutant of device.Mutants (make mutants lists them)", n, f[1])
 		}
 		m[f[0]] = f[1]
 	}
@@ -47,7 +48,7 @@ func ParseCaseMutants(b []byte) (map[string]string, error) {
 		return nil, err
 	}
 	if len(m) == 0 {
-		return nil, fmt.Errorf("no CASE MUTANT line")
+		return nil, errors.New("scenarios: mutation plan: no CASE MUTANT line")
 	}
 	return m, nil
 }
@@ -64,7 +65,7 @@ func (d *DUTDriver) MutateCases(m map[string]string) error {
 		return fmt.Errorf("scenarios: mutants run in process (ref) or behind usb-emu, not on %s", strings.Join(d.Specs, ", "))
 	}
 	if d.Against != "" {
-		return fmt.Errorf("scenarios: a run with mutated cases has no reference twin")
+		return errors.New("scenarios: a run with mutated cases has no reference twin")
 	}
 	d.caseMutants = m
 	return nil
