@@ -225,4 +225,14 @@ for n in $names; do
 	echo
 done
 echo "mutants: $total mutants x ${transports// /, }: $survivors survived (logs in $out)"
+# A hint that is missing or names another case than the one that killed
+# the mutant now sent it through runs of its own: say so, with the fix.
+stale=0
+while read -r n k; do
+	[[ ${known[$n]:-} == "$k" ]] || stale=$((stale + 1))
+done <"$out/killers.txt"
+if ((stale > 0)) && [[ -z ${MUTANT_ALL:-} && -z ${MUTANTS:-} ]]; then
+	echo "mutants: $stale of the hints in scripts/mutant-killers.txt are missing or stale (those mutants ran alone, each in a suite process of its own);"
+	echo "mutants: refresh them with: cp $out/killers.txt scripts/mutant-killers.txt"
+fi
 [[ $survivors == 0 ]]
