@@ -62,7 +62,7 @@ type lab struct {
 	admin     *backend.Client      // the issuer's client: reaches the backend without faults
 	termToken string               // the terminals' credential
 	faults    *backendtest.Network // the terminals' network
-	clock     *clock.Simulated     // the shared time of the terminal and the backend
+	clock     *clock.Simulated     // the shared time of the terminal and the backend, and what the terminal's retries and the network's slow answers wait on
 	serial    byte
 }
 
@@ -114,7 +114,7 @@ func newLab(t *testing.T) *lab {
 	}
 	admin.Credential = issuerToken
 	return &lab{t: t, is: is, srv: srv, url: hs.URL, admin: admin, termToken: termToken, clock: clk,
-		faults: backendtest.NewNetwork(nil, nil)}
+		faults: backendtest.NewNetwork(nil, clk)}
 }
 
 // profile is a fresh device's profile.
@@ -183,7 +183,7 @@ func (l *lab) terminal(link spd.Link, u terminal.User) *terminal.Terminal {
 	}
 	c.Credential = l.termToken
 	tm, err := terminal.New(terminal.Config{SPD: link, Backend: c, IssuerCA: &l.is.CA.PublicKey, User: u,
-		Clock: l.clock.Now, Region: home, CallTimeout: 300 * time.Millisecond,
+		Clock: l.clock.Now, Waits: l.clock, Region: home, CallTimeout: 300 * time.Millisecond,
 		Identity:   &terminal.IdentityQuestion{Question: "First pet?", Digest: terminal.AnswerDigest("rex")},
 		HostOrders: terminal.IssuerHost{Key: l.is.HostKey()}})
 	if err != nil {
