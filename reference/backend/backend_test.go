@@ -220,6 +220,16 @@ func TestAuthorise(t *testing.T) {
 	if err != nil || !again.Repeated || again.Balance != 700 || again.Verify(pub) != nil {
 		t.Fatalf("repeat: %+v %v", again, err)
 	}
+	// The repeat mark is signed too: a merchant takes a repeated answer
+	// for a replayed code, and one stripped of the mark must not verify
+	// as a new approval, nor a new approval marked as a repeat.
+	for _, r := range []AuthorisationResult{again, res} {
+		flipped := r
+		flipped.Repeated = !r.Repeated
+		if flipped.Verify(pub) == nil {
+			t.Fatalf("a result with repeated %v verifies as repeated %v", r.Repeated, flipped.Repeated)
+		}
+	}
 	// Another record with the same ATC is a replay.
 	_, err = l.c.Authorise(bg, AuthorisationRequest{Record: d.recordATC(1, 50, "", now), Channel: "qr"})
 	wantCode(t, err, 409, CodeConflict)

@@ -16,7 +16,7 @@ import (
 // Authorisation result:
 //
 //	size  field
-//	8     "SPDAUTH1"
+//	8     "SPDAUTH2"
 //	1     n = length of device ID
 //	n     device ID
 //	4     ATC
@@ -26,6 +26,11 @@ import (
 //	1     settled: 1 settled at once, 0 held
 //	8     balance after the payment (two's complement)
 //	8     time, Unix seconds
+//	1     repeated: 1 the stored answer to a record sent before, 0 the first
+//
+// (SPDAUTH1, without the repeated byte, let a result stripped of its
+// repeat mark verify as a first approval: a merchant that refuses a
+// replayed code by that mark would have taken it.)
 //
 // Settlement acknowledgement:
 //
@@ -44,8 +49,8 @@ import (
 
 // SignedBytes returns the canonical bytes the result's signature covers.
 func (a AuthorisationResult) SignedBytes() []byte {
-	b := make([]byte, 0, 48+len(a.DeviceID))
-	b = append(b, "SPDAUTH1"...)
+	b := make([]byte, 0, 49+len(a.DeviceID))
+	b = append(b, "SPDAUTH2"...)
 	b = append(b, byte(len(a.DeviceID)))
 	b = append(b, a.DeviceID...)
 	b = binary.BigEndian.AppendUint32(b, a.ATC)
@@ -54,6 +59,7 @@ func (a AuthorisationResult) SignedBytes() []byte {
 	b = append(b, boolByte(a.Status == Approved), boolByte(a.Settled))
 	b = binary.BigEndian.AppendUint64(b, uint64(a.Balance))
 	b = binary.BigEndian.AppendUint64(b, uint64(a.Time.Unix()))
+	b = append(b, boolByte(a.Repeated))
 	return b
 }
 
