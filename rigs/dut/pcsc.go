@@ -380,16 +380,33 @@ func releaseIdle(only *vpcdSession) error {
 
 // openSettled opens reader, waiting a bounded while for pcscd to show the
 // card when it does not at once: after a new insertion (pcscd's view of a
-// slot lags the card side by a polling interval).
+// slot lags the card side by a polling interval). It waits the same while
+// for another program's exclusive connection to the reader to go: this
+// process holds the slot's vpcd lock, so such a connection is the last
+// holder's, letting go (seen in make test, where the packages whose tests
+// use the slots run side by side).
 func openSettled(ctx context.Context, reader string) (*pcsc.Reader, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		r, err := pcsc.Open(ctx, reader)
-		if err == nil || !errors.Is(err, link.ErrNoCard) || time.Now().After(deadline) {
+		switch {
+		case err == nil || time.Now().After(deadline):
+			if errors.Is(err, pcsc.ErrInUse) {
+				err = fmt.Errorf("%w (waited 15 s for it to let go; this process holds the slot's vpcd lock)", err)
+			}
+			return r, err
+		case errors.Is(err, link.ErrNoCard):
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = pcsc.WaitForCard(wctx, reader)
+			cancel()
+		case errors.Is(err, pcsc.ErrInUse):
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(50 * time.Millisecond):
+			}
+		default:
 			return r, err
 		}
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = pcsc.WaitForCard(wctx, reader)
-		cancel()
 	}
 }

@@ -204,3 +204,49 @@ func TestPCSCEmuAfterASlotHandedOnWithinAPoll(t *testing.T) {
 		}
 	}
 }
+
+// The reader of a slot this process has just taken may still be held
+// exclusively by its last holder, letting go: the connect waits for it
+// (bounded) rather than fail with a sharing violation, as it did in a make
+// test run whose packages used the slots side by side.
+func TestPCSCEmuWaitsForTheLastHoldersConnection(t *testing.T) {
+	skipWithoutPCSC(t)
+	ctx, cancel := context.WithTimeout(context.Background(), slotTestWait)
+	defer cancel()
+	if err := ReleaseIdleSlots(); err != nil {
+		t.Fatal(err)
+	}
+	em := sim.New(device.New(store.NewMemory(), device.Config{}), sim.Config{Address: vpcdSlots[0].address, SlotWait: slotTestWait, Logger: slog.New(slog.DiscardHandler)})
+	ectx, ecancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- em.Run(ectx) }()
+	defer func() {
+		ecancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	holder, err := openSettled(ctx, vpcdSlots[0].reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pcsc.Open(ctx, vpcdSlots[0].reader); !errors.Is(err, pcsc.ErrInUse) {
+		t.Fatalf("a second connection while the first holds the reader: %v, want pcsc.ErrInUse", err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		holder.Close()
+	}()
+	start := time.Now()
+	r, err := openSettled(ctx, vpcdSlots[0].reader)
+	if err != nil {
+		t.Fatalf("after the holder let go (%v later): %v", time.Since(start), err)
+	}
+	defer r.Close()
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Fatalf("connected after %v, while the holder still held the reader", waited)
+	}
+	if _, err := spd.NewClient(r).Select(ctx); err != nil {
+		t.Fatalf("SELECT on the connection that waited: %v", err)
+	}
+}

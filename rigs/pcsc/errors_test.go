@@ -26,12 +26,12 @@ func TestErrorMapping(t *testing.T) {
 		{scard.ErrRemovedCard, link.ErrRemoved, "removed"},
 		{scard.ErrNotTransacted, link.ErrRemoved, "removed"},
 		{scard.ErrUnresponsiveCard, link.ErrRemoved, "removed"},
-		{scard.ErrSharingViolation, scard.ErrSharingViolation, "exclusive use by another program"},
+		{scard.ErrSharingViolation, ErrInUse, "pcsc: reader in exclusive use by another program (reader Virtual PCD 00 00)"},
 		{scard.ErrInvalidParameter, scard.ErrInvalidParameter, "pcsc"},
 	}
 	for _, tt := range tests {
 		err := wrap(tt.in, "Virtual PCD 00 00")
-		if tt.is != scard.ErrSharingViolation && !errors.Is(err, tt.is) {
+		if !errors.Is(err, tt.is) {
 			t.Errorf("wrap(%v) = %v, want it to match %v", tt.in, err, tt.is)
 		}
 		if !strings.Contains(err.Error(), tt.text) {

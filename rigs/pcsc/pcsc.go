@@ -42,6 +42,9 @@ var (
 	ErrNoReader = errors.New("pcsc: no such reader")
 	// ErrUnpowered: the card was powered off through PowerOff.
 	ErrUnpowered = errors.New("pcsc: card is unpowered (call PowerOn)")
+	// ErrInUse: another program holds the reader's card exclusively
+	// (SCARD_E_SHARING_VIOLATION); it may let go.
+	ErrInUse = errors.New("pcsc: reader in exclusive use by another program")
 )
 
 // hintNoService tells how to start pcscd.
@@ -83,7 +86,7 @@ func wrap(err error, reader string) error {
 		scard.ErrCommError, scard.ErrCommDataLost, scard.ErrUnknownError:
 		return fmt.Errorf("%w%s: %v", link.ErrRemoved, inReader(reader), se)
 	case scard.ErrSharingViolation:
-		return fmt.Errorf("pcsc: reader%s is in exclusive use by another program: %v", on, se)
+		return fmt.Errorf("%w%s: %v", ErrInUse, inReader(reader), se)
 	}
 	return fmt.Errorf("pcsc%s: %w", inReader(reader), se)
 }
