@@ -44,12 +44,9 @@ jobs=${MUTANT_JOBS:-2}
 # transport, is tried first; then the device cases, the slow device cases
 # (tearing sweeps, capacities, and the optical cases, which spend seconds
 # decoding images) and the service flows, each run stopping at its first
-# failure. A hinted kill takes the suite binary about 0.1 s of CPU, so run
-# starts no other program: it reads the log with bash alone (a grep, awk
-# and paste pipeline per run, and xargs starting a bash per run, cost as
-# much CPU as the suite itself over the 350 runs).
+# failure.
 run() {
-	local name=$1 transport=$2 hint=${3:-} dut log killer filter line rest id ran
+	local name=$1 transport=$2 hint=${3:-} dut log killer filter
 	dut="faulty:$name"
 	[[ $transport == ref ]] || dut="faulty:$name@$transport"
 	log="$out/$name@$transport.log"
@@ -66,21 +63,8 @@ run() {
 		# directory is scenarios/, as go test gives the suite.)
 		"$suite" -test.run '^TestConformance$' -test.timeout 10m \
 			$failfast -ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut" >"$log" 2>&1 || true
-		# Every failed case, in the order they failed (one with fail-fast):
-		# the case IDs of the "  [FAIL] ..." lines, each once.
-		ran='' killer=''
-		while IFS= read -r line || [[ -n $line ]]; do
-			if [[ $line == 'Ran '[0-9]*' of'* ]]; then
-				ran=1
-			elif [[ $line == '  [FAIL] '* ]]; then
-				rest=$line
-				while [[ $rest =~ TC-[A-Z]*-[0-9]* ]]; do
-					id=${BASH_REMATCH[0]}
-					[[ ,$killer, == *,"$id",* ]] || killer+=${killer:+,}$id
-					rest=${rest#*"$id"}
-				done
-			fi
-		done <"$log"
+		read_log "$log"
+		killer=$failed
 		if [[ -z $ran ]]; then
 			killer=setup-failure
 			break
@@ -119,13 +103,31 @@ batches() {
 # ("CASE MUTANT" lines), every case run (no fail-fast); prints "NAME
 # TRANSPORT CASE" for each case that failed.
 batch() {
-	local t=$1 dut=$2 plan=$3 log=$4 c m line rest id ran='' filter
-	local -A mutant=() seen=()
+	local t=$1 dut=$2 plan=$3 log=$4 c m id filter
+	local -A mutant=()
 	while read -r c m; do mutant[$c]=$m; done <"$plan"
 	filter="/^($(awk '{print $1}' "$plan" | paste -sd '|'))\$/"
 	"$suite" -test.run '^TestConformance$' -test.timeout 10m \
 		-ginkgo.no-color -ginkgo.seed=1 -ginkgo.label-filter="$filter" -dut="$dut" -mutants="$plan" >"$log" 2>&1 || true
-	local -a kills=()
+	read_log "$log"
+	[[ -n $ran ]] || return 0
+	local -a ids
+	IFS=, read -ra ids <<<"$failed"
+	for id in "${ids[@]}"; do
+		[[ -z ${mutant[$id]:-} ]] || echo "${mutant[$id]} $t $id"
+	done
+}
+
+# read_log LOG: reads a suite run's log and sets ran (1 when the run
+# finished: its "Ran N of M" line) and failed, the case IDs of its
+# "  [FAIL] ..." lines in the order they failed, each once,
+# comma-separated. A hinted kill takes the suite binary about 0.1 s of
+# CPU, so this starts no other program: a grep, awk and paste pipeline per
+# run, and xargs starting a bash per run, cost as much CPU as the suite
+# itself over the 350 runs of one suite process a mutant.
+read_log() {
+	local line rest id
+	ran='' failed=''
 	while IFS= read -r line || [[ -n $line ]]; do
 		if [[ $line == 'Ran '[0-9]*' of'* ]]; then
 			ran=1
@@ -133,15 +135,11 @@ batch() {
 			rest=$line
 			while [[ $rest =~ TC-[A-Z]*-[0-9]* ]]; do
 				id=${BASH_REMATCH[0]}
+				[[ ,$failed, == *,"$id",* ]] || failed+=${failed:+,}$id
 				rest=${rest#*"$id"}
-				if [[ -n ${mutant[$id]:-} && -z ${seen[$id]:-} ]]; then
-					seen[$id]=1
-					kills+=("${mutant[$id]} $t $id")
-				fi
 			done
 		fi
-	done <"$log"
-	[[ -z $ran ]] || for line in "${kills[@]}"; do echo "$line"; done
+	done <"$1"
 }
 
 # runs FILE: runs each line "NAME TRANSPORT HINT" of standard input, $jobs
@@ -192,10 +190,10 @@ try() {
 	cat >"$tmp/todo@$t"
 	: >"$tmp/$t"
 	[[ -n ${MUTANT_ALL:-} ]] || batches "$t" <"$tmp/todo@$t" >"$tmp/$t"
-	awk -v t="$t" 'NR == FNR {done[$1] = 1; next} !($1 in done) {print $1, t, $2}' "$tmp/$t" "$tmp/todo@$t" | runs "$tmp/$t"
+	awk -v t="$t" 'FILENAME == ARGV[1] {done[$1] = 1; next} !($1 in done) {print $1, t, $2}' "$tmp/$t" "$tmp/todo@$t" | runs "$tmp/$t"
 }
 for n in $names; do echo "$n ${known[$n]:--}"; done | try "$first"
-awk -v f="$first" 'NR == FNR {if ($2 == f && $3 ~ /^TC-/) {split($3, k, ","); killer[$1] = k[1]}; next}
+awk -v f="$first" 'FILENAME == ARGV[1] {if ($2 == f && $3 ~ /^TC-/) {split($3, k, ","); killer[$1] = k[1]}; next}
 	$1 in killer {print $1, killer[$1]}' "$tmp/$first" <(tr ' ' '\n' <<<"$names") >"$out/killers.txt"
 for t in ${transports#"$first"}; do
 	while read -r n _ k; do echo "$n $k"; done <"$tmp/$first" | try "$t"
