@@ -1255,7 +1255,11 @@ func TestUniqueKeys(t *testing.T) {
 		{manyKeys(40, "k7"), "k7"},
 		{manyKeys(40, "K39"), "K39"},
 		{manyKeys(40, "\u212a3"), "K3"},
-		{manyKeys(40, ""), ""},
+		{manyKeys(40), ""},
+		{`{"\u0131": 1, "i": 2, "I": 3}`, "I"},
+		{manyKeys(40, "i", "\u0131"), ""},
+		{`{"\u017f": 1, "S": 2}`, "S"},
+		{manyKeys(40, "\u017f", "S"), "S"},
 	} {
 		err := uniqueKeys([]byte(tc.body))
 		switch {
@@ -1267,16 +1271,15 @@ func TestUniqueKeys(t *testing.T) {
 	}
 }
 
-// manyKeys is an object of keys k0..k(n-1), and then dup when it is not
-// empty.
-func manyKeys(n int, dup string) string {
+// manyKeys is an object of keys k0..k(n-1), and then the keys extra.
+func manyKeys(n int, extra ...string) string {
 	var b strings.Builder
 	b.WriteString("{")
 	for i := range n {
 		fmt.Fprintf(&b, `"k%d": %d, `, i, i)
 	}
-	if dup != "" {
-		fmt.Fprintf(&b, `"%s": 0, `, dup)
+	for _, k := range extra {
+		fmt.Fprintf(&b, `"%s": 0, `, k)
 	}
 	b.WriteString(`"end": 0}`)
 	return b.String()

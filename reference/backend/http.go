@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 func (s *Server) routes() {
@@ -199,8 +202,8 @@ func statusOr(created bool) int {
 // the decoder.
 func uniqueKeys(b []byte) error {
 	type object struct {
-		keys    []string        // the keys so far, while few
-		many    map[string]bool // then folded (foldKey)
+		keys    []string        // the keys so far, folded (foldKey), while few
+		many    map[string]bool // then
 		wantKey bool
 	}
 	// stack holds the open objects and arrays, an array as nil.
@@ -238,20 +241,18 @@ func uniqueKeys(b []byte) error {
 				if escaped && json.Unmarshal(b[i:j+1], &k) != nil {
 					return nil
 				}
+				f := foldKey(k)
 				if o.many == nil {
-					for _, seen := range o.keys {
-						if strings.EqualFold(seen, k) {
-							return fmt.Errorf("key %q named twice in one object (keys are matched in any case)", k)
-						}
+					if slices.Contains(o.keys, f) {
+						return fmt.Errorf("key %q named twice in one object (keys are matched in any case)", k)
 					}
-					if o.keys = append(o.keys, k); len(o.keys) > 16 {
+					if o.keys = append(o.keys, f); len(o.keys) > 16 {
 						o.many = map[string]bool{}
 						for _, seen := range o.keys {
-							o.many[foldKey(seen)] = true
+							o.many[seen] = true
 						}
 					}
 				} else {
-					f := foldKey(k)
 					if o.many[f] {
 						return fmt.Errorf("key %q named twice in one object (keys are matched in any case)", k)
 					}
@@ -264,6 +265,26 @@ func uniqueKeys(b []byte) error {
 	return nil
 }
 
-// foldKey is k folded as strings.EqualFold compares: "ſ" is "s", "K"
-// (Kelvin) is "k".
-func foldKey(k string) string { return strings.ToLower(strings.ToUpper(k)) }
+// foldKey is k with each rune the least of its case-folding orbit
+// (unicode.SimpleFold), so that two keys fold alike exactly when
+// strings.EqualFold, which encoding/json matches field names by, finds
+// them equal: "s", "S" and "ſ" all fold to "S", "k" and "K" (Kelvin) to
+// "K", while "ı" (dotless i) stays apart from "i".
+func foldKey(k string) string {
+	ascii := true
+	for i := 0; i < len(k) && ascii; i++ {
+		ascii = k[i] < utf8.RuneSelf
+	}
+	if ascii {
+		return strings.ToUpper(k)
+	}
+	var b strings.Builder
+	for _, r := range k {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b.WriteRune(least)
+	}
+	return b.String()
+}

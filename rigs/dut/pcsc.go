@@ -386,13 +386,14 @@ func releaseIdle(only *vpcdSession) error {
 // holder's, letting go (seen in make test, where the packages whose tests
 // use the slots run side by side).
 func openSettled(ctx context.Context, reader string) (*pcsc.Reader, error) {
-	deadline := time.Now().Add(15 * time.Second)
+	const settle = 15 * time.Second
+	deadline := time.Now().Add(settle)
 	for {
 		r, err := pcsc.Open(ctx, reader)
 		switch {
 		case err == nil || time.Now().After(deadline):
 			if errors.Is(err, pcsc.ErrInUse) {
-				err = fmt.Errorf("%w (waited 15 s for it to let go; this process holds the slot's vpcd lock)", err)
+				err = fmt.Errorf("%w (waited %s for it to let go; this process holds the slot's vpcd lock)", err, settle)
 			}
 			return r, err
 		case errors.Is(err, link.ErrNoCard):
