@@ -122,9 +122,12 @@ check-race:
 	  echo "GORACE='$$GORACE' $(GO) test -race $(RACE_GCFLAGS) -count=1 -timeout 15m" $$pkgs; \
 	  $(GO) test -race $(RACE_GCFLAGS) -count=1 -timeout 15m $$pkgs
 
-## bench: transport round trips, payment and medium figures, each as a ratio to its floor
+## bench: transport round trips, payment and medium figures, each as a ratio to its floor;
+## the authorisation benchmark and the suite on each DUT in BENCH_ROUNDS interleaved rounds
+## (default 3), judged on the median
+BENCH_ROUNDS ?= 3
 bench: services
-	@bash scripts/bench.sh $(BENCHTIME)
+	@BENCH_ROUNDS=$(BENCH_ROUNDS) bash scripts/bench.sh $(BENCHTIME)
 
 ## fuzz: every fuzz target for FUZZTIME each
 fuzz: deps
