@@ -43,14 +43,15 @@ GO=${GO:-go}
 MAKE=${MAKE:-make}
 OUT=${OUT:-out}
 # Test binaries and the tools built here carry no DWARF debugging
-# information: make test links about fifty binaries, and leaving it out
+# information: make test has about fifty test binaries, and leaving it out
 # takes about a third off each link (a later `make build` links bin/spdlab
-# with it). The go test steps of this lane (no -race) leave out go test's
-# own vet, a few of vet's analyzers on each package: the lane ends with
-# `go vet ./...`, every analyzer on every package and its tests, in the
-# same build configuration; so does the checks lane's PostgreSQL pass of
-# reference/backend. (check-race keeps it: it also vets the files built
-# only with -race.)
+# with it). The package tests run through scripts/gotest.sh, which keeps
+# each test binary between runs and links again only those whose packages
+# (or anything they are made of) changed: go test linked all of them at
+# every run, some 45 s of CPU. It leaves out go test's own vet, a few of
+# vet's analyzers on each package: the lane ends with `go vet ./...`, every
+# analyzer on every package and its tests, in the same build configuration,
+# and check-race vets the files built only with -race.
 GOFLAGS="$($GO env GOFLAGS) -ldflags=-w"
 export GOFLAGS
 # The compilers, linkers and vet, and the test processes, collect garbage at
@@ -65,8 +66,10 @@ trap 'rm -rf "$times"' EXIT
 # The suite binary is built once, by the tests lane's first step, and used
 # by certification and by the mutants in the other lane (the same binary
 # make mutants would link itself, from the same packages with the same
-# flags; its vet is the lane's last step): the step links it under a
-# temporary name, renames it and writes its exit status to $suite.status
+# flags; its vet is the lane's last step): the step builds it with
+# scripts/gotest.sh (kept between runs, linked again only when something
+# it is made of changed), copies it under a temporary name, renames it
+# and writes its exit status to $suite.status
 # (publish_suite), which the mutants step waits for (suite_built). With
 # TEST_LANES=1 the checks lane runs first, and make mutants builds its own,
 # as it does alone. The same step then links bin/spdlab (make build), and
@@ -93,7 +96,7 @@ suite_built() {
 }
 export -f publish_suite suite_built
 mutants="SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OUT=$OUT"
-postgres="$MAKE --no-print-directory test-backend-postgres PG_TESTFLAGS=-vet=off"
+postgres="$MAKE --no-print-directory test-backend-postgres"
 spdlab_bin=$PWD/bin/spdlab
 if [[ ${TEST_LANES:-2} != 1 ]]; then
 	mutants="suite_built && SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
@@ -106,11 +109,11 @@ checks=(
 	"$MAKE --no-print-directory check-static"
 )
 tests=(
-	"publish_suite bash -c '$GO test -vet=off -c -o $suite.tmp ./scenarios && $MAKE --no-print-directory build'"
+	"publish_suite bash -c 'bash scripts/gotest.sh -o $suite.tmp ./scenarios && $MAKE --no-print-directory build'"
 	"cd scenarios && pat=\$(bash ../scripts/race-packages.sh --without-race) && $suite -test.count=1 -test.run \"\$pat\""
-	"pkgs=\$(bash scripts/race-packages.sh --others) && SPDLAB_TEST_BIN=$spdlab_bin $GO test -vet=off -count=1 -timeout 20m \$pkgs"
-	"$GO test -vet=off -count=1 -timeout 20m -run WholeSuite ./cmd/spdlab"
-	"$GO test -vet=off -count=1 -run InBrowser ./reports"
+	"pkgs=\$(bash scripts/race-packages.sh --others) && SPDLAB_TEST_BIN=$spdlab_bin bash scripts/gotest.sh -timeout 20m \$pkgs"
+	"bash scripts/gotest.sh -timeout 20m -run WholeSuite ./cmd/spdlab"
+	"bash scripts/gotest.sh -run InBrowser ./reports"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
 	"$MAKE --no-print-directory check-builds"

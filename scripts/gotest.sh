@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# go test for make test's steps, with the test binaries kept between runs.
+#
+#   scripts/gotest.sh [FLAG...] PACKAGE... [-args ARG...]
+#   scripts/gotest.sh [BUILD FLAG...] -o FILE PACKAGE
+#
+# The second form only builds the package's test binary, kept as below,
+# and copies it to FILE (go test -c -o FILE).
+#
+# go test links every package's test binary again at every run, though
+# nothing it is made of changed: in make test that was about fifty links,
+# some 45 s of CPU on two cores, in every run. This script builds them with
+# `go test -c -o DIR/`, which leaves a binary in DIR alone when its build ID
+# says it is up to date (what it was linked from, and how, is unchanged),
+# then runs each once in its package's directory, as go test does, two at
+# a time (one a CPU; GOTEST_P), in the order given, and prints go test's
+# summary lines: "ok", "FAIL" with the test's output, or "?" for a package
+# without tests. It fails when a package does not build or any test fails.
+#
+# Flags: -run, -skip, -timeout (default 10m) and -v are the test binary's
+# (-test.run, ...); -count=1 and -vet=off are accepted and change nothing
+# (each binary runs once; go test -c does not vet: make test's go vet ./...
+# does, and check-race vets the files built only with -race); every other
+# flag is a build flag for go test -c (-race, -gcflags=..., -tags=...),
+# given as one argument (-flag=value). Arguments after -args go to every
+# test binary, as go test's -args.
+#
+# The binaries are kept under SPDLAB_TESTBIN (default
+# ${XDG_CACHE_HOME:-~/.cache}/spdlab/testbin), one directory for each
+# checkout and set of build flags and GOFLAGS, the four used last kept.
+# Packages whose import paths end in the same name (cmd/spdlab and the
+# module root, rigs/serial and emulator/serial) get directories of their
+# own, as the binaries are named after it. A binary is never shared
+# between two checkouts, so two clones running make test at once do not
+# replace each other's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+build=() run=() args=() pkgs=() timeout=10m copyto=
+while (($#)); do
+	case $1 in
+	-args) shift; args=("$@"); break ;;
+	-run | -skip) run+=("-test.${1#-}=$2"); shift ;;
+	-run=* | -skip=*) run+=("-test.${1#-}") ;;
+	-o) copyto=$2; shift ;;
+	-timeout) timeout=$2; shift ;;
+	-timeout=*) timeout=${1#-timeout=} ;;
+	-v | -v=true) run+=(-test.v) ;;
+	-count=1 | -vet=off) ;;
+	-count | -count=* | -vet | -vet=*) echo "gotest: $1: each test binary runs once, and go vet ./... vets" >&2; exit 2 ;;
+	-*) build+=("$1") ;;
+	*) pkgs+=("$1") ;;
+	esac
+	shift
+done
+((${#pkgs[@]})) || { echo "gotest: no packages" >&2; exit 2; }
+
+cache=${SPDLAB_TESTBIN:-${XDG_CACHE_HOME:-$HOME/.cache}/spdlab/testbin}
+key=$(printf '%s\n' "$PWD" "$($GO env GOFLAGS GOOS GOARCH CGO_ENABLED)" "${build[@]}" | sha256sum | cut -c1-16)
+dir=$cache/$key
+mkdir -p "$dir"
+touch "$dir"
+# The four directories used last stay; older ones go.
+ls -1dt "$cache"/*/ 2>/dev/null | tail -n +5 | xargs -r rm -rf
+
+# Every package of the module, in go list's order: IMPORTPATH DIR TESTS,
+# and the group directory of its binary: g0 for the first package of a
+# name, g1 for the second, and so on, the same in every run.
+declare -A group pkgdir tests
+while read -r ip d t; do
+	name=${ip##*/}
+	n=0
+	for seen in "${!group[@]}"; do [[ ${seen##*/} == "$name" ]] && n=$((n + 1)); done
+	group[$ip]=g$n pkgdir[$ip]=$d tests[$ip]=$t
+done < <($GO list -f '{{.ImportPath}} {{.Dir}} {{if or .TestGoFiles .XTestGoFiles}}1{{else}}0{{end}}' ./...)
+want=()
+while read -r ip; do
+	[[ -n ${group[$ip]:-} ]] || { echo "gotest: $ip is not a package of this module" >&2; exit 2; }
+	want+=("$ip")
+done < <($GO list "${pkgs[@]}")
+
+# Build: one go test -c a group directory (a go command builds and links
+# its packages on every CPU).
+declare -A bygroup
+for ip in "${want[@]}"; do
+	[[ ${tests[$ip]} == 1 ]] && bygroup[${group[$ip]}]+="$ip "
+done
+for g in "${!bygroup[@]}"; do
+	mkdir -p "$dir/$g"
+	# shellcheck disable=SC2086 # the group's packages, one word each
+	$GO test -c -o "$dir/$g/" "${build[@]}" ${bygroup[$g]} || { echo "FAIL (the test binaries did not build)"; exit 1; }
+done
+
+if [[ -n $copyto ]]; then
+	((${#want[@]} == 1)) && [[ ${tests[${want[0]}]} == 1 ]] || { echo "gotest: -o builds the test binary of one package with tests" >&2; exit 2; }
+	cp "$dir/${group[${want[0]}]}/${want[0]##*/}.test" "$copyto"
+	exit
+fi
+
+# Run: GOTEST_P binaries at once, each one's output printed whole when it
+# ends (under a lock, so that two never mix).
+lock=$(mktemp)
+trap 'rm -f "$lock"' EXIT
+runone() {
+	local ip=$1 bin log t0 rc secs
+	bin=$dir/${group[$ip]}/${ip##*/}.test
+	log=$(mktemp)
+	t0=$EPOCHREALTIME
+	rc=0
+	(cd "${pkgdir[$ip]}" && exec "$bin" -test.paniconexit0 -test.timeout="$timeout" "${run[@]}" "${args[@]}") >"$log" 2>&1 || rc=$?
+	secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+	{
+		if ((rc == 0)); then
+			[[ " ${run[*]} " == *" -test.v "* ]] && cat "$log"
+			printf 'ok  \t%s\t%ss\n' "$ip" "$secs"
+		else
+			cat "$log"
+			printf 'FAIL\t%s\t%ss\n' "$ip" "$secs"
+		fi
+	} | flock "$lock" cat
+	rm -f "$log"
+	return "$rc"
+}
+par=${GOTEST_P:-$(nproc)}
+running=0 failed=0
+for ip in "${want[@]}"; do
+	if [[ ${tests[$ip]} != 1 ]]; then
+		printf '?   \t%s\t[no test files]\n' "$ip" | flock "$lock" cat
+		continue
+	fi
+	if ((running >= par)); then
+		wait -n || failed=1
+		running=$((running - 1))
+	fi
+	runone "$ip" &
+	running=$((running + 1))
+done
+while ((running > 0)); do
+	wait -n || failed=1
+	running=$((running - 1))
+done
+((failed == 0)) || { echo FAIL; exit 1; }
