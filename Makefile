@@ -44,8 +44,9 @@ test: services
 ## test-backend-postgres: the backend's tests on PostgreSQL: Debian's postgresql binaries, a
 ## private server the tests start (initdb on a temporary directory, 127.0.0.1 and a free port,
 ## as the postgres user when run as root) and stop; without the binaries they skip, unless CI is set.
-## The test binary is kept between runs (scripts/gotest.sh; make vet vets the package).
-## PG_TESTFLAGS: more flags for scripts/gotest.sh
+## The test binary is kept between runs (scripts/gotest.sh).
+## PG_TESTFLAGS: more flags for scripts/gotest.sh (make test: -vet=off, as its go vet ./...
+## vets the package)
 PG_TESTFLAGS ?=
 test-backend-postgres:
 	GO="$(GO)" bash scripts/gotest.sh $(PG_TESTFLAGS) -timeout 15m ./reference/backend/ -args -store=postgres
@@ -108,8 +109,7 @@ check-static:
 ## check-race: the race detector on every package that starts a goroutine, found by grep so
 ## that a new one is never left out (scripts/race-packages.sh); make test runs the tests of
 ## these packages only here, the others' without it. The test binaries are kept between runs
-## (scripts/gotest.sh, which does not vet): go vet then checks the files built only with -race
-## (the others it checks in every build configuration make test's go vet ./... has). A race-built program sleeps 1 s as it
+## (scripts/gotest.sh; go test's vet of each package, in the race build, as go test -race). A race-built program sleeps 1 s as it
 ## exits (GORACE atexit_sleep_ms) and these tests start hundreds of them as child processes
 ## (tiny suites, certify's processes): GORACE_ATEXIT_MS sets that sleep, default 0.
 ## SQLite (modernc.org/sqlite/lib, C translated to Go, and its C library modernc.org/libc)
@@ -123,9 +123,7 @@ check-race:
 	@pkgs=$$(bash scripts/race-packages.sh) && [ -n "$$pkgs" ] || exit 1; \
 	  export GORACE="atexit_sleep_ms=$(GORACE_ATEXIT_MS) $$GORACE"; \
 	  echo "GORACE='$$GORACE' scripts/gotest.sh -race $(RACE_GCFLAGS) -timeout 15m" $$pkgs; \
-	  GO="$(GO)" bash scripts/gotest.sh -race $(RACE_GCFLAGS) -timeout 15m $$pkgs && \
-	  racefiles=$$(grep -rlE --include='*.go' '^//go:build.*\brace\b' . | xargs -r -n1 dirname | sort -u) && \
-	  echo "$(GO) vet -tags race" $$racefiles && $(GO) vet -tags race $$racefiles
+	  GO="$(GO)" bash scripts/gotest.sh -race $(RACE_GCFLAGS) -timeout 15m $$pkgs
 
 ## bench: transport round trips, payment and medium figures, each as a ratio to its floor;
 ## the authorisation benchmark and the suite on each DUT in BENCH_ROUNDS interleaved rounds

@@ -18,12 +18,11 @@
 # without tests. It fails when a package does not build or any test fails.
 #
 # Flags: -run, -skip, -timeout (default 10m) and -v are the test binary's
-# (-test.run, ...); -count=1 and -vet=off are accepted and change nothing
-# (each binary runs once; go test -c does not vet: make test's go vet ./...
-# does, and check-race vets the files built only with -race); every other
-# flag is a build flag for go test -c (-race, -gcflags=..., -tags=...),
-# given as one argument (-flag=value). Arguments after -args go to every
-# test binary, as go test's -args.
+# (-test.run, ...); -count=1 is accepted (each binary runs once); every
+# other flag is a build flag for go test -c (-race, -gcflags=..., -vet=off,
+# which it takes as go test does: it vets each package it builds a binary
+# of, unless -vet=off), given as one argument (-flag=value). Arguments
+# after -args go to every test binary, as go test's -args.
 #
 # The binaries are kept under SPDLAB_TESTBIN (default
 # ${XDG_CACHE_HOME:-~/.cache}/spdlab/testbin), one directory for each
@@ -46,8 +45,8 @@ while (($#)); do
 	-timeout) timeout=$2; shift ;;
 	-timeout=*) timeout=${1#-timeout=} ;;
 	-v | -v=true) run+=(-test.v) ;;
-	-count=1 | -vet=off) ;;
-	-count | -count=* | -vet | -vet=*) echo "gotest: $1: each test binary runs once, and go vet ./... vets" >&2; exit 2 ;;
+	-count=1) ;;
+	-count | -count=*) echo "gotest: $1: each test binary runs once" >&2; exit 2 ;;
 	-*) build+=("$1") ;;
 	*) pkgs+=("$1") ;;
 	esac

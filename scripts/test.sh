@@ -48,10 +48,12 @@ OUT=${OUT:-out}
 # with it). The package tests run through scripts/gotest.sh, which keeps
 # each test binary between runs and links again only those whose packages
 # (or anything they are made of) changed: go test linked all of them at
-# every run, some 45 s of CPU. It leaves out go test's own vet, a few of
-# vet's analyzers on each package: the lane ends with `go vet ./...`, every
-# analyzer on every package and its tests, in the same build configuration,
-# and check-race vets the files built only with -race.
+# every run, some 45 s of CPU. The steps of this lane (no -race) leave out
+# go test's own vet, a few of vet's analyzers on each package: the lane
+# ends with `go vet ./...`, every analyzer on every package and its tests,
+# in the same build configuration; so does the checks lane's PostgreSQL
+# pass of reference/backend. (check-race keeps it: it also vets the files
+# built only with -race.)
 GOFLAGS="$($GO env GOFLAGS) -ldflags=-w"
 export GOFLAGS
 # The compilers, linkers and vet, and the test processes, collect garbage at
@@ -96,7 +98,7 @@ suite_built() {
 }
 export -f publish_suite suite_built
 mutants="SUITE=$OUT/mutants/scenarios.test $MAKE --no-print-directory mutants OUT=$OUT"
-postgres="$MAKE --no-print-directory test-backend-postgres"
+postgres="$MAKE --no-print-directory test-backend-postgres PG_TESTFLAGS=-vet=off"
 spdlab_bin=$PWD/bin/spdlab
 if [[ ${TEST_LANES:-2} != 1 ]]; then
 	mutants="suite_built && SUITE=$suite $MAKE --no-print-directory mutants OUT=$OUT"
@@ -109,11 +111,11 @@ checks=(
 	"$MAKE --no-print-directory check-static"
 )
 tests=(
-	"publish_suite bash -c 'bash scripts/gotest.sh -o $suite.tmp ./scenarios && $MAKE --no-print-directory build'"
+	"publish_suite bash -c 'bash scripts/gotest.sh -vet=off -o $suite.tmp ./scenarios && $MAKE --no-print-directory build'"
 	"cd scenarios && pat=\$(bash ../scripts/race-packages.sh --without-race) && $suite -test.count=1 -test.run \"\$pat\""
-	"pkgs=\$(bash scripts/race-packages.sh --others) && SPDLAB_TEST_BIN=$spdlab_bin bash scripts/gotest.sh -timeout 20m \$pkgs"
-	"bash scripts/gotest.sh -timeout 20m -run WholeSuite ./cmd/spdlab"
-	"bash scripts/gotest.sh -run InBrowser ./reports"
+	"pkgs=\$(bash scripts/race-packages.sh --others) && SPDLAB_TEST_BIN=$spdlab_bin bash scripts/gotest.sh -vet=off -timeout 20m \$pkgs"
+	"bash scripts/gotest.sh -vet=off -timeout 20m -run WholeSuite ./cmd/spdlab"
+	"bash scripts/gotest.sh -vet=off -run InBrowser ./reports"
 	"$MAKE --no-print-directory test-scenarios OUT=$OUT"
 	"SUITE=$suite $MAKE --no-print-directory test-certify OUT=$OUT"
 	"$MAKE --no-print-directory check-builds"
