@@ -53,14 +53,34 @@ while (($#)); do
 	shift
 done
 ((${#pkgs[@]})) || { echo "gotest: no packages" >&2; exit 2; }
+# Linked as go test links the binaries it runs, without the symbol table
+# and DWARF (-s -w), unless the flags say otherwise; stack traces and the
+# race detector's reports take names from the Go runtime's own tables.
+[[ " ${build[*]} " == *" -ldflags="* ]] || build+=("-ldflags=-s -w")
 
 cache=${SPDLAB_TESTBIN:-${XDG_CACHE_HOME:-$HOME/.cache}/spdlab/testbin}
 key=$(printf '%s\n' "$PWD" "$($GO env GOFLAGS GOOS GOARCH CGO_ENABLED)" "${build[@]}" | sha256sum | cut -c1-16)
 dir=$cache/$key
 mkdir -p "$dir"
 touch "$dir"
-# The four directories used last stay; older ones go.
-ls -1dt "$cache"/*/ 2>/dev/null | tail -n +5 | xargs -r rm -rf
+# The four directories used last stay, and any used within the hour (a
+# make test of another checkout may be running from it); older ones go.
+ls -1dt "$cache"/*/ 2>/dev/null | tail -n +5 | while read -r old; do
+	if [[ -z $(find "$old" -maxdepth 0 -mmin -60) ]]; then rm -rf "$old"; fi
+done
+# A binary that outlives its own -test.timeout (stuck where the test
+# framework's timer cannot end it) is killed a minute later, as go test
+# does.
+limit=$(awk -v d="$timeout" 'BEGIN {
+	n = 0; s = 0
+	while (match(d, /^[0-9.]+(h|ms|m|s)/)) {
+		v = substr(d, 1, RLENGTH); d = substr(d, RLENGTH + 1)
+		u = v; sub(/^[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+		s += v * (u == "h" ? 3600 : u == "m" ? 60 : u == "ms" ? 0.001 : 1); n++
+	}
+	if (d != "" || n == 0) exit 1
+	printf "%d", s + 60
+}') || { echo "gotest: -timeout $timeout is not a duration such as 10m or 1h30m" >&2; exit 2; }
 
 # Every package of the module, in go list's order: IMPORTPATH DIR TESTS,
 # and the group directory of its binary: g0 for the first package of a
@@ -106,7 +126,7 @@ runone() {
 	log=$(mktemp)
 	t0=$EPOCHREALTIME
 	rc=0
-	(cd "${pkgdir[$ip]}" && exec "$bin" -test.paniconexit0 -test.timeout="$timeout" "${run[@]}" "${args[@]}") >"$log" 2>&1 || rc=$?
+	(cd "${pkgdir[$ip]}" && exec timeout -k 10s "${limit}s" "$bin" -test.paniconexit0 -test.timeout="$timeout" "${run[@]}" "${args[@]}") >"$log" 2>&1 || rc=$?
 	secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
 	{
 		if ((rc == 0)); then
