@@ -121,9 +121,10 @@ GORACE_ATEXIT_MS ?= 0
 RACE_GCFLAGS ?= -gcflags='modernc.org/sqlite/lib=-race=false -d=checkptr=0' -gcflags='modernc.org/libc/...=-race=false -d=checkptr=0'
 check-race:
 	@pkgs=$$(bash scripts/race-packages.sh) && [ -n "$$pkgs" ] || exit 1; \
+	  first=$$(bash scripts/race-packages.sh --vpcd | wc -l) || exit 1; \
 	  export GORACE="atexit_sleep_ms=$(GORACE_ATEXIT_MS) $$GORACE"; \
-	  echo "GORACE='$$GORACE' scripts/gotest.sh -race $(RACE_GCFLAGS) -timeout 15m" $$pkgs; \
-	  GO="$(GO)" bash scripts/gotest.sh -race $(RACE_GCFLAGS) -timeout 15m $$pkgs
+	  echo "GORACE='$$GORACE' scripts/gotest.sh -race $(RACE_GCFLAGS) -timeout 15m -first $$first" $$pkgs; \
+	  GO="$(GO)" bash scripts/gotest.sh -race $(RACE_GCFLAGS) -timeout 15m -first $$first $$pkgs
 
 ## bench: transport round trips, payment and medium figures, each as a ratio to its floor;
 ## the authorisation benchmark and the suite on each DUT in BENCH_ROUNDS interleaved rounds

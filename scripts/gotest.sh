@@ -17,12 +17,13 @@
 # summary lines: "ok", "FAIL" with the test's output, or "?" for a package
 # without tests. It fails when a package does not build or any test fails.
 #
-# Flags: -run, -skip, -timeout (default 10m) and -v are the test binary's
-# (-test.run, ...); -count=1 is accepted (each binary runs once); every
-# other flag is a build flag for go test -c (-race, -gcflags=..., -vet=off,
-# which it takes as go test does: it vets each package it builds a binary
-# of, unless -vet=off), given as one argument (-flag=value). Arguments
-# after -args go to every test binary, as go test's -args.
+# Flags: -first N (see Build below); -run, -skip, -timeout (default 10m)
+# and -v are the test binary's (-test.run, ...); -count=1 is accepted
+# (each binary runs once); every other flag is a build flag for go test -c
+# (-race, -gcflags=..., -vet=off, which it takes as go test does: it vets
+# each package it builds a binary of, unless -vet=off), given as one
+# argument (-flag=value). Arguments after -args go to every test binary,
+# as go test's -args.
 #
 # The binaries are kept under SPDLAB_TESTBIN (default
 # ${XDG_CACHE_HOME:-~/.cache}/spdlab/testbin), one directory for each
@@ -35,13 +36,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
-build=() run=() args=() pkgs=() timeout=10m copyto=
+build=() run=() args=() pkgs=() timeout=10m copyto= first=0
 while (($#)); do
 	case $1 in
 	-args) shift; args=("$@"); break ;;
 	-run | -skip) run+=("-test.${1#-}=$2"); shift ;;
 	-run=* | -skip=*) run+=("-test.${1#-}") ;;
 	-o) copyto=$2; shift ;;
+	-first) first=$2; shift ;;
 	-timeout) timeout=$2; shift ;;
 	-timeout=*) timeout=${1#-timeout=} ;;
 	-v | -v=true) run+=(-test.v) ;;
@@ -53,6 +55,7 @@ while (($#)); do
 	shift
 done
 ((${#pkgs[@]})) || { echo "gotest: no packages" >&2; exit 2; }
+[[ $first =~ ^[0-9]+$ ]] || { echo "gotest: -first takes a number of packages, not '$first'" >&2; exit 2; }
 # Linked as go test links the binaries it runs, without the symbol table
 # and DWARF (-s -w), unless the flags say otherwise; stack traces and the
 # race detector's reports take names from the Go runtime's own tables.
@@ -99,31 +102,58 @@ while read -r ip; do
 done < <($GO list "${pkgs[@]}")
 
 # Build: one go test -c a group directory (a go command builds and links
-# its packages on every CPU).
-declare -A bygroup
+# its packages on every CPU), in chunks: with -first N, each of the first
+# N packages alone, in order, then the rest. A package runs as soon as
+# its chunk is built, as go test starts the tests of the first packages it
+# links while it builds the others: make check-race names first the
+# packages whose tests serve cards on pcscd's vpcd slots, so that they run
+# before the other lane's suite and certification take the slots, even
+# when a change makes the rest compile for a while.
+declare -A chunk
+i=0
 for ip in "${want[@]}"; do
-	[[ ${tests[$ip]} == 1 ]] && bygroup[${group[$ip]}]+="$ip "
+	chunk[$ip]=$((i < first ? i : first))
+	i=$((i + 1))
 done
-for g in "${!bygroup[@]}"; do
-	mkdir -p "$dir/$g"
-	# shellcheck disable=SC2086 # the group's packages, one word each
-	$GO test -c -o "$dir/$g/" "${build[@]}" ${bygroup[$g]} || { echo "FAIL (the test binaries did not build)"; exit 1; }
-done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+buildchunk() {
+	local c=$1 ip g
+	local -A bygroup=()
+	for ip in "${want[@]}"; do
+		[[ ${chunk[$ip]} == "$c" && ${tests[$ip]} == 1 ]] && bygroup[${group[$ip]}]+="$ip "
+	done
+	for g in "${!bygroup[@]}"; do
+		mkdir -p "$dir/$g"
+		# shellcheck disable=SC2086 # the group's packages, one word each
+		$GO test -c -o "$dir/$g/" "${build[@]}" ${bygroup[$g]} || return 1
+	done
+}
+# builder: builds the chunks in order; touches WORK/built.C for each
+# built, WORK/failed when one does not build, and stops there.
+builder() {
+	local c
+	for ((c = 0; c <= first; c++)); do
+		buildchunk "$c" || { echo "FAIL (the test binaries did not build)"; touch "$work/failed"; return 1; }
+		touch "$work/built.$c"
+	done
+}
 
 if [[ -n $copyto ]]; then
 	((${#want[@]} == 1)) && [[ ${tests[${want[0]}]} == 1 ]] || { echo "gotest: -o builds the test binary of one package with tests" >&2; exit 2; }
+	buildchunk 0 || { echo "FAIL (the test binary did not build)"; exit 1; }
 	cp "$dir/${group[${want[0]}]}/${want[0]##*/}.test" "$copyto"
 	exit
 fi
 
 # Run: GOTEST_P binaries at once, each one's output printed whole when it
 # ends (under a lock, so that two never mix).
-lock=$(mktemp)
-trap 'rm -f "$lock"' EXIT
+lock=$work/lock
+touch "$lock"
 runone() {
 	local ip=$1 bin log t0 rc secs
 	bin=$dir/${group[$ip]}/${ip##*/}.test
-	log=$(mktemp)
+	log=$work/log.${ip//\//_}
 	t0=$EPOCHREALTIME
 	rc=0
 	(cd "${pkgdir[$ip]}" && exec timeout -k 10s "${limit}s" "$bin" -test.paniconexit0 -test.timeout="$timeout" "${run[@]}" "${args[@]}") >"$log" 2>&1 || rc=$?
@@ -140,22 +170,35 @@ runone() {
 	rm -f "$log"
 	return "$rc"
 }
+# built C: waits until chunk C is built (true) or a chunk failed to
+# build (false).
+built() {
+	until [[ -e $work/built.$1 ]]; do
+		[[ -e $work/failed ]] && return 1
+		sleep 0.1
+	done
+}
 par=${GOTEST_P:-$(nproc)}
-running=0 failed=0
+failed=0
+declare -A jobs=()
+# reap: waits for one running test binary to end.
+reap() {
+	local pid
+	wait -n -p pid "${!jobs[@]}" || failed=1
+	unset "jobs[$pid]"
+}
+builder &
+bpid=$!
 for ip in "${want[@]}"; do
 	if [[ ${tests[$ip]} != 1 ]]; then
 		printf '?   \t%s\t[no test files]\n' "$ip" | flock "$lock" cat
 		continue
 	fi
-	if ((running >= par)); then
-		wait -n || failed=1
-		running=$((running - 1))
-	fi
+	built "${chunk[$ip]}" || { failed=1; break; }
+	while ((${#jobs[@]} >= par)); do reap; done
 	runone "$ip" &
-	running=$((running + 1))
+	jobs[$!]=1
 done
-while ((running > 0)); do
-	wait -n || failed=1
-	running=$((running - 1))
-done
+while ((${#jobs[@]} > 0)); do reap; done
+wait "$bpid" || failed=1
 ((failed == 0)) || { echo FAIL; exit 1; }

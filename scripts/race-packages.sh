@@ -5,6 +5,9 @@
 # first. With --others, prints every other package
 # of the module instead: make test runs those without it, so that no test
 # runs twice (the race run of a package checks all its plain run checks).
+# With --vpcd, prints only those that use the vpcd slots, the ones
+# printed first (make check-race has scripts/gotest.sh build and start
+# each of them before it builds the rest).
 # With --without-race, prints the -test.run pattern of the tests of
 # ./scenarios that skip under the race detector (withoutRaceTests in
 # scenarios/withoutrace_test.go): make test runs them in its suite binary.
@@ -16,6 +19,7 @@ if [[ ${1:-} == --without-race ]]; then
 fi
 race=$(grep -rlE --include='*.go' '^[[:space:]]+go [A-Za-z_(]' . | xargs -n1 dirname | sort -u)
 if [[ ${1:-} != --others ]]; then
+	[[ ${1:-} == --vpcd || ${1:-} == "" ]] || { echo "race-packages.sh: unknown option $1" >&2; exit 2; }
 	# First the packages whose tests serve cards on pcscd's vpcd slots (go
 	# test runs packages in the order given): in make test they then run
 	# while the other lane compiles and runs tests that need no PC/SC,
@@ -23,10 +27,8 @@ if [[ ${1:-} != --others ]]; then
 	# certification, which hold them for minutes.
 	vpcd=$(grep -rlE --include='*_test.go' 'simtest\.|"pcsc-emu"|"--vpcd"' . | xargs -r -n1 dirname | sort -u |
 		comm -12 - <(echo "$race"))
-	{
-		echo "$vpcd" | sort -r | grep . || true
-		comm -23 <(echo "$race") <(echo "$vpcd")
-	}
+	echo "$vpcd" | sort -r | grep . || true
+	[[ ${1:-} == --vpcd ]] || comm -23 <(echo "$race") <(echo "$vpcd")
 	exit
 fi
 root=$PWD
