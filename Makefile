@@ -34,9 +34,10 @@ run: build
 
 ## test: every check and unit test, the conformance suite on every emulated transport,
 ## certification of devices reached as hardware is, and the mutants, in two lanes side by
-## side (scripts/test.sh: check-race, test-backend-postgres, mutants, check-static | the suite
-## binary, the suite package's tests check-race skips, go test of the packages check-race leaves
-## out and of the WholeSuite tests it skips, test-scenarios, test-certify, check-builds, vet;
+## side (scripts/test.sh: check-race, test-backend-postgres, the InBrowser tests check-race
+## skips, mutants, check-static | the suite binary, the suite package's tests check-race skips,
+## the tests of the packages check-race leaves out and of the WholeSuite tests it skips,
+## test-scenarios, test-certify, check-builds, vet; package tests through scripts/gotest.sh;
 ## TEST_LANES=1 runs them one after the other); prints each step's time
 test: services
 	@GO="$(GO)" MAKE="$(MAKE)" OUT="$(OUT)" bash scripts/test.sh
