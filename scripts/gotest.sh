@@ -36,6 +36,9 @@
 # replace each other's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The temporary directories removed at exit.
+temps=()
+trap 'rm -rf "${temps[@]}"' EXIT
 GO=${GO:-go}
 build=() run=() args=() pkgs=() timeout=10m copyto= first=0
 while (($#)); do
@@ -49,7 +52,8 @@ while (($#)); do
 	-timeout=*) timeout=${1#-timeout=} ;;
 	-v | -v=true) run+=(-test.v) ;;
 	-count=1) ;;
-	-count | -count=*) echo "gotest: $1: each test binary runs once" >&2; exit 2 ;;
+	-count) [[ ${2:-} == 1 ]] || { echo "gotest: -count ${2:-}: each test binary runs once" >&2; exit 2; }; shift ;;
+	-count=*) echo "gotest: $1: each test binary runs once" >&2; exit 2 ;;
 	-*) build+=("$1") ;;
 	*) pkgs+=("$1") ;;
 	esac
@@ -65,11 +69,14 @@ done
 cache=${SPDLAB_TESTBIN:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/spdlab/testbin}
 key=$(printf '%s\n' "$PWD" "$($GO env GOFLAGS GOOS GOARCH CGO_ENABLED)" "${build[@]}" | sha256sum | cut -c1-16)
 dir=$cache/$key
-mkdir -p "$dir"
-touch "$dir"
+if ! mkdir -p "$dir" 2>/dev/null || ! touch "$dir" 2>/dev/null; then
+	dir=$(mktemp -d)
+	echo "gotest: cannot write $cache (set SPDLAB_TESTBIN to a directory that can be written): the test binaries go to $dir for this run only" >&2
+	temps+=("$dir")
+fi
 # The four directories used last stay, and any used within the hour (a
 # make test of another checkout may be running from it); older ones go.
-ls -1dt "$cache"/*/ 2>/dev/null | tail -n +5 | while read -r old; do
+{ ls -1dt "$cache"/*/ 2>/dev/null || true; } | tail -n +5 | while read -r old; do
 	if [[ -z $(find "$old" -maxdepth 0 -mmin -60) ]]; then rm -rf "$old"; fi
 done
 # A binary that outlives its own -test.timeout (stuck where the test
@@ -117,7 +124,7 @@ for ip in "${want[@]}"; do
 	i=$((i + 1))
 done
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+temps+=("$work")
 buildchunk() {
 	local c=$1 ip g
 	local -A bygroup=()
