@@ -235,6 +235,11 @@ func runCertify(ctx context.Context, e *env, args []string) error {
 		// A case's device is swapped in behind the emulator of the last
 		// one (serial-emu, sd-emu); they all go once the suite has run.
 		driver.Options.KeepEmulators = true
+		// pcsc-emu's second vpcd slot, ready before the first case that
+		// needs two devices.
+		if err := driver.Warm(ctx); err != nil {
+			fmt.Fprintf(e.stdout, "note: %v; the cases open their own\n", err)
+		}
 		ginkgo.RunSpecs(&t, "spdlab conformance on "+name, suiteConfig, reporterConfig)
 		_ = dut.ReleaseIdleEmulators()
 		if r, ok := suiteReport(); ok {

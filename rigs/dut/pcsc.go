@@ -341,6 +341,20 @@ func (s *vpcdSession) park() {
 	s.idle = time.AfterFunc(idleRelease, func() { _ = releaseIdle(s) })
 }
 
+// IdleSlots lists the vpcd slots (indices into the slots pcsc-emu uses)
+// this process holds with no device on them, in order: a pcsc-emu device
+// opened next takes one of them with a swap and a reset, not an insertion.
+func IdleSlots() []int {
+	vpcdPool.Lock()
+	defer vpcdPool.Unlock()
+	var out []int
+	for i := range vpcdPool.idle {
+		out = append(out, i)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // ReleaseIdleSlots lets go at once of the vpcd slots this process holds
 // while no device of it uses them (pcsc-emu keeps a slot for idleRelease
 // after its last device closed), and returns once other programs can take

@@ -18,3 +18,6 @@ func openPCSCEmu(ctx context.Context, d *DUT, arg string, opt Options) error { r
 
 // ReleaseIdleSlots has no vpcd slot to let go of in a build without cgo.
 func ReleaseIdleSlots() error { return nil }
+
+// IdleSlots is empty in a build without cgo: it holds no vpcd slot.
+func IdleSlots() []int { return nil }
