@@ -81,7 +81,10 @@ fi
 done
 # A binary that outlives its own -test.timeout (stuck where the test
 # framework's timer cannot end it) is killed a minute later, as go test
-# does.
+# does. timeout --foreground leaves it in this script's process group, so
+# that an interrupt from the terminal (Ctrl-C) reaches it as it would
+# under go test; without, timeout makes a group of its own and the binary
+# ran on after make test was interrupted.
 limit=$(awk -v d="$timeout" 'BEGIN {
 	n = 0; s = 0
 	while (match(d, /^[0-9.]+(h|ms|m|s)/)) {
@@ -164,7 +167,7 @@ runone() {
 	log=$work/log.${ip//\//_}
 	t0=$EPOCHREALTIME
 	rc=0
-	(cd "${pkgdir[$ip]}" && exec timeout -k 10s "${limit}s" "$bin" -test.paniconexit0 -test.timeout="$timeout" "${run[@]}" "${args[@]}") >"$log" 2>&1 || rc=$?
+	(cd "${pkgdir[$ip]}" && exec timeout --foreground -k 10s "${limit}s" "$bin" -test.paniconexit0 -test.timeout="$timeout" "${run[@]}" "${args[@]}") >"$log" 2>&1 || rc=$?
 	secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
 	{
 		if ((rc == 0)); then
