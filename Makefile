@@ -110,9 +110,10 @@ check-static:
 ## check-race: the race detector on every package that starts a goroutine, found by grep so
 ## that a new one is never left out (scripts/race-packages.sh); make test runs the tests of
 ## these packages only here, the others' without it. The test binaries are kept between runs
-## (scripts/gotest.sh; go test's vet of each package, in the race build, as go test -race). A race-built program sleeps 1 s as it
-## exits (GORACE atexit_sleep_ms) and these tests start hundreds of them as child processes
-## (tiny suites, certify's processes): GORACE_ATEXIT_MS sets that sleep, default 0.
+## (scripts/gotest.sh; go test's vet of each package, in the race build, as go test -race).
+## A race-built program sleeps 1 s as it exits (GORACE atexit_sleep_ms) and these tests start
+## hundreds of them as child processes (tiny suites, certify's processes): GORACE_ATEXIT_MS
+## sets that sleep, default 0.
 ## SQLite (modernc.org/sqlite/lib, C translated to Go, and its C library modernc.org/libc)
 ## is compiled without the race detector's instrumentation and pointer checks (RACE_GCFLAGS),
 ## as cgo's C code always is: it works on memory it allocates itself, the Go side of the

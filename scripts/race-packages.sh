@@ -32,7 +32,7 @@ if [[ ${1:-} != --others ]]; then
 	if [[ -n $vpcd ]]; then
 		root=$PWD
 		# shellcheck disable=SC2086 # one package a word
-		${GO:-go} list -f '{{len .Deps}} {{.Dir}}' $vpcd | sort -n -k1,1 -k2 | sed "s|^[0-9]* $root/|./|"
+		${GO:-go} list -f '{{len .Deps}} {{.Dir}}' $vpcd | sort -n -k1,1 -k2 | sed "s|^[0-9]* $root\$|.|; s|^[0-9]* $root/|./|"
 	fi
 	[[ ${1:-} == --vpcd ]] || comm -23 <(echo "$race") <(echo "$vpcd")
 	exit

@@ -53,7 +53,7 @@ OUT=${OUT:-out}
 # with it). The package tests run through scripts/gotest.sh, which keeps
 # each test binary between runs and links again only those whose packages
 # (or anything they are made of) changed: go test linked all of them at
-# every run, some 45 s of CPU. The steps of this lane (no -race) leave out
+# every run, some 28 s of CPU. The steps of this lane (no -race) leave out
 # go test's own vet, a few of vet's analyzers on each package: the lane
 # ends with `go vet ./...`, every analyzer on every package and its tests,
 # in the same build configuration; so does the checks lane's PostgreSQL
