@@ -58,31 +58,30 @@ done
 printf '1000 reference devices in one process: %.1f KiB of heap per device, %.0f payments/s\n' \
 	"$(metric BenchmarkManyDevices KiB/device)" "$(metric BenchmarkManyDevices payments/s)"
 grep -E '^Benchmark(Settle|Authorise)' "$out" | sed 's/^/backend: /' || true
-# bmetric BENCHMARK UNIT: UNIT on BENCHMARK's own result line (the backend's
-# benchmarks share units).
-bmetric() {
-	grep -E "^$1(-[0-9]+)?[[:space:]]" "$out" | tail -1 | grep -oE "[0-9.]+[[:space:]]+$2([[:space:]]|\$)" | awk '{print $1}'
-}
-printf 'backend settlement, 8 stations, batches of 100 (BenchmarkSettle): %.0f records/s (aim >= 5,000) = %.2fx its verify-and-insert floor; CPU %.0f us a record = %.2fx the floor'"'"'s\n' \
-	"$(bmetric BenchmarkSettle records/s)" "$(bmetric BenchmarkSettle of-verify-floor)" \
-	"$(bmetric BenchmarkSettle cpu-us/op)" "$(bmetric BenchmarkSettle x-floor-cpu)"
-# bvalues BENCHMARK UNIT: UNIT on each of BENCHMARK's result lines, one a
-# line; bmedian: their median (the mean of the middle two of an even count).
+# bvalues BENCHMARK UNIT: UNIT on each of BENCHMARK's own result lines,
+# one a line (the backend's benchmarks share units); bmetric: the last.
 bvalues() {
 	grep -E "^$1(-[0-9]+)?[[:space:]]" "$out" | grep -oE "[0-9.]+[[:space:]]+$2([[:space:]]|\$)" | awk '{print $1}'
 }
-bmedian() {
-	bvalues "$1" "$2" | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+bmetric() { bvalues "$1" "$2" | tail -1; }
+# median: the median of the numbers on stdin, one a line (the mean of the
+# middle two of an even count); nothing for none.
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+bmedian() { bvalues "$1" "$2" | median; }
 # blist BENCHMARK UNIT: the values in the order measured, "a, b, c".
 blist() { bvalues "$1" "$2" | paste -sd, - | sed 's/,/, /g'; }
+# aim VALUE OP LIMIT: "met" or "not met" for VALUE OP LIMIT (OP <, <= or >=).
+aim() { awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN { ok = op == "<" ? v + 0 < l + 0 : op == "<=" ? v + 0 <= l + 0 : v + 0 >= l + 0; print (v == "" ? "not measured" : ok ? "met" : "not met") }'; }
+printf 'backend settlement, 8 stations, batches of 100 (BenchmarkSettle): %.0f records/s (aim >= 5,000) = %.2fx its verify-and-insert floor; CPU %.0f us a record = %.2fx the floor'"'"'s\n' \
+	"$(bmetric BenchmarkSettle records/s)" "$(bmetric BenchmarkSettle of-verify-floor)" \
+	"$(bmetric BenchmarkSettle cpu-us/op)" "$(bmetric BenchmarkSettle x-floor-cpu)"
 printf 'backend authorisation, 8 clients, GOGC 400 as spdlab backend serves (BenchmarkAuthorise), median of %d rounds: p50 %.2f ms, p99 %.2f ms (aim < 5 ms) = %.2fx the p99 of a server that only verifies and signs (%.2f ms); CPU %.0f us a request = %.2fx the floor'"'"'s\n' \
 	"$(bvalues BenchmarkAuthorise p99-ms | wc -l)" \
 	"$(bmedian BenchmarkAuthorise p50-ms)" "$(bmedian BenchmarkAuthorise p99-ms)" "$(bmedian BenchmarkAuthorise x-floor-p99)" \
 	"$(bmedian BenchmarkAuthorise floor-p99-ms)" "$(bmedian BenchmarkAuthorise cpu-us/op)" "$(bmedian BenchmarkAuthorise x-floor-cpu)"
 echo "  each round: p99 $(blist BenchmarkAuthorise p99-ms) ms; the floor's p99 $(blist BenchmarkAuthorise floor-p99-ms) ms"
-# aim VALUE OP LIMIT: "met" or "not met" for VALUE OP LIMIT (OP < or >=).
-aim() { awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN { ok = (op == "<") ? v + 0 < l + 0 : v + 0 >= l + 0; print (v == "" ? "not measured" : ok ? "met" : "not met") }'; }
 p99=$(bmedian BenchmarkAuthorise p99-ms)
 fp99=$(bmedian BenchmarkAuthorise floor-p99-ms)
 rate=$(bmetric BenchmarkSettle records/s)
@@ -125,23 +124,22 @@ if [[ -s $sc/serial1/reports/ref.seconds && -s $sc/procs/reports/ref.seconds ]];
 fi
 echo
 echo "== suite time per DUT as a ratio to ref's in the same round, median of the rounds (aim: ref < 3 s; usb-emu, serial-emu, sd-emu <= 1.5x; pcsc-emu <= 3x)"
-# The lines of report --times: DUT CASES SUITE RATIO MEDIAN P99 SLOWEST.
-[[ -s $times ]] && awk '
-	$1 != "report" { n[$1]++; s[$1, n[$1]] = $3 + 0; r[$1, n[$1]] = $4 + 0; if (!($1 in seen)) { seen[$1] = 1; order[++m] = $1 } }
-	function median(a, d, k,   v, i, j, t) {
-		for (i = 1; i <= k; i++) v[i] = a[d, i]
-		for (i = 2; i <= k; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-		return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
-	}
-	END {
-		for (i = 1; i <= m; i++) {
-			d = order[i]; each = ""
-			for (j = 1; j <= n[d]; j++) each = each (j > 1 ? ", " : "") (d == "ref" ? sprintf("%.2f s", s[d, j]) : sprintf("%.2fx", r[d, j]))
-			lim = d == "ref" ? "< 3 s" : d == "pcsc-emu" ? "<= 3x" : "<= 1.5x"
-			ok = d == "ref" ? median(s, d, n[d]) < 3 : median(r, d, n[d]) <= (d == "pcsc-emu" ? 3 : 1.5)
-			printf "%-10s suite %.2f s, %.2fx ref (each round: %s); aim %s: %s\n", d, median(s, d, n[d]), median(r, d, n[d]), each, lim, ok ? "met" : "not met"
-		}
-	}' "$times"
+# column DUT N: field N of DUT's lines of report --times (DUT CASES SUITE
+# RATIO MEDIAN P99 SLOWEST), one round a line.
+column() { [[ -s $times ]] && awk -v d="$1" -v n="$2" '$1 == d { print $n + 0 }' "$times"; }
+for d in "${duts[@]}"; do
+	[[ -n $(column "$d" 3) ]] || continue
+	if [[ $d == ref ]]; then
+		each=$(column "$d" 3 | awk '{ printf "%s%.2f s", (NR > 1 ? ", " : ""), $1 }')
+		verdict="aim < 3 s: $(aim "$(column "$d" 3 | median)" '<' 3)"
+	else
+		limit=1.5
+		[[ $d == pcsc-emu ]] && limit=3
+		each=$(column "$d" 4 | awk '{ printf "%s%.2fx", (NR > 1 ? ", " : ""), $1 }')
+		verdict="aim <= ${limit}x: $(aim "$(column "$d" 4 | median)" '<=' "$limit")"
+	fi
+	printf '%-10s suite %.2f s, %.2fx ref (each round: %s); %s\n' "$d" "$(column "$d" 3 | median)" "$(column "$d" 4 | median)" "$each" "$verdict"
+done
 echo
 echo "== all DUTs side by side (make test-scenarios; aim < 60 s)"
 # The verdict lines, and the tail of the log of any DUT not certified.

@@ -99,11 +99,10 @@ limit=$(awk -v d="$timeout" 'BEGIN {
 # Every package of the module, in go list's order: IMPORTPATH DIR TESTS,
 # and the group directory of its binary: g0 for the first package of a
 # name, g1 for the second, and so on, the same in every run.
-declare -A group pkgdir tests
+declare -A group pkgdir tests named
 while read -r ip d t; do
-	name=${ip##*/}
-	n=0
-	for seen in "${!group[@]}"; do [[ ${seen##*/} == "$name" ]] && n=$((n + 1)); done
+	n=${named[${ip##*/}]:-0}
+	named[${ip##*/}]=$((n + 1))
 	group[$ip]=g$n pkgdir[$ip]=$d tests[$ip]=$t
 done < <($GO list -f '{{.ImportPath}} {{.Dir}} {{if or .TestGoFiles .XTestGoFiles}}1{{else}}0{{end}}' ./...)
 want=()
