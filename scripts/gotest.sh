@@ -33,7 +33,11 @@
 # module root, rigs/serial and emulator/serial) get directories of their
 # own, as the binaries are named after it. A binary is never shared
 # between two checkouts, so two clones running make test at once do not
-# replace each other's.
+# replace each other's. A checkout's first run starts from a copy of the
+# directory used last with the same flags by any checkout: built with
+# -trimpath (as make test builds), a binary does not depend on the
+# directory it was built in, and those of the copy whose packages are the
+# same in this checkout are up to date as they are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The temporary directories removed at exit.
@@ -67,8 +71,14 @@ done
 [[ " ${build[*]} " == *" -ldflags="* ]] || build+=("-ldflags=-s -w")
 
 cache=${SPDLAB_TESTBIN:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/spdlab/testbin}
-key=$(printf '%s\n' "$PWD" "$($GO env GOFLAGS GOOS GOARCH CGO_ENABLED)" "${build[@]}" | sha256sum | cut -c1-16)
-dir=$cache/$key
+flags=$(printf '%s\n' "$($GO env GOFLAGS GOOS GOARCH CGO_ENABLED)" "${build[@]}" | sha256sum | cut -c1-12)
+dir=$cache/$flags-$(printf '%s\n' "$PWD" | sha256sum | cut -c1-8)
+if [[ ! -d $dir ]] && seed=$(ls -1dt "$cache/$flags"-*/ 2>/dev/null | head -n 1) && [[ -n $seed ]]; then
+	# Copied whole under another name first, then renamed: a make test of
+	# this checkout starting at the same moment (the other lane) takes
+	# either the whole copy or its own.
+	cp -a "${seed%/}" "$dir.$$" 2>/dev/null && mv -T "$dir.$$" "$dir" 2>/dev/null || rm -rf "$dir.$$"
+fi
 if ! mkdir -p "$dir" 2>/dev/null || ! touch "$dir" 2>/dev/null; then
 	dir=$(mktemp -d)
 	echo "gotest: cannot write $cache (set SPDLAB_TESTBIN to a directory that can be written): the test binaries go to $dir for this run only" >&2
