@@ -90,10 +90,14 @@ mutants: deps
 ## everything (the standard library too) that nothing else uses, so without
 ## optimisation (CHECK_GCFLAGS; 40% less CPU for the largest package,
 ## modernc.org/sqlite/lib): what compiles and links does so either way.
+## The cgo-free CLI is kept (NOCGO_BIN) and the USB rig's test binary too (scripts/gotest.sh),
+## so that a run with nothing changed links neither again: 3.0 to 3.2 s of CPU, against 4.2 to
+## 4.3 s when the CLI was linked to /dev/null and the test run by go test (three runs each)
 CHECK_GCFLAGS ?= -gcflags='all=-N -l'
+NOCGO_BIN ?= $${XDG_CACHE_HOME:-$$HOME/.cache}/spdlab/spdlab-nocgo
 check-builds:
-	CGO_ENABLED=0 $(GO) build $(CHECK_GCFLAGS) -o /dev/null ./cmd/spdlab
-	CGO_ENABLED=0 $(GO) test -vet=off $(CHECK_GCFLAGS) -count=1 -run 'WithoutCgo' ./rigs/usb
+	CGO_ENABLED=0 $(GO) build $(CHECK_GCFLAGS) -o "$(NOCGO_BIN)" ./cmd/spdlab
+	CGO_ENABLED=0 GO="$(GO)" bash scripts/gotest.sh -vet=off $(CHECK_GCFLAGS) -run 'WithoutCgo' ./rigs/usb
 	GOOS=darwin $(GO) vet $(CHECK_GCFLAGS) ./...
 
 ## check-hygiene: go.mod and go.sum tidy, staticcheck clean (check-static), and the race
