@@ -6,6 +6,15 @@ DUTS      ?= ref usb-emu serial-emu sd-emu pcsc-emu serial-emu+noise=0.0002 ref+
 OUT       ?= out
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# Every go command here builds with -trimpath (added to GOFLAGS, as `go env GOFLAGS` has it,
+# unless it is there). Without it the go command keys each compiled package of this module
+# on the checkout's directory, so that a clone in a new directory compiled everything again,
+# and make test (which needs it for that reason) compiled everything make run had compiled
+# without it: on an empty build cache, 195 s of CPU for make run's build of the CLI, then
+# 185 s more for the same build with -trimpath.
+GOFLAGS_NOW := $(shell $(GO) env GOFLAGS 2>/dev/null)
+export GOFLAGS := $(strip $(GOFLAGS_NOW) $(if $(filter -trimpath,$(GOFLAGS_NOW)),,-trimpath))
+
 APT_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev libusb-1.0-0-dev pkg-config pcsc-tools opensc tshark zbar-tools dmtx-utils chromium postgresql
 
 .PHONY: all deps services build run test test-unit test-backend-postgres test-scenarios test-certify mutants check-builds check-hygiene check-static check-race bench fuzz vet clean

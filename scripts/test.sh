@@ -59,7 +59,9 @@ OUT=${OUT:-out}
 # in the same build configuration; so does the checks lane's PostgreSQL
 # pass of reference/backend. (check-race keeps it: it also vets the files
 # built only with -race.)
-# Everything is built with -trimpath: without it the go command keys each
+# Everything is built with -trimpath (the Makefile adds it to GOFLAGS for
+# every go command; it is added here too when missing, as when this script
+# runs alone): without it the go command keys each
 # compiled package of this module on the directory it was compiled in, so a
 # clone in a new directory compiled the whole module again in every build
 # configuration (race, plain, cgo-free, macOS, staticcheck's), linked every
@@ -68,7 +70,9 @@ OUT=${OUT:-out}
 # in a directory used before. With it, what was built in one clone serves
 # every other (scripts/gotest.sh keeps the test binaries the same way), and
 # file names in stack traces and test failures start at the module path.
-GOFLAGS="$($GO env GOFLAGS) -trimpath -ldflags=-w"
+GOFLAGS=$($GO env GOFLAGS)
+[[ " $GOFLAGS " == *" -trimpath "* ]] || GOFLAGS+=" -trimpath"
+GOFLAGS+=" -ldflags=-w"
 export GOFLAGS
 # The compilers, linkers and vet, and the test processes, collect garbage at
 # a target of 400 unless GOGC is set: their live heaps are small next to
