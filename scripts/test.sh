@@ -61,15 +61,15 @@ OUT=${OUT:-out}
 # built only with -race.)
 # Everything is built with -trimpath (the Makefile adds it to GOFLAGS for
 # every go command; it is added here too when missing, as when this script
-# runs alone): without it the go command keys each
-# compiled package of this module on the directory it was compiled in, so a
-# clone in a new directory compiled the whole module again in every build
-# configuration (race, plain, cgo-free, macOS, staticcheck's), linked every
-# test binary and vetted every package, however warm the build cache: 348 s
-# and 662 s of CPU, against 182 s and 332 s for the same commit run again
-# in a directory used before. With it, what was built in one clone serves
-# every other (scripts/gotest.sh keeps the test binaries the same way), and
-# file names in stack traces and test failures start at the module path.
+# runs alone): without it the go command keys each compiled package of this
+# module on the directory it was compiled in, so a clone in a new directory
+# compiled the whole module again in every build configuration (race,
+# plain, cgo-free, macOS, staticcheck's), linked every test binary and
+# vetted every package, however warm the build cache: 348 s and 662 s of
+# CPU, against 182 s and 332 s for the same commit run again in a directory
+# used before. With it, what was built in one clone serves every other
+# (scripts/gotest.sh keeps the test binaries the same way), and file names
+# in stack traces and test failures start at the module path.
 GOFLAGS=$($GO env GOFLAGS)
 [[ " $GOFLAGS " == *" -trimpath "* ]] || GOFLAGS+=" -trimpath"
 GOFLAGS+=" -ldflags=-w"
