@@ -73,10 +73,11 @@ done
 cache=${SPDLAB_TESTBIN:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/spdlab/testbin}
 flags=$(printf '%s\n' "$($GO env GOFLAGS GOOS GOARCH CGO_ENABLED)" "${build[@]}" | sha256sum | cut -c1-12)
 dir=$cache/$flags-$(printf '%s\n' "$PWD" | sha256sum | cut -c1-8)
-if [[ ! -d $dir ]] && seed=$(ls -1dt "$cache/$flags"-*/ 2>/dev/null | head -n 1) && [[ -n $seed ]]; then
-	# Copied whole under another name first, then renamed: a make test of
-	# this checkout starting at the same moment (the other lane) takes
-	# either the whole copy or its own.
+if [[ ! -d $dir ]] && seed=$(ls -1dt "$cache/$flags"-????????/ 2>/dev/null | head -n 1) && [[ -n $seed ]]; then
+	# Copied whole under another name first (DIR.PID, which no checkout's
+	# seed matches), then renamed: a make test of this checkout starting at
+	# the same moment (the other lane) takes either the whole copy or its
+	# own.
 	cp -a "${seed%/}" "$dir.$$" 2>/dev/null && mv -T "$dir.$$" "$dir" 2>/dev/null || rm -rf "$dir.$$"
 fi
 if ! mkdir -p "$dir" 2>/dev/null || ! touch "$dir" 2>/dev/null; then
