@@ -114,7 +114,7 @@ check-builds:
 check-hygiene: check-static check-race
 
 ## check-static: gofmt, go.mod and go.sum tidy, staticcheck clean (scenarios/staticcheck.conf
-## allows the Ginkgo and Gomega dot imports). Built with -trimpath (as make test builds), a
+## allows the Ginkgo and Gomega dot imports). Built with -trimpath (as every build here is), a
 ## package is the same to staticcheck's cache in every clone, and a finding it kept names the
 ## file in the clone that first analysed it (../other-clone/cmd/spdlab/x.go): when staticcheck
 ## finds anything, it runs again on an empty cache of its own, whose findings name this

@@ -35,7 +35,7 @@
 # between two checkouts, so two clones running make test at once do not
 # replace each other's. A checkout's first run starts from a copy of the
 # directory used last with the same flags by any checkout: built with
-# -trimpath (as make test builds), a binary does not depend on the
+# -trimpath (as every build of the Makefile is), a binary does not depend on the
 # directory it was built in, and those of the copy whose packages are the
 # same in this checkout are up to date as they are.
 set -euo pipefail
