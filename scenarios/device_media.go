@@ -197,6 +197,7 @@ func defineDeviceMedia(d Driver) {
 				Expect(f.sw(ctx, f.storeOrder(ctx, spd.StoreOrder{Label: "canteen", Format: spd.FormatMerchantCode, Content: []byte(code)}))).
 					To(Equal(apdu.SWOK))
 
+				unchanged := f.state(ctx)
 				list, err = f.Client.ListMedia(ctx)
 				Expect(err).NotTo(HaveOccurred())
 				Expect(list).To(HaveLen(2))
@@ -215,6 +216,7 @@ func defineDeviceMedia(d Driver) {
 				Expect(err).NotTo(HaveOccurred())
 				Expect(order.Payee).To(Equal("CANTEEN-3"))
 				Expect(f.sw(ctx, spd.ShowMedium("nothing", Clock))).To(Equal(apdu.SWRecordNotFound))
+				Expect(f.state(ctx)).To(Equal(unchanged), "LIST MEDIA and SHOW MEDIUM change nothing")
 
 				// Refused orders change nothing.
 				before := f.snapshot(ctx)

@@ -195,6 +195,21 @@ func defineESIM(d Driver) {
 				Expect(sel2.DeviceID).To(Equal(f.Profile.DeviceID))
 				_, sw = onChannel(ctx, f, b, spd.GetResponse(256))
 				Expect(sw).To(Equal(apdu.SWConditionsNotSat), "channel %d has nothing pending", b)
+				// A response left pending on channel a (sent as it is, 61xx
+				// not followed) is not channel b's to fetch.
+				if raw, ok := f.rec.Link().(link.RawExchanger); ok {
+					send := func(ch byte, cmd apdu.Command) apdu.SW {
+						cmd.CLA |= ch
+						resp, err := raw.ExchangeRaw(ctx, rawCmd(cmd))
+						Expect(err).NotTo(HaveOccurred())
+						Expect(len(resp)).To(BeNumerically(">=", 2))
+						return apdu.SW(uint16(resp[len(resp)-2])<<8 | uint16(resp[len(resp)-1]))
+					}
+					sw = send(a, apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, P2: 0x00, Data: spd.AID, Ne: 5})
+					Expect(sw.SW1()).To(Equal(byte(0x61)), "SELECT with Le 5 on channel %d leaves the rest of its answer pending: %s", a, sw)
+					Expect(send(b, spd.GetResponse(256))).To(Equal(apdu.SWConditionsNotSat),
+						"GET RESPONSE on channel %d while a response is pending on channel %d only", b, a)
+				}
 
 				// Closing a channel ends its session only.
 				_, sw = onChannel(ctx, f, 0, closeChannel(a))

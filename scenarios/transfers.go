@@ -30,6 +30,7 @@ func defineTransfers(d Driver) {
 				info := res.Info()
 				Expect(info.Kind).To(Equal(medium.KindTransfer))
 				Expect(info.Amount).To(Equal(int64(15_00)))
+				Expect(info.Serial).To(Equal(uint64(1)), "a device's first transfer is serial 1")
 				Expect(info.PayerID).To(Equal(payer.Profile.DeviceID), asserts("C19", "the medium carries the first identity, the payer's device"))
 				Expect(info.PayeeID).To(Equal(payee.Profile.DeviceID), asserts("C17", "the second medium names the second user's device"))
 				Expect(payer.Client.Balance(ctx)).To(Equal(pb.Balance-15_00), asserts("C13", asserts("C16", "the transfer medium is generated from the adjusted balance, debited before the medium is shown")))
@@ -80,12 +81,19 @@ func defineTransfers(d Driver) {
 			}, SpecTimeout(60*time.Second))
 
 		It("MUST refuse a transfer beyond the balance and change nothing",
-			Case("TC-XFR-003", Negative, "SPD-XFR-1", "C13"), func(ctx SpecContext) {
+			Case("TC-XFR-003", Negative, "SPD-XFR-1", "SPD-APP-4", "C13"), func(ctx SpecContext) {
 				payer := personalised(ctx, d, nil)
 				payer.login(ctx)
+				payee := []byte{1, 2, 3, 4, 5, 6, 7, 8}
 				cmd := spd.TransferOut(spd.TransferRequest{Amount: payer.Profile.Balance + 1, Currency: 978,
-					Payee: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Time: Clock, Expiry: Clock.Add(time.Hour)})
+					Payee: payee, Time: Clock, Expiry: Clock.Add(time.Hour)})
 				payer.refuses(ctx, cmd, sw6985, "a transfer above the balance")
+				// The transfer serial is no data object: the next transfer
+				// shows whether the refused one spent it.
+				res, err := payer.Client.TransferOut(ctx, spd.TransferRequest{Amount: 1_00, Currency: 978,
+					Payee: payee, Time: Clock, Expiry: Clock.Add(time.Hour)})
+				Expect(err).NotTo(HaveOccurred())
+				Expect(res.Info().Serial).To(Equal(uint64(1)), "the first transfer after a refused one is serial 1: the refusal spent no serial")
 			}, SpecTimeout(30*time.Second))
 	})
 }

@@ -11,6 +11,10 @@
 # service cases (terminal and backend flows) only for a mutant the device
 # cases let through. Prints every mutant with the case that killed it on
 # each transport, and fails unless every mutant is killed.
+# The eSIM mutants (esim-*) break the sessions of logical channels, which
+# only esim-emu has: they run on faulty:NAME@esim-emu in the first
+# transport's column, alone (not in the mutation runs, whose devices are
+# ref's), and are not applicable (n/a) on the others.
 # With MUTANT_ALL=1 each run goes through the whole suite instead and names
 # every case that failed (slower: for studying the catalogue, not make test).
 #
@@ -49,6 +53,7 @@ run() {
 	local name=$1 transport=$2 hint=${3:-} dut log killer filter
 	dut="faulty:$name"
 	[[ $transport == ref ]] || dut="faulty:$name@$transport"
+	[[ $name != esim-* ]] || dut="faulty:$name@esim-emu"
 	log="$out/$name@$transport.log"
 	local filters=('!slow && !/^TC-SVC-/ && !/^TC-CAM-/' '(slow || /^TC-CAM-/) && !/^TC-SVC-/' '/^TC-SVC-/')
 	local failfast=-ginkgo.fail-fast
@@ -88,7 +93,7 @@ batches() {
 	local t=$1 dut=ref plan=$tmp/plan@$1 r rounds
 	running=0
 	[[ $t == ref ]] || dut=$t
-	awk '$2 ~ /^TC-[A-Z]+-[0-9]+$/ {print ++k[$2], $2, $1}' >"$plan"
+	awk '$2 ~ /^TC-[A-Z]+-[0-9]+$/ && $1 !~ /^esim-/ {print ++k[$2], $2, $1}' >"$plan"
 	rounds=$(awk '$1 > m {m = $1} END {print m + 0}' "$plan")
 	for ((r = 1; r <= rounds; r++)); do
 		awk -v r="$r" '$1 == r {print $2, $3}' "$plan" >"$tmp/round$r@$t"
@@ -196,7 +201,8 @@ for n in $names; do echo "$n ${known[$n]:--}"; done | try "$first"
 awk -v f="$first" 'FILENAME == ARGV[1] {if ($2 == f && $3 ~ /^TC-/) {split($3, k, ","); killer[$1] = k[1]}; next}
 	$1 in killer {print $1, killer[$1]}' "$tmp/$first" <(tr ' ' '\n' <<<"$names") >"$out/killers.txt"
 for t in ${transports#"$first"}; do
-	while read -r n _ k; do echo "$n $k"; done <"$tmp/$first" | try "$t"
+	while read -r n _ k; do [[ $n == esim-* ]] || echo "$n $k"; done <"$tmp/$first" | try "$t"
+	for n in $names; do [[ $n != esim-* ]] || echo "$n $t n/a" >>"$tmp/$t"; done
 done
 for t in $transports; do
 	while read -r n tr k; do killed[$n@$tr]=$k; done <"$tmp/$t"
@@ -211,7 +217,7 @@ fi
 printf '%-26s %-10s' mutant breaks
 for t in $transports; do printf ' %-14s' "$t"; done
 echo
-survivors=0 total=0
+survivors=0 total=0 esims=''
 for n in $names; do
 	printf '%-26s %-10s' "$n" "${req[$n]:-?}"
 	total=$((total + 1))
@@ -219,9 +225,11 @@ for n in $names; do
 		k=${killed[$n@$t]:-}
 		printf ' %-14s' "${k:-?}"
 		if [[ $k == - || $k == setup-failure || -z $k ]]; then survivors=$((survivors + 1)); fi
+		[[ $n != esim-* || $t != "$first" ]] || esims=1
 	done
 	echo
 done
+[[ -z $esims ]] || echo "mutants: the esim-* mutants ran on esim-emu in the $first column (only it has logical channels)"
 echo "mutants: $total mutants x ${transports// /, }: $survivors survived (logs in $out)"
 # A hint that is missing or names another case than the one that killed
 # the mutant now sent it through runs of its own: say so, with the fix.

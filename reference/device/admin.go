@@ -165,6 +165,9 @@ func (d *Device) dataValue(tag tlv.Tag) ([]byte, apdu.SW) {
 		switch tag {
 		case spd.TagCertificate:
 			v = d.prof.Certificate
+			if d.bug("certificate-cut") && len(v) > 255 {
+				v = v[:255]
+			}
 		case spd.TagBalance:
 			v = u64(uint64(d.c.Balance))
 			if d.bug("stale-balance") && d.mut.oldBalance != nil {
@@ -488,16 +491,18 @@ func (d *Device) doTestErase(cmd apdu.Command) ([]byte, apdu.SW) {
 	if (d.c.State != spd.StateInitialised || d.bug("erase-initialised-refused")) && (d.prof == nil || !d.prof.TestSample) {
 		return nil, apdu.SWConditionsNotSat
 	}
-	if n <= d.eraseCounter() {
+	if n < d.eraseCounter() || (n == d.eraseCounter() && !d.bug("erase-counter-equal")) {
 		return nil, apdu.SWRefDataNotUsable
 	}
 	tx := d.begin(spd.INSTestErase)
 	for _, k := range d.st.Keys("") {
-		if k != keyErase && !(d.bug("erase-keeps-media") && strings.HasPrefix(k, prefixMedia)) {
+		if (k != keyErase || d.bug("erase-counter-wiped")) && !(d.bug("erase-keeps-media") && strings.HasPrefix(k, prefixMedia)) {
 			tx.Delete(k)
 		}
 	}
-	tx.Put(keyErase, u32(n))
+	if !d.bug("erase-counter-wiped") {
+		tx.Put(keyErase, u32(n))
+	}
 	if sw := d.commit(tx); sw != apdu.SWOK {
 		return nil, sw
 	}

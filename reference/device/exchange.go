@@ -62,8 +62,11 @@ func (d *Device) doExchange(cmd apdu.Command) ([]byte, apdu.SW) {
 		Token: d.prof.AccountToken, Nonce: req.Nonce,
 		Exchange: &exchangeRec{Kind: req.Kind, TargetCurrency: rate.TargetCurrency, Numerator: rate.Numerator,
 			Denominator: rate.Denominator, Target: target}}
-	if len(rec.Nonce) == 0 {
+	if len(rec.Nonce) == 0 || d.bug("exchange-nonce-ignored") {
 		rec.Nonce = d.randBytes(16) // SPD-PAY-8: the device's own nonce
+	}
+	if d.bug("exchange-rate-swapped") {
+		rec.Exchange.Numerator, rec.Exchange.Denominator = rec.Exchange.Denominator, rec.Exchange.Numerator
 	}
 	total, _, _ := d.pendingTotals()
 	info := d.baseInfo(medium.KindPaymentResult, nc, total, now)

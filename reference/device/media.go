@@ -236,6 +236,9 @@ func (d *Device) doReadMedia(cmd apdu.Command) ([]byte, apdu.SW) {
 			out = append(out, spd.StoredMedium{Label: m.label, Format: m.format,
 				Expiry: time.Unix(int64(m.expiry), 0).UTC(), Size: len(m.content)})
 		}
+		if d.bug("list-media-omits-last") && len(out) > 1 {
+			out = out[:len(out)-1]
+		}
 		return spd.EncodeMediaList(out), apdu.SWOK
 	case spd.P1ShowMedium:
 		label, now, err := spd.ParseShowMedium(cmd.Data)
@@ -253,8 +256,17 @@ func (d *Device) doReadMedia(cmd apdu.Command) ([]byte, apdu.SW) {
 		if (spd.Unix(now) > expiry || d.c.LastSync > expiry || (d.bug("media-sync-inclusive") && d.c.LastSync == expiry)) && !d.bug("media-shows-expired") {
 			return nil, apdu.SWConditionsNotSat
 		}
+		content := bytes.Clone(b[5:])
+		if d.bug("show-medium-cut") && len(content) > 255 {
+			content = content[:255]
+		}
+		if d.bug("show-medium-spends-atc") {
+			nc := d.c
+			nc.ATC++
+			d.commitCounters(nc)
+		}
 		return spd.StoredMedium{Label: label, Format: spd.MediumFormat(b[0]),
-			Expiry: time.Unix(int64(expiry), 0).UTC(), Content: bytes.Clone(b[5:])}.Encode(), apdu.SWOK
+			Expiry: time.Unix(int64(expiry), 0).UTC(), Content: content}.Encode(), apdu.SWOK
 	}
 	return nil, apdu.SWIncorrectP1P2
 }

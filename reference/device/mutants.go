@@ -301,6 +301,24 @@ var Mutants = []Mutant{
 	{"bio-no-template-ends-session", "SPD-APP-3", "ends the verified status on a biometric VERIFY answered 6A88 (no template)"},
 	{"reclaim-ledger-unbounded", "SPD-LED-1", "adds a RECLAIM record to a full ledger instead of 6A84"},
 	{"xferin-ledger-unbounded", "SPD-LED-1", "adds a TRANSFER IN record to a full ledger instead of 6A84"},
+
+	// Requirements no mutant above breaks.
+	{"list-media-omits-last", "SPD-STM-2", "leaves the last stored medium out of LIST MEDIA when it holds more than one"},
+	{"show-medium-cut", "SPD-STM-2", "answers SHOW MEDIUM with the first 255 bytes of a longer content"},
+	{"show-medium-spends-atc", "SPD-STM-2", "adds one to the ATC on SHOW MEDIUM"},
+	{"xfer-refused-spends-serial", "SPD-APP-4", "adds one to the transfer serial on a TRANSFER it refuses for the balance (6985)"},
+	{"certificate-cut", "SPD-VER-3", "answers GET DATA DF11 with the first 255 bytes of a longer certificate"},
+	{"erase-counter-equal", "SPD-TST-2", "applies a TEST ERASE whose counter equals the last applied one (a replay)"},
+	{"erase-counter-wiped", "SPD-TST-2", "deletes the erase counter with everything else on TEST ERASE, so it starts again at 0"},
+	{"exchange-nonce-ignored", "SPD-EXC-4", "puts a nonce of its own in an exchange's ledger record in place of the terminal's 9F37"},
+	{"exchange-rate-swapped", "SPD-EXC-4", "records an exchange's rate with its numerator and denominator swapped"},
+	{"cert-validity-unchecked", "SPD-MED-6", "accepts a medium issued outside its device certificate's validity (PARSE MEDIUM, TRANSFER IN)"},
+
+	// eSIM sessions (SPEC.md SPD-ESIM-2): these run on esim-emu only, the
+	// one DUT with logical channels.
+	{"esim-verified-shared", "SPD-ESIM-2", "keeps one cardholder verification for every logical channel"},
+	{"esim-pending-shared", "SPD-ESIM-2", "serves a GET RESPONSE on one channel with the response pending on another"},
+	{"esim-close-ends-all", "SPD-ESIM-2", "ends the SPD session of every channel when one channel is closed"},
 }
 
 // LookupMutant returns the catalogue entry named name.
@@ -647,6 +665,15 @@ func (d *Device) certified(cert []byte, mutant string) (*ecdsa.PublicKey, []byte
 // signature against the certified key (medium.VerifyCertificate), as the
 // rogue-CA mutants get it wrong.
 func (d *Device) verifyMedium(m *medium.Medium, mutant string) error {
+	if d.bug("cert-validity-unchecked") {
+		// The certificate and the signature, not the validity. (certified
+		// with no mutant of its own: the device runs this one.)
+		pub, _, err := d.certified(m.Info.Certificate, "")
+		if err != nil {
+			return err
+		}
+		return m.Verify(pub)
+	}
 	if !d.bug(mutant) && !d.bug("xferin-sig-unchecked") {
 		if c, ok := d.certs.get(m.Info.Certificate, d.caPub); ok {
 			return c.verify(m)

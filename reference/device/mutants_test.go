@@ -64,4 +64,43 @@ func TestMutantCatalogue(t *testing.T) {
 	if len(Mutants) < 60 {
 		t.Errorf("%d mutants, want at least 60", len(Mutants))
 	}
+
+	// Every requirement SPEC.md defines is broken by a mutant, so that
+	// make mutants shows the suite fails a device that breaks it, or is
+	// one a bug of the device application cannot break.
+	broken := map[string]bool{}
+	for _, m := range Mutants {
+		broken[m.Requirement] = true
+	}
+	for _, id := range regexp.MustCompile(`\*\*(SPD-[A-Z0-9]+-[0-9]+)\*\*`).FindAllStringSubmatch(string(spec), -1) {
+		why, exempt := unmutated[id[1]]
+		switch {
+		case broken[id[1]] && exempt:
+			t.Errorf("%s is broken by a mutant but listed as one no mutant can break (%s)", id[1], why)
+		case !broken[id[1]] && !exempt:
+			t.Errorf("no mutant breaks %s: add one to Mutants, and a case that kills it", id[1])
+		}
+	}
+	for id := range unmutated {
+		if !strings.Contains(string(spec), "**"+id+"**") {
+			t.Errorf("unmutated lists %s, which SPEC.md does not define", id)
+		}
+	}
+}
+
+// unmutated are the requirements of SPEC.md that no mutant of the device
+// application breaks, with the part of the lab that meets them instead.
+var unmutated = map[string]string{
+	"SPD-EXC-5":  "the issuer's host signs the rates (reference/backend)",
+	"SPD-HVA-3":  "the issuer's host makes the checks it asserts (reference/backend)",
+	"SPD-LED-5":  "the settlement host settles each record once (reference/backend)",
+	"SPD-PRC-3":  "the merchant checks a scanned payment code (reference/terminal)",
+	"SPD-MED-2":  "the terminal renders the media the device answers as bytes (reference/medium)",
+	"SPD-MED-7":  "the terminal shows a token reference as Code 128 (reference/medium)",
+	"SPD-FORM-1": "the transports carry the same APDUs (emulator, rigs)",
+	"SPD-FORM-2": "it names the device's units; the requirements of each unit have their mutants",
+	"SPD-FORM-3": "the ATR is the card's or the rig's (emulator), not the application's",
+	"SPD-ESIM-1": "MANAGE CHANNEL and the class bytes are the eUICC's (emulator/esim)",
+	"SPD-ESIM-3": "the ATR is the eUICC's (emulator/esim)",
+	"SPD-OPT-1":  "the reference device implements every feature; a device without one has an ICS of its own",
 }

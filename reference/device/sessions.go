@@ -9,6 +9,10 @@ package device
 type Sessions struct {
 	d *Device
 	s [MaxChannels]session
+
+	// last is the session of the channel that answered last, which the
+	// esim-*-shared mutants serve on every channel.
+	last session
 }
 
 // MaxChannels is the number of logical channels a card offers: 0..3.
@@ -33,11 +37,18 @@ func (s *Sessions) Process(ch int, command []byte) []byte {
 		return nil
 	}
 	d.selected, d.verified, d.rest = s.s[ch].selected, s.s[ch].verified, s.s[ch].rest
+	if d.bug("esim-verified-shared") {
+		d.verified = s.last.verified
+	}
+	if d.bug("esim-pending-shared") {
+		d.rest = s.last.rest
+	}
 	resp := d.process(command)
 	s.s[ch] = session{d.selected, d.verified, d.rest}
+	s.last = s.s[ch]
 	d.clearSession()
 	if d.dead {
-		s.s = [MaxChannels]session{}
+		s.s, s.last = [MaxChannels]session{}, session{}
 		return nil
 	}
 	return resp
@@ -51,11 +62,14 @@ func (s *Sessions) Close(ch int) {
 	if ch >= 0 && ch < MaxChannels {
 		s.s[ch] = session{}
 	}
+	if s.d.bug("esim-close-ends-all") {
+		s.s, s.last = [MaxChannels]session{}, session{}
+	}
 }
 
 func (s *Sessions) closeAll() {
 	s.d.mu.Lock()
-	s.s = [MaxChannels]session{}
+	s.s, s.last = [MaxChannels]session{}, session{}
 	s.d.mu.Unlock()
 }
 

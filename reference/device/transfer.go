@@ -76,6 +76,11 @@ func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWWrongData
 	}
 	if req.Amount > d.c.Balance {
+		if d.bug("xfer-refused-spends-serial") {
+			nc := d.c
+			nc.TransferSerial++
+			d.commitCounters(nc)
+		}
 		return nil, apdu.SWConditionsNotSat
 	}
 	if len(d.pend) >= d.cfg.MaxLedger || (len(d.xfers) >= d.cfg.MaxTransfers && !(d.bug("xfer-capacity-17") && len(d.xfers) == d.cfg.MaxTransfers)) {

@@ -52,8 +52,8 @@ func Check(spec string) error {
 		if _, ok := device.LookupMutant(name); !ok {
 			return fmt.Errorf("dut: faulty needs a mutant of device.Mutants (make mutants lists them), not %q", name)
 		}
-		if transport != "" && transport != "ref" && transport != "usb-emu" {
-			return fmt.Errorf("dut: faulty:%s@%s: a mutant runs in process (ref) or behind usb-emu", name, transport)
+		if transport != "" && transport != "ref" && transport != "usb-emu" && transport != "esim-emu" {
+			return fmt.Errorf("dut: faulty:%s@%s: %s", name, transport, faultyTransports)
 		}
 	}
 	return nil

@@ -10,7 +10,7 @@ import (
 func TestCheck(t *testing.T) {
 	for _, spec := range []string{"ref", "ref+latency=2ms", "usb-emu+t1", "serial-emu+noise=0.0002", "sd-emu",
 		"esim-emu", "pcsc-emu", "pcsc-emu:1", "pcsc", "pcsc:ACS ACR39U 00 00", "serial:/dev/ttyUSB0",
-		"usb:072f:90cc", "sd:/media/sdcard", "replay:run.pcapng", "faulty:stale-balance", "faulty:status-9000@usb-emu"} {
+		"usb:072f:90cc", "sd:/media/sdcard", "replay:run.pcapng", "faulty:stale-balance", "faulty:status-9000@usb-emu", "faulty:esim-verified-shared@esim-emu"} {
 		if err := Check(spec); err != nil {
 			t.Errorf("Check(%q): %v", spec, err)
 		}
@@ -28,7 +28,7 @@ func TestCheck(t *testing.T) {
 		"replay":                  "replay needs a trace file",
 		"pcsc-emu:7":              "vpcd slot number",
 		"faulty:no-such-mutant":   "faulty needs a mutant",
-		"faulty:stale-balance@sd": "runs in process (ref) or behind usb-emu",
+		"faulty:stale-balance@sd": "runs in process (ref), behind usb-emu or in esim-emu",
 		"ref+latency=fast":        "fault latency=fast",
 		"pcsc+latency=1ms":        "pcsc takes no faults",
 		"usb-emu+noise=0.0001":    "noise is for serial-emu",

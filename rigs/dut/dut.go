@@ -12,7 +12,8 @@
 //	sd:DIR         a secure microSD channel at a card's mount point DIR
 //	replay:FILE    answers from a recorded pcapng trace
 //	faulty:NAME    a reference device with one deliberate defect (device.Mutants;
-//	               faulty:NAME@usb-emu puts it behind the USB CCID emulator),
+//	               faulty:NAME@usb-emu puts it behind the USB CCID emulator,
+//	               faulty:NAME@esim-emu in the emulated eUICC),
 //	               for checking that the suite fails such a device
 //	pcsc-emu, serial-emu, sd-emu
 //	               the reference device behind an in-process emulator,

@@ -16,6 +16,7 @@ import (
 //
 //	faulty:NAME           in process, as ref
 //	faulty:NAME@usb-emu   behind the in-process USB CCID emulator, as usb-emu
+//	faulty:NAME@esim-emu  the SPD application of the emulated eUICC, as esim-emu
 func openFaulty(ctx context.Context, d *DUT, arg string, opt Options) error {
 	name, transport, _ := strings.Cut(arg, "@")
 	if _, ok := device.LookupMutant(name); !ok {
@@ -32,9 +33,14 @@ func openFaulty(ctx context.Context, d *DUT, arg string, opt Options) error {
 		return nil
 	case "usb-emu":
 		return openUSBEmu(ctx, d, "", opt)
+	case "esim-emu":
+		return openESIMEmu(ctx, d, "", opt)
 	}
-	return fmt.Errorf("dut: faulty:%s@%s: a mutant runs in process (ref) or behind usb-emu", name, transport)
+	return fmt.Errorf("dut: faulty:%s@%s: %s", name, transport, faultyTransports)
 }
+
+// faultyTransports says where a mutant runs.
+const faultyTransports = "a mutant runs in process (ref), behind usb-emu or in esim-emu"
 
 // FaultyModes are a few of the mutants faulty:NAME serves, with what each
 // does wrong; faulty:NAME takes any name of device.Mutants.

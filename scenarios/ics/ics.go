@@ -114,10 +114,11 @@ func Reference() *ICS {
 }
 
 // ReferenceFor is the statement of the emulated DUT named by spec: the
-// eSIM emulator (esim-emu) is the reference device as an eSIM (form factor
-// esim, feature esim); every other emulated DUT is Reference.
+// eSIM emulator (esim-emu, and a mutant in it, faulty:NAME@esim-emu) is the
+// reference device as an eSIM (form factor esim, feature esim); every
+// other emulated DUT is Reference.
 func ReferenceFor(spec string) *ICS {
-	if spec != "esim-emu" {
+	if spec != "esim-emu" && !(strings.HasPrefix(spec, "faulty:") && strings.HasSuffix(spec, "@esim-emu")) {
 		return Reference()
 	}
 	raw := bytes.Replace(referenceYAML, []byte("  form_factor: sim  "), []byte("  form_factor: esim "), 1)
