@@ -164,6 +164,9 @@ func (d *Device) powerOn() {
 	if err := d.load(); err != nil {
 		d.broken = true
 	}
+	if d.bug("pin-tries-volatile") && d.prof != nil && d.tries(keyPINTries) < d.prof.PINTryLimit {
+		_ = d.put(keyPINTries, []byte{byte(d.prof.PINTryLimit)})
+	}
 }
 
 // PowerOff removes power: the session ends and Process answers nothing.

@@ -312,6 +312,14 @@ var Mutants = []Mutant{
 	{"erase-counter-wiped", "SPD-TST-2", "deletes the erase counter with everything else on TEST ERASE, so it starts again at 0"},
 	{"exchange-nonce-ignored", "SPD-EXC-4", "puts a nonce of its own in an exchange's ledger record in place of the terminal's 9F37"},
 	{"exchange-rate-swapped", "SPD-EXC-4", "records an exchange's rate with its numerator and denominator swapped"},
+	{"token-uses-plus-one", "SPD-TOK-2", "allows one payment more than a token's max transactions"},
+	{"balance-inclusive", "SPD-PAY-6", "declines a payment of exactly the balance"},
+	{"uses-wrap", "SPD-PAY-3", "writes off a use when none is left, wrapping the count to 2^32-1"},
+	{"offline-pending-inclusive", "SPD-LED-3", "declines an offline payment that brings the offline pending total exactly to its limit"},
+	{"offline-age-inclusive", "SPD-LED-3", "declines an offline payment made exactly the max time after the last sync"},
+	{"pay-blocked", "SPD-LC-3", "pays while blocked"},
+	{"token-blocked", "SPD-LC-3", "generates a payment token while blocked"},
+	{"pin-tries-volatile", "SPD-PIN-2", "keeps the PIN try counter in volatile memory: a power-on restores it to the limit"},
 	{"cert-validity-unchecked", "SPD-MED-6", "accepts a medium issued outside its device certificate's validity (PARSE MEDIUM, TRANSFER IN)"},
 
 	// eSIM sessions (SPEC.md SPD-ESIM-2): these run on esim-emu only, the
@@ -450,6 +458,8 @@ func (d *Device) stateBypass(ins spd.INS) bool {
 	case d.bug("initialise-again") && ins == spd.INSInitialise && d.c.State >= spd.StatePersonalised:
 	case d.bug("pay-personalised") && ins == spd.INSPay && d.c.State == spd.StatePersonalised:
 	case d.bug("medium-blocked") && ins == spd.INSGenerateMedium && d.c.State == spd.StateBlocked:
+	case d.bug("pay-blocked") && ins == spd.INSPay && d.c.State == spd.StateBlocked:
+	case d.bug("token-blocked") && ins == spd.INSGenerateToken && d.c.State == spd.StateBlocked:
 	case d.bug("update-terminated") && ins == spd.INSUpdateParameters && d.c.State == spd.StateTerminated:
 	case d.bug("terminated-verifies") && ins == spd.INSVerify && d.c.State == spd.StateTerminated:
 	default:

@@ -208,7 +208,7 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 		switch {
 		case now > tok.Expiry || (d.bug("token-expiry-inclusive") && now == tok.Expiry):
 			return decline(ReasonTokenExpired)
-		case tok.Used >= tok.MaxTxns:
+		case tok.Used >= tok.MaxTxns && !(d.bug("token-uses-plus-one") && tok.Used == tok.MaxTxns):
 			return decline(ReasonTokenUsedUp)
 		case tokAmount > tok.MaxAmount:
 			return decline(ReasonTokenAmount)
@@ -230,11 +230,11 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 	}
 	switch req.Kind {
 	case spd.KindBalance:
-		if amount > d.c.Balance {
+		if amount > d.c.Balance || (d.bug("balance-inclusive") && amount == d.c.Balance) {
 			return decline(ReasonInsufficientBalance)
 		}
 	case spd.KindUse:
-		if d.c.Uses == 0 {
+		if d.c.Uses == 0 && !d.bug("uses-wrap") {
 			return decline(ReasonNoUses)
 		}
 	}
@@ -250,12 +250,14 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 			return r
 		}
 		switch {
-		case offAmount+amount > lim.MaxPending && !(d.bug("offline-pending-zero-unlimited") && lim.MaxPending == 0):
+		case (offAmount+amount > lim.MaxPending || (d.bug("offline-pending-inclusive") && offAmount+amount == lim.MaxPending)) &&
+			!(d.bug("offline-pending-zero-unlimited") && lim.MaxPending == 0):
 			return decline(reason(ReasonOverPendingLimit))
 		case offCount+1 > lim.MaxOfflineCount && !(d.bug("offline-count-plus-one") && offCount == lim.MaxOfflineCount) &&
 			!(d.bug("offline-count-zero-unlimited") && lim.MaxOfflineCount == 0):
 			return decline(reason(ReasonOverCountLimit))
-		case lim.MaxOfflineAge > 0 && since > int64(lim.MaxOfflineAge/time.Second) && !d.bug("offline-age-ignored") &&
+		case lim.MaxOfflineAge > 0 && (since > int64(lim.MaxOfflineAge/time.Second) || (d.bug("offline-age-inclusive") && since == int64(lim.MaxOfflineAge/time.Second))) &&
+			!d.bug("offline-age-ignored") &&
 			!(d.bug("code-age-unchecked") && ins == spd.INSPresentCode):
 			return decline(reason(ReasonSyncTooOld))
 		}
