@@ -551,3 +551,56 @@ func TestNoPCSCD(t *testing.T) {
 		t.Fatalf("the error does not say what to do:\n%s", out)
 	}
 }
+
+// A command the card never answers outlives its caller's ctx (PC/SC cannot
+// interrupt a transmit). Close must still return, saying so, refuse new
+// commands, and let the card go once the command returns, so that a
+// certification run against a card or reader that stopped answering ends
+// with its report rather than hanging.
+func TestCloseWhileACommandHangs(t *testing.T) {
+	defer pcsc.SetCloseWait(300 * time.Millisecond)()
+	card := simtest.NewCard()
+	serve(t, card, emulator.FormSIM)
+	r := open(t)
+	expect(t, r, simtest.Select(), ok)
+	atr := r.ATR()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := r.Exchange(ctx, []byte{0x80, simtest.InsHold, 0, 0}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Exchange of a command the card holds: %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case <-card.Holding():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held command never reached the card")
+	}
+	if got := r.ATR(); !bytes.Equal(got, atr) {
+		t.Errorf("ATR while a command hangs = % X, want % X", got, atr)
+	}
+	err := r.Close()
+	if err == nil || !strings.Contains(err.Error(), "has not returned") || !strings.Contains(err.Error(), reader) {
+		t.Fatalf("Close while a command hangs: %v, want an error naming the reader and the command that has not returned", err)
+	}
+	if _, err := r.Exchange(context.Background(), simtest.Select()); !errors.Is(err, link.ErrClosed) {
+		t.Fatalf("Exchange after Close: %v, want link.ErrClosed", err)
+	}
+
+	// The command returns: the card is let go, and a new connection takes
+	// it in exclusive mode.
+	card.Release()
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var again *pcsc.Reader
+	for again == nil {
+		again, err = pcsc.Open(ctx, reader)
+		if err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("Open after the held command returned: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	defer again.Close()
+	expect(t, again, simtest.Select(), ok)
+}

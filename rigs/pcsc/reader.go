@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ebfe/scard"
@@ -25,9 +27,16 @@ type Reader struct {
 	sem    chan struct{}
 	card   *scard.Card // nil after PowerOff or once the card was found removed
 	gone   bool        // card is nil because the card was removed
-	atr    []byte
 	closed bool
 	rsp    []byte // the response buffer of transmitInto, made at the first command
+
+	// atr is written holding sem and atrMu, read holding either: ATR
+	// answers while a transmit holds the reader.
+	atrMu sync.Mutex
+	atr   []byte
+
+	closing    atomic.Bool // Close was called: no new command starts
+	closeLater sync.Once   // a Close that timed out left the closing to a goroutine
 }
 
 // settle bounds how long Reset and PowerOn wait for a card that is
@@ -116,7 +125,9 @@ func (r *Reader) readATR() error {
 	if err != nil {
 		return wrap(err, r.name)
 	}
+	r.atrMu.Lock()
 	r.atr = append([]byte(nil), st.Atr...)
+	r.atrMu.Unlock()
 	return nil
 }
 
@@ -150,10 +161,13 @@ func (r *Reader) Idle(ctx context.Context) error {
 // run calls f holding the reader. When ctx ends first, run returns at once
 // and f finishes in the background (PC/SC cannot interrupt a transmit).
 func (r *Reader) run(ctx context.Context, f func() error) error {
+	if r.closing.Load() {
+		return link.ErrClosed
+	}
 	if err := r.acquire(ctx); err != nil {
 		return err
 	}
-	if r.closed {
+	if r.closed || r.closing.Load() {
 		r.release()
 		return link.ErrClosed
 	}
@@ -344,10 +358,8 @@ func (r *Reader) PowerOn(ctx context.Context) ([]byte, error) {
 // ATR implements link.ATRer: the Answer To Reset of the last connect or
 // reset.
 func (r *Reader) ATR() []byte {
-	if err := r.acquire(context.Background()); err != nil {
-		return nil
-	}
-	defer r.release()
+	r.atrMu.Lock()
+	defer r.atrMu.Unlock()
 	return append([]byte(nil), r.atr...)
 }
 
@@ -357,13 +369,38 @@ func (r *Reader) Name() string { return r.name }
 // String implements link.Link: "pcsc:" and the reader name.
 func (r *Reader) String() string { return "pcsc:" + r.name }
 
+// closeWait bounds how long Close waits for a command still running on
+// the card: one whose caller's ctx ended first (run). PC/SC cannot
+// interrupt a transmit, and a card, reader or pcscd that never answers
+// must not keep the program that closes the reader from ending.
+var closeWait = 10 * time.Second
+
 // Close implements link.Link. The card is left as it is (powered), as
-// SCARD_LEAVE_CARD does; pcscd may power it down later.
+// SCARD_LEAVE_CARD does; pcscd may power it down later. No command starts
+// once Close is called. When a command sent before has not returned
+// within closeWait, Close returns an error saying so, and the card handle
+// and PC/SC context are let go when the command returns (or with the
+// process).
 func (r *Reader) Close() error {
-	if err := r.acquire(context.Background()); err != nil {
-		return err
+	r.closing.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+	defer cancel()
+	if err := r.acquire(ctx); err != nil {
+		r.closeLater.Do(func() {
+			go func() {
+				r.sem <- struct{}{}
+				defer r.release()
+				_ = r.closeHeld()
+			}()
+		})
+		return fmt.Errorf("pcsc: %s: a command sent to the card has not returned after %v: the card, the reader or pcscd does not answer; the connection is let go if it ever returns", r.name, closeWait)
 	}
 	defer r.release()
+	return r.closeHeld()
+}
+
+// closeHeld closes the reader; the caller holds it.
+func (r *Reader) closeHeld() error {
 	if r.closed {
 		return nil
 	}
