@@ -270,7 +270,7 @@ func (c *Certificate) verdict() {
 	info := c.Run
 	var f []string
 	if c.Failed > 0 {
-		f = append(f, strconv.Itoa(c.Failed)+" case(s) failed")
+		f = append(f, strconv.Itoa(c.Failed)+" case(s) failed: "+failedIDs(c.Cases))
 	}
 	for _, s := range c.SuiteFailures {
 		f = append(f, "suite failure: "+s)
@@ -315,6 +315,30 @@ func (c *Certificate) verdict() {
 		c.Verdict = VerdictCertified
 	}
 	c.Certified = c.Verdict == VerdictCertified
+}
+
+// failedIDs names the failed cases in the order of the report, the first
+// maxNamed of them, and says how many more there are.
+func failedIDs(cs []Case) string {
+	const maxNamed = 10
+	var ids []string
+	seen := map[string]bool{}
+	more := 0
+	for _, c := range cs {
+		switch {
+		case c.Verdict != Failed || seen[c.ID]:
+		case len(ids) < maxNamed:
+			ids = append(ids, c.ID)
+		default:
+			more++
+		}
+		seen[c.ID] = true
+	}
+	s := strings.Join(ids, ", ")
+	if more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
 }
 
 func uniqueIDs(cs []Case) map[string]bool {

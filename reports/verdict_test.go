@@ -441,11 +441,35 @@ func TestClaimsByAssertion(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	c := Build(RunInfo{CaseCount: 3}, runTinyOnce(t, "failed"))
-	want := "NOT CERTIFIED: 1 passed, 1 failed, 1 not applicable, 0 not run (suite: 3 cases)\n  - 1 case(s) failed"
+	want := "NOT CERTIFIED: 1 passed, 1 failed, 1 not applicable, 0 not run (suite: 3 cases)\n  - 1 case(s) failed: TC-A-002"
 	if c.Summary() != want {
 		t.Fatalf("summary\n%s\nwant\n%s", c.Summary(), want)
 	}
 	if c.Claims["C2"] != Failed || c.Claims["C1"] != Passed || c.Claims["C32"] != NotApplicable {
 		t.Fatalf("claims %v", c.Claims)
+	}
+}
+
+// The verdict names the failed cases, ten at most, so that the banner of
+// the report and certify's output say which cases to look at.
+func TestFailedIDs(t *testing.T) {
+	var cs []Case
+	for i := 1; i <= 13; i++ {
+		v := Failed
+		if i%2 == 0 {
+			v = Passed
+		}
+		cs = append(cs, Case{ID: fmt.Sprintf("TC-X-%03d", i), Verdict: v})
+	}
+	if got, want := failedIDs(cs[:4]), "TC-X-001, TC-X-003"; got != want {
+		t.Errorf("failedIDs of 4 cases = %q, want %q", got, want)
+	}
+	for i := 14; i <= 30; i++ {
+		cs = append(cs, Case{ID: fmt.Sprintf("TC-X-%03d", i), Verdict: Failed})
+	}
+	cs = append(cs, Case{ID: "TC-X-001", Verdict: Failed}) // a case twice (shards) counts once
+	want := "TC-X-001, TC-X-003, TC-X-005, TC-X-007, TC-X-009, TC-X-011, TC-X-013, TC-X-014, TC-X-015, TC-X-016 and 14 more"
+	if got := failedIDs(cs); got != want {
+		t.Errorf("failedIDs = %q, want %q", got, want)
 	}
 }
