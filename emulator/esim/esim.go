@@ -55,12 +55,21 @@ const (
 
 // Card is the eUICC: the SPD application, an ISD-R and the channels.
 type Card struct {
+	// Mutant is a defect of the card OS from the catalogue of
+	// reference/device (Mutants, the esim-* names), set before the card is
+	// used; "" for none. make mutants proves the suite fails a card that
+	// has one.
+	Mutant string
+
 	mu   sync.Mutex
 	spd  Application
 	eid  []byte
 	open [Channels]bool
 	on   [Channels]app
 }
+
+// bug reports whether the card runs with the named mutant.
+func (c *Card) bug(name string) bool { return c.Mutant == name }
 
 // New makes a card holding spd, with eid (16 bytes) as its EID.
 func New(spd Application, eid []byte) *Card {
@@ -71,6 +80,15 @@ func New(spd Application, eid []byte) *Card {
 
 // ATR is the eUICC's Answer To Reset (SPD-ESIM-3).
 func ATR() []byte { return emulator.ATR(emulator.FormESIM) }
+
+// ATR is the card's Answer To Reset: the eUICC's, or a SIM's for the
+// mutant esim-atr-no-euicc.
+func (c *Card) ATR() []byte {
+	if c.bug("esim-atr-no-euicc") {
+		return emulator.ATR(emulator.FormSIM)
+	}
+	return ATR()
+}
 
 func (c *Card) closeAll() {
 	c.open = [Channels]bool{true}
@@ -97,7 +115,9 @@ func (c *Card) PowerOff() {
 func (c *Card) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closeAll()
+	if !c.bug("esim-reset-keeps-channels") {
+		c.closeAll()
+	}
 	c.spd.Reset()
 }
 
@@ -129,7 +149,7 @@ func (c *Card) Process(command []byte) []byte {
 		return c.route(0, command)
 	case further:
 		return bytes.Clone(swChannelNotOpen)
-	case sm:
+	case sm && !c.bug("esim-sm-ignored"):
 		return bytes.Clone(swSecureMessaging)
 	case !c.open[ch]:
 		return bytes.Clone(swChannelNotOpen)
@@ -186,7 +206,7 @@ func (c *Card) manageChannel(ch int, cmd []byte) []byte {
 		if len(cmd) != 4 {
 			return bytes.Clone(swWrongLength)
 		}
-		if int(p2) >= Channels || c.open[p2] {
+		if int(p2) >= Channels || (c.open[p2] && !c.bug("esim-reopen-resets")) {
 			return bytes.Clone(swFuncNotSupp)
 		}
 		c.openChannel(int(p2))

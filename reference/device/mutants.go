@@ -20,8 +20,10 @@ import (
 // with (Config.Mutant): a plausible vendor bug that breaks one requirement
 // of SPEC.md. The mutants exist to prove that the conformance suite fails
 // a device that has any of them (`make mutants`); they live only here, in
-// the device under test, never in the codecs (reference/spd, apdu, tlv,
-// medium) the suite builds its expectations with.
+// the device under test, and in the eUICC's card OS (emulator/esim,
+// Card.Mutant: the esim-* mutants of SPD-ESIM-1 and SPD-ESIM-3), never in
+// the codecs (reference/spd, apdu, tlv, medium) the suite builds its
+// expectations with.
 type Mutant struct {
 	// Name selects the mutant (Config.Mutant, DUT faulty:NAME).
 	Name string
@@ -327,6 +329,11 @@ var Mutants = []Mutant{
 	{"esim-verified-shared", "SPD-ESIM-2", "keeps one cardholder verification for every logical channel"},
 	{"esim-pending-shared", "SPD-ESIM-2", "serves a GET RESPONSE on one channel with the response pending on another"},
 	{"esim-close-ends-all", "SPD-ESIM-2", "ends the SPD session of every channel when one channel is closed"},
+	// ... and of the eUICC's card OS (emulator/esim, Card.Mutant).
+	{"esim-reset-keeps-channels", "SPD-ESIM-1", "keeps channels 1..3 open across a warm reset"},
+	{"esim-sm-ignored", "SPD-ESIM-1", "answers a class with secure messaging as if it had none instead of 6882"},
+	{"esim-reopen-resets", "SPD-ESIM-1", "opens channel n again when it is open (ending its session) instead of 6A81"},
+	{"esim-atr-no-euicc", "SPD-ESIM-3", "answers a SIM's ATR, without the T=15 bytes that indicate an eUICC"},
 }
 
 // LookupMutant returns the catalogue entry named name.

@@ -23,6 +23,8 @@ func openESIMEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
 	if err != nil {
 		return err
 	}
-	d.Link = link.NewDirect(esim.New(device.NewSessions(dev), eSIMEID), "esim-emu", esim.ATR())
+	card := esim.New(device.NewSessions(dev), eSIMEID)
+	card.Mutant = opt.Device.Mutant // a card-OS mutant of faulty:NAME@esim-emu
+	d.Link = link.NewDirect(card, "esim-emu", card.ATR())
 	return nil
 }
