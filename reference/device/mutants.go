@@ -308,6 +308,7 @@ var Mutants = []Mutant{
 	{"list-media-omits-last", "SPD-STM-2", "leaves the last stored medium out of LIST MEDIA when it holds more than one"},
 	{"show-medium-cut", "SPD-STM-2", "answers SHOW MEDIUM with the first 255 bytes of a longer content"},
 	{"show-medium-spends-atc", "SPD-STM-2", "adds one to the ATC on SHOW MEDIUM"},
+	{"xfer-serial-from-0", "SPD-XFR-1", "numbers its transfers from 0, not 1"},
 	{"xfer-refused-spends-serial", "SPD-APP-4", "adds one to the transfer serial on a TRANSFER it refuses for the balance (6985)"},
 	{"certificate-cut", "SPD-VER-3", "answers GET DATA DF11 with the first 255 bytes of a longer certificate"},
 	{"erase-counter-equal", "SPD-TST-2", "applies a TEST ERASE whose counter equals the last applied one (a replay)"},

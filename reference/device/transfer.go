@@ -93,6 +93,9 @@ func (d *Device) transferOut(cmd apdu.Command) ([]byte, apdu.SW) {
 		nc.Balance -= req.Amount
 	}
 	serial := nc.TransferSerial
+	if d.bug("xfer-serial-from-0") {
+		serial--
+	}
 	t := transfer{Amount: req.Amount, Payee: req.Payee, Expiry: spd.Unix(req.Expiry), ATC: nc.ATC, Time: spd.Unix(req.Time)}
 	rec := record{Kind: spd.KindTransferOut, Mode: spd.ModeOffline, ATC: nc.ATC, Amount: req.Amount, Time: t.Time,
 		Serial: serial, Token: d.prof.AccountToken, Counterpart: req.Payee}
