@@ -70,3 +70,22 @@ func ATR(f Form) []byte {
 	}
 	return append(atr, tck)
 }
+
+// FaultyATR is ATR(f) as a card OS with the named mutant of
+// reference/device's catalogue (Mutants) answers it: atr-bad-tck takes TS
+// into the check character, atr-t0-only indicates T=0 alone (SPD-FORM-3).
+// Any other mutant leaves the ATR as it is.
+func FaultyATR(f Form, mutant string) []byte {
+	atr := ATR(f)
+	switch {
+	case bug(mutant, "atr-bad-tck"):
+		atr[len(atr)-1] ^= atr[0]
+	case bug(mutant, "atr-t0-only"):
+		// T0 without TD1, the historical bytes, no TCK: T=0 implied.
+		hist := atr[len(atr)-1-int(atr[1]&0x0F) : len(atr)-1]
+		atr = append([]byte{atr[0], atr[1] & 0x0F}, hist...)
+	}
+	return atr
+}
+
+func bug(mutant, name string) bool { return mutant == name }

@@ -20,8 +20,9 @@ import (
 // with (Config.Mutant): a plausible vendor bug that breaks one requirement
 // of SPEC.md. The mutants exist to prove that the conformance suite fails
 // a device that has any of them (`make mutants`); they live only here, in
-// the device under test, and in the eUICC's card OS (emulator/esim,
-// Card.Mutant: the esim-* mutants of SPD-ESIM-1 and SPD-ESIM-3), never in
+// the device under test, and in the card OS: its ATR (emulator.FaultyATR)
+// and the eUICC's channels (emulator/esim, Card.Mutant: the esim-*
+// mutants of SPD-ESIM-1 and SPD-ESIM-3), never in
 // the codecs (reference/spd, apdu, tlv, medium) the suite builds its
 // expectations with.
 type Mutant struct {
@@ -324,6 +325,10 @@ var Mutants = []Mutant{
 	{"token-blocked", "SPD-LC-3", "generates a payment token while blocked"},
 	{"pin-tries-volatile", "SPD-PIN-2", "keeps the PIN try counter in volatile memory: a power-on restores it to the limit"},
 	{"cert-validity-unchecked", "SPD-MED-6", "accepts a medium issued outside its device certificate's validity (PARSE MEDIUM, TRANSFER IN)"},
+
+	// The Answer To Reset of the card OS (emulator.FaultyATR).
+	{"atr-bad-tck", "SPD-FORM-3", "answers an ATR whose check character takes TS in"},
+	{"atr-t0-only", "SPD-FORM-3", "answers an ATR that indicates T=0 alone"},
 
 	// eSIM sessions (SPEC.md SPD-ESIM-2): these run on esim-emu only, the
 	// one DUT with logical channels.

@@ -29,7 +29,7 @@ func openFaulty(ctx context.Context, d *DUT, arg string, opt Options) error {
 		if err != nil {
 			return err
 		}
-		d.Link = link.NewDirect(dev, "faulty:"+name, emulator.ATR(emulator.FormSIM))
+		d.Link = link.NewDirect(dev, "faulty:"+name, emulator.FaultyATR(emulator.FormSIM, name))
 		return nil
 	case "usb-emu":
 		return openUSBEmu(ctx, d, "", opt)

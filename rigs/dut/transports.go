@@ -107,11 +107,12 @@ func openUSB(ctx context.Context, d *DUT, arg string, opt Options) error {
 // openUSBEmu puts a new reference device in the slot of the in-process CCID
 // reader and speaks CCID to its bulk endpoints with the USB rig.
 func openUSBEmu(ctx context.Context, d *DUT, arg string, opt Options) error {
-	card, err := newCard(d, opt, emulator.ATR(emulator.FormUSB))
+	atr := emulator.FaultyATR(emulator.FormUSB, opt.Device.Mutant)
+	card, err := newCard(d, opt, atr)
 	if err != nil {
 		return err
 	}
-	r := usbccid.New(card, usbccid.Config{})
+	r := usbccid.New(card, usbccid.Config{ATR: atr})
 	d.onClose(r.Close)
 	l, err := usb.New(ctx, r, usb.Config{Name: "usb-emu"})
 	if err != nil {
