@@ -40,7 +40,11 @@ func (d *Device) doSelect(cmd apdu.Command) ([]byte, apdu.SW) {
 		return nil, apdu.SWFileNotFound
 	}
 	d.selected, d.verified = true, verified
-	return spd.SelectResponse(spd.SelectResult{AID: spd.AID, State: d.c.State, DeviceID: d.id}), apdu.SWOK
+	aid := spd.AID
+	if d.bug("select-fci-rid") {
+		aid = aid[:5]
+	}
+	return spd.SelectResponse(spd.SelectResult{AID: aid, State: d.c.State, DeviceID: d.id}), apdu.SWOK
 }
 
 // pendingTotals returns the pending total (payment records, any mode) and

@@ -261,6 +261,8 @@ var Mutants = []Mutant{
 	{"update-topup-unbounded", "SPD-UPD-1", "lets a top-up take the balance above 2^62 instead of 6A80"},
 	{"xferin-over-max", "SPD-XFR-2", "lets a TRANSFER IN take the balance above 2^62 instead of 6A80"},
 	{"pin-13-digits", "SPD-PIN-2", "takes a 13-digit PIN as a presentation (spends a try, 63Cx) instead of 6A80"},
+	{"select-fci-rid", "SPD-APP-1", "names the RID alone (the AID's first 5 bytes) in SELECT's FCI"},
+	{"pin-match-keeps-count", "SPD-PIN-2", "leaves the PIN try counter where it was after the right PIN instead of restoring it to the limit"},
 	{"select-partial-aid", "SPD-APP-1", "selects the application by a leading part of its AID"},
 	{"offline-account-unlimited", "SPD-LED-3", "applies no offline limit to kind 02 payments"},
 	{"adjust-online-only", "SPD-ADJ-1", "adjusts online payments only: an offline payment is charged its raw amount"},

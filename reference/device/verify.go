@@ -58,6 +58,9 @@ func (d *Device) checkSecret(triesKey string, limit int, match func() bool) apdu
 		}
 		return apdu.VerifyFailed(left - 1)
 	}
+	if d.bug("pin-match-keeps-count") && triesKey == keyPINTries {
+		return d.put(triesKey, []byte{byte(left)})
+	}
 	return d.put(triesKey, []byte{byte(limit)})
 }
 
