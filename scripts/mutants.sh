@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Mutation testing of the conformance suite: runs the suite against every
 # mutant of reference/device (device.Mutants), each a reference device with
-# one deliberate defect, on the in-process link (faulty:NAME) and behind the
-# USB CCID emulator (faulty:NAME@usb-emu). Each mutant is first tried on
+# one deliberate defect, on the in-process link (faulty+removal:NAME, in a
+# slot the lab can pull it from) and behind the USB CCID emulator
+# (faulty:NAME@usb-emu). Each mutant is first tried on
 # the case that killed it last time (scripts/mutant-killers.txt; on
 # usb-emu, the case that killed it in process), many mutants to one suite
 # process, each on its own case (the suite's -mutants flag; batches below).
@@ -51,7 +52,9 @@ jobs=${MUTANT_JOBS:-2}
 # failure.
 run() {
 	local name=$1 transport=$2 hint=${3:-} dut log killer filter
-	dut="faulty:$name"
+	# In process the mutant sits in a slot the lab can pull it from, so
+	# that the card-removal case (TC-STO-010) runs too.
+	dut="faulty+removal:$name"
 	[[ $transport == ref ]] || dut="faulty:$name@$transport"
 	[[ $name != esim-* ]] || dut="faulty:$name@esim-emu"
 	log="$out/$name@$transport.log"

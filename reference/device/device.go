@@ -157,6 +157,7 @@ func (d *Device) powerOn() {
 		d.rest = rest
 	}
 	d.powered, d.dead, d.broken = true, false, false
+	d.mut.deferred = nil // volatile memory is gone
 	if err := d.st.Recover(); err != nil {
 		d.broken = true
 		return
@@ -293,6 +294,7 @@ func (d *Device) Process(command []byte) []byte {
 func swOnly(sw apdu.SW) []byte { return []byte{sw.SW1(), sw.SW2()} }
 
 func (d *Device) process(raw []byte) []byte {
+	d.commitDeferred()
 	cmd, err := apdu.ParseCommand(raw)
 	if err != nil {
 		var pe *apdu.ParseError

@@ -262,6 +262,7 @@ var Mutants = []Mutant{
 	{"xferin-over-max", "SPD-XFR-2", "lets a TRANSFER IN take the balance above 2^62 instead of 6A80"},
 	{"pin-13-digits", "SPD-PIN-2", "takes a 13-digit PIN as a presentation (spends a try, 63Cx) instead of 6A80"},
 	{"select-fci-rid", "SPD-APP-1", "names the RID alone (the AID's first 5 bytes) in SELECT's FCI"},
+	{"pay-commit-deferred", "SPD-STO-1", "answers PAY before committing it and commits at the next command, so a card pulled after the answer loses the payment"},
 	{"pin-match-keeps-count", "SPD-PIN-2", "leaves the PIN try counter where it was after the right PIN instead of restoring it to the limit"},
 	{"select-partial-aid", "SPD-APP-1", "selects the application by a leading part of its AID"},
 	{"offline-account-unlimited", "SPD-LED-3", "applies no offline limit to kind 02 payments"},
@@ -361,7 +362,17 @@ func (d *Device) bug(name string) bool { return d.cfg.Mutant == name }
 type mutantState struct {
 	firstPay   []byte
 	oldBalance []byte
-	totalSkew  int64 // ack-total-minus-transfers: DF05 below the payments held
+	totalSkew  int64    // ack-total-minus-transfers: DF05 below the payments held
+	deferred   store.Tx // pay-commit-deferred: the last payment, not yet committed
+}
+
+// commitDeferred commits the payment pay-commit-deferred left in volatile
+// memory, as the next command begins.
+func (d *Device) commitDeferred() {
+	if tx := d.mut.deferred; tx != nil {
+		d.mut.deferred = nil
+		_ = d.commit(tx)
+	}
 }
 
 // mutantAckLedger is the ledger an acknowledgement leaves: keep, the

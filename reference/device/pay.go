@@ -328,7 +328,9 @@ func (d *Device) payment(ins spd.INS, req spd.PayRequest, expiry uint32) ([]byte
 			tx.Put(tokKey(req.Token), tok.marshal())
 		}
 	}
-	if sw := d.commit(tx); sw != apdu.SWOK {
+	if d.bug("pay-commit-deferred") {
+		d.mut.deferred = tx // committed by the next command, lost with the power
+	} else if sw := d.commit(tx); sw != apdu.SWOK {
 		return nil, nil, sw
 	}
 	d.c = nc

@@ -10,7 +10,7 @@ import (
 func TestCheck(t *testing.T) {
 	for _, spec := range []string{"ref", "ref+latency=2ms", "usb-emu+t1", "serial-emu+noise=0.0002", "sd-emu",
 		"esim-emu", "pcsc-emu", "pcsc-emu:1", "pcsc", "pcsc:ACS ACR39U 00 00", "serial:/dev/ttyUSB0",
-		"usb:072f:90cc", "sd:/media/sdcard", "replay:run.pcapng", "faulty:stale-balance", "faulty:status-9000@usb-emu", "faulty:esim-verified-shared@esim-emu"} {
+		"usb:072f:90cc", "sd:/media/sdcard", "replay:run.pcapng", "faulty:stale-balance", "faulty:status-9000@usb-emu", "faulty:esim-verified-shared@esim-emu", "faulty+removal:pay-commit-deferred"} {
 		if err := Check(spec); err != nil {
 			t.Errorf("Check(%q): %v", spec, err)
 		}

@@ -43,7 +43,7 @@ type faults struct {
 }
 
 // faultKinds are the DUT kinds that take faults.
-var faultKinds = map[string]bool{"ref": true, "usb-emu": true, "serial-emu": true, "sd-emu": true}
+var faultKinds = map[string]bool{"ref": true, "faulty": true, "usb-emu": true, "serial-emu": true, "sd-emu": true}
 
 // splitFaults cuts the faults off a DUT string's kind: "usb-emu+t1:x"
 // gives "usb-emu:x" and "t1".
@@ -66,7 +66,7 @@ func parseFaults(kind string, list []string) (faults, error) {
 		return f, nil
 	}
 	if !faultKinds[kind] {
-		return f, fmt.Errorf("dut: %s takes no faults (+%s): they apply to ref, usb-emu, serial-emu and sd-emu", kind, strings.Join(list, "+"))
+		return f, fmt.Errorf("dut: %s takes no faults (+%s): they apply to ref, faulty (in process or behind usb-emu), usb-emu, serial-emu and sd-emu", kind, strings.Join(list, "+"))
 	}
 	for _, item := range list {
 		name, value, _ := strings.Cut(item, "=")

@@ -17,6 +17,9 @@ import (
 //	faulty:NAME           in process, as ref
 //	faulty:NAME@usb-emu   behind the in-process USB CCID emulator, as usb-emu
 //	faulty:NAME@esim-emu  the SPD application of the emulated eUICC, as esim-emu
+//
+// Faults go before the colon, as for ref: faulty+removal:NAME is the mutant
+// in a slot the lab can pull it from.
 func openFaulty(ctx context.Context, d *DUT, arg string, opt Options) error {
 	name, transport, _ := strings.Cut(arg, "@")
 	if _, ok := device.LookupMutant(name); !ok {
@@ -25,15 +28,19 @@ func openFaulty(ctx context.Context, d *DUT, arg string, opt Options) error {
 	opt.Device.Mutant = name
 	switch transport {
 	case "", "ref":
-		dev, err := newDevice(d, opt)
+		atr := emulator.FaultyATR(emulator.FormSIM, name)
+		card, err := newCard(d, opt, atr)
 		if err != nil {
 			return err
 		}
-		d.Link = link.NewDirect(dev, "faulty:"+name, emulator.FaultyATR(emulator.FormSIM, name))
+		d.Link = link.NewDirect(card, "faulty:"+name, atr)
 		return nil
 	case "usb-emu":
 		return openUSBEmu(ctx, d, "", opt)
 	case "esim-emu":
+		if opt.faults != (faults{}) {
+			return fmt.Errorf("dut: faulty:%s@esim-emu takes no faults: they apply in process or behind usb-emu", name)
+		}
 		return openESIMEmu(ctx, d, "", opt)
 	}
 	return fmt.Errorf("dut: faulty:%s@%s: %s", name, transport, faultyTransports)
