@@ -59,10 +59,20 @@ func eUICCIndicated(atr []byte) (bool, error) {
 // GET RESPONSE, when the case wants it, goes on the same channel.
 func onChannel(ctx context.Context, f *Fixture, ch byte, cmd apdu.Command) ([]byte, apdu.SW) {
 	GinkgoHelper()
+	return sendOnChannel(ctx, f.Client.Link.Exchange, ch, cmd)
+}
+
+// onChannelRaw is onChannel sent as it is: 61xx and 6Cxx are the
+// device's answer, not followed.
+func onChannelRaw(ctx context.Context, raw link.RawExchanger, ch byte, cmd apdu.Command) ([]byte, apdu.SW) {
+	GinkgoHelper()
+	return sendOnChannel(ctx, raw.ExchangeRaw, ch, cmd)
+}
+
+func sendOnChannel(ctx context.Context, exchange func(context.Context, []byte) ([]byte, error), ch byte, cmd apdu.Command) ([]byte, apdu.SW) {
+	GinkgoHelper()
 	cmd.CLA |= ch
-	raw, err := cmd.Bytes()
-	Expect(err).NotTo(HaveOccurred())
-	resp, err := f.Client.Link.Exchange(ctx, raw)
+	resp, err := exchange(ctx, rawCmd(cmd))
 	Expect(err).NotTo(HaveOccurred())
 	r, err := apdu.ParseResponse(resp)
 	Expect(err).NotTo(HaveOccurred())
@@ -198,17 +208,10 @@ func defineESIM(d Driver) {
 				// A response left pending on channel a (sent as it is, 61xx
 				// not followed) is not channel b's to fetch.
 				if raw, ok := f.rec.Link().(link.RawExchanger); ok {
-					send := func(ch byte, cmd apdu.Command) apdu.SW {
-						cmd.CLA |= ch
-						resp, err := raw.ExchangeRaw(ctx, rawCmd(cmd))
-						Expect(err).NotTo(HaveOccurred())
-						Expect(len(resp)).To(BeNumerically(">=", 2))
-						return apdu.SW(uint16(resp[len(resp)-2])<<8 | uint16(resp[len(resp)-1]))
-					}
-					sw = send(a, apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, P2: 0x00, Data: spd.AID, Ne: 5})
+					_, sw = onChannelRaw(ctx, raw, a, apdu.Command{CLA: 0x00, INS: 0xA4, P1: 0x04, P2: 0x00, Data: spd.AID, Ne: 5})
 					Expect(sw.SW1()).To(Equal(byte(0x61)), "SELECT with Le 5 on channel %d leaves the rest of its answer pending: %s", a, sw)
-					Expect(send(b, spd.GetResponse(256))).To(Equal(apdu.SWConditionsNotSat),
-						"GET RESPONSE on channel %d while a response is pending on channel %d only", b, a)
+					_, sw = onChannelRaw(ctx, raw, b, spd.GetResponse(256))
+					Expect(sw).To(Equal(apdu.SWConditionsNotSat), "GET RESPONSE on channel %d while a response is pending on channel %d only", b, a)
 				}
 
 				// Closing a channel ends its session only.

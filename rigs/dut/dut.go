@@ -221,12 +221,17 @@ func openRef(ctx context.Context, d *DUT, arg string, opt Options) error {
 	if arg != "" {
 		return fmt.Errorf("dut: ref takes no argument, got %q", arg)
 	}
-	atr := emulator.ATR(emulator.FormSIM)
+	return openDirect(d, opt, "ref", emulator.ATR(emulator.FormSIM))
+}
+
+// openDirect serves a new reference device, behind the faults its DUT
+// string names, on the in-process link, answering atr.
+func openDirect(d *DUT, opt Options, name string, atr []byte) error {
 	card, err := newCard(d, opt, atr)
 	if err != nil {
 		return err
 	}
-	d.Link = link.NewDirect(card, "ref", atr)
+	d.Link = link.NewDirect(card, name, atr)
 	return nil
 }
 

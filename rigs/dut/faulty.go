@@ -7,7 +7,6 @@ import (
 
 	"github.com/spdlab/spdlab/emulator"
 	"github.com/spdlab/spdlab/reference/device"
-	"github.com/spdlab/spdlab/rigs/link"
 )
 
 // openFaulty serves a new reference device with one deliberate defect, a
@@ -28,13 +27,7 @@ func openFaulty(ctx context.Context, d *DUT, arg string, opt Options) error {
 	opt.Device.Mutant = name
 	switch transport {
 	case "", "ref":
-		atr := emulator.FaultyATR(emulator.FormSIM, name)
-		card, err := newCard(d, opt, atr)
-		if err != nil {
-			return err
-		}
-		d.Link = link.NewDirect(card, "faulty:"+name, atr)
-		return nil
+		return openDirect(d, opt, "faulty:"+name, emulator.FaultyATR(emulator.FormSIM, name))
 	case "usb-emu":
 		return openUSBEmu(ctx, d, "", opt)
 	case "esim-emu":
